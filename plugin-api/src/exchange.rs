@@ -1,0 +1,115 @@
+//! The sans-IO send protocol: a connector describes HTTP requests, the host performs them.
+//!
+//! A send is a small state machine. The host calls [`crate::SmsConnector::step`] with
+//! [`SendProgress::start`]; the connector answers [`Step::Http`] (a request to perform plus
+//! opaque state to hand back) or [`Step::Done`]. After each response the host calls `step`
+//! again with the state and the response, until `Done` or an error.
+
+use serde::{Deserialize, Serialize};
+
+/// An HTTP request for the host to perform. The host owns timeouts, TLS and pooling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub fn get(url: impl Into<String>) -> Self {
+        Self {
+            method: "GET".to_owned(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn post(url: impl Into<String>, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            method: "POST".to_owned(),
+            url: url.into(),
+            headers: vec![("Content-Type".to_owned(), content_type.to_owned())],
+            body: body.into(),
+        }
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The response the host got for an [`HttpRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The first header with this name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(header_name, _)| header_name.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body as text, with invalid UTF-8 replaced.
+    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+}
+
+/// Where a send stands when the host calls `step`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SendProgress {
+    /// `Null` on the first call; afterwards the state the connector returned with its request.
+    pub state: serde_json::Value,
+    /// `None` on the first call; afterwards the response to the connector's last request.
+    pub last_response: Option<HttpResponse>,
+}
+
+impl SendProgress {
+    pub fn start() -> Self {
+        Self::default()
+    }
+}
+
+/// What the host should do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Perform this request, then call `step` again with `state` and the response.
+    Http {
+        request: HttpRequest,
+        state: serde_json::Value,
+    },
+    /// The message was handed to the provider.
+    Done(SendReceipt),
+}
+
+impl Step {
+    /// A request that needs no state carried to the next step.
+    pub fn http(request: HttpRequest) -> Self {
+        Step::Http {
+            request,
+            state: serde_json::Value::Null,
+        }
+    }
+}
+
+/// Proof that the provider accepted the message.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendReceipt {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+}

@@ -1,0 +1,81 @@
+//! The host side of the boundary: a safe, std-typed view of a connector root module, whether
+//! it came from a `.so` (the host's loader) or was built in-process (vendors' tests, benchmarks).
+
+use abi_stable::std_types::{RResult, RString};
+
+use crate::ffi::{FfiConnectorBox, FfiError, FfiHttpResponse, FfiMessage, SmsConnectorModuleRef};
+use crate::{ConnectorError, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step};
+
+/// A connector plugin's root module.
+#[derive(Clone, Copy)]
+pub struct ConnectorModule {
+    root: SmsConnectorModuleRef,
+}
+
+impl ConnectorModule {
+    pub fn from_root_module(root: SmsConnectorModuleRef) -> Self {
+        Self { root }
+    }
+
+    /// The same root module a `.so` exports, built in this process without dlopen: the whole
+    /// boundary (conversions, `catch_unwind`) runs, only the dynamic loading is skipped. Its
+    /// metadata reports the plugin version `in-process`.
+    pub fn in_process<Connector: SmsConnector>() -> Self {
+        extern "C" fn metadata_json_in_process<Connector: SmsConnector>() -> RResult<RString, FfiError> {
+            crate::export::export_metadata::<Connector>("in-process")
+        }
+        Self::from_root_module(crate::export::root_module::<Connector>(metadata_json_in_process::<Connector>))
+    }
+
+    /// The metadata, parsed and checked; an error names the first problem.
+    pub fn metadata(&self) -> Result<PluginMetadata, ConnectorError> {
+        let json = into_result((self.root.metadata_json())())?;
+        let metadata: PluginMetadata = serde_json::from_str(&json)
+            .map_err(|error| ConnectorError::general(format!("invalid metadata: {error}")))?;
+        if let Some(problem) = metadata.connector.problems().into_iter().next() {
+            return Err(ConnectorError::general(format!("invalid metadata: {problem}")));
+        }
+        Ok(metadata)
+    }
+
+    /// Validates a config; returns it normalized.
+    pub fn validate_config(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConnectorError> {
+        let normalized = into_result((self.root.validate_config())(config.to_string().as_str().into()))?;
+        serde_json::from_str(&normalized)
+            .map_err(|error| ConnectorError::general(format!("plugin returned a config that is not JSON: {error}")))
+    }
+
+    /// Builds a ready connector from a config (validating it again).
+    pub fn instantiate(&self, config: &serde_json::Value) -> Result<ConnectorInstance, ConnectorError> {
+        let instance = into_result((self.root.instantiate())(config.to_string().as_str().into()))?;
+        Ok(ConnectorInstance { instance })
+    }
+}
+
+fn into_result<T>(result: RResult<T, FfiError>) -> Result<T, ConnectorError> {
+    result.into_result().map_err(ConnectorError::from)
+}
+
+/// A configured connector living in a plugin. Cheap to share: `step` takes `&self`.
+pub struct ConnectorInstance {
+    instance: FfiConnectorBox,
+}
+
+impl ConnectorInstance {
+    /// Advances a send; `message` is converted once per send with [`OutgoingMessage::new`].
+    pub fn step(&self, message: &OutgoingMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
+        let state_json = if progress.state.is_null() { String::new() } else { progress.state.to_string() };
+        let response = progress.last_response.map(FfiHttpResponse::from);
+        let step = into_result(self.instance.step(&message.0, state_json.as_str().into(), response.as_ref().into()))?;
+        Step::try_from(step)
+    }
+}
+
+/// A message in its boundary form, built once per send and reused for every step.
+pub struct OutgoingMessage(FfiMessage);
+
+impl OutgoingMessage {
+    pub fn new(message: &SmsMessage) -> Self {
+        Self(FfiMessage::from(message))
+    }
+}
