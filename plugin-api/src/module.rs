@@ -27,15 +27,15 @@ impl ConnectorModule {
         Self::from_root_module(crate::export::root_module::<Connector>(metadata_json_in_process::<Connector>))
     }
 
-    /// The metadata, parsed and checked; an error names the first problem.
-    pub fn metadata(&self) -> Result<PluginMetadata, ConnectorError> {
-        let json = into_result((self.root.metadata_json())())?;
-        let metadata: PluginMetadata = serde_json::from_str(&json)
-            .map_err(|error| ConnectorError::general(format!("invalid metadata: {error}")))?;
-        if let Some(problem) = metadata.connector.problems().into_iter().next() {
-            return Err(ConnectorError::general(format!("invalid metadata: {problem}")));
+    /// The metadata, parsed and checked.
+    pub fn metadata(&self) -> Result<PluginMetadata, MetadataError> {
+        let json = into_result((self.root.metadata_json())()).map_err(MetadataError::Unavailable)?;
+        let metadata: PluginMetadata =
+            serde_json::from_str(&json).map_err(|error| MetadataError::Invalid(error.to_string()))?;
+        match metadata.connector.problems().into_iter().next() {
+            Some(problem) => Err(MetadataError::Invalid(problem)),
+            None => Ok(metadata),
         }
-        Ok(metadata)
     }
 
     /// Validates a config; returns it normalized.
@@ -55,6 +55,26 @@ impl ConnectorModule {
 fn into_result<T>(result: RResult<T, FfiError>) -> Result<T, ConnectorError> {
     result.into_result().map_err(ConnectorError::from)
 }
+
+/// Why a module's metadata cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataError {
+    /// The plugin returned an error or panicked while producing its metadata.
+    Unavailable(ConnectorError),
+    /// The metadata does not parse or breaks a rule (no `en` name, duplicate form keys, ...).
+    Invalid(String),
+}
+
+impl std::fmt::Display for MetadataError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataError::Unavailable(error) => write!(formatter, "the plugin could not produce its metadata: {}", error.message),
+            MetadataError::Invalid(problem) => write!(formatter, "invalid metadata: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for MetadataError {}
 
 /// A configured connector living in a plugin. Cheap to share: `step` takes `&self`.
 pub struct ConnectorInstance {

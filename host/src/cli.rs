@@ -1,0 +1,143 @@
+//! The command line: `serve` and `check`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::plugin_loader::PluginLoader;
+use crate::server::{AppState, ServeConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "connector-host", version, about = "Loads SMS connector plugins and serves Logto's connector API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the plugins folder and serve the HTTP API.
+    Serve(ServeArgs),
+    /// Load one plugin file as `serve` would and print its metadata or why it is refused.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Folder of connector plugin files (`*.so`). Default: `<data>/plugins`.
+    #[arg(long, env = "CONNECTOR_HOST_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+    /// Data directory: the embedded store and private copies of loaded plugins.
+    #[arg(long, env = "CONNECTOR_HOST_DATA", default_value = "data")]
+    pub data: PathBuf,
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "CONNECTOR_HOST_LISTEN", default_value = "127.0.0.1:3001")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The plugin file.
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Check(args) => run_check(args),
+    }
+}
+
+fn run_serve(args: ServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("connector-host: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = ServeConfig {
+        plugins_dir: args.plugins.unwrap_or_else(|| args.data.join("plugins")),
+        data_dir: args.data,
+    };
+    match runtime.block_on(serve(config, args.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
+    let data_dir = config.data_dir.clone();
+    let state = tokio::task::spawn_blocking(move || AppState::load(config))
+        .await
+        .map_err(|error| format!("start-up failed: {error}"))?
+        .map_err(|error| format!("cannot use the data directory {}: {error}", data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    tracing::info!(%address, "listening");
+    // The first stdout line is the address, for scripts and tests that pass port 0.
+    println!("listening on http://{address}");
+    let _ = std::io::stdout().flush();
+    crate::server::serve(listener, Arc::new(state)).await.map_err(|error| error.to_string())
+}
+
+fn run_check(args: CheckArgs) -> ExitCode {
+    let outcome = tempfile::tempdir()
+        .map_err(|error| format!("cannot create a scratch directory: {error}"))
+        .and_then(|scratch| {
+            let loader = PluginLoader::new(scratch.path().to_owned()).map_err(|error| error.to_string())?;
+            loader.load(&args.file).map_err(|error| error.to_string())
+        });
+    match (outcome, args.json) {
+        (Ok(plugin), true) => {
+            let report = serde_json::json!({
+                "loaded": true,
+                "path": args.file,
+                "sha256": plugin.sha256,
+                "size": plugin.size,
+                "metadata": *plugin.metadata,
+            });
+            println!("{report:#}");
+            ExitCode::SUCCESS
+        }
+        (Ok(plugin), false) => {
+            let metadata = &plugin.metadata;
+            let connector = &metadata.connector;
+            println!("{}: loaded", args.file.display());
+            println!("  factory id:         {}", connector.id);
+            println!("  name:               {}", connector.name.get("en").map(String::as_str).unwrap_or(""));
+            println!("  target:             {}", connector.target);
+            println!("  plugin version:     {}", metadata.plugin_version);
+            println!("  plugin-api version: {}", metadata.plugin_api_version);
+            println!("  sha256:             {}", plugin.sha256);
+            let keys: Vec<&str> = connector.form_items.iter().map(|item| item.key.as_str()).collect();
+            println!("  config keys:        {}", keys.join(", "));
+            ExitCode::SUCCESS
+        }
+        (Err(reason), true) => {
+            println!("{:#}", serde_json::json!({ "loaded": false, "path": args.file, "error": reason }));
+            ExitCode::FAILURE
+        }
+        (Err(reason), false) => {
+            println!("{}: refused: {reason}", args.file.display());
+            ExitCode::FAILURE
+        }
+    }
+}

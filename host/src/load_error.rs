@@ -1,0 +1,34 @@
+//! Why a plugin file was refused. Each variant displays as one line an operator can act on;
+//! none of them stops the host from starting or serving.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read the file: {reason}")]
+    Unreadable { reason: String },
+    #[error("not a shared object: the file is empty")]
+    EmptyFile,
+    #[error("not a shared object: {reason}")]
+    NotSharedObject { reason: String },
+    #[error("not a connector plugin: the library exports no abi_stable root module")]
+    NotConnectorPlugin,
+    #[error("incompatible plugin-api version: the plugin was built against {plugin_version}, this host speaks {host_version}; rebuild the plugin against plugin-api {host_version}")]
+    IncompatiblePluginApiVersion { plugin_version: String, host_version: String },
+    #[error("incompatible ABI: {summary}; rebuild the plugin against this host's plugin-api")]
+    IncompatibleAbi {
+        summary: String,
+        /// abi_stable's full layout report (hundreds of lines), logged at debug level.
+        full_report: String,
+    },
+    #[error("the plugin panicked while loading: {reason}")]
+    PanickedWhileLoading { reason: String },
+    #[error("the plugin failed to load: {reason}")]
+    PluginFailed { reason: String },
+    #[error("invalid metadata: {reason}")]
+    InvalidMetadata { reason: String },
+    #[error("factory id {factory_id:?} is already provided by {provided_by}")]
+    DuplicateFactoryId { factory_id: String, provided_by: PathBuf },
+    #[error("cannot make the private copy: {reason}")]
+    PrivateCopyFailed { reason: String },
+}

@@ -1,0 +1,229 @@
+//! Turns one plugin file into a loaded connector module.
+//!
+//! Each file is first copied to a private, content-addressed path (`<sha256>.so` under the data
+//! directory) and loaded from there: dlopen hands back the already-loaded library for a path or
+//! inode it has seen, and overwriting a loaded `.so` in place crashes the process, so the
+//! operator's file is never the one mapped. Loading goes through abi_stable's per-file API
+//! (`lib_header_from_path(..)?.init_root_module()`); `RootModule::load_from_file` would cache
+//! the first module it ever loaded and return it for every later file.
+//!
+//! Libraries are never unloaded (a Rust cdylib cannot be unloaded soundly: thread-locals,
+//! leaked statics and function pointers may outlive it). Identical content is loaded once, so
+//! memory grows by about one file size per distinct build.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
+use plugin_api::ffi::SmsConnectorModuleRef;
+use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
+use sha2::{Digest, Sha256};
+
+use crate::load_error::LoadError;
+
+/// A plugin build that loaded and reported valid metadata.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    pub module: ConnectorModule,
+    pub metadata: Arc<PluginMetadata>,
+    /// Hex SHA-256 of the file's content.
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// Loads plugin files, each distinct content once.
+pub struct PluginLoader {
+    private_copies_dir: PathBuf,
+    /// Outcome per content digest. Failures are kept too: a build that panicked while loading
+    /// stays mapped, and loading it again would only repeat the panic.
+    outcomes_by_sha256: Mutex<HashMap<String, Result<LoadedPlugin, LoadError>>>,
+}
+
+impl PluginLoader {
+    /// `private_copies_dir` is created if missing; it belongs to the host alone.
+    pub fn new(private_copies_dir: PathBuf) -> std::io::Result<Self> {
+        fs::create_dir_all(&private_copies_dir)?;
+        Ok(Self {
+            private_copies_dir,
+            outcomes_by_sha256: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Loads one file. Blocking: reads and copies the file and runs dlopen.
+    pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let content = fs::read(path).map_err(|error| LoadError::Unreadable { reason: error.to_string() })?;
+        if content.is_empty() {
+            return Err(LoadError::EmptyFile);
+        }
+        check_shared_object(&content)?;
+        let sha256 = hex::encode(Sha256::digest(&content));
+        let mut outcomes = self.outcomes_by_sha256.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(outcome) = outcomes.get(&sha256) {
+            return outcome.clone();
+        }
+        let private_path = self.make_private_copy(&sha256, &content)?;
+        let outcome = load_private_copy(&private_path).map(|(module, metadata)| LoadedPlugin {
+            module,
+            metadata: Arc::new(metadata),
+            sha256: sha256.clone(),
+            size: content.len() as u64,
+        });
+        outcomes.insert(sha256, outcome.clone());
+        outcome
+    }
+
+    /// Writes `<sha256>.so` once (temp file, then rename), read-only. An existing copy is
+    /// complete by construction and reused.
+    fn make_private_copy(&self, sha256: &str, content: &[u8]) -> Result<PathBuf, LoadError> {
+        let private_path = self.private_copies_dir.join(format!("{sha256}.so"));
+        if private_path.exists() {
+            return Ok(private_path);
+        }
+        let write_copy = || -> std::io::Result<()> {
+            let mut temporary = tempfile::NamedTempFile::new_in(&self.private_copies_dir)?;
+            temporary.write_all(content)?;
+            temporary.as_file().sync_all()?;
+            temporary.as_file().set_permissions(fs::Permissions::from_mode(0o444))?;
+            temporary.persist(&private_path).map_err(|error| error.error)?;
+            Ok(())
+        };
+        write_copy().map_err(|error| LoadError::PrivateCopyFailed {
+            reason: format!("{}: {error}", private_path.display()),
+        })?;
+        Ok(private_path)
+    }
+}
+
+/// Checks what dlopen would otherwise find out by crashing: a truncated ELF maps segments past
+/// the end of the file and the first touch of such a page kills the process with SIGBUS.
+fn check_shared_object(content: &[u8]) -> Result<(), LoadError> {
+    use object::{Object, ObjectKind, ObjectSegment};
+
+    let not_shared_object = |reason: String| LoadError::NotSharedObject { reason };
+    if !content.starts_with(b"\x7fELF") {
+        return Err(not_shared_object("no ELF header (is this a .so built for this platform?)".to_owned()));
+    }
+    let file = object::File::parse(content)
+        .map_err(|error| not_shared_object(format!("malformed ELF file: {error}")))?;
+    if file.kind() != ObjectKind::Dynamic {
+        return Err(not_shared_object(format!("ELF file of kind {:?}, not a shared library", file.kind())));
+    }
+    let host_architecture = if cfg!(target_arch = "x86_64") {
+        Some(object::Architecture::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(object::Architecture::Aarch64)
+    } else {
+        None
+    };
+    if host_architecture.is_some_and(|architecture| architecture != file.architecture()) {
+        return Err(not_shared_object(format!("built for {:?}, this host runs on {}", file.architecture(), std::env::consts::ARCH)));
+    }
+    for segment in file.segments() {
+        let (offset, size) = segment.file_range();
+        if offset.saturating_add(size) > content.len() as u64 {
+            return Err(not_shared_object(format!(
+                "truncated ELF file: a segment ends at byte {} of a {}-byte file (still being copied?)",
+                offset.saturating_add(size),
+                content.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMetadata), LoadError> {
+    let root_module = lib_header_from_path(private_path)
+        .and_then(|header| header.init_root_module::<SmsConnectorModuleRef>())
+        .map_err(|error| library_error_to_load_error(error, private_path))?;
+    let module = ConnectorModule::from_root_module(root_module);
+    let metadata = module.metadata().map_err(|error| match error {
+        MetadataError::Unavailable(error) => LoadError::PanickedWhileLoading { reason: error.message },
+        MetadataError::Invalid(problem) => LoadError::InvalidMetadata { reason: problem },
+    })?;
+    Ok((module, metadata))
+}
+
+fn library_error_to_load_error(error: LibraryError, private_path: &Path) -> LoadError {
+    match error {
+        LibraryError::OpenError { err, .. } => {
+            // dlerror() starts with the private path, which means nothing to the operator.
+            let text = err.to_string();
+            let prefix = format!("{}: ", private_path.display());
+            let reason = text.split_once(&prefix).map(|(_, rest)| rest.to_owned()).unwrap_or(text);
+            LoadError::NotSharedObject { reason: one_line(&reason) }
+        }
+        LibraryError::GetSymbolError { .. } => LoadError::NotConnectorPlugin,
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => LoadError::IncompatiblePluginApiVersion {
+            plugin_version: actual_version.to_string(),
+            host_version: expected_version.to_string(),
+        },
+        LibraryError::ParseVersionError(error) => LoadError::PluginFailed {
+            reason: format!("unparseable plugin-api version: {}", one_line(&error.to_string())),
+        },
+        LibraryError::RootModule { err: RootModuleError::Unwound, .. } => LoadError::PanickedWhileLoading {
+            reason: "the root module constructor panicked".to_owned(),
+        },
+        LibraryError::RootModule { err, .. } => LoadError::PluginFailed { reason: one_line(&err.to_string()) },
+        LibraryError::AbiInstability(report) => {
+            let full_report = report.to_string();
+            LoadError::IncompatibleAbi {
+                summary: summarize_layout_report(&full_report),
+                full_report,
+            }
+        }
+        LibraryError::InvalidAbiHeader(_) | LibraryError::InvalidCAbi { .. } => LoadError::IncompatibleAbi {
+            summary: "the plugin was built with an incompatible abi_stable or Rust C ABI".to_owned(),
+            full_report: String::new(),
+        },
+        LibraryError::Many(errors) => match errors.into_iter().next() {
+            Some(first) => library_error_to_load_error(first, private_path),
+            None => LoadError::PluginFailed { reason: "unknown abi_stable error".to_owned() },
+        },
+    }
+}
+
+/// abi_stable's layout report runs to hundreds of lines; the operator needs the gist: which
+/// kind of mismatch, and on which type or field.
+fn summarize_layout_report(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+    let mismatch = lines
+        .iter()
+        .position(|line| line.starts_with("Error:"))
+        .map(|index| {
+            let kind = lines[index].trim_start_matches("Error:").trim();
+            let detail = lines[index + 1..]
+                .iter()
+                .take_while(|line| !line.starts_with("Error:") && !line.starts_with("Type"))
+                .take(2)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!("{kind} {detail}").trim().to_owned()
+        });
+    match mismatch {
+        Some(mismatch) if !mismatch.is_empty() => {
+            format!("the plugin's root module layout differs from this host's ({})", truncate(&mismatch, 200))
+        }
+        _ => "the plugin's root module layout differs from this host's".to_owned(),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    let one = one_line(text);
+    match one.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &one[..cut]),
+        None => one,
+    }
+}

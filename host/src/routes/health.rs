@@ -1,0 +1,14 @@
+//! `GET /health`: the process is up and serving.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use serde_json::{json, Value};
+
+use crate::api_error::Json;
+use crate::server::AppState;
+
+pub async fn get_health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let factory_count = state.factories.load().factories().count();
+    Json(json!({ "status": "ok", "factories": factory_count }))
+}
