@@ -117,9 +117,6 @@ impl FactoryRegistry {
             }
             Err(error) => {
                 tracing::warn!(path = %path.display(), reason = %error, "plugin rejected");
-                if let LoadError::IncompatibleAbi { full_report, .. } = &error {
-                    tracing::debug!(path = %path.display(), report = %full_report, "abi_stable layout report");
-                }
                 PluginFileReport {
                     size: std::fs::metadata(&path).ok().map(|metadata| metadata.len()),
                     path,

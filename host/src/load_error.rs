@@ -18,11 +18,13 @@ pub enum LoadError {
     #[error("incompatible ABI: {summary}; rebuild the plugin against this host's plugin-api")]
     IncompatibleAbi {
         summary: String,
-        /// abi_stable's full layout report (hundreds of lines), logged at debug level.
+        /// abi_stable's full layout report (hundreds of lines), also logged at debug level.
         full_report: String,
     },
     #[error("the plugin panicked while loading: {reason}")]
     PanickedWhileLoading { reason: String },
+    #[error("cannot read metadata: {reason}")]
+    MetadataUnavailable { reason: String },
     #[error("the plugin failed to load: {reason}")]
     PluginFailed { reason: String },
     #[error("invalid metadata: {reason}")]

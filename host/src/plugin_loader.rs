@@ -141,7 +141,7 @@ fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMeta
         .map_err(|error| library_error_to_load_error(error, private_path))?;
     let module = ConnectorModule::from_root_module(root_module);
     let metadata = module.metadata().map_err(|error| match error {
-        MetadataError::Unavailable(error) => LoadError::PanickedWhileLoading { reason: error.message },
+        MetadataError::Unavailable(error) => LoadError::MetadataUnavailable { reason: error.message },
         MetadataError::Invalid(problem) => LoadError::InvalidMetadata { reason: problem },
     })?;
     Ok((module, metadata))
@@ -174,6 +174,7 @@ fn library_error_to_load_error(error: LibraryError, private_path: &Path) -> Load
         LibraryError::RootModule { err, .. } => LoadError::PluginFailed { reason: one_line(&err.to_string()) },
         LibraryError::AbiInstability(report) => {
             let full_report = report.to_string();
+            tracing::debug!(path = %private_path.display(), report = %full_report, "abi_stable layout report");
             LoadError::IncompatibleAbi {
                 summary: summarize_layout_report(&full_report),
                 full_report,
@@ -190,29 +191,28 @@ fn library_error_to_load_error(error: LibraryError, private_path: &Path) -> Load
     }
 }
 
-/// abi_stable's layout report runs to hundreds of lines; the operator needs the gist: which
-/// kind of mismatch, and on which type or field.
+/// abi_stable's layout report runs to hundreds of lines; the operator needs the gist. The
+/// report ends each mismatch with `Error:<kind>`, `Expected:`, `<value>`, `Found:`, `<value>`.
 fn summarize_layout_report(report: &str) -> String {
     let lines: Vec<&str> = report.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
-    let mismatch = lines
-        .iter()
-        .position(|line| line.starts_with("Error:"))
-        .map(|index| {
-            let kind = lines[index].trim_start_matches("Error:").trim();
-            let detail = lines[index + 1..]
-                .iter()
-                .take_while(|line| !line.starts_with("Error:") && !line.starts_with("Type"))
-                .take(2)
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" ");
-            format!("{kind} {detail}").trim().to_owned()
-        });
-    match mismatch {
-        Some(mismatch) if !mismatch.is_empty() => {
-            format!("the plugin's root module layout differs from this host's ({})", truncate(&mismatch, 200))
+    let value_after = |label: &str, from: usize| {
+        lines[from..]
+            .iter()
+            .position(|line| *line == label)
+            .and_then(|offset| lines.get(from + offset + 1))
+            .copied()
+    };
+    let mismatch = lines.iter().position(|line| line.starts_with("Error:")).map(|index| {
+        let kind = lines[index].trim_start_matches("Error:").trim();
+        let mut text = kind.to_owned();
+        if let (Some(expected), Some(found)) = (value_after("Expected:", index), value_after("Found:", index)) {
+            text.push_str(&format!(": expected {expected}, found {found}"));
         }
-        _ => "the plugin's root module layout differs from this host's".to_owned(),
+        text
+    });
+    match mismatch {
+        Some(mismatch) => format!("the plugin's root module layout differs from this host's ({})", truncate(&mismatch, 200)),
+        None => "the plugin's root module layout differs from this host's".to_owned(),
     }
 }
 
