@@ -13,7 +13,11 @@ use crate::plugin_loader::PluginLoader;
 use crate::server::{AppState, ServeConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "connector-host", version, about = "Loads SMS connector plugins and serves Logto's connector API")]
+#[command(
+    name = "connector-host",
+    version,
+    about = "Loads SMS connector plugins and serves Logto's connector API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -51,7 +55,9 @@ pub struct CheckArgs {
 
 pub fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -61,7 +67,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("connector-host: cannot start the async runtime: {error}");
@@ -86,7 +95,12 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     let state = tokio::task::spawn_blocking(move || AppState::load(config))
         .await
         .map_err(|error| format!("start-up failed: {error}"))?
-        .map_err(|error| format!("cannot use the data directory {}: {error}", data_dir.display()))?;
+        .map_err(|error| {
+            format!(
+                "cannot use the data directory {}: {error}",
+                data_dir.display()
+            )
+        })?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
@@ -95,14 +109,17 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     // The first stdout line is the address, for scripts and tests that pass port 0.
     println!("listening on http://{address}");
     let _ = std::io::stdout().flush();
-    crate::server::serve(listener, Arc::new(state)).await.map_err(|error| error.to_string())
+    crate::server::serve(listener, Arc::new(state))
+        .await
+        .map_err(|error| error.to_string())
 }
 
 fn run_check(args: CheckArgs) -> ExitCode {
     let outcome = tempfile::tempdir()
         .map_err(|error| format!("cannot create a scratch directory: {error}"))
         .and_then(|scratch| {
-            let loader = PluginLoader::new(scratch.path().to_owned()).map_err(|error| error.to_string())?;
+            let loader =
+                PluginLoader::new(scratch.path().to_owned()).map_err(|error| error.to_string())?;
             loader.load(&args.file).map_err(|error| error.to_string())
         });
     match (outcome, args.json) {
@@ -122,17 +139,27 @@ fn run_check(args: CheckArgs) -> ExitCode {
             let connector = &metadata.connector;
             println!("{}: loaded", args.file.display());
             println!("  factory id:         {}", connector.id);
-            println!("  name:               {}", connector.name.get("en").map(String::as_str).unwrap_or(""));
+            println!(
+                "  name:               {}",
+                connector.name.get("en").map(String::as_str).unwrap_or("")
+            );
             println!("  target:             {}", connector.target);
             println!("  plugin version:     {}", metadata.plugin_version);
             println!("  plugin-api version: {}", metadata.plugin_api_version);
             println!("  sha256:             {}", plugin.sha256);
-            let keys: Vec<&str> = connector.form_items.iter().map(|item| item.key.as_str()).collect();
+            let keys: Vec<&str> = connector
+                .form_items
+                .iter()
+                .map(|item| item.key.as_str())
+                .collect();
             println!("  config keys:        {}", keys.join(", "));
             ExitCode::SUCCESS
         }
         (Err(reason), true) => {
-            println!("{:#}", serde_json::json!({ "loaded": false, "path": args.file, "error": reason }));
+            println!(
+                "{:#}",
+                serde_json::json!({ "loaded": false, "path": args.file, "error": reason })
+            );
             ExitCode::FAILURE
         }
         (Err(reason), false) => {

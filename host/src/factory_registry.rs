@@ -81,13 +81,16 @@ impl FactoryRegistry {
     }
 
     fn add_outcome(&mut self, path: PathBuf, outcome: Result<LoadedPlugin, LoadError>) {
-        let outcome = outcome.and_then(|plugin| match self.factories.get(&plugin.metadata.connector.id) {
-            Some(existing) => Err(LoadError::DuplicateFactoryId {
-                factory_id: plugin.metadata.connector.id.clone(),
-                provided_by: existing.source_path.clone(),
-            }),
-            None => Ok(plugin),
-        });
+        let outcome =
+            outcome.and_then(
+                |plugin| match self.factories.get(&plugin.metadata.connector.id) {
+                    Some(existing) => Err(LoadError::DuplicateFactoryId {
+                        factory_id: plugin.metadata.connector.id.clone(),
+                        provided_by: existing.source_path.clone(),
+                    }),
+                    None => Ok(plugin),
+                },
+            );
         let report = match outcome {
             Ok(plugin) => {
                 let metadata = &plugin.metadata;
@@ -112,7 +115,8 @@ impl FactoryRegistry {
                     source_path: path,
                     loaded_at: SystemTime::now(),
                 };
-                self.factories.insert(factory.id().to_owned(), Arc::new(factory));
+                self.factories
+                    .insert(factory.id().to_owned(), Arc::new(factory));
                 report
             }
             Err(error) => {

@@ -14,7 +14,10 @@ pub enum LoadError {
     #[error("not a connector plugin: the library exports no abi_stable root module")]
     NotConnectorPlugin,
     #[error("incompatible plugin-api version: the plugin was built against {plugin_version}, this host speaks {host_version}; rebuild the plugin against plugin-api {host_version}")]
-    IncompatiblePluginApiVersion { plugin_version: String, host_version: String },
+    IncompatiblePluginApiVersion {
+        plugin_version: String,
+        host_version: String,
+    },
     #[error("incompatible ABI: {summary}; rebuild the plugin against this host's plugin-api")]
     IncompatibleAbi {
         summary: String,
@@ -30,7 +33,10 @@ pub enum LoadError {
     #[error("invalid metadata: {reason}")]
     InvalidMetadata { reason: String },
     #[error("factory id {factory_id:?} is already provided by {provided_by}")]
-    DuplicateFactoryId { factory_id: String, provided_by: PathBuf },
+    DuplicateFactoryId {
+        factory_id: String,
+        provided_by: PathBuf,
+    },
     #[error("cannot make the private copy: {reason}")]
     PrivateCopyFailed { reason: String },
 }

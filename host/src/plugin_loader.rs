@@ -55,13 +55,18 @@ impl PluginLoader {
 
     /// Loads one file. Blocking: reads and copies the file and runs dlopen.
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let content = fs::read(path).map_err(|error| LoadError::Unreadable { reason: error.to_string() })?;
+        let content = fs::read(path).map_err(|error| LoadError::Unreadable {
+            reason: error.to_string(),
+        })?;
         if content.is_empty() {
             return Err(LoadError::EmptyFile);
         }
         check_shared_object(&content)?;
         let sha256 = hex::encode(Sha256::digest(&content));
-        let mut outcomes = self.outcomes_by_sha256.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut outcomes = self
+            .outcomes_by_sha256
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(outcome) = outcomes.get(&sha256) {
             return outcome.clone();
         }
@@ -87,8 +92,12 @@ impl PluginLoader {
             let mut temporary = tempfile::NamedTempFile::new_in(&self.private_copies_dir)?;
             temporary.write_all(content)?;
             temporary.as_file().sync_all()?;
-            temporary.as_file().set_permissions(fs::Permissions::from_mode(0o444))?;
-            temporary.persist(&private_path).map_err(|error| error.error)?;
+            temporary
+                .as_file()
+                .set_permissions(fs::Permissions::from_mode(0o444))?;
+            temporary
+                .persist(&private_path)
+                .map_err(|error| error.error)?;
             Ok(())
         };
         write_copy().map_err(|error| LoadError::PrivateCopyFailed {
@@ -105,12 +114,17 @@ fn check_shared_object(content: &[u8]) -> Result<(), LoadError> {
 
     let not_shared_object = |reason: String| LoadError::NotSharedObject { reason };
     if !content.starts_with(b"\x7fELF") {
-        return Err(not_shared_object("no ELF header (is this a .so built for this platform?)".to_owned()));
+        return Err(not_shared_object(
+            "no ELF header (is this a .so built for this platform?)".to_owned(),
+        ));
     }
     let file = object::File::parse(content)
         .map_err(|error| not_shared_object(format!("malformed ELF file: {error}")))?;
     if file.kind() != ObjectKind::Dynamic {
-        return Err(not_shared_object(format!("ELF file of kind {:?}, not a shared library", file.kind())));
+        return Err(not_shared_object(format!(
+            "ELF file of kind {:?}, not a shared library",
+            file.kind()
+        )));
     }
     let host_architecture = if cfg!(target_arch = "x86_64") {
         Some(object::Architecture::X86_64)
@@ -120,7 +134,11 @@ fn check_shared_object(content: &[u8]) -> Result<(), LoadError> {
         None
     };
     if host_architecture.is_some_and(|architecture| architecture != file.architecture()) {
-        return Err(not_shared_object(format!("built for {:?}, this host runs on {}", file.architecture(), std::env::consts::ARCH)));
+        return Err(not_shared_object(format!(
+            "built for {:?}, this host runs on {}",
+            file.architecture(),
+            std::env::consts::ARCH
+        )));
     }
     for segment in file.segments() {
         let (offset, size) = segment.file_range();
@@ -141,7 +159,9 @@ fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMeta
         .map_err(|error| library_error_to_load_error(error, private_path))?;
     let module = ConnectorModule::from_root_module(root_module);
     let metadata = module.metadata().map_err(|error| match error {
-        MetadataError::Unavailable(error) => LoadError::MetadataUnavailable { reason: error.message },
+        MetadataError::Unavailable(error) => LoadError::MetadataUnavailable {
+            reason: error.message,
+        },
         MetadataError::Invalid(problem) => LoadError::InvalidMetadata { reason: problem },
     })?;
     Ok((module, metadata))
@@ -153,8 +173,13 @@ fn library_error_to_load_error(error: LibraryError, private_path: &Path) -> Load
             // dlerror() starts with the private path, which means nothing to the operator.
             let text = err.to_string();
             let prefix = format!("{}: ", private_path.display());
-            let reason = text.split_once(&prefix).map(|(_, rest)| rest.to_owned()).unwrap_or(text);
-            LoadError::NotSharedObject { reason: one_line(&reason) }
+            let reason = text
+                .split_once(&prefix)
+                .map(|(_, rest)| rest.to_owned())
+                .unwrap_or(text);
+            LoadError::NotSharedObject {
+                reason: one_line(&reason),
+            }
         }
         LibraryError::GetSymbolError { .. } => LoadError::NotConnectorPlugin,
         LibraryError::IncompatibleVersionNumber {
@@ -166,12 +191,20 @@ fn library_error_to_load_error(error: LibraryError, private_path: &Path) -> Load
             host_version: expected_version.to_string(),
         },
         LibraryError::ParseVersionError(error) => LoadError::PluginFailed {
-            reason: format!("unparseable plugin-api version: {}", one_line(&error.to_string())),
+            reason: format!(
+                "unparseable plugin-api version: {}",
+                one_line(&error.to_string())
+            ),
         },
-        LibraryError::RootModule { err: RootModuleError::Unwound, .. } => LoadError::PanickedWhileLoading {
+        LibraryError::RootModule {
+            err: RootModuleError::Unwound,
+            ..
+        } => LoadError::PanickedWhileLoading {
             reason: "the root module constructor panicked".to_owned(),
         },
-        LibraryError::RootModule { err, .. } => LoadError::PluginFailed { reason: one_line(&err.to_string()) },
+        LibraryError::RootModule { err, .. } => LoadError::PluginFailed {
+            reason: one_line(&err.to_string()),
+        },
         LibraryError::AbiInstability(report) => {
             let full_report = report.to_string();
             tracing::debug!(path = %private_path.display(), report = %full_report, "abi_stable layout report");
@@ -180,13 +213,18 @@ fn library_error_to_load_error(error: LibraryError, private_path: &Path) -> Load
                 full_report,
             }
         }
-        LibraryError::InvalidAbiHeader(_) | LibraryError::InvalidCAbi { .. } => LoadError::IncompatibleAbi {
-            summary: "the plugin was built with an incompatible abi_stable or Rust C ABI".to_owned(),
-            full_report: String::new(),
-        },
+        LibraryError::InvalidAbiHeader(_) | LibraryError::InvalidCAbi { .. } => {
+            LoadError::IncompatibleAbi {
+                summary: "the plugin was built with an incompatible abi_stable or Rust C ABI"
+                    .to_owned(),
+                full_report: String::new(),
+            }
+        }
         LibraryError::Many(errors) => match errors.into_iter().next() {
             Some(first) => library_error_to_load_error(first, private_path),
-            None => LoadError::PluginFailed { reason: "unknown abi_stable error".to_owned() },
+            None => LoadError::PluginFailed {
+                reason: "unknown abi_stable error".to_owned(),
+            },
         },
     }
 }
@@ -194,7 +232,11 @@ fn library_error_to_load_error(error: LibraryError, private_path: &Path) -> Load
 /// abi_stable's layout report runs to hundreds of lines; the operator needs the gist. The
 /// report ends each mismatch with `Error:<kind>`, `Expected:`, `<value>`, `Found:`, `<value>`.
 fn summarize_layout_report(report: &str) -> String {
-    let lines: Vec<&str> = report.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+    let lines: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
     let value_after = |label: &str, from: usize| {
         lines[from..]
             .iter()
@@ -202,16 +244,25 @@ fn summarize_layout_report(report: &str) -> String {
             .and_then(|offset| lines.get(from + offset + 1))
             .copied()
     };
-    let mismatch = lines.iter().position(|line| line.starts_with("Error:")).map(|index| {
-        let kind = lines[index].trim_start_matches("Error:").trim();
-        let mut text = kind.to_owned();
-        if let (Some(expected), Some(found)) = (value_after("Expected:", index), value_after("Found:", index)) {
-            text.push_str(&format!(": expected {expected}, found {found}"));
-        }
-        text
-    });
+    let mismatch = lines
+        .iter()
+        .position(|line| line.starts_with("Error:"))
+        .map(|index| {
+            let kind = lines[index].trim_start_matches("Error:").trim();
+            let mut text = kind.to_owned();
+            if let (Some(expected), Some(found)) = (
+                value_after("Expected:", index),
+                value_after("Found:", index),
+            ) {
+                text.push_str(&format!(": expected {expected}, found {found}"));
+            }
+            text
+        });
     match mismatch {
-        Some(mismatch) => format!("the plugin's root module layout differs from this host's ({})", truncate(&mismatch, 200)),
+        Some(mismatch) => format!(
+            "the plugin's root module layout differs from this host's ({})",
+            truncate(&mismatch, 200)
+        ),
         None => "the plugin's root module layout differs from this host's".to_owned(),
     }
 }

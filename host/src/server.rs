@@ -52,8 +52,15 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(routes::health::get_health))
-        .route("/api/connector-factories", get(routes::connector_factories::list_connector_factories))
-        .route("/api/connector-factories/{id}", get(routes::connector_factories::get_connector_factory))
+        .route(
+            "/api/connector-factories",
+            get(routes::connector_factories::list_connector_factories),
+        )
+        .route(
+            "/api/connector-factories/{id}",
+            get(routes::connector_factories::get_connector_factory),
+        )
+        .route("/api/plugins", get(routes::plugins::list_plugin_files))
         .fallback(route_not_found)
         .with_state(state)
 }
@@ -67,7 +74,9 @@ async fn route_not_found(method: Method, uri: Uri) -> ApiError {
 
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
 }
 
 async fn shutdown_signal() {

@@ -37,7 +37,9 @@ pub struct ConfigFieldError {
 
 /// Parses a config, turning the first serde error into an `invalid_config` error whose data is
 /// `{"errors": [{"field", "message"}]}`.
-pub fn parse_config<Config: DeserializeOwned>(config: serde_json::Value) -> Result<Config, ConnectorError> {
+pub fn parse_config<Config: DeserializeOwned>(
+    config: serde_json::Value,
+) -> Result<Config, ConnectorError> {
     serde_path_to_error::deserialize(config).map_err(|error| {
         let field = error.path().to_string();
         let message = error.inner().to_string();
@@ -62,8 +64,9 @@ pub fn validate_config<Connector: SmsConnector>(
     config: serde_json::Value,
 ) -> Result<(serde_json::Value, Connector), ConnectorError> {
     let parsed: Connector::Config = parse_config(config)?;
-    let normalized = serde_json::to_value(&parsed)
-        .map_err(|error| ConnectorError::general(format!("config does not serialize back to JSON: {error}")))?;
+    let normalized = serde_json::to_value(&parsed).map_err(|error| {
+        ConnectorError::general(format!("config does not serialize back to JSON: {error}"))
+    })?;
     let connector = Connector::from_config(parsed)?;
     Ok((normalized, connector))
 }
@@ -89,5 +92,7 @@ pub fn run_send<Connector: SmsConnector>(
             }
         }
     }
-    Err(ConnectorError::general(format!("send did not finish within {max_steps} steps")))
+    Err(ConnectorError::general(format!(
+        "send did not finish within {max_steps} steps"
+    )))
 }

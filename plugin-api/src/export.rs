@@ -18,7 +18,10 @@ use crate::ffi::{
 use crate::{ConnectorError, PluginMetadata, SendProgress, SmsConnector, SmsMessage};
 
 /// Runs plugin code, turning a panic into a `general` error that names where it happened.
-pub fn guarded<T>(entry_point: &str, run: impl FnOnce() -> Result<T, ConnectorError>) -> Result<T, ConnectorError> {
+pub fn guarded<T>(
+    entry_point: &str,
+    run: impl FnOnce() -> Result<T, ConnectorError>,
+) -> Result<T, ConnectorError> {
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(result) => result,
         Err(panic_payload) => {
@@ -27,7 +30,9 @@ pub fn guarded<T>(entry_point: &str, run: impl FnOnce() -> Result<T, ConnectorEr
                 .map(|text| text.to_string())
                 .or_else(|| panic_payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a non-string panic payload".to_owned());
-            Err(ConnectorError::general(format!("the plugin panicked in {entry_point}: {reason}")))
+            Err(ConnectorError::general(format!(
+                "the plugin panicked in {entry_point}: {reason}"
+            )))
         }
     }
 }
@@ -40,33 +45,46 @@ fn to_ffi_result<T, U: From<T>>(result: Result<T, ConnectorError>) -> RResult<U,
 }
 
 fn parse_config_json(config_json: RStr<'_>) -> Result<serde_json::Value, ConnectorError> {
-    serde_json::from_str(config_json.as_str())
-        .map_err(|error| ConnectorError::invalid_config(format!("config is not valid JSON: {error}")))
+    serde_json::from_str(config_json.as_str()).map_err(|error| {
+        ConnectorError::invalid_config(format!("config is not valid JSON: {error}"))
+    })
 }
 
-pub fn export_metadata<Connector: SmsConnector>(plugin_version: &str) -> RResult<RString, FfiError> {
+pub fn export_metadata<Connector: SmsConnector>(
+    plugin_version: &str,
+) -> RResult<RString, FfiError> {
     to_ffi_result(guarded("metadata", || {
         let metadata = PluginMetadata {
             connector: Connector::metadata(),
             plugin_version: plugin_version.to_owned(),
             plugin_api_version: crate::PLUGIN_API_VERSION.to_owned(),
         };
-        serde_json::to_string(&metadata)
-            .map_err(|error| ConnectorError::general(format!("metadata does not serialize: {error}")))
+        serde_json::to_string(&metadata).map_err(|error| {
+            ConnectorError::general(format!("metadata does not serialize: {error}"))
+        })
     }))
 }
 
-pub extern "C" fn export_validate_config<Connector: SmsConnector>(config_json: RStr<'_>) -> RResult<RString, FfiError> {
+pub extern "C" fn export_validate_config<Connector: SmsConnector>(
+    config_json: RStr<'_>,
+) -> RResult<RString, FfiError> {
     to_ffi_result(guarded("validate_config", || {
-        let (normalized, _connector) = crate::validate_config::<Connector>(parse_config_json(config_json)?)?;
+        let (normalized, _connector) =
+            crate::validate_config::<Connector>(parse_config_json(config_json)?)?;
         Ok(normalized.to_string())
     }))
 }
 
-pub extern "C" fn export_instantiate<Connector: SmsConnector>(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError> {
+pub extern "C" fn export_instantiate<Connector: SmsConnector>(
+    config_json: RStr<'_>,
+) -> RResult<FfiConnectorBox, FfiError> {
     let result = guarded("instantiate", || {
-        let (_normalized, connector) = crate::validate_config::<Connector>(parse_config_json(config_json)?)?;
-        Ok(FfiConnector_TO::from_value(ExportedConnector(connector), TD_Opaque))
+        let (_normalized, connector) =
+            crate::validate_config::<Connector>(parse_config_json(config_json)?)?;
+        Ok(FfiConnector_TO::from_value(
+            ExportedConnector(connector),
+            TD_Opaque,
+        ))
     });
     match result {
         Ok(instance) => RResult::ROk(instance),
@@ -105,7 +123,6 @@ impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
         }))
     }
 }
-
 
 /// Exports a connector type from a `cdylib`. Invoke it once, at the crate root:
 ///

@@ -18,7 +18,9 @@ use abi_stable::{
     StableAbi,
 };
 
-use crate::{ConnectorError, ConnectorErrorCode, HttpRequest, HttpResponse, SendReceipt, SmsMessage, Step};
+use crate::{
+    ConnectorError, ConnectorErrorCode, HttpRequest, HttpResponse, SendReceipt, SmsMessage, Step,
+};
 
 /// The root module every connector plugin exports.
 #[repr(C)]
@@ -111,7 +113,11 @@ impl From<ConnectorError> for FfiError {
         FfiError {
             code: error.code.as_str().into(),
             message: error.message.into(),
-            data_json: error.data.map(|data| data.to_string()).unwrap_or_default().into(),
+            data_json: error
+                .data
+                .map(|data| data.to_string())
+                .unwrap_or_default()
+                .into(),
         }
     }
 }
@@ -123,18 +129,31 @@ impl From<FfiError> for ConnectorError {
             .and_then(|text| serde_json::from_str(text).ok());
         let (code, message) = match ConnectorErrorCode::parse(&error.code) {
             Some(code) => (code, error.message.into_string()),
-            None => (ConnectorErrorCode::General, format!("[{}] {}", error.code, error.message)),
+            None => (
+                ConnectorErrorCode::General,
+                format!("[{}] {}", error.code, error.message),
+            ),
         };
-        ConnectorError { code, message, data }
+        ConnectorError {
+            code,
+            message,
+            data,
+        }
     }
 }
 
 fn headers_to_ffi(headers: Vec<(String, String)>) -> RVec<Tuple2<RString, RString>> {
-    headers.into_iter().map(|(name, value)| Tuple2(name.into(), value.into())).collect()
+    headers
+        .into_iter()
+        .map(|(name, value)| Tuple2(name.into(), value.into()))
+        .collect()
 }
 
 fn headers_from_ffi(headers: &RVec<Tuple2<RString, RString>>) -> Vec<(String, String)> {
-    headers.iter().map(|Tuple2(name, value)| (name.to_string(), value.to_string())).collect()
+    headers
+        .iter()
+        .map(|Tuple2(name, value)| (name.to_string(), value.to_string()))
+        .collect()
 }
 
 impl From<&SmsMessage> for FfiMessage {
@@ -142,7 +161,9 @@ impl From<&SmsMessage> for FfiMessage {
         FfiMessage {
             to: message.to.as_str().into(),
             template_type: message.template_type.as_str().into(),
-            payload_json: serde_json::Value::Object(message.payload.clone()).to_string().into(),
+            payload_json: serde_json::Value::Object(message.payload.clone())
+                .to_string()
+                .into(),
         }
     }
 }
@@ -151,12 +172,17 @@ impl TryFrom<&FfiMessage> for SmsMessage {
     type Error = ConnectorError;
 
     fn try_from(message: &FfiMessage) -> Result<Self, ConnectorError> {
-        let template_type = message
-            .template_type
-            .parse()
-            .map_err(|error: crate::UnknownTemplateType| ConnectorError::invalid_request_parameters(error.to_string()))?;
+        let template_type =
+            message
+                .template_type
+                .parse()
+                .map_err(|error: crate::UnknownTemplateType| {
+                    ConnectorError::invalid_request_parameters(error.to_string())
+                })?;
         let payload = serde_json::from_str(&message.payload_json).map_err(|error| {
-            ConnectorError::invalid_request_parameters(format!("message payload is not a JSON object: {error}"))
+            ConnectorError::invalid_request_parameters(format!(
+                "message payload is not a JSON object: {error}"
+            ))
         })?;
         Ok(SmsMessage {
             to: message.to.to_string(),
@@ -213,7 +239,11 @@ impl From<Step> for FfiStep {
         match step {
             Step::Http { request, state } => FfiStep::Http {
                 request: request.into(),
-                state_json: if state.is_null() { RString::new() } else { state.to_string().into() },
+                state_json: if state.is_null() {
+                    RString::new()
+                } else {
+                    state.to_string().into()
+                },
             },
             Step::Done(receipt) => FfiStep::Done {
                 provider_message_id: receipt.provider_message_id.map(RString::from).into(),
@@ -227,11 +257,16 @@ impl TryFrom<FfiStep> for Step {
 
     fn try_from(step: FfiStep) -> Result<Self, ConnectorError> {
         Ok(match step {
-            FfiStep::Http { request, state_json } => Step::Http {
+            FfiStep::Http {
+                request,
+                state_json,
+            } => Step::Http {
                 request: request.into(),
                 state: state_from_json(&state_json)?,
             },
-            FfiStep::Done { provider_message_id } => Step::Done(SendReceipt {
+            FfiStep::Done {
+                provider_message_id,
+            } => Step::Done(SendReceipt {
                 provider_message_id: provider_message_id.into_option().map(RString::into_string),
             }),
         })

@@ -38,11 +38,15 @@ pub mod metadata;
 pub mod module;
 pub mod template;
 
-pub use connector::{invalid_config_fields, parse_config, run_send, validate_config, ConfigFieldError, SmsConnector};
+pub use connector::{
+    invalid_config_fields, parse_config, run_send, validate_config, ConfigFieldError, SmsConnector,
+};
 pub use error::{ConnectorError, ConnectorErrorCode};
 pub use exchange::{HttpRequest, HttpResponse, SendProgress, SendReceipt, Step};
 pub use message::{SmsMessage, TemplateType, UnknownTemplateType};
-pub use metadata::{english, ConnectorMetadata, FormItem, FormItemType, I18nText, PluginMetadata, SelectItem};
+pub use metadata::{
+    english, ConnectorMetadata, FormItem, FormItemType, I18nText, PluginMetadata, SelectItem,
+};
 pub use module::{ConnectorInstance, ConnectorModule, MetadataError, OutgoingMessage};
 pub use template::{find_template, find_template_for, render_template, SmsTemplate};
 
@@ -63,7 +67,13 @@ mod tests {
     #[test]
     fn export_macro_uses_abi_stables_root_module_symbol() {
         let macro_source = include_str!("export.rs");
-        let expected = format!("#[unsafe(export_name = \"{}\")]", abi_stable::library::ROOT_MODULE_LOADER_NAME);
-        assert!(macro_source.contains(&expected), "export macro must use {expected}");
+        let expected = format!(
+            "#[unsafe(export_name = \"{}\")]",
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+        assert!(
+            macro_source.contains(&expected),
+            "export macro must use {expected}"
+        );
     }
 }

@@ -55,7 +55,12 @@ pub struct UnknownTemplateType(pub String);
 impl fmt::Display for UnknownTemplateType {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let known: Vec<&str> = TemplateType::ALL.iter().map(|t| t.as_str()).collect();
-        write!(formatter, "unknown usage type {:?}, expected one of {}", self.0, known.join(", "))
+        write!(
+            formatter,
+            "unknown usage type {:?}, expected one of {}",
+            self.0,
+            known.join(", ")
+        )
     }
 }
 
@@ -122,10 +127,15 @@ mod tests {
     #[test]
     fn template_types_round_trip_and_unknown_is_an_error() {
         for template_type in TemplateType::ALL {
-            assert_eq!(template_type.as_str().parse::<TemplateType>(), Ok(template_type));
+            assert_eq!(
+                template_type.as_str().parse::<TemplateType>(),
+                Ok(template_type)
+            );
         }
         let error = "Login".parse::<TemplateType>().unwrap_err();
-        assert!(error.to_string().starts_with("unknown usage type \"Login\""));
+        assert!(error
+            .to_string()
+            .starts_with("unknown usage type \"Login\""));
     }
 
     #[test]

@@ -162,10 +162,18 @@ impl ConnectorMetadata {
         if self.target.is_empty() {
             problems.push("target is empty".to_owned());
         }
-        if self.name.get("en").is_none_or(|name| name.trim().is_empty()) {
+        if self
+            .name
+            .get("en")
+            .is_none_or(|name| name.trim().is_empty())
+        {
             problems.push("name has no `en` text".to_owned());
         }
-        if self.description.get("en").is_none_or(|text| text.trim().is_empty()) {
+        if self
+            .description
+            .get("en")
+            .is_none_or(|text| text.trim().is_empty())
+        {
             problems.push("description has no `en` text".to_owned());
         }
         if let Err(error) = serde_json::from_str::<serde_json::Value>(&self.config_template) {
@@ -178,9 +186,15 @@ impl ConnectorMetadata {
             } else if !seen_keys.insert(item.key.as_str()) {
                 problems.push(format!("duplicate form item key {:?}", item.key));
             }
-            let is_select = matches!(item.item_type, FormItemType::Select | FormItemType::MultiSelect);
+            let is_select = matches!(
+                item.item_type,
+                FormItemType::Select | FormItemType::MultiSelect
+            );
             if is_select && item.select_items.as_ref().is_none_or(Vec::is_empty) {
-                problems.push(format!("form item {:?} is a {:?} without selectItems", item.key, item.item_type));
+                problems.push(format!(
+                    "form item {:?} is a {:?} without selectItems",
+                    item.key, item.item_type
+                ));
             }
         }
         problems
@@ -209,9 +223,9 @@ mod tests {
             logo: None,
             logo_dark: None,
             config_template: "{}".to_owned(),
-            form_items: vec![
-                FormItem::new("apiKey", "API key", FormItemType::Text).required().confidential(),
-            ],
+            form_items: vec![FormItem::new("apiKey", "API key", FormItemType::Text)
+                .required()
+                .confidential()],
         }
     }
 
@@ -224,24 +238,44 @@ mod tests {
     fn each_defect_is_reported() {
         let mut metadata = valid_metadata();
         metadata.name = BTreeMap::from([("de".to_owned(), "Beispiel".to_owned())]);
-        metadata.form_items.push(FormItem::new("apiKey", "Again", FormItemType::Text));
+        metadata
+            .form_items
+            .push(FormItem::new("apiKey", "Again", FormItemType::Text));
         metadata.config_template = "{not json".to_owned();
         let problems = metadata.problems();
-        assert!(problems.iter().any(|p| p == "name has no `en` text"), "{problems:?}");
-        assert!(problems.iter().any(|p| p.contains("duplicate form item key \"apiKey\"")), "{problems:?}");
-        assert!(problems.iter().any(|p| p.starts_with("configTemplate is not valid JSON")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p == "name has no `en` text"),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("duplicate form item key \"apiKey\"")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("configTemplate is not valid JSON")),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn unknown_form_item_type_does_not_parse() {
         let json = r#"{"key":"a","label":"A","type":"Slider"}"#;
         let error = serde_json::from_str::<FormItem>(json).unwrap_err();
-        assert!(error.to_string().contains("unknown variant `Slider`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown variant `Slider`"),
+            "{error}"
+        );
     }
 
     #[test]
     fn form_items_serialize_like_logto() {
-        let item = FormItem::new("authToken", "Auth token", FormItemType::Text).required().confidential();
+        let item = FormItem::new("authToken", "Auth token", FormItemType::Text)
+            .required()
+            .confidential();
         let json = serde_json::to_value(item).unwrap();
         assert_eq!(
             json,

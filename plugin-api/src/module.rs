@@ -21,17 +21,21 @@ impl ConnectorModule {
     /// boundary (conversions, `catch_unwind`) runs, only the dynamic loading is skipped. Its
     /// metadata reports the plugin version `in-process`.
     pub fn in_process<Connector: SmsConnector>() -> Self {
-        extern "C" fn metadata_json_in_process<Connector: SmsConnector>() -> RResult<RString, FfiError> {
+        extern "C" fn metadata_json_in_process<Connector: SmsConnector>(
+        ) -> RResult<RString, FfiError> {
             crate::export::export_metadata::<Connector>("in-process")
         }
-        Self::from_root_module(crate::export::root_module::<Connector>(metadata_json_in_process::<Connector>))
+        Self::from_root_module(crate::export::root_module::<Connector>(
+            metadata_json_in_process::<Connector>,
+        ))
     }
 
     /// The metadata, parsed and checked.
     pub fn metadata(&self) -> Result<PluginMetadata, MetadataError> {
-        let json = into_result((self.root.metadata_json())()).map_err(MetadataError::Unavailable)?;
-        let metadata: PluginMetadata =
-            serde_json::from_str(&json).map_err(|error| MetadataError::Invalid(error.to_string()))?;
+        let json =
+            into_result((self.root.metadata_json())()).map_err(MetadataError::Unavailable)?;
+        let metadata: PluginMetadata = serde_json::from_str(&json)
+            .map_err(|error| MetadataError::Invalid(error.to_string()))?;
         match metadata.connector.problems().into_iter().next() {
             Some(problem) => Err(MetadataError::Invalid(problem)),
             None => Ok(metadata),
@@ -39,15 +43,28 @@ impl ConnectorModule {
     }
 
     /// Validates a config; returns it normalized.
-    pub fn validate_config(&self, config: &serde_json::Value) -> Result<serde_json::Value, ConnectorError> {
-        let normalized = into_result((self.root.validate_config())(config.to_string().as_str().into()))?;
-        serde_json::from_str(&normalized)
-            .map_err(|error| ConnectorError::general(format!("plugin returned a config that is not JSON: {error}")))
+    pub fn validate_config(
+        &self,
+        config: &serde_json::Value,
+    ) -> Result<serde_json::Value, ConnectorError> {
+        let normalized = into_result((self.root.validate_config())(
+            config.to_string().as_str().into(),
+        ))?;
+        serde_json::from_str(&normalized).map_err(|error| {
+            ConnectorError::general(format!(
+                "plugin returned a config that is not JSON: {error}"
+            ))
+        })
     }
 
     /// Builds a ready connector from a config (validating it again).
-    pub fn instantiate(&self, config: &serde_json::Value) -> Result<ConnectorInstance, ConnectorError> {
-        let instance = into_result((self.root.instantiate())(config.to_string().as_str().into()))?;
+    pub fn instantiate(
+        &self,
+        config: &serde_json::Value,
+    ) -> Result<ConnectorInstance, ConnectorError> {
+        let instance = into_result((self.root.instantiate())(
+            config.to_string().as_str().into(),
+        ))?;
         Ok(ConnectorInstance { instance })
     }
 }
@@ -68,7 +85,11 @@ pub enum MetadataError {
 impl std::fmt::Display for MetadataError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            MetadataError::Unavailable(error) => write!(formatter, "the plugin could not produce its metadata: {}", error.message),
+            MetadataError::Unavailable(error) => write!(
+                formatter,
+                "the plugin could not produce its metadata: {}",
+                error.message
+            ),
             MetadataError::Invalid(problem) => write!(formatter, "invalid metadata: {problem}"),
         }
     }
@@ -83,10 +104,22 @@ pub struct ConnectorInstance {
 
 impl ConnectorInstance {
     /// Advances a send; `message` is converted once per send with [`OutgoingMessage::new`].
-    pub fn step(&self, message: &OutgoingMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
-        let state_json = if progress.state.is_null() { String::new() } else { progress.state.to_string() };
+    pub fn step(
+        &self,
+        message: &OutgoingMessage,
+        progress: SendProgress,
+    ) -> Result<Step, ConnectorError> {
+        let state_json = if progress.state.is_null() {
+            String::new()
+        } else {
+            progress.state.to_string()
+        };
         let response = progress.last_response.map(FfiHttpResponse::from);
-        let step = into_result(self.instance.step(&message.0, state_json.as_str().into(), response.as_ref().into()))?;
+        let step = into_result(self.instance.step(
+            &message.0,
+            state_json.as_str().into(),
+            response.as_ref().into(),
+        ))?;
         Step::try_from(step)
     }
 }

@@ -34,7 +34,9 @@ pub fn find_template<'a>(
         .ok_or_else(|| {
             ConnectorError::template_not_found(format!(
                 "no template for usage type {usage_type} and none for Generic{}",
-                locale.map(|tag| format!(" (locale {tag})")).unwrap_or_default()
+                locale
+                    .map(|tag| format!(" (locale {tag})"))
+                    .unwrap_or_default()
             ))
         })
 }
@@ -52,7 +54,11 @@ fn best_locale_match<'a>(
     usage_type: TemplateType,
     locale: Option<&str>,
 ) -> Option<&'a SmsTemplate> {
-    let of_type = || templates.iter().filter(move |template| template.usage_type == usage_type);
+    let of_type = || {
+        templates
+            .iter()
+            .filter(move |template| template.usage_type == usage_type)
+    };
     if let Some(requested) = locale.filter(|tag| !tag.is_empty()) {
         let language = requested.split(['-', '_']).next().unwrap_or(requested);
         let exact = of_type().find(|template| {
@@ -159,8 +165,18 @@ mod tests {
             template(TemplateType::Generic, None, "generic"),
             template(TemplateType::SignIn, None, "sign in"),
         ];
-        assert_eq!(find_template(&templates, TemplateType::SignIn, None).unwrap().content, "sign in");
-        assert_eq!(find_template(&templates, TemplateType::Register, None).unwrap().content, "generic");
+        assert_eq!(
+            find_template(&templates, TemplateType::SignIn, None)
+                .unwrap()
+                .content,
+            "sign in"
+        );
+        assert_eq!(
+            find_template(&templates, TemplateType::Register, None)
+                .unwrap()
+                .content,
+            "generic"
+        );
     }
 
     #[test]
@@ -177,7 +193,12 @@ mod tests {
             template(TemplateType::SignIn, Some("pt"), "portuguese"),
             template(TemplateType::SignIn, Some("pt-BR"), "brazilian"),
         ];
-        let pick = |locale| find_template(&templates, TemplateType::SignIn, locale).unwrap().content.clone();
+        let pick = |locale| {
+            find_template(&templates, TemplateType::SignIn, locale)
+                .unwrap()
+                .content
+                .clone()
+        };
         assert_eq!(pick(Some("pt-BR")), "brazilian");
         assert_eq!(pick(Some("pt_br")), "brazilian");
         assert_eq!(pick(Some("pt-PT")), "portuguese");
@@ -191,20 +212,42 @@ mod tests {
             template(TemplateType::SignIn, Some("de"), "deutsch"),
             template(TemplateType::Generic, None, "generic"),
         ];
-        let pick = |locale| find_template(&templates, TemplateType::SignIn, locale).unwrap().content.clone();
+        let pick = |locale| {
+            find_template(&templates, TemplateType::SignIn, locale)
+                .unwrap()
+                .content
+                .clone()
+        };
         assert_eq!(pick(Some("de-AT")), "deutsch");
         assert_eq!(pick(Some("fr")), "generic");
     }
 
     #[test]
     fn renders_code_and_nested_paths_like_logto() {
-        let data = payload(json!({"code": "123456", "organization": {"name": "Acme", "seats": 3}, "nothing": null}));
-        assert_eq!(render_template("Code {{code}}, again {{ code }}.", &data), "Code 123456, again 123456.");
-        assert_eq!(render_template("Join {{organization.name}} ({{ organization.seats }})", &data), "Join Acme (3)");
+        let data = payload(
+            json!({"code": "123456", "organization": {"name": "Acme", "seats": 3}, "nothing": null}),
+        );
+        assert_eq!(
+            render_template("Code {{code}}, again {{ code }}.", &data),
+            "Code 123456, again 123456."
+        );
+        assert_eq!(
+            render_template(
+                "Join {{organization.name}} ({{ organization.seats }})",
+                &data
+            ),
+            "Join Acme (3)"
+        );
         assert_eq!(render_template("[{{organization.missing}}]", &data), "[]");
         assert_eq!(render_template("[{{nothing}}]", &data), "[]");
-        assert_eq!(render_template("keep {{unknown}} and {{unknown.path}}", &data), "keep {{unknown}} and {{unknown.path}}");
-        assert_eq!(render_template("odd {{ not a key }} {{", &data), "odd {{ not a key }} {{");
+        assert_eq!(
+            render_template("keep {{unknown}} and {{unknown.path}}", &data),
+            "keep {{unknown}} and {{unknown.path}}"
+        );
+        assert_eq!(
+            render_template("odd {{ not a key }} {{", &data),
+            "odd {{ not a key }} {{"
+        );
         assert_eq!(render_template("no placeholders", &data), "no placeholders");
         assert_eq!(render_template("{{code}}{{code}}", &data), "123456123456");
     }

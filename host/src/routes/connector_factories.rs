@@ -33,9 +33,16 @@ impl FactoryResponse {
     }
 }
 
-pub async fn list_connector_factories(State(state): State<Arc<AppState>>) -> Json<Vec<FactoryResponse>> {
+pub async fn list_connector_factories(
+    State(state): State<Arc<AppState>>,
+) -> Json<Vec<FactoryResponse>> {
     let registry = state.factories.load();
-    Json(registry.factories().map(|factory| FactoryResponse::new(factory)).collect())
+    Json(
+        registry
+            .factories()
+            .map(|factory| FactoryResponse::new(factory))
+            .collect(),
+    )
 }
 
 pub async fn get_connector_factory(

@@ -2,3 +2,4 @@
 
 pub mod connector_factories;
 pub mod health;
+pub mod plugins;

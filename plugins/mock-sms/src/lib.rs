@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use plugin_api::{
-    english, find_template_for, render_template, ConnectorError, ConnectorMetadata, FormItem, FormItemType,
-    SendProgress, SendReceipt, SmsConnector, SmsMessage, SmsTemplate, Step,
+    english, find_template_for, render_template, ConnectorError, ConnectorMetadata, FormItem,
+    FormItemType, SendProgress, SendReceipt, SmsConnector, SmsMessage, SmsTemplate, Step,
 };
 use serde::{Deserialize, Serialize};
 
@@ -79,16 +79,24 @@ impl SmsConnector for MockSms {
 
     fn from_config(config: MockSmsConfig) -> Result<Self, ConnectorError> {
         if config.templates.is_empty() {
-            return Err(plugin_api::invalid_config_fields(vec![plugin_api::ConfigFieldError {
-                field: "templates".to_owned(),
-                message: "at least one template is required".to_owned(),
-            }]));
+            return Err(plugin_api::invalid_config_fields(vec![
+                plugin_api::ConfigFieldError {
+                    field: "templates".to_owned(),
+                    message: "at least one template is required".to_owned(),
+                },
+            ]));
         }
-        if let Some(index) = config.templates.iter().position(|template| template.content.trim().is_empty()) {
-            return Err(plugin_api::invalid_config_fields(vec![plugin_api::ConfigFieldError {
-                field: format!("templates[{index}].content"),
-                message: "template content is empty".to_owned(),
-            }]));
+        if let Some(index) = config
+            .templates
+            .iter()
+            .position(|template| template.content.trim().is_empty())
+        {
+            return Err(plugin_api::invalid_config_fields(vec![
+                plugin_api::ConfigFieldError {
+                    field: format!("templates[{index}].content"),
+                    message: "template content is empty".to_owned(),
+                },
+            ]));
         }
         Ok(Self { config })
     }
@@ -99,7 +107,9 @@ impl SmsConnector for MockSms {
         let now = SystemTime::now();
         let provider_message_id = format!(
             "mock-{}",
-            now.duration_since(SystemTime::UNIX_EPOCH).map(|elapsed| elapsed.as_nanos()).unwrap_or_default()
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_nanos())
+                .unwrap_or_default()
         );
         if let Some(outbox) = &self.config.outbox {
             let entry = OutboxEntry {
@@ -120,14 +130,20 @@ impl SmsConnector for MockSms {
 /// One `write` of the whole line on a file opened for append, so concurrent sends never
 /// interleave their lines.
 fn append_line(outbox: &PathBuf, entry: &OutboxEntry) -> Result<(), ConnectorError> {
-    let mut line = serde_json::to_vec(entry).map_err(|error| ConnectorError::general(error.to_string()))?;
+    let mut line =
+        serde_json::to_vec(entry).map_err(|error| ConnectorError::general(error.to_string()))?;
     line.push(b'\n');
     OpenOptions::new()
         .create(true)
         .append(true)
         .open(outbox)
         .and_then(|mut file| file.write_all(&line))
-        .map_err(|error| ConnectorError::general(format!("cannot append to outbox {}: {error}", outbox.display())))
+        .map_err(|error| {
+            ConnectorError::general(format!(
+                "cannot append to outbox {}: {error}",
+                outbox.display()
+            ))
+        })
 }
 
 const LOGO_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><rect x="3" y="5" width="18" height="14" rx="2" fill="none" stroke="#5d34f2" stroke-width="2"/><path d="M3 7l9 6 9-6" fill="none" stroke="#5d34f2" stroke-width="2"/></svg>"##;
@@ -137,7 +153,9 @@ plugin_api::export_sms_connector!(MockSms);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_api::{run_send, ConnectorErrorCode, ConnectorModule, OutgoingMessage, TemplateType};
+    use plugin_api::{
+        run_send, ConnectorErrorCode, ConnectorModule, OutgoingMessage, TemplateType,
+    };
     use serde_json::json;
 
     fn message(template_type: TemplateType) -> SmsMessage {
@@ -149,7 +167,10 @@ mod tests {
     }
 
     fn outbox_path(test_name: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!("mock-sms-test-{}-{test_name}.jsonl", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "mock-sms-test-{}-{test_name}.jsonl",
+            std::process::id()
+        ));
         let _ = std::fs::remove_file(&path);
         path
     }
@@ -160,23 +181,44 @@ mod tests {
         assert_eq!(metadata.problems(), Vec::<String>::new());
         let template: serde_json::Value = serde_json::from_str(&metadata.config_template).unwrap();
         let (normalized, _) = plugin_api::validate_config::<MockSms>(template).unwrap();
-        assert!(normalized["outbox"].as_str().unwrap().ends_with("connector-host-mock-sms-outbox.jsonl"));
+        assert!(normalized["outbox"]
+            .as_str()
+            .unwrap()
+            .ends_with("connector-host-mock-sms-outbox.jsonl"));
     }
 
     #[test]
     fn null_outbox_is_kept_as_null() {
-        let (normalized, _) = plugin_api::validate_config::<MockSms>(json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null})).unwrap();
+        let (normalized, _) = plugin_api::validate_config::<MockSms>(
+            json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null}),
+        )
+        .unwrap();
         assert_eq!(normalized["outbox"], serde_json::Value::Null);
     }
 
     #[test]
     fn invalid_configs_name_the_field() {
-        let missing = plugin_api::validate_config::<MockSms>(json!({})).err().unwrap();
+        let missing = plugin_api::validate_config::<MockSms>(json!({}))
+            .err()
+            .unwrap();
         assert_eq!(missing.code, ConnectorErrorCode::InvalidConfig);
-        assert!(missing.message.contains("missing field `templates`"), "{}", missing.message);
-        let bad_type = plugin_api::validate_config::<MockSms>(json!({"templates": [{"usageType": "Login", "content": "x"}]})).err().unwrap();
-        assert_eq!(bad_type.data.unwrap()["errors"][0]["field"], "templates[0].usageType");
-        let empty = plugin_api::validate_config::<MockSms>(json!({"templates": []})).err().unwrap();
+        assert!(
+            missing.message.contains("missing field `templates`"),
+            "{}",
+            missing.message
+        );
+        let bad_type = plugin_api::validate_config::<MockSms>(
+            json!({"templates": [{"usageType": "Login", "content": "x"}]}),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            bad_type.data.unwrap()["errors"][0]["field"],
+            "templates[0].usageType"
+        );
+        let empty = plugin_api::validate_config::<MockSms>(json!({"templates": []}))
+            .err()
+            .unwrap();
         assert_eq!(empty.data.unwrap()["errors"][0]["field"], "templates");
     }
 
@@ -185,18 +227,36 @@ mod tests {
         let outbox = outbox_path("fallback");
         let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": outbox});
         let (_, connector) = plugin_api::validate_config::<MockSms>(config).unwrap();
-        let receipt = run_send(&connector, &message(TemplateType::SignIn), |_| unreachable!("mock does no HTTP"), 4).unwrap();
+        let receipt = run_send(
+            &connector,
+            &message(TemplateType::SignIn),
+            |_| unreachable!("mock does no HTTP"),
+            4,
+        )
+        .unwrap();
         assert!(receipt.provider_message_id.unwrap().starts_with("mock-"));
         let lines = std::fs::read_to_string(&outbox).unwrap();
         let entry: OutboxEntry = serde_json::from_str(lines.trim()).unwrap();
-        assert_eq!((entry.to.as_str(), entry.template_type.as_str(), entry.content.as_str()), ("+12015550123", "SignIn", "Code 123456"));
+        assert_eq!(
+            (
+                entry.to.as_str(),
+                entry.template_type.as_str(),
+                entry.content.as_str()
+            ),
+            ("+12015550123", "SignIn", "Code 123456")
+        );
         let _ = std::fs::remove_file(outbox);
     }
 
     #[test]
     fn missing_template_is_template_not_found() {
-        let (_, connector) = plugin_api::validate_config::<MockSms>(json!({"templates": [{"usageType": "SignIn", "content": "x"}], "outbox": null})).unwrap();
-        let error = connector.step(&message(TemplateType::Register), SendProgress::start()).unwrap_err();
+        let (_, connector) = plugin_api::validate_config::<MockSms>(
+            json!({"templates": [{"usageType": "SignIn", "content": "x"}], "outbox": null}),
+        )
+        .unwrap();
+        let error = connector
+            .step(&message(TemplateType::Register), SendProgress::start())
+            .unwrap_err();
         assert_eq!(error.code, ConnectorErrorCode::TemplateNotFound);
     }
 
@@ -206,11 +266,24 @@ mod tests {
         let metadata = module.metadata().unwrap();
         assert_eq!(metadata.connector.id, FACTORY_ID);
         assert_eq!(metadata.plugin_api_version, plugin_api::PLUGIN_API_VERSION);
-        let config = json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+        let config =
+            json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
         let instance = module.instantiate(&config).unwrap();
-        let step = instance.step(&OutgoingMessage::new(&message(TemplateType::Generic)), SendProgress::start()).unwrap();
-        assert!(matches!(step, Step::Done(SendReceipt { provider_message_id: Some(_) })));
-        let error = module.validate_config(&json!({"templates": "nope"})).unwrap_err();
+        let step = instance
+            .step(
+                &OutgoingMessage::new(&message(TemplateType::Generic)),
+                SendProgress::start(),
+            )
+            .unwrap();
+        assert!(matches!(
+            step,
+            Step::Done(SendReceipt {
+                provider_message_id: Some(_)
+            })
+        ));
+        let error = module
+            .validate_config(&json!({"templates": "nope"}))
+            .unwrap_err();
         assert_eq!(error.code, ConnectorErrorCode::InvalidConfig);
     }
 }

@@ -1,0 +1,216 @@
+//! The foundation end to end: real `.so` files, the real binary, HTTP.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use e2e_tests::{host_binary, plugin_file, TestHost};
+use serde_json::Value;
+
+fn scratch_file(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn mock_plugin_is_listed_with_its_metadata() {
+    let host = TestHost::start(&[("mock.so", &plugin_file("mock_sms"))]);
+    let (status, factories) = host.get("/api/connector-factories");
+    assert_eq!(status, 200);
+    let factories = factories.as_array().unwrap();
+    assert_eq!(factories.len(), 1);
+    let mock = &factories[0];
+    assert_eq!(mock["id"], "mock-short-message-service");
+    assert_eq!(mock["type"], "Sms");
+    assert_eq!(mock["isDemo"], false);
+    assert_eq!(mock["name"]["en"], "Mock SMS Service");
+    assert_eq!(mock["pluginVersion"], "0.1.0");
+    assert_eq!(mock["pluginApiVersion"], plugin_api::PLUGIN_API_VERSION);
+    assert!(mock["readme"]
+        .as_str()
+        .unwrap()
+        .starts_with("# Mock SMS connector"));
+    let template: Value = serde_json::from_str(mock["configTemplate"].as_str().unwrap()).unwrap();
+    assert_eq!(template["templates"].as_array().unwrap().len(), 4);
+    let keys: Vec<&str> = mock["formItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["templates", "outbox"]);
+
+    let (status, one) = host.get("/api/connector-factories/mock-short-message-service");
+    assert_eq!(
+        (status, &one["id"]),
+        (200, &Value::from("mock-short-message-service"))
+    );
+
+    let (status, missing) = host.get("/api/connector-factories/nope");
+    assert_eq!(status, 404);
+    assert_eq!(missing["code"], "entity.not_exists_with_id");
+    assert!(missing["message"].as_str().unwrap().contains("\"nope\""));
+
+    let (status, health) = host.get("/health");
+    assert_eq!((status, &health["status"]), (200, &Value::from("ok")));
+    let (status, unknown_route) = host.get("/api/nothing-here");
+    assert_eq!(
+        (status, &unknown_route["code"]),
+        (404, &Value::from("request.route_not_found"))
+    );
+}
+
+#[test]
+fn every_bad_file_kind_is_rejected_with_its_message_while_the_host_serves() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mock = plugin_file("mock_sms");
+    let mock_bytes = std::fs::read(&mock).unwrap();
+    let empty = scratch_file(&scratch, "empty", b"");
+    let random: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let random = scratch_file(&scratch, "random", &random);
+    let text = scratch_file(&scratch, "text", b"#!/bin/sh\necho not a library\n");
+    let truncated = scratch_file(&scratch, "truncated", &mock_bytes[..mock_bytes.len() / 2]);
+    // The same plugin with bytes appended: a different build (digest) with the same factory id.
+    let mut other_build = mock_bytes.clone();
+    other_build.extend_from_slice(b"another build");
+    let other_build = scratch_file(&scratch, "other-build", &other_build);
+
+    let expectations: Vec<(&str, PathBuf, &str)> = vec![
+        ("a-mock.so", mock.clone(), ""),
+        ("empty.so", empty, "not a shared object: the file is empty"),
+        ("random.so", random, "not a shared object: no ELF header"),
+        ("text.so", text, "not a shared object: no ELF header"),
+        ("truncated.so", truncated, "not a shared object: malformed ELF file"),
+        ("not-a-connector.so", plugin_file("fixture_not_a_connector"), "not a connector plugin: the library exports no abi_stable root module"),
+        ("foreign-layout.so", plugin_file("fixture_foreign_layout"), "incompatible ABI: the plugin's root module layout differs from this host's (mismatched package: expected plugin-api, found fixture-foreign-layout)"),
+        ("old-api.so", plugin_file("fixture_incompatible_version"), "incompatible plugin-api version: the plugin was built against 0.0.9, this host speaks 0.1.0"),
+        ("panicking-metadata.so", plugin_file("fixture_panicking_metadata"), "cannot read metadata: the plugin panicked in metadata: deliberate panic in metadata"),
+        ("no-english.so", plugin_file("fixture_metadata_without_english_name"), "invalid metadata: name has no `en` text"),
+        ("duplicate-keys.so", plugin_file("fixture_metadata_with_duplicate_form_keys"), "invalid metadata: duplicate form item key \"option\""),
+        ("unknown-type.so", plugin_file("fixture_metadata_with_unknown_form_type"), "invalid metadata: unknown variant `Slider`"),
+        ("z-other-build.so", other_build, "factory id \"mock-short-message-service\" is already provided by"),
+    ];
+    let plugins: Vec<(&str, &std::path::Path)> = expectations
+        .iter()
+        .map(|(name, path, _)| (*name, path.as_path()))
+        .collect();
+    let mut host = TestHost::start(&plugins);
+
+    let (status, factories) = host.get("/api/connector-factories");
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = factories
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["mock-short-message-service"]);
+
+    let (status, files) = host.get("/api/plugins");
+    assert_eq!(status, 200);
+    let files = files.as_array().unwrap();
+    assert_eq!(files.len(), expectations.len());
+    let log = host.log();
+    for (name, _, expected_error) in &expectations {
+        let report = files
+            .iter()
+            .find(|file| {
+                file["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/{name}"))
+            })
+            .unwrap_or_else(|| panic!("no report for {name}"));
+        if expected_error.is_empty() {
+            assert_eq!(report["status"], "loaded", "{name}: {report}");
+            continue;
+        }
+        assert_eq!(report["status"], "rejected", "{name}: {report}");
+        let error = report["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(expected_error),
+            "{name}: {error:?} should start with {expected_error:?}"
+        );
+        assert!(
+            !error.contains('\n'),
+            "{name}: the reason must be one line: {error:?}"
+        );
+        assert!(
+            log.contains(&format!("{name}")) && log.contains(error.split(':').next().unwrap()),
+            "{name} not logged:\n{log}"
+        );
+    }
+    // The full layout report stays available, at debug level only.
+    assert!(log.contains("abi_stable layout report"), "{log}");
+    assert!(host.is_running());
+}
+
+#[test]
+fn check_prints_metadata_or_the_one_line_reason_with_exit_status() {
+    let mock = plugin_file("mock_sms");
+    let output = Command::new(host_binary())
+        .arg("check")
+        .arg(&mock)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("loaded") && text.contains("factory id:         mock-short-message-service"),
+        "{text}"
+    );
+
+    let output = Command::new(host_binary())
+        .arg("check")
+        .arg(&mock)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["loaded"], true);
+    assert_eq!(report["metadata"]["id"], "mock-short-message-service");
+    assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
+
+    let scratch = tempfile::tempdir().unwrap();
+    let mut text_file = std::fs::File::create(scratch.path().join("notes.so")).unwrap();
+    text_file.write_all(b"hello").unwrap();
+    let output = Command::new(host_binary())
+        .arg("check")
+        .arg(scratch.path().join("notes.so"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("refused: not a shared object: no ELF header"),
+        "{text}"
+    );
+
+    let output = Command::new(host_binary())
+        .arg("check")
+        .arg(plugin_file("fixture_foreign_layout"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["loaded"], false);
+    assert!(report["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("incompatible ABI"));
+
+    let output = Command::new(host_binary())
+        .arg("check")
+        .arg(scratch.path().join("missing.so"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8(output.stdout)
+        .unwrap()
+        .contains("refused: cannot read the file"));
+}
