@@ -161,8 +161,9 @@ impl From<&SmsMessage> for FfiMessage {
         FfiMessage {
             to: message.to.as_str().into(),
             template_type: message.template_type.as_str().into(),
-            payload_json: serde_json::Value::Object(message.payload.clone())
-                .to_string()
+            // Serializing a map of JSON values cannot fail; the fallback is never taken.
+            payload_json: serde_json::to_string(&message.payload)
+                .unwrap_or_default()
                 .into(),
         }
     }

@@ -36,13 +36,23 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// The debug output directory, after building every package the tests need (once).
+/// The output directory of this build's profile (debug for tests, release for benchmarks, so a
+/// benchmark never compares optimized code with a debug plugin), after building every package
+/// the tests need (once).
 pub fn artifacts() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut command = Command::new(cargo);
         command.arg("build").current_dir(workspace_root());
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        if profile == "release" {
+            command.arg("--release");
+        }
         for package in PACKAGES {
             command.args(["-p", package]);
         }
@@ -51,7 +61,7 @@ pub fn artifacts() -> &'static Path {
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace_root().join("target"));
-        target_dir.join("debug")
+        target_dir.join(profile)
     })
 }
 
