@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum LoadError {
     #[error("cannot read the file: {reason}")]
     Unreadable { reason: String },
+    #[error("the file is {size} bytes, over the {limit}-byte limit for a plugin")]
+    TooLarge { size: u64, limit: u64 },
     #[error("not a shared object: the file is empty")]
     EmptyFile,
     #[error("not a shared object: {reason}")]

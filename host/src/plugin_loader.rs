@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 
 use crate::load_error::LoadError;
 
+/// Plugin files are read whole into memory to hash and copy them; a connector is a few MiB,
+/// so anything this large is a mistake, not a plugin.
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// A plugin build that loaded and reported valid metadata.
 #[derive(Clone)]
 pub struct LoadedPlugin {
@@ -55,9 +59,17 @@ impl PluginLoader {
 
     /// Loads one file. Blocking: reads and copies the file and runs dlopen.
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let content = fs::read(path).map_err(|error| LoadError::Unreadable {
+        let unreadable = |error: std::io::Error| LoadError::Unreadable {
             reason: error.to_string(),
-        })?;
+        };
+        let size = fs::metadata(path).map_err(unreadable)?.len();
+        if size > MAX_PLUGIN_FILE_BYTES {
+            return Err(LoadError::TooLarge {
+                size,
+                limit: MAX_PLUGIN_FILE_BYTES,
+            });
+        }
+        let content = fs::read(path).map_err(unreadable)?;
         if content.is_empty() {
             return Err(LoadError::EmptyFile);
         }
