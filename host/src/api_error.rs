@@ -1,18 +1,43 @@
-//! The one error type at the HTTP edge. Every failure answers JSON `{code, message, data?}`;
-//! a client mistake is never a 500.
+//! The one error type at the HTTP edge. Every failure answers JSON `{code, message, data?}`
+//! with Logto's codes where Logto has them; a client mistake is never a 500.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::FromRequest;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use plugin_api::{ConnectorError, ConnectorErrorCode};
 use serde_json::json;
+
+use crate::connector_store::StoreError;
+use crate::send_executor::SendError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{entity} with id {id:?} does not exist")]
+    #[error("{entity} {id:?} does not exist")]
     NotFound { entity: &'static str, id: String },
+    #[error("no loaded plugin provides the connector factory {factory_id:?}")]
+    FactoryNotFound { factory_id: String },
     #[error("{0}")]
     InvalidRequestBody(String),
+    #[error("the request body is over the {limit_bytes}-byte limit")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("{0}")]
+    InvalidPhoneNumber(String),
+    /// The connector (validating a config, or sending) refused. `during_test` decides whether a
+    /// config problem is the client's (a config under test) or the operator's (the saved one).
+    #[error("{}", .error.message)]
+    Connector {
+        error: ConnectorError,
+        during_test: bool,
+    },
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    NoLiveConnector(String),
+    #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("this API key may only call the sending routes")]
+    Forbidden,
     #[error("route {method} {path} does not exist")]
     RouteNotFound { method: String, path: String },
     #[error("internal error: {0}")]
@@ -23,19 +48,67 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::InvalidRequestBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::FactoryNotFound { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidRequestBody(_) | ApiError::InvalidPhoneNumber(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Connector { error, during_test } => {
+                connector_error_status(error.code, *during_test)
+            }
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::NoLiveConnector(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// Logto's error codes where Logto has one.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> String {
         match self {
-            ApiError::NotFound { .. } => "entity.not_exists_with_id",
-            ApiError::InvalidRequestBody(_) => "guard.invalid_input",
-            ApiError::RouteNotFound { .. } => "request.route_not_found",
-            ApiError::Internal(_) => "unknown",
+            ApiError::NotFound { .. } => "entity.not_found".to_owned(),
+            ApiError::FactoryNotFound { .. } => "connector.not_found_with_connector_id".to_owned(),
+            ApiError::InvalidRequestBody(_) => "guard.invalid_input".to_owned(),
+            ApiError::PayloadTooLarge { .. } => "guard.payload_too_large".to_owned(),
+            ApiError::InvalidPhoneNumber(_) => "guard.invalid_phone_number".to_owned(),
+            ApiError::Connector { error, .. } => format!("connector.{}", error.code),
+            ApiError::Upstream(_) => "connector.general".to_owned(),
+            ApiError::NoLiveConnector(_) => "connector.not_found".to_owned(),
+            ApiError::Unauthorized => "auth.unauthorized".to_owned(),
+            ApiError::Forbidden => "auth.forbidden".to_owned(),
+            ApiError::RouteNotFound { .. } => "request.route_not_found".to_owned(),
+            ApiError::Internal(_) => "unknown".to_owned(),
         }
+    }
+
+    /// A connector error from validating or sending a config the client supplied.
+    pub fn from_config_under_test(error: ConnectorError) -> Self {
+        ApiError::Connector {
+            error,
+            during_test: true,
+        }
+    }
+
+    pub fn from_send(error: SendError, during_test: bool) -> Self {
+        match error {
+            SendError::Connector(error) => ApiError::Connector { error, during_test },
+            SendError::Upstream(message) => ApiError::Upstream(message),
+        }
+    }
+}
+
+fn connector_error_status(code: ConnectorErrorCode, during_test: bool) -> StatusCode {
+    match code {
+        ConnectorErrorCode::RateLimitExceeded | ConnectorErrorCode::UsageLimitExceeded => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        ConnectorErrorCode::TemplateNotFound
+        | ConnectorErrorCode::InvalidRequestParameters
+        | ConnectorErrorCode::InsufficientRequestParameters => StatusCode::BAD_REQUEST,
+        // A config sent for testing is the client's; the saved live config is the operator's.
+        ConnectorErrorCode::InvalidConfig if during_test => StatusCode::BAD_REQUEST,
+        ConnectorErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -44,14 +117,42 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(reason) = &self {
             tracing::error!(%reason, "internal error");
         }
-        let body = json!({ "code": self.code(), "message": self.to_string() });
+        let mut body = json!({ "code": self.code(), "message": self.to_string() });
+        if let ApiError::Connector { error, .. } = &self {
+            if let Some(data) = &error.data {
+                body["data"] = data.clone();
+            }
+        }
         (self.status(), axum::Json(body)).into_response()
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge {
+                limit_bytes: crate::server::MAX_REQUEST_BODY_BYTES,
+            };
+        }
         ApiError::InvalidRequestBody(rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::InvalidRequestBody(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::InvalidRequestBody(rejection.body_text())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::Internal(error.to_string())
     }
 }
 
@@ -65,3 +166,13 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+/// `axum::extract::Query` with rejections in the shape of [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` with rejections in the shape of [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);

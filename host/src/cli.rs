@@ -9,7 +9,9 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use crate::api_keys::parse_key_list;
 use crate::plugin_loader::PluginLoader;
+use crate::send_executor::SendExecutorConfig;
 use crate::server::{AppState, ServeConfig};
 
 #[derive(Debug, Parser)]
@@ -42,6 +44,16 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, env = "CONNECTOR_HOST_LISTEN", default_value = "127.0.0.1:3001")]
     pub listen: SocketAddr,
+    /// Admin API keys, comma-separated: every /api route. Without one, a key is generated on
+    /// first start, kept in `<data>/admin-key` (mode 0600) and printed once.
+    #[arg(long, env = "CONNECTOR_HOST_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Send API keys, comma-separated: only the sending routes.
+    #[arg(long, env = "CONNECTOR_HOST_SEND_KEY", hide_env_values = true)]
+    pub send_key: Option<String>,
+    /// Timeout of each HTTP request to an SMS provider, in seconds.
+    #[arg(long, env = "CONNECTOR_HOST_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -77,9 +89,16 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let keys = |list: Option<String>| list.as_deref().map(parse_key_list).unwrap_or_default();
     let config = ServeConfig {
         plugins_dir: args.plugins.unwrap_or_else(|| args.data.join("plugins")),
         data_dir: args.data,
+        admin_keys: keys(args.admin_key),
+        send_keys: keys(args.send_key),
+        send_executor: SendExecutorConfig {
+            request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
+            ..SendExecutorConfig::default()
+        },
     };
     match runtime.block_on(serve(config, args.listen)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,14 +9,28 @@
 //!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata checks.
 //! - [`load_error`]: every way a plugin file can be refused, each a one-line message.
 //! - [`factory_registry`]: the connector factories the loaded plugins provide, by factory id.
-//! - [`server`]: application state, the router and the listener.
+//! - [`connector_store`]: the store boundary and its embedded SQLite implementation.
+//! - [`live_connector`]: the one live SMS connector, swapped atomically.
+//! - [`send_executor`]: performs the HTTP requests connectors describe; drives a send.
+//! - [`secrets`]: masking of confidential config values, and the masked round trip.
+//! - [`api_keys`]: admin and send keys, compared in constant time.
+//! - [`phone`]: phone number validation and E.164 normalization.
+//! - [`verification_code`]: six-digit codes from the OS CSPRNG.
+//! - [`server`]: application state, the router (with key checks) and the listener.
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
 //! - [`routes`]: one module per resource of the HTTP API.
 
 pub mod api_error;
+pub mod api_keys;
 pub mod cli;
+pub mod connector_store;
 pub mod factory_registry;
+pub mod live_connector;
 pub mod load_error;
+pub mod phone;
 pub mod plugin_loader;
 pub mod routes;
+pub mod secrets;
+pub mod send_executor;
 pub mod server;
+pub mod verification_code;

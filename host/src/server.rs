@@ -3,22 +3,35 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
-use axum::routing::get;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
+use crate::api_keys::{ApiKeys, KeyScope};
+use crate::connector_store::{ConnectorStore, SqliteConnectorStore, StoreError};
 use crate::factory_registry::FactoryRegistry;
+use crate::live_connector::LiveConnector;
 use crate::plugin_loader::PluginLoader;
 use crate::routes;
+use crate::send_executor::{SendExecutor, SendExecutorConfig};
+
+/// Request bodies are small JSON documents; anything bigger is refused with 413.
+pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
 
 /// What `serve` needs to start.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
+    pub admin_keys: Vec<String>,
+    pub send_keys: Vec<String>,
+    pub send_executor: SendExecutorConfig,
 }
 
 /// Shared by every request.
@@ -27,31 +40,90 @@ pub struct AppState {
     pub loader: PluginLoader,
     /// Swapped whole when plugins change; readers never block.
     pub factories: ArcSwap<FactoryRegistry>,
+    pub store: Arc<dyn ConnectorStore>,
+    /// The live SMS connector; a send keeps the `Arc` it loaded until it finishes.
+    pub live: ArcSwapOption<LiveConnector>,
+    /// Serializes connector changes (store write + swap) so the live pointer always matches
+    /// the last committed change. Sends never take it.
+    pub connector_changes: tokio::sync::Mutex<()>,
+    pub send_executor: SendExecutor,
+    pub api_keys: ApiKeys,
 }
 
 impl AppState {
-    /// Prepares the data directory and loads the plugins folder. Blocking: run it off the
-    /// async workers. A plugins folder that cannot be read leaves the host serving with no
-    /// factories; only an unusable data directory is fatal.
-    pub fn load(config: ServeConfig) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        std::fs::create_dir_all(&config.plugins_dir)?;
-        let loader = PluginLoader::new(config.data_dir.join("plugin-copies"))?;
+    /// Prepares the data directory, loads the plugins folder, opens the store and restores the
+    /// live connector. Blocking: run it off the async workers. A plugins folder that cannot be
+    /// read leaves the host serving with no factories; only an unusable data directory or
+    /// store is fatal.
+    pub fn load(config: ServeConfig) -> Result<Self, String> {
+        let data_dir_error = |error: std::io::Error| {
+            format!(
+                "cannot use the data directory {}: {error}",
+                config.data_dir.display()
+            )
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+        std::fs::create_dir_all(&config.plugins_dir).map_err(data_dir_error)?;
+        let loader =
+            PluginLoader::new(config.data_dir.join("plugin-copies")).map_err(data_dir_error)?;
         let registry = FactoryRegistry::scan_folder(&loader, &config.plugins_dir).unwrap_or_else(|error| {
             tracing::error!(plugins_dir = %config.plugins_dir.display(), %error, "cannot read the plugins folder");
             FactoryRegistry::default()
         });
+        let store_path = config.data_dir.join("connectors.sqlite3");
+        let store = SqliteConnectorStore::open(&store_path).map_err(|StoreError(reason)| {
+            format!("cannot open the store {}: {reason}", store_path.display())
+        })?;
+        let live = store
+            .live()
+            .map_err(|StoreError(reason)| format!("cannot read the live connector: {reason}"))?
+            .map(|record| {
+                let live = LiveConnector::build(&record, &registry);
+                tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
+                Arc::new(live)
+            });
+        let mut admin_keys = config.admin_keys.clone();
+        if admin_keys.is_empty() {
+            let key_path = config.data_dir.join("admin-key");
+            let (key, created) =
+                crate::api_keys::load_or_create_admin_key(&key_path).map_err(data_dir_error)?;
+            if created {
+                // Printed once, on first start; afterwards it lives only in the 0600 file.
+                eprintln!(
+                    "connector-host: generated an admin API key (kept in {}): {key}",
+                    key_path.display()
+                );
+            }
+            admin_keys.push(key);
+        }
+        let send_executor = SendExecutor::new(config.send_executor.clone())?;
         Ok(Self {
+            api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
             config,
             loader,
             factories: ArcSwap::from_pointee(registry),
+            store: Arc::new(store),
+            live: ArcSwapOption::new(live),
+            connector_changes: tokio::sync::Mutex::new(()),
+            send_executor,
         })
+    }
+
+    /// Runs blocking store work off the async workers.
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&dyn ConnectorStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || work(store.as_ref()))
+            .await
+            .map_err(|error| ApiError::Internal(format!("store task failed: {error}")))?
+            .map_err(ApiError::from)
     }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/health", get(routes::health::get_health))
+    let admin_routes = Router::new()
         .route(
             "/api/connector-factories",
             get(routes::connector_factories::list_connector_factories),
@@ -60,9 +132,75 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/connector-factories/{id}",
             get(routes::connector_factories::get_connector_factory),
         )
+        .route(
+            "/api/connectors",
+            get(routes::connectors::list_connectors).post(routes::connectors::create_connector),
+        )
+        .route(
+            "/api/connectors/{id}",
+            get(routes::connectors::get_connector)
+                .patch(routes::connectors::update_connector)
+                .delete(routes::connectors::delete_connector),
+        )
+        .route(
+            "/api/connectors/{id}/enable",
+            post(routes::connectors::enable_connector),
+        )
+        .route(
+            "/api/connectors/{id}/test",
+            post(routes::connectors::test_connector_config),
+        )
         .route("/api/plugins", get(routes::plugins::list_plugin_files))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_admin_key,
+        ));
+    let send_routes = Router::new()
+        .route("/api/messages", post(routes::messages::send_message))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_send_key,
+        ));
+    Router::new()
+        .route("/health", get(routes::health::get_health))
+        .merge(admin_routes)
+        .merge(send_routes)
         .fallback(route_not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)
+}
+
+fn presented_scope(state: &AppState, request: &Request) -> Result<KeyScope, ApiError> {
+    let key = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .api_keys
+        .scope_of(key.trim())
+        .ok_or(ApiError::Unauthorized)
+}
+
+async fn require_admin_key(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    match presented_scope(&state, &request)? {
+        KeyScope::Admin => Ok(next.run(request).await),
+        KeyScope::Send => Err(ApiError::Forbidden),
+    }
+}
+
+async fn require_send_key(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    presented_scope(&state, &request)?;
+    Ok(next.run(request).await)
 }
 
 async fn route_not_found(method: Method, uri: Uri) -> ApiError {

@@ -86,20 +86,21 @@ pub fn install_plugin(plugins_dir: &Path, source: &Path, name: &str) -> PathBuf 
     destination
 }
 
-/// A running `connector-host serve`. Killed on drop.
-pub struct TestHost {
-    child: Child,
-    pub base_url: String,
+/// The admin key every [`TestHost`] is started with, unless a test chooses otherwise.
+pub const ADMIN_KEY: &str = "test-admin-key";
+/// The send key every [`TestHost`] is started with.
+pub const SEND_KEY: &str = "test-send-key";
+
+/// The folders a host runs on; they outlive the process, so a test can restart it.
+pub struct HostFolders {
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
-    log_path: PathBuf,
-    _scratch: tempfile::TempDir,
-    agent: ureq::Agent,
+    scratch: tempfile::TempDir,
 }
 
-impl TestHost {
-    /// Starts a host whose plugins folder holds `plugins` (file name, source path).
-    pub fn start(plugins: &[(&str, &Path)]) -> TestHost {
+impl HostFolders {
+    /// Fresh folders whose plugins folder holds `plugins` (file name, source path).
+    pub fn new(plugins: &[(&str, &Path)]) -> HostFolders {
         let scratch = tempfile::tempdir().expect("scratch dir");
         let plugins_dir = scratch.path().join("plugins");
         let data_dir = scratch.path().join("data");
@@ -109,23 +110,38 @@ impl TestHost {
         for (name, source) in plugins {
             install_plugin(&plugins_dir, source, name);
         }
-        Self::start_with_dirs(scratch, plugins_dir, data_dir)
+        HostFolders {
+            plugins_dir,
+            data_dir,
+            scratch,
+        }
     }
 
-    pub fn start_with_dirs(
-        scratch: tempfile::TempDir,
-        plugins_dir: PathBuf,
-        data_dir: PathBuf,
-    ) -> TestHost {
-        let log_path = scratch.path().join("host.log");
-        let log_file = std::fs::File::create(&log_path).expect("log file");
+    /// A path in the scratch folder (outboxes, fixtures).
+    pub fn scratch_path(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    /// Starts a host with the test keys.
+    pub fn start(self) -> TestHost {
+        self.start_with_args(&["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY])
+    }
+
+    pub fn start_with_args(self, extra_args: &[&str]) -> TestHost {
+        let log_path = self.scratch.path().join("host.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log file");
         let mut child = Command::new(host_binary())
             .arg("serve")
             .arg("--plugins")
-            .arg(&plugins_dir)
+            .arg(&self.plugins_dir)
             .arg("--data")
-            .arg(&data_dir)
+            .arg(&self.data_dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra_args)
             .env("RUST_LOG", "info,connector_host=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -153,12 +169,46 @@ impl TestHost {
         TestHost {
             child,
             base_url,
-            plugins_dir,
-            data_dir,
+            plugins_dir: self.plugins_dir.clone(),
+            data_dir: self.data_dir.clone(),
             log_path,
-            _scratch: scratch,
+            folders: Some(self),
             agent,
         }
+    }
+}
+
+/// A running `connector-host serve`. Killed on drop.
+pub struct TestHost {
+    child: Child,
+    pub base_url: String,
+    pub plugins_dir: PathBuf,
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    folders: Option<HostFolders>,
+    agent: ureq::Agent,
+}
+
+impl TestHost {
+    /// Starts a host whose plugins folder holds `plugins` (file name, source path).
+    pub fn start(plugins: &[(&str, &Path)]) -> TestHost {
+        HostFolders::new(plugins).start()
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and hands back its folders.
+    pub fn kill(mut self) -> HostFolders {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.folders.take().expect("folders")
+    }
+
+    pub fn folders(&self) -> &HostFolders {
+        self.folders.as_ref().expect("folders")
+    }
+
+    /// The process id, to signal it from another thread.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the host logged so far (stderr).
@@ -171,32 +221,65 @@ impl TestHost {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// A request with the admin key.
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .agent
-            .get(format!("{}{path}", self.base_url))
-            .call()
-            .expect("GET");
-        read_json(response)
+        self.request("GET", path, Some(ADMIN_KEY), None)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .agent
-            .post(format!("{}{path}", self.base_url))
-            .send_json(body)
-            .expect("POST");
-        read_json(response)
+        self.request("POST", path, Some(ADMIN_KEY), Some(body))
     }
 
-    /// POSTs raw bytes with a content type, for malformed-body tests.
-    pub fn post_raw(&self, path: &str, content_type: &str, body: &str) -> (u16, Value) {
-        let response = self
-            .agent
-            .post(format!("{}{path}", self.base_url))
-            .header("Content-Type", content_type)
-            .send(body)
-            .expect("POST");
+    pub fn patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.request("PATCH", path, Some(ADMIN_KEY), Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.request("DELETE", path, Some(ADMIN_KEY), None)
+    }
+
+    /// Any method, with a chosen key (or none) and an optional JSON body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let body = body.map(|body| body.to_string());
+        self.request_raw(
+            method,
+            path,
+            key,
+            body.as_deref().map(|body| ("application/json", body)),
+        )
+    }
+
+    /// Any method with a raw body and content type, for malformed-body tests.
+    pub fn request_raw(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<(&str, &str)>,
+    ) -> (u16, Value) {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url));
+        if let Some(key) = key {
+            builder = builder.header("Authorization", format!("Bearer {key}"));
+        }
+        let response = match body {
+            Some((content_type, body)) => {
+                let request = builder
+                    .header("Content-Type", content_type)
+                    .body(body.to_owned())
+                    .expect("request");
+                self.agent.run(request)
+            }
+            None => self.agent.run(builder.body(()).expect("request")),
+        }
+        .expect("HTTP exchange");
         read_json(response)
     }
 }
@@ -217,4 +300,90 @@ impl Drop for TestHost {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A one-connection-at-a-time HTTP listener on 127.0.0.1 that records every request and
+/// answers each with a fixed status and body: the SMS provider for request-building
+/// connectors.
+pub struct CaptureServer {
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<CapturedRequest>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CapturedRequest {
+    pub request_line: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl CapturedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl CaptureServer {
+    pub fn start(status: u16, response_body: &'static str) -> CaptureServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = std::sync::Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream);
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.trim().split_once(':') {
+                        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+                    }
+                }
+                let length = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, value)| value.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                recorded.lock().expect("lock").push(CapturedRequest {
+                    request_line: request_line.trim().to_owned(),
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{response_body}",
+                    response_body.len()
+                );
+            }
+        });
+        CaptureServer { url, requests }
+    }
+
+    pub fn requests(&self) -> Vec<CapturedRequest> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+/// The lines of a mock-sms outbox file, parsed.
+pub fn outbox_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("outbox line is JSON"))
+        .collect()
 }

@@ -49,8 +49,11 @@ fn mock_plugin_is_listed_with_its_metadata() {
 
     let (status, missing) = host.get("/api/connector-factories/nope");
     assert_eq!(status, 404);
-    assert_eq!(missing["code"], "entity.not_exists_with_id");
-    assert!(missing["message"].as_str().unwrap().contains("\"nope\""));
+    assert_eq!(missing["code"], "entity.not_found");
+    assert!(
+        missing["message"].as_str().unwrap().contains("\"nope\""),
+        "{missing}"
+    );
 
     let (status, health) = host.get("/health");
     assert_eq!((status, &health["status"]), (200, &Value::from("ok")));

@@ -1,5 +1,7 @@
 //! The HTTP API, one module per resource.
 
 pub mod connector_factories;
+pub mod connectors;
 pub mod health;
+pub mod messages;
 pub mod plugins;

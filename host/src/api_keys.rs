@@ -1,0 +1,143 @@
+//! API keys: admin keys reach every `/api` route, send keys only the sending routes.
+//!
+//! Keys are kept as SHA-256 digests and a presented key is compared with every configured
+//! key in constant time (subtle), so neither the comparison nor its position leaks through
+//! timing.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    Admin,
+    Send,
+}
+
+pub struct ApiKeys {
+    admin_key_digests: Vec<[u8; 32]>,
+    send_key_digests: Vec<[u8; 32]>,
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn any_matches(digests: &[[u8; 32]], presented: &[u8; 32]) -> bool {
+    let matched = digests.iter().fold(Choice::from(0), |found, candidate| {
+        found | candidate.ct_eq(presented)
+    });
+    matched.into()
+}
+
+impl ApiKeys {
+    pub fn new(admin_keys: &[String], send_keys: &[String]) -> Self {
+        Self {
+            admin_key_digests: admin_keys.iter().map(|key| digest(key)).collect(),
+            send_key_digests: send_keys.iter().map(|key| digest(key)).collect(),
+        }
+    }
+
+    /// The scope of a presented key; `None` when it matches no key.
+    pub fn scope_of(&self, presented: &str) -> Option<KeyScope> {
+        let presented = digest(presented);
+        let is_admin = any_matches(&self.admin_key_digests, &presented);
+        let is_send = any_matches(&self.send_key_digests, &presented);
+        if is_admin {
+            Some(KeyScope::Admin)
+        } else if is_send {
+            Some(KeyScope::Send)
+        } else {
+            None
+        }
+    }
+}
+
+/// Splits a comma-separated key list, dropping blanks.
+pub fn parse_key_list(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A new random key: 32 bytes from the OS CSPRNG, hex.
+pub fn generate_key() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|error| std::io::Error::other(error.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+/// The admin key kept in the data directory when none is configured: read it, or on first
+/// start create it (mode 0600) and return `(key, true)` so the caller prints it once.
+pub fn load_or_create_admin_key(path: &Path) -> std::io::Result<(String, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(content) if !content.trim().is_empty() => {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the admin key file is readable by others; chmod 600 it"
+                );
+            }
+            Ok((content.trim().to_owned(), false))
+        }
+        Ok(_) => create_admin_key(path).map(|key| (key, true)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            create_admin_key(path).map(|key| (key, true))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes a new key to a temporary file created 0600, then renames it into place.
+fn create_admin_key(path: &Path) -> std::io::Result<String> {
+    let key = generate_key()?;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(format!("{key}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_are_told_apart() {
+        let keys = ApiKeys::new(
+            &parse_key_list("admin-1, admin-2"),
+            &parse_key_list("send-1,,"),
+        );
+        assert_eq!(keys.scope_of("admin-2"), Some(KeyScope::Admin));
+        assert_eq!(keys.scope_of("send-1"), Some(KeyScope::Send));
+        assert_eq!(keys.scope_of("admin-"), None);
+        assert_eq!(keys.scope_of(""), None);
+    }
+
+    #[test]
+    fn the_generated_admin_key_is_private_and_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin-key");
+        let (key, created) = load_or_create_admin_key(&path).unwrap();
+        assert!(created);
+        assert_eq!(key.len(), 64);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(load_or_create_admin_key(&path).unwrap(), (key, false));
+    }
+}

@@ -1,0 +1,353 @@
+//! Where connectors are saved: a boundary (the [`ConnectorStore`] trait) and the embedded
+//! default, SQLite in the data directory.
+//!
+//! The store keeps every connector, live or retired, with its config. Making one connector
+//! live retires the current one in the same transaction, and a partial unique index makes a
+//! second live SMS connector impossible whatever the code does, so a kill -9 at any moment
+//! leaves either the old state or the new one.
+//!
+//! The trait is blocking: the routes reach it through `spawn_blocking`, so a store on a
+//! blocking client (SQLite here, PostgreSQL later) plugs in without touching them.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+/// A saved connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorRecord {
+    pub id: String,
+    pub factory_id: String,
+    pub config: serde_json::Value,
+    /// Per-connector overrides of the factory's metadata (Logto's `metadata`: name, logo, ...).
+    pub metadata: serde_json::Value,
+    pub enabled: bool,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A connector to create; it becomes the live one.
+#[derive(Debug, Clone)]
+pub struct NewConnector {
+    pub id: String,
+    pub factory_id: String,
+    pub config: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError(error.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> Self {
+        StoreError(format!("stored JSON is invalid: {error}"))
+    }
+}
+
+/// The store boundary. Every method is one transaction.
+pub trait ConnectorStore: Send + Sync {
+    /// All connectors, or only live (`Some(true)`) or retired (`Some(false)`) ones, oldest first.
+    fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError>;
+    fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError>;
+    fn live(&self) -> Result<Option<ConnectorRecord>, StoreError>;
+    /// Saves a new connector as the live one, retiring the current live one.
+    fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError>;
+    /// Makes a saved connector live, retiring the current one. `None` for an unknown id.
+    fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError>;
+    /// Replaces config and metadata. `None` for an unknown id.
+    fn update(
+        &self,
+        id: &str,
+        config: serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> Result<Option<ConnectorRecord>, StoreError>;
+    /// `false` for an unknown id.
+    fn delete(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// The embedded default: one SQLite file, WAL journal, `synchronous=FULL` so a commit that
+/// answered 200 survives a power cut.
+pub struct SqliteConnectorStore {
+    connection: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS connectors (
+    id          TEXT PRIMARY KEY,
+    factory_id  TEXT NOT NULL,
+    type        TEXT NOT NULL DEFAULT 'Sms',
+    config      TEXT NOT NULL,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+-- At most one live connector per type: the database refuses a second one.
+CREATE UNIQUE INDEX IF NOT EXISTS one_live_connector_per_type ON connectors (type) WHERE enabled = 1;
+";
+
+const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
+
+impl SqliteConnectorStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn with_connection<T>(
+        &self,
+        run: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError("the store connection is poisoned".to_owned()))?;
+        run(&mut connection)
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ConnectorRecord, String, String)> {
+    Ok((
+        ConnectorRecord {
+            id: row.get(0)?,
+            factory_id: row.get(1)?,
+            config: serde_json::Value::Null,
+            metadata: serde_json::Value::Null,
+            enabled: row.get::<_, i64>(4)? == 1,
+            created_at: row.get(5)?,
+            updated_at: row.get(6)?,
+        },
+        row.get(2)?,
+        row.get(3)?,
+    ))
+}
+
+fn finish_record(
+    (mut record, config, metadata): (ConnectorRecord, String, String),
+) -> Result<ConnectorRecord, StoreError> {
+    record.config = serde_json::from_str(&config)?;
+    record.metadata = serde_json::from_str(&metadata)?;
+    Ok(record)
+}
+
+fn select_one(connection: &Connection, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM connectors WHERE id = ?1");
+    connection
+        .query_row(&sql, params![id], read_record)
+        .optional()?
+        .map(finish_record)
+        .transpose()
+}
+
+fn retire_live(transaction: &rusqlite::Transaction<'_>, now: i64) -> Result<(), StoreError> {
+    transaction.execute(
+        "UPDATE connectors SET enabled = 0, updated_at = ?1 WHERE enabled = 1 AND type = 'Sms'",
+        params![now],
+    )?;
+    Ok(())
+}
+
+impl ConnectorStore for SqliteConnectorStore {
+    fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM connectors WHERE (?1 IS NULL OR enabled = ?1) ORDER BY created_at, id"
+            );
+            let mut statement = connection.prepare(&sql)?;
+            let rows = statement.query_map(params![enabled.map(i64::from)], read_record)?;
+            rows.map(|row| finish_record(row?)).collect()
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| select_one(connection, id))
+    }
+
+    fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let sql =
+                format!("SELECT {COLUMNS} FROM connectors WHERE enabled = 1 AND type = 'Sms'");
+            connection
+                .query_row(&sql, [], read_record)
+                .optional()?
+                .map(finish_record)
+                .transpose()
+        })
+    }
+
+    fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
+        self.with_connection(|connection| {
+            let now = now_millis();
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            retire_live(&transaction, now)?;
+            transaction.execute(
+                "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
+                 VALUES (?1, ?2, 'Sms', ?3, ?4, 1, ?5, ?5)",
+                params![
+                    connector.id,
+                    connector.factory_id,
+                    connector.config.to_string(),
+                    connector.metadata.to_string(),
+                    now
+                ],
+            )?;
+            let record = select_one(&transaction, &connector.id)?
+                .ok_or_else(|| StoreError("the inserted connector is missing".to_owned()))?;
+            transaction.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let now = now_millis();
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            match select_one(&transaction, id)? {
+                None => return Ok(None),
+                Some(record) if record.enabled => return Ok(Some(record)),
+                Some(_) => {}
+            }
+            retire_live(&transaction, now)?;
+            transaction.execute(
+                "UPDATE connectors SET enabled = 1, updated_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            let record = select_one(&transaction, id)?;
+            transaction.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn update(
+        &self,
+        id: &str,
+        config: serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = transaction.execute(
+                "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, config.to_string(), metadata.to_string(), now_millis()],
+            )?;
+            let record = if changed == 0 {
+                None
+            } else {
+                select_one(&transaction, id)?
+            };
+            transaction.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.with_connection(|connection| {
+            let deleted =
+                connection.execute("DELETE FROM connectors WHERE id = ?1", params![id])?;
+            Ok(deleted > 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn new_connector(id: &str) -> NewConnector {
+        NewConnector {
+            id: id.to_owned(),
+            factory_id: "mock-short-message-service".to_owned(),
+            config: json!({"templates": [], "id": id}),
+            metadata: json!({}),
+        }
+    }
+
+    fn open_store(dir: &tempfile::TempDir) -> SqliteConnectorStore {
+        SqliteConnectorStore::open(&dir.path().join("store.sqlite3")).unwrap()
+    }
+
+    #[test]
+    fn creating_retires_the_live_connector_and_keeps_its_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        store.insert_live(new_connector("first")).unwrap();
+        store.insert_live(new_connector("second")).unwrap();
+        assert_eq!(store.live().unwrap().unwrap().id, "second");
+        let retired = store.list(Some(false)).unwrap();
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].config["id"], "first");
+        assert_eq!(store.list(Some(true)).unwrap().len(), 1);
+        assert_eq!(store.list(None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn enable_switches_back_in_one_call_and_unknown_ids_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        store.insert_live(new_connector("first")).unwrap();
+        store.insert_live(new_connector("second")).unwrap();
+        let enabled = store.enable("first").unwrap().unwrap();
+        assert!(enabled.enabled);
+        assert!(!store.get("second").unwrap().unwrap().enabled);
+        assert_eq!(store.enable("missing").unwrap(), None);
+        assert_eq!(store.update("missing", json!({}), json!({})).unwrap(), None);
+        assert!(!store.delete("missing").unwrap());
+        assert!(store.delete("second").unwrap());
+        assert_eq!(store.get("second").unwrap(), None);
+    }
+
+    #[test]
+    fn the_database_refuses_a_second_live_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        store.insert_live(new_connector("first")).unwrap();
+        let connection = Connection::open(dir.path().join("store.sqlite3")).unwrap();
+        let second_live = connection.execute(
+            "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at) VALUES ('x', 'f', '{}', 1, 0, 0)",
+            [],
+        );
+        assert!(second_live.is_err());
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open_store(&dir);
+            store.insert_live(new_connector("first")).unwrap();
+            store
+                .update("first", json!({"a": 1}), json!({"name": {"en": "Mine"}}))
+                .unwrap();
+        }
+        let store = open_store(&dir);
+        let record = store.live().unwrap().unwrap();
+        assert_eq!(record.config, json!({"a": 1}));
+        assert_eq!(record.metadata["name"]["en"], "Mine");
+    }
+}

@@ -1,0 +1,81 @@
+//! Phone numbers: accepted as digits only (Logto's stored form, country code included) or
+//! `+E.164`, validated with libphonenumber's metadata (the `phonenumber` crate) before any
+//! plugin sees them, and handed to plugins in E.164.
+
+/// A validated phone number in E.164 (`+12015550123`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneNumber {
+    e164: String,
+    region: Option<String>,
+}
+
+impl PhoneNumber {
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let digits = input.strip_prefix('+').unwrap_or(input);
+        if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "{input:?} is not a phone number: use digits with the country code (12015550123) or E.164 (+12015550123)"
+            ));
+        }
+        if digits.len() > 15 {
+            return Err(format!(
+                "{input:?} is longer than the 15 digits E.164 allows"
+            ));
+        }
+        let number = phonenumber::parse(None, format!("+{digits}"))
+            .map_err(|error| format!("{input:?} is not a phone number: {error}"))?;
+        if !phonenumber::is_valid(&number) {
+            return Err(format!(
+                "{input:?} is not a valid phone number for its country code"
+            ));
+        }
+        Ok(Self {
+            e164: number.format().mode(phonenumber::Mode::E164).to_string(),
+            region: number.country().id().map(|id| id.as_ref().to_owned()),
+        })
+    }
+
+    pub fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// The ISO 3166 region of the number, such as `US`, when it is known.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_and_e164_normalize_to_e164() {
+        assert_eq!(
+            PhoneNumber::parse("12015550123").unwrap().e164(),
+            "+12015550123"
+        );
+        assert_eq!(
+            PhoneNumber::parse("+12015550123").unwrap().e164(),
+            "+12015550123"
+        );
+        assert_eq!(
+            PhoneNumber::parse("+4915112345678").unwrap().region(),
+            Some("DE")
+        );
+    }
+
+    #[test]
+    fn invalid_numbers_are_refused_with_a_reason() {
+        assert!(PhoneNumber::parse("").is_err());
+        assert!(PhoneNumber::parse("+1 201 555 0123")
+            .unwrap_err()
+            .contains("not a phone number"));
+        assert!(PhoneNumber::parse("15555550123")
+            .unwrap_err()
+            .contains("not a valid phone number"));
+        assert!(PhoneNumber::parse("1234567890123456")
+            .unwrap_err()
+            .contains("15 digits"));
+    }
+}

@@ -1,0 +1,375 @@
+//! Logto's connector management routes, with retired connectors kept for switching back:
+//! `GET|POST /api/connectors`, `GET|PATCH|DELETE /api/connectors/{id}`,
+//! `POST /api/connectors/{id}/enable` and `POST /api/connectors/{factoryId}/test`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use plugin_api::{
+    ConfigFieldError, ConnectorError, ConnectorInstance, PluginMetadata, SmsMessage, TemplateType,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api_error::{ApiError, Json, Path, Query};
+use crate::connector_store::{ConnectorRecord, NewConnector};
+use crate::factory_registry::Factory;
+use crate::live_connector::{LiveConnector, LiveStatus};
+use crate::phone::PhoneNumber;
+use crate::secrets::{restore_masked, SecretKeys};
+use crate::server::AppState;
+
+/// A connector as Logto returns it: the saved connector plus its factory's metadata.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorResponse {
+    pub id: String,
+    pub connector_id: String,
+    #[serde(rename = "type")]
+    pub connector_type: &'static str,
+    pub enabled: bool,
+    /// Whether a loaded plugin provides this connector (and, for the live one, whether it
+    /// accepted the saved config).
+    pub loaded: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
+    /// Secrets masked.
+    pub config: Value,
+    pub metadata: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(flatten)]
+    pub factory_metadata: Option<PluginMetadata>,
+}
+
+fn secret_keys(factory: Option<&Arc<Factory>>) -> SecretKeys {
+    factory
+        .map(|factory| SecretKeys::new(factory.plugin.metadata.connector.confidential_keys()))
+        .unwrap_or_default()
+}
+
+fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorResponse {
+    let registry = state.factories.load();
+    let factory = registry.get(&record.factory_id);
+    let live = state.live.load();
+    let load_error = match (live.as_deref(), factory) {
+        (Some(live), _) if live.connector_id == record.id => {
+            live.unavailable_reason().map(str::to_owned)
+        }
+        (_, None) => Some(format!(
+            "no loaded plugin provides the factory {:?}",
+            record.factory_id
+        )),
+        (_, Some(_)) => None,
+    };
+    ConnectorResponse {
+        config: secret_keys(factory).mask(&record.config),
+        factory_metadata: factory.map(|factory| PluginMetadata::clone(&factory.plugin.metadata)),
+        loaded: load_error.is_none(),
+        load_error,
+        id: record.id,
+        connector_id: record.factory_id,
+        connector_type: "Sms",
+        enabled: record.enabled,
+        metadata: record.metadata,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+    }
+}
+
+fn find_factory(state: &AppState, factory_id: &str) -> Result<Arc<Factory>, ApiError> {
+    state
+        .factories
+        .load()
+        .get(factory_id)
+        .cloned()
+        .ok_or_else(|| ApiError::FactoryNotFound {
+            factory_id: factory_id.to_owned(),
+        })
+}
+
+/// Puts stored secrets back where the client sent the mask, then has the plugin validate and
+/// build the config. Returns the normalized config and a ready instance.
+fn prepare_config(
+    factory: &Factory,
+    submitted: &Value,
+    stored: Option<&Value>,
+) -> Result<(Value, ConnectorInstance), ConnectorError> {
+    let config = restore_masked(submitted, stored).map_err(|field| {
+        plugin_api::invalid_config_fields(vec![ConfigFieldError {
+            field,
+            message:
+                "the masked placeholder stands where no secret is saved: send the value itself"
+                    .to_owned(),
+        }])
+    })?;
+    let normalized = factory.plugin.module.validate_config(&config)?;
+    let instance = factory.plugin.module.instantiate(&normalized)?;
+    Ok((normalized, instance))
+}
+
+fn require_object(metadata: Option<Value>) -> Result<Value, ApiError> {
+    match metadata {
+        None => Ok(Value::Object(Default::default())),
+        Some(value @ Value::Object(_)) => Ok(value),
+        Some(_) => Err(ApiError::InvalidRequestBody(
+            "`metadata` must be a JSON object".to_owned(),
+        )),
+    }
+}
+
+/// Twelve random lowercase letters and digits, like Logto's connector ids.
+fn new_connector_id() -> Result<String, ApiError> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)
+        .map_err(|error| ApiError::Internal(format!("no randomness: {error}")))?;
+    // 256 % 36 != 0 leaves a slight bias, harmless for an identifier.
+    Ok(bytes
+        .iter()
+        .map(|byte| ALPHABET[usize::from(*byte) % ALPHABET.len()] as char)
+        .collect())
+}
+
+fn make_live(
+    state: &AppState,
+    record: &ConnectorRecord,
+    factory: Arc<Factory>,
+    instance: ConnectorInstance,
+) {
+    state.live.store(Some(Arc::new(LiveConnector {
+        connector_id: record.id.clone(),
+        factory_id: record.factory_id.clone(),
+        status: LiveStatus::Ready { factory, instance },
+    })));
+    tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "live connector swapped");
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConnectorsQuery {
+    /// `true` (default): the live connector, as Logto lists; `false`: the retired ones.
+    pub enabled: Option<bool>,
+}
+
+pub async fn list_connectors(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ListConnectorsQuery>,
+) -> Result<Json<Vec<ConnectorResponse>>, ApiError> {
+    let enabled = query.enabled.unwrap_or(true);
+    let records = state
+        .with_store(move |store| store.list(Some(enabled)))
+        .await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|record| connector_response(&state, record))
+            .collect(),
+    ))
+}
+
+pub async fn get_connector(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
+    let lookup_id = id.clone();
+    let record = state.with_store(move |store| store.get(&lookup_id)).await?;
+    let record = record.ok_or(ApiError::NotFound {
+        entity: "connector",
+        id,
+    })?;
+    Ok(Json(connector_response(&state, record)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateConnectorBody {
+    /// The factory id.
+    pub connector_id: String,
+    pub config: Value,
+    pub metadata: Option<Value>,
+}
+
+/// Creates a connector and makes it the live one; the previous live connector is retired in
+/// the same transaction, its config kept.
+pub async fn create_connector(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<CreateConnectorBody>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
+    let metadata = require_object(body.metadata)?;
+    let factory = find_factory(&state, &body.connector_id)?;
+    let (config, instance) =
+        prepare_config(&factory, &body.config, None).map_err(ApiError::from_config_under_test)?;
+    let new_connector = NewConnector {
+        id: new_connector_id()?,
+        factory_id: body.connector_id,
+        config,
+        metadata,
+    };
+    let _change = state.connector_changes.lock().await;
+    let record = state
+        .with_store(move |store| store.insert_live(new_connector))
+        .await?;
+    make_live(&state, &record, factory, instance);
+    Ok(Json(connector_response(&state, record)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateConnectorBody {
+    /// Replaces the whole config (Logto replaces, it does not merge); masked secrets stay.
+    pub config: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+pub async fn update_connector(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateConnectorBody>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
+    let _change = state.connector_changes.lock().await;
+    let lookup_id = id.clone();
+    let stored = state
+        .with_store(move |store| store.get(&lookup_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            entity: "connector",
+            id: id.clone(),
+        })?;
+    let factory = find_factory(&state, &stored.factory_id)?;
+    let submitted = body.config.as_ref().unwrap_or(&stored.config);
+    let (config, instance) = prepare_config(&factory, submitted, Some(&stored.config))
+        .map_err(ApiError::from_config_under_test)?;
+    let metadata = match body.metadata {
+        Some(metadata) => require_object(Some(metadata))?,
+        None => stored.metadata.clone(),
+    };
+    let record = state
+        .with_store(move |store| store.update(&id, config, metadata))
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            entity: "connector",
+            id: stored.id.clone(),
+        })?;
+    if record.enabled {
+        make_live(&state, &record, factory, instance);
+    }
+    Ok(Json(connector_response(&state, record)))
+}
+
+/// Makes a saved connector live again, retiring the current one, in one call. Refused (and
+/// the current one kept) when the connector's plugin is not loaded or rejects its config.
+pub async fn enable_connector(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
+    let _change = state.connector_changes.lock().await;
+    let lookup_id = id.clone();
+    let stored = state
+        .with_store(move |store| store.get(&lookup_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            entity: "connector",
+            id: id.clone(),
+        })?;
+    let factory = find_factory(&state, &stored.factory_id)?;
+    let instance = factory
+        .plugin
+        .module
+        .instantiate(&stored.config)
+        .map_err(|error| ApiError::Connector {
+            error,
+            during_test: true,
+        })?;
+    let record = state
+        .with_store(move |store| store.enable(&id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            entity: "connector",
+            id: stored.id.clone(),
+        })?;
+    make_live(&state, &record, factory, instance);
+    Ok(Json(connector_response(&state, record)))
+}
+
+pub async fn delete_connector(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let _change = state.connector_changes.lock().await;
+    let delete_id = id.clone();
+    let deleted = state
+        .with_store(move |store| store.delete(&delete_id))
+        .await?;
+    if !deleted {
+        return Err(ApiError::NotFound {
+            entity: "connector",
+            id,
+        });
+    }
+    if state
+        .live
+        .load()
+        .as_deref()
+        .is_some_and(|live| live.connector_id == id)
+    {
+        state.live.store(None);
+        tracing::info!(connector_id = %id, "the live connector was deleted; no SMS connector is live");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestConnectorBody {
+    pub phone: String,
+    pub config: Value,
+    pub locale: Option<String>,
+}
+
+/// Validates an unsaved config and sends a verification code with the Generic template
+/// through the factory (the path's id is the factory id). Nothing is saved. A masked secret
+/// is taken from the saved connector of the same factory (the live one first).
+pub async fn test_connector_config(
+    State(state): State<Arc<AppState>>,
+    Path(factory_id): Path<String>,
+    Json(body): Json<TestConnectorBody>,
+) -> Result<StatusCode, ApiError> {
+    let factory = find_factory(&state, &factory_id)?;
+    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let stored_config = if crate::secrets::contains_mask(&body.config) {
+        let wanted_factory = factory_id.clone();
+        state
+            .with_store(move |store| {
+                let mut candidates = store.list(None)?;
+                candidates.retain(|record| record.factory_id == wanted_factory);
+                candidates.sort_by_key(|record| (record.enabled, record.updated_at));
+                Ok(candidates.pop().map(|record| record.config))
+            })
+            .await?
+    } else {
+        None
+    };
+    let (_, instance) = prepare_config(&factory, &body.config, stored_config.as_ref())
+        .map_err(ApiError::from_config_under_test)?;
+    let code = crate::verification_code::generate_code()
+        .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
+    let mut payload = serde_json::Map::new();
+    payload.insert("code".to_owned(), Value::String(code));
+    if let Some(locale) = body.locale {
+        payload.insert("locale".to_owned(), Value::String(locale));
+    }
+    let message = SmsMessage {
+        to: phone.e164().to_owned(),
+        template_type: TemplateType::Generic,
+        payload,
+    };
+    state
+        .send_executor
+        .send(&instance, &message)
+        .await
+        .map_err(|error| ApiError::from_send(error, true))?;
+    tracing::info!(%factory_id, "test message sent");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,74 @@
+//! `POST /api/messages`: the raw send through the live connector, for callers that manage
+//! their own codes.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use plugin_api::{SmsMessage, TemplateType};
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::{ApiError, Json};
+use crate::live_connector::LiveStatus;
+use crate::phone::PhoneNumber;
+use crate::server::AppState;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendMessageBody {
+    /// Digits with the country code, or E.164.
+    pub to: String,
+    #[serde(rename = "type", default = "generic")]
+    pub template_type: TemplateType,
+    #[serde(default)]
+    pub payload: serde_json::Map<String, serde_json::Value>,
+}
+
+fn generic() -> TemplateType {
+    TemplateType::Generic
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageResponse {
+    pub connector_id: String,
+    pub factory_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+}
+
+pub async fn send_message(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<SendMessageBody>,
+) -> Result<Json<SendMessageResponse>, ApiError> {
+    let phone = PhoneNumber::parse(&body.to).map_err(ApiError::InvalidPhoneNumber)?;
+    // Held to the end of the send: a swap meanwhile does not touch this connector.
+    let live = state.live.load_full().ok_or_else(|| {
+        ApiError::NoLiveConnector(
+            "no SMS connector is live: create one with POST /api/connectors".to_owned(),
+        )
+    })?;
+    let instance = match &live.status {
+        LiveStatus::Ready { instance, .. } => instance,
+        LiveStatus::Unavailable { reason } => {
+            return Err(ApiError::NoLiveConnector(format!(
+                "the live connector {} cannot send: {reason}",
+                live.connector_id
+            )))
+        }
+    };
+    let message = SmsMessage {
+        to: phone.e164().to_owned(),
+        template_type: body.template_type,
+        payload: body.payload,
+    };
+    let receipt = state
+        .send_executor
+        .send(instance, &message)
+        .await
+        .map_err(|error| ApiError::from_send(error, false))?;
+    Ok(Json(SendMessageResponse {
+        connector_id: live.connector_id.clone(),
+        factory_id: live.factory_id.clone(),
+        provider_message_id: receipt.provider_message_id,
+    }))
+}

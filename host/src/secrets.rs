@@ -1,0 +1,179 @@
+//! Masking of secrets in connector configs.
+//!
+//! A config value is secret when its form item is marked `isConfidential`, or, as Logto's
+//! console does, when its key ends in `Key`, `Secret`, `Token` or `Password` (at any depth).
+//! Responses carry [`MASK`] instead of the value. A client that sends a config back with
+//! [`MASK`] in place means "unchanged": [`restore_masked`] puts the stored value back, and a
+//! mask with nothing stored behind it is refused, so the placeholder is never saved as a secret.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+/// What a secret looks like in a response.
+pub const MASK: &str = "******";
+
+const SECRET_KEY_SUFFIXES: [&str; 4] = ["key", "secret", "token", "password"];
+
+/// Which config keys hold secrets for one factory.
+#[derive(Debug, Clone, Default)]
+pub struct SecretKeys {
+    confidential_form_keys: BTreeSet<String>,
+}
+
+impl SecretKeys {
+    pub fn new<'a>(confidential_form_keys: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            confidential_form_keys: confidential_form_keys
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+
+    fn is_secret(&self, key: &str, depth: usize) -> bool {
+        let lowercase = key.to_ascii_lowercase();
+        (depth == 0 && self.confidential_form_keys.contains(key))
+            || SECRET_KEY_SUFFIXES
+                .iter()
+                .any(|suffix| lowercase.ends_with(suffix))
+    }
+
+    /// A copy of `config` with every secret value (that is not null or empty) replaced by [`MASK`].
+    pub fn mask(&self, config: &Value) -> Value {
+        self.mask_at(config, 0)
+    }
+
+    fn mask_at(&self, value: &Value, depth: usize) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(key, value)| {
+                        let masked = if self.is_secret(key, depth) && !is_blank(value) {
+                            Value::String(MASK.to_owned())
+                        } else {
+                            self.mask_at(value, depth + 1)
+                        };
+                        (key.clone(), masked)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|item| self.mask_at(item, depth + 1))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+fn is_blank(value: &Value) -> bool {
+    matches!(value, Value::Null) || value.as_str().is_some_and(str::is_empty)
+}
+
+/// Replaces every [`MASK`] in `submitted` by the value at the same path in `stored`. Errors
+/// with the path of a mask that has no stored value behind it.
+pub fn restore_masked(submitted: &Value, stored: Option<&Value>) -> Result<Value, String> {
+    restore_at(submitted, stored, "")
+}
+
+fn restore_at(submitted: &Value, stored: Option<&Value>, path: &str) -> Result<Value, String> {
+    match submitted {
+        Value::String(text) if text == MASK => match stored {
+            Some(stored_value)
+                if !is_blank(stored_value) && stored_value.as_str() != Some(MASK) =>
+            {
+                Ok(stored_value.clone())
+            }
+            _ => Err(if path.is_empty() {
+                ".".to_owned()
+            } else {
+                path.to_owned()
+            }),
+        },
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, value)| {
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                let stored_child = stored.and_then(|stored| stored.get(key));
+                Ok((key.clone(), restore_at(value, stored_child, &child_path)?))
+            })
+            .collect::<Result<serde_json::Map<_, _>, _>>()
+            .map(Value::Object),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let stored_item = stored.and_then(|stored| stored.get(index));
+                restore_at(item, stored_item, &format!("{path}[{index}]"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other.clone()),
+    }
+}
+
+/// Whether a config still holds a [`MASK`] anywhere.
+pub fn contains_mask(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text == MASK,
+        Value::Object(map) => map.values().any(contains_mask),
+        Value::Array(items) => items.iter().any(contains_mask),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn masks_confidential_form_keys_and_secret_looking_keys() {
+        let keys = SecretKeys::new(["authorization"]);
+        let config = json!({
+            "authorization": "Bearer abc", "apiKey": "k", "nested": {"clientSecret": "s", "note": "n"},
+            "accountSID": "AC1", "emptyToken": "", "templates": [{"usageType": "Generic", "content": "{{code}}"}]
+        });
+        let masked = keys.mask(&config);
+        assert_eq!(masked["authorization"], MASK);
+        assert_eq!(masked["apiKey"], MASK);
+        assert_eq!(masked["nested"]["clientSecret"], MASK);
+        assert_eq!(masked["nested"]["note"], "n");
+        assert_eq!(masked["accountSID"], "AC1");
+        assert_eq!(masked["emptyToken"], "");
+        assert_eq!(masked["templates"], config["templates"]);
+    }
+
+    #[test]
+    fn a_masked_round_trip_keeps_the_stored_secret() {
+        let stored = json!({"apiKey": "real", "nested": {"authToken": "t"}, "from": "Acme"});
+        let submitted = json!({"apiKey": MASK, "nested": {"authToken": MASK}, "from": "NewName"});
+        let restored = restore_masked(&submitted, Some(&stored)).unwrap();
+        assert_eq!(
+            restored,
+            json!({"apiKey": "real", "nested": {"authToken": "t"}, "from": "NewName"})
+        );
+    }
+
+    #[test]
+    fn a_mask_without_a_stored_value_is_refused() {
+        let stored = json!({"apiKey": ""});
+        assert_eq!(
+            restore_masked(&json!({"apiKey": MASK}), Some(&stored)).unwrap_err(),
+            "apiKey"
+        );
+        assert_eq!(
+            restore_masked(&json!({"list": [MASK]}), None).unwrap_err(),
+            "list[0]"
+        );
+        assert!(contains_mask(&json!({"a": {"b": [MASK]}})));
+        assert!(!contains_mask(&json!({"a": "x"})));
+    }
+}

@@ -1,0 +1,219 @@
+//! Performs the HTTP requests connectors describe, and drives a send's steps to the end.
+//!
+//! The host owns all I/O: one shared client (rustls, keep-alive pool), a timeout per request,
+//! a cap on response bodies. It never sends one SMS twice: a request is retried only when it
+//! provably never reached the provider (the connection could not be made), never after a
+//! timeout or any response.
+
+use std::time::Duration;
+
+use plugin_api::{
+    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, OutgoingMessage, SendProgress,
+    SendReceipt, SmsMessage, Step,
+};
+
+/// Most steps a send may take (a token fetch and a send is two).
+const MAX_STEPS: usize = 8;
+/// Attempts for a request whose connection could not be made.
+const CONNECT_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct SendExecutorConfig {
+    pub request_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+impl Default for SendExecutorConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            max_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The connector said no (its own error, or its reading of the provider's answer).
+    #[error("{0}")]
+    Connector(ConnectorError),
+    /// The provider could not be reached or did not answer in time. The message names the
+    /// host only: URLs can carry credentials in their query.
+    #[error("{0}")]
+    Upstream(String),
+}
+
+pub struct SendExecutor {
+    client: reqwest::Client,
+    config: SendExecutorConfig,
+}
+
+impl SendExecutor {
+    pub fn new(config: SendExecutorConfig) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        Ok(Self { client, config })
+    }
+
+    /// Drives one message through a connector until it is done or fails.
+    pub async fn send(
+        &self,
+        connector: &ConnectorInstance,
+        message: &SmsMessage,
+    ) -> Result<SendReceipt, SendError> {
+        let outgoing = OutgoingMessage::new(message);
+        let mut progress = SendProgress::start();
+        for _ in 0..MAX_STEPS {
+            // Plugin calls are pure and take microseconds: no need to leave the async worker.
+            match connector
+                .step(&outgoing, progress)
+                .map_err(SendError::Connector)?
+            {
+                Step::Done(receipt) => return Ok(receipt),
+                Step::Http { request, state } => {
+                    let response = self.perform(request).await?;
+                    progress = SendProgress {
+                        state,
+                        last_response: Some(response),
+                    };
+                }
+            }
+        }
+        Err(SendError::Connector(ConnectorError::general(format!(
+            "the connector did not finish the send within {MAX_STEPS} steps"
+        ))))
+    }
+
+    async fn perform(&self, request: HttpRequest) -> Result<HttpResponse, SendError> {
+        let invalid = |what: String| {
+            SendError::Connector(ConnectorError::general(format!(
+                "the connector built an invalid request: {what}"
+            )))
+        };
+        let url =
+            reqwest::Url::parse(&request.url).map_err(|error| invalid(format!("URL: {error}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "scheme {:?} is not http or https",
+                url.scheme()
+            )));
+        }
+        let host = url.host_str().unwrap_or("?").to_owned();
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| invalid(format!("method {:?}", request.method)))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, value) in &request.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| invalid(format!("header name {name:?}")))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| invalid(format!("value of header {name}")))?;
+            headers.append(name, value);
+        }
+
+        let mut attempt = 1;
+        let response = loop {
+            let sent = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers.clone())
+                .body(request.body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(response) => break response,
+                // Nothing reached the provider: trying again cannot send the SMS twice.
+                Err(error) if error.is_connect() && attempt < CONNECT_ATTEMPTS => {
+                    tracing::debug!(%host, attempt, "could not connect to the provider; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Err(SendError::Upstream(describe_transport_error(
+                        &host,
+                        &error,
+                        self.config.request_timeout,
+                    )))
+                }
+            }
+        };
+        self.read_response(&host, response).await
+    }
+
+    async fn read_response(
+        &self,
+        host: &str,
+        mut response: reqwest::Response,
+    ) -> Result<HttpResponse, SendError> {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.config.max_response_bytes {
+                        return Err(SendError::Connector(ConnectorError::invalid_response(
+                            format!(
+                                "the provider at {host} answered with a body over {} bytes",
+                                self.config.max_response_bytes
+                            ),
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    return Err(SendError::Upstream(describe_transport_error(
+                        host,
+                        &error,
+                        self.config.request_timeout,
+                    )))
+                }
+            }
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A one-line reason without the URL (which may carry credentials in its query).
+fn describe_transport_error(host: &str, error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!(
+            "the SMS provider at {host} did not answer within {} s",
+            timeout.as_secs_f32()
+        );
+    }
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let cause = causes
+        .last()
+        .cloned()
+        .unwrap_or_else(|| "unknown transport error".to_owned());
+    if error.is_connect() {
+        format!("could not connect to the SMS provider at {host}: {cause}")
+    } else {
+        format!("the exchange with the SMS provider at {host} failed: {cause}")
+    }
+}
