@@ -39,8 +39,20 @@ pub struct ConnectorResponse {
     pub metadata: Value,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The factory's metadata fields (name, description, readme, formItems, ...), except its
+    /// `id`, which is `connectorId` here. Absent when no loaded plugin provides the factory.
     #[serde(flatten)]
-    pub factory_metadata: Option<PluginMetadata>,
+    pub factory_metadata: serde_json::Map<String, Value>,
+}
+
+fn factory_metadata_fields(metadata: &PluginMetadata) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(metadata) {
+        Ok(Value::Object(mut fields)) => {
+            fields.remove("id");
+            fields
+        }
+        _ => serde_json::Map::new(),
+    }
 }
 
 fn secret_keys(factory: Option<&Arc<Factory>>) -> SecretKeys {
@@ -65,7 +77,9 @@ fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorRes
     };
     ConnectorResponse {
         config: secret_keys(factory).mask(&record.config),
-        factory_metadata: factory.map(|factory| PluginMetadata::clone(&factory.plugin.metadata)),
+        factory_metadata: factory
+            .map(|factory| factory_metadata_fields(&factory.plugin.metadata))
+            .unwrap_or_default(),
         loaded: load_error.is_none(),
         load_error,
         id: record.id,

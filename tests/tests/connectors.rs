@@ -1,0 +1,645 @@
+//! Connector management end to end: the seed's flow on the mock connector, secrets, restarts,
+//! kill -9, hot swap under concurrent sends, and every bad input.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use e2e_tests::{
+    outbox_lines, plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY,
+};
+use serde_json::{json, Value};
+
+const MOCK: &str = "mock-short-message-service";
+const REQUEST_BUILDING: &str = "request-building-test-connector";
+const PHONE: &str = "+12015550123";
+
+fn mock_config(outbox: &Path) -> Value {
+    json!({
+        "templates": [
+            {"usageType": "Generic", "content": "Generic code {{code}}"},
+            {"usageType": "SignIn", "content": "Sign-in code {{code}}"}
+        ],
+        "outbox": outbox
+    })
+}
+
+fn mock_host() -> TestHost {
+    HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start()
+}
+
+fn create(host: &TestHost, factory_id: &str, config: Value) -> Value {
+    let (status, connector) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": factory_id, "config": config}),
+    );
+    assert_eq!(status, 200, "{connector}");
+    connector
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn seed_flow_set_up_test_save_change_and_switch_back() {
+    let host = mock_host();
+    let outbox_a = host.folders().scratch_path("a.jsonl");
+    let outbox_b = host.folders().scratch_path("b.jsonl");
+
+    let (status, factories) = host.get("/api/connector-factories");
+    assert_eq!((status, ids(&factories)), (200, vec![MOCK.to_owned()]));
+
+    // Test the config before saving: a Generic code to the number, nothing saved.
+    let test_path = format!("/api/connectors/{MOCK}/test");
+    let (status, body) = host.post(
+        &test_path,
+        &json!({"phone": "12015550123", "config": mock_config(&outbox_a)}),
+    );
+    assert_eq!(status, 204, "{body}");
+    let sent = outbox_lines(&outbox_a);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["to"], PHONE);
+    assert_eq!(sent[0]["type"], "Generic");
+    let code = sent[0]["payload"]["code"].as_str().unwrap();
+    assert!(code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()));
+    assert_eq!(sent[0]["content"], format!("Generic code {code}"));
+    assert_eq!(
+        ids(&host.get("/api/connectors").1).len(),
+        0,
+        "testing saves nothing"
+    );
+
+    // Save: it becomes live.
+    let first = create(&host, MOCK, mock_config(&outbox_a));
+    assert_eq!(
+        (first["enabled"].clone(), first["loaded"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(first["connectorId"], MOCK);
+    assert_eq!(first["type"], "Sms");
+    assert_eq!(first["name"]["en"], "Mock SMS Service");
+    assert!(first["formItems"].is_array() && first["readme"].is_string());
+    assert!(first["createdAt"].as_i64().unwrap() > 0);
+    let first_id = first["id"].as_str().unwrap().to_owned();
+
+    // Change connector: the new one is live, the old one retired with its config.
+    let second = create(&host, MOCK, mock_config(&outbox_b));
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    assert_eq!(ids(&host.get("/api/connectors").1), [second_id.clone()]);
+    let (_, retired) = host.get("/api/connectors?enabled=false");
+    assert_eq!(ids(&retired), [first_id.clone()]);
+    assert_eq!(retired[0]["enabled"], false);
+    assert_eq!(retired[0]["config"]["outbox"], json!(outbox_a));
+    let (status, one) = host.get(&format!("/api/connectors/{first_id}"));
+    assert_eq!((status, one["enabled"].clone()), (200, json!(false)));
+
+    let send = |template_type: &str| {
+        host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "type": template_type, "payload": {"code": "123456"}})),
+        )
+    };
+    let (status, receipt) = send("SignIn");
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["connectorId"], second_id.as_str());
+    assert_eq!(receipt["factoryId"], MOCK);
+    assert!(receipt["providerMessageId"]
+        .as_str()
+        .unwrap()
+        .starts_with("mock-"));
+    assert_eq!(
+        outbox_lines(&outbox_b).last().unwrap()["content"],
+        "Sign-in code 123456"
+    );
+
+    // Switch back in one call.
+    let (status, enabled) = host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}));
+    assert_eq!(
+        (status, enabled["enabled"].clone()),
+        (200, json!(true)),
+        "{enabled}"
+    );
+    assert_eq!(ids(&host.get("/api/connectors").1), [first_id.clone()]);
+    assert_eq!(
+        ids(&host.get("/api/connectors?enabled=false").1),
+        [second_id.clone()]
+    );
+    let (_, receipt) = send("Register");
+    assert_eq!(receipt["connectorId"], first_id.as_str());
+    assert_eq!(
+        outbox_lines(&outbox_a).last().unwrap()["content"],
+        "Generic code 123456",
+        "Register falls back to Generic"
+    );
+
+    // PATCH replaces the whole config and swaps the live connector.
+    let replaced = json!({"templates": [{"usageType": "Generic", "content": "Patched {{code}}"}], "outbox": outbox_a});
+    let (status, patched) = host.patch(
+        &format!("/api/connectors/{first_id}"),
+        &json!({"config": replaced}),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["config"]["templates"].as_array().unwrap().len(), 1);
+    send("SignIn");
+    assert_eq!(
+        outbox_lines(&outbox_a).last().unwrap()["content"],
+        "Patched 123456"
+    );
+
+    // Delete: retired and live alike; then nothing is live.
+    assert_eq!(host.delete(&format!("/api/connectors/{second_id}")).0, 204);
+    assert_eq!(host.delete(&format!("/api/connectors/{first_id}")).0, 204);
+    let (status, error) = send("SignIn");
+    assert_eq!(
+        (status, error["code"].clone()),
+        (501, json!("connector.not_found"))
+    );
+    let (status, error) = host.get(&format!("/api/connectors/{first_id}"));
+    assert_eq!(
+        (status, error["code"].clone()),
+        (404, json!("entity.not_found"))
+    );
+}
+
+#[test]
+fn secrets_are_masked_and_a_masked_round_trip_keeps_them() {
+    let provider = CaptureServer::start(200, r#"{"id": "provider-1"}"#);
+    let host =
+        HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]).start();
+    let config = json!({
+        "endpoint": format!("{}/sms", provider.url),
+        "authorization": "Bearer very-secret-value",
+        "templates": [{"usageType": "Generic", "content": "Code {{code}}"}]
+    });
+    let created = create(&host, REQUEST_BUILDING, config);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["config"]["authorization"], "******");
+    let (_, fetched) = host.get(&format!("/api/connectors/{id}"));
+    assert_eq!(fetched["config"]["authorization"], "******");
+
+    // Edit one field, send the rest back as received (mask included).
+    let mut edited = fetched["config"].clone();
+    edited["templates"] = json!([{"usageType": "Generic", "content": "Edited {{code}}"}]);
+    let (status, patched) =
+        host.patch(&format!("/api/connectors/{id}"), &json!({"config": edited}));
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["config"]["authorization"], "******");
+
+    let (status, receipt) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "424242"}})),
+    );
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["providerMessageId"], "provider-1");
+    let requests = provider.requests();
+    let last = requests.last().unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some("Bearer very-secret-value"),
+        "the stored secret was kept"
+    );
+    assert!(last.request_line.starts_with("POST /sms "));
+    let body: Value = serde_json::from_str(&last.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"to": PHONE, "type": "Generic", "text": "Edited 424242"})
+    );
+
+    // The placeholder is never saved as a secret.
+    let (status, error) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": REQUEST_BUILDING, "config": {"endpoint": provider.url, "authorization": "******", "templates": []}}),
+    );
+    assert_eq!(
+        (status, error["code"].clone()),
+        (400, json!("connector.invalid_config")),
+        "{error}"
+    );
+    assert_eq!(error["data"]["errors"][0]["field"], "authorization");
+
+    // The test route resolves a mask from the saved connector of the factory.
+    let (status, body) = host.post(
+        &format!("/api/connectors/{REQUEST_BUILDING}/test"),
+        &json!({"phone": PHONE, "config": patched["config"]}),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        provider.requests().last().unwrap().header("authorization"),
+        Some("Bearer very-secret-value")
+    );
+
+    assert!(
+        !host.log().contains("very-secret-value"),
+        "a secret reached the log"
+    );
+}
+
+#[test]
+fn restart_keeps_the_live_and_retired_connectors() {
+    let host = mock_host();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    let first = create(&host, MOCK, mock_config(&outbox));
+    let second = create(&host, MOCK, mock_config(&outbox));
+    let folders = host.kill();
+    let host = folders.start();
+    assert_eq!(
+        ids(&host.get("/api/connectors").1),
+        [second["id"].as_str().unwrap()]
+    );
+    assert_eq!(
+        ids(&host.get("/api/connectors?enabled=false").1),
+        [first["id"].as_str().unwrap()]
+    );
+    let (status, receipt) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "1"}})),
+    );
+    assert_eq!(
+        (status, receipt["connectorId"].clone()),
+        (200, second["id"].clone()),
+        "{receipt}"
+    );
+}
+
+#[test]
+fn a_live_connector_whose_plugin_is_gone_is_reported_and_sends_fail_clearly() {
+    let provider = CaptureServer::start(200, r#"{"id": "x"}"#);
+    let folders =
+        HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]);
+    let host = folders.start();
+    let config = json!({"endpoint": provider.url, "templates": [{"usageType": "Generic", "content": "{{code}}"}]});
+    let created = create(&host, REQUEST_BUILDING, config);
+    let folders = host.kill();
+    std::fs::remove_file(folders.plugins_dir.join("rb.so")).unwrap();
+    let host = folders.start();
+    let (status, connector) = host.get(&format!(
+        "/api/connectors/{}",
+        created["id"].as_str().unwrap()
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(connector["enabled"], true);
+    assert_eq!(connector["loaded"], false);
+    assert!(
+        connector["loadError"]
+            .as_str()
+            .unwrap()
+            .contains(REQUEST_BUILDING),
+        "{connector}"
+    );
+    let (status, error) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "1"}})),
+    );
+    assert_eq!(
+        (status, error["code"].clone()),
+        (501, json!("connector.not_found"))
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("cannot send"),
+        "{error}"
+    );
+}
+
+#[test]
+fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_saved() {
+    let host = mock_host();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    let seed = create(&host, MOCK, mock_config(&outbox));
+    let saved = Arc::new(std::sync::Mutex::new(vec![seed["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()]));
+    let base_url = host.base_url.clone();
+    let pid = host.pid();
+    let burst = {
+        let saved = Arc::clone(&saved);
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(std::time::Duration::from_secs(5)))
+                .build()
+                .into();
+            for round in 0..400 {
+                let result = if round % 3 == 2 {
+                    let id = saved.lock().unwrap()[round % 2].clone();
+                    agent
+                        .post(format!("{base_url}/api/connectors/{id}/enable"))
+                        .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+                        .send_json(json!({}))
+                } else {
+                    agent
+                        .post(format!("{base_url}/api/connectors"))
+                        .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+                        .send_json(json!({"connectorId": MOCK, "config": {"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null}}))
+                };
+                let Ok(mut response) = result else { return };
+                if response.status() == 200 && round % 3 != 2 {
+                    let created: Value = response.body_mut().read_json().unwrap();
+                    saved
+                        .lock()
+                        .unwrap()
+                        .push(created["id"].as_str().unwrap().to_owned());
+                }
+            }
+        })
+    };
+    // Let the burst get going, then kill without warning.
+    while saved.lock().unwrap().len() < 15 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    burst.join().unwrap();
+    let folders = host.kill();
+    let host = folders.start();
+    let (_, live) = host.get("/api/connectors");
+    assert_eq!(
+        live.as_array().unwrap().len(),
+        1,
+        "exactly one live connector: {live}"
+    );
+    let (_, retired) = host.get("/api/connectors?enabled=false");
+    let mut all = ids(&live);
+    all.extend(ids(&retired));
+    for id in saved.lock().unwrap().iter() {
+        assert!(all.contains(id), "connector {id} answered 200 but was lost");
+    }
+}
+
+#[test]
+fn swaps_never_fail_a_send_and_each_send_goes_through_exactly_one_connector() {
+    let host = Arc::new(mock_host());
+    let outbox_a = host.folders().scratch_path("a.jsonl");
+    let outbox_b = host.folders().scratch_path("b.jsonl");
+    let a = create(&host, MOCK, mock_config(&outbox_a))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = create(&host, MOCK, mock_config(&outbox_b))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let (host, stop, sent) = (Arc::clone(&host), Arc::clone(&stop), Arc::clone(&sent));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut index = 0;
+                while !stop.load(Ordering::Relaxed) && index < 2000 {
+                    let marker = format!("{sender}-{index}");
+                    let body = json!({"to": PHONE, "payload": {"code": "1", "marker": marker}});
+                    let (status, response) =
+                        host.request("POST", "/api/messages", Some(SEND_KEY), Some(&body));
+                    if status == 200 {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.push(format!("{status} {response}"));
+                    }
+                    index += 1;
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut swaps = 0;
+    while swaps < 60 {
+        let target = if swaps % 2 == 0 { &a } else { &b };
+        let (status, body) = if swaps % 3 == 0 {
+            host.patch(
+                &format!("/api/connectors/{target}"),
+                &json!({"config": mock_config(if target == &a { &outbox_a } else { &outbox_b })}),
+            )
+        } else {
+            host.post(&format!("/api/connectors/{target}/enable"), &json!({}))
+        };
+        assert_eq!(status, 200, "{body}");
+        swaps += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = senders
+        .into_iter()
+        .flat_map(|sender| sender.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "failed sends during swaps: {failures:?}"
+    );
+
+    let mut markers: Vec<String> = outbox_lines(&outbox_a)
+        .into_iter()
+        .chain(outbox_lines(&outbox_b))
+        .map(|line| line["payload"]["marker"].as_str().unwrap().to_owned())
+        .collect();
+    let total = markers.len();
+    markers.sort();
+    markers.dedup();
+    assert_eq!(
+        total,
+        sent.load(Ordering::Relaxed),
+        "every successful send is in exactly one outbox"
+    );
+    assert_eq!(markers.len(), total, "no send went through both connectors");
+    assert!(total > 0);
+}
+
+#[test]
+fn bad_inputs_and_auth_failures_get_their_status_and_code() {
+    let host = mock_host();
+    let outbox = host.folders().scratch_path("o.jsonl");
+    let code_of = |(status, body): (u16, Value)| {
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    };
+
+    // Auth.
+    assert_eq!(
+        code_of(host.request("GET", "/api/connectors", None, None)),
+        (401, "auth.unauthorized".into())
+    );
+    assert_eq!(
+        code_of(host.request("GET", "/api/connectors", Some("wrong"), None)),
+        (401, "auth.unauthorized".into())
+    );
+    assert_eq!(
+        code_of(host.request("GET", "/api/connectors", Some(SEND_KEY), None)),
+        (403, "auth.forbidden".into())
+    );
+    assert_eq!(
+        code_of(host.request("POST", "/api/messages", None, Some(&json!({"to": PHONE})))),
+        (401, "auth.unauthorized".into())
+    );
+    assert_eq!(host.request("GET", "/health", None, None).0, 200);
+
+    // Bodies.
+    let raw = |body: &str| {
+        code_of(host.request_raw(
+            "POST",
+            "/api/connectors",
+            Some(ADMIN_KEY),
+            Some(("application/json", body)),
+        ))
+    };
+    assert_eq!(raw("{not json"), (400, "guard.invalid_input".into()));
+    assert_eq!(
+        raw(r#"{"connectorId": 7, "config": {}}"#),
+        (400, "guard.invalid_input".into())
+    );
+    assert_eq!(
+        raw(r#"{"connectorId": "x", "config": {}, "surprise": 1}"#),
+        (400, "guard.invalid_input".into())
+    );
+    let huge = format!(
+        r#"{{"connectorId": "{}", "config": {{}}}}"#,
+        "x".repeat(100_000)
+    );
+    assert_eq!(raw(&huge), (413, "guard.payload_too_large".into()));
+    assert_eq!(
+        code_of(host.request_raw(
+            "POST",
+            "/api/connectors",
+            Some(ADMIN_KEY),
+            Some(("text/plain", "{}"))
+        )),
+        (400, "guard.invalid_input".into())
+    );
+
+    // Connectors.
+    assert_eq!(
+        code_of(host.post(
+            "/api/connectors",
+            &json!({"connectorId": "nope", "config": {}})
+        )),
+        (422, "connector.not_found_with_connector_id".into())
+    );
+    let (status, invalid) = host.post("/api/connectors", &json!({"connectorId": MOCK, "config": {"templates": [{"usageType": "Login", "content": "x"}]}}));
+    assert_eq!(
+        (status, invalid["code"].clone()),
+        (400, json!("connector.invalid_config")),
+        "{invalid}"
+    );
+    assert_eq!(
+        invalid["data"]["errors"][0]["field"],
+        "templates[0].usageType"
+    );
+    assert_eq!(
+        code_of(host.get("/api/connectors/missing")),
+        (404, "entity.not_found".into())
+    );
+    assert_eq!(
+        code_of(host.patch("/api/connectors/missing", &json!({"config": {}}))),
+        (404, "entity.not_found".into())
+    );
+    assert_eq!(
+        code_of(host.post("/api/connectors/missing/enable", &json!({}))),
+        (404, "entity.not_found".into())
+    );
+    assert_eq!(
+        code_of(host.delete("/api/connectors/missing")),
+        (404, "entity.not_found".into())
+    );
+    assert_eq!(
+        code_of(host.get("/api/connectors?enabled=maybe")),
+        (400, "guard.invalid_input".into())
+    );
+
+    // Sending.
+    let send =
+        |body: Value| code_of(host.request("POST", "/api/messages", Some(SEND_KEY), Some(&body)));
+    assert_eq!(
+        send(json!({"to": PHONE})),
+        (501, "connector.not_found".into())
+    );
+    create(
+        &host,
+        MOCK,
+        json!({"templates": [{"usageType": "SignIn", "content": "{{code}}"}], "outbox": outbox}),
+    );
+    assert_eq!(
+        send(json!({"to": "+1 201 555 0123"})),
+        (400, "guard.invalid_phone_number".into())
+    );
+    assert_eq!(
+        send(json!({"to": "15555550123"})),
+        (400, "guard.invalid_phone_number".into())
+    );
+    assert_eq!(
+        send(json!({"to": PHONE, "type": "Login"})),
+        (400, "guard.invalid_input".into())
+    );
+    assert_eq!(
+        send(json!({"to": PHONE, "type": "Register"})),
+        (400, "connector.template_not_found".into())
+    );
+    assert_eq!(
+        send(json!({"to": PHONE, "type": "SignIn", "payload": {"code": "1"}})).0,
+        200
+    );
+    let test_path = format!("/api/connectors/{MOCK}/test");
+    assert_eq!(
+        code_of(host.post(
+            &test_path,
+            &json!({"phone": "abc", "config": mock_config(&outbox)})
+        )),
+        (400, "guard.invalid_phone_number".into())
+    );
+    assert_eq!(
+        code_of(host.post(
+            &test_path,
+            &json!({"phone": PHONE, "config": {"templates": "no"}})
+        )),
+        (400, "connector.invalid_config".into())
+    );
+    assert_eq!(
+        code_of(host.get("/api/nothing")),
+        (404, "request.route_not_found".into())
+    );
+}
+
+#[test]
+fn an_admin_key_is_generated_once_when_none_is_configured() {
+    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
+    let host = folders.start_with_args(&[]);
+    let key_path = host.data_dir.join("admin-key");
+    let key = std::fs::read_to_string(&key_path)
+        .unwrap()
+        .trim()
+        .to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(host.log().matches(&key).count(), 1, "printed once");
+    assert_eq!(
+        host.request("GET", "/api/connectors", Some(&key), None).0,
+        200
+    );
+    assert_eq!(
+        host.request("GET", "/api/connectors", Some(ADMIN_KEY), None)
+            .0,
+        401
+    );
+    let host = host.kill().start_with_args(&[]);
+    assert_eq!(host.log().matches(&key).count(), 1, "not printed again");
+    assert_eq!(
+        host.request("GET", "/api/connectors", Some(&key), None).0,
+        200
+    );
+}
