@@ -25,9 +25,10 @@ impl Factory {
 }
 
 /// The outcome for one file of the plugins folder.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginFileReport {
+    #[schema(value_type = String)]
     pub path: PathBuf,
     pub size: Option<u64>,
     pub sha256: Option<String>,
@@ -37,7 +38,7 @@ pub struct PluginFileReport {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginFileStatus {
     Loaded,

@@ -17,9 +17,11 @@
 //! - [`phone`]: phone number validation and E.164 normalization.
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG.
 //! - [`server`]: application state, the router (with key checks) and the listener.
+//! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
 //! - [`routes`]: one module per resource of the HTTP API.
 
+pub mod api_doc;
 pub mod api_error;
 pub mod api_keys;
 pub mod cli;

@@ -151,6 +151,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::connectors::test_connector_config),
         )
         .route("/api/plugins", get(routes::plugins::list_plugin_files))
+        .route(
+            "/api/openapi.json",
+            get(crate::api_doc::get_openapi_document),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_admin_key,

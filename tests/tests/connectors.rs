@@ -643,3 +643,48 @@ fn an_admin_key_is_generated_once_when_none_is_configured() {
         200
     );
 }
+
+#[test]
+fn the_openapi_document_describes_every_route() {
+    let host = mock_host();
+    let (status, document) = host.get("/api/openapi.json");
+    assert_eq!(status, 200);
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    let described: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, operations)| {
+            operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect();
+    for (method, path) in [
+        ("get", "/health"),
+        ("get", "/api/connector-factories"),
+        ("get", "/api/connector-factories/{id}"),
+        ("get", "/api/connectors"),
+        ("post", "/api/connectors"),
+        ("get", "/api/connectors/{id}"),
+        ("patch", "/api/connectors/{id}"),
+        ("delete", "/api/connectors/{id}"),
+        ("post", "/api/connectors/{id}/enable"),
+        ("post", "/api/connectors/{id}/test"),
+        ("post", "/api/messages"),
+        ("get", "/api/plugins"),
+        ("get", "/api/openapi.json"),
+    ] {
+        assert!(
+            described.contains(&(method.to_owned(), path.to_owned())),
+            "{method} {path} is not described"
+        );
+    }
+    assert_eq!(
+        document["paths"]["/api/connectors"]["get"]["parameters"][0]["in"],
+        "query"
+    );
+    assert!(document["components"]["schemas"]["ErrorBody"]["properties"]["code"].is_object());
+    assert!(document["components"]["securitySchemes"]["admin_key"].is_object());
+}

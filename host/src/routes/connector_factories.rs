@@ -11,14 +11,17 @@ use crate::server::AppState;
 use plugin_api::PluginMetadata;
 
 /// A factory as Logto returns it: `{type, isDemo, ...metadata}`, plus the plugin's versions.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FactoryResponse {
     #[serde(rename = "type")]
     pub connector_type: &'static str,
     pub is_demo: bool,
+    #[schema(value_type = Option<String>)]
     pub platform: Option<()>,
+    /// Logto's ConnectorMetadata fields plus `pluginVersion` and `pluginApiVersion`.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub metadata: PluginMetadata,
 }
 
@@ -33,6 +36,9 @@ impl FactoryResponse {
     }
 }
 
+/// Every factory the loaded plugins provide.
+#[utoipa::path(get, path = "/api/connector-factories", tag = "connector factories",
+    responses((status = 200, body = [FactoryResponse]), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn list_connector_factories(
     State(state): State<Arc<AppState>>,
 ) -> Json<Vec<FactoryResponse>> {
@@ -45,6 +51,9 @@ pub async fn list_connector_factories(
     )
 }
 
+/// One factory.
+#[utoipa::path(get, path = "/api/connector-factories/{id}", tag = "connector factories", params(("id" = String, Path, description = "Factory id")),
+    responses((status = 200, body = FactoryResponse), (status = 404, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn get_connector_factory(
     State(state): State<Arc<AppState>>,
     Path(factory_id): Path<String>,

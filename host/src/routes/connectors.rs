@@ -21,7 +21,7 @@ use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
 
 /// A connector as Logto returns it: the saved connector plus its factory's metadata.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorResponse {
     pub id: String,
@@ -35,13 +35,16 @@ pub struct ConnectorResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_error: Option<String>,
     /// Secrets masked.
+    #[schema(value_type = Object)]
     pub config: Value,
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub created_at: i64,
     pub updated_at: i64,
     /// The factory's metadata fields (name, description, readme, formItems, ...), except its
     /// `id`, which is `connectorId` here. Absent when no loaded plugin provides the factory.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub factory_metadata: serde_json::Map<String, Value>,
 }
 
@@ -160,13 +163,17 @@ fn make_live(
     tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "live connector swapped");
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListConnectorsQuery {
     /// `true` (default): the live connector, as Logto lists; `false`: the retired ones.
     pub enabled: Option<bool>,
 }
 
+/// The live connector (default), or the retired ones with `enabled=false`.
+#[utoipa::path(get, path = "/api/connectors", tag = "connectors", params(ListConnectorsQuery),
+    responses((status = 200, body = [ConnectorResponse]), (status = 400, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn list_connectors(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListConnectorsQuery>,
@@ -183,6 +190,9 @@ pub async fn list_connectors(
     ))
 }
 
+/// One connector, live or retired.
+#[utoipa::path(get, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path)),
+    responses((status = 200, body = ConnectorResponse), (status = 404, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn get_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -196,17 +206,21 @@ pub async fn get_connector(
     Ok(Json(connector_response(&state, record)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateConnectorBody {
     /// The factory id.
     pub connector_id: String,
+    #[schema(value_type = Object)]
     pub config: Value,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
 /// Creates a connector and makes it the live one; the previous live connector is retired in
 /// the same transaction, its config kept.
+#[utoipa::path(post, path = "/api/connectors", tag = "connectors", request_body = CreateConnectorBody,
+    responses((status = 200, body = ConnectorResponse), (status = 400, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn create_connector(
     State(state): State<Arc<AppState>>,
     Json(body): Json<CreateConnectorBody>,
@@ -229,14 +243,19 @@ pub async fn create_connector(
     Ok(Json(connector_response(&state, record)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateConnectorBody {
     /// Replaces the whole config (Logto replaces, it does not merge); masked secrets stay.
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
+/// Replaces config and/or metadata; patching the live connector swaps it.
+#[utoipa::path(patch, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path)), request_body = UpdateConnectorBody,
+    responses((status = 200, body = ConnectorResponse), (status = 400, body = crate::api_doc::ErrorBody), (status = 404, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn update_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -274,6 +293,8 @@ pub async fn update_connector(
 
 /// Makes a saved connector live again, retiring the current one, in one call. Refused (and
 /// the current one kept) when the connector's plugin is not loaded or rejects its config.
+#[utoipa::path(post, path = "/api/connectors/{id}/enable", tag = "connectors", params(("id" = String, Path)),
+    responses((status = 200, body = ConnectorResponse), (status = 404, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn enable_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -307,6 +328,9 @@ pub async fn enable_connector(
     Ok(Json(connector_response(&state, record)))
 }
 
+/// Deletes a live or retired connector; deleting the live one leaves none live.
+#[utoipa::path(delete, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn delete_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -334,10 +358,11 @@ pub async fn delete_connector(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestConnectorBody {
     pub phone: String,
+    #[schema(value_type = Object)]
     pub config: Value,
     pub locale: Option<String>,
 }
@@ -345,6 +370,8 @@ pub struct TestConnectorBody {
 /// Validates an unsaved config and sends a verification code with the Generic template
 /// through the factory (the path's id is the factory id). Nothing is saved. A masked secret
 /// is taken from the saved connector of the same factory (the live one first).
+#[utoipa::path(post, path = "/api/connectors/{id}/test", tag = "connectors", params(("id" = String, Path, description = "The factory id")), request_body = TestConnectorBody,
+    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn test_connector_config(
     State(state): State<Arc<AppState>>,
     Path(factory_id): Path<String>,

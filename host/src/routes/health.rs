@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use crate::api_error::Json;
 use crate::server::AppState;
 
+/// Liveness: the process is up and serving. Needs no key.
+#[utoipa::path(get, path = "/health", tag = "meta", responses((status = 200, description = "`{status, factories}`")))]
 pub async fn get_health(State(state): State<Arc<AppState>>) -> Json<Value> {
     let factory_count = state.factories.load().factories().count();
     Json(json!({ "status": "ok", "factories": factory_count }))

@@ -12,14 +12,19 @@ use crate::live_connector::LiveStatus;
 use crate::phone::PhoneNumber;
 use crate::server::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendMessageBody {
     /// Digits with the country code, or E.164.
     pub to: String,
+    /// Usage type: Register, SignIn, ForgotPassword, Generic (default), OrganizationInvitation,
+    /// UserPermissionValidation, BindNewIdentifier, MfaVerification, BindMfa.
     #[serde(rename = "type", default = "generic")]
+    #[schema(value_type = Option<String>)]
     pub template_type: TemplateType,
+    /// Template placeholders: `code`, `locale`, anything else.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub payload: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -27,7 +32,7 @@ fn generic() -> TemplateType {
     TemplateType::Generic
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessageResponse {
     pub connector_id: String,
@@ -36,6 +41,12 @@ pub struct SendMessageResponse {
     pub provider_message_id: Option<String>,
 }
 
+/// Sends one message through the live connector.
+#[utoipa::path(post, path = "/api/messages", tag = "messages", request_body = SendMessageBody,
+    responses((status = 200, body = SendMessageResponse), (status = 400, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody),
+        (status = 429, body = crate::api_doc::ErrorBody), (status = 501, description = "No live connector, or it cannot send", body = crate::api_doc::ErrorBody),
+        (status = 502, description = "The provider failed or answered unreadably", body = crate::api_doc::ErrorBody)),
+    security(("send_key" = []), ("admin_key" = [])))]
 pub async fn send_message(
     State(state): State<Arc<AppState>>,
     Json(body): Json<SendMessageBody>,

@@ -1,0 +1,62 @@
+//! The OpenAPI description of the HTTP API, generated from the handlers and types (utoipa) and
+//! served at `GET /api/openapi.json`.
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::routes;
+
+/// Every error body: a stable `code`, a human `message`, and optional details.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "connector-host", description = "SMS connector plugins behind Logto's connector API."),
+    paths(
+        routes::health::get_health,
+        routes::connector_factories::list_connector_factories,
+        routes::connector_factories::get_connector_factory,
+        routes::connectors::list_connectors,
+        routes::connectors::create_connector,
+        routes::connectors::get_connector,
+        routes::connectors::update_connector,
+        routes::connectors::delete_connector,
+        routes::connectors::enable_connector,
+        routes::connectors::test_connector_config,
+        routes::messages::send_message,
+        routes::plugins::list_plugin_files,
+        get_openapi_document,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerKeys),
+)]
+pub struct ApiDoc;
+
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["admin_key", "send_key"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document"), (status = 401, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn get_openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
