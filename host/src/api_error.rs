@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{ConnectorError, ConnectorErrorCode};
 use serde_json::json;
 
-use crate::connector_store::StoreError;
 use crate::send_executor::SendError;
+use crate::store::{SendRefusal, StoreError, VerifyOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -34,6 +34,14 @@ pub enum ApiError {
     Upstream(String),
     #[error("{0}")]
     NoLiveConnector(String),
+    #[error("phone numbers of region {region} are not allowed")]
+    CountryNotAllowed { region: String },
+    #[error("too many messages to this recipient; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("a code of this type was just sent to this recipient; wait {retry_after_secs} s before asking for another")]
+    ResendCooldown { retry_after_secs: u64 },
+    #[error("{}", verification_failure_message(.0))]
+    Verification(VerifyOutcome),
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("this API key may only call the sending routes")]
@@ -49,8 +57,12 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::FactoryNotFound { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::InvalidRequestBody(_) | ApiError::InvalidPhoneNumber(_) => {
-                StatusCode::BAD_REQUEST
+            ApiError::InvalidRequestBody(_)
+            | ApiError::InvalidPhoneNumber(_)
+            | ApiError::CountryNotAllowed { .. }
+            | ApiError::Verification(_) => StatusCode::BAD_REQUEST,
+            ApiError::RateLimited { .. } | ApiError::ResendCooldown { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Connector { error, during_test } => {
@@ -71,6 +83,16 @@ impl ApiError {
             ApiError::InvalidRequestBody(_) => "guard.invalid_input".to_owned(),
             ApiError::PayloadTooLarge { .. } => "guard.payload_too_large".to_owned(),
             ApiError::InvalidPhoneNumber(_) => "guard.invalid_phone_number".to_owned(),
+            ApiError::CountryNotAllowed { .. } => "guard.phone_country_not_allowed".to_owned(),
+            ApiError::RateLimited { .. } => "request.message_rate_limited".to_owned(),
+            ApiError::ResendCooldown { .. } => "verification_code.resend_cooldown".to_owned(),
+            ApiError::Verification(outcome) => match outcome {
+                VerifyOutcome::NotFound | VerifyOutcome::Verified => "verification_code.not_found",
+                VerifyOutcome::Expired => "verification_code.expired",
+                VerifyOutcome::ExceededMaxTry => "verification_code.exceed_max_try",
+                VerifyOutcome::Mismatch { .. } => "verification_code.code_mismatch",
+            }
+            .to_owned(),
             ApiError::Connector { error, .. } => format!("connector.{}", error.code),
             ApiError::Upstream(_) => "connector.general".to_owned(),
             ApiError::NoLiveConnector(_) => "connector.not_found".to_owned(),
@@ -118,12 +140,30 @@ impl IntoResponse for ApiError {
             tracing::error!(%reason, "internal error");
         }
         let mut body = json!({ "code": self.code(), "message": self.to_string() });
-        if let ApiError::Connector { error, .. } = &self {
-            if let Some(data) = &error.data {
-                body["data"] = data.clone();
+        let mut retry_after = None;
+        match &self {
+            ApiError::Connector { error, .. } => {
+                if let Some(data) = &error.data {
+                    body["data"] = data.clone();
+                }
             }
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::ResendCooldown { retry_after_secs } => {
+                body["data"] = json!({ "retryAfterSeconds": retry_after_secs });
+                retry_after = Some(retry_after_secs.to_string());
+            }
+            ApiError::Verification(VerifyOutcome::Mismatch { attempts_left }) => {
+                body["data"] = json!({ "attemptsLeft": attempts_left });
+            }
+            _ => {}
         }
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after.and_then(|seconds| seconds.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds);
+        }
+        response
     }
 }
 
@@ -147,6 +187,32 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::InvalidRequestBody(rejection.body_text())
+    }
+}
+
+fn verification_failure_message(outcome: &VerifyOutcome) -> String {
+    match outcome {
+        VerifyOutcome::NotFound | VerifyOutcome::Verified => {
+            "no verification code is pending for this phone and type".to_owned()
+        }
+        VerifyOutcome::Expired => "the verification code has expired; ask for a new one".to_owned(),
+        VerifyOutcome::ExceededMaxTry => "too many wrong attempts; ask for a new code".to_owned(),
+        VerifyOutcome::Mismatch { attempts_left } => {
+            format!("the verification code is wrong; {attempts_left} attempts left")
+        }
+    }
+}
+
+impl From<SendRefusal> for ApiError {
+    fn from(refusal: SendRefusal) -> Self {
+        match refusal {
+            SendRefusal::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            SendRefusal::Cooldown { retry_after_secs } => {
+                ApiError::ResendCooldown { retry_after_secs }
+            }
+        }
     }
 }
 

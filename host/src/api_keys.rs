@@ -75,6 +75,12 @@ pub fn generate_key() -> std::io::Result<String> {
 /// The admin key kept in the data directory when none is configured: read it, or on first
 /// start create it (mode 0600) and return `(key, true)` so the caller prints it once.
 pub fn load_or_create_admin_key(path: &Path) -> std::io::Result<(String, bool)> {
+    load_or_create_secret_file(path)
+}
+
+/// A secret kept in a file of the data directory: read it, or create it with a new random
+/// value (mode 0600, temp file then rename) and return `(secret, true)`.
+pub fn load_or_create_secret_file(path: &Path) -> std::io::Result<(String, bool)> {
     match std::fs::read_to_string(path) {
         Ok(content) if !content.trim().is_empty() => {
             let mode = std::fs::metadata(path)?.permissions().mode();
@@ -82,22 +88,21 @@ pub fn load_or_create_admin_key(path: &Path) -> std::io::Result<(String, bool)> 
                 tracing::warn!(
                     path = %path.display(),
                     mode = format!("{:o}", mode & 0o777),
-                    "the admin key file is readable by others; chmod 600 it"
+                    "a secret file is readable by others; chmod 600 it"
                 );
             }
             Ok((content.trim().to_owned(), false))
         }
-        Ok(_) => create_admin_key(path).map(|key| (key, true)),
+        Ok(_) => create_secret_file(path).map(|secret| (secret, true)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            create_admin_key(path).map(|key| (key, true))
+            create_secret_file(path).map(|secret| (secret, true))
         }
         Err(error) => Err(error),
     }
 }
 
-/// Writes a new key to a temporary file created 0600, then renames it into place.
-fn create_admin_key(path: &Path) -> std::io::Result<String> {
-    let key = generate_key()?;
+fn create_secret_file(path: &Path) -> std::io::Result<String> {
+    let secret = generate_key()?;
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -105,10 +110,10 @@ fn create_admin_key(path: &Path) -> std::io::Result<String> {
         .truncate(true)
         .mode(0o600)
         .open(&temporary)?;
-    file.write_all(format!("{key}\n").as_bytes())?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
-    Ok(key)
+    Ok(secret)
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! The command line: `serve` and `check`.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -12,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 use crate::api_keys::parse_key_list;
 use crate::plugin_loader::PluginLoader;
 use crate::send_executor::SendExecutorConfig;
+use crate::sending::SendLimits;
 use crate::server::{AppState, ServeConfig};
+use crate::verification_code::CodePolicy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,6 +58,41 @@ pub struct ServeArgs {
     /// Timeout of each HTTP request to an SMS provider, in seconds.
     #[arg(long, env = "CONNECTOR_HOST_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
+    /// How long a verification code stays valid, in seconds.
+    #[arg(long, env = "CONNECTOR_HOST_CODE_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(60..=3600))]
+    pub code_ttl_secs: u64,
+    /// Wrong attempts before a code is locked.
+    #[arg(long, env = "CONNECTOR_HOST_CODE_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub code_max_attempts: u32,
+    /// Successful sends allowed per recipient per window.
+    #[arg(long, env = "CONNECTOR_HOST_MAX_SENDS_PER_RECIPIENT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sends_per_recipient: u32,
+    /// The per-recipient window, in seconds.
+    #[arg(long, env = "CONNECTOR_HOST_SEND_WINDOW", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub send_window_secs: u64,
+    /// Seconds between two codes of the same type to the same recipient (0 turns it off).
+    #[arg(long, env = "CONNECTOR_HOST_RESEND_COOLDOWN", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub resend_cooldown_secs: u64,
+    /// ISO 3166 region codes that may receive messages, comma-separated (e.g. `US,CA,DE`).
+    /// Default: every country.
+    #[arg(long, env = "CONNECTOR_HOST_ALLOWED_COUNTRIES", value_parser = parse_country_list)]
+    pub allowed_countries: Option<BTreeSet<String>>,
+}
+
+fn parse_country_list(list: &str) -> Result<BTreeSet<String>, String> {
+    let countries: BTreeSet<String> = list
+        .split(',')
+        .map(|code| code.trim().to_ascii_uppercase())
+        .filter(|code| !code.is_empty())
+        .collect();
+    match countries
+        .iter()
+        .find(|code| code.len() != 2 || !code.chars().all(|c| c.is_ascii_alphabetic()))
+    {
+        Some(bad) => Err(format!("{bad:?} is not an ISO 3166 alpha-2 code")),
+        None if countries.is_empty() => Err("the list is empty".to_owned()),
+        None => Ok(countries),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +138,16 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
             ..SendExecutorConfig::default()
         },
+        send_limits: SendLimits {
+            max_sends_per_recipient: args.max_sends_per_recipient,
+            window: Duration::from_secs(args.send_window_secs),
+            resend_cooldown: Duration::from_secs(args.resend_cooldown_secs),
+            allowed_countries: args.allowed_countries,
+        },
+        code_policy: CodePolicy {
+            time_to_live: Duration::from_secs(args.code_ttl_secs),
+            max_attempts: args.code_max_attempts,
+        },
     };
     match runtime.block_on(serve(config, args.listen)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,7 +160,14 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 
 async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     let data_dir = config.data_dir.clone();
-    let state = tokio::task::spawn_blocking(move || AppState::load(config))
+    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            tracing::warn!(%error, "metrics are off: cannot install the Prometheus recorder");
+            None
+        }
+    };
+    let state = tokio::task::spawn_blocking(move || AppState::load(config, metrics))
         .await
         .map_err(|error| format!("start-up failed: {error}"))?
         .map_err(|error| {

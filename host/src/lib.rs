@@ -9,13 +9,18 @@
 //!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata checks.
 //! - [`load_error`]: every way a plugin file can be refused, each a one-line message.
 //! - [`factory_registry`]: the connector factories the loaded plugins provide, by factory id.
-//! - [`connector_store`]: the store boundary and its embedded SQLite implementation.
+//! - [`store`]: the store boundary: [`store::Store`] and its error.
+//! - [`connector_store`], [`code_store`]: the boundary's parts: saved connectors; verification
+//!   codes and the send log.
+//! - [`sqlite_store`]: the embedded default store, SQLite in the data directory.
 //! - [`live_connector`]: the one live SMS connector, swapped atomically.
 //! - [`send_executor`]: performs the HTTP requests connectors describe; drives a send.
+//! - [`sending`]: one send as every route does it: country allowlist, per-recipient limit and
+//!   resend cooldown, then the connector, with a span and metrics.
 //! - [`secrets`]: masking of confidential config values, and the masked round trip.
 //! - [`api_keys`]: admin and send keys, compared in constant time.
 //! - [`phone`]: phone number validation and E.164 normalization.
-//! - [`verification_code`]: six-digit codes from the OS CSPRNG.
+//! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
 //! - [`server`]: application state, the router (with key checks) and the listener.
 //! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
@@ -25,6 +30,7 @@ pub mod api_doc;
 pub mod api_error;
 pub mod api_keys;
 pub mod cli;
+pub mod code_store;
 pub mod connector_store;
 pub mod factory_registry;
 pub mod live_connector;
@@ -34,5 +40,8 @@ pub mod plugin_loader;
 pub mod routes;
 pub mod secrets;
 pub mod send_executor;
+pub mod sending;
 pub mod server;
+pub mod sqlite_store;
+pub mod store;
 pub mod verification_code;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use plugin_api::ConnectorInstance;
 
-use crate::connector_store::ConnectorRecord;
 use crate::factory_registry::{Factory, FactoryRegistry};
+use crate::store::ConnectorRecord;
 
 pub struct LiveConnector {
     pub connector_id: String,

@@ -14,12 +14,16 @@ use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
 use crate::api_keys::{ApiKeys, KeyScope};
-use crate::connector_store::{ConnectorStore, SqliteConnectorStore, StoreError};
 use crate::factory_registry::FactoryRegistry;
 use crate::live_connector::LiveConnector;
 use crate::plugin_loader::PluginLoader;
 use crate::routes;
 use crate::send_executor::{SendExecutor, SendExecutorConfig};
+use crate::sending::SendLimits;
+use crate::sqlite_store::SqliteStore;
+use crate::store::{ConnectorStore, Store, StoreError};
+use crate::verification_code::{CodeHasher, CodePolicy};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
@@ -32,6 +36,8 @@ pub struct ServeConfig {
     pub admin_keys: Vec<String>,
     pub send_keys: Vec<String>,
     pub send_executor: SendExecutorConfig,
+    pub send_limits: SendLimits,
+    pub code_policy: CodePolicy,
 }
 
 /// Shared by every request.
@@ -40,7 +46,7 @@ pub struct AppState {
     pub loader: PluginLoader,
     /// Swapped whole when plugins change; readers never block.
     pub factories: ArcSwap<FactoryRegistry>,
-    pub store: Arc<dyn ConnectorStore>,
+    pub store: Arc<dyn Store>,
     /// The live SMS connector; a send keeps the `Arc` it loaded until it finishes.
     pub live: ArcSwapOption<LiveConnector>,
     /// Serializes connector changes (store write + swap) so the live pointer always matches
@@ -48,6 +54,9 @@ pub struct AppState {
     pub connector_changes: tokio::sync::Mutex<()>,
     pub send_executor: SendExecutor,
     pub api_keys: ApiKeys,
+    pub code_hasher: CodeHasher,
+    /// Renders `/metrics`; `None` when no recorder is installed (library use, tests).
+    pub metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
@@ -55,7 +64,7 @@ impl AppState {
     /// live connector. Blocking: run it off the async workers. A plugins folder that cannot be
     /// read leaves the host serving with no factories; only an unusable data directory or
     /// store is fatal.
-    pub fn load(config: ServeConfig) -> Result<Self, String> {
+    pub fn load(config: ServeConfig, metrics: Option<PrometheusHandle>) -> Result<Self, String> {
         let data_dir_error = |error: std::io::Error| {
             format!(
                 "cannot use the data directory {}: {error}",
@@ -71,7 +80,7 @@ impl AppState {
             FactoryRegistry::default()
         });
         let store_path = config.data_dir.join("connectors.sqlite3");
-        let store = SqliteConnectorStore::open(&store_path).map_err(|StoreError(reason)| {
+        let store = SqliteStore::open(&store_path).map_err(|StoreError(reason)| {
             format!("cannot open the store {}: {reason}", store_path.display())
         })?;
         let live = store
@@ -97,7 +106,12 @@ impl AppState {
             admin_keys.push(key);
         }
         let send_executor = SendExecutor::new(config.send_executor.clone())?;
+        let (code_hash_key, _) =
+            crate::api_keys::load_or_create_secret_file(&config.data_dir.join("code-hash-key"))
+                .map_err(data_dir_error)?;
         Ok(Self {
+            code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
+            metrics,
             api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
             config,
             loader,
@@ -112,7 +126,7 @@ impl AppState {
     /// Runs blocking store work off the async workers.
     pub async fn with_store<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&dyn ConnectorStore) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || work(store.as_ref()))
@@ -161,12 +175,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     let send_routes = Router::new()
         .route("/api/messages", post(routes::messages::send_message))
+        .route(
+            "/api/verification-codes",
+            post(routes::verification_codes::issue_code),
+        )
+        .route(
+            "/api/verification-codes/verify",
+            post(routes::verification_codes::verify_code),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_send_key,
         ));
     Router::new()
         .route("/health", get(routes::health::get_health))
+        .route("/metrics", get(routes::metrics::get_metrics))
         .merge(admin_routes)
         .merge(send_routes)
         .fallback(route_not_found)

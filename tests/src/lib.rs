@@ -122,9 +122,19 @@ impl HostFolders {
         self.scratch.path().join(name)
     }
 
-    /// Starts a host with the test keys.
+    /// Starts a host with the test keys and a per-recipient limit high enough for tests that
+    /// send many messages to one number (the flow-control tests set their own).
     pub fn start(self) -> TestHost {
-        self.start_with_args(&["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY])
+        self.start_with_args(&[
+            "--admin-key",
+            ADMIN_KEY,
+            "--send-key",
+            SEND_KEY,
+            "--max-sends-per-recipient",
+            "1000000",
+            "--resend-cooldown-secs",
+            "0",
+        ])
     }
 
     pub fn start_with_args(self, extra_args: &[&str]) -> TestHost {

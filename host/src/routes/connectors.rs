@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api_error::{ApiError, Json, Path, Query};
-use crate::connector_store::{ConnectorRecord, NewConnector};
 use crate::factory_registry::Factory;
 use crate::live_connector::{LiveConnector, LiveStatus};
 use crate::phone::PhoneNumber;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
+use crate::store::{ConnectorRecord, NewConnector};
 
 /// A connector as Logto returns it: the saved connector plus its factory's metadata.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -160,6 +160,7 @@ fn make_live(
         factory_id: record.factory_id.clone(),
         status: LiveStatus::Ready { factory, instance },
     })));
+    metrics::counter!("live_connector_swaps_total").increment(1);
     tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "live connector swapped");
 }
 
@@ -406,11 +407,19 @@ pub async fn test_connector_config(
         template_type: TemplateType::Generic,
         payload,
     };
-    state
-        .send_executor
-        .send(&instance, &message)
-        .await
-        .map_err(|error| ApiError::from_send(error, true))?;
+    let target = crate::sending::SendTarget {
+        connector_id: "(unsaved config)",
+        factory_id: &factory_id,
+        instance: &instance,
+    };
+    crate::sending::send_with_flow_control(
+        &state,
+        target,
+        &phone,
+        message,
+        crate::sending::SendPurpose::ConfigTest,
+    )
+    .await?;
     tracing::info!(%factory_id, "test message sent");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api_error::{ApiError, Json};
 use crate::live_connector::LiveStatus;
 use crate::phone::PhoneNumber;
+use crate::sending::{ready_live_connector, send_with_flow_control, SendPurpose, SendTarget};
 use crate::server::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -53,30 +54,22 @@ pub async fn send_message(
 ) -> Result<Json<SendMessageResponse>, ApiError> {
     let phone = PhoneNumber::parse(&body.to).map_err(ApiError::InvalidPhoneNumber)?;
     // Held to the end of the send: a swap meanwhile does not touch this connector.
-    let live = state.live.load_full().ok_or_else(|| {
-        ApiError::NoLiveConnector(
-            "no SMS connector is live: create one with POST /api/connectors".to_owned(),
-        )
-    })?;
-    let instance = match &live.status {
-        LiveStatus::Ready { instance, .. } => instance,
-        LiveStatus::Unavailable { reason } => {
-            return Err(ApiError::NoLiveConnector(format!(
-                "the live connector {} cannot send: {reason}",
-                live.connector_id
-            )))
-        }
+    let live = ready_live_connector(&state)?;
+    let LiveStatus::Ready { instance, .. } = &live.status else {
+        unreachable!("ready_live_connector returns ready connectors only");
     };
     let message = SmsMessage {
         to: phone.e164().to_owned(),
         template_type: body.template_type,
         payload: body.payload,
     };
-    let receipt = state
-        .send_executor
-        .send(instance, &message)
-        .await
-        .map_err(|error| ApiError::from_send(error, false))?;
+    let target = SendTarget {
+        connector_id: &live.connector_id,
+        factory_id: &live.factory_id,
+        instance,
+    };
+    let receipt =
+        send_with_flow_control(&state, target, &phone, message, SendPurpose::Message).await?;
     Ok(Json(SendMessageResponse {
         connector_id: live.connector_id.clone(),
         factory_id: live.factory_id.clone(),

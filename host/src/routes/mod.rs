@@ -4,4 +4,6 @@ pub mod connector_factories;
 pub mod connectors;
 pub mod health;
 pub mod messages;
+pub mod metrics;
 pub mod plugins;
+pub mod verification_codes;

@@ -1,0 +1,20 @@
+//! `GET /metrics`: Prometheus text format. Counts only, no secrets, so it needs no key, like
+//! `/health`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::server::AppState;
+
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format")))]
+pub async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|handle| handle.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}

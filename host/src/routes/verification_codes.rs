@@ -1,0 +1,169 @@
+//! Logto's verification-code routes: `POST /api/verification-codes` sends a code through the
+//! live connector; `POST /api/verification-codes/verify` checks it.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use plugin_api::{SmsMessage, TemplateType};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api_error::{ApiError, Json};
+use crate::live_connector::LiveStatus;
+use crate::phone::PhoneNumber;
+use crate::sending::{
+    masked_phone, ready_live_connector, reserve_send, send_reserved, SendPurpose, SendTarget,
+};
+use crate::server::AppState;
+use crate::sqlite_store::now_millis;
+use crate::store::{NewCode, VerifyOutcome};
+
+fn generic() -> TemplateType {
+    TemplateType::Generic
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssueCodeBody {
+    /// Digits with the country code, or E.164.
+    pub phone: String,
+    /// Usage type (default Generic); picks the template and scopes the code.
+    #[serde(rename = "type", default = "generic")]
+    #[schema(value_type = Option<String>)]
+    pub template_type: TemplateType,
+    /// Picks a per-locale template (`payload.locale`).
+    pub locale: Option<String>,
+}
+
+/// Sends a new code; it replaces any code pending for the same phone and type.
+#[utoipa::path(post, path = "/api/verification-codes", tag = "verification codes", request_body = IssueCodeBody,
+    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody),
+        (status = 429, description = "Per-recipient limit or resend cooldown; see Retry-After", body = crate::api_doc::ErrorBody),
+        (status = 501, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody)),
+    security(("send_key" = []), ("admin_key" = [])))]
+pub async fn issue_code(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<IssueCodeBody>,
+) -> Result<StatusCode, ApiError> {
+    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let live = ready_live_connector(&state)?;
+    let LiveStatus::Ready { instance, .. } = &live.status else {
+        unreachable!("ready_live_connector returns ready connectors only");
+    };
+    let code = crate::verification_code::generate_code()
+        .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
+    let template_type = body.template_type.to_string();
+    let code_hash = state.code_hasher.hash(phone.e164(), &template_type, &code);
+    let now = now_millis();
+    let new_code = NewCode {
+        phone: phone.e164().to_owned(),
+        template_type: template_type.clone(),
+        code_hash: code_hash.clone(),
+        created_at: now,
+        expires_at: now
+            + i64::try_from(state.config.code_policy.time_to_live.as_millis()).unwrap_or(i64::MAX),
+    };
+    // Flow control first: a refused request leaves the pending code in place.
+    let reservation = reserve_send(
+        &state,
+        &phone,
+        body.template_type,
+        SendPurpose::VerificationCode,
+    )
+    .await?;
+    let mut payload = serde_json::Map::new();
+    payload.insert("code".to_owned(), Value::String(code));
+    if let Some(locale) = body.locale {
+        payload.insert("locale".to_owned(), Value::String(locale));
+    }
+    let message = SmsMessage {
+        to: phone.e164().to_owned(),
+        template_type: body.template_type,
+        payload,
+    };
+    // Saved before sending: the code must verify as soon as the SMS can arrive.
+    state
+        .with_store(move |store| store.save_code(new_code))
+        .await?;
+    let target = SendTarget {
+        connector_id: &live.connector_id,
+        factory_id: &live.factory_id,
+        instance,
+    };
+    if let Err(error) = send_reserved(
+        &state,
+        reservation,
+        target,
+        &phone,
+        message,
+        SendPurpose::VerificationCode,
+    )
+    .await
+    {
+        // Not delivered: the code must not stay valid.
+        let (e164, discarded_type) = (phone.e164().to_owned(), template_type);
+        state
+            .with_store(move |store| store.discard_code(&e164, &discarded_type, &code_hash))
+            .await?;
+        return Err(error);
+    }
+    metrics::counter!("verification_codes_issued_total").increment(1);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyCodeBody {
+    pub phone: String,
+    pub verification_code: String,
+    #[serde(rename = "type", default = "generic")]
+    #[schema(value_type = Option<String>)]
+    pub template_type: TemplateType,
+}
+
+/// Checks a code. It works once; wrong attempts are counted and capped.
+#[utoipa::path(post, path = "/api/verification-codes/verify", tag = "verification codes", request_body = VerifyCodeBody,
+    responses((status = 204), (status = 400, description = "verification_code.not_found | expired | exceed_max_try | code_mismatch", body = crate::api_doc::ErrorBody),
+        (status = 401, body = crate::api_doc::ErrorBody)),
+    security(("send_key" = []), ("admin_key" = [])))]
+pub async fn verify_code(
+    State(state): State<Arc<AppState>>,
+    Json(body): Json<VerifyCodeBody>,
+) -> Result<StatusCode, ApiError> {
+    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let template_type = body.template_type.to_string();
+    let presented_hash =
+        state
+            .code_hasher
+            .hash(phone.e164(), &template_type, body.verification_code.trim());
+    let max_attempts = state.config.code_policy.max_attempts;
+    let e164 = phone.e164().to_owned();
+    let outcome = state
+        .with_store(move |store| {
+            store.verify_code(
+                &e164,
+                &template_type,
+                &presented_hash,
+                now_millis(),
+                max_attempts,
+            )
+        })
+        .await?;
+    let outcome_label = match outcome {
+        VerifyOutcome::Verified => "verified",
+        VerifyOutcome::NotFound => "not_found",
+        VerifyOutcome::Expired => "expired",
+        VerifyOutcome::ExceededMaxTry => "exceed_max_try",
+        VerifyOutcome::Mismatch { .. } => "code_mismatch",
+    };
+    tracing::info!(phone = %masked_phone(phone.e164()), template_type = %body.template_type, outcome = outcome_label, "verification");
+    if outcome == VerifyOutcome::Verified {
+        metrics::counter!("verification_codes_verified_total").increment(1);
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        metrics::counter!("verification_codes_failed_total", "reason" => outcome_label)
+            .increment(1);
+        Err(ApiError::Verification(outcome))
+    }
+}

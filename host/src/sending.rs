@@ -1,0 +1,239 @@
+//! Sending one message to a recipient, the way every route does it: country allowlist and
+//! per-recipient limits first (OWASP API4: SMS pumping), then the connector, with a span, a
+//! log line and metrics for each send. The code and secrets are never logged; the phone
+//! appears masked to its last four digits.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plugin_api::{ConnectorInstance, SendReceipt, SmsMessage, TemplateType};
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::api_error::ApiError;
+use crate::live_connector::{LiveConnector, LiveStatus};
+use crate::phone::PhoneNumber;
+use crate::send_executor::SendError;
+use crate::server::AppState;
+use crate::sqlite_store::now_millis;
+use crate::store::{SendLimitRequest, SendRefusal, SendReservation};
+
+/// The flow-control limits, reported in `GET /health`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendLimits {
+    /// Successful sends per recipient per window (Logto: 10 per 600 s).
+    pub max_sends_per_recipient: u32,
+    #[serde(serialize_with = "as_seconds", rename = "windowSeconds")]
+    pub window: Duration,
+    /// Between two codes of the same type to the same recipient.
+    #[serde(serialize_with = "as_seconds", rename = "resendCooldownSeconds")]
+    pub resend_cooldown: Duration,
+    /// ISO 3166 region codes; `None` allows every country.
+    pub allowed_countries: Option<BTreeSet<String>>,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        Self {
+            max_sends_per_recipient: 10,
+            window: Duration::from_secs(600),
+            resend_cooldown: Duration::from_secs(60),
+            allowed_countries: None,
+        }
+    }
+}
+
+fn as_seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_secs())
+}
+
+/// Why a message is sent: decides the cooldown and labels the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendPurpose {
+    /// `POST /api/messages`.
+    Message,
+    /// `POST /api/verification-codes`: the resend cooldown applies.
+    VerificationCode,
+    /// `POST /api/connectors/{factoryId}/test`.
+    ConfigTest,
+}
+
+impl SendPurpose {
+    fn label(self) -> &'static str {
+        match self {
+            SendPurpose::Message => "message",
+            SendPurpose::VerificationCode => "verification_code",
+            SendPurpose::ConfigTest => "config_test",
+        }
+    }
+}
+
+/// The connector a send goes through.
+pub struct SendTarget<'a> {
+    pub connector_id: &'a str,
+    pub factory_id: &'a str,
+    pub instance: &'a ConnectorInstance,
+}
+
+/// The live connector, ready to send, or the reason it cannot (`501 connector.not_found`).
+pub fn ready_live_connector(state: &AppState) -> Result<Arc<LiveConnector>, ApiError> {
+    let live = state.live.load_full().ok_or_else(|| {
+        ApiError::NoLiveConnector(
+            "no SMS connector is live: create one with POST /api/connectors".to_owned(),
+        )
+    })?;
+    match &live.status {
+        LiveStatus::Ready { .. } => Ok(live),
+        LiveStatus::Unavailable { reason } => Err(ApiError::NoLiveConnector(format!(
+            "the live connector {} cannot send: {reason}",
+            live.connector_id
+        ))),
+    }
+}
+
+/// `+12015550123` → `***0123`.
+pub fn masked_phone(e164: &str) -> String {
+    let last_four: String = e164
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("***{last_four}")
+}
+
+/// Refuses a recipient outside the allowlist, before anything is sent.
+pub fn check_country(limits: &SendLimits, phone: &PhoneNumber) -> Result<(), ApiError> {
+    let Some(allowed) = &limits.allowed_countries else {
+        return Ok(());
+    };
+    match phone.region() {
+        Some(region) if allowed.contains(region) => Ok(()),
+        region => {
+            metrics::counter!("sms_rate_limited_total", "reason" => "country").increment(1);
+            Err(ApiError::CountryNotAllowed {
+                region: region.unwrap_or("unknown").to_owned(),
+            })
+        }
+    }
+}
+
+/// Checks the limits, sends, and counts the send only when it succeeded.
+pub async fn send_with_flow_control(
+    state: &AppState,
+    target: SendTarget<'_>,
+    phone: &PhoneNumber,
+    message: SmsMessage,
+    purpose: SendPurpose,
+) -> Result<SendReceipt, ApiError> {
+    let reservation = reserve_send(state, phone, message.template_type, purpose).await?;
+    send_reserved(state, reservation, target, phone, message, purpose).await
+}
+
+/// The flow-control half of a send: refuses a recipient outside the allowlist, over the
+/// per-recipient limit or (for codes) inside the resend cooldown, and otherwise takes a slot
+/// in the send log.
+pub async fn reserve_send(
+    state: &AppState,
+    phone: &PhoneNumber,
+    template_type: TemplateType,
+    purpose: SendPurpose,
+) -> Result<SendReservation, ApiError> {
+    let limits = &state.config.send_limits;
+    check_country(limits, phone)?;
+    let request = SendLimitRequest {
+        phone: phone.e164().to_owned(),
+        template_type: template_type.to_string(),
+        now: now_millis(),
+        window_ms: i64::try_from(limits.window.as_millis()).unwrap_or(i64::MAX),
+        max_sends_per_window: limits.max_sends_per_recipient,
+        cooldown_ms: (purpose == SendPurpose::VerificationCode)
+            .then(|| i64::try_from(limits.resend_cooldown.as_millis()).unwrap_or(i64::MAX)),
+    };
+    match state
+        .with_store(move |store| store.reserve_send(request))
+        .await?
+    {
+        Ok(reservation) => Ok(reservation),
+        Err(refusal) => {
+            let reason = match refusal {
+                SendRefusal::RateLimited { .. } => "window",
+                SendRefusal::Cooldown { .. } => "cooldown",
+            };
+            metrics::counter!("sms_rate_limited_total", "reason" => reason).increment(1);
+            tracing::info!(phone = %masked_phone(phone.e164()), reason, "send refused by flow control");
+            Err(ApiError::from(refusal))
+        }
+    }
+}
+
+/// The sending half: through the connector, with a span, a log line and metrics; a failed
+/// send gives its slot back, so only successful sends count against the recipient.
+pub async fn send_reserved(
+    state: &AppState,
+    reservation: SendReservation,
+    target: SendTarget<'_>,
+    phone: &PhoneNumber,
+    message: SmsMessage,
+    purpose: SendPurpose,
+) -> Result<SendReceipt, ApiError> {
+    let span = tracing::info_span!(
+        "send",
+        connector_id = %target.connector_id,
+        factory_id = %target.factory_id,
+        template_type = %message.template_type,
+        phone = %masked_phone(phone.e164()),
+        purpose = purpose.label(),
+    );
+    let started = Instant::now();
+    let result = state
+        .send_executor
+        .send(target.instance, &message)
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    metrics::histogram!("sms_send_duration_seconds", "factory" => target.factory_id.to_owned())
+        .record(elapsed.as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "sent",
+        Err(SendError::Connector(_)) => "connector_error",
+        Err(SendError::Upstream(_)) => "upstream_error",
+    };
+    metrics::counter!("sms_sends_total", "factory" => target.factory_id.to_owned(), "purpose" => purpose.label(), "outcome" => outcome)
+        .increment(1);
+    let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(receipt) => {
+            span.in_scope(|| tracing::info!(outcome, latency_ms, "sent"));
+            Ok(receipt)
+        }
+        Err(error) => {
+            span.in_scope(|| tracing::warn!(outcome, latency_ms, reason = %error, "send failed"));
+            if let Err(release_error) = state
+                .with_store(move |store| store.release_send(reservation))
+                .await
+            {
+                tracing::error!(%release_error, "cannot release the send slot");
+            }
+            Err(ApiError::from_send(
+                error,
+                purpose == SendPurpose::ConfigTest,
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_are_masked_to_their_last_four_digits() {
+        assert_eq!(masked_phone("+12015550123"), "***0123");
+        assert_eq!(masked_phone("12"), "***12");
+    }
+}

@@ -1,0 +1,571 @@
+//! The embedded default store: one SQLite file in the data directory, nothing to install.
+//!
+//! WAL journal with `synchronous=FULL`, so a commit that answered 200 survives a kill -9 or a
+//! power cut. A partial unique index refuses a second live SMS connector whatever the code
+//! does. One connection behind a mutex: writes are serialized, which also makes each verify
+//! of a code atomic.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use subtle::ConstantTimeEq;
+
+use crate::store::{
+    ConnectorRecord, ConnectorStore, NewCode, NewConnector, SendLimitRequest, SendLogStore,
+    SendRefusal, SendReservation, StoreError, VerificationCodeStore, VerifyOutcome,
+};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError(error.to_string())
+    }
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS connectors (
+    id          TEXT PRIMARY KEY,
+    factory_id  TEXT NOT NULL,
+    type        TEXT NOT NULL DEFAULT 'Sms',
+    config      TEXT NOT NULL,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+-- At most one live connector per type: the database refuses a second one.
+CREATE UNIQUE INDEX IF NOT EXISTS one_live_connector_per_type ON connectors (type) WHERE enabled = 1;
+
+-- One code per phone and usage type, as a keyed hash; never the code itself.
+CREATE TABLE IF NOT EXISTS verification_codes (
+    phone            TEXT NOT NULL,
+    type             TEXT NOT NULL,
+    code_hash        BLOB NOT NULL,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    failed_attempts  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (phone, type)
+);
+CREATE INDEX IF NOT EXISTS verification_codes_by_expiry ON verification_codes (expires_at);
+
+-- Each send to a recipient, for the per-recipient limit and the resend cooldown.
+CREATE TABLE IF NOT EXISTS send_log (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    phone    TEXT NOT NULL,
+    type     TEXT NOT NULL,
+    sent_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS send_log_by_phone ON send_log (phone, sent_at);
+";
+
+const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn with_connection<T>(
+        &self,
+        run: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError("the store connection is poisoned".to_owned()))?;
+        run(&mut connection)
+    }
+}
+
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ConnectorRecord, String, String)> {
+    Ok((
+        ConnectorRecord {
+            id: row.get(0)?,
+            factory_id: row.get(1)?,
+            config: serde_json::Value::Null,
+            metadata: serde_json::Value::Null,
+            enabled: row.get::<_, i64>(4)? == 1,
+            created_at: row.get(5)?,
+            updated_at: row.get(6)?,
+        },
+        row.get(2)?,
+        row.get(3)?,
+    ))
+}
+
+fn finish_record(
+    (mut record, config, metadata): (ConnectorRecord, String, String),
+) -> Result<ConnectorRecord, StoreError> {
+    record.config = serde_json::from_str(&config)?;
+    record.metadata = serde_json::from_str(&metadata)?;
+    Ok(record)
+}
+
+fn select_one(connection: &Connection, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM connectors WHERE id = ?1");
+    connection
+        .query_row(&sql, params![id], read_record)
+        .optional()?
+        .map(finish_record)
+        .transpose()
+}
+
+fn retire_live(transaction: &rusqlite::Transaction<'_>, now: i64) -> Result<(), StoreError> {
+    transaction.execute(
+        "UPDATE connectors SET enabled = 0, updated_at = ?1 WHERE enabled = 1 AND type = 'Sms'",
+        params![now],
+    )?;
+    Ok(())
+}
+
+impl ConnectorStore for SqliteStore {
+    fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM connectors WHERE (?1 IS NULL OR enabled = ?1) ORDER BY created_at, id"
+            );
+            let mut statement = connection.prepare(&sql)?;
+            let rows = statement.query_map(params![enabled.map(i64::from)], read_record)?;
+            rows.map(|row| finish_record(row?)).collect()
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| select_one(connection, id))
+    }
+
+    fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let sql =
+                format!("SELECT {COLUMNS} FROM connectors WHERE enabled = 1 AND type = 'Sms'");
+            connection
+                .query_row(&sql, [], read_record)
+                .optional()?
+                .map(finish_record)
+                .transpose()
+        })
+    }
+
+    fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
+        self.with_connection(|connection| {
+            let now = now_millis();
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            retire_live(&transaction, now)?;
+            transaction.execute(
+                "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
+                 VALUES (?1, ?2, 'Sms', ?3, ?4, 1, ?5, ?5)",
+                params![
+                    connector.id,
+                    connector.factory_id,
+                    connector.config.to_string(),
+                    connector.metadata.to_string(),
+                    now
+                ],
+            )?;
+            let record = select_one(&transaction, &connector.id)?
+                .ok_or_else(|| StoreError("the inserted connector is missing".to_owned()))?;
+            transaction.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let now = now_millis();
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            match select_one(&transaction, id)? {
+                None => return Ok(None),
+                Some(record) if record.enabled => return Ok(Some(record)),
+                Some(_) => {}
+            }
+            retire_live(&transaction, now)?;
+            transaction.execute(
+                "UPDATE connectors SET enabled = 1, updated_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+            let record = select_one(&transaction, id)?;
+            transaction.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn update(
+        &self,
+        id: &str,
+        config: serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.with_connection(|connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = transaction.execute(
+                "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, config.to_string(), metadata.to_string(), now_millis()],
+            )?;
+            let record = if changed == 0 {
+                None
+            } else {
+                select_one(&transaction, id)?
+            };
+            transaction.commit()?;
+            Ok(record)
+        })
+    }
+
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.with_connection(|connection| {
+            let deleted =
+                connection.execute("DELETE FROM connectors WHERE id = ?1", params![id])?;
+            Ok(deleted > 0)
+        })
+    }
+}
+
+impl VerificationCodeStore for SqliteStore {
+    fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
+        self.with_connection(|connection| {
+            connection.execute(
+                "INSERT OR REPLACE INTO verification_codes (phone, type, code_hash, created_at, expires_at, failed_attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                params![code.phone, code.template_type, code.code_hash, code.created_at, code.expires_at],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn discard_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        code_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        self.with_connection(|connection| {
+            connection.execute(
+                "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2 AND code_hash = ?3",
+                params![phone, template_type, code_hash],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn verify_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        presented_hash: &[u8],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<VerifyOutcome, StoreError> {
+        self.with_connection(|connection| {
+            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored: Option<(Vec<u8>, i64, u32)> = transaction
+                .query_row(
+                    "SELECT code_hash, expires_at, failed_attempts FROM verification_codes WHERE phone = ?1 AND type = ?2",
+                    params![phone, template_type],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                )
+                .optional()?;
+            let outcome = match stored {
+                None => VerifyOutcome::NotFound,
+                Some((_, expires_at, _)) if expires_at <= now => VerifyOutcome::Expired,
+                Some((_, _, failed_attempts)) if failed_attempts >= max_attempts => VerifyOutcome::ExceededMaxTry,
+                Some((code_hash, _, failed_attempts)) => {
+                    if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
+                        transaction.execute(
+                            "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2",
+                            params![phone, template_type],
+                        )?;
+                        VerifyOutcome::Verified
+                    } else {
+                        transaction.execute(
+                            "UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE phone = ?1 AND type = ?2",
+                            params![phone, template_type],
+                        )?;
+                        VerifyOutcome::Mismatch {
+                            attempts_left: max_attempts.saturating_sub(failed_attempts + 1),
+                        }
+                    }
+                }
+            };
+            transaction.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError> {
+        self.with_connection(|connection| {
+            Ok(connection.execute(
+                "DELETE FROM verification_codes WHERE expires_at <= ?1",
+                params![now],
+            )?)
+        })
+    }
+}
+
+impl SendLogStore for SqliteStore {
+    fn reserve_send(
+        &self,
+        request: SendLimitRequest,
+    ) -> Result<Result<SendReservation, SendRefusal>, StoreError> {
+        self.with_connection(|connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let seconds_until = |moment: i64| {
+                u64::try_from((moment - request.now).max(0))
+                    .unwrap_or(0)
+                    .div_ceil(1000)
+                    .max(1)
+            };
+            if let Some(cooldown_ms) = request.cooldown_ms {
+                let last_of_type: Option<i64> = transaction.query_row(
+                    "SELECT MAX(sent_at) FROM send_log WHERE phone = ?1 AND type = ?2",
+                    params![request.phone, request.template_type],
+                    |row| row.get(0),
+                )?;
+                if let Some(last) = last_of_type.filter(|last| last + cooldown_ms > request.now) {
+                    return Ok(Err(SendRefusal::Cooldown {
+                        retry_after_secs: seconds_until(last + cooldown_ms),
+                    }));
+                }
+            }
+            let window_start = request.now - request.window_ms;
+            let (sends_in_window, oldest): (u32, Option<i64>) = transaction.query_row(
+                "SELECT COUNT(*), MIN(sent_at) FROM send_log WHERE phone = ?1 AND sent_at > ?2",
+                params![request.phone, window_start],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            if sends_in_window >= request.max_sends_per_window {
+                let frees_at = oldest.unwrap_or(request.now) + request.window_ms;
+                return Ok(Err(SendRefusal::RateLimited {
+                    retry_after_secs: seconds_until(frees_at),
+                }));
+            }
+            transaction.execute(
+                "INSERT INTO send_log (phone, type, sent_at) VALUES (?1, ?2, ?3)",
+                params![request.phone, request.template_type, request.now],
+            )?;
+            let id = transaction.last_insert_rowid();
+            transaction.commit()?;
+            Ok(Ok(SendReservation { id }))
+        })
+    }
+
+    fn release_send(&self, reservation: SendReservation) -> Result<(), StoreError> {
+        self.with_connection(|connection| {
+            connection.execute(
+                "DELETE FROM send_log WHERE id = ?1",
+                params![reservation.id],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn purge_send_log(&self, before: i64) -> Result<usize, StoreError> {
+        self.with_connection(|connection| {
+            Ok(connection.execute("DELETE FROM send_log WHERE sent_at < ?1", params![before])?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn new_connector(id: &str) -> NewConnector {
+        NewConnector {
+            id: id.to_owned(),
+            factory_id: "mock-short-message-service".to_owned(),
+            config: json!({"templates": [], "id": id}),
+            metadata: json!({}),
+        }
+    }
+
+    fn open_store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("store.sqlite3")).unwrap()
+    }
+
+    #[test]
+    fn creating_retires_the_live_connector_and_keeps_its_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        store.insert_live(new_connector("first")).unwrap();
+        store.insert_live(new_connector("second")).unwrap();
+        assert_eq!(store.live().unwrap().unwrap().id, "second");
+        let retired = store.list(Some(false)).unwrap();
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].config["id"], "first");
+        assert_eq!(store.list(Some(true)).unwrap().len(), 1);
+        assert_eq!(store.list(None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn enable_switches_back_in_one_call_and_unknown_ids_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        store.insert_live(new_connector("first")).unwrap();
+        store.insert_live(new_connector("second")).unwrap();
+        let enabled = store.enable("first").unwrap().unwrap();
+        assert!(enabled.enabled);
+        assert!(!store.get("second").unwrap().unwrap().enabled);
+        assert_eq!(store.enable("missing").unwrap(), None);
+        assert_eq!(store.update("missing", json!({}), json!({})).unwrap(), None);
+        assert!(!store.delete("missing").unwrap());
+        assert!(store.delete("second").unwrap());
+        assert_eq!(store.get("second").unwrap(), None);
+    }
+
+    #[test]
+    fn the_database_refuses_a_second_live_connector() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        store.insert_live(new_connector("first")).unwrap();
+        let connection = Connection::open(dir.path().join("store.sqlite3")).unwrap();
+        let second_live = connection.execute(
+            "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at) VALUES ('x', 'f', '{}', 1, 0, 0)",
+            [],
+        );
+        assert!(second_live.is_err());
+    }
+
+    fn new_code(hash: &[u8], expires_at: i64) -> NewCode {
+        NewCode {
+            phone: "+12015550123".to_owned(),
+            template_type: "SignIn".to_owned(),
+            code_hash: hash.to_vec(),
+            created_at: 0,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_code_works_once_and_wrong_attempts_are_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let verify = |hash: &[u8], now| {
+            store
+                .verify_code("+12015550123", "SignIn", hash, now, 2)
+                .unwrap()
+        };
+        assert_eq!(verify(b"x", 1), VerifyOutcome::NotFound);
+        store.save_code(new_code(b"right", 1000)).unwrap();
+        assert_eq!(
+            verify(b"wrong", 1),
+            VerifyOutcome::Mismatch { attempts_left: 1 }
+        );
+        assert_eq!(verify(b"right", 1), VerifyOutcome::Verified);
+        assert_eq!(
+            verify(b"right", 1),
+            VerifyOutcome::NotFound,
+            "a code works once"
+        );
+
+        store.save_code(new_code(b"right", 1000)).unwrap();
+        assert_eq!(
+            verify(b"wrong", 1),
+            VerifyOutcome::Mismatch { attempts_left: 1 }
+        );
+        assert_eq!(
+            verify(b"wrong", 1),
+            VerifyOutcome::Mismatch { attempts_left: 0 }
+        );
+        assert_eq!(verify(b"right", 1), VerifyOutcome::ExceededMaxTry);
+
+        store.save_code(new_code(b"new", 1000)).unwrap();
+        assert_eq!(
+            verify(b"right", 1),
+            VerifyOutcome::Mismatch { attempts_left: 1 },
+            "a new code replaces the old one"
+        );
+        assert_eq!(verify(b"new", 1000), VerifyOutcome::Expired);
+        assert_eq!(store.purge_expired_codes(1000).unwrap(), 1);
+        assert_eq!(verify(b"new", 1), VerifyOutcome::NotFound);
+    }
+
+    #[test]
+    fn the_send_log_enforces_the_window_and_the_cooldown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let request = |template_type: &str, now: i64, cooldown_ms: Option<i64>| SendLimitRequest {
+            phone: "+12015550123".to_owned(),
+            template_type: template_type.to_owned(),
+            now,
+            window_ms: 10_000,
+            max_sends_per_window: 2,
+            cooldown_ms,
+        };
+        let first = store
+            .reserve_send(request("SignIn", 1_000, Some(5_000)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .reserve_send(request("SignIn", 2_000, Some(5_000)))
+                .unwrap(),
+            Err(SendRefusal::Cooldown {
+                retry_after_secs: 4
+            })
+        );
+        store
+            .reserve_send(request("Register", 2_000, Some(5_000)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.reserve_send(request("Generic", 3_000, None)).unwrap(),
+            Err(SendRefusal::RateLimited {
+                retry_after_secs: 8
+            })
+        );
+        store.release_send(first).unwrap();
+        store
+            .reserve_send(request("Generic", 3_000, None))
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .reserve_send(request("Generic", 12_500, None))
+                .unwrap()
+                .is_ok(),
+            "the window slid"
+        );
+        assert_eq!(store.purge_send_log(12_000).unwrap(), 2);
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open_store(&dir);
+            store.insert_live(new_connector("first")).unwrap();
+            store
+                .update("first", json!({"a": 1}), json!({"name": {"en": "Mine"}}))
+                .unwrap();
+        }
+        let store = open_store(&dir);
+        let record = store.live().unwrap().unwrap();
+        assert_eq!(record.config, json!({"a": 1}));
+        assert_eq!(record.metadata["name"]["en"], "Mine");
+    }
+}
