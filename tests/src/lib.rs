@@ -338,6 +338,15 @@ impl CapturedRequest {
 
 impl CaptureServer {
     pub fn start(status: u16, response_body: &'static str) -> CaptureServer {
+        Self::start_with_delay(status, response_body, Duration::ZERO)
+    }
+
+    /// Like [`CaptureServer::start`], but waits `delay` before answering each request.
+    pub fn start_with_delay(
+        status: u16,
+        response_body: &'static str,
+        delay: Duration,
+    ) -> CaptureServer {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -373,6 +382,7 @@ impl CaptureServer {
                     headers,
                     body: String::from_utf8_lossy(&body).into_owned(),
                 });
+                std::thread::sleep(delay);
                 let mut stream = reader.into_inner();
                 let _ = write!(
                     stream,

@@ -673,6 +673,9 @@ fn the_openapi_document_describes_every_route() {
         ("post", "/api/connectors/{id}/enable"),
         ("post", "/api/connectors/{id}/test"),
         ("post", "/api/messages"),
+        ("post", "/api/verification-codes"),
+        ("post", "/api/verification-codes/verify"),
+        ("get", "/metrics"),
         ("get", "/api/plugins"),
         ("get", "/api/openapi.json"),
     ] {

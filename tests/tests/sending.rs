@@ -1,0 +1,446 @@
+//! Sending end to end: verification codes through the mock connector's outbox, flow control,
+//! a fake vendor that fails or stalls, and what reaches the logs and metrics.
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e_tests::{
+    outbox_lines, plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY,
+};
+use serde_json::{json, Value};
+
+const MOCK: &str = "mock-short-message-service";
+const PHONE: &str = "+12015550123";
+
+fn start_mock_host(extra_args: &[&str]) -> (TestHost, std::path::PathBuf) {
+    let folders = HostFolders::new(&[
+        ("mock.so", &plugin_file("mock_sms")),
+        ("rb.so", &plugin_file("fixture_request_building_connector")),
+    ]);
+    let outbox = folders.scratch_path("outbox.jsonl");
+    let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
+    args.extend_from_slice(extra_args);
+    let host = folders.start_with_args(&args);
+    let config = json!({
+        "templates": [
+            {"usageType": "Generic", "content": "Your code is {{code}}"},
+            {"usageType": "SignIn", "content": "Sign in with {{code}}"},
+            {"usageType": "SignIn", "locale": "de", "content": "Anmeldecode {{code}}"}
+        ],
+        "outbox": outbox
+    });
+    let (status, body) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": config}),
+    );
+    assert_eq!(status, 200, "{body}");
+    (host, outbox)
+}
+
+fn issue(host: &TestHost, body: Value) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&body),
+    )
+}
+
+fn verify(host: &TestHost, code: &str, template_type: &str) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/verification-codes/verify",
+        Some(SEND_KEY),
+        Some(&json!({"phone": PHONE, "verificationCode": code, "type": template_type})),
+    )
+}
+
+fn last_code(outbox: &Path) -> String {
+    outbox_lines(outbox).last().expect("a message was sent")["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_code_is_issued_through_the_connector_verified_once_and_never_logged() {
+    let (host, outbox) = start_mock_host(&["--resend-cooldown-secs", "0"]);
+    let (status, body) = issue(&host, json!({"phone": "12015550123", "type": "SignIn"}));
+    assert_eq!(status, 204, "{body}");
+    let line = outbox_lines(&outbox).pop().unwrap();
+    let code = last_code(&outbox);
+    assert_eq!(line["to"], PHONE);
+    assert_eq!(line["content"], format!("Sign in with {code}"));
+
+    assert_eq!(
+        verify(&host, &code, "Register").1["code"],
+        "verification_code.not_found",
+        "codes are scoped by type"
+    );
+    assert_eq!(verify(&host, &code, "SignIn").0, 204);
+    let (status, again) = verify(&host, &code, "SignIn");
+    assert_eq!(
+        (status, again["code"].clone()),
+        (400, json!("verification_code.not_found")),
+        "a code works once"
+    );
+
+    // Per-locale template; Generic when no type is given.
+    assert_eq!(
+        issue(
+            &host,
+            json!({"phone": PHONE, "type": "SignIn", "locale": "de-AT"})
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        outbox_lines(&outbox).pop().unwrap()["content"],
+        format!("Anmeldecode {}", last_code(&outbox))
+    );
+    assert_eq!(issue(&host, json!({"phone": PHONE})).0, 204);
+    let generic = outbox_lines(&outbox).pop().unwrap();
+    assert_eq!(
+        (generic["type"].clone(), generic["content"].clone()),
+        (
+            json!("Generic"),
+            json!(format!("Your code is {}", last_code(&outbox)))
+        )
+    );
+
+    // Codes are stored hashed: the database file never holds one.
+    let database = std::fs::read(host.data_dir.join("connectors.sqlite3")).unwrap();
+    let wal = std::fs::read(host.data_dir.join("connectors.sqlite3-wal")).unwrap_or_default();
+    for code in outbox_lines(&outbox)
+        .iter()
+        .map(|line| line["payload"]["code"].as_str().unwrap().to_owned())
+    {
+        let needle = code.as_bytes();
+        assert!(
+            !database.windows(6).any(|window| window == needle)
+                && !wal.windows(6).any(|window| window == needle),
+            "code {code} stored in clear"
+        );
+        assert!(!host.log().contains(&code), "code {code} reached the log");
+    }
+    let log = host.log();
+    assert!(
+        log.contains("***0123") && !log.contains("2015550123"),
+        "phones are logged masked only"
+    );
+}
+
+#[test]
+fn wrong_codes_count_durably_and_are_capped() {
+    let (host, outbox) = start_mock_host(&["--code-max-attempts", "2"]);
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "SignIn"})).0,
+        204
+    );
+    let code = last_code(&outbox);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (status, first) = verify(&host, wrong, "SignIn");
+    assert_eq!(
+        (
+            status,
+            first["code"].clone(),
+            first["data"]["attemptsLeft"].clone()
+        ),
+        (400, json!("verification_code.code_mismatch"), json!(1))
+    );
+    // A restart keeps the count.
+    let host = host.kill().start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--code-max-attempts",
+        "2",
+    ]);
+    assert_eq!(
+        verify(&host, wrong, "SignIn").1["code"],
+        "verification_code.code_mismatch"
+    );
+    let (status, capped) = verify(&host, &code, "SignIn");
+    assert_eq!(
+        (status, capped["code"].clone()),
+        (400, json!("verification_code.exceed_max_try"))
+    );
+}
+
+#[test]
+fn a_new_code_invalidates_the_previous_one_and_expired_codes_are_refused() {
+    let (host, outbox) = start_mock_host(&["--resend-cooldown-secs", "0"]);
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "SignIn"})).0,
+        204
+    );
+    let first = last_code(&outbox);
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "SignIn"})).0,
+        204
+    );
+    let second = last_code(&outbox);
+    if first != second {
+        assert_eq!(
+            verify(&host, &first, "SignIn").1["code"],
+            "verification_code.code_mismatch"
+        );
+    }
+    assert_eq!(verify(&host, &second, "SignIn").0, 204);
+
+    // Age the pending code past its expiry, as ten minutes would.
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "Register"})).0,
+        204
+    );
+    let code = last_code(&outbox);
+    let connection = rusqlite::Connection::open(host.data_dir.join("connectors.sqlite3")).unwrap();
+    connection.busy_timeout(Duration::from_secs(5)).unwrap();
+    let aged = connection.execute("UPDATE verification_codes SET expires_at = expires_at - 601000 WHERE type = 'Register'", []).unwrap();
+    assert_eq!(aged, 1);
+    let (status, expired) = verify(&host, &code, "Register");
+    assert_eq!(
+        (status, expired["code"].clone()),
+        (400, json!("verification_code.expired"))
+    );
+}
+
+#[test]
+fn concurrent_verifies_of_one_code_succeed_exactly_once() {
+    let (host, outbox) = start_mock_host(&[]);
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "SignIn"})).0,
+        204
+    );
+    let code = last_code(&outbox);
+    let host = std::sync::Arc::new(host);
+    let verifiers: Vec<_> = (0..8)
+        .map(|_| {
+            let (host, code) = (std::sync::Arc::clone(&host), code.clone());
+            std::thread::spawn(move || verify(&host, &code, "SignIn").0)
+        })
+        .collect();
+    let statuses: Vec<u16> = verifiers
+        .into_iter()
+        .map(|verifier| verifier.join().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 204).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|status| *status == 204 || *status == 400),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn per_recipient_limit_and_resend_cooldown_answer_429() {
+    let (host, outbox) = start_mock_host(&[
+        "--max-sends-per-recipient",
+        "3",
+        "--resend-cooldown-secs",
+        "60",
+    ]);
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "SignIn"})).0,
+        204
+    );
+    let pending = last_code(&outbox);
+    let (status, cooldown) = issue(&host, json!({"phone": PHONE, "type": "SignIn"}));
+    assert_eq!(
+        (status, cooldown["code"].clone()),
+        (429, json!("verification_code.resend_cooldown")),
+        "{cooldown}"
+    );
+    let seconds = cooldown["data"]["retryAfterSeconds"].as_u64().unwrap();
+    assert!((1..=60).contains(&seconds), "{seconds}");
+    assert_eq!(
+        verify(&host, &pending, "SignIn").0,
+        204,
+        "a refused resend leaves the pending code valid"
+    );
+
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "Register"})).0,
+        204
+    );
+    let raw = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "1"}})),
+    );
+    assert_eq!(raw.0, 200, "{}", raw.1);
+    let (status, limited) = issue(&host, json!({"phone": PHONE, "type": "ForgotPassword"}));
+    assert_eq!(
+        (status, limited["code"].clone()),
+        (429, json!("request.message_rate_limited")),
+        "{limited}"
+    );
+    assert!(limited["data"]["retryAfterSeconds"].as_u64().unwrap() > 500);
+    let sent_before = outbox_lines(&outbox).len();
+    let (status, _) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "1"}})),
+    );
+    assert_eq!(status, 429);
+    assert_eq!(
+        outbox_lines(&outbox).len(),
+        sent_before,
+        "nothing sent past the limit"
+    );
+
+    // Another recipient is not affected; the config test counts too.
+    let other = "+12015550124";
+    let config =
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+    for _ in 0..3 {
+        let (status, body) = host.post(
+            &format!("/api/connectors/{MOCK}/test"),
+            &json!({"phone": other, "config": config}),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, body) = host.post(
+        &format!("/api/connectors/{MOCK}/test"),
+        &json!({"phone": other, "config": config}),
+    );
+    assert_eq!(
+        (status, body["code"].clone()),
+        (429, json!("request.message_rate_limited"))
+    );
+
+    let (_, health) = host.request("GET", "/health", None, None);
+    assert_eq!(health["limits"]["sending"]["maxSendsPerRecipient"], 3);
+    assert_eq!(health["limits"]["sending"]["resendCooldownSeconds"], 60);
+    assert_eq!(
+        health["limits"]["verificationCodes"]["timeToLiveSeconds"],
+        600
+    );
+}
+
+#[test]
+fn the_country_allowlist_refuses_before_anything_is_sent() {
+    let (host, outbox) = start_mock_host(&["--allowed-countries", "us,CA"]);
+    let (status, refused) = issue(&host, json!({"phone": "+4915112345678"}));
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (400, json!("guard.phone_country_not_allowed")),
+        "{refused}"
+    );
+    assert!(refused["message"].as_str().unwrap().contains("DE"));
+    assert!(outbox_lines(&outbox).is_empty());
+    assert_eq!(issue(&host, json!({"phone": PHONE})).0, 204);
+}
+
+#[test]
+fn vendor_failures_answer_502_after_exactly_one_request() {
+    let failing = CaptureServer::start(503, r#"{"error": "maintenance"}"#);
+    let stalling =
+        CaptureServer::start_with_delay(200, r#"{"id": "late"}"#, Duration::from_secs(3));
+    let folders =
+        HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]);
+    let host = folders.start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--request-timeout-secs",
+        "1",
+    ]);
+    let send = || {
+        host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "987654"}})),
+        )
+    };
+    let use_vendor = |url: &str| {
+        let config = json!({"endpoint": format!("{url}/sms"), "authorization": "Bearer top-secret-token", "templates": [{"usageType": "Generic", "content": "{{code}}"}]});
+        let (status, body) = host.post(
+            "/api/connectors",
+            &json!({"connectorId": "request-building-test-connector", "config": config}),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+
+    use_vendor(&failing.url);
+    let (status, error) = send();
+    assert_eq!(
+        (status, error["code"].clone()),
+        (502, json!("connector.general")),
+        "{error}"
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("503"),
+        "{error}"
+    );
+    assert_eq!(failing.requests().len(), 1, "no retry after a response");
+
+    use_vendor(&stalling.url);
+    let (status, error) = send();
+    assert_eq!(
+        (status, error["code"].clone()),
+        (502, json!("connector.general")),
+        "{error}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within"),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(stalling.requests().len(), 1, "no retry after a timeout");
+
+    // Nothing listens: the connection is refused, so a retry cannot send twice; still 502.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    use_vendor(&format!("http://127.0.0.1:{closed_port}"));
+    let (status, error) = send();
+    assert_eq!(
+        (status, error["code"].clone()),
+        (502, json!("connector.general")),
+        "{error}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not connect"),
+        "{error}"
+    );
+
+    let log = host.log();
+    assert!(
+        !log.contains("top-secret-token") && !log.contains("987654"),
+        "a secret or a code reached the log"
+    );
+    assert!(
+        !error["message"].as_str().unwrap().contains("/sms"),
+        "errors name the host, not the URL"
+    );
+
+    let (status, metrics) = host.request("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains("sms_sends_total")
+            && metrics.contains("outcome=\"connector_error\"")
+            && metrics.contains("outcome=\"upstream_error\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("live_connector_swaps_total"), "{metrics}");
+}
