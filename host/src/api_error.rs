@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{ConnectorError, ConnectorErrorCode};
 use serde_json::json;
 
+use crate::flow_control::SendRefusal;
 use crate::send_executor::SendError;
-use crate::store::{SendRefusal, StoreError, VerifyOutcome};
+use crate::store::{StoreError, VerifyOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

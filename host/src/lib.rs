@@ -10,11 +10,12 @@
 //! - [`load_error`]: every way a plugin file can be refused, each a one-line message.
 //! - [`factory_registry`]: the connector factories the loaded plugins provide, by factory id.
 //! - [`store`]: the store boundary: [`store::Store`] and its error.
-//! - [`connector_store`], [`code_store`]: the boundary's parts: saved connectors; verification
-//!   codes and the send log.
+//! - [`connector_store`], [`code_store`]: the boundary's parts: saved connectors;
+//!   verification codes.
 //! - [`sqlite_store`]: the embedded default store, SQLite in the data directory.
 //! - [`live_connector`]: the one live SMS connector, swapped atomically.
 //! - [`send_executor`]: performs the HTTP requests connectors describe; drives a send.
+//! - [`flow_control`]: the per-recipient window and resend cooldown, in memory.
 //! - [`sending`]: one send as every route does it: country allowlist, per-recipient limit and
 //!   resend cooldown, then the connector, with a span and metrics.
 //! - [`secrets`]: masking of confidential config values, and the masked round trip.
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod code_store;
 pub mod connector_store;
 pub mod factory_registry;
+pub mod flow_control;
 pub mod live_connector;
 pub mod load_error;
 pub mod phone;

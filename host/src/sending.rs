@@ -12,12 +12,11 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::api_error::ApiError;
+use crate::flow_control::{SendRefusal, SendReservation};
 use crate::live_connector::{LiveConnector, LiveStatus};
 use crate::phone::PhoneNumber;
 use crate::send_executor::SendError;
 use crate::server::AppState;
-use crate::sqlite_store::now_millis;
-use crate::store::{SendLimitRequest, SendRefusal, SendReservation};
 
 /// The flow-control limits, reported in `GET /health`.
 #[derive(Debug, Clone, Serialize)]
@@ -143,32 +142,20 @@ pub async fn reserve_send(
     template_type: TemplateType,
     purpose: SendPurpose,
 ) -> Result<SendReservation, ApiError> {
-    let limits = &state.config.send_limits;
-    check_country(limits, phone)?;
-    let request = SendLimitRequest {
-        phone: phone.e164().to_owned(),
-        template_type: template_type.to_string(),
-        now: now_millis(),
-        window_ms: i64::try_from(limits.window.as_millis()).unwrap_or(i64::MAX),
-        max_sends_per_window: limits.max_sends_per_recipient,
-        cooldown_ms: (purpose == SendPurpose::VerificationCode)
-            .then(|| i64::try_from(limits.resend_cooldown.as_millis()).unwrap_or(i64::MAX)),
-    };
-    match state
-        .with_store(move |store| store.reserve_send(request))
-        .await?
-    {
-        Ok(reservation) => Ok(reservation),
-        Err(refusal) => {
+    check_country(&state.config.send_limits, phone)?;
+    let with_cooldown = purpose == SendPurpose::VerificationCode;
+    state
+        .recipient_limiter
+        .reserve(phone.e164(), template_type.as_str(), with_cooldown, Instant::now())
+        .map_err(|refusal| {
             let reason = match refusal {
                 SendRefusal::RateLimited { .. } => "window",
                 SendRefusal::Cooldown { .. } => "cooldown",
             };
             metrics::counter!("sms_rate_limited_total", "reason" => reason).increment(1);
             tracing::info!(phone = %masked_phone(phone.e164()), reason, "send refused by flow control");
-            Err(ApiError::from(refusal))
-        }
-    }
+            ApiError::from(refusal)
+        })
 }
 
 /// The sending half: through the connector, with a span, a log line and metrics; a failed
@@ -213,12 +200,7 @@ pub async fn send_reserved(
         }
         Err(error) => {
             span.in_scope(|| tracing::warn!(outcome, latency_ms, reason = %error, "send failed"));
-            if let Err(release_error) = state
-                .with_store(move |store| store.release_send(reservation))
-                .await
-            {
-                tracing::error!(%release_error, "cannot release the send slot");
-            }
+            state.recipient_limiter.release(reservation);
             Err(ApiError::from_send(
                 error,
                 purpose == SendPurpose::ConfigTest,

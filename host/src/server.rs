@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::api_error::ApiError;
 use crate::api_keys::{ApiKeys, KeyScope};
 use crate::factory_registry::FactoryRegistry;
+use crate::flow_control::RecipientLimiter;
 use crate::live_connector::LiveConnector;
 use crate::plugin_loader::PluginLoader;
 use crate::routes;
@@ -55,6 +56,7 @@ pub struct AppState {
     pub send_executor: SendExecutor,
     pub api_keys: ApiKeys,
     pub code_hasher: CodeHasher,
+    pub recipient_limiter: RecipientLimiter,
     /// Renders `/metrics`; `None` when no recorder is installed (library use, tests).
     pub metrics: Option<PrometheusHandle>,
 }
@@ -111,6 +113,11 @@ impl AppState {
                 .map_err(data_dir_error)?;
         Ok(Self {
             code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
+            recipient_limiter: RecipientLimiter::new(
+                config.send_limits.max_sends_per_recipient,
+                config.send_limits.window,
+                config.send_limits.resend_cooldown,
+            ),
             metrics,
             api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
             config,
@@ -239,9 +246,26 @@ async fn route_not_found(method: Method, uri: Uri) -> ApiError {
 
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
+}
+
+/// Deletes expired codes and forgets recipients with no recent send, every minute.
+async fn purge_expired_periodically(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        interval.tick().await;
+        let recipients = state.recipient_limiter.purge(std::time::Instant::now());
+        let purged = state
+            .with_store(|store| store.purge_expired_codes(crate::sqlite_store::now_millis()))
+            .await;
+        match purged {
+            Ok(codes) => tracing::debug!(codes, recipients, "purged expired codes"),
+            Err(error) => tracing::warn!(%error, "purging expired codes failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -14,8 +14,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use subtle::ConstantTimeEq;
 
 use crate::store::{
-    ConnectorRecord, ConnectorStore, NewCode, NewConnector, SendLimitRequest, SendLogStore,
-    SendRefusal, SendReservation, StoreError, VerificationCodeStore, VerifyOutcome,
+    ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError, VerificationCodeStore,
+    VerifyOutcome,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -54,15 +54,6 @@ CREATE TABLE IF NOT EXISTS verification_codes (
     PRIMARY KEY (phone, type)
 );
 CREATE INDEX IF NOT EXISTS verification_codes_by_expiry ON verification_codes (expires_at);
-
--- Each send to a recipient, for the per-recipient limit and the resend cooldown.
-CREATE TABLE IF NOT EXISTS send_log (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    phone    TEXT NOT NULL,
-    type     TEXT NOT NULL,
-    sent_at  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS send_log_by_phone ON send_log (phone, sent_at);
 ";
 
 const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
@@ -324,71 +315,6 @@ impl VerificationCodeStore for SqliteStore {
     }
 }
 
-impl SendLogStore for SqliteStore {
-    fn reserve_send(
-        &self,
-        request: SendLimitRequest,
-    ) -> Result<Result<SendReservation, SendRefusal>, StoreError> {
-        self.with_connection(|connection| {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let seconds_until = |moment: i64| {
-                u64::try_from((moment - request.now).max(0))
-                    .unwrap_or(0)
-                    .div_ceil(1000)
-                    .max(1)
-            };
-            if let Some(cooldown_ms) = request.cooldown_ms {
-                let last_of_type: Option<i64> = transaction.query_row(
-                    "SELECT MAX(sent_at) FROM send_log WHERE phone = ?1 AND type = ?2",
-                    params![request.phone, request.template_type],
-                    |row| row.get(0),
-                )?;
-                if let Some(last) = last_of_type.filter(|last| last + cooldown_ms > request.now) {
-                    return Ok(Err(SendRefusal::Cooldown {
-                        retry_after_secs: seconds_until(last + cooldown_ms),
-                    }));
-                }
-            }
-            let window_start = request.now - request.window_ms;
-            let (sends_in_window, oldest): (u32, Option<i64>) = transaction.query_row(
-                "SELECT COUNT(*), MIN(sent_at) FROM send_log WHERE phone = ?1 AND sent_at > ?2",
-                params![request.phone, window_start],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
-            if sends_in_window >= request.max_sends_per_window {
-                let frees_at = oldest.unwrap_or(request.now) + request.window_ms;
-                return Ok(Err(SendRefusal::RateLimited {
-                    retry_after_secs: seconds_until(frees_at),
-                }));
-            }
-            transaction.execute(
-                "INSERT INTO send_log (phone, type, sent_at) VALUES (?1, ?2, ?3)",
-                params![request.phone, request.template_type, request.now],
-            )?;
-            let id = transaction.last_insert_rowid();
-            transaction.commit()?;
-            Ok(Ok(SendReservation { id }))
-        })
-    }
-
-    fn release_send(&self, reservation: SendReservation) -> Result<(), StoreError> {
-        self.with_connection(|connection| {
-            connection.execute(
-                "DELETE FROM send_log WHERE id = ?1",
-                params![reservation.id],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn purge_send_log(&self, before: i64) -> Result<usize, StoreError> {
-        self.with_connection(|connection| {
-            Ok(connection.execute("DELETE FROM send_log WHERE sent_at < ?1", params![before])?)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,55 +428,6 @@ mod tests {
         assert_eq!(verify(b"new", 1000), VerifyOutcome::Expired);
         assert_eq!(store.purge_expired_codes(1000).unwrap(), 1);
         assert_eq!(verify(b"new", 1), VerifyOutcome::NotFound);
-    }
-
-    #[test]
-    fn the_send_log_enforces_the_window_and_the_cooldown() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
-        let request = |template_type: &str, now: i64, cooldown_ms: Option<i64>| SendLimitRequest {
-            phone: "+12015550123".to_owned(),
-            template_type: template_type.to_owned(),
-            now,
-            window_ms: 10_000,
-            max_sends_per_window: 2,
-            cooldown_ms,
-        };
-        let first = store
-            .reserve_send(request("SignIn", 1_000, Some(5_000)))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            store
-                .reserve_send(request("SignIn", 2_000, Some(5_000)))
-                .unwrap(),
-            Err(SendRefusal::Cooldown {
-                retry_after_secs: 4
-            })
-        );
-        store
-            .reserve_send(request("Register", 2_000, Some(5_000)))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            store.reserve_send(request("Generic", 3_000, None)).unwrap(),
-            Err(SendRefusal::RateLimited {
-                retry_after_secs: 8
-            })
-        );
-        store.release_send(first).unwrap();
-        store
-            .reserve_send(request("Generic", 3_000, None))
-            .unwrap()
-            .unwrap();
-        assert!(
-            store
-                .reserve_send(request("Generic", 12_500, None))
-                .unwrap()
-                .is_ok(),
-            "the window slid"
-        );
-        assert_eq!(store.purge_send_log(12_000).unwrap(), 2);
     }
 
     #[test]

@@ -3,16 +3,13 @@
 //! a blocking client (SQLite now, PostgreSQL for several hosts later) plugs in without
 //! touching them. Every trait method is one transaction.
 
-pub use crate::code_store::{
-    NewCode, SendLimitRequest, SendLogStore, SendRefusal, SendReservation, VerificationCodeStore,
-    VerifyOutcome,
-};
+pub use crate::code_store::{NewCode, VerificationCodeStore, VerifyOutcome};
 pub use crate::connector_store::{ConnectorRecord, ConnectorStore, NewConnector};
 
-/// Everything the host keeps: connectors, verification codes, the send log.
-pub trait Store: ConnectorStore + VerificationCodeStore + SendLogStore {}
+/// Everything the host keeps: connectors and verification codes.
+pub trait Store: ConnectorStore + VerificationCodeStore {}
 
-impl<T: ConnectorStore + VerificationCodeStore + SendLogStore> Store for T {}
+impl<T: ConnectorStore + VerificationCodeStore> Store for T {}
 
 #[derive(Debug, thiserror::Error)]
 #[error("store error: {0}")]

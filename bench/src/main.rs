@@ -1,0 +1,458 @@
+//! The benchmark harness. On loopback, with the release builds:
+//!
+//! - `sends`: `POST /api/messages` through the host with the mock connector (outbox
+//!   discarded) versus the bare axum baseline, both driven by wrk with the same script in the
+//!   same run: requests/s, p50/p99 latency and the ratio host/baseline.
+//! - `codes`: verification codes issued and verified per second on the embedded store, read
+//!   back from the mock connector's outbox.
+//! - `all`: both.
+//!
+//! `cargo run --release -p bench -- all` (`--smoke` for a tiny load that only checks the
+//! harness works). Needs wrk (`apt-get install wrk`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+const ADMIN_KEY: &str = "bench-admin-key";
+const MOCK: &str = "mock-short-message-service";
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Scenario,
+    /// Seconds each measurement runs.
+    #[arg(long, global = true, default_value_t = 10)]
+    duration_secs: u64,
+    /// Concurrent connections (wrk) or workers (codes).
+    #[arg(long, global = true, default_value_t = 32)]
+    connections: u32,
+    /// A tiny load: checks the harness works, measures nothing worth quoting.
+    #[arg(long, global = true)]
+    smoke: bool,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Sends,
+    Codes,
+    All,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let (duration, connections) = if cli.smoke {
+        (1, 2)
+    } else {
+        (cli.duration_secs, cli.connections)
+    };
+    if let Err(error) = run(cli.command, duration, connections) {
+        eprintln!("bench: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace root")?
+        .to_owned();
+    build_release(&root)?;
+    let release = root.join("target/release");
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        memory_total()
+    );
+    if matches!(scenario, Scenario::Sends | Scenario::All) {
+        bench_sends(&release, duration_secs, connections)?;
+    }
+    if matches!(scenario, Scenario::Codes | Scenario::All) {
+        bench_codes(&release, duration_secs, connections.min(16))?;
+    }
+    Ok(())
+}
+
+fn build_release(root: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "connector-host",
+            "-p",
+            "mock-sms",
+            "-p",
+            "bench",
+        ])
+        .status()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| "the release build failed".to_owned())
+}
+
+fn memory_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .next()
+                .map(|line| line.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        })
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown memory".to_owned())
+}
+
+/// A child process killed on drop, with the URL it printed first.
+struct Server {
+    child: Child,
+    url: String,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(
+    mut command: Command,
+    scratch: Option<tempfile::TempDir>,
+) -> Result<Server, String> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot start {command:?}: {error}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().ok_or("no stdout")?)
+        .read_line(&mut line)
+        .map_err(|error| error.to_string())?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("unexpected first line {line:?}"))?
+        .to_owned();
+    Ok(Server {
+        child,
+        url,
+        _scratch: scratch,
+    })
+}
+
+/// The release host with the mock plugin, limits out of the way, logs to a file.
+fn start_host(release: &Path, outbox: Option<&Path>) -> Result<Server, String> {
+    let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let plugins = scratch.path().join("plugins");
+    std::fs::create_dir_all(&plugins).map_err(|error| error.to_string())?;
+    std::fs::copy(
+        release.join("libmock_sms.so"),
+        plugins.join("libmock_sms.so"),
+    )
+    .map_err(|error| error.to_string())?;
+    let log = std::fs::File::create(scratch.path().join("host.log"))
+        .map_err(|error| error.to_string())?;
+    let mut command = Command::new(release.join("connector-host"));
+    command
+        .arg("serve")
+        .arg("--plugins")
+        .arg(&plugins)
+        .arg("--data")
+        .arg(scratch.path().join("data"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-key",
+            ADMIN_KEY,
+            "--max-sends-per-recipient",
+            "4000000000",
+        ])
+        // A one-second window keeps the limiter at its realistic size under full load.
+        .args(["--resend-cooldown-secs", "0", "--send-window-secs", "1"])
+        .stderr(log);
+    let host = spawn_server(command, Some(scratch))?;
+    let config = json!({"templates": [{"usageType": "Generic", "content": "Your verification code is {{code}}."}], "outbox": outbox});
+    let (status, body) = post(
+        &host.url,
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": config}),
+    );
+    if status != 200 {
+        return Err(format!("cannot create the mock connector: {status} {body}"));
+    }
+    Ok(host)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn post(base_url: &str, path: &str, body: &Value) -> (u16, Value) {
+    thread_local! {
+        static AGENT: ureq::Agent = agent();
+    }
+    AGENT.with(|agent| {
+        match agent
+            .post(format!("{base_url}{path}"))
+            .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+            .send_json(body)
+        {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let text = response.body_mut().read_to_string().unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            }
+            Err(error) => (0, Value::String(error.to_string())),
+        }
+    })
+}
+
+struct WrkResult {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: u64,
+}
+
+fn run_wrk(url: &str, duration_secs: u64, connections: u32) -> Result<WrkResult, String> {
+    let script = tempfile::NamedTempFile::new().map_err(|error| error.to_string())?;
+    std::fs::write(
+        script.path(),
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = '{{\"to\": \"+12015550123\", \"type\": \"SignIn\", \"payload\": {{\"code\": \"123456\"}}}}'\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"\n"
+        ),
+    )
+    .map_err(|error| error.to_string())?;
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{duration_secs}s"),
+            "--latency",
+            "-s",
+        ])
+        .arg(script.path())
+        .arg(format!("{url}/api/messages"))
+        .output()
+        .map_err(|error| format!("cannot run wrk (apt-get install wrk): {error}"))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let field = |label: &str| {
+        text.lines().find_map(|line| {
+            line.trim()
+                .strip_prefix(label)
+                .map(|rest| rest.trim().to_owned())
+        })
+    };
+    let latency_ms = |label: &str| {
+        field(label)
+            .map(|value| parse_wrk_duration_ms(&value))
+            .unwrap_or(f64::NAN)
+    };
+    let errors: u64 = field("Non-2xx or 3xx responses:")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+        + field("Socket errors:")
+            .map(|value| {
+                value
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+    Ok(WrkResult {
+        requests_per_second: field("Requests/sec:")
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| format!("unexpected wrk output:\n{text}"))?,
+        p50_ms: latency_ms("50%"),
+        p99_ms: latency_ms("99%"),
+        failed: errors,
+    })
+}
+
+/// `812.00us`, `1.20ms`, `2.00s` → milliseconds.
+fn parse_wrk_duration_ms(value: &str) -> f64 {
+    let number: String = value
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match &value[value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(value.len())..]
+    {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn bench_sends(release: &Path, duration_secs: u64, connections: u32) -> Result<(), String> {
+    let host = start_host(release, None)?;
+    let baseline = spawn_server(Command::new(release.join("bare-baseline")), None)?;
+    // Warm both up, then measure them one after the other with the same load.
+    run_wrk(&host.url, 1, connections)?;
+    run_wrk(&baseline.url, 1, connections)?;
+    let host_result = run_wrk(&host.url, duration_secs, connections)?;
+    let baseline_result = run_wrk(&baseline.url, duration_secs, connections)?;
+    println!("POST /api/messages, wrk -t2 -c{connections} -d{duration_secs}s, mock connector, outbox discarded");
+    println!("| server | requests/s | p50 ms | p99 ms | failed |");
+    println!("|---|---|---|---|---|");
+    for (name, result) in [
+        ("connector-host", &host_result),
+        ("bare axum baseline", &baseline_result),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.3} | {:.3} | {} |",
+            result.requests_per_second, result.p50_ms, result.p99_ms, result.failed
+        );
+    }
+    println!(
+        "ratio host/baseline (requests/s): {:.2}",
+        host_result.requests_per_second / baseline_result.requests_per_second
+    );
+    if host_result.failed > 0 {
+        return Err(format!("{} host requests failed", host_result.failed));
+    }
+    Ok(())
+}
+
+/// Follows the mock outbox and hands each worker the code sent to its phone.
+struct CodeMailbox {
+    latest: Mutex<HashMap<String, String>>,
+    arrived: Condvar,
+}
+
+fn follow_outbox(outbox: PathBuf, mailbox: Arc<CodeMailbox>, stop: Arc<AtomicBool>) {
+    let mut position = 0u64;
+    let mut pending = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(mut file) = std::fs::File::open(&outbox) {
+            if file.seek(std::io::SeekFrom::Start(position)).is_ok() {
+                let mut chunk = String::new();
+                if let Ok(read) = file.read_to_string(&mut chunk) {
+                    position += read as u64;
+                    pending.push_str(&chunk);
+                }
+            }
+        }
+        let mut updates = Vec::new();
+        while let Some(newline) = pending.find('\n') {
+            let line: String = pending.drain(..=newline).collect();
+            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                if let (Some(to), Some(code)) =
+                    (entry["to"].as_str(), entry["payload"]["code"].as_str())
+                {
+                    updates.push((to.to_owned(), code.to_owned()));
+                }
+            }
+        }
+        if !updates.is_empty() {
+            mailbox
+                .latest
+                .lock()
+                .map(|mut latest| latest.extend(updates))
+                .ok();
+            mailbox.arrived.notify_all();
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn bench_codes(release: &Path, duration_secs: u64, workers: u32) -> Result<(), String> {
+    let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
+    let outbox = scratch.path().join("outbox.jsonl");
+    let host = start_host(release, Some(&outbox))?;
+    let mailbox = Arc::new(CodeMailbox {
+        latest: Mutex::new(HashMap::new()),
+        arrived: Condvar::new(),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let (mailbox, stop, outbox) = (Arc::clone(&mailbox), Arc::clone(&stop), outbox.clone());
+        std::thread::spawn(move || follow_outbox(outbox, mailbox, stop))
+    };
+    let verified = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(duration_secs);
+    let handles: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (mailbox, verified, failures, url) = (
+                Arc::clone(&mailbox),
+                Arc::clone(&verified),
+                Arc::clone(&failures),
+                host.url.clone(),
+            );
+            std::thread::spawn(move || {
+                // 201-555-01xx: numbers a strict validator accepts, one per worker.
+                let phone = format!("+1201555{:04}", 100 + worker);
+                let mut previous = String::new();
+                while Instant::now() < deadline {
+                    if post(&url, "/api/verification-codes", &json!({"phone": phone})).0 != 204 {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let Ok(latest) = mailbox.latest.lock() else {
+                        return;
+                    };
+                    let wait = mailbox.arrived.wait_timeout_while(
+                        latest,
+                        Duration::from_secs(5),
+                        |latest| latest.get(&phone).is_none_or(|code| *code == previous),
+                    );
+                    let Ok((latest, _)) = wait else { return };
+                    let code = latest.get(&phone).cloned().unwrap_or_default();
+                    drop(latest);
+                    previous = code.clone();
+                    let body = json!({"phone": phone, "verificationCode": code});
+                    if post(&url, "/api/verification-codes/verify", &body).0 == 204 {
+                        verified.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for handle in handles {
+        let _ = handle.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let _ = follower.join();
+    let pairs = verified.load(Ordering::Relaxed);
+    println!("verification codes, {workers} workers, {duration_secs}s, embedded SQLite store, mock connector writing its outbox");
+    println!(
+        "issued + verified: {pairs} pairs, {:.0} pairs/s, failures: {}",
+        pairs as f64 / elapsed,
+        failures.load(Ordering::Relaxed)
+    );
+    if failures.load(Ordering::Relaxed) > 0 {
+        return Err("some code requests failed".to_owned());
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! Per-recipient flow control (SMS pumping, OWASP API4): at most N successful sends to a phone
+//! per sliding window, and a cooldown between two codes of the same type to the same phone.
+//!
+//! Kept in memory: the check sits on every send, and a store round trip (an fsync with
+//! SQLite's `synchronous=FULL`) per send would cap the host at the disk's commit rate. The
+//! cost: the counts start from zero when the host restarts. Codes themselves are in the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A slot taken for a send; give it back with [`RecipientLimiter::release`] when the send
+/// fails, so only successful sends count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReservation {
+    phone: String,
+    id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendRefusal {
+    /// Too many sends to this recipient in the window.
+    RateLimited { retry_after_secs: u64 },
+    /// The last code of this type went out too recently.
+    Cooldown { retry_after_secs: u64 },
+}
+
+struct SentMessage {
+    id: u64,
+    at: Instant,
+    template_type: String,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    next_id: u64,
+    sends_by_phone: HashMap<String, VecDeque<SentMessage>>,
+}
+
+pub struct RecipientLimiter {
+    max_sends_per_window: u32,
+    window: Duration,
+    cooldown: Duration,
+    state: Mutex<LimiterState>,
+}
+
+fn seconds_until(now: Instant, moment: Instant) -> u64 {
+    moment
+        .saturating_duration_since(now)
+        .as_millis()
+        .div_ceil(1000)
+        .max(1) as u64
+}
+
+impl RecipientLimiter {
+    pub fn new(max_sends_per_window: u32, window: Duration, cooldown: Duration) -> Self {
+        Self {
+            max_sends_per_window,
+            window,
+            cooldown,
+            state: Mutex::new(LimiterState::default()),
+        }
+    }
+
+    fn retention(&self) -> Duration {
+        self.window.max(self.cooldown)
+    }
+
+    /// Checks the limits for one send and, when they allow it, takes a slot. `with_cooldown`
+    /// applies the resend cooldown (verification codes).
+    pub fn reserve(
+        &self,
+        phone: &str,
+        template_type: &str,
+        with_cooldown: bool,
+        now: Instant,
+    ) -> Result<SendReservation, SendRefusal> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let retention = self.retention();
+        let LimiterState {
+            next_id,
+            sends_by_phone,
+        } = &mut *state;
+        let sends = sends_by_phone.entry(phone.to_owned()).or_default();
+        while sends
+            .front()
+            .is_some_and(|sent| now.saturating_duration_since(sent.at) >= retention)
+        {
+            sends.pop_front();
+        }
+        if with_cooldown && !self.cooldown.is_zero() {
+            let last_of_type = sends
+                .iter()
+                .rev()
+                .find(|sent| sent.template_type == template_type);
+            if let Some(last) =
+                last_of_type.filter(|last| now.saturating_duration_since(last.at) < self.cooldown)
+            {
+                return Err(SendRefusal::Cooldown {
+                    retry_after_secs: seconds_until(now, last.at + self.cooldown),
+                });
+            }
+        }
+        // Oldest first, so the sends inside the window are a suffix: O(log n) to count.
+        let first_in_window =
+            sends.partition_point(|sent| now.saturating_duration_since(sent.at) >= self.window);
+        let in_window = sends.len() - first_in_window;
+        let max_sends = self.max_sends_per_window as usize;
+        if in_window >= max_sends {
+            // A slot frees when enough of the oldest sends leave the window.
+            let freeing = &sends[sends.len() - max_sends];
+            return Err(SendRefusal::RateLimited {
+                retry_after_secs: seconds_until(now, freeing.at + self.window),
+            });
+        }
+        *next_id += 1;
+        sends.push_back(SentMessage {
+            id: *next_id,
+            at: now,
+            template_type: template_type.to_owned(),
+        });
+        Ok(SendReservation {
+            phone: phone.to_owned(),
+            id: *next_id,
+        })
+    }
+
+    /// Gives back the slot of a send that failed.
+    pub fn release(&self, reservation: SendReservation) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(sends) = state.sends_by_phone.get_mut(&reservation.phone) {
+            sends.retain(|sent| sent.id != reservation.id);
+        }
+    }
+
+    /// Forgets recipients with nothing left in the window; returns how many remain.
+    pub fn purge(&self, now: Instant) -> usize {
+        let retention = self.retention();
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.sends_by_phone.retain(|_, sends| {
+            sends.retain(|sent| now.saturating_duration_since(sent.at) < retention);
+            !sends.is_empty()
+        });
+        state.sends_by_phone.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHONE: &str = "+12015550123";
+
+    #[test]
+    fn the_window_slides_and_failed_sends_give_their_slot_back() {
+        let limiter = RecipientLimiter::new(2, Duration::from_secs(10), Duration::ZERO);
+        let start = Instant::now();
+        let first = limiter.reserve(PHONE, "SignIn", false, start).unwrap();
+        limiter
+            .reserve(PHONE, "SignIn", false, start + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(
+            limiter.reserve(PHONE, "SignIn", false, start + Duration::from_secs(2)),
+            Err(SendRefusal::RateLimited {
+                retry_after_secs: 8
+            })
+        );
+        assert!(
+            limiter
+                .reserve("+12015550124", "SignIn", false, start)
+                .is_ok(),
+            "other recipients are not affected"
+        );
+        limiter.release(first);
+        limiter
+            .reserve(PHONE, "SignIn", false, start + Duration::from_secs(2))
+            .unwrap();
+        assert!(
+            limiter
+                .reserve(
+                    PHONE,
+                    "SignIn",
+                    false,
+                    start + Duration::from_millis(11_500)
+                )
+                .is_ok(),
+            "the window slid"
+        );
+        assert_eq!(limiter.purge(start + Duration::from_secs(30)), 0);
+    }
+
+    #[test]
+    fn the_cooldown_is_per_type_and_only_when_asked() {
+        let limiter = RecipientLimiter::new(10, Duration::from_secs(600), Duration::from_secs(60));
+        let start = Instant::now();
+        limiter.reserve(PHONE, "SignIn", true, start).unwrap();
+        assert_eq!(
+            limiter.reserve(PHONE, "SignIn", true, start + Duration::from_secs(15)),
+            Err(SendRefusal::Cooldown {
+                retry_after_secs: 45
+            })
+        );
+        assert!(limiter
+            .reserve(PHONE, "Register", true, start + Duration::from_secs(15))
+            .is_ok());
+        assert!(
+            limiter
+                .reserve(PHONE, "SignIn", false, start + Duration::from_secs(15))
+                .is_ok(),
+            "raw sends have no cooldown"
+        );
+        assert!(limiter
+            .reserve(PHONE, "SignIn", true, start + Duration::from_secs(76))
+            .is_ok());
+    }
+}
