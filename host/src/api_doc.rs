@@ -35,6 +35,7 @@ pub struct ErrorBody {
         routes::verification_codes::verify_code,
         routes::metrics::get_metrics,
         routes::plugins::list_plugin_files,
+        routes::plugins::rescan_plugin_files,
         get_openapi_document,
     ),
     components(schemas(ErrorBody)),

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::api_keys::parse_key_list;
 use crate::plugin_loader::PluginLoader;
+use crate::plugin_watcher::PluginWatchMode;
 use crate::send_executor::SendExecutorConfig;
 use crate::sending::SendLimits;
 use crate::server::{AppState, ServeConfig};
@@ -77,6 +78,38 @@ pub struct ServeArgs {
     /// Default: every country.
     #[arg(long, env = "CONNECTOR_HOST_ALLOWED_COUNTRIES", value_parser = parse_country_list)]
     pub allowed_countries: Option<BTreeSet<String>>,
+    /// How changes to the plugins folder are noticed: `notify` (inotify) or `poll` (for
+    /// network filesystems where inotify sends nothing).
+    #[arg(long, env = "CONNECTOR_HOST_PLUGINS_WATCH", value_enum, default_value_t = WatchArg::Notify)]
+    pub plugins_watch: WatchArg,
+    /// Polling interval for `--plugins-watch poll`, in milliseconds.
+    #[arg(long, env = "CONNECTOR_HOST_PLUGINS_POLL_INTERVAL", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub plugins_poll_interval_ms: u64,
+    /// SHA-256 digests (hex, comma-separated) of the only plugin builds allowed to load.
+    #[arg(long, env = "CONNECTOR_HOST_ALLOWED_PLUGIN_SHA256", value_parser = parse_digest_list)]
+    pub allowed_plugin_sha256: Option<BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchArg {
+    Notify,
+    Poll,
+}
+
+fn parse_digest_list(list: &str) -> Result<BTreeSet<String>, String> {
+    let digests: BTreeSet<String> = list
+        .split(',')
+        .map(|digest| digest.trim().to_ascii_lowercase())
+        .filter(|digest| !digest.is_empty())
+        .collect();
+    match digests
+        .iter()
+        .find(|digest| digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        Some(bad) => Err(format!("{bad:?} is not a hex SHA-256 digest")),
+        None if digests.is_empty() => Err("the list is empty".to_owned()),
+        None => Ok(digests),
+    }
 }
 
 fn parse_country_list(list: &str) -> Result<BTreeSet<String>, String> {
@@ -148,6 +181,13 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             time_to_live: Duration::from_secs(args.code_ttl_secs),
             max_attempts: args.code_max_attempts,
         },
+        allowed_plugin_sha256: args.allowed_plugin_sha256,
+        plugin_watch: match args.plugins_watch {
+            WatchArg::Notify => PluginWatchMode::Notify,
+            WatchArg::Poll => {
+                PluginWatchMode::Poll(Duration::from_millis(args.plugins_poll_interval_ms))
+            }
+        },
     };
     match runtime.block_on(serve(config, args.listen)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -193,8 +233,8 @@ fn run_check(args: CheckArgs) -> ExitCode {
     let outcome = tempfile::tempdir()
         .map_err(|error| format!("cannot create a scratch directory: {error}"))
         .and_then(|scratch| {
-            let loader =
-                PluginLoader::new(scratch.path().to_owned()).map_err(|error| error.to_string())?;
+            let loader = PluginLoader::new(scratch.path().to_owned(), None)
+                .map_err(|error| error.to_string())?;
             loader.load(&args.file).map_err(|error| error.to_string())
         });
     match (outcome, args.json) {

@@ -1,4 +1,5 @@
-//! The connector factories provided by loaded plugin files, and what became of every file.
+//! The connector factories the loaded plugins provide, and a report on every plugin file seen.
+//! Immutable: the plugins folder builds a new registry on every change and swaps it in.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,8 +8,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::load_error::LoadError;
-use crate::plugin_loader::{LoadedPlugin, PluginLoader};
+use crate::plugin_loader::LoadedPlugin;
 
 /// A factory: a loaded plugin build and the file it came from.
 #[derive(Clone)]
@@ -24,7 +24,7 @@ impl Factory {
     }
 }
 
-/// The outcome for one file of the plugins folder.
+/// What became of one plugin file (or one earlier build of it).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginFileReport {
@@ -35,17 +35,34 @@ pub struct PluginFileReport {
     pub status: PluginFileStatus,
     pub factory_id: Option<String>,
     pub plugin_version: Option<String>,
+    /// The one-line reason, for `rejected` and `incomplete`.
     pub error: Option<String>,
+    /// When this build was loaded, in milliseconds since the Unix epoch.
+    pub loaded_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginFileStatus {
+    /// Its build provides a factory.
     Loaded,
+    /// Refused; the error says why. Retried when the file changes.
     Rejected,
+    /// Looks half-written (empty, truncated ELF): retried on its next change, not an error yet.
+    Incomplete,
+    /// An earlier build of a file, replaced by a newer one.
+    Superseded,
+    /// The file was deleted; its factory is gone (a live connector built from it keeps running).
+    Removed,
 }
 
-/// Factories by id. Immutable once built: a change builds a new registry and swaps it in.
+pub fn millis_since_epoch(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// Factories by id, and the file reports.
 #[derive(Clone, Default)]
 pub struct FactoryRegistry {
     factories: BTreeMap<String, Arc<Factory>>,
@@ -53,6 +70,10 @@ pub struct FactoryRegistry {
 }
 
 impl FactoryRegistry {
+    pub fn new(factories: BTreeMap<String, Arc<Factory>>, files: Vec<PluginFileReport>) -> Self {
+        Self { factories, files }
+    }
+
     pub fn get(&self, factory_id: &str) -> Option<&Arc<Factory>> {
         self.factories.get(factory_id)
     }
@@ -64,81 +85,10 @@ impl FactoryRegistry {
     pub fn files(&self) -> &[PluginFileReport] {
         &self.files
     }
-
-    /// Loads every plugin file of `folder` (in name order, so the outcome of a factory id
-    /// provided twice does not depend on directory order) and logs each outcome once.
-    pub fn scan_folder(loader: &PluginLoader, folder: &Path) -> std::io::Result<Self> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(folder)?
-            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| is_plugin_file_name(path) && path.is_file())
-            .collect();
-        paths.sort();
-        let mut registry = FactoryRegistry::default();
-        for path in paths {
-            let outcome = loader.load(&path);
-            registry.add_outcome(path, outcome);
-        }
-        Ok(registry)
-    }
-
-    fn add_outcome(&mut self, path: PathBuf, outcome: Result<LoadedPlugin, LoadError>) {
-        let outcome =
-            outcome.and_then(
-                |plugin| match self.factories.get(&plugin.metadata.connector.id) {
-                    Some(existing) => Err(LoadError::DuplicateFactoryId {
-                        factory_id: plugin.metadata.connector.id.clone(),
-                        provided_by: existing.source_path.clone(),
-                    }),
-                    None => Ok(plugin),
-                },
-            );
-        let report = match outcome {
-            Ok(plugin) => {
-                let metadata = &plugin.metadata;
-                tracing::info!(
-                    path = %path.display(),
-                    factory_id = %metadata.connector.id,
-                    plugin_version = %metadata.plugin_version,
-                    sha256 = %plugin.sha256,
-                    "plugin loaded"
-                );
-                let report = PluginFileReport {
-                    path: path.clone(),
-                    size: Some(plugin.size),
-                    sha256: Some(plugin.sha256.clone()),
-                    status: PluginFileStatus::Loaded,
-                    factory_id: Some(metadata.connector.id.clone()),
-                    plugin_version: Some(metadata.plugin_version.clone()),
-                    error: None,
-                };
-                let factory = Factory {
-                    plugin,
-                    source_path: path,
-                    loaded_at: SystemTime::now(),
-                };
-                self.factories
-                    .insert(factory.id().to_owned(), Arc::new(factory));
-                report
-            }
-            Err(error) => {
-                tracing::warn!(path = %path.display(), reason = %error, "plugin rejected");
-                PluginFileReport {
-                    size: std::fs::metadata(&path).ok().map(|metadata| metadata.len()),
-                    path,
-                    sha256: None,
-                    status: PluginFileStatus::Rejected,
-                    factory_id: None,
-                    plugin_version: None,
-                    error: Some(error.to_string()),
-                }
-            }
-        };
-        self.files.push(report);
-    }
 }
 
-/// `*.so`, not hidden and not a temporary name: a file being copied in is named otherwise
-/// until it is complete.
+/// `*.so`, not hidden: a file being copied in under a temporary name (`.x.so.tmp`, `x.part`)
+/// is ignored until it is renamed into place.
 pub fn is_plugin_file_name(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
         return false;

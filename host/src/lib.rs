@@ -8,7 +8,11 @@
 //! - [`plugin_loader`]: turns one plugin file into a loaded [`plugin_api::ConnectorModule`]:
 //!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata checks.
 //! - [`load_error`]: every way a plugin file can be refused, each a one-line message.
-//! - [`factory_registry`]: the connector factories the loaded plugins provide, by factory id.
+//! - [`factory_registry`]: the connector factories the loaded plugins provide, by factory id,
+//!   and a report per plugin file.
+//! - [`plugin_folder`]: reconciles the plugins folder with what is loaded: drop-in, upgrade
+//!   (moving the live connector), removal, trust checks.
+//! - [`plugin_watcher`]: notices folder changes (inotify or polling) and runs the reconcile.
 //! - [`store`]: the store boundary: [`store::Store`] and its error.
 //! - [`connector_store`], [`code_store`]: the boundary's parts: saved connectors;
 //!   verification codes.
@@ -38,7 +42,9 @@ pub mod flow_control;
 pub mod live_connector;
 pub mod load_error;
 pub mod phone;
+pub mod plugin_folder;
 pub mod plugin_loader;
+pub mod plugin_watcher;
 pub mod routes;
 pub mod secrets;
 pub mod send_executor;

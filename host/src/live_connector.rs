@@ -9,16 +9,18 @@ use std::sync::Arc;
 use plugin_api::ConnectorInstance;
 
 use crate::factory_registry::{Factory, FactoryRegistry};
-use crate::store::ConnectorRecord;
 
 pub struct LiveConnector {
     pub connector_id: String,
     pub factory_id: String,
+    /// The saved config, kept to rebuild the connector on a plugin upgrade.
+    pub config: serde_json::Value,
     pub status: LiveStatus,
 }
 
 pub enum LiveStatus {
     Ready {
+        /// The build it runs on, which stays loaded even if its file is removed.
         factory: Arc<Factory>,
         instance: ConnectorInstance,
     },
@@ -28,17 +30,19 @@ pub enum LiveStatus {
 }
 
 impl LiveConnector {
-    /// Builds the live connector for a saved record. Never fails: a connector that cannot be
-    /// built is reported, not dropped.
-    pub fn build(record: &ConnectorRecord, registry: &FactoryRegistry) -> Self {
-        let status = match registry.get(&record.factory_id) {
+    /// Builds the live connector for a saved connector. Never fails: a connector that cannot
+    /// be built is reported, not dropped.
+    pub fn build(
+        connector_id: &str,
+        factory_id: &str,
+        config: &serde_json::Value,
+        registry: &FactoryRegistry,
+    ) -> Self {
+        let status = match registry.get(factory_id) {
             None => LiveStatus::Unavailable {
-                reason: format!(
-                    "no loaded plugin provides the factory {:?}",
-                    record.factory_id
-                ),
+                reason: format!("no loaded plugin provides the factory {factory_id:?}"),
             },
-            Some(factory) => match factory.plugin.module.instantiate(&record.config) {
+            Some(factory) => match factory.plugin.module.instantiate(config) {
                 Ok(instance) => LiveStatus::Ready {
                     factory: Arc::clone(factory),
                     instance,
@@ -52,11 +56,12 @@ impl LiveConnector {
             },
         };
         if let LiveStatus::Unavailable { reason } = &status {
-            tracing::warn!(connector_id = %record.id, factory_id = %record.factory_id, %reason, "the live connector cannot send");
+            tracing::warn!(%connector_id, %factory_id, %reason, "the live connector cannot send");
         }
         Self {
-            connector_id: record.id.clone(),
-            factory_id: record.factory_id.clone(),
+            connector_id: connector_id.to_owned(),
+            factory_id: factory_id.to_owned(),
+            config: config.clone(),
             status,
         }
     }
@@ -65,6 +70,17 @@ impl LiveConnector {
         match &self.status {
             LiveStatus::Ready { .. } => None,
             LiveStatus::Unavailable { reason } => Some(reason),
+        }
+    }
+
+    /// Running on a build that is no longer the factory's in the registry (its file was
+    /// removed, or another build took the factory id).
+    pub fn is_orphaned(&self, registry: &FactoryRegistry) -> bool {
+        match &self.status {
+            LiveStatus::Ready { factory, .. } => registry
+                .get(&self.factory_id)
+                .is_none_or(|current| current.plugin.sha256 != factory.plugin.sha256),
+            LiveStatus::Unavailable { .. } => false,
         }
     }
 }

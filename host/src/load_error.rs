@@ -39,6 +39,26 @@ pub enum LoadError {
         factory_id: String,
         provided_by: PathBuf,
     },
+    #[error("not in allowlist: build {sha256} is not among the allowed SHA-256 digests")]
+    NotInAllowlist { sha256: String },
+    #[error("{reason}")]
+    Untrusted { reason: String },
+    #[error("the new build rejects the live connector's config ({reason}); the previous build keeps serving")]
+    RejectsLiveConfig { reason: String },
     #[error("cannot make the private copy: {reason}")]
     PrivateCopyFailed { reason: String },
+}
+
+impl LoadError {
+    /// Whether the file may simply not be completely written yet: such a file is retried on
+    /// its next change instead of being reported as refused.
+    pub fn may_be_incomplete(&self) -> bool {
+        match self {
+            LoadError::EmptyFile => true,
+            LoadError::NotSharedObject { reason } => {
+                reason.starts_with("malformed ELF") || reason.starts_with("truncated ELF")
+            }
+            _ => false,
+        }
+    }
 }

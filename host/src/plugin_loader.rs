@@ -11,7 +11,7 @@
 //! leaked statics and function pointers may outlive it). Identical content is loaded once, so
 //! memory grows by about one file size per distinct build.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -42,39 +42,54 @@ pub struct LoadedPlugin {
 /// Loads plugin files, each distinct content once.
 pub struct PluginLoader {
     private_copies_dir: PathBuf,
+    /// When set, only these builds (hex SHA-256) load.
+    allowed_sha256: Option<BTreeSet<String>>,
     /// Outcome per content digest. Failures are kept too: a build that panicked while loading
     /// stays mapped, and loading it again would only repeat the panic.
     outcomes_by_sha256: Mutex<HashMap<String, Result<LoadedPlugin, LoadError>>>,
 }
 
 impl PluginLoader {
-    /// `private_copies_dir` is created if missing; it belongs to the host alone.
-    pub fn new(private_copies_dir: PathBuf) -> std::io::Result<Self> {
+    /// `private_copies_dir` is created if missing; it belongs to the host alone. Copies left
+    /// from an earlier run are deleted: nothing is loaded yet, so none is in use, and builds
+    /// still in the folder are copied again when they load.
+    pub fn new(
+        private_copies_dir: PathBuf,
+        allowed_sha256: Option<BTreeSet<String>>,
+    ) -> std::io::Result<Self> {
         fs::create_dir_all(&private_copies_dir)?;
+        for entry in fs::read_dir(&private_copies_dir)? {
+            let path = entry?.path();
+            if path.is_file() {
+                fs::remove_file(&path)?;
+            }
+        }
         Ok(Self {
             private_copies_dir,
+            allowed_sha256,
             outcomes_by_sha256: Mutex::new(HashMap::new()),
         })
     }
 
     /// Loads one file. Blocking: reads and copies the file and runs dlopen.
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let unreadable = |error: std::io::Error| LoadError::Unreadable {
-            reason: error.to_string(),
-        };
-        let size = fs::metadata(path).map_err(unreadable)?.len();
-        if size > MAX_PLUGIN_FILE_BYTES {
-            return Err(LoadError::TooLarge {
-                size,
-                limit: MAX_PLUGIN_FILE_BYTES,
-            });
-        }
-        let content = fs::read(path).map_err(unreadable)?;
+        self.load_content(read_plugin_file(path)?)
+    }
+
+    /// Loads content already read with [`read_plugin_file`].
+    pub fn load_content(&self, content: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
         if content.is_empty() {
             return Err(LoadError::EmptyFile);
         }
         check_shared_object(&content)?;
         let sha256 = hex::encode(Sha256::digest(&content));
+        if self
+            .allowed_sha256
+            .as_ref()
+            .is_some_and(|allowed| !allowed.contains(&sha256))
+        {
+            return Err(LoadError::NotInAllowlist { sha256 });
+        }
         let mut outcomes = self
             .outcomes_by_sha256
             .lock()
@@ -163,6 +178,21 @@ fn check_shared_object(content: &[u8]) -> Result<(), LoadError> {
         }
     }
     Ok(())
+}
+
+/// Reads a plugin file whole, refusing anything over [`MAX_PLUGIN_FILE_BYTES`] before reading.
+pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let unreadable = |error: std::io::Error| LoadError::Unreadable {
+        reason: error.to_string(),
+    };
+    let size = fs::metadata(path).map_err(unreadable)?.len();
+    if size > MAX_PLUGIN_FILE_BYTES {
+        return Err(LoadError::TooLarge {
+            size,
+            limit: MAX_PLUGIN_FILE_BYTES,
+        });
+    }
+    fs::read(path).map_err(unreadable)
 }
 
 fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMetadata), LoadError> {

@@ -17,7 +17,9 @@ use crate::api_keys::{ApiKeys, KeyScope};
 use crate::factory_registry::FactoryRegistry;
 use crate::flow_control::RecipientLimiter;
 use crate::live_connector::LiveConnector;
+use crate::plugin_folder::PluginFolder;
 use crate::plugin_loader::PluginLoader;
+use crate::plugin_watcher::{watch_plugin_folder, PluginWatchMode};
 use crate::routes;
 use crate::send_executor::{SendExecutor, SendExecutorConfig};
 use crate::sending::SendLimits;
@@ -39,12 +41,17 @@ pub struct ServeConfig {
     pub send_executor: SendExecutorConfig,
     pub send_limits: SendLimits,
     pub code_policy: CodePolicy,
+    /// When set, only plugin builds with these SHA-256 digests load.
+    pub allowed_plugin_sha256: Option<std::collections::BTreeSet<String>>,
+    pub plugin_watch: PluginWatchMode,
 }
 
 /// Shared by every request.
 pub struct AppState {
     pub config: ServeConfig,
     pub loader: PluginLoader,
+    /// What the plugins folder held at the last reconcile; only reconciles touch it.
+    pub plugin_folder: std::sync::Mutex<PluginFolder>,
     /// Swapped whole when plugins change; readers never block.
     pub factories: ArcSwap<FactoryRegistry>,
     pub store: Arc<dyn Store>,
@@ -75,12 +82,19 @@ impl AppState {
         };
         std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
         std::fs::create_dir_all(&config.plugins_dir).map_err(data_dir_error)?;
-        let loader =
-            PluginLoader::new(config.data_dir.join("plugin-copies")).map_err(data_dir_error)?;
-        let registry = FactoryRegistry::scan_folder(&loader, &config.plugins_dir).unwrap_or_else(|error| {
-            tracing::error!(plugins_dir = %config.plugins_dir.display(), %error, "cannot read the plugins folder");
-            FactoryRegistry::default()
-        });
+        let loader = PluginLoader::new(
+            config.data_dir.join("plugin-copies"),
+            config.allowed_plugin_sha256.clone(),
+        )
+        .map_err(data_dir_error)?;
+        let mut plugin_folder = PluginFolder::new(config.plugins_dir.clone());
+        let registry = match plugin_folder.reconcile(&loader, None) {
+            Ok(outcome) => outcome.registry,
+            Err(error) => {
+                tracing::error!(%error, "cannot load the plugins folder; serving with no factories");
+                FactoryRegistry::default()
+            }
+        };
         let store_path = config.data_dir.join("connectors.sqlite3");
         let store = SqliteStore::open(&store_path).map_err(|StoreError(reason)| {
             format!("cannot open the store {}: {reason}", store_path.display())
@@ -89,7 +103,7 @@ impl AppState {
             .live()
             .map_err(|StoreError(reason)| format!("cannot read the live connector: {reason}"))?
             .map(|record| {
-                let live = LiveConnector::build(&record, &registry);
+                let live = LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry);
                 tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
                 Arc::new(live)
             });
@@ -122,6 +136,7 @@ impl AppState {
             api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
             config,
             loader,
+            plugin_folder: std::sync::Mutex::new(plugin_folder),
             factories: ArcSwap::from_pointee(registry),
             store: Arc::new(store),
             live: ArcSwapOption::new(live),
@@ -172,6 +187,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::connectors::test_connector_config),
         )
         .route("/api/plugins", get(routes::plugins::list_plugin_files))
+        .route(
+            "/api/plugins/rescan",
+            post(routes::plugins::rescan_plugin_files),
+        )
         .route(
             "/api/openapi.json",
             get(crate::api_doc::get_openapi_document),
@@ -247,6 +266,14 @@ async fn route_not_found(method: Method, uri: Uri) -> ApiError {
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
+    // Kept alive while serving: dropping it stops the watch.
+    let _plugin_watcher = match watch_plugin_folder(Arc::clone(&state)) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::error!(%error, "cannot watch the plugins folder; use POST /api/plugins/rescan after changes");
+            None
+        }
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

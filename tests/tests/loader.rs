@@ -19,7 +19,7 @@ fn message() -> SmsMessage {
 #[test]
 fn distinct_files_load_as_distinct_modules_and_same_content_loads_once() {
     let scratch = tempfile::tempdir().unwrap();
-    let loader = PluginLoader::new(scratch.path().join("copies")).unwrap();
+    let loader = PluginLoader::new(scratch.path().join("copies"), None).unwrap();
     // RootModule::load_from_file would hand back the mock for the second file too.
     let mock = loader.load(&plugin_file("mock_sms")).unwrap();
     let request_building = loader
@@ -46,7 +46,7 @@ fn distinct_files_load_as_distinct_modules_and_same_content_loads_once() {
 #[test]
 fn the_loaded_mock_sends_through_the_boundary() {
     let scratch = tempfile::tempdir().unwrap();
-    let loader = PluginLoader::new(scratch.path().join("copies")).unwrap();
+    let loader = PluginLoader::new(scratch.path().join("copies"), None).unwrap();
     let mock = loader.load(&plugin_file("mock_sms")).unwrap();
     let outbox = scratch.path().join("outbox.jsonl");
     let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": outbox});
@@ -74,7 +74,7 @@ fn the_loaded_mock_sends_through_the_boundary() {
 #[test]
 fn a_panicking_send_step_is_an_error_value_and_the_process_survives() {
     let scratch = tempfile::tempdir().unwrap();
-    let loader = PluginLoader::new(scratch.path().join("copies")).unwrap();
+    let loader = PluginLoader::new(scratch.path().join("copies"), None).unwrap();
     let plugin = loader
         .load(&plugin_file("fixture_panicking_connector"))
         .unwrap();

@@ -131,7 +131,13 @@ fn every_bad_file_kind_is_rejected_with_its_message_while_the_host_serves() {
             assert_eq!(report["status"], "loaded", "{name}: {report}");
             continue;
         }
-        assert_eq!(report["status"], "rejected", "{name}: {report}");
+        // A file that may still be being written is not a refusal yet: it waits for its next change.
+        let expected_status = if *name == "empty.so" || *name == "truncated.so" {
+            "incomplete"
+        } else {
+            "rejected"
+        };
+        assert_eq!(report["status"], expected_status, "{name}: {report}");
         let error = report["error"].as_str().unwrap();
         assert!(
             error.starts_with(expected_error),
@@ -141,10 +147,14 @@ fn every_bad_file_kind_is_rejected_with_its_message_while_the_host_serves() {
             !error.contains('\n'),
             "{name}: the reason must be one line: {error:?}"
         );
-        assert!(
-            log.contains(&format!("{name}")) && log.contains(error.split(':').next().unwrap()),
-            "{name} not logged:\n{log}"
-        );
+        if expected_status == "rejected" {
+            let logged = log.lines().any(|line| {
+                line.contains("plugin rejected")
+                    && line.contains(*name)
+                    && line.contains(error.split(':').next().unwrap())
+            });
+            assert!(logged, "{name} not logged:\n{log}");
+        }
     }
     // The full layout report stays available, at debug level only.
     assert!(log.contains("abi_stable layout report"), "{log}");

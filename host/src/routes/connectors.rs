@@ -34,6 +34,9 @@ pub struct ConnectorResponse {
     pub loaded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_error: Option<String>,
+    /// The live connector runs on a build whose file was removed or replaced by a build that
+    /// was not taken up; it keeps working until changed.
+    pub orphaned: bool,
     /// Secrets masked.
     #[schema(value_type = Object)]
     pub config: Value,
@@ -68,6 +71,9 @@ fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorRes
     let registry = state.factories.load();
     let factory = registry.get(&record.factory_id);
     let live = state.live.load();
+    let orphaned = live
+        .as_deref()
+        .is_some_and(|live| live.connector_id == record.id && live.is_orphaned(&registry));
     let load_error = match (live.as_deref(), factory) {
         (Some(live), _) if live.connector_id == record.id => {
             live.unavailable_reason().map(str::to_owned)
@@ -85,6 +91,7 @@ fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorRes
             .unwrap_or_default(),
         loaded: load_error.is_none(),
         load_error,
+        orphaned,
         id: record.id,
         connector_id: record.factory_id,
         connector_type: "Sms",
@@ -158,6 +165,7 @@ fn make_live(
     state.live.store(Some(Arc::new(LiveConnector {
         connector_id: record.id.clone(),
         factory_id: record.factory_id.clone(),
+        config: record.config.clone(),
         status: LiveStatus::Ready { factory, instance },
     })));
     metrics::counter!("live_connector_swaps_total").increment(1);

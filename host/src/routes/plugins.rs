@@ -1,16 +1,33 @@
-//! `GET /api/plugins`: every plugin file seen, and what became of it.
+//! `GET /api/plugins`: every plugin file seen and what became of it; `POST
+//! /api/plugins/rescan`: reconcile the folder now.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 
-use crate::api_error::Json;
+use crate::api_error::{ApiError, Json};
 use crate::factory_registry::PluginFileReport;
 use crate::server::AppState;
 
-/// Every plugin file seen in the plugins folder and what became of it.
+/// Every plugin file seen in the plugins folder and what became of it, then earlier builds
+/// (superseded, removed), newest first.
 #[utoipa::path(get, path = "/api/plugins", tag = "plugins",
-    responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)),
+    security(("admin_key" = [])))]
 pub async fn list_plugin_files(State(state): State<Arc<AppState>>) -> Json<Vec<PluginFileReport>> {
     Json(state.factories.load().files().to_vec())
+}
+
+/// Reconciles the plugins folder now (as a change notification would) and reports.
+#[utoipa::path(post, path = "/api/plugins/rescan", tag = "plugins",
+    responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody),
+        (status = 500, description = "The plugins folder cannot be read", body = crate::api_doc::ErrorBody)),
+    security(("admin_key" = [])))]
+pub async fn rescan_plugin_files(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Vec<PluginFileReport>>, ApiError> {
+    crate::plugin_watcher::rescan_plugin_folder(&state)
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(Json(state.factories.load().files().to_vec()))
 }

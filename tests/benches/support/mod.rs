@@ -27,7 +27,7 @@ pub fn compare<Connector: SmsConnector>(
     config: serde_json::Value,
 ) {
     let scratch = tempfile::tempdir().unwrap();
-    let loader = PluginLoader::new(scratch.path().join("copies")).unwrap();
+    let loader = PluginLoader::new(scratch.path().join("copies"), None).unwrap();
     let plugin = loader.load(&plugin_file(library)).unwrap();
     let through_library = plugin.module.instantiate(&config).unwrap();
     let (_, direct) = plugin_api::validate_config::<Connector>(config).unwrap();

@@ -1,0 +1,422 @@
+//! The plugins folder, reconciled with what is loaded: drop-in, upgrade and removal of plugin
+//! files without a restart.
+//!
+//! Each reconcile lists the folder and loads every file that is new or changed (by size,
+//! modification time and inode), then rebuilds the factory registry:
+//! - a file that loads provides its factory; the first file (by name) wins a factory id;
+//! - a new build at the same path replaces the old one; when the old one backs the live
+//!   connector, the new build must accept the live config first, or the old build keeps
+//!   serving (an upgrade never leaves the operator without a working connector);
+//! - a file that looks half-written is `incomplete` and retried on its next change;
+//! - a refused file is reported, and a build it replaced keeps serving;
+//! - a deleted file's factory disappears (a live connector built from it keeps running on the
+//!   loaded code: libraries are never unloaded).
+//!
+//! Trust, as sshd's StrictModes: the folder and every file must not be writable by group or
+//! others, and must be owned by root or by the user the host runs as.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use plugin_api::ConnectorInstance;
+
+use crate::factory_registry::{
+    is_plugin_file_name, millis_since_epoch, Factory, FactoryRegistry, PluginFileReport,
+    PluginFileStatus,
+};
+use crate::load_error::LoadError;
+use crate::plugin_loader::{LoadedPlugin, PluginLoader};
+
+/// Superseded and removed builds kept in the report; older ones are dropped.
+const HISTORY_LIMIT: usize = 200;
+
+/// The build and config of the live connector, for upgrades.
+pub struct LiveBuild {
+    pub factory_id: String,
+    pub sha256: String,
+    pub config: serde_json::Value,
+}
+
+pub struct ReconcileOutcome {
+    pub registry: FactoryRegistry,
+    /// The live connector's factory was upgraded: the new build and an instance of it built
+    /// with the live config.
+    pub live_upgrade: Option<(Arc<Factory>, ConnectorInstance)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    size: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+    changed_seconds: i64,
+    changed_nanoseconds: i64,
+}
+
+impl Fingerprint {
+    fn of(metadata: &std::fs::Metadata) -> Self {
+        Self {
+            size: metadata.len(),
+            modified: metadata.modified().ok(),
+            inode: metadata.ino(),
+            changed_seconds: metadata.ctime(),
+            changed_nanoseconds: metadata.ctime_nsec(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ServedBuild {
+    plugin: LoadedPlugin,
+    loaded_at: SystemTime,
+}
+
+enum ContentOutcome {
+    /// The file's content is the build it serves.
+    Serving,
+    Rejected {
+        error: LoadError,
+    },
+    Incomplete {
+        error: LoadError,
+    },
+}
+
+struct TrackedFile {
+    fingerprint: Fingerprint,
+    content: ContentOutcome,
+    /// The build this file provides its factory with: its current content's, or the one before
+    /// when the current content was refused.
+    serving: Option<ServedBuild>,
+}
+
+pub struct PluginFolder {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, TrackedFile>,
+    history: VecDeque<PluginFileReport>,
+}
+
+impl PluginFolder {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            files: BTreeMap::new(),
+            history: VecDeque::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Brings the loaded state in line with the folder. Blocking (reads files, dlopen).
+    pub fn reconcile(
+        &mut self,
+        loader: &PluginLoader,
+        live: Option<&LiveBuild>,
+    ) -> Result<ReconcileOutcome, String> {
+        let folder_problem = match std::fs::metadata(&self.dir) {
+            Ok(metadata) => trust_problem("plugins folder", &self.dir, &metadata),
+            Err(error) => {
+                return Err(format!(
+                    "cannot read the plugins folder {}: {error}",
+                    self.dir.display()
+                ))
+            }
+        };
+        let present = self.list_plugin_files()?;
+
+        let removed: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|path| !present.contains_key(*path))
+            .cloned()
+            .collect();
+        for path in removed {
+            if let Some(tracked) = self.files.remove(&path) {
+                tracing::info!(path = %path.display(), "plugin file removed");
+                if let Some(served) = tracked.serving {
+                    self.remember(report_for_build(&path, &served, PluginFileStatus::Removed));
+                }
+            }
+        }
+
+        let mut live_upgrade = None;
+        let mut changed = BTreeSet::new();
+        for (path, metadata) in present {
+            let fingerprint = Fingerprint::of(&metadata);
+            if self
+                .files
+                .get(&path)
+                .is_some_and(|tracked| tracked.fingerprint == fingerprint)
+            {
+                continue;
+            }
+            let previous = self.files.remove(&path).and_then(|tracked| tracked.serving);
+            let loaded = match folder_problem
+                .clone()
+                .or_else(|| trust_problem("plugin file", &path, &metadata))
+            {
+                Some(reason) => Err(LoadError::Untrusted { reason }),
+                None => loader.load(&path),
+            };
+            let tracked = self.accept(
+                &path,
+                fingerprint,
+                loaded,
+                previous,
+                live,
+                &mut live_upgrade,
+            );
+            changed.insert(path.clone());
+            self.files.insert(path, tracked);
+        }
+        Ok(ReconcileOutcome {
+            registry: self.registry(&changed),
+            live_upgrade,
+        })
+    }
+
+    fn list_plugin_files(&self) -> Result<BTreeMap<PathBuf, std::fs::Metadata>, String> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|error| {
+            format!(
+                "cannot list the plugins folder {}: {error}",
+                self.dir.display()
+            )
+        })?;
+        Ok(entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| is_plugin_file_name(path))
+            .filter_map(|path| {
+                std::fs::metadata(&path)
+                    .ok()
+                    .filter(|metadata| metadata.is_file())
+                    .map(|metadata| (path, metadata))
+            })
+            .collect())
+    }
+
+    /// Decides what a new or changed file's load outcome means for the factory it serves.
+    fn accept(
+        &mut self,
+        path: &Path,
+        fingerprint: Fingerprint,
+        loaded: Result<LoadedPlugin, LoadError>,
+        previous: Option<ServedBuild>,
+        live: Option<&LiveBuild>,
+        live_upgrade: &mut Option<(Arc<Factory>, ConnectorInstance)>,
+    ) -> TrackedFile {
+        let keep_previous = |content: ContentOutcome, previous: Option<ServedBuild>| TrackedFile {
+            fingerprint: fingerprint.clone(),
+            content,
+            serving: previous,
+        };
+        let plugin = match loaded {
+            Ok(plugin) => plugin,
+            Err(error) if error.may_be_incomplete() => {
+                tracing::debug!(path = %path.display(), reason = %error, "plugin file not complete yet; waiting for its next change");
+                return keep_previous(ContentOutcome::Incomplete { error }, previous);
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), reason = %error, previous_build_serving = previous.is_some(), "plugin rejected");
+                return keep_previous(ContentOutcome::Rejected { error }, previous);
+            }
+        };
+        if previous
+            .as_ref()
+            .is_some_and(|previous| previous.plugin.sha256 == plugin.sha256)
+        {
+            return keep_previous(ContentOutcome::Serving, previous);
+        }
+        let served = ServedBuild {
+            plugin,
+            loaded_at: SystemTime::now(),
+        };
+        let factory_id = served.plugin.metadata.connector.id.clone();
+        let backs_live = live.filter(|live| {
+            live.factory_id == factory_id
+                && previous
+                    .as_ref()
+                    .is_some_and(|previous| previous.plugin.sha256 == live.sha256)
+        });
+        if let Some(live) = backs_live {
+            match served.plugin.module.instantiate(&live.config) {
+                Ok(instance) => {
+                    let factory = Arc::new(Factory {
+                        plugin: served.plugin.clone(),
+                        source_path: path.to_owned(),
+                        loaded_at: served.loaded_at,
+                    });
+                    *live_upgrade = Some((factory, instance));
+                }
+                Err(error) => {
+                    let error = LoadError::RejectsLiveConfig {
+                        reason: error.message,
+                    };
+                    tracing::warn!(path = %path.display(), reason = %error, "plugin upgrade refused");
+                    return keep_previous(ContentOutcome::Rejected { error }, previous);
+                }
+            }
+        }
+        if let Some(previous) = previous {
+            self.remember(report_for_build(
+                path,
+                &previous,
+                PluginFileStatus::Superseded,
+            ));
+        }
+        tracing::info!(
+            path = %path.display(),
+            factory_id = %factory_id,
+            plugin_version = %served.plugin.metadata.plugin_version,
+            sha256 = %served.plugin.sha256,
+            "plugin loaded"
+        );
+        TrackedFile {
+            fingerprint,
+            content: ContentOutcome::Serving,
+            serving: Some(served),
+        }
+    }
+
+    fn remember(&mut self, report: PluginFileReport) {
+        self.history.push_back(report);
+        while self.history.len() > HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+    }
+
+    /// The factories (first file by name wins an id) and a report per file, then the history.
+    /// A duplicate factory id is logged when the file providing it has just changed.
+    fn registry(&self, changed: &BTreeSet<PathBuf>) -> FactoryRegistry {
+        let mut factories: BTreeMap<String, Arc<Factory>> = BTreeMap::new();
+        let mut reports = Vec::new();
+        for (path, tracked) in &self.files {
+            let mut duplicate_of = None;
+            if let Some(served) = &tracked.serving {
+                let factory_id = served.plugin.metadata.connector.id.clone();
+                match factories.get(&factory_id) {
+                    Some(existing) => duplicate_of = Some(existing.source_path.clone()),
+                    None => {
+                        factories.insert(
+                            factory_id,
+                            Arc::new(Factory {
+                                plugin: served.plugin.clone(),
+                                source_path: path.clone(),
+                                loaded_at: served.loaded_at,
+                            }),
+                        );
+                    }
+                }
+            }
+            let report = file_report(path, tracked, duplicate_of);
+            let is_new_duplicate = report.status == PluginFileStatus::Rejected
+                && matches!(tracked.content, ContentOutcome::Serving)
+                && changed.contains(path);
+            if let (true, Some(reason)) = (is_new_duplicate, &report.error) {
+                tracing::warn!(path = %path.display(), %reason, "plugin rejected");
+            }
+            reports.push(report);
+        }
+        reports.extend(self.history.iter().rev().cloned());
+        FactoryRegistry::new(factories, reports)
+    }
+}
+
+fn report_for_build(
+    path: &Path,
+    served: &ServedBuild,
+    status: PluginFileStatus,
+) -> PluginFileReport {
+    PluginFileReport {
+        path: path.to_owned(),
+        size: Some(served.plugin.size),
+        sha256: Some(served.plugin.sha256.clone()),
+        status,
+        factory_id: Some(served.plugin.metadata.connector.id.clone()),
+        plugin_version: Some(served.plugin.metadata.plugin_version.clone()),
+        error: None,
+        loaded_at: Some(millis_since_epoch(served.loaded_at)),
+    }
+}
+
+fn file_report(
+    path: &Path,
+    tracked: &TrackedFile,
+    duplicate_of: Option<PathBuf>,
+) -> PluginFileReport {
+    let unloaded = |status: PluginFileStatus, error: String| PluginFileReport {
+        path: path.to_owned(),
+        size: Some(tracked.fingerprint.size),
+        sha256: None,
+        status,
+        factory_id: None,
+        plugin_version: None,
+        error: Some(error),
+        loaded_at: None,
+    };
+    match (&tracked.content, &tracked.serving) {
+        (ContentOutcome::Incomplete { error }, _) => unloaded(
+            PluginFileStatus::Incomplete,
+            format!("{error} (waiting for the file to be complete)"),
+        ),
+        (
+            ContentOutcome::Rejected {
+                error: error @ LoadError::RejectsLiveConfig { .. },
+            },
+            _,
+        )
+        | (ContentOutcome::Rejected { error }, None) => {
+            unloaded(PluginFileStatus::Rejected, error.to_string())
+        }
+        (ContentOutcome::Rejected { error }, Some(served)) => unloaded(
+            PluginFileStatus::Rejected,
+            format!(
+                "{error}; the previous build {} keeps serving",
+                &served.plugin.sha256[..12]
+            ),
+        ),
+        (ContentOutcome::Serving, Some(served)) => match duplicate_of {
+            None => report_for_build(path, served, PluginFileStatus::Loaded),
+            Some(provided_by) => PluginFileReport {
+                error: Some(
+                    LoadError::DuplicateFactoryId {
+                        factory_id: served.plugin.metadata.connector.id.clone(),
+                        provided_by,
+                    }
+                    .to_string(),
+                ),
+                loaded_at: None,
+                ..report_for_build(path, served, PluginFileStatus::Rejected)
+            },
+        },
+        // `Serving` always comes with the build it serves.
+        (ContentOutcome::Serving, None) => {
+            unloaded(PluginFileStatus::Rejected, "no build is loaded".to_owned())
+        }
+    }
+}
+
+/// Why a path may not be trusted with code the host will run, if it may not.
+fn trust_problem(what: &str, path: &Path, metadata: &std::fs::Metadata) -> Option<String> {
+    let mode = metadata.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "{what} {} is writable by group or others (mode {:o}); run chmod go-w on it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    let owner = metadata.uid();
+    let host_user = rustix::process::geteuid().as_raw();
+    if owner != 0 && owner != host_user {
+        return Some(format!(
+            "{what} {} is owned by uid {owner}, neither root nor the host's user (uid {host_user})",
+            path.display()
+        ));
+    }
+    None
+}
