@@ -95,6 +95,8 @@ struct TrackedFile {
 
 pub struct PluginFolder {
     dir: PathBuf,
+    /// Why the folder itself was untrusted at the last reconcile; a change re-evaluates every file.
+    folder_problem: Option<String>,
     files: BTreeMap<PathBuf, TrackedFile>,
     history: VecDeque<PluginFileReport>,
 }
@@ -103,6 +105,7 @@ impl PluginFolder {
     pub fn new(dir: PathBuf) -> Self {
         Self {
             dir,
+            folder_problem: None,
             files: BTreeMap::new(),
             history: VecDeque::new(),
         }
@@ -128,6 +131,11 @@ impl PluginFolder {
             }
         };
         let present = self.list_plugin_files()?;
+        let folder_trust_changed = folder_problem != self.folder_problem;
+        if let (true, Some(problem)) = (folder_trust_changed, &folder_problem) {
+            tracing::warn!(reason = %problem, "plugins folder untrusted; no new build loads from it");
+        }
+        self.folder_problem = folder_problem.clone();
 
         let removed: Vec<PathBuf> = self
             .files
@@ -148,11 +156,11 @@ impl PluginFolder {
         let mut changed = BTreeSet::new();
         for (path, metadata) in present {
             let fingerprint = Fingerprint::of(&metadata);
-            if self
+            let unchanged = self
                 .files
                 .get(&path)
-                .is_some_and(|tracked| tracked.fingerprint == fingerprint)
-            {
+                .is_some_and(|tracked| tracked.fingerprint == fingerprint);
+            if unchanged && !folder_trust_changed {
                 continue;
             }
             let previous = self.files.remove(&path).and_then(|tracked| tracked.serving);

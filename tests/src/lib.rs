@@ -27,6 +27,7 @@ const PACKAGES: &[&str] = &[
     "fixture-foreign-layout",
     "fixture-incompatible-version",
     "fixture-request-building-connector",
+    "fixture-mock-sms-next",
 ];
 
 pub fn workspace_root() -> PathBuf {

@@ -105,8 +105,10 @@ impl SmsConnector for MockSms {
         let template = find_template_for(&self.config.templates, message)?;
         let content = render_template(&template.content, &message.payload);
         let now = SystemTime::now();
+        // The build's version is in the id, so an upgrade is visible in the receipts.
         let provider_message_id = format!(
-            "mock-{}",
+            "mock-{}-{}",
+            env!("CARGO_PKG_VERSION"),
             now.duration_since(SystemTime::UNIX_EPOCH)
                 .map(|elapsed| elapsed.as_nanos())
                 .unwrap_or_default()

@@ -1,0 +1,455 @@
+//! The live plugins folder end to end: drop-in, partial writes, upgrades of the live
+//! connector under load, broken upgrades, removal, trust, allowlist, bursts of events.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{plugin_file, HostFolders, TestHost, ADMIN_KEY, SEND_KEY};
+use serde_json::{json, Value};
+
+const MOCK: &str = "mock-short-message-service";
+const PHONE: &str = "+12015550123";
+
+/// Copies under a hidden temporary name, then renames into place: the recommended drop-in.
+fn drop_in(plugins_dir: &Path, source: &Path, name: &str) {
+    let temporary = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(source, &temporary).unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
+}
+
+fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    started.elapsed()
+}
+
+fn factory_ids(host: &TestHost) -> Vec<String> {
+    let (_, factories) = host.get("/api/connector-factories");
+    factories
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|factory| factory["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn file_reports(host: &TestHost) -> Vec<Value> {
+    host.get("/api/plugins").1.as_array().unwrap().clone()
+}
+
+fn report_for<'a>(reports: &'a [Value], name: &str, status: &str) -> Option<&'a Value> {
+    reports.iter().find(|report| {
+        report["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{name}"))
+            && report["status"] == status
+    })
+}
+
+fn send(host: &TestHost) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "1"}})),
+    )
+}
+
+fn make_mock_live(host: &TestHost) -> String {
+    let config =
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+    let (status, connector) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": config}),
+    );
+    assert_eq!(status, 200, "{connector}");
+    connector["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_plugin_renamed_into_the_folder_is_listed_within_a_second() {
+    for watch in [
+        vec![],
+        vec![
+            "--plugins-watch",
+            "poll",
+            "--plugins-poll-interval-ms",
+            "200",
+        ],
+    ] {
+        let folders = HostFolders::new(&[]);
+        let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
+        args.extend(watch.iter().copied());
+        let host = folders.start_with_args(&args);
+        assert!(factory_ids(&host).is_empty());
+        // A hidden temporary name is ignored while the copy runs.
+        let temporary = host.plugins_dir.join(".mock.so.tmp");
+        std::fs::copy(plugin_file("mock_sms"), &temporary).unwrap();
+        std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(factory_ids(&host).is_empty() && file_reports(&host).is_empty());
+        let renamed_at = Instant::now();
+        std::fs::rename(&temporary, host.plugins_dir.join("mock.so")).unwrap();
+        wait_until("the factory to be listed", Duration::from_secs(5), || {
+            factory_ids(&host) == [MOCK]
+        });
+        let latency = renamed_at.elapsed();
+        eprintln!(
+            "drop-in latency ({}): {latency:?}",
+            if watch.is_empty() {
+                "inotify"
+            } else {
+                "poll 200 ms"
+            }
+        );
+        assert!(latency < Duration::from_secs(2), "drop-in took {latency:?}");
+    }
+}
+
+#[test]
+fn a_slow_chunked_copy_is_never_loaded_half_written() {
+    let host = HostFolders::new(&[]).start();
+    let content = std::fs::read(plugin_file("mock_sms")).unwrap();
+    let path = host.plugins_dir.join("mock.so");
+    let mut file = std::fs::File::create(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let chunk = content.len() / 6 + 1;
+    for piece in content.chunks(chunk) {
+        use std::io::Write;
+        file.write_all(piece).unwrap();
+        file.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        let reports = file_reports(&host);
+        assert!(
+            report_for(&reports, "mock.so", "rejected").is_none(),
+            "a partial file was refused: {reports:?}"
+        );
+    }
+    drop(file);
+    wait_until("the copied plugin to load", Duration::from_secs(5), || {
+        factory_ids(&host) == [MOCK]
+    });
+    assert!(!host.log().contains("plugin rejected"), "{}", host.log());
+}
+
+#[test]
+fn upgrading_the_live_plugin_under_continuous_sends_fails_nothing() {
+    let host = Arc::new(HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start());
+    make_mock_live(&host);
+    let stop = Arc::new(AtomicBool::new(false));
+    let receipts = Arc::new(Mutex::new(Vec::new()));
+    let senders: Vec<_> = (0..3)
+        .map(|_| {
+            let (host, stop, receipts) =
+                (Arc::clone(&host), Arc::clone(&stop), Arc::clone(&receipts));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match send(&host) {
+                        (200, receipt) => receipts
+                            .lock()
+                            .unwrap()
+                            .push(receipt["providerMessageId"].as_str().unwrap().to_owned()),
+                        (status, body) => failures.push(format!("{status} {body}")),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_next"),
+        "mock.so",
+    );
+    wait_until(
+        "receipts from the new build",
+        Duration::from_secs(10),
+        || {
+            receipts
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|id| id.starts_with("mock-0.2.0-"))
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = senders
+        .into_iter()
+        .flat_map(|sender| sender.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "sends failed during the upgrade: {failures:?}"
+    );
+    let receipts = receipts.lock().unwrap();
+    assert!(
+        receipts.iter().any(|id| id.starts_with("mock-0.1.0-")),
+        "sends before the upgrade"
+    );
+    let last = receipts.last().unwrap();
+    assert!(
+        last.starts_with("mock-0.2.0-"),
+        "sends after the upgrade use the new build: {last}"
+    );
+
+    let reports = file_reports(&host);
+    assert_eq!(
+        report_for(&reports, "mock.so", "loaded").unwrap()["pluginVersion"],
+        "0.2.0"
+    );
+    assert_eq!(
+        report_for(&reports, "mock.so", "superseded").unwrap()["pluginVersion"],
+        "0.1.0"
+    );
+    assert!(host
+        .log()
+        .contains("live connector moved to the new plugin build"));
+}
+
+#[test]
+fn a_broken_upgrade_keeps_the_old_code_serving() {
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start();
+    make_mock_live(&host);
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_foreign_layout"),
+        "mock.so",
+    );
+    wait_until(
+        "the broken build to be reported",
+        Duration::from_secs(5),
+        || report_for(&file_reports(&host), "mock.so", "rejected").is_some(),
+    );
+    let reports = file_reports(&host);
+    let error = report_for(&reports, "mock.so", "rejected").unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.starts_with("incompatible ABI") && error.contains("keeps serving"),
+        "{error}"
+    );
+    assert_eq!(
+        factory_ids(&host),
+        [MOCK],
+        "the factory stays, on the old build"
+    );
+    let (status, receipt) = send(&host);
+    assert_eq!(status, 200, "{receipt}");
+    assert!(receipt["providerMessageId"]
+        .as_str()
+        .unwrap()
+        .starts_with("mock-0.1.0-"));
+
+    // A good build afterwards is taken up.
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_next"),
+        "mock.so",
+    );
+    wait_until("the good build", Duration::from_secs(5), || {
+        send(&host).1["providerMessageId"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("mock-0.2.0-")
+    });
+}
+
+#[test]
+fn removing_a_file_removes_its_factory_and_orphans_the_live_connector() {
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start();
+    let connector_id = make_mock_live(&host);
+    std::fs::remove_file(host.plugins_dir.join("mock.so")).unwrap();
+    wait_until("the factory to go", Duration::from_secs(5), || {
+        factory_ids(&host).is_empty()
+    });
+    let reports = file_reports(&host);
+    assert!(
+        report_for(&reports, "mock.so", "removed").is_some(),
+        "{reports:?}"
+    );
+    let (status, receipt) = send(&host);
+    assert_eq!(
+        status, 200,
+        "the live connector keeps working on the loaded code: {receipt}"
+    );
+    let (_, connector) = host.get(&format!("/api/connectors/{connector_id}"));
+    assert_eq!(
+        (connector["orphaned"].clone(), connector["loaded"].clone()),
+        (json!(true), json!(true)),
+        "{connector}"
+    );
+    // Its plugin returns: no longer orphaned.
+    drop_in(&host.plugins_dir, &plugin_file("mock_sms"), "mock.so");
+    wait_until("the factory to return", Duration::from_secs(5), || {
+        factory_ids(&host) == [MOCK]
+    });
+    assert_eq!(
+        host.get(&format!("/api/connectors/{connector_id}")).1["orphaned"],
+        false
+    );
+}
+
+#[test]
+fn untrusted_files_and_folders_are_refused() {
+    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
+    let plugins_dir = folders.plugins_dir.clone();
+    std::fs::set_permissions(
+        plugins_dir.join("mock.so"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let host = folders.start();
+    let reports = file_reports(&host);
+    let error = report_for(&reports, "mock.so", "rejected").unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.contains("is writable by group or others (mode 666)"),
+        "{error}"
+    );
+    assert!(factory_ids(&host).is_empty());
+
+    std::fs::set_permissions(
+        plugins_dir.join("mock.so"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    wait_until("the fixed file to load", Duration::from_secs(5), || {
+        factory_ids(&host) == [MOCK]
+    });
+
+    // The folder itself: nothing new loads from a world-writable folder.
+    std::fs::set_permissions(&plugins_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    drop_in(
+        &plugins_dir,
+        &plugin_file("fixture_request_building_connector"),
+        "rb.so",
+    );
+    wait_until("the refusal", Duration::from_secs(5), || {
+        report_for(&file_reports(&host), "rb.so", "rejected").is_some()
+    });
+    let reports = file_reports(&host);
+    let error = report_for(&reports, "rb.so", "rejected").unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        error.starts_with("plugins folder") && error.contains("writable by group or others"),
+        "{error}"
+    );
+    assert!(!factory_ids(&host).contains(&"request-building-test-connector".to_owned()));
+    std::fs::set_permissions(&plugins_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    assert!(factory_ids(&host).contains(&"request-building-test-connector".to_owned()));
+}
+
+#[test]
+fn only_allowlisted_builds_load() {
+    let mock_sha = {
+        let scratch = tempfile::tempdir().unwrap();
+        let loader =
+            connector_host::plugin_loader::PluginLoader::new(scratch.path().join("c"), None)
+                .unwrap();
+        loader.load(&plugin_file("mock_sms")).unwrap().sha256
+    };
+    let folders = HostFolders::new(&[
+        ("mock.so", &plugin_file("mock_sms")),
+        ("rb.so", &plugin_file("fixture_request_building_connector")),
+    ]);
+    let host = folders.start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--allowed-plugin-sha256",
+        &mock_sha,
+    ]);
+    assert_eq!(factory_ids(&host), [MOCK]);
+    let reports = file_reports(&host);
+    let error = report_for(&reports, "rb.so", "rejected").unwrap()["error"]
+        .as_str()
+        .unwrap();
+    assert!(error.starts_with("not in allowlist"), "{error}");
+}
+
+#[test]
+fn a_burst_of_fifty_file_events_settles_to_the_right_final_state() {
+    let host = HostFolders::new(&[]).start();
+    let builds: [PathBuf; 3] = [
+        plugin_file("mock_sms"),
+        plugin_file("fixture_mock_sms_next"),
+        plugin_file("fixture_request_building_connector"),
+    ];
+    for round in 0..50 {
+        let name = format!("p{}.so", round % 5);
+        if round % 7 == 6 {
+            let _ = std::fs::remove_file(host.plugins_dir.join(&name));
+        } else {
+            drop_in(&host.plugins_dir, &builds[round % 3], &name);
+        }
+    }
+    // The final state is the last operation on each name, replayed here.
+    let mut expected: std::collections::BTreeMap<String, Option<usize>> = Default::default();
+    for round in 0..50 {
+        let name = format!("p{}.so", round % 5);
+        expected.insert(
+            name,
+            if round % 7 == 6 {
+                None
+            } else {
+                Some(round % 3)
+            },
+        );
+    }
+    let ids = [
+        "mock-short-message-service",
+        "mock-short-message-service",
+        "request-building-test-connector",
+    ];
+    let versions = ["0.1.0", "0.2.0", "0.1.0"];
+    wait_until("the folder to settle", Duration::from_secs(10), || {
+        let reports = file_reports(&host);
+        expected.iter().all(|(name, build)| match build {
+            None => reports.iter().all(|report| {
+                !(report["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/{name}"))
+                    && (report["status"] == "loaded" || report["status"] == "rejected"))
+            }),
+            Some(build) => reports.iter().any(|report| {
+                report["path"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("/{name}"))
+                    && (report["status"] == "loaded" || report["status"] == "rejected")
+                    && report["factoryId"] == ids[*build]
+                    && report["pluginVersion"] == versions[*build]
+            }),
+        })
+    });
+    // One factory per id: the first file by name providing it.
+    let mut expected_ids: Vec<&str> = expected
+        .values()
+        .flatten()
+        .map(|build| ids[*build])
+        .collect();
+    expected_ids.sort();
+    expected_ids.dedup();
+    assert_eq!(factory_ids(&host), expected_ids);
+}
