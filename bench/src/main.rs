@@ -5,13 +5,16 @@
 //!   same run: requests/s, p50/p99 latency and the ratio host/baseline.
 //! - `codes`: verification codes issued and verified per second on the embedded store, read
 //!   back from the mock connector's outbox.
-//! - `all`: both.
+//! - `plugins`: drop-in latency (rename into the folder → factory listed), then 200 upgrades
+//!   of the live connector's plugin alternating two builds: pick-up time and RSS.
+//! - `all`: all of them.
 //!
 //! `cargo run --release -p bench -- all` (`--smoke` for a tiny load that only checks the
 //! harness works). Needs wrk (`apt-get install wrk`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Seek};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +22,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+mod plugins;
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "bench-admin-key";
@@ -43,6 +48,7 @@ struct Cli {
 enum Scenario {
     Sends,
     Codes,
+    Plugins,
     All,
 }
 
@@ -79,6 +85,9 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
     if matches!(scenario, Scenario::Codes | Scenario::All) {
         bench_codes(&release, duration_secs, connections.min(16))?;
     }
+    if matches!(scenario, Scenario::Plugins | Scenario::All) {
+        plugins::bench_plugins(&release, if duration_secs <= 1 { 10 } else { 200 })?;
+    }
     Ok(())
 }
 
@@ -93,6 +102,8 @@ fn build_release(root: &Path) -> Result<(), String> {
             "connector-host",
             "-p",
             "mock-sms",
+            "-p",
+            "fixture-mock-sms-next",
             "-p",
             "bench",
         ])
@@ -160,11 +171,9 @@ fn start_host(release: &Path, outbox: Option<&Path>) -> Result<Server, String> {
     let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
     let plugins = scratch.path().join("plugins");
     std::fs::create_dir_all(&plugins).map_err(|error| error.to_string())?;
-    std::fs::copy(
-        release.join("libmock_sms.so"),
-        plugins.join("libmock_sms.so"),
-    )
-    .map_err(|error| error.to_string())?;
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755))
+        .map_err(|error| error.to_string())?;
+    install(&release.join("libmock_sms.so"), &plugins, "libmock_sms.so")?;
     let log = std::fs::File::create(scratch.path().join("host.log"))
         .map_err(|error| error.to_string())?;
     let mut command = Command::new(release.join("connector-host"));
@@ -196,6 +205,15 @@ fn start_host(release: &Path, outbox: Option<&Path>) -> Result<Server, String> {
         return Err(format!("cannot create the mock connector: {status} {body}"));
     }
     Ok(host)
+}
+
+/// The recommended drop-in: copy under a hidden temporary name, then rename into place.
+fn install(source: &Path, plugins: &Path, name: &str) -> Result<(), String> {
+    let temporary = plugins.join(format!(".{name}.tmp"));
+    std::fs::copy(source, &temporary).map_err(|error| error.to_string())?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644))
+        .map_err(|error| error.to_string())?;
+    std::fs::rename(&temporary, plugins.join(name)).map_err(|error| error.to_string())
 }
 
 fn agent() -> ureq::Agent {

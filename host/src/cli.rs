@@ -200,8 +200,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 
 async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     let data_dir = config.data_dir.clone();
-    let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
-        Ok(handle) => Some(handle),
+    let metrics = match crate::telemetry::install_metrics_recorder() {
+        Ok(handle) => {
+            tokio::spawn(crate::telemetry::run_metrics_upkeep(handle.clone()));
+            Some(handle)
+        }
         Err(error) => {
             tracing::warn!(%error, "metrics are off: cannot install the Prometheus recorder");
             None

@@ -26,6 +26,7 @@
 //! - [`api_keys`]: admin and send keys, compared in constant time.
 //! - [`phone`]: phone number validation and E.164 normalization.
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
+//! - [`telemetry`]: the Prometheus recorder and its upkeep.
 //! - [`server`]: application state, the router (with key checks) and the listener.
 //! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
@@ -52,4 +53,5 @@ pub mod sending;
 pub mod server;
 pub mod sqlite_store;
 pub mod store;
+pub mod telemetry;
 pub mod verification_code;

@@ -1,0 +1,36 @@
+//! Prometheus metrics: the recorder and its upkeep.
+//!
+//! The recorder is installed once per process (the `metrics` facade is global by design). The
+//! exporter has no HTTP listener of its own (`/metrics` is a route of ours), so nothing drains
+//! its histogram buckets but [`PrometheusHandle::run_upkeep`]: without the periodic upkeep
+//! below, every recorded sample would be kept until the next scrape.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Send durations, seconds: a local mock answers in microseconds, a provider in tens of
+/// milliseconds, a stalled one at the timeout.
+const SEND_DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("sms_send_duration_seconds".to_owned()),
+            SEND_DURATION_BUCKETS,
+        )
+        .map_err(|error| error.to_string())?
+        .install_recorder()
+        .map_err(|error| error.to_string())
+}
+
+/// Drains the recorder's buckets every few seconds, for as long as the host runs.
+pub async fn run_metrics_upkeep(handle: PrometheusHandle) {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        interval.tick().await;
+        handle.run_upkeep();
+    }
+}
