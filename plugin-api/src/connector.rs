@@ -96,3 +96,68 @@ pub fn run_send<Connector: SmsConnector>(
         "send did not finish within {max_steps} steps"
     )))
 }
+
+/// Checks a base URL from a config: `http://` or `https://`, with a host. Returns it without a
+/// trailing slash, ready for `format!("{base}/path")`.
+pub fn require_http_url(field: &str, value: &str) -> Result<String, ConnectorError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(char::is_whitespace) =>
+        {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(invalid_config_fields(vec![ConfigFieldError {
+            field: field.to_owned(),
+            message: format!("{value:?} is not an http:// or https:// URL"),
+        }])),
+    }
+}
+
+/// Requires a non-blank string field.
+pub fn require_non_empty(field: &str, value: &str) -> Result<(), ConnectorError> {
+    if value.trim().is_empty() {
+        return Err(invalid_config_fields(vec![ConfigFieldError {
+            field: field.to_owned(),
+            message: "must not be empty".to_owned(),
+        }]));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked_and_trimmed() {
+        assert_eq!(
+            require_http_url("baseUrl", "https://api.twilio.com/").unwrap(),
+            "https://api.twilio.com"
+        );
+        assert_eq!(
+            require_http_url("baseUrl", "http://127.0.0.1:4010").unwrap(),
+            "http://127.0.0.1:4010"
+        );
+        for bad in [
+            "",
+            "api.twilio.com",
+            "ftp://x",
+            "https://",
+            "http:///path",
+            "https://a b",
+        ] {
+            let error = require_http_url("baseUrl", bad).unwrap_err();
+            assert_eq!(
+                error.data.unwrap()["errors"][0]["field"],
+                "baseUrl",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -40,6 +40,37 @@ impl HttpRequest {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// `POST` with an `application/x-www-form-urlencoded` body.
+    pub fn post_form(url: impl Into<String>, fields: &[(&str, &str)]) -> Self {
+        Self::post(url, "application/x-www-form-urlencoded", url_encode(fields))
+    }
+
+    /// `POST` with a JSON body.
+    pub fn post_json(url: impl Into<String>, body: &serde_json::Value) -> Self {
+        Self::post(url, "application/json", body.to_string())
+    }
+
+    /// `GET` with the query parameters URL-encoded onto `url`.
+    pub fn get_with_query(url: &str, query: &[(&str, &str)]) -> Self {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        Self::get(format!("{url}{separator}{}", url_encode(query)))
+    }
+
+    /// Adds HTTP basic authentication.
+    pub fn basic_auth(self, user: &str, password: &str) -> Self {
+        use base64::Engine;
+        let credentials =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("Authorization", format!("Basic {credentials}"))
+    }
+}
+
+/// `key=value&...`, form-URL-encoded.
+pub fn url_encode(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// The response the host got for an [`HttpRequest`].
@@ -66,6 +97,30 @@ impl HttpResponse {
     /// The body as text, with invalid UTF-8 replaced.
     pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.body)
+    }
+
+    /// The body's first `max_chars` characters on one line, for error messages.
+    pub fn body_excerpt(&self, max_chars: usize) -> String {
+        let text: String = self
+            .body_text()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        match text.char_indices().nth(max_chars) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        }
+    }
+
+    /// The body parsed as JSON; `invalid_response` when it is not.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::ConnectorError> {
+        serde_json::from_slice(&self.body).map_err(|error| {
+            crate::ConnectorError::invalid_response(format!(
+                "the provider answered {} with a body that is not the expected JSON ({error}): {}",
+                self.status,
+                self.body_excerpt(200)
+            ))
+        })
     }
 }
 

@@ -39,10 +39,11 @@ pub mod module;
 pub mod template;
 
 pub use connector::{
-    invalid_config_fields, parse_config, run_send, validate_config, ConfigFieldError, SmsConnector,
+    invalid_config_fields, parse_config, require_http_url, require_non_empty, run_send,
+    validate_config, ConfigFieldError, SmsConnector,
 };
 pub use error::{ConnectorError, ConnectorErrorCode};
-pub use exchange::{HttpRequest, HttpResponse, SendProgress, SendReceipt, Step};
+pub use exchange::{url_encode, HttpRequest, HttpResponse, SendProgress, SendReceipt, Step};
 pub use message::{SmsMessage, TemplateType, UnknownTemplateType};
 pub use metadata::{
     english, ConnectorMetadata, FormItem, FormItemType, I18nText, PluginMetadata, SelectItem,

@@ -1,0 +1,153 @@
+//! Logto's HTTP SMS connector: POSTs each message as JSON `{to, type, payload}` to an endpoint
+//! of yours, with an optional raw `Authorization` header. Your service renders and delivers
+//! the text; any non-2xx answer is an error carrying (the start of) its body.
+
+use plugin_api::{
+    english, require_http_url, ConnectorError, ConnectorMetadata, FormItem, FormItemType,
+    HttpRequest, SendProgress, SendReceipt, SmsConnector, SmsMessage, Step,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpSmsConfig {
+    pub endpoint: String,
+    /// Sent as the `Authorization` header, as is (`Bearer ...`, `Basic ...`).
+    #[serde(default)]
+    pub authorization: Option<String>,
+}
+
+pub struct HttpSms {
+    config: HttpSmsConfig,
+}
+
+impl SmsConnector for HttpSms {
+    type Config = HttpSmsConfig;
+
+    fn metadata() -> ConnectorMetadata {
+        ConnectorMetadata {
+            id: "http-sms".to_owned(),
+            target: "http-sms".to_owned(),
+            name: english("HTTP SMS"),
+            description: english("Sends each message as JSON to an HTTP endpoint of yours, which delivers it."),
+            readme: include_str!("../README.md").to_owned(),
+            logo: None,
+            logo_dark: None,
+            config_template: r#"{"endpoint": "https://sms.example.com/send", "authorization": "Bearer your-token"}"#.to_owned(),
+            form_items: vec![
+                FormItem::new("endpoint", "Endpoint", FormItemType::Text).required().placeholder("https://sms.example.com/send"),
+                FormItem::new("authorization", "Authorization header", FormItemType::Text).confidential().placeholder("Bearer ..."),
+            ],
+        }
+    }
+
+    fn from_config(config: HttpSmsConfig) -> Result<Self, ConnectorError> {
+        require_http_url("endpoint", &config.endpoint)?;
+        Ok(Self { config })
+    }
+
+    fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
+        let Some(response) = progress.last_response else {
+            let body = serde_json::json!({"to": message.to, "type": message.template_type, "payload": message.payload});
+            let mut request = HttpRequest::post_json(&self.config.endpoint, &body);
+            if let Some(authorization) = self
+                .config
+                .authorization
+                .as_deref()
+                .filter(|value| !value.is_empty())
+            {
+                request = request.header("Authorization", authorization);
+            }
+            return Ok(Step::http(request));
+        };
+        if response.is_success() {
+            return Ok(Step::Done(SendReceipt::default()));
+        }
+        Err(ConnectorError::general(format!(
+            "the endpoint answered {}: {}",
+            response.status,
+            response.body_excerpt(500)
+        ))
+        .with_data(serde_json::json!({"status": response.status})))
+    }
+}
+
+plugin_api::export_sms_connector!(HttpSms);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_api::{run_send, HttpResponse, TemplateType};
+    use serde_json::json;
+
+    fn message() -> SmsMessage {
+        SmsMessage {
+            to: "+12015550123".into(),
+            template_type: TemplateType::ForgotPassword,
+            payload: json!({"code": "5"}).as_object().cloned().unwrap(),
+        }
+    }
+
+    #[test]
+    fn posts_the_message_as_json_with_the_raw_authorization() {
+        let (_, connector) = plugin_api::validate_config::<HttpSms>(
+            json!({"endpoint": "https://sms.example.com/send", "authorization": "Bearer t"}),
+        )
+        .unwrap();
+        let Step::Http { request, .. } = connector.step(&message(), SendProgress::start()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (request.method.as_str(), request.url.as_str()),
+            ("POST", "https://sms.example.com/send")
+        );
+        assert!(request
+            .headers
+            .contains(&("Authorization".into(), "Bearer t".into())));
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"to": "+12015550123", "type": "ForgotPassword", "payload": {"code": "5"}})
+        );
+    }
+
+    #[test]
+    fn a_non_2xx_answer_is_an_error_with_the_truncated_body() {
+        let (_, connector) =
+            plugin_api::validate_config::<HttpSms>(json!({"endpoint": "http://127.0.0.1:1/"}))
+                .unwrap();
+        let long_body = "x".repeat(2000);
+        let error = run_send(
+            &connector,
+            &message(),
+            |_| HttpResponse {
+                status: 500,
+                headers: vec![],
+                body: long_body.clone().into_bytes(),
+            },
+            3,
+        )
+        .unwrap_err();
+        assert!(
+            error.message.starts_with("the endpoint answered 500: xxx")
+                && error.message.chars().count() < 600,
+            "{}",
+            error.message
+        );
+        assert!(run_send(
+            &connector,
+            &message(),
+            |_| HttpResponse {
+                status: 204,
+                headers: vec![],
+                body: vec![]
+            },
+            3
+        )
+        .is_ok());
+        assert!(
+            plugin_api::validate_config::<HttpSms>(json!({"endpoint": "sms.example.com"})).is_err()
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! Twilio Programmable Messaging: `POST {baseUrl}/2010-04-01/Accounts/{AccountSid}/Messages.json`,
+//! form-encoded, HTTP basic auth (Account SID and auth token).
+
+use plugin_api::{
+    english, find_template_for, render_template, require_http_url, require_non_empty,
+    ConnectorError, ConnectorMetadata, FormItem, FormItemType, HttpRequest, SendProgress,
+    SendReceipt, SmsConnector, SmsMessage, SmsTemplate, Step,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TwilioConfig {
+    #[serde(rename = "accountSID")]
+    pub account_sid: String,
+    pub auth_token: String,
+    /// A Messaging Service SID (`MG...`); Logto's sender. Optional when `from` is set.
+    #[serde(rename = "fromMessagingServiceSID", default)]
+    pub from_messaging_service_sid: Option<String>,
+    /// A phone number in E.164 or an alphanumeric sender id (logto issue 8045).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Twilio's API host; other regions (logto issue 9611) or a test double.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    pub templates: Vec<SmsTemplate>,
+}
+
+fn default_base_url() -> String {
+    "https://api.twilio.com".to_owned()
+}
+
+pub struct TwilioSms {
+    config: TwilioConfig,
+    messages_url: String,
+}
+
+/// Twilio's error body, e.g. `{"code": 21211, "message": "...", "status": 400}`.
+#[derive(Deserialize)]
+struct TwilioError {
+    code: Option<u32>,
+    message: Option<String>,
+}
+
+impl SmsConnector for TwilioSms {
+    type Config = TwilioConfig;
+
+    fn metadata() -> ConnectorMetadata {
+        ConnectorMetadata {
+            id: "twilio-short-message-service".to_owned(),
+            target: "twilio-sms".to_owned(),
+            name: english("Twilio SMS"),
+            description: english("Sends SMS through Twilio Programmable Messaging."),
+            readme: include_str!("../README.md").to_owned(),
+            logo: Some(r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 30 30"><circle cx="15" cy="15" r="13" fill="none" stroke="#f22f46" stroke-width="3"/><circle cx="11" cy="11" r="2.5" fill="#f22f46"/><circle cx="19" cy="11" r="2.5" fill="#f22f46"/><circle cx="11" cy="19" r="2.5" fill="#f22f46"/><circle cx="19" cy="19" r="2.5" fill="#f22f46"/></svg>"##.to_owned()),
+            logo_dark: None,
+            config_template: include_str!("../config-template.json").to_owned(),
+            form_items: vec![
+                FormItem::new("accountSID", "Account SID", FormItemType::Text).required().placeholder("AC..."),
+                FormItem::new("authToken", "Auth token", FormItemType::Text).required().confidential(),
+                FormItem::new("fromMessagingServiceSID", "Messaging Service SID", FormItemType::Text).placeholder("MG..."),
+                FormItem::new("from", "Sender (phone number or alphanumeric id)", FormItemType::Text).placeholder("+12015550100"),
+                FormItem::new("baseUrl", "API base URL", FormItemType::Text).default_value("https://api.twilio.com".into()),
+                FormItem::new("templates", "Templates", FormItemType::Json).required(),
+            ],
+        }
+    }
+
+    fn from_config(config: TwilioConfig) -> Result<Self, ConnectorError> {
+        require_non_empty("accountSID", &config.account_sid)?;
+        require_non_empty("authToken", &config.auth_token)?;
+        let base_url = require_http_url("baseUrl", &config.base_url)?;
+        let has_sender = [&config.from_messaging_service_sid, &config.from]
+            .iter()
+            .any(|sender| sender.as_deref().is_some_and(|s| !s.trim().is_empty()));
+        if !has_sender {
+            require_non_empty("fromMessagingServiceSID", "")?;
+        }
+        // It goes into the URL path: letters and digits only (Twilio's SIDs are `AC` + hex).
+        if !config
+            .account_sid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(plugin_api::invalid_config_fields(vec![
+                plugin_api::ConfigFieldError {
+                    field: "accountSID".to_owned(),
+                    message: "an Account SID has letters and digits only".to_owned(),
+                },
+            ]));
+        }
+        let messages_url = format!(
+            "{base_url}/2010-04-01/Accounts/{}/Messages.json",
+            config.account_sid
+        );
+        Ok(Self {
+            config,
+            messages_url,
+        })
+    }
+
+    fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
+        let Some(response) = progress.last_response else {
+            let body = render_template(
+                &find_template_for(&self.config.templates, message)?.content,
+                &message.payload,
+            );
+            let mut fields = vec![("To", message.to.as_str()), ("Body", body.as_str())];
+            if let Some(service) = self
+                .config
+                .from_messaging_service_sid
+                .as_deref()
+                .filter(|s| !s.is_empty())
+            {
+                fields.push(("MessagingServiceSid", service));
+            }
+            if let Some(from) = self.config.from.as_deref().filter(|s| !s.is_empty()) {
+                fields.push(("From", from));
+            }
+            let request = HttpRequest::post_form(&self.messages_url, &fields)
+                .basic_auth(&self.config.account_sid, &self.config.auth_token);
+            return Ok(Step::http(request));
+        };
+        if response.is_success() {
+            #[derive(Deserialize)]
+            struct Created {
+                sid: Option<String>,
+            }
+            let created: Created = response.json()?;
+            return Ok(Step::Done(SendReceipt {
+                provider_message_id: created.sid,
+            }));
+        }
+        let error: Option<TwilioError> = response.json().ok();
+        let code = error.as_ref().and_then(|error| error.code);
+        let text = error
+            .and_then(|error| error.message)
+            .unwrap_or_else(|| response.body_excerpt(200));
+        let message = format!(
+            "Twilio answered {} (code {}): {text}",
+            response.status,
+            code.map_or("none".to_owned(), |c| c.to_string())
+        );
+        Err(match (response.status, code) {
+            (429, _) | (_, Some(20429)) => ConnectorError::rate_limit_exceeded(message),
+            (401, _) | (_, Some(20003)) => ConnectorError::invalid_config(message),
+            (_, Some(21211 | 21614 | 21408 | 21610)) => {
+                ConnectorError::invalid_request_parameters(message)
+            }
+            (_, Some(30022 | 20005)) => ConnectorError::usage_limit_exceeded(message),
+            _ => ConnectorError::general(message),
+        })
+    }
+}
+
+plugin_api::export_sms_connector!(TwilioSms);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_api::{run_send, ConnectorErrorCode, HttpResponse, TemplateType};
+    use serde_json::json;
+
+    fn connector() -> TwilioSms {
+        let config = json!({
+            "accountSID": "AC123", "authToken": "secret", "fromMessagingServiceSID": "MG456", "from": "Acme",
+            "baseUrl": "http://127.0.0.1:4010/",
+            "templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}]
+        });
+        plugin_api::validate_config::<TwilioSms>(config).unwrap().1
+    }
+
+    fn message() -> SmsMessage {
+        SmsMessage {
+            to: "+12015550123".into(),
+            template_type: TemplateType::SignIn,
+            payload: json!({"code": "123456"}).as_object().cloned().unwrap(),
+        }
+    }
+
+    fn answer(status: u16, body: serde_json::Value) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn builds_the_form_request_with_basic_auth() {
+        let Step::Http { request, .. } =
+            connector().step(&message(), SendProgress::start()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(request.method, "POST");
+        assert_eq!(
+            request.url,
+            "http://127.0.0.1:4010/2010-04-01/Accounts/AC123/Messages.json"
+        );
+        let body = String::from_utf8(request.body).unwrap();
+        assert_eq!(
+            body,
+            "To=%2B12015550123&Body=Your+code+is+123456&MessagingServiceSid=MG456&From=Acme"
+        );
+        assert!(request
+            .headers
+            .contains(&("Authorization".into(), "Basic QUMxMjM6c2VjcmV0".into())));
+        assert!(request.headers.contains(&(
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into()
+        )));
+    }
+
+    #[test]
+    fn reads_the_message_sid() {
+        let receipt = run_send(
+            &connector(),
+            &message(),
+            |_| answer(201, json!({"sid": "SM789", "status": "queued"})),
+            3,
+        )
+        .unwrap();
+        assert_eq!(receipt.provider_message_id.as_deref(), Some("SM789"));
+    }
+
+    #[test]
+    fn maps_twilio_errors() {
+        let cases = [
+            (
+                400,
+                json!({"code": 21211, "message": "Invalid 'To' Phone Number"}),
+                ConnectorErrorCode::InvalidRequestParameters,
+            ),
+            (
+                429,
+                json!({"code": 20429, "message": "Too Many Requests"}),
+                ConnectorErrorCode::RateLimitExceeded,
+            ),
+            (
+                401,
+                json!({"code": 20003, "message": "Authenticate"}),
+                ConnectorErrorCode::InvalidConfig,
+            ),
+            (500, json!({"message": "boom"}), ConnectorErrorCode::General),
+        ];
+        for (status, body, code) in cases {
+            let error = run_send(
+                &connector(),
+                &message(),
+                |_| answer(status, body.clone()),
+                3,
+            )
+            .unwrap_err();
+            assert_eq!(error.code, code, "{status} {body}");
+            assert!(
+                error
+                    .message
+                    .starts_with(&format!("Twilio answered {status}")),
+                "{}",
+                error.message
+            );
+        }
+        let garbage = run_send(
+            &connector(),
+            &message(),
+            |_| HttpResponse {
+                status: 201,
+                headers: vec![],
+                body: b"<html>".to_vec(),
+            },
+            3,
+        )
+        .unwrap_err();
+        assert_eq!(garbage.code, ConnectorErrorCode::InvalidResponse);
+    }
+
+    #[test]
+    fn config_needs_a_sender_and_a_url() {
+        let base = json!({"accountSID": "AC1", "authToken": "t", "templates": []});
+        let error = plugin_api::validate_config::<TwilioSms>(base.clone())
+            .err()
+            .unwrap();
+        assert_eq!(
+            error.data.unwrap()["errors"][0]["field"],
+            "fromMessagingServiceSID"
+        );
+        let mut bad_url = base;
+        bad_url["from"] = "Acme".into();
+        bad_url["baseUrl"] = "api.twilio.com".into();
+        let error = plugin_api::validate_config::<TwilioSms>(bad_url)
+            .err()
+            .unwrap();
+        assert_eq!(error.data.unwrap()["errors"][0]["field"], "baseUrl");
+        let template: serde_json::Value =
+            serde_json::from_str(include_str!("../config-template.json")).unwrap();
+        assert!(plugin_api::validate_config::<TwilioSms>(template).is_ok());
+    }
+}
