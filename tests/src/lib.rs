@@ -28,6 +28,10 @@ const PACKAGES: &[&str] = &[
     "fixture-incompatible-version",
     "fixture-request-building-connector",
     "fixture-mock-sms-next",
+    "http-sms",
+    "twilio-sms",
+    "vonage-sms",
+    "kannel-sms",
 ];
 
 pub fn workspace_root() -> PathBuf {
@@ -407,4 +411,40 @@ pub fn outbox_lines(path: &Path) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).expect("outbox line is JSON"))
         .collect()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits until something accepts connections on the port.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Where `scripts/install-counterparts` puts the npm counterparts.
+pub fn counterparts_dir() -> PathBuf {
+    workspace_root().join("target/counterparts")
+}
+
+/// A child process killed on drop (counterparts the tests start).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,0 +1,277 @@
+//! Vendor connectors against real counterparts, end to end through the host: Twilio's
+//! official OpenAPI description served by Prism (which answers 422 to a request that violates
+//! the spec and 401 without auth), and a real Kannel with its fake SMS centre.
+//! `scripts/install-counterparts` installs them; a missing one fails the test, naming it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use e2e_tests::{
+    counterparts_dir, free_port, plugin_file, wait_for_port, HostFolders, KillOnDrop, TestHost,
+    ADMIN_KEY, SEND_KEY,
+};
+use serde_json::{json, Value};
+
+const PHONE: &str = "+12015550123";
+const INSTALL_HINT: &str = "run scripts/install-counterparts (the README's test command does)";
+
+fn require(path: &Path) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: {INSTALL_HINT}",
+        path.display()
+    );
+    path.to_owned()
+}
+
+fn start_prism() -> (KillOnDrop, String) {
+    let prism = require(&counterparts_dir().join("node_modules/.bin/prism"));
+    let spec = require(
+        &counterparts_dir()
+            .join("node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json"),
+    );
+    let port = free_port();
+    let child = Command::new(prism)
+        .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .arg(spec)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prism");
+    let guard = KillOnDrop(child);
+    assert!(
+        wait_for_port(port, Duration::from_secs(60)),
+        "prism did not start on port {port}"
+    );
+    (guard, format!("http://127.0.0.1:{port}"))
+}
+
+fn twilio_config(base_url: &str) -> Value {
+    json!({
+        "accountSID": "AC0123456789abcdef0123456789abcdef",
+        "authToken": "twilio-secret-token",
+        "fromMessagingServiceSID": "MG0123456789abcdef0123456789abcdef",
+        "baseUrl": base_url,
+        "templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}]
+    })
+}
+
+#[test]
+fn twilio_requests_satisfy_twilios_openapi_description() {
+    let (_prism, prism_url) = start_prism();
+    // The counterpart is strict: a request without auth or without `To` is refused.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let messages_url =
+        format!("{prism_url}/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json");
+    let no_auth = agent
+        .post(&messages_url)
+        .send_form([("To", PHONE), ("Body", "x"), ("From", "+12015550100")])
+        .unwrap();
+    assert_eq!(no_auth.status(), 401);
+    let no_to = agent
+        .post(&messages_url)
+        .header("Authorization", "Basic QUM6dA==")
+        .send_form([("Body", "x"), ("From", "+12015550100")])
+        .unwrap();
+    assert_eq!(no_to.status(), 422);
+
+    let host = HostFolders::new(&[("twilio.so", &plugin_file("twilio_sms"))]).start();
+    let (status, connector) = host.post("/api/connectors", &json!({"connectorId": "twilio-short-message-service", "config": twilio_config(&prism_url)}));
+    assert_eq!(status, 200, "{connector}");
+    assert_eq!(connector["config"]["authToken"], "******");
+    let (status, receipt) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "123456"}})),
+    );
+    assert_eq!(status, 200, "Prism refused the request: {receipt}");
+    assert!(
+        receipt["providerMessageId"]
+            .as_str()
+            .is_some_and(|sid| sid.starts_with("SM") || sid.starts_with("MM")),
+        "{receipt}"
+    );
+
+    // The config test goes through the same request.
+    let (status, body) = host.post(
+        "/api/connectors/twilio-short-message-service/test",
+        &json!({"phone": PHONE, "config": twilio_config(&prism_url)}),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert!(!host.log().contains("twilio-secret-token"));
+}
+
+struct Kannel {
+    _processes: Vec<KillOnDrop>,
+    fake_smsc_log: PathBuf,
+    sendsms_url: String,
+}
+
+fn start_kannel(scratch: &Path) -> Kannel {
+    let fakesmsc = require(Path::new("/usr/lib/kannel/test/fakesmsc"));
+    let bearerbox = require(Path::new("/usr/sbin/bearerbox"));
+    let smsbox = require(Path::new("/usr/sbin/smsbox"));
+    let [admin, smsbox_port, smsc, sendsms] = [free_port(), free_port(), free_port(), free_port()];
+    let config = scratch.join("kannel.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "group = core\nadmin-port = {admin}\nadmin-password = admin\nsmsbox-port = {smsbox_port}\nbox-allow-ip = 127.0.0.1\n\
+             admin-interface = 127.0.0.1\nlog-level = 1\n\n\
+             group = smsc\nsmsc = fake\nsmsc-id = fake1\nhost = 127.0.0.1\nport = {smsc}\n\n\
+             group = smsbox\nbearerbox-host = 127.0.0.1\nsendsms-port = {sendsms}\nsendsms-interface = 127.0.0.1\n\n\
+             group = sendsms-user\nusername = tester\npassword = secret\nmax-messages = 3\nconcatenation = true\n"
+        ),
+    )
+    .unwrap();
+    let log = |name: &str| std::fs::File::create(scratch.join(name)).unwrap();
+    let spawn = |command: &mut Command, name: &str| {
+        KillOnDrop(
+            command
+                .stdout(log(name))
+                .stderr(log(&format!("{name}.err")))
+                .spawn()
+                .expect("start kannel"),
+        )
+    };
+    let bearer = spawn(Command::new(&bearerbox).arg(&config), "bearerbox.log");
+    assert!(
+        wait_for_port(smsbox_port, Duration::from_secs(10)),
+        "bearerbox did not start"
+    );
+    let fake_smsc_log = scratch.join("fakesmsc.log");
+    let fake = KillOnDrop(
+        Command::new(&fakesmsc)
+            .args([
+                "-H",
+                "127.0.0.1",
+                "-r",
+                &smsc.to_string(),
+                "-i",
+                "1",
+                "-m",
+                "0",
+                "123 345 text nop",
+            ])
+            // fakesmsc logs what it receives on stderr.
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&fake_smsc_log).unwrap())
+            .spawn()
+            .expect("start fakesmsc"),
+    );
+    let sms = spawn(Command::new(&smsbox).arg(&config), "smsbox.log");
+    assert!(
+        wait_for_port(sendsms, Duration::from_secs(10)),
+        "smsbox did not start"
+    );
+    // The fake SMSC must be connected before a send is accepted for delivery.
+    std::thread::sleep(Duration::from_millis(1500));
+    Kannel {
+        _processes: vec![sms, fake, bearer],
+        fake_smsc_log,
+        sendsms_url: format!("http://127.0.0.1:{sendsms}"),
+    }
+}
+
+fn kannel_config(url: &str, password: &str) -> Value {
+    json!({"baseUrl": url, "username": "tester", "password": password, "from": "Acme",
+        "templates": [{"usageType": "SignIn", "content": "Acme sign-in code {{code}}"}, {"usageType": "Generic", "content": "Acme code {{code}}"}]})
+}
+
+fn received(kannel: &Kannel) -> Vec<String> {
+    let log = std::fs::read(&kannel.fake_smsc_log).unwrap_or_default();
+    String::from_utf8_lossy(&log)
+        .lines()
+        .filter_map(|line| {
+            line.split_once("Got message ")
+                .map(|(_, rest)| rest.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn kannel_delivers_the_rendered_code_to_the_fake_smsc_and_bad_credentials_are_invalid_config() {
+    let host: TestHost = HostFolders::new(&[("kannel.so", &plugin_file("kannel_sms"))]).start();
+    let kannel = start_kannel(&host.folders().scratch_path(""));
+    let (status, body) = host.post("/api/connectors", &json!({"connectorId": "kannel-sms", "config": kannel_config(&kannel.sendsms_url, "secret")}));
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": "12015550123", "type": "SignIn"})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let mut delivered = Vec::new();
+    for _ in 0..100 {
+        delivered = received(&kannel);
+        if !delivered.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(delivered.len(), 1, "fakesmsc received {delivered:?}");
+    // `1: <Acme +12015550123 text Acme sign-in code 123456>`
+    let message = &delivered[0];
+    let prefix = "1: <Acme +12015550123 text Acme sign-in code ";
+    assert!(
+        message.starts_with(prefix) && message.ends_with('>'),
+        "{message}"
+    );
+    let code = &message[prefix.len()..message.len() - 1];
+    assert!(
+        code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()),
+        "{message}"
+    );
+    let verify = json!({"phone": PHONE, "verificationCode": code, "type": "SignIn"});
+    assert_eq!(
+        host.request(
+            "POST",
+            "/api/verification-codes/verify",
+            Some(SEND_KEY),
+            Some(&verify)
+        )
+        .0,
+        204
+    );
+
+    // A wrong password: Kannel answers 403, the connector says invalid_config.
+    let (status, body) = host.post("/api/connectors", &json!({"connectorId": "kannel-sms", "config": kannel_config(&kannel.sendsms_url, "wrong")}));
+    assert_eq!(status, 200, "{body}");
+    let (status, error) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "1"}})),
+    );
+    assert_eq!(
+        (status, error["code"].clone()),
+        (502, json!("connector.invalid_config")),
+        "{error}"
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("403"),
+        "{error}"
+    );
+    let (status, error) = host.post(
+        "/api/connectors/kannel-sms/test",
+        &json!({"phone": PHONE, "config": kannel_config(&kannel.sendsms_url, "wrong")}),
+    );
+    assert_eq!(
+        (status, error["code"].clone()),
+        (400, json!("connector.invalid_config")),
+        "{error}"
+    );
+    assert_eq!(received(&kannel).len(), 1, "nothing else reached the SMSC");
+    assert!(
+        !host.log().contains("secret"),
+        "the Kannel password reached the log"
+    );
+    let _ = ADMIN_KEY;
+}
