@@ -7,6 +7,8 @@
 //!   back from the mock connector's outbox.
 //! - `plugins`: drop-in latency (rename into the folder → factory listed), then 200 upgrades
 //!   of the live connector's plugin alternating two builds: pick-up time and RSS.
+//! - `swaps`: sends at full speed while the live connector is swapped as fast as the API allows,
+//!   against the same load without swaps; RSS across 10,000 swaps between two connectors.
 //! - `all`: all of them.
 //!
 //! `cargo run --release -p bench -- all` (`--smoke` for a tiny load that only checks the
@@ -24,10 +26,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod plugins;
+mod swaps;
 use serde_json::{json, Value};
 
 const ADMIN_KEY: &str = "bench-admin-key";
-const MOCK: &str = "mock-short-message-service";
+pub(crate) const MOCK: &str = "mock-short-message-service";
 
 #[derive(Parser)]
 struct Cli {
@@ -49,6 +52,7 @@ enum Scenario {
     Sends,
     Codes,
     Plugins,
+    Swaps,
     All,
 }
 
@@ -84,6 +88,14 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
     }
     if matches!(scenario, Scenario::Codes | Scenario::All) {
         bench_codes(&release, duration_secs, connections.min(16))?;
+    }
+    if matches!(scenario, Scenario::Swaps | Scenario::All) {
+        swaps::bench_swaps(
+            &release,
+            duration_secs,
+            connections,
+            if duration_secs <= 1 { 100 } else { 10_000 },
+        )?;
     }
     if matches!(scenario, Scenario::Plugins | Scenario::All) {
         plugins::bench_plugins(&release, if duration_secs <= 1 { 10 } else { 200 })?;
@@ -222,6 +234,21 @@ fn agent() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into()
+}
+
+/// A PATCH with the admin key.
+fn patch(base_url: &str, path: &str, body: &Value) -> (u16, Value) {
+    match agent()
+        .patch(format!("{base_url}{path}"))
+        .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+        .send_json(body)
+    {
+        Ok(mut response) => (
+            response.status().as_u16(),
+            response.body_mut().read_json().unwrap_or(Value::Null),
+        ),
+        Err(error) => (0, Value::String(error.to_string())),
+    }
 }
 
 fn post(base_url: &str, path: &str, body: &Value) -> (u16, Value) {

@@ -19,7 +19,7 @@ fn get(base_url: &str, path: &str) -> Value {
     }
 }
 
-fn resident_set_kib(pid: u32) -> u64 {
+pub(crate) fn resident_set_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
