@@ -47,6 +47,26 @@ pub fn generate_code() -> std::io::Result<String> {
     }
 }
 
+/// The message that carries a code: `payload.code`, and `payload.locale` to pick a
+/// per-locale template.
+pub fn code_message(
+    phone: &crate::phone::PhoneNumber,
+    template_type: plugin_api::TemplateType,
+    code: String,
+    locale: Option<String>,
+) -> plugin_api::SmsMessage {
+    let mut payload = serde_json::Map::new();
+    payload.insert("code".to_owned(), serde_json::Value::String(code));
+    if let Some(locale) = locale {
+        payload.insert("locale".to_owned(), serde_json::Value::String(locale));
+    }
+    plugin_api::SmsMessage {
+        to: phone.e164().to_owned(),
+        template_type,
+        payload,
+    }
+}
+
 /// Hashes codes under the host's secret key.
 pub struct CodeHasher {
     key: Vec<u8>,

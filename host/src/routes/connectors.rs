@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use plugin_api::{
-    ConfigFieldError, ConnectorError, ConnectorInstance, PluginMetadata, SmsMessage, TemplateType,
+    ConfigFieldError, ConnectorError, ConnectorInstance, PluginMetadata, TemplateType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -133,6 +133,18 @@ fn prepare_config(
     Ok((normalized, instance))
 }
 
+/// The saved connector with this id, or `404 entity.not_found`.
+async fn find_connector(state: &AppState, id: &str) -> Result<ConnectorRecord, ApiError> {
+    let lookup_id = id.to_owned();
+    state
+        .with_store(move |store| store.get(&lookup_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            entity: "connector",
+            id: id.to_owned(),
+        })
+}
+
 fn require_object(metadata: Option<Value>) -> Result<Value, ApiError> {
     match metadata {
         None => Ok(Value::Object(Default::default())),
@@ -206,12 +218,7 @@ pub async fn get_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    let lookup_id = id.clone();
-    let record = state.with_store(move |store| store.get(&lookup_id)).await?;
-    let record = record.ok_or(ApiError::NotFound {
-        entity: "connector",
-        id,
-    })?;
+    let record = find_connector(&state, &id).await?;
     Ok(Json(connector_response(&state, record)))
 }
 
@@ -271,14 +278,7 @@ pub async fn update_connector(
     Json(body): Json<UpdateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
     let _change = state.connector_changes.lock().await;
-    let lookup_id = id.clone();
-    let stored = state
-        .with_store(move |store| store.get(&lookup_id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound {
-            entity: "connector",
-            id: id.clone(),
-        })?;
+    let stored = find_connector(&state, &id).await?;
     let factory = find_factory(&state, &stored.factory_id)?;
     let submitted = body.config.as_ref().unwrap_or(&stored.config);
     let (config, instance) = prepare_config(&factory, submitted, Some(&stored.config))
@@ -309,14 +309,7 @@ pub async fn enable_connector(
     Path(id): Path<String>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
     let _change = state.connector_changes.lock().await;
-    let lookup_id = id.clone();
-    let stored = state
-        .with_store(move |store| store.get(&lookup_id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound {
-            entity: "connector",
-            id: id.clone(),
-        })?;
+    let stored = find_connector(&state, &id).await?;
     let factory = find_factory(&state, &stored.factory_id)?;
     let instance = factory
         .plugin
@@ -405,16 +398,8 @@ pub async fn test_connector_config(
         .map_err(ApiError::from_config_under_test)?;
     let code = crate::verification_code::generate_code()
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
-    let mut payload = serde_json::Map::new();
-    payload.insert("code".to_owned(), Value::String(code));
-    if let Some(locale) = body.locale {
-        payload.insert("locale".to_owned(), Value::String(locale));
-    }
-    let message = SmsMessage {
-        to: phone.e164().to_owned(),
-        template_type: TemplateType::Generic,
-        payload,
-    };
+    let message =
+        crate::verification_code::code_message(&phone, TemplateType::Generic, code, body.locale);
     let target = crate::sending::SendTarget {
         connector_id: "(unsaved config)",
         factory_id: &factory_id,

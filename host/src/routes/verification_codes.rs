@@ -5,9 +5,8 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use plugin_api::{SmsMessage, TemplateType};
+use plugin_api::TemplateType;
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::api_error::{ApiError, Json};
 use crate::live_connector::LiveStatus;
@@ -72,16 +71,8 @@ pub async fn issue_code(
         SendPurpose::VerificationCode,
     )
     .await?;
-    let mut payload = serde_json::Map::new();
-    payload.insert("code".to_owned(), Value::String(code));
-    if let Some(locale) = body.locale {
-        payload.insert("locale".to_owned(), Value::String(locale));
-    }
-    let message = SmsMessage {
-        to: phone.e164().to_owned(),
-        template_type: body.template_type,
-        payload,
-    };
+    let message =
+        crate::verification_code::code_message(&phone, body.template_type, code, body.locale);
     // Saved before sending: the code must verify as soon as the SMS can arrive.
     state
         .with_store(move |store| store.save_code(new_code))
