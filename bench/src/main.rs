@@ -9,7 +9,9 @@
 //!   of the live connector's plugin alternating two builds: pick-up time and RSS.
 //! - `swaps`: sends at full speed while the live connector is swapped as fast as the API allows,
 //!   against the same load without swaps; RSS across 10,000 swaps between two connectors.
-//! - `all`: all of them.
+//! - `all`: all of the above.
+//! - `soak`: sends, swaps every 100 ms and upgrades every 5 s together for `--duration-secs`
+//!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.
 //!
 //! `cargo run --release -p bench -- all` (`--smoke` for a tiny load that only checks the
 //! harness works). Needs wrk (`apt-get install wrk`).
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod plugins;
+mod soak;
 mod swaps;
 use serde_json::{json, Value};
 
@@ -53,6 +56,9 @@ enum Scenario {
     Codes,
     Plugins,
     Swaps,
+    /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
+    /// the documented 10-minute soak).
+    Soak,
     All,
 }
 
@@ -88,6 +94,9 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
     }
     if matches!(scenario, Scenario::Codes | Scenario::All) {
         bench_codes(&release, duration_secs, connections.min(16))?;
+    }
+    if scenario == Scenario::Soak {
+        soak::soak(&release, duration_secs, connections)?;
     }
     if matches!(scenario, Scenario::Swaps | Scenario::All) {
         swaps::bench_swaps(
