@@ -44,7 +44,10 @@ impl Default for SendLimits {
     }
 }
 
-fn as_seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn as_seconds<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_u64(duration.as_secs())
 }
 
@@ -76,19 +79,30 @@ pub struct SendTarget<'a> {
     pub instance: &'a ConnectorInstance,
 }
 
-/// The live connector, ready to send, or the reason it cannot (`501 connector.not_found`).
-pub fn ready_live_connector(state: &AppState) -> Result<Arc<LiveConnector>, ApiError> {
-    let live = state.live.load_full().ok_or_else(|| {
+/// The live connector, or `501 connector.not_found` when none is. The caller keeps the `Arc`
+/// until its send is done, so a swap meanwhile does not touch it.
+pub fn current_live_connector(state: &AppState) -> Result<Arc<LiveConnector>, ApiError> {
+    state.live.load_full().ok_or_else(|| {
         ApiError::NoLiveConnector(
             "no SMS connector is live: create one with POST /api/connectors".to_owned(),
         )
-    })?;
-    match &live.status {
-        LiveStatus::Ready { .. } => Ok(live),
-        LiveStatus::Unavailable { reason } => Err(ApiError::NoLiveConnector(format!(
-            "the live connector {} cannot send: {reason}",
-            live.connector_id
-        ))),
+    })
+}
+
+impl<'a> SendTarget<'a> {
+    /// The live connector as a send target, or why it cannot send (`501 connector.not_found`).
+    pub fn live(live: &'a LiveConnector) -> Result<Self, ApiError> {
+        match &live.status {
+            LiveStatus::Ready { instance, .. } => Ok(Self {
+                connector_id: &live.connector_id,
+                factory_id: &live.factory_id,
+                instance,
+            }),
+            LiveStatus::Unavailable { reason } => Err(ApiError::NoLiveConnector(format!(
+                "the live connector {} cannot send: {reason}",
+                live.connector_id
+            ))),
+        }
     }
 }
 

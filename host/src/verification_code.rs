@@ -14,7 +14,10 @@ use sha2::Sha256;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CodePolicy {
-    #[serde(serialize_with = "as_seconds", rename = "timeToLiveSeconds")]
+    #[serde(
+        serialize_with = "crate::sending::as_seconds",
+        rename = "timeToLiveSeconds"
+    )]
     pub time_to_live: Duration,
     pub max_attempts: u32,
 }
@@ -26,10 +29,6 @@ impl Default for CodePolicy {
             max_attempts: 10,
         }
     }
-}
-
-fn as_seconds<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u64(duration.as_secs())
 }
 
 /// A uniformly random six-digit code. Rejection sampling keeps every code equally likely.

@@ -8,9 +8,8 @@ use plugin_api::{SmsMessage, TemplateType};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json};
-use crate::live_connector::LiveStatus;
 use crate::phone::PhoneNumber;
-use crate::sending::{ready_live_connector, send_with_flow_control, SendPurpose, SendTarget};
+use crate::sending::{current_live_connector, send_with_flow_control, SendPurpose, SendTarget};
 use crate::server::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -54,19 +53,12 @@ pub async fn send_message(
 ) -> Result<Json<SendMessageResponse>, ApiError> {
     let phone = PhoneNumber::parse(&body.to).map_err(ApiError::InvalidPhoneNumber)?;
     // Held to the end of the send: a swap meanwhile does not touch this connector.
-    let live = ready_live_connector(&state)?;
-    let LiveStatus::Ready { instance, .. } = &live.status else {
-        unreachable!("ready_live_connector returns ready connectors only");
-    };
+    let live = current_live_connector(&state)?;
+    let target = SendTarget::live(&live)?;
     let message = SmsMessage {
         to: phone.e164().to_owned(),
         template_type: body.template_type,
         payload: body.payload,
-    };
-    let target = SendTarget {
-        connector_id: &live.connector_id,
-        factory_id: &live.factory_id,
-        instance,
     };
     let receipt =
         send_with_flow_control(&state, target, &phone, message, SendPurpose::Message).await?;

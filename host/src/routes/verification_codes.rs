@@ -9,10 +9,9 @@ use plugin_api::TemplateType;
 use serde::Deserialize;
 
 use crate::api_error::{ApiError, Json};
-use crate::live_connector::LiveStatus;
 use crate::phone::PhoneNumber;
 use crate::sending::{
-    masked_phone, ready_live_connector, reserve_send, send_reserved, SendPurpose, SendTarget,
+    current_live_connector, masked_phone, reserve_send, send_reserved, SendPurpose, SendTarget,
 };
 use crate::server::AppState;
 use crate::sqlite_store::now_millis;
@@ -46,10 +45,8 @@ pub async fn issue_code(
     Json(body): Json<IssueCodeBody>,
 ) -> Result<StatusCode, ApiError> {
     let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
-    let live = ready_live_connector(&state)?;
-    let LiveStatus::Ready { instance, .. } = &live.status else {
-        unreachable!("ready_live_connector returns ready connectors only");
-    };
+    let live = current_live_connector(&state)?;
+    let target = SendTarget::live(&live)?;
     let code = crate::verification_code::generate_code()
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
     let template_type = body.template_type.to_string();
@@ -77,11 +74,6 @@ pub async fn issue_code(
     state
         .with_store(move |store| store.save_code(new_code))
         .await?;
-    let target = SendTarget {
-        connector_id: &live.connector_id,
-        factory_id: &live.factory_id,
-        instance,
-    };
     if let Err(error) = send_reserved(
         &state,
         reservation,
