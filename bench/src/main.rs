@@ -153,7 +153,18 @@ fn memory_total() -> String {
 struct Server {
     child: Child,
     url: String,
-    _scratch: Option<tempfile::TempDir>,
+    scratch: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// The plugins folder of a host started by [`start_host`].
+    fn plugins_dir(&self) -> Result<PathBuf, String> {
+        let scratch = self
+            .scratch
+            .as_ref()
+            .ok_or("this server has no plugins folder")?;
+        Ok(scratch.path().join("plugins"))
+    }
 }
 
 impl Drop for Server {
@@ -183,7 +194,7 @@ fn spawn_server(
     Ok(Server {
         child,
         url,
-        _scratch: scratch,
+        scratch,
     })
 }
 

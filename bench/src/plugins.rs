@@ -50,12 +50,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 pub fn bench_plugins(release: &Path, upgrades: usize) -> Result<(), String> {
     let host = start_host(release, None)?;
     let pid = host.child.id();
-    let plugins = host
-        ._scratch
-        .as_ref()
-        .ok_or("no scratch dir")?
-        .path()
-        .join("plugins");
+    let plugins = host.plugins_dir()?;
     let builds = [
         release.join("libmock_sms.so"),
         release.join("libfixture_mock_sms_next.so"),

@@ -15,12 +15,7 @@ use crate::{install, post, run_wrk, start_host, MOCK};
 pub fn soak(release: &Path, duration_secs: u64, connections: u32) -> Result<(), String> {
     let host = start_host(release, None)?;
     let pid = host.child.id();
-    let plugins = host
-        ._scratch
-        .as_ref()
-        .ok_or("no scratch dir")?
-        .path()
-        .join("plugins");
+    let plugins = host.plugins_dir()?;
     let config =
         json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
     let mut ids = Vec::new();

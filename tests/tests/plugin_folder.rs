@@ -57,6 +57,14 @@ fn report_for<'a>(reports: &'a [Value], name: &str, status: &str) -> Option<&'a 
     })
 }
 
+/// The one-line reason the file's current content is refused.
+fn rejection_reason(host: &TestHost, name: &str) -> String {
+    let reports = file_reports(host);
+    let report = report_for(&reports, name, "rejected")
+        .unwrap_or_else(|| panic!("{name} is not rejected: {reports:?}"));
+    report["error"].as_str().unwrap().to_owned()
+}
+
 fn send(host: &TestHost) -> (u16, Value) {
     host.request(
         "POST",
@@ -236,11 +244,7 @@ fn a_broken_upgrade_keeps_the_old_code_serving() {
         Duration::from_secs(5),
         || report_for(&file_reports(&host), "mock.so", "rejected").is_some(),
     );
-    let reports = file_reports(&host);
-    let error = report_for(&reports, "mock.so", "rejected").unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let error = rejection_reason(&host, "mock.so");
     assert!(
         error.starts_with("incompatible ABI") && error.contains("keeps serving"),
         "{error}"
@@ -316,11 +320,7 @@ fn untrusted_files_and_folders_are_refused() {
     )
     .unwrap();
     let host = folders.start();
-    let reports = file_reports(&host);
-    let error = report_for(&reports, "mock.so", "rejected").unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let error = rejection_reason(&host, "mock.so");
     assert!(
         error.contains("is writable by group or others (mode 666)"),
         "{error}"
@@ -346,11 +346,7 @@ fn untrusted_files_and_folders_are_refused() {
     wait_until("the refusal", Duration::from_secs(5), || {
         report_for(&file_reports(&host), "rb.so", "rejected").is_some()
     });
-    let reports = file_reports(&host);
-    let error = report_for(&reports, "rb.so", "rejected").unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let error = rejection_reason(&host, "rb.so");
     assert!(
         error.starts_with("plugins folder") && error.contains("writable by group or others"),
         "{error}"
@@ -382,10 +378,7 @@ fn only_allowlisted_builds_load() {
         &mock_sha,
     ]);
     assert_eq!(factory_ids(&host), [MOCK]);
-    let reports = file_reports(&host);
-    let error = report_for(&reports, "rb.so", "rejected").unwrap()["error"]
-        .as_str()
-        .unwrap();
+    let error = rejection_reason(&host, "rb.so");
     assert!(error.starts_with("not in allowlist"), "{error}");
 }
 
