@@ -9,6 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use plugin_api::TemplateType;
+
 /// A slot taken for a send; give it back with [`RecipientLimiter::release`] when the send
 /// fails, so only successful sends count.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +30,7 @@ pub enum SendRefusal {
 struct SentMessage {
     id: u64,
     at: Instant,
-    template_type: String,
+    template_type: TemplateType,
 }
 
 #[derive(Default)]
@@ -71,7 +73,7 @@ impl RecipientLimiter {
     pub fn reserve(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         with_cooldown: bool,
         now: Instant,
     ) -> Result<SendReservation, SendRefusal> {
@@ -120,7 +122,7 @@ impl RecipientLimiter {
         sends.push_back(SentMessage {
             id: *next_id,
             at: now,
-            template_type: template_type.to_owned(),
+            template_type,
         });
         Ok(SendReservation {
             phone: phone.to_owned(),
@@ -164,31 +166,48 @@ mod tests {
     fn the_window_slides_and_failed_sends_give_their_slot_back() {
         let limiter = RecipientLimiter::new(2, Duration::from_secs(10), Duration::ZERO);
         let start = Instant::now();
-        let first = limiter.reserve(PHONE, "SignIn", false, start).unwrap();
+        let first = limiter
+            .reserve(PHONE, TemplateType::SignIn, false, start)
+            .unwrap();
         limiter
-            .reserve(PHONE, "SignIn", false, start + Duration::from_secs(1))
+            .reserve(
+                PHONE,
+                TemplateType::SignIn,
+                false,
+                start + Duration::from_secs(1),
+            )
             .unwrap();
         assert_eq!(
-            limiter.reserve(PHONE, "SignIn", false, start + Duration::from_secs(2)),
+            limiter.reserve(
+                PHONE,
+                TemplateType::SignIn,
+                false,
+                start + Duration::from_secs(2)
+            ),
             Err(SendRefusal::RateLimited {
                 retry_after_secs: 8
             })
         );
         assert!(
             limiter
-                .reserve("+12015550124", "SignIn", false, start)
+                .reserve("+12015550124", TemplateType::SignIn, false, start)
                 .is_ok(),
             "other recipients are not affected"
         );
         limiter.release(first);
         limiter
-            .reserve(PHONE, "SignIn", false, start + Duration::from_secs(2))
+            .reserve(
+                PHONE,
+                TemplateType::SignIn,
+                false,
+                start + Duration::from_secs(2),
+            )
             .unwrap();
         assert!(
             limiter
                 .reserve(
                     PHONE,
-                    "SignIn",
+                    TemplateType::SignIn,
                     false,
                     start + Duration::from_millis(11_500)
                 )
@@ -202,24 +221,46 @@ mod tests {
     fn the_cooldown_is_per_type_and_only_when_asked() {
         let limiter = RecipientLimiter::new(10, Duration::from_secs(600), Duration::from_secs(60));
         let start = Instant::now();
-        limiter.reserve(PHONE, "SignIn", true, start).unwrap();
+        limiter
+            .reserve(PHONE, TemplateType::SignIn, true, start)
+            .unwrap();
         assert_eq!(
-            limiter.reserve(PHONE, "SignIn", true, start + Duration::from_secs(15)),
+            limiter.reserve(
+                PHONE,
+                TemplateType::SignIn,
+                true,
+                start + Duration::from_secs(15)
+            ),
             Err(SendRefusal::Cooldown {
                 retry_after_secs: 45
             })
         );
         assert!(limiter
-            .reserve(PHONE, "Register", true, start + Duration::from_secs(15))
+            .reserve(
+                PHONE,
+                TemplateType::Register,
+                true,
+                start + Duration::from_secs(15)
+            )
             .is_ok());
         assert!(
             limiter
-                .reserve(PHONE, "SignIn", false, start + Duration::from_secs(15))
+                .reserve(
+                    PHONE,
+                    TemplateType::SignIn,
+                    false,
+                    start + Duration::from_secs(15)
+                )
                 .is_ok(),
             "raw sends have no cooldown"
         );
         assert!(limiter
-            .reserve(PHONE, "SignIn", true, start + Duration::from_secs(76))
+            .reserve(
+                PHONE,
+                TemplateType::SignIn,
+                true,
+                start + Duration::from_secs(76)
+            )
             .is_ok());
     }
 }

@@ -160,7 +160,7 @@ pub async fn reserve_send(
     let with_cooldown = purpose == SendPurpose::VerificationCode;
     state
         .recipient_limiter
-        .reserve(phone.e164(), template_type.as_str(), with_cooldown, Instant::now())
+        .reserve(phone.e164(), template_type, with_cooldown, Instant::now())
         .map_err(|refusal| {
             let reason = match refusal {
                 SendRefusal::RateLimited { .. } => "window",

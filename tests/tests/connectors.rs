@@ -626,7 +626,13 @@ fn an_admin_key_is_generated_once_when_none_is_configured() {
         std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert_eq!(host.log().matches(&key).count(), 1, "printed once");
+    assert_eq!(
+        host.log_eventually(|log| log.contains(&key))
+            .matches(&key)
+            .count(),
+        1,
+        "printed once"
+    );
     assert_eq!(
         host.request("GET", "/api/connectors", Some(&key), None).0,
         200

@@ -226,7 +226,7 @@ fn upgrading_the_live_plugin_under_continuous_sends_fails_nothing() {
         "0.1.0"
     );
     assert!(host
-        .log()
+        .log_eventually(|log| log.contains("live connector moved to the new plugin build"))
         .contains("live connector moved to the new plugin build"));
 }
 

@@ -123,10 +123,14 @@ fn a_code_is_issued_through_the_connector_verified_once_and_never_logged() {
         );
         assert!(!host.log().contains(&code), "code {code} reached the log");
     }
-    let log = host.log();
+    let log = host.log_eventually(|log| log.contains("***0123"));
     assert!(
         log.contains("***0123") && !log.contains("2015550123"),
         "phones are logged masked only"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour escape codes in a log that is not a terminal"
     );
 }
 
