@@ -15,6 +15,11 @@ pub struct PhoneNumber {
     region: Option<String>,
 }
 
+/// Loads the numbering plans (~5 ms), so the first send after start-up does not pay for it.
+pub fn load_numbering_plans() {
+    std::sync::LazyLock::force(&PHONE_NUMBER_UTIL);
+}
+
 impl PhoneNumber {
     pub fn parse(input: &str) -> Result<Self, String> {
         let digits = input.strip_prefix('+').unwrap_or(input);

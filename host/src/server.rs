@@ -121,6 +121,7 @@ impl AppState {
             }
             admin_keys.push(key);
         }
+        crate::phone::load_numbering_plans();
         let send_executor = SendExecutor::new(config.send_executor.clone())?;
         let (code_hash_key, _) =
             crate::api_keys::load_or_create_secret_file(&config.data_dir.join("code-hash-key"))
