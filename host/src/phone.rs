@@ -82,6 +82,22 @@ mod tests {
     }
 
     #[test]
+    fn numbers_of_other_countries_keep_their_digits_and_region() {
+        for (input, e164, region) in [
+            ("+447400123456", "+447400123456", "GB"),
+            ("33612345678", "+33612345678", "FR"),
+            // Italian landlines keep their leading zero in E.164.
+            ("+390612345678", "+390612345678", "IT"),
+            ("+819012345678", "+819012345678", "JP"),
+            ("+5511961234567", "+5511961234567", "BR"),
+        ] {
+            let phone = PhoneNumber::parse(input).unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(phone.e164(), e164, "{input}");
+            assert_eq!(phone.region(), Some(region), "{input}");
+        }
+    }
+
+    #[test]
     fn invalid_numbers_are_refused_with_a_reason() {
         assert!(PhoneNumber::parse("").is_err());
         assert!(PhoneNumber::parse("+1 201 555 0123")
