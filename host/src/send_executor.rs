@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use plugin_api::{
-    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, OutgoingMessage, SendProgress,
-    SendReceipt, SmsMessage, Step,
+    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, SendProgress, SendReceipt,
+    SmsMessage, Step,
 };
 
 /// Most steps a send may take (a token fetch and a send is two).
@@ -67,12 +67,11 @@ impl SendExecutor {
         connector: &ConnectorInstance,
         message: &SmsMessage,
     ) -> Result<SendReceipt, SendError> {
-        let outgoing = OutgoingMessage::new(message);
         let mut progress = SendProgress::start();
         for _ in 0..MAX_STEPS {
             // Plugin calls are pure and take microseconds: no need to leave the async worker.
             match connector
-                .step(&outgoing, progress)
+                .step(message, progress)
                 .map_err(SendError::Connector)?
             {
                 Step::Done(receipt) => return Ok(receipt),

@@ -143,7 +143,7 @@ pub async fn send_with_flow_control(
     message: SmsMessage,
     purpose: SendPurpose,
 ) -> Result<SendReceipt, ApiError> {
-    let reservation = reserve_send(state, phone, message.template_type, purpose).await?;
+    let reservation = reserve_send(state, phone, message.template_type(), purpose).await?;
     send_reserved(state, reservation, target, phone, message, purpose).await
 }
 
@@ -190,7 +190,7 @@ pub async fn send_reserved(
         "send",
         connector_id = %target.connector_id,
         factory_id = %target.factory_id,
-        template_type = %message.template_type,
+        template_type = %message.template_type(),
         phone = %masked_phone,
         purpose = purpose.label(),
     );
@@ -218,7 +218,7 @@ pub async fn send_reserved(
                 $level,
                 connector_id = %target.connector_id,
                 factory_id = %target.factory_id,
-                template_type = %message.template_type,
+                template_type = %message.template_type(),
                 phone = %masked_phone,
                 purpose = purpose.label(),
                 outcome,

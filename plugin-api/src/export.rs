@@ -12,7 +12,7 @@ use abi_stable::{
 };
 
 use crate::ffi::{
-    FfiConnector, FfiConnectorBox, FfiConnector_TO, FfiError, FfiHttpResponse, FfiMessage, FfiStep,
+    FfiConnector, FfiConnectorBox, FfiConnector_TO, FfiError, FfiHttpResponse, FfiStep,
     SmsConnectorModule, SmsConnectorModuleRef,
 };
 use crate::{ConnectorError, PluginMetadata, SendProgress, SmsConnector, SmsMessage};
@@ -109,17 +109,16 @@ struct ExportedConnector<Connector>(Connector);
 impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
     fn step(
         &self,
-        message: &FfiMessage,
+        message: &SmsMessage,
         state_json: RStr<'_>,
         last_response: ROption<&FfiHttpResponse>,
     ) -> RResult<FfiStep, FfiError> {
         to_ffi_result(guarded("step", || {
-            let message = SmsMessage::try_from(message)?;
             let progress = SendProgress {
                 state: crate::ffi::state_from_json(state_json.as_str())?,
                 last_response: last_response.into_option().map(Into::into),
             };
-            self.0.step(&message, progress)
+            self.0.step(message, progress)
         }))
     }
 }

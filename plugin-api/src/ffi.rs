@@ -2,9 +2,10 @@
 //! [`crate::SmsConnector`] trait and the [`crate::export_sms_connector!`] macro, never these types.
 //!
 //! Everything crossing the boundary is an abi_stable type with a checked layout. Rich,
-//! rarely-called data (metadata, configs) crosses as JSON text; the per-send path uses plain
-//! `#[repr(C)]` structs so a send pays for a few string copies, not a JSON round trip of the
-//! request and response.
+//! rarely-called data (metadata, configs) crosses as JSON text. On the per-send path the
+//! message is itself laid out for the boundary ([`crate::SmsMessage`], read in place by the
+//! plugin), and the step comes back as plain `#[repr(C)]` structs: a send pays for a few
+//! string copies of the request, not a JSON round trip.
 //!
 //! The root module is a prefix type: functions may be appended after `instantiate` in later
 //! versions (older plugins then report them missing) but never inserted, removed or reordered.
@@ -51,7 +52,7 @@ pub trait FfiConnector: Send + Sync {
     #[sabi(last_prefix_field)]
     fn step(
         &self,
-        message: &FfiMessage,
+        message: &SmsMessage,
         state_json: RStr<'_>,
         last_response: ROption<&FfiHttpResponse>,
     ) -> RResult<FfiStep, FfiError>;
@@ -67,14 +68,6 @@ pub struct FfiError {
     pub message: RString,
     /// JSON text, or empty for none.
     pub data_json: RString,
-}
-
-#[repr(C)]
-#[derive(StableAbi, Debug, Clone)]
-pub struct FfiMessage {
-    pub to: RString,
-    pub template_type: RString,
-    pub payload_json: RString,
 }
 
 #[repr(C)]
@@ -154,43 +147,6 @@ fn headers_from_ffi(headers: &RVec<Tuple2<RString, RString>>) -> Vec<(String, St
         .iter()
         .map(|Tuple2(name, value)| (name.to_string(), value.to_string()))
         .collect()
-}
-
-impl From<&SmsMessage> for FfiMessage {
-    fn from(message: &SmsMessage) -> Self {
-        FfiMessage {
-            to: message.to.as_str().into(),
-            template_type: message.template_type.as_str().into(),
-            // Serializing a map of JSON values cannot fail; the fallback is never taken.
-            payload_json: serde_json::to_string(&message.payload)
-                .unwrap_or_default()
-                .into(),
-        }
-    }
-}
-
-impl TryFrom<&FfiMessage> for SmsMessage {
-    type Error = ConnectorError;
-
-    fn try_from(message: &FfiMessage) -> Result<Self, ConnectorError> {
-        let template_type =
-            message
-                .template_type
-                .parse()
-                .map_err(|error: crate::UnknownTemplateType| {
-                    ConnectorError::invalid_request_parameters(error.to_string())
-                })?;
-        let payload = serde_json::from_str(&message.payload_json).map_err(|error| {
-            ConnectorError::invalid_request_parameters(format!(
-                "message payload is not a JSON object: {error}"
-            ))
-        })?;
-        Ok(SmsMessage {
-            to: message.to.to_string(),
-            template_type,
-            payload,
-        })
-    }
 }
 
 impl From<HttpRequest> for FfiHttpRequest {

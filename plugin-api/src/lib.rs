@@ -44,11 +44,11 @@ pub use connector::{
 };
 pub use error::{ConnectorError, ConnectorErrorCode};
 pub use exchange::{url_encode, HttpRequest, HttpResponse, SendProgress, SendReceipt, Step};
-pub use message::{SmsMessage, TemplateType, UnknownTemplateType};
+pub use message::{Payload, SmsMessage, TemplateType, UnknownTemplateType};
 pub use metadata::{
     english, ConnectorMetadata, FormItem, FormItemType, I18nText, PluginMetadata, SelectItem,
 };
-pub use module::{ConnectorInstance, ConnectorModule, MetadataError, OutgoingMessage};
+pub use module::{ConnectorInstance, ConnectorModule, MetadataError};
 pub use template::{find_template, find_template_for, render_template, SmsTemplate};
 
 /// The version of plugin-api a plugin was built against; reported in its metadata.

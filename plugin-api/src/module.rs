@@ -3,7 +3,7 @@
 
 use abi_stable::std_types::{RResult, RString};
 
-use crate::ffi::{FfiConnectorBox, FfiError, FfiHttpResponse, FfiMessage, SmsConnectorModuleRef};
+use crate::ffi::{FfiConnectorBox, FfiError, FfiHttpResponse, SmsConnectorModuleRef};
 use crate::{ConnectorError, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step};
 
 /// A connector plugin's root module.
@@ -103,10 +103,10 @@ pub struct ConnectorInstance {
 }
 
 impl ConnectorInstance {
-    /// Advances a send; `message` is converted once per send with [`OutgoingMessage::new`].
+    /// Advances a send. The plugin reads `message` in place: it is laid out for the boundary.
     pub fn step(
         &self,
-        message: &OutgoingMessage,
+        message: &SmsMessage,
         progress: SendProgress,
     ) -> Result<Step, ConnectorError> {
         let state_json = if progress.state.is_null() {
@@ -116,19 +116,10 @@ impl ConnectorInstance {
         };
         let response = progress.last_response.map(FfiHttpResponse::from);
         let step = into_result(self.instance.step(
-            &message.0,
+            message,
             state_json.as_str().into(),
             response.as_ref().into(),
         ))?;
         Step::try_from(step)
-    }
-}
-
-/// A message in its boundary form, built once per send and reused for every step.
-pub struct OutgoingMessage(FfiMessage);
-
-impl OutgoingMessage {
-    pub fn new(message: &SmsMessage) -> Self {
-        Self(FfiMessage::from(message))
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConnectorError, SmsMessage, TemplateType};
+use crate::{ConnectorError, Payload, SmsMessage, TemplateType};
 
 /// One message template of a connector config: `{usageType, content, locale?}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub fn find_template_for<'a>(
     templates: &'a [SmsTemplate],
     message: &SmsMessage,
 ) -> Result<&'a SmsTemplate, ConnectorError> {
-    find_template(templates, message.template_type, message.locale())
+    find_template(templates, message.template_type(), message.locale())
 }
 
 fn best_locale_match<'a>(
@@ -91,10 +91,7 @@ fn normalized_tag(tag: &str) -> String {
 /// - a placeholder whose root key is not in the payload is left as it is;
 /// - a nested path that does not exist renders as the empty string;
 /// - strings render as themselves, other JSON values as their JSON text, `null` as empty.
-pub fn render_template(
-    content: &str,
-    payload: &serde_json::Map<String, serde_json::Value>,
-) -> String {
+pub fn render_template(content: &str, payload: &Payload) -> String {
     let mut rendered = String::with_capacity(content.len() + 16);
     let mut rest = content;
     while let Some(open) = rest.find("{{") {
@@ -117,10 +114,7 @@ pub fn render_template(
 }
 
 /// `None` means "leave the placeholder as written".
-fn placeholder_value(
-    key: &str,
-    payload: &serde_json::Map<String, serde_json::Value>,
-) -> Option<String> {
+fn placeholder_value(key: &str, payload: &Payload) -> Option<String> {
     let is_path = !key.is_empty()
         && key
             .split('.')
@@ -129,8 +123,15 @@ fn placeholder_value(
         return None;
     }
     let mut parts = key.split('.');
-    let root = payload.get(parts.next()?)?;
-    let value = parts.try_fold(root, |value, part| match value {
+    let root_key = parts.next()?;
+    if !key.contains('.') {
+        // The common case, `{{code}}`: a string value renders without parsing anything.
+        if let Some(text) = payload.get_str(root_key) {
+            return Some(text.to_owned());
+        }
+    }
+    let root = payload.get(root_key)?;
+    let value = parts.try_fold(&root, |value, part| match value {
         serde_json::Value::Object(map) => map.get(part),
         serde_json::Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
         _ => None,
@@ -155,8 +156,8 @@ mod tests {
         }
     }
 
-    fn payload(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-        value.as_object().cloned().unwrap()
+    fn payload(value: serde_json::Value) -> Payload {
+        Payload::from(value.as_object().cloned().unwrap())
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Cost of one plugin call (preparing a send) through the loaded `.so` versus the same code
 //! called directly in-process. The `.so` path includes everything a send pays at the boundary:
-//! converting the message to its FFI form, the call through the vtable, `catch_unwind`, and
-//! converting the step back.
+//! the call through the vtable, `catch_unwind` and converting the step back (the message is
+//! laid out for the boundary, so the plugin reads it in place).
 //!
 //! `cargo bench -p e2e-tests --bench plugin_call_mock`
 

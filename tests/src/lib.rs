@@ -439,7 +439,13 @@ pub fn free_port() -> u16 {
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let started = std::time::Instant::now();
     while started.elapsed() < timeout {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        // A connection to itself does not count: when nothing listens yet, the kernel may
+        // pick the target port as the source port, and the two ends meet (TCP simultaneous
+        // open), which looks like a listener that is not there.
+        let accepted = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok_and(|stream| {
+            stream.local_addr().ok().map(|address| address.port()) != Some(port)
+        });
+        if accepted {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -3,17 +3,15 @@
 
 use connector_host::plugin_loader::PluginLoader;
 use e2e_tests::plugin_file;
-use plugin_api::{
-    ConnectorErrorCode, OutgoingMessage, SendProgress, SmsMessage, Step, TemplateType,
-};
+use plugin_api::{ConnectorErrorCode, SendProgress, SmsMessage, Step, TemplateType};
 use serde_json::json;
 
 fn message() -> SmsMessage {
-    SmsMessage {
-        to: "+12015550123".to_owned(),
-        template_type: TemplateType::SignIn,
-        payload: json!({"code": "123456"}).as_object().cloned().unwrap(),
-    }
+    SmsMessage::new(
+        "+12015550123".to_owned(),
+        TemplateType::SignIn,
+        json!({"code": "123456"}).as_object().cloned().unwrap(),
+    )
 }
 
 #[test]
@@ -51,9 +49,7 @@ fn the_loaded_mock_sends_through_the_boundary() {
     let outbox = scratch.path().join("outbox.jsonl");
     let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": outbox});
     let instance = mock.module.instantiate(&config).unwrap();
-    let step = instance
-        .step(&OutgoingMessage::new(&message()), SendProgress::start())
-        .unwrap();
+    let step = instance.step(&message(), SendProgress::start()).unwrap();
     assert!(matches!(step, Step::Done(_)));
     let line: serde_json::Value =
         serde_json::from_str(std::fs::read_to_string(&outbox).unwrap().trim()).unwrap();
@@ -81,7 +77,7 @@ fn a_panicking_send_step_is_an_error_value_and_the_process_survives() {
     let instance = plugin.module.instantiate(&json!({})).unwrap();
     for _ in 0..3 {
         let error = instance
-            .step(&OutgoingMessage::new(&message()), SendProgress::start())
+            .step(&message(), SendProgress::start())
             .unwrap_err();
         assert_eq!(error.code, ConnectorErrorCode::General);
         assert_eq!(

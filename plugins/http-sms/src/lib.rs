@@ -48,7 +48,7 @@ impl SmsConnector for HttpSms {
 
     fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
         let Some(response) = progress.last_response else {
-            let body = serde_json::json!({"to": message.to, "type": message.template_type, "payload": message.payload});
+            let body = serde_json::json!({"to": message.to(), "type": message.template_type(), "payload": message.payload()});
             let mut request = HttpRequest::post_json(&self.config.endpoint, &body);
             if let Some(authorization) = self
                 .config
@@ -81,11 +81,11 @@ mod tests {
     use serde_json::json;
 
     fn message() -> SmsMessage {
-        SmsMessage {
-            to: "+12015550123".into(),
-            template_type: TemplateType::ForgotPassword,
-            payload: json!({"code": "5"}).as_object().cloned().unwrap(),
-        }
+        SmsMessage::new(
+            "+12015550123",
+            TemplateType::ForgotPassword,
+            json!({"code": "5"}).as_object().cloned().unwrap(),
+        )
     }
 
     #[test]

@@ -90,13 +90,13 @@ impl SmsConnector for KannelSms {
         let Some(response) = progress.last_response else {
             let text = render_template(
                 &find_template_for(&self.config.templates, message)?.content,
-                &message.payload,
+                message.payload(),
             );
             let dlr_mask = self.config.dlr_mask.map(|mask| mask.to_string());
             let mut query = vec![
                 ("username", self.config.username.as_str()),
                 ("password", self.config.password.as_str()),
-                ("to", message.to.as_str()),
+                ("to", message.to()),
                 ("text", text.as_str()),
             ];
             if let Some(from) = self.config.from.as_deref() {
@@ -142,11 +142,11 @@ mod tests {
     }
 
     fn message() -> SmsMessage {
-        SmsMessage {
-            to: "+12015550123".into(),
-            template_type: TemplateType::SignIn,
-            payload: json!({"code": "777"}).as_object().cloned().unwrap(),
-        }
+        SmsMessage::new(
+            "+12015550123",
+            TemplateType::SignIn,
+            json!({"code": "777"}).as_object().cloned().unwrap(),
+        )
     }
 
     fn answer(status: u16, body: &str) -> HttpResponse {

@@ -103,7 +103,7 @@ impl SmsConnector for MockSms {
 
     fn step(&self, message: &SmsMessage, _progress: SendProgress) -> Result<Step, ConnectorError> {
         let template = find_template_for(&self.config.templates, message)?;
-        let content = render_template(&template.content, &message.payload);
+        let content = render_template(&template.content, message.payload());
         let now = SystemTime::now();
         // The build's version is in the id, so an upgrade is visible in the receipts.
         let provider_message_id = format!(
@@ -115,10 +115,10 @@ impl SmsConnector for MockSms {
         );
         if let Some(outbox) = &self.config.outbox {
             let entry = OutboxEntry {
-                to: message.to.clone(),
-                template_type: message.template_type.to_string(),
+                to: message.to().to_owned(),
+                template_type: message.template_type().to_string(),
                 content,
-                payload: message.payload.clone(),
+                payload: message.payload().to_json_map(),
                 at: humantime::format_rfc3339_millis(now).to_string(),
             };
             append_line(outbox, &entry)?;
@@ -155,17 +155,15 @@ plugin_api::export_sms_connector!(MockSms);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_api::{
-        run_send, ConnectorErrorCode, ConnectorModule, OutgoingMessage, TemplateType,
-    };
+    use plugin_api::{run_send, ConnectorErrorCode, ConnectorModule, TemplateType};
     use serde_json::json;
 
     fn message(template_type: TemplateType) -> SmsMessage {
-        SmsMessage {
-            to: "+12015550123".to_owned(),
+        SmsMessage::new(
+            "+12015550123".to_owned(),
             template_type,
-            payload: json!({"code": "123456"}).as_object().cloned().unwrap(),
-        }
+            json!({"code": "123456"}).as_object().cloned().unwrap(),
+        )
     }
 
     fn outbox_path(test_name: &str) -> PathBuf {
@@ -272,10 +270,7 @@ mod tests {
             json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
         let instance = module.instantiate(&config).unwrap();
         let step = instance
-            .step(
-                &OutgoingMessage::new(&message(TemplateType::Generic)),
-                SendProgress::start(),
-            )
+            .step(&message(TemplateType::Generic), SendProgress::start())
             .unwrap();
         assert!(matches!(
             step,

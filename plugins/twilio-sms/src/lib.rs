@@ -103,9 +103,9 @@ impl SmsConnector for TwilioSms {
         let Some(response) = progress.last_response else {
             let body = render_template(
                 &find_template_for(&self.config.templates, message)?.content,
-                &message.payload,
+                message.payload(),
             );
-            let mut fields = vec![("To", message.to.as_str()), ("Body", body.as_str())];
+            let mut fields = vec![("To", message.to()), ("Body", body.as_str())];
             if let Some(service) = self
                 .config
                 .from_messaging_service_sid
@@ -171,11 +171,11 @@ mod tests {
     }
 
     fn message() -> SmsMessage {
-        SmsMessage {
-            to: "+12015550123".into(),
-            template_type: TemplateType::SignIn,
-            payload: json!({"code": "123456"}).as_object().cloned().unwrap(),
-        }
+        SmsMessage::new(
+            "+12015550123",
+            TemplateType::SignIn,
+            json!({"code": "123456"}).as_object().cloned().unwrap(),
+        )
     }
 
     fn answer(status: u16, body: serde_json::Value) -> HttpResponse {

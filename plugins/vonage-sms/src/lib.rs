@@ -89,9 +89,9 @@ impl SmsConnector for VonageSms {
         let Some(response) = progress.last_response else {
             let text = render_template(
                 &find_template_for(&self.config.templates, message)?.content,
-                &message.payload,
+                message.payload(),
             );
-            let to = message.to.trim_start_matches('+');
+            let to = message.to().trim_start_matches('+');
             let fields = [
                 ("api_key", self.config.api_key.as_str()),
                 ("api_secret", self.config.api_secret.as_str()),
@@ -156,11 +156,11 @@ mod tests {
     }
 
     fn message() -> SmsMessage {
-        SmsMessage {
-            to: "+4915112345678".into(),
-            template_type: TemplateType::Register,
-            payload: json!({"code": "42"}).as_object().cloned().unwrap(),
-        }
+        SmsMessage::new(
+            "+4915112345678",
+            TemplateType::Register,
+            json!({"code": "42"}).as_object().cloned().unwrap(),
+        )
     }
 
     fn answer(status: &str) -> HttpResponse {

@@ -6,18 +6,18 @@ use std::hint::black_box;
 use connector_host::plugin_loader::PluginLoader;
 use criterion::Criterion;
 use e2e_tests::plugin_file;
-use plugin_api::{OutgoingMessage, SendProgress, SmsConnector, SmsMessage, TemplateType};
+use plugin_api::{SendProgress, SmsConnector, SmsMessage, TemplateType};
 use serde_json::json;
 
 pub fn message() -> SmsMessage {
-    SmsMessage {
-        to: "+12015550123".to_owned(),
-        template_type: TemplateType::SignIn,
-        payload: json!({"code": "123456", "locale": "en"})
+    SmsMessage::new(
+        "+12015550123".to_owned(),
+        TemplateType::SignIn,
+        json!({"code": "123456", "locale": "en"})
             .as_object()
             .cloned()
             .unwrap(),
-    }
+    )
 }
 
 pub fn compare<Connector: SmsConnector>(
@@ -43,9 +43,8 @@ pub fn compare<Connector: SmsConnector>(
     });
     group.bench_function("through_so", |bencher| {
         bencher.iter(|| {
-            let outgoing = OutgoingMessage::new(black_box(&message));
             through_library
-                .step(&outgoing, SendProgress::start())
+                .step(black_box(&message), SendProgress::start())
                 .unwrap()
         })
     });
