@@ -7,8 +7,9 @@
 //!   back from the mock connector's outbox.
 //! - `plugins`: drop-in latency (rename into the folder → factory listed), then 200 upgrades
 //!   of the live connector's plugin alternating two builds: pick-up time and RSS.
-//! - `swaps`: sends at full speed while the live connector is swapped as fast as the API allows,
-//!   against the same load without swaps; RSS across 10,000 swaps between two connectors.
+//! - `swaps`: sends at full speed while the live connector is swapped 100 times a second, then
+//!   as fast as the API answers, against the same load without swaps; RSS across 10,000 swaps
+//!   between two connectors.
 //! - `all`: all of the above.
 //! - `soak`: sends, swaps every 100 ms and upgrades every 5 s together for `--duration-secs`
 //!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.

@@ -1,15 +1,16 @@
-//! The `swaps` scenario: sends at full speed (wrk) while the live connector is changed as fast
-//! as the API allows (create, enable, PATCH in turn), against the same load without swaps;
-//! then RSS across thousands of swaps between two loaded connectors.
+//! The `swaps` scenario: sends at full speed (wrk) while the live connector is changed (create,
+//! enable, PATCH in turn) 100 times a second, then as fast as the API answers, against the
+//! same load without swaps; then RSS across thousands of swaps between two loaded connectors.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::plugins::resident_set_kib;
-use crate::{post, run_wrk, start_host, MOCK};
+use crate::{post, run_wrk, start_host, WrkResult, MOCK};
 
 fn mock_config(marker: u64) -> Value {
     json!({"templates": [{"usageType": "Generic", "content": format!("Your code is {{{{code}}}} ({marker})")}], "outbox": null})
@@ -27,32 +28,44 @@ fn create(url: &str, marker: u64) -> Result<String, String> {
     }
 }
 
-pub fn bench_swaps(
-    release: &Path,
+/// Live-connector changes at most this often in the paced run: 1,000 in a 10-second run,
+/// the count. (The unpaced run after it is a stress test beyond that.)
+const PACED_SWAPS_PER_SECOND: u32 = 100;
+
+struct LoadDuringSwaps {
+    load: WrkResult,
+    swaps: u64,
+    swap_failures: u64,
+}
+
+/// Runs wrk while another thread changes the live connector (create, enable, PATCH in turn),
+/// `swaps_per_second` at most, or as fast as the API answers when `None`.
+fn load_during_swaps(
+    url: &str,
+    (first, second): (&str, &str),
+    swaps_per_second: Option<u32>,
     duration_secs: u64,
     connections: u32,
-    rss_swaps: u64,
-) -> Result<(), String> {
-    let host = start_host(release, None)?;
-    let first = create(&host.url, 0)?;
-    let second = create(&host.url, 1)?;
-
-    let steady = run_wrk(&host.url, duration_secs, connections)?;
-
+) -> Result<LoadDuringSwaps, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let swaps = Arc::new(AtomicU64::new(0));
     let swap_failures = Arc::new(AtomicU64::new(0));
     let swapper = {
         let (url, stop, swaps, swap_failures) = (
-            host.url.clone(),
+            url.to_owned(),
             Arc::clone(&stop),
             Arc::clone(&swaps),
             Arc::clone(&swap_failures),
         );
-        let (first, second) = (first.clone(), second.clone());
+        let (first, second) = (first.to_owned(), second.to_owned());
         std::thread::spawn(move || {
+            let started = Instant::now();
             let mut round = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                if let Some(rate) = swaps_per_second {
+                    let due = started + Duration::from_secs_f64(round as f64 / f64::from(rate));
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
                 let target = if round % 2 == 0 { &first } else { &second };
                 let status = match round % 3 {
                     0 => create(&url, round).map(|_| 200).unwrap_or(0),
@@ -82,26 +95,58 @@ pub fn bench_swaps(
             }
         })
     };
-    let during = run_wrk(&host.url, duration_secs, connections)?;
+    let load = run_wrk(url, duration_secs, connections);
     stop.store(true, Ordering::Relaxed);
     let _ = swapper.join();
-    let swap_count = swaps.load(Ordering::Relaxed);
+    Ok(LoadDuringSwaps {
+        load: load?,
+        swaps: swaps.load(Ordering::Relaxed),
+        swap_failures: swap_failures.load(Ordering::Relaxed),
+    })
+}
+
+pub fn bench_swaps(
+    release: &Path,
+    duration_secs: u64,
+    connections: u32,
+    rss_swaps: u64,
+) -> Result<(), String> {
+    let host = start_host(release, None)?;
+    let first = create(&host.url, 0)?;
+    let second = create(&host.url, 1)?;
+
+    let steady = run_wrk(&host.url, duration_secs, connections)?;
+    let pair = (first.as_str(), second.as_str());
+    let paced = load_during_swaps(
+        &host.url,
+        pair,
+        Some(PACED_SWAPS_PER_SECOND),
+        duration_secs,
+        connections,
+    )?;
+    let unpaced = load_during_swaps(&host.url, pair, None, duration_secs, connections)?;
 
     println!("POST /api/messages during live-connector swaps (create, enable, PATCH in turn), wrk -c{connections} -d{duration_secs}s");
-    println!("| load | requests/s | p50 ms | p99 ms | failed |");
-    println!("|---|---|---|---|---|");
+    println!("| load | requests/s | p50 ms | p99 ms | failed | p99 / steady p99 |");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| steady | {:.0} | {:.3} | {:.3} | {} |",
+        "| steady | {:.0} | {:.3} | {:.3} | {} | |",
         steady.requests_per_second, steady.p50_ms, steady.p99_ms, steady.failed
     );
-    println!(
-        "| during {swap_count} swaps | {:.0} | {:.3} | {:.3} | {} |",
-        during.requests_per_second, during.p50_ms, during.p99_ms, during.failed
-    );
-    println!(
-        "p99 during swaps / steady p99: {:.2}",
-        during.p99_ms / steady.p99_ms
-    );
+    for (label, run) in [
+        (format!("{PACED_SWAPS_PER_SECOND} swaps/s"), &paced),
+        ("as fast as the API answers".to_owned(), &unpaced),
+    ] {
+        println!(
+            "| during {} swaps, {label} | {:.0} | {:.3} | {:.3} | {} | {:.2} |",
+            run.swaps,
+            run.load.requests_per_second,
+            run.load.p50_ms,
+            run.load.p99_ms,
+            run.load.failed,
+            run.load.p99_ms / steady.p99_ms
+        );
+    }
 
     // RSS across many swaps between the same two loaded connectors.
     let pid = host.child.id();
@@ -129,12 +174,11 @@ pub fn bench_swaps(
         samples.join(", ")
     );
 
-    let failures = during.failed + swap_failures.load(Ordering::Relaxed);
-    if failures > 0 {
+    let failed_sends = paced.load.failed + unpaced.load.failed;
+    let failed_swaps = paced.swap_failures + unpaced.swap_failures;
+    if failed_sends + failed_swaps > 0 {
         return Err(format!(
-            "{} sends and {} swaps failed",
-            during.failed,
-            swap_failures.load(Ordering::Relaxed)
+            "{failed_sends} sends and {failed_swaps} swaps failed"
         ));
     }
     Ok(())
