@@ -1,6 +1,6 @@
 //! Sending one message to a recipient, the way every route does it: country allowlist and
-//! per-recipient limits first (OWASP API4: SMS pumping), then the connector, with a span, a
-//! log line and metrics for each send. The code and secrets are never logged; the phone
+//! per-recipient limits first (OWASP API4: SMS pumping), then the connector, with one log
+//! line and metrics for each send. The code and secrets are never logged; the phone
 //! appears masked to its last four digits.
 
 use std::collections::BTreeSet;
@@ -182,7 +182,7 @@ pub async fn send_reserved(
     message: SmsMessage,
     purpose: SendPurpose,
 ) -> Result<SendReceipt, ApiError> {
-    let masked_phone = masked_phone(phone.e164());
+    let recipient = masked_phone(phone.e164());
     // Debug level: the span gives the executor's own debug lines (connect retries) their
     // context. The outcome line carries the same fields at info, so a send at the default
     // level formats one line instead of a span and a line (~4 % of the host's CPU).
@@ -191,7 +191,7 @@ pub async fn send_reserved(
         connector_id = %target.connector_id,
         factory_id = %target.factory_id,
         template_type = %message.template_type(),
-        phone = %masked_phone,
+        phone = %recipient,
         purpose = purpose.label(),
     );
     let started = Instant::now();
@@ -219,7 +219,7 @@ pub async fn send_reserved(
                 connector_id = %target.connector_id,
                 factory_id = %target.factory_id,
                 template_type = %message.template_type(),
-                phone = %masked_phone,
+                phone = %recipient,
                 purpose = purpose.label(),
                 outcome,
                 latency_ms,
