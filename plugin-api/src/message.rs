@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The usage type of a message: picks the template (Logto's `TemplateType`).
 ///
-/// It crosses the plugin boundary as a `u8`: a new variant changes the ABI (the host then
-/// refuses older plugins with a layout mismatch), so it comes with a new minor plugin-api.
+/// It crosses the plugin boundary as a `u8`: a new variant changes the ABI, so it comes with a
+/// new minor plugin-api version, which the host checks before anything else.
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
