@@ -59,7 +59,7 @@ pub fn code_message(
     if let Some(locale) = locale {
         payload.insert("locale".to_owned(), serde_json::Value::String(locale));
     }
-    plugin_api::SmsMessage::new(phone.e164().to_owned(), template_type, payload)
+    plugin_api::SmsMessage::new(phone.e164(), template_type, payload)
 }
 
 /// Hashes codes under the host's secret key.

@@ -188,18 +188,6 @@ impl Payload {
         self.entry(key).map(PayloadEntry::to_value)
     }
 
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.entry(key).is_some()
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().map(|entry| entry.key.as_str())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The whole payload as a JSON object, to forward it as it is.
     pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
         self.entries

@@ -55,7 +55,7 @@ pub async fn send_message(
     // Held to the end of the send: a swap meanwhile does not touch this connector.
     let live = current_live_connector(&state)?;
     let target = SendTarget::live(&live)?;
-    let message = SmsMessage::new(phone.e164().to_owned(), body.template_type, body.payload);
+    let message = SmsMessage::new(phone.e164(), body.template_type, body.payload);
     let receipt =
         send_with_flow_control(&state, target, &phone, message, SendPurpose::Message).await?;
     Ok(Json(SendMessageResponse {
