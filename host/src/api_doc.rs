@@ -23,6 +23,7 @@ pub struct ErrorBody {
         routes::health::get_health,
         routes::connector_factories::list_connector_factories,
         routes::connector_factories::get_connector_factory,
+        routes::connector_factories::get_connector_factory_readme,
         routes::connectors::list_connectors,
         routes::connectors::create_connector,
         routes::connectors::get_connector,

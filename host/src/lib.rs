@@ -28,6 +28,8 @@
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
 //! - [`telemetry`]: the Prometheus recorder and its upkeep.
 //! - [`server`]: application state, the router (with key checks) and the listener.
+//! - [`console`]: the admin console, a single page embedded in the binary, and the sanitized
+//!   README route it uses.
 //! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
 //! - [`routes`]: one module per resource of the HTTP API.
@@ -37,6 +39,7 @@ pub mod api_error;
 pub mod api_keys;
 pub mod cli;
 pub mod code_store;
+pub mod console;
 pub mod connector_store;
 pub mod factory_registry;
 pub mod flow_control;

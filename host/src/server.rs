@@ -170,6 +170,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(routes::connector_factories::get_connector_factory),
         )
         .route(
+            "/api/connector-factories/{id}/readme.html",
+            get(routes::connector_factories::get_connector_factory_readme),
+        )
+        .route(
             "/api/connectors",
             get(routes::connectors::list_connectors).post(routes::connectors::create_connector),
         )
@@ -219,6 +223,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics::get_metrics))
         .merge(admin_routes)
         .merge(send_routes)
+        .merge(crate::console::console_router())
         .fallback(route_not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)

@@ -671,6 +671,7 @@ fn the_openapi_document_describes_every_route() {
         ("get", "/health"),
         ("get", "/api/connector-factories"),
         ("get", "/api/connector-factories/{id}"),
+        ("get", "/api/connector-factories/{id}/readme.html"),
         ("get", "/api/connectors"),
         ("post", "/api/connectors"),
         ("get", "/api/connectors/{id}"),

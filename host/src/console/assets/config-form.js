@@ -1,0 +1,372 @@
+// The "Parameter configuration" form, generated from a factory's `formItems` the way Logto's
+// console draws them (Text, MultilineText, Number, Switch, Select, MultiSelect, Json; unknown
+// types as text). A factory without form items gets one JSON editor prefilled from its
+// `configTemplate`. Values are typed when collected: numbers as numbers, Json parsed, empty
+// fields left out. Keys the form does not show are kept from the saved config, and a field
+// the operator did not touch keeps its saved value exactly, so saving loses nothing.
+
+import { h, localized, uniqueId } from './dom.js';
+import { createJsonEditor, formatJson } from './json-editor.js';
+import { MASK } from './api.js';
+
+/** Mirrors the host's rule: confidential form items and keys ending in Key, Secret, Token, Password. */
+export function isSecretKey(item) {
+  return Boolean(item.isConfidential) || /(key|secret|token|password)$/i.test(item.key);
+}
+
+/** The top-level form key a server field path such as `templates[0].content` belongs to. */
+export function formKeyOfPath(path, message) {
+  if (!path || path === '.') {
+    const missing = /missing field `([^`]+)`/.exec(message || '');
+    return missing ? missing[1] : null;
+  }
+  return path.replace(/^\./, '').split(/[.[]/)[0];
+}
+
+function parseTemplate(configTemplate) {
+  try {
+    const parsed = JSON.parse(configTemplate || '{}');
+    return parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? parsed : {};
+  } catch {
+    return {};
+  }
+}
+
+function sameJson(left, right) {
+  return JSON.stringify(left) === JSON.stringify(right);
+}
+
+const USAGE_TYPES = [
+  ['Register', 'a code to confirm a phone number when signing up'],
+  ['SignIn', 'a code to sign in'],
+  ['ForgotPassword', 'a code to reset a password'],
+  ['Generic', 'everything else, and the fallback for a type without its own template; the Test below uses it'],
+];
+
+function templatesHelp(codeTimeToLiveSeconds) {
+  const minutes = Math.round((codeTimeToLiveSeconds || 600) / 60);
+  return h('details', { class: 'templates-help', open: true },
+    h('summary', {}, 'About templates'),
+    h('p', {}, 'A JSON list of ', h('code', {}, '{"usageType", "content", "locale"?}'), ' objects, one per usage type:'),
+    h('ul', {}, USAGE_TYPES.map(([type, use]) => h('li', {}, h('code', {}, type), `: ${use}.`))),
+    h('p', {}, h('code', {}, '{{code}}'), ` is replaced by the verification code. A code is valid for ${minutes} minutes (the host's code lifetime). Add `, h('code', {}, '"locale": "de"'), ' for a template in another language.'),
+  );
+}
+
+/**
+ * Builds the form. `metadata`: the factory's (or the connector's) metadata with `formItems`
+ * and `configTemplate`. `savedConfig`: the saved (masked) config on a details page, null in
+ * the guide. `onChange()` runs on every edit.
+ */
+export function createConfigForm({ metadata, savedConfig = null, codeTimeToLiveSeconds, onChange = () => {} }) {
+  const template = parseTemplate(metadata.configTemplate);
+  const formItems = Array.isArray(metadata.formItems) ? metadata.formItems : [];
+  const fields = formItems.length > 0
+    ? formItems.map((item) => createField(item, initialValue(item, savedConfig, template), {
+        codeTimeToLiveSeconds,
+        onChange,
+        saved: Boolean(savedConfig) && Object.prototype.hasOwnProperty.call(savedConfig, item.key),
+      }))
+    : [createWholeConfigField(savedConfig ?? template, onChange)];
+  const formError = h('p', { class: 'form-error', role: 'alert', hidden: true });
+  const element = h('div', { class: 'config-form' }, fields.map((field) => field.element), formError);
+  const initialSnapshot = () => fields.map((field) => field.snapshotAtStart);
+
+  function clearErrors() {
+    for (const field of fields) field.setError(null);
+    formError.hidden = true;
+    formError.textContent = '';
+  }
+
+  function fieldFor(key) {
+    return fields.find((field) => field.key === key) || null;
+  }
+
+  return {
+    element,
+    /** `{config, problems: [{key, message}]}`, showing each problem on its field. */
+    collect() {
+      clearErrors();
+      const config = savedConfig && typeof savedConfig === 'object' && !Array.isArray(savedConfig) ? structuredClone(savedConfig) : {};
+      const problems = [];
+      let wholeConfig = null;
+      for (const field of fields) {
+        const outcome = field.read();
+        if (outcome.problem) {
+          problems.push({ key: field.key, message: outcome.problem });
+          field.setError(outcome.problem);
+        } else if (field.key === null) {
+          wholeConfig = outcome.value;
+        } else if (outcome.keepSaved) {
+          // Untouched: the saved value stays exactly as it was (null included).
+        } else if (outcome.value === undefined) {
+          delete config[field.key];
+        } else {
+          config[field.key] = outcome.value;
+        }
+      }
+      return { config: wholeConfig ?? config, problems };
+    },
+    /** Shows the host's `data.errors` on their fields; returns the messages no field took. */
+    showServerErrors(errors) {
+      const unplaced = [];
+      for (const error of errors || []) {
+        const field = fieldFor(formKeyOfPath(error.field, error.message)) || (fields.length === 1 && fields[0].key === null ? fields[0] : null);
+        const text = error.field && error.field !== '.' && field && error.field !== field.key ? `${error.field}: ${error.message}` : error.message;
+        if (field) field.setError(text, true);
+        else unplaced.push(text);
+      }
+      if (unplaced.length > 0) {
+        formError.hidden = false;
+        formError.textContent = unplaced.join(' ');
+      }
+      return unplaced;
+    },
+    /** Shows a message on one field (e.g. template_not_found on the templates editor). */
+    showFieldError(key, message) {
+      const field = fieldFor(key);
+      if (!field) return false;
+      field.setError(message, true);
+      return true;
+    },
+    showFormError(message) {
+      formError.hidden = false;
+      formError.textContent = message;
+    },
+    clearErrors,
+    focusFirstError() {
+      const field = fields.find((candidate) => candidate.hasError());
+      if (field) field.focus();
+    },
+    hasField: (key) => fieldFor(key) !== null,
+    isDirty: () => !sameJson(fields.map((field) => field.snapshot()), initialSnapshot()),
+    hasInvalidJson: () => fields.some((field) => field.hasInvalidJson()),
+    reset() {
+      clearErrors();
+      for (const field of fields) field.reset();
+    },
+  };
+}
+
+function initialValue(item, savedConfig, template) {
+  if (savedConfig) return savedConfig[item.key];
+  // The template's JSON keeps the vendor's key order; a default value went through the
+  // plugin's serializer, which may have sorted it.
+  if (item.type === 'Json' && template[item.key] !== undefined) return template[item.key];
+  if (item.defaultValue !== undefined && item.defaultValue !== null) return item.defaultValue;
+  return undefined;
+}
+
+function textOf(value) {
+  if (value === undefined || value === null) return '';
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** One form item: label, control, description, error; and how to read its typed value. */
+function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
+  const id = uniqueId('field');
+  const descriptionId = uniqueId('field-description');
+  const errorId = uniqueId('field-error');
+  const label = localized(item.label) || item.key;
+  const error = h('p', { id: errorId, class: 'field-error', 'aria-live': 'polite', hidden: true });
+  const description = [item.description, item.tooltip].filter((text) => typeof text === 'string' && text.trim());
+  const describedBy = [description.length ? descriptionId : '', errorId].filter(Boolean).join(' ');
+  const requiredMark = item.required ? h('span', { class: 'required-mark', 'aria-hidden': 'true' }, '*') : null;
+  const control = buildControl(item, value, { id, describedBy, label, onChange });
+  let hasServerError = false;
+
+  const element = h('div', { class: 'field', 'data-field-key': item.key, 'data-field-type': item.type },
+    control.labelled === false ? null : h('label', { class: 'field-label', for: id }, label, requiredMark),
+    control.element,
+    description.length ? h('p', { id: descriptionId, class: 'field-description' }, description.join(' ')) : null,
+    item.type === 'Json' && item.key === 'templates' ? templatesHelp(codeTimeToLiveSeconds) : null,
+    error,
+  );
+  const snapshotAtStart = control.snapshot();
+
+  return {
+    key: item.key,
+    element,
+    snapshotAtStart,
+    snapshot: control.snapshot,
+    read() {
+      const raw = control.snapshot();
+      if (saved && sameJson(raw, snapshotAtStart)) return { keepSaved: true };
+      const outcome = control.read();
+      if (outcome.problem) return outcome;
+      const empty = outcome.value === undefined || (Array.isArray(outcome.value) && outcome.value.length === 0 && item.type === 'MultiSelect');
+      if (item.required && empty && item.type !== 'Switch') return { problem: `${label} is required.` };
+      return outcome;
+    },
+    setError(message, fromServer = false) {
+      hasServerError = Boolean(message) && fromServer;
+      error.hidden = !message;
+      error.textContent = message || '';
+      element.classList.toggle('field-invalid', Boolean(message));
+      for (const input of element.querySelectorAll('input, textarea, select')) {
+        if (message) input.setAttribute('aria-invalid', 'true');
+        else if (!input.hasAttribute('data-json-editor')) input.removeAttribute('aria-invalid');
+      }
+    },
+    hasError: () => !error.hidden || hasServerError,
+    hasInvalidJson: () => control.hasInvalidJson(),
+    focus: () => control.focus(),
+    reset: () => control.reset(),
+  };
+}
+
+function buildControl(item, value, { id, describedBy, label, onChange }) {
+  const common = { id, 'aria-describedby': describedBy, 'aria-required': item.required ? 'true' : null, name: item.key };
+  const plain = (element, read) => ({
+    element,
+    read,
+    snapshot: () => element.value,
+    hasInvalidJson: () => false,
+    focus: () => element.focus(),
+    reset: () => { element.value = textOf(value); },
+  });
+  switch (item.type) {
+    case 'MultilineText': {
+      const textarea = h('textarea', { ...common, rows: 5, placeholder: item.placeholder, oninput: onChange });
+      textarea.value = textOf(value);
+      return plain(textarea, () => ({ value: textarea.value === '' ? undefined : textarea.value }));
+    }
+    case 'Number': {
+      const input = h('input', { ...common, type: 'number', step: 'any', inputmode: 'decimal', placeholder: item.placeholder, oninput: onChange });
+      input.value = typeof value === 'number' ? String(value) : textOf(value);
+      return plain(input, () => {
+        if (input.value.trim() === '') {
+          return input.validity.badInput ? { problem: `${label} must be a number.` } : { value: undefined };
+        }
+        const number = Number(input.value);
+        return Number.isFinite(number) ? { value: number } : { problem: `${label} must be a number.` };
+      });
+    }
+    case 'Switch': {
+      const checkbox = h('input', { ...common, type: 'checkbox', role: 'switch', onchange: onChange });
+      checkbox.checked = value === true;
+      const text = localized(item.description) || label;
+      return {
+        element: h('label', { class: 'switch', for: id }, checkbox, h('span', { class: 'switch-track', 'aria-hidden': 'true' }), h('span', {}, label === text ? label : `${label}: ${text}`)),
+        labelled: false,
+        read: () => ({ value: checkbox.checked }),
+        snapshot: () => checkbox.checked,
+        hasInvalidJson: () => false,
+        focus: () => checkbox.focus(),
+        reset: () => { checkbox.checked = value === true; },
+      };
+    }
+    case 'Select': {
+      const choices = Array.isArray(item.selectItems) ? item.selectItems : [];
+      const select = h('select', { ...common, onchange: onChange },
+        h('option', { value: '' }, item.placeholder || 'Choose…'),
+        choices.map((choice, index) => h('option', { value: String(index) }, localized(choice.title) || textOf(choice.value))),
+      );
+      const initialIndex = choices.findIndex((choice) => sameJson(choice.value, value));
+      select.value = initialIndex >= 0 ? String(initialIndex) : '';
+      return {
+        ...plain(select, () => ({ value: select.value === '' ? undefined : choices[Number(select.value)].value })),
+        reset: () => { select.value = initialIndex >= 0 ? String(initialIndex) : ''; },
+      };
+    }
+    case 'MultiSelect': {
+      const choices = Array.isArray(item.selectItems) ? item.selectItems : [];
+      const selected = Array.isArray(value) ? value : [];
+      const boxes = choices.map((choice) => {
+        const box = h('input', { type: 'checkbox', onchange: onChange });
+        box.checked = selected.some((entry) => sameJson(entry, choice.value));
+        return box;
+      });
+      const group = h('fieldset', { class: 'multi-select', id, 'aria-describedby': describedBy },
+        h('legend', { class: 'field-label' }, label, item.required ? h('span', { class: 'required-mark', 'aria-hidden': 'true' }, '*') : null),
+        choices.map((choice, index) => h('label', { class: 'checkbox' }, boxes[index], h('span', {}, localized(choice.title) || textOf(choice.value)))),
+      );
+      return {
+        element: group,
+        labelled: false,
+        read: () => ({ value: choices.filter((_, index) => boxes[index].checked).map((choice) => choice.value) }),
+        snapshot: () => boxes.map((box) => box.checked),
+        hasInvalidJson: () => false,
+        focus: () => (boxes[0] ? boxes[0].focus() : group.focus()),
+        reset: () => boxes.forEach((box, index) => { box.checked = selected.some((entry) => sameJson(entry, choices[index].value)); }),
+      };
+    }
+    case 'Json': {
+      const initialText = value === undefined ? '' : formatJson(value);
+      const editor = createJsonEditor({ id, text: initialText, rows: 12, describedBy, onChange: () => onChange() });
+      if (item.required) editor.textarea.setAttribute('aria-required', 'true');
+      editor.textarea.name = item.key;
+      return {
+        element: editor.element,
+        read: () => {
+          const result = editor.result();
+          if (!result.ok) return { problem: result.message };
+          return { value: result.value };
+        },
+        snapshot: () => editor.value(),
+        hasInvalidJson: () => !editor.result().ok,
+        focus: () => editor.focus(),
+        reset: () => editor.setValue(initialText),
+      };
+    }
+    default: {
+      // Text, and any type this console does not know yet (as Logto does).
+      const secret = isSecretKey(item);
+      const input = h('input', { ...common, type: secret ? 'password' : 'text', placeholder: item.placeholder, autocomplete: secret ? 'new-password' : 'off', spellcheck: 'false', oninput: onChange });
+      input.value = textOf(value);
+      if (!secret) {
+        return plain(input, () => ({ value: input.value === '' ? undefined : input.value }));
+      }
+      const toggle = h('button', { type: 'button', class: 'button button-small reveal-toggle', 'aria-pressed': 'false', 'aria-controls': id }, 'Show');
+      toggle.addEventListener('click', () => {
+        const reveal = input.type === 'password';
+        input.type = reveal ? 'text' : 'password';
+        toggle.textContent = reveal ? 'Hide' : 'Show';
+        toggle.setAttribute('aria-pressed', String(reveal));
+      });
+      const savedHint = value === MASK ? h('p', { class: 'field-description secret-hint' }, 'A value is saved and hidden. Leave ******** as it is to keep it, or type a new one to replace it.') : null;
+      return {
+        ...plain(input, () => ({ value: input.value === '' ? undefined : input.value })),
+        element: h('div', { class: 'secret-field' }, h('div', { class: 'input-with-button' }, input, toggle), savedHint),
+      };
+    }
+  }
+}
+
+/** A factory without form items: the whole config as one JSON object. */
+function createWholeConfigField(value, onChange) {
+  const id = uniqueId('field');
+  const errorId = uniqueId('field-error');
+  const initialText = formatJson(value ?? {});
+  const editor = createJsonEditor({ id, text: initialText, rows: 16, describedBy: errorId, onChange: () => onChange() });
+  const error = h('p', { id: errorId, class: 'field-error', 'aria-live': 'polite', hidden: true });
+  const element = h('div', { class: 'field', 'data-field-key': '.', 'data-field-type': 'Json' },
+    h('label', { class: 'field-label', for: id }, 'Configuration (JSON)'),
+    editor.element,
+    error,
+  );
+  const snapshotAtStart = editor.value();
+  return {
+    key: null,
+    element,
+    snapshotAtStart,
+    snapshot: () => editor.value(),
+    read() {
+      const result = editor.result();
+      if (!result.ok) return { problem: result.message };
+      if (result.empty || typeof result.value !== 'object' || result.value === null || Array.isArray(result.value)) {
+        return { problem: 'The configuration must be a JSON object.' };
+      }
+      return { value: result.value };
+    },
+    setError(message) {
+      error.hidden = !message;
+      error.textContent = message || '';
+      element.classList.toggle('field-invalid', Boolean(message));
+    },
+    hasError: () => !error.hidden,
+    hasInvalidJson: () => !editor.result().ok,
+    focus: () => editor.focus(),
+    reset: () => editor.setValue(initialText),
+  };
+}

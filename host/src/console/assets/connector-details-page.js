@@ -1,0 +1,166 @@
+// A connector's details: header (logo, name, factory, id, live or retired), Check README,
+// the "⋯" menu (Change SMS connector, Delete), the configuration form and the test, with a
+// Save/Discard bar while edited (PATCH) and a question before leaving with unsaved edits.
+
+import { api, ApiError } from './api.js';
+import { h, loading, localized, logoImage, notify, replaceChildren } from './dom.js';
+import { confirmDialog, menuButton, openDialog } from './modal.js';
+import { createConfigForm } from './config-form.js';
+import { createConnectorTester } from './connector-tester.js';
+import { connectorProblem, connectorStatusBadges } from './connectors-page.js';
+import { openFactoryPicker } from './factory-picker.js';
+import { readmeView } from './guide-page.js';
+
+export async function renderConnectorDetailsPage(container, { connectorId }, context) {
+  replaceChildren(container, loading());
+  let connector;
+  try {
+    connector = await api('GET', `/api/connectors/${encodeURIComponent(connectorId)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      replaceChildren(container, h('div', { class: 'notice notice-error', role: 'alert' },
+        h('p', {}, `There is no connector ${connectorId}. It may have been deleted.`),
+        h('a', { class: 'button', href: '#/connectors' }, 'Back to connectors')));
+      return;
+    }
+    throw error;
+  }
+  const ttl = await context.codeTimeToLiveSeconds();
+  if (!context.isCurrent()) return;
+  const name = localized(connector.name) || connector.connectorId;
+  document.title = `${name} · connector-host console`;
+  const factoryLoaded = Array.isArray(connector.formItems) || typeof connector.configTemplate === 'string';
+
+  const actions = [];
+  if (factoryLoaded) {
+    actions.push(h('button', { type: 'button', class: 'button', onclick: () => showReadme(connector.connectorId, name) }, 'Check README'));
+  }
+  if (!connector.enabled) {
+    const makeLive = h('button', { type: 'button', class: 'button button-primary', disabled: !connector.loaded }, 'Make live');
+    makeLive.addEventListener('click', async () => {
+      makeLive.disabled = true;
+      try {
+        await api('POST', `/api/connectors/${encodeURIComponent(connector.id)}/enable`);
+        notify(`${name} is live again.`);
+        await context.navigate(window.location.hash, { force: true });
+      } catch (error) {
+        notify(`${name} could not be made live: ${error.message}`, 'error');
+        makeLive.disabled = false;
+      }
+    });
+    actions.push(makeLive);
+  }
+  actions.push(menuButton({
+    label: 'More',
+    items: [
+      ...(connector.enabled ? [{ label: 'Change SMS connector', onSelect: () => openFactoryPicker({ context, currentFactoryId: connector.connectorId, replacingConnectorId: connector.id }) }] : []),
+      { label: 'Delete', danger: true, onSelect: () => deleteConnector(connector, name, context) },
+    ],
+  }));
+
+  const header = h('header', { class: 'details-header card' },
+    h('a', { class: 'back-link', href: '#/connectors' }, '← Connectors'),
+    h('div', { class: 'details-heading' },
+      logoImage(connector.logo, name, 48),
+      h('div', { class: 'details-title-block' },
+        h('h1', { class: 'details-title' }, name, ' ', connectorStatusBadges(connector)),
+        h('p', { class: 'connector-meta' },
+          h('span', {}, 'Factory ', h('code', { 'data-testid': 'factory-id' }, connector.connectorId)),
+          h('span', {}, 'ID ', h('code', { 'data-testid': 'connector-id' }, connector.id)))),
+      h('div', { class: 'row-actions' }, actions)),
+    connectorProblem(connector),
+    connector.enabled ? null : h('p', { class: 'notice' }, 'Retired: this connector is not sending. Its configuration is kept; Make live switches back to it.'),
+  );
+
+  if (!factoryLoaded) {
+    replaceChildren(container, header,
+      h('section', { class: 'card' },
+        h('h2', {}, 'Parameter configuration'),
+        h('p', {}, 'The plugin that provides this connector is not loaded, so its form cannot be shown. The saved configuration (secrets masked) is kept:'),
+        h('pre', { class: 'code-block' }, JSON.stringify(connector.config, null, 2))));
+    return;
+  }
+
+  const saveBar = h('div', { class: 'save-bar', hidden: true, role: 'region', 'aria-label': 'Unsaved changes' });
+  const form = createConfigForm({ metadata: connector, savedConfig: connector.config, codeTimeToLiveSeconds: ttl, onChange: updateSaveBar });
+  const saveButton = h('button', { type: 'submit', class: 'button button-primary', form: 'details-form' }, 'Save changes');
+  const discardButton = h('button', { type: 'button', class: 'button' }, 'Discard');
+  const saveStatus = h('span', { class: 'save-status', role: 'status', 'aria-live': 'polite' });
+  replaceChildren(saveBar, h('span', { class: 'save-bar-text' }, 'You have unsaved changes.'), saveStatus, discardButton, saveButton);
+  function updateSaveBar() {
+    saveBar.hidden = !form.isDirty();
+    saveButton.disabled = form.hasInvalidJson();
+    saveStatus.textContent = form.hasInvalidJson() ? 'Fix the JSON to save.' : '';
+  }
+  context.setUnsavedChangesCheck(() => form.isDirty());
+  discardButton.addEventListener('click', () => {
+    form.reset();
+    updateSaveBar();
+    notify('Changes discarded.');
+  });
+  const configForm = h('form', { id: 'details-form', novalidate: true }, form.element);
+  configForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!form.isDirty() || saveButton.disabled) return;
+    const { config, problems } = form.collect();
+    if (problems.length > 0) {
+      saveStatus.textContent = 'Fix the highlighted fields to save.';
+      form.focusFirstError();
+      return;
+    }
+    saveButton.disabled = true;
+    saveStatus.textContent = 'Saving…';
+    try {
+      await api('PATCH', `/api/connectors/${encodeURIComponent(connector.id)}`, { config });
+      notify(connector.enabled ? `Saved. ${name} sends with the new configuration.` : 'Saved.');
+      await context.navigate(window.location.hash, { force: true });
+    } catch (error) {
+      saveButton.disabled = false;
+      if (error instanceof ApiError && error.code === 'connector.invalid_config' && Array.isArray(error.data?.errors)) {
+        form.showServerErrors(error.data.errors);
+        saveStatus.textContent = 'Not saved: see the highlighted fields.';
+        form.focusFirstError();
+      } else {
+        saveStatus.textContent = `Not saved: ${error.message}`;
+      }
+    }
+  });
+  const tester = createConnectorTester({ form, factoryId: connector.connectorId });
+
+  replaceChildren(container,
+    header,
+    h('div', { class: 'details-columns' },
+      h('section', { class: 'card', 'aria-labelledby': 'details-config-heading' },
+        h('h2', { id: 'details-config-heading' }, 'Parameter configuration'),
+        configForm),
+      h('section', { class: 'card', 'aria-labelledby': 'details-test-heading' },
+        h('h2', { id: 'details-test-heading' }, 'Test'),
+        tester.element)),
+    saveBar,
+  );
+}
+
+async function showReadme(factoryId, name) {
+  const body = h('div', {}, loading('Loading the README…'));
+  openDialog({ title: `README: ${name}`, body, variant: 'drawer', testId: 'readme-drawer' });
+  replaceChildren(body, await readmeView(factoryId, name));
+}
+
+async function deleteConnector(connector, name, context) {
+  const confirmed = await confirmDialog({
+    title: `Delete ${name}?`,
+    message: connector.enabled
+      ? `${connector.id} is the live SMS connector. After deleting it no SMS connector is live, and sends answer 501 until you set one up or make a previous one live. Its configuration is deleted for good.`
+      : `The connector ${connector.id} and its saved configuration are deleted for good. This cannot be undone.`,
+    confirmLabel: 'Delete',
+    danger: true,
+  });
+  if (!confirmed) return;
+  try {
+    await api('DELETE', `/api/connectors/${encodeURIComponent(connector.id)}`);
+    notify(`${name} was deleted.`);
+    await context.navigate('#/connectors', { force: true });
+  } catch (error) {
+    notify(`${name} could not be deleted: ${error.message}`, 'error');
+  }
+}

@@ -1,0 +1,132 @@
+// "Email and SMS connectors": the live SMS connector (or Set up), then Previous SMS
+// connectors, the retired ones this host keeps (Logto deletes them), each with Make live and
+// Delete.
+
+import { api } from './api.js';
+import { badge, formatTime, h, loading, localized, logoImage, notify, replaceChildren } from './dom.js';
+import { confirmDialog } from './modal.js';
+import { openFactoryPicker } from './factory-picker.js';
+
+function connectorName(connector) {
+  return localized(connector.name) || connector.connectorId;
+}
+
+/** Live, not loaded, orphaned: what an operator must know about a connector at a glance. */
+export function connectorStatusBadges(connector) {
+  return [
+    connector.enabled ? badge('Live', 'live') : badge('Retired', 'neutral'),
+    connector.loaded ? null : badge('Not loaded', 'error'),
+    connector.orphaned ? badge('Orphaned', 'warning') : null,
+  ];
+}
+
+/** The sentence behind the badges, when there is something wrong. */
+export function connectorProblem(connector) {
+  if (!connector.loaded) {
+    return h('p', { class: 'notice notice-error', 'data-testid': 'load-error' },
+      connector.enabled ? 'Not sending: ' : 'Cannot be made live: ',
+      connector.loadError || 'no loaded plugin provides this connector.');
+  }
+  if (connector.orphaned) {
+    return h('p', { class: 'notice notice-warning', 'data-testid': 'orphaned' },
+      'Orphaned: its plugin file was removed or replaced by a build that was not taken up. It keeps sending on the loaded code until you change it.');
+  }
+  return null;
+}
+
+function identity(connector) {
+  return h('div', { class: 'connector-identity' },
+    logoImage(connector.logo, connectorName(connector)),
+    h('div', {},
+      h('div', { class: 'connector-name' }, connectorName(connector), ' ', connectorStatusBadges(connector)),
+      h('div', { class: 'connector-meta' },
+        h('span', {}, 'Factory ', h('code', {}, connector.connectorId)),
+        h('span', {}, 'ID ', h('code', {}, connector.id))),
+    ),
+  );
+}
+
+export async function renderConnectorsPage(container, _params, context) {
+  document.title = 'Connectors · connector-host console';
+  replaceChildren(container, h('h1', {}, 'Connectors'), loading());
+  const [live, retired] = await Promise.all([
+    api('GET', '/api/connectors'),
+    api('GET', '/api/connectors?enabled=false'),
+  ]);
+  if (!context.isCurrent()) return;
+  const liveConnector = live[0] || null;
+
+  const smsRow = liveConnector
+    ? h('div', { class: 'connector-row', 'data-testid': 'live-sms-connector' },
+        identity(liveConnector),
+        h('div', { class: 'row-actions' },
+          h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(liveConnector.id)}` }, 'Open'),
+          h('button', { type: 'button', class: 'button', onclick: () => openFactoryPicker({ context, currentFactoryId: liveConnector.connectorId, replacingConnectorId: liveConnector.id }) }, 'Change connector')),
+        connectorProblem(liveConnector))
+    : h('div', { class: 'connector-row connector-row-empty', 'data-testid': 'no-sms-connector' },
+        h('div', { class: 'connector-identity' },
+          h('span', { class: 'logo logo-placeholder', 'aria-hidden': 'true' }, 'SMS'),
+          h('div', {}, h('div', { class: 'connector-name' }, 'SMS connector'),
+            h('div', { class: 'connector-meta' }, 'No SMS connector is live: sends and verification codes answer 501 until one is set up.'))),
+        h('div', { class: 'row-actions' },
+          h('button', { type: 'button', class: 'button button-primary', 'data-testid': 'set-up', onclick: () => openFactoryPicker({ context }) }, 'Set up')));
+
+  const previousList = retired.length === 0
+    ? h('p', { class: 'empty-state' }, 'None yet. When you change the SMS connector, the previous one is kept here with its configuration, ready to be made live again.')
+    : h('ul', { class: 'connector-list', 'aria-label': 'Previous SMS connectors' }, retired.map((connector) => previousRow(connector, context)));
+
+  replaceChildren(container,
+    h('h1', {}, 'Connectors'),
+    h('section', { class: 'card', 'aria-labelledby': 'sms-heading' },
+      h('h2', { id: 'sms-heading' }, 'Email and SMS connectors'),
+      h('p', { class: 'section-description' }, 'One SMS connector is live at a time: it sends every message and verification code.'),
+      smsRow),
+    h('section', { class: 'card', 'aria-labelledby': 'previous-heading', 'data-testid': 'previous-sms-connectors' },
+      h('h2', { id: 'previous-heading' }, 'Previous SMS connectors'),
+      h('p', { class: 'section-description' }, 'Connectors that were live before. Their configuration is kept: make one live again in one click.'),
+      previousList),
+  );
+}
+
+function previousRow(connector, context) {
+  const name = connectorName(connector);
+  const makeLive = h('button', { type: 'button', class: 'button button-primary', disabled: !connector.loaded }, 'Make live');
+  const remove = h('button', { type: 'button', class: 'button button-danger-plain' }, 'Delete');
+  makeLive.setAttribute('aria-label', `Make ${name} (${connector.id}) live`);
+  remove.setAttribute('aria-label', `Delete ${name} (${connector.id})`);
+  makeLive.addEventListener('click', async () => {
+    makeLive.disabled = true;
+    try {
+      await api('POST', `/api/connectors/${encodeURIComponent(connector.id)}/enable`);
+      notify(`${name} is live again.`);
+      await context.navigate('#/connectors', { force: true });
+    } catch (error) {
+      notify(`${name} could not be made live: ${error.message}`, 'error');
+      makeLive.disabled = false;
+    }
+  });
+  remove.addEventListener('click', async () => {
+    const confirmed = await confirmDialog({
+      title: `Delete ${name}?`,
+      message: `The connector ${connector.id} and its saved configuration are deleted for good. This cannot be undone.`,
+      confirmLabel: 'Delete',
+      danger: true,
+    });
+    if (!confirmed) return;
+    try {
+      await api('DELETE', `/api/connectors/${encodeURIComponent(connector.id)}`);
+      notify(`${name} was deleted.`);
+      await context.navigate('#/connectors', { force: true });
+    } catch (error) {
+      notify(`${name} could not be deleted: ${error.message}`, 'error');
+    }
+  });
+  return h('li', { class: 'connector-row', 'data-testid': 'previous-connector', 'data-connector-id': connector.id },
+    identity(connector),
+    h('div', { class: 'connector-meta' }, `Last changed ${formatTime(connector.updatedAt)}`),
+    h('div', { class: 'row-actions' },
+      h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(connector.id)}` }, 'Open'),
+      makeLive,
+      remove),
+    connectorProblem(connector));
+}

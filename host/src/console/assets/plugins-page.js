@@ -1,0 +1,58 @@
+// "Plugins": every plugin file the host has seen (GET /api/plugins) and what became of it, and
+// Rescan (POST /api/plugins/rescan) for folders whose change notifications do not arrive.
+
+import { api } from './api.js';
+import { badge, formatTime, h, loading, notify, replaceChildren } from './dom.js';
+
+const STATUS_KINDS = { loaded: 'live', rejected: 'error', incomplete: 'warning', superseded: 'neutral', removed: 'neutral' };
+
+function fileName(path) {
+  return String(path).split('/').pop();
+}
+
+function pluginTable(files) {
+  if (files.length === 0) {
+    return h('p', { class: 'empty-state' }, 'No plugin files yet. Copy a connector plugin (.so) into the plugins folder under a temporary name, then rename it into place; it is picked up within a second.');
+  }
+  return h('div', { class: 'table-scroll' },
+    h('table', { class: 'plugins-table', 'data-testid': 'plugins-table' },
+      h('caption', { class: 'visually-hidden' }, 'Plugin files'),
+      h('thead', {}, h('tr', {}, ['File', 'Status', 'Factory', 'Version', 'SHA-256', 'Error', 'Loaded at'].map((title) => h('th', { scope: 'col' }, title)))),
+      h('tbody', {}, files.map((file) => h('tr', { 'data-status': file.status, 'data-file': fileName(file.path) },
+        h('td', { title: file.path }, h('code', {}, fileName(file.path))),
+        h('td', {}, badge(file.status, STATUS_KINDS[file.status] || 'neutral')),
+        h('td', {}, file.factoryId ? h('code', {}, file.factoryId) : '—'),
+        h('td', {}, file.pluginVersion || '—'),
+        h('td', { title: file.sha256 || '' }, file.sha256 ? h('code', {}, file.sha256.slice(0, 12)) : '—'),
+        h('td', { class: 'plugin-error' }, file.error || ''),
+        h('td', {}, file.loadedAt ? formatTime(file.loadedAt) : '—'))))));
+}
+
+export async function renderPluginsPage(container, _params, context) {
+  document.title = 'Plugins · connector-host console';
+  replaceChildren(container, h('h1', {}, 'Plugins'), loading());
+  const files = await api('GET', '/api/plugins');
+  if (!context.isCurrent()) return;
+  const tableHolder = h('div', {}, pluginTable(files));
+  const rescan = h('button', { type: 'button', class: 'button' }, 'Rescan');
+  rescan.addEventListener('click', async () => {
+    rescan.disabled = true;
+    rescan.setAttribute('aria-busy', 'true');
+    try {
+      const rescanned = await api('POST', '/api/plugins/rescan');
+      replaceChildren(tableHolder, pluginTable(rescanned));
+      const loaded = rescanned.filter((file) => file.status === 'loaded').length;
+      notify(`Rescanned: ${loaded} loaded, ${rescanned.length - loaded} other.`);
+    } catch (error) {
+      notify(`Rescan failed: ${error.message}`, 'error');
+    } finally {
+      rescan.disabled = false;
+      rescan.removeAttribute('aria-busy');
+    }
+  });
+  replaceChildren(container,
+    h('div', { class: 'page-heading' }, h('h1', {}, 'Plugins'), rescan),
+    h('section', { class: 'card' },
+      h('p', { class: 'section-description' }, 'Files in the plugins folder, loaded without a restart. A refused file keeps its one-line reason here; earlier builds are listed as superseded or removed.'),
+      tableHolder));
+}

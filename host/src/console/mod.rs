@@ -1,0 +1,72 @@
+//! The admin console: a single page served from assets embedded in the binary (no Node
+//! toolchain, no CDN, works offline), which drives the same `/api` routes as every client.
+//!
+//! # Layout
+//! - [`assets`]: the embedded files (HTML, CSS, one ES module per screen) and their types.
+//! - [`readme`]: a plugin's README, Markdown rendered to HTML and sanitized on the server.
+//!
+//! Everything a plugin supplies is untrusted here: the README is sanitized by [`readme`]
+//! before the page inserts it, and the page sets every other vendor string as text. The
+//! headers below forbid inline script, so markup that slipped through could still not run.
+
+pub mod assets;
+pub mod readme;
+
+use std::sync::Arc;
+
+use axum::extract::Path;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::api_error::ApiError;
+use crate::server::AppState;
+
+/// No inline script or style, nothing from another origin, no framing.
+pub const CONSOLE_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// `GET /` (redirects), `GET /console` and `GET /console/assets/{file}`, each with the
+/// console's security headers. No key is needed to load the page: it holds no data, and
+/// signs in by asking for the admin key.
+pub fn console_router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(redirect_to_console))
+        .route("/console", get(console_page))
+        .route("/console/", get(redirect_to_console))
+        .route("/console/assets/{file}", get(console_asset))
+        .layer(security_header(
+            header::CONTENT_SECURITY_POLICY,
+            CONSOLE_CONTENT_SECURITY_POLICY,
+        ))
+        .layer(security_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(security_header(header::REFERRER_POLICY, "no-referrer"))
+        .layer(security_header(header::X_FRAME_OPTIONS, "DENY"))
+        // Embedded assets change with the binary; revalidating costs one small request.
+        .layer(security_header(header::CACHE_CONTROL, "no-cache"))
+}
+
+fn security_header(
+    name: HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+}
+
+async fn redirect_to_console() -> Redirect {
+    Redirect::to("/console")
+}
+
+async fn console_page() -> Response {
+    assets::INDEX_HTML.into_response()
+}
+
+async fn console_asset(Path(file_name): Path<String>) -> Result<Response, ApiError> {
+    assets::find(&file_name)
+        .map(|asset| asset.into_response())
+        .ok_or(ApiError::NotFound {
+            entity: "console asset",
+            id: file_name,
+        })
+}

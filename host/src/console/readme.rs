@@ -1,0 +1,133 @@
+//! A plugin's README as HTML the console can insert: Markdown rendered by pulldown-cmark, then
+//! sanitized by ammonia, because the README comes from a vendor's file and is untrusted.
+//!
+//! What survives: headings, paragraphs, lists, tables, code, emphasis, quotes, links to http,
+//! https and mailto (opened in a new tab, `rel="noopener noreferrer nofollow"`), and images
+//! only when they are `data:` URIs. What goes: script and style elements, event handlers,
+//! `style` attributes, forms, frames, `javascript:` and every other URL scheme, and images
+//! from other hosts (the console makes no request beyond its own host).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use pulldown_cmark::{html, Options, Parser};
+
+/// The sanitized HTML of a README written in Markdown.
+pub fn render_readme_html(markdown: &str) -> String {
+    let options = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_FOOTNOTES;
+    let mut unsafe_html = String::with_capacity(markdown.len() * 3 / 2);
+    html::push_html(&mut unsafe_html, Parser::new_ext(markdown, options));
+    sanitize_html(&unsafe_html)
+}
+
+fn sanitize_html(unsafe_html: &str) -> String {
+    let mut builder = ammonia::Builder::default();
+    builder
+        .url_schemes(HashSet::from(["http", "https", "mailto", "data"]))
+        .link_rel(Some("noopener noreferrer nofollow"))
+        .set_tag_attribute_value("a", "target", "_blank")
+        // Links resolve against nothing: a relative link in a README cannot point into the
+        // console's own routes.
+        .url_relative(ammonia::UrlRelative::Deny)
+        .add_tag_attributes("input", ["type", "checked", "disabled"])
+        .add_tags(["input"])
+        .attribute_filter(|element, attribute, value| {
+            let is_data_url = value.trim_start().to_ascii_lowercase().starts_with("data:");
+            match (element, attribute) {
+                // Images only from data: URIs (no request to another host), and only images.
+                ("img", "src") => value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("data:image/")
+                    .then_some(Cow::Borrowed(value)),
+                // A data: link would open vendor-chosen content in a tab of our origin's opener.
+                ("a", "href") if is_data_url => None,
+                ("input", "type") => (value == "checkbox").then_some(Cow::Borrowed(value)),
+                _ => Some(Cow::Borrowed(value)),
+            }
+        });
+    builder.clean(unsafe_html).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE_README: &str = r#"# Hostile <script>window.sentinel = 1</script>
+
+<img src="x" onerror="window.sentinel = 2">
+<a href="javascript:window.sentinel = 3">click me</a>
+[markdown link](javascript:window.sentinel=4)
+<svg onload="window.sentinel = 5"><script>window.sentinel = 6</script></svg>
+<iframe src="https://example.com"></iframe>
+<p style="background:url(https://203.0.113.9/x.png)" onclick="x()">styled</p>
+![tracker](https://203.0.113.9/pixel.png)
+![inline](data:image/png;base64,iVBORw0KGgo=)
+<a href="data:text/html,<script>alert(1)</script>">data link</a>
+<form action="https://example.com"><input type="text" name="q"></form>
+
+| column | other |
+|---|---|
+| cell | `code` |
+
+```json
+{"templates": []}
+```
+
+[docs](https://example.com/docs) and [mail](mailto:ops@example.com)
+"#;
+
+    #[test]
+    fn scripts_handlers_and_foreign_urls_are_removed() {
+        let html = render_readme_html(HOSTILE_README);
+        for forbidden in [
+            "<script",
+            "onerror",
+            "onload",
+            "onclick",
+            "javascript:",
+            "<iframe",
+            "style=",
+            "203.0.113.9",
+            "data:text/html",
+            "<form",
+            "<svg",
+        ] {
+            assert!(
+                !html.contains(forbidden),
+                "{forbidden:?} survived in:\n{html}"
+            );
+        }
+    }
+
+    #[test]
+    fn safe_markdown_survives() {
+        let html = render_readme_html(HOSTILE_README);
+        assert!(html.contains("<h1>Hostile "), "{html}");
+        assert!(html.contains("<table>"), "{html}");
+        assert!(html.contains("<td><code>code</code></td>"), "{html}");
+        assert!(html.contains("<pre><code class=\"language-json\">"), "{html}");
+        assert!(
+            html.contains(
+                "<a href=\"https://example.com/docs\" rel=\"noopener noreferrer nofollow\" target=\"_blank\">docs</a>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("href=\"mailto:ops@example.com\""), "{html}");
+        assert!(
+            html.contains("src=\"data:image/png;base64,iVBORw0KGgo=\""),
+            "{html}"
+        );
+        assert!(html.contains("click me"), "link text stays: {html}");
+    }
+
+    #[test]
+    fn relative_links_are_dropped() {
+        let html = render_readme_html("[settings](/api/connectors) [up](../x)");
+        assert!(!html.contains("href"), "{html}");
+        assert!(html.contains("settings"), "{html}");
+    }
+}
