@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`artifacts`]: `cargo build` of the host and every plugin and fixture, once per test binary.
 //! - [`TestHost`]: one running host process with its own plugins folder and data directory.
+//! - [`browser`]: a headless Chromium driven through chromedriver, for the admin console's
+//!   tests.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +15,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod browser;
 
 /// Every package whose artifacts the tests use.
 const PACKAGES: &[&str] = &[
@@ -28,6 +32,7 @@ const PACKAGES: &[&str] = &[
     "fixture-incompatible-version",
     "fixture-request-building-connector",
     "fixture-mock-sms-next",
+    "fixture-hostile-metadata",
     "http-sms",
     "twilio-sms",
     "vonage-sms",

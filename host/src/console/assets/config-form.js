@@ -324,7 +324,7 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
         toggle.textContent = reveal ? 'Hide' : 'Show';
         toggle.setAttribute('aria-pressed', String(reveal));
       });
-      const savedHint = value === MASK ? h('p', { class: 'field-description secret-hint' }, 'A value is saved and hidden. Leave ******** as it is to keep it, or type a new one to replace it.') : null;
+      const savedHint = value === MASK ? h('p', { class: 'field-description secret-hint' }, `A value is saved and hidden. Leave ${MASK} as it is to keep it, type a new value to replace it, or clear the field to remove it.`) : null;
       return {
         ...plain(input, () => ({ value: input.value === '' ? undefined : input.value })),
         element: h('div', { class: 'secret-field' }, h('div', { class: 'input-with-button' }, input, toggle), savedHint),

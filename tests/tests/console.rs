@@ -1,0 +1,782 @@
+//! The admin console end to end, in a real headless Chromium: the tests click and type as an
+//! operator would, and check what the host did (outbox files, requests that reached a test
+//! endpoint, the API's state). Every step saves a screenshot under
+//! `target/console-screenshots/`.
+
+use std::time::Duration;
+
+use e2e_tests::browser::Browser;
+use e2e_tests::{
+    outbox_lines, plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY,
+};
+use fantoccini::key::Key;
+use serde_json::{json, Value};
+
+const MOCK: &str = "mock-short-message-service";
+const HTTP_SMS: &str = "http-sms";
+const PHONE: &str = "+12015550123";
+
+fn mock_and_http_host() -> TestHost {
+    HostFolders::new(&[
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+        ("libhttp_sms.so", &plugin_file("http_sms")),
+    ])
+    .start()
+}
+
+fn console_url(host: &TestHost) -> String {
+    format!("{}/console", host.base_url)
+}
+
+async fn sign_in(browser: &Browser, host: &TestHost) {
+    browser.goto(&console_url(host)).await;
+    browser.fill("#admin-key", ADMIN_KEY).await;
+    browser.click_button("Sign in").await;
+    browser.wait_for_text("h1", "Connectors").await;
+}
+
+/// Saves a mock connector through the API (a precondition, not what the test is about).
+fn create_mock_connector(host: &TestHost, outbox: &std::path::Path) -> Value {
+    let (status, connector) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": {
+            "templates": [{"usageType": "Generic", "content": "Generic code {{code}}"}],
+            "outbox": outbox,
+        }}),
+    );
+    assert_eq!(status, 200, "{connector}");
+    connector
+}
+
+fn send_message(host: &TestHost) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "type": "SignIn", "payload": {"code": "123456"}})),
+    )
+}
+
+/// The value of a form field's input, by its form key.
+async fn field_value(browser: &Browser, key: &str) -> String {
+    let value = browser
+        .eval(&format!(
+            "return document.querySelector('[data-field-key=\"{key}\"] input, [data-field-key=\"{key}\"] textarea').value"
+        ))
+        .await;
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+async fn is_disabled(browser: &Browser, button_text: &str) -> bool {
+    let script = format!(
+        "return [...document.querySelectorAll('button')].find(b => b.textContent.trim() === '{button_text}')?.disabled ?? null"
+    );
+    browser.eval(&script).await == json!(true)
+}
+
+async fn replace_json(browser: &Browser, key: &str, text: &str) {
+    browser
+        .fill(&format!("[data-field-key=\"{key}\"] textarea"), text)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
+    let host = mock_and_http_host();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    let browser = Browser::start().await;
+
+    // `/` leads to the console; a wrong key is refused with a message.
+    browser.goto(&format!("{}/", host.base_url)).await;
+    browser.wait_for("#admin-key").await;
+    assert!(browser.current_url().await.ends_with("/console"));
+    browser.fill("#admin-key", "not-the-key").await;
+    browser.click_button("Sign in").await;
+    browser
+        .wait_for_text("#sign-in-error", "That key is not valid")
+        .await;
+    browser.screenshot("01-sign-in-wrong-key").await;
+    // A send key is not an admin key.
+    browser.fill("#admin-key", SEND_KEY).await;
+    browser.click_button("Sign in").await;
+    browser.wait_for_text("#sign-in-error", "send key").await;
+    browser.fill("#admin-key", ADMIN_KEY).await;
+    browser.click_button("Sign in").await;
+    browser
+        .wait_for_text("[data-testid=no-sms-connector]", "No SMS connector is live")
+        .await;
+    browser.screenshot("02-connectors-none-live").await;
+
+    // Set up: Next stays disabled until a factory is picked.
+    browser.click_button("Set up").await;
+    browser
+        .wait_for_text("[data-testid=factory-picker]", "Mock SMS Service")
+        .await;
+    assert!(is_disabled(&browser, "Next").await);
+    browser.screenshot("03-set-up-picker").await;
+    browser
+        .click(&format!("[data-factory-id=\"{MOCK}\"]"))
+        .await;
+    assert!(!is_disabled(&browser, "Next").await);
+    browser.click_button("Next").await;
+
+    // The guide: README on the left, the form on the right.
+    browser
+        .wait_for_text("[data-testid=readme] h1", "Mock SMS connector")
+        .await;
+    browser
+        .wait_for_text(".guide-steps", "Parameter configuration")
+        .await;
+    let templates = field_value(&browser, "templates").await;
+    assert!(
+        templates.contains("\"usageType\": \"Generic\""),
+        "templates prefilled from the config template: {templates}"
+    );
+    assert!(browser
+        .text_of(".templates-help")
+        .await
+        .contains("valid for 10 minutes"));
+    browser
+        .fill("[data-field-key=\"outbox\"] input", outbox.to_str().unwrap())
+        .await;
+    browser.screenshot("04-guide").await;
+
+    // Break the templates JSON: the error names the place, Save is disabled.
+    replace_json(&browser, "templates", "[{\"usageType\": \"Generic\",}]").await;
+    browser
+        .wait_for_text("[data-field-key=\"templates\"] .json-status", "Invalid JSON at line 1")
+        .await;
+    assert!(is_disabled(&browser, "Save and Done").await);
+    browser.screenshot("05-guide-broken-json").await;
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"Generic\", \"content\": \"Your code is {{code}}\"}]",
+    )
+    .await;
+    browser
+        .wait_for_text("[data-field-key=\"templates\"] .json-status", "Valid JSON")
+        .await;
+    assert!(!is_disabled(&browser, "Save and Done").await);
+
+    // Test with a phone typed the way people type it: a Generic code reaches the outbox.
+    browser.fill("input[type=tel]", "+1 201-555 0123").await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(".test-outcome", "Test message sent to +12015550123")
+        .await;
+    browser.screenshot("06-guide-test-sent").await;
+    let sent = outbox_lines(&outbox);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0]["to"].as_str(), sent[0]["type"].as_str()), (Some(PHONE), Some("Generic")));
+    let code = sent[0]["payload"]["code"].as_str().unwrap();
+    assert!(code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()));
+    assert_eq!(sent[0]["content"], format!("Your code is {code}"));
+    assert_eq!(host.get("/api/connectors").1, json!([]), "testing saves nothing");
+
+    // Save and Done: the details page shows it live.
+    browser.click_button("Save and Done").await;
+    browser.wait_for_text(".details-title", "Mock SMS Service").await;
+    browser.wait_for_text(".details-title .badge", "Live").await;
+    browser.screenshot("07-details-live").await;
+    let (_, live) = host.get("/api/connectors");
+    assert_eq!(live[0]["connectorId"], MOCK);
+    assert_eq!(
+        browser.text_of("[data-testid=connector-id]").await,
+        live[0]["id"].as_str().unwrap()
+    );
+    assert_eq!(send_message(&host).0, 200);
+    assert_eq!(outbox_lines(&outbox).len(), 2, "sends go to the new outbox");
+
+    // The list shows the live connector.
+    browser.click_button("← Connectors").await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "Mock SMS Service")
+        .await;
+    browser.screenshot("08-connectors-live").await;
+
+    // Sign out forgets the key.
+    browser.click_button("Sign out").await;
+    browser.wait_for("#admin-key").await;
+    let stored = browser
+        .eval("return sessionStorage.getItem('connector-host.admin-key')")
+        .await;
+    assert_eq!(stored, Value::Null);
+    assert!(browser.browser_log_errors().await.iter().all(|line| !line.contains("Uncaught")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
+    let host = mock_and_http_host();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    let mock = create_mock_connector(&host, &outbox);
+    let endpoint = CaptureServer::start(200, "{}");
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+
+    browser.click_button("Open").await;
+    browser.wait_for_text(".details-title", "Mock SMS Service").await;
+    browser.click("[aria-haspopup=menu]").await;
+    browser.screenshot("09-details-more-menu").await;
+    browser.click_button("Change SMS connector").await;
+    // The live connector's factory is marked as current.
+    let current = browser
+        .wait_for_text(&format!("[data-factory-id=\"{MOCK}\"]"), "Current")
+        .await;
+    drop(current);
+    browser.screenshot("10-change-connector-picker").await;
+    browser
+        .click(&format!("[data-factory-id=\"{HTTP_SMS}\"]"))
+        .await;
+    browser.click_button("Next").await;
+    browser.wait_for_text(".guide-steps", "moves to Previous SMS connectors").await;
+    browser
+        .fill(
+            "[data-field-key=\"endpoint\"] input",
+            &format!("{}/sms", endpoint.url),
+        )
+        .await;
+    browser
+        .fill("[data-field-key=\"authorization\"] input", "Bearer first-token")
+        .await;
+    browser.fill("input[type=tel]", "12015550123").await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(".test-outcome", "Test message sent to +12015550123")
+        .await;
+    assert_eq!(endpoint.requests().len(), 1, "the test send reached the endpoint");
+    assert_eq!(
+        endpoint.requests()[0].header("authorization"),
+        Some("Bearer first-token")
+    );
+    browser.screenshot("11-http-sms-guide-tested").await;
+    browser.click_button("Save and Done").await;
+    browser.wait_for_text(".details-title", "HTTP SMS").await;
+    browser.wait_for_text(".details-title .badge", "Live").await;
+
+    // A real send goes to the endpoint; the mock is under Previous SMS connectors.
+    let (status, receipt) = send_message(&host);
+    assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(HTTP_SMS)));
+    assert_eq!(endpoint.requests().len(), 2);
+    browser.click_button("← Connectors").await;
+    let previous = format!("[data-connector-id=\"{}\"]", mock["id"].as_str().unwrap());
+    browser.wait_for_text(&previous, "Mock SMS Service").await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "HTTP SMS")
+        .await;
+    browser.screenshot("12-connectors-with-previous").await;
+
+    // Make live: one click, and sends go to the outbox again.
+    browser.click(&format!("{previous} .button-primary")).await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "Mock SMS Service")
+        .await;
+    browser
+        .wait_for_text("[data-testid=previous-sms-connectors]", "HTTP SMS")
+        .await;
+    browser.screenshot("13-mock-live-again").await;
+    let before = outbox_lines(&outbox).len();
+    let (status, receipt) = send_message(&host);
+    assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
+    assert_eq!(outbox_lines(&outbox).len(), before + 1);
+    assert_eq!(endpoint.requests().len(), 2, "nothing more reached the endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_show_next_to_what_caused_them() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+
+    // A config the plugin rejects: the message sits on the endpoint field.
+    browser
+        .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+        .await;
+    browser
+        .fill("[data-field-key=\"endpoint\"] input", "ftp://sms.example.com")
+        .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-field-key=\"endpoint\"] .field-error", "is not an http:// or https:// URL")
+        .await;
+    browser
+        .wait_for_text(".test-outcome", "The configuration is invalid")
+        .await;
+    browser.screenshot("14-field-error-from-plugin").await;
+
+    // A required field left empty is caught before anything is sent.
+    browser
+        .fill("[data-field-key=\"endpoint\"] input", "")
+        .await;
+    browser.click_button("Save and Done").await;
+    browser
+        .wait_for_text("[data-field-key=\"endpoint\"] .field-error", "is required")
+        .await;
+
+    // An invalid phone: on the phone input, from the browser's check and from the host's.
+    browser
+        .fill("[data-field-key=\"endpoint\"] input", "http://127.0.0.1:9/sms")
+        .await;
+    browser.fill("input[type=tel]", "12345").await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-testid=connector-tester] .field-error", "country code")
+        .await;
+    browser.fill("input[type=tel]", "+1 555 123 4567").await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(
+            "[data-testid=connector-tester] .field-error",
+            "is not a valid phone number",
+        )
+        .await;
+    let invalid = browser
+        .eval("return document.querySelector('input[type=tel]').getAttribute('aria-invalid')")
+        .await;
+    assert_eq!(invalid, json!("true"));
+    browser.screenshot("15-phone-error").await;
+
+    // A vendor that cannot be reached: the message stays by the Send button; the page works on.
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(".test-outcome", "did not send to +12015550123")
+        .await;
+    browser.screenshot("16-vendor-error").await;
+
+    // Going elsewhere with unsaved edits (here by address) asks first.
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser
+        .wait_for_text("[data-testid=confirm-dialog]", "Discard unsaved changes?")
+        .await;
+    browser.click_button("Discard and leave").await;
+
+    // No Generic template: the message sits on the templates editor.
+    browser
+        .wait_for("[data-field-key=\"templates\"] textarea")
+        .await;
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"SignIn\", \"content\": \"Sign-in code {{code}}\"}]",
+    )
+    .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-field-key=\"templates\"] .field-error", "Generic")
+        .await;
+    browser.screenshot("17-template-not-found").await;
+
+    // The per-recipient limit: 429 with its wait, next to Send.
+    drop(browser);
+    drop(host);
+    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--max-sends-per-recipient",
+        "1",
+    ]);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser
+        .fill(
+            "[data-field-key=\"outbox\"] input",
+            host.folders().scratch_path("limited.jsonl").to_str().unwrap(),
+        )
+        .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser.wait_for_text(".test-outcome", "Test message sent").await;
+    browser.click_button("Send").await;
+    browser.wait_for_text(".test-outcome", "Try again in").await;
+    browser.screenshot("18-rate-limited").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confidential_field_is_masked_kept_and_replaced() {
+    let host = mock_and_http_host();
+    let endpoint = CaptureServer::start(200, "{}");
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+        .await;
+    let authorization = "[data-field-key=\"authorization\"] input";
+    browser
+        .fill("[data-field-key=\"endpoint\"] input", &format!("{}/first", endpoint.url))
+        .await;
+    browser.fill(authorization, "Bearer kept-secret").await;
+    let input_type = browser
+        .eval(&format!("return document.querySelector('{authorization}').type"))
+        .await;
+    assert_eq!(input_type, json!("password"), "typed as a password");
+    browser.click_button("Show").await;
+    assert_eq!(
+        browser
+            .eval(&format!("return document.querySelector('{authorization}').type"))
+            .await,
+        json!("text")
+    );
+    browser.click_button("Save and Done").await;
+    browser.wait_for_text(".details-title", "HTTP SMS").await;
+
+    // Shown masked after saving: the page never holds the secret.
+    assert_eq!(field_value(&browser, "authorization").await, "******");
+    let page = browser.eval("return document.documentElement.outerHTML").await;
+    assert!(!page.as_str().unwrap().contains("kept-secret"));
+    browser.screenshot("19-secret-masked").await;
+
+    // Saving another change leaves the secret as it was.
+    browser
+        .fill("[data-field-key=\"endpoint\"] input", &format!("{}/second", endpoint.url))
+        .await;
+    browser.wait_for_text(".save-bar", "unsaved changes").await;
+    browser.screenshot("20-save-bar").await;
+    browser.click_button("Save changes").await;
+    browser.wait_for_text(".toast", "Saved").await;
+    send_message(&host);
+    let last = endpoint.requests().pop().expect("a request");
+    assert!(last.request_line.contains("/second"), "{}", last.request_line);
+    assert_eq!(last.header("authorization"), Some("Bearer kept-secret"));
+
+    // Typed anew, it replaces the saved one.
+    browser.wait_for(".save-bar[hidden]").await;
+    browser.fill(authorization, "Bearer new-secret").await;
+    browser.click_button("Save changes").await;
+    browser.wait_for_text(".toast", "Saved").await;
+    browser.wait_for(".save-bar[hidden]").await;
+    send_message(&host);
+    let last = endpoint.requests().pop().expect("a request");
+    assert_eq!(last.header("authorization"), Some("Bearer new-secret"));
+    assert_eq!(field_value(&browser, "authorization").await, "******");
+
+    // Unsaved edits: leaving asks first; Cancel stays, Discard leaves.
+    browser
+        .fill("[data-field-key=\"endpoint\"] input", "http://127.0.0.1:9/unsaved")
+        .await;
+    browser.click_button("← Connectors").await;
+    browser
+        .wait_for_text("[data-testid=confirm-dialog]", "Discard unsaved changes?")
+        .await;
+    browser.screenshot("21-unsaved-changes").await;
+    browser.click_button("Cancel").await;
+    browser.wait_until_gone("[data-testid=confirm-dialog]").await;
+    assert_eq!(
+        field_value(&browser, "endpoint").await,
+        "http://127.0.0.1:9/unsaved"
+    );
+    browser.click_button("← Connectors").await;
+    browser.click_button("Discard and leave").await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "HTTP SMS")
+        .await;
+    let (_, live) = host.get("/api/connectors");
+    assert!(live[0]["config"]["endpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with("/second"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_with_confirmation_and_the_plugins_page() {
+    let folders = HostFolders::new(&[
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+        ("libnot_a_connector.so", &plugin_file("fixture_not_a_connector")),
+    ]);
+    let host = folders.start();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    let first = create_mock_connector(&host, &outbox);
+    let second = create_mock_connector(&host, &outbox);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+
+    // Delete the retired one: Cancel keeps it, Delete removes it.
+    let row = format!("[data-connector-id=\"{}\"]", first["id"].as_str().unwrap());
+    browser.wait_for(&row).await;
+    browser.click(&format!("{row} .button-danger-plain")).await;
+    browser
+        .wait_for_text("[data-testid=confirm-dialog]", "deleted for good")
+        .await;
+    browser.screenshot("22-delete-confirmation").await;
+    browser.press_keys(&Key::Escape).await;
+    browser.wait_until_gone("[data-testid=confirm-dialog]").await;
+    assert_eq!(host.get(&format!("/api/connectors/{}", first["id"].as_str().unwrap())).0, 200);
+    browser.click(&format!("{row} .button-danger-plain")).await;
+    browser.click("[data-testid=confirm-dialog] .button-danger").await;
+    browser.wait_until_gone(&row).await;
+    assert_eq!(host.get(&format!("/api/connectors/{}", first["id"].as_str().unwrap())).0, 404);
+
+    // Delete the live one from its details page, through More.
+    browser.click_button("Open").await;
+    browser.wait_for_text(".details-title", "Mock SMS Service").await;
+    browser.click("[aria-haspopup=menu]").await;
+    browser.click_button("Delete").await;
+    browser
+        .wait_for_text("[data-testid=confirm-dialog]", "no SMS connector is live")
+        .await;
+    browser.click("[data-testid=confirm-dialog] .button-danger").await;
+    browser.wait_for("[data-testid=no-sms-connector]").await;
+    assert_eq!(host.get(&format!("/api/connectors/{}", second["id"].as_str().unwrap())).0, 404);
+
+    // Plugins: the refused file with its reason; a file dropped in shows after Rescan.
+    browser.click_button("Plugins").await;
+    browser
+        .wait_for_text(
+            "tr[data-file=\"libnot_a_connector.so\"]",
+            "not a connector plugin",
+        )
+        .await;
+    browser
+        .wait_for_text("tr[data-file=\"libmock_sms.so\"]", MOCK)
+        .await;
+    browser.screenshot("23-plugins").await;
+    e2e_tests::install_plugin(&host.plugins_dir, &plugin_file("http_sms"), "libhttp_sms.so");
+    browser.click_button("Rescan").await;
+    browser
+        .wait_for_text("tr[data-file=\"libhttp_sms.so\"]", "loaded")
+        .await;
+    browser.wait_for_text(".toast", "Rescanned").await;
+    browser.screenshot("24-plugins-rescanned").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
+    let host = HostFolders::new(&[
+        ("libhostile.so", &plugin_file("fixture_hostile_metadata")),
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+    ])
+    .start();
+    let browser = Browser::start().await;
+
+    // The console's pages carry a strict policy.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    for path in ["/console", "/console/assets/app.js"] {
+        let response = agent.get(&format!("{}{path}", host.base_url)).call().unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let policy = header("content-security-policy").unwrap_or_default();
+        assert!(policy.contains("script-src 'self'"), "{path}: {policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+        assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"));
+    }
+
+    sign_in(&browser, &host).await;
+    browser.click_button("Set up").await;
+    // The name is shown as text, markup and all.
+    browser
+        .wait_for_text("[data-factory-id=\"hostile-sms\"]", "<img src=x onerror=")
+        .await;
+    browser.screenshot("25-hostile-picker").await;
+    browser.click("[data-factory-id=\"hostile-sms\"]").await;
+    browser.click_button("Next").await;
+    browser.wait_for_text("[data-testid=readme] h2", "Safe section").await;
+    // The README's safe parts render; its scripts, handlers and foreign URLs are gone.
+    browser.wait_for_text("[data-testid=readme] table td", "apiKey").await;
+    browser
+        .wait_for_text("[data-testid=readme] pre code", "\"templates\"")
+        .await;
+    for gone in [
+        "[data-testid=readme] script",
+        "[data-testid=readme] iframe",
+        "[data-testid=readme] svg",
+        "[data-testid=readme] [onerror]",
+        "[data-testid=readme] [style]",
+        "[data-testid=readme] a[href^=javascript]",
+    ] {
+        assert!(!browser.exists(gone).await, "{gone} is in the page");
+    }
+    // Labels, descriptions, placeholders and select titles are text.
+    browser
+        .wait_for_text("[data-field-key=\"apiKey\"] label", "<img src=x onerror=")
+        .await;
+    let select_titles = browser
+        .eval("return [...document.querySelectorAll('[data-field-key=\"region\"] option')].map(o => o.textContent)")
+        .await;
+    assert!(select_titles.to_string().contains("onerror"), "{select_titles}");
+    browser.screenshot("26-hostile-guide").await;
+
+    // Its error messages are text too: a refused config, then a failed send.
+    browser
+        .fill("[data-field-key=\"apiKey\"] input", "reject")
+        .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-field-key=\"apiKey\"] .field-error", "bad key")
+        .await;
+    browser
+        .fill("[data-field-key=\"apiKey\"] input", "accept")
+        .await;
+    browser.click_button("Send").await;
+    browser.wait_for_text(".test-outcome", "vendor said no").await;
+    browser.click_button("Save and Done").await;
+    browser.wait_for_text(".details-title", "Hostile SMS").await;
+    browser.click_button("Check README").await;
+    browser
+        .wait_for_text("[data-testid=readme-drawer] h2", "Safe section")
+        .await;
+    browser.screenshot("27-hostile-details-readme").await;
+    browser.press_keys(&Key::Escape).await;
+    browser.wait_until_gone("[data-testid=readme-drawer]").await;
+    browser.click_button("← Connectors").await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "Hostile SMS")
+        .await;
+    // Let anything that would run, run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // No payload ran, no dialog opened, nothing left 127.0.0.1.
+    assert_eq!(browser.eval("return window.__pwned ?? null").await, Value::Null);
+    assert!(
+        browser.client.get_alert_text().await.is_err(),
+        "a dialog is open"
+    );
+    let addresses = browser
+        .eval("return performance.getEntries().filter(e => e.entryType === 'resource' || e.entryType === 'navigation').map(e => e.name)")
+        .await;
+    let origin = format!("{}/", host.base_url);
+    for address in addresses.as_array().unwrap() {
+        let address = address.as_str().unwrap();
+        assert!(
+            address.starts_with(&origin) || address.starts_with("data:"),
+            "the page requested {address}"
+        );
+    }
+    assert!(!addresses.as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_set_up_flow_with_the_keyboard_alone() {
+    let host = mock_and_http_host();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    let browser = Browser::start().await;
+    browser.goto(&console_url(&host)).await;
+    browser.wait_for("#admin-key").await;
+    // The key field has the focus; Enter submits.
+    browser.press_keys(ADMIN_KEY).await;
+    browser.press_keys(&Key::Enter).await;
+    browser.wait_for("[data-testid=set-up]").await;
+
+    // Tab to Set up (the skip link and the nav come first).
+    let mut presses = 0;
+    loop {
+        browser.press_keys(&Key::Tab).await;
+        presses += 1;
+        let focused = browser
+            .eval("return document.activeElement.dataset.testid ?? null")
+            .await;
+        if focused == json!("set-up") {
+            break;
+        }
+        assert!(presses < 15, "Set up is not reachable by Tab");
+    }
+    browser.press_keys(&Key::Enter).await;
+    browser.wait_for("[data-testid=factory-picker] input[type=radio]").await;
+    // Focus moved into the dialog; Escape closes it and gives the focus back.
+    let focus_in_dialog = browser
+        .eval("return document.activeElement.closest('[role=dialog]') !== null")
+        .await;
+    assert_eq!(focus_in_dialog, json!(true));
+    browser.press_keys(&Key::Escape).await;
+    browser.wait_until_gone("[data-testid=factory-picker]").await;
+    assert_eq!(
+        browser.eval("return document.activeElement.dataset.testid ?? null").await,
+        json!("set-up")
+    );
+    browser.press_keys(&Key::Enter).await;
+    browser.wait_for("[data-testid=factory-picker] input[type=radio]").await;
+
+    // Arrow keys pick a card (radio group); move to the mock one.
+    for _ in 0..5 {
+        let picked = browser
+            .eval("return document.activeElement.value ?? null")
+            .await;
+        if picked == json!(MOCK) {
+            break;
+        }
+        browser.press_keys(&Key::Down).await;
+    }
+    browser.press_keys(" ").await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('input[type=radio]:checked')?.value ?? null")
+            .await,
+        json!(MOCK)
+    );
+    browser.screenshot("28-keyboard-picker").await;
+    browser.press_keys(&Key::Enter).await;
+
+    // The guide: focus starts in the form. Leave the templates editor with Escape, then Tab.
+    browser.wait_for_text(".guide-steps", "Parameter configuration").await;
+    let focused_key = browser
+        .eval("return document.activeElement.closest('[data-field-key]')?.dataset.fieldKey ?? null")
+        .await;
+    assert_eq!(focused_key, json!("templates"));
+    browser.press_keys(&Key::Tab).await;
+    let indented = field_value(&browser, "templates").await;
+    assert!(indented.starts_with("  "), "Tab indents: {indented:?}");
+    browser.press_keys(&Key::Backspace).await;
+    browser.press_keys(&Key::Backspace).await;
+    browser.press_keys(&Key::Escape).await;
+    // Tab past the Format button to the outbox field.
+    for _ in 0..6 {
+        browser.press_keys(&Key::Tab).await;
+        let key = browser
+            .eval("return document.activeElement.closest('[data-field-key]')?.dataset.fieldKey ?? null")
+            .await;
+        if key == json!("outbox") {
+            break;
+        }
+    }
+    browser.press_keys(outbox.to_str().unwrap()).await;
+    browser.screenshot("29-keyboard-guide").await;
+    // Enter in a field submits: Save and Done.
+    browser.press_keys(&Key::Enter).await;
+    browser.wait_for_text(".details-title .badge", "Live").await;
+    let (_, live) = host.get("/api/connectors");
+    assert_eq!(live[0]["connectorId"], MOCK);
+    assert_eq!(live[0]["config"]["outbox"], json!(outbox));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn layouts_fit_a_phone() {
+    let host = mock_and_http_host();
+    create_mock_connector(&host, &host.folders().scratch_path("outbox.jsonl"));
+    let browser = Browser::start_with_window(390, 844).await;
+    sign_in(&browser, &host).await;
+    let fits = || async {
+        browser
+            .eval("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+            .await
+    };
+    browser.wait_for("[data-testid=live-sms-connector]").await;
+    assert_eq!(fits().await, json!(true), "the list scrolls sideways");
+    browser.screenshot("30-phone-connectors").await;
+    browser.click_button("Open").await;
+    browser.wait_for_text(".details-title", "Mock SMS Service").await;
+    assert_eq!(fits().await, json!(true), "the details page scrolls sideways");
+    browser.screenshot("31-phone-details").await;
+    browser
+        .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+        .await;
+    browser.wait_for_text(".guide-steps", "Parameter configuration").await;
+    assert_eq!(fits().await, json!(true), "the guide scrolls sideways");
+    browser.screenshot("32-phone-guide").await;
+}
