@@ -239,7 +239,18 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     let address = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!(%address, "listening");
     // The first stdout line is the address, for scripts and tests that pass port 0.
-    println!("listening on http://{address}");
+    let sign_in_key = if state.config.admin_keys.is_empty() {
+        format!(
+            "the admin key in {}",
+            state.config.data_dir.join("admin-key").display()
+        )
+    } else {
+        "an admin key given by --admin-key".to_owned()
+    };
+    // One write: a reader that stops after the first line never sees a broken pipe here.
+    print!(
+        "listening on http://{address}\nconsole: http://{address}/console (sign in with {sign_in_key})\n"
+    );
     let _ = std::io::stdout().flush();
     crate::server::serve(listener, Arc::new(state))
         .await

@@ -33,6 +33,8 @@ const PACKAGES: &[&str] = &[
     "fixture-request-building-connector",
     "fixture-mock-sms-next",
     "fixture-hostile-metadata",
+    "fixture-every-form-item",
+    "fixture-without-form-items",
     "http-sms",
     "twilio-sms",
     "vonage-sms",

@@ -780,3 +780,143 @@ async fn layouts_fit_a_phone() {
     assert_eq!(fits().await, json!(true), "the guide scrolls sideways");
     browser.screenshot("32-phone-guide").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_form_item_type_is_drawn_and_saved_typed() {
+    let host = HostFolders::new(&[
+        ("libevery.so", &plugin_file("fixture_every_form_item")),
+        ("libwithout.so", &plugin_file("fixture_without_form_items")),
+    ])
+    .start();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/every-form-item", console_url(&host)))
+        .await;
+    browser.wait_for("[data-field-key=\"sender\"] input").await;
+    assert_eq!(field_value(&browser, "maxParts").await, "3", "default value");
+    let placeholder = browser
+        .eval("return document.querySelector('[data-field-key=\"sender\"] input').placeholder")
+        .await;
+    assert_eq!(placeholder, json!("Acme"));
+    assert!(browser
+        .text_of("[data-field-key=\"sender\"]")
+        .await
+        .contains("Shown as the sender name."));
+    browser
+        .fill("[data-field-key=\"sender\"] input", "Acme Ltd")
+        .await;
+    browser
+        .fill("[data-field-key=\"signature\"] textarea", "Line one\nLine two")
+        .await;
+    browser
+        .fill("[data-field-key=\"maxParts\"] input", "5")
+        .await;
+    browser.click("[data-field-key=\"unicode\"] label").await;
+    browser
+        .click("[data-field-key=\"priority\"] option:nth-child(3)")
+        .await;
+    browser
+        .click("[data-field-key=\"channels\"] label:nth-of-type(1)")
+        .await;
+    browser
+        .click("[data-field-key=\"channels\"] label:nth-of-type(3)")
+        .await;
+    replace_json(&browser, "extraHeaders", "{\"X-Trace\": \"on\"}").await;
+    let token_type = browser
+        .eval("return document.querySelector('[data-field-key=\"apiToken\"] input').type")
+        .await;
+    assert_eq!(token_type, json!("password"), "a key ending in Token is a secret");
+    browser
+        .fill("[data-field-key=\"apiToken\"] input", "tok-123")
+        .await;
+    browser.screenshot("33-every-form-item").await;
+    browser.click_button("Save and Done").await;
+    browser.wait_for_text(".details-title", "Every Form Item").await;
+
+    let (_, live) = host.get("/api/connectors");
+    let config = &live[0]["config"];
+    assert_eq!(config["sender"], "Acme Ltd");
+    assert_eq!(config["signature"], "Line one\nLine two");
+    assert_eq!(config["maxParts"], json!(5), "a number, not text");
+    assert_eq!(config["unicode"], json!(true));
+    assert_eq!(config["priority"], json!(5), "the select item's value");
+    assert_eq!(config["channels"], json!(["sms", "whatsapp"]));
+    assert_eq!(config["extraHeaders"], json!({"X-Trace": "on"}), "parsed JSON");
+    assert_eq!(config["apiToken"], "******");
+    assert_eq!(config["templates"][0]["usageType"], "Generic");
+
+    // The details page shows the saved values in the same fields.
+    assert_eq!(field_value(&browser, "maxParts").await, "5");
+    let shown = browser
+        .eval(
+            "return {unicode: document.querySelector('[data-field-key=\"unicode\"] input').checked, \
+             priority: document.querySelector('[data-field-key=\"priority\"] select').selectedOptions[0].textContent, \
+             channels: [...document.querySelectorAll('[data-field-key=\"channels\"] input')].map(i => i.checked)}",
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!({"unicode": true, "priority": "High", "channels": [true, false, true]})
+    );
+
+    // A factory without form items: one JSON editor, prefilled from its config template.
+    browser
+        .goto(&format!("{}#/guide/without-form-items", console_url(&host)))
+        .await;
+    browser
+        .wait_for_text("[data-field-key=\".\"] label", "Configuration (JSON)")
+        .await;
+    let template = field_value(&browser, ".").await;
+    assert!(template.contains("\"region\": \"eu-west\""), "{template}");
+    browser.screenshot("34-without-form-items").await;
+    browser.click_button("Save and Done").await;
+    browser.wait_for_text(".details-title", "Without Form Items").await;
+    let (_, live) = host.get("/api/connectors");
+    assert_eq!(
+        live[0]["config"],
+        json!({"region": "eu-west", "retries": 2, "senderKey": "******"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphaned_and_unloaded_connectors_are_flagged() {
+    let host = mock_and_http_host();
+    let (status, retired) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms"}}),
+    );
+    assert_eq!(status, 200, "{retired}");
+    create_mock_connector(&host, &host.folders().scratch_path("outbox.jsonl"));
+    std::fs::remove_file(host.plugins_dir.join("libhttp_sms.so")).unwrap();
+    std::fs::remove_file(host.plugins_dir.join("libmock_sms.so")).unwrap();
+    assert_eq!(host.post("/api/plugins/rescan", &json!(null)).0, 200);
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "Orphaned")
+        .await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector] [data-testid=orphaned]", "keeps sending")
+        .await;
+    let row = format!("[data-connector-id=\"{}\"]", retired["id"].as_str().unwrap());
+    browser.wait_for_text(&row, "Not loaded").await;
+    browser
+        .wait_for_text(&format!("{row} [data-testid=load-error]"), "http-sms")
+        .await;
+    let make_live_disabled = browser
+        .eval(&format!(
+            "return document.querySelector('{} .button-primary').disabled",
+            row.replace('\'', "\\'")
+        ))
+        .await;
+    assert_eq!(make_live_disabled, json!(true));
+    browser.screenshot("35-orphaned-and-unloaded").await;
+
+    // Its details page keeps the saved config visible without a form it cannot draw.
+    browser.click(&format!("{row} a.button")).await;
+    browser.wait_for_text(".details-title", "http-sms").await;
+    browser.wait_for_text(".code-block", "127.0.0.1:9").await;
+    assert!(!browser.exists("#details-form").await);
+}

@@ -59,14 +59,23 @@ mod tests {
     const HOSTILE_README: &str = r#"# Hostile <script>window.sentinel = 1</script>
 
 <img src="x" onerror="window.sentinel = 2">
+
 <a href="javascript:window.sentinel = 3">click me</a>
-[markdown link](javascript:window.sentinel=4)
+
+[markdown link](javascript:window.sentinel=4) and [spaced](  JavaScript:window.sentinel=5)
+
 <svg onload="window.sentinel = 5"><script>window.sentinel = 6</script></svg>
+
 <iframe src="https://example.com"></iframe>
+
 <p style="background:url(https://203.0.113.9/x.png)" onclick="x()">styled</p>
+
 ![tracker](https://203.0.113.9/pixel.png)
+
 ![inline](data:image/png;base64,iVBORw0KGgo=)
+
 <a href="data:text/html,<script>alert(1)</script>">data link</a>
+
 <form action="https://example.com"><input type="text" name="q"></form>
 
 | column | other |
@@ -88,7 +97,9 @@ mod tests {
             "onerror",
             "onload",
             "onclick",
-            "javascript:",
+            "href=\"javascript",
+            "href=\"JavaScript",
+            "sentinel",
             "<iframe",
             "style=",
             "203.0.113.9",
@@ -109,10 +120,10 @@ mod tests {
         assert!(html.contains("<h1>Hostile "), "{html}");
         assert!(html.contains("<table>"), "{html}");
         assert!(html.contains("<td><code>code</code></td>"), "{html}");
-        assert!(html.contains("<pre><code class=\"language-json\">"), "{html}");
+        assert!(html.contains("<pre><code>{\"templates\": []}"), "{html}");
         assert!(
             html.contains(
-                "<a href=\"https://example.com/docs\" rel=\"noopener noreferrer nofollow\" target=\"_blank\">docs</a>"
+                "<a href=\"https://example.com/docs\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">docs</a>"
             ),
             "{html}"
         );

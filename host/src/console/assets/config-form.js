@@ -245,9 +245,8 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
     case 'Switch': {
       const checkbox = h('input', { ...common, type: 'checkbox', role: 'switch', onchange: onChange });
       checkbox.checked = value === true;
-      const text = localized(item.description) || label;
       return {
-        element: h('label', { class: 'switch', for: id }, checkbox, h('span', { class: 'switch-track', 'aria-hidden': 'true' }), h('span', {}, label === text ? label : `${label}: ${text}`)),
+        element: h('label', { class: 'switch', for: id }, checkbox, h('span', { class: 'switch-track', 'aria-hidden': 'true' }), h('span', {}, label)),
         labelled: false,
         read: () => ({ value: checkbox.checked }),
         snapshot: () => checkbox.checked,
@@ -293,7 +292,8 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
     }
     case 'Json': {
       const initialText = value === undefined ? '' : formatJson(value);
-      const editor = createJsonEditor({ id, text: initialText, rows: 12, describedBy, onChange: () => onChange() });
+      const rows = Math.min(16, Math.max(4, initialText.split('\n').length + 1));
+      const editor = createJsonEditor({ id, text: initialText, rows, describedBy, onChange: () => onChange() });
       if (item.required) editor.textarea.setAttribute('aria-required', 'true');
       editor.textarea.name = item.key;
       return {
