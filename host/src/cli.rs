@@ -247,11 +247,16 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     } else {
         "an admin key given by --admin-key".to_owned()
     };
-    // One write: a reader that stops after the first line never sees a broken pipe here.
-    print!(
+    // One write, errors ignored: a reader that stops after the first line (tests, `head -1`)
+    // may close the pipe, and `print!` would panic on the broken pipe (it writes each piece
+    // of a format string separately).
+    let announcement = format!(
         "listening on http://{address}\nconsole: http://{address}/console (sign in with {sign_in_key})\n"
     );
-    let _ = std::io::stdout().flush();
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(announcement.as_bytes());
+    let _ = stdout.flush();
+    drop(stdout);
     crate::server::serve(listener, Arc::new(state))
         .await
         .map_err(|error| error.to_string())

@@ -395,7 +395,9 @@ async fn errors_show_next_to_what_caused_them() {
     browser.click_button("Send").await;
     browser.wait_for_text(".test-outcome", "Test message sent").await;
     browser.click_button("Send").await;
-    browser.wait_for_text(".test-outcome", "Try again in").await;
+    browser
+        .wait_for_text(".test-outcome", "Too many messages to this recipient; retry in 600 s.")
+        .await;
     browser.screenshot("18-rate-limited").await;
 }
 

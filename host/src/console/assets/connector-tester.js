@@ -5,7 +5,7 @@
 // breaks the page.
 
 import { api, ApiError } from './api.js';
-import { h, uniqueId } from './dom.js';
+import { asSentence, h, uniqueId } from './dom.js';
 
 /** `+1 201 555 0123`, `12015550123`, `(201) 555-0123` with a country code: digits with an optional +. */
 export function normalizePhone(input) {
@@ -94,7 +94,7 @@ export function createConnectorTester({ form, factoryId }) {
     switch (error.code) {
       case 'guard.invalid_phone_number':
       case 'guard.phone_country_not_allowed':
-        showPhoneError(error.message);
+        showPhoneError(asSentence(error.message));
         showOutcome('', 'none');
         phone.focus();
         return;
@@ -107,10 +107,10 @@ export function createConnectorTester({ form, factoryId }) {
         return;
       }
       case 'connector.template_not_found':
-        if (form.showFieldError('templates', `${error.message} Add a Generic template: the test uses it.`)) {
+        if (form.showFieldError('templates', `${asSentence(error.message)} Add a Generic template: the test uses it.`)) {
           showOutcome('No template for this message: see Templates.', 'error');
         } else {
-          showOutcome(error.message, 'error');
+          showOutcome(asSentence(error.message), 'error');
         }
         return;
       default:
@@ -118,12 +118,13 @@ export function createConnectorTester({ form, factoryId }) {
     }
     if (error.status === 429) {
       const seconds = error.retryAfterSeconds ?? (error.data && error.data.retryAfterSeconds);
-      const wait = Number.isFinite(seconds) ? ` Try again in ${seconds} s.` : '';
-      showOutcome(`${error.message}${wait}`, 'error');
+      const saysWhen = /\d+ s\b/.test(error.message);
+      const wait = Number.isFinite(seconds) && !saysWhen ? ` Try again in ${seconds} s.` : '';
+      showOutcome(`${asSentence(error.message)}${wait}`, 'error');
     } else if (error.status === 502 || error.code.startsWith('connector.')) {
-      showOutcome(`The provider did not send to ${normalized}: ${error.message}`, 'error');
+      showOutcome(`The provider did not send to ${normalized}: ${asSentence(error.message)}`, 'error');
     } else {
-      showOutcome(`The test failed: ${error.message}`, 'error');
+      showOutcome(`The test failed: ${asSentence(error.message)}`, 'error');
     }
   }
 

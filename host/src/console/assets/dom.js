@@ -124,6 +124,14 @@ export function notify(message, kind = 'success') {
   setTimeout(() => toast.remove(), kind === 'error' ? 8000 : 4000);
 }
 
+/** The host's lower-case messages as sentences for display: "too many ..." → "Too many ... ." */
+export function asSentence(message) {
+  const text = String(message ?? '').trim();
+  if (!text) return text;
+  const capitalized = /^[a-z]/.test(text) ? text[0].toUpperCase() + text.slice(1) : text;
+  return /[.!?]$/.test(capitalized) ? capitalized : `${capitalized}.`;
+}
+
 /** A spinner line while something loads. */
 export function loading(text = 'Loading…') {
   return h('p', { class: 'loading', role: 'status' }, text);
