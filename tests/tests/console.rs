@@ -137,14 +137,20 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
         .await
         .contains("valid for 10 minutes"));
     browser
-        .fill("[data-field-key=\"outbox\"] input", outbox.to_str().unwrap())
+        .fill(
+            "[data-field-key=\"outbox\"] input",
+            outbox.to_str().unwrap(),
+        )
         .await;
     browser.screenshot("04-guide").await;
 
     // Break the templates JSON: the error names the place, Save is disabled.
     replace_json(&browser, "templates", "[{\"usageType\": \"Generic\",}]").await;
     browser
-        .wait_for_text("[data-field-key=\"templates\"] .json-status", "Invalid JSON at line 1")
+        .wait_for_text(
+            "[data-field-key=\"templates\"] .json-status",
+            "Invalid JSON at line 1",
+        )
         .await;
     assert!(is_disabled(&browser, "Save and Done").await);
     browser.screenshot("05-guide-broken-json").await;
@@ -168,15 +174,24 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
     browser.screenshot("06-guide-test-sent").await;
     let sent = outbox_lines(&outbox);
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!((sent[0]["to"].as_str(), sent[0]["type"].as_str()), (Some(PHONE), Some("Generic")));
+    assert_eq!(
+        (sent[0]["to"].as_str(), sent[0]["type"].as_str()),
+        (Some(PHONE), Some("Generic"))
+    );
     let code = sent[0]["payload"]["code"].as_str().unwrap();
     assert!(code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()));
     assert_eq!(sent[0]["content"], format!("Your code is {code}"));
-    assert_eq!(host.get("/api/connectors").1, json!([]), "testing saves nothing");
+    assert_eq!(
+        host.get("/api/connectors").1,
+        json!([]),
+        "testing saves nothing"
+    );
 
     // Save and Done: the details page shows it live.
     browser.click_button("Save and Done").await;
-    browser.wait_for_text(".details-title", "Mock SMS Service").await;
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
     browser.wait_for_text(".details-title .badge", "Live").await;
     browser.screenshot("07-details-live").await;
     let (_, live) = host.get("/api/connectors");
@@ -202,7 +217,11 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
         .eval("return sessionStorage.getItem('connector-host.admin-key')")
         .await;
     assert_eq!(stored, Value::Null);
-    assert!(browser.browser_log_errors().await.iter().all(|line| !line.contains("Uncaught")));
+    assert!(browser
+        .browser_log_errors()
+        .await
+        .iter()
+        .all(|line| !line.contains("Uncaught")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -215,7 +234,9 @@ async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
     sign_in(&browser, &host).await;
 
     browser.click_button("Open").await;
-    browser.wait_for_text(".details-title", "Mock SMS Service").await;
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
     browser.click("[aria-haspopup=menu]").await;
     browser.screenshot("09-details-more-menu").await;
     browser.click_button("Change SMS connector").await;
@@ -229,7 +250,9 @@ async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
         .click(&format!("[data-factory-id=\"{HTTP_SMS}\"]"))
         .await;
     browser.click_button("Next").await;
-    browser.wait_for_text(".guide-steps", "moves to Previous SMS connectors").await;
+    browser
+        .wait_for_text(".guide-steps", "moves to Previous SMS connectors")
+        .await;
     browser
         .fill(
             "[data-field-key=\"endpoint\"] input",
@@ -237,14 +260,21 @@ async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
         )
         .await;
     browser
-        .fill("[data-field-key=\"authorization\"] input", "Bearer first-token")
+        .fill(
+            "[data-field-key=\"authorization\"] input",
+            "Bearer first-token",
+        )
         .await;
     browser.fill("input[type=tel]", "12015550123").await;
     browser.click_button("Send").await;
     browser
         .wait_for_text(".test-outcome", "Test message sent to +12015550123")
         .await;
-    assert_eq!(endpoint.requests().len(), 1, "the test send reached the endpoint");
+    assert_eq!(
+        endpoint.requests().len(),
+        1,
+        "the test send reached the endpoint"
+    );
     assert_eq!(
         endpoint.requests()[0].header("authorization"),
         Some("Bearer first-token")
@@ -256,7 +286,10 @@ async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
 
     // A real send goes to the endpoint; the mock is under Previous SMS connectors.
     let (status, receipt) = send_message(&host);
-    assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(HTTP_SMS)));
+    assert_eq!(
+        (status, receipt["factoryId"].as_str()),
+        (200, Some(HTTP_SMS))
+    );
     assert_eq!(endpoint.requests().len(), 2);
     browser.click_button("← Connectors").await;
     let previous = format!("[data-connector-id=\"{}\"]", mock["id"].as_str().unwrap());
@@ -279,7 +312,11 @@ async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
     let (status, receipt) = send_message(&host);
     assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
     assert_eq!(outbox_lines(&outbox).len(), before + 1);
-    assert_eq!(endpoint.requests().len(), 2, "nothing more reached the endpoint");
+    assert_eq!(
+        endpoint.requests().len(),
+        2,
+        "nothing more reached the endpoint"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,12 +330,18 @@ async fn errors_show_next_to_what_caused_them() {
         .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
         .await;
     browser
-        .fill("[data-field-key=\"endpoint\"] input", "ftp://sms.example.com")
+        .fill(
+            "[data-field-key=\"endpoint\"] input",
+            "ftp://sms.example.com",
+        )
         .await;
     browser.fill("input[type=tel]", PHONE).await;
     browser.click_button("Send").await;
     browser
-        .wait_for_text("[data-field-key=\"endpoint\"] .field-error", "is not an http:// or https:// URL")
+        .wait_for_text(
+            "[data-field-key=\"endpoint\"] .field-error",
+            "is not an http:// or https:// URL",
+        )
         .await;
     browser
         .wait_for_text(".test-outcome", "The configuration is invalid")
@@ -316,12 +359,18 @@ async fn errors_show_next_to_what_caused_them() {
 
     // An invalid phone: on the phone input, from the browser's check and from the host's.
     browser
-        .fill("[data-field-key=\"endpoint\"] input", "http://127.0.0.1:9/sms")
+        .fill(
+            "[data-field-key=\"endpoint\"] input",
+            "http://127.0.0.1:9/sms",
+        )
         .await;
     browser.fill("input[type=tel]", "12345").await;
     browser.click_button("Send").await;
     browser
-        .wait_for_text("[data-testid=connector-tester] .field-error", "country code")
+        .wait_for_text(
+            "[data-testid=connector-tester] .field-error",
+            "country code",
+        )
         .await;
     browser.fill("input[type=tel]", "+1 555 123 4567").await;
     browser.click_button("Send").await;
@@ -374,12 +423,8 @@ async fn errors_show_next_to_what_caused_them() {
     // The per-recipient limit: 429 with its wait, next to Send.
     drop(browser);
     drop(host);
-    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start_with_args(&[
-        "--admin-key",
-        ADMIN_KEY,
-        "--max-sends-per-recipient",
-        "1",
-    ]);
+    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))])
+        .start_with_args(&["--admin-key", ADMIN_KEY, "--max-sends-per-recipient", "1"]);
     let browser = Browser::start().await;
     sign_in(&browser, &host).await;
     browser
@@ -388,15 +433,23 @@ async fn errors_show_next_to_what_caused_them() {
     browser
         .fill(
             "[data-field-key=\"outbox\"] input",
-            host.folders().scratch_path("limited.jsonl").to_str().unwrap(),
+            host.folders()
+                .scratch_path("limited.jsonl")
+                .to_str()
+                .unwrap(),
         )
         .await;
     browser.fill("input[type=tel]", PHONE).await;
     browser.click_button("Send").await;
-    browser.wait_for_text(".test-outcome", "Test message sent").await;
+    browser
+        .wait_for_text(".test-outcome", "Test message sent")
+        .await;
     browser.click_button("Send").await;
     browser
-        .wait_for_text(".test-outcome", "Too many messages to this recipient; retry in 600 s.")
+        .wait_for_text(
+            ".test-outcome",
+            "Too many messages to this recipient; retry in 600 s.",
+        )
         .await;
     browser.screenshot("18-rate-limited").await;
 }
@@ -412,17 +465,24 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
         .await;
     let authorization = "[data-field-key=\"authorization\"] input";
     browser
-        .fill("[data-field-key=\"endpoint\"] input", &format!("{}/first", endpoint.url))
+        .fill(
+            "[data-field-key=\"endpoint\"] input",
+            &format!("{}/first", endpoint.url),
+        )
         .await;
     browser.fill(authorization, "Bearer kept-secret").await;
     let input_type = browser
-        .eval(&format!("return document.querySelector('{authorization}').type"))
+        .eval(&format!(
+            "return document.querySelector('{authorization}').type"
+        ))
         .await;
     assert_eq!(input_type, json!("password"), "typed as a password");
     browser.click_button("Show").await;
     assert_eq!(
         browser
-            .eval(&format!("return document.querySelector('{authorization}').type"))
+            .eval(&format!(
+                "return document.querySelector('{authorization}').type"
+            ))
             .await,
         json!("text")
     );
@@ -431,13 +491,18 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
 
     // Shown masked after saving: the page never holds the secret.
     assert_eq!(field_value(&browser, "authorization").await, "******");
-    let page = browser.eval("return document.documentElement.outerHTML").await;
+    let page = browser
+        .eval("return document.documentElement.outerHTML")
+        .await;
     assert!(!page.as_str().unwrap().contains("kept-secret"));
     browser.screenshot("19-secret-masked").await;
 
     // Saving another change leaves the secret as it was.
     browser
-        .fill("[data-field-key=\"endpoint\"] input", &format!("{}/second", endpoint.url))
+        .fill(
+            "[data-field-key=\"endpoint\"] input",
+            &format!("{}/second", endpoint.url),
+        )
         .await;
     browser.wait_for_text(".save-bar", "unsaved changes").await;
     browser.screenshot("20-save-bar").await;
@@ -445,7 +510,11 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
     browser.wait_for_text(".toast", "Saved").await;
     send_message(&host);
     let last = endpoint.requests().pop().expect("a request");
-    assert!(last.request_line.contains("/second"), "{}", last.request_line);
+    assert!(
+        last.request_line.contains("/second"),
+        "{}",
+        last.request_line
+    );
     assert_eq!(last.header("authorization"), Some("Bearer kept-secret"));
 
     // Typed anew, it replaces the saved one.
@@ -461,7 +530,10 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
 
     // Unsaved edits: leaving asks first; Cancel stays, Discard leaves.
     browser
-        .fill("[data-field-key=\"endpoint\"] input", "http://127.0.0.1:9/unsaved")
+        .fill(
+            "[data-field-key=\"endpoint\"] input",
+            "http://127.0.0.1:9/unsaved",
+        )
         .await;
     browser.click_button("← Connectors").await;
     browser
@@ -469,7 +541,9 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
         .await;
     browser.screenshot("21-unsaved-changes").await;
     browser.click_button("Cancel").await;
-    browser.wait_until_gone("[data-testid=confirm-dialog]").await;
+    browser
+        .wait_until_gone("[data-testid=confirm-dialog]")
+        .await;
     assert_eq!(
         field_value(&browser, "endpoint").await,
         "http://127.0.0.1:9/unsaved"
@@ -490,7 +564,10 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
 async fn delete_with_confirmation_and_the_plugins_page() {
     let folders = HostFolders::new(&[
         ("libmock_sms.so", &plugin_file("mock_sms")),
-        ("libnot_a_connector.so", &plugin_file("fixture_not_a_connector")),
+        (
+            "libnot_a_connector.so",
+            &plugin_file("fixture_not_a_connector"),
+        ),
     ]);
     let host = folders.start();
     let outbox = host.folders().scratch_path("outbox.jsonl");
@@ -508,24 +585,53 @@ async fn delete_with_confirmation_and_the_plugins_page() {
         .await;
     browser.screenshot("22-delete-confirmation").await;
     browser.press_keys(&Key::Escape).await;
-    browser.wait_until_gone("[data-testid=confirm-dialog]").await;
-    assert_eq!(host.get(&format!("/api/connectors/{}", first["id"].as_str().unwrap())).0, 200);
+    browser
+        .wait_until_gone("[data-testid=confirm-dialog]")
+        .await;
+    assert_eq!(
+        host.get(&format!(
+            "/api/connectors/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .0,
+        200
+    );
     browser.click(&format!("{row} .button-danger-plain")).await;
-    browser.click("[data-testid=confirm-dialog] .button-danger").await;
+    browser
+        .click("[data-testid=confirm-dialog] .button-danger")
+        .await;
     browser.wait_until_gone(&row).await;
-    assert_eq!(host.get(&format!("/api/connectors/{}", first["id"].as_str().unwrap())).0, 404);
+    assert_eq!(
+        host.get(&format!(
+            "/api/connectors/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .0,
+        404
+    );
 
     // Delete the live one from its details page, through More.
     browser.click_button("Open").await;
-    browser.wait_for_text(".details-title", "Mock SMS Service").await;
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
     browser.click("[aria-haspopup=menu]").await;
     browser.click_button("Delete").await;
     browser
         .wait_for_text("[data-testid=confirm-dialog]", "no SMS connector is live")
         .await;
-    browser.click("[data-testid=confirm-dialog] .button-danger").await;
+    browser
+        .click("[data-testid=confirm-dialog] .button-danger")
+        .await;
     browser.wait_for("[data-testid=no-sms-connector]").await;
-    assert_eq!(host.get(&format!("/api/connectors/{}", second["id"].as_str().unwrap())).0, 404);
+    assert_eq!(
+        host.get(&format!(
+            "/api/connectors/{}",
+            second["id"].as_str().unwrap()
+        ))
+        .0,
+        404
+    );
 
     // Plugins: the refused file with its reason; a file dropped in shows after Rescan.
     browser.click_button("Plugins").await;
@@ -539,7 +645,11 @@ async fn delete_with_confirmation_and_the_plugins_page() {
         .wait_for_text("tr[data-file=\"libmock_sms.so\"]", MOCK)
         .await;
     browser.screenshot("23-plugins").await;
-    e2e_tests::install_plugin(&host.plugins_dir, &plugin_file("http_sms"), "libhttp_sms.so");
+    e2e_tests::install_plugin(
+        &host.plugins_dir,
+        &plugin_file("http_sms"),
+        "libhttp_sms.so",
+    );
     browser.click_button("Rescan").await;
     browser
         .wait_for_text("tr[data-file=\"libhttp_sms.so\"]", "loaded")
@@ -563,7 +673,10 @@ async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
         .build()
         .into();
     for path in ["/console", "/console/assets/app.js"] {
-        let response = agent.get(&format!("{}{path}", host.base_url)).call().unwrap();
+        let response = agent
+            .get(&format!("{}{path}", host.base_url))
+            .call()
+            .unwrap();
         let header = |name: &str| {
             response
                 .headers()
@@ -573,7 +686,10 @@ async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
         };
         let policy = header("content-security-policy").unwrap_or_default();
         assert!(policy.contains("script-src 'self'"), "{path}: {policy}");
-        assert!(policy.contains("frame-ancestors 'none'"), "{path}: {policy}");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
         assert!(!policy.contains("unsafe-inline"), "{path}: {policy}");
         assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
         assert_eq!(header("referrer-policy").as_deref(), Some("no-referrer"));
@@ -588,9 +704,13 @@ async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
     browser.screenshot("25-hostile-picker").await;
     browser.click("[data-factory-id=\"hostile-sms\"]").await;
     browser.click_button("Next").await;
-    browser.wait_for_text("[data-testid=readme] h2", "Safe section").await;
+    browser
+        .wait_for_text("[data-testid=readme] h2", "Safe section")
+        .await;
     // The README's safe parts render; its scripts, handlers and foreign URLs are gone.
-    browser.wait_for_text("[data-testid=readme] table td", "apiKey").await;
+    browser
+        .wait_for_text("[data-testid=readme] table td", "apiKey")
+        .await;
     browser
         .wait_for_text("[data-testid=readme] pre code", "\"templates\"")
         .await;
@@ -611,7 +731,10 @@ async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
     let select_titles = browser
         .eval("return [...document.querySelectorAll('[data-field-key=\"region\"] option')].map(o => o.textContent)")
         .await;
-    assert!(select_titles.to_string().contains("onerror"), "{select_titles}");
+    assert!(
+        select_titles.to_string().contains("onerror"),
+        "{select_titles}"
+    );
     browser.screenshot("26-hostile-guide").await;
 
     // Its error messages are text too: a refused config, then a failed send.
@@ -627,7 +750,9 @@ async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
         .fill("[data-field-key=\"apiKey\"] input", "accept")
         .await;
     browser.click_button("Send").await;
-    browser.wait_for_text(".test-outcome", "vendor said no").await;
+    browser
+        .wait_for_text(".test-outcome", "vendor said no")
+        .await;
     browser.click_button("Save and Done").await;
     browser.wait_for_text(".details-title", "Hostile SMS").await;
     browser.click_button("Check README").await;
@@ -645,7 +770,10 @@ async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // No payload ran, no dialog opened, nothing left 127.0.0.1.
-    assert_eq!(browser.eval("return window.__pwned ?? null").await, Value::Null);
+    assert_eq!(
+        browser.eval("return window.__pwned ?? null").await,
+        Value::Null
+    );
     assert!(
         browser.client.get_alert_text().await.is_err(),
         "a dialog is open"
@@ -690,20 +818,28 @@ async fn the_whole_set_up_flow_with_the_keyboard_alone() {
         assert!(presses < 15, "Set up is not reachable by Tab");
     }
     browser.press_keys(&Key::Enter).await;
-    browser.wait_for("[data-testid=factory-picker] input[type=radio]").await;
+    browser
+        .wait_for("[data-testid=factory-picker] input[type=radio]")
+        .await;
     // Focus moved into the dialog; Escape closes it and gives the focus back.
     let focus_in_dialog = browser
         .eval("return document.activeElement.closest('[role=dialog]') !== null")
         .await;
     assert_eq!(focus_in_dialog, json!(true));
     browser.press_keys(&Key::Escape).await;
-    browser.wait_until_gone("[data-testid=factory-picker]").await;
+    browser
+        .wait_until_gone("[data-testid=factory-picker]")
+        .await;
     assert_eq!(
-        browser.eval("return document.activeElement.dataset.testid ?? null").await,
+        browser
+            .eval("return document.activeElement.dataset.testid ?? null")
+            .await,
         json!("set-up")
     );
     browser.press_keys(&Key::Enter).await;
-    browser.wait_for("[data-testid=factory-picker] input[type=radio]").await;
+    browser
+        .wait_for("[data-testid=factory-picker] input[type=radio]")
+        .await;
 
     // Arrow keys pick a card (radio group); move to the mock one.
     for _ in 0..5 {
@@ -726,7 +862,9 @@ async fn the_whole_set_up_flow_with_the_keyboard_alone() {
     browser.press_keys(&Key::Enter).await;
 
     // The guide: focus starts in the form. Leave the templates editor with Escape, then Tab.
-    browser.wait_for_text(".guide-steps", "Parameter configuration").await;
+    browser
+        .wait_for_text(".guide-steps", "Parameter configuration")
+        .await;
     let focused_key = browser
         .eval("return document.activeElement.closest('[data-field-key]')?.dataset.fieldKey ?? null")
         .await;
@@ -772,13 +910,21 @@ async fn layouts_fit_a_phone() {
     assert_eq!(fits().await, json!(true), "the list scrolls sideways");
     browser.screenshot("30-phone-connectors").await;
     browser.click_button("Open").await;
-    browser.wait_for_text(".details-title", "Mock SMS Service").await;
-    assert_eq!(fits().await, json!(true), "the details page scrolls sideways");
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
+    assert_eq!(
+        fits().await,
+        json!(true),
+        "the details page scrolls sideways"
+    );
     browser.screenshot("31-phone-details").await;
     browser
         .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
         .await;
-    browser.wait_for_text(".guide-steps", "Parameter configuration").await;
+    browser
+        .wait_for_text(".guide-steps", "Parameter configuration")
+        .await;
     assert_eq!(fits().await, json!(true), "the guide scrolls sideways");
     browser.screenshot("32-phone-guide").await;
 }
@@ -796,7 +942,11 @@ async fn every_form_item_type_is_drawn_and_saved_typed() {
         .goto(&format!("{}#/guide/every-form-item", console_url(&host)))
         .await;
     browser.wait_for("[data-field-key=\"sender\"] input").await;
-    assert_eq!(field_value(&browser, "maxParts").await, "3", "default value");
+    assert_eq!(
+        field_value(&browser, "maxParts").await,
+        "3",
+        "default value"
+    );
     let placeholder = browser
         .eval("return document.querySelector('[data-field-key=\"sender\"] input').placeholder")
         .await;
@@ -809,7 +959,10 @@ async fn every_form_item_type_is_drawn_and_saved_typed() {
         .fill("[data-field-key=\"sender\"] input", "Acme Ltd")
         .await;
     browser
-        .fill("[data-field-key=\"signature\"] textarea", "Line one\nLine two")
+        .fill(
+            "[data-field-key=\"signature\"] textarea",
+            "Line one\nLine two",
+        )
         .await;
     browser
         .fill("[data-field-key=\"maxParts\"] input", "5")
@@ -828,13 +981,19 @@ async fn every_form_item_type_is_drawn_and_saved_typed() {
     let token_type = browser
         .eval("return document.querySelector('[data-field-key=\"apiToken\"] input').type")
         .await;
-    assert_eq!(token_type, json!("password"), "a key ending in Token is a secret");
+    assert_eq!(
+        token_type,
+        json!("password"),
+        "a key ending in Token is a secret"
+    );
     browser
         .fill("[data-field-key=\"apiToken\"] input", "tok-123")
         .await;
     browser.screenshot("33-every-form-item").await;
     browser.click_button("Save and Done").await;
-    browser.wait_for_text(".details-title", "Every Form Item").await;
+    browser
+        .wait_for_text(".details-title", "Every Form Item")
+        .await;
 
     let (_, live) = host.get("/api/connectors");
     let config = &live[0]["config"];
@@ -844,7 +1003,11 @@ async fn every_form_item_type_is_drawn_and_saved_typed() {
     assert_eq!(config["unicode"], json!(true));
     assert_eq!(config["priority"], json!(5), "the select item's value");
     assert_eq!(config["channels"], json!(["sms", "whatsapp"]));
-    assert_eq!(config["extraHeaders"], json!({"X-Trace": "on"}), "parsed JSON");
+    assert_eq!(
+        config["extraHeaders"],
+        json!({"X-Trace": "on"}),
+        "parsed JSON"
+    );
     assert_eq!(config["apiToken"], "******");
     assert_eq!(config["templates"][0]["usageType"], "Generic");
 
@@ -873,7 +1036,9 @@ async fn every_form_item_type_is_drawn_and_saved_typed() {
     assert!(template.contains("\"region\": \"eu-west\""), "{template}");
     browser.screenshot("34-without-form-items").await;
     browser.click_button("Save and Done").await;
-    browser.wait_for_text(".details-title", "Without Form Items").await;
+    browser
+        .wait_for_text(".details-title", "Without Form Items")
+        .await;
     let (_, live) = host.get("/api/connectors");
     assert_eq!(
         live[0]["config"],
@@ -900,9 +1065,15 @@ async fn orphaned_and_unloaded_connectors_are_flagged() {
         .wait_for_text("[data-testid=live-sms-connector]", "Orphaned")
         .await;
     browser
-        .wait_for_text("[data-testid=live-sms-connector] [data-testid=orphaned]", "keeps sending")
+        .wait_for_text(
+            "[data-testid=live-sms-connector] [data-testid=orphaned]",
+            "keeps sending",
+        )
         .await;
-    let row = format!("[data-connector-id=\"{}\"]", retired["id"].as_str().unwrap());
+    let row = format!(
+        "[data-connector-id=\"{}\"]",
+        retired["id"].as_str().unwrap()
+    );
     browser.wait_for_text(&row, "Not loaded").await;
     browser
         .wait_for_text(&format!("{row} [data-testid=load-error]"), "http-sms")

@@ -88,9 +88,7 @@ mod tests {
             let mut rest = contents;
             while let Some(start) = rest.find(marker) {
                 rest = &rest[start + marker.len()..];
-                let end = rest
-                    .find(|c: char| c == '\'' || c == '"')
-                    .unwrap_or(rest.len());
+                let end = rest.find(['\'', '"']).unwrap_or(rest.len());
                 names.push(&rest[..end]);
             }
         }
@@ -112,7 +110,11 @@ mod tests {
                 "{} sets innerHTML; only dom.js may, for the server-sanitized README",
                 asset.name
             );
-            assert!(!asset.contents.contains("eval("), "{} calls eval", asset.name);
+            assert!(
+                !asset.contents.contains("eval("),
+                "{} calls eval",
+                asset.name
+            );
         }
     }
 }

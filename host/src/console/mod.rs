@@ -47,10 +47,7 @@ pub fn console_router() -> Router<Arc<AppState>> {
         .layer(security_header(header::CACHE_CONTROL, "no-cache"))
 }
 
-fn security_header(
-    name: HeaderName,
-    value: &'static str,
-) -> SetResponseHeaderLayer<HeaderValue> {
+fn security_header(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
 }
 

@@ -81,12 +81,16 @@ pub async fn get_connector_factory_readme(
         entity: "connector factory",
         id: factory_id,
     })?;
-    let html = crate::console::readme::render_readme_html(&factory.plugin.metadata.connector.readme);
+    let html =
+        crate::console::readme::render_readme_html(&factory.plugin.metadata.connector.readme);
     Ok((
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             // Opened on its own, the fragment may not run anything or load anything.
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; img-src data:; sandbox"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; img-src data:; sandbox",
+            ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
         html,
