@@ -44,6 +44,7 @@ pub const ASSETS: &[Asset] = &[
     embedded!("modal.js", JAVASCRIPT),
     embedded!("sign-in-page.js", JAVASCRIPT),
     embedded!("connectors-page.js", JAVASCRIPT),
+    embedded!("connector-actions.js", JAVASCRIPT),
     embedded!("factory-picker.js", JAVASCRIPT),
     embedded!("guide-page.js", JAVASCRIPT),
     embedded!("connector-details-page.js", JAVASCRIPT),

@@ -5,9 +5,9 @@
 // fields left out. Keys the form does not show are kept from the saved config, and a field
 // the operator did not touch keeps its saved value exactly, so saving loses nothing.
 
-import { h, localized, uniqueId } from './dom.js';
+import { asSentence, h, localized, uniqueId } from './dom.js';
 import { createJsonEditor, formatJson } from './json-editor.js';
-import { MASK } from './api.js';
+import { ApiError, MASK } from './api.js';
 
 /** Mirrors the host's rule: confidential form items and keys ending in Key, Secret, Token, Password. */
 export function isSecretKey(item) {
@@ -128,6 +128,15 @@ export function createConfigForm({ metadata, savedConfig = null, codeTimeToLiveS
       if (!field) return false;
       field.setError(message, true);
       return true;
+    },
+    /** Shows why a save failed (field errors on their fields); returns the status line. */
+    showSaveFailure(error) {
+      if (error instanceof ApiError && error.code === 'connector.invalid_config' && Array.isArray(error.data?.errors)) {
+        this.showServerErrors(error.data.errors);
+        this.focusFirstError();
+        return 'Not saved: the connector refused this configuration. See the highlighted fields.';
+      }
+      return `Not saved: ${asSentence(error.message)}`;
     },
     showFormError(message) {
       formError.hidden = false;

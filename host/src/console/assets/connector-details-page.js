@@ -3,11 +3,11 @@
 // Save/Discard bar while edited (PATCH) and a question before leaving with unsaved edits.
 
 import { api, ApiError } from './api.js';
-import { h, loading, localized, logoImage, notify, replaceChildren } from './dom.js';
-import { confirmDialog, menuButton, openDialog } from './modal.js';
+import { h, loading, logoImage, notify, replaceChildren } from './dom.js';
+import { menuButton, openDialog } from './modal.js';
 import { createConfigForm } from './config-form.js';
 import { createConnectorTester } from './connector-tester.js';
-import { connectorProblem, connectorStatusBadges } from './connectors-page.js';
+import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector, makeLiveButton } from './connector-actions.js';
 import { openFactoryPicker } from './factory-picker.js';
 import { readmeView } from './guide-page.js';
 
@@ -27,7 +27,7 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
   }
   const ttl = await context.codeTimeToLiveSeconds();
   if (!context.isCurrent()) return;
-  const name = localized(connector.name) || connector.connectorId;
+  const name = connectorName(connector);
   document.title = `${name} · connector-host console`;
   const factoryLoaded = Array.isArray(connector.formItems) || typeof connector.configTemplate === 'string';
 
@@ -36,25 +36,14 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
     actions.push(h('button', { type: 'button', class: 'button', onclick: () => showReadme(connector.connectorId, name) }, 'Check README'));
   }
   if (!connector.enabled) {
-    const makeLive = h('button', { type: 'button', class: 'button button-primary', disabled: !connector.loaded }, 'Make live');
-    makeLive.addEventListener('click', async () => {
-      makeLive.disabled = true;
-      try {
-        await api('POST', `/api/connectors/${encodeURIComponent(connector.id)}/enable`);
-        notify(`${name} is live again.`);
-        await context.navigate(window.location.hash, { force: true });
-      } catch (error) {
-        notify(`${name} could not be made live: ${error.message}`, 'error');
-        makeLive.disabled = false;
-      }
-    });
+    const makeLive = makeLiveButton(connector, context, () => window.location.hash);
     actions.push(makeLive);
   }
   actions.push(menuButton({
     label: 'More',
     items: [
       ...(connector.enabled ? [{ label: 'Change SMS connector', onSelect: () => openFactoryPicker({ context, currentFactoryId: connector.connectorId, replacingConnectorId: connector.id }) }] : []),
-      { label: 'Delete', danger: true, onSelect: () => deleteConnector(connector, name, context) },
+      { label: 'Delete', danger: true, onSelect: () => deleteConnector(connector, context) },
     ],
   }));
 
@@ -116,13 +105,7 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
       await context.navigate(window.location.hash, { force: true });
     } catch (error) {
       saveButton.disabled = false;
-      if (error instanceof ApiError && error.code === 'connector.invalid_config' && Array.isArray(error.data?.errors)) {
-        form.showServerErrors(error.data.errors);
-        saveStatus.textContent = 'Not saved: see the highlighted fields.';
-        form.focusFirstError();
-      } else {
-        saveStatus.textContent = `Not saved: ${error.message}`;
-      }
+      saveStatus.textContent = form.showSaveFailure(error);
     }
   });
   const tester = createConnectorTester({ form, factoryId: connector.connectorId });
@@ -144,23 +127,4 @@ async function showReadme(factoryId, name) {
   const body = h('div', {}, loading('Loading the README…'));
   openDialog({ title: `README: ${name}`, body, variant: 'drawer', testId: 'readme-drawer' });
   replaceChildren(body, await readmeView(factoryId, name));
-}
-
-async function deleteConnector(connector, name, context) {
-  const confirmed = await confirmDialog({
-    title: `Delete ${name}?`,
-    message: connector.enabled
-      ? `${connector.id} is the live SMS connector. After deleting it no SMS connector is live, and sends answer 501 until you set one up or make a previous one live. Its configuration is deleted for good.`
-      : `The connector ${connector.id} and its saved configuration are deleted for good. This cannot be undone.`,
-    confirmLabel: 'Delete',
-    danger: true,
-  });
-  if (!confirmed) return;
-  try {
-    await api('DELETE', `/api/connectors/${encodeURIComponent(connector.id)}`);
-    notify(`${name} was deleted.`);
-    await context.navigate('#/connectors', { force: true });
-  } catch (error) {
-    notify(`${name} could not be deleted: ${error.message}`, 'error');
-  }
 }

@@ -3,36 +3,9 @@
 // Delete.
 
 import { api } from './api.js';
-import { badge, formatTime, h, loading, localized, logoImage, notify, replaceChildren } from './dom.js';
-import { confirmDialog } from './modal.js';
+import { formatTime, h, loading, logoImage, replaceChildren } from './dom.js';
+import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector, makeLiveButton } from './connector-actions.js';
 import { openFactoryPicker } from './factory-picker.js';
-
-function connectorName(connector) {
-  return localized(connector.name) || connector.connectorId;
-}
-
-/** Live, not loaded, orphaned: what an operator must know about a connector at a glance. */
-export function connectorStatusBadges(connector) {
-  return [
-    connector.enabled ? badge('Live', 'live') : badge('Retired', 'neutral'),
-    connector.loaded ? null : badge('Not loaded', 'error'),
-    connector.orphaned ? badge('Orphaned', 'warning') : null,
-  ];
-}
-
-/** The sentence behind the badges, when there is something wrong. */
-export function connectorProblem(connector) {
-  if (!connector.loaded) {
-    return h('p', { class: 'notice notice-error', 'data-testid': 'load-error' },
-      connector.enabled ? 'Not sending: ' : 'Cannot be made live: ',
-      connector.loadError || 'no loaded plugin provides this connector.');
-  }
-  if (connector.orphaned) {
-    return h('p', { class: 'notice notice-warning', 'data-testid': 'orphaned' },
-      'Orphaned: its plugin file was removed or replaced by a build that was not taken up. It keeps sending on the loaded code until you change it.');
-  }
-  return null;
-}
 
 function identity(connector) {
   return h('div', { class: 'connector-identity' },
@@ -90,37 +63,8 @@ export async function renderConnectorsPage(container, _params, context) {
 
 function previousRow(connector, context) {
   const name = connectorName(connector);
-  const makeLive = h('button', { type: 'button', class: 'button button-primary', disabled: !connector.loaded }, 'Make live');
-  const remove = h('button', { type: 'button', class: 'button button-danger-plain' }, 'Delete');
-  makeLive.setAttribute('aria-label', `Make ${name} (${connector.id}) live`);
-  remove.setAttribute('aria-label', `Delete ${name} (${connector.id})`);
-  makeLive.addEventListener('click', async () => {
-    makeLive.disabled = true;
-    try {
-      await api('POST', `/api/connectors/${encodeURIComponent(connector.id)}/enable`);
-      notify(`${name} is live again.`);
-      await context.navigate('#/connectors', { force: true });
-    } catch (error) {
-      notify(`${name} could not be made live: ${error.message}`, 'error');
-      makeLive.disabled = false;
-    }
-  });
-  remove.addEventListener('click', async () => {
-    const confirmed = await confirmDialog({
-      title: `Delete ${name}?`,
-      message: `The connector ${connector.id} and its saved configuration are deleted for good. This cannot be undone.`,
-      confirmLabel: 'Delete',
-      danger: true,
-    });
-    if (!confirmed) return;
-    try {
-      await api('DELETE', `/api/connectors/${encodeURIComponent(connector.id)}`);
-      notify(`${name} was deleted.`);
-      await context.navigate('#/connectors', { force: true });
-    } catch (error) {
-      notify(`${name} could not be deleted: ${error.message}`, 'error');
-    }
-  });
+  const makeLive = makeLiveButton(connector, context, () => '#/connectors');
+  const remove = h('button', { type: 'button', class: 'button button-danger-plain', 'aria-label': `Delete ${name} (${connector.id})`, onclick: () => deleteConnector(connector, context) }, 'Delete');
   return h('li', { class: 'connector-row', 'data-testid': 'previous-connector', 'data-connector-id': connector.id },
     identity(connector),
     h('div', { class: 'connector-meta' }, `Last changed ${formatTime(connector.updatedAt)}`),

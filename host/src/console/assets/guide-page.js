@@ -74,13 +74,7 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
       await context.navigate(`#/connectors/${encodeURIComponent(connector.id)}`, { force: true });
     } catch (error) {
       saveButton.disabled = false;
-      if (error instanceof ApiError && error.code === 'connector.invalid_config' && Array.isArray(error.data?.errors)) {
-        form.showServerErrors(error.data.errors);
-        saveStatus.textContent = 'Not saved: the connector refused this configuration. See the highlighted fields.';
-        form.focusFirstError();
-      } else {
-        saveStatus.textContent = `Not saved: ${error.message}`;
-      }
+      saveStatus.textContent = form.showSaveFailure(error);
     }
   });
 
