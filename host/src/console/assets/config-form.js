@@ -157,6 +157,32 @@ export function createConfigForm({ metadata, savedConfig = null, codeTimeToLiveS
   };
 }
 
+/**
+ * A submit handler for a form holding the config form: collects the typed config (problems
+ * shown on their fields), disables `saveButton` while `save(config)` runs, and reports in
+ * `saveStatus` why a save failed.
+ */
+export function saveOnSubmit({ form, saveButton, saveStatus, save, shouldSave = () => true }) {
+  return async (event) => {
+    event.preventDefault();
+    if (saveButton.disabled || !shouldSave()) return;
+    const { config, problems } = form.collect();
+    if (problems.length > 0) {
+      saveStatus.textContent = 'Fix the highlighted fields to save.';
+      form.focusFirstError();
+      return;
+    }
+    saveButton.disabled = true;
+    saveStatus.textContent = 'Saving…';
+    try {
+      await save(config);
+    } catch (error) {
+      saveButton.disabled = false;
+      saveStatus.textContent = form.showSaveFailure(error);
+    }
+  };
+}
+
 function initialValue(item, savedConfig, template) {
   if (savedConfig) return savedConfig[item.key];
   // The template's JSON keeps the vendor's key order; a default value went through the

@@ -5,7 +5,7 @@
 import { api, ApiError } from './api.js';
 import { h, loading, logoImage, notify, replaceChildren } from './dom.js';
 import { menuButton, openDialog } from './modal.js';
-import { createConfigForm } from './config-form.js';
+import { createConfigForm, saveOnSubmit } from './config-form.js';
 import { createConnectorTester } from './connector-tester.js';
 import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector, makeLiveButton } from './connector-actions.js';
 import { openFactoryPicker } from './factory-picker.js';
@@ -88,26 +88,17 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
     notify('Changes discarded.');
   });
   const configForm = h('form', { id: 'details-form', novalidate: true }, form.element);
-  configForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    if (!form.isDirty() || saveButton.disabled) return;
-    const { config, problems } = form.collect();
-    if (problems.length > 0) {
-      saveStatus.textContent = 'Fix the highlighted fields to save.';
-      form.focusFirstError();
-      return;
-    }
-    saveButton.disabled = true;
-    saveStatus.textContent = 'Saving…';
-    try {
+  configForm.addEventListener('submit', saveOnSubmit({
+    form,
+    saveButton,
+    saveStatus,
+    shouldSave: () => form.isDirty(),
+    async save(config) {
       await api('PATCH', `/api/connectors/${encodeURIComponent(connector.id)}`, { config });
       notify(connector.enabled ? `Saved. ${name} sends with the new configuration.` : 'Saved.');
       await context.navigate(window.location.hash, { force: true });
-    } catch (error) {
-      saveButton.disabled = false;
-      saveStatus.textContent = form.showSaveFailure(error);
-    }
-  });
+    },
+  }));
   const tester = createConnectorTester({ form, factoryId: connector.connectorId });
 
   replaceChildren(container,

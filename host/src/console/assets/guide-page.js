@@ -5,7 +5,7 @@
 
 import { api, apiText, ApiError } from './api.js';
 import { h, insertSanitizedHtml, loading, localized, logoImage, notify, replaceChildren } from './dom.js';
-import { createConfigForm } from './config-form.js';
+import { createConfigForm, saveOnSubmit } from './config-form.js';
 import { createConnectorTester } from './connector-tester.js';
 
 /** The README, rendered and sanitized by the host, in an element of its own. */
@@ -56,27 +56,17 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
   context.setUnsavedChangesCheck(() => !saved && form.isDirty());
 
   const configForm = h('form', { id: 'guide-form', class: 'guide-config', novalidate: true }, form.element);
-  configForm.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    if (saveButton.disabled) return;
-    const { config, problems } = form.collect();
-    if (problems.length > 0) {
-      saveStatus.textContent = 'Fix the highlighted fields to save.';
-      form.focusFirstError();
-      return;
-    }
-    saveButton.disabled = true;
-    saveStatus.textContent = 'Saving…';
-    try {
+  configForm.addEventListener('submit', saveOnSubmit({
+    form,
+    saveButton,
+    saveStatus,
+    async save(config) {
       const connector = await api('POST', '/api/connectors', { connectorId: factory.id, config });
       saved = true;
       notify(replaced ? `Saved. ${name} is live; ${localized(replaced.name) || replaced.connectorId} moved to Previous SMS connectors.` : `Saved. ${name} is live.`);
       await context.navigate(`#/connectors/${encodeURIComponent(connector.id)}`, { force: true });
-    } catch (error) {
-      saveButton.disabled = false;
-      saveStatus.textContent = form.showSaveFailure(error);
-    }
-  });
+    },
+  }));
 
   const tester = createConnectorTester({ form, factoryId: factory.id });
   const closeButton = h('a', { class: 'icon-button guide-close', href: closeTarget, 'aria-label': 'Close the guide' }, '×');
