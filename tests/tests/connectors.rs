@@ -244,6 +244,78 @@ fn secrets_are_masked_and_a_masked_round_trip_keeps_them() {
 }
 
 #[test]
+fn a_test_resolves_masks_from_the_saved_connector_it_names() {
+    let provider = CaptureServer::start(200, r#"{"id": "provider-1"}"#);
+    let host = HostFolders::new(&[
+        ("rb.so", &plugin_file("fixture_request_building_connector")),
+        ("mock.so", &plugin_file("mock_sms")),
+    ])
+    .start();
+    let config_with = |secret: &str| {
+        json!({
+            "endpoint": format!("{}/sms", provider.url),
+            "authorization": secret,
+            "templates": [{"usageType": "Generic", "content": "Code {{code}}"}]
+        })
+    };
+    let retired = create(
+        &host,
+        REQUEST_BUILDING,
+        config_with("Bearer retired-secret"),
+    );
+    let live = create(&host, REQUEST_BUILDING, config_with("Bearer live-secret"));
+    let test_path = format!("/api/connectors/{REQUEST_BUILDING}/test");
+
+    // Testing edits on the retired connector's page uses its own secret, not the live one's.
+    let (status, body) = host.post(
+        &test_path,
+        &json!({"phone": PHONE, "config": retired["config"], "savedConnectorId": retired["id"]}),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        provider.requests().last().unwrap().header("authorization"),
+        Some("Bearer retired-secret")
+    );
+    // Without it, the live connector of the factory stands behind the mask, as before.
+    let (status, body) = host.post(
+        &test_path,
+        &json!({"phone": PHONE, "config": live["config"]}),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        provider.requests().last().unwrap().header("authorization"),
+        Some("Bearer live-secret")
+    );
+
+    // A connector of another factory, or none: refused before anything is sent.
+    let mock = create(
+        &host,
+        MOCK,
+        mock_config(&host.folders().scratch_path("outbox.jsonl")),
+    );
+    let sent_before = provider.requests().len();
+    let (status, error) = host.post(
+        &test_path,
+        &json!({"phone": PHONE, "config": live["config"], "savedConnectorId": mock["id"]}),
+    );
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("guard.invalid_input")),
+        "{error}"
+    );
+    let (status, error) = host.post(
+        &test_path,
+        &json!({"phone": PHONE, "config": live["config"], "savedConnectorId": "nosuchconnector"}),
+    );
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (404, Some("entity.not_found")),
+        "{error}"
+    );
+    assert_eq!(provider.requests().len(), sent_before);
+}
+
+#[test]
 fn restart_keeps_the_live_and_retired_connectors() {
     let host = mock_host();
     let outbox = host.folders().scratch_path("outbox.jsonl");

@@ -496,6 +496,16 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
         .await;
     assert!(!page.as_str().unwrap().contains("kept-secret"));
     browser.screenshot("19-secret-masked").await;
+    // A test from this page sends with the saved secret behind the mask.
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(".test-outcome", "Test message sent")
+        .await;
+    assert_eq!(
+        endpoint.requests().last().unwrap().header("authorization"),
+        Some("Bearer kept-secret")
+    );
 
     // Saving another change leaves the secret as it was.
     browser

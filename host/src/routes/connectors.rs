@@ -367,13 +367,18 @@ pub struct TestConnectorBody {
     #[schema(value_type = Object)]
     pub config: Value,
     pub locale: Option<String>,
+    /// The saved connector (of this factory) whose stored secrets stand behind `******` in
+    /// `config`, as when testing edits on a connector's page. Without it: the live connector
+    /// of this factory, else the one saved last.
+    pub saved_connector_id: Option<String>,
 }
 
 /// Validates an unsaved config and sends a verification code with the Generic template
 /// through the factory (the path's id is the factory id). Nothing is saved. A masked secret
-/// is taken from the saved connector of the same factory (the live one first).
+/// is taken from `savedConnectorId`, else from the saved connector of the same factory (the
+/// live one first).
 #[utoipa::path(post, path = "/api/connectors/{id}/test", tag = "connectors", params(("id" = String, Path, description = "The factory id")), request_body = TestConnectorBody,
-    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 404, description = "`savedConnectorId` does not exist", body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn test_connector_config(
     State(state): State<Arc<AppState>>,
     Path(factory_id): Path<String>,
@@ -381,18 +386,29 @@ pub async fn test_connector_config(
 ) -> Result<StatusCode, ApiError> {
     let factory = find_factory(&state, &factory_id)?;
     let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
-    let stored_config = if crate::secrets::contains_mask(&body.config) {
-        let wanted_factory = factory_id.clone();
-        state
-            .with_store(move |store| {
-                let mut candidates = store.list(None)?;
-                candidates.retain(|record| record.factory_id == wanted_factory);
-                candidates.sort_by_key(|record| (record.enabled, record.updated_at));
-                Ok(candidates.pop().map(|record| record.config))
-            })
-            .await?
-    } else {
-        None
+    let stored_config = match body.saved_connector_id {
+        Some(saved_connector_id) => {
+            let saved = find_connector(&state, &saved_connector_id).await?;
+            if saved.factory_id != factory_id {
+                return Err(ApiError::InvalidRequestBody(format!(
+                    "`savedConnectorId` {saved_connector_id:?} belongs to the factory {:?}, not {factory_id:?}",
+                    saved.factory_id
+                )));
+            }
+            Some(saved.config)
+        }
+        None if crate::secrets::contains_mask(&body.config) => {
+            let wanted_factory = factory_id.clone();
+            state
+                .with_store(move |store| {
+                    let mut candidates = store.list(None)?;
+                    candidates.retain(|record| record.factory_id == wanted_factory);
+                    candidates.sort_by_key(|record| (record.enabled, record.updated_at));
+                    Ok(candidates.pop().map(|record| record.config))
+                })
+                .await?
+        }
+        None => None,
     };
     let (_, instance) = prepare_config(&factory, &body.config, stored_config.as_ref())
         .map_err(ApiError::from_config_under_test)?;

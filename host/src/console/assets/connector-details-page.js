@@ -99,7 +99,7 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
       await context.navigate(window.location.hash, { force: true });
     },
   }));
-  const tester = createConnectorTester({ form, factoryId: connector.connectorId });
+  const tester = createConnectorTester({ form, factoryId: connector.connectorId, savedConnectorId: connector.id });
 
   replaceChildren(container,
     header,

@@ -16,9 +16,10 @@ export function normalizePhone(input) {
 
 /**
  * `form`: the config form (collect, showServerErrors, showFieldError); `factoryId`: whose
- * test route to call. Returns `{element}`.
+ * test route to call; `savedConnectorId`: on a connector's page, the connector whose saved
+ * secrets stand behind `******`. Returns `{element}`.
  */
-export function createConnectorTester({ form, factoryId }) {
+export function createConnectorTester({ form, factoryId, savedConnectorId = undefined }) {
   const phoneId = uniqueId('test-phone');
   const phoneHintId = uniqueId('test-phone-hint');
   const phoneErrorId = uniqueId('test-phone-error');
@@ -76,7 +77,7 @@ export function createConnectorTester({ form, factoryId }) {
     sendButton.setAttribute('aria-busy', 'true');
     showOutcome('Sending…', 'pending');
     try {
-      await api('POST', `/api/connectors/${encodeURIComponent(factoryId)}/test`, { phone: normalized, config });
+      await api('POST', `/api/connectors/${encodeURIComponent(factoryId)}/test`, { phone: normalized, config, savedConnectorId });
       showOutcome(`Test message sent to ${normalized}.`, 'success');
     } catch (error) {
       showTestError(error, normalized);
