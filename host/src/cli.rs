@@ -224,15 +224,12 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
             None
         }
     };
-    let state = tokio::task::spawn_blocking(move || AppState::load(config, metrics))
-        .await
-        .map_err(|error| format!("start-up failed: {error}"))?
-        .map_err(|error| {
-            format!(
-                "cannot use the data directory {}: {error}",
-                data_dir.display()
-            )
-        })?;
+    let state = AppState::load(config, metrics).await.map_err(|error| {
+        format!(
+            "cannot use the data directory {}: {error}",
+            data_dir.display()
+        )
+    })?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;

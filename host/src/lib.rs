@@ -13,10 +13,8 @@
 //! - [`plugin_folder`]: reconciles the plugins folder with what is loaded: drop-in, upgrade
 //!   (moving the live connector), removal, trust checks.
 //! - [`plugin_watcher`]: notices folder changes (inotify or polling) and runs the reconcile.
-//! - [`store`]: the store boundary: [`store::Store`] and its error.
-//! - [`connector_store`], [`code_store`]: the boundary's parts: saved connectors;
-//!   verification codes.
-//! - [`sqlite_store`]: the embedded default store, SQLite in the data directory.
+//! - [`store`]: the store boundary ([`store::Store`]: saved connectors and verification
+//!   codes, async) and [`store::sqlite`], the embedded default in the data directory.
 //! - [`live_connector`]: the one live SMS connector, swapped atomically.
 //! - [`send_executor`]: performs the HTTP requests connectors describe; drives a send.
 //! - [`flow_control`]: the per-recipient window and resend cooldown, in memory.
@@ -38,8 +36,6 @@ pub mod api_doc;
 pub mod api_error;
 pub mod api_keys;
 pub mod cli;
-pub mod code_store;
-pub mod connector_store;
 pub mod console;
 pub mod factory_registry;
 pub mod flow_control;
@@ -54,7 +50,6 @@ pub mod secrets;
 pub mod send_executor;
 pub mod sending;
 pub mod server;
-pub mod sqlite_store;
 pub mod store;
 pub mod telemetry;
 pub mod verification_code;

@@ -23,8 +23,8 @@ use crate::plugin_watcher::{watch_plugin_folder, PluginWatchMode};
 use crate::routes;
 use crate::send_executor::{SendExecutor, SendExecutorConfig};
 use crate::sending::SendLimits;
-use crate::sqlite_store::SqliteStore;
-use crate::store::{ConnectorStore, Store, StoreError};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
 use crate::verification_code::{CodeHasher, CodePolicy};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -70,10 +70,68 @@ pub struct AppState {
 
 impl AppState {
     /// Prepares the data directory, loads the plugins folder, opens the store and restores the
-    /// live connector. Blocking: run it off the async workers. A plugins folder that cannot be
-    /// read leaves the host serving with no factories; only an unusable data directory or
-    /// store is fatal.
-    pub fn load(config: ServeConfig, metrics: Option<PrometheusHandle>) -> Result<Self, String> {
+    /// live connector. A plugins folder that cannot be read leaves the host serving with no
+    /// factories; only an unusable data directory or store is fatal.
+    pub async fn load(
+        config: ServeConfig,
+        metrics: Option<PrometheusHandle>,
+    ) -> Result<Self, String> {
+        let prepared = tokio::task::spawn_blocking(move || PreparedHost::prepare(config))
+            .await
+            .map_err(|error| format!("start-up failed: {error}"))??;
+        let PreparedHost {
+            config,
+            loader,
+            plugin_folder,
+            registry,
+            store,
+            admin_keys,
+            code_hash_key,
+        } = prepared;
+        let live = store
+            .live()
+            .await
+            .map_err(|StoreError(reason)| format!("cannot read the live connector: {reason}"))?
+            .map(|record| {
+                let live = LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry);
+                tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
+                Arc::new(live)
+            });
+        let send_executor = SendExecutor::new(config.send_executor.clone())?;
+        Ok(Self {
+            code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
+            recipient_limiter: RecipientLimiter::new(
+                config.send_limits.max_sends_per_recipient,
+                config.send_limits.window,
+                config.send_limits.resend_cooldown,
+            ),
+            metrics,
+            api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
+            config,
+            loader,
+            plugin_folder: std::sync::Mutex::new(plugin_folder),
+            factories: ArcSwap::from_pointee(registry),
+            store,
+            live: ArcSwapOption::new(live),
+            connector_changes: tokio::sync::Mutex::new(()),
+            send_executor,
+        })
+    }
+}
+
+/// What start-up does on the blocking pool: files, plugins, the store's file, the keys.
+struct PreparedHost {
+    config: ServeConfig,
+    loader: PluginLoader,
+    plugin_folder: PluginFolder,
+    registry: FactoryRegistry,
+    store: Arc<dyn Store>,
+    admin_keys: Vec<String>,
+    code_hash_key: String,
+}
+
+impl PreparedHost {
+    fn prepare(config: ServeConfig) -> Result<Self, String> {
         let data_dir_error = |error: std::io::Error| {
             format!(
                 "cannot use the data directory {}: {error}",
@@ -99,14 +157,6 @@ impl AppState {
         let store = SqliteStore::open(&store_path).map_err(|StoreError(reason)| {
             format!("cannot open the store {}: {reason}", store_path.display())
         })?;
-        let live = store
-            .live()
-            .map_err(|StoreError(reason)| format!("cannot read the live connector: {reason}"))?
-            .map(|record| {
-                let live = LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry);
-                tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
-                Arc::new(live)
-            });
         let mut admin_keys = config.admin_keys.clone();
         if admin_keys.is_empty() {
             let key_path = config.data_dir.join("admin-key");
@@ -122,40 +172,18 @@ impl AppState {
             admin_keys.push(key);
         }
         crate::phone::load_numbering_plans();
-        let send_executor = SendExecutor::new(config.send_executor.clone())?;
         let (code_hash_key, _) =
             crate::api_keys::load_or_create_secret_file(&config.data_dir.join("code-hash-key"))
                 .map_err(data_dir_error)?;
         Ok(Self {
-            code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
-            recipient_limiter: RecipientLimiter::new(
-                config.send_limits.max_sends_per_recipient,
-                config.send_limits.window,
-                config.send_limits.resend_cooldown,
-            ),
-            metrics,
-            api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
             config,
             loader,
-            plugin_folder: std::sync::Mutex::new(plugin_folder),
-            factories: ArcSwap::from_pointee(registry),
+            plugin_folder,
+            registry,
             store: Arc::new(store),
-            live: ArcSwapOption::new(live),
-            connector_changes: tokio::sync::Mutex::new(()),
-            send_executor,
+            admin_keys,
+            code_hash_key,
         })
-    }
-
-    /// Runs blocking store work off the async workers.
-    pub async fn with_store<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || work(store.as_ref()))
-            .await
-            .map_err(|error| ApiError::Internal(format!("store task failed: {error}")))?
-            .map_err(ApiError::from)
     }
 }
 
@@ -292,7 +320,8 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
         interval.tick().await;
         let recipients = state.recipient_limiter.purge(std::time::Instant::now());
         let purged = state
-            .with_store(|store| store.purge_expired_codes(crate::sqlite_store::now_millis()))
+            .store
+            .purge_expired_codes(crate::store::now_millis())
             .await;
         match purged {
             Ok(codes) => tracing::debug!(codes, recipients, "purged expired codes"),

@@ -135,9 +135,9 @@ fn prepare_config(
 
 /// The saved connector with this id, or `404 entity.not_found`.
 async fn find_connector(state: &AppState, id: &str) -> Result<ConnectorRecord, ApiError> {
-    let lookup_id = id.to_owned();
     state
-        .with_store(move |store| store.get(&lookup_id))
+        .store
+        .get(id)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             entity: "connector",
@@ -200,9 +200,7 @@ pub async fn list_connectors(
     Query(query): Query<ListConnectorsQuery>,
 ) -> Result<Json<Vec<ConnectorResponse>>, ApiError> {
     let enabled = query.enabled.unwrap_or(true);
-    let records = state
-        .with_store(move |store| store.list(Some(enabled)))
-        .await?;
+    let records = state.store.list(Some(enabled)).await?;
     Ok(Json(
         records
             .into_iter()
@@ -252,9 +250,7 @@ pub async fn create_connector(
         metadata,
     };
     let _change = state.connector_changes.lock().await;
-    let record = state
-        .with_store(move |store| store.insert_live(new_connector))
-        .await?;
+    let record = state.store.insert_live(new_connector).await?;
     make_live(&state, &record, factory, instance);
     Ok(Json(connector_response(&state, record)))
 }
@@ -288,7 +284,8 @@ pub async fn update_connector(
         None => stored.metadata.clone(),
     };
     let record = state
-        .with_store(move |store| store.update(&id, config, metadata))
+        .store
+        .update(&id, config, metadata)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             entity: "connector",
@@ -320,7 +317,8 @@ pub async fn enable_connector(
             during_test: true,
         })?;
     let record = state
-        .with_store(move |store| store.enable(&id))
+        .store
+        .enable(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             entity: "connector",
@@ -338,10 +336,7 @@ pub async fn delete_connector(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let _change = state.connector_changes.lock().await;
-    let delete_id = id.clone();
-    let deleted = state
-        .with_store(move |store| store.delete(&delete_id))
-        .await?;
+    let deleted = state.store.delete(&id).await?;
     if !deleted {
         return Err(ApiError::NotFound {
             entity: "connector",
@@ -398,15 +393,10 @@ pub async fn test_connector_config(
             Some(saved.config)
         }
         None if crate::secrets::contains_mask(&body.config) => {
-            let wanted_factory = factory_id.clone();
-            state
-                .with_store(move |store| {
-                    let mut candidates = store.list(None)?;
-                    candidates.retain(|record| record.factory_id == wanted_factory);
-                    candidates.sort_by_key(|record| (record.enabled, record.updated_at));
-                    Ok(candidates.pop().map(|record| record.config))
-                })
-                .await?
+            let mut candidates = state.store.list(None).await?;
+            candidates.retain(|record| record.factory_id == factory_id);
+            candidates.sort_by_key(|record| (record.enabled, record.updated_at));
+            candidates.pop().map(|record| record.config)
         }
         None => None,
     };

@@ -14,7 +14,7 @@ use crate::sending::{
     current_live_connector, masked_phone, reserve_send, send_reserved, SendPurpose, SendTarget,
 };
 use crate::server::AppState;
-use crate::sqlite_store::now_millis;
+use crate::store::now_millis;
 use crate::store::{NewCode, VerifyOutcome};
 
 fn generic() -> TemplateType {
@@ -71,9 +71,7 @@ pub async fn issue_code(
     let message =
         crate::verification_code::code_message(&phone, body.template_type, code, body.locale);
     // Saved before sending: the code must verify as soon as the SMS can arrive.
-    state
-        .with_store(move |store| store.save_code(new_code))
-        .await?;
+    state.store.save_code(new_code).await?;
     if let Err(error) = send_reserved(
         &state,
         reservation,
@@ -85,9 +83,9 @@ pub async fn issue_code(
     .await
     {
         // Not delivered: the code must not stay valid.
-        let (e164, discarded_type) = (phone.e164().to_owned(), template_type);
         state
-            .with_store(move |store| store.discard_code(&e164, &discarded_type, &code_hash))
+            .store
+            .discard_code(phone.e164(), &template_type, &code_hash)
             .await?;
         return Err(error);
     }
@@ -121,17 +119,15 @@ pub async fn verify_code(
             .code_hasher
             .hash(phone.e164(), &template_type, body.verification_code.trim());
     let max_attempts = state.config.code_policy.max_attempts;
-    let e164 = phone.e164().to_owned();
     let outcome = state
-        .with_store(move |store| {
-            store.verify_code(
-                &e164,
-                &template_type,
-                &presented_hash,
-                now_millis(),
-                max_attempts,
-            )
-        })
+        .store
+        .verify_code(
+            phone.e164(),
+            &template_type,
+            &presented_hash,
+            now_millis(),
+            max_attempts,
+        )
         .await?;
     let outcome_label = match outcome {
         VerifyOutcome::Verified => "verified",

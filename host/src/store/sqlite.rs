@@ -6,16 +6,15 @@
 //! of a code atomic.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use subtle::ConstantTimeEq;
 
-use crate::store::{
-    ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError, VerificationCodeStore,
-    VerifyOutcome,
+use super::{
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError,
+    VerificationCodeStore, VerifyOutcome,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -24,8 +23,15 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// The SQLite store.
+/// The SQLite store. Its work is blocking (SQLite has no async driver), so every method runs
+/// on tokio's blocking pool.
+#[derive(Clone)]
 pub struct SqliteStore {
+    database: Arc<SqliteDatabase>,
+}
+
+/// The connection and the blocking work on it, one transaction per method.
+struct SqliteDatabase {
     connection: Mutex<Connection>,
 }
 
@@ -59,7 +65,115 @@ CREATE INDEX IF NOT EXISTS verification_codes_by_expiry ON verification_codes (e
 const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
 
 impl SqliteStore {
+    /// Opens (creating when missing) the database file. Blocking: call it off the async
+    /// workers.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            database: Arc::new(SqliteDatabase::open(path)?),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&SqliteDatabase) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let database = Arc::clone(&self.database);
+        tokio::task::spawn_blocking(move || work(&database))
+            .await
+            .map_err(|error| StoreError(format!("the store task failed: {error}")))?
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectorStore for SqliteStore {
+    async fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
+        self.run(move |database| database.list(enabled)).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |database| database.get(&id)).await
+    }
+
+    async fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.run(|database| database.live()).await
+    }
+
+    async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
+        self.run(move |database| database.insert_live(connector))
+            .await
+    }
+
+    async fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |database| database.enable(&id)).await
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        config: serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> Result<Option<ConnectorRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |database| database.update(&id, config, metadata))
+            .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |database| database.delete(&id)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl VerificationCodeStore for SqliteStore {
+    async fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
+        self.run(move |database| database.save_code(code)).await
+    }
+
+    async fn discard_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        code_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        let (phone, template_type, code_hash) = (
+            phone.to_owned(),
+            template_type.to_owned(),
+            code_hash.to_owned(),
+        );
+        self.run(move |database| database.discard_code(&phone, &template_type, &code_hash))
+            .await
+    }
+
+    async fn verify_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        presented_hash: &[u8],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<VerifyOutcome, StoreError> {
+        let (phone, template_type, presented_hash) = (
+            phone.to_owned(),
+            template_type.to_owned(),
+            presented_hash.to_owned(),
+        );
+        self.run(move |database| {
+            database.verify_code(&phone, &template_type, &presented_hash, now, max_attempts)
+        })
+        .await
+    }
+
+    async fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError> {
+        self.run(move |database| database.purge_expired_codes(now))
+            .await
+    }
+}
+
+impl SqliteDatabase {
+    fn open(path: &Path) -> Result<Self, StoreError> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
@@ -80,13 +194,6 @@ impl SqliteStore {
             .map_err(|_| StoreError("the store connection is poisoned".to_owned()))?;
         run(&mut connection)
     }
-}
-
-pub(crate) fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ConnectorRecord, String, String)> {
@@ -130,7 +237,7 @@ fn retire_live(transaction: &rusqlite::Transaction<'_>, now: i64) -> Result<(), 
     Ok(())
 }
 
-impl ConnectorStore for SqliteStore {
+impl SqliteDatabase {
     fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
         self.with_connection(|connection| {
             let sql = format!(
@@ -234,7 +341,7 @@ impl ConnectorStore for SqliteStore {
     }
 }
 
-impl VerificationCodeStore for SqliteStore {
+impl SqliteDatabase {
     fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
         self.with_connection(|connection| {
             connection.execute(
@@ -329,8 +436,9 @@ mod tests {
         }
     }
 
-    fn open_store(dir: &tempfile::TempDir) -> SqliteStore {
-        SqliteStore::open(&dir.path().join("store.sqlite3")).unwrap()
+    // The blocking layer, tested directly; the async wrapper only moves it to the blocking pool.
+    fn open_store(dir: &tempfile::TempDir) -> SqliteDatabase {
+        SqliteDatabase::open(&dir.path().join("store.sqlite3")).unwrap()
     }
 
     #[test]

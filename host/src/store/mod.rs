@@ -1,0 +1,128 @@
+//! The store boundary: what the host keeps (connectors, verification codes), as async traits
+//! with one transaction per method, and the one implementation today:
+//! [`sqlite::SqliteStore`], the embedded default, which runs its blocking work on tokio's
+//! blocking pool so callers never block an async worker.
+//!
+//! The store keeps every connector, live or retired, with its config. Making one connector
+//! live retires the current one in the same transaction, so a kill -9 at any moment leaves
+//! either the old state or the new one, never two live connectors. Codes are stored as keyed
+//! hashes only (see `verification_code`), one per phone and usage type: a new code replaces
+//! the previous one.
+
+pub mod sqlite;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A saved connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectorRecord {
+    pub id: String,
+    pub factory_id: String,
+    pub config: serde_json::Value,
+    /// Per-connector overrides of the factory's metadata (Logto's `metadata`: name, logo, ...).
+    pub metadata: serde_json::Value,
+    pub enabled: bool,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A connector to create; it becomes the live one.
+#[derive(Debug, Clone)]
+pub struct NewConnector {
+    pub id: String,
+    pub factory_id: String,
+    pub config: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+/// A code to save; it replaces any code for the same phone and type.
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    pub phone: String,
+    pub template_type: String,
+    pub code_hash: Vec<u8>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    Verified,
+    NotFound,
+    Expired,
+    ExceededMaxTry,
+    Mismatch { attempts_left: u32 },
+}
+
+/// Saved connectors: what the management routes use. Every method is one transaction.
+#[async_trait::async_trait]
+pub trait ConnectorStore: Send + Sync {
+    /// All connectors, or only live (`Some(true)`) or retired (`Some(false)`) ones, oldest first.
+    async fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError>;
+    async fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError>;
+    async fn live(&self) -> Result<Option<ConnectorRecord>, StoreError>;
+    /// Saves a new connector as the live one, retiring the current live one.
+    async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError>;
+    /// Makes a saved connector live, retiring the current one. `None` for an unknown id.
+    async fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError>;
+    /// Replaces config and metadata. `None` for an unknown id.
+    async fn update(
+        &self,
+        id: &str,
+        config: serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> Result<Option<ConnectorRecord>, StoreError>;
+    /// `false` for an unknown id.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Verification codes: what the code routes use. Every method is one transaction.
+#[async_trait::async_trait]
+pub trait VerificationCodeStore: Send + Sync {
+    async fn save_code(&self, code: NewCode) -> Result<(), StoreError>;
+    /// Removes the code for the phone and type if it is still this one (a send that failed).
+    async fn discard_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        code_hash: &[u8],
+    ) -> Result<(), StoreError>;
+    /// One transaction: refuses an expired code or one past its attempts, counts a wrong
+    /// attempt durably, and consumes a right one (a code works once). The hashes are compared
+    /// in constant time.
+    async fn verify_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        presented_hash: &[u8],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<VerifyOutcome, StoreError>;
+    /// Deletes codes expired before `now`; returns how many.
+    async fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError>;
+}
+
+/// Everything the host keeps: connectors and verification codes.
+pub trait Store: ConnectorStore + VerificationCodeStore {}
+
+impl<T: ConnectorStore + VerificationCodeStore> Store for T {}
+
+#[derive(Debug, thiserror::Error)]
+#[error("store error: {0}")]
+pub struct StoreError(pub String);
+
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> Self {
+        StoreError(format!("stored JSON is invalid: {error}"))
+    }
+}
+
+/// Milliseconds since the Unix epoch, the stores' clock.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}
