@@ -49,6 +49,9 @@ pub enum ApiError {
     Forbidden,
     #[error("route {method} {path} does not exist")]
     RouteNotFound { method: String, path: String },
+    /// The shared store cannot be reached: fail closed, never send without a decision.
+    #[error("the store is unavailable, try again shortly: {0}")]
+    StoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::NoLiveConnector(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +104,7 @@ impl ApiError {
             ApiError::Unauthorized => "auth.unauthorized".to_owned(),
             ApiError::Forbidden => "auth.forbidden".to_owned(),
             ApiError::RouteNotFound { .. } => "request.route_not_found".to_owned(),
+            ApiError::StoreUnavailable(_) => "store.unavailable".to_owned(),
             ApiError::Internal(_) => "unknown".to_owned(),
         }
     }
@@ -137,8 +142,10 @@ fn connector_error_status(code: ConnectorErrorCode, during_test: bool) -> Status
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(reason) = &self {
-            tracing::error!(%reason, "internal error");
+        match &self {
+            ApiError::Internal(reason) => tracing::error!(%reason, "internal error"),
+            ApiError::StoreUnavailable(reason) => tracing::warn!(%reason, "store unavailable"),
+            _ => {}
         }
         let mut body = json!({ "code": self.code(), "message": self.to_string() });
         let mut retry_after = None;
@@ -219,7 +226,10 @@ impl From<SendRefusal> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        ApiError::Internal(error.to_string())
+        match error {
+            StoreError::Unavailable(reason) => ApiError::StoreUnavailable(reason),
+            StoreError::Failed(_) => ApiError::Internal(error.to_string()),
+        }
     }
 }
 

@@ -101,6 +101,35 @@ pub fn load_or_create_secret_file(path: &Path) -> std::io::Result<(String, bool)
     }
 }
 
+/// A secret shared by several hosts, from a file the operator provides: it must exist, hold
+/// at least 32 characters, and be readable by its owner only.
+pub fn read_shared_secret_file(path: &Path) -> Result<String, String> {
+    let unreadable =
+        |error: std::io::Error| format!("cannot read the key file {}: {error}", path.display());
+    let mode = std::fs::metadata(path)
+        .map_err(unreadable)?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the key file {} is readable by others (mode {:o}); chmod 600 it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    let secret = std::fs::read_to_string(path)
+        .map_err(unreadable)?
+        .trim()
+        .to_owned();
+    if secret.len() < 32 {
+        return Err(format!(
+            "the key file {} must hold at least 32 characters (e.g. `openssl rand -hex 32`)",
+            path.display()
+        ));
+    }
+    Ok(secret)
+}
+
 fn create_secret_file(path: &Path) -> std::io::Result<String> {
     let secret = generate_key()?;
     let temporary = path.with_extension("tmp");

@@ -88,6 +88,19 @@ pub struct ServeArgs {
     /// SHA-256 digests (hex, comma-separated) of the only plugin builds allowed to load.
     #[arg(long, env = "CONNECTOR_HOST_ALLOWED_PLUGIN_SHA256", value_parser = parse_digest_list)]
     pub allowed_plugin_sha256: Option<BTreeSet<String>>,
+    /// PostgreSQL shared by several hosts (`postgres://user:password@host/db`; `sslmode=require`
+    /// for TLS). Default: SQLite in the data directory.
+    #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// File holding the key codes are hashed with; the same file on every host of one
+    /// database, readable only by the host's user (it is never stored in the database).
+    /// Required with `--database-url`; default: `<data>/code-hash-key`, created on first start.
+    #[arg(long, env = "CONNECTOR_HOST_CODE_HASH_KEY_FILE")]
+    pub code_hash_key_file: Option<PathBuf>,
+    /// With PostgreSQL, whether to LISTEN for other hosts' changes (`off` leaves only the
+    /// one-second poll; for tests).
+    #[arg(long, env = "CONNECTOR_HOST_STORE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
+    pub store_notifications: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -196,6 +209,9 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             max_attempts: args.code_max_attempts,
         },
         allowed_plugin_sha256: args.allowed_plugin_sha256,
+        database_url: args.database_url,
+        code_hash_key_file: args.code_hash_key_file,
+        store_notifications: args.store_notifications,
         plugin_watch: match args.plugins_watch {
             WatchArg::Notify => PluginWatchMode::Notify,
             WatchArg::Poll => {
@@ -213,7 +229,6 @@ fn run_serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
-    let data_dir = config.data_dir.clone();
     let metrics = match crate::telemetry::install_metrics_recorder() {
         Ok(handle) => {
             tokio::spawn(crate::telemetry::run_metrics_upkeep(handle.clone()));
@@ -224,12 +239,7 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
             None
         }
     };
-    let state = AppState::load(config, metrics).await.map_err(|error| {
-        format!(
-            "cannot use the data directory {}: {error}",
-            data_dir.display()
-        )
-    })?;
+    let state = AppState::load(config, metrics).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;

@@ -1,9 +1,13 @@
 //! Per-recipient flow control (SMS pumping, OWASP API4): at most N successful sends to a phone
 //! per sliding window, and a cooldown between two codes of the same type to the same phone.
 //!
-//! Kept in memory: the check sits on every send, and a store round trip (an fsync with
-//! SQLite's `synchronous=FULL`) per send would cap the host at the disk's commit rate. The
-//! cost: the counts start from zero when the host restarts. Codes themselves are in the store.
+//! One host ([`RecipientLimiter`]): kept in memory. The check sits on every send, and a store
+//! round trip (an fsync with SQLite's `synchronous=FULL`) per send would cap the host at the
+//! disk's commit rate. The cost: the counts start from zero when the host restarts.
+//!
+//! Several hosts on PostgreSQL ([`SendLimiter::Shared`]): the same window and cooldown kept in
+//! the database, one round trip per send, so N hosts do not multiply the cap by N. When the
+//! database cannot be reached the send is refused (fail closed), never sent without a decision.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -153,6 +157,116 @@ impl RecipientLimiter {
             !sends.is_empty()
         });
         state.sends_by_phone.len()
+    }
+}
+
+/// The flow control a host applies: its own memory, or the store shared by every host.
+pub enum SendLimiter {
+    Local(RecipientLimiter),
+    Shared {
+        store: crate::store::postgres::PostgresStore,
+        max_sends_per_window: u32,
+        window: Duration,
+        cooldown: Duration,
+    },
+}
+
+/// A slot taken by [`SendLimiter::reserve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendSlot {
+    Local(SendReservation),
+    Shared(i64),
+}
+
+/// Why a send may not go out now.
+#[derive(Debug)]
+pub enum LimitError {
+    Refused(SendRefusal),
+    /// No decision could be made: the send is refused.
+    StoreUnavailable(crate::store::StoreError),
+}
+
+fn whole_seconds(milliseconds: i64) -> u64 {
+    u64::try_from(milliseconds)
+        .unwrap_or(0)
+        .div_ceil(1000)
+        .max(1)
+}
+
+impl SendLimiter {
+    pub async fn reserve(
+        &self,
+        phone: &str,
+        template_type: TemplateType,
+        with_cooldown: bool,
+    ) -> Result<SendSlot, LimitError> {
+        match self {
+            SendLimiter::Local(limiter) => limiter
+                .reserve(phone, template_type, with_cooldown, Instant::now())
+                .map(SendSlot::Local)
+                .map_err(LimitError::Refused),
+            SendLimiter::Shared {
+                store,
+                max_sends_per_window,
+                window,
+                cooldown,
+            } => {
+                use crate::store::postgres::SharedReservation;
+                let outcome = store
+                    .reserve_send(
+                        phone,
+                        template_type.as_str(),
+                        with_cooldown,
+                        *max_sends_per_window,
+                        *window,
+                        *cooldown,
+                    )
+                    .await
+                    .map_err(LimitError::StoreUnavailable)?;
+                match outcome {
+                    SharedReservation::Reserved { id } => Ok(SendSlot::Shared(id)),
+                    SharedReservation::Cooldown { retry_after_ms } => {
+                        Err(LimitError::Refused(SendRefusal::Cooldown {
+                            retry_after_secs: whole_seconds(retry_after_ms),
+                        }))
+                    }
+                    SharedReservation::RateLimited { retry_after_ms } => {
+                        Err(LimitError::Refused(SendRefusal::RateLimited {
+                            retry_after_secs: whole_seconds(retry_after_ms),
+                        }))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives back the slot of a send that failed. A shared store that cannot be reached keeps
+    /// the slot: the recipient's cap errs on the strict side.
+    pub async fn release(&self, slot: SendSlot) {
+        match (self, slot) {
+            (SendLimiter::Local(limiter), SendSlot::Local(reservation)) => {
+                limiter.release(reservation)
+            }
+            (SendLimiter::Shared { store, .. }, SendSlot::Shared(id)) => {
+                if let Err(error) = store.release_send(id).await {
+                    tracing::warn!(%error, "could not give a failed send's slot back");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets what no longer counts; returns how many recipients (local) or rows (shared).
+    pub async fn purge(&self) -> Result<u64, crate::store::StoreError> {
+        match self {
+            SendLimiter::Local(limiter) => Ok(limiter.purge(Instant::now()) as u64),
+            SendLimiter::Shared {
+                store,
+                window,
+                cooldown,
+                ..
+            } => store.purge_sends((*window).max(*cooldown)).await,
+        }
     }
 }
 

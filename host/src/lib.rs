@@ -15,6 +15,8 @@
 //! - [`plugin_watcher`]: notices folder changes (inotify or polling) and runs the reconcile.
 //! - [`store`]: the store boundary ([`store::Store`]: saved connectors and verification
 //!   codes, async) and [`store::sqlite`], the embedded default in the data directory.
+//! - [`store_follower`]: with a store several hosts share, keeps the live connector in step
+//!   with other hosts' changes (LISTEN/NOTIFY, a one-second poll as the fallback).
 //! - [`live_connector`]: the one live SMS connector, swapped atomically.
 //! - [`send_executor`]: performs the HTTP requests connectors describe; drives a send.
 //! - [`flow_control`]: the per-recipient window and resend cooldown, in memory.
@@ -51,5 +53,6 @@ pub mod send_executor;
 pub mod sending;
 pub mod server;
 pub mod store;
+pub mod store_follower;
 pub mod telemetry;
 pub mod verification_code;

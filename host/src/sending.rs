@@ -12,7 +12,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::api_error::ApiError;
-use crate::flow_control::{SendRefusal, SendReservation};
+use crate::flow_control::{LimitError, SendRefusal, SendSlot};
 use crate::live_connector::{LiveConnector, LiveStatus};
 use crate::phone::PhoneNumber;
 use crate::send_executor::SendError;
@@ -155,20 +155,25 @@ pub async fn reserve_send(
     phone: &PhoneNumber,
     template_type: TemplateType,
     purpose: SendPurpose,
-) -> Result<SendReservation, ApiError> {
+) -> Result<SendSlot, ApiError> {
     check_country(&state.config.send_limits, phone)?;
     let with_cooldown = purpose == SendPurpose::VerificationCode;
     state
-        .recipient_limiter
-        .reserve(phone.e164(), template_type, with_cooldown, Instant::now())
-        .map_err(|refusal| {
-            let reason = match refusal {
-                SendRefusal::RateLimited { .. } => "window",
-                SendRefusal::Cooldown { .. } => "cooldown",
-            };
-            metrics::counter!("sms_rate_limited_total", "reason" => reason).increment(1);
-            tracing::info!(phone = %masked_phone(phone.e164()), reason, "send refused by flow control");
-            ApiError::from(refusal)
+        .send_limiter
+        .reserve(phone.e164(), template_type, with_cooldown)
+        .await
+        .map_err(|error| match error {
+            LimitError::Refused(refusal) => {
+                let reason = match refusal {
+                    SendRefusal::RateLimited { .. } => "window",
+                    SendRefusal::Cooldown { .. } => "cooldown",
+                };
+                metrics::counter!("sms_rate_limited_total", "reason" => reason).increment(1);
+                tracing::info!(phone = %masked_phone(phone.e164()), reason, "send refused by flow control");
+                ApiError::from(refusal)
+            }
+            // Fail closed: no decision, no send.
+            LimitError::StoreUnavailable(error) => ApiError::from(error),
         })
 }
 
@@ -176,7 +181,7 @@ pub async fn reserve_send(
 /// send gives its slot back, so only successful sends count against the recipient.
 pub async fn send_reserved(
     state: &AppState,
-    reservation: SendReservation,
+    reservation: SendSlot,
     target: SendTarget<'_>,
     phone: &PhoneNumber,
     message: SmsMessage,
@@ -234,7 +239,7 @@ pub async fn send_reserved(
         }
         Err(error) => {
             log_send!(tracing::Level::WARN, reason = %error, "send failed");
-            state.recipient_limiter.release(reservation);
+            state.send_limiter.release(reservation).await;
             Err(ApiError::from_send(
                 error,
                 purpose == SendPurpose::ConfigTest,

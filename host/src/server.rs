@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::api_error::ApiError;
 use crate::api_keys::{ApiKeys, KeyScope};
 use crate::factory_registry::FactoryRegistry;
-use crate::flow_control::RecipientLimiter;
+use crate::flow_control::{RecipientLimiter, SendLimiter};
 use crate::live_connector::LiveConnector;
 use crate::plugin_folder::PluginFolder;
 use crate::plugin_loader::PluginLoader;
@@ -23,8 +23,9 @@ use crate::plugin_watcher::{watch_plugin_folder, PluginWatchMode};
 use crate::routes;
 use crate::send_executor::{SendExecutor, SendExecutorConfig};
 use crate::sending::SendLimits;
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::verification_code::{CodeHasher, CodePolicy};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -44,6 +45,12 @@ pub struct ServeConfig {
     /// When set, only plugin builds with these SHA-256 digests load.
     pub allowed_plugin_sha256: Option<std::collections::BTreeSet<String>>,
     pub plugin_watch: PluginWatchMode,
+    /// PostgreSQL shared by several hosts; `None`: SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// The code-hash key's file; `None`: `<data>/code-hash-key` (SQLite only).
+    pub code_hash_key_file: Option<PathBuf>,
+    /// With PostgreSQL: LISTEN for other hosts' changes (else only the one-second poll).
+    pub store_notifications: bool,
 }
 
 /// Shared by every request.
@@ -63,7 +70,11 @@ pub struct AppState {
     pub send_executor: SendExecutor,
     pub api_keys: ApiKeys,
     pub code_hasher: CodeHasher,
-    pub recipient_limiter: RecipientLimiter,
+    pub send_limiter: SendLimiter,
+    /// The PostgreSQL store when several hosts share one; `None` with SQLite.
+    pub shared_store: Option<PostgresStore>,
+    /// The connector generation this host serves (PostgreSQL; 0 with SQLite).
+    pub served_generation: std::sync::atomic::AtomicI64,
     /// Renders `/metrics`; `None` when no recorder is installed (library use, tests).
     pub metrics: Option<PrometheusHandle>,
 }
@@ -76,6 +87,17 @@ impl AppState {
         config: ServeConfig,
         metrics: Option<PrometheusHandle>,
     ) -> Result<Self, String> {
+        if config.database_url.is_some() {
+            // Every host of one database must hash codes and accept keys alike, and the
+            // code-hash key must never sit in the database beside the hashes.
+            if config.code_hash_key_file.is_none() {
+                return Err("with --database-url, pass --code-hash-key-file: the same key file on every host (a key in the database would let a dump brute-force the codes)".to_owned());
+            }
+            if config.admin_keys.is_empty() {
+                return Err("with --database-url, pass --admin-key: every host must accept the same admin key".to_owned());
+            }
+        }
+        let database_url = config.database_url.clone();
         let prepared = tokio::task::spawn_blocking(move || PreparedHost::prepare(config))
             .await
             .map_err(|error| format!("start-up failed: {error}"))??;
@@ -84,27 +106,61 @@ impl AppState {
             loader,
             plugin_folder,
             registry,
-            store,
+            sqlite_store,
             admin_keys,
             code_hash_key,
         } = prepared;
-        let live = store
-            .live()
-            .await
-            .map_err(|StoreError(reason)| format!("cannot read the live connector: {reason}"))?
-            .map(|record| {
-                let live = LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry);
-                tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
-                Arc::new(live)
-            });
-        let send_executor = SendExecutor::new(config.send_executor.clone())?;
-        Ok(Self {
-            code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
-            recipient_limiter: RecipientLimiter::new(
+        let (store, shared_store): (Arc<dyn Store>, Option<PostgresStore>) =
+            match (database_url, sqlite_store) {
+                (Some(url), _) => {
+                    let postgres = PostgresStore::connect(&url)
+                        .await
+                        .map_err(|error| format!("cannot use the database: {error}"))?;
+                    (Arc::new(postgres.clone()), Some(postgres))
+                }
+                (None, Some(sqlite)) => (Arc::new(sqlite), None),
+                (None, None) => return Err("no store was opened".to_owned()),
+            };
+        let (generation, live_record) = match &shared_store {
+            Some(postgres) => {
+                let snapshot = postgres
+                    .live_snapshot()
+                    .await
+                    .map_err(|error| format!("cannot read the live connector: {error}"))?;
+                (snapshot.generation, snapshot.live)
+            }
+            None => (
+                0,
+                store
+                    .live()
+                    .await
+                    .map_err(|error| format!("cannot read the live connector: {error}"))?,
+            ),
+        };
+        let live = live_record.map(|record| {
+            let live = LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry);
+            tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
+            Arc::new(live)
+        });
+        let send_limiter = match &shared_store {
+            Some(postgres) => SendLimiter::Shared {
+                store: postgres.clone(),
+                max_sends_per_window: config.send_limits.max_sends_per_recipient,
+                window: config.send_limits.window,
+                cooldown: config.send_limits.resend_cooldown,
+            },
+            None => SendLimiter::Local(RecipientLimiter::new(
                 config.send_limits.max_sends_per_recipient,
                 config.send_limits.window,
                 config.send_limits.resend_cooldown,
-            ),
+            )),
+        };
+        let send_executor = SendExecutor::new(config.send_executor.clone())?;
+        Ok(Self {
+            code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
+            send_limiter,
+            shared_store,
+            served_generation: std::sync::atomic::AtomicI64::new(generation),
             metrics,
             api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
             config,
@@ -125,7 +181,8 @@ struct PreparedHost {
     loader: PluginLoader,
     plugin_folder: PluginFolder,
     registry: FactoryRegistry,
-    store: Arc<dyn Store>,
+    /// Opened here unless a database URL is given.
+    sqlite_store: Option<SqliteStore>,
     admin_keys: Vec<String>,
     code_hash_key: String,
 }
@@ -153,10 +210,14 @@ impl PreparedHost {
                 FactoryRegistry::default()
             }
         };
-        let store_path = config.data_dir.join("connectors.sqlite3");
-        let store = SqliteStore::open(&store_path).map_err(|StoreError(reason)| {
-            format!("cannot open the store {}: {reason}", store_path.display())
-        })?;
+        let sqlite_store = if config.database_url.is_none() {
+            let store_path = config.data_dir.join("connectors.sqlite3");
+            Some(SqliteStore::open(&store_path).map_err(|error| {
+                format!("cannot open the store {}: {error}", store_path.display())
+            })?)
+        } else {
+            None
+        };
         let mut admin_keys = config.admin_keys.clone();
         if admin_keys.is_empty() {
             let key_path = config.data_dir.join("admin-key");
@@ -172,15 +233,20 @@ impl PreparedHost {
             admin_keys.push(key);
         }
         crate::phone::load_numbering_plans();
-        let (code_hash_key, _) =
-            crate::api_keys::load_or_create_secret_file(&config.data_dir.join("code-hash-key"))
-                .map_err(data_dir_error)?;
+        let code_hash_key = match &config.code_hash_key_file {
+            Some(path) => crate::api_keys::read_shared_secret_file(path)?,
+            None => {
+                crate::api_keys::load_or_create_secret_file(&config.data_dir.join("code-hash-key"))
+                    .map_err(data_dir_error)?
+                    .0
+            }
+        };
         Ok(Self {
             config,
             loader,
             plugin_folder,
             registry,
-            store: Arc::new(store),
+            sqlite_store,
             admin_keys,
             code_hash_key,
         })
@@ -300,6 +366,11 @@ async fn route_not_found(method: Method, uri: Uri) -> ApiError {
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
+    if state.shared_store.is_some() {
+        tokio::spawn(crate::store_follower::follow_shared_store(Arc::clone(
+            &state,
+        )));
+    }
     // Kept alive while serving: dropping it stops the watch.
     let _plugin_watcher = match watch_plugin_folder(Arc::clone(&state)) {
         Ok(watcher) => Some(watcher),
@@ -318,7 +389,13 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         interval.tick().await;
-        let recipients = state.recipient_limiter.purge(std::time::Instant::now());
+        let recipients = match state.send_limiter.purge().await {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(%error, "purging the send log failed");
+                0
+            }
+        };
         let purged = state
             .store
             .purge_expired_codes(crate::store::now_millis())

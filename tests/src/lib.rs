@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! - [`artifacts`]: `cargo build` of the host and every plugin and fixture, once per test binary.
-//! - [`TestHost`]: one running host process with its own plugins folder and data directory.
+//! - [`TestHost`]: one running host process with its own plugins folder and data directory,
+//!   on SQLite or (`E2E_STORE=postgres`, [`HostFolders::on_database`]) PostgreSQL.
+//! - [`postgres`]: a throwaway PostgreSQL cluster.
 //! - [`browser`]: a headless Chromium driven through chromedriver, for the admin console's
 //!   tests.
 
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod browser;
+pub mod postgres;
 
 /// Every package whose artifacts the tests use.
 const PACKAGES: &[&str] = &[
@@ -107,7 +110,68 @@ pub const SEND_KEY: &str = "test-send-key";
 pub struct HostFolders {
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// With `E2E_STORE=postgres` (or [`HostFolders::on_database`]): the database the host uses.
+    pub database: Option<SharedDatabase>,
     scratch: tempfile::TempDir,
+}
+
+/// Which store the hosts of this test run use. `E2E_STORE=postgres` runs the same suites
+/// against PostgreSQL (each host on a database of a throwaway cluster); the default is the
+/// embedded SQLite store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+pub fn store_kind() -> StoreKind {
+    match std::env::var("E2E_STORE").as_deref() {
+        Ok("postgres") => StoreKind::Postgres,
+        _ => StoreKind::Sqlite,
+    }
+}
+
+/// A PostgreSQL database hosts share, with the code-hash key file they all use.
+#[derive(Clone)]
+pub struct SharedDatabase {
+    pub cluster: std::sync::Arc<postgres::PostgresCluster>,
+    pub url: String,
+    pub name: String,
+    pub code_hash_key_file: PathBuf,
+    _key_folder: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl SharedDatabase {
+    /// A new database on `cluster`, and a key file (0600) for its hosts.
+    pub fn create(cluster: &std::sync::Arc<postgres::PostgresCluster>) -> SharedDatabase {
+        let url = cluster.create_database();
+        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let key_folder = tempfile::tempdir().expect("key folder");
+        let code_hash_key_file = key_folder.path().join("code-hash-key");
+        std::fs::write(
+            &code_hash_key_file,
+            "a-shared-test-key-of-at-least-32-characters\n",
+        )
+        .expect("key file");
+        std::fs::set_permissions(&code_hash_key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod key file");
+        SharedDatabase {
+            cluster: std::sync::Arc::clone(cluster),
+            url,
+            name,
+            code_hash_key_file,
+            _key_folder: std::sync::Arc::new(key_folder),
+        }
+    }
+
+    /// On a cluster of its own.
+    pub fn on_new_cluster() -> SharedDatabase {
+        Self::create(&std::sync::Arc::new(postgres::PostgresCluster::start()))
+    }
+
+    pub fn psql(&self, sql: &str) -> String {
+        self.cluster.psql(&self.name, sql)
+    }
 }
 
 impl HostFolders {
@@ -122,10 +186,59 @@ impl HostFolders {
         for (name, source) in plugins {
             install_plugin(&plugins_dir, source, name);
         }
+        let database = match store_kind() {
+            StoreKind::Sqlite => None,
+            StoreKind::Postgres => Some(SharedDatabase::on_new_cluster()),
+        };
         HostFolders {
             plugins_dir,
             data_dir,
+            database,
             scratch,
+        }
+    }
+
+    /// Fresh folders whose host uses `database` (several hosts on one database).
+    pub fn on_database(plugins: &[(&str, &Path)], database: &SharedDatabase) -> HostFolders {
+        let mut folders = HostFolders::new(plugins);
+        folders.database = Some(database.clone());
+        folders
+    }
+
+    /// Everything the host's store holds, as bytes (the SQLite file and its WAL, or a dump
+    /// of the PostgreSQL database), to search for what must never be saved.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match &self.database {
+            Some(database) => database.cluster.dump(&database.name),
+            None => {
+                let mut bytes =
+                    std::fs::read(self.data_dir.join("connectors.sqlite3")).unwrap_or_default();
+                bytes.extend(
+                    std::fs::read(self.data_dir.join("connectors.sqlite3-wal")).unwrap_or_default(),
+                );
+                bytes
+            }
+        }
+    }
+
+    /// Runs one SQL statement against the host's store (to age a code, say); returns the
+    /// number of rows it changed.
+    pub fn execute_sql(&self, sql: &str) -> usize {
+        match &self.database {
+            Some(database) => {
+                let counted =
+                    format!("WITH changed AS ({sql} RETURNING 1) SELECT count(*) FROM changed");
+                database.psql(&counted).parse().expect("a row count")
+            }
+            None => {
+                let connection =
+                    rusqlite::Connection::open(self.data_dir.join("connectors.sqlite3"))
+                        .expect("open the store");
+                connection
+                    .busy_timeout(Duration::from_secs(5))
+                    .expect("busy timeout");
+                connection.execute(sql, []).expect("execute")
+            }
         }
     }
 
@@ -150,6 +263,19 @@ impl HostFolders {
     }
 
     pub fn start_with_args(self, extra_args: &[&str]) -> TestHost {
+        let mut store_args: Vec<String> = Vec::new();
+        if let Some(database) = &self.database {
+            store_args.extend([
+                "--database-url".to_owned(),
+                database.url.clone(),
+                "--code-hash-key-file".to_owned(),
+                database.code_hash_key_file.display().to_string(),
+            ]);
+            // Hosts of one database need an explicit admin key.
+            if !extra_args.contains(&"--admin-key") {
+                store_args.extend(["--admin-key".to_owned(), ADMIN_KEY.to_owned()]);
+            }
+        }
         let log_path = self.scratch.path().join("host.log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -164,6 +290,7 @@ impl HostFolders {
             .arg(&self.data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(extra_args)
+            .args(&store_args)
             .env("RUST_LOG", "info,connector_host=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())

@@ -108,17 +108,16 @@ fn a_code_is_issued_through_the_connector_verified_once_and_never_logged() {
         )
     );
 
-    // Codes are stored hashed: the database file never holds one.
-    let database = std::fs::read(host.data_dir.join("connectors.sqlite3")).unwrap();
-    let wal = std::fs::read(host.data_dir.join("connectors.sqlite3-wal")).unwrap_or_default();
+    // Codes are stored hashed: the store never holds one.
+    let stored = host.folders().stored_bytes();
+    assert!(!stored.is_empty());
     for code in outbox_lines(&outbox)
         .iter()
         .map(|line| line["payload"]["code"].as_str().unwrap().to_owned())
     {
         let needle = code.as_bytes();
         assert!(
-            !database.windows(6).any(|window| window == needle)
-                && !wal.windows(6).any(|window| window == needle),
+            !stored.windows(6).any(|window| window == needle),
             "code {code} stored in clear"
         );
         assert!(!host.log().contains(&code), "code {code} reached the log");
@@ -199,9 +198,9 @@ fn a_new_code_invalidates_the_previous_one_and_expired_codes_are_refused() {
         204
     );
     let code = last_code(&outbox);
-    let connection = rusqlite::Connection::open(host.data_dir.join("connectors.sqlite3")).unwrap();
-    connection.busy_timeout(Duration::from_secs(5)).unwrap();
-    let aged = connection.execute("UPDATE verification_codes SET expires_at = expires_at - 601000 WHERE type = 'Register'", []).unwrap();
+    let aged = host.folders().execute_sql(
+        "UPDATE verification_codes SET expires_at = expires_at - 601000 WHERE type = 'Register'",
+    );
     assert_eq!(aged, 1);
     let (status, expired) = verify(&host, &code, "Register");
     assert_eq!(

@@ -9,6 +9,7 @@
 //! hashes only (see `verification_code`), one per phone and usage type: a new code replaces
 //! the previous one.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -110,12 +111,18 @@ pub trait Store: ConnectorStore + VerificationCodeStore {}
 impl<T: ConnectorStore + VerificationCodeStore> Store for T {}
 
 #[derive(Debug, thiserror::Error)]
-#[error("store error: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The store cannot be reached now (PostgreSQL down, a timeout): the request fails closed
+    /// with 503 and the host recovers by itself when the store is back.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Failed(String),
+}
 
 impl From<serde_json::Error> for StoreError {
     fn from(error: serde_json::Error) -> Self {
-        StoreError(format!("stored JSON is invalid: {error}"))
+        StoreError::Failed(format!("stored JSON is invalid: {error}"))
     }
 }
 

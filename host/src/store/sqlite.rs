@@ -19,7 +19,7 @@ use super::{
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError(error.to_string())
+        StoreError::Failed(error.to_string())
     }
 }
 
@@ -80,7 +80,7 @@ impl SqliteStore {
         let database = Arc::clone(&self.database);
         tokio::task::spawn_blocking(move || work(&database))
             .await
-            .map_err(|error| StoreError(format!("the store task failed: {error}")))?
+            .map_err(|error| StoreError::Failed(format!("the store task failed: {error}")))?
     }
 }
 
@@ -191,7 +191,7 @@ impl SqliteDatabase {
         let mut connection = self
             .connection
             .lock()
-            .map_err(|_| StoreError("the store connection is poisoned".to_owned()))?;
+            .map_err(|_| StoreError::Failed("the store connection is poisoned".to_owned()))?;
         run(&mut connection)
     }
 }
@@ -282,7 +282,7 @@ impl SqliteDatabase {
                 ],
             )?;
             let record = select_one(&transaction, &connector.id)?
-                .ok_or_else(|| StoreError("the inserted connector is missing".to_owned()))?;
+                .ok_or_else(|| StoreError::Failed("the inserted connector is missing".to_owned()))?;
             transaction.commit()?;
             Ok(record)
         })

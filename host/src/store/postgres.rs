@@ -1,0 +1,648 @@
+//! The shared store for several hosts: PostgreSQL through a deadpool of tokio-postgres
+//! connections (TLS through rustls when the URL asks for it).
+//!
+//! - Every connector change bumps the one-row `connector_generation` first: its row lock
+//!   serializes changes from all hosts, and the transaction ends with `pg_notify`, which the
+//!   other hosts' listeners turn into a reload of the live connector.
+//! - A verify is one transaction (`SELECT ... FOR UPDATE`, hashes compared in Rust in
+//!   constant time), so concurrent verifies on several hosts give exactly one success.
+//! - Flow control is one round trip per send (`reserve_send`, see the migration).
+//! - Every operation has a deadline: a store that does not answer is `Unavailable` (503), never
+//!   a hung request.
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use subtle::ConstantTimeEq;
+use tokio_postgres::{AsyncMessage, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError,
+    VerificationCodeStore, VerifyOutcome,
+};
+
+mod embedded {
+    refinery::embed_migrations!("src/store/migrations");
+}
+
+/// The channel connector changes are announced on.
+pub const CHANGES_CHANNEL: &str = "connector_changes";
+/// Held while migrating, so hosts that start together migrate once.
+const MIGRATION_LOCK: i64 = 0x636f_6e6e_6563_746f;
+/// How long any one store operation may take before the request fails closed.
+const OPERATION_DEADLINE: Duration = Duration::from_secs(5);
+
+const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // A database error (a constraint, a bad statement) is ours; anything else (closed
+        // connection, I/O, TLS) means the database cannot be reached now.
+        match error.as_db_error() {
+            Some(database_error) => StoreError::Failed(format!(
+                "{}: {}",
+                database_error.code().code(),
+                database_error.message()
+            )),
+            None => StoreError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    connect_config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+/// What a host needs to serve the live connector another host may have changed.
+#[derive(Debug, Clone)]
+pub struct LiveSnapshot {
+    pub generation: i64,
+    pub live: Option<ConnectorRecord>,
+}
+
+/// The outcome of one flow-control reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedReservation {
+    Reserved { id: i64 },
+    Cooldown { retry_after_ms: i64 },
+    RateLimited { retry_after_ms: i64 },
+}
+
+fn tls_connector() -> MakeRustlsConnect {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(config) => MakeRustlsConnect::new(config),
+        // The ring provider supports the default versions; this arm is not reached.
+        Err(_) => MakeRustlsConnect::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
+    }
+}
+
+/// Runs `work` with the store's deadline; past it, the store is unavailable.
+async fn within_deadline<T>(
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(OPERATION_DEADLINE, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "PostgreSQL did not answer within {} s",
+                OPERATION_DEADLINE.as_secs()
+            )))
+        })
+}
+
+fn read_record(row: &Row) -> Result<ConnectorRecord, StoreError> {
+    let config: String = row.try_get(2)?;
+    let metadata: String = row.try_get(3)?;
+    Ok(ConnectorRecord {
+        id: row.try_get(0)?,
+        factory_id: row.try_get(1)?,
+        config: serde_json::from_str(&config)?,
+        metadata: serde_json::from_str(&metadata)?,
+        enabled: row.try_get(4)?,
+        created_at: row.try_get(5)?,
+        updated_at: row.try_get(6)?,
+    })
+}
+
+/// Takes the change lock (the generation row) and returns the new generation.
+async fn begin_change(transaction: &deadpool_postgres::Transaction<'_>) -> Result<i64, StoreError> {
+    let row = transaction
+        .query_one(
+            "UPDATE connector_generation SET value = value + 1 RETURNING value",
+            &[],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Announces the change to every host's listener (delivered when the transaction commits).
+async fn announce_change(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    generation: i64,
+) -> Result<(), StoreError> {
+    transaction
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANGES_CHANNEL, &generation.to_string()],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn select_one(
+    client: &impl deadpool_postgres::GenericClient,
+    id: &str,
+) -> Result<Option<ConnectorRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM connectors WHERE id = $1");
+    client
+        .query_opt(&sql, &[&id])
+        .await?
+        .map(|row| read_record(&row))
+        .transpose()
+}
+
+impl PostgresStore {
+    /// Connects (the pool opens connections on demand) and runs the migrations under an
+    /// advisory lock. Fails when the database cannot be reached: a host does not start on a
+    /// store it has never seen.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let connect_config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
+        let mut connect_config = connect_config;
+        if connect_config.get_connect_timeout().is_none() {
+            connect_config.connect_timeout(OPERATION_DEADLINE);
+        }
+        connect_config.application_name("connector-host");
+        let tls = tls_connector();
+        let manager = Manager::from_config(
+            connect_config.clone(),
+            tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(OPERATION_DEADLINE))
+            .create_timeout(Some(OPERATION_DEADLINE))
+            .recycle_timeout(Some(OPERATION_DEADLINE))
+            .build()
+            .map_err(|error| StoreError::Failed(format!("cannot build the pool: {error}")))?;
+        let store = Self {
+            pool,
+            connect_config,
+            tls,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let (mut client, connection) = self.connect_config.connect(self.tls.clone()).await?;
+        let connection_task = tokio::spawn(connection);
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let migrated = embedded::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .map_err(|error| StoreError::Failed(format!("migrating the database failed: {error}")));
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        drop(client);
+        let _ = connection_task.await;
+        migrated?;
+        unlocked?;
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|error| StoreError::Unavailable(format!("cannot reach PostgreSQL: {error}")))
+    }
+
+    /// The generation and the live connector, read in one statement (one snapshot).
+    pub async fn live_snapshot(&self) -> Result<LiveSnapshot, StoreError> {
+        within_deadline(async {
+            let client = self.client().await?;
+            let sql = format!(
+                "SELECT g.value, c.* FROM connector_generation g
+                 LEFT JOIN (SELECT {COLUMNS} FROM connectors WHERE enabled AND type = 'Sms') c ON true"
+            );
+            let row = client.query_one(&sql, &[]).await?;
+            let generation: i64 = row.try_get(0)?;
+            let live_id: Option<String> = row.try_get(1)?;
+            let live = match live_id {
+                None => None,
+                Some(id) => {
+                    let config: String = row.try_get(3)?;
+                    let metadata: String = row.try_get(4)?;
+                    Some(ConnectorRecord {
+                        id,
+                        factory_id: row.try_get(2)?,
+                        config: serde_json::from_str(&config)?,
+                        metadata: serde_json::from_str(&metadata)?,
+                        enabled: row.try_get(5)?,
+                        created_at: row.try_get(6)?,
+                        updated_at: row.try_get(7)?,
+                    })
+                }
+            };
+            Ok(LiveSnapshot { generation, live })
+        })
+        .await
+    }
+
+    /// The current generation (the poll that backs up notifications).
+    pub async fn generation(&self) -> Result<i64, StoreError> {
+        within_deadline(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one("SELECT value FROM connector_generation", &[])
+                .await?;
+            Ok(row.try_get(0)?)
+        })
+        .await
+    }
+
+    /// Whether the database answers now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        within_deadline(async {
+            self.client().await?.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Opens a dedicated connection that `LISTEN`s for connector changes. Each notification
+    /// arrives as one `()`; the receiver ends when the connection is lost.
+    pub async fn listen_for_changes(&self) -> Result<ChangeListener, StoreError> {
+        within_deadline(async {
+            let (client, mut connection) = self.connect_config.connect(self.tls.clone()).await?;
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            let forward = tokio::spawn(async move {
+                while let Some(message) =
+                    std::future::poll_fn(|context| connection.poll_message(context)).await
+                {
+                    match message {
+                        Ok(AsyncMessage::Notification(_)) => {
+                            if sender.send(()).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "the PostgreSQL listener connection failed");
+                            break;
+                        }
+                    }
+                }
+            });
+            client
+                .batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))
+                .await?;
+            Ok(ChangeListener {
+                notifications: receiver,
+                _client: client,
+                forward,
+            })
+        })
+        .await
+    }
+
+    /// Flow control for one send, shared by every host: the cooldown (when asked) and the
+    /// sliding window, then a slot; one round trip.
+    pub async fn reserve_send(
+        &self,
+        phone: &str,
+        template_type: &str,
+        with_cooldown: bool,
+        max_sends: u32,
+        window: Duration,
+        cooldown: Duration,
+    ) -> Result<SharedReservation, StoreError> {
+        within_deadline(async {
+            let client = self.client().await?;
+            let statement = client
+                .prepare_cached("SELECT reservation_id, refusal, retry_after_ms FROM reserve_send($1, $2, $3, $4, $5, $6)")
+                .await?;
+            let max_sends = i32::try_from(max_sends).unwrap_or(i32::MAX);
+            let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            let cooldown_ms = i64::try_from(cooldown.as_millis()).unwrap_or(i64::MAX);
+            let row = client
+                .query_one(
+                    &statement,
+                    &[&phone, &template_type, &with_cooldown, &max_sends, &window_ms, &cooldown_ms],
+                )
+                .await?;
+            let id: Option<i64> = row.try_get(0)?;
+            let refusal: Option<String> = row.try_get(1)?;
+            let retry_after_ms: Option<i64> = row.try_get(2)?;
+            Ok(match (id, refusal.as_deref()) {
+                (Some(id), _) => SharedReservation::Reserved { id },
+                (None, Some("cooldown")) => SharedReservation::Cooldown {
+                    retry_after_ms: retry_after_ms.unwrap_or(1000),
+                },
+                _ => SharedReservation::RateLimited {
+                    retry_after_ms: retry_after_ms.unwrap_or(1000),
+                },
+            })
+        })
+        .await
+    }
+
+    /// Gives a slot back (the send failed), so only successful sends count.
+    pub async fn release_send(&self, reservation_id: i64) -> Result<(), StoreError> {
+        within_deadline(async {
+            self.client()
+                .await?
+                .execute(
+                    "DELETE FROM recipient_sends WHERE id = $1",
+                    &[&reservation_id],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets sends older than `retention` (by the database's clock); returns how many.
+    pub async fn purge_sends(&self, retention: Duration) -> Result<u64, StoreError> {
+        within_deadline(async {
+            let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+            Ok(self
+                .client()
+                .await?
+                .execute(
+                    "DELETE FROM recipient_sends
+                     WHERE sent_at <= (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1",
+                    &[&retention_ms],
+                )
+                .await?)
+        })
+        .await
+    }
+}
+
+/// A `LISTEN`ing connection; `notifications` ends when it is lost.
+pub struct ChangeListener {
+    pub notifications: tokio::sync::mpsc::UnboundedReceiver<()>,
+    _client: tokio_postgres::Client,
+    forward: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ChangeListener {
+    fn drop(&mut self) {
+        self.forward.abort();
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectorStore for PostgresStore {
+    async fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
+        within_deadline(async {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM connectors WHERE ($1::boolean IS NULL OR enabled = $1) ORDER BY created_at, id"
+            );
+            let rows = self.client().await?.query(&sql, &[&enabled]).await?;
+            rows.iter().map(read_record).collect()
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        within_deadline(async {
+            let client = self.client().await?;
+            select_one(&client, id).await
+        })
+        .await
+    }
+
+    async fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
+        Ok(self.live_snapshot().await?.live)
+    }
+
+    async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
+        within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let generation = begin_change(&transaction).await?;
+            let now = now_millis();
+            transaction
+                .execute(
+                    "UPDATE connectors SET enabled = false, updated_at = $1 WHERE enabled AND type = 'Sms'",
+                    &[&now],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
+                     VALUES ($1, $2, 'Sms', $3, $4, true, $5, $5)",
+                    &[
+                        &connector.id,
+                        &connector.factory_id,
+                        &connector.config.to_string(),
+                        &connector.metadata.to_string(),
+                        &now,
+                    ],
+                )
+                .await?;
+            let record = select_one(&transaction, &connector.id)
+                .await?
+                .ok_or_else(|| StoreError::Failed("the inserted connector is missing".to_owned()))?;
+            announce_change(&transaction, generation).await?;
+            transaction.commit().await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let generation = begin_change(&transaction).await?;
+            match select_one(&transaction, id).await? {
+                None => return Ok(None),
+                Some(record) if record.enabled => return Ok(Some(record)),
+                Some(_) => {}
+            }
+            let now = now_millis();
+            transaction
+                .execute(
+                    "UPDATE connectors SET enabled = false, updated_at = $1 WHERE enabled AND type = 'Sms'",
+                    &[&now],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "UPDATE connectors SET enabled = true, updated_at = $2 WHERE id = $1",
+                    &[&id, &now],
+                )
+                .await?;
+            let record = select_one(&transaction, id).await?;
+            announce_change(&transaction, generation).await?;
+            transaction.commit().await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        config: serde_json::Value,
+        metadata: serde_json::Value,
+    ) -> Result<Option<ConnectorRecord>, StoreError> {
+        within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let generation = begin_change(&transaction).await?;
+            let changed = transaction
+                .execute(
+                    "UPDATE connectors SET config = $2, metadata = $3, updated_at = $4 WHERE id = $1",
+                    &[&id, &config.to_string(), &metadata.to_string(), &now_millis()],
+                )
+                .await?;
+            if changed == 0 {
+                return Ok(None);
+            }
+            let record = select_one(&transaction, id).await?;
+            announce_change(&transaction, generation).await?;
+            transaction.commit().await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let generation = begin_change(&transaction).await?;
+            let deleted = transaction
+                .execute("DELETE FROM connectors WHERE id = $1", &[&id])
+                .await?;
+            if deleted == 0 {
+                return Ok(false);
+            }
+            announce_change(&transaction, generation).await?;
+            transaction.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
+impl VerificationCodeStore for PostgresStore {
+    async fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
+        within_deadline(async {
+            self.client()
+                .await?
+                .execute(
+                    "INSERT INTO verification_codes (phone, type, code_hash, created_at, expires_at, failed_attempts)
+                     VALUES ($1, $2, $3, $4, $5, 0)
+                     ON CONFLICT (phone, type) DO UPDATE SET code_hash = EXCLUDED.code_hash,
+                        created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, failed_attempts = 0",
+                    &[&code.phone, &code.template_type, &code.code_hash, &code.created_at, &code.expires_at],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn discard_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        code_hash: &[u8],
+    ) -> Result<(), StoreError> {
+        within_deadline(async {
+            self.client()
+                .await?
+                .execute(
+                    "DELETE FROM verification_codes WHERE phone = $1 AND type = $2 AND code_hash = $3",
+                    &[&phone, &template_type, &code_hash],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn verify_code(
+        &self,
+        phone: &str,
+        template_type: &str,
+        presented_hash: &[u8],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<VerifyOutcome, StoreError> {
+        within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let stored = transaction
+                .query_opt(
+                    "SELECT code_hash, expires_at, failed_attempts FROM verification_codes
+                     WHERE phone = $1 AND type = $2 FOR UPDATE",
+                    &[&phone, &template_type],
+                )
+                .await?;
+            let outcome = match stored {
+                None => VerifyOutcome::NotFound,
+                Some(row) => {
+                    let code_hash: Vec<u8> = row.try_get(0)?;
+                    let expires_at: i64 = row.try_get(1)?;
+                    let failed_attempts = u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0);
+                    if expires_at <= now {
+                        VerifyOutcome::Expired
+                    } else if failed_attempts >= max_attempts {
+                        VerifyOutcome::ExceededMaxTry
+                    } else if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
+                        transaction
+                            .execute(
+                                "DELETE FROM verification_codes WHERE phone = $1 AND type = $2",
+                                &[&phone, &template_type],
+                            )
+                            .await?;
+                        VerifyOutcome::Verified
+                    } else {
+                        transaction
+                            .execute(
+                                "UPDATE verification_codes SET failed_attempts = failed_attempts + 1
+                                 WHERE phone = $1 AND type = $2",
+                                &[&phone, &template_type],
+                            )
+                            .await?;
+                        VerifyOutcome::Mismatch {
+                            attempts_left: max_attempts.saturating_sub(failed_attempts + 1),
+                        }
+                    }
+                }
+            };
+            transaction.commit().await?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError> {
+        within_deadline(async {
+            let purged = self
+                .client()
+                .await?
+                .execute(
+                    "DELETE FROM verification_codes WHERE expires_at <= $1",
+                    &[&now],
+                )
+                .await?;
+            Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+}

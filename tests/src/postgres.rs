@@ -1,0 +1,222 @@
+//! A throwaway PostgreSQL cluster for tests: Debian's PostgreSQL (`scripts/install-counterparts`
+//! installs it), `initdb --no-sync` into a temporary folder (as the `postgres` user when the
+//! tests run as root: initdb refuses root), started on a free loopback port with its socket in
+//! that folder, stopped and removed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::free_port;
+
+/// One running cluster.
+pub struct PostgresCluster {
+    bin: PathBuf,
+    folder: tempfile::TempDir,
+    pub port: u16,
+    next_database: AtomicUsize,
+}
+
+fn postgres_bin() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path().join("bin"))
+                .filter(|bin| bin.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|version| version.file_name())
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    candidates.pop().unwrap_or_else(|| {
+        panic!("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb): run scripts/install-counterparts")
+    })
+}
+
+fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Runs a PostgreSQL program as the user that owns the cluster.
+fn as_cluster_owner(program: &Path) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn succeed(what: &str, output: std::io::Result<Output>) -> Output {
+    let output = output.unwrap_or_else(|error| panic!("{what}: {error}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+impl PostgresCluster {
+    pub fn start() -> PostgresCluster {
+        let bin = postgres_bin();
+        let folder = tempfile::Builder::new()
+            .prefix("e2e-postgres-")
+            .tempdir()
+            .expect("cluster folder");
+        if running_as_root() {
+            succeed(
+                "chown the cluster folder",
+                Command::new("chown")
+                    .arg("postgres:")
+                    .arg(folder.path())
+                    .output(),
+            );
+        }
+        let data = folder.path().join("data");
+        succeed(
+            "initdb",
+            as_cluster_owner(&bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ])
+                .output(),
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            folder.path().display()
+        );
+        succeed(
+            "pg_ctl start",
+            as_cluster_owner(&bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(folder.path().join("server.log"))
+                .args(["-w", "-t", "30", "-o", &options, "start"])
+                .output(),
+        );
+        PostgresCluster {
+            bin,
+            folder,
+            port,
+            next_database: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new empty database; its URL.
+    pub fn create_database(&self) -> String {
+        let name = format!(
+            "host_test_{}",
+            self.next_database.fetch_add(1, Ordering::Relaxed)
+        );
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs SQL in a database and returns what psql printed (unaligned, tuples only).
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let output = succeed(
+            &format!("psql {sql:?}"),
+            Command::new(self.bin.join("psql"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                ])
+                .args(["-p", &self.port.to_string(), "-d", database, "-c", sql])
+                .output(),
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Everything a database holds, as `pg_dump` prints it.
+    pub fn dump(&self, database: &str) -> Vec<u8> {
+        succeed(
+            "pg_dump",
+            Command::new(self.bin.join("pg_dump"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-p",
+                    &self.port.to_string(),
+                    database,
+                ])
+                .output(),
+        )
+        .stdout
+    }
+
+    /// Stops the server at once (as a crash would); [`PostgresCluster::restart`] brings it back.
+    pub fn stop(&self) {
+        succeed(
+            "pg_ctl stop",
+            as_cluster_owner(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.folder.path().join("data"))
+                .args(["-m", "immediate", "-w", "stop"])
+                .output(),
+        );
+    }
+
+    pub fn restart(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.folder.path().display()
+        );
+        succeed(
+            "pg_ctl start",
+            as_cluster_owner(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.folder.path().join("data"))
+                .arg("-l")
+                .arg(self.folder.path().join("server.log"))
+                .args(["-w", "-t", "30", "-o", &options, "start"])
+                .output(),
+        );
+    }
+
+    /// The server's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.folder.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PostgresCluster {
+    fn drop(&mut self) {
+        let _ = as_cluster_owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.folder.path().join("data"))
+            .args(["-m", "immediate", "-w", "-t", "10", "stop"])
+            .output();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
