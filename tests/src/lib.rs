@@ -417,6 +417,30 @@ impl TestHost {
         )
     }
 
+    /// Like [`TestHost::request`], but a failed exchange (the host was killed) is an error.
+    pub fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_url));
+        if let Some(key) = key {
+            builder = builder.header("Authorization", format!("Bearer {key}"));
+        }
+        let request = builder
+            .header("Content-Type", "application/json")
+            .body(body.map(Value::to_string).unwrap_or_default())
+            .map_err(|error| error.to_string())?;
+        self.agent
+            .run(request)
+            .map(read_json)
+            .map_err(|error| error.to_string())
+    }
+
     /// Any method with a raw body and content type, for malformed-body tests.
     pub fn request_raw(
         &self,

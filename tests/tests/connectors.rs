@@ -53,6 +53,16 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
 
     let (status, factories) = host.get("/api/connector-factories");
     assert_eq!((status, ids(&factories)), (200, vec![MOCK.to_owned()]));
+    // The suite runs on the store the run asked for (E2E_STORE).
+    let expected_store = match e2e_tests::store_kind() {
+        e2e_tests::StoreKind::Sqlite => "sqlite",
+        e2e_tests::StoreKind::Postgres => "postgres",
+    };
+    let (_, health) = host.get("/health");
+    assert_eq!(
+        (health["storeKind"].as_str(), health["store"].as_str()),
+        (Some(expected_store), Some("ok"))
+    );
 
     // Test the config before saving: a Generic code to the number, nothing saved.
     let test_path = format!("/api/connectors/{MOCK}/test");

@@ -1,0 +1,487 @@
+//! Several hosts on one PostgreSQL: connector changes on any host are live on all, codes and
+//! flow control are shared, and the hosts fail closed and recover when the database goes away.
+//! Each test starts its own throwaway cluster (`e2e_tests::postgres`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e_tests::{
+    outbox_lines, plugin_file, HostFolders, SharedDatabase, TestHost, ADMIN_KEY, SEND_KEY,
+};
+use serde_json::{json, Value};
+
+const MOCK: &str = "mock-short-message-service";
+const PHONE: &str = "+12015550123";
+
+fn host_on(database: &SharedDatabase, extra_args: &[&str]) -> TestHost {
+    let folders = HostFolders::on_database(&[("mock.so", &plugin_file("mock_sms"))], database);
+    let mut args = vec![
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--resend-cooldown-secs",
+        "0",
+    ];
+    args.extend_from_slice(extra_args);
+    if !extra_args.contains(&"--max-sends-per-recipient") {
+        args.extend(["--max-sends-per-recipient", "1000000"]);
+    }
+    folders.start_with_args(&args)
+}
+
+fn mock_config(outbox: &Path, label: &str) -> Value {
+    json!({
+        "templates": [{"usageType": "Generic", "content": format!("{label} {{{{code}}}}")}],
+        "outbox": outbox,
+    })
+}
+
+fn create(host: &TestHost, config: Value) -> String {
+    let (status, connector) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": config}),
+    );
+    assert_eq!(status, 200, "{connector}");
+    connector["id"].as_str().unwrap().to_owned()
+}
+
+fn served_connector(host: &TestHost) -> Option<String> {
+    let (_, health) = host.request("GET", "/health", None, None);
+    health["live"]["connectorId"].as_str().map(str::to_owned)
+}
+
+fn send(host: &TestHost, to: &str) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": to, "payload": {"code": "123456"}})),
+    )
+}
+
+/// How long until `host` serves `connector_id` (polled every 2 ms), or `None` after `limit`.
+fn time_until_served(host: &TestHost, connector_id: &str, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if served_connector(host).as_deref() == Some(connector_id) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+fn percentile(mut samples: Vec<Duration>, fraction: f64) -> Duration {
+    samples.sort();
+    let index = ((samples.len() as f64 * fraction).ceil() as usize).saturating_sub(1);
+    samples[index.min(samples.len() - 1)]
+}
+
+#[test]
+fn a_change_on_one_host_is_served_by_the_other_within_100_ms() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &[]);
+    let b = host_on(&database, &[]);
+    let outbox = a.folders().scratch_path("outbox.jsonl");
+    let mut delays = Vec::new();
+    for round in 0..40 {
+        let id = create(&a, mock_config(&outbox, &format!("round {round}")));
+        let delay = time_until_served(&b, &id, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("B never served {id}"));
+        delays.push(delay);
+    }
+    let p99 = percentile(delays.clone(), 0.99);
+    eprintln!(
+        "propagation with LISTEN: p50 {:?}, p99 {p99:?}",
+        percentile(delays, 0.5)
+    );
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+}
+
+#[test]
+fn without_notifications_the_poll_catches_up_within_one_and_a_half_seconds() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &[]);
+    let b = host_on(&database, &["--store-notifications", "false"]);
+    let outbox = a.folders().scratch_path("outbox.jsonl");
+    let mut delays = Vec::new();
+    for round in 0..5 {
+        let id = create(&a, mock_config(&outbox, &format!("round {round}")));
+        let delay = time_until_served(&b, &id, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("B never served {id}"));
+        delays.push(delay);
+    }
+    let slowest = percentile(delays, 1.0);
+    assert!(slowest < Duration::from_millis(1500), "{slowest:?}");
+}
+
+#[test]
+fn two_hundred_changes_under_load_fail_no_send_and_end_on_the_last_connector() {
+    let database = SharedDatabase::on_new_cluster();
+    let hosts = Arc::new([host_on(&database, &[]), host_on(&database, &[])]);
+    let outbox = hosts[0].folders().scratch_path("outbox.jsonl");
+    create(&hosts[0], mock_config(&outbox, "first"));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..4)
+        .map(|worker| {
+            let (hosts, stop, sent) = (Arc::clone(&hosts), Arc::clone(&stop), Arc::clone(&sent));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut round = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    // Distinct recipients: the shared limit is not what this test is about.
+                    let to = format!("+1201555{:04}", (worker * 2500 + round) % 10_000);
+                    let (status, body) = send(&hosts[(round % 2) as usize], &to);
+                    if status == 200 {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.push((status, body));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+
+    let mut last = String::new();
+    for change in 0..200 {
+        last = create(
+            &hosts[change % 2],
+            mock_config(&outbox, &format!("change {change}")),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<_> = senders
+        .into_iter()
+        .flat_map(|sender| sender.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "failed sends: {failures:?}");
+    assert!(sent.load(Ordering::Relaxed) > 100, "the load was too light");
+
+    // After the last change, both hosts send through it and nothing else.
+    for host in hosts.iter() {
+        assert_eq!(
+            time_until_served(host, &last, Duration::from_secs(2)).is_some(),
+            true
+        );
+        for _ in 0..5 {
+            let (status, receipt) = send(host, "+12015550199");
+            assert_eq!(
+                (status, receipt["connectorId"].as_str()),
+                (200, Some(last.as_str()))
+            );
+        }
+    }
+    let (_, live) = hosts[1].get("/api/connectors");
+    assert_eq!(live.as_array().unwrap().len(), 1);
+    assert_eq!(live[0]["id"], last.as_str());
+}
+
+#[test]
+fn concurrent_creates_on_two_hosts_both_succeed_and_one_is_live() {
+    let database = SharedDatabase::on_new_cluster();
+    let hosts = Arc::new([host_on(&database, &[]), host_on(&database, &[])]);
+    let outbox = hosts[0].folders().scratch_path("outbox.jsonl");
+    for round in 0..10 {
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let creators: Vec<_> = (0..2)
+            .map(|index| {
+                let (hosts, barrier, outbox) =
+                    (Arc::clone(&hosts), Arc::clone(&barrier), outbox.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    create(
+                        &hosts[index],
+                        mock_config(&outbox, &format!("{round}-{index}")),
+                    )
+                })
+            })
+            .collect();
+        let created: Vec<String> = creators.into_iter().map(|c| c.join().unwrap()).collect();
+        let (_, live) = hosts[0].get("/api/connectors");
+        let live = live.as_array().unwrap();
+        assert_eq!(live.len(), 1, "{live:?}");
+        assert!(created.contains(&live[0]["id"].as_str().unwrap().to_owned()));
+    }
+    let count = database.psql("SELECT count(*) FROM connectors WHERE enabled");
+    assert_eq!(count, "1");
+    assert_eq!(database.psql("SELECT count(*) FROM connectors"), "20");
+}
+
+#[test]
+fn codes_and_limits_are_shared_by_the_hosts() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &["--max-sends-per-recipient", "10"]);
+    let b = host_on(&database, &["--max-sends-per-recipient", "10"]);
+    let outbox = a.folders().scratch_path("outbox.jsonl");
+    create(&a, mock_config(&outbox, "Code"));
+    time_until_served(&b, &served_connector(&a).unwrap(), Duration::from_secs(2)).unwrap();
+
+    // Issued through A, verified through B.
+    let (status, body) = a.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": PHONE})),
+    );
+    assert_eq!(status, 204, "{body}");
+    let code = outbox_lines(&outbox).pop().unwrap()["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = |host: &TestHost, code: &str| {
+        host.request(
+            "POST",
+            "/api/verification-codes/verify",
+            Some(SEND_KEY),
+            Some(&json!({"phone": PHONE, "verificationCode": code})),
+        )
+        .0
+    };
+    assert_eq!(verify(&b, &code), 204);
+    assert_eq!(verify(&a, &code), 400, "a code works once, on any host");
+
+    // Eight concurrent verifies split over A and B: exactly one succeeds.
+    let phone = "+12015550150";
+    a.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone})),
+    );
+    let code = outbox_lines(&outbox).pop().unwrap()["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hosts = Arc::new([a, b]);
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let verifiers: Vec<_> = (0..8)
+        .map(|index| {
+            let (hosts, barrier, code) = (Arc::clone(&hosts), Arc::clone(&barrier), code.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                hosts[index % 2]
+                    .request(
+                        "POST",
+                        "/api/verification-codes/verify",
+                        Some(SEND_KEY),
+                        Some(&json!({"phone": phone, "verificationCode": code})),
+                    )
+                    .0
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = verifiers.into_iter().map(|v| v.join().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 204).count(),
+        1,
+        "{statuses:?}"
+    );
+
+    // The per-recipient cap holds across hosts: the 11th send to one phone is refused.
+    let capped = "+12015550177";
+    for attempt in 0..10 {
+        let (status, body) = send(&hosts[attempt % 2], capped);
+        assert_eq!(status, 200, "send {attempt}: {body}");
+    }
+    let (status, body) = send(&hosts[1], capped);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("request.message_rate_limited"))
+    );
+    let (status, _) = send(&hosts[0], capped);
+    assert_eq!(status, 429);
+}
+
+#[test]
+fn a_lost_listener_reconnects_and_catches_up() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &[]);
+    let b = host_on(&database, &[]);
+    let outbox = a.folders().scratch_path("outbox.jsonl");
+    let first = create(&a, mock_config(&outbox, "first"));
+    time_until_served(&b, &first, Duration::from_secs(2)).unwrap();
+
+    // Cut every listening connection, then change the connector while they are gone.
+    let terminated = database.psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
+    );
+    assert_eq!(terminated, "2", "each host listens on one connection");
+    let while_away = create(&a, mock_config(&outbox, "while away"));
+    assert!(
+        time_until_served(&b, &while_away, Duration::from_secs(3)).is_some(),
+        "B did not catch up after losing its listener"
+    );
+    // Listening again: the next change arrives by notification, not by the poll.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while database.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'") != "2" {
+        assert!(Instant::now() < deadline, "the listeners did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = create(&a, mock_config(&outbox, "after"));
+    let delay = time_until_served(&b, &after, Duration::from_secs(3)).unwrap();
+    assert!(delay < Duration::from_millis(500), "{delay:?}");
+    assert!(b.log().contains("reconnecting"), "{}", b.log());
+}
+
+#[test]
+fn postgres_down_fails_closed_and_everything_recovers() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &[]);
+    let b = host_on(&database, &[]);
+    let outbox = a.folders().scratch_path("outbox.jsonl");
+    let live = create(&a, mock_config(&outbox, "Code"));
+    time_until_served(&b, &live, Duration::from_secs(2)).unwrap();
+    assert_eq!(send(&b, PHONE).0, 200);
+
+    database.cluster.stop();
+    let sent_before = outbox_lines(&outbox).len();
+    for host in [&a, &b] {
+        let started = Instant::now();
+        let (status, body) = send(host, PHONE);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("store.unavailable")),
+            "{body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "{:?}",
+            started.elapsed()
+        );
+        let (status, health) = host.request("GET", "/health", None, None);
+        assert_eq!(
+            (status, health["store"].as_str()),
+            (503, Some("unavailable"))
+        );
+        let (status, body) = host.post(
+            "/api/connectors",
+            &json!({"connectorId": MOCK, "config": mock_config(&outbox, "during outage")}),
+        );
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("store.unavailable")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        outbox_lines(&outbox).len(),
+        sent_before,
+        "nothing was sent without a flow-control decision"
+    );
+
+    database.cluster.restart();
+    for host in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, _) = send(host, PHONE);
+            if status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the host did not recover");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    }
+    // Nothing saved before the outage was lost, and changes work again on both hosts.
+    let (_, connectors) = b.get("/api/connectors");
+    assert_eq!(connectors[0]["id"], live.as_str());
+    let next = create(&b, mock_config(&outbox, "after the outage"));
+    assert!(time_until_served(&a, &next, Duration::from_secs(3)).is_some());
+}
+
+#[test]
+fn kill_9_of_a_host_in_a_change_leaves_the_other_host_and_the_database_consistent() {
+    let database = SharedDatabase::on_new_cluster();
+    let b = host_on(&database, &[]);
+    let outbox = b.folders().scratch_path("outbox.jsonl");
+    create(&b, mock_config(&outbox, "before"));
+    for round in 0..5 {
+        let a = host_on(&database, &[]);
+        let pid = a.pid();
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(3 + round * 4));
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        });
+        for change in 0..20 {
+            let body = json!({"connectorId": MOCK, "config": mock_config(&outbox, &format!("{round}-{change}"))});
+            match a.try_request("POST", "/api/connectors", Some(ADMIN_KEY), Some(&body)) {
+                Ok((200, _)) => {}
+                _ => break,
+            }
+        }
+        killer.join().unwrap();
+        drop(a);
+        // The database holds one live connector, and B serves exactly that one.
+        assert_eq!(
+            database.psql("SELECT count(*) FROM connectors WHERE enabled"),
+            "1"
+        );
+        let live = database.psql("SELECT id FROM connectors WHERE enabled");
+        assert!(
+            time_until_served(&b, &live, Duration::from_secs(3)).is_some(),
+            "B does not serve the database's live connector {live}"
+        );
+        assert_eq!(send(&b, PHONE).0, 200);
+    }
+}
+
+#[test]
+fn a_host_on_postgres_refuses_to_start_without_a_shared_key_file_or_admin_key() {
+    let database = SharedDatabase::on_new_cluster();
+    let binary = e2e_tests::host_binary();
+    let scratch = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(&binary)
+            .arg("serve")
+            .args([
+                "--data",
+                scratch.path().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--database-url", &database.url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let without_key_file = run(&["--admin-key", ADMIN_KEY]);
+    assert!(
+        without_key_file.contains("pass --code-hash-key-file"),
+        "{without_key_file}"
+    );
+    let key_file = database.code_hash_key_file.to_str().unwrap();
+    let without_admin_key = run(&["--code-hash-key-file", key_file]);
+    assert!(
+        without_admin_key.contains("pass --admin-key"),
+        "{without_admin_key}"
+    );
+    // A key file others can read is refused.
+    let readable = scratch.path().join("readable-key");
+    std::fs::write(&readable, "x".repeat(64)).unwrap();
+    let readable_refused = run(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--code-hash-key-file",
+        readable.to_str().unwrap(),
+    ]);
+    assert!(readable_refused.contains("chmod 600"), "{readable_refused}");
+    // The key never reaches the database.
+    let key = std::fs::read_to_string(&database.code_hash_key_file).unwrap();
+    let host = host_on(&database, &[]);
+    assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    let dump = database.cluster.dump(&database.name);
+    assert!(!String::from_utf8_lossy(&dump).contains(key.trim()));
+}
