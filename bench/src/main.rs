@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 mod plugins;
+mod several_hosts;
 mod soak;
 mod swaps;
 use serde_json::{json, Value};
@@ -60,6 +61,9 @@ enum Scenario {
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
     Soak,
+    /// Not part of `all` (it starts a PostgreSQL cluster): sends and code pairs on PostgreSQL
+    /// against SQLite, two hosts against one, propagation of 200 changes.
+    Postgres,
     All,
 }
 
@@ -98,6 +102,9 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
     }
     if scenario == Scenario::Soak {
         soak::soak(&release, duration_secs, connections)?;
+    }
+    if scenario == Scenario::Postgres {
+        several_hosts::bench_postgres(&release, duration_secs, connections)?;
     }
     if matches!(scenario, Scenario::Swaps | Scenario::All) {
         swaps::bench_swaps(
@@ -201,6 +208,15 @@ fn spawn_server(
 
 /// The release host with the mock plugin, limits out of the way, logs to a file.
 fn start_host(release: &Path, outbox: Option<&Path>) -> Result<Server, String> {
+    start_host_on(release, outbox, None)
+}
+
+/// [`start_host`] on a shared PostgreSQL database instead of the embedded SQLite store.
+fn start_host_on(
+    release: &Path,
+    outbox: Option<&Path>,
+    database: Option<&e2e_tests::SharedDatabase>,
+) -> Result<Server, String> {
     let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
     let plugins = scratch.path().join("plugins");
     std::fs::create_dir_all(&plugins).map_err(|error| error.to_string())?;
@@ -227,6 +243,12 @@ fn start_host(release: &Path, outbox: Option<&Path>) -> Result<Server, String> {
         // A one-second window keeps the limiter at its realistic size under full load.
         .args(["--resend-cooldown-secs", "0", "--send-window-secs", "1"])
         .stderr(log);
+    if let Some(database) = database {
+        command
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file);
+    }
     let host = spawn_server(command, Some(scratch))?;
     let config = json!({"templates": [{"usageType": "Generic", "content": "Your verification code is {{code}}."}], "outbox": outbox});
     let (status, body) = post(
@@ -303,15 +325,33 @@ struct WrkResult {
 }
 
 fn run_wrk(url: &str, duration_secs: u64, connections: u32) -> Result<WrkResult, String> {
+    run_wrk_with(url, duration_secs, connections, Recipients::One)
+}
+
+/// Who a wrk run sends to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recipients {
+    /// One phone (the in-memory limiter's worst case).
+    One,
+    /// 10,000 phones in turn, as real traffic: a shared limiter locks per phone.
+    Distinct,
+}
+
+fn run_wrk_with(
+    url: &str,
+    duration_secs: u64,
+    connections: u32,
+    recipients: Recipients,
+) -> Result<WrkResult, String> {
     let script = tempfile::NamedTempFile::new().map_err(|error| error.to_string())?;
-    std::fs::write(
-        script.path(),
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = '{{\"to\": \"+12015550123\", \"type\": \"SignIn\", \"payload\": {{\"code\": \"123456\"}}}}'\n\
-             wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"\n"
-        ),
-    )
-    .map_err(|error| error.to_string())?;
+    let headers = format!(
+        "wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"\n"
+    );
+    let body = match recipients {
+        Recipients::One => "wrk.method = \"POST\"\nwrk.body = '{\"to\": \"+12015550123\", \"type\": \"SignIn\", \"payload\": {\"code\": \"123456\"}}'\n".to_owned(),
+        Recipients::Distinct => "counter = 0\nrequest = function()\n  counter = counter + 1\n  local body = string.format('{\"to\": \"+1201555%04d\", \"type\": \"SignIn\", \"payload\": {\"code\": \"123456\"}}', counter % 10000)\n  return wrk.format(\"POST\", nil, nil, body)\nend\n".to_owned(),
+    };
+    std::fs::write(script.path(), format!("{body}{headers}")).map_err(|error| error.to_string())?;
     let output = Command::new("wrk")
         .args([
             "-t2",
@@ -516,6 +556,20 @@ fn bench_codes(release: &Path, duration_secs: u64, workers: u32) -> Result<(), S
     let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
     let outbox = scratch.path().join("outbox.jsonl");
     let host = start_host(release, Some(&outbox))?;
+    println!("verification codes, {workers} workers, {duration_secs}s, embedded SQLite store, mock connector writing its outbox");
+    measure_code_pairs(&host, &outbox, duration_secs, workers)?;
+    Ok(())
+}
+
+/// Issues and verifies codes from `workers` threads for `duration_secs`; prints and returns
+/// the pairs per second.
+fn measure_code_pairs(
+    host: &Server,
+    outbox: &Path,
+    duration_secs: u64,
+    workers: u32,
+) -> Result<f64, String> {
+    let outbox = outbox.to_owned();
     let mailbox = Arc::new(CodeMailbox {
         latest: Mutex::new(HashMap::new()),
         arrived: Condvar::new(),
@@ -575,14 +629,13 @@ fn bench_codes(release: &Path, duration_secs: u64, workers: u32) -> Result<(), S
     stop.store(true, Ordering::Relaxed);
     let _ = follower.join();
     let pairs = verified.load(Ordering::Relaxed);
-    println!("verification codes, {workers} workers, {duration_secs}s, embedded SQLite store, mock connector writing its outbox");
+    let pairs_per_second = pairs as f64 / elapsed;
     println!(
-        "issued + verified: {pairs} pairs, {:.0} pairs/s, failures: {}",
-        pairs as f64 / elapsed,
+        "issued + verified: {pairs} pairs, {pairs_per_second:.0} pairs/s, failures: {}",
         failures.load(Ordering::Relaxed)
     );
     if failures.load(Ordering::Relaxed) > 0 {
         return Err("some code requests failed".to_owned());
     }
-    Ok(())
+    Ok(pairs_per_second)
 }
