@@ -49,6 +49,8 @@ pub enum ApiError {
     Forbidden,
     #[error("route {method} {path} does not exist")]
     RouteNotFound { method: String, path: String },
+    #[error("connector {id:?} kept changing while this change was made; read it again and retry")]
+    ChangedConcurrently { id: String },
     /// The shared store cannot be reached: fail closed, never send without a decision.
     #[error("the store is unavailable, try again shortly: {0}")]
     StoreUnavailable(String),
@@ -77,6 +79,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ChangedConcurrently { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::Forbidden => "auth.forbidden".to_owned(),
             ApiError::RouteNotFound { .. } => "request.route_not_found".to_owned(),
             ApiError::StoreUnavailable(_) => "store.unavailable".to_owned(),
+            ApiError::ChangedConcurrently { .. } => "connector.changed_concurrently".to_owned(),
             ApiError::Internal(_) => "unknown".to_owned(),
         }
     }

@@ -485,3 +485,47 @@ fn a_host_on_postgres_refuses_to_start_without_a_shared_key_file_or_admin_key() 
     let dump = database.cluster.dump(&database.name);
     assert!(!String::from_utf8_lossy(&dump).contains(key.trim()));
 }
+
+#[test]
+fn concurrent_patches_on_two_hosts_each_apply_whole() {
+    let database = SharedDatabase::on_new_cluster();
+    let hosts = Arc::new([host_on(&database, &[]), host_on(&database, &[])]);
+    let outbox = hosts[0].folders().scratch_path("outbox.jsonl");
+    let id = create(&hosts[0], mock_config(&outbox, "created"));
+    for round in 0..10 {
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let patchers: Vec<_> = (0..2)
+            .map(|index| {
+                let (hosts, barrier, outbox, id) = (
+                    Arc::clone(&hosts),
+                    Arc::clone(&barrier),
+                    outbox.clone(),
+                    id.clone(),
+                );
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let label = format!("{round}-{index}");
+                    let (status, body) = hosts[index].patch(
+                        &format!("/api/connectors/{id}"),
+                        &json!({"config": mock_config(&outbox, &label)}),
+                    );
+                    assert_eq!(status, 200, "{body}");
+                    label
+                })
+            })
+            .collect();
+        let labels: Vec<String> = patchers.into_iter().map(|p| p.join().unwrap()).collect();
+        // The saved config is one of the two, whole; both hosts serve it.
+        let (_, saved) = hosts[1].get(&format!("/api/connectors/{id}"));
+        let content = saved["config"]["templates"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            labels
+                .iter()
+                .any(|label| content == format!("{label} {{{{code}}}}")),
+            "{content} is neither of {labels:?}"
+        );
+    }
+}

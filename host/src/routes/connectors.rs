@@ -18,7 +18,7 @@ use crate::live_connector::{LiveConnector, LiveStatus};
 use crate::phone::PhoneNumber;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
-use crate::store::{ConnectorRecord, NewConnector};
+use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
 
 /// A connector as Logto returns it: the saved connector plus its factory's metadata.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -274,27 +274,38 @@ pub async fn update_connector(
     Json(body): Json<UpdateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
     let _change = state.connector_changes.lock().await;
-    let stored = find_connector(&state, &id).await?;
-    let factory = find_factory(&state, &stored.factory_id)?;
-    let submitted = body.config.as_ref().unwrap_or(&stored.config);
-    let (config, instance) = prepare_config(&factory, submitted, Some(&stored.config))
-        .map_err(ApiError::from_config_under_test)?;
-    let metadata = match body.metadata {
-        Some(metadata) => require_object(Some(metadata))?,
-        None => stored.metadata.clone(),
-    };
-    let record = state
-        .store
-        .update(&id, config, metadata)
-        .await?
-        .ok_or_else(|| ApiError::NotFound {
-            entity: "connector",
-            id: stored.id.clone(),
-        })?;
-    if record.enabled {
-        make_live(&state, &record, factory, instance);
+    let new_metadata = body
+        .metadata
+        .map(|metadata| require_object(Some(metadata)))
+        .transpose()?;
+    // Read, validate, then write only if nothing changed in between (another host may have):
+    // masked secrets are restored from exactly the config that is replaced.
+    for _attempt in 0..3 {
+        let stored = find_connector(&state, &id).await?;
+        let factory = find_factory(&state, &stored.factory_id)?;
+        let submitted = body.config.as_ref().unwrap_or(&stored.config);
+        let (config, instance) = prepare_config(&factory, submitted, Some(&stored.config))
+            .map_err(ApiError::from_config_under_test)?;
+        let metadata = new_metadata
+            .clone()
+            .unwrap_or_else(|| stored.metadata.clone());
+        match state.store.update(&stored, config, metadata).await? {
+            UpdateOutcome::Updated(record) => {
+                if record.enabled {
+                    make_live(&state, &record, factory, instance);
+                }
+                return Ok(Json(connector_response(&state, record)));
+            }
+            UpdateOutcome::NotFound => {
+                return Err(ApiError::NotFound {
+                    entity: "connector",
+                    id,
+                })
+            }
+            UpdateOutcome::ChangedMeanwhile => continue,
+        }
     }
-    Ok(Json(connector_response(&state, record)))
+    Err(ApiError::ChangedConcurrently { id })
 }
 
 /// Makes a saved connector live again, retiring the current one, in one call. Refused (and

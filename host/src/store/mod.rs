@@ -48,6 +48,15 @@ pub struct NewCode {
     pub expires_at: i64,
 }
 
+/// What [`ConnectorStore::update`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    Updated(ConnectorRecord),
+    NotFound,
+    /// The connector changed after it was read; read it again and recompute.
+    ChangedMeanwhile,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyOutcome {
     Verified,
@@ -68,13 +77,15 @@ pub trait ConnectorStore: Send + Sync {
     async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError>;
     /// Makes a saved connector live, retiring the current one. `None` for an unknown id.
     async fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError>;
-    /// Replaces config and metadata. `None` for an unknown id.
+    /// Replaces config and metadata if the connector is still as `read` (the record the new
+    /// config was computed from): a change committed meanwhile, by this host or another, is
+    /// `ChangedMeanwhile` and nothing is written. One transaction.
     async fn update(
         &self,
-        id: &str,
+        read: &ConnectorRecord,
         config: serde_json::Value,
         metadata: serde_json::Value,
-    ) -> Result<Option<ConnectorRecord>, StoreError>;
+    ) -> Result<UpdateOutcome, StoreError>;
     /// `false` for an unknown id.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
 }

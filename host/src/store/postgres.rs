@@ -19,7 +19,7 @@ use tokio_postgres::{AsyncMessage, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError,
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError, UpdateOutcome,
     VerificationCodeStore, VerifyOutcome,
 };
 
@@ -493,27 +493,36 @@ impl ConnectorStore for PostgresStore {
 
     async fn update(
         &self,
-        id: &str,
+        read: &ConnectorRecord,
         config: serde_json::Value,
         metadata: serde_json::Value,
-    ) -> Result<Option<ConnectorRecord>, StoreError> {
+    ) -> Result<UpdateOutcome, StoreError> {
         within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
+            // The change lock first: no other host can change a connector until this commits.
             let generation = begin_change(&transaction).await?;
-            let changed = transaction
-                .execute(
-                    "UPDATE connectors SET config = $2, metadata = $3, updated_at = $4 WHERE id = $1",
-                    &[&id, &config.to_string(), &metadata.to_string(), &now_millis()],
-                )
-                .await?;
-            if changed == 0 {
-                return Ok(None);
-            }
-            let record = select_one(&transaction, id).await?;
-            announce_change(&transaction, generation).await?;
+            let outcome = match select_one(&transaction, &read.id).await? {
+                None => UpdateOutcome::NotFound,
+                Some(current) if current != *read => UpdateOutcome::ChangedMeanwhile,
+                Some(_) => {
+                    transaction
+                        .execute(
+                            "UPDATE connectors SET config = $2, metadata = $3, updated_at = $4 WHERE id = $1",
+                            &[&read.id, &config.to_string(), &metadata.to_string(), &now_millis()],
+                        )
+                        .await?;
+                    match select_one(&transaction, &read.id).await? {
+                        Some(record) => {
+                            announce_change(&transaction, generation).await?;
+                            UpdateOutcome::Updated(record)
+                        }
+                        None => UpdateOutcome::NotFound,
+                    }
+                }
+            };
             transaction.commit().await?;
-            Ok(record)
+            Ok(outcome)
         })
         .await
     }

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use subtle::ConstantTimeEq;
 
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError,
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError, UpdateOutcome,
     VerificationCodeStore, VerifyOutcome,
 };
 
@@ -111,12 +111,12 @@ impl ConnectorStore for SqliteStore {
 
     async fn update(
         &self,
-        id: &str,
+        read: &ConnectorRecord,
         config: serde_json::Value,
         metadata: serde_json::Value,
-    ) -> Result<Option<ConnectorRecord>, StoreError> {
-        let id = id.to_owned();
-        self.run(move |database| database.update(&id, config, metadata))
+    ) -> Result<UpdateOutcome, StoreError> {
+        let read = read.clone();
+        self.run(move |database| database.update(&read, config, metadata))
             .await
     }
 
@@ -311,24 +311,28 @@ impl SqliteDatabase {
 
     fn update(
         &self,
-        id: &str,
+        read: &ConnectorRecord,
         config: serde_json::Value,
         metadata: serde_json::Value,
-    ) -> Result<Option<ConnectorRecord>, StoreError> {
+    ) -> Result<UpdateOutcome, StoreError> {
         self.with_connection(|connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let changed = transaction.execute(
-                "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
-                params![id, config.to_string(), metadata.to_string(), now_millis()],
-            )?;
-            let record = if changed == 0 {
-                None
-            } else {
-                select_one(&transaction, id)?
+            let outcome = match select_one(&transaction, &read.id)? {
+                None => UpdateOutcome::NotFound,
+                Some(current) if current != *read => UpdateOutcome::ChangedMeanwhile,
+                Some(_) => {
+                    transaction.execute(
+                        "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
+                        params![read.id, config.to_string(), metadata.to_string(), now_millis()],
+                    )?;
+                    select_one(&transaction, &read.id)?
+                        .map(UpdateOutcome::Updated)
+                        .unwrap_or(UpdateOutcome::NotFound)
+                }
             };
             transaction.commit()?;
-            Ok(record)
+            Ok(outcome)
         })
     }
 
@@ -465,7 +469,12 @@ mod tests {
         assert!(enabled.enabled);
         assert!(!store.get("second").unwrap().unwrap().enabled);
         assert_eq!(store.enable("missing").unwrap(), None);
-        assert_eq!(store.update("missing", json!({}), json!({})).unwrap(), None);
+        let mut missing = store.get("first").unwrap().unwrap();
+        missing.id = "missing".to_owned();
+        assert_eq!(
+            store.update(&missing, json!({}), json!({})).unwrap(),
+            UpdateOutcome::NotFound
+        );
         assert!(!store.delete("missing").unwrap());
         assert!(store.delete("second").unwrap());
         assert_eq!(store.get("second").unwrap(), None);
@@ -539,13 +548,29 @@ mod tests {
     }
 
     #[test]
+    fn an_update_computed_from_a_stale_read_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let read = store.insert_live(new_connector("first")).unwrap();
+        let UpdateOutcome::Updated(_) = store.update(&read, json!({"a": 1}), json!({})).unwrap()
+        else {
+            panic!("the first update applies");
+        };
+        assert_eq!(
+            store.update(&read, json!({"a": 2}), json!({})).unwrap(),
+            UpdateOutcome::ChangedMeanwhile
+        );
+        assert_eq!(store.get("first").unwrap().unwrap().config, json!({"a": 1}));
+    }
+
+    #[test]
     fn data_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open_store(&dir);
-            store.insert_live(new_connector("first")).unwrap();
+            let first = store.insert_live(new_connector("first")).unwrap();
             store
-                .update("first", json!({"a": 1}), json!({"name": {"en": "Mine"}}))
+                .update(&first, json!({"a": 1}), json!({"name": {"en": "Mine"}}))
                 .unwrap();
         }
         let store = open_store(&dir);
