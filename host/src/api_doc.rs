@@ -40,9 +40,46 @@ pub struct ErrorBody {
         get_openapi_document,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerKeys),
+    modifiers(&BearerKeys, &StoreUnavailable),
 )]
 pub struct ApiDoc;
+
+/// Every `/api` route may answer `503 store.unavailable` when a shared store cannot be
+/// reached (PostgreSQL); documented once here rather than on each handler.
+struct StoreUnavailable;
+
+impl Modify for StoreUnavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/") || path == "/api/openapi.json" {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+                &mut item.put,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.responses.responses.entry("503".to_owned()).or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description("`store.unavailable`: the shared store cannot be reached now; retry shortly (`Retry-After`)")
+                            .content(
+                                "application/json",
+                                utoipa::openapi::ContentBuilder::new()
+                                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                });
+            }
+        }
+    }
+}
 
 struct BearerKeys;
 

@@ -52,7 +52,8 @@ pub enum ApiError {
     #[error("connector {id:?} kept changing while this change was made; read it again and retry")]
     ChangedConcurrently { id: String },
     /// The shared store cannot be reached: fail closed, never send without a decision.
-    #[error("the store is unavailable, try again shortly: {0}")]
+    /// The reason (which names the database's address) goes to the log, not to the client.
+    #[error("the store is unavailable; try again shortly")]
     StoreUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
@@ -167,6 +168,8 @@ impl IntoResponse for ApiError {
             ApiError::Verification(VerifyOutcome::Mismatch { attempts_left }) => {
                 body["data"] = json!({ "attemptsLeft": attempts_left });
             }
+            // The follower and the pool reconnect within a second or two.
+            ApiError::StoreUnavailable(_) => retry_after = Some("1".to_owned()),
             _ => {}
         }
         let mut response = (self.status(), axum::Json(body)).into_response();
