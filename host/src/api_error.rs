@@ -49,6 +49,8 @@ pub enum ApiError {
     Forbidden,
     #[error("route {method} {path} does not exist")]
     RouteNotFound { method: String, path: String },
+    #[error("{path} does not accept {method}")]
+    MethodNotAllowed { method: String, path: String },
     #[error("connector {id:?} kept changing while this change was made; read it again and retry")]
     ChangedConcurrently { id: String },
     /// The shared store cannot be reached: fail closed, never send without a decision.
@@ -63,6 +65,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound { .. } | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::FactoryNotFound { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidRequestBody(_)
             | ApiError::InvalidPhoneNumber(_)
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::Unauthorized => "auth.unauthorized".to_owned(),
             ApiError::Forbidden => "auth.forbidden".to_owned(),
             ApiError::RouteNotFound { .. } => "request.route_not_found".to_owned(),
+            ApiError::MethodNotAllowed { .. } => "request.method_not_allowed".to_owned(),
             ApiError::StoreUnavailable(_) => "store.unavailable".to_owned(),
             ApiError::ChangedConcurrently { .. } => "connector.changed_concurrently".to_owned(),
             ApiError::Internal(_) => "unknown".to_owned(),
@@ -240,10 +244,62 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// `axum::Json`, but its rejections answer in the shape of [`ApiError`].
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// `axum::Json`, but its rejections answer in the shape of [`ApiError`], and the body must be
+/// a JSON object: serde's derive would otherwise read a struct from an array, by position.
 pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .map(|media_type| {
+                let media_type = media_type.trim().to_ascii_lowercase();
+                media_type == "application/json"
+                    || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::InvalidRequestBody(
+                "Expected request with `Content-Type: application/json`".to_owned(),
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit_bytes: crate::server::MAX_REQUEST_BODY_BYTES,
+                    }
+                } else {
+                    ApiError::InvalidRequestBody(rejection.body_text())
+                }
+            })?;
+        match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            Some(_) => {
+                return Err(ApiError::InvalidRequestBody(
+                    "the request body must be a JSON object".to_owned(),
+                ))
+            }
+            None => {
+                return Err(ApiError::InvalidRequestBody(
+                    "the request body is empty: send a JSON object".to_owned(),
+                ))
+            }
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        Ok(Json(value))
+    }
+}
 
 impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

@@ -319,6 +319,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(send_routes)
         .merge(crate::console::console_router())
         .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .with_state(state)
 }
@@ -328,7 +329,9 @@ fn presented_scope(state: &AppState, request: &Request) -> Result<KeyScope, ApiE
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| value.trim_start().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then_some(key))
         .ok_or(ApiError::Unauthorized)?;
     state
         .api_keys
@@ -358,6 +361,13 @@ async fn require_send_key(
 
 async fn route_not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::RouteNotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),
     }

@@ -568,6 +568,20 @@ fn bad_inputs_and_auth_failures_get_their_status_and_code() {
         (401, "auth.unauthorized".into())
     );
     assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    // The scheme is case-insensitive (RFC 9110).
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let status = ureq::get(format!("{}/api/connectors", host.base_url))
+            .header("Authorization", format!("{scheme} {ADMIN_KEY}"))
+            .call()
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 200, "scheme {scheme}");
+    }
+    // A method a route does not take answers in the JSON error shape.
+    assert_eq!(
+        code_of(host.request("PUT", "/api/connectors", Some(ADMIN_KEY), None)),
+        (405, "request.method_not_allowed".into())
+    );
 
     // Bodies.
     let raw = |body: &str| {
@@ -579,6 +593,29 @@ fn bad_inputs_and_auth_failures_get_their_status_and_code() {
         ))
     };
     assert_eq!(raw("{not json"), (400, "guard.invalid_input".into()));
+    // An array is not read as a struct by position.
+    assert_eq!(
+        raw(r#"["mock-short-message-service", {}]"#),
+        (400, "guard.invalid_input".into())
+    );
+    assert_eq!(
+        code_of(host.request_raw(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(("application/json", r#"["+12015550123", "SignIn", {"code": "424242"}]"#)),
+        )),
+        (400, "guard.invalid_input".into())
+    );
+    assert_eq!(
+        code_of(host.request_raw(
+            "PATCH",
+            "/api/connectors/missing",
+            Some(ADMIN_KEY),
+            Some(("application/json", "[null, null]")),
+        )),
+        (400, "guard.invalid_input".into())
+    );
     assert_eq!(
         raw(r#"{"connectorId": 7, "config": {}}"#),
         (400, "guard.invalid_input".into())
