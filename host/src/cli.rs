@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::api_keys::parse_key_list;
+use crate::log_output::{EscapingWriter, LogFormat};
 use crate::plugin_loader::PluginLoader;
 use crate::plugin_watcher::PluginWatchMode;
 use crate::send_executor::SendExecutorConfig;
@@ -28,6 +29,9 @@ use crate::verification_code::CodePolicy;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text (control characters in values escaped) or one JSON object per line.
+    #[arg(long, global = true, env = "CONNECTOR_HOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,14 +167,21 @@ pub fn run(cli: Cli) -> ExitCode {
                 64 * 1024,
                 std::io::stderr(),
             ));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(log_writer)
-        // Colours only on a terminal: escape codes in a log file are noise for operators.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: escape codes in a log file are noise for operators.
+    let colours = std::io::stderr().is_terminal();
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(move || EscapingWriter::new(log_writer.clone(), colours))
+            .with_ansi(colours)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(log_writer)
+            .init(),
+    }
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Check(args) => run_check(args),

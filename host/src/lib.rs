@@ -17,6 +17,8 @@
 //!   codes, async) and [`store::sqlite`], the embedded default in the data directory.
 //! - [`store_follower`]: with a store several hosts share, keeps the live connector in step
 //!   with other hosts' changes (LISTEN/NOTIFY, a one-second poll as the fallback).
+//! - [`log_output`]: log formats (text, JSON) and the escaping that keeps one event on one
+//!   line whatever a client or plugin put in a value.
 //! - [`live_connector`]: the one live SMS connector, swapped atomically.
 //! - [`send_executor`]: performs the HTTP requests connectors describe; drives a send.
 //! - [`flow_control`]: the per-recipient window and resend cooldown, in memory.
@@ -43,6 +45,7 @@ pub mod factory_registry;
 pub mod flow_control;
 pub mod live_connector;
 pub mod load_error;
+pub mod log_output;
 pub mod phone;
 pub mod plugin_folder;
 pub mod plugin_loader;

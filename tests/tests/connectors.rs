@@ -603,7 +603,10 @@ fn bad_inputs_and_auth_failures_get_their_status_and_code() {
             "POST",
             "/api/messages",
             Some(SEND_KEY),
-            Some(("application/json", r#"["+12015550123", "SignIn", {"code": "424242"}]"#)),
+            Some((
+                "application/json",
+                r#"["+12015550123", "SignIn", {"code": "424242"}]"#
+            )),
         )),
         (400, "guard.invalid_input".into())
     );

@@ -447,3 +447,71 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
     );
     assert!(metrics.contains("live_connector_swaps_total"), "{metrics}");
 }
+
+#[test]
+fn a_client_value_cannot_forge_or_split_a_log_line() {
+    let (host, _outbox) = start_mock_host(&[]);
+    // A live config without a Register or Generic template, so the locale reaches the error.
+    let (status, body) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": {
+            "templates": [{"usageType": "SignIn", "content": "Sign in with {{code}}"}],
+            "outbox": null
+        }}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let forged =
+        "2026-11-27T04:30:01.000000Z ERROR connector_host::forged: injected via the send key";
+    let (status, body) = issue(
+        &host,
+        json!({"phone": PHONE, "type": "Register", "locale": format!("y\n{forged}")}),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("connector.template_not_found")),
+        "{body}"
+    );
+    let log = host.log_eventually(|log| log.contains("send failed"));
+    assert!(log.contains("send failed"), "{log}");
+    assert!(
+        !log.lines().any(|line| line.starts_with(forged)),
+        "a forged line in the log:\n{log}"
+    );
+    assert!(
+        log.contains("y\\n2026-11-27T04:30:01.000000Z ERROR connector_host::forged"),
+        "{log}"
+    );
+
+    // JSON lines: one object per line, whatever the values hold.
+    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
+    let host = folders.start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--log-format",
+        "json",
+    ]);
+    host.post(
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": {
+            "templates": [{"usageType": "SignIn", "content": "Sign in with {{code}}"}],
+            "outbox": null
+        }}),
+    );
+    issue(
+        &host,
+        json!({"phone": PHONE, "type": "Register", "locale": format!("y\n{forged}")}),
+    );
+    let log = host.log_eventually(|log| log.contains("send failed"));
+    let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert!(
+        lines.iter().any(|line| line.contains("send failed")),
+        "{log}"
+    );
+    for line in lines {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        assert!(event.is_object() && event["level"].is_string(), "{line}");
+    }
+}
