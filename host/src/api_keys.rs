@@ -84,6 +84,14 @@ pub fn load_or_create_secret_file(path: &Path) -> std::io::Result<(String, bool)
     match std::fs::read_to_string(path) {
         Ok(content) if !content.trim().is_empty() => {
             let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o022 != 0 {
+                // Whoever can write the key can choose it.
+                return Err(std::io::Error::other(format!(
+                    "the key file {} is writable by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
             if mode & 0o077 != 0 {
                 tracing::warn!(
                     path = %path.display(),

@@ -30,6 +30,7 @@
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
 //! - [`telemetry`]: the Prometheus recorder and its upkeep.
 //! - [`server`]: application state, the router (with key checks) and the listener.
+//! - [`data_directory`]: the data directory and its files kept private (0700, 0600).
 //! - [`console`]: the admin console, a single page embedded in the binary, and the sanitized
 //!   README route it uses.
 //! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
@@ -41,6 +42,7 @@ pub mod api_error;
 pub mod api_keys;
 pub mod cli;
 pub mod console;
+pub mod data_directory;
 pub mod factory_registry;
 pub mod flow_control;
 pub mod live_connector;

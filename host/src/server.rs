@@ -195,7 +195,7 @@ impl PreparedHost {
                 config.data_dir.display()
             )
         };
-        std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+        crate::data_directory::prepare(&config.data_dir)?;
         std::fs::create_dir_all(&config.plugins_dir).map_err(data_dir_error)?;
         let loader = PluginLoader::new(
             config.data_dir.join("plugin-copies"),
@@ -212,6 +212,18 @@ impl PreparedHost {
         };
         let sqlite_store = if config.database_url.is_none() {
             let store_path = config.data_dir.join("connectors.sqlite3");
+            // Saved configs hold provider secrets: the database and (SQLite copies the mode)
+            // its WAL and shared-memory files are the host's only.
+            for file in [
+                "connectors.sqlite3",
+                "connectors.sqlite3-wal",
+                "connectors.sqlite3-shm",
+            ] {
+                let path = config.data_dir.join(file);
+                if file == "connectors.sqlite3" || path.exists() {
+                    crate::data_directory::private_file(&path)?;
+                }
+            }
             Some(SqliteStore::open(&store_path).map_err(|error| {
                 format!("cannot open the store {}: {error}", store_path.display())
             })?)

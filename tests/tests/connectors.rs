@@ -824,3 +824,45 @@ fn the_openapi_document_describes_every_route() {
     assert!(document["components"]["schemas"]["ErrorBody"]["properties"]["code"].is_object());
     assert!(document["components"]["securitySchemes"]["admin_key"].is_object());
 }
+
+#[test]
+fn the_data_directory_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode_of = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let host = mock_host();
+    create(
+        &host,
+        MOCK,
+        mock_config(&host.folders().scratch_path("outbox.jsonl")),
+    );
+    assert_eq!(mode_of(&host.data_dir), 0o700);
+    if e2e_tests::store_kind() == e2e_tests::StoreKind::Sqlite {
+        for file in [
+            "connectors.sqlite3",
+            "connectors.sqlite3-wal",
+            "connectors.sqlite3-shm",
+        ] {
+            assert_eq!(mode_of(&host.data_dir.join(file)), 0o600, "{file}");
+        }
+        assert_eq!(mode_of(&host.data_dir.join("code-hash-key")), 0o600);
+    }
+
+    // A data directory others can write is refused, with one line saying how to fix it.
+    let scratch = tempfile::tempdir().unwrap();
+    let data = scratch.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let output = std::process::Command::new(e2e_tests::host_binary())
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("writable by group or others") && stderr.contains("chmod 700"),
+        "{stderr}"
+    );
+}
