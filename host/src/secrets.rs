@@ -119,6 +119,97 @@ fn restore_at(submitted: &Value, stored: Option<&Value>, path: &str) -> Result<V
     }
 }
 
+/// The paths of every [`MASK`] in a config, as `a.b[0]`.
+pub fn masked_paths(value: &Value) -> Vec<String> {
+    let mut paths = Vec::new();
+    collect_paths(
+        value,
+        "",
+        &mut |value| value.as_str() == Some(MASK),
+        &mut paths,
+    );
+    paths
+}
+
+fn child_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn collect_paths(
+    value: &Value,
+    path: &str,
+    wanted: &mut impl FnMut(&Value) -> bool,
+    paths: &mut Vec<String>,
+) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                collect_paths(child, &child_path(path, key), wanted, paths);
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                collect_paths(item, &format!("{path}[{index}]"), wanted, paths);
+            }
+        }
+        leaf if wanted(leaf) => paths.push(if path.is_empty() {
+            ".".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        _ => {}
+    }
+}
+
+/// A value that is a URL (`scheme://...`), not text that mentions one (a template with a link).
+fn looks_like_url(value: &Value) -> bool {
+    value.as_str().is_some_and(|text| {
+        let text = text.trim_start();
+        text.split_once("://").is_some_and(|(scheme, _)| {
+            !scheme.is_empty()
+                && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        })
+    })
+}
+
+fn value_at<'a>(config: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut current = config;
+    for segment in path.split('.') {
+        let (key, indexes) = match segment.find('[') {
+            Some(at) => (&segment[..at], &segment[at..]),
+            None => (segment, ""),
+        };
+        if !key.is_empty() {
+            current = current.get(key)?;
+        }
+        for index in indexes.split(['[', ']']).filter(|part| !part.is_empty()) {
+            current = current.get(index.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(current)
+}
+
+/// The destinations (values that are URLs, in either config) that differ between a submitted
+/// config and the saved one. A saved secret may only travel to the destinations it was saved
+/// with: otherwise a caller holding an admin key could point the endpoint at a host of theirs
+/// and have the host send the vendor credential there.
+pub fn changed_destinations(submitted: &Value, stored: &Value) -> Vec<String> {
+    let mut paths = Vec::new();
+    collect_paths(submitted, "", &mut looks_like_url, &mut paths);
+    collect_paths(stored, "", &mut looks_like_url, &mut paths);
+    paths.sort();
+    paths.dedup();
+    paths.retain(|path| value_at(submitted, path) != value_at(stored, path));
+    paths
+}
+
 /// Whether a config still holds a [`MASK`] anywhere.
 pub fn contains_mask(value: &Value) -> bool {
     match value {
@@ -133,6 +224,28 @@ pub fn contains_mask(value: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn destinations_that_changed_are_found_at_any_depth() {
+        let stored = json!({"endpoint": "https://sms.example.com/send", "authorization": "x", "nested": {"callbacks": ["https://a.example"]}});
+        let same = json!({"endpoint": "https://sms.example.com/send", "authorization": MASK, "nested": {"callbacks": ["https://a.example"]}});
+        assert_eq!(changed_destinations(&same, &stored), Vec::<String>::new());
+        let moved = json!({"endpoint": "https://attacker.example/collect", "authorization": MASK, "nested": {"callbacks": ["https://b.example"]}});
+        assert_eq!(
+            changed_destinations(&moved, &stored),
+            vec!["endpoint".to_owned(), "nested.callbacks[0]".to_owned()]
+        );
+        let dropped = json!({"authorization": MASK});
+        assert_eq!(changed_destinations(&dropped, &stored).len(), 2);
+        assert_eq!(masked_paths(&moved), vec!["authorization".to_owned()]);
+        // Text that mentions a URL is not a destination.
+        let template = json!({"content": "Code {{code}}, or open https://example.com/verify"});
+        let edited = json!({"content": "Your code {{code}}, or open https://example.com/verify"});
+        assert_eq!(
+            changed_destinations(&edited, &template),
+            Vec::<String>::new()
+        );
+    }
 
     #[test]
     fn masks_confidential_form_keys_and_secret_looking_keys() {

@@ -247,6 +247,39 @@ fn secrets_are_masked_and_a_masked_round_trip_keeps_them() {
         Some("Bearer very-secret-value")
     );
 
+    // A masked secret never travels to a changed destination: not by PATCH, not by /test.
+    let elsewhere = CaptureServer::start(200, "{}");
+    let mut moved = patched["config"].clone();
+    moved["endpoint"] = json!(format!("{}/collect", elsewhere.url));
+    let (status, error) = host.patch(&format!("/api/connectors/{id}"), &json!({"config": moved}));
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("connector.invalid_config")),
+        "{error}"
+    );
+    assert_eq!(error["data"]["errors"][0]["field"], "authorization");
+    let (status, error) = host.post(
+        &format!("/api/connectors/{REQUEST_BUILDING}/test"),
+        &json!({"phone": PHONE, "config": moved, "savedConnectorId": id}),
+    );
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("connector.invalid_config"))
+    );
+    let (status, _) = host.post(
+        &format!("/api/connectors/{REQUEST_BUILDING}/test"),
+        &json!({"phone": PHONE, "config": moved}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the secret went to a new endpoint"
+    );
+    // With the secret typed again, the new endpoint is fine.
+    moved["authorization"] = json!("Bearer typed-again");
+    let (status, body) = host.patch(&format!("/api/connectors/{id}"), &json!({"config": moved}));
+    assert_eq!(status, 200, "{body}");
+
     assert!(
         !host.log().contains("very-secret-value"),
         "a secret reached the log"

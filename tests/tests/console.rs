@@ -507,7 +507,8 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
         Some("Bearer kept-secret")
     );
 
-    // Saving another change leaves the secret as it was.
+    // Moving the endpoint while keeping the saved secret is refused: the secret must be typed
+    // again, so a changed destination never receives the stored credential.
     browser
         .fill(
             "[data-field-key=\"endpoint\"] input",
@@ -517,7 +518,23 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
     browser.wait_for_text(".save-bar", "unsaved changes").await;
     browser.screenshot("20-save-bar").await;
     browser.click_button("Save changes").await;
+    browser
+        .wait_for_text(
+            "[data-field-key=\"authorization\"] .field-error",
+            "enter it again",
+        )
+        .await;
+    let (_, saved) = host.get("/api/connectors");
+    assert!(saved[0]["config"]["endpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with("/first"));
+
+    // Typed anew, it is saved with the new endpoint and replaces the old secret.
+    browser.fill(authorization, "Bearer new-secret").await;
+    browser.click_button("Save changes").await;
     browser.wait_for_text(".toast", "Saved").await;
+    browser.wait_for(".save-bar[hidden]").await;
     send_message(&host);
     let last = endpoint.requests().pop().expect("a request");
     assert!(
@@ -525,16 +542,6 @@ async fn a_confidential_field_is_masked_kept_and_replaced() {
         "{}",
         last.request_line
     );
-    assert_eq!(last.header("authorization"), Some("Bearer kept-secret"));
-
-    // Typed anew, it replaces the saved one.
-    browser.wait_for(".save-bar[hidden]").await;
-    browser.fill(authorization, "Bearer new-secret").await;
-    browser.click_button("Save changes").await;
-    browser.wait_for_text(".toast", "Saved").await;
-    browser.wait_for(".save-bar[hidden]").await;
-    send_message(&host);
-    let last = endpoint.requests().pop().expect("a request");
     assert_eq!(last.header("authorization"), Some("Bearer new-secret"));
     assert_eq!(field_value(&browser, "authorization").await, "******");
 

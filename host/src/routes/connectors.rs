@@ -120,6 +120,26 @@ fn prepare_config(
     submitted: &Value,
     stored: Option<&Value>,
 ) -> Result<(Value, ConnectorInstance), ConnectorError> {
+    // A saved secret only goes where it went before: with a changed destination, every masked
+    // secret must be entered again.
+    if let Some(stored) = stored.filter(|_| crate::secrets::contains_mask(submitted)) {
+        let moved = crate::secrets::changed_destinations(submitted, stored);
+        if !moved.is_empty() {
+            let message = format!(
+                "the saved secret is not sent to a changed destination ({}): enter it again",
+                moved.join(", ")
+            );
+            return Err(plugin_api::invalid_config_fields(
+                crate::secrets::masked_paths(submitted)
+                    .into_iter()
+                    .map(|field| ConfigFieldError {
+                        field,
+                        message: message.clone(),
+                    })
+                    .collect(),
+            ));
+        }
+    }
     let config = restore_masked(submitted, stored).map_err(|field| {
         plugin_api::invalid_config_fields(vec![ConfigFieldError {
             field,
