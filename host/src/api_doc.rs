@@ -45,7 +45,8 @@ pub struct ErrorBody {
 pub struct ApiDoc;
 
 /// Every `/api` route may answer `503 store.unavailable` when a shared store cannot be
-/// reached (PostgreSQL); documented once here rather than on each handler.
+/// reached (PostgreSQL), and every route with a body `413` past the body limit; documented
+/// once here rather than on each handler.
 struct StoreUnavailable;
 
 impl Modify for StoreUnavailable {
@@ -63,6 +64,29 @@ impl Modify for StoreUnavailable {
                 &mut item.put,
             ];
             for operation in operations.into_iter().flatten() {
+                if operation.request_body.is_some() {
+                    operation
+                        .responses
+                        .responses
+                        .entry("413".to_owned())
+                        .or_insert_with(|| {
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(
+                                        "`guard.payload_too_large`: the body is over 64 KiB",
+                                    )
+                                    .content(
+                                        "application/json",
+                                        utoipa::openapi::ContentBuilder::new()
+                                            .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                                                "ErrorBody",
+                                            )))
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                        });
+                }
                 operation.responses.responses.entry("503".to_owned()).or_insert_with(|| {
                     RefOr::T(
                         ResponseBuilder::new()

@@ -855,6 +855,26 @@ fn the_openapi_document_describes_every_route() {
         "query"
     );
     assert!(document["components"]["schemas"]["ErrorBody"]["properties"]["code"].is_object());
+    let responses = |path: &str, method: &str| {
+        document["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let send = responses("/api/messages", "post");
+    assert!(
+        send.contains(&"413".to_owned()) && send.contains(&"503".to_owned()),
+        "{send:?}"
+    );
+    let test = responses("/api/connectors/{id}/test", "post");
+    for status in ["413", "429", "501", "503"] {
+        assert!(
+            test.contains(&status.to_owned()),
+            "/test lacks {status}: {test:?}"
+        );
+    }
     assert!(document["components"]["securitySchemes"]["admin_key"].is_object());
 }
 

@@ -404,7 +404,7 @@ pub struct TestConnectorBody {
 /// is taken from `savedConnectorId`, else from the saved connector of the same factory (the
 /// live one first).
 #[utoipa::path(post, path = "/api/connectors/{id}/test", tag = "connectors", params(("id" = String, Path, description = "The factory id")), request_body = TestConnectorBody,
-    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 404, description = "`savedConnectorId` does not exist", body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 404, description = "`savedConnectorId` does not exist", body = crate::api_doc::ErrorBody), (status = 429, description = "Flow control or the vendor's rate limit (`Retry-After`)", body = crate::api_doc::ErrorBody), (status = 501, description = "The connector cannot send this", body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
 pub async fn test_connector_config(
     State(state): State<Arc<AppState>>,
     Path(factory_id): Path<String>,
