@@ -164,7 +164,8 @@ impl RecipientLimiter {
 pub enum SendLimiter {
     Local(RecipientLimiter),
     Shared {
-        store: crate::store::postgres::PostgresStore,
+        // Boxed: the pool handle is large, and a limiter is made once per host.
+        store: Box<crate::store::postgres::PostgresStore>,
         max_sends_per_window: u32,
         window: Duration,
         cooldown: Duration,

@@ -144,7 +144,7 @@ impl AppState {
         });
         let send_limiter = match &shared_store {
             Some(postgres) => SendLimiter::Shared {
-                store: postgres.clone(),
+                store: Box::new(postgres.clone()),
                 max_sends_per_window: config.send_limits.max_sends_per_recipient,
                 window: config.send_limits.window,
                 cooldown: config.send_limits.resend_cooldown,
