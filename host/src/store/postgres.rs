@@ -147,6 +147,20 @@ async fn announce_change(
     Ok(())
 }
 
+/// Retires the live connector, inside a change.
+async fn retire_live(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    transaction
+        .execute(
+            "UPDATE connectors SET enabled = false, updated_at = $1 WHERE enabled AND type = 'Sms'",
+            &[&now],
+        )
+        .await?;
+    Ok(())
+}
+
 async fn select_one(
     client: &impl deadpool_postgres::GenericClient,
     id: &str,
@@ -431,12 +445,7 @@ impl ConnectorStore for PostgresStore {
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
             let now = now_millis();
-            transaction
-                .execute(
-                    "UPDATE connectors SET enabled = false, updated_at = $1 WHERE enabled AND type = 'Sms'",
-                    &[&now],
-                )
-                .await?;
+            retire_live(&transaction, now).await?;
             transaction
                 .execute(
                     "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
@@ -471,12 +480,7 @@ impl ConnectorStore for PostgresStore {
                 Some(_) => {}
             }
             let now = now_millis();
-            transaction
-                .execute(
-                    "UPDATE connectors SET enabled = false, updated_at = $1 WHERE enabled AND type = 'Sms'",
-                    &[&now],
-                )
-                .await?;
+            retire_live(&transaction, now).await?;
             transaction
                 .execute(
                     "UPDATE connectors SET enabled = true, updated_at = $2 WHERE id = $1",
