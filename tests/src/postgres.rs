@@ -100,27 +100,14 @@ impl PostgresCluster {
                 ])
                 .output(),
         );
-        let port = free_port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            folder.path().display()
-        );
-        succeed(
-            "pg_ctl start",
-            as_cluster_owner(&bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(folder.path().join("server.log"))
-                .args(["-w", "-t", "30", "-o", &options, "start"])
-                .output(),
-        );
-        PostgresCluster {
+        let cluster = PostgresCluster {
             bin,
             folder,
-            port,
+            port: free_port(),
             next_database: AtomicUsize::new(0),
-        }
+        };
+        cluster.restart();
+        cluster
     }
 
     /// A new empty database; its URL.
@@ -186,6 +173,7 @@ impl PostgresCluster {
         );
     }
 
+    /// Starts the server (again, after [`PostgresCluster::stop`]) on its port, loopback only.
     pub fn restart(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
