@@ -143,6 +143,10 @@ export function createConfigForm({ metadata, savedConfig = null, codeTimeToLiveS
       formError.textContent = message;
     },
     clearErrors,
+    /** Focuses the first field (a JSON editor at its top). */
+    focusFirstField() {
+      fields[0].focus();
+    },
     focusFirstError() {
       const field = fields.find((candidate) => candidate.hasError());
       if (field) field.focus();

@@ -102,12 +102,5 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
     if (event.target instanceof Element && event.target.closest('input, textarea, select')) return;
     context.navigate(closeTarget);
   });
-  const firstInput = configForm.querySelector('input, textarea, select');
-  if (firstInput) {
-    if (firstInput.tagName === 'TEXTAREA') firstInput.setSelectionRange(0, 0);
-    firstInput.focus();
-    firstInput.scrollTop = 0;
-  } else {
-    saveButton.focus();
-  }
+  form.focusFirstField();
 }
