@@ -247,7 +247,9 @@ fn start_host_on(
         command
             .args(["--database-url", &database.url])
             .arg("--code-hash-key-file")
-            .arg(&database.code_hash_key_file);
+            .arg(&database.code_hash_key_file)
+            .arg("--secrets-key-file")
+            .arg(&database.secrets_key_file);
     }
     let host = spawn_server(command, Some(scratch))?;
     let config = json!({"templates": [{"usageType": "Generic", "content": "Your verification code is {{code}}."}], "outbox": outbox});

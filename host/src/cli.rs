@@ -1,4 +1,4 @@
-//! The command line: `serve` and `check`.
+//! The command line: `serve`, `check` and `rotate-secrets-key`.
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -18,6 +18,7 @@ use crate::plugin_watcher::PluginWatchMode;
 use crate::send_executor::SendExecutorConfig;
 use crate::sending::SendLimits;
 use crate::server::{AppState, ServeConfig};
+use crate::store::key_rotation::{rotate_secrets_key, RotationTarget};
 use crate::verification_code::CodePolicy;
 
 #[derive(Debug, Parser)]
@@ -40,6 +41,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load one plugin file as `serve` would and print its metadata or why it is refused.
     Check(CheckArgs),
+    /// Seal every saved connector config again under a new secrets key, in one transaction,
+    /// and keep only the new key in the key file. With the embedded store, stop the host
+    /// first; with PostgreSQL, copy the new key file to every host and restart them.
+    RotateSecretsKey(RotateSecretsKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateSecretsKeyArgs {
+    /// Data directory (the embedded store and its `secrets-key` file).
+    #[arg(long, env = "CONNECTOR_HOST_DATA", default_value = "data")]
+    pub data: PathBuf,
+    /// PostgreSQL shared by several hosts; default: SQLite in the data directory.
+    #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The key file (required with `--database-url`; default: `<data>/secrets-key`).
+    #[arg(long, env = "CONNECTOR_HOST_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +119,12 @@ pub struct ServeArgs {
     /// Required with `--database-url`; default: `<data>/code-hash-key`, created on first start.
     #[arg(long, env = "CONNECTOR_HOST_CODE_HASH_KEY_FILE")]
     pub code_hash_key_file: Option<PathBuf>,
+    /// File holding the keys saved connector configs are sealed with (XChaCha20-Poly1305);
+    /// the same file on every host of one database, readable only by the host's user (it is
+    /// never stored in the database). Required with `--database-url`; default:
+    /// `<data>/secrets-key`, created on first start. Back it up apart from the database.
+    #[arg(long, env = "CONNECTOR_HOST_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
     /// With PostgreSQL, whether to LISTEN for other hosts' changes (`off` leaves only the
     /// one-second poll; for tests).
     #[arg(long, env = "CONNECTOR_HOST_STORE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
@@ -185,6 +209,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Check(args) => run_check(args),
+        Command::RotateSecretsKey(args) => run_rotate_secrets_key(args),
     }
 }
 
@@ -222,6 +247,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         allowed_plugin_sha256: args.allowed_plugin_sha256,
         database_url: args.database_url,
         code_hash_key_file: args.code_hash_key_file,
+        secrets_key_file: args.secrets_key_file,
         store_notifications: args.store_notifications,
         plugin_watch: match args.plugins_watch {
             WatchArg::Notify => PluginWatchMode::Notify,
@@ -278,6 +304,44 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     crate::server::serve(listener, Arc::new(state))
         .await
         .map_err(|error| error.to_string())
+}
+
+fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
+    let target = RotationTarget {
+        data_dir: args.data,
+        database_url: args.database_url,
+        secrets_key_file: args.secrets_key_file,
+    };
+    let several_hosts = target.database_url.is_some();
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+        .and_then(|runtime| runtime.block_on(rotate_secrets_key(target)));
+    match outcome {
+        Ok(summary) => {
+            let finished = if summary.finished_interrupted_rotation {
+                " (finished a rotation that was interrupted)"
+            } else {
+                ""
+            };
+            println!(
+                "resealed {} saved connector configs under secrets key {} (was {}){finished}; {} now holds only the new key",
+                summary.resealed_configs,
+                summary.new_key_id,
+                summary.previous_key_ids.join(", "),
+                summary.key_file.display()
+            );
+            if several_hosts {
+                println!("copy {} to every host of this database and restart them: until then their connector changes fail closed with 503 (sends go on)", summary.key_file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_check(args: CheckArgs) -> ExitCode {

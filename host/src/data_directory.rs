@@ -6,6 +6,47 @@
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+/// The lock file's name inside the data directory.
+const LOCK_FILE: &str = "host.lock";
+
+/// Held for as long as one process uses the data directory (released when it exits, even by
+/// kill -9): two hosts on one embedded store would each keep their own flow-control counters,
+/// and a key rotation must not change the secrets key under a running host.
+#[derive(Debug)]
+pub struct DataDirectoryLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's lock, or says who holds it. `purpose` completes the error:
+/// "cannot <purpose>: ...".
+pub fn lock(path: &Path, purpose: &str) -> Result<DataDirectoryLock, String> {
+    let lock_path = path.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|error| {
+            format!(
+                "cannot {purpose}: cannot open {}: {error}",
+                lock_path.display()
+            )
+        })?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(DataDirectoryLock { _file: file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(format!(
+            "cannot {purpose}: another connector-host process is using the data directory {} (stop it first)",
+            path.display()
+        )),
+        Err(error) => Err(format!(
+            "cannot {purpose}: cannot lock {}: {error}",
+            lock_path.display()
+        )),
+    }
+}
+
 /// Creates the directory (`0700`) or checks an existing one. Errors are one line.
 pub fn prepare(path: &Path) -> Result<(), String> {
     if !path.exists() {
@@ -84,6 +125,24 @@ mod tests {
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
         let refused = prepare(&data).unwrap_err();
         assert!(refused.contains("chmod 700"), "{refused}");
+    }
+
+    #[test]
+    fn one_process_at_a_time_holds_the_directory() {
+        let scratch = tempfile::tempdir().unwrap();
+        let held = lock(scratch.path(), "serve").unwrap();
+        // flock locks belong to the open file: a second open in this process conflicts too.
+        let refused = lock(scratch.path(), "rotate the secrets key").unwrap_err();
+        assert!(
+            refused.contains("another connector-host process"),
+            "{refused}"
+        );
+        assert!(
+            refused.starts_with("cannot rotate the secrets key"),
+            "{refused}"
+        );
+        drop(held);
+        assert!(lock(scratch.path(), "serve").is_ok());
     }
 
     #[test]

@@ -25,9 +25,12 @@ use crate::send_executor::{SendExecutor, SendExecutorConfig};
 use crate::sending::SendLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
+use crate::store::{SecretsKeyring, Store};
 use crate::verification_code::{CodeHasher, CodePolicy};
 use metrics_exporter_prometheus::PrometheusHandle;
+
+/// The data directory's keyring file when no `--secrets-key-file` is given.
+pub const SECRETS_KEY_FILE: &str = "secrets-key";
 
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
@@ -49,6 +52,8 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     /// The code-hash key's file; `None`: `<data>/code-hash-key` (SQLite only).
     pub code_hash_key_file: Option<PathBuf>,
+    /// The keyring that seals saved configs; `None`: `<data>/secrets-key` (SQLite only).
+    pub secrets_key_file: Option<PathBuf>,
     /// With PostgreSQL: LISTEN for other hosts' changes (else only the one-second poll).
     pub store_notifications: bool,
 }
@@ -77,6 +82,8 @@ pub struct AppState {
     pub served_generation: std::sync::atomic::AtomicI64,
     /// Renders `/metrics`; `None` when no recorder is installed (library use, tests).
     pub metrics: Option<PrometheusHandle>,
+    /// This process is the data directory's only user while the state lives.
+    pub data_directory_lock: crate::data_directory::DataDirectoryLock,
 }
 
 impl AppState {
@@ -93,6 +100,9 @@ impl AppState {
             if config.code_hash_key_file.is_none() {
                 return Err("with --database-url, pass --code-hash-key-file: the same key file on every host (a key in the database would let a dump brute-force the codes)".to_owned());
             }
+            if config.secrets_key_file.is_none() {
+                return Err("with --database-url, pass --secrets-key-file: the same key file on every host (it seals the saved configs and must never be in the database)".to_owned());
+            }
             if config.admin_keys.is_empty() {
                 return Err("with --database-url, pass --admin-key: every host must accept the same admin key".to_owned());
             }
@@ -107,20 +117,29 @@ impl AppState {
             plugin_folder,
             registry,
             sqlite_store,
+            secrets_keyring,
             admin_keys,
             code_hash_key,
+            data_directory_lock,
         } = prepared;
         let (store, shared_store): (Arc<dyn Store>, Option<PostgresStore>) =
-            match (database_url, sqlite_store) {
-                (Some(url), _) => {
-                    let postgres = PostgresStore::connect(&url)
+            match (database_url, sqlite_store, secrets_keyring) {
+                (Some(url), _, Some(keyring)) => {
+                    let postgres = PostgresStore::connect(&url, keyring)
                         .await
                         .map_err(|error| format!("cannot use the database: {error}"))?;
                     (Arc::new(postgres.clone()), Some(postgres))
                 }
-                (None, Some(sqlite)) => (Arc::new(sqlite), None),
-                (None, None) => return Err("no store was opened".to_owned()),
+                (None, Some(sqlite), _) => (Arc::new(sqlite), None),
+                _ => return Err("no store was opened".to_owned()),
             };
+        let sealing = store
+            .prepare_sealing()
+            .await
+            .map_err(|error| format!("cannot use the store: {error}"))?;
+        if sealing.sealed_from_clear > 0 {
+            tracing::info!(configs = sealing.sealed_from_clear, key_id = %sealing.key_id, "sealed saved configs that were stored in clear");
+        }
         let (generation, live_record) = match &shared_store {
             Some(postgres) => {
                 let snapshot = postgres
@@ -162,6 +181,7 @@ impl AppState {
             shared_store,
             served_generation: std::sync::atomic::AtomicI64::new(generation),
             metrics,
+            data_directory_lock,
             api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
             config,
             loader,
@@ -183,8 +203,11 @@ struct PreparedHost {
     registry: FactoryRegistry,
     /// Opened here unless a database URL is given.
     sqlite_store: Option<SqliteStore>,
+    /// For the PostgreSQL store (the SQLite store holds its own).
+    secrets_keyring: Option<SecretsKeyring>,
     admin_keys: Vec<String>,
     code_hash_key: String,
+    data_directory_lock: crate::data_directory::DataDirectoryLock,
 }
 
 impl PreparedHost {
@@ -196,7 +219,9 @@ impl PreparedHost {
             )
         };
         crate::data_directory::prepare(&config.data_dir)?;
+        let data_directory_lock = crate::data_directory::lock(&config.data_dir, "serve")?;
         std::fs::create_dir_all(&config.plugins_dir).map_err(data_dir_error)?;
+        let secrets_keyring = load_secrets_keyring(&config)?;
         let loader = PluginLoader::new(
             config.data_dir.join("plugin-copies"),
             config.allowed_plugin_sha256.clone(),
@@ -210,7 +235,7 @@ impl PreparedHost {
                 FactoryRegistry::default()
             }
         };
-        let sqlite_store = if config.database_url.is_none() {
+        let (sqlite_store, secrets_keyring) = if config.database_url.is_none() {
             let store_path = config.data_dir.join("connectors.sqlite3");
             // Saved configs hold provider secrets: the database and (SQLite copies the mode)
             // its WAL and shared-memory files are the host's only.
@@ -224,11 +249,12 @@ impl PreparedHost {
                     crate::data_directory::private_file(&path)?;
                 }
             }
-            Some(SqliteStore::open(&store_path).map_err(|error| {
+            let store = SqliteStore::open(&store_path, secrets_keyring).map_err(|error| {
                 format!("cannot open the store {}: {error}", store_path.display())
-            })?)
+            })?;
+            (Some(store), None)
         } else {
-            None
+            (None, Some(secrets_keyring))
         };
         let mut admin_keys = config.admin_keys.clone();
         if admin_keys.is_empty() {
@@ -259,9 +285,30 @@ impl PreparedHost {
             plugin_folder,
             registry,
             sqlite_store,
+            secrets_keyring,
             admin_keys,
             code_hash_key,
+            data_directory_lock,
         })
+    }
+}
+
+/// The keyring that seals saved configs: the file given to every host of one database, or the
+/// data directory's own, created with a new key on first start.
+pub fn load_secrets_keyring(config: &ServeConfig) -> Result<SecretsKeyring, String> {
+    match &config.secrets_key_file {
+        Some(path) => SecretsKeyring::read_file(path, true),
+        None => {
+            let path = config.data_dir.join(SECRETS_KEY_FILE);
+            let (keyring, created) = SecretsKeyring::read_or_create_file(&path)?;
+            if created {
+                eprintln!(
+                    "connector-host: generated the secrets key that seals saved connector configs (kept in {}); back it up apart from the database",
+                    path.display()
+                );
+            }
+            Ok(keyring)
+        }
     }
 }
 

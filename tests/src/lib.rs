@@ -131,13 +131,15 @@ pub fn store_kind() -> StoreKind {
     }
 }
 
-/// A PostgreSQL database hosts share, with the code-hash key file they all use.
+/// A PostgreSQL database hosts share, with the key files they all use.
 #[derive(Clone)]
 pub struct SharedDatabase {
     pub cluster: std::sync::Arc<postgres::PostgresCluster>,
     pub url: String,
     pub name: String,
     pub code_hash_key_file: PathBuf,
+    /// The keyring that seals saved configs: one key, 64 hex digits.
+    pub secrets_key_file: PathBuf,
     _key_folder: std::sync::Arc<tempfile::TempDir>,
 }
 
@@ -155,11 +157,20 @@ impl SharedDatabase {
         .expect("key file");
         std::fs::set_permissions(&code_hash_key_file, std::fs::Permissions::from_mode(0o600))
             .expect("chmod key file");
+        let secrets_key_file = key_folder.path().join("secrets-key");
+        std::fs::write(
+            &secrets_key_file,
+            "# a test keyring\n5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7\n",
+        )
+        .expect("secrets key file");
+        std::fs::set_permissions(&secrets_key_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod secrets key file");
         SharedDatabase {
             cluster: std::sync::Arc::clone(cluster),
             url,
             name,
             code_hash_key_file,
+            secrets_key_file,
             _key_folder: std::sync::Arc::new(key_folder),
         }
     }
@@ -270,6 +281,8 @@ impl HostFolders {
                 database.url.clone(),
                 "--code-hash-key-file".to_owned(),
                 database.code_hash_key_file.display().to_string(),
+                "--secrets-key-file".to_owned(),
+                database.secrets_key_file.display().to_string(),
             ]);
             // Hosts of one database need an explicit admin key.
             if !extra_args.contains(&"--admin-key") {

@@ -919,3 +919,172 @@ fn the_data_directory_and_its_files_are_private() {
         "{stderr}"
     );
 }
+
+fn contains_text(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// `connector-host rotate-secrets-key` on a host's folders: (succeeded, stdout, stderr).
+fn rotate_secrets_key(folders: &HostFolders) -> (bool, String, String) {
+    let mut command = std::process::Command::new(e2e_tests::host_binary());
+    command
+        .arg("rotate-secrets-key")
+        .arg("--data")
+        .arg(&folders.data_dir);
+    if let Some(database) = &folders.database {
+        command
+            .args(["--database-url", &database.url])
+            .arg("--secrets-key-file")
+            .arg(&database.secrets_key_file);
+    }
+    let output = command.output().expect("run rotate-secrets-key");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn send_and_capture_authorization(host: &TestHost, provider: &CaptureServer) -> String {
+    let (status, receipt) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "424242"}})),
+    );
+    assert_eq!(status, 200, "{receipt}");
+    let requests = provider.requests();
+    let last = requests.last().expect("the provider got the send");
+    last.header("authorization").unwrap_or_default().to_owned()
+}
+
+#[test]
+fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector() {
+    let provider = CaptureServer::start(200, r#"{"id": "provider-1"}"#);
+    let host =
+        HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]).start();
+    let config_with = |secret: &str| {
+        json!({
+            "endpoint": format!("{}/sms", provider.url),
+            "authorization": format!("Bearer {secret}"),
+            "templates": [{"usageType": "Generic", "content": "Code {{code}}"}]
+        })
+    };
+    let first = create(&host, REQUEST_BUILDING, config_with("sealed-secret-4711"));
+    let second = create(&host, REQUEST_BUILDING, config_with("sealed-secret-4712"));
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let assert_sealed = |folders: &HostFolders| {
+        let stored = folders.stored_bytes();
+        assert!(!stored.is_empty());
+        for secret in ["sealed-secret-4711", "sealed-secret-4712"] {
+            assert!(
+                !contains_text(&stored, secret),
+                "{secret} is stored in clear"
+            );
+        }
+        assert!(contains_text(&stored, "sealed1:"));
+    };
+    assert_sealed(host.folders());
+    assert_eq!(
+        send_and_capture_authorization(&host, &provider),
+        "Bearer sealed-secret-4712"
+    );
+
+    let key_file = match &host.folders().database {
+        Some(database) => database.secrets_key_file.clone(),
+        None => host.data_dir.join("secrets-key"),
+    };
+    let key_before = std::fs::read_to_string(&key_file).unwrap();
+    let folders = match e2e_tests::store_kind() {
+        e2e_tests::StoreKind::Sqlite => {
+            // Not under a running host: it holds the old key.
+            let (succeeded, _, stderr) = rotate_secrets_key(host.folders());
+            assert!(!succeeded);
+            assert!(stderr.contains("stop it first"), "{stderr}");
+            assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key_before);
+            let folders = host.kill();
+            let (succeeded, stdout, stderr) = rotate_secrets_key(&folders);
+            assert!(succeeded, "{stderr}");
+            assert!(
+                stdout.contains("resealed 2 saved connector configs"),
+                "{stdout}"
+            );
+            folders
+        }
+        e2e_tests::StoreKind::Postgres => {
+            // Hosts of a database keep running; one left with the old key file keeps sending
+            // but fails closed on a change until it restarts with the new file.
+            let (succeeded, stdout, stderr) = rotate_secrets_key(host.folders());
+            assert!(succeeded, "{stderr}");
+            assert!(stdout.contains("restart them"), "{stdout}");
+            assert_eq!(
+                send_and_capture_authorization(&host, &provider),
+                "Bearer sealed-secret-4712"
+            );
+            let (status, refused) =
+                host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}));
+            assert_eq!(
+                (status, refused["code"].clone()),
+                (503, json!("store.unavailable")),
+                "{refused}"
+            );
+            host.kill()
+        }
+    };
+    let key_after = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(key_after, key_before);
+    assert_eq!(
+        key_after
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .count(),
+        1,
+        "only the new key is kept"
+    );
+    assert_sealed(&folders);
+
+    let host = folders.start();
+    assert_eq!(
+        send_and_capture_authorization(&host, &provider),
+        "Bearer sealed-secret-4712"
+    );
+    let (status, enabled) = host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}));
+    assert_eq!(status, 200, "{enabled}");
+    assert_eq!(
+        send_and_capture_authorization(&host, &provider),
+        "Bearer sealed-secret-4711"
+    );
+    let (status, _) = host.get(&format!("/api/connectors/{second_id}"));
+    assert_eq!(status, 200);
+
+    // A host started with a key file that is not the store's refuses to start, in one line.
+    let folders = host.kill();
+    let stranger_key = format!("{}\n", "ab".repeat(32));
+    std::fs::write(&key_file, stranger_key).unwrap();
+    let mut refused_start = std::process::Command::new(e2e_tests::host_binary());
+    refused_start
+        .arg("serve")
+        .arg("--data")
+        .arg(&folders.data_dir)
+        .arg("--plugins")
+        .arg(&folders.plugins_dir)
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY]);
+    if let Some(database) = &folders.database {
+        refused_start
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file)
+            .arg("--secrets-key-file")
+            .arg(&database.secrets_key_file);
+    }
+    let output = refused_start.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("which the secrets key file does not hold"),
+        "{stderr}"
+    );
+}

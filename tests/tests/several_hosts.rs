@@ -437,7 +437,7 @@ fn kill_9_of_a_host_in_a_change_leaves_the_other_host_and_the_database_consisten
 }
 
 #[test]
-fn a_host_on_postgres_refuses_to_start_without_a_shared_key_file_or_admin_key() {
+fn a_host_on_postgres_refuses_to_start_without_shared_key_files_or_admin_key() {
     let database = SharedDatabase::on_new_cluster();
     let binary = e2e_tests::host_binary();
     let scratch = tempfile::tempdir().unwrap();
@@ -463,7 +463,19 @@ fn a_host_on_postgres_refuses_to_start_without_a_shared_key_file_or_admin_key() 
         "{without_key_file}"
     );
     let key_file = database.code_hash_key_file.to_str().unwrap();
-    let without_admin_key = run(&["--code-hash-key-file", key_file]);
+    let without_secrets_key_file =
+        run(&["--admin-key", ADMIN_KEY, "--code-hash-key-file", key_file]);
+    assert!(
+        without_secrets_key_file.contains("pass --secrets-key-file"),
+        "{without_secrets_key_file}"
+    );
+    let secrets_key_file = database.secrets_key_file.to_str().unwrap();
+    let without_admin_key = run(&[
+        "--code-hash-key-file",
+        key_file,
+        "--secrets-key-file",
+        secrets_key_file,
+    ]);
     assert!(
         without_admin_key.contains("pass --admin-key"),
         "{without_admin_key}"
@@ -476,14 +488,19 @@ fn a_host_on_postgres_refuses_to_start_without_a_shared_key_file_or_admin_key() 
         ADMIN_KEY,
         "--code-hash-key-file",
         readable.to_str().unwrap(),
+        "--secrets-key-file",
+        secrets_key_file,
     ]);
     assert!(readable_refused.contains("chmod 600"), "{readable_refused}");
-    // The key never reaches the database.
+    // Neither key reaches the database.
     let key = std::fs::read_to_string(&database.code_hash_key_file).unwrap();
+    let secrets_key = std::fs::read_to_string(&database.secrets_key_file).unwrap();
+    let secrets_key = secrets_key.lines().last().unwrap();
     let host = host_on(&database, &[]);
     assert_eq!(host.request("GET", "/health", None, None).0, 200);
     let dump = database.cluster.dump(&database.name);
     assert!(!String::from_utf8_lossy(&dump).contains(key.trim()));
+    assert!(!String::from_utf8_lossy(&dump).contains(secrets_key));
 }
 
 #[test]

@@ -1,16 +1,21 @@
 //! The store boundary: what the host keeps (connectors, verification codes), as async traits
-//! with one transaction per method, and the one implementation today:
-//! [`sqlite::SqliteStore`], the embedded default, which runs its blocking work on tokio's
-//! blocking pool so callers never block an async worker.
+//! with one transaction per method, and two implementations: [`sqlite::SqliteStore`], the
+//! embedded default, which runs its blocking work on tokio's blocking pool so callers never
+//! block an async worker, and [`postgres::PostgresStore`], shared by several hosts.
 //!
-//! The store keeps every connector, live or retired, with its config. Making one connector
+//! The store keeps every connector, live or retired, with its config sealed under the host's
+//! secrets key ([`secrets_keyring`]). Making one connector
 //! live retires the current one in the same transaction, so a kill -9 at any moment leaves
 //! either the old state or the new one, never two live connectors. Codes are stored as keyed
 //! hashes only (see `verification_code`), one per phone and usage type: a new code replaces
 //! the previous one.
 
+pub mod key_rotation;
 pub mod postgres;
+pub mod secrets_keyring;
 pub mod sqlite;
+
+pub use secrets_keyring::{SealingReport, SecretsKeyring};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -88,6 +93,13 @@ pub trait ConnectorStore: Send + Sync {
     ) -> Result<UpdateOutcome, StoreError>;
     /// `false` for an unknown id.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// Start-up, one transaction: the recorded sealing key must be the keyring's first key
+    /// (else a one-line error that says what to do), configs stored in clear are sealed, and
+    /// every sealed config must open.
+    async fn prepare_sealing(&self) -> Result<SealingReport, StoreError>;
+    /// `rotate-secrets-key`, one transaction: every config sealed again under the keyring's
+    /// first key, which becomes the recorded one.
+    async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError>;
 }
 
 /// Verification codes: what the code routes use. Every method is one transaction.

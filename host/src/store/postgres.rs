@@ -9,6 +9,10 @@
 //! - Flow control is one round trip per send (`reserve_send`, see the migration).
 //! - Every operation has a deadline: a store that does not answer is `Unavailable` (503), never
 //!   a hung request.
+//! - Configs are sealed by the host (`secrets_keyring`); the database records the sealing
+//!   key's id, and a write from a host whose key is not that one (left behind by a rotation)
+//!   fails closed. After configs are (re)sealed, `VACUUM FULL` rewrites the table so the old
+//!   row versions are gone from it.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,9 +22,10 @@ use subtle::ConstantTimeEq;
 use tokio_postgres::{AsyncMessage, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError, UpdateOutcome,
-    VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
+    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
 mod embedded {
@@ -35,6 +40,7 @@ const MIGRATION_LOCK: i64 = 0x636f_6e6e_6563_746f;
 const OPERATION_DEADLINE: Duration = Duration::from_secs(5);
 
 const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
+const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
@@ -57,6 +63,7 @@ pub struct PostgresStore {
     pool: Pool,
     connect_config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    keyring: std::sync::Arc<SecretsKeyring>,
 }
 
 /// What a host needs to serve the live connector another host may have changed.
@@ -108,18 +115,47 @@ async fn within_deadline<T>(
         })
 }
 
-fn read_record(row: &Row) -> Result<ConnectorRecord, StoreError> {
-    let config: String = row.try_get(2)?;
-    let metadata: String = row.try_get(3)?;
+/// A connector from the columns [`COLUMNS`] names, starting at `first`, its config opened.
+fn read_record(
+    keyring: &SecretsKeyring,
+    row: &Row,
+    first: usize,
+) -> Result<ConnectorRecord, StoreError> {
+    let id: String = row.try_get(first)?;
+    let sealed_config: String = row.try_get(first + 2)?;
+    let metadata: String = row.try_get(first + 3)?;
     Ok(ConnectorRecord {
-        id: row.try_get(0)?,
-        factory_id: row.try_get(1)?,
-        config: serde_json::from_str(&config)?,
+        factory_id: row.try_get(first + 1)?,
+        config: keyring.open(&id, &sealed_config)?,
         metadata: serde_json::from_str(&metadata)?,
-        enabled: row.try_get(4)?,
-        created_at: row.try_get(5)?,
-        updated_at: row.try_get(6)?,
+        enabled: row.try_get(first + 4)?,
+        created_at: row.try_get(first + 5)?,
+        updated_at: row.try_get(first + 6)?,
+        id,
     })
+}
+
+/// Inside a change: the configs must still be sealed under this host's key. A host left
+/// behind by a rotation would seal configs the other hosts cannot open: it fails closed.
+async fn require_current_sealing_key(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    keyring: &SecretsKeyring,
+) -> Result<(), StoreError> {
+    let recorded: Option<String> = transaction
+        .query_opt(
+            "SELECT value FROM store_settings WHERE name = $1",
+            &[&SECRETS_KEY_SETTING],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    match recorded {
+        Some(recorded) if recorded != keyring.sealing_key_id() => Err(StoreError::Unavailable(format!(
+            "the saved configs are sealed under secrets key {recorded} since a key rotation, but this host seals with {}: restart it with the new secrets key file",
+            keyring.sealing_key_id()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Takes the change lock (the generation row) and returns the new generation.
@@ -163,13 +199,14 @@ async fn retire_live(
 
 async fn select_one(
     client: &impl deadpool_postgres::GenericClient,
+    keyring: &SecretsKeyring,
     id: &str,
 ) -> Result<Option<ConnectorRecord>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM connectors WHERE id = $1");
     client
         .query_opt(&sql, &[&id])
         .await?
-        .map(|row| read_record(&row))
+        .map(|row| read_record(keyring, &row, 0))
         .transpose()
 }
 
@@ -177,7 +214,7 @@ impl PostgresStore {
     /// Connects (the pool opens connections on demand) and runs the migrations under an
     /// advisory lock. Fails when the database cannot be reached: a host does not start on a
     /// store it has never seen.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, keyring: SecretsKeyring) -> Result<Self, StoreError> {
         let connect_config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
@@ -206,6 +243,7 @@ impl PostgresStore {
             pool,
             connect_config,
             tls,
+            keyring: std::sync::Arc::new(keyring),
         };
         store.migrate().await?;
         Ok(store)
@@ -231,6 +269,73 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// One transaction under the change lock (so no host writes a config meanwhile), without
+    /// a new generation (the configs mean what they meant): checks the recorded sealing key,
+    /// (re)seals, records the key. Then `VACUUM FULL` rewrites the table, so the row versions
+    /// as they were before are not left in it.
+    async fn reseal_configs(&self, during_rotation: bool) -> Result<SealingReport, StoreError> {
+        let report = within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            transaction
+                .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
+                .await?;
+            let recorded_key_id: Option<String> = transaction
+                .query_opt(
+                    "SELECT value FROM store_settings WHERE name = $1",
+                    &[&SECRETS_KEY_SETTING],
+                )
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+            check_recorded_key(recorded_key_id.as_deref(), &self.keyring, during_rotation)
+                .map_err(StoreError::Failed)?;
+            let mut report = SealingReport::new(self.keyring.sealing_key_id());
+            for row in transaction
+                .query("SELECT id, config FROM connectors", &[])
+                .await?
+            {
+                let id: String = row.try_get(0)?;
+                let stored: String = row.try_get(1)?;
+                let rewritten = self.keyring.reseal_stored_config(
+                    &id,
+                    &stored,
+                    during_rotation,
+                    &mut report,
+                )?;
+                if let Some(sealed) = rewritten {
+                    transaction
+                        .execute(
+                            "UPDATE connectors SET config = $2 WHERE id = $1",
+                            &[&id, &sealed],
+                        )
+                        .await?;
+                }
+            }
+            transaction
+                .execute(
+                    "INSERT INTO store_settings (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    &[&SECRETS_KEY_SETTING, &self.keyring.sealing_key_id()],
+                )
+                .await?;
+            transaction.commit().await?;
+            Ok(report)
+        })
+        .await?;
+        if report.rewritten() > 0 {
+            within_deadline(async {
+                self.client()
+                    .await?
+                    .batch_execute("VACUUM FULL connectors")
+                    .await?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(report)
+    }
+
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool
             .get()
@@ -251,19 +356,7 @@ impl PostgresStore {
             let live_id: Option<String> = row.try_get(1)?;
             let live = match live_id {
                 None => None,
-                Some(id) => {
-                    let config: String = row.try_get(3)?;
-                    let metadata: String = row.try_get(4)?;
-                    Some(ConnectorRecord {
-                        id,
-                        factory_id: row.try_get(2)?,
-                        config: serde_json::from_str(&config)?,
-                        metadata: serde_json::from_str(&metadata)?,
-                        enabled: row.try_get(5)?,
-                        created_at: row.try_get(6)?,
-                        updated_at: row.try_get(7)?,
-                    })
-                }
+                Some(_) => Some(read_record(&self.keyring, &row, 1)?),
             };
             Ok(LiveSnapshot { generation, live })
         })
@@ -422,7 +515,7 @@ impl ConnectorStore for PostgresStore {
                 "SELECT {COLUMNS} FROM connectors WHERE ($1::boolean IS NULL OR enabled = $1) ORDER BY created_at, id"
             );
             let rows = self.client().await?.query(&sql, &[&enabled]).await?;
-            rows.iter().map(read_record).collect()
+            rows.iter().map(|row| read_record(&self.keyring, row, 0)).collect()
         })
         .await
     }
@@ -430,7 +523,7 @@ impl ConnectorStore for PostgresStore {
     async fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
         within_deadline(async {
             let client = self.client().await?;
-            select_one(&client, id).await
+            select_one(&client, &self.keyring, id).await
         })
         .await
     }
@@ -444,6 +537,7 @@ impl ConnectorStore for PostgresStore {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
+            require_current_sealing_key(&transaction, &self.keyring).await?;
             let now = now_millis();
             retire_live(&transaction, now).await?;
             transaction
@@ -453,13 +547,13 @@ impl ConnectorStore for PostgresStore {
                     &[
                         &connector.id,
                         &connector.factory_id,
-                        &connector.config.to_string(),
+                        &self.keyring.seal(&connector.id, &connector.config)?,
                         &connector.metadata.to_string(),
                         &now,
                     ],
                 )
                 .await?;
-            let record = select_one(&transaction, &connector.id)
+            let record = select_one(&transaction, &self.keyring, &connector.id)
                 .await?
                 .ok_or_else(|| StoreError::Failed("the inserted connector is missing".to_owned()))?;
             announce_change(&transaction, generation).await?;
@@ -474,7 +568,7 @@ impl ConnectorStore for PostgresStore {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
-            match select_one(&transaction, id).await? {
+            match select_one(&transaction, &self.keyring, id).await? {
                 None => return Ok(None),
                 Some(record) if record.enabled => return Ok(Some(record)),
                 Some(_) => {}
@@ -487,7 +581,7 @@ impl ConnectorStore for PostgresStore {
                     &[&id, &now],
                 )
                 .await?;
-            let record = select_one(&transaction, id).await?;
+            let record = select_one(&transaction, &self.keyring, id).await?;
             announce_change(&transaction, generation).await?;
             transaction.commit().await?;
             Ok(record)
@@ -506,17 +600,18 @@ impl ConnectorStore for PostgresStore {
             let transaction = client.transaction().await?;
             // The change lock first: no other host can change a connector until this commits.
             let generation = begin_change(&transaction).await?;
-            let outcome = match select_one(&transaction, &read.id).await? {
+            require_current_sealing_key(&transaction, &self.keyring).await?;
+            let outcome = match select_one(&transaction, &self.keyring, &read.id).await? {
                 None => UpdateOutcome::NotFound,
                 Some(current) if current != *read => UpdateOutcome::ChangedMeanwhile,
                 Some(_) => {
                     transaction
                         .execute(
                             "UPDATE connectors SET config = $2, metadata = $3, updated_at = $4 WHERE id = $1",
-                            &[&read.id, &config.to_string(), &metadata.to_string(), &now_millis()],
+                            &[&read.id, &self.keyring.seal(&read.id, &config)?, &metadata.to_string(), &now_millis()],
                         )
                         .await?;
-                    match select_one(&transaction, &read.id).await? {
+                    match select_one(&transaction, &self.keyring, &read.id).await? {
                         Some(record) => {
                             announce_change(&transaction, generation).await?;
                             UpdateOutcome::Updated(record)
@@ -547,6 +642,14 @@ impl ConnectorStore for PostgresStore {
             Ok(true)
         })
         .await
+    }
+
+    async fn prepare_sealing(&self) -> Result<SealingReport, StoreError> {
+        self.reseal_configs(false).await
+    }
+
+    async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError> {
+        self.reseal_configs(true).await
     }
 }
 

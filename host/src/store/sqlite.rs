@@ -12,9 +12,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use subtle::ConstantTimeEq;
 
+use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, StoreError, UpdateOutcome,
-    VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
+    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -33,6 +34,7 @@ pub struct SqliteStore {
 /// The connection and the blocking work on it, one transaction per method.
 struct SqliteDatabase {
     connection: Mutex<Connection>,
+    keyring: SecretsKeyring,
 }
 
 const SCHEMA: &str = "
@@ -60,16 +62,24 @@ CREATE TABLE IF NOT EXISTS verification_codes (
     PRIMARY KEY (phone, type)
 );
 CREATE INDEX IF NOT EXISTS verification_codes_by_expiry ON verification_codes (expires_at);
+
+-- `secrets_key_id`: the key the configs are sealed under (its id, never the key).
+CREATE TABLE IF NOT EXISTS store_settings (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
 ";
+
+const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
 const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database file. Blocking: call it off the async
-    /// workers.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating when missing) the database file; configs are sealed and opened with
+    /// `keyring`. Blocking: call it off the async workers.
+    pub fn open(path: &Path, keyring: SecretsKeyring) -> Result<Self, StoreError> {
         Ok(Self {
-            database: Arc::new(SqliteDatabase::open(path)?),
+            database: Arc::new(SqliteDatabase::open(path, keyring)?),
         })
     }
 
@@ -124,6 +134,16 @@ impl ConnectorStore for SqliteStore {
         let id = id.to_owned();
         self.run(move |database| database.delete(&id)).await
     }
+
+    async fn prepare_sealing(&self) -> Result<SealingReport, StoreError> {
+        self.run(|database| database.reseal_configs(ResealScope::Startup))
+            .await
+    }
+
+    async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError> {
+        self.run(|database| database.reseal_configs(ResealScope::Rotation))
+            .await
+    }
 }
 
 #[async_trait::async_trait]
@@ -173,14 +193,18 @@ impl VerificationCodeStore for SqliteStore {
 }
 
 impl SqliteDatabase {
-    fn open(path: &Path) -> Result<Self, StoreError> {
+    fn open(path: &Path, keyring: SecretsKeyring) -> Result<Self, StoreError> {
         let connection = Connection::open(path)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
+        // What a rewrite frees (a config before it was sealed, under an old key) is zeroed,
+        // not left in free pages.
+        connection.pragma_update(None, "secure_delete", "ON")?;
         connection.execute_batch(SCHEMA)?;
         Ok(Self {
             connection: Mutex::new(connection),
+            keyring,
         })
     }
 
@@ -213,20 +237,35 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ConnectorRecord, St
 }
 
 fn finish_record(
-    (mut record, config, metadata): (ConnectorRecord, String, String),
+    keyring: &SecretsKeyring,
+    (mut record, sealed_config, metadata): (ConnectorRecord, String, String),
 ) -> Result<ConnectorRecord, StoreError> {
-    record.config = serde_json::from_str(&config)?;
+    record.config = keyring.open(&record.id, &sealed_config)?;
     record.metadata = serde_json::from_str(&metadata)?;
     Ok(record)
 }
 
-fn select_one(connection: &Connection, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+fn select_one(
+    connection: &Connection,
+    keyring: &SecretsKeyring,
+    id: &str,
+) -> Result<Option<ConnectorRecord>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM connectors WHERE id = ?1");
     connection
         .query_row(&sql, params![id], read_record)
         .optional()?
-        .map(finish_record)
+        .map(|row| finish_record(keyring, row))
         .transpose()
+}
+
+/// Which stored configs [`SqliteDatabase::reseal_configs`] rewrites.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResealScope {
+    /// Start-up: seal configs stored in clear (from before sealing existed), check that every
+    /// sealed one opens.
+    Startup,
+    /// `rotate-secrets-key`: every config, under the keyring's first key.
+    Rotation,
 }
 
 fn retire_live(transaction: &rusqlite::Transaction<'_>, now: i64) -> Result<(), StoreError> {
@@ -245,12 +284,12 @@ impl SqliteDatabase {
             );
             let mut statement = connection.prepare(&sql)?;
             let rows = statement.query_map(params![enabled.map(i64::from)], read_record)?;
-            rows.map(|row| finish_record(row?)).collect()
+            rows.map(|row| finish_record(&self.keyring, row?)).collect()
         })
     }
 
     fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
-        self.with_connection(|connection| select_one(connection, id))
+        self.with_connection(|connection| select_one(connection, &self.keyring, id))
     }
 
     fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
@@ -260,7 +299,7 @@ impl SqliteDatabase {
             connection
                 .query_row(&sql, [], read_record)
                 .optional()?
-                .map(finish_record)
+                .map(|row| finish_record(&self.keyring, row))
                 .transpose()
         })
     }
@@ -276,12 +315,12 @@ impl SqliteDatabase {
                 params![
                     connector.id,
                     connector.factory_id,
-                    connector.config.to_string(),
+                    self.keyring.seal(&connector.id, &connector.config)?,
                     connector.metadata.to_string(),
                     now
                 ],
             )?;
-            let record = select_one(&transaction, &connector.id)?
+            let record = select_one(&transaction, &self.keyring, &connector.id)?
                 .ok_or_else(|| StoreError::Failed("the inserted connector is missing".to_owned()))?;
             transaction.commit()?;
             Ok(record)
@@ -293,7 +332,7 @@ impl SqliteDatabase {
             let now = now_millis();
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            match select_one(&transaction, id)? {
+            match select_one(&transaction, &self.keyring, id)? {
                 None => return Ok(None),
                 Some(record) if record.enabled => return Ok(Some(record)),
                 Some(_) => {}
@@ -303,7 +342,7 @@ impl SqliteDatabase {
                 "UPDATE connectors SET enabled = 1, updated_at = ?2 WHERE id = ?1",
                 params![id, now],
             )?;
-            let record = select_one(&transaction, id)?;
+            let record = select_one(&transaction, &self.keyring, id)?;
             transaction.commit()?;
             Ok(record)
         })
@@ -318,15 +357,15 @@ impl SqliteDatabase {
         self.with_connection(|connection| {
             let transaction =
                 connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let outcome = match select_one(&transaction, &read.id)? {
+            let outcome = match select_one(&transaction, &self.keyring, &read.id)? {
                 None => UpdateOutcome::NotFound,
                 Some(current) if current != *read => UpdateOutcome::ChangedMeanwhile,
                 Some(_) => {
                     transaction.execute(
                         "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
-                        params![read.id, config.to_string(), metadata.to_string(), now_millis()],
+                        params![read.id, self.keyring.seal(&read.id, &config)?, metadata.to_string(), now_millis()],
                     )?;
-                    select_one(&transaction, &read.id)?
+                    select_one(&transaction, &self.keyring, &read.id)?
                         .map(UpdateOutcome::Updated)
                         .unwrap_or(UpdateOutcome::NotFound)
                 }
@@ -341,6 +380,64 @@ impl SqliteDatabase {
             let deleted =
                 connection.execute("DELETE FROM connectors WHERE id = ?1", params![id])?;
             Ok(deleted > 0)
+        })
+    }
+}
+
+impl SqliteDatabase {
+    /// One transaction: checks the recorded sealing key against the keyring, (re)seals the
+    /// configs `scope` names and records the key that sealed them; then truncates the WAL so
+    /// that what was rewritten leaves no copy behind.
+    fn reseal_configs(&self, scope: ResealScope) -> Result<SealingReport, StoreError> {
+        self.with_connection(|connection| {
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let recorded_key_id: Option<String> = transaction
+                .query_row(
+                    "SELECT value FROM store_settings WHERE name = ?1",
+                    params![SECRETS_KEY_SETTING],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            check_recorded_key(
+                recorded_key_id.as_deref(),
+                &self.keyring,
+                scope == ResealScope::Rotation,
+            )
+            .map_err(StoreError::Failed)?;
+            let stored_configs = {
+                let mut statement = transaction.prepare("SELECT id, config FROM connectors")?;
+                let rows = statement.query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            let mut report = SealingReport::new(self.keyring.sealing_key_id());
+            for (id, stored) in stored_configs {
+                let rewritten = self.keyring.reseal_stored_config(
+                    &id,
+                    &stored,
+                    scope == ResealScope::Rotation,
+                    &mut report,
+                )?;
+                if let Some(sealed) = rewritten {
+                    transaction.execute(
+                        "UPDATE connectors SET config = ?2 WHERE id = ?1",
+                        params![id, sealed],
+                    )?;
+                }
+            }
+            transaction.execute(
+                "INSERT INTO store_settings (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![SECRETS_KEY_SETTING, self.keyring.sealing_key_id()],
+            )?;
+            transaction.commit()?;
+            if report.rewritten() > 0 {
+                // The WAL still holds the pages as they were; checkpoint and cut it to zero.
+                connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            }
+            Ok(report)
         })
     }
 }
@@ -442,7 +539,142 @@ mod tests {
 
     // The blocking layer, tested directly; the async wrapper only moves it to the blocking pool.
     fn open_store(dir: &tempfile::TempDir) -> SqliteDatabase {
-        SqliteDatabase::open(&dir.path().join("store.sqlite3")).unwrap()
+        let (keyring, _) =
+            SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
+        open_store_with(dir, keyring)
+    }
+
+    fn open_store_with(dir: &tempfile::TempDir, keyring: SecretsKeyring) -> SqliteDatabase {
+        let database = SqliteDatabase::open(&dir.path().join("store.sqlite3"), keyring).unwrap();
+        database.reseal_configs(ResealScope::Startup).unwrap();
+        database
+    }
+
+    /// Every file SQLite keeps for the store, read raw.
+    fn raw_store_bytes(dir: &tempfile::TempDir) -> Vec<u8> {
+        ["store.sqlite3", "store.sqlite3-wal", "store.sqlite3-shm"]
+            .iter()
+            .filter_map(|name| std::fs::read(dir.path().join(name)).ok())
+            .flatten()
+            .collect()
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle.as_bytes())
+    }
+
+    fn connector_with_secret(id: &str, secret: &str) -> NewConnector {
+        NewConnector {
+            config: json!({"authToken": secret, "endpoint": "https://sms.example/send"}),
+            ..new_connector(id)
+        }
+    }
+
+    #[test]
+    fn configs_are_sealed_in_the_database_and_its_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let saved = store
+            .insert_live(connector_with_secret("first", "token-AAAA-1111"))
+            .unwrap();
+        assert_eq!(saved.config["authToken"], "token-AAAA-1111");
+        let UpdateOutcome::Updated(_) = store
+            .update(
+                &saved,
+                json!({"authToken": "token-BBBB-2222", "endpoint": "https://sms.example/send"}),
+                json!({}),
+            )
+            .unwrap()
+        else {
+            panic!("the update applies");
+        };
+        let raw = raw_store_bytes(&dir);
+        assert!(!contains(&raw, "token-AAAA-1111"));
+        assert!(!contains(&raw, "token-BBBB-2222"));
+        assert!(!contains(&raw, "sms.example"));
+        assert!(contains(&raw, "sealed1:"));
+        assert_eq!(
+            store.get("first").unwrap().unwrap().config["authToken"],
+            "token-BBBB-2222"
+        );
+    }
+
+    #[test]
+    fn configs_saved_in_clear_are_sealed_at_start_up_and_no_copy_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        {
+            // A store as the host wrote it before sealing existed.
+            let connection = Connection::open(&path).unwrap();
+            connection
+                .pragma_update(None, "journal_mode", "WAL")
+                .unwrap();
+            connection.execute_batch(SCHEMA).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at)
+                     VALUES ('old', 'f', '{\"authToken\":\"token-CLEAR-3333\"}', 1, 0, 0)",
+                    [],
+                )
+                .unwrap();
+        }
+        assert!(contains(&raw_store_bytes(&dir), "token-CLEAR-3333"));
+        let store = open_store(&dir);
+        assert!(!contains(&raw_store_bytes(&dir), "token-CLEAR-3333"));
+        assert_eq!(
+            store.live().unwrap().unwrap().config["authToken"],
+            "token-CLEAR-3333"
+        );
+        // Once sealed, the next start-up rewrites nothing.
+        let again = store.reseal_configs(ResealScope::Startup).unwrap();
+        assert_eq!(again.rewritten(), 0);
+    }
+
+    #[test]
+    fn another_key_file_is_refused_and_a_rotation_reseals_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("secrets-key");
+        let (original, _) = SecretsKeyring::read_or_create_file(&key_path).unwrap();
+        let original_id = original.sealing_key_id().to_owned();
+        let rotating = original.with_new_sealing_key().unwrap();
+        drop(
+            open_store_with(&dir, original)
+                .insert_live(connector_with_secret("first", "t-1"))
+                .unwrap(),
+        );
+
+        let stranger = SqliteDatabase::open(
+            &dir.path().join("store.sqlite3"),
+            SecretsKeyring::generate().unwrap(),
+        )
+        .unwrap();
+        let refused = stranger
+            .reseal_configs(ResealScope::Startup)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains(&original_id), "{refused}");
+        drop(stranger);
+
+        let finished = rotating.sealing_key_only();
+        let interrupted =
+            SqliteDatabase::open(&dir.path().join("store.sqlite3"), rotating).unwrap();
+        let refused = interrupted
+            .reseal_configs(ResealScope::Startup)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("interrupted"), "{refused}");
+        let report = interrupted.reseal_configs(ResealScope::Rotation).unwrap();
+        assert_eq!(report.resealed, 1);
+        assert_eq!(report.key_id, finished.sealing_key_id());
+        drop(interrupted);
+
+        let rotated = open_store_with(&dir, finished);
+        assert_eq!(
+            rotated.get("first").unwrap().unwrap().config["authToken"],
+            "t-1"
+        );
     }
 
     #[test]

@@ -1,0 +1,120 @@
+//! `connector-host rotate-secrets-key`: every saved config sealed again under a new key.
+//!
+//! The order makes every interruption recoverable, and nothing saved is ever lost:
+//! 1. the key file gets a new key in front, the old one kept behind it (written durably);
+//! 2. one transaction reseals every config under the new key and records its id;
+//! 3. the key file keeps only the new key.
+//!
+//! Stopped after 1, the store still opens with the file (it holds the old key) and a host
+//! refuses to start with "a key rotation was interrupted"; stopped after 2, hosts start and
+//! open everything. Either way, running the command again finishes: a key file that holds more
+//! than one key is a rotation under way, and no new key is drawn.
+
+use std::path::PathBuf;
+
+use super::postgres::PostgresStore;
+use super::secrets_keyring::SecretsKeyring;
+use super::sqlite::SqliteStore;
+use super::ConnectorStore;
+
+/// Where the store and its key file are.
+#[derive(Debug, Clone)]
+pub struct RotationTarget {
+    pub data_dir: PathBuf,
+    /// PostgreSQL; `None`: the data directory's SQLite store.
+    pub database_url: Option<String>,
+    /// `None`: `<data>/secrets-key` (SQLite only).
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+/// What a rotation did, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationSummary {
+    pub key_file: PathBuf,
+    pub previous_key_ids: Vec<String>,
+    pub new_key_id: String,
+    /// The key file already held a new key: an interrupted rotation was finished.
+    pub finished_interrupted_rotation: bool,
+    pub resealed_configs: usize,
+}
+
+pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummary, String> {
+    // With the embedded store, no host may run on the directory meanwhile: it holds the old
+    // keyring in memory. (With PostgreSQL, running hosts fail closed on their next connector
+    // change until they restart with the new key file; their sends go on.)
+    let _data_directory_lock = match target.database_url {
+        None => Some(crate::data_directory::lock(
+            &target.data_dir,
+            "rotate the secrets key",
+        )?),
+        Some(_) => None,
+    };
+    let key_file = match (&target.secrets_key_file, &target.database_url) {
+        (Some(path), _) => path.clone(),
+        (None, None) => target.data_dir.join(crate::server::SECRETS_KEY_FILE),
+        (None, Some(_)) => {
+            return Err("with --database-url, pass --secrets-key-file: the key file every host of the database uses".to_owned())
+        }
+    };
+    if !key_file.exists() {
+        return Err(format!(
+            "there is no secrets key file at {} (the host creates it on first start); nothing to rotate",
+            key_file.display()
+        ));
+    }
+    let current = SecretsKeyring::read_file(&key_file, target.secrets_key_file.is_some())?;
+    let finished_interrupted_rotation = current.key_ids().len() > 1;
+    let rotating = if finished_interrupted_rotation {
+        current
+    } else {
+        let rotating = current.with_new_sealing_key()?;
+        rotating.write_file(&key_file)?;
+        rotating
+    };
+    let new_key_id = rotating.sealing_key_id().to_owned();
+    let previous_key_ids = rotating
+        .key_ids()
+        .into_iter()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    let finished = rotating.sealing_key_only();
+    let store: Box<dyn ConnectorStore> = match &target.database_url {
+        Some(url) => Box::new(
+            PostgresStore::connect(url, rotating)
+                .await
+                .map_err(|error| format!("cannot use the database: {error}"))?,
+        ),
+        None => {
+            let store_path = target.data_dir.join("connectors.sqlite3");
+            if !store_path.exists() {
+                return Err(format!("there is no store at {}", store_path.display()));
+            }
+            let store =
+                tokio::task::spawn_blocking(move || SqliteStore::open(&store_path, rotating))
+                    .await
+                    .map_err(|error| format!("opening the store failed: {error}"))?
+                    .map_err(|error| format!("cannot open the store: {error}"))?;
+            Box::new(store)
+        }
+    };
+    let report = store
+        .reseal_all_configs()
+        .await
+        .map_err(|error| {
+            // The key file keeps both keys, which open every config whether or not the
+            // transaction committed: nothing is lost, and a new run finishes the rotation.
+            format!(
+                "resealing the saved configs failed: {error}; {} holds the old and the new key, run this command again to finish",
+                key_file.display()
+            )
+        })?;
+    finished.write_file(&key_file)?;
+    Ok(RotationSummary {
+        key_file,
+        previous_key_ids,
+        new_key_id,
+        finished_interrupted_rotation,
+        resealed_configs: report.rewritten(),
+    })
+}

@@ -1,0 +1,536 @@
+//! Saved configs sealed at rest.
+//!
+//! Connector configs hold provider credentials (auth tokens, API secrets), so the store never
+//! holds them in clear: each config is sealed whole with XChaCha20-Poly1305 under the host's
+//! secrets key, with the connector id as associated data. The database alone (a dump, a
+//! backup, the WAL) reveals no secret; and because a config is one sealed value, whoever can
+//! write the database but lacks the key can neither read a secret nor move it: pointing a
+//! saved secret at a new endpoint, or pasting one connector's sealed config into another row,
+//! fails to open.
+//!
+//! The key lives in a file, never in the database: `<data>/secrets-key` (0600, created on
+//! first start) or, with PostgreSQL, a file given to every host (`--secrets-key-file`). The
+//! file is a keyring, one key per line: the first key seals, every key opens (a sealed value
+//! names its key by id). The database records the id of the key its configs are sealed under,
+//! so a host started with another key file, or one left behind by a rotation, refuses to start
+//! or to write instead of sealing configs nobody else can open. `connector-host
+//! rotate-secrets-key` adds a key in front, reseals every config in one transaction, then drops
+//! the old key; interrupted at any point, running it again finishes the job.
+//!
+//! A sealed value: `sealed1:<key id: 16 hex digits>:<base64 of nonce (24 bytes) + ciphertext>`.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::StoreError;
+
+const SEALED_PREFIX: &str = "sealed1:";
+const NONCE_BYTES: usize = 24;
+const KEY_BYTES: usize = 32;
+/// Binds a sealed config to the format version and to the connector it belongs to.
+const ASSOCIATED_DATA_PREFIX: &[u8] = b"connector-host sealed config v1\0";
+
+const KEYRING_FILE_HEADER: &str = "\
+# connector-host secrets keyring: the first key seals saved connector configs, every key opens them.
+# Keep this file readable by the host only (0600) and back it up apart from the database:
+# without it the saved configs cannot be read. Rotate with `connector-host rotate-secrets-key`.
+";
+
+/// One key: its id (public: it is written beside every sealed value) and its cipher.
+struct SecretsKey {
+    id: String,
+    bytes: Zeroizing<[u8; KEY_BYTES]>,
+    cipher: XChaCha20Poly1305,
+}
+
+impl SecretsKey {
+    fn from_bytes(bytes: [u8; KEY_BYTES]) -> Self {
+        let bytes = Zeroizing::new(bytes);
+        // The id is a hash of the key, not the key: naming a key must not weaken it.
+        let digest = Sha256::new()
+            .chain_update(b"connector-host secrets key id\0")
+            .chain_update(bytes.as_slice())
+            .finalize();
+        Self {
+            id: hex::encode(&digest[..8]),
+            cipher: XChaCha20Poly1305::new(bytes.as_slice().into()),
+            bytes,
+        }
+    }
+
+    fn generate() -> Result<Self, String> {
+        let mut bytes = [0u8; KEY_BYTES];
+        getrandom::fill(&mut bytes)
+            .map_err(|error| format!("cannot draw a secrets key from the OS: {error}"))?;
+        Ok(Self::from_bytes(bytes))
+    }
+}
+
+/// The keys a host seals and opens saved configs with. Never printed: `Debug` shows ids only.
+pub struct SecretsKeyring {
+    /// Never empty; the first key seals.
+    keys: Vec<SecretsKey>,
+}
+
+impl std::fmt::Debug for SecretsKeyring {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SecretsKeyring")
+            .field("key_ids", &self.key_ids())
+            .finish()
+    }
+}
+
+impl SecretsKeyring {
+    /// A keyring of one new random key.
+    pub fn generate() -> Result<Self, String> {
+        Ok(Self {
+            keys: vec![SecretsKey::generate()?],
+        })
+    }
+
+    /// The id of the key that seals.
+    pub fn sealing_key_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    pub fn key_ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|key| key.id.as_str()).collect()
+    }
+
+    pub fn holds(&self, key_id: &str) -> bool {
+        self.keys.iter().any(|key| key.id == key_id)
+    }
+
+    /// This keyring with a new random key in front (it seals from now on).
+    pub fn with_new_sealing_key(&self) -> Result<Self, String> {
+        let mut keys = vec![SecretsKey::generate()?];
+        keys.extend(
+            self.keys
+                .iter()
+                .map(|key| SecretsKey::from_bytes(*key.bytes)),
+        );
+        Ok(Self { keys })
+    }
+
+    /// Only the key that seals.
+    pub fn sealing_key_only(&self) -> Self {
+        Self {
+            keys: vec![SecretsKey::from_bytes(*self.keys[0].bytes)],
+        }
+    }
+
+    /// Parses a keyring file's text: `#` comments, blank lines, one key per line (64 hex
+    /// digits). Errors are one line and never quote a key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
+            hex::decode_to_slice(line, bytes.as_mut_slice()).map_err(|_| {
+                format!(
+                    "line {} is not a key (a key is {} hex digits)",
+                    index + 1,
+                    KEY_BYTES * 2
+                )
+            })?;
+            let key = SecretsKey::from_bytes(*bytes);
+            if keys.iter().any(|held: &SecretsKey| held.id == key.id) {
+                return Err(format!("line {} repeats a key", index + 1));
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err("it holds no key".to_owned());
+        }
+        Ok(Self { keys })
+    }
+
+    fn file_text(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(KEYRING_FILE_HEADER.to_owned());
+        for key in &self.keys {
+            text.push_str(&hex::encode(key.bytes.as_slice()));
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Reads a keyring file. One that group or others can write is refused (whoever writes
+    /// the key chooses it); one they can read is refused too when `refuse_readable` (a file an
+    /// operator gives every host), else a warning (the data directory's own file).
+    pub fn read_file(path: &Path, refuse_readable: bool) -> Result<Self, String> {
+        let mode = std::fs::metadata(path)
+            .map_err(|error| {
+                format!(
+                    "cannot read the secrets key file {}: {error}",
+                    path.display()
+                )
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 || (refuse_readable && mode & 0o044 != 0) {
+            return Err(format!(
+                "the secrets key file {} is {} by group or others (mode {:o}); chmod 600 it",
+                path.display(),
+                if mode & 0o022 != 0 {
+                    "writable"
+                } else {
+                    "readable"
+                },
+                mode & 0o777
+            ));
+        }
+        if mode & 0o044 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the secrets key file is readable by others; chmod 600 it");
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+            format!(
+                "cannot read the secrets key file {}: {error}",
+                path.display()
+            )
+        })?);
+        Self::parse(&text).map_err(|problem| {
+            format!(
+                "the secrets key file {} is not a keyring: {problem}",
+                path.display()
+            )
+        })
+    }
+
+    /// Reads the data directory's keyring, or creates it with a new key; `true` when created.
+    pub fn read_or_create_file(path: &Path) -> Result<(Self, bool), String> {
+        if path.exists() {
+            return Self::read_file(path, false).map(|keyring| (keyring, false));
+        }
+        let keyring = Self::generate()?;
+        keyring.write_file(path)?;
+        tracing::info!(path = %path.display(), key_id = keyring.sealing_key_id(), "created the secrets key that seals saved configs; back it up");
+        Ok((keyring, true))
+    }
+
+    /// Replaces the file durably: a private temp file, fsync, rename over, fsync the folder. A
+    /// crash leaves the old keyring or the new one, never a torn one.
+    pub fn write_file(&self, path: &Path) -> Result<(), String> {
+        let failed = |error: std::io::Error| {
+            format!(
+                "cannot write the secrets key file {}: {error}",
+                path.display()
+            )
+        };
+        let folder = match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => Path::new("."),
+        };
+        let file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "secrets-key".to_owned());
+        let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            file.write_all(self.file_text().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, path)?;
+            std::fs::File::open(folder)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written.map_err(failed)
+    }
+
+    /// Seals a config under the first key, bound to its connector's id.
+    pub fn seal(
+        &self,
+        connector_id: &str,
+        config: &serde_json::Value,
+    ) -> Result<String, StoreError> {
+        let key = &self.keys[0];
+        let mut nonce = [0u8; NONCE_BYTES];
+        getrandom::fill(&mut nonce).map_err(|error| {
+            StoreError::Failed(format!("cannot draw a nonce from the OS: {error}"))
+        })?;
+        let plaintext = Zeroizing::new(config.to_string().into_bytes());
+        let associated_data = associated_data(connector_id);
+        let ciphertext = key
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plaintext,
+                    aad: &associated_data,
+                },
+            )
+            .map_err(|_| StoreError::Failed("sealing a config failed".to_owned()))?;
+        let mut sealed_bytes = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
+        sealed_bytes.extend_from_slice(&nonce);
+        sealed_bytes.extend_from_slice(&ciphertext);
+        Ok(format!(
+            "{SEALED_PREFIX}{}:{}",
+            key.id,
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed_bytes)
+        ))
+    }
+
+    /// Opens a config sealed by [`Self::seal`] for this connector id. A value sealed under a
+    /// key this keyring lacks, or changed in any way, is an error naming the connector.
+    pub fn open(&self, connector_id: &str, stored: &str) -> Result<serde_json::Value, StoreError> {
+        let unreadable = |why: &str| {
+            StoreError::Failed(format!(
+                "the saved config of connector {connector_id:?} {why}"
+            ))
+        };
+        let Some((key_id, encoded)) = stored
+            .strip_prefix(SEALED_PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+        else {
+            return Err(unreadable(
+                "is not sealed (the database was written by something other than connector-host)",
+            ));
+        };
+        let Some(key) = self.keys.iter().find(|key| key.id == key_id) else {
+            // Unavailable (503), not a failure: a host left behind by a key rotation serves
+            // again once it restarts with the new key file.
+            return Err(StoreError::Unavailable(format!(
+                "the saved config of connector {connector_id:?} is sealed under secrets key {key_id}, which this host's key file does not hold (start every host with the same secrets key file)"
+            )));
+        };
+        let sealed_bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(encoded)
+            .map_err(|_| unreadable("is damaged (not base64)"))?;
+        if sealed_bytes.len() < NONCE_BYTES {
+            return Err(unreadable("is damaged (too short)"));
+        }
+        let (nonce, ciphertext) = sealed_bytes.split_at(NONCE_BYTES);
+        let plaintext = Zeroizing::new(
+            key.cipher
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: &associated_data(connector_id),
+                    },
+                )
+                .map_err(|_| unreadable("does not open with its key (it was altered, or belongs to another connector)"))?,
+        );
+        Ok(serde_json::from_slice(&plaintext)?)
+    }
+}
+
+/// Whether a stored config is sealed (as opposed to plain JSON from before sealing existed).
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED_PREFIX)
+}
+
+fn associated_data(connector_id: &str) -> Vec<u8> {
+    let mut data = ASSOCIATED_DATA_PREFIX.to_vec();
+    data.extend_from_slice(connector_id.as_bytes());
+    data
+}
+
+impl SecretsKeyring {
+    /// What start-up or a rotation writes back for one stored config: a config in clear is
+    /// sealed; a sealed one is opened (so a config that no key opens stops the whole run
+    /// before anything commits) and, when `reseal_sealed`, sealed again under the first key.
+    /// `None`: the stored value stays.
+    pub fn reseal_stored_config(
+        &self,
+        connector_id: &str,
+        stored: &str,
+        reseal_sealed: bool,
+        report: &mut SealingReport,
+    ) -> Result<Option<String>, StoreError> {
+        if !is_sealed(stored) {
+            let config: serde_json::Value = serde_json::from_str(stored)?;
+            report.sealed_from_clear += 1;
+            return self.seal(connector_id, &config).map(Some);
+        }
+        let config = self.open(connector_id, stored)?;
+        if !reseal_sealed {
+            return Ok(None);
+        }
+        report.resealed += 1;
+        self.seal(connector_id, &config).map(Some)
+    }
+}
+
+/// What a store's start-up check or a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealingReport {
+    /// The key the configs are sealed under now.
+    pub key_id: String,
+    /// Configs found in clear (saved before sealing existed) and sealed.
+    pub sealed_from_clear: usize,
+    /// Sealed configs sealed again under the first key (a rotation).
+    pub resealed: usize,
+}
+
+impl SealingReport {
+    pub fn new(key_id: &str) -> Self {
+        Self {
+            key_id: key_id.to_owned(),
+            sealed_from_clear: 0,
+            resealed: 0,
+        }
+    }
+
+    pub fn rewritten(&self) -> usize {
+        self.sealed_from_clear + self.resealed
+    }
+}
+
+/// Checks a store's recorded sealing key against the host's keyring. `None` recorded: a new
+/// database (or one from before sealing). At start-up the keyring's first key must be the
+/// recorded one; during a rotation the keyring need only hold it. Errors are one line and say
+/// what to do.
+pub fn check_recorded_key(
+    recorded_key_id: Option<&str>,
+    keyring: &SecretsKeyring,
+    during_rotation: bool,
+) -> Result<(), String> {
+    match recorded_key_id {
+        None => Ok(()),
+        Some(recorded) if recorded == keyring.sealing_key_id() => Ok(()),
+        Some(recorded) if during_rotation && keyring.holds(recorded) => Ok(()),
+        Some(recorded) if keyring.holds(recorded) => Err(format!(
+            "the saved configs are sealed under secrets key {recorded}, but the key file's first key is {}: a key rotation was interrupted; run `connector-host rotate-secrets-key` again to finish it",
+            keyring.sealing_key_id()
+        )),
+        Some(recorded) => Err(format!(
+            "the saved configs are sealed under secrets key {recorded}, which the secrets key file does not hold (it holds {}): restore the key file this store was used with, or, after a rotation elsewhere, copy the new key file here",
+            keyring.key_ids().join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_sealed_config_opens_only_with_its_key_and_its_connector_id() {
+        let keyring = SecretsKeyring::generate().unwrap();
+        let config = json!({"authToken": "twilio-secret-123", "endpoint": "https://api.example"});
+        let sealed = keyring.seal("connector-a", &config).unwrap();
+        assert!(is_sealed(&sealed));
+        assert!(!sealed.contains("twilio-secret-123"));
+        assert!(!sealed.contains("api.example"));
+        assert_eq!(keyring.open("connector-a", &sealed).unwrap(), config);
+        // Pasted into another connector's row: refused.
+        let moved = keyring
+            .open("connector-b", &sealed)
+            .unwrap_err()
+            .to_string();
+        assert!(moved.contains("belongs to another connector"), "{moved}");
+        // Another installation's key: refused, naming the key id.
+        let other = SecretsKeyring::generate().unwrap();
+        let foreign = other.open("connector-a", &sealed).unwrap_err().to_string();
+        assert!(foreign.contains(keyring.sealing_key_id()), "{foreign}");
+        // One character changed: refused.
+        let mut altered = sealed.clone().into_bytes();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert!(keyring.open("connector-a", &altered).is_err());
+        // Plain JSON: refused.
+        assert!(keyring.open("connector-a", &config.to_string()).is_err());
+        // Two seals of one config differ (a fresh nonce each time).
+        assert_ne!(keyring.seal("connector-a", &config).unwrap(), sealed);
+    }
+
+    #[test]
+    fn a_rotated_keyring_opens_old_values_and_seals_with_the_new_key() {
+        let old = SecretsKeyring::generate().unwrap();
+        let sealed_before = old.seal("c", &json!({"apiKey": "k"})).unwrap();
+        let rotating = old.with_new_sealing_key().unwrap();
+        assert_ne!(rotating.sealing_key_id(), old.sealing_key_id());
+        assert!(rotating.holds(old.sealing_key_id()));
+        assert_eq!(
+            rotating.open("c", &sealed_before).unwrap(),
+            json!({"apiKey": "k"})
+        );
+        let sealed_after = rotating.seal("c", &json!({"apiKey": "k"})).unwrap();
+        assert!(sealed_after.contains(rotating.sealing_key_id()));
+        let finished = rotating.sealing_key_only();
+        assert_eq!(finished.key_ids(), vec![rotating.sealing_key_id()]);
+        assert!(finished.open("c", &sealed_before).is_err());
+        assert!(finished.open("c", &sealed_after).is_ok());
+    }
+
+    #[test]
+    fn the_key_file_round_trips_and_bad_files_are_one_line_errors() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("secrets-key");
+        let (created, was_created) = SecretsKeyring::read_or_create_file(&path).unwrap();
+        assert!(was_created);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (read, was_created) = SecretsKeyring::read_or_create_file(&path).unwrap();
+        assert!(!was_created);
+        assert_eq!(read.key_ids(), created.key_ids());
+        let rotating = created.with_new_sealing_key().unwrap();
+        rotating.write_file(&path).unwrap();
+        assert_eq!(
+            SecretsKeyring::read_file(&path, true).unwrap().key_ids(),
+            rotating.key_ids()
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(SecretsKeyring::read_file(&path, true)
+            .unwrap_err()
+            .contains("readable by group or others"));
+        assert!(SecretsKeyring::read_file(&path, false).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
+        assert!(SecretsKeyring::read_file(&path, false)
+            .unwrap_err()
+            .contains("chmod 600"));
+        assert!(SecretsKeyring::parse("# only a comment\n")
+            .unwrap_err()
+            .contains("no key"));
+        let not_hex = SecretsKeyring::parse("zz\n").unwrap_err();
+        assert!(not_hex.contains("line 1"), "{not_hex}");
+        let one_key = hex::encode([7u8; 32]);
+        assert!(SecretsKeyring::parse(&format!("{one_key}\n{one_key}\n"))
+            .unwrap_err()
+            .contains("repeats"));
+        assert!(!format!("{read:?}").contains(&hex::encode(read.keys[0].bytes.as_slice())));
+    }
+
+    #[test]
+    fn the_recorded_key_must_be_the_sealing_key() {
+        let keyring = SecretsKeyring::generate().unwrap();
+        assert!(check_recorded_key(None, &keyring, false).is_ok());
+        assert!(check_recorded_key(Some(keyring.sealing_key_id()), &keyring, false).is_ok());
+        let rotating = keyring.with_new_sealing_key().unwrap();
+        assert!(
+            check_recorded_key(Some(keyring.sealing_key_id()), &rotating, false)
+                .unwrap_err()
+                .contains("interrupted")
+        );
+        assert!(check_recorded_key(Some(keyring.sealing_key_id()), &rotating, true).is_ok());
+        let stranger = SecretsKeyring::generate().unwrap();
+        for during_rotation in [false, true] {
+            assert!(
+                check_recorded_key(Some(keyring.sealing_key_id()), &stranger, during_rotation)
+                    .unwrap_err()
+                    .contains("does not hold")
+            );
+        }
+    }
+}
