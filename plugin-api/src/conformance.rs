@@ -638,9 +638,10 @@ fn catching<T>(run: impl FnOnce() -> T) -> T {
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if CATCHING.with(Cell::get) {
+            // `try_with`: a panic while the thread's locals are torn down is not the kit's.
+            if CATCHING.try_with(Cell::get).unwrap_or(false) {
                 let location = info.location().map(ToString::to_string);
-                PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
+                let _ = PANIC_LOCATION.try_with(|slot| slot.replace(location));
             } else {
                 previous(info);
             }
@@ -1184,7 +1185,15 @@ impl<'a, Connector: SmsConnector> Checker<'a, Connector> {
             || "a send answered with your success responses".to_owned(),
         );
         self.check_requests(&happy, normalized);
-        if let Err(error) = &happy.outcome {
+        if let (Err(error), true) = (&happy.outcome, happy.requests.is_empty()) {
+            self.fail(
+                Rule::SuccessGivesReceipt,
+                format!(
+                    "the send failed before its first request: {}",
+                    describe_error(error)
+                ),
+            );
+        } else if let Err(error) = &happy.outcome {
             let answers = join(
                 (0..happy.requests.len().max(1))
                     .map(|index| options.success_answer(index))
