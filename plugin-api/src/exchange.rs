@@ -64,6 +64,34 @@ impl HttpRequest {
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         self.header("Authorization", format!("Basic {credentials}"))
     }
+
+    /// `GET`, `POST`, ...
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Every header, in order, repeated names included.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
+    /// The first header with this name, compared case-insensitively. (Named apart from the
+    /// builder [`HttpRequest::header`], which adds one.)
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .find(|(header_name, _)| header_name.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// `key=value&...`, form-URL-encoded.
@@ -82,6 +110,24 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// A response without headers; add them with [`HttpResponse::with_header`].
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -159,6 +205,22 @@ impl Step {
             state: serde_json::Value::Null,
         }
     }
+
+    /// The request to perform, when the send goes on.
+    pub fn request(&self) -> Option<&HttpRequest> {
+        match self {
+            Step::Http { request, .. } => Some(request),
+            Step::Done(_) => None,
+        }
+    }
+
+    /// The receipt, when the send is done.
+    pub fn receipt(&self) -> Option<&SendReceipt> {
+        match self {
+            Step::Http { .. } => None,
+            Step::Done(receipt) => Some(receipt),
+        }
+    }
 }
 
 /// Proof that the provider accepted the message.
@@ -167,4 +229,49 @@ impl Step {
 pub struct SendReceipt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+}
+
+impl SendReceipt {
+    /// The provider's id for the message, when it gave one.
+    pub fn provider_message_id(&self) -> Option<&str> {
+        self.provider_message_id.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accessors_read_what_the_builders_wrote() {
+        let request =
+            HttpRequest::post_json("https://sms.example.com/send", &serde_json::json!({}))
+                .header("X-Api-Key", "k");
+        assert_eq!(request.method(), "POST");
+        assert_eq!(request.url(), "https://sms.example.com/send");
+        assert_eq!(
+            request.headers().collect::<Vec<_>>(),
+            [("Content-Type", "application/json"), ("X-Api-Key", "k")]
+        );
+        assert_eq!(request.header_value("x-api-key"), Some("k"));
+        assert_eq!(request.header_value("Authorization"), None);
+        assert_eq!(request.body(), b"{}");
+
+        let response = HttpResponse::new(201, "{}").with_header("Content-Type", "application/json");
+        assert_eq!(response.status(), 201);
+        assert_eq!(response.header("content-type"), Some("application/json"));
+        assert_eq!(response.body, b"{}");
+
+        let step = Step::http(request.clone());
+        assert_eq!(step.request(), Some(&request));
+        assert_eq!(step.receipt(), None);
+        let done = Step::Done(SendReceipt {
+            provider_message_id: Some("SM1".to_owned()),
+        });
+        assert_eq!(done.request(), None);
+        assert_eq!(
+            done.receipt().and_then(SendReceipt::provider_message_id),
+            Some("SM1")
+        );
+    }
 }

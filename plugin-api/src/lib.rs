@@ -22,10 +22,13 @@
 //! - [`error`]: [`ConnectorError`] with Logto's codes.
 //! - `ffi`, `export` (hidden): the ABI types and the plugin-side entry points.
 //! - [`module`]: the host-side view of a root module ([`ConnectorModule`]).
+//! - [`conformance`]: the conformance kit, for vendors' unit tests:
+//!   `plugin_api::conformance::assert_conforms::<MySms>(&sample_config)`.
 //!
 //! This crate knows nothing of tokio, HTTP clients or the host: it must stay usable from a
 //! plugin that does no I/O.
 
+pub mod conformance;
 pub mod connector;
 pub mod error;
 pub mod exchange;

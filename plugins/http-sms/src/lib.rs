@@ -1,6 +1,8 @@
 //! Logto's HTTP SMS connector: POSTs each message as JSON `{to, type, payload}` to an endpoint
 //! of yours, with an optional raw `Authorization` header. Your service renders and delivers
-//! the text; any non-2xx answer is an error carrying (the start of) its body.
+//! the text; any non-2xx answer is an error carrying (the start of) its body: 401 and 403
+//! `invalid_config` (the saved authorization is wrong), 429 `rate_limit_exceeded`, anything
+//! else `general`.
 
 use plugin_api::{
     english, require_http_url, ConnectorError, ConnectorMetadata, FormItem, FormItemType,
@@ -63,12 +65,17 @@ impl SmsConnector for HttpSms {
         if response.is_success() {
             return Ok(Step::Done(SendReceipt::default()));
         }
-        Err(ConnectorError::general(format!(
+        let message = format!(
             "the endpoint answered {}: {}",
             response.status,
             response.body_excerpt(500)
-        ))
-        .with_data(serde_json::json!({"status": response.status})))
+        );
+        let error = match response.status {
+            401 | 403 => ConnectorError::invalid_config(message),
+            429 => ConnectorError::rate_limit_exceeded(message),
+            _ => ConnectorError::general(message),
+        };
+        Err(error.with_data(serde_json::json!({"status": response.status})))
     }
 }
 
@@ -77,7 +84,7 @@ plugin_api::export_sms_connector!(HttpSms);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_api::{run_send, HttpResponse, TemplateType};
+    use plugin_api::{run_send, ConnectorErrorCode, HttpResponse, TemplateType};
     use serde_json::json;
 
     fn message() -> SmsMessage {
@@ -149,5 +156,29 @@ mod tests {
         assert!(
             plugin_api::validate_config::<HttpSms>(json!({"endpoint": "sms.example.com"})).is_err()
         );
+    }
+
+    #[test]
+    fn refused_credentials_and_rate_limits_have_their_codes() {
+        let (_, connector) = plugin_api::validate_config::<HttpSms>(
+            json!({"endpoint": "https://sms.example.com/send", "authorization": "Bearer t"}),
+        )
+        .unwrap();
+        for (status, code) in [
+            (401, ConnectorErrorCode::InvalidConfig),
+            (403, ConnectorErrorCode::InvalidConfig),
+            (429, ConnectorErrorCode::RateLimitExceeded),
+            (404, ConnectorErrorCode::General),
+        ] {
+            let error = run_send(
+                &connector,
+                &message(),
+                |_| HttpResponse::new(status, "no"),
+                3,
+            )
+            .unwrap_err();
+            assert_eq!(error.code, code, "{status}");
+            assert_eq!(error.data.unwrap()["status"], status, "{status}");
+        }
     }
 }

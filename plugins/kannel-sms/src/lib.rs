@@ -116,8 +116,8 @@ impl SmsConnector for KannelSms {
             200 | 202 if answer.starts_with('0') => Ok(Step::Done(SendReceipt::default())),
             200 | 202 => Err(ConnectorError::invalid_response(message)),
             401 | 403 => Err(ConnectorError::invalid_config(message)),
+            429 | 503 => Err(ConnectorError::rate_limit_exceeded(message)),
             400..=499 => Err(ConnectorError::invalid_request_parameters(message)),
-            503 => Err(ConnectorError::rate_limit_exceeded(message)),
             _ => Err(ConnectorError::general(message)),
         }
     }
@@ -197,6 +197,10 @@ mod tests {
         );
         assert_eq!(
             send(503, "Temporarily failed").unwrap_err().code,
+            ConnectorErrorCode::RateLimitExceeded
+        );
+        assert_eq!(
+            send(429, "Too Many Requests").unwrap_err().code,
             ConnectorErrorCode::RateLimitExceeded
         );
         assert_eq!(

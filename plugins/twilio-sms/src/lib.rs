@@ -143,7 +143,7 @@ impl SmsConnector for TwilioSms {
         );
         Err(match (response.status, code) {
             (429, _) | (_, Some(20429)) => ConnectorError::rate_limit_exceeded(message),
-            (401, _) | (_, Some(20003)) => ConnectorError::invalid_config(message),
+            (401 | 403, _) | (_, Some(20003)) => ConnectorError::invalid_config(message),
             (_, Some(21211 | 21614 | 21408 | 21610)) => {
                 ConnectorError::invalid_request_parameters(message)
             }
@@ -240,6 +240,11 @@ mod tests {
             (
                 401,
                 json!({"code": 20003, "message": "Authenticate"}),
+                ConnectorErrorCode::InvalidConfig,
+            ),
+            (
+                403,
+                json!({"code": 20403, "message": "Forbidden"}),
                 ConnectorErrorCode::InvalidConfig,
             ),
             (500, json!({"message": "boom"}), ConnectorErrorCode::General),

@@ -57,7 +57,9 @@ impl SmsConnector for VonageSms {
             logo_dark: None,
             config_template: include_str!("../config-template.json").to_owned(),
             form_items: vec![
-                FormItem::new("apiKey", "API key", FormItemType::Text).required(),
+                FormItem::new("apiKey", "API key", FormItemType::Text)
+                    .required()
+                    .confidential(),
                 FormItem::new("apiSecret", "API secret", FormItemType::Text)
                     .required()
                     .confidential(),
