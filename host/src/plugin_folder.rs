@@ -304,7 +304,11 @@ impl PluginFolder {
             factory_id = %factory_id,
             plugin_version = %served.plugin.metadata.plugin_version,
             sha256 = %served.plugin.sha256,
-            signer_key_id = served.plugin.signature.as_ref().map(|signature| signature.key_id.as_str()),
+            signer_key_id = served
+                .plugin
+                .signature
+                .as_ref()
+                .map(|signature| tracing::field::display(&signature.key_id)),
             "plugin loaded"
         );
         TrackedFile {
