@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// SHA-256 digests (hex, comma-separated) of the only plugin builds allowed to load.
     #[arg(long, env = "CONNECTOR_HOST_ALLOWED_PLUGIN_SHA256", value_parser = parse_digest_list)]
     pub allowed_plugin_sha256: Option<BTreeSet<String>>,
+    /// Minisign public key files (`minisign -G`'s key.pub; repeatable, or comma-separated):
+    /// a plugin file `x.so` then loads only with a valid signature `x.so.minisig` by one of them.
+    #[arg(
+        long = "trusted-plugin-key",
+        value_name = "FILE",
+        env = "CONNECTOR_HOST_TRUSTED_PLUGIN_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_plugin_keys: Vec<PathBuf>,
     /// PostgreSQL shared by several hosts (`postgres://user:password@host/db`; `sslmode=require`
     /// for TLS). Default: SQLite in the data directory.
     #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
@@ -176,6 +185,14 @@ pub struct CheckArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// As for `serve`: require and report a minisign signature by one of these keys.
+    #[arg(
+        long = "trusted-plugin-key",
+        value_name = "FILE",
+        env = "CONNECTOR_HOST_TRUSTED_PLUGIN_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_plugin_keys: Vec<PathBuf>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -245,6 +262,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             max_attempts: args.code_max_attempts,
         },
         allowed_plugin_sha256: args.allowed_plugin_sha256,
+        trusted_plugin_key_files: args.trusted_plugin_keys,
         database_url: args.database_url,
         code_hash_key_file: args.code_hash_key_file,
         secrets_key_file: args.secrets_key_file,
@@ -345,11 +363,20 @@ fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
 }
 
 fn run_check(args: CheckArgs) -> ExitCode {
+    let trusted_plugin_keys =
+        match crate::plugin_signature::TrustedPluginKeys::read_files(&args.trusted_plugin_keys) {
+            Ok(keys) => keys,
+            Err(error) => {
+                eprintln!("connector-host: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     let outcome = tempfile::tempdir()
         .map_err(|error| format!("cannot create a scratch directory: {error}"))
         .and_then(|scratch| {
             let loader = PluginLoader::new(scratch.path().to_owned(), None)
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| error.to_string())?
+                .with_trusted_keys(trusted_plugin_keys);
             loader.load(&args.file).map_err(|error| error.to_string())
         });
     match (outcome, args.json) {
@@ -359,6 +386,7 @@ fn run_check(args: CheckArgs) -> ExitCode {
                 "path": args.file,
                 "sha256": plugin.sha256,
                 "size": plugin.size,
+                "signature": plugin.signature,
                 "metadata": *plugin.metadata,
             });
             println!("{report:#}");
@@ -377,6 +405,10 @@ fn run_check(args: CheckArgs) -> ExitCode {
             println!("  plugin version:     {}", metadata.plugin_version);
             println!("  plugin-api version: {}", metadata.plugin_api_version);
             println!("  sha256:             {}", plugin.sha256);
+            if let Some(signature) = &plugin.signature {
+                println!("  signed by key:      {}", signature.key_id);
+                println!("  trusted comment:    {:?}", signature.trusted_comment);
+            }
             let keys: Vec<&str> = connector
                 .form_items
                 .iter()

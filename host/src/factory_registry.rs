@@ -39,6 +39,11 @@ pub struct PluginFileReport {
     pub error: Option<String>,
     /// When this build was loaded, in milliseconds since the Unix epoch.
     pub loaded_at: Option<i64>,
+    /// With `--trusted-plugin-key`: the id of the key whose minisign signature this build
+    /// loaded with, 16 upper-case hex digits as minisign prints it.
+    pub signer_key_id: Option<String>,
+    /// With `--trusted-plugin-key`: that signature's trusted comment (signed with the file).
+    pub trusted_comment: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]

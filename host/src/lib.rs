@@ -7,6 +7,8 @@
 //! - [`cli`]: the command line (`serve`, `check`); the binary only calls [`cli::run`].
 //! - [`plugin_loader`]: turns one plugin file into a loaded [`plugin_api::ConnectorModule`]:
 //!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata checks.
+//! - [`plugin_signature`]: signed plugin files: the trusted minisign keys and the check of a
+//!   file's `.minisig` over the bytes that are loaded.
 //! - [`load_error`]: every way a plugin file can be refused, each a one-line message.
 //! - [`factory_registry`]: the connector factories the loaded plugins provide, by factory id,
 //!   and a report per plugin file.
@@ -51,6 +53,7 @@ pub mod log_output;
 pub mod phone;
 pub mod plugin_folder;
 pub mod plugin_loader;
+pub mod plugin_signature;
 pub mod plugin_watcher;
 pub mod routes;
 pub mod secrets;

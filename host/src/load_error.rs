@@ -41,6 +41,14 @@ pub enum LoadError {
     },
     #[error("not in allowlist: build {sha256} is not among the allowed SHA-256 digests")]
     NotInAllowlist { sha256: String },
+    #[error("unsigned: no {file_name}.minisig beside it, and --trusted-plugin-key requires one; sign it with `minisign -S -s key.sec -m {file_name}`")]
+    Unsigned { file_name: String },
+    #[error("bad signature: {file_name}.minisig {problem}; sign it again with `minisign -S -s key.sec -m {file_name}`")]
+    BadSignature { file_name: String, problem: String },
+    #[error("untrusted signing key: {file_name}.minisig is signed by key {key_id}, not by a --trusted-plugin-key; sign it with a trusted key, or trust key {key_id}'s public key file")]
+    UntrustedSigningKey { file_name: String, key_id: String },
+    #[error("signature for other bytes: {file_name}.minisig by key {key_id} was made for another file or build; sign this build with `minisign -S -s key.sec -m {file_name}`")]
+    SignatureForOtherBytes { file_name: String, key_id: String },
     #[error("{reason}")]
     Untrusted { reason: String },
     #[error("the new build rejects the live connector's config ({reason}); the previous build keeps serving")]

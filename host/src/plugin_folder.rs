@@ -2,7 +2,8 @@
 //! files without a restart.
 //!
 //! Each reconcile lists the folder and loads every file that is new or changed (by size,
-//! modification time and inode), then rebuilds the factory registry:
+//! modification time and inode, and, when signatures are required, those of its `.minisig`:
+//! a signature dropped beside a refused file loads it), then rebuilds the factory registry:
 //! - a file that loads provides its factory; the first file (by name) wins a factory id;
 //! - a new build at the same path replaces the old one; when the old one backs the live
 //!   connector, the new build must accept the live config first, or the old build keeps
@@ -29,6 +30,7 @@ use crate::factory_registry::{
 };
 use crate::load_error::LoadError;
 use crate::plugin_loader::{LoadedPlugin, PluginLoader};
+use crate::plugin_signature::signature_path_for;
 
 /// Superseded and removed builds kept in the report; older ones are dropped.
 const HISTORY_LIMIT: usize = 200;
@@ -47,8 +49,15 @@ pub struct ReconcileOutcome {
     pub live_upgrade: Option<(Arc<Factory>, ConnectorInstance)>,
 }
 
+/// A plugin file as last seen, and its signature file when signatures are required.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Fingerprint {
+    plugin_file: FileFingerprint,
+    signature_file: Option<FileFingerprint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileFingerprint {
     size: u64,
     modified: Option<SystemTime>,
     inode: u64,
@@ -56,7 +65,7 @@ struct Fingerprint {
     changed_nanoseconds: i64,
 }
 
-impl Fingerprint {
+impl FileFingerprint {
     fn of(metadata: &std::fs::Metadata) -> Self {
         Self {
             size: metadata.len(),
@@ -155,7 +164,16 @@ impl PluginFolder {
         let mut live_upgrade = None;
         let mut changed = BTreeSet::new();
         for (path, metadata) in present {
-            let fingerprint = Fingerprint::of(&metadata);
+            let fingerprint = Fingerprint {
+                plugin_file: FileFingerprint::of(&metadata),
+                signature_file: if loader.requires_signatures() {
+                    std::fs::metadata(signature_path_for(&path))
+                        .ok()
+                        .map(|metadata| FileFingerprint::of(&metadata))
+                } else {
+                    None
+                },
+            };
             let unchanged = self
                 .files
                 .get(&path)
@@ -237,6 +255,11 @@ impl PluginFolder {
             .as_ref()
             .is_some_and(|previous| previous.plugin.sha256 == plugin.sha256)
         {
+            // The same build, perhaps signed anew: report the signature it loaded with now.
+            let previous = previous.map(|mut previous| {
+                previous.plugin.signature = plugin.signature;
+                previous
+            });
             return keep_previous(ContentOutcome::Serving, previous);
         }
         let served = ServedBuild {
@@ -281,6 +304,11 @@ impl PluginFolder {
             factory_id = %factory_id,
             plugin_version = %served.plugin.metadata.plugin_version,
             sha256 = %served.plugin.sha256,
+            signer_key_id = served
+                .plugin
+                .signature
+                .as_ref()
+                .map(|signature| tracing::field::display(&signature.key_id)),
             "plugin loaded"
         );
         TrackedFile {
@@ -348,6 +376,16 @@ fn report_for_build(
         plugin_version: Some(served.plugin.metadata.plugin_version.clone()),
         error: None,
         loaded_at: Some(millis_since_epoch(served.loaded_at)),
+        signer_key_id: served
+            .plugin
+            .signature
+            .as_ref()
+            .map(|signature| signature.key_id.clone()),
+        trusted_comment: served
+            .plugin
+            .signature
+            .as_ref()
+            .map(|signature| signature.trusted_comment.clone()),
     }
 }
 
@@ -358,13 +396,15 @@ fn file_report(
 ) -> PluginFileReport {
     let unloaded = |status: PluginFileStatus, error: String| PluginFileReport {
         path: path.to_owned(),
-        size: Some(tracked.fingerprint.size),
+        size: Some(tracked.fingerprint.plugin_file.size),
         sha256: None,
         status,
         factory_id: None,
         plugin_version: None,
         error: Some(error),
         loaded_at: None,
+        signer_key_id: None,
+        trusted_comment: None,
     };
     match (&tracked.content, &tracked.serving) {
         (ContentOutcome::Incomplete { error }, _) => unloaded(

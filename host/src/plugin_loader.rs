@@ -7,6 +7,11 @@
 //! (`lib_header_from_path(..)?.init_root_module()`); `RootModule::load_from_file` would cache
 //! the first module it ever loaded and return it for every later file.
 //!
+//! With trusted keys (`--trusted-plugin-key`), a file loads only with a valid minisign signature
+//! beside it ([`crate::plugin_signature`]). The file is read once: the signature is checked, the
+//! digest taken and the private copy written from that one buffer, so what was verified is what
+//! dlopen maps.
+//!
 //! Libraries are never unloaded (a Rust cdylib cannot be unloaded soundly: thread-locals,
 //! leaked statics and function pointers may outlive it). Identical content is loaded once, so
 //! memory grows by about one file size per distinct build.
@@ -24,6 +29,7 @@ use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
 use sha2::{Digest, Sha256};
 
 use crate::load_error::LoadError;
+use crate::plugin_signature::{PluginSignature, TrustedPluginKeys};
 
 /// Plugin files are read whole into memory to hash and copy them; a connector is a few MiB,
 /// so anything this large is a mistake, not a plugin.
@@ -37,6 +43,8 @@ pub struct LoadedPlugin {
     /// Hex SHA-256 of the file's content.
     pub sha256: String,
     pub size: u64,
+    /// Who signed the file it was loaded from, when signatures are required.
+    pub signature: Option<PluginSignature>,
 }
 
 /// Loads plugin files, each distinct content once.
@@ -44,6 +52,8 @@ pub struct PluginLoader {
     private_copies_dir: PathBuf,
     /// When set, only these builds (hex SHA-256) load.
     allowed_sha256: Option<BTreeSet<String>>,
+    /// When set, only files signed by one of these keys load.
+    trusted_keys: Option<TrustedPluginKeys>,
     /// Outcome per content digest. Failures are kept too: a build that panicked while loading
     /// stays mapped, and loading it again would only repeat the panic.
     outcomes_by_sha256: Mutex<HashMap<String, Result<LoadedPlugin, LoadError>>>,
@@ -67,21 +77,43 @@ impl PluginLoader {
         Ok(Self {
             private_copies_dir,
             allowed_sha256,
+            trusted_keys: None,
             outcomes_by_sha256: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Loads one file. Blocking: reads and copies the file and runs dlopen.
-    pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        self.load_content(read_plugin_file(path)?)
+    /// Requires every file to be signed by one of `trusted_keys` (`None`: no signature needed).
+    pub fn with_trusted_keys(mut self, trusted_keys: Option<TrustedPluginKeys>) -> Self {
+        self.trusted_keys = trusted_keys;
+        self
     }
 
-    /// Loads content already read with [`read_plugin_file`].
-    pub fn load_content(&self, content: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
+    /// Whether files load only with a signature (whose file then matters to the folder too).
+    pub fn requires_signatures(&self) -> bool {
+        self.trusted_keys.is_some()
+    }
+
+    /// Loads one file. Blocking: reads and copies the file and runs dlopen.
+    pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        // The one read of the file: everything below checks, hashes and copies this buffer.
+        let content = read_plugin_file(path)?;
+        // Before the signature, so a file still being copied is `incomplete`, not a signature
+        // for other bytes; the preflight only reads headers, it runs nothing.
         if content.is_empty() {
             return Err(LoadError::EmptyFile);
         }
         check_shared_object(&content)?;
+        let signature = match &self.trusted_keys {
+            Some(trusted_keys) => Some(trusted_keys.verify_plugin_file(path, &content)?),
+            None => None,
+        };
+        let mut plugin = self.load_checked_content(content)?;
+        plugin.signature = signature;
+        Ok(plugin)
+    }
+
+    /// Loads content that passed the preflight (and the signature check, when required).
+    fn load_checked_content(&self, content: Vec<u8>) -> Result<LoadedPlugin, LoadError> {
         let sha256 = hex::encode(Sha256::digest(&content));
         if self
             .allowed_sha256
@@ -103,6 +135,8 @@ impl PluginLoader {
             metadata: Arc::new(metadata),
             sha256: sha256.clone(),
             size: content.len() as u64,
+            // Per file, not per content: set by `load` for the file at hand.
+            signature: None,
         });
         outcomes.insert(sha256, outcome.clone());
         outcome

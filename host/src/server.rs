@@ -19,6 +19,7 @@ use crate::flow_control::{RecipientLimiter, SendLimiter};
 use crate::live_connector::LiveConnector;
 use crate::plugin_folder::PluginFolder;
 use crate::plugin_loader::PluginLoader;
+use crate::plugin_signature::TrustedPluginKeys;
 use crate::plugin_watcher::{watch_plugin_folder, PluginWatchMode};
 use crate::routes;
 use crate::send_executor::{SendExecutor, SendExecutorConfig};
@@ -47,6 +48,8 @@ pub struct ServeConfig {
     pub code_policy: CodePolicy,
     /// When set, only plugin builds with these SHA-256 digests load.
     pub allowed_plugin_sha256: Option<std::collections::BTreeSet<String>>,
+    /// Minisign public key files; when any, plugin files load only signed by one of them.
+    pub trusted_plugin_key_files: Vec<PathBuf>,
     pub plugin_watch: PluginWatchMode,
     /// PostgreSQL shared by several hosts; `None`: SQLite in the data directory.
     pub database_url: Option<String>,
@@ -218,6 +221,14 @@ impl PreparedHost {
                 config.data_dir.display()
             )
         };
+        // First: a key file that cannot be used stops the host before anything is touched.
+        let trusted_plugin_keys = TrustedPluginKeys::read_files(&config.trusted_plugin_key_files)?;
+        if let Some(keys) = &trusted_plugin_keys {
+            tracing::info!(
+                key_ids = %keys.key_ids().join(","),
+                "plugin files load only with a minisign signature by one of these keys"
+            );
+        }
         crate::data_directory::prepare(&config.data_dir)?;
         let data_directory_lock = crate::data_directory::lock(&config.data_dir, "serve")?;
         std::fs::create_dir_all(&config.plugins_dir).map_err(data_dir_error)?;
@@ -226,7 +237,8 @@ impl PreparedHost {
             config.data_dir.join("plugin-copies"),
             config.allowed_plugin_sha256.clone(),
         )
-        .map_err(data_dir_error)?;
+        .map_err(data_dir_error)?
+        .with_trusted_keys(trusted_plugin_keys);
         let mut plugin_folder = PluginFolder::new(config.plugins_dir.clone());
         let registry = match plugin_folder.reconcile(&loader, None) {
             Ok(outcome) => outcome.registry,

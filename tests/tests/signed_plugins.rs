@@ -1,0 +1,508 @@
+//! Signed plugin files end to end (`--trusted-plugin-key`), signed with the real minisign CLI
+//! (Debian `minisign`, installed by `scripts/install-counterparts`): a signed file loads and
+//! reports its signer; unsigned, altered, untrusted and misapplied signatures are each refused
+//! with their own reason; a signature dropped beside a refused file loads it without a restart;
+//! the SHA-256 allowlist still applies; a bad key file stops the host; `check` verifies too.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{host_binary, plugin_file, HostFolders, TestHost, ADMIN_KEY};
+use serde_json::Value;
+
+const MOCK: &str = "mock-short-message-service";
+const REQUEST_BUILDING: &str = "request-building-test-connector";
+
+/// A minisign key pair made for one test (no password), and the folder it signs in.
+struct SigningKey {
+    folder: tempfile::TempDir,
+    public_key_file: PathBuf,
+    secret_key_file: PathBuf,
+    /// As minisign prints it in the public key's comment.
+    key_id: String,
+}
+
+fn minisign(args: &[&std::ffi::OsStr]) -> Output {
+    let output = Command::new("minisign")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("minisign runs (apt-get install minisign, or scripts/install-counterparts)");
+    assert!(
+        output.status.success(),
+        "minisign {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+impl SigningKey {
+    fn generate() -> SigningKey {
+        let folder = tempfile::tempdir().unwrap();
+        let public_key_file = folder.path().join("key.pub");
+        let secret_key_file = folder.path().join("key.sec");
+        minisign(&[
+            "-G".as_ref(),
+            "-W".as_ref(),
+            "-p".as_ref(),
+            public_key_file.as_os_str(),
+            "-s".as_ref(),
+            secret_key_file.as_os_str(),
+        ]);
+        let key_id = std::fs::read_to_string(&public_key_file)
+            .unwrap()
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("untrusted comment: minisign public key "))
+            .expect("minisign names the key id in the public key's comment")
+            .to_owned();
+        SigningKey {
+            folder,
+            public_key_file,
+            secret_key_file,
+            key_id,
+        }
+    }
+
+    fn public_key(&self) -> &str {
+        self.public_key_file.to_str().unwrap()
+    }
+
+    /// Copies `source` into this key's folder as `name`, signs it there (`name.minisig`
+    /// beside it) and returns the copy's path: a release as a vendor ships it.
+    fn release(&self, source: &Path, name: &str, trusted_comment: &str) -> PathBuf {
+        let plugin = self.folder.path().join(name);
+        std::fs::copy(source, &plugin).unwrap();
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o644)).unwrap();
+        minisign(&[
+            "-S".as_ref(),
+            "-s".as_ref(),
+            self.secret_key_file.as_os_str(),
+            "-t".as_ref(),
+            trusted_comment.as_ref(),
+            "-m".as_ref(),
+            plugin.as_os_str(),
+        ]);
+        plugin
+    }
+
+    /// The text of a signature of `source` by this key.
+    fn signature_of(&self, source: &Path) -> String {
+        let release = self.release(source, "signed-for-its-signature.so", "a release");
+        std::fs::read_to_string(signature_file(&release)).unwrap()
+    }
+}
+
+fn signature_file(plugin: &Path) -> PathBuf {
+    let mut name = plugin.as_os_str().to_owned();
+    name.push(".minisig");
+    PathBuf::from(name)
+}
+
+/// Copies under a hidden temporary name, then renames into place: the recommended drop-in.
+fn drop_in_text(plugins_dir: &Path, text: &str, name: &str) {
+    let temporary = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
+}
+
+fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn factory_ids(host: &TestHost) -> Vec<String> {
+    let (_, factories) = host.get("/api/connector-factories");
+    factories
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|factory| factory["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn file_reports(host: &TestHost) -> Vec<Value> {
+    host.get("/api/plugins").1.as_array().unwrap().clone()
+}
+
+/// The current report of the file `name` (loaded, rejected or incomplete).
+fn current_report(host: &TestHost, name: &str) -> Option<Value> {
+    file_reports(host).into_iter().find(|report| {
+        report["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{name}"))
+            && ["loaded", "rejected", "incomplete"].contains(&report["status"].as_str().unwrap())
+    })
+}
+
+fn rejection_reason(host: &TestHost, name: &str) -> String {
+    let report = current_report(host, name).unwrap_or_else(|| panic!("no report for {name}"));
+    assert_eq!(report["status"], "rejected", "{report}");
+    report["error"].as_str().unwrap().to_owned()
+}
+
+fn start_with_keys(folders: HostFolders, keys: &[&SigningKey], extra_args: &[&str]) -> TestHost {
+    let mut args = vec!["--admin-key", ADMIN_KEY];
+    for key in keys {
+        args.extend(["--trusted-plugin-key", key.public_key()]);
+    }
+    args.extend(extra_args);
+    folders.start_with_args(&args)
+}
+
+#[test]
+fn a_signed_plugin_loads_and_reports_its_signer_and_trusted_comment() {
+    let key = SigningKey::generate();
+    let release = key.release(&plugin_file("mock_sms"), "libmock.so", "mock-sms 0.1.0 e2e");
+    let folders = HostFolders::new(&[
+        ("libmock.so", &release),
+        ("libmock.so.minisig", &signature_file(&release)),
+    ]);
+    let host = start_with_keys(folders, &[&key], &[]);
+    assert_eq!(factory_ids(&host), [MOCK]);
+    let reports = file_reports(&host);
+    assert_eq!(
+        reports.len(),
+        1,
+        "the .minisig is not a plugin file: {reports:?}"
+    );
+    assert_eq!(reports[0]["status"], "loaded");
+    assert_eq!(reports[0]["signerKeyId"], key.key_id.as_str());
+    assert_eq!(reports[0]["trustedComment"], "mock-sms 0.1.0 e2e");
+    assert!(host
+        .log_eventually(|log| log.contains(&format!("signer_key_id={}", key.key_id)))
+        .contains(&format!("signer_key_id={}", key.key_id)));
+
+    let (_, document) = host.get("/api/openapi.json");
+    let properties = &document["components"]["schemas"]["PluginFileReport"]["properties"];
+    assert!(
+        properties["signerKeyId"].is_object() && properties["trustedComment"].is_object(),
+        "{properties}"
+    );
+
+    // Without keys the signature is not looked at, and the fields are null.
+    let folders = HostFolders::new(&[
+        ("libmock.so", &release),
+        ("libmock.so.minisig", &signature_file(&release)),
+    ]);
+    let host = folders.start();
+    let reports = file_reports(&host);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["status"], "loaded");
+    assert!(reports[0]["signerKeyId"].is_null() && reports[0]["trustedComment"].is_null());
+}
+
+#[test]
+fn each_bad_signature_is_refused_with_its_own_reason() {
+    let trusted = SigningKey::generate();
+    let stranger = SigningKey::generate();
+    let mock = plugin_file("mock_sms");
+    let good = trusted.release(
+        &plugin_file("fixture_request_building_connector"),
+        "good.so",
+        "rb",
+    );
+    let folders = HostFolders::new(&[
+        ("good.so", &good),
+        ("good.so.minisig", &signature_file(&good)),
+        ("unsigned.so", &mock),
+        ("by-stranger.so", &mock),
+        ("other-bytes.so", &mock),
+        ("corrupt.so", &mock),
+        ("altered.so", &mock),
+    ]);
+    let write_signature = |name: &str, text: &str| {
+        std::fs::write(folders.plugins_dir.join(format!("{name}.minisig")), text).unwrap()
+    };
+    let mock_by_trusted = trusted.signature_of(&mock);
+    write_signature("by-stranger.so", &stranger.signature_of(&mock));
+    // A genuine signature by the trusted key, of another build.
+    write_signature(
+        "other-bytes.so",
+        &trusted.signature_of(&plugin_file("fixture_mock_sms_next")),
+    );
+    write_signature("corrupt.so", "untrusted comment: x\nnot a signature\n");
+    write_signature(
+        "altered.so",
+        &mock_by_trusted.replace("trusted comment: a release", "trusted comment: approved"),
+    );
+    let host = start_with_keys(folders, &[&trusted], &[]);
+
+    assert_eq!(factory_ids(&host), [REQUEST_BUILDING]);
+    let expected = [
+        ("unsigned.so", "unsigned: no unsigned.so.minisig beside it".to_owned()),
+        (
+            "by-stranger.so",
+            format!(
+                "untrusted signing key: by-stranger.so.minisig is signed by key {}",
+                stranger.key_id
+            ),
+        ),
+        (
+            "other-bytes.so",
+            format!(
+                "signature for other bytes: other-bytes.so.minisig by key {} was made for another file or build",
+                trusted.key_id
+            ),
+        ),
+        (
+            "corrupt.so",
+            "bad signature: corrupt.so.minisig is not a minisign signature".to_owned(),
+        ),
+        (
+            "altered.so",
+            "bad signature: altered.so.minisig does not verify".to_owned(),
+        ),
+    ];
+    for (name, reason) in expected {
+        let error = rejection_reason(&host, name);
+        assert!(error.starts_with(&reason), "{name}: {error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+    assert!(rejection_reason(&host, "unsigned.so")
+        .ends_with("sign it with `minisign -S -s key.sec -m unsigned.so`"));
+    let reports = file_reports(&host);
+    assert_eq!(reports.len(), 6, "no report for a .minisig: {reports:?}");
+    assert!(reports
+        .iter()
+        .all(|report| report["status"] == "loaded" || report["signerKeyId"].is_null()));
+}
+
+#[test]
+fn a_signature_dropped_beside_a_refused_file_loads_it_without_a_restart() {
+    let key = SigningKey::generate();
+    let release = key.release(&plugin_file("mock_sms"), "mock.so", "first release");
+    let host = start_with_keys(HostFolders::new(&[("mock.so", &release)]), &[&key], &[]);
+    assert!(rejection_reason(&host, "mock.so").starts_with("unsigned:"));
+    assert!(factory_ids(&host).is_empty());
+
+    // Adding a signature file that is not valid: still refused, now for that.
+    drop_in_text(&host.plugins_dir, "garbage\n", "mock.so.minisig");
+    wait_until(
+        "the bad signature's refusal",
+        Duration::from_secs(10),
+        || {
+            current_report(&host, "mock.so").is_some_and(|report| {
+                report["error"]
+                    .as_str()
+                    .is_some_and(|error| error.starts_with("bad signature:"))
+            })
+        },
+    );
+    assert!(factory_ids(&host).is_empty());
+
+    // Replacing it with the valid one loads the file.
+    let signature = std::fs::read_to_string(signature_file(&release)).unwrap();
+    drop_in_text(&host.plugins_dir, &signature, "mock.so.minisig");
+    wait_until("the signed file to load", Duration::from_secs(10), || {
+        factory_ids(&host) == [MOCK]
+    });
+    let report = current_report(&host, "mock.so").unwrap();
+    assert_eq!(report["status"], "loaded");
+    assert_eq!(report["signerKeyId"], key.key_id.as_str());
+    assert_eq!(report["trustedComment"], "first release");
+
+    // The same build signed anew: its report follows the new signature.
+    let resigned = key.release(&plugin_file("mock_sms"), "mock.so", "signed again");
+    let signature = std::fs::read_to_string(signature_file(&resigned)).unwrap();
+    drop_in_text(&host.plugins_dir, &signature, "mock.so.minisig");
+    wait_until("the new trusted comment", Duration::from_secs(10), || {
+        current_report(&host, "mock.so").is_some_and(|report| {
+            report["status"] == "loaded" && report["trustedComment"] == "signed again"
+        })
+    });
+}
+
+#[test]
+fn with_both_the_sha256_allowlist_and_keys_a_file_must_pass_both() {
+    let key = SigningKey::generate();
+    let mock_sha256 = {
+        let scratch = tempfile::tempdir().unwrap();
+        let loader =
+            connector_host::plugin_loader::PluginLoader::new(scratch.path().join("c"), None)
+                .unwrap();
+        loader.load(&plugin_file("mock_sms")).unwrap().sha256
+    };
+    let mock = key.release(&plugin_file("mock_sms"), "mock.so", "mock");
+    let request_building = key.release(
+        &plugin_file("fixture_request_building_connector"),
+        "rb.so",
+        "rb",
+    );
+    let folders = HostFolders::new(&[
+        ("mock.so", &mock),
+        ("mock.so.minisig", &signature_file(&mock)),
+        ("rb.so", &request_building),
+        ("rb.so.minisig", &signature_file(&request_building)),
+        ("mock-unsigned.so", &plugin_file("mock_sms")),
+    ]);
+    let stranger = SigningKey::generate();
+    // Two keys, the flag repeated: either may sign.
+    let host = start_with_keys(
+        folders,
+        &[&stranger, &key],
+        &["--allowed-plugin-sha256", &mock_sha256],
+    );
+    assert_eq!(factory_ids(&host), [MOCK]);
+    assert_eq!(
+        current_report(&host, "mock.so").unwrap()["signerKeyId"],
+        key.key_id.as_str()
+    );
+    assert!(rejection_reason(&host, "rb.so").starts_with("not in allowlist"));
+    assert!(rejection_reason(&host, "mock-unsigned.so").starts_with("unsigned:"));
+}
+
+/// Runs the host binary to its end (killed after 30 s: it must not start serving).
+fn run_host_to_exit(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let stdout_path = scratch.path().join("stdout");
+    let stderr_path = scratch.path().join("stderr");
+    let mut child = Command::new(host_binary())
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("connector-host {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code(),
+        std::fs::read_to_string(stdout_path).unwrap(),
+        std::fs::read_to_string(stderr_path).unwrap(),
+    )
+}
+
+#[test]
+fn a_missing_or_malformed_key_file_stops_the_host_with_one_line_naming_it() {
+    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
+    let malformed = folders.scratch_path("malformed.pub");
+    std::fs::write(&malformed, "untrusted comment: x\nnot a key\n").unwrap();
+    let missing = folders.scratch_path("missing.pub");
+    let key = SigningKey::generate();
+    for (key_file, problem) in [
+        (&missing, "cannot read it: No such file or directory"),
+        (&malformed, "not a minisign public key"),
+    ] {
+        let (status, stdout, stderr) = run_host_to_exit(
+            &[
+                "serve",
+                "--plugins",
+                folders.plugins_dir.to_str().unwrap(),
+                "--data",
+                folders.data_dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-key",
+                ADMIN_KEY,
+                "--trusted-plugin-key",
+                key.public_key(),
+                "--trusted-plugin-key",
+                key_file.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(status, Some(1), "{stderr}");
+        assert!(stdout.is_empty(), "it did not start: {stdout}");
+        let expected = format!(
+            "connector-host: cannot use the trusted plugin key {}: {problem}",
+            key_file.display()
+        );
+        let error_lines: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("connector-host:"))
+            .collect();
+        assert_eq!(error_lines.len(), 1, "{stderr}");
+        assert!(error_lines[0].starts_with(&expected), "{stderr}");
+    }
+}
+
+#[test]
+fn check_verifies_and_reports_the_signature_when_keys_are_given() {
+    let key = SigningKey::generate();
+    let stranger = SigningKey::generate();
+    let release = key.release(&plugin_file("mock_sms"), "libmock.so", "mock 0.1.0");
+    let release_path = release.to_str().unwrap();
+
+    let (status, stdout, stderr) = run_host_to_exit(
+        &[
+            "check",
+            release_path,
+            "--trusted-plugin-key",
+            key.public_key(),
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("signed by key:      {}", key.key_id))
+            && stdout.contains("trusted comment:    \"mock 0.1.0\""),
+        "{stdout}"
+    );
+
+    // The environment variable, comma-separated, as for `serve`.
+    let both_keys = format!("{},{}", stranger.public_key(), key.public_key());
+    let (status, stdout, stderr) = run_host_to_exit(
+        &["check", release_path, "--json"],
+        &[("CONNECTOR_HOST_TRUSTED_PLUGIN_KEYS", &both_keys)],
+    );
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["signature"]["keyId"], key.key_id.as_str());
+    assert_eq!(report["signature"]["trustedComment"], "mock 0.1.0");
+
+    let (status, stdout, _) = run_host_to_exit(
+        &[
+            "check",
+            release_path,
+            "--trusted-plugin-key",
+            stranger.public_key(),
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(1));
+    assert!(
+        stdout.starts_with(&format!("{release_path}: refused: untrusted signing key:")),
+        "{stdout}"
+    );
+
+    let unsigned = plugin_file("mock_sms");
+    let (status, stdout, _) = run_host_to_exit(
+        &[
+            "check",
+            unsigned.to_str().unwrap(),
+            "--trusted-plugin-key",
+            key.public_key(),
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(1));
+    assert!(stdout.contains("refused: unsigned:"), "{stdout}");
+
+    // Without keys: no signature is asked for or reported.
+    let (status, stdout, _) = run_host_to_exit(&["check", release_path, "--json"], &[]);
+    assert_eq!(status, Some(0));
+    assert!(serde_json::from_str::<Value>(&stdout).unwrap()["signature"].is_null());
+}
