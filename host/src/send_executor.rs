@@ -8,8 +8,7 @@
 use std::time::Duration;
 
 use plugin_api::{
-    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, SendProgress, SendReceipt,
-    SmsMessage, Step,
+    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, SendReceipt, SmsMessage,
 };
 
 /// Most steps a send may take (a token fetch and a send is two).
@@ -67,36 +66,33 @@ impl SendExecutor {
         connector: &ConnectorInstance,
         message: &SmsMessage,
     ) -> Result<SendReceipt, SendError> {
-        let mut progress = SendProgress::start();
-        for _ in 0..MAX_STEPS {
-            // Plugin calls are pure and take microseconds: no need to leave the async worker.
-            match connector
-                .step(message, progress)
-                .map_err(SendError::Connector)?
-            {
-                Step::Done(receipt) => return Ok(receipt),
-                Step::Http { request, state } => {
-                    let response = self.perform(request).await?;
-                    progress = SendProgress {
-                        state,
-                        last_response: Some(response),
-                    };
-                }
-            }
+        // Plugin calls are pure and take microseconds: no need to leave the async worker.
+        // The step is read where the plugin built it (it is laid out for the boundary).
+        let mut step = connector.start(message).map_err(SendError::Connector)?;
+        for _ in 1..MAX_STEPS {
+            let Some(request) = step.request() else {
+                break;
+            };
+            let response = self.perform(request).await?;
+            step = connector
+                .resume(message, &step, &response)
+                .map_err(SendError::Connector)?;
         }
-        Err(SendError::Connector(ConnectorError::general(format!(
-            "the connector did not finish the send within {MAX_STEPS} steps"
-        ))))
+        step.into_receipt().ok_or_else(|| {
+            SendError::Connector(ConnectorError::general(format!(
+                "the connector did not finish the send within {MAX_STEPS} steps"
+            )))
+        })
     }
 
-    async fn perform(&self, request: HttpRequest) -> Result<HttpResponse, SendError> {
+    async fn perform(&self, request: &HttpRequest) -> Result<HttpResponse, SendError> {
         let invalid = |what: String| {
             SendError::Connector(ConnectorError::general(format!(
                 "the connector built an invalid request: {what}"
             )))
         };
         let url =
-            reqwest::Url::parse(&request.url).map_err(|error| invalid(format!("URL: {error}")))?;
+            reqwest::Url::parse(request.url()).map_err(|error| invalid(format!("URL: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(format!(
                 "scheme {:?} is not http or https",
@@ -104,16 +100,18 @@ impl SendExecutor {
             )));
         }
         let host = url.host_str().unwrap_or("?").to_owned();
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| invalid(format!("method {:?}", request.method)))?;
+        let method = reqwest::Method::from_bytes(request.method().as_bytes())
+            .map_err(|_| invalid(format!("method {:?}", request.method())))?;
         let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &request.headers {
+        for (name, value) in request.headers() {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(format!("header name {name:?}")))?;
             let value = reqwest::header::HeaderValue::from_str(value)
                 .map_err(|_| invalid(format!("value of header {name}")))?;
             headers.append(name, value);
         }
+        // One copy of the body, shared by the attempts (a clone is a reference count).
+        let body = bytes::Bytes::copy_from_slice(request.body());
 
         let mut attempt = 1;
         let response = loop {
@@ -121,7 +119,7 @@ impl SendExecutor {
                 .client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone())
-                .body(request.body.clone())
+                .body(body.clone())
                 .send()
                 .await;
             match sent {
@@ -150,7 +148,7 @@ impl SendExecutor {
         mut response: reqwest::Response,
     ) -> Result<HttpResponse, SendError> {
         let status = response.status().as_u16();
-        let headers = response
+        let headers: Vec<(String, String)> = response
             .headers()
             .iter()
             .map(|(name, value)| {
@@ -184,11 +182,11 @@ impl SendExecutor {
                 }
             }
         }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        // Laid out for the boundary: the plugin reads it where it is.
+        Ok(headers.into_iter().fold(
+            HttpResponse::new(status, body),
+            |response, (name, value)| response.with_header(name, value),
+        ))
     }
 }
 

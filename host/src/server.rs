@@ -311,14 +311,9 @@ pub fn load_secrets_keyring(config: &ServeConfig) -> Result<SecretsKeyring, Stri
     match &config.secrets_key_file {
         Some(path) => SecretsKeyring::read_file(path, true),
         None => {
-            let path = config.data_dir.join(SECRETS_KEY_FILE);
-            let (keyring, created) = SecretsKeyring::read_or_create_file(&path)?;
-            if created {
-                eprintln!(
-                    "connector-host: generated the secrets key that seals saved connector configs (kept in {}); back it up apart from the database",
-                    path.display()
-                );
-            }
+            // A new key is logged (with its id, never its value) by the keyring itself.
+            let (keyring, _created) =
+                SecretsKeyring::read_or_create_file(&config.data_dir.join(SECRETS_KEY_FILE))?;
             Ok(keyring)
         }
     }

@@ -24,7 +24,11 @@ pub trait SmsConnector: Send + Sync + Sized + 'static {
     fn from_config(config: Self::Config) -> Result<Self, ConnectorError>;
 
     /// Advances one send. See [`crate::exchange`] for the protocol.
-    fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError>;
+    fn step(
+        &self,
+        message: &SmsMessage,
+        progress: SendProgress<'_>,
+    ) -> Result<Step, ConnectorError>;
 }
 
 /// One field-level problem of a config.
@@ -79,22 +83,22 @@ pub fn run_send<Connector: SmsConnector>(
     mut perform: impl FnMut(&crate::HttpRequest) -> crate::HttpResponse,
     max_steps: usize,
 ) -> Result<crate::SendReceipt, ConnectorError> {
-    let mut progress = SendProgress::start();
-    for _ in 0..max_steps {
-        match connector.step(message, progress)? {
-            Step::Done(receipt) => return Ok(receipt),
-            Step::Http { request, state } => {
-                let response = perform(&request);
-                progress = SendProgress {
-                    state,
-                    last_response: Some(response),
-                };
+    let mut step = connector.step(message, SendProgress::start())?;
+    let mut steps_taken = 1;
+    loop {
+        let response = match step.request() {
+            None => return Ok(step.into_receipt().unwrap_or_default()),
+            Some(request) if steps_taken < max_steps => perform(request),
+            Some(_) => {
+                return Err(ConnectorError::general(format!(
+                    "send did not finish within {max_steps} steps"
+                )))
             }
-        }
+        };
+        let state = step.state()?;
+        step = connector.step(message, SendProgress::after(state, &response))?;
+        steps_taken += 1;
     }
-    Err(ConnectorError::general(format!(
-        "send did not finish within {max_steps} steps"
-    )))
 }
 
 /// Checks a base URL from a config: `http://` or `https://`, with a host. Returns it without a

@@ -1,43 +1,72 @@
 //! The sans-IO send protocol: a connector describes HTTP requests, the host performs them.
 //!
 //! A send is a small state machine. The host calls [`crate::SmsConnector::step`] with
-//! [`SendProgress::start`]; the connector answers [`Step::Http`] (a request to perform plus
-//! opaque state to hand back) or [`Step::Done`]. After each response the host calls `step`
-//! again with the state and the response, until `Done` or an error.
+//! [`SendProgress::start`]; the connector answers [`Step::http`] (a request to perform, plus
+//! optional state to hand back: [`Step::http_with_state`]) or [`Step::done`]. After each
+//! response the host calls `step` again with the state and the response, until done or an
+//! error.
+//!
+//! These types are laid out for the plugin boundary (`#[repr(C)]`, abi_stable's `RString` and
+//! `RVec`, private fields): a step built in the plugin is read by the host where it is, and a
+//! response built by the host is read by the plugin where it is; nothing is copied or
+//! re-encoded on the way. Each buffer is freed by the allocator that made it. Vendors use the
+//! builders and accessors; the layout is part of plugin-api 1.x and never changes.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
+use abi_stable::StableAbi;
+
+/// Headers as they cross the boundary: name and value pairs, in order.
+type BoundaryHeaders = RVec<Tuple2<RString, RString>>;
+
+fn header_pairs(headers: &BoundaryHeaders) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .iter()
+        .map(|Tuple2(name, value)| (name.as_str(), value.as_str()))
+}
 
 /// An HTTP request for the host to perform. The host owns timeouts, TLS and pooling.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
-    /// `GET`, `POST`, ...
-    pub method: String,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    method: RString,
+    url: RString,
+    headers: BoundaryHeaders,
+    body: RVec<u8>,
 }
 
 impl HttpRequest {
-    pub fn get(url: impl Into<String>) -> Self {
+    /// A request with any method (`GET`, `POST`, `PUT`, ...), no headers and no body.
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
         Self {
-            method: "GET".to_owned(),
-            url: url.into(),
-            headers: Vec::new(),
-            body: Vec::new(),
+            method: method.into().into(),
+            url: url.into().into(),
+            headers: RVec::new(),
+            body: RVec::new(),
         }
+    }
+
+    pub fn get(url: impl Into<String>) -> Self {
+        Self::new("GET", url)
     }
 
     pub fn post(url: impl Into<String>, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
-        Self {
-            method: "POST".to_owned(),
-            url: url.into(),
-            headers: vec![("Content-Type".to_owned(), content_type.to_owned())],
-            body: body.into(),
-        }
+        Self::new("POST", url)
+            .header("Content-Type", content_type)
+            .with_body(body)
     }
 
+    /// Adds a header (a repeated name adds another value).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.headers
+            .push(Tuple2(name.into().into(), value.into().into()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into().into();
         self
     }
 
@@ -76,9 +105,7 @@ impl HttpRequest {
 
     /// Every header, in order, repeated names included.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+        header_pairs(&self.headers)
     }
 
     /// The first header with this name, compared case-insensitively. (Named apart from the
@@ -92,6 +119,23 @@ impl HttpRequest {
     pub fn body(&self) -> &[u8] {
         &self.body
     }
+
+    /// The body as text, with invalid UTF-8 replaced (for tests and messages).
+    pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
+}
+
+impl fmt::Debug for HttpRequest {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("HttpRequest")
+            .field("method", &self.method())
+            .field("url", &self.url())
+            .field("headers", &self.headers().collect::<Vec<_>>())
+            .field("body", &self.body_text())
+            .finish()
+    }
 }
 
 /// `key=value&...`, form-URL-encoded.
@@ -102,30 +146,41 @@ pub fn url_encode(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The response the host got for an [`HttpRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    status: u16,
+    headers: BoundaryHeaders,
+    body: RVec<u8>,
 }
 
 impl HttpResponse {
-    /// A response without headers; add them with [`HttpResponse::with_header`].
+    /// A response with no headers (add them with [`HttpResponse::with_header`]).
     pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
         Self {
             status,
-            headers: Vec::new(),
-            body: body.into(),
+            headers: RVec::new(),
+            body: body.into().into(),
         }
     }
 
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.headers
+            .push(Tuple2(name.into().into(), value.into().into()));
         self
     }
 
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// Every header, in order, repeated names included.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        header_pairs(&self.headers)
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
     pub fn is_success(&self) -> bool {
@@ -134,10 +189,9 @@ impl HttpResponse {
 
     /// The first header with this name, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .find(|(header_name, _)| header_name.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+            .map(|(_, value)| value)
     }
 
     /// The body as text, with invalid UTF-8 replaced.
@@ -170,71 +224,212 @@ impl HttpResponse {
     }
 }
 
-/// Where a send stands when the host calls `step`.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SendProgress {
-    /// `Null` on the first call; afterwards the state the connector returned with its request.
-    pub state: serde_json::Value,
-    /// `None` on the first call; afterwards the response to the connector's last request.
-    pub last_response: Option<HttpResponse>,
-}
-
-impl SendProgress {
-    pub fn start() -> Self {
-        Self::default()
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers().collect::<Vec<_>>())
+            .field("body", &self.body_text())
+            .finish()
     }
 }
 
-/// What the host should do next.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    /// Perform this request, then call `step` again with `state` and the response.
+/// Where a send stands when the host calls `step`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SendProgress<'response> {
+    state: serde_json::Value,
+    last_response: Option<&'response HttpResponse>,
+}
+
+impl<'response> SendProgress<'response> {
+    /// The first call of a send.
+    pub fn start() -> Self {
+        Self::default()
+    }
+
+    /// A later call: the state the connector returned with its request, and the response.
+    pub fn after(state: serde_json::Value, response: &'response HttpResponse) -> Self {
+        Self {
+            state,
+            last_response: Some(response),
+        }
+    }
+
+    /// `Null` on the first call; afterwards the state the connector returned with its request.
+    pub fn state(&self) -> &serde_json::Value {
+        &self.state
+    }
+
+    /// `None` on the first call; afterwards the response to the connector's last request.
+    pub fn last_response(&self) -> Option<&'response HttpResponse> {
+        self.last_response
+    }
+}
+
+/// What the host should do next: perform a request, or nothing (the send is done).
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq)]
+pub struct Step {
+    kind: StepKind,
+}
+
+#[repr(u8)]
+#[derive(StableAbi, Clone, PartialEq)]
+enum StepKind {
+    /// Perform the request, then call `step` again with the state and the response. The state
+    /// crosses as JSON text, empty for `Null`, so single-step connectors never pay for JSON.
     Http {
         request: HttpRequest,
-        state: serde_json::Value,
+        state_json: RString,
     },
     /// The message was handed to the provider.
-    Done(SendReceipt),
+    Done { receipt: SendReceipt },
 }
 
 impl Step {
-    /// A request that needs no state carried to the next step.
+    /// Perform this request; no state is carried to the next step.
     pub fn http(request: HttpRequest) -> Self {
-        Step::Http {
-            request,
-            state: serde_json::Value::Null,
+        Self {
+            kind: StepKind::Http {
+                request,
+                state_json: RString::new(),
+            },
+        }
+    }
+
+    /// Perform this request; `state` comes back in [`SendProgress::state`] with the response.
+    pub fn http_with_state(request: HttpRequest, state: serde_json::Value) -> Self {
+        let state_json = if state.is_null() {
+            RString::new()
+        } else {
+            state.to_string().into()
+        };
+        Self {
+            kind: StepKind::Http {
+                request,
+                state_json,
+            },
+        }
+    }
+
+    /// The message was handed to the provider.
+    pub fn done(receipt: SendReceipt) -> Self {
+        Self {
+            kind: StepKind::Done { receipt },
         }
     }
 
     /// The request to perform, when the send goes on.
     pub fn request(&self) -> Option<&HttpRequest> {
-        match self {
-            Step::Http { request, .. } => Some(request),
-            Step::Done(_) => None,
+        match &self.kind {
+            StepKind::Http { request, .. } => Some(request),
+            StepKind::Done { .. } => None,
         }
     }
 
     /// The receipt, when the send is done.
     pub fn receipt(&self) -> Option<&SendReceipt> {
-        match self {
-            Step::Http { .. } => None,
-            Step::Done(receipt) => Some(receipt),
+        match &self.kind {
+            StepKind::Http { .. } => None,
+            StepKind::Done { receipt } => Some(receipt),
+        }
+    }
+
+    /// The state to hand back with the response, as the connector gave it.
+    pub fn state(&self) -> Result<serde_json::Value, crate::ConnectorError> {
+        state_from_json(self.state_json())
+    }
+
+    /// The state as JSON text (empty for `Null`): what the host hands back, unparsed.
+    pub(crate) fn state_json(&self) -> &str {
+        match &self.kind {
+            StepKind::Http { state_json, .. } => state_json,
+            StepKind::Done { .. } => "",
+        }
+    }
+
+    /// The receipt, taken out, when the send is done.
+    pub fn into_receipt(self) -> Option<SendReceipt> {
+        match self.kind {
+            StepKind::Http { .. } => None,
+            StepKind::Done { receipt } => Some(receipt),
         }
     }
 }
 
+impl fmt::Debug for Step {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            StepKind::Http {
+                request,
+                state_json,
+            } => formatter
+                .debug_struct("Step::Http")
+                .field("request", request)
+                .field("state", &state_json.as_str())
+                .finish(),
+            StepKind::Done { receipt } => {
+                formatter.debug_tuple("Step::Done").field(receipt).finish()
+            }
+        }
+    }
+}
+
+/// Empty text is the `Null` state.
+pub(crate) fn state_from_json(
+    state_json: &str,
+) -> Result<serde_json::Value, crate::ConnectorError> {
+    if state_json.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(state_json).map_err(|error| {
+        crate::ConnectorError::general(format!("send state is not valid JSON: {error}"))
+    })
+}
+
 /// Proof that the provider accepted the message.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[repr(C)]
+#[derive(StableAbi, Clone, PartialEq, Eq, Default)]
 pub struct SendReceipt {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_message_id: Option<String>,
+    provider_message_id: ROption<RString>,
 }
 
 impl SendReceipt {
+    /// A receipt without a provider id.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A receipt carrying the provider's id for the message.
+    pub fn with_provider_message_id(id: impl Into<String>) -> Self {
+        Self {
+            provider_message_id: ROption::RSome(id.into().into()),
+        }
+    }
+
+    /// A receipt carrying the provider's id, when its answer had one.
+    pub fn with_optional_provider_message_id(id: Option<String>) -> Self {
+        Self {
+            provider_message_id: id.map(RString::from).into(),
+        }
+    }
+
     /// The provider's id for the message, when it gave one.
     pub fn provider_message_id(&self) -> Option<&str> {
-        self.provider_message_id.as_deref()
+        self.provider_message_id
+            .as_ref()
+            .into_option()
+            .map(RString::as_str)
+    }
+}
+
+impl fmt::Debug for SendReceipt {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("SendReceipt")
+            .field("provider_message_id", &self.provider_message_id())
+            .finish()
     }
 }
 
@@ -260,18 +455,26 @@ mod tests {
         let response = HttpResponse::new(201, "{}").with_header("Content-Type", "application/json");
         assert_eq!(response.status(), 201);
         assert_eq!(response.header("content-type"), Some("application/json"));
-        assert_eq!(response.body, b"{}");
+        assert_eq!(response.body(), b"{}");
 
         let step = Step::http(request.clone());
         assert_eq!(step.request(), Some(&request));
         assert_eq!(step.receipt(), None);
-        let done = Step::Done(SendReceipt {
-            provider_message_id: Some("SM1".to_owned()),
-        });
+        let done = Step::done(SendReceipt::with_provider_message_id("SM1"));
         assert_eq!(done.request(), None);
         assert_eq!(
             done.receipt().and_then(SendReceipt::provider_message_id),
             Some("SM1")
+        );
+        assert_eq!(SendReceipt::new().provider_message_id(), None);
+
+        let stateful = Step::http_with_state(request, serde_json::json!({"token": "t"}));
+        assert_eq!(stateful.state().unwrap(), serde_json::json!({"token": "t"}));
+        assert_eq!(step.state().unwrap(), serde_json::Value::Null);
+        assert_eq!(step.state_json(), "");
+        assert_eq!(
+            done.into_receipt(),
+            Some(SendReceipt::with_provider_message_id("SM1"))
         );
     }
 }

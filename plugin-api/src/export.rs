@@ -12,10 +12,12 @@ use abi_stable::{
 };
 
 use crate::ffi::{
-    FfiConnector, FfiConnectorBox, FfiConnector_TO, FfiError, FfiHttpResponse, FfiStep,
-    SmsConnectorModule, SmsConnectorModuleRef,
+    FfiConnector, FfiConnectorBox, FfiConnector_TO, FfiError, SmsConnectorModule,
+    SmsConnectorModuleRef,
 };
-use crate::{ConnectorError, PluginMetadata, SendProgress, SmsConnector, SmsMessage};
+use crate::{
+    ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
+};
 
 /// Runs plugin code, turning a panic into a `general` error that names where it happened.
 pub fn guarded<T>(
@@ -111,12 +113,13 @@ impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
         &self,
         message: &SmsMessage,
         state_json: RStr<'_>,
-        last_response: ROption<&FfiHttpResponse>,
-    ) -> RResult<FfiStep, FfiError> {
+        last_response: ROption<&HttpResponse>,
+    ) -> RResult<Step, FfiError> {
         to_ffi_result(guarded("step", || {
-            let progress = SendProgress {
-                state: crate::ffi::state_from_json(state_json.as_str())?,
-                last_response: last_response.into_option().map(Into::into),
+            let state = crate::exchange::state_from_json(state_json.as_str())?;
+            let progress = match last_response.into_option() {
+                Some(response) => SendProgress::after(state, response),
+                None => SendProgress::start(),
             };
             self.0.step(message, progress)
         }))

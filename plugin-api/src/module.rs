@@ -1,10 +1,12 @@
 //! The host side of the boundary: a safe, std-typed view of a connector root module, whether
 //! it came from a `.so` (the host's loader) or was built in-process (vendors' tests, benchmarks).
 
-use abi_stable::std_types::{RResult, RString};
+use abi_stable::std_types::{ROption, RResult, RString};
 
-use crate::ffi::{FfiConnectorBox, FfiError, FfiHttpResponse, SmsConnectorModuleRef};
-use crate::{ConnectorError, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step};
+use crate::ffi::{FfiConnectorBox, FfiError, SmsConnectorModuleRef};
+use crate::{
+    ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
+};
 
 /// A connector plugin's root module.
 #[derive(Clone, Copy)]
@@ -103,23 +105,42 @@ pub struct ConnectorInstance {
 }
 
 impl ConnectorInstance {
-    /// Advances a send. The plugin reads `message` in place: it is laid out for the boundary.
+    /// The first step of a send. The plugin reads `message` in place, and the host reads the
+    /// step it returns in place: both are laid out for the boundary.
+    pub fn start(&self, message: &SmsMessage) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(message, "".into(), ROption::RNone))
+    }
+
+    /// The next step, after the host performed `previous`'s request and got `response`. The
+    /// state crosses back as the text the plugin wrote, never parsed by the host.
+    pub fn resume(
+        &self,
+        message: &SmsMessage,
+        previous: &Step,
+        response: &HttpResponse,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(
+            message,
+            previous.state_json().into(),
+            ROption::RSome(response),
+        ))
+    }
+
+    /// A step from a [`SendProgress`], as a connector's own `step` takes it (test drivers).
     pub fn step(
         &self,
         message: &SmsMessage,
-        progress: SendProgress,
+        progress: SendProgress<'_>,
     ) -> Result<Step, ConnectorError> {
-        let state_json = if progress.state.is_null() {
+        let state_json = if progress.state().is_null() {
             String::new()
         } else {
-            progress.state.to_string()
+            progress.state().to_string()
         };
-        let response = progress.last_response.map(FfiHttpResponse::from);
-        let step = into_result(self.instance.step(
+        into_result(self.instance.step(
             message,
             state_json.as_str().into(),
-            response.as_ref().into(),
-        ))?;
-        Step::try_from(step)
+            progress.last_response().into(),
+        ))
     }
 }

@@ -72,11 +72,10 @@ impl<const FLAWS: u32> Example<FLAWS> {
             false => format!("{}/messages", self.base_url),
         };
         let body = json!({"to": message.to(), "from": self.config.sender, "text": text});
-        Ok(Step::Http {
-            request: HttpRequest::post_json(url, &body)
-                .header("Authorization", format!("Bearer {token}")),
-            state: json!({"phase": "send"}),
-        })
+        Ok(Step::http_with_state(
+            HttpRequest::post_json(url, &body).header("Authorization", format!("Bearer {token}")),
+            json!({"phase": "send"}),
+        ))
     }
 }
 
@@ -154,17 +153,14 @@ impl<const FLAWS: u32> SmsConnector for Example<FLAWS> {
     }
 
     fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
-        let phase = progress.state["phase"].as_str().map(str::to_owned);
-        let Some(response) = progress.last_response else {
+        let phase = progress.state()["phase"].as_str().map(str::to_owned);
+        let Some(response) = progress.last_response() else {
             if Self::has(TOKEN_FIRST) {
                 // The template is checked before anything is sent.
                 self.template(message)?;
                 let request = HttpRequest::get(format!("{}/token", self.base_url))
                     .header("Authorization", format!("Bearer {}", self.config.api_key));
-                return Ok(Step::Http {
-                    request,
-                    state: json!({"phase": "token"}),
-                });
+                return Ok(Step::http_with_state(request, json!({"phase": "token"})));
             }
             return self.send_request(message, &self.config.api_key);
         };
@@ -172,7 +168,7 @@ impl<const FLAWS: u32> SmsConnector for Example<FLAWS> {
             panic!("the body is not UTF-8");
         }
         if Self::has(ANY_STATUS_SUCCEEDS) {
-            return Ok(Step::Done(SendReceipt::default()));
+            return Ok(Step::done(SendReceipt::new()));
         }
         let text = response.body_excerpt(100);
         match response.status() {
@@ -185,10 +181,10 @@ impl<const FLAWS: u32> SmsConnector for Example<FLAWS> {
                 let token: Token = response.json()?;
                 self.send_request(message, &token.token)
             }
-            _ if Self::has(GARBAGE_2XX_SUCCEEDS) => Ok(Step::Done(SendReceipt::default())),
+            _ if Self::has(GARBAGE_2XX_SUCCEEDS) => Ok(Step::done(SendReceipt::new())),
             _ => {
                 let _sent: Sent = response.json()?;
-                Ok(Step::Done(SendReceipt::default()))
+                Ok(Step::done(SendReceipt::new()))
             }
         }
     }

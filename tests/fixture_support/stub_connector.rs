@@ -39,7 +39,7 @@ macro_rules! stub_connector_impl {
                 _message: &plugin_api::SmsMessage,
                 _progress: plugin_api::SendProgress,
             ) -> Result<plugin_api::Step, plugin_api::ConnectorError> {
-                Ok(plugin_api::Step::Done(Default::default()))
+                Ok(plugin_api::Step::done(plugin_api::SendReceipt::new()))
             }
         }
     };

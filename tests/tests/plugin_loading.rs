@@ -89,7 +89,7 @@ fn every_bad_file_kind_is_rejected_with_its_message_while_the_host_serves() {
         ("truncated.so", truncated, "not a shared object: malformed ELF file"),
         ("not-a-connector.so", plugin_file("fixture_not_a_connector"), "not a connector plugin: the library exports no abi_stable root module"),
         ("foreign-layout.so", plugin_file("fixture_foreign_layout"), "incompatible ABI: the plugin's root module layout differs from this host's (mismatched package: expected plugin-api, found fixture-foreign-layout)"),
-        ("old-api.so", plugin_file("fixture_incompatible_version"), "incompatible plugin-api version: the plugin was built against 0.0.9, this host speaks 0.2.0"),
+        ("old-api.so", plugin_file("fixture_incompatible_version"), "incompatible plugin-api version: the plugin was built against 0.0.9, this host speaks 1.0.0"),
         ("panicking-metadata.so", plugin_file("fixture_panicking_metadata"), "cannot read metadata: the plugin panicked in metadata: deliberate panic in metadata"),
         ("no-english.so", plugin_file("fixture_metadata_without_english_name"), "invalid metadata: name has no `en` text"),
         ("duplicate-keys.so", plugin_file("fixture_metadata_with_duplicate_form_keys"), "invalid metadata: duplicate form item key \"option\""),

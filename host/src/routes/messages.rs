@@ -61,6 +61,6 @@ pub async fn send_message(
     Ok(Json(SendMessageResponse {
         connector_id: live.connector_id.clone(),
         factory_id: live.factory_id.clone(),
-        provider_message_id: receipt.provider_message_id,
+        provider_message_id: receipt.provider_message_id().map(str::to_owned),
     }))
 }

@@ -87,7 +87,7 @@ impl SmsConnector for KannelSms {
     }
 
     fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
-        let Some(response) = progress.last_response else {
+        let Some(response) = progress.last_response() else {
             let text = render_template(
                 &find_template_for(&self.config.templates, message)?.content,
                 message.payload(),
@@ -111,9 +111,9 @@ impl SmsConnector for KannelSms {
             )));
         };
         let answer = response.body_excerpt(200);
-        let message = format!("Kannel answered {}: {answer}", response.status);
-        match response.status {
-            200 | 202 if answer.starts_with('0') => Ok(Step::Done(SendReceipt::default())),
+        let message = format!("Kannel answered {}: {answer}", response.status());
+        match response.status() {
+            200 | 202 if answer.starts_with('0') => Ok(Step::done(SendReceipt::new())),
             200 | 202 => Err(ConnectorError::invalid_response(message)),
             401 | 403 => Err(ConnectorError::invalid_config(message)),
             429 | 503 => Err(ConnectorError::rate_limit_exceeded(message)),
@@ -150,25 +150,20 @@ mod tests {
     }
 
     fn answer(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        HttpResponse::new(status, body.as_bytes().to_vec())
     }
 
     #[test]
     fn builds_the_sendsms_query() {
-        let Step::Http { request, .. } =
-            connector(json!({"dlrMask": 31, "dlrUrl": "http://h/dlr?s=%d"}))
-                .step(&message(), SendProgress::start())
-                .unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(request.method, "GET");
+        let request = connector(json!({"dlrMask": 31, "dlrUrl": "http://h/dlr?s=%d"}))
+            .step(&message(), SendProgress::start())
+            .unwrap()
+            .request()
+            .cloned()
+            .expect("a request");
+        assert_eq!(request.method(), "GET");
         assert_eq!(
-            request.url,
+            request.url(),
             "http://127.0.0.1:13013/cgi-bin/sendsms?username=tester&password=p%26ss&to=%2B12015550123&text=Code+777&from=Acme&dlr-mask=31&dlr-url=http%3A%2F%2Fh%2Fdlr%3Fs%3D%25d"
         );
     }

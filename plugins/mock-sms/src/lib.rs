@@ -123,9 +123,9 @@ impl SmsConnector for MockSms {
             };
             append_line(outbox, &entry)?;
         }
-        Ok(Step::Done(SendReceipt {
-            provider_message_id: Some(provider_message_id),
-        }))
+        Ok(Step::done(SendReceipt::with_provider_message_id(
+            provider_message_id,
+        )))
     }
 }
 
@@ -234,7 +234,7 @@ mod tests {
             4,
         )
         .unwrap();
-        assert!(receipt.provider_message_id.unwrap().starts_with("mock-"));
+        assert!(receipt.provider_message_id().unwrap().starts_with("mock-"));
         let lines = std::fs::read_to_string(&outbox).unwrap();
         let entry: OutboxEntry = serde_json::from_str(lines.trim()).unwrap();
         assert_eq!(
@@ -272,12 +272,10 @@ mod tests {
         let step = instance
             .step(&message(TemplateType::Generic), SendProgress::start())
             .unwrap();
-        assert!(matches!(
-            step,
-            Step::Done(SendReceipt {
-                provider_message_id: Some(_)
-            })
-        ));
+        assert!(step
+            .receipt()
+            .and_then(SendReceipt::provider_message_id)
+            .is_some());
         let error = module
             .validate_config(&json!({"templates": "nope"}))
             .unwrap_err();

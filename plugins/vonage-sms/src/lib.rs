@@ -88,7 +88,7 @@ impl SmsConnector for VonageSms {
     }
 
     fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
-        let Some(response) = progress.last_response else {
+        let Some(response) = progress.last_response() else {
             let text = render_template(
                 &find_template_for(&self.config.templates, message)?.content,
                 message.payload(),
@@ -106,10 +106,10 @@ impl SmsConnector for VonageSms {
         if !response.is_success() {
             let message = format!(
                 "Vonage answered {}: {}",
-                response.status,
+                response.status(),
                 response.body_excerpt(200)
             );
-            return Err(match response.status {
+            return Err(match response.status() {
                 401 | 403 => ConnectorError::invalid_config(message),
                 429 => ConnectorError::rate_limit_exceeded(message),
                 _ => ConnectorError::general(message),
@@ -120,9 +120,9 @@ impl SmsConnector for VonageSms {
             ConnectorError::invalid_response("Vonage answered without a message status")
         })?;
         if first.status == "0" {
-            return Ok(Step::Done(SendReceipt {
-                provider_message_id: first.message_id,
-            }));
+            return Ok(Step::done(SendReceipt::with_optional_provider_message_id(
+                first.message_id,
+            )));
         }
         let message = format!(
             "Vonage refused the message (status {}): {}",
@@ -167,25 +167,22 @@ mod tests {
 
     fn answer(status: &str) -> HttpResponse {
         let body = json!({"message-count": "1", "messages": [{"to": "4915112345678", "message-id": "0A000001", "status": status, "error-text": "reason"}]});
-        HttpResponse {
-            status: 200,
-            headers: vec![],
-            body: body.to_string().into_bytes(),
-        }
+        HttpResponse::new(200, body.to_string().into_bytes())
     }
 
     #[test]
     fn builds_the_form_with_digits_only_recipient() {
-        let Step::Http { request, .. } =
-            connector().step(&message(), SendProgress::start()).unwrap()
-        else {
-            panic!()
-        };
+        let request = connector()
+            .step(&message(), SendProgress::start())
+            .unwrap()
+            .request()
+            .cloned()
+            .expect("a request");
         assert_eq!(
-            (request.method.as_str(), request.url.as_str()),
+            (request.method(), request.url()),
             ("POST", "http://127.0.0.1:9000/sms/json")
         );
-        let body = String::from_utf8(request.body).unwrap();
+        let body = String::from_utf8(request.body().to_vec()).unwrap();
         assert_eq!(
             body,
             "api_key=key&api_secret=s%26cret&from=Acme&to=4915112345678&text=Code%3A+42"
@@ -197,8 +194,7 @@ mod tests {
         assert_eq!(
             run_send(&connector(), &message(), |_| answer("0"), 3)
                 .unwrap()
-                .provider_message_id
-                .as_deref(),
+                .provider_message_id(),
             Some("0A000001")
         );
         for (status, code) in [
