@@ -15,7 +15,7 @@ pub enum LoadError {
     NotSharedObject { reason: String },
     #[error("not a connector plugin: the library exports no abi_stable root module")]
     NotConnectorPlugin,
-    #[error("incompatible plugin-api version: the plugin was built against {plugin_version}, this host speaks {host_version}; rebuild the plugin against plugin-api {host_version}")]
+    #[error("incompatible plugin-api version: the plugin was built against {plugin_version}, this host speaks {host_version}; rebuild the plugin against plugin-api {}", compatibility_line(.host_version))]
     IncompatiblePluginApiVersion {
         plugin_version: String,
         host_version: String,
@@ -68,5 +68,16 @@ impl LoadError {
             }
             _ => false,
         }
+    }
+}
+
+/// The plugin-api versions a host of `host_version` loads, as semver reads them: `1.x` for
+/// 1.0.0 and later (same major), `0.2.x` for 0.2.z.
+fn compatibility_line(host_version: &str) -> String {
+    let mut parts = host_version.split('.');
+    match (parts.next(), parts.next()) {
+        (Some("0"), Some(minor)) => format!("0.{minor}.x"),
+        (Some(major), _) => format!("{major}.x (any {major}.y loads on this host)"),
+        (None, _) => host_version.to_owned(),
     }
 }

@@ -1,0 +1,167 @@
+//! The trait a vendor implements.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{ConnectorError, ConnectorMetadata, SendProgress, SmsMessage, Step};
+
+/// An SMS connector, written in plain Rust. Export it with [`crate::export_sms_connector!`].
+///
+/// The host validates a config once (`validate_config`), builds one connector value from it
+/// (`from_config`) and calls `step` for every message, from many threads at once.
+///
+/// A connector does no I/O: `step` turns the message into an [`crate::HttpRequest`] and a
+/// response into a [`crate::SendReceipt`] or a [`ConnectorError`]. It never opens a socket,
+/// spawns a thread or starts a runtime. A panic anywhere becomes a `general` error.
+pub trait SmsConnector: Send + Sync + Sized + 'static {
+    /// The config, parsed from the JSON the operator saved. Field-level errors from parsing
+    /// are reported to the operator as `invalid_config` with their paths.
+    type Config: DeserializeOwned + Serialize;
+
+    fn metadata() -> ConnectorMetadata;
+
+    /// Builds the connector from a parsed config; reject values serde could not (a base URL
+    /// without a scheme, an empty template list) with `ConnectorError::invalid_config`.
+    fn from_config(config: Self::Config) -> Result<Self, ConnectorError>;
+
+    /// Advances one send. See [`crate::exchange`] for the protocol.
+    fn step(
+        &self,
+        message: &SmsMessage,
+        progress: SendProgress<'_>,
+    ) -> Result<Step, ConnectorError>;
+}
+
+/// One field-level problem of a config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ConfigFieldError {
+    /// The path of the field, such as `templates[0].usageType`; `.` for the config itself.
+    pub field: String,
+    pub message: String,
+}
+
+/// Parses a config, turning the first serde error into an `invalid_config` error whose data is
+/// `{"errors": [{"field", "message"}]}`.
+pub fn parse_config<Config: DeserializeOwned>(
+    config: serde_json::Value,
+) -> Result<Config, ConnectorError> {
+    serde_path_to_error::deserialize(config).map_err(|error| {
+        let field = error.path().to_string();
+        let message = error.inner().to_string();
+        invalid_config_fields(vec![ConfigFieldError { field, message }])
+    })
+}
+
+/// An `invalid_config` error listing field problems.
+pub fn invalid_config_fields(errors: Vec<ConfigFieldError>) -> ConnectorError {
+    let summary = errors
+        .iter()
+        .map(|error| format!("{}: {}", error.field, error.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    ConnectorError::invalid_config(format!("invalid config: {summary}"))
+        .with_data(serde_json::json!({ "errors": errors }))
+}
+
+/// Validates a config the way the host does: parse, build, and return the normalized JSON
+/// (defaults filled in, unknown shape rejected). Also what vendors call in unit tests.
+pub fn validate_config<Connector: SmsConnector>(
+    config: serde_json::Value,
+) -> Result<(serde_json::Value, Connector), ConnectorError> {
+    let parsed: Connector::Config = parse_config(config)?;
+    let normalized = serde_json::to_value(&parsed).map_err(|error| {
+        ConnectorError::general(format!("config does not serialize back to JSON: {error}"))
+    })?;
+    let connector = Connector::from_config(parsed)?;
+    Ok((normalized, connector))
+}
+
+/// Drives a send to completion with a caller-supplied transport: for vendors' unit tests, which
+/// answer each request from a table instead of the network.
+pub fn run_send<Connector: SmsConnector>(
+    connector: &Connector,
+    message: &SmsMessage,
+    mut perform: impl FnMut(&crate::HttpRequest) -> crate::HttpResponse,
+    max_steps: usize,
+) -> Result<crate::SendReceipt, ConnectorError> {
+    let mut step = connector.step(message, SendProgress::start())?;
+    let mut steps_taken = 1;
+    loop {
+        let response = match step.request() {
+            None => return Ok(step.into_receipt().unwrap_or_default()),
+            Some(request) if steps_taken < max_steps => perform(request),
+            Some(_) => {
+                return Err(ConnectorError::general(format!(
+                    "send did not finish within {max_steps} steps"
+                )))
+            }
+        };
+        let state = step.state()?;
+        step = connector.step(message, SendProgress::after(state, &response))?;
+        steps_taken += 1;
+    }
+}
+
+/// Checks a base URL from a config: `http://` or `https://`, with a host. Returns it without a
+/// trailing slash, ready for `format!("{base}/path")`.
+pub fn require_http_url(field: &str, value: &str) -> Result<String, ConnectorError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty()
+                && !rest.starts_with('/')
+                && !rest.contains(char::is_whitespace) =>
+        {
+            Ok(trimmed.to_owned())
+        }
+        _ => Err(invalid_config_fields(vec![ConfigFieldError {
+            field: field.to_owned(),
+            message: format!("{value:?} is not an http:// or https:// URL"),
+        }])),
+    }
+}
+
+/// Requires a non-blank string field.
+pub fn require_non_empty(field: &str, value: &str) -> Result<(), ConnectorError> {
+    if value.trim().is_empty() {
+        return Err(invalid_config_fields(vec![ConfigFieldError {
+            field: field.to_owned(),
+            message: "must not be empty".to_owned(),
+        }]));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked_and_trimmed() {
+        assert_eq!(
+            require_http_url("baseUrl", "https://api.twilio.com/").unwrap(),
+            "https://api.twilio.com"
+        );
+        assert_eq!(
+            require_http_url("baseUrl", "http://127.0.0.1:4010").unwrap(),
+            "http://127.0.0.1:4010"
+        );
+        for bad in [
+            "",
+            "api.twilio.com",
+            "ftp://x",
+            "https://",
+            "http:///path",
+            "https://a b",
+        ] {
+            let error = require_http_url("baseUrl", bad).unwrap_err();
+            assert_eq!(
+                error.data.unwrap()["errors"][0]["field"],
+                "baseUrl",
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! plugin-api 1.x compatibility, proven with real builds rather than promised:
+//! - a connector built against plugin-api 1.0.0 as released (the frozen source in
+//!   `tests/compat/plugin-api-1.0.0`, built out of this workspace with its own lock file, as a
+//!   vendor builds) loads into the current host and sends through it;
+//! - a "1.1" plugin, whose root module has one more trailing function than this host knows,
+//!   loads and sends: the host ignores what it does not know;
+//! - a "2.0" plugin is refused with the one-line version message.
+//!
+//! The 1.1 and 2.0 builds are the frozen 1.0.0 source with the version (and, for 1.1, the
+//! root module) changed in a scratch copy, so nothing but that difference is tested.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use e2e_tests::{workspace_root, CaptureServer, HostFolders, TestHost, SEND_KEY};
+use serde_json::{json, Value};
+
+const COMPAT_FACTORY: &str = "compat-plugin-api-1-0";
+const PHONE: &str = "+12015550123";
+
+fn compat_dir() -> PathBuf {
+    workspace_root().join("tests/compat")
+}
+
+/// Builds the cdylib of the crate at `crate_dir` out of this workspace (its own lock file) and
+/// returns the `.so`. One target directory for every variant: their dependencies are shared.
+fn build_out_of_tree(crate_dir: &Path, library_name: &str, locked: bool) -> PathBuf {
+    let target_dir = workspace_root().join("target/compat");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // Not this test's own profile settings or rustflags: a vendor's plain build.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if locked {
+        command.arg("--locked");
+    }
+    let status = command.status().expect("cargo runs");
+    assert!(status.success(), "building {} failed", crate_dir.display());
+    let library = target_dir.join(format!("debug/lib{library_name}.so"));
+    assert!(library.exists(), "{} was not built", library.display());
+    library
+}
+
+fn copy_dir(source: &Path, destination: &Path) {
+    std::fs::create_dir_all(destination).unwrap();
+    for entry in std::fs::read_dir(source).unwrap() {
+        let entry = entry.unwrap();
+        let target = destination.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Replaces `from` by `to` in a file of the scratch copy; the text must be there.
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains(from),
+        "{} no longer holds {from:?}",
+        path.display()
+    );
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// The frozen 1.0.0 source and the connector, copied to `scratch` as plugin-api `version`
+/// and a connector package named after it; `change_plugin_api` edits the copy further.
+fn build_variant(scratch: &Path, version: &str, change_plugin_api: impl FnOnce(&Path)) -> PathBuf {
+    let plugin_api = scratch.join("plugin-api");
+    copy_dir(&compat_dir().join("plugin-api-1.0.0"), &plugin_api);
+    edit(
+        &plugin_api.join("Cargo.toml"),
+        "version = \"1.0.0\"",
+        &format!("version = \"{version}\""),
+    );
+    change_plugin_api(&plugin_api);
+    let connector = scratch.join("connector");
+    copy_dir(
+        &compat_dir().join("connector-on-plugin-api-1.0"),
+        &connector,
+    );
+    let package_name = format!("connector-on-plugin-api-{}", version.replace('.', "-"));
+    edit(
+        &connector.join("Cargo.toml"),
+        "name = \"connector-on-plugin-api-1-0\"",
+        &format!("name = \"{package_name}\""),
+    );
+    edit(
+        &connector.join("Cargo.toml"),
+        "path = \"../plugin-api-1.0.0\"",
+        "path = \"../plugin-api\"",
+    );
+    // The lock file names plugin-api 1.0.0 and the old package name: let cargo update those
+    // two entries (every registry dependency stays as locked).
+    build_out_of_tree(&connector, &package_name.replace('-', "_"), false)
+}
+
+fn start_host_with(library: &Path) -> TestHost {
+    HostFolders::new(&[("compat.so", library)]).start()
+}
+
+/// Creates the connector against a provider that answers the token and the send alike, sends
+/// one code, and returns what the provider received.
+fn send_through(host: &TestHost) -> Vec<e2e_tests::CapturedRequest> {
+    let provider = CaptureServer::start(200, r#"{"token": "token-1", "id": "message-1"}"#);
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": COMPAT_FACTORY, "config": {
+            "baseUrl": provider.url,
+            "apiKey": "key-1",
+            "templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}]
+        }}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let (status, receipt) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "type": "SignIn", "payload": {"code": "424242"}})),
+    );
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["providerMessageId"], "message-1");
+    provider.requests()
+}
+
+fn plugin_api_version_reported(host: &TestHost) -> Value {
+    let (status, factory) = host.get(&format!("/api/connector-factories/{COMPAT_FACTORY}"));
+    assert_eq!(status, 200, "{factory}");
+    factory["pluginApiVersion"].clone()
+}
+
+#[test]
+fn a_plugin_built_against_plugin_api_1_0_0_loads_and_sends_on_this_host() {
+    let library = build_out_of_tree(
+        &compat_dir().join("connector-on-plugin-api-1.0"),
+        "connector_on_plugin_api_1_0",
+        true,
+    );
+    let host = start_host_with(&library);
+    assert_eq!(plugin_api_version_reported(&host), "1.0.0");
+    let requests = send_through(&host);
+    assert_eq!(requests.len(), 2, "a token request, then the send");
+    assert!(requests[0].request_line.starts_with("POST /token "));
+    assert_eq!(requests[0].body, "key=key-1");
+    assert!(requests[1].request_line.starts_with("POST /messages "));
+    assert_eq!(requests[1].header("authorization"), Some("Bearer token-1"));
+    let sent: Value = serde_json::from_str(&requests[1].body).unwrap();
+    assert_eq!(sent, json!({"to": PHONE, "text": "Your code is 424242"}));
+}
+
+#[test]
+fn a_plugin_whose_root_module_has_one_more_function_loads_and_sends() {
+    let scratch = tempfile::tempdir().unwrap();
+    let library = build_variant(scratch.path(), "1.1.0", |plugin_api| {
+        // What a 1.1 would append: a function this host has never heard of.
+        edit(
+            &plugin_api.join("src/ffi.rs"),
+            "    pub instantiate: extern \"C\" fn(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError>,\n",
+            "    pub instantiate: extern \"C\" fn(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError>,\n    /// Appended in \"1.1\".\n    pub describe_delivery_reports: extern \"C\" fn() -> RString,\n",
+        );
+        edit(
+            &plugin_api.join("src/export.rs"),
+            "        instantiate: export_instantiate::<Connector>,\n",
+            "        instantiate: export_instantiate::<Connector>,\n        describe_delivery_reports,\n",
+        );
+        let export = plugin_api.join("src/export.rs");
+        let mut text = std::fs::read_to_string(&export).unwrap();
+        text.push_str(
+            "\nextern \"C\" fn describe_delivery_reports() -> RString {\n    RString::from(\"not in 1.0\")\n}\n",
+        );
+        std::fs::write(export, text).unwrap();
+    });
+    let host = start_host_with(&library);
+    assert_eq!(plugin_api_version_reported(&host), "1.1.0");
+    assert_eq!(send_through(&host).len(), 2);
+}
+
+#[test]
+fn a_plugin_built_against_plugin_api_2_is_refused_with_the_version_message() {
+    let scratch = tempfile::tempdir().unwrap();
+    let library = build_variant(scratch.path(), "2.0.0", |_| {});
+    let host = start_host_with(&library);
+    let (status, plugins) = host.get("/api/plugins");
+    assert_eq!(status, 200);
+    let report = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|report| {
+            report["path"]
+                .as_str()
+                .is_some_and(|path| path.ends_with("/compat.so"))
+        })
+        .unwrap_or_else(|| panic!("compat.so is reported: {plugins}"))
+        .clone();
+    assert_eq!(report["status"], "rejected", "{report}");
+    let expected = format!(
+        "incompatible plugin-api version: the plugin was built against 2.0.0, this host speaks {}; rebuild the plugin against plugin-api 1.x",
+        plugin_api::PLUGIN_API_VERSION
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with(&expected)),
+        "{report}"
+    );
+}
