@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check` and `rotate-secrets-key`.
+//! The command line: `serve`, `check`, `rotate-secrets-key` and `new-connector`.
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -45,6 +45,21 @@ pub enum Command {
     /// and keep only the new key in the key file. With the embedded store, stop the host
     /// first; with PostgreSQL, copy the new key file to every host and restart them.
     RotateSecretsKey(RotateSecretsKeyArgs),
+    /// Create a connector crate (a vendor's plugin) that builds as it is: `Cargo.toml`,
+    /// `src/lib.rs`, README, config template and a conformance test.
+    NewConnector(NewConnectorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewConnectorArgs {
+    /// The crate name and factory id: lowercase letters, digits and dashes (e.g. `acme-sms`).
+    pub name: String,
+    /// The folder to create the crate's folder in.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// plugin-api's source folder (default: the one this host was built from).
+    #[arg(long)]
+    pub plugin_api: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +242,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => run_serve(args),
         Command::Check(args) => run_check(args),
         Command::RotateSecretsKey(args) => run_rotate_secrets_key(args),
+        Command::NewConnector(args) => run_new_connector(args),
     }
 }
 
@@ -353,6 +369,28 @@ fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
             if several_hosts {
                 println!("copy {} to every host of this database and restart them: until then their connector changes fail closed with 503 (sends go on)", summary.key_file.display());
             }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_new_connector(args: NewConnectorArgs) -> ExitCode {
+    let request = crate::scaffold::ScaffoldRequest {
+        name: args.name,
+        parent_dir: args.dir,
+        plugin_api_dir: args.plugin_api,
+    };
+    match crate::scaffold::scaffold_connector(&request) {
+        Ok(outcome) => {
+            let folder = outcome.crate_dir.display();
+            println!(
+                "created {folder}\n\nnext:\n  cd {folder}\n  cargo test                # unit tests and the conformance kit\n  cargo build --release     # target/release/{library}\n  connector-host check target/release/{library}\n  then copy the file into the host's plugins folder (see docs/writing-a-connector.md, also for signing it)",
+                library = outcome.library_file_name
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -4,7 +4,8 @@
 //! connector live and serves Logto's connector API over HTTP.
 //!
 //! # Layout
-//! - [`cli`]: the command line (`serve`, `check`); the binary only calls [`cli::run`].
+//! - [`cli`]: the command line (`serve`, `check`, `rotate-secrets-key`, `new-connector`); the
+//!   binary only calls [`cli::run`].
 //! - [`plugin_loader`]: turns one plugin file into a loaded [`plugin_api::ConnectorModule`]:
 //!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata checks.
 //! - [`plugin_signature`]: signed plugin files: the trusted minisign keys and the check of a
@@ -16,7 +17,9 @@
 //!   (moving the live connector), removal, trust checks.
 //! - [`plugin_watcher`]: notices folder changes (inotify or polling) and runs the reconcile.
 //! - [`store`]: the store boundary ([`store::Store`]: saved connectors and verification
-//!   codes, async) and [`store::sqlite`], the embedded default in the data directory.
+//!   codes, async), [`store::sqlite`] (the embedded default in the data directory),
+//!   [`store::postgres`] (several hosts), configs sealed at rest ([`store::secrets_keyring`])
+//!   and the key rotation ([`store::key_rotation`]).
 //! - [`store_follower`]: with a store several hosts share, keeps the live connector in step
 //!   with other hosts' changes (LISTEN/NOTIFY, a one-second poll as the fallback).
 //! - [`log_output`]: log formats (text, JSON) and the escaping that keeps one event on one
@@ -38,6 +41,7 @@
 //! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
 //! - [`routes`]: one module per resource of the HTTP API.
+//! - [`scaffold`]: `new-connector`, a vendor crate from embedded templates.
 
 pub mod api_doc;
 pub mod api_error;
@@ -56,6 +60,7 @@ pub mod plugin_loader;
 pub mod plugin_signature;
 pub mod plugin_watcher;
 pub mod routes;
+pub mod scaffold;
 pub mod secrets;
 pub mod send_executor;
 pub mod sending;

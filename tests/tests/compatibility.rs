@@ -39,8 +39,13 @@ fn build_out_of_tree(crate_dir: &Path, library_name: &str, locked: bool) -> Path
     if locked {
         command.arg("--locked");
     }
-    let status = command.status().expect("cargo runs");
-    assert!(status.success(), "building {} failed", crate_dir.display());
+    let output = command.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building {} failed:\n{}",
+        crate_dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let library = target_dir.join(format!("debug/lib{library_name}.so"));
     assert!(library.exists(), "{} was not built", library.display());
     library
