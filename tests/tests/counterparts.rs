@@ -125,7 +125,7 @@ fn start_kannel(scratch: &Path) -> Kannel {
              admin-interface = 127.0.0.1\nlog-level = 1\n\n\
              group = smsc\nsmsc = fake\nsmsc-id = fake1\nhost = 127.0.0.1\nport = {smsc}\n\n\
              group = smsbox\nbearerbox-host = 127.0.0.1\nsendsms-port = {sendsms}\nsendsms-interface = 127.0.0.1\n\n\
-             group = sendsms-user\nusername = tester\npassword = secret\nmax-messages = 3\nconcatenation = true\n"
+             group = sendsms-user\nusername = tester\npassword = kannel-pass-5309\nmax-messages = 3\nconcatenation = true\n"
         ),
     )
     .unwrap();
@@ -198,7 +198,7 @@ fn received(kannel: &Kannel) -> Vec<String> {
 fn kannel_delivers_the_rendered_code_to_the_fake_smsc_and_bad_credentials_are_invalid_config() {
     let host: TestHost = HostFolders::new(&[("kannel.so", &plugin_file("kannel_sms"))]).start();
     let kannel = start_kannel(&host.folders().scratch_path(""));
-    let (status, body) = host.post("/api/connectors", &json!({"connectorId": "kannel-sms", "config": kannel_config(&kannel.sendsms_url, "secret")}));
+    let (status, body) = host.post("/api/connectors", &json!({"connectorId": "kannel-sms", "config": kannel_config(&kannel.sendsms_url, "kannel-pass-5309")}));
     assert_eq!(status, 200, "{body}");
 
     let (status, body) = host.request(
@@ -270,7 +270,7 @@ fn kannel_delivers_the_rendered_code_to_the_fake_smsc_and_bad_credentials_are_in
     );
     assert_eq!(received(&kannel).len(), 1, "nothing else reached the SMSC");
     assert!(
-        !host.log().contains("secret"),
+        !host.log().contains("kannel-pass-5309"),
         "the Kannel password reached the log"
     );
     let _ = ADMIN_KEY;

@@ -56,8 +56,10 @@ impl SigningKey {
             .lines()
             .next()
             .and_then(|line| line.strip_prefix("untrusted comment: minisign public key "))
-            .expect("minisign names the key id in the public key's comment")
-            .to_owned();
+            .and_then(|digits| u64::from_str_radix(digits.trim(), 16).ok())
+            // minisign drops leading zeros in this comment; the host always prints 16 digits.
+            .map(|key_number| format!("{key_number:016X}"))
+            .expect("minisign names the key id in the public key's comment");
         SigningKey {
             folder,
             public_key_file,
