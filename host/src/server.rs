@@ -48,6 +48,8 @@ pub struct ServeConfig {
     /// When set, only plugin builds with these SHA-256 digests load.
     pub allowed_plugin_sha256: Option<std::collections::BTreeSet<String>>,
     pub plugin_watch: PluginWatchMode,
+    /// `--phone-validation`: how every route checks a phone number.
+    pub phone_validation: crate::phone::PhoneValidation,
     /// PostgreSQL shared by several hosts; `None`: SQLite in the data directory.
     pub database_url: Option<String>,
     /// The code-hash key's file; `None`: `<data>/code-hash-key` (SQLite only).

@@ -515,3 +515,60 @@ fn a_client_value_cannot_forge_or_split_a_log_line() {
         assert!(event.is_object() && event["level"].is_string(), "{line}");
     }
 }
+
+/// `--phone-validation digits` takes the numbers Logto's `^\d+$` takes, which the strict
+/// default refuses; plugins still get `+` and the digits.
+#[test]
+fn digits_phone_validation_takes_the_numbers_logto_takes() {
+    const LOGTO_PHONES: [&str; 2] = ["8612345678901", "1233212321"];
+    let (strict_host, outbox) = start_mock_host(&[]);
+    for phone in LOGTO_PHONES {
+        let (status, refused) = issue(&strict_host, json!({"phone": phone}));
+        assert_eq!(
+            (status, refused["code"].clone()),
+            (400, json!("guard.invalid_phone_number")),
+            "{phone}"
+        );
+    }
+    assert!(outbox_lines(&outbox).is_empty());
+    drop(strict_host);
+
+    let (host, outbox) = start_mock_host(&[
+        "--phone-validation",
+        "digits",
+        "--resend-cooldown-secs",
+        "0",
+    ]);
+    for phone in LOGTO_PHONES {
+        let (status, body) = issue(&host, json!({"phone": phone}));
+        assert_eq!(status, 204, "{phone}: {body}");
+        let sent = outbox_lines(&outbox).pop().unwrap();
+        assert_eq!(sent["to"], format!("+{phone}"));
+        let code = last_code(&outbox);
+        let (status, body) = host.request(
+            "POST",
+            "/api/verification-codes/verify",
+            Some(SEND_KEY),
+            Some(&json!({"phone": phone, "verificationCode": code})),
+        );
+        assert_eq!(status, 204, "{phone}: {body}");
+        let (status, body) = host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": phone, "payload": {"code": "1"}})),
+        );
+        assert_eq!(status, 200, "{phone}: {body}");
+        assert_eq!(outbox_lines(&outbox).pop().unwrap()["to"], format!("+{phone}"));
+    }
+    // `+E.164` still works; what is not digits does not.
+    assert_eq!(issue(&host, json!({"phone": PHONE})).0, 204);
+    for phone in ["+1 201 555 0123", "abc", "", "+", &"1".repeat(33)] {
+        let (status, refused) = issue(&host, json!({"phone": phone}));
+        assert_eq!(
+            (status, refused["code"].clone()),
+            (400, json!("guard.invalid_phone_number")),
+            "{phone:?}"
+        );
+    }
+}

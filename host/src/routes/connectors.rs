@@ -15,7 +15,6 @@ use serde_json::Value;
 use crate::api_error::{ApiError, Json, Path, Query};
 use crate::factory_registry::Factory;
 use crate::live_connector::{LiveConnector, LiveStatus};
-use crate::phone::PhoneNumber;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
 use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
@@ -411,7 +410,7 @@ pub async fn test_connector_config(
     Json(body): Json<TestConnectorBody>,
 ) -> Result<StatusCode, ApiError> {
     let factory = find_factory(&state, &factory_id)?;
-    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state.config.phone_validation.parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
     let stored_config = match body.saved_connector_id {
         Some(saved_connector_id) => {
             let saved = find_connector(&state, &saved_connector_id).await?;

@@ -8,7 +8,6 @@ use plugin_api::{SmsMessage, TemplateType};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json};
-use crate::phone::PhoneNumber;
 use crate::sending::{current_live_connector, send_with_flow_control, SendPurpose, SendTarget};
 use crate::server::AppState;
 
@@ -51,7 +50,7 @@ pub async fn send_message(
     State(state): State<Arc<AppState>>,
     Json(body): Json<SendMessageBody>,
 ) -> Result<Json<SendMessageResponse>, ApiError> {
-    let phone = PhoneNumber::parse(&body.to).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state.config.phone_validation.parse(&body.to).map_err(ApiError::InvalidPhoneNumber)?;
     // Held to the end of the send: a swap meanwhile does not touch this connector.
     let live = current_live_connector(&state)?;
     let target = SendTarget::live(&live)?;

@@ -9,7 +9,6 @@ use plugin_api::TemplateType;
 use serde::Deserialize;
 
 use crate::api_error::{ApiError, Json};
-use crate::phone::PhoneNumber;
 use crate::sending::{
     current_live_connector, masked_phone, reserve_send, send_reserved, SendPurpose, SendTarget,
 };
@@ -44,7 +43,7 @@ pub async fn issue_code(
     State(state): State<Arc<AppState>>,
     Json(body): Json<IssueCodeBody>,
 ) -> Result<StatusCode, ApiError> {
-    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state.config.phone_validation.parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
     let live = current_live_connector(&state)?;
     let target = SendTarget::live(&live)?;
     let code = crate::verification_code::generate_code()
@@ -112,7 +111,7 @@ pub async fn verify_code(
     State(state): State<Arc<AppState>>,
     Json(body): Json<VerifyCodeBody>,
 ) -> Result<StatusCode, ApiError> {
-    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state.config.phone_validation.parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
     let template_type = body.template_type.to_string();
     let presented_hash =
         state
