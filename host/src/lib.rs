@@ -35,6 +35,7 @@
 //!   README route it uses.
 //! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
+//! - [`request_fields`]: the rules of request-body fields serde's derive cannot state.
 //! - [`routes`]: one module per resource of the HTTP API.
 
 pub mod api_doc;
@@ -52,6 +53,7 @@ pub mod phone;
 pub mod plugin_folder;
 pub mod plugin_loader;
 pub mod plugin_watcher;
+pub mod request_fields;
 pub mod routes;
 pub mod secrets;
 pub mod send_executor;

@@ -1088,3 +1088,78 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
         "{stderr}"
     );
 }
+
+/// Logto's own integration tests, replayed: `config` is optional on create (`{}` when left out)
+/// and the factory is looked up before the config is read, so an unknown factory is `422`
+/// whatever the body holds; a config the plugin refuses is still never made live.
+#[test]
+fn create_without_config_looks_up_the_factory_first_as_logto_does() {
+    let host = HostFolders::new(&[
+        ("mock.so", &plugin_file("mock_sms")),
+        ("any.so", &plugin_file("fixture_without_form_items")),
+    ])
+    .start();
+    let code_of = |(status, body): (u16, Value)| {
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    };
+    let not_found = (422, "connector.not_found_with_connector_id".to_owned());
+    assert_eq!(
+        code_of(host.post("/api/connectors", &json!({"connectorId": "non-exist-id"}))),
+        not_found
+    );
+    assert_eq!(
+        code_of(host.post(
+            "/api/connectors",
+            &json!({"connectorId": "non-exist-id", "config": {"templates": "no"}})
+        )),
+        not_found
+    );
+
+    // A known factory without a config: `{}`, which the mock refuses; nothing is saved.
+    let (status, refused) = host.post("/api/connectors", &json!({"connectorId": MOCK}));
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (400, json!("connector.invalid_config")),
+        "{refused}"
+    );
+    assert_eq!(host.get("/api/connectors").1, json!([]));
+    assert_eq!(host.get("/api/connectors?enabled=false").1, json!([]));
+
+    // A plugin that takes `{}` gets it, and the connector is live.
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "without-form-items"}),
+    );
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        (created["config"].clone(), created["metadata"].clone(), created["enabled"].clone()),
+        (json!({}), json!({}), json!(true))
+    );
+
+    // What the guard refuses before any lookup, as Logto's does.
+    for body in [
+        json!({"connectorId": ""}),
+        json!({"connectorId": "non-exist-id", "config": null}),
+        json!({"connectorId": "non-exist-id", "config": []}),
+        json!({"connectorId": "non-exist-id", "metadata": null}),
+        // Logto's optional `id` and `syncProfile` are not taken here.
+        json!({"connectorId": MOCK, "id": "chosen-id"}),
+        json!({"connectorId": MOCK, "syncProfile": true}),
+    ] {
+        assert_eq!(
+            code_of(host.post("/api/connectors", &body)),
+            (400, "guard.invalid_input".to_owned()),
+            "{body}"
+        );
+    }
+    // PATCH: a present `config` or `metadata` is an object, never `null`.
+    let id = created["id"].as_str().unwrap();
+    for body in [json!({"config": null}), json!({"metadata": null})] {
+        assert_eq!(
+            code_of(host.patch(&format!("/api/connectors/{id}"), &body)),
+            (400, "guard.invalid_input".to_owned()),
+            "{body}"
+        );
+    }
+    assert_eq!(host.patch(&format!("/api/connectors/{id}"), &json!({})).0, 200);
+}

@@ -10,7 +10,7 @@ use plugin_api::{
     ConfigFieldError, ConnectorError, ConnectorInstance, PluginMetadata, TemplateType,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, Json, Path, Query};
 use crate::factory_registry::Factory;
@@ -164,16 +164,6 @@ async fn find_connector(state: &AppState, id: &str) -> Result<ConnectorRecord, A
         })
 }
 
-fn require_object(metadata: Option<Value>) -> Result<Value, ApiError> {
-    match metadata {
-        None => Ok(Value::Object(Default::default())),
-        Some(value @ Value::Object(_)) => Ok(value),
-        Some(_) => Err(ApiError::InvalidRequestBody(
-            "`metadata` must be a JSON object".to_owned(),
-        )),
-    }
-}
-
 /// Twelve random lowercase letters and digits, like Logto's connector ids.
 fn new_connector_id() -> Result<String, ApiError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -242,12 +232,19 @@ pub async fn get_connector(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateConnectorBody {
-    /// The factory id.
+    /// The factory id, from `GET /api/connector-factories`.
+    #[serde(deserialize_with = "crate::request_fields::non_empty_string")]
+    #[schema(min_length = 1)]
     pub connector_id: String,
+    /// Validated by the factory's plugin before anything is saved. Optional, as in Logto: left
+    /// out, it is `{}`, which a plugin with required fields refuses (`connector.invalid_config`).
+    #[serde(default)]
     #[schema(value_type = Object)]
-    pub config: Value,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    pub config: Map<String, Value>,
+    /// Kept with the connector as it is.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
 }
 
 /// Creates a connector and makes it the live one; the previous live connector is retired in
@@ -258,15 +255,15 @@ pub async fn create_connector(
     State(state): State<Arc<AppState>>,
     Json(body): Json<CreateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    let metadata = require_object(body.metadata)?;
+    // The factory first, as Logto: an unknown one is `422` whatever the config.
     let factory = find_factory(&state, &body.connector_id)?;
-    let (config, instance) =
-        prepare_config(&factory, &body.config, None).map_err(ApiError::from_config_under_test)?;
+    let (config, instance) = prepare_config(&factory, &Value::Object(body.config), None)
+        .map_err(ApiError::from_config_under_test)?;
     let new_connector = NewConnector {
         id: new_connector_id()?,
         factory_id: body.connector_id,
         config,
-        metadata,
+        metadata: Value::Object(body.metadata),
     };
     let _change = state.connector_changes.lock().await;
     let record = state.store.insert_live(new_connector).await?;
@@ -278,10 +275,14 @@ pub async fn create_connector(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateConnectorBody {
     /// Replaces the whole config (Logto replaces, it does not merge); masked secrets stay.
-    #[schema(value_type = Option<Object>)]
-    pub config: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// Left out: the saved config, validated again.
+    #[serde(default, deserialize_with = "crate::request_fields::object_when_present")]
+    #[schema(value_type = Object)]
+    pub config: Option<Map<String, Value>>,
+    /// Replaces the metadata; left out, it is kept.
+    #[serde(default, deserialize_with = "crate::request_fields::object_when_present")]
+    #[schema(value_type = Object)]
+    pub metadata: Option<Map<String, Value>>,
 }
 
 /// Replaces config and/or metadata; patching the live connector swaps it.
@@ -293,16 +294,14 @@ pub async fn update_connector(
     Json(body): Json<UpdateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
     let _change = state.connector_changes.lock().await;
-    let new_metadata = body
-        .metadata
-        .map(|metadata| require_object(Some(metadata)))
-        .transpose()?;
+    let new_config = body.config.map(Value::Object);
+    let new_metadata = body.metadata.map(Value::Object);
     // Read, validate, then write only if nothing changed in between (another host may have):
     // masked secrets are restored from exactly the config that is replaced.
     for _attempt in 0..3 {
         let stored = find_connector(&state, &id).await?;
         let factory = find_factory(&state, &stored.factory_id)?;
-        let submitted = body.config.as_ref().unwrap_or(&stored.config);
+        let submitted = new_config.as_ref().unwrap_or(&stored.config);
         let (config, instance) = prepare_config(&factory, submitted, Some(&stored.config))
             .map_err(ApiError::from_config_under_test)?;
         let metadata = new_metadata
@@ -388,9 +387,13 @@ pub async fn delete_connector(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TestConnectorBody {
+    /// Where the test code goes.
+    #[schema(value_type = crate::phone::PhoneNumber)]
     pub phone: String,
+    /// The unsaved config to test, validated by the factory's plugin.
     #[schema(value_type = Object)]
-    pub config: Value,
+    pub config: Map<String, Value>,
+    /// Picks a per-locale template (`payload.locale`).
     pub locale: Option<String>,
     /// The saved connector (of this factory) whose stored secrets stand behind `******` in
     /// `config`, as when testing edits on a connector's page. Without it: the live connector
@@ -411,6 +414,7 @@ pub async fn test_connector_config(
 ) -> Result<StatusCode, ApiError> {
     let factory = find_factory(&state, &factory_id)?;
     let phone = state.config.phone_validation.parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let config = Value::Object(body.config);
     let stored_config = match body.saved_connector_id {
         Some(saved_connector_id) => {
             let saved = find_connector(&state, &saved_connector_id).await?;
@@ -422,7 +426,7 @@ pub async fn test_connector_config(
             }
             Some(saved.config)
         }
-        None if crate::secrets::contains_mask(&body.config) => {
+        None if crate::secrets::contains_mask(&config) => {
             let mut candidates = state.store.list(None).await?;
             candidates.retain(|record| record.factory_id == factory_id);
             candidates.sort_by_key(|record| (record.enabled, record.updated_at));
@@ -430,7 +434,7 @@ pub async fn test_connector_config(
         }
         None => None,
     };
-    let (_, instance) = prepare_config(&factory, &body.config, stored_config.as_ref())
+    let (_, instance) = prepare_config(&factory, &config, stored_config.as_ref())
         .map_err(ApiError::from_config_under_test)?;
     let code = crate::verification_code::generate_code()
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
