@@ -201,11 +201,17 @@ mod tests {
             assert!(PhoneValidation::Strict.parse("1233212321").is_err());
         }
         assert_eq!(
-            PhoneValidation::Digits.parse("12015550123").unwrap().region(),
+            PhoneValidation::Digits
+                .parse("12015550123")
+                .unwrap()
+                .region(),
             Some("US")
         );
         assert_eq!(
-            PhoneValidation::Digits.parse("1233212321").unwrap().region(),
+            PhoneValidation::Digits
+                .parse("1233212321")
+                .unwrap()
+                .region(),
             None
         );
         for refused in ["", "+", "12 34", "-1", "1".repeat(33).as_str(), "++1"] {

@@ -876,6 +876,89 @@ fn the_openapi_document_describes_every_route() {
         );
     }
     assert!(document["components"]["securitySchemes"]["admin_key"].is_object());
+
+    // The document says what the host parses (scripts/api-contract-test holds the host to
+    // it): usage types, phones, codes, what is required, nullable or non-empty.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["UsageType"]["enum"],
+        json!([
+            "Register",
+            "SignIn",
+            "ForgotPassword",
+            "Generic",
+            "OrganizationInvitation",
+            "UserPermissionValidation",
+            "BindNewIdentifier",
+            "MfaVerification",
+            "BindMfa"
+        ])
+    );
+    assert_eq!(
+        schemas["SendMessageBody"]["properties"]["type"]["$ref"],
+        "#/components/schemas/UsageType"
+    );
+    assert_eq!(
+        schemas["SendMessageBody"]["properties"]["payload"]["type"], "object",
+        "payload is not nullable"
+    );
+    assert_eq!(
+        schemas["PhoneNumber"]["pattern"], r"^\+?[1-9][0-9]{5,14}$",
+        "strict by default"
+    );
+    assert_eq!(
+        schemas["VerifyCodeBody"]["properties"]["verificationCode"]["pattern"],
+        "^[0-9]{6}$"
+    );
+    assert_eq!(
+        schemas["CreateConnectorBody"]["required"],
+        json!(["connectorId"])
+    );
+    assert_eq!(
+        schemas["CreateConnectorBody"]["properties"]["connectorId"]["minLength"],
+        1
+    );
+    for body in [
+        "CreateConnectorBody",
+        "UpdateConnectorBody",
+        "TestConnectorBody",
+        "SendMessageBody",
+        "IssueCodeBody",
+        "VerifyCodeBody",
+        "ConnectorResponse",
+        "FactoryResponse",
+        "SendMessageResponse",
+    ] {
+        assert!(
+            schemas[body]["example"].is_object(),
+            "{body} has no example"
+        );
+    }
+    // Each error response lists its codes, from the host's own error type.
+    let create = &document["paths"]["/api/connectors"]["post"]["responses"];
+    assert_eq!(
+        create["422"]["content"]["application/json"]["schema"]["allOf"][1]["properties"]["code"]
+            ["enum"],
+        json!(["connector.not_found_with_connector_id"])
+    );
+    // Links: from the id a create returns, and from the factories list.
+    for (link, operation) in [
+        ("GetConnector", "get_connector"),
+        ("UpdateConnector", "update_connector"),
+        ("DeleteConnector", "delete_connector"),
+        ("EnableConnector", "enable_connector"),
+    ] {
+        assert_eq!(create["200"]["links"][link]["operationId"], operation);
+        assert_eq!(
+            create["200"]["links"][link]["parameters"]["id"],
+            "$response.body#/id"
+        );
+    }
+    let factories = &document["paths"]["/api/connector-factories"]["get"]["responses"]["200"];
+    assert_eq!(
+        factories["links"]["TestConnectorConfig"]["operationId"],
+        "test_connector_config"
+    );
 }
 
 #[test]
@@ -1132,7 +1215,11 @@ fn create_without_config_looks_up_the_factory_first_as_logto_does() {
     );
     assert_eq!(status, 200, "{created}");
     assert_eq!(
-        (created["config"].clone(), created["metadata"].clone(), created["enabled"].clone()),
+        (
+            created["config"].clone(),
+            created["metadata"].clone(),
+            created["enabled"].clone()
+        ),
         (json!({}), json!({}), json!(true))
     );
 
@@ -1161,5 +1248,8 @@ fn create_without_config_looks_up_the_factory_first_as_logto_does() {
             "{body}"
         );
     }
-    assert_eq!(host.patch(&format!("/api/connectors/{id}"), &json!({})).0, 200);
+    assert_eq!(
+        host.patch(&format!("/api/connectors/{id}"), &json!({})).0,
+        200
+    );
 }

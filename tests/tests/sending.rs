@@ -559,8 +559,17 @@ fn digits_phone_validation_takes_the_numbers_logto_takes() {
             Some(&json!({"to": phone, "payload": {"code": "1"}})),
         );
         assert_eq!(status, 200, "{phone}: {body}");
-        assert_eq!(outbox_lines(&outbox).pop().unwrap()["to"], format!("+{phone}"));
+        assert_eq!(
+            outbox_lines(&outbox).pop().unwrap()["to"],
+            format!("+{phone}")
+        );
     }
+    // The served document describes this host's phones.
+    let (_, document) = host.get("/api/openapi.json");
+    assert_eq!(
+        document["components"]["schemas"]["PhoneNumber"]["pattern"],
+        r"^\+?[0-9]{1,32}$"
+    );
     // `+E.164` still works; what is not digits does not.
     assert_eq!(issue(&host, json!({"phone": PHONE})).0, 204);
     for phone in ["+1 201 555 0123", "abc", "", "+", &"1".repeat(33)] {
