@@ -1253,3 +1253,53 @@ fn create_without_config_looks_up_the_factory_first_as_logto_does() {
         200
     );
 }
+
+/// Where the connector routes answer otherwise than Logto (docs/logto-compatibility.md).
+#[test]
+fn connector_routes_differ_from_logto_where_documented() {
+    let host = mock_host();
+    let code_of = |(status, body): (u16, Value)| {
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    };
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    // A test through a factory no plugin provides: Logto says 400 `connector.not_found`; here
+    // it is the same 422 as creating a connector of that factory.
+    assert_eq!(
+        code_of(host.post(
+            "/api/connectors/non-exist-id/test",
+            &json!({"phone": PHONE, "config": mock_config(&outbox)})
+        )),
+        (422, "connector.not_found_with_connector_id".to_owned())
+    );
+    // Logto's `target` filter: these connectors are all SMS ones; the query is refused.
+    assert_eq!(
+        code_of(host.get("/api/connectors?target=mock-sms")),
+        (400, "guard.invalid_input".to_owned())
+    );
+    // The test code is random here (Logto sends `000000`).
+    let test_path = format!("/api/connectors/{MOCK}/test");
+    for _ in 0..2 {
+        let (status, body) = host.post(
+            &test_path,
+            &json!({"phone": PHONE, "config": mock_config(&outbox)}),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let codes: Vec<Value> = outbox_lines(&outbox)
+        .iter()
+        .map(|line| line["payload"]["code"].clone())
+        .collect();
+    assert_eq!(codes.len(), 2);
+    assert!(
+        codes.iter().any(|code| code != "000000"),
+        "a fixed code: {codes:?}"
+    );
+    // An email test (Logto's `email`) is not taken: SMS only.
+    assert_eq!(
+        code_of(host.post(
+            &test_path,
+            &json!({"email": "a@example.com", "config": mock_config(&outbox)})
+        )),
+        (400, "guard.invalid_input".to_owned())
+    );
+}

@@ -581,3 +581,65 @@ fn digits_phone_validation_takes_the_numbers_logto_takes() {
         );
     }
 }
+
+/// Where the verification-code routes answer otherwise than Logto
+/// (docs/logto-compatibility.md).
+#[test]
+fn code_routes_differ_from_logto_where_documented() {
+    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
+    let outbox = folders.scratch_path("outbox.jsonl");
+    let host = folders.start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--code-max-attempts",
+        "1",
+    ]);
+    // No live connector: Logto saves the code and then fails 501; here the connector is
+    // checked first, so the 501 leaves nothing pending.
+    let (status, refused) = issue(&host, json!({"phone": PHONE, "type": "SignIn"}));
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (501, json!("connector.not_found"))
+    );
+    let config =
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": outbox});
+    assert_eq!(
+        host.post(
+            "/api/connectors",
+            &json!({"connectorId": MOCK, "config": config})
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        verify(&host, "000000", "SignIn").1["code"],
+        "verification_code.not_found",
+        "the refused request saved no code"
+    );
+
+    // Logto's email variant is not taken: SMS only.
+    let (status, refused) = issue(&host, json!({"email": "a@example.com"}));
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (400, json!("guard.invalid_input"))
+    );
+
+    // A code that is not six digits is refused as malformed (Logto: `code_mismatch`), and it
+    // costs no attempt: with one attempt allowed, the right code still works after it.
+    assert_eq!(
+        issue(&host, json!({"phone": PHONE, "type": "SignIn"})).0,
+        204
+    );
+    let code = last_code(&outbox);
+    for malformed in ["12345", "abcdef", " 123456", ""] {
+        let (status, refused) = verify(&host, malformed, "SignIn");
+        assert_eq!(
+            (status, refused["code"].clone()),
+            (400, json!("guard.invalid_input")),
+            "{malformed:?}"
+        );
+    }
+    assert_eq!(verify(&host, &code, "SignIn").0, 204);
+}
