@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::api_contract::DocumentedErrors;
 use crate::routes;
 
 /// Every error body: a stable `code`, a human `message`, and optional details.
@@ -40,70 +41,9 @@ pub struct ErrorBody {
         get_openapi_document,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerKeys, &StoreUnavailable),
+    modifiers(&BearerKeys, &DocumentedErrors),
 )]
 pub struct ApiDoc;
-
-/// Every `/api` route may answer `503 store.unavailable` when a shared store cannot be
-/// reached (PostgreSQL), and every route with a body `413` past the body limit; documented
-/// once here rather than on each handler.
-struct StoreUnavailable;
-
-impl Modify for StoreUnavailable {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{RefOr, ResponseBuilder};
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/") || path == "/api/openapi.json" {
-                continue;
-            }
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.patch,
-                &mut item.delete,
-                &mut item.put,
-            ];
-            for operation in operations.into_iter().flatten() {
-                if operation.request_body.is_some() {
-                    operation
-                        .responses
-                        .responses
-                        .entry("413".to_owned())
-                        .or_insert_with(|| {
-                            RefOr::T(
-                                ResponseBuilder::new()
-                                    .description(
-                                        "`guard.payload_too_large`: the body is over 64 KiB",
-                                    )
-                                    .content(
-                                        "application/json",
-                                        utoipa::openapi::ContentBuilder::new()
-                                            .schema(Some(utoipa::openapi::Ref::from_schema_name(
-                                                "ErrorBody",
-                                            )))
-                                            .build(),
-                                    )
-                                    .build(),
-                            )
-                        });
-                }
-                operation.responses.responses.entry("503".to_owned()).or_insert_with(|| {
-                    RefOr::T(
-                        ResponseBuilder::new()
-                            .description("`store.unavailable`: the shared store cannot be reached now; retry shortly (`Retry-After`)")
-                            .content(
-                                "application/json",
-                                utoipa::openapi::ContentBuilder::new()
-                                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                });
-            }
-        }
-    }
-}
 
 struct BearerKeys;
 
@@ -119,10 +59,34 @@ impl Modify for BearerKeys {
     }
 }
 
-/// This document.
+/// This document, as the running host applies it (`--phone-validation` decides what a phone
+/// number looks like).
 #[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
-    responses((status = 200, description = "The OpenAPI document"), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")),
     security(("admin_key" = [])))]
-pub async fn get_openapi_document() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+pub async fn get_openapi_document(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::server::AppState>>,
+) -> Result<crate::api_error::Json<serde_json::Value>, crate::api_error::ApiError> {
+    document_for(state.config.phone_validation)
+        .map(crate::api_error::Json)
+        .map_err(crate::api_error::ApiError::Internal)
+}
+
+/// The document a host with this phone validation serves.
+pub fn document_for(
+    phone_validation: crate::phone::PhoneValidation,
+) -> Result<serde_json::Value, String> {
+    let mut document = ApiDoc::openapi();
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .insert(
+            "PhoneNumber".to_owned(),
+            phone_validation.document_schema().into(),
+        );
+    let mut document = serde_json::to_value(document)
+        .map_err(|error| format!("cannot serialize the OpenAPI document: {error}"))?;
+    crate::api_contract::add_operation_links(&mut document);
+    Ok(document)
 }

@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::api_keys::parse_key_list;
 use crate::log_output::{EscapingWriter, LogFormat};
+use crate::phone::PhoneValidation;
 use crate::plugin_loader::PluginLoader;
 use crate::plugin_watcher::PluginWatchMode;
 use crate::send_executor::SendExecutorConfig;
@@ -115,6 +116,10 @@ pub struct ServeArgs {
     /// Default: every country.
     #[arg(long, env = "CONNECTOR_HOST_ALLOWED_COUNTRIES", value_parser = parse_country_list)]
     pub allowed_countries: Option<BTreeSet<String>>,
+    /// How phone numbers are checked: `strict` (valid for their country code per libphonenumber)
+    /// or `digits` (what Logto accepts: digits only, no numbering-plan check).
+    #[arg(long, env = "CONNECTOR_HOST_PHONE_VALIDATION", value_enum, default_value_t = PhoneValidation::Strict)]
+    pub phone_validation: PhoneValidation,
     /// How changes to the plugins folder are noticed: `notify` (inotify) or `poll` (for
     /// network filesystems where inotify sends nothing).
     #[arg(long, env = "CONNECTOR_HOST_PLUGINS_WATCH", value_enum, default_value_t = WatchArg::Notify)]
@@ -279,6 +284,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         },
         allowed_plugin_sha256: args.allowed_plugin_sha256,
         trusted_plugin_key_files: args.trusted_plugin_keys,
+        phone_validation: args.phone_validation,
         database_url: args.database_url,
         code_hash_key_file: args.code_hash_key_file,
         secrets_key_file: args.secrets_key_file,

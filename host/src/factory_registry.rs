@@ -27,6 +27,7 @@ impl Factory {
 /// What became of one plugin file (or one earlier build of it).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"path": "/srv/connector-host/plugins/libmock_sms.so", "size": 4194304, "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "status": "loaded", "factoryId": "mock-short-message-service", "pluginVersion": "0.1.0", "loadedAt": 1795767771508_i64}))]
 pub struct PluginFileReport {
     #[schema(value_type = String)]
     pub path: PathBuf,

@@ -39,10 +39,14 @@
 //! - [`console`]: the admin console, a single page embedded in the binary, and the sanitized
 //!   README route it uses.
 //! - [`api_doc`]: the OpenAPI document, generated from the handlers (utoipa).
+//! - [`api_contract`]: what utoipa cannot derive: each operation's error responses (from
+//!   [`api_error::ApiError`]), links, Logto's usage types.
 //! - [`api_error`]: the one error type at the HTTP edge, and the JSON extractor sharing it.
+//! - [`request_fields`]: the rules of request-body fields serde's derive cannot state.
 //! - [`routes`]: one module per resource of the HTTP API.
 //! - [`scaffold`]: `new-connector`, a vendor crate from embedded templates.
 
+pub mod api_contract;
 pub mod api_doc;
 pub mod api_error;
 pub mod api_keys;
@@ -59,6 +63,7 @@ pub mod plugin_folder;
 pub mod plugin_loader;
 pub mod plugin_signature;
 pub mod plugin_watcher;
+pub mod request_fields;
 pub mod routes;
 pub mod scaffold;
 pub mod secrets;

@@ -51,6 +51,8 @@ pub struct ServeConfig {
     /// Minisign public key files; when any, plugin files load only signed by one of them.
     pub trusted_plugin_key_files: Vec<PathBuf>,
     pub plugin_watch: PluginWatchMode,
+    /// `--phone-validation`: how every route checks a phone number.
+    pub phone_validation: crate::phone::PhoneValidation,
     /// PostgreSQL shared by several hosts; `None`: SQLite in the data directory.
     pub database_url: Option<String>,
     /// The code-hash key's file; `None`: `<data>/code-hash-key` (SQLite only).

@@ -876,6 +876,89 @@ fn the_openapi_document_describes_every_route() {
         );
     }
     assert!(document["components"]["securitySchemes"]["admin_key"].is_object());
+
+    // The document says what the host parses (scripts/api-contract-test holds the host to
+    // it): usage types, phones, codes, what is required, nullable or non-empty.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["UsageType"]["enum"],
+        json!([
+            "Register",
+            "SignIn",
+            "ForgotPassword",
+            "Generic",
+            "OrganizationInvitation",
+            "UserPermissionValidation",
+            "BindNewIdentifier",
+            "MfaVerification",
+            "BindMfa"
+        ])
+    );
+    assert_eq!(
+        schemas["SendMessageBody"]["properties"]["type"]["$ref"],
+        "#/components/schemas/UsageType"
+    );
+    assert_eq!(
+        schemas["SendMessageBody"]["properties"]["payload"]["type"], "object",
+        "payload is not nullable"
+    );
+    assert_eq!(
+        schemas["PhoneNumber"]["pattern"], r"^\+?[1-9][0-9]{5,14}$",
+        "strict by default"
+    );
+    assert_eq!(
+        schemas["VerifyCodeBody"]["properties"]["verificationCode"]["pattern"],
+        "^[0-9]{6}$"
+    );
+    assert_eq!(
+        schemas["CreateConnectorBody"]["required"],
+        json!(["connectorId"])
+    );
+    assert_eq!(
+        schemas["CreateConnectorBody"]["properties"]["connectorId"]["minLength"],
+        1
+    );
+    for body in [
+        "CreateConnectorBody",
+        "UpdateConnectorBody",
+        "TestConnectorBody",
+        "SendMessageBody",
+        "IssueCodeBody",
+        "VerifyCodeBody",
+        "ConnectorResponse",
+        "FactoryResponse",
+        "SendMessageResponse",
+    ] {
+        assert!(
+            schemas[body]["example"].is_object(),
+            "{body} has no example"
+        );
+    }
+    // Each error response lists its codes, from the host's own error type.
+    let create = &document["paths"]["/api/connectors"]["post"]["responses"];
+    assert_eq!(
+        create["422"]["content"]["application/json"]["schema"]["allOf"][1]["properties"]["code"]
+            ["enum"],
+        json!(["connector.not_found_with_connector_id"])
+    );
+    // Links: from the id a create returns, and from the factories list.
+    for (link, operation) in [
+        ("GetConnector", "get_connector"),
+        ("UpdateConnector", "update_connector"),
+        ("DeleteConnector", "delete_connector"),
+        ("EnableConnector", "enable_connector"),
+    ] {
+        assert_eq!(create["200"]["links"][link]["operationId"], operation);
+        assert_eq!(
+            create["200"]["links"][link]["parameters"]["id"],
+            "$response.body#/id"
+        );
+    }
+    let factories = &document["paths"]["/api/connector-factories"]["get"]["responses"]["200"];
+    assert_eq!(
+        factories["links"]["TestConnectorConfig"]["operationId"],
+        "test_connector_config"
+    );
 }
 
 #[test]
@@ -1086,5 +1169,137 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
     assert!(
         stderr.contains("which the secrets key file does not hold"),
         "{stderr}"
+    );
+}
+
+/// Logto's own integration tests, replayed: `config` is optional on create (`{}` when left out)
+/// and the factory is looked up before the config is read, so an unknown factory is `422`
+/// whatever the body holds; a config the plugin refuses is still never made live.
+#[test]
+fn create_without_config_looks_up_the_factory_first_as_logto_does() {
+    let host = HostFolders::new(&[
+        ("mock.so", &plugin_file("mock_sms")),
+        ("any.so", &plugin_file("fixture_without_form_items")),
+    ])
+    .start();
+    let code_of = |(status, body): (u16, Value)| {
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    };
+    let not_found = (422, "connector.not_found_with_connector_id".to_owned());
+    assert_eq!(
+        code_of(host.post("/api/connectors", &json!({"connectorId": "non-exist-id"}))),
+        not_found
+    );
+    assert_eq!(
+        code_of(host.post(
+            "/api/connectors",
+            &json!({"connectorId": "non-exist-id", "config": {"templates": "no"}})
+        )),
+        not_found
+    );
+
+    // A known factory without a config: `{}`, which the mock refuses; nothing is saved.
+    let (status, refused) = host.post("/api/connectors", &json!({"connectorId": MOCK}));
+    assert_eq!(
+        (status, refused["code"].clone()),
+        (400, json!("connector.invalid_config")),
+        "{refused}"
+    );
+    assert_eq!(host.get("/api/connectors").1, json!([]));
+    assert_eq!(host.get("/api/connectors?enabled=false").1, json!([]));
+
+    // A plugin that takes `{}` gets it, and the connector is live.
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "without-form-items"}),
+    );
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(
+        (
+            created["config"].clone(),
+            created["metadata"].clone(),
+            created["enabled"].clone()
+        ),
+        (json!({}), json!({}), json!(true))
+    );
+
+    // What the guard refuses before any lookup, as Logto's does.
+    for body in [
+        json!({"connectorId": ""}),
+        json!({"connectorId": "non-exist-id", "config": null}),
+        json!({"connectorId": "non-exist-id", "config": []}),
+        json!({"connectorId": "non-exist-id", "metadata": null}),
+        // Logto's optional `id` and `syncProfile` are not taken here.
+        json!({"connectorId": MOCK, "id": "chosen-id"}),
+        json!({"connectorId": MOCK, "syncProfile": true}),
+    ] {
+        assert_eq!(
+            code_of(host.post("/api/connectors", &body)),
+            (400, "guard.invalid_input".to_owned()),
+            "{body}"
+        );
+    }
+    // PATCH: a present `config` or `metadata` is an object, never `null`.
+    let id = created["id"].as_str().unwrap();
+    for body in [json!({"config": null}), json!({"metadata": null})] {
+        assert_eq!(
+            code_of(host.patch(&format!("/api/connectors/{id}"), &body)),
+            (400, "guard.invalid_input".to_owned()),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        host.patch(&format!("/api/connectors/{id}"), &json!({})).0,
+        200
+    );
+}
+
+/// Where the connector routes answer otherwise than Logto (docs/logto-compatibility.md).
+#[test]
+fn connector_routes_differ_from_logto_where_documented() {
+    let host = mock_host();
+    let code_of = |(status, body): (u16, Value)| {
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    };
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    // A test through a factory no plugin provides: Logto says 400 `connector.not_found`; here
+    // it is the same 422 as creating a connector of that factory.
+    assert_eq!(
+        code_of(host.post(
+            "/api/connectors/non-exist-id/test",
+            &json!({"phone": PHONE, "config": mock_config(&outbox)})
+        )),
+        (422, "connector.not_found_with_connector_id".to_owned())
+    );
+    // Logto's `target` filter: these connectors are all SMS ones; the query is refused.
+    assert_eq!(
+        code_of(host.get("/api/connectors?target=mock-sms")),
+        (400, "guard.invalid_input".to_owned())
+    );
+    // The test code is random here (Logto sends `000000`).
+    let test_path = format!("/api/connectors/{MOCK}/test");
+    for _ in 0..2 {
+        let (status, body) = host.post(
+            &test_path,
+            &json!({"phone": PHONE, "config": mock_config(&outbox)}),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
+    let codes: Vec<Value> = outbox_lines(&outbox)
+        .iter()
+        .map(|line| line["payload"]["code"].clone())
+        .collect();
+    assert_eq!(codes.len(), 2);
+    assert!(
+        codes.iter().any(|code| code != "000000"),
+        "a fixed code: {codes:?}"
+    );
+    // An email test (Logto's `email`) is not taken: SMS only.
+    assert_eq!(
+        code_of(host.post(
+            &test_path,
+            &json!({"email": "a@example.com", "config": mock_config(&outbox)})
+        )),
+        (400, "guard.invalid_input".to_owned())
     );
 }

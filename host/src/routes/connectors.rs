@@ -10,12 +10,11 @@ use plugin_api::{
     ConfigFieldError, ConnectorError, ConnectorInstance, PluginMetadata, TemplateType,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, Json, Path, Query};
 use crate::factory_registry::Factory;
 use crate::live_connector::{LiveConnector, LiveStatus};
-use crate::phone::PhoneNumber;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
 use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
@@ -23,11 +22,21 @@ use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
 /// A connector as Logto returns it: the saved connector plus its factory's metadata.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "6wb24mwyos70", "connectorId": "mock-short-message-service", "type": "Sms",
+    "enabled": true, "loaded": true, "orphaned": false,
+    "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null},
+    "metadata": {}, "createdAt": 1795767771508_i64, "updatedAt": 1795767771508_i64,
+    "target": "mock-sms", "name": {"en": "Mock SMS Service"}, "pluginVersion": "0.1.0"
+}))]
 pub struct ConnectorResponse {
+    /// The connector's own id (12 lowercase letters and digits).
     pub id: String,
+    /// Its factory's id.
     pub connector_id: String,
     #[serde(rename = "type")]
-    pub connector_type: &'static str,
+    pub connector_type: crate::routes::connector_factories::ConnectorType,
+    /// Whether it is the live connector (`false`: retired, kept to switch back to).
     pub enabled: bool,
     /// Whether a loaded plugin provides this connector (and, for the live one, whether it
     /// accepted the saved config).
@@ -94,7 +103,7 @@ fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorRes
         orphaned,
         id: record.id,
         connector_id: record.factory_id,
-        connector_type: "Sms",
+        connector_type: crate::routes::connector_factories::ConnectorType::Sms,
         enabled: record.enabled,
         metadata: record.metadata,
         created_at: record.created_at,
@@ -165,16 +174,6 @@ async fn find_connector(state: &AppState, id: &str) -> Result<ConnectorRecord, A
         })
 }
 
-fn require_object(metadata: Option<Value>) -> Result<Value, ApiError> {
-    match metadata {
-        None => Ok(Value::Object(Default::default())),
-        Some(value @ Value::Object(_)) => Ok(value),
-        Some(_) => Err(ApiError::InvalidRequestBody(
-            "`metadata` must be a JSON object".to_owned(),
-        )),
-    }
-}
-
 /// Twelve random lowercase letters and digits, like Logto's connector ids.
 fn new_connector_id() -> Result<String, ApiError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -214,7 +213,7 @@ pub struct ListConnectorsQuery {
 
 /// The live connector (default), or the retired ones with `enabled=false`.
 #[utoipa::path(get, path = "/api/connectors", tag = "connectors", params(ListConnectorsQuery),
-    responses((status = 200, body = [ConnectorResponse]), (status = 400, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 200, body = [ConnectorResponse])), security(("admin_key" = [])))]
 pub async fn list_connectors(
     State(state): State<Arc<AppState>>,
     Query(query): Query<ListConnectorsQuery>,
@@ -230,8 +229,8 @@ pub async fn list_connectors(
 }
 
 /// One connector, live or retired.
-#[utoipa::path(get, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path)),
-    responses((status = 200, body = ConnectorResponse), (status = 404, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+#[utoipa::path(get, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path, description = "The connector id", min_length = 1, example = "6wb24mwyos70")),
+    responses((status = 200, body = ConnectorResponse)), security(("admin_key" = [])))]
 pub async fn get_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -242,32 +241,40 @@ pub async fn get_connector(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"connectorId": "mock-short-message-service", "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null}}))]
 pub struct CreateConnectorBody {
-    /// The factory id.
+    /// The factory id, from `GET /api/connector-factories`.
+    #[serde(deserialize_with = "crate::request_fields::non_empty_string")]
+    #[schema(min_length = 1)]
     pub connector_id: String,
+    /// Validated by the factory's plugin before anything is saved. Optional, as in Logto: left
+    /// out, it is `{}`, which a plugin with required fields refuses (`connector.invalid_config`).
+    #[serde(default)]
     #[schema(value_type = Object)]
-    pub config: Value,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    pub config: Map<String, Value>,
+    /// Kept with the connector as it is.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
 }
 
 /// Creates a connector and makes it the live one; the previous live connector is retired in
 /// the same transaction, its config kept.
 #[utoipa::path(post, path = "/api/connectors", tag = "connectors", request_body = CreateConnectorBody,
-    responses((status = 200, body = ConnectorResponse), (status = 400, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+    responses((status = 200, description = "The new live connector", body = ConnectorResponse)), security(("admin_key" = [])))]
 pub async fn create_connector(
     State(state): State<Arc<AppState>>,
     Json(body): Json<CreateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    let metadata = require_object(body.metadata)?;
+    // The factory first, as Logto: an unknown one is `422` whatever the config.
     let factory = find_factory(&state, &body.connector_id)?;
-    let (config, instance) =
-        prepare_config(&factory, &body.config, None).map_err(ApiError::from_config_under_test)?;
+    let (config, instance) = prepare_config(&factory, &Value::Object(body.config), None)
+        .map_err(ApiError::from_config_under_test)?;
     let new_connector = NewConnector {
         id: new_connector_id()?,
         factory_id: body.connector_id,
         config,
-        metadata,
+        metadata: Value::Object(body.metadata),
     };
     let _change = state.connector_changes.lock().await;
     let record = state.store.insert_live(new_connector).await?;
@@ -277,33 +284,42 @@ pub async fn create_connector(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null}, "metadata": {"note": "staging"}}))]
 pub struct UpdateConnectorBody {
     /// Replaces the whole config (Logto replaces, it does not merge); masked secrets stay.
-    #[schema(value_type = Option<Object>)]
-    pub config: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    /// Left out: the saved config, validated again.
+    #[serde(
+        default,
+        deserialize_with = "crate::request_fields::object_when_present"
+    )]
+    #[schema(value_type = Object)]
+    pub config: Option<Map<String, Value>>,
+    /// Replaces the metadata; left out, it is kept.
+    #[serde(
+        default,
+        deserialize_with = "crate::request_fields::object_when_present"
+    )]
+    #[schema(value_type = Object)]
+    pub metadata: Option<Map<String, Value>>,
 }
 
 /// Replaces config and/or metadata; patching the live connector swaps it.
-#[utoipa::path(patch, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path)), request_body = UpdateConnectorBody,
-    responses((status = 200, body = ConnectorResponse), (status = 400, body = crate::api_doc::ErrorBody), (status = 404, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+#[utoipa::path(patch, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path, description = "The connector id", min_length = 1, example = "6wb24mwyos70")), request_body = UpdateConnectorBody,
+    responses((status = 200, body = ConnectorResponse)), security(("admin_key" = [])))]
 pub async fn update_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Json(body): Json<UpdateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
     let _change = state.connector_changes.lock().await;
-    let new_metadata = body
-        .metadata
-        .map(|metadata| require_object(Some(metadata)))
-        .transpose()?;
+    let new_config = body.config.map(Value::Object);
+    let new_metadata = body.metadata.map(Value::Object);
     // Read, validate, then write only if nothing changed in between (another host may have):
     // masked secrets are restored from exactly the config that is replaced.
     for _attempt in 0..3 {
         let stored = find_connector(&state, &id).await?;
         let factory = find_factory(&state, &stored.factory_id)?;
-        let submitted = body.config.as_ref().unwrap_or(&stored.config);
+        let submitted = new_config.as_ref().unwrap_or(&stored.config);
         let (config, instance) = prepare_config(&factory, submitted, Some(&stored.config))
             .map_err(ApiError::from_config_under_test)?;
         let metadata = new_metadata
@@ -330,8 +346,8 @@ pub async fn update_connector(
 
 /// Makes a saved connector live again, retiring the current one, in one call. Refused (and
 /// the current one kept) when the connector's plugin is not loaded or rejects its config.
-#[utoipa::path(post, path = "/api/connectors/{id}/enable", tag = "connectors", params(("id" = String, Path)),
-    responses((status = 200, body = ConnectorResponse), (status = 404, body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+#[utoipa::path(post, path = "/api/connectors/{id}/enable", tag = "connectors", params(("id" = String, Path, description = "The connector id", min_length = 1, example = "6wb24mwyos70")),
+    responses((status = 200, description = "The connector, now live", body = ConnectorResponse)), security(("admin_key" = [])))]
 pub async fn enable_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -360,8 +376,8 @@ pub async fn enable_connector(
 }
 
 /// Deletes a live or retired connector; deleting the live one leaves none live.
-#[utoipa::path(delete, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path)),
-    responses((status = 204), (status = 404, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+#[utoipa::path(delete, path = "/api/connectors/{id}", tag = "connectors", params(("id" = String, Path, description = "The connector id", min_length = 1, example = "6wb24mwyos70")),
+    responses((status = 204, description = "Deleted")), security(("admin_key" = [])))]
 pub async fn delete_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -388,10 +404,15 @@ pub async fn delete_connector(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"phone": "+12015550123", "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null}, "locale": "en"}))]
 pub struct TestConnectorBody {
+    /// Where the test code goes.
+    #[schema(value_type = crate::phone::PhoneNumber)]
     pub phone: String,
+    /// The unsaved config to test, validated by the factory's plugin.
     #[schema(value_type = Object)]
-    pub config: Value,
+    pub config: Map<String, Value>,
+    /// Picks a per-locale template (`payload.locale`).
     pub locale: Option<String>,
     /// The saved connector (of this factory) whose stored secrets stand behind `******` in
     /// `config`, as when testing edits on a connector's page. Without it: the live connector
@@ -403,15 +424,22 @@ pub struct TestConnectorBody {
 /// through the factory (the path's id is the factory id). Nothing is saved. A masked secret
 /// is taken from `savedConnectorId`, else from the saved connector of the same factory (the
 /// live one first).
-#[utoipa::path(post, path = "/api/connectors/{id}/test", tag = "connectors", params(("id" = String, Path, description = "The factory id")), request_body = TestConnectorBody,
-    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 404, description = "`savedConnectorId` does not exist", body = crate::api_doc::ErrorBody), (status = 429, description = "Flow control or the vendor's rate limit (`Retry-After`)", body = crate::api_doc::ErrorBody), (status = 501, description = "The connector cannot send this", body = crate::api_doc::ErrorBody), (status = 422, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)), security(("admin_key" = [])))]
+#[utoipa::path(post, path = "/api/connectors/{id}/test", tag = "connectors",
+    params(("id" = String, Path, description = "The factory id", min_length = 1, example = "mock-short-message-service")),
+    request_body = TestConnectorBody,
+    responses((status = 204, description = "The test code was sent")), security(("admin_key" = [])))]
 pub async fn test_connector_config(
     State(state): State<Arc<AppState>>,
     Path(factory_id): Path<String>,
     Json(body): Json<TestConnectorBody>,
 ) -> Result<StatusCode, ApiError> {
     let factory = find_factory(&state, &factory_id)?;
-    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state
+        .config
+        .phone_validation
+        .parse(&body.phone)
+        .map_err(ApiError::InvalidPhoneNumber)?;
+    let config = Value::Object(body.config);
     let stored_config = match body.saved_connector_id {
         Some(saved_connector_id) => {
             let saved = find_connector(&state, &saved_connector_id).await?;
@@ -423,7 +451,7 @@ pub async fn test_connector_config(
             }
             Some(saved.config)
         }
-        None if crate::secrets::contains_mask(&body.config) => {
+        None if crate::secrets::contains_mask(&config) => {
             let mut candidates = state.store.list(None).await?;
             candidates.retain(|record| record.factory_id == factory_id);
             candidates.sort_by_key(|record| (record.enabled, record.updated_at));
@@ -431,7 +459,7 @@ pub async fn test_connector_config(
         }
         None => None,
     };
-    let (_, instance) = prepare_config(&factory, &body.config, stored_config.as_ref())
+    let (_, instance) = prepare_config(&factory, &config, stored_config.as_ref())
         .map_err(ApiError::from_config_under_test)?;
     let code = crate::verification_code::generate_code()
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;

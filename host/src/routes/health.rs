@@ -13,8 +13,15 @@ use crate::server::AppState;
 /// Liveness and readiness: `200` when the host can serve, `503` when its shared store cannot
 /// be reached (`store: "unavailable"`; sends are refused meanwhile). Needs no key.
 #[utoipa::path(get, path = "/health", tag = "meta", responses(
-    (status = 200, description = "`{status, store, storeKind, generation, live, factories, limits}`"),
-    (status = 503, description = "The shared store cannot be reached: `store: \"unavailable\"`")))]
+    (status = 200, description = "`{status, store, storeKind, generation, live, factories, limits}`", body = Object,
+        example = json!({"status": "ok", "store": "ok", "storeKind": "sqlite", "generation": 0,
+            "live": {"connectorId": "6wb24mwyos70", "factoryId": "mock-short-message-service", "ready": true, "reason": null},
+            "factories": 5,
+            "limits": {"sending": {"maxSendsPerRecipient": 10, "windowSeconds": 600, "resendCooldownSeconds": 60, "allowedCountries": null},
+                "verificationCodes": {"timeToLiveSeconds": 600, "maxAttempts": 10}}})),
+    (status = 503, description = "The shared store cannot be reached: `store: \"unavailable\"`", body = Object,
+        example = json!({"status": "unavailable", "store": "unavailable", "storeKind": "postgres", "generation": 12,
+            "live": null, "factories": 5, "limits": {}}))))]
 pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let factory_count = state.factories.load().factories().count();
     let (store_kind, store_status) = match &state.shared_store {

@@ -8,23 +8,23 @@ use plugin_api::{SmsMessage, TemplateType};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json};
-use crate::phone::PhoneNumber;
 use crate::sending::{current_live_connector, send_with_flow_control, SendPurpose, SendTarget};
 use crate::server::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"to": "+12015550123", "type": "SignIn", "payload": {"code": "123456", "locale": "en"}}))]
 pub struct SendMessageBody {
-    /// Digits with the country code, or E.164.
+    /// The recipient.
+    #[schema(value_type = crate::phone::PhoneNumber)]
     pub to: String,
-    /// Usage type: Register, SignIn, ForgotPassword, Generic (default), OrganizationInvitation,
-    /// UserPermissionValidation, BindNewIdentifier, MfaVerification, BindMfa.
+    /// Picks the template; `Generic` when left out.
     #[serde(rename = "type", default = "generic")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = crate::api_contract::UsageType)]
     pub template_type: TemplateType,
-    /// Template placeholders: `code`, `locale`, anything else.
+    /// Template placeholders: `code`, `locale` (picks a per-locale template), anything else.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object)]
     pub payload: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -34,24 +34,29 @@ fn generic() -> TemplateType {
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "providerMessageId": "SM3f0c5d2f1b5e4b6c9a8d7e6f5a4b3c2d"}))]
 pub struct SendMessageResponse {
+    /// The live connector that sent it.
     pub connector_id: String,
     pub factory_id: String,
+    /// The provider's id for the message, when it gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
 }
 
 /// Sends one message through the live connector.
 #[utoipa::path(post, path = "/api/messages", tag = "messages", request_body = SendMessageBody,
-    responses((status = 200, body = SendMessageResponse), (status = 400, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody),
-        (status = 429, body = crate::api_doc::ErrorBody), (status = 501, description = "No live connector, or it cannot send", body = crate::api_doc::ErrorBody),
-        (status = 502, description = "The provider failed or answered unreadably", body = crate::api_doc::ErrorBody)),
+    responses((status = 200, description = "Sent", body = SendMessageResponse)),
     security(("send_key" = []), ("admin_key" = [])))]
 pub async fn send_message(
     State(state): State<Arc<AppState>>,
     Json(body): Json<SendMessageBody>,
 ) -> Result<Json<SendMessageResponse>, ApiError> {
-    let phone = PhoneNumber::parse(&body.to).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state
+        .config
+        .phone_validation
+        .parse(&body.to)
+        .map_err(ApiError::InvalidPhoneNumber)?;
     // Held to the end of the send: a swap meanwhile does not touch this connector.
     let live = current_live_connector(&state)?;
     let target = SendTarget::live(&live)?;

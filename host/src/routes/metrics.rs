@@ -9,7 +9,8 @@ use axum::response::IntoResponse;
 
 use crate::server::AppState;
 
-#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format",
+    content_type = "text/plain", example = "# TYPE sms_sends_total counter\nsms_sends_total{factory=\"mock-short-message-service\",purpose=\"verification_code\",outcome=\"sent\"} 3\n")))]
 pub async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let body = state
         .metrics

@@ -9,7 +9,6 @@ use plugin_api::TemplateType;
 use serde::Deserialize;
 
 use crate::api_error::{ApiError, Json};
-use crate::phone::PhoneNumber;
 use crate::sending::{
     current_live_connector, masked_phone, reserve_send, send_reserved, SendPurpose, SendTarget,
 };
@@ -23,12 +22,15 @@ fn generic() -> TemplateType {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"phone": "+12015550123", "type": "SignIn", "locale": "en"}))]
 pub struct IssueCodeBody {
-    /// Digits with the country code, or E.164.
+    /// The recipient.
+    #[schema(value_type = crate::phone::PhoneNumber)]
     pub phone: String,
-    /// Usage type (default Generic); picks the template and scopes the code.
+    /// Picks the template and scopes the code; `Generic` when left out (Logto sends only
+    /// Generic codes through this route).
     #[serde(rename = "type", default = "generic")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = crate::api_contract::UsageType)]
     pub template_type: TemplateType,
     /// Picks a per-locale template (`payload.locale`).
     pub locale: Option<String>,
@@ -36,15 +38,17 @@ pub struct IssueCodeBody {
 
 /// Sends a new code; it replaces any code pending for the same phone and type.
 #[utoipa::path(post, path = "/api/verification-codes", tag = "verification codes", request_body = IssueCodeBody,
-    responses((status = 204), (status = 400, body = crate::api_doc::ErrorBody), (status = 401, body = crate::api_doc::ErrorBody),
-        (status = 429, description = "Per-recipient limit or resend cooldown; see Retry-After", body = crate::api_doc::ErrorBody),
-        (status = 501, body = crate::api_doc::ErrorBody), (status = 502, body = crate::api_doc::ErrorBody)),
+    responses((status = 204, description = "The code was sent")),
     security(("send_key" = []), ("admin_key" = [])))]
 pub async fn issue_code(
     State(state): State<Arc<AppState>>,
     Json(body): Json<IssueCodeBody>,
 ) -> Result<StatusCode, ApiError> {
-    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state
+        .config
+        .phone_validation
+        .parse(&body.phone)
+        .map_err(ApiError::InvalidPhoneNumber)?;
     let live = current_live_connector(&state)?;
     let target = SendTarget::live(&live)?;
     let code = crate::verification_code::generate_code()
@@ -95,29 +99,40 @@ pub async fn issue_code(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"phone": "+12015550123", "verificationCode": "123456", "type": "SignIn"}))]
 pub struct VerifyCodeBody {
+    /// The phone the code was sent to.
+    #[schema(value_type = crate::phone::PhoneNumber)]
     pub phone: String,
+    /// The six digits that were sent (Logto takes any non-empty text and answers
+    /// `code_mismatch`; here anything else is refused as malformed, counting no attempt).
+    #[serde(deserialize_with = "crate::request_fields::six_digit_code")]
+    #[schema(pattern = "^[0-9]{6}$")]
     pub verification_code: String,
+    /// The type the code was issued for; `Generic` when left out.
     #[serde(rename = "type", default = "generic")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = crate::api_contract::UsageType)]
     pub template_type: TemplateType,
 }
 
 /// Checks a code. It works once; wrong attempts are counted and capped.
 #[utoipa::path(post, path = "/api/verification-codes/verify", tag = "verification codes", request_body = VerifyCodeBody,
-    responses((status = 204), (status = 400, description = "verification_code.not_found | expired | exceed_max_try | code_mismatch", body = crate::api_doc::ErrorBody),
-        (status = 401, body = crate::api_doc::ErrorBody)),
+    responses((status = 204, description = "The code is right; it is used up")),
     security(("send_key" = []), ("admin_key" = [])))]
 pub async fn verify_code(
     State(state): State<Arc<AppState>>,
     Json(body): Json<VerifyCodeBody>,
 ) -> Result<StatusCode, ApiError> {
-    let phone = PhoneNumber::parse(&body.phone).map_err(ApiError::InvalidPhoneNumber)?;
+    let phone = state
+        .config
+        .phone_validation
+        .parse(&body.phone)
+        .map_err(ApiError::InvalidPhoneNumber)?;
     let template_type = body.template_type.to_string();
     let presented_hash =
         state
             .code_hasher
-            .hash(phone.e164(), &template_type, body.verification_code.trim());
+            .hash(phone.e164(), &template_type, &body.verification_code);
     let max_attempts = state.config.code_policy.max_attempts;
     let outcome = state
         .store
