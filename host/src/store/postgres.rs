@@ -135,21 +135,27 @@ fn read_record(
     })
 }
 
-/// Inside a change: the configs must still be sealed under this host's key. A host left
-/// behind by a rotation would seal configs the other hosts cannot open: it fails closed.
-async fn require_current_sealing_key(
+/// The id of the key the configs are sealed under; `None` before the first host recorded it.
+async fn recorded_sealing_key_id(
     transaction: &deadpool_postgres::Transaction<'_>,
-    keyring: &SecretsKeyring,
-) -> Result<(), StoreError> {
-    let recorded: Option<String> = transaction
+) -> Result<Option<String>, StoreError> {
+    Ok(transaction
         .query_opt(
             "SELECT value FROM store_settings WHERE name = $1",
             &[&SECRETS_KEY_SETTING],
         )
         .await?
         .map(|row| row.try_get(0))
-        .transpose()?;
-    match recorded {
+        .transpose()?)
+}
+
+/// Inside a change: the configs must still be sealed under this host's key. A host left
+/// behind by a rotation would seal configs the other hosts cannot open: it fails closed.
+async fn require_current_sealing_key(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    keyring: &SecretsKeyring,
+) -> Result<(), StoreError> {
+    match recorded_sealing_key_id(transaction).await? {
         Some(recorded) if recorded != keyring.sealing_key_id() => Err(StoreError::Unavailable(format!(
             "the saved configs are sealed under secrets key {recorded} since a key rotation, but this host seals with {}: restart it with the new secrets key file",
             keyring.sealing_key_id()
@@ -280,14 +286,7 @@ impl PostgresStore {
             transaction
                 .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
                 .await?;
-            let recorded_key_id: Option<String> = transaction
-                .query_opt(
-                    "SELECT value FROM store_settings WHERE name = $1",
-                    &[&SECRETS_KEY_SETTING],
-                )
-                .await?
-                .map(|row| row.try_get(0))
-                .transpose()?;
+            let recorded_key_id = recorded_sealing_key_id(&transaction).await?;
             check_recorded_key(recorded_key_id.as_deref(), &self.keyring, during_rotation)
                 .map_err(StoreError::Failed)?;
             let mut report = SealingReport::new(self.keyring.sealing_key_id());
