@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::http::api_doc::LimitResponses;
 use crate::routes;
 
 /// Every error body: a stable `code`, a human `message`, and optional details.
@@ -40,7 +41,7 @@ pub struct ErrorBody {
         get_openapi_document,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&BearerKeys, &StoreUnavailable),
+    modifiers(&BearerKeys, &StoreUnavailable, &LimitResponses),
 )]
 pub struct ApiDoc;
 
