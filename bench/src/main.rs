@@ -10,6 +10,8 @@
 //! - `swaps`: sends at full speed while the live connector is swapped 100 times a second, then
 //!   as fast as the API answers, against the same load without swaps; RSS across 10,000 swaps
 //!   between two connectors.
+//! - `slow-clients`: sends at full speed while 1,000 slowloris clients stay connected (each
+//!   reconnecting when the host closes it), against the same load without them.
 //! - `all`: all of the above.
 //! - `soak`: sends, swaps every 100 ms and upgrades every 5 s together for `--duration-secs`
 //!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.
@@ -30,6 +32,7 @@ use clap::{Parser, Subcommand};
 
 mod plugins;
 mod several_hosts;
+mod slow_clients;
 mod soak;
 mod swaps;
 use serde_json::{json, Value};
@@ -58,6 +61,8 @@ enum Scenario {
     Codes,
     Plugins,
     Swaps,
+    /// Sends while 1,000 slowloris clients stay connected, against the same load without.
+    SlowClients,
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
     Soak,
@@ -112,6 +117,14 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
             duration_secs,
             connections,
             if duration_secs <= 1 { 100 } else { 10_000 },
+        )?;
+    }
+    if matches!(scenario, Scenario::SlowClients | Scenario::All) {
+        slow_clients::bench_slow_clients(
+            &release,
+            duration_secs,
+            connections,
+            if duration_secs <= 1 { 50 } else { 1000 },
         )?;
     }
     if matches!(scenario, Scenario::Plugins | Scenario::All) {

@@ -89,6 +89,26 @@ fn with_a_body() -> Vec<Failure> {
             },
             "the body is over 64 KiB",
         ),
+        failure(
+            ApiError::BodyReadTimedOut { limit_secs: 10 },
+            "the body did not arrive within `--body-read-timeout-secs`; the connection is closed",
+        ),
+    ]
+}
+
+/// What the limits at the HTTP edge (`crate::http`) answer on every API route.
+fn edge_limits() -> Vec<Failure> {
+    vec![
+        failure(
+            ApiError::Overloaded { max_in_flight: 256 },
+            "more API requests in progress than `--max-in-flight`: refused at once, never \
+             queued; retry after `Retry-After`",
+        ),
+        failure(
+            ApiError::RequestTimedOut { limit_secs: 25 },
+            "no answer within `--api-request-timeout-secs`; the work goes on to its end and its \
+             outcome is logged",
+        ),
     ]
 }
 
@@ -179,6 +199,14 @@ fn sending_failures(config_under_test: bool) -> Vec<Failure> {
         invalid_phone_number(),
         country_not_allowed(),
         recipient_limit(),
+        failure(
+            ApiError::ConnectorBusy {
+                connector_id: "twilio-7f3a".to_owned(),
+                limit: 128,
+            },
+            "the connector has `--max-vendor-concurrency` sends in progress (its provider is \
+             slow); retry after `Retry-After`",
+        ),
         failure(
             ApiError::Upstream("cannot reach api.example.com".to_owned()),
             "the provider could not be reached or answered unreadably",
@@ -356,6 +384,7 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
         }
         _ => return None,
     };
+    failures.extend(edge_limits());
     // One code once per status: the first reason given for it stands.
     let mut seen = std::collections::BTreeSet::new();
     failures.retain(|failure| seen.insert((failure.error.status(), failure.error.code())));

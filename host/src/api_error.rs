@@ -57,6 +57,18 @@ pub enum ApiError {
     /// The reason (which names the database's address) goes to the log, not to the client.
     #[error("the store is unavailable; try again shortly")]
     StoreUnavailable(String),
+    /// More API requests in progress than `--max-in-flight`: refused at once, never queued.
+    #[error("the host has {max_in_flight} requests in progress, its limit; retry shortly")]
+    Overloaded { max_in_flight: u32 },
+    /// The connector has `--max-vendor-concurrency` sends in progress: its provider is slow.
+    #[error("connector {connector_id:?} has {limit} sends in progress, its limit (its provider is slow); retry shortly")]
+    ConnectorBusy { connector_id: String, limit: u32 },
+    /// The client did not send the body within `--body-read-timeout-secs`.
+    #[error("the request body did not arrive within {limit_secs} s")]
+    BodyReadTimedOut { limit_secs: u64 },
+    /// No answer within `--api-request-timeout-secs`; the work goes on to its end.
+    #[error("no answer within {limit_secs} s; the request goes on and its outcome is logged (a message may still be delivered: check before sending it again)")]
+    RequestTimedOut { limit_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,7 +94,11 @@ impl ApiError {
             ApiError::NoLiveConnector(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable(_)
+            | ApiError::Overloaded { .. }
+            | ApiError::ConnectorBusy { .. }
+            | ApiError::RequestTimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyReadTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::ChangedConcurrently { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -114,6 +130,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "request.method_not_allowed".to_owned(),
             ApiError::StoreUnavailable(_) => "store.unavailable".to_owned(),
             ApiError::ChangedConcurrently { .. } => "connector.changed_concurrently".to_owned(),
+            ApiError::Overloaded { .. } => "server.overloaded".to_owned(),
+            ApiError::ConnectorBusy { .. } => "connector.busy".to_owned(),
+            ApiError::BodyReadTimedOut { .. } => "request.timeout".to_owned(),
+            ApiError::RequestTimedOut { .. } => "server.timeout".to_owned(),
             ApiError::Internal(_) => "unknown".to_owned(),
         }
     }
@@ -174,6 +194,10 @@ impl IntoResponse for ApiError {
             }
             // The follower and the pool reconnect within a second or two.
             ApiError::StoreUnavailable(_) => retry_after = Some("1".to_owned()),
+            // Slots free up as requests finish, which takes a provider round trip.
+            ApiError::Overloaded { .. } | ApiError::ConnectorBusy { .. } => {
+                retry_after = Some("1".to_owned())
+            }
             _ => {}
         }
         let mut response = (self.status(), axum::Json(body)).into_response();
@@ -181,6 +205,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds);
+        }
+        if matches!(self, ApiError::BodyReadTimedOut { .. }) {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
         }
         response
     }

@@ -158,6 +158,9 @@ pub struct ServeArgs {
     /// one-second poll; for tests).
     #[arg(long, env = "CONNECTOR_HOST_STORE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
     pub store_notifications: bool,
+    /// Timeouts and caps on connections, requests and sends per connector (host/src/http).
+    #[command(flatten)]
+    pub limits: crate::http::LimitArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -263,7 +266,17 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         }
     };
     let keys = |list: Option<String>| list.as_deref().map(parse_key_list).unwrap_or_default();
+    let open_file_limit = crate::http::descriptors::raise_open_file_limit();
+    let provider_timeout = Duration::from_secs(args.request_timeout_secs);
+    let http_limits = match args.limits.resolve(provider_timeout, open_file_limit) {
+        Ok(limits) => limits,
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = ServeConfig {
+        http_limits,
         plugins_dir: args.plugins.unwrap_or_else(|| args.data.join("plugins")),
         data_dir: args.data,
         admin_keys: keys(args.admin_key),

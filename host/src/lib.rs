@@ -35,6 +35,9 @@
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
 //! - [`telemetry`]: the Prometheus recorder and its upkeep.
 //! - [`server`]: application state, the router (with key checks) and the listener.
+//! - [`http`]: the limits at the HTTP edge: the accept loop with a cap on connections and
+//!   hyper's header read timeout, the descriptor limit, load shedding and request deadlines.
+//! - [`vendor_concurrency`]: at most so many sends in progress through one connector.
 //! - [`data_directory`]: the data directory and its files kept private (0700, 0600).
 //! - [`console`]: the admin console, a single page embedded in the binary, and the sanitized
 //!   README route it uses.
@@ -55,6 +58,7 @@ pub mod console;
 pub mod data_directory;
 pub mod factory_registry;
 pub mod flow_control;
+pub mod http;
 pub mod live_connector;
 pub mod load_error;
 pub mod log_output;
@@ -73,4 +77,5 @@ pub mod server;
 pub mod store;
 pub mod store_follower;
 pub mod telemetry;
+pub mod vendor_concurrency;
 pub mod verification_code;

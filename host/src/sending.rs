@@ -188,6 +188,20 @@ pub async fn send_reserved(
     purpose: SendPurpose,
 ) -> Result<SendReceipt, ApiError> {
     let recipient = masked_phone(phone.e164());
+    // Held to the end of the exchange with the provider.
+    let Some(_vendor_slot) = state
+        .vendor_concurrency
+        .try_acquire(target.factory_id, target.connector_id)
+    else {
+        metrics::counter!("sms_connector_busy_total", "factory" => target.factory_id.to_owned())
+            .increment(1);
+        tracing::warn!(connector_id = %target.connector_id, factory_id = %target.factory_id, phone = %recipient, purpose = purpose.label(), "send refused: the connector is at its limit of sends in progress");
+        state.send_limiter.release(reservation).await;
+        return Err(ApiError::ConnectorBusy {
+            connector_id: target.connector_id.to_owned(),
+            limit: state.vendor_concurrency.max_sends_per_connector(),
+        });
+    };
     // Debug level: the span gives the executor's own debug lines (connect retries) their
     // context. The outcome line carries the same fields at info, so a send at the default
     // level formats one line instead of a span and a line (~4 % of the host's CPU).

@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub secrets_key_file: Option<PathBuf>,
     /// With PostgreSQL: LISTEN for other hosts' changes (else only the one-second poll).
     pub store_notifications: bool,
+    /// Timeouts and caps on connections, requests and sends per connector.
+    pub http_limits: crate::http::HttpLimits,
 }
 
 /// Shared by every request.
@@ -89,6 +91,10 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// This process is the data directory's only user while the state lives.
     pub data_directory_lock: crate::data_directory::DataDirectoryLock,
+    /// The API routes' gate: in-flight cap, body and request deadlines.
+    pub request_admission: crate::http::RequestAdmission,
+    /// Sends in progress per connector, capped.
+    pub vendor_concurrency: crate::vendor_concurrency::VendorConcurrency,
 }
 
 impl AppState {
@@ -180,7 +186,20 @@ impl AppState {
             )),
         };
         let send_executor = SendExecutor::new(config.send_executor.clone())?;
+        tracing::info!(
+            max_connections = config.http_limits.max_connections,
+            max_in_flight = config.http_limits.max_in_flight,
+            max_vendor_concurrency = config.http_limits.max_vendor_concurrency,
+            header_read_timeout_secs = config.http_limits.header_read_timeout.as_secs(),
+            body_read_timeout_secs = config.http_limits.body_read_timeout.as_secs(),
+            api_request_timeout_secs = config.http_limits.api_request_timeout.as_secs(),
+            "connection and request limits"
+        );
         Ok(Self {
+            request_admission: crate::http::RequestAdmission::new(&config.http_limits),
+            vendor_concurrency: crate::vendor_concurrency::VendorConcurrency::new(
+                config.http_limits.max_vendor_concurrency,
+            ),
             code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
             send_limiter,
             shared_store,
@@ -380,11 +399,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             require_send_key,
         ));
+    // Shed, deadlines and run-to-the-end for the API; `/health`, `/metrics` and the console's
+    // files stay outside, answerable under any load.
+    let api_routes = admin_routes
+        .merge(send_routes)
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::http::request_admission::admit_api_request,
+        ));
     Router::new()
         .route("/health", get(routes::health::get_health))
         .route("/metrics", get(routes::metrics::get_metrics))
-        .merge(admin_routes)
-        .merge(send_routes)
+        .merge(api_routes)
         .merge(crate::console::console_router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -392,7 +418,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-fn presented_scope(state: &AppState, request: &Request) -> Result<KeyScope, ApiError> {
+/// The scope of the key a request presents. The admission gate checks it first (before a
+/// slot is taken or a body read) and leaves it in the request's extensions for the route
+/// layers, so the key is hashed once.
+pub(crate) fn presented_scope(state: &AppState, request: &Request) -> Result<KeyScope, ApiError> {
+    if let Some(scope) = request.extensions().get::<KeyScope>() {
+        return Ok(*scope);
+    }
     let key = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -457,9 +489,25 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             None
         }
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let limits = state.config.http_limits.clone();
+    // Requests still running at shutdown get their deadline again to finish (a send is
+    // never cut in the middle when it can be helped).
+    let grace = limits.api_request_timeout;
+    crate::http::serve_connections(
+        listener,
+        router(Arc::clone(&state)),
+        &limits,
+        shutdown_signal(),
+        grace,
+    )
+    .await?;
+    if !state.request_admission.all_finished_within(grace).await {
+        tracing::warn!(
+            in_flight = state.request_admission.in_flight(),
+            "requests still running after the shutdown grace period"
+        );
+    }
+    Ok(())
 }
 
 /// Deletes expired codes and forgets recipients with no recent send, every minute.

@@ -112,6 +112,9 @@ pub struct HostFolders {
     pub data_dir: PathBuf,
     /// With `E2E_STORE=postgres` (or [`HostFolders::on_database`]): the database the host uses.
     pub database: Option<SharedDatabase>,
+    /// The host's open file limit (soft and hard), as `ulimit -n` would set it; `None`: this
+    /// process's.
+    pub open_file_limit: Option<u64>,
     scratch: tempfile::TempDir,
 }
 
@@ -205,6 +208,7 @@ impl HostFolders {
             plugins_dir,
             data_dir,
             database,
+            open_file_limit: None,
             scratch,
         }
     }
@@ -295,7 +299,22 @@ impl HostFolders {
             .append(true)
             .open(&log_path)
             .expect("log file");
-        let mut child = Command::new(host_binary())
+        let mut command = Command::new(host_binary());
+        if let Some(limit) = self.open_file_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only setrlimit runs, a plain system call.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = rustix::process::Rlimit {
+                        current: Some(limit),
+                        maximum: Some(limit),
+                    };
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = command
             .arg("serve")
             .arg("--plugins")
             .arg(&self.plugins_dir)
@@ -536,7 +555,25 @@ impl CaptureServer {
         response_body: &'static str,
         delay: Duration,
     ) -> CaptureServer {
-        use std::io::{Read, Write};
+        Self::start_serving(status, response_body, delay, false)
+    }
+
+    /// Like [`CaptureServer::start_with_delay`], but each connection on its own thread: a
+    /// provider that stalls every request at once rather than one after another.
+    pub fn start_concurrent_with_delay(
+        status: u16,
+        response_body: &'static str,
+        delay: Duration,
+    ) -> CaptureServer {
+        Self::start_serving(status, response_body, delay, true)
+    }
+
+    fn start_serving(
+        status: u16,
+        response_body: &'static str,
+        delay: Duration,
+        concurrent: bool,
+    ) -> CaptureServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -544,40 +581,13 @@ impl CaptureServer {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let mut reader = BufReader::new(stream);
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
+                let recorded = std::sync::Arc::clone(&recorded);
+                let answer = move || answer_one(stream, &recorded, status, response_body, delay);
+                if concurrent {
+                    std::thread::spawn(answer);
+                } else {
+                    answer();
                 }
-                let mut headers = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.trim().split_once(':') {
-                        headers.push((name.trim().to_owned(), value.trim().to_owned()));
-                    }
-                }
-                let length = headers
-                    .iter()
-                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, value)| value.parse::<usize>().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0; length];
-                let _ = reader.read_exact(&mut body);
-                recorded.lock().expect("lock").push(CapturedRequest {
-                    request_line: request_line.trim().to_owned(),
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                });
-                std::thread::sleep(delay);
-                let mut stream = reader.into_inner();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{response_body}",
-                    response_body.len()
-                );
             }
         });
         CaptureServer { url, requests }
@@ -586,6 +596,51 @@ impl CaptureServer {
     pub fn requests(&self) -> Vec<CapturedRequest> {
         self.requests.lock().expect("lock").clone()
     }
+}
+
+/// Reads one request from `stream`, records it, waits `delay`, answers and closes.
+fn answer_one(
+    stream: std::net::TcpStream,
+    recorded: &std::sync::Mutex<Vec<CapturedRequest>>,
+    status: u16,
+    response_body: &str,
+    delay: Duration,
+) {
+    use std::io::{Read, Write};
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.trim().split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    recorded.lock().expect("lock").push(CapturedRequest {
+        request_line: request_line.trim().to_owned(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    std::thread::sleep(delay);
+    let mut stream = reader.into_inner();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{response_body}",
+        response_body.len()
+    );
 }
 
 /// The lines of a mock-sms outbox file, parsed.

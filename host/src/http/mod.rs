@@ -1,0 +1,26 @@
+//! The HTTP edge under hostile and heavy load: every connection and request bounded in time,
+//! every queue bounded in size.
+//!
+//! - [`limits`]: the flags (`--header-read-timeout-secs`, `--max-in-flight`, ...) and the
+//!   limits they resolve to, with defaults derived from the descriptor limit.
+//! - [`descriptors`]: raises the soft `RLIMIT_NOFILE` to the hard limit at start-up.
+//! - [`connection_slots`]: at most `--max-connections` open; a full table makes room by
+//!   closing the oldest connection that never completed a request head, else refuses.
+//! - [`listener`]: the accept loop (hyper's HTTP/1 server with its header read timeout;
+//!   accept errors pause briefly and never end it) and graceful shutdown.
+//! - [`request_admission`]: the API routes' gate: `503 server.overloaded` past
+//!   `--max-in-flight`, the body read deadline (`408`), the whole-request deadline (`503`),
+//!   and the handler run to its end even when the client is gone.
+//!
+//! Their `408` and `503` answers are in the OpenAPI document with every other failure
+//! (`crate::api_contract`).
+
+pub mod connection_slots;
+pub mod descriptors;
+pub mod limits;
+pub mod listener;
+pub mod request_admission;
+
+pub use limits::{HttpLimits, LimitArgs};
+pub use listener::serve_connections;
+pub use request_admission::RequestAdmission;
