@@ -99,7 +99,7 @@ impl PhoneNumber {
             ));
         }
         let number = PHONE_NUMBER_UTIL
-            .parse(&format!("+{digits}"), None)
+            .parse(format!("+{digits}"), None)
             .map_err(|error| format!("{input:?} is not a phone number: {error}"))?;
         if !PHONE_NUMBER_UTIL.is_valid_number(&number) {
             return Err(format!(
