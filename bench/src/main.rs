@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod forward;
 mod plugins;
 mod several_hosts;
 mod slow_clients;
@@ -57,7 +58,10 @@ struct Cli {
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
+    /// The mock path: the host with the mock connector vs a bare axum handler.
     Sends,
+    /// A real round trip: the host with http-sms vs a bare forwarder, both to a local sink.
+    Forward,
     Codes,
     Plugins,
     Swaps,
@@ -99,8 +103,22 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
             .unwrap_or(0),
         memory_total()
     );
+    let mut summary = Vec::new();
+    if matches!(scenario, Scenario::Forward | Scenario::All) {
+        let forward = forward::bench_forward(&release, duration_secs, connections)?;
+        summary.push(TargetLine::at_least(
+            "forward: host with http-sms / bare forwarder, requests/s",
+            forward.throughput_ratio,
+            0.9,
+        ));
+    }
     if matches!(scenario, Scenario::Sends | Scenario::All) {
-        bench_sends(&release, duration_secs, connections)?;
+        let sends = bench_sends(&release, duration_secs, connections)?;
+        summary.push(TargetLine::at_least(
+            "sends: host with mock / bare handler, requests/s",
+            sends.throughput_ratio,
+            0.75,
+        ));
     }
     if matches!(scenario, Scenario::Codes | Scenario::All) {
         bench_codes(&release, duration_secs, connections.min(16))?;
@@ -130,7 +148,64 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
     if matches!(scenario, Scenario::Plugins | Scenario::All) {
         plugins::bench_plugins(&release, if duration_secs <= 1 { 10 } else { 200 })?;
     }
+    if !summary.is_empty() {
+        println!("\nsummary (targets from issue 16)");
+        println!("| what | measured | target | met |");
+        println!("|---|---|---|---|");
+        for line in &summary {
+            println!("{line}");
+        }
+    }
     Ok(())
+}
+
+/// One line of the closing summary: a measured ratio against its target.
+pub(crate) struct TargetLine {
+    what: String,
+    measured: f64,
+    target: f64,
+    unit: &'static str,
+}
+
+impl TargetLine {
+    pub(crate) fn at_least(what: &str, measured: f64, target: f64) -> Self {
+        Self::at_least_in(what, measured, target, "×")
+    }
+
+    pub(crate) fn at_least_in(what: &str, measured: f64, target: f64, unit: &'static str) -> Self {
+        Self {
+            what: what.to_owned(),
+            measured,
+            target,
+            unit,
+        }
+    }
+}
+
+impl std::fmt::Display for TargetLine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (measured, target) = if self.unit == "×" {
+            (
+                format!("{:.2}×", self.measured),
+                format!("≥ {:.2}×", self.target),
+            )
+        } else {
+            (
+                format!("{:.0} {}", self.measured, self.unit),
+                format!("≥ {:.0} {}", self.target, self.unit),
+            )
+        };
+        let met = if self.measured >= self.target {
+            "met"
+        } else {
+            "missed"
+        };
+        write!(
+            formatter,
+            "| {} | {measured} | {target} | {met} |",
+            self.what
+        )
+    }
 }
 
 fn build_release(root: &Path) -> Result<(), String> {
@@ -144,6 +219,8 @@ fn build_release(root: &Path) -> Result<(), String> {
             "connector-host",
             "-p",
             "mock-sms",
+            "-p",
+            "http-sms",
             "-p",
             "fixture-mock-sms-next",
             "-p",
@@ -230,12 +307,24 @@ fn start_host_on(
     outbox: Option<&Path>,
     database: Option<&e2e_tests::SharedDatabase>,
 ) -> Result<Server, String> {
+    let config = json!({"templates": [{"usageType": "Generic", "content": "Your verification code is {{code}}."}], "outbox": outbox});
+    start_host_with_connector(release, database, "libmock_sms.so", MOCK, &config)
+}
+
+/// The release host with one plugin file installed and a connector of `factory_id` live.
+fn start_host_with_connector(
+    release: &Path,
+    database: Option<&e2e_tests::SharedDatabase>,
+    plugin_file: &str,
+    factory_id: &str,
+    config: &Value,
+) -> Result<Server, String> {
     let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
     let plugins = scratch.path().join("plugins");
     std::fs::create_dir_all(&plugins).map_err(|error| error.to_string())?;
     std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755))
         .map_err(|error| error.to_string())?;
-    install(&release.join("libmock_sms.so"), &plugins, "libmock_sms.so")?;
+    install(&release.join(plugin_file), &plugins, plugin_file)?;
     let log = std::fs::File::create(scratch.path().join("host.log"))
         .map_err(|error| error.to_string())?;
     let mut command = Command::new(release.join("connector-host"));
@@ -265,14 +354,15 @@ fn start_host_on(
             .arg(&database.secrets_key_file);
     }
     let host = spawn_server(command, Some(scratch))?;
-    let config = json!({"templates": [{"usageType": "Generic", "content": "Your verification code is {{code}}."}], "outbox": outbox});
     let (status, body) = post(
         &host.url,
         "/api/connectors",
-        &json!({"connectorId": MOCK, "config": config}),
+        &json!({"connectorId": factory_id, "config": config}),
     );
     if status != 200 {
-        return Err(format!("cannot create the mock connector: {status} {body}"));
+        return Err(format!(
+            "cannot create the {factory_id} connector: {status} {body}"
+        ));
     }
     Ok(host)
 }
@@ -460,9 +550,10 @@ fn measure_sends(
     server: &Server,
     duration_secs: u64,
     connections: u32,
+    recipients: Recipients,
 ) -> Result<SendsRound, String> {
     let cpu_before = process_cpu_seconds(server.child.id())?;
-    let load = run_wrk(&server.url, duration_secs, connections)?;
+    let load = run_wrk_with(&server.url, duration_secs, connections, recipients)?;
     let cpu_seconds = process_cpu_seconds(server.child.id())? - cpu_before;
     let requests = load.requests_per_second * duration_secs as f64;
     Ok(SendsRound {
@@ -476,24 +567,36 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn bench_sends(release: &Path, duration_secs: u64, connections: u32) -> Result<(), String> {
-    let host = start_host(release, None)?;
-    let baseline = spawn_server(Command::new(release.join("bare-baseline")), None)?;
-    // Warm both up, then alternate them under the same load: a neighbour's burst on this
-    // shared machine then lands on both sides of some round, and the median ratio holds.
-    run_wrk(&host.url, 1, connections)?;
-    run_wrk(&baseline.url, 1, connections)?;
+/// The medians of one [`compare_alternating`] run, measured/baseline.
+pub(crate) struct Comparison {
+    pub throughput_ratio: f64,
+    pub cpu_ratio: f64,
+}
+
+/// Drives `measured` and `baseline` with the same wrk load in alternating rounds (after a
+/// one-second warm-up of each): a neighbour's burst on this shared machine then lands on both
+/// sides of some round, and the median ratio holds. Prints one table row per server and
+/// round; fails if any request of `measured` failed.
+fn compare_alternating(
+    (measured_name, measured): (&str, &Server),
+    (baseline_name, baseline): (&str, &Server),
+    duration_secs: u64,
+    connections: u32,
+    recipients: Recipients,
+) -> Result<Comparison, String> {
+    run_wrk_with(&measured.url, 1, connections, recipients)?;
+    run_wrk_with(&baseline.url, 1, connections, recipients)?;
     let rounds = if duration_secs <= 1 { 1 } else { 3 };
-    println!("POST /api/messages, wrk -t2 -c{connections} -d{duration_secs}s, {rounds} rounds alternating, mock connector, outbox discarded");
+    println!("{rounds} rounds alternating, wrk -t2 -c{connections} -d{duration_secs}s");
     println!("| round | server | requests/s | p50 ms | p99 ms | failed | server CPU µs/request |");
     println!("|---|---|---|---|---|---|---|");
-    let (mut throughput_ratios, mut cpu_ratios, mut host_failed) = (Vec::new(), Vec::new(), 0);
+    let (mut throughput_ratios, mut cpu_ratios, mut measured_failed) = (Vec::new(), Vec::new(), 0);
     for round in 1..=rounds {
-        let host_result = measure_sends(&host, duration_secs, connections)?;
-        let baseline_result = measure_sends(&baseline, duration_secs, connections)?;
+        let measured_result = measure_sends(measured, duration_secs, connections, recipients)?;
+        let baseline_result = measure_sends(baseline, duration_secs, connections, recipients)?;
         for (name, result) in [
-            ("connector-host", &host_result),
-            ("bare axum baseline", &baseline_result),
+            (measured_name, &measured_result),
+            (baseline_name, &baseline_result),
         ] {
             println!(
                 "| {round} | {name} | {:.0} | {:.3} | {:.3} | {} | {:.1} |",
@@ -504,25 +607,42 @@ fn bench_sends(release: &Path, duration_secs: u64, connections: u32) -> Result<(
                 result.cpu_microseconds_per_request
             );
         }
-        throughput_ratios
-            .push(host_result.load.requests_per_second / baseline_result.load.requests_per_second);
-        cpu_ratios.push(
-            host_result.cpu_microseconds_per_request / baseline_result.cpu_microseconds_per_request,
+        throughput_ratios.push(
+            measured_result.load.requests_per_second / baseline_result.load.requests_per_second,
         );
-        host_failed += host_result.load.failed;
+        cpu_ratios.push(
+            measured_result.cpu_microseconds_per_request
+                / baseline_result.cpu_microseconds_per_request,
+        );
+        measured_failed += measured_result.load.failed;
     }
+    let comparison = Comparison {
+        throughput_ratio: median(throughput_ratios),
+        cpu_ratio: median(cpu_ratios),
+    };
     println!(
-        "ratio host/baseline (requests/s), median of {rounds}: {:.2}",
-        median(throughput_ratios)
+        "ratio {measured_name}/{baseline_name}, median of {rounds}: requests/s {:.2}, server CPU per request {:.2}",
+        comparison.throughput_ratio, comparison.cpu_ratio
     );
-    println!(
-        "ratio host/baseline (server CPU per request), median of {rounds}: {:.2}",
-        median(cpu_ratios)
-    );
-    if host_failed > 0 {
-        return Err(format!("{host_failed} host requests failed"));
+    if measured_failed > 0 {
+        return Err(format!("{measured_failed} {measured_name} requests failed"));
     }
-    Ok(())
+    Ok(comparison)
+}
+
+/// The mock path: the host with the mock connector (outbox discarded) against the bare
+/// handler that only parses the JSON.
+fn bench_sends(release: &Path, duration_secs: u64, connections: u32) -> Result<Comparison, String> {
+    let host = start_host(release, None)?;
+    let baseline = spawn_server(Command::new(release.join("bare-baseline")), None)?;
+    println!("POST /api/messages, mock connector (outbox discarded) vs bare axum handler, distinct recipients");
+    compare_alternating(
+        ("connector-host", &host),
+        ("bare handler", &baseline),
+        duration_secs,
+        connections,
+        Recipients::Distinct,
+    )
 }
 
 /// Follows the mock outbox and hands each worker the code sent to its phone.

@@ -219,18 +219,17 @@ pub struct CheckArgs {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    // Log lines are formatted on the caller's thread and written by one background thread,
-    // batched: a `write` per line on the send path cost about 5 % of the host's CPU under
-    // load. Not lossy (a full queue slows senders rather than dropping the audit trail); the
-    // guard flushes what is queued when `run` returns.
+    // Log lines are formatted on the caller's thread and written in batches by one
+    // background thread (`log_writer`): never dropped; the guard writes what is pending when
+    // `run` returns.
     let (log_writer, _flush_logs_on_exit) =
-        tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(false)
-            .thread_name("log-writer")
-            .finish(std::io::BufWriter::with_capacity(
-                64 * 1024,
-                std::io::stderr(),
-            ));
+        match crate::log_writer::BatchedLogWriter::start(std::io::stderr()) {
+            Ok(started) => started,
+            Err(error) => {
+                eprintln!("connector-host: cannot start the log writer thread: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: escape codes in a log file are noise for operators.
     let colours = std::io::stderr().is_terminal();

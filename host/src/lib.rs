@@ -62,6 +62,7 @@ pub mod http;
 pub mod live_connector;
 pub mod load_error;
 pub mod log_output;
+pub mod log_writer;
 pub mod phone;
 pub mod plugin_folder;
 pub mod plugin_loader;

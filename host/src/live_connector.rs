@@ -9,6 +9,7 @@ use std::sync::Arc;
 use plugin_api::ConnectorInstance;
 
 use crate::factory_registry::{Factory, FactoryRegistry};
+use crate::sending::SendMetrics;
 
 pub struct LiveConnector {
     pub connector_id: String,
@@ -16,6 +17,8 @@ pub struct LiveConnector {
     /// The saved config, kept to rebuild the connector on a plugin upgrade.
     pub config: serde_json::Value,
     pub status: LiveStatus,
+    /// Registered once here, not on every send.
+    pub send_metrics: SendMetrics,
 }
 
 pub enum LiveStatus {
@@ -63,6 +66,24 @@ impl LiveConnector {
             factory_id: factory_id.to_owned(),
             config: config.clone(),
             status,
+            send_metrics: SendMetrics::for_factory(factory_id),
+        }
+    }
+
+    /// A connector whose instance is already built (a create, an enable, a plugin upgrade).
+    pub fn ready(
+        connector_id: &str,
+        factory_id: &str,
+        config: &serde_json::Value,
+        factory: Arc<Factory>,
+        instance: ConnectorInstance,
+    ) -> Self {
+        Self {
+            connector_id: connector_id.to_owned(),
+            factory_id: factory_id.to_owned(),
+            config: config.clone(),
+            status: LiveStatus::Ready { factory, instance },
+            send_metrics: SendMetrics::for_factory(factory_id),
         }
     }
 

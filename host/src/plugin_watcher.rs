@@ -125,12 +125,13 @@ pub async fn rescan_plugin_folder(state: &Arc<AppState>) -> Result<(), String> {
             sha256 = %factory.plugin.sha256,
             "live connector moved to the new plugin build"
         );
-        state.live.store(Some(Arc::new(LiveConnector {
-            connector_id: live.connector_id.clone(),
-            factory_id: live.factory_id.clone(),
-            config: live.config.clone(),
-            status: LiveStatus::Ready { factory, instance },
-        })));
+        state.live.store(Some(Arc::new(LiveConnector::ready(
+            &live.connector_id,
+            &live.factory_id,
+            &live.config,
+            factory,
+            instance,
+        ))));
         metrics::counter!("live_connector_swaps_total").increment(1);
     } else if live.unavailable_reason().is_some() && registry.get(&live.factory_id).is_some() {
         let revived = LiveConnector::build(

@@ -63,6 +63,12 @@ pub enum SendPurpose {
 }
 
 impl SendPurpose {
+    const ALL: [SendPurpose; 3] = [
+        SendPurpose::Message,
+        SendPurpose::VerificationCode,
+        SendPurpose::ConfigTest,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             SendPurpose::Message => "message",
@@ -72,11 +78,78 @@ impl SendPurpose {
     }
 }
 
+/// How a send ended, as the `outcome` label of `sms_sends_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendOutcome {
+    Sent,
+    ConnectorError,
+    UpstreamError,
+}
+
+impl SendOutcome {
+    const ALL: [SendOutcome; 3] = [
+        SendOutcome::Sent,
+        SendOutcome::ConnectorError,
+        SendOutcome::UpstreamError,
+    ];
+
+    fn of(result: &Result<SendReceipt, SendError>) -> Self {
+        match result {
+            Ok(_) => SendOutcome::Sent,
+            Err(SendError::Connector(_)) => SendOutcome::ConnectorError,
+            Err(SendError::Upstream(_)) => SendOutcome::UpstreamError,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            SendOutcome::Sent => "sent",
+            SendOutcome::ConnectorError => "connector_error",
+            SendOutcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// A factory's send metrics, registered once (when its live connector is built) rather than
+/// looked up by name and labels on every send: a lookup allocated the labels and hashed the
+/// key, about half a microsecond a send.
+pub struct SendMetrics {
+    duration_seconds: metrics::Histogram,
+    /// `sms_sends_total`, indexed by purpose then outcome (the `ALL` orders).
+    sends: [[metrics::Counter; 3]; 3],
+}
+
+impl SendMetrics {
+    pub fn for_factory(factory_id: &str) -> Self {
+        let counter = |purpose: SendPurpose, outcome: SendOutcome| {
+            metrics::counter!("sms_sends_total", "factory" => factory_id.to_owned(), "purpose" => purpose.label(), "outcome" => outcome.label())
+        };
+        Self {
+            duration_seconds: metrics::histogram!("sms_send_duration_seconds", "factory" => factory_id.to_owned()),
+            sends: SendPurpose::ALL
+                .map(|purpose| SendOutcome::ALL.map(|outcome| counter(purpose, outcome))),
+        }
+    }
+
+    fn count(&self, purpose: SendPurpose, outcome: SendOutcome) {
+        let purpose_index = SendPurpose::ALL
+            .iter()
+            .position(|known| *known == purpose)
+            .unwrap_or_default();
+        let outcome_index = SendOutcome::ALL
+            .iter()
+            .position(|known| *known == outcome)
+            .unwrap_or_default();
+        self.sends[purpose_index][outcome_index].increment(1);
+    }
+}
+
 /// The connector a send goes through.
 pub struct SendTarget<'a> {
     pub connector_id: &'a str,
     pub factory_id: &'a str,
     pub instance: &'a ConnectorInstance,
+    pub metrics: &'a SendMetrics,
 }
 
 /// The live connector, or `501 connector.not_found` when none is. The caller keeps the `Arc`
@@ -97,6 +170,7 @@ impl<'a> SendTarget<'a> {
                 connector_id: &live.connector_id,
                 factory_id: &live.factory_id,
                 instance,
+                metrics: &live.send_metrics,
             }),
             LiveStatus::Unavailable { reason } => Err(ApiError::NoLiveConnector(format!(
                 "the live connector {} cannot send: {reason}",
@@ -220,15 +294,13 @@ pub async fn send_reserved(
         .instrument(span)
         .await;
     let elapsed = started.elapsed();
-    metrics::histogram!("sms_send_duration_seconds", "factory" => target.factory_id.to_owned())
+    target
+        .metrics
+        .duration_seconds
         .record(elapsed.as_secs_f64());
-    let outcome = match &result {
-        Ok(_) => "sent",
-        Err(SendError::Connector(_)) => "connector_error",
-        Err(SendError::Upstream(_)) => "upstream_error",
-    };
-    metrics::counter!("sms_sends_total", "factory" => target.factory_id.to_owned(), "purpose" => purpose.label(), "outcome" => outcome)
-        .increment(1);
+    let outcome = SendOutcome::of(&result);
+    target.metrics.count(purpose, outcome);
+    let outcome = outcome.label();
     let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     // One line per send, the audit trail: who sent what kind of message to whom, and how it went.
     macro_rules! log_send {

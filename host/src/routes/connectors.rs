@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, Json, Path, Query};
 use crate::factory_registry::Factory;
-use crate::live_connector::{LiveConnector, LiveStatus};
+use crate::live_connector::LiveConnector;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
 use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
@@ -193,12 +193,13 @@ fn make_live(
     factory: Arc<Factory>,
     instance: ConnectorInstance,
 ) {
-    state.live.store(Some(Arc::new(LiveConnector {
-        connector_id: record.id.clone(),
-        factory_id: record.factory_id.clone(),
-        config: record.config.clone(),
-        status: LiveStatus::Ready { factory, instance },
-    })));
+    state.live.store(Some(Arc::new(LiveConnector::ready(
+        &record.id,
+        &record.factory_id,
+        &record.config,
+        factory,
+        instance,
+    ))));
     metrics::counter!("live_connector_swaps_total").increment(1);
     tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "live connector swapped");
 }
@@ -465,10 +466,12 @@ pub async fn test_connector_config(
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
     let message =
         crate::verification_code::code_message(&phone, TemplateType::Generic, code, body.locale);
+    let send_metrics = crate::sending::SendMetrics::for_factory(&factory_id);
     let target = crate::sending::SendTarget {
         connector_id: "(unsaved config)",
         factory_id: &factory_id,
         instance: &instance,
+        metrics: &send_metrics,
     };
     crate::sending::send_with_flow_control(
         &state,
