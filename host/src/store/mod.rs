@@ -14,6 +14,7 @@ pub mod key_rotation;
 pub mod postgres;
 pub mod secrets_keyring;
 pub mod sqlite;
+mod sqlite_writer;
 
 pub use secrets_keyring::{SealingReport, SecretsKeyring};
 
