@@ -1,7 +1,8 @@
 //! The store boundary: what the host keeps (connectors, verification codes), as async traits
 //! with one transaction per method, and two implementations: [`sqlite::SqliteStore`], the
-//! embedded default, which runs its blocking work on tokio's blocking pool so callers never
-//! block an async worker, and [`postgres::PostgresStore`], shared by several hosts.
+//! embedded default, whose blocking work runs on a writer thread of its own that commits
+//! concurrent operations together (group commit, `sqlite_writer`), so callers never block an
+//! async worker, and [`postgres::PostgresStore`], shared by several hosts.
 //!
 //! The store keeps every connector, live or retired, with its config sealed under the host's
 //! secrets key ([`secrets_keyring`]). Making one connector
