@@ -73,7 +73,8 @@ pub enum VerifyOutcome {
     Mismatch { attempts_left: u32 },
 }
 
-/// Saved connectors: what the management routes use. Every method is one transaction.
+/// Saved connectors: what the management routes use. Every method is one transaction (on
+/// SQLite, one savepoint of a batch that is committed before the method returns).
 #[async_trait::async_trait]
 pub trait ConnectorStore: Send + Sync {
     /// All connectors, or only live (`Some(true)`) or retired (`Some(false)`) ones, oldest first.
@@ -104,7 +105,8 @@ pub trait ConnectorStore: Send + Sync {
     async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError>;
 }
 
-/// Verification codes: what the code routes use. Every method is one transaction.
+/// Verification codes: what the code routes use. Every method is one transaction (on SQLite,
+/// one savepoint of a batch that is committed before the method returns).
 #[async_trait::async_trait]
 pub trait VerificationCodeStore: Send + Sync {
     async fn save_code(&self, code: NewCode) -> Result<(), StoreError>;

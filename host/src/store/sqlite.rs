@@ -96,7 +96,8 @@ impl SqliteStore {
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let connection = Connection::open(path)?;
-    // Only the tests' own connections (and `check`) ever wait on the writer's lock.
+    // Another connection (a test's, an operator's sqlite3 shell) may hold the write lock a
+    // moment: the writer waits for it rather than failing a whole batch.
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "FULL")?;
@@ -895,7 +896,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open_store(&dir).await;
         store.insert_live(new_connector("first")).await.unwrap();
-        // Queued together: the refused insert and its neighbours share batches.
+        // Queued at once, so they may share a batch (the writer's own tests make sure of it).
         let refused = store.writer.run_batched(|connection, _| {
             connection.execute(
                 "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at) VALUES ('x', 'f', '{}', 1, 0, 0)",
