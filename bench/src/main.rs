@@ -1,10 +1,14 @@
 //! The benchmark harness. On loopback, with the release builds:
 //!
+//! - `forward` (`forward.rs`): a real round trip. `POST /api/messages` through the host's
+//!   http-sms connector to a local HTTP sink (`sms-sink`) versus `bare-forwarder` (axum and
+//!   one pooled reqwest client forwarding the same JSON) to the same sink.
 //! - `sends`: `POST /api/messages` through the host with the mock connector (outbox
-//!   discarded) versus the bare axum baseline, both driven by wrk with the same script in the
-//!   same run: requests/s, p50/p99 latency and the ratio host/baseline.
-//! - `codes`: verification codes issued and verified per second on the embedded store, read
-//!   back from the mock connector's outbox.
+//!   discarded) versus the bare axum baseline (`bare-baseline`, which only parses the JSON).
+//!   Both comparisons alternate rounds under the same wrk load (distinct recipients) and
+//!   report requests/s, p50/p99 latency, the server's CPU per request and the median ratios.
+//! - `codes` (`codes.rs`): codes issued/s against raw sends/s, then codes issued and verified
+//!   per second on the embedded store, read back from the mock connector's outbox.
 //! - `plugins`: drop-in latency (rename into the folder → factory listed), then 200 upgrades
 //!   of the live connector's plugin alternating two builds: pick-up time and RSS.
 //! - `swaps`: sends at full speed while the live connector is swapped 100 times a second, then
@@ -17,19 +21,18 @@
 //!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.
 //!
 //! `cargo run --release -p bench -- all` (`--smoke` for a tiny load that only checks the
-//! harness works). Needs wrk (`apt-get install wrk`).
+//! harness works) ends with a summary of the send path's targets (forward, sends, codes),
+//! each met or missed. Needs wrk (`apt-get install wrk`).
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod codes;
 mod forward;
 mod plugins;
 mod several_hosts;
@@ -121,7 +124,21 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
         ));
     }
     if matches!(scenario, Scenario::Codes | Scenario::All) {
-        bench_codes(&release, duration_secs, connections.min(16))?;
+        let codes = codes::bench_codes(&release, duration_secs, connections)?;
+        summary.push(TargetLine::at_least(
+            "codes: issued/s / raw sends/s (distinct phones)",
+            codes.issued_over_raw,
+            codes::ISSUED_OVER_RAW_TARGET,
+        ));
+        summary.push(TargetLine::at_least_in(
+            &format!(
+                "codes: issued + verified pairs/s, {} workers",
+                codes.workers
+            ),
+            codes.pairs_per_second,
+            codes::CODE_PAIRS_PER_SECOND_TARGET,
+            "pairs/s",
+        ));
     }
     if scenario == Scenario::Soak {
         soak::soak(&release, duration_secs, connections)?;
@@ -448,13 +465,39 @@ fn run_wrk_with(
     connections: u32,
     recipients: Recipients,
 ) -> Result<WrkResult, String> {
+    run_wrk_posting(
+        url,
+        "/api/messages",
+        r#"{"to": "{phone}", "type": "SignIn", "payload": {"code": "123456"}}"#,
+        duration_secs,
+        connections,
+        recipients,
+    )
+}
+
+/// wrk POSTing `body_template` to `path`, its `{phone}` replaced by the recipient (JSON
+/// without `%` or `'`: it goes into a Lua format string).
+fn run_wrk_posting(
+    url: &str,
+    path: &str,
+    body_template: &str,
+    duration_secs: u64,
+    connections: u32,
+    recipients: Recipients,
+) -> Result<WrkResult, String> {
     let script = tempfile::NamedTempFile::new().map_err(|error| error.to_string())?;
     let headers = format!(
         "wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"\n"
     );
     let body = match recipients {
-        Recipients::One => "wrk.method = \"POST\"\nwrk.body = '{\"to\": \"+12015550123\", \"type\": \"SignIn\", \"payload\": {\"code\": \"123456\"}}'\n".to_owned(),
-        Recipients::Distinct => "counter = 0\nrequest = function()\n  counter = counter + 1\n  local body = string.format('{\"to\": \"+1201555%04d\", \"type\": \"SignIn\", \"payload\": {\"code\": \"123456\"}}', counter % 10000)\n  return wrk.format(\"POST\", nil, nil, body)\nend\n".to_owned(),
+        Recipients::One => format!(
+            "wrk.method = \"POST\"\nwrk.body = '{}'\n",
+            body_template.replace("{phone}", "+12015550123")
+        ),
+        Recipients::Distinct => format!(
+            "counter = 0\nrequest = function()\n  counter = counter + 1\n  local body = string.format('{}', counter % 10000)\n  return wrk.format(\"POST\", nil, nil, body)\nend\n",
+            body_template.replace("{phone}", "+1201555%04d")
+        ),
     };
     std::fs::write(script.path(), format!("{body}{headers}")).map_err(|error| error.to_string())?;
     let output = Command::new("wrk")
@@ -466,7 +509,7 @@ fn run_wrk_with(
             "-s",
         ])
         .arg(script.path())
-        .arg(format!("{url}/api/messages"))
+        .arg(format!("{url}{path}"))
         .output()
         .map_err(|error| format!("cannot run wrk (apt-get install wrk): {error}"))?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -643,134 +686,4 @@ fn bench_sends(release: &Path, duration_secs: u64, connections: u32) -> Result<C
         connections,
         Recipients::Distinct,
     )
-}
-
-/// Follows the mock outbox and hands each worker the code sent to its phone.
-struct CodeMailbox {
-    latest: Mutex<HashMap<String, String>>,
-    arrived: Condvar,
-}
-
-fn follow_outbox(outbox: PathBuf, mailbox: Arc<CodeMailbox>, stop: Arc<AtomicBool>) {
-    let mut position = 0u64;
-    let mut pending = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(mut file) = std::fs::File::open(&outbox) {
-            if file.seek(std::io::SeekFrom::Start(position)).is_ok() {
-                let mut chunk = String::new();
-                if let Ok(read) = file.read_to_string(&mut chunk) {
-                    position += read as u64;
-                    pending.push_str(&chunk);
-                }
-            }
-        }
-        let mut updates = Vec::new();
-        while let Some(newline) = pending.find('\n') {
-            let line: String = pending.drain(..=newline).collect();
-            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                if let (Some(to), Some(code)) =
-                    (entry["to"].as_str(), entry["payload"]["code"].as_str())
-                {
-                    updates.push((to.to_owned(), code.to_owned()));
-                }
-            }
-        }
-        if !updates.is_empty() {
-            mailbox
-                .latest
-                .lock()
-                .map(|mut latest| latest.extend(updates))
-                .ok();
-            mailbox.arrived.notify_all();
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
-fn bench_codes(release: &Path, duration_secs: u64, workers: u32) -> Result<(), String> {
-    let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
-    let outbox = scratch.path().join("outbox.jsonl");
-    let host = start_host(release, Some(&outbox))?;
-    println!("verification codes, {workers} workers, {duration_secs}s, embedded SQLite store, mock connector writing its outbox");
-    measure_code_pairs(&host, &outbox, duration_secs, workers)?;
-    Ok(())
-}
-
-/// Issues and verifies codes from `workers` threads for `duration_secs`; prints and returns
-/// the pairs per second.
-fn measure_code_pairs(
-    host: &Server,
-    outbox: &Path,
-    duration_secs: u64,
-    workers: u32,
-) -> Result<f64, String> {
-    let outbox = outbox.to_owned();
-    let mailbox = Arc::new(CodeMailbox {
-        latest: Mutex::new(HashMap::new()),
-        arrived: Condvar::new(),
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let follower = {
-        let (mailbox, stop, outbox) = (Arc::clone(&mailbox), Arc::clone(&stop), outbox.clone());
-        std::thread::spawn(move || follow_outbox(outbox, mailbox, stop))
-    };
-    let verified = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(duration_secs);
-    let handles: Vec<_> = (0..workers)
-        .map(|worker| {
-            let (mailbox, verified, failures, url) = (
-                Arc::clone(&mailbox),
-                Arc::clone(&verified),
-                Arc::clone(&failures),
-                host.url.clone(),
-            );
-            std::thread::spawn(move || {
-                // 201-555-01xx: numbers a strict validator accepts, one per worker.
-                let phone = format!("+1201555{:04}", 100 + worker);
-                let mut previous = String::new();
-                while Instant::now() < deadline {
-                    if post(&url, "/api/verification-codes", &json!({"phone": phone})).0 != 204 {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let Ok(latest) = mailbox.latest.lock() else {
-                        return;
-                    };
-                    let wait = mailbox.arrived.wait_timeout_while(
-                        latest,
-                        Duration::from_secs(5),
-                        |latest| latest.get(&phone).is_none_or(|code| *code == previous),
-                    );
-                    let Ok((latest, _)) = wait else { return };
-                    let code = latest.get(&phone).cloned().unwrap_or_default();
-                    drop(latest);
-                    previous = code.clone();
-                    let body = json!({"phone": phone, "verificationCode": code});
-                    if post(&url, "/api/verification-codes/verify", &body).0 == 204 {
-                        verified.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    let started = Instant::now();
-    for handle in handles {
-        let _ = handle.join();
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let _ = follower.join();
-    let pairs = verified.load(Ordering::Relaxed);
-    let pairs_per_second = pairs as f64 / elapsed;
-    println!(
-        "issued + verified: {pairs} pairs, {pairs_per_second:.0} pairs/s, failures: {}",
-        failures.load(Ordering::Relaxed)
-    );
-    if failures.load(Ordering::Relaxed) > 0 {
-        return Err("some code requests failed".to_owned());
-    }
-    Ok(pairs_per_second)
 }

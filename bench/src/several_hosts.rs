@@ -11,9 +11,9 @@ use e2e_tests::postgres::PostgresCluster;
 use e2e_tests::SharedDatabase;
 use serde_json::{json, Value};
 
+use crate::codes::measure_code_pairs;
 use crate::{
-    measure_code_pairs, median, post, process_cpu_seconds, run_wrk_with, start_host_on, Recipients,
-    Server, MOCK,
+    median, post, process_cpu_seconds, run_wrk_with, start_host_on, Recipients, Server, MOCK,
 };
 
 fn requests_and_cpu(

@@ -282,7 +282,10 @@ mod tests {
             })
         };
         std::thread::sleep(Duration::from_millis(200));
-        assert!(!caller.is_finished(), "the caller should be waiting for room");
+        assert!(
+            !caller.is_finished(),
+            "the caller should be waiting for room"
+        );
         assert!(lock(&writer.shared.pending).bytes.len() <= MAX_PENDING_BYTES + 1024);
         *release.0.lock().unwrap() = true;
         release.1.notify_all();

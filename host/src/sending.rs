@@ -121,9 +121,7 @@ pub struct SendMetrics {
 
 impl SendMetrics {
     pub fn for_factory(factory_id: &str) -> Self {
-        let counter = |purpose: SendPurpose, outcome: SendOutcome| {
-            metrics::counter!("sms_sends_total", "factory" => factory_id.to_owned(), "purpose" => purpose.label(), "outcome" => outcome.label())
-        };
+        let counter = |purpose: SendPurpose, outcome: SendOutcome| metrics::counter!("sms_sends_total", "factory" => factory_id.to_owned(), "purpose" => purpose.label(), "outcome" => outcome.label());
         Self {
             duration_seconds: metrics::histogram!("sms_send_duration_seconds", "factory" => factory_id.to_owned()),
             sends: SendPurpose::ALL

@@ -15,11 +15,21 @@ const SEND_DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Operations per SQLite commit (group commit): 1 at low load, up to the writer's cap of 256.
+/// Buckets rather than the exporter's default summary: they show how often batches of each
+/// size formed, which is what tells whether group commit is at work.
+const STORE_BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("sms_send_duration_seconds".to_owned()),
             SEND_DURATION_BUCKETS,
+        )
+        .map_err(|error| error.to_string())?
+        .set_buckets_for_metric(
+            Matcher::Full("store_batch_size".to_owned()),
+            STORE_BATCH_SIZE_BUCKETS,
         )
         .map_err(|error| error.to_string())?
         .install_recorder()

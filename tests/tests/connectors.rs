@@ -439,38 +439,60 @@ fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_
         .to_owned()]));
     let base_url = host.base_url.clone();
     let pid = host.pid();
-    let burst = {
-        let saved = Arc::clone(&saved);
-        std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(std::time::Duration::from_secs(5)))
-                .build()
-                .into();
-            for round in 0..400 {
-                let result = if round % 3 == 2 {
-                    let id = saved.lock().unwrap()[round % 2].clone();
-                    agent
-                        .post(format!("{base_url}/api/connectors/{id}/enable"))
-                        .header("Authorization", format!("Bearer {ADMIN_KEY}"))
-                        .send_json(json!({}))
-                } else {
-                    agent
-                        .post(format!("{base_url}/api/connectors"))
-                        .header("Authorization", format!("Bearer {ADMIN_KEY}"))
-                        .send_json(json!({"connectorId": MOCK, "config": {"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null}}))
-                };
-                let Ok(mut response) = result else { return };
-                if response.status() == 200 && round % 3 != 2 {
-                    let created: Value = response.body_mut().read_json().unwrap();
-                    saved
-                        .lock()
-                        .unwrap()
-                        .push(created["id"].as_str().unwrap().to_owned());
-                }
-            }
-        })
+    let agent = || -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(5)))
+            .build()
+            .into()
     };
+    // Concurrent clients, so the store's writer puts changes in batches with other work:
+    // three change connectors (the host serializes changes), two issue codes meanwhile.
+    let changers: Vec<_> = (0..3)
+        .map(|_| {
+            let (saved, base_url, agent) = (Arc::clone(&saved), base_url.clone(), agent());
+            std::thread::spawn(move || {
+                for round in 0..150 {
+                    let result = if round % 3 == 2 {
+                        let id = saved.lock().unwrap()[round % 2].clone();
+                        agent
+                            .post(format!("{base_url}/api/connectors/{id}/enable"))
+                            .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+                            .send_json(json!({}))
+                    } else {
+                        agent
+                            .post(format!("{base_url}/api/connectors"))
+                            .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+                            .send_json(json!({"connectorId": MOCK, "config": {"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null}}))
+                    };
+                    let Ok(mut response) = result else { return };
+                    if response.status() == 200 && round % 3 != 2 {
+                        let created: Value = response.body_mut().read_json().unwrap();
+                        saved
+                            .lock()
+                            .unwrap()
+                            .push(created["id"].as_str().unwrap().to_owned());
+                    }
+                }
+            })
+        })
+        .collect();
+    let issuers: Vec<_> = (0..2)
+        .map(|issuer| {
+            let (base_url, agent) = (base_url.clone(), agent());
+            std::thread::spawn(move || {
+                for index in 0..2000 {
+                    let phone = format!("+1201555{:04}", issuer * 2000 + index);
+                    let issued = agent
+                        .post(format!("{base_url}/api/verification-codes"))
+                        .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+                        .send_json(json!({"phone": phone}));
+                    let Ok(response) = issued else { return };
+                    assert_eq!(response.status(), 204, "{phone}");
+                }
+            })
+        })
+        .collect();
     // Let the burst get going, then kill without warning.
     while saved.lock().unwrap().len() < 15 {
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -479,7 +501,9 @@ fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
-    burst.join().unwrap();
+    for client in changers.into_iter().chain(issuers) {
+        client.join().unwrap();
+    }
     let folders = host.kill();
     let host = folders.start();
     let (_, live) = host.get("/api/connectors");

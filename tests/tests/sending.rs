@@ -643,3 +643,198 @@ fn code_routes_differ_from_logto_where_documented() {
     }
     assert_eq!(verify(&host, &code, "SignIn").0, 204);
 }
+
+/// The latest code sent to each phone, read from an outbox that may end in a line still
+/// being written.
+fn codes_by_phone(outbox: &Path) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(outbox)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|line| {
+            Some((
+                line["to"].as_str()?.to_owned(),
+                line["payload"]["code"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// What one client of the burst saw before the kill: codes whose issue answered 204 and that
+/// it did not try to verify, codes whose verify answered 204, and codes whose verify got no
+/// answer (it may or may not have committed).
+#[derive(Default)]
+struct BurstOutcome {
+    issued_not_verified: Vec<(String, String)>,
+    verified: Vec<(String, String)>,
+    verify_unanswered: Vec<(String, String)>,
+    unexpected: Vec<String>,
+}
+
+#[test]
+fn kill_9_during_a_burst_of_codes_loses_no_issued_code_and_no_verify() {
+    let args = [
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--resend-cooldown-secs",
+        "0",
+        "--max-sends-per-recipient",
+        "1000000",
+    ];
+    let (host, outbox) = start_mock_host(&args[4..]);
+    let host = std::sync::Arc::new(host);
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Eight clients, each issuing to phones of its own and verifying every other code at
+    // once: the writer has concurrent issues and verifies to put in one batch.
+    let clients: Vec<_> = (0..8u32)
+        .map(|client| {
+            let (host, issued, outbox) = (
+                std::sync::Arc::clone(&host),
+                std::sync::Arc::clone(&issued),
+                outbox.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut outcome = BurstOutcome::default();
+                for index in 0..1000u32 {
+                    let phone = format!("+1201555{:04}", client * 1000 + index);
+                    let body = json!({"phone": phone});
+                    match host.try_request(
+                        "POST",
+                        "/api/verification-codes",
+                        Some(SEND_KEY),
+                        Some(&body),
+                    ) {
+                        Ok((204, _)) => {}
+                        Ok((status, body)) => {
+                            outcome
+                                .unexpected
+                                .push(format!("issue {phone}: {status} {body}"));
+                            break;
+                        }
+                        Err(_) => break, // killed
+                    }
+                    issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // The message is in the outbox before the 204.
+                    let Some(code) = codes_by_phone(&outbox).remove(&phone) else {
+                        outcome
+                            .unexpected
+                            .push(format!("no code in the outbox for {phone}"));
+                        break;
+                    };
+                    if index % 2 == 1 {
+                        outcome.issued_not_verified.push((phone, code));
+                        continue;
+                    }
+                    let body = json!({"phone": phone, "verificationCode": code});
+                    match host.try_request(
+                        "POST",
+                        "/api/verification-codes/verify",
+                        Some(SEND_KEY),
+                        Some(&body),
+                    ) {
+                        Ok((204, _)) => outcome.verified.push((phone, code)),
+                        Ok((status, body)) => {
+                            outcome
+                                .unexpected
+                                .push(format!("verify {phone}: {status} {body}"));
+                            break;
+                        }
+                        Err(_) => {
+                            outcome.verify_unanswered.push((phone, code));
+                            break;
+                        }
+                    }
+                }
+                outcome
+            })
+        })
+        .collect();
+    // Let the burst get going, then kill without warning.
+    let started = std::time::Instant::now();
+    while issued.load(std::sync::atomic::Ordering::Relaxed) < 200
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if e2e_tests::store_kind() == e2e_tests::StoreKind::Sqlite {
+        // The writer's batch sizes: some commits carried several operations.
+        let (_, metrics) = host.request("GET", "/metrics", None, None);
+        let metrics = metrics.as_str().unwrap_or_default().to_owned();
+        let sample = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        };
+        let batches = sample("store_batch_size_count");
+        let single_operation_batches = sample("store_batch_size_bucket{le=\"1\"}");
+        assert!(
+            single_operation_batches < batches,
+            "no commit carried more than one operation: {metrics}"
+        );
+    }
+    std::process::Command::new("kill")
+        .args(["-9", &host.pid().to_string()])
+        .status()
+        .unwrap();
+    let outcomes: Vec<BurstOutcome> = clients
+        .into_iter()
+        .map(|client| client.join().unwrap())
+        .collect();
+    let unexpected: Vec<&String> = outcomes.iter().flat_map(|o| &o.unexpected).collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let pending: Vec<&(String, String)> = outcomes
+        .iter()
+        .flat_map(|o| &o.issued_not_verified)
+        .collect();
+    let verified: Vec<&(String, String)> = outcomes.iter().flat_map(|o| &o.verified).collect();
+    assert!(
+        pending.len() >= 50 && verified.len() >= 50,
+        "the burst ran: {} pending, {} verified",
+        pending.len(),
+        verified.len()
+    );
+
+    let host = std::sync::Arc::into_inner(host)
+        .expect("the clients are done")
+        .kill()
+        .start_with_args(&args);
+    let verify_phone = |phone: &str, code: &str| {
+        host.request(
+            "POST",
+            "/api/verification-codes/verify",
+            Some(SEND_KEY),
+            Some(&json!({"phone": phone, "verificationCode": code})),
+        )
+    };
+    for (phone, code) in &pending {
+        let (status, body) = verify_phone(phone, code);
+        assert_eq!(
+            status, 204,
+            "{phone}'s code answered 204 at issue but was lost: {body}"
+        );
+        let (status, again) = verify_phone(phone, code);
+        assert_eq!(
+            (status, again["code"].clone()),
+            (400, json!("verification_code.not_found")),
+            "{phone}'s code works once"
+        );
+    }
+    for (phone, code) in &verified {
+        let (status, body) = verify_phone(phone, code);
+        assert_eq!(
+            (status, body["code"].clone()),
+            (400, json!("verification_code.not_found")),
+            "{phone}'s code was verified before the kill and works again after it"
+        );
+    }
+    // A verify cut by the kill either committed or not; either way the code works at most
+    // once from here.
+    for (phone, code) in outcomes.iter().flat_map(|o| &o.verify_unanswered) {
+        let first = verify_phone(phone, code).0;
+        assert!(first == 204 || first == 400, "{phone}: {first}");
+        assert_eq!(verify_phone(phone, code).0, 400, "{phone}");
+    }
+}

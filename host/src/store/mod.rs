@@ -1,7 +1,8 @@
 //! The store boundary: what the host keeps (connectors, verification codes), as async traits
 //! with one transaction per method, and two implementations: [`sqlite::SqliteStore`], the
-//! embedded default, which runs its blocking work on tokio's blocking pool so callers never
-//! block an async worker, and [`postgres::PostgresStore`], shared by several hosts.
+//! embedded default, whose blocking work runs on a writer thread of its own that commits
+//! concurrent operations together (group commit, `sqlite_writer`), so callers never block an
+//! async worker, and [`postgres::PostgresStore`], shared by several hosts.
 //!
 //! The store keeps every connector, live or retired, with its config sealed under the host's
 //! secrets key ([`secrets_keyring`]). Making one connector
@@ -14,6 +15,7 @@ pub mod key_rotation;
 pub mod postgres;
 pub mod secrets_keyring;
 pub mod sqlite;
+mod sqlite_writer;
 
 pub use secrets_keyring::{SealingReport, SecretsKeyring};
 
@@ -71,7 +73,8 @@ pub enum VerifyOutcome {
     Mismatch { attempts_left: u32 },
 }
 
-/// Saved connectors: what the management routes use. Every method is one transaction.
+/// Saved connectors: what the management routes use. Every method is one transaction (on
+/// SQLite, one savepoint of a batch that is committed before the method returns).
 #[async_trait::async_trait]
 pub trait ConnectorStore: Send + Sync {
     /// All connectors, or only live (`Some(true)`) or retired (`Some(false)`) ones, oldest first.
@@ -102,7 +105,8 @@ pub trait ConnectorStore: Send + Sync {
     async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError>;
 }
 
-/// Verification codes: what the code routes use. Every method is one transaction.
+/// Verification codes: what the code routes use. Every method is one transaction (on SQLite,
+/// one savepoint of a batch that is committed before the method returns).
 #[async_trait::async_trait]
 pub trait VerificationCodeStore: Send + Sync {
     async fn save_code(&self, code: NewCode) -> Result<(), StoreError>;

@@ -2,17 +2,22 @@
 //!
 //! WAL journal with `synchronous=FULL`, so a commit that answered 200 survives a kill -9 or a
 //! power cut. A partial unique index refuses a second live SMS connector whatever the code
-//! does. One connection behind a mutex: writes are serialized, which also makes each verify
-//! of a code atomic.
+//! does. Every operation runs on one writer thread that owns the connection and commits
+//! concurrent operations together ([`super::sqlite_writer`]: group commit, one fsync per
+//! batch); each operation is a savepoint of its batch, atomic against every other, which makes
+//! each verify of a code atomic and one-use.
+//!
+//! This file holds the schema and the operations themselves, plain blocking functions on a
+//! connection; the writer decides the transaction they run in.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use subtle::ConstantTimeEq;
 
 use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
+use super::sqlite_writer::SqliteWriterHandle;
 use super::{
     now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
     UpdateOutcome, VerificationCodeStore, VerifyOutcome,
@@ -24,17 +29,15 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// The SQLite store. Its work is blocking (SQLite has no async driver), so every method runs
-/// on tokio's blocking pool.
+/// The SQLite store. Its work is blocking (SQLite has no async driver), so every method hands
+/// it to the writer thread and awaits the answer.
+///
+/// Reads (`list`, `get`, `live`) go through the writer too, in its batches: they are rare
+/// management and start-up calls, one connection keeps the file handling simple, and a read
+/// answered after its batch's commit never shows a write that was then lost.
 #[derive(Clone)]
 pub struct SqliteStore {
-    database: Arc<SqliteDatabase>,
-}
-
-/// The connection and the blocking work on it, one transaction per method.
-struct SqliteDatabase {
-    connection: Mutex<Connection>,
-    keyring: SecretsKeyring,
+    writer: SqliteWriterHandle,
 }
 
 const SCHEMA: &str = "
@@ -75,48 +78,66 @@ const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database file; configs are sealed and opened with
-    /// `keyring`. Blocking: call it off the async workers.
+    /// Opens (creating when missing) the database file and starts its writer thread; configs
+    /// are sealed and opened with `keyring`. Blocking: call it off the async workers.
     pub fn open(path: &Path, keyring: SecretsKeyring) -> Result<Self, StoreError> {
+        let connection = open_connection(path)?;
         Ok(Self {
-            database: Arc::new(SqliteDatabase::open(path, keyring)?),
+            writer: SqliteWriterHandle::spawn(connection, keyring)?,
         })
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&SqliteDatabase) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let database = Arc::clone(&self.database);
-        tokio::task::spawn_blocking(move || work(&database))
-            .await
-            .map_err(|error| StoreError::Failed(format!("the store task failed: {error}")))?
+    /// How many batches the writer has committed, each with one fsync: fewer than the
+    /// operations when group commit works.
+    pub fn committed_batches(&self) -> u64 {
+        self.writer.committed_batches()
     }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path)?;
+    // Another connection (a test's, an operator's sqlite3 shell) may hold the write lock a
+    // moment: the writer waits for it rather than failing a whole batch.
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    // What a rewrite frees (a config before it was sealed, under an old key) is zeroed,
+    // not left in free pages.
+    connection.pragma_update(None, "secure_delete", "ON")?;
+    connection.execute_batch(SCHEMA)?;
+    Ok(connection)
 }
 
 #[async_trait::async_trait]
 impl ConnectorStore for SqliteStore {
     async fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
-        self.run(move |database| database.list(enabled)).await
+        self.writer
+            .run_batched(move |connection, keyring| list(connection, keyring, enabled))
+            .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
         let id = id.to_owned();
-        self.run(move |database| database.get(&id)).await
+        self.writer
+            .run_batched(move |connection, keyring| select_one(connection, keyring, &id))
+            .await
     }
 
     async fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
-        self.run(|database| database.live()).await
+        self.writer.run_batched(live).await
     }
 
     async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
-        self.run(move |database| database.insert_live(connector))
+        self.writer
+            .run_batched(move |connection, keyring| insert_live(connection, keyring, connector))
             .await
     }
 
     async fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
         let id = id.to_owned();
-        self.run(move |database| database.enable(&id)).await
+        self.writer
+            .run_batched(move |connection, keyring| enable(connection, keyring, &id))
+            .await
     }
 
     async fn update(
@@ -126,22 +147,33 @@ impl ConnectorStore for SqliteStore {
         metadata: serde_json::Value,
     ) -> Result<UpdateOutcome, StoreError> {
         let read = read.clone();
-        self.run(move |database| database.update(&read, config, metadata))
+        self.writer
+            .run_batched(move |connection, keyring| {
+                update(connection, keyring, &read, config, metadata)
+            })
             .await
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.run(move |database| database.delete(&id)).await
+        self.writer
+            .run_batched(move |connection, _| delete(connection, &id))
+            .await
     }
 
     async fn prepare_sealing(&self) -> Result<SealingReport, StoreError> {
-        self.run(|database| database.reseal_configs(ResealScope::Startup))
+        self.writer
+            .run_exclusive(|connection, keyring| {
+                reseal_configs(connection, keyring, ResealScope::Startup)
+            })
             .await
     }
 
     async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError> {
-        self.run(|database| database.reseal_configs(ResealScope::Rotation))
+        self.writer
+            .run_exclusive(|connection, keyring| {
+                reseal_configs(connection, keyring, ResealScope::Rotation)
+            })
             .await
     }
 }
@@ -149,7 +181,9 @@ impl ConnectorStore for SqliteStore {
 #[async_trait::async_trait]
 impl VerificationCodeStore for SqliteStore {
     async fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
-        self.run(move |database| database.save_code(code)).await
+        self.writer
+            .run_batched(move |connection, _| save_code(connection, code))
+            .await
     }
 
     async fn discard_code(
@@ -163,7 +197,10 @@ impl VerificationCodeStore for SqliteStore {
             template_type.to_owned(),
             code_hash.to_owned(),
         );
-        self.run(move |database| database.discard_code(&phone, &template_type, &code_hash))
+        self.writer
+            .run_batched(move |connection, _| {
+                discard_code(connection, &phone, &template_type, &code_hash)
+            })
             .await
     }
 
@@ -180,43 +217,24 @@ impl VerificationCodeStore for SqliteStore {
             template_type.to_owned(),
             presented_hash.to_owned(),
         );
-        self.run(move |database| {
-            database.verify_code(&phone, &template_type, &presented_hash, now, max_attempts)
-        })
-        .await
+        self.writer
+            .run_batched(move |connection, _| {
+                verify_code(
+                    connection,
+                    &phone,
+                    &template_type,
+                    &presented_hash,
+                    now,
+                    max_attempts,
+                )
+            })
+            .await
     }
 
     async fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError> {
-        self.run(move |database| database.purge_expired_codes(now))
+        self.writer
+            .run_batched(move |connection, _| purge_expired_codes(connection, now))
             .await
-    }
-}
-
-impl SqliteDatabase {
-    fn open(path: &Path, keyring: SecretsKeyring) -> Result<Self, StoreError> {
-        let connection = Connection::open(path)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        // What a rewrite frees (a config before it was sealed, under an old key) is zeroed,
-        // not left in free pages.
-        connection.pragma_update(None, "secure_delete", "ON")?;
-        connection.execute_batch(SCHEMA)?;
-        Ok(Self {
-            connection: Mutex::new(connection),
-            keyring,
-        })
-    }
-
-    fn with_connection<T>(
-        &self,
-        run: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut connection = self
-            .connection
-            .lock()
-            .map_err(|_| StoreError::Failed("the store connection is poisoned".to_owned()))?;
-        run(&mut connection)
     }
 }
 
@@ -258,7 +276,7 @@ fn select_one(
         .transpose()
 }
 
-/// Which stored configs [`SqliteDatabase::reseal_configs`] rewrites.
+/// Which stored configs [`reseal_configs`] rewrites.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ResealScope {
     /// Start-up: seal configs stored in clear (from before sealing existed), check that every
@@ -268,259 +286,256 @@ enum ResealScope {
     Rotation,
 }
 
-fn retire_live(transaction: &rusqlite::Transaction<'_>, now: i64) -> Result<(), StoreError> {
-    transaction.execute(
+fn retire_live(connection: &Connection, now: i64) -> Result<(), StoreError> {
+    connection.execute(
         "UPDATE connectors SET enabled = 0, updated_at = ?1 WHERE enabled = 1 AND type = 'Sms'",
         params![now],
     )?;
     Ok(())
 }
 
-impl SqliteDatabase {
-    fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
-        self.with_connection(|connection| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM connectors WHERE (?1 IS NULL OR enabled = ?1) ORDER BY created_at, id"
-            );
-            let mut statement = connection.prepare(&sql)?;
-            let rows = statement.query_map(params![enabled.map(i64::from)], read_record)?;
-            rows.map(|row| finish_record(&self.keyring, row?)).collect()
-        })
-    }
+// The connector operations. Each runs under a savepoint of its batch's transaction (see
+// `sqlite_writer`): an error rolls back everything it wrote, never a neighbour's work.
 
-    fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
-        self.with_connection(|connection| select_one(connection, &self.keyring, id))
-    }
+fn list(
+    connection: &Connection,
+    keyring: &SecretsKeyring,
+    enabled: Option<bool>,
+) -> Result<Vec<ConnectorRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connectors WHERE (?1 IS NULL OR enabled = ?1) ORDER BY created_at, id"
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let rows = statement.query_map(params![enabled.map(i64::from)], read_record)?;
+    rows.map(|row| finish_record(keyring, row?)).collect()
+}
 
-    fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
-        self.with_connection(|connection| {
-            let sql =
-                format!("SELECT {COLUMNS} FROM connectors WHERE enabled = 1 AND type = 'Sms'");
-            connection
-                .query_row(&sql, [], read_record)
-                .optional()?
-                .map(|row| finish_record(&self.keyring, row))
-                .transpose()
-        })
-    }
+fn live(
+    connection: &Connection,
+    keyring: &SecretsKeyring,
+) -> Result<Option<ConnectorRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM connectors WHERE enabled = 1 AND type = 'Sms'");
+    connection
+        .query_row(&sql, [], read_record)
+        .optional()?
+        .map(|row| finish_record(keyring, row))
+        .transpose()
+}
 
-    fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
-        self.with_connection(|connection| {
-            let now = now_millis();
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            retire_live(&transaction, now)?;
-            transaction.execute(
-                "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
-                 VALUES (?1, ?2, 'Sms', ?3, ?4, 1, ?5, ?5)",
+fn insert_live(
+    connection: &Connection,
+    keyring: &SecretsKeyring,
+    connector: NewConnector,
+) -> Result<ConnectorRecord, StoreError> {
+    let now = now_millis();
+    retire_live(connection, now)?;
+    connection.execute(
+        "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
+         VALUES (?1, ?2, 'Sms', ?3, ?4, 1, ?5, ?5)",
+        params![
+            connector.id,
+            connector.factory_id,
+            keyring.seal(&connector.id, &connector.config)?,
+            connector.metadata.to_string(),
+            now
+        ],
+    )?;
+    select_one(connection, keyring, &connector.id)?
+        .ok_or_else(|| StoreError::Failed("the inserted connector is missing".to_owned()))
+}
+
+fn enable(
+    connection: &Connection,
+    keyring: &SecretsKeyring,
+    id: &str,
+) -> Result<Option<ConnectorRecord>, StoreError> {
+    let now = now_millis();
+    match select_one(connection, keyring, id)? {
+        None => return Ok(None),
+        Some(record) if record.enabled => return Ok(Some(record)),
+        Some(_) => {}
+    }
+    retire_live(connection, now)?;
+    connection.execute(
+        "UPDATE connectors SET enabled = 1, updated_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    select_one(connection, keyring, id)
+}
+
+fn update(
+    connection: &Connection,
+    keyring: &SecretsKeyring,
+    read: &ConnectorRecord,
+    config: serde_json::Value,
+    metadata: serde_json::Value,
+) -> Result<UpdateOutcome, StoreError> {
+    Ok(match select_one(connection, keyring, &read.id)? {
+        None => UpdateOutcome::NotFound,
+        Some(current) if current != *read => UpdateOutcome::ChangedMeanwhile,
+        Some(_) => {
+            connection.execute(
+                "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
                 params![
-                    connector.id,
-                    connector.factory_id,
-                    self.keyring.seal(&connector.id, &connector.config)?,
-                    connector.metadata.to_string(),
-                    now
+                    read.id,
+                    keyring.seal(&read.id, &config)?,
+                    metadata.to_string(),
+                    now_millis()
                 ],
             )?;
-            let record = select_one(&transaction, &self.keyring, &connector.id)?
-                .ok_or_else(|| StoreError::Failed("the inserted connector is missing".to_owned()))?;
-            transaction.commit()?;
-            Ok(record)
-        })
-    }
-
-    fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
-        self.with_connection(|connection| {
-            let now = now_millis();
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            match select_one(&transaction, &self.keyring, id)? {
-                None => return Ok(None),
-                Some(record) if record.enabled => return Ok(Some(record)),
-                Some(_) => {}
-            }
-            retire_live(&transaction, now)?;
-            transaction.execute(
-                "UPDATE connectors SET enabled = 1, updated_at = ?2 WHERE id = ?1",
-                params![id, now],
-            )?;
-            let record = select_one(&transaction, &self.keyring, id)?;
-            transaction.commit()?;
-            Ok(record)
-        })
-    }
-
-    fn update(
-        &self,
-        read: &ConnectorRecord,
-        config: serde_json::Value,
-        metadata: serde_json::Value,
-    ) -> Result<UpdateOutcome, StoreError> {
-        self.with_connection(|connection| {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let outcome = match select_one(&transaction, &self.keyring, &read.id)? {
-                None => UpdateOutcome::NotFound,
-                Some(current) if current != *read => UpdateOutcome::ChangedMeanwhile,
-                Some(_) => {
-                    transaction.execute(
-                        "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
-                        params![read.id, self.keyring.seal(&read.id, &config)?, metadata.to_string(), now_millis()],
-                    )?;
-                    select_one(&transaction, &self.keyring, &read.id)?
-                        .map(UpdateOutcome::Updated)
-                        .unwrap_or(UpdateOutcome::NotFound)
-                }
-            };
-            transaction.commit()?;
-            Ok(outcome)
-        })
-    }
-
-    fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        self.with_connection(|connection| {
-            let deleted =
-                connection.execute("DELETE FROM connectors WHERE id = ?1", params![id])?;
-            Ok(deleted > 0)
-        })
-    }
+            select_one(connection, keyring, &read.id)?
+                .map(UpdateOutcome::Updated)
+                .unwrap_or(UpdateOutcome::NotFound)
+        }
+    })
 }
 
-impl SqliteDatabase {
-    /// One transaction: checks the recorded sealing key against the keyring, (re)seals the
-    /// configs `scope` names and records the key that sealed them; then truncates the WAL so
-    /// that what was rewritten leaves no copy behind.
-    fn reseal_configs(&self, scope: ResealScope) -> Result<SealingReport, StoreError> {
-        self.with_connection(|connection| {
-            let transaction =
-                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let recorded_key_id: Option<String> = transaction
-                .query_row(
-                    "SELECT value FROM store_settings WHERE name = ?1",
-                    params![SECRETS_KEY_SETTING],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            check_recorded_key(
-                recorded_key_id.as_deref(),
-                &self.keyring,
-                scope == ResealScope::Rotation,
-            )
-            .map_err(StoreError::Failed)?;
-            let stored_configs = {
-                let mut statement = transaction.prepare("SELECT id, config FROM connectors")?;
-                let rows = statement.query_map([], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })?;
-                rows.collect::<Result<Vec<_>, _>>()?
-            };
-            let mut report = SealingReport::new(self.keyring.sealing_key_id());
-            for (id, stored) in stored_configs {
-                let rewritten = self.keyring.reseal_stored_config(
-                    &id,
-                    &stored,
-                    scope == ResealScope::Rotation,
-                    &mut report,
-                )?;
-                if let Some(sealed) = rewritten {
-                    transaction.execute(
-                        "UPDATE connectors SET config = ?2 WHERE id = ?1",
-                        params![id, sealed],
-                    )?;
-                }
-            }
-            transaction.execute(
-                "INSERT INTO store_settings (name, value) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![SECRETS_KEY_SETTING, self.keyring.sealing_key_id()],
-            )?;
-            transaction.commit()?;
-            if report.rewritten() > 0 {
-                // The WAL still holds the pages as they were; checkpoint and cut it to zero.
-                connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            }
-            Ok(report)
-        })
-    }
+fn delete(connection: &Connection, id: &str) -> Result<bool, StoreError> {
+    let deleted = connection.execute("DELETE FROM connectors WHERE id = ?1", params![id])?;
+    Ok(deleted > 0)
 }
 
-impl SqliteDatabase {
-    fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
-        self.with_connection(|connection| {
-            connection.execute(
-                "INSERT OR REPLACE INTO verification_codes (phone, type, code_hash, created_at, expires_at, failed_attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-                params![code.phone, code.template_type, code.code_hash, code.created_at, code.expires_at],
+/// An exclusive job (the connection alone, autocommit): one transaction checks the recorded
+/// sealing key against the keyring, (re)seals the configs `scope` names and records the key
+/// that sealed them; then the WAL is truncated so that what was rewritten leaves no copy
+/// behind. The checkpoint is why it cannot share a batch: it needs the commit first.
+fn reseal_configs(
+    connection: &mut Connection,
+    keyring: &SecretsKeyring,
+    scope: ResealScope,
+) -> Result<SealingReport, StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let recorded_key_id: Option<String> = transaction
+        .query_row(
+            "SELECT value FROM store_settings WHERE name = ?1",
+            params![SECRETS_KEY_SETTING],
+            |row| row.get(0),
+        )
+        .optional()?;
+    check_recorded_key(
+        recorded_key_id.as_deref(),
+        keyring,
+        scope == ResealScope::Rotation,
+    )
+    .map_err(StoreError::Failed)?;
+    let stored_configs = {
+        let mut statement = transaction.prepare("SELECT id, config FROM connectors")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>()?
+    };
+    let mut report = SealingReport::new(keyring.sealing_key_id());
+    for (id, stored) in stored_configs {
+        let rewritten = keyring.reseal_stored_config(
+            &id,
+            &stored,
+            scope == ResealScope::Rotation,
+            &mut report,
+        )?;
+        if let Some(sealed) = rewritten {
+            transaction.execute(
+                "UPDATE connectors SET config = ?2 WHERE id = ?1",
+                params![id, sealed],
             )?;
-            Ok(())
-        })
+        }
     }
-
-    fn discard_code(
-        &self,
-        phone: &str,
-        template_type: &str,
-        code_hash: &[u8],
-    ) -> Result<(), StoreError> {
-        self.with_connection(|connection| {
-            connection.execute(
-                "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2 AND code_hash = ?3",
-                params![phone, template_type, code_hash],
-            )?;
-            Ok(())
-        })
+    transaction.execute(
+        "INSERT INTO store_settings (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        params![SECRETS_KEY_SETTING, keyring.sealing_key_id()],
+    )?;
+    transaction.commit()?;
+    if report.rewritten() > 0 {
+        // The WAL still holds the pages as they were; checkpoint and cut it to zero.
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
+    Ok(report)
+}
 
-    fn verify_code(
-        &self,
-        phone: &str,
-        template_type: &str,
-        presented_hash: &[u8],
-        now: i64,
-        max_attempts: u32,
-    ) -> Result<VerifyOutcome, StoreError> {
-        self.with_connection(|connection| {
-            let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored: Option<(Vec<u8>, i64, u32)> = transaction
-                .query_row(
-                    "SELECT code_hash, expires_at, failed_attempts FROM verification_codes WHERE phone = ?1 AND type = ?2",
-                    params![phone, template_type],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()?;
-            let outcome = match stored {
-                None => VerifyOutcome::NotFound,
-                Some((_, expires_at, _)) if expires_at <= now => VerifyOutcome::Expired,
-                Some((_, _, failed_attempts)) if failed_attempts >= max_attempts => VerifyOutcome::ExceededMaxTry,
-                Some((code_hash, _, failed_attempts)) => {
-                    if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
-                        transaction.execute(
-                            "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2",
-                            params![phone, template_type],
-                        )?;
-                        VerifyOutcome::Verified
-                    } else {
-                        transaction.execute(
-                            "UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE phone = ?1 AND type = ?2",
-                            params![phone, template_type],
-                        )?;
-                        VerifyOutcome::Mismatch {
-                            attempts_left: max_attempts.saturating_sub(failed_attempts + 1),
-                        }
-                    }
+// The code operations, the hot path: their statements are prepared once per connection.
+
+fn save_code(connection: &Connection, code: NewCode) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT OR REPLACE INTO verification_codes (phone, type, code_hash, created_at, expires_at, failed_attempts)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+        )?
+        .execute(params![
+            code.phone,
+            code.template_type,
+            code.code_hash,
+            code.created_at,
+            code.expires_at
+        ])?;
+    Ok(())
+}
+
+fn discard_code(
+    connection: &Connection,
+    phone: &str,
+    template_type: &str,
+    code_hash: &[u8],
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2 AND code_hash = ?3",
+        )?
+        .execute(params![phone, template_type, code_hash])?;
+    Ok(())
+}
+
+/// Reads, then consumes or counts, with nothing in between: the writer runs one job at a time,
+/// so of concurrent verifies of one code exactly one finds it.
+fn verify_code(
+    connection: &Connection,
+    phone: &str,
+    template_type: &str,
+    presented_hash: &[u8],
+    now: i64,
+    max_attempts: u32,
+) -> Result<VerifyOutcome, StoreError> {
+    let stored: Option<(Vec<u8>, i64, u32)> = connection
+        .prepare_cached(
+            "SELECT code_hash, expires_at, failed_attempts FROM verification_codes WHERE phone = ?1 AND type = ?2",
+        )?
+        .query_row(params![phone, template_type], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    Ok(match stored {
+        None => VerifyOutcome::NotFound,
+        Some((_, expires_at, _)) if expires_at <= now => VerifyOutcome::Expired,
+        Some((_, _, failed_attempts)) if failed_attempts >= max_attempts => {
+            VerifyOutcome::ExceededMaxTry
+        }
+        Some((code_hash, _, failed_attempts)) => {
+            if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
+                connection
+                    .prepare_cached(
+                        "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2",
+                    )?
+                    .execute(params![phone, template_type])?;
+                VerifyOutcome::Verified
+            } else {
+                connection
+                    .prepare_cached(
+                        "UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE phone = ?1 AND type = ?2",
+                    )?
+                    .execute(params![phone, template_type])?;
+                VerifyOutcome::Mismatch {
+                    attempts_left: max_attempts.saturating_sub(failed_attempts + 1),
                 }
-            };
-            transaction.commit()?;
-            Ok(outcome)
-        })
-    }
+            }
+        }
+    })
+}
 
-    fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError> {
-        self.with_connection(|connection| {
-            Ok(connection.execute(
-                "DELETE FROM verification_codes WHERE expires_at <= ?1",
-                params![now],
-            )?)
-        })
-    }
+fn purge_expired_codes(connection: &Connection, now: i64) -> Result<usize, StoreError> {
+    Ok(connection.execute(
+        "DELETE FROM verification_codes WHERE expires_at <= ?1",
+        params![now],
+    )?)
 }
 
 #[cfg(test)]
@@ -537,17 +552,21 @@ mod tests {
         }
     }
 
-    // The blocking layer, tested directly; the async wrapper only moves it to the blocking pool.
-    fn open_store(dir: &tempfile::TempDir) -> SqliteDatabase {
+    // Through the async API, as the host uses it: every call goes through the writer thread.
+    async fn open_store(dir: &tempfile::TempDir) -> SqliteStore {
         let (keyring, _) =
             SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
-        open_store_with(dir, keyring)
+        open_store_with(dir, keyring).await
     }
 
-    fn open_store_with(dir: &tempfile::TempDir, keyring: SecretsKeyring) -> SqliteDatabase {
-        let database = SqliteDatabase::open(&dir.path().join("store.sqlite3"), keyring).unwrap();
-        database.reseal_configs(ResealScope::Startup).unwrap();
-        database
+    async fn open_store_with(dir: &tempfile::TempDir, keyring: SecretsKeyring) -> SqliteStore {
+        let store = open_unprepared(dir, keyring);
+        store.prepare_sealing().await.unwrap();
+        store
+    }
+
+    fn open_unprepared(dir: &tempfile::TempDir, keyring: SecretsKeyring) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("store.sqlite3"), keyring).unwrap()
     }
 
     /// Every file SQLite keeps for the store, read raw.
@@ -572,12 +591,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn configs_are_sealed_in_the_database_and_its_wal() {
+    #[tokio::test]
+    async fn configs_are_sealed_in_the_database_and_its_wal() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
+        let store = open_store(&dir).await;
         let saved = store
             .insert_live(connector_with_secret("first", "token-AAAA-1111"))
+            .await
             .unwrap();
         assert_eq!(saved.config["authToken"], "token-AAAA-1111");
         let UpdateOutcome::Updated(_) = store
@@ -586,6 +606,7 @@ mod tests {
                 json!({"authToken": "token-BBBB-2222", "endpoint": "https://sms.example/send"}),
                 json!({}),
             )
+            .await
             .unwrap()
         else {
             panic!("the update applies");
@@ -596,13 +617,13 @@ mod tests {
         assert!(!contains(&raw, "sms.example"));
         assert!(contains(&raw, "sealed1:"));
         assert_eq!(
-            store.get("first").unwrap().unwrap().config["authToken"],
+            store.get("first").await.unwrap().unwrap().config["authToken"],
             "token-BBBB-2222"
         );
     }
 
-    #[test]
-    fn configs_saved_in_clear_are_sealed_at_start_up_and_no_copy_stays() {
+    #[tokio::test]
+    async fn configs_saved_in_clear_are_sealed_at_start_up_and_no_copy_stays() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.sqlite3");
         {
@@ -621,19 +642,19 @@ mod tests {
                 .unwrap();
         }
         assert!(contains(&raw_store_bytes(&dir), "token-CLEAR-3333"));
-        let store = open_store(&dir);
+        let store = open_store(&dir).await;
         assert!(!contains(&raw_store_bytes(&dir), "token-CLEAR-3333"));
         assert_eq!(
-            store.live().unwrap().unwrap().config["authToken"],
+            store.live().await.unwrap().unwrap().config["authToken"],
             "token-CLEAR-3333"
         );
         // Once sealed, the next start-up rewrites nothing.
-        let again = store.reseal_configs(ResealScope::Startup).unwrap();
+        let again = store.prepare_sealing().await.unwrap();
         assert_eq!(again.rewritten(), 0);
     }
 
-    #[test]
-    fn another_key_file_is_refused_and_a_rotation_reseals_everything() {
+    #[tokio::test]
+    async fn another_key_file_is_refused_and_a_rotation_reseals_everything() {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join("secrets-key");
         let (original, _) = SecretsKeyring::read_or_create_file(&key_path).unwrap();
@@ -641,82 +662,73 @@ mod tests {
         let rotating = original.with_new_sealing_key().unwrap();
         drop(
             open_store_with(&dir, original)
+                .await
                 .insert_live(connector_with_secret("first", "t-1"))
+                .await
                 .unwrap(),
         );
 
-        let stranger = SqliteDatabase::open(
-            &dir.path().join("store.sqlite3"),
-            SecretsKeyring::generate().unwrap(),
-        )
-        .unwrap();
-        let refused = stranger
-            .reseal_configs(ResealScope::Startup)
-            .unwrap_err()
-            .to_string();
+        let stranger = open_unprepared(&dir, SecretsKeyring::generate().unwrap());
+        let refused = stranger.prepare_sealing().await.unwrap_err().to_string();
         assert!(refused.contains(&original_id), "{refused}");
         drop(stranger);
 
         let finished = rotating.sealing_key_only();
-        let interrupted =
-            SqliteDatabase::open(&dir.path().join("store.sqlite3"), rotating).unwrap();
-        let refused = interrupted
-            .reseal_configs(ResealScope::Startup)
-            .unwrap_err()
-            .to_string();
+        let interrupted = open_unprepared(&dir, rotating);
+        let refused = interrupted.prepare_sealing().await.unwrap_err().to_string();
         assert!(refused.contains("interrupted"), "{refused}");
-        let report = interrupted.reseal_configs(ResealScope::Rotation).unwrap();
+        let report = interrupted.reseal_all_configs().await.unwrap();
         assert_eq!(report.resealed, 1);
         assert_eq!(report.key_id, finished.sealing_key_id());
         drop(interrupted);
 
-        let rotated = open_store_with(&dir, finished);
+        let rotated = open_store_with(&dir, finished).await;
         assert_eq!(
-            rotated.get("first").unwrap().unwrap().config["authToken"],
+            rotated.get("first").await.unwrap().unwrap().config["authToken"],
             "t-1"
         );
     }
 
-    #[test]
-    fn creating_retires_the_live_connector_and_keeps_its_config() {
+    #[tokio::test]
+    async fn creating_retires_the_live_connector_and_keeps_its_config() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
-        store.insert_live(new_connector("first")).unwrap();
-        store.insert_live(new_connector("second")).unwrap();
-        assert_eq!(store.live().unwrap().unwrap().id, "second");
-        let retired = store.list(Some(false)).unwrap();
+        let store = open_store(&dir).await;
+        store.insert_live(new_connector("first")).await.unwrap();
+        store.insert_live(new_connector("second")).await.unwrap();
+        assert_eq!(store.live().await.unwrap().unwrap().id, "second");
+        let retired = store.list(Some(false)).await.unwrap();
         assert_eq!(retired.len(), 1);
         assert_eq!(retired[0].config["id"], "first");
-        assert_eq!(store.list(Some(true)).unwrap().len(), 1);
-        assert_eq!(store.list(None).unwrap().len(), 2);
+        assert_eq!(store.list(Some(true)).await.unwrap().len(), 1);
+        assert_eq!(store.list(None).await.unwrap().len(), 2);
     }
 
-    #[test]
-    fn enable_switches_back_in_one_call_and_unknown_ids_are_none() {
+    #[tokio::test]
+    async fn enable_switches_back_in_one_call_and_unknown_ids_are_none() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
-        store.insert_live(new_connector("first")).unwrap();
-        store.insert_live(new_connector("second")).unwrap();
-        let enabled = store.enable("first").unwrap().unwrap();
+        let store = open_store(&dir).await;
+        store.insert_live(new_connector("first")).await.unwrap();
+        store.insert_live(new_connector("second")).await.unwrap();
+        let enabled = store.enable("first").await.unwrap().unwrap();
         assert!(enabled.enabled);
-        assert!(!store.get("second").unwrap().unwrap().enabled);
-        assert_eq!(store.enable("missing").unwrap(), None);
-        let mut missing = store.get("first").unwrap().unwrap();
+        assert!(!store.get("second").await.unwrap().unwrap().enabled);
+        assert_eq!(store.enable("missing").await.unwrap(), None);
+        let mut missing = store.get("first").await.unwrap().unwrap();
         missing.id = "missing".to_owned();
         assert_eq!(
-            store.update(&missing, json!({}), json!({})).unwrap(),
+            store.update(&missing, json!({}), json!({})).await.unwrap(),
             UpdateOutcome::NotFound
         );
-        assert!(!store.delete("missing").unwrap());
-        assert!(store.delete("second").unwrap());
-        assert_eq!(store.get("second").unwrap(), None);
+        assert!(!store.delete("missing").await.unwrap());
+        assert!(store.delete("second").await.unwrap());
+        assert_eq!(store.get("second").await.unwrap(), None);
     }
 
-    #[test]
-    fn the_database_refuses_a_second_live_connector() {
+    #[tokio::test]
+    async fn the_database_refuses_a_second_live_connector() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
-        store.insert_live(new_connector("first")).unwrap();
+        let store = open_store(&dir).await;
+        store.insert_live(new_connector("first")).await.unwrap();
         let connection = Connection::open(dir.path().join("store.sqlite3")).unwrap();
         let second_live = connection.execute(
             "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at) VALUES ('x', 'f', '{}', 1, 0, 0)",
@@ -735,78 +747,211 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_code_works_once_and_wrong_attempts_are_capped() {
+    #[tokio::test]
+    async fn a_code_works_once_and_wrong_attempts_are_capped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
-        let verify = |hash: &[u8], now| {
-            store
-                .verify_code("+12015550123", "SignIn", hash, now, 2)
-                .unwrap()
+        let store = open_store(&dir).await;
+        let verify = |hash: &'static [u8], now| {
+            let store = store.clone();
+            async move {
+                store
+                    .verify_code("+12015550123", "SignIn", hash, now, 2)
+                    .await
+                    .unwrap()
+            }
         };
-        assert_eq!(verify(b"x", 1), VerifyOutcome::NotFound);
-        store.save_code(new_code(b"right", 1000)).unwrap();
+        assert_eq!(verify(b"x", 1).await, VerifyOutcome::NotFound);
+        store.save_code(new_code(b"right", 1000)).await.unwrap();
         assert_eq!(
-            verify(b"wrong", 1),
+            verify(b"wrong", 1).await,
             VerifyOutcome::Mismatch { attempts_left: 1 }
         );
-        assert_eq!(verify(b"right", 1), VerifyOutcome::Verified);
+        assert_eq!(verify(b"right", 1).await, VerifyOutcome::Verified);
         assert_eq!(
-            verify(b"right", 1),
+            verify(b"right", 1).await,
             VerifyOutcome::NotFound,
             "a code works once"
         );
 
-        store.save_code(new_code(b"right", 1000)).unwrap();
+        store.save_code(new_code(b"right", 1000)).await.unwrap();
         assert_eq!(
-            verify(b"wrong", 1),
+            verify(b"wrong", 1).await,
             VerifyOutcome::Mismatch { attempts_left: 1 }
         );
         assert_eq!(
-            verify(b"wrong", 1),
+            verify(b"wrong", 1).await,
             VerifyOutcome::Mismatch { attempts_left: 0 }
         );
-        assert_eq!(verify(b"right", 1), VerifyOutcome::ExceededMaxTry);
+        assert_eq!(verify(b"right", 1).await, VerifyOutcome::ExceededMaxTry);
 
-        store.save_code(new_code(b"new", 1000)).unwrap();
+        store.save_code(new_code(b"new", 1000)).await.unwrap();
         assert_eq!(
-            verify(b"right", 1),
+            verify(b"right", 1).await,
             VerifyOutcome::Mismatch { attempts_left: 1 },
             "a new code replaces the old one"
         );
-        assert_eq!(verify(b"new", 1000), VerifyOutcome::Expired);
-        assert_eq!(store.purge_expired_codes(1000).unwrap(), 1);
-        assert_eq!(verify(b"new", 1), VerifyOutcome::NotFound);
+        assert_eq!(verify(b"new", 1000).await, VerifyOutcome::Expired);
+        assert_eq!(store.purge_expired_codes(1000).await.unwrap(), 1);
+        assert_eq!(verify(b"new", 1).await, VerifyOutcome::NotFound);
     }
 
-    #[test]
-    fn an_update_computed_from_a_stale_read_writes_nothing() {
+    fn code_for(phone: &str, hash: &[u8]) -> NewCode {
+        NewCode {
+            phone: phone.to_owned(),
+            ..new_code(hash, i64::MAX)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_code_operations_share_commits_and_all_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_store(&dir);
-        let read = store.insert_live(new_connector("first")).unwrap();
-        let UpdateOutcome::Updated(_) = store.update(&read, json!({"a": 1}), json!({})).unwrap()
+        let store = open_store(&dir).await;
+        let phones: Vec<String> = (0..200)
+            .map(|index| format!("+1201555{index:04}"))
+            .collect();
+        let batches_before = store.committed_batches();
+        let saves: Vec<_> = phones
+            .iter()
+            .map(|phone| {
+                let (store, phone) = (store.clone(), phone.clone());
+                tokio::spawn(async move { store.save_code(code_for(&phone, b"right")).await })
+            })
+            .collect();
+        for save in saves {
+            save.await.unwrap().unwrap();
+        }
+        // Every other phone verifies its code, all at once.
+        let verifies: Vec<_> = phones
+            .iter()
+            .step_by(2)
+            .map(|phone| {
+                let (store, phone) = (store.clone(), phone.clone());
+                tokio::spawn(
+                    async move { store.verify_code(&phone, "SignIn", b"right", 1, 3).await },
+                )
+            })
+            .collect();
+        for verify in verifies {
+            assert_eq!(verify.await.unwrap().unwrap(), VerifyOutcome::Verified);
+        }
+        let operations = phones.len() as u64 * 3 / 2;
+        let batches = store.committed_batches() - batches_before;
+        assert!(
+            batches < operations,
+            "{operations} operations took {batches} commits: no group commit"
+        );
+        drop(store);
+
+        let reopened = open_store(&dir).await;
+        for (index, phone) in phones.iter().enumerate() {
+            let expected = if index % 2 == 0 {
+                VerifyOutcome::NotFound
+            } else {
+                VerifyOutcome::Verified
+            };
+            assert_eq!(
+                reopened
+                    .verify_code(phone, "SignIn", b"right", 1, 3)
+                    .await
+                    .unwrap(),
+                expected,
+                "{phone}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_operation_answers_an_error_and_the_store_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let panicked = store
+            .writer
+            .run_batched(|connection, _| -> Result<(), StoreError> {
+                save_code(connection, new_code(b"half-done", 1000))?;
+                panic!("a bug in a store operation")
+            })
+            .await
+            .unwrap_err();
+        assert!(panicked.to_string().contains("panicked"), "{panicked}");
+        assert_eq!(
+            store
+                .verify_code("+12015550123", "SignIn", b"half-done", 1, 3)
+                .await
+                .unwrap(),
+            VerifyOutcome::NotFound,
+            "what the panicking operation wrote was rolled back"
+        );
+        store.save_code(new_code(b"right", 1000)).await.unwrap();
+        assert_eq!(
+            store
+                .verify_code("+12015550123", "SignIn", b"right", 1, 3)
+                .await
+                .unwrap(),
+            VerifyOutcome::Verified
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_live_connector_refused_by_the_index_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        store.insert_live(new_connector("first")).await.unwrap();
+        // Queued at once, so they may share a batch (the writer's own tests make sure of it).
+        let refused = store.writer.run_batched(|connection, _| {
+            connection.execute(
+                "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at) VALUES ('x', 'f', '{}', 1, 0, 0)",
+                [],
+            )?;
+            Ok(())
+        });
+        let saved = store.save_code(new_code(b"right", 1000));
+        let created = store.insert_live(new_connector("second"));
+        let (refused, saved, created) = tokio::join!(refused, saved, created);
+        assert!(refused.unwrap_err().to_string().contains("UNIQUE"));
+        saved.unwrap();
+        assert_eq!(created.unwrap().id, "second");
+        assert_eq!(store.live().await.unwrap().unwrap().id, "second");
+        assert_eq!(store.get("x").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_update_computed_from_a_stale_read_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        let read = store.insert_live(new_connector("first")).await.unwrap();
+        let UpdateOutcome::Updated(_) = store
+            .update(&read, json!({"a": 1}), json!({}))
+            .await
+            .unwrap()
         else {
             panic!("the first update applies");
         };
         assert_eq!(
-            store.update(&read, json!({"a": 2}), json!({})).unwrap(),
+            store
+                .update(&read, json!({"a": 2}), json!({}))
+                .await
+                .unwrap(),
             UpdateOutcome::ChangedMeanwhile
         );
-        assert_eq!(store.get("first").unwrap().unwrap().config, json!({"a": 1}));
+        assert_eq!(
+            store.get("first").await.unwrap().unwrap().config,
+            json!({"a": 1})
+        );
     }
 
-    #[test]
-    fn data_survives_reopening() {
+    #[tokio::test]
+    async fn data_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = open_store(&dir);
-            let first = store.insert_live(new_connector("first")).unwrap();
+            let store = open_store(&dir).await;
+            let first = store.insert_live(new_connector("first")).await.unwrap();
             store
                 .update(&first, json!({"a": 1}), json!({"name": {"en": "Mine"}}))
+                .await
                 .unwrap();
         }
-        let store = open_store(&dir);
-        let record = store.live().unwrap().unwrap();
+        let store = open_store(&dir).await;
+        let record = store.live().await.unwrap().unwrap();
         assert_eq!(record.config, json!({"a": 1}));
         assert_eq!(record.metadata["name"]["en"], "Mine");
     }
