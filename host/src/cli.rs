@@ -234,10 +234,17 @@ pub fn run(cli: Cli) -> ExitCode {
     // Colours only on a terminal: escape codes in a log file are noise for operators.
     let colours = std::io::stderr().is_terminal();
     match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt()
+        LogFormat::Text if colours => tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(move || EscapingWriter::new(log_writer.clone(), colours))
-            .with_ansi(colours)
+            .with_ansi(true)
+            .init(),
+        // The same line, formatted without the styling machinery (see `PlainTextFormat`).
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .event_format(crate::log_output::PlainTextFormat)
+            .with_writer(move || EscapingWriter::new(log_writer.clone(), false))
             .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()

@@ -4,7 +4,15 @@
 //! [`EscapingWriter`], which escapes every control character inside a line; JSON lines
 //! (`--log-format json`, one object per line) escape them by construction.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
 
 /// The log line formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,7 +50,13 @@ pub fn escape_line(line: &[u8], keep_escape_sequences: bool) -> std::borrow::Cow
     let needs_escaping = |byte: u8| {
         (byte < 0x20 && byte != b'\t' && !(keep_escape_sequences && byte == 0x1b)) || byte == 0x7f
     };
-    if !body.iter().copied().any(needs_escaping) {
+    // Branch-free over the bytes so the compiler vectorizes it: every line is scanned and
+    // almost none needs escaping.
+    let any_control = body.iter().fold(false, |found, &byte| {
+        found | ((byte < 0x20) & (byte != b'\t') & !(keep_escape_sequences & (byte == 0x1b)))
+            | (byte == 0x7f)
+    });
+    if !any_control {
         return std::borrow::Cow::Borrowed(line);
     }
     let mut escaped = Vec::with_capacity(line.len() + 16);
@@ -72,9 +86,253 @@ impl<W: Write> Write for EscapingWriter<W> {
     }
 }
 
+/// The text line when colours are off (a log file, a pipe): the same line as
+/// tracing-subscriber's default format (`2026-11-27T10:00:00.123456Z  INFO target: message
+/// key=value ...`, span context included), written without its styling machinery and with
+/// the date formatted once a second: every send writes one line, and the default format spent
+/// about 9,000 instructions a line on empty ANSI styles and the timestamp alone.
+pub struct PlainTextFormat;
+
+impl<S, N> FormatEvent<S, N> for PlainTextFormat
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write_timestamp(&mut writer, SystemTime::now())?;
+        let metadata = event.metadata();
+        let level = match *metadata.level() {
+            tracing::Level::TRACE => "TRACE",
+            tracing::Level::DEBUG => "DEBUG",
+            tracing::Level::INFO => " INFO",
+            tracing::Level::WARN => " WARN",
+            tracing::Level::ERROR => "ERROR",
+        };
+        writer.write_str(" ")?;
+        writer.write_str(level)?;
+        writer.write_str(" ")?;
+        if let Some(scope) = context.event_scope() {
+            for span in scope.from_root() {
+                writer.write_str(span.metadata().name())?;
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
+                    if !fields.is_empty() {
+                        write!(writer, "{{{fields}}}")?;
+                    }
+                }
+                writer.write_char(':')?;
+            }
+            writer.write_char(' ')?;
+        }
+        writer.write_str(metadata.target())?;
+        writer.write_str(": ")?;
+        let mut fields = PlainFields {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_char('\n')
+    }
+}
+
+/// `message` first as it is, then ` name=value`: strings quoted and escaped (`Debug`), other
+/// values as they format themselves, as tracing-subscriber's default fields do.
+struct PlainFields<'writer, 'line> {
+    writer: &'writer mut Writer<'line>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl PlainFields<'_, '_> {
+    fn separate(&mut self) -> std::fmt::Result {
+        if self.first {
+            self.first = false;
+            Ok(())
+        } else {
+            self.writer.write_char(' ')
+        }
+    }
+
+    fn name(field: &Field) -> &str {
+        let name = field.name();
+        name.strip_prefix("r#").unwrap_or(name)
+    }
+}
+
+impl Visit for PlainFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = self.separate().and_then(|()| {
+            if field.name() == "message" {
+                self.writer.write_str(value)
+            } else {
+                write!(self.writer, "{}={value:?}", Self::name(field))
+            }
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = self.separate().and_then(|()| {
+            if field.name() == "message" {
+                write!(self.writer, "{value:?}")
+            } else {
+                write!(self.writer, "{}={value:?}", Self::name(field))
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// The formatted second (`2026-11-27T10:00:00`) and which second it is: a thread writes
+    /// many lines a second and the date changes once.
+    static FORMATTED_SECOND: RefCell<(u64, String)> = RefCell::new((u64::MAX, String::new()));
+}
+
+/// RFC 3339 in UTC with microseconds, as tracing-subscriber's `SystemTime` timer writes it.
+fn write_timestamp(writer: &mut Writer<'_>, now: SystemTime) -> std::fmt::Result {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let second = since_epoch.as_secs();
+    FORMATTED_SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != second {
+            cached.1.clear();
+            write_utc_second(&mut cached.1, second)?;
+            cached.0 = second;
+        }
+        writer.write_str(&cached.1)
+    })?;
+    let micros = since_epoch.subsec_micros();
+    let mut digits = *b".000000Z";
+    let mut remaining = micros;
+    for position in (1..7).rev() {
+        digits[position] = b'0' + (remaining % 10) as u8;
+        remaining /= 10;
+    }
+    writer.write_str(std::str::from_utf8(&digits).map_err(|_| std::fmt::Error)?)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for seconds since the Unix epoch (Howard Hinnant's civil-from-days).
+fn write_utc_second(text: &mut String, seconds: u64) -> std::fmt::Result {
+    let days = (seconds / 86_400) as i64;
+    let second_of_day = seconds % 86_400;
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    write!(
+        text,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_the_utc_calendar_dates() {
+        for (seconds, expected) in [
+            (0, "1970-01-01T00:00:00"),
+            (951_782_400, "2000-02-29T00:00:00"),
+            (1_798_761_599, "2026-12-31T23:59:59"),
+            (1_795_777_201, "2026-11-27T11:00:01"),
+            (4_107_542_400, "2100-03-01T00:00:00"),
+        ] {
+            let mut text = String::new();
+            write_utc_second(&mut text, seconds).unwrap();
+            assert_eq!(text, expected, "{seconds}");
+        }
+    }
+
+    /// The line is the default format's line, without colours: what operators and log
+    /// pipelines parsed before stays parseable.
+    #[test]
+    fn a_line_reads_as_the_default_format_writes_it() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::fmt::MakeWriter;
+
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl Write for Lines {
+            fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buffer);
+                Ok(buffer.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl<'a> MakeWriter<'a> for Lines {
+            type Writer = Lines;
+            fn make_writer(&'a self) -> Lines {
+                self.clone()
+            }
+        }
+        fn emit(subscriber: impl tracing::Subscriber + Send + Sync + 'static) {
+            tracing::subscriber::with_default(subscriber, || {
+                let span = tracing::info_span!("send", connector_id = %"abc", attempt = 2);
+                let _entered = span.enter();
+                tracing::info!(phone = %"***0123", purpose = "message", latency_ms = 3u64, raw = ?Some("x\"y"), "sent");
+                tracing::warn!("plain message");
+            })
+        }
+        let ours = Lines::default();
+        emit(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .event_format(PlainTextFormat)
+                .with_writer(ours.clone())
+                .finish(),
+        );
+        let default = Lines::default();
+        emit(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(default.clone())
+                .finish(),
+        );
+        let without_timestamps = |lines: &Lines| -> Vec<String> {
+            String::from_utf8(lines.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    let (timestamp, rest) = line.split_once(' ').unwrap();
+                    assert!(
+                        timestamp.len() == 27 && timestamp.ends_with('Z'),
+                        "{timestamp}"
+                    );
+                    rest.to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(without_timestamps(&ours), without_timestamps(&default));
+        assert_eq!(without_timestamps(&ours).len(), 2);
+    }
 
     #[test]
     fn a_value_cannot_start_a_new_line() {

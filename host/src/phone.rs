@@ -101,18 +101,17 @@ impl PhoneNumber {
         let number = PHONE_NUMBER_UTIL
             .parse(format!("+{digits}"), None)
             .map_err(|error| format!("{input:?} is not a phone number: {error}"))?;
-        if !PHONE_NUMBER_UTIL.is_valid_number(&number) {
-            return Err(format!(
-                "{input:?} is not a valid phone number for its country code"
-            ));
-        }
+        // What `is_valid_number` does, with the region found once: finding it walks every
+        // region of a shared country code (+1 has 25), and the region is wanted anyway.
+        let region = PHONE_NUMBER_UTIL
+            .get_region_for_number(&number)
+            .filter(|region| PHONE_NUMBER_UTIL.is_valid_number_for_region(&number, *region))
+            .ok_or_else(|| format!("{input:?} is not a valid phone number for its country code"))?;
         Ok(Self {
             e164: PHONE_NUMBER_UTIL
                 .format(&number, PhoneNumberFormat::E164)
                 .into_owned(),
-            region: PHONE_NUMBER_UTIL
-                .get_region_for_number(&number)
-                .map(|region| region.as_region_str().to_string()),
+            region: Some(region.as_region_str().to_string()),
         })
     }
 

@@ -5,8 +5,10 @@
 //! provably never reached the provider (the connection could not be made), never after a
 //! timeout or any response.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use plugin_api::{
     ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, SendReceipt, SmsMessage,
 };
@@ -46,6 +48,41 @@ pub enum SendError {
 pub struct SendExecutor {
     client: reqwest::Client,
     config: SendExecutorConfig,
+    last_destination: DestinationCache,
+}
+
+/// The URL a connector sent to last, parsed and checked: a connector builds the same URL for
+/// every message, so the host parses it once per connector (and again only when it changes)
+/// instead of once per send. One entry, lock-free: a swap to another connector or a
+/// two-step exchange (token, then send) only costs a parse.
+#[derive(Default)]
+struct DestinationCache {
+    last: ArcSwapOption<Destination>,
+}
+
+struct Destination {
+    text: Box<str>,
+    url: reqwest::Url,
+}
+
+impl DestinationCache {
+    /// The parsed URL, or why the connector's URL is not one the host sends to.
+    fn parse(&self, text: &str) -> Result<reqwest::Url, String> {
+        if let Some(last) = self.last.load().as_ref() {
+            if &*last.text == text {
+                return Ok(last.url.clone());
+            }
+        }
+        let url = reqwest::Url::parse(text).map_err(|error| format!("URL: {error}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("scheme {:?} is not http or https", url.scheme()));
+        }
+        self.last.store(Some(Arc::new(Destination {
+            text: text.into(),
+            url: url.clone(),
+        })));
+        Ok(url)
+    }
 }
 
 impl SendExecutor {
@@ -57,7 +94,11 @@ impl SendExecutor {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            last_destination: DestinationCache::default(),
+        })
     }
 
     /// Drives one message through a connector until it is done or fails.
@@ -91,17 +132,17 @@ impl SendExecutor {
                 "the connector built an invalid request: {what}"
             )))
         };
-        let url =
-            reqwest::Url::parse(request.url()).map_err(|error| invalid(format!("URL: {error}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(format!(
-                "scheme {:?} is not http or https",
-                url.scheme()
-            )));
-        }
-        let host = url.host_str().unwrap_or("?").to_owned();
-        let method = reqwest::Method::from_bytes(request.method().as_bytes())
-            .map_err(|_| invalid(format!("method {:?}", request.method())))?;
+        let url = self
+            .last_destination
+            .parse(request.url())
+            .map_err(invalid)?;
+        let host = url.host_str().unwrap_or("?");
+        let method = match request.method() {
+            "POST" => reqwest::Method::POST,
+            "GET" => reqwest::Method::GET,
+            other => reqwest::Method::from_bytes(other.as_bytes())
+                .map_err(|_| invalid(format!("method {other:?}")))?,
+        };
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in request.headers() {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -132,14 +173,14 @@ impl SendExecutor {
                 }
                 Err(error) => {
                     return Err(SendError::Upstream(describe_transport_error(
-                        &host,
+                        host,
                         &error,
                         self.config.request_timeout,
                     )))
                 }
             }
         };
-        self.read_response(&host, response).await
+        self.read_response(host, response).await
     }
 
     async fn read_response(
@@ -148,17 +189,13 @@ impl SendExecutor {
         mut response: reqwest::Response,
     ) -> Result<HttpResponse, SendError> {
         let status = response.status().as_u16();
-        let headers: Vec<(String, String)> = response
-            .headers()
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
+        // Taken, not copied: the body is read after.
+        let headers = std::mem::take(response.headers_mut());
+        let mut body = Vec::with_capacity(
+            usize::try_from(response.content_length().unwrap_or(0))
+                .unwrap_or(0)
+                .min(self.config.max_response_bytes),
+        );
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
@@ -183,9 +220,14 @@ impl SendExecutor {
             }
         }
         // Laid out for the boundary: the plugin reads it where it is.
-        Ok(headers.into_iter().fold(
+        Ok(headers.iter().fold(
             HttpResponse::new(status, body),
-            |response, (name, value)| response.with_header(name, value),
+            |response, (name, value)| {
+                response.with_header(
+                    name.as_str(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            },
         ))
     }
 }
