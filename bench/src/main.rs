@@ -226,8 +226,7 @@ impl std::fmt::Display for TargetLine {
 }
 
 fn build_release(root: &Path) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
+    let status = e2e_tests::cargo_command()
         .current_dir(root)
         .args([
             "build",

@@ -53,7 +53,8 @@ pub fn escape_line(line: &[u8], keep_escape_sequences: bool) -> std::borrow::Cow
     // Branch-free over the bytes so the compiler vectorizes it: every line is scanned and
     // almost none needs escaping.
     let any_control = body.iter().fold(false, |found, &byte| {
-        found | ((byte < 0x20) & (byte != b'\t') & !(keep_escape_sequences & (byte == 0x1b)))
+        found
+            | ((byte < 0x20) & (byte != b'\t') & !(keep_escape_sequences & (byte == 0x1b)))
             | (byte == 0x7f)
     });
     if !any_control {

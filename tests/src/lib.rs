@@ -44,6 +44,35 @@ const PACKAGES: &[&str] = &[
     "kannel-sms",
 ];
 
+/// `cargo`, for a build started from inside a test or the bench harness, without the
+/// variables `cargo test` / `cargo run` set for the process it runs (`CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, ...). Build scripts such as ring's ask to rerun when those change,
+/// so inheriting them rebuilt ring, rustls, reqwest and the host on every switch between the
+/// outer command and this inner build.
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_for_the_running_target = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || matches!(
+                name,
+                "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+            );
+        if set_for_the_running_target {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -57,8 +86,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn artifacts() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut command = Command::new(cargo);
+        let mut command = cargo_command();
         command.arg("build").current_dir(workspace_root());
         let profile = if cfg!(debug_assertions) {
             "debug"
@@ -392,8 +420,25 @@ impl TestHost {
         self.child.id()
     }
 
-    /// What the host logged so far (stderr).
+    /// What the host logged so far (stderr), once the file stops growing: the host writes
+    /// lines from a background thread in batches every few milliseconds, and a check that a
+    /// secret is absent must not run before the last line is out.
     pub fn log(&self) -> String {
+        let size = || {
+            std::fs::metadata(&self.log_path)
+                .map(|metadata| metadata.len())
+                .ok()
+        };
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut last = size();
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = size();
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 

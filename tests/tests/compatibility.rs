@@ -10,7 +10,6 @@
 //! root module) changed in a scratch copy, so nothing but that difference is tested.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use e2e_tests::{workspace_root, CaptureServer, HostFolders, TestHost, SEND_KEY};
 use serde_json::{json, Value};
@@ -26,8 +25,7 @@ fn compat_dir() -> PathBuf {
 /// returns the `.so`. One target directory for every variant: their dependencies are shared.
 fn build_out_of_tree(crate_dir: &Path, library_name: &str, locked: bool) -> PathBuf {
     let target_dir = workspace_root().join("target/compat");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
+    let mut command = e2e_tests::cargo_command();
     command
         .arg("build")
         .arg("--manifest-path")

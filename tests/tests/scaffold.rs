@@ -9,10 +9,9 @@ use e2e_tests::{host_binary, workspace_root, CaptureServer, HostFolders, SEND_KE
 use serde_json::{json, Value};
 
 fn cargo_in(crate_dir: &Path, args: &[&str]) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // Output captured, shown on failure: the inner `test result:` lines must not reach this
     // run's output, where scripts/test counts them.
-    let output = Command::new(cargo)
+    let output = e2e_tests::cargo_command()
         .args(args)
         .current_dir(crate_dir)
         // One target folder for the out-of-tree builds (see compatibility.rs): shared deps.
