@@ -180,15 +180,12 @@ impl<'a> SendTarget<'a> {
 
 /// `+12015550123` → `***0123`.
 pub fn masked_phone(e164: &str) -> String {
-    let last_four: String = e164
-        .chars()
+    let last_four_start = e164
+        .char_indices()
         .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("***{last_four}")
+        .nth(3)
+        .map_or(0, |(index, _)| index);
+    format!("***{}", &e164[last_four_start..])
 }
 
 /// Refuses a recipient outside the allowlist, before anything is sent.
