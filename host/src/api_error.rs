@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{ConnectorError, ConnectorErrorCode};
 use serde_json::json;
 
-use crate::flow_control::SendRefusal;
-use crate::send_executor::SendError;
+use crate::send::executor::SendError;
+use crate::send::flow_control::SendRefusal;
 use crate::store::{StoreError, VerifyOutcome};
 
 #[derive(Debug, thiserror::Error)]

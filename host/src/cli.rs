@@ -14,10 +14,10 @@ use tracing_subscriber::EnvFilter;
 use crate::api_keys::parse_key_list;
 use crate::log_output::{EscapingWriter, LogFormat};
 use crate::phone::PhoneValidation;
-use crate::plugin_loader::PluginLoader;
-use crate::plugin_watcher::PluginWatchMode;
-use crate::send_executor::SendExecutorConfig;
-use crate::sending::SendLimits;
+use crate::plugins::loader::PluginLoader;
+use crate::plugins::watcher::PluginWatchMode;
+use crate::send::executor::SendExecutorConfig;
+use crate::send::SendLimits;
 use crate::server::{AppState, ServeConfig};
 use crate::store::key_rotation::{rotate_secrets_key, RotationTarget};
 use crate::verification_code::CodePolicy;
@@ -427,7 +427,7 @@ fn run_new_connector(args: NewConnectorArgs) -> ExitCode {
 
 fn run_check(args: CheckArgs) -> ExitCode {
     let trusted_plugin_keys =
-        match crate::plugin_signature::TrustedPluginKeys::read_files(&args.trusted_plugin_keys) {
+        match crate::plugins::signature::TrustedPluginKeys::read_files(&args.trusted_plugin_keys) {
             Ok(keys) => keys,
             Err(error) => {
                 eprintln!("connector-host: {error}");

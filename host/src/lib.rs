@@ -6,16 +6,14 @@
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `check`, `rotate-secrets-key`, `new-connector`); the
 //!   binary only calls [`cli::run`].
-//! - [`plugin_loader`]: turns one plugin file into a loaded [`plugin_api::ConnectorModule`]:
-//!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata checks.
-//! - [`plugin_signature`]: signed plugin files: the trusted minisign keys and the check of a
-//!   file's `.minisig` over the bytes that are loaded.
-//! - [`load_error`]: every way a plugin file can be refused, each a one-line message.
-//! - [`factory_registry`]: the connector factories the loaded plugins provide, by factory id,
-//!   and a report per plugin file.
-//! - [`plugin_folder`]: reconciles the plugins folder with what is loaded: drop-in, upgrade
-//!   (moving the live connector), removal, trust checks.
-//! - [`plugin_watcher`]: notices folder changes (inotify or polling) and runs the reconcile.
+//! - [`plugins`]: plugin files to connector factories: [`plugins::loader`] (one file to a
+//!   loaded [`plugin_api::ConnectorModule`]: private content-addressed copy, dlopen through
+//!   abi_stable's per-file API, metadata checks), [`plugins::signature`] (minisign keys and
+//!   the check over the bytes that are loaded), [`plugins::load_error`] (every way a file is
+//!   refused, one line each), [`plugins::factory_registry`] (the factories by id and a
+//!   report per file), [`plugins::folder`] (reconciles the folder with what is loaded:
+//!   drop-in, upgrade moving the live connector, removal, trust) and [`plugins::watcher`]
+//!   (inotify or polling, then the reconcile).
 //! - [`store`]: the store boundary ([`store::Store`]: saved connectors and verification
 //!   codes, async), [`store::sqlite`] (the embedded default in the data directory),
 //!   [`store::postgres`] (several hosts), configs sealed at rest ([`store::secrets_keyring`])
@@ -23,12 +21,13 @@
 //! - [`store_follower`]: with a store several hosts share, keeps the live connector in step
 //!   with other hosts' changes (LISTEN/NOTIFY, a one-second poll as the fallback).
 //! - [`log_output`]: log formats (text, JSON) and the escaping that keeps one event on one
-//!   line whatever a client or plugin put in a value.
+//!   line whatever a client or plugin put in a value; [`log_writer`]: lines written in
+//!   batches by one background thread.
 //! - [`live_connector`]: the one live SMS connector, swapped atomically.
-//! - [`send_executor`]: performs the HTTP requests connectors describe; drives a send.
-//! - [`flow_control`]: the per-recipient window and resend cooldown, in memory.
-//! - [`sending`]: one send as every route does it: country allowlist, per-recipient limit and
-//!   resend cooldown, then the connector, with a span and metrics.
+//! - [`send`]: one send as every route does it: country allowlist, per-recipient limit and
+//!   resend cooldown ([`send::flow_control`]), then the connector through
+//!   [`send::executor`] (the HTTP requests connectors describe) within
+//!   [`send::vendor_concurrency`], with one log line and metrics.
 //! - [`secrets`]: masking of confidential config values, and the masked round trip.
 //! - [`api_keys`]: admin and send keys, compared in constant time.
 //! - [`phone`]: phone number validation and E.164 normalization.
@@ -37,7 +36,6 @@
 //! - [`server`]: application state, the router (with key checks) and the listener.
 //! - [`http`]: the limits at the HTTP edge: the accept loop with a cap on connections and
 //!   hyper's header read timeout, the descriptor limit, load shedding and request deadlines.
-//! - [`vendor_concurrency`]: at most so many sends in progress through one connector.
 //! - [`data_directory`]: the data directory and its files kept private (0700, 0600).
 //! - [`console`]: the admin console, a single page embedded in the binary, and the sanitized
 //!   README route it uses.
@@ -56,27 +54,19 @@ pub mod api_keys;
 pub mod cli;
 pub mod console;
 pub mod data_directory;
-pub mod factory_registry;
-pub mod flow_control;
 pub mod http;
 pub mod live_connector;
-pub mod load_error;
 pub mod log_output;
 pub mod log_writer;
 pub mod phone;
-pub mod plugin_folder;
-pub mod plugin_loader;
-pub mod plugin_signature;
-pub mod plugin_watcher;
+pub mod plugins;
 pub mod request_fields;
 pub mod routes;
 pub mod scaffold;
 pub mod secrets;
-pub mod send_executor;
-pub mod sending;
+pub mod send;
 pub mod server;
 pub mod store;
 pub mod store_follower;
 pub mod telemetry;
-pub mod vendor_concurrency;
 pub mod verification_code;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use plugin_api::ConnectorInstance;
 
-use crate::factory_registry::{Factory, FactoryRegistry};
-use crate::sending::SendMetrics;
+use crate::plugins::factory_registry::{Factory, FactoryRegistry};
+use crate::send::SendMetrics;
 
 pub struct LiveConnector {
     pub connector_id: String,

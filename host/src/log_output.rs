@@ -198,7 +198,7 @@ impl Visit for PlainFields<'_, '_> {
 thread_local! {
     /// The formatted second (`2026-11-27T10:00:00`) and which second it is: a thread writes
     /// many lines a second and the date changes once.
-    static FORMATTED_SECOND: RefCell<(u64, String)> = RefCell::new((u64::MAX, String::new()));
+    static FORMATTED_SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 /// RFC 3339 in UTC with microseconds, as tracing-subscriber's `SystemTime` timer writes it.

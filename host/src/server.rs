@@ -14,16 +14,16 @@ use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
 use crate::api_keys::{ApiKeys, KeyScope};
-use crate::factory_registry::FactoryRegistry;
-use crate::flow_control::{RecipientLimiter, SendLimiter};
 use crate::live_connector::LiveConnector;
-use crate::plugin_folder::PluginFolder;
-use crate::plugin_loader::PluginLoader;
-use crate::plugin_signature::TrustedPluginKeys;
-use crate::plugin_watcher::{watch_plugin_folder, PluginWatchMode};
+use crate::plugins::factory_registry::FactoryRegistry;
+use crate::plugins::folder::PluginFolder;
+use crate::plugins::loader::PluginLoader;
+use crate::plugins::signature::TrustedPluginKeys;
+use crate::plugins::watcher::{watch_plugin_folder, PluginWatchMode};
 use crate::routes;
-use crate::send_executor::{SendExecutor, SendExecutorConfig};
-use crate::sending::SendLimits;
+use crate::send::executor::{SendExecutor, SendExecutorConfig};
+use crate::send::flow_control::{RecipientLimiter, SendLimiter};
+use crate::send::SendLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SecretsKeyring, Store};
@@ -94,7 +94,7 @@ pub struct AppState {
     /// The API routes' gate: in-flight cap, body and request deadlines.
     pub request_admission: crate::http::RequestAdmission,
     /// Sends in progress per connector, capped.
-    pub vendor_concurrency: crate::vendor_concurrency::VendorConcurrency,
+    pub vendor_concurrency: crate::send::vendor_concurrency::VendorConcurrency,
 }
 
 impl AppState {
@@ -197,7 +197,7 @@ impl AppState {
         );
         Ok(Self {
             request_admission: crate::http::RequestAdmission::new(&config.http_limits),
-            vendor_concurrency: crate::vendor_concurrency::VendorConcurrency::new(
+            vendor_concurrency: crate::send::vendor_concurrency::VendorConcurrency::new(
                 config.http_limits.max_vendor_concurrency,
             ),
             code_hasher: CodeHasher::new(code_hash_key.as_bytes()),

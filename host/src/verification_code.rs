@@ -15,7 +15,7 @@ use sha2::Sha256;
 #[serde(rename_all = "camelCase")]
 pub struct CodePolicy {
     #[serde(
-        serialize_with = "crate::sending::as_seconds",
+        serialize_with = "crate::send::as_seconds",
         rename = "timeToLiveSeconds"
     )]
     pub time_to_live: Duration,

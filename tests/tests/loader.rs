@@ -1,7 +1,7 @@
 //! The loader as a library, against real `.so` files: distinct files give distinct modules,
 //! identical content is loaded once, and plugin panics come back as error values.
 
-use connector_host::plugin_loader::PluginLoader;
+use connector_host::plugins::loader::PluginLoader;
 use e2e_tests::plugin_file;
 use plugin_api::{ConnectorErrorCode, SendProgress, SmsMessage, TemplateType};
 use serde_json::json;

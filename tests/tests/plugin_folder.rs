@@ -363,7 +363,7 @@ fn only_allowlisted_builds_load() {
     let mock_sha = {
         let scratch = tempfile::tempdir().unwrap();
         let loader =
-            connector_host::plugin_loader::PluginLoader::new(scratch.path().join("c"), None)
+            connector_host::plugins::loader::PluginLoader::new(scratch.path().join("c"), None)
                 .unwrap();
         loader.load(&plugin_file("mock_sms")).unwrap().sha256
     };

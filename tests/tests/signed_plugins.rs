@@ -331,7 +331,7 @@ fn with_both_the_sha256_allowlist_and_keys_a_file_must_pass_both() {
     let mock_sha256 = {
         let scratch = tempfile::tempdir().unwrap();
         let loader =
-            connector_host::plugin_loader::PluginLoader::new(scratch.path().join("c"), None)
+            connector_host::plugins::loader::PluginLoader::new(scratch.path().join("c"), None)
                 .unwrap();
         loader.load(&plugin_file("mock_sms")).unwrap().sha256
     };

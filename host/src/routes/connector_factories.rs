@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 
 use crate::api_error::{ApiError, Json, Path};
-use crate::factory_registry::Factory;
+use crate::plugins::factory_registry::Factory;
 use crate::server::AppState;
 use plugin_api::PluginMetadata;
 

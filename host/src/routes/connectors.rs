@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, Json, Path, Query};
-use crate::factory_registry::Factory;
 use crate::live_connector::LiveConnector;
+use crate::plugins::factory_registry::Factory;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
 use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
@@ -466,19 +466,19 @@ pub async fn test_connector_config(
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
     let message =
         crate::verification_code::code_message(&phone, TemplateType::Generic, code, body.locale);
-    let send_metrics = crate::sending::SendMetrics::for_factory(&factory_id);
-    let target = crate::sending::SendTarget {
+    let send_metrics = crate::send::SendMetrics::for_factory(&factory_id);
+    let target = crate::send::SendTarget {
         connector_id: "(unsaved config)",
         factory_id: &factory_id,
         instance: &instance,
         metrics: &send_metrics,
     };
-    crate::sending::send_with_flow_control(
+    crate::send::send_with_flow_control(
         &state,
         target,
         &phone,
         message,
-        crate::sending::SendPurpose::ConfigTest,
+        crate::send::SendPurpose::ConfigTest,
     )
     .await?;
     tracing::info!(%factory_id, "test message sent");

@@ -8,7 +8,7 @@ use plugin_api::{SmsMessage, TemplateType};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json};
-use crate::sending::{current_live_connector, send_with_flow_control, SendPurpose, SendTarget};
+use crate::send::{current_live_connector, send_with_flow_control, SendPurpose, SendTarget};
 use crate::server::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]

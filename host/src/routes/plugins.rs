@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 
 use crate::api_error::{ApiError, Json};
-use crate::factory_registry::PluginFileReport;
+use crate::plugins::factory_registry::PluginFileReport;
 use crate::server::AppState;
 
 /// Every plugin file seen in the plugins folder and what became of it, then earlier builds
@@ -26,7 +26,7 @@ pub async fn list_plugin_files(State(state): State<Arc<AppState>>) -> Json<Vec<P
 pub async fn rescan_plugin_files(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<PluginFileReport>>, ApiError> {
-    crate::plugin_watcher::rescan_plugin_folder(&state)
+    crate::plugins::watcher::rescan_plugin_folder(&state)
         .await
         .map_err(ApiError::Internal)?;
     Ok(Json(state.factories.load().files().to_vec()))

@@ -9,7 +9,7 @@ use plugin_api::TemplateType;
 use serde::Deserialize;
 
 use crate::api_error::{ApiError, Json};
-use crate::sending::{
+use crate::send::{
     current_live_connector, masked_phone, reserve_send, send_reserved, SendPurpose, SendTarget,
 };
 use crate::server::AppState;

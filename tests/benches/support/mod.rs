@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use connector_host::plugin_loader::PluginLoader;
+use connector_host::plugins::loader::PluginLoader;
 use criterion::Criterion;
 use e2e_tests::plugin_file;
 use plugin_api::{SendProgress, SmsConnector, SmsMessage, TemplateType};

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::load_error::LoadError;
+use crate::plugins::load_error::LoadError;
 
 /// What follows a plugin file's name to name its signature file: `libx.so.minisig`.
 pub const SIGNATURE_FILE_SUFFIX: &str = ".minisig";
@@ -294,12 +294,12 @@ pub fn signature_path_for(plugin_path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::factory_registry::is_plugin_file_name;
+    use crate::plugins::factory_registry::is_plugin_file_name;
 
     // Made by the real minisign CLI: host/tests/fixtures/plugin-signature/make-fixtures.sh.
     macro_rules! fixture {
         ($name:literal) => {
-            include_str!(concat!("../tests/fixtures/plugin-signature/", $name))
+            include_str!(concat!("../../tests/fixtures/plugin-signature/", $name))
         };
     }
     const TRUSTED_KEY: &str = fixture!("trusted.pub");

@@ -24,13 +24,13 @@ use std::time::SystemTime;
 
 use plugin_api::ConnectorInstance;
 
-use crate::factory_registry::{
+use crate::plugins::factory_registry::{
     is_plugin_file_name, millis_since_epoch, Factory, FactoryRegistry, PluginFileReport,
     PluginFileStatus,
 };
-use crate::load_error::LoadError;
-use crate::plugin_loader::{LoadedPlugin, PluginLoader};
-use crate::plugin_signature::signature_path_for;
+use crate::plugins::load_error::LoadError;
+use crate::plugins::loader::{LoadedPlugin, PluginLoader};
+use crate::plugins::signature::signature_path_for;
 
 /// Superseded and removed builds kept in the report; older ones are dropped.
 const HISTORY_LIMIT: usize = 200;

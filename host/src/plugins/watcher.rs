@@ -12,7 +12,7 @@ use notify_debouncer_full::{
 };
 
 use crate::live_connector::{LiveConnector, LiveStatus};
-use crate::plugin_folder::LiveBuild;
+use crate::plugins::folder::LiveBuild;
 use crate::server::AppState;
 
 /// How changes to the plugins folder are noticed.

@@ -2,6 +2,17 @@
 //! per-recipient limits first (OWASP API4: SMS pumping), then the connector, with one log
 //! line and metrics for each send. The code and secrets are never logged; the phone
 //! appears masked to its last four digits.
+//!
+//! # Layout
+//! - this module: [`send_with_flow_control`] = [`reserve_send`] then [`send_reserved`], the
+//!   live connector as a [`SendTarget`], [`SendMetrics`].
+//! - [`flow_control`]: the per-recipient window and resend cooldown, in memory or shared.
+//! - [`executor`]: performs the HTTP requests a connector describes and drives its steps.
+//! - [`vendor_concurrency`]: at most so many sends in progress through one connector.
+
+pub mod executor;
+pub mod flow_control;
+pub mod vendor_concurrency;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,10 +23,10 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::api_error::ApiError;
-use crate::flow_control::{LimitError, SendRefusal, SendSlot};
 use crate::live_connector::{LiveConnector, LiveStatus};
 use crate::phone::PhoneNumber;
-use crate::send_executor::SendError;
+use crate::send::executor::SendError;
+use crate::send::flow_control::{LimitError, SendRefusal, SendSlot};
 use crate::server::AppState;
 
 /// The flow-control limits, reported in `GET /health`.

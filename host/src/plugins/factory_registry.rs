@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::plugin_loader::LoadedPlugin;
+use crate::plugins::loader::LoadedPlugin;
 
 /// A factory: a loaded plugin build and the file it came from.
 #[derive(Clone)]

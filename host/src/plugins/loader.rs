@@ -8,7 +8,7 @@
 //! the first module it ever loaded and return it for every later file.
 //!
 //! With trusted keys (`--trusted-plugin-key`), a file loads only with a valid minisign signature
-//! beside it ([`crate::plugin_signature`]). The file is read once: the signature is checked, the
+//! beside it ([`crate::plugins::signature`]). The file is read once: the signature is checked, the
 //! digest taken and the private copy written from that one buffer, so what was verified is what
 //! dlopen maps.
 //!
@@ -28,8 +28,8 @@ use plugin_api::ffi::SmsConnectorModuleRef;
 use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
 use sha2::{Digest, Sha256};
 
-use crate::load_error::LoadError;
-use crate::plugin_signature::{PluginSignature, TrustedPluginKeys};
+use crate::plugins::load_error::LoadError;
+use crate::plugins::signature::{PluginSignature, TrustedPluginKeys};
 
 /// Plugin files are read whole into memory to hash and copy them; a connector is a few MiB,
 /// so anything this large is a mistake, not a plugin.

@@ -1,0 +1,19 @@
+//! Plugin files to connector factories: from one `.so` in the plugins folder to the factories
+//! the routes list, and back to the folder when an operator drops, upgrades or removes one.
+//!
+//! # Layout
+//! - [`loader`]: one file to a loaded module (one read, ELF preflight, signature check,
+//!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata
+//!   checks).
+//! - [`signature`]: minisign public keys and the check of a file's `.minisig`.
+//! - [`load_error`]: every way a file is refused, one line each.
+//! - [`factory_registry`]: the factories by id and a report per file, swapped whole.
+//! - [`folder`]: reconciles the folder with what is loaded (drop-in, upgrade, removal, trust).
+//! - [`watcher`]: notices folder changes and runs one reconcile per batch of events.
+
+pub mod factory_registry;
+pub mod folder;
+pub mod load_error;
+pub mod loader;
+pub mod signature;
+pub mod watcher;
