@@ -137,7 +137,7 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
             ),
             codes.pairs_per_second,
             codes::CODE_PAIRS_PER_SECOND_TARGET,
-            "pairs/s",
+            " pairs/s",
         ));
     }
     if scenario == Scenario::Soak {
@@ -181,37 +181,40 @@ pub(crate) struct TargetLine {
     what: String,
     measured: f64,
     target: f64,
+    /// Written right after the number: `×` for ratios, ` pairs/s` for rates.
     unit: &'static str,
+    decimals: usize,
 }
 
 impl TargetLine {
+    /// A ratio, measured/baseline.
     pub(crate) fn at_least(what: &str, measured: f64, target: f64) -> Self {
-        Self::at_least_in(what, measured, target, "×")
+        Self {
+            what: what.to_owned(),
+            measured,
+            target,
+            unit: "×",
+            decimals: 2,
+        }
     }
 
+    /// A rate; `unit` is written as it is after the number (`" pairs/s"`).
     pub(crate) fn at_least_in(what: &str, measured: f64, target: f64, unit: &'static str) -> Self {
         Self {
             what: what.to_owned(),
             measured,
             target,
             unit,
+            decimals: 0,
         }
     }
 }
 
 impl std::fmt::Display for TargetLine {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (measured, target) = if self.unit == "×" {
-            (
-                format!("{:.2}×", self.measured),
-                format!("≥ {:.2}×", self.target),
-            )
-        } else {
-            (
-                format!("{:.0} {}", self.measured, self.unit),
-                format!("≥ {:.0} {}", self.target, self.unit),
-            )
-        };
+        let (decimals, unit) = (self.decimals, self.unit);
+        let measured = format!("{:.decimals$}{unit}", self.measured);
+        let target = format!("≥ {:.decimals$}{unit}", self.target);
         let met = if self.measured >= self.target {
             "met"
         } else {

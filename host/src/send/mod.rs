@@ -140,16 +140,9 @@ impl SendMetrics {
         }
     }
 
+    /// `ALL` lists each enum in declaration order, so a variant's discriminant is its index.
     fn count(&self, purpose: SendPurpose, outcome: SendOutcome) {
-        let purpose_index = SendPurpose::ALL
-            .iter()
-            .position(|known| *known == purpose)
-            .unwrap_or_default();
-        let outcome_index = SendOutcome::ALL
-            .iter()
-            .position(|known| *known == outcome)
-            .unwrap_or_default();
-        self.sends[purpose_index][outcome_index].increment(1);
+        self.sends[purpose as usize][outcome as usize].increment(1);
     }
 }
 
@@ -343,6 +336,16 @@ pub async fn send_reserved(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_metrics_index_is_the_variants_place_in_all() {
+        for (index, purpose) in SendPurpose::ALL.into_iter().enumerate() {
+            assert_eq!(purpose as usize, index);
+        }
+        for (index, outcome) in SendOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, index);
+        }
+    }
 
     #[test]
     fn phones_are_masked_to_their_last_four_digits() {
