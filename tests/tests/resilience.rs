@@ -1,5 +1,6 @@
 //! Hostile and heavy load, end to end on loopback: slowloris clients under `ulimit -n 1024`,
-//! a body sent a byte a second, far more concurrent sends than `--max-in-flight`, a stalled
+//! slow readers and clients sending a cheap request every 8 s against a full connection
+//! table, a body sent a byte a second, far more concurrent sends than `--max-in-flight`, a stalled
 //! provider beside a healthy one, and a host out of descriptors. Every attack is bounded in
 //! count and time; deadlines are generous (shared machines), never speed targets.
 
