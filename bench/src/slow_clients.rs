@@ -162,8 +162,9 @@ fn connect_reading_nothing(address: &str) -> Result<TcpStream, String> {
 /// One more pipelined request, unless the host closed the connection (the write fails);
 /// whether it is still open. Nothing is read.
 fn pipeline_one_more_request(stream: &mut TcpStream) -> bool {
-    match stream.write(slow_reader_request().as_bytes()) {
-        Ok(_) => true,
+    // Non-blocking: a full socket (WouldBlock) is the point, not a closed connection.
+    match stream.write_all(slow_reader_request().as_bytes()) {
+        Ok(()) => true,
         Err(error) => error.kind() == ErrorKind::WouldBlock,
     }
 }

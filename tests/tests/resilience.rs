@@ -614,8 +614,9 @@ impl Attack for SlowReader {
 
     fn tick(&self, stream: &mut TcpStream) -> bool {
         let request = format!("GET {LARGE_RESPONSE_PATH} HTTP/1.1\r\nHost: x\r\n\r\n");
-        match stream.write(request.as_bytes()) {
-            Ok(_) => true,
+        // Non-blocking: a full socket (WouldBlock) is the point, not a closed connection.
+        match stream.write_all(request.as_bytes()) {
+            Ok(()) => true,
             Err(error) => error.kind() == ErrorKind::WouldBlock,
         }
     }
