@@ -190,10 +190,21 @@ mod tests {
         )));
     }
 
+    /// Counts the writes that made progress.
+    #[derive(Default)]
+    struct Progress(std::sync::atomic::AtomicUsize);
+
+    impl WriteProgress for Progress {
+        fn wrote(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     #[tokio::test]
     async fn a_client_that_keeps_reading_slowly_is_never_cut() {
         let (host_side, mut client_side) = tokio::io::duplex(64);
-        let mut stream = ClientStream::new(host_side, Arc::new(()), LIMIT);
+        let progress = Arc::new(Progress::default());
+        let mut stream = ClientStream::new(host_side, Arc::clone(&progress), LIMIT);
         let reader = tokio::spawn(async move {
             let mut taken = 0;
             let mut buffer = [0u8; 64];
@@ -208,5 +219,9 @@ mod tests {
             .await
             .expect("progress keeps the write alive");
         reader.await.expect("the reader");
+        assert!(
+            progress.0.load(std::sync::atomic::Ordering::Relaxed) >= 1024 / 64,
+            "each write that made progress was told"
+        );
     }
 }
