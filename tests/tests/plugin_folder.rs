@@ -448,3 +448,107 @@ fn a_burst_of_fifty_file_events_settles_to_the_right_final_state() {
     expected_ids.dedup();
     assert_eq!(factory_ids(&host), expected_ids);
 }
+
+/// Runs `command` (`mkfifo`, `mknod`) and says whether it succeeded.
+fn make_special_file(command: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let output = std::process::Command::new(command)
+        .args(args)
+        .output()
+        .map_err(|error| format!("{command} did not run: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// Runs `connector-host check` on `file`, killed after 30 s: a check that blocks fails.
+fn check_file(file: &Path) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(e2e_tests::host_binary())
+        .arg("check")
+        .arg(file)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "connector-host check {} did not exit within 30 s",
+                file.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    (status.code(), stdout)
+}
+
+/// A FIFO or a device node named like a plugin is refused with its reason, without being
+/// opened: the reconcile, rescan and `/health` stay prompt, and a valid plugin still loads.
+#[test]
+fn fifos_and_device_nodes_are_refused_without_blocking_the_folder() {
+    let host = HostFolders::new(&[]).start();
+    let fifo = host.plugins_dir.join("fifo.so");
+    make_special_file("mkfifo", &["-m".as_ref(), "644".as_ref(), fifo.as_os_str()]).unwrap();
+    let device = host.plugins_dir.join("null.so");
+    // A character device like /dev/null (1:3); containers may not permit mknod.
+    let device_made = match make_special_file(
+        "mknod",
+        &[
+            "-m".as_ref(),
+            "644".as_ref(),
+            device.as_os_str(),
+            "c".as_ref(),
+            "1".as_ref(),
+            "3".as_ref(),
+        ],
+    ) {
+        Ok(()) => true,
+        Err(problem) => {
+            eprintln!(
+                "note: mknod is not permitted here ({problem}); the device node case is skipped"
+            );
+            false
+        }
+    };
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    let mut expected = vec![("fifo.so", "fifo.so is not a regular file (a FIFO)")];
+    if device_made {
+        expected.push((
+            "null.so",
+            "null.so is not a regular file (a character device)",
+        ));
+    }
+    for (name, reason) in &expected {
+        let error = rejection_reason(&host, name);
+        assert!(error.starts_with(reason), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+    assert_eq!(host.get("/health").0, 200);
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+
+    drop_in(&host.plugins_dir, &plugin_file("mock_sms"), "mock.so");
+    wait_until("a valid plugin to load", Duration::from_secs(10), || {
+        factory_ids(&host) == [MOCK]
+    });
+    make_mock_live(&host);
+    assert_eq!(host.get("/health").0, 200);
+
+    for (name, reason) in &expected {
+        let (status, stdout) = check_file(&host.plugins_dir.join(name));
+        assert_eq!(status, Some(1), "{stdout}");
+        assert!(stdout.contains(&format!("refused: {reason}")), "{stdout}");
+    }
+}

@@ -508,3 +508,59 @@ fn check_verifies_and_reports_the_signature_when_keys_are_given() {
     assert_eq!(status, Some(0));
     assert!(serde_json::from_str::<Value>(&stdout).unwrap()["signature"].is_null());
 }
+
+/// A FIFO named `<plugin>.so.minisig` once wedged the host in `open()`: it is refused without
+/// being opened, rescan and `/health` stay prompt, and a real signature put in its place loads
+/// the file. `check` refuses it the same way.
+#[test]
+fn a_fifo_as_the_signature_is_refused_without_blocking() {
+    let key = SigningKey::generate();
+    let release = key.release(&plugin_file("mock_sms"), "libmock.so", "mock 0.1.0");
+    let signature_text = std::fs::read_to_string(signature_file(&release)).unwrap();
+    let folders = HostFolders::new(&[]);
+    let plugins_dir = folders.plugins_dir.clone();
+    let host = start_with_keys(folders, &[&key], &[]);
+    let fifo = plugins_dir.join("libmock.so.minisig");
+    let made = Command::new("mkfifo")
+        .arg("-m")
+        .arg("644")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let installed = plugins_dir.join("libmock.so");
+    std::fs::copy(&release, plugins_dir.join(".libmock.so.tmp")).unwrap();
+    std::fs::rename(plugins_dir.join(".libmock.so.tmp"), &installed).unwrap();
+    wait_until("the refusal", Duration::from_secs(10), || {
+        current_report(&host, "libmock.so").is_some_and(|report| report["status"] == "rejected")
+    });
+    let reason = rejection_reason(&host, "libmock.so");
+    assert!(
+        reason.starts_with("libmock.so.minisig is not a regular file (a FIFO)"),
+        "{reason}"
+    );
+    let (status, _) = host.post("/api/plugins/rescan", &serde_json::json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(host.get("/health").0, 200);
+
+    let (status, stdout, _) = run_host_to_exit(
+        &[
+            "check",
+            installed.to_str().unwrap(),
+            "--trusted-plugin-key",
+            key.public_key(),
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("refused: libmock.so.minisig is not a regular file (a FIFO)"),
+        "{stdout}"
+    );
+
+    std::fs::remove_file(&fifo).unwrap();
+    drop_in_text(&plugins_dir, &signature_text, "libmock.so.minisig");
+    wait_until("the signed file to load", Duration::from_secs(10), || {
+        factory_ids(&host) == [MOCK]
+    });
+}

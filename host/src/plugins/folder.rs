@@ -182,12 +182,12 @@ impl PluginFolder {
                 continue;
             }
             let previous = self.files.remove(&path).and_then(|tracked| tracked.serving);
-            let loaded = match folder_problem
-                .clone()
-                .or_else(|| trust_problem("plugin file", &path, &metadata))
-            {
+            // The file's trust is judged on the descriptor it is read from, not on `metadata`.
+            let loaded = match folder_problem.clone() {
                 Some(reason) => Err(LoadError::Untrusted { reason }),
-                None => loader.load(&path),
+                None => {
+                    loader.load_trusted(&path, |opened| trust_problem("plugin file", &path, opened))
+                }
             };
             let tracked = self.accept(
                 &path,
@@ -216,10 +216,12 @@ impl PluginFolder {
         Ok(entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| is_plugin_file_name(path))
+            // FIFOs, devices and sockets are listed too: the loader refuses them (without
+            // opening them) and the report says why.
             .filter_map(|path| {
                 std::fs::metadata(&path)
                     .ok()
-                    .filter(|metadata| metadata.is_file())
+                    .filter(|metadata| !metadata.is_dir())
                     .map(|metadata| (path, metadata))
             })
             .collect())

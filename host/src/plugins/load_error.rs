@@ -7,6 +7,11 @@ use std::path::PathBuf;
 pub enum LoadError {
     #[error("cannot read the file: {reason}")]
     Unreadable { reason: String },
+    #[error("{file_name} is not a regular file ({kind}); the host reads only regular files (or symlinks to them) from the plugins folder")]
+    NotRegularFile {
+        file_name: String,
+        kind: &'static str,
+    },
     #[error("the file is {size} bytes, over the {limit}-byte limit for a plugin")]
     TooLarge { size: u64, limit: u64 },
     #[error("not a shared object: the file is empty")]

@@ -13,20 +13,22 @@
 //! hex digits.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Serialize;
 
+use crate::plugins::folder_file::{read_folder_file, FolderFileError};
 use crate::plugins::load_error::LoadError;
+use crate::plugins::loader::file_name_of;
 
 /// What follows a plugin file's name to name its signature file: `libx.so.minisig`.
 pub const SIGNATURE_FILE_SUFFIX: &str = ".minisig";
 
-/// A signature file is a few hundred bytes; anything this large is not one, and is not read.
-const MAX_SIGNATURE_FILE_BYTES: u64 = 64 * 1024;
+/// A signature file is a few hundred bytes (minisign caps the trusted comment at 8 KiB);
+/// anything larger is not one, and is not read.
+const MAX_SIGNATURE_FILE_BYTES: u64 = 16 * 1024;
 
 /// The first two bytes of a signature: `ED` for minisign's default (the file's BLAKE2b-512 is
 /// signed), `Ed` for its legacy format (`minisign -l`, the whole file is signed).
@@ -187,33 +189,33 @@ impl TrustedPluginKeys {
         plugin_path: &Path,
         content: &[u8],
     ) -> Result<PluginSignature, LoadError> {
-        let file_name = plugin_path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name = file_name_of(plugin_path);
         let bad_signature = |problem: String| LoadError::BadSignature {
             file_name: file_name.clone(),
             problem,
         };
         let signature_path = signature_path_for(plugin_path);
-        let mut signature_file = match std::fs::File::open(&signature_path) {
+        // Never blocks: a FIFO or device named `.minisig` is refused without being opened.
+        let signature_file = match read_folder_file(&signature_path, MAX_SIGNATURE_FILE_BYTES) {
             Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(LoadError::Unsigned { file_name })
+            Err(FolderFileError::Missing) => return Err(LoadError::Unsigned { file_name }),
+            Err(FolderFileError::NotRegularFile { kind }) => {
+                return Err(LoadError::NotRegularFile {
+                    file_name: file_name_of(&signature_path),
+                    kind,
+                })
             }
-            Err(error) => return Err(bad_signature(format!("cannot be read: {error}"))),
+            Err(FolderFileError::TooLarge { .. }) => {
+                return Err(bad_signature(format!(
+                    "is over {MAX_SIGNATURE_FILE_BYTES} bytes, too large for a signature"
+                )))
+            }
+            Err(FolderFileError::Unreadable(error)) => {
+                return Err(bad_signature(format!("cannot be read: {error}")))
+            }
         };
-        let mut text = String::new();
-        signature_file
-            .by_ref()
-            .take(MAX_SIGNATURE_FILE_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|error| bad_signature(format!("cannot be read: {error}")))?;
-        if text.len() as u64 > MAX_SIGNATURE_FILE_BYTES {
-            return Err(bad_signature(format!(
-                "is over {MAX_SIGNATURE_FILE_BYTES} bytes, too large for a signature"
-            )));
-        }
+        let text = String::from_utf8(signature_file.content)
+            .map_err(|_| bad_signature("is not text, so not a minisign signature".to_owned()))?;
         self.verify(&file_name, content, &text)
     }
 
