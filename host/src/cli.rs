@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::api_keys::parse_key_list;
@@ -234,11 +235,13 @@ pub fn run(cli: Cli) -> ExitCode {
     // Colours only on a terminal: escape codes in a log file are noise for operators.
     let colours = std::io::stderr().is_terminal();
     match cli.log_format {
-        LogFormat::Text if colours => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(move || EscapingWriter::new(log_writer.clone(), colours))
-            .with_ansi(true)
-            .init(),
+        // Values escaped by the field formatter, so the colour codes are the formatter's only.
+        LogFormat::Text if colours => {
+            crate::log_output::terminal_text_subscriber(filter, move || {
+                EscapingWriter::new(log_writer.clone(), true)
+            })
+            .init()
+        }
         // The same line, formatted without the styling machinery (see `PlainTextFormat`).
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)

@@ -552,3 +552,73 @@ fn fifos_and_device_nodes_are_refused_without_blocking_the_folder() {
         assert!(stdout.contains(&format!("refused: {reason}")), "{stdout}");
     }
 }
+
+/// On a terminal (the host's stderr a pseudo-terminal, through util-linux `script`), an ESC in
+/// a plugin file's name reaches the terminal as the text `\x1b`, never as an escape sequence
+/// that could erase or rewrite earlier lines; the formatter's own colours still do.
+#[test]
+fn on_a_terminal_an_escape_sequence_in_a_file_name_is_shown_as_text() {
+    let folders = HostFolders::new(&[]);
+    let hostile_name = "lib\x1b[2J\x1b[1Aevil.so";
+    std::fs::write(
+        folders.plugins_dir.join(hostile_name),
+        b"not a shared object",
+    )
+    .unwrap();
+    let quote = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    let command_line = format!(
+        "exec {} serve --plugins {} --data {} --listen 127.0.0.1:0 --admin-key {}",
+        quote(e2e_tests::host_binary().to_str().unwrap()),
+        quote(folders.plugins_dir.to_str().unwrap()),
+        quote(folders.data_dir.to_str().unwrap()),
+        quote(ADMIN_KEY),
+    );
+    let mut script = match std::process::Command::new("script")
+        .args(["-qfec", &command_line, "/dev/null"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(script) => script,
+        Err(error) => {
+            eprintln!("note: util-linux `script` did not run ({error}); test skipped");
+            return;
+        }
+    };
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let output = Arc::clone(&output);
+        let mut stdout = script.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(read @ 1..) = std::io::Read::read(&mut stdout, &mut buffer) {
+                output.lock().unwrap().extend_from_slice(&buffer[..read]);
+            }
+        })
+    };
+    let seen = |text: &[u8]| {
+        output
+            .lock()
+            .unwrap()
+            .windows(text.len())
+            .any(|window| window == text)
+    };
+    let started = Instant::now();
+    while !seen(b"plugin rejected") && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Ends the host: its terminal goes away with `script`.
+    let _ = script.kill();
+    let _ = script.wait();
+    drop(script.stdin.take());
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    assert!(seen(b"plugin rejected"), "no refusal logged: {text:?}");
+    // The log was coloured, so it went the terminal's way.
+    assert!(seen(b"\x1b[33m WARN"), "{text:?}");
+    assert!(seen(br"lib\x1b[2J\x1b[1Aevil.so"), "{text:?}");
+    assert!(!seen(b"\x1b[2J") && !seen(b"\x1b[1A"), "{text:?}");
+}
