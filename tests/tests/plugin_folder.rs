@@ -622,3 +622,53 @@ fn on_a_terminal_an_escape_sequence_in_a_file_name_is_shown_as_text() {
     assert!(seen(br"lib\x1b[2J\x1b[1Aevil.so"), "{text:?}");
     assert!(!seen(b"\x1b[2J") && !seen(b"\x1b[1A"), "{text:?}");
 }
+
+/// A plugin file may be a symlink, but every directory on its way is held to the folder's
+/// rule: a symlink into a world-writable directory is refused with its reason, and loads once
+/// the directory is fixed.
+#[test]
+fn a_symlink_into_a_world_writable_directory_is_refused() {
+    let host = HostFolders::new(&[]).start();
+    // Under the target dir (root-owned, 0755 up to /), not /tmp (1777, refused as well).
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = outside.path().join("libmock.so");
+    std::fs::copy(plugin_file("mock_sms"), &target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&target, host.plugins_dir.join("mock.so")).unwrap();
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    let error = rejection_reason(&host, "mock.so");
+    assert!(
+        error.contains(&format!(
+            "is a symlink to {}, and the directory {} is writable by group or others (mode 777)",
+            target.display(),
+            outside.path().display()
+        )),
+        "{error}"
+    );
+    assert!(factory_ids(&host).is_empty());
+
+    // Fixed, it loads at the next rescan: the directories' trust is part of what is watched.
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(factory_ids(&host), [MOCK]);
+
+    // A symlink into /tmp (world-writable, sticky or not) is refused too.
+    let in_tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let tmp_target = in_tmp.path().join("librb.so");
+    std::fs::copy(
+        plugin_file("fixture_request_building_connector"),
+        &tmp_target,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&tmp_target, host.plugins_dir.join("rb.so")).unwrap();
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    let error = rejection_reason(&host, "rb.so");
+    assert!(
+        error.contains("and the directory /tmp is writable by group or others (mode 1777)"),
+        "{error}"
+    );
+}

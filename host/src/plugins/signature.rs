@@ -264,6 +264,15 @@ impl TrustedPluginKeys {
             .iter()
             .any(|key| key.public_key.verify(content, &signature, false).is_ok())
         {
+            // The trusted comment is authentic now; a name it binds must be this file's.
+            if let Some(signed_name) = signed_file_name(signature.trusted_comment()) {
+                if signed_name != file_name {
+                    return Err(LoadError::SignedForAnotherName {
+                        file_name: file_name.to_owned(),
+                        signed_name: signed_name.to_owned(),
+                    });
+                }
+            }
             return Ok(PluginSignature {
                 key_id: parts.key_id.to_string(),
                 trusted_comment: signature.trusted_comment().to_owned(),
@@ -284,6 +293,16 @@ impl TrustedPluginKeys {
             ))
         }
     }
+}
+
+/// The file name a trusted comment binds the signature to: `minisign -S` writes
+/// `timestamp:<seconds>\tfile:<name>\thashed`, tab-separated fields, `<name>` the signed file's
+/// base name. A comment chosen with `-t` binds none unless one of its tab-separated fields is
+/// `file:<name>`.
+fn signed_file_name(trusted_comment: &str) -> Option<&str> {
+    trusted_comment
+        .split('\t')
+        .find_map(|field| field.strip_prefix("file:"))
 }
 
 /// `libx.so` → `libx.so.minisig`, beside it.
@@ -401,11 +420,33 @@ mod tests {
             TrustedPluginKey::parse(UNTRUSTED_KEY).unwrap(),
             TrustedPluginKey::parse(TRUSTED_KEY).unwrap(),
         ]);
+        // The second is minisign's own trusted comment, which names the file it signed.
         for signature in [BUILD_1_SIGNATURE, BUILD_1_SIGNED_BY_UNTRUSTED_KEY] {
             assert!(keys
-                .verify("libx.so", BUILD_1.as_bytes(), signature)
+                .verify("build-1.bin", BUILD_1.as_bytes(), signature)
                 .is_ok());
         }
+    }
+
+    #[test]
+    fn a_signature_naming_another_file_is_refused_and_one_naming_none_is_not() {
+        let keys = TrustedPluginKeys::new(vec![TrustedPluginKey::parse(UNTRUSTED_KEY).unwrap()]);
+        match keys.verify(
+            "libx.so",
+            BUILD_1.as_bytes(),
+            BUILD_1_SIGNED_BY_UNTRUSTED_KEY,
+        ) {
+            Err(error @ LoadError::SignedForAnotherName { .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.starts_with("signed for another file name: libx.so.minisig's trusted comment names file:build-1.bin; install it as build-1.bin"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // `-t "mock-sms 0.1.0 release"` names no file: any name loads.
+        assert!(verify_build_1(BUILD_1_SIGNATURE).is_ok());
     }
 
     #[test]
@@ -488,6 +529,18 @@ mod tests {
                 other => panic!("{text:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_file_name_in_minisigns_own_trusted_comment_is_read() {
+        assert_eq!(
+            signed_file_name("timestamp:1796555726\tfile:libacme.so\thashed"),
+            Some("libacme.so")
+        );
+        assert_eq!(signed_file_name("file:libacme.so"), Some("libacme.so"));
+        assert_eq!(signed_file_name("mock-sms 0.1.0 release"), None);
+        // Free text that mentions a file is not a field.
+        assert_eq!(signed_file_name("see file:README for details"), None);
     }
 
     #[test]
