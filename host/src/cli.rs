@@ -160,6 +160,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_HOST_STORE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
     pub store_notifications: bool,
     /// Timeouts and caps on connections, requests and sends per connector (host/src/http).
+    /// Let the process write core dumps and be attached with ptrace by its user (debugging
+    /// only: a dump holds the keys and decrypted provider secrets). By default `serve` sets
+    /// RLIMIT_CORE to 0 and marks itself non-dumpable.
+    #[arg(long, env = "CONNECTOR_HOST_ALLOW_CORE_DUMPS")]
+    pub allow_core_dumps: bool,
     #[command(flatten)]
     pub limits: crate::http::LimitArgs,
 }
@@ -264,6 +269,13 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
+    // First, before any key is read.
+    if args.allow_core_dumps {
+        tracing::warn!("core dumps allowed (--allow-core-dumps): a dump would hold the keys and provider secrets");
+    } else if let Err(error) = crate::core_dumps::disable_core_dumps() {
+        eprintln!("connector-host: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
