@@ -392,6 +392,7 @@ fn a_live_connector_whose_plugin_is_gone_is_reported_and_sends_fail_clearly() {
     let host = folders.start();
     let config = json!({"endpoint": provider.url, "templates": [{"usageType": "Generic", "content": "{{code}}"}]});
     let created = create(&host, REQUEST_BUILDING, config);
+    assert_eq!(created["isDemo"], false, "a vendor connector is not a demo");
     let folders = host.kill();
     std::fs::remove_file(folders.plugins_dir.join("rb.so")).unwrap();
     let host = folders.start();
