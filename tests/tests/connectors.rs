@@ -1410,6 +1410,16 @@ fn the_mock_writes_only_to_the_hosts_outbox_never_to_a_path_from_the_api() {
     );
     let log = host.log_eventually(|log| log.contains(&warning));
     assert!(log.contains(&warning), "{log}");
+    // Once per change that makes it live, and at start-up.
+    let warnings = log.matches(&warning).count();
+    let host = host.kill().start();
+    let log = host.log_eventually(|log| log.matches(&warning).count() > warnings);
+    assert_eq!(log.matches(&warning).count(), warnings + 1, "{log}");
+    assert_eq!(
+        host.outbox_lines_of(&id).len(),
+        2,
+        "the outbox outlives the process"
+    );
 
     // The form has a switch, no text field a path could go into.
     let items = factory["formItems"].as_array().unwrap();
