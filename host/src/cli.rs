@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::api_keys::parse_key_list;
@@ -159,6 +160,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_HOST_STORE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
     pub store_notifications: bool,
     /// Timeouts and caps on connections, requests and sends per connector (host/src/http).
+    /// Let the process write core dumps and be attached with ptrace by its user (debugging
+    /// only: a dump holds the keys and decrypted provider secrets). By default `serve` sets
+    /// RLIMIT_CORE to 0 and marks itself non-dumpable.
+    #[arg(long, env = "CONNECTOR_HOST_ALLOW_CORE_DUMPS")]
+    pub allow_core_dumps: bool,
     #[command(flatten)]
     pub limits: crate::http::LimitArgs,
 }
@@ -234,11 +240,13 @@ pub fn run(cli: Cli) -> ExitCode {
     // Colours only on a terminal: escape codes in a log file are noise for operators.
     let colours = std::io::stderr().is_terminal();
     match cli.log_format {
-        LogFormat::Text if colours => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(move || EscapingWriter::new(log_writer.clone(), colours))
-            .with_ansi(true)
-            .init(),
+        // Values escaped by the field formatter, so the colour codes are the formatter's only.
+        LogFormat::Text if colours => {
+            crate::log_output::terminal_text_subscriber(filter, move || {
+                EscapingWriter::new(log_writer.clone(), true)
+            })
+            .init()
+        }
         // The same line, formatted without the styling machinery (see `PlainTextFormat`).
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -261,6 +269,13 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
+    // First, before any key is read.
+    if args.allow_core_dumps {
+        tracing::warn!("core dumps allowed (--allow-core-dumps): a dump would hold the keys and provider secrets");
+    } else if let Err(error) = crate::core_dumps::disable_core_dumps() {
+        eprintln!("connector-host: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -54,6 +54,7 @@ pub mod api_error;
 pub mod api_keys;
 pub mod cli;
 pub mod console;
+pub mod core_dumps;
 pub mod data_directory;
 pub mod http;
 pub mod live_connector;

@@ -1124,3 +1124,51 @@ async fn orphaned_and_unloaded_connectors_are_flagged() {
     browser.wait_for_text(".code-block", "127.0.0.1:9").await;
     assert!(!browser.exists("#details-form").await);
 }
+
+/// The admin key is not offered to password managers: the sign-in field has
+/// `autocomplete="off"`, is not a password field (which browsers offer to save whatever
+/// `autocomplete` says) but is masked by CSS, carries the password-manager extensions' ignore
+/// hints, keeps its visible label, and still signs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sign_in_field_is_masked_and_not_offered_to_password_managers() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    browser.goto(&console_url(&host)).await;
+    browser.wait_for("#admin-key").await;
+    let field = browser
+        .eval(
+            "const input = document.querySelector('#admin-key');
+             const label = document.querySelector('label[for=admin-key]');
+             return {
+               autocomplete: input.getAttribute('autocomplete'),
+               type: input.type,
+               masked: getComputedStyle(input).webkitTextSecurity,
+               onePassword: input.hasAttribute('data-1p-ignore'),
+               lastPass: input.getAttribute('data-lpignore'),
+               bitwarden: input.getAttribute('data-bwignore'),
+               passwordFields: document.querySelectorAll('input[type=password]').length,
+               label: label.textContent,
+               labelVisible: label.offsetParent !== null && label.getBoundingClientRect().height > 0,
+               labelled: input.labels.length,
+             };",
+        )
+        .await;
+    assert_eq!(
+        field,
+        json!({
+            "autocomplete": "off",
+            "type": "text",
+            "masked": "disc",
+            "onePassword": true,
+            "lastPass": "true",
+            "bitwarden": "true",
+            "passwordFields": 0,
+            "label": "Admin key",
+            "labelVisible": true,
+            "labelled": 1,
+        })
+    );
+    browser.fill("#admin-key", ADMIN_KEY).await;
+    browser.click_button("Sign in").await;
+    browser.wait_until_gone("#admin-key").await;
+}
