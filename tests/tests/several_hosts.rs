@@ -546,3 +546,108 @@ fn concurrent_patches_on_two_hosts_each_apply_whole() {
         );
     }
 }
+
+/// Sends and code requests from `clients` threads to `hosts` until `stop`; every answer that
+/// is a server error other than 503 (or no answer at all) is kept, with how many of each
+/// status came back.
+fn load_until_stopped(
+    hosts: &Arc<Vec<TestHost>>,
+    clients: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(Vec<String>, std::collections::BTreeMap<u16, usize>)>> {
+    (0..clients)
+        .map(|client| {
+            let (hosts, stop) = (Arc::clone(hosts), Arc::clone(stop));
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                let mut statuses = std::collections::BTreeMap::new();
+                let mut round = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let host = &hosts[(client + round) % hosts.len()];
+                    let phone = format!("+1201555{:04}", 1000 + client);
+                    let answer = if round % 2 == 0 {
+                        host.try_request(
+                            "POST",
+                            "/api/messages",
+                            Some(SEND_KEY),
+                            Some(&json!({"to": phone, "payload": {"code": "123456"}})),
+                        )
+                    } else {
+                        host.try_request(
+                            "POST",
+                            "/api/verification-codes",
+                            Some(SEND_KEY),
+                            Some(&json!({"phone": phone})),
+                        )
+                    };
+                    match answer {
+                        Ok((status, body)) => {
+                            *statuses.entry(status).or_insert(0) += 1;
+                            if status >= 500 && status != 503 {
+                                wrong.push(format!("{status} {body}"));
+                            }
+                        }
+                        Err(error) => wrong.push(format!("no answer: {error}")),
+                    }
+                    round += 1;
+                }
+                (wrong, statuses)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_database_restart_under_load_answers_503_never_500_and_the_hosts_recover() {
+    let database = SharedDatabase::on_new_cluster();
+    let hosts = Arc::new(vec![host_on(&database, &[]), host_on(&database, &[])]);
+    let outbox = hosts[0].folders().scratch_path("outbox.jsonl");
+    let live = create(&hosts[0], mock_config(&outbox, "Code"));
+    time_until_served(&hosts[1], &live, Duration::from_secs(3)).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load_until_stopped(&hosts, 6, &stop);
+    std::thread::sleep(Duration::from_millis(800));
+    // An operator's restart: every session ends with 57P01 "terminating connection due to
+    // administrator command", some of them in the middle of a request.
+    database.cluster.restart_fast();
+    std::thread::sleep(Duration::from_millis(800));
+    // The same error, aimed at busy connections: sessions terminated one by one under load.
+    for _ in 0..15 {
+        let _ = database.cluster.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'connector-host'",
+        );
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    database.cluster.restart_fast();
+    std::thread::sleep(Duration::from_millis(800));
+    stop.store(true, Ordering::Relaxed);
+    let mut wrong = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    for client in clients {
+        let (client_wrong, client_statuses) = client.join().unwrap();
+        wrong.extend(client_wrong);
+        for (status, count) in client_statuses {
+            *statuses.entry(status).or_insert(0) += count;
+        }
+    }
+    eprintln!("answers during the restarts: {statuses:?}");
+    assert!(
+        wrong.is_empty(),
+        "{} answers were neither success nor 503: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert!(statuses.get(&200).copied().unwrap_or(0) > 0, "{statuses:?}");
+
+    // Both hosts recover by themselves.
+    for host in hosts.iter() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while send(host, PHONE).0 != 200 {
+            assert!(Instant::now() < deadline, "the host did not recover");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    }
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use subtle::ConstantTimeEq;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -44,10 +45,21 @@ const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        // A database error (a constraint, a bad statement) is ours; anything else (closed
+        // A database error (a constraint, a bad statement) is ours, unless it says the
+        // database is going away or cannot take the connection now; anything else (closed
         // connection, I/O, TLS) means the database cannot be reached now.
         match error.as_db_error() {
-            Some(database_error) => StoreError::Failed(format!(
+            Some(database_error)
+                if !error.is_closed()
+                    && !means_unreachable(database_error.code(), database_error.message()) =>
+            {
+                StoreError::Failed(format!(
+                    "{}: {}",
+                    database_error.code().code(),
+                    database_error.message()
+                ))
+            }
+            Some(database_error) => StoreError::Unavailable(format!(
                 "{}: {}",
                 database_error.code().code(),
                 database_error.message()
@@ -55,6 +67,20 @@ impl From<tokio_postgres::Error> for StoreError {
             None => StoreError::Unavailable(error.to_string()),
         }
     }
+}
+
+/// Whether a database error means the server is going away or cannot take connections now
+/// (a restart, a failover, a crash): the request fails closed with 503, as when the database
+/// cannot be reached at all, and the pool replaces the connection.
+fn means_unreachable(code: &SqlState, message: &str) -> bool {
+    let code = code.code();
+    // Class 08: connection exceptions. 57P01-57P03: administrator or crash shutdown, cannot
+    // connect now (starting up, shutting down, in recovery). 53300: too many connections.
+    code.starts_with("08")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
+        || message.contains("terminating connection")
 }
 
 /// The PostgreSQL store.
@@ -759,5 +785,47 @@ impl VerificationCodeStore for PostgresStore {
             Ok(usize::try_from(purged).unwrap_or(usize::MAX))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_that_mean_the_database_is_going_away_are_unavailable() {
+        for code in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::CONNECTION_EXCEPTION,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            SqlState::PROTOCOL_VIOLATION,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ] {
+            assert!(means_unreachable(&code, "whatever"), "{}", code.code());
+        }
+        assert!(means_unreachable(
+            &SqlState::from_code("XX000"),
+            "the database system is shutting down"
+        ));
+        assert!(means_unreachable(
+            &SqlState::from_code("XX000"),
+            "the database system is starting up"
+        ));
+        for code in [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::SYNTAX_ERROR,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::QUERY_CANCELED,
+        ] {
+            assert!(
+                !means_unreachable(&code, "duplicate key"),
+                "{}",
+                code.code()
+            );
+        }
     }
 }
