@@ -1327,3 +1327,134 @@ fn connector_routes_differ_from_logto_where_documented() {
         (400, "guard.invalid_input".to_owned())
     );
 }
+
+/// Issues a code to `phone` through `host`; the code, read from the mock's outbox.
+fn issue_code(host: &TestHost, outbox: &Path, phone: &str) -> String {
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone})),
+    );
+    assert_eq!(status, 204, "{body}");
+    outbox_lines(outbox).pop().unwrap()["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn verify_code(host: &TestHost, phone: &str, code: &str) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/verification-codes/verify",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone, "verificationCode": code})),
+    )
+}
+
+/// `connector-host rotate-code-hash-key` on a host's folders: its stdout (it must succeed).
+fn rotate_code_hash_key(folders: &HostFolders) -> String {
+    let mut command = std::process::Command::new(e2e_tests::host_binary());
+    command
+        .arg("rotate-code-hash-key")
+        .arg("--data")
+        .arg(&folders.data_dir);
+    if let Some(database) = &folders.database {
+        command
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file);
+    }
+    let output = command.output().expect("run rotate-code-hash-key");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code() {
+    let host = mock_host();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    create(&host, MOCK, mock_config(&outbox));
+    let before_rotation = issue_code(&host, &outbox, "+12015550161");
+    let key_file = match &host.folders().database {
+        Some(database) => database.code_hash_key_file.clone(),
+        None => host.data_dir.join("code-hash-key"),
+    };
+    let folders = host.kill();
+    let key = std::fs::read(&key_file).unwrap();
+
+    // Another key in the key file: the host refuses to start, in one line naming the key the
+    // store's codes are hashed under.
+    std::fs::write(&key_file, format!("{}\n", "cd".repeat(32))).unwrap();
+    let mut refused_start = std::process::Command::new(e2e_tests::host_binary());
+    refused_start
+        .arg("serve")
+        .arg("--data")
+        .arg(&folders.data_dir)
+        .arg("--plugins")
+        .arg(&folders.plugins_dir)
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY]);
+    if let Some(database) = &folders.database {
+        refused_start
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file)
+            .arg("--secrets-key-file")
+            .arg(&database.secrets_key_file);
+    }
+    let output = refused_start.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let refusal: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("code-hash key"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "{stderr}");
+    assert!(
+        refusal[0].contains("this database's codes are hashed under code-hash key")
+            && refusal[0].contains("same code-hash key file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"cd".repeat(32)),
+        "the key is never printed"
+    );
+    std::fs::write(&key_file, &key).unwrap();
+
+    // The rotation, step by step, with the host restarted after each: no code is refused.
+    assert!(rotate_code_hash_key(&folders).contains("step 1 of 3"));
+    let host = folders.start();
+    let staged = issue_code(&host, &outbox, "+12015550162");
+    let folders = host.kill();
+    assert!(rotate_code_hash_key(&folders).contains("step 2 of 3"));
+    let host = folders.start();
+    assert_eq!(verify_code(&host, "+12015550161", &before_rotation).0, 204);
+    assert_eq!(verify_code(&host, "+12015550162", &staged).0, 204);
+    let promoted = issue_code(&host, &outbox, "+12015550163");
+    let folders = host.kill();
+    assert!(rotate_code_hash_key(&folders).contains("step 3 of 3"));
+    let keys_left = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(
+        keys_left
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .count(),
+        1,
+        "{keys_left}"
+    );
+    assert!(!keys_left.contains(String::from_utf8_lossy(&key).trim()));
+    let host = folders.start();
+    assert_eq!(verify_code(&host, "+12015550163", &promoted).0, 204);
+    // The old key is gone: the file it was in no longer starts a host.
+    let folders = host.kill();
+    std::fs::write(&key_file, &key).unwrap();
+    let output = refused_start.output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("code-hash key"));
+    drop(folders);
+}

@@ -651,3 +651,190 @@ fn a_database_restart_under_load_answers_503_never_500_and_the_hosts_recover() {
         assert_eq!(host.request("GET", "/health", None, None).0, 200);
     }
 }
+
+fn issue_code(host: &TestHost, outbox: &Path, phone: &str) -> String {
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone})),
+    );
+    assert_eq!(status, 204, "{body}");
+    outbox_lines(outbox).pop().unwrap()["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn verify_code(host: &TestHost, phone: &str, code: &str) -> u16 {
+    host.request(
+        "POST",
+        "/api/verification-codes/verify",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone, "verificationCode": code})),
+    )
+    .0
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `connector-host <command>` (a key rotation) against the database with its shared key file:
+/// (succeeded, stdout, stderr).
+fn run_command(database: &SharedDatabase, command: &str) -> (bool, String, String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(e2e_tests::host_binary())
+        .arg(command)
+        .arg("--data")
+        .arg(scratch.path())
+        .args(["--database-url", &database.url])
+        .args(match command {
+            "rotate-code-hash-key" => [
+                "--code-hash-key-file",
+                path_text(&database.code_hash_key_file),
+            ],
+            _ => ["--secrets-key-file", path_text(&database.secrets_key_file)],
+        })
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `connector-host serve` on the database with `database`'s key files, expected to refuse:
+/// its stderr.
+fn refused_start(database: &SharedDatabase) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(e2e_tests::host_binary())
+        .arg("serve")
+        .arg("--data")
+        .arg(scratch.path())
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY])
+        .args(["--database-url", &database.url])
+        .arg("--code-hash-key-file")
+        .arg(&database.code_hash_key_file)
+        .arg("--secrets-key-file")
+        .arg(&database.secrets_key_file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the host started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_host_with_another_code_hash_key_refuses_to_start_and_a_rotation_never_refuses_a_code() {
+    let database = SharedDatabase::on_new_cluster();
+    let outbox_folder = tempfile::tempdir().unwrap();
+    let outbox = outbox_folder.path().join("outbox.jsonl");
+    let a = host_on(&database, &[]);
+    create(&a, mock_config(&outbox, "Code"));
+
+    // A second host given another code-hash key file: refused, in one line naming the key
+    // this database's codes are hashed under.
+    let mut stranger = database.clone();
+    let stranger_folder = tempfile::tempdir().unwrap();
+    stranger.code_hash_key_file = stranger_folder.path().join("code-hash-key");
+    std::fs::write(
+        &stranger.code_hash_key_file,
+        "another-key-of-at-least-32-characters-here\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &stranger.code_hash_key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let refusal = refused_start(&stranger);
+    let lines: Vec<&str> = refusal
+        .lines()
+        .filter(|line| line.contains("code-hash key"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{refusal}");
+    assert!(
+        lines[0].contains("this database's codes are hashed under code-hash key")
+            && lines[0].contains("start every host with the same code-hash key file"),
+        "{refusal}"
+    );
+    assert!(!refusal.contains("another-key-of-at-least"));
+    let recorded =
+        database.psql("SELECT value FROM store_settings WHERE name = 'code_hash_key_ids'");
+    assert_eq!(
+        recorded.len(),
+        16,
+        "a fingerprint, never the key: {recorded}"
+    );
+    assert!(lines[0].contains(&recorded), "{refusal}");
+
+    // The rotation: after each step the hosts restart one by one, and at every moment a code
+    // issued by either host verifies on the other.
+    let b = host_on(&database, &[]);
+    let before = issue_code(&a, &outbox, "+12015550171");
+    let stale_key = std::fs::read(&database.code_hash_key_file).unwrap();
+
+    // Step 1: the new key verifies only. B restarts first; A still runs on the old file.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-code-hash-key");
+    assert!(
+        succeeded && stdout.contains("step 1 of 3"),
+        "{stdout}{stderr}"
+    );
+    drop(b);
+    let b = host_on(&database, &[]);
+    let by_b = issue_code(&b, &outbox, "+12015550172");
+    assert_eq!(verify_code(&a, "+12015550172", &by_b), 204);
+    let by_a = issue_code(&a, &outbox, "+12015550173");
+    assert_eq!(verify_code(&b, "+12015550173", &by_a), 204);
+    drop(a);
+    let a = host_on(&database, &[]);
+
+    // Step 2: the new key issues. B restarts first; A still runs on the step-1 file.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-code-hash-key");
+    assert!(
+        succeeded && stdout.contains("step 2 of 3"),
+        "{stdout}{stderr}"
+    );
+    drop(b);
+    let b = host_on(&database, &[]);
+    let by_b = issue_code(&b, &outbox, "+12015550174");
+    assert_eq!(verify_code(&a, "+12015550174", &by_b), 204);
+    let by_a = issue_code(&a, &outbox, "+12015550175");
+    assert_eq!(verify_code(&b, "+12015550175", &by_a), 204);
+    assert_eq!(
+        verify_code(&b, "+12015550171", &before),
+        204,
+        "issued before the rotation"
+    );
+    drop(a);
+    let a = host_on(&database, &[]);
+    let promoted = issue_code(&a, &outbox, "+12015550176");
+
+    // Step 3: the old key is dropped; codes under the new one go on verifying.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-code-hash-key");
+    assert!(
+        succeeded && stdout.contains("step 3 of 3"),
+        "{stdout}{stderr}"
+    );
+    drop(b);
+    let b = host_on(&database, &[]);
+    assert_eq!(verify_code(&b, "+12015550176", &promoted), 204);
+    assert_eq!(
+        verify_code(&a, "+12015550171", &before),
+        400,
+        "used up already"
+    );
+
+    // A host given the key file from before the rotation is refused.
+    let mut stale = database.clone();
+    let stale_folder = tempfile::tempdir().unwrap();
+    stale.code_hash_key_file = stale_folder.path().join("code-hash-key");
+    std::fs::write(&stale.code_hash_key_file, &stale_key).unwrap();
+    std::fs::set_permissions(
+        &stale.code_hash_key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert!(refused_start(&stale).contains("same code-hash key file"));
+}

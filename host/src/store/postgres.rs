@@ -18,15 +18,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use subtle::ConstantTimeEq;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
+    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
 mod embedded {
@@ -676,6 +675,67 @@ impl ConnectorStore for PostgresStore {
     async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError> {
         self.reseal_configs(true).await
     }
+
+    async fn read_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        within_deadline(async {
+            Ok(self
+                .client()
+                .await?
+                .query_opt("SELECT value FROM store_settings WHERE name = $1", &[&name])
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?)
+        })
+        .await
+    }
+
+    async fn record_setting_once(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        within_deadline(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO store_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &value],
+                )
+                .await?;
+            Ok(client
+                .query_one("SELECT value FROM store_settings WHERE name = $1", &[&name])
+                .await?
+                .try_get(0)?)
+        })
+        .await
+    }
+
+    async fn write_settings(
+        &self,
+        settings: Vec<(&'static str, Option<String>)>,
+    ) -> Result<(), StoreError> {
+        within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            for (name, value) in &settings {
+                match value {
+                    Some(value) => {
+                        transaction
+                            .execute(
+                                "INSERT INTO store_settings (name, value) VALUES ($1, $2)
+                             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                                &[name, value],
+                            )
+                            .await?
+                    }
+                    None => {
+                        transaction
+                            .execute("DELETE FROM store_settings WHERE name = $1", &[name])
+                            .await?
+                    }
+                };
+            }
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 #[async_trait::async_trait]
@@ -720,7 +780,7 @@ impl VerificationCodeStore for PostgresStore {
         &self,
         phone: &str,
         template_type: &str,
-        presented_hash: &[u8],
+        presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
@@ -744,7 +804,7 @@ impl VerificationCodeStore for PostgresStore {
                         VerifyOutcome::Expired
                     } else if failed_attempts >= max_attempts {
                         VerifyOutcome::ExceededMaxTry
-                    } else if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
+                    } else if hash_matches_any(&code_hash, presented_hashes) {
                         transaction
                             .execute(
                                 "DELETE FROM verification_codes WHERE phone = $1 AND type = $2",

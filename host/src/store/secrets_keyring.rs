@@ -221,36 +221,12 @@ impl SecretsKeyring {
     /// Replaces the file durably: a private temp file, fsync, rename over, fsync the folder. A
     /// crash leaves the old keyring or the new one, never a torn one.
     pub fn write_file(&self, path: &Path) -> Result<(), String> {
-        let failed = |error: std::io::Error| {
+        write_private_file(path, self.file_text().as_bytes()).map_err(|error| {
             format!(
                 "cannot write the secrets key file {}: {error}",
                 path.display()
             )
-        };
-        let folder = match path.parent() {
-            Some(folder) if !folder.as_os_str().is_empty() => folder,
-            _ => Path::new("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "secrets-key".to_owned());
-        let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
-        let written = (|| {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temporary)?;
-            file.write_all(self.file_text().as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, path)?;
-            std::fs::File::open(folder)?.sync_all()
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        written.map_err(failed)
+        })
     }
 
     /// Seals a config under the first key, bound to its connector's id.
@@ -329,6 +305,35 @@ impl SecretsKeyring {
         );
         Ok(serde_json::from_slice(&plaintext)?)
     }
+}
+
+/// Replaces a key file durably: a private (0600) temp file, fsync, rename over, fsync the
+/// folder. A crash leaves the old file or the new one, never a torn one.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "key".to_owned());
+    let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        std::fs::File::open(folder)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Whether a stored config is sealed (as opposed to plain JSON from before sealing existed).

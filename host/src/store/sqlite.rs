@@ -14,13 +14,11 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use subtle::ConstantTimeEq;
-
 use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
 use super::sqlite_writer::SqliteWriterHandle;
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
+    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -176,6 +174,59 @@ impl ConnectorStore for SqliteStore {
             })
             .await
     }
+
+    async fn read_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.writer
+            .run_batched(move |connection, _| read_setting(connection, &name))
+            .await
+    }
+
+    async fn record_setting_once(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.writer
+            .run_batched(move |connection, _| {
+                connection.execute(
+                    "INSERT INTO store_settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                    params![name, value],
+                )?;
+                read_setting(connection, &name)?
+                    .ok_or_else(|| StoreError::Failed(format!("the setting {name} is missing")))
+            })
+            .await
+    }
+
+    async fn write_settings(
+        &self,
+        settings: Vec<(&'static str, Option<String>)>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run_batched(move |connection, _| {
+                for (name, value) in &settings {
+                    match value {
+                        Some(value) => connection.execute(
+                            "INSERT INTO store_settings (name, value) VALUES (?1, ?2)
+                             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                            params![name, value],
+                        )?,
+                        None => connection
+                            .execute("DELETE FROM store_settings WHERE name = ?1", params![name])?,
+                    };
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+fn read_setting(connection: &Connection, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT value FROM store_settings WHERE name = ?1",
+            params![name],
+            |row| row.get(0),
+        )
+        .optional()?)
 }
 
 #[async_trait::async_trait]
@@ -208,14 +259,14 @@ impl VerificationCodeStore for SqliteStore {
         &self,
         phone: &str,
         template_type: &str,
-        presented_hash: &[u8],
+        presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
-        let (phone, template_type, presented_hash) = (
+        let (phone, template_type, presented_hashes) = (
             phone.to_owned(),
             template_type.to_owned(),
-            presented_hash.to_owned(),
+            presented_hashes.to_vec(),
         );
         self.writer
             .run_batched(move |connection, _| {
@@ -223,7 +274,7 @@ impl VerificationCodeStore for SqliteStore {
                     connection,
                     &phone,
                     &template_type,
-                    &presented_hash,
+                    &presented_hashes,
                     now,
                     max_attempts,
                 )
@@ -491,7 +542,7 @@ fn verify_code(
     connection: &Connection,
     phone: &str,
     template_type: &str,
-    presented_hash: &[u8],
+    presented_hashes: &[Vec<u8>],
     now: i64,
     max_attempts: u32,
 ) -> Result<VerifyOutcome, StoreError> {
@@ -510,7 +561,7 @@ fn verify_code(
             VerifyOutcome::ExceededMaxTry
         }
         Some((code_hash, _, failed_attempts)) => {
-            if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
+            if hash_matches_any(&code_hash, presented_hashes) {
                 connection
                     .prepare_cached(
                         "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2",
@@ -755,7 +806,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .verify_code("+12015550123", "SignIn", hash, now, 2)
+                    .verify_code("+12015550123", "SignIn", &[hash.to_vec()], now, 2)
                     .await
                     .unwrap()
             }
@@ -826,9 +877,11 @@ mod tests {
             .step_by(2)
             .map(|phone| {
                 let (store, phone) = (store.clone(), phone.clone());
-                tokio::spawn(
-                    async move { store.verify_code(&phone, "SignIn", b"right", 1, 3).await },
-                )
+                tokio::spawn(async move {
+                    store
+                        .verify_code(&phone, "SignIn", &[b"right".to_vec()], 1, 3)
+                        .await
+                })
             })
             .collect();
         for verify in verifies {
@@ -851,7 +904,7 @@ mod tests {
             };
             assert_eq!(
                 reopened
-                    .verify_code(phone, "SignIn", b"right", 1, 3)
+                    .verify_code(phone, "SignIn", &[b"right".to_vec()], 1, 3)
                     .await
                     .unwrap(),
                 expected,
@@ -875,7 +928,7 @@ mod tests {
         assert!(panicked.to_string().contains("panicked"), "{panicked}");
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", b"half-done", 1, 3)
+                .verify_code("+12015550123", "SignIn", &[b"half-done".to_vec()], 1, 3)
                 .await
                 .unwrap(),
             VerifyOutcome::NotFound,
@@ -884,7 +937,7 @@ mod tests {
         store.save_code(new_code(b"right", 1000)).await.unwrap();
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", b"right", 1, 3)
+                .verify_code("+12015550123", "SignIn", &[b"right".to_vec()], 1, 3)
                 .await
                 .unwrap(),
             VerifyOutcome::Verified
