@@ -26,7 +26,7 @@ use crate::send::flow_control::{RecipientLimiter, SendLimiter};
 use crate::send::SendLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{SecretsKeyring, Store};
+use crate::store::{SecretsKeyring, Store, StoreError};
 use crate::verification_code::{CodeHasher, CodePolicy};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -180,14 +180,20 @@ impl AppState {
             }
             None => (
                 0,
-                store
-                    .live()
-                    .await
-                    .map_err(|error| format!("cannot read the live connector: {error}"))?,
+                match store.live().await {
+                    Ok(record) => record.map(Ok),
+                    Err(StoreError::ConfigUnreadable(unreadable)) => Some(Err(unreadable)),
+                    Err(error) => return Err(format!("cannot read the live connector: {error}")),
+                },
             ),
         };
+        // A live connector whose config this host cannot open is kept as such: reported, and
+        // never used to send.
         let live = live_record.map(|record| {
-            let live = LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry);
+            let live = match record {
+                Ok(record) => LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry),
+                Err(unreadable) => LiveConnector::config_unreadable(&unreadable),
+            };
             tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
             Arc::new(live)
         });

@@ -1092,7 +1092,7 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
                 "{secret} is stored in clear"
             );
         }
-        assert!(contains_text(&stored, "sealed1:"));
+        assert!(contains_text(&stored, "sealed2:"));
     };
     assert_sealed(host.folders());
     assert_eq!(
@@ -1123,7 +1123,8 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
         }
         e2e_tests::StoreKind::Postgres => {
             // Hosts of a database keep running; one left with the old key file keeps sending
-            // but fails closed on a change until it restarts with the new file.
+            // the unchanged config but fails closed on a change (it cannot open the resealed
+            // configs) until it restarts with the new file.
             let (succeeded, stdout, stderr) = rotate_secrets_key(host.folders());
             assert!(succeeded, "{stderr}");
             assert!(stdout.contains("restart them"), "{stdout}");
@@ -1135,7 +1136,13 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
                 host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}));
             assert_eq!(
                 (status, refused["code"].clone()),
-                (503, json!("store.unavailable")),
+                (503, json!("connector.unavailable")),
+                "{refused}"
+            );
+            assert!(
+                refused["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("does not hold")),
                 "{refused}"
             );
             host.kill()
@@ -1457,4 +1464,88 @@ fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("code-hash key"));
     drop(folders);
+}
+
+#[test]
+fn a_config_written_in_clear_into_the_live_row_is_refused_and_nothing_is_sent_through_it() {
+    let host = mock_host();
+    let outbox = host.folders().scratch_path("outbox.jsonl");
+    let live = create(&host, MOCK, mock_config(&outbox));
+    let live_id = live["id"].as_str().unwrap().to_owned();
+    let (status, _) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "111111"}})),
+    );
+    assert_eq!(status, 200);
+    let folders = host.kill();
+
+    // A database writer without the keys redirects the live connector with a config in clear.
+    let planted_outbox = folders.scratch_path("planted.jsonl");
+    let planted = mock_config(&planted_outbox).to_string().replace('\'', "''");
+    assert_eq!(
+        folders.execute_sql(&format!(
+            "UPDATE connectors SET config = '{planted}' WHERE id = '{live_id}'"
+        )),
+        1
+    );
+    let host = folders.start();
+    let refusals: Vec<String> = host
+        .log_eventually(|log| log.contains("config is not sealed"))
+        .lines()
+        .filter(|line| line.contains("config is not sealed"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        refusals.iter().any(|line| line.contains(&live_id)
+            && line.contains("written to the database by something other than a host")),
+        "{refusals:?}"
+    );
+    // Not ready, and sends through it are refused: nothing reaches the planted outbox.
+    let (status, health) = host.request("GET", "/health", None, None);
+    assert_eq!(
+        (status, health["ready"].clone()),
+        (503, json!(false)),
+        "{health}"
+    );
+    assert_eq!(health["live"]["configReadable"], json!(false), "{health}");
+    assert!(
+        health["live"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("is not sealed") && reason.contains(&live_id)),
+        "{health}"
+    );
+    for _ in 0..3 {
+        let (status, refused) = host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "222222"}})),
+        );
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable")),
+            "{refused}"
+        );
+        let (status, refused) = host.request(
+            "POST",
+            "/api/verification-codes",
+            Some(SEND_KEY),
+            Some(&json!({"phone": PHONE})),
+        );
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable"))
+        );
+    }
+    assert!(
+        !planted_outbox.exists(),
+        "a send went to the planted outbox"
+    );
+    // Nothing sealed the planted config: a restart refuses it again.
+    let host = host.kill().start();
+    let (status, health) = host.request("GET", "/health", None, None);
+    assert_eq!(status, 503, "{health}");
+    assert!(!planted_outbox.exists());
 }

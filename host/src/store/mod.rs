@@ -18,7 +18,7 @@ pub mod secrets_keyring;
 pub mod sqlite;
 mod sqlite_writer;
 
-pub use secrets_keyring::{SealingReport, SecretsKeyring};
+pub use secrets_keyring::{SealingReport, SecretsKeyring, UnreadableConfig};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -157,6 +157,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store error: {0}")]
     Failed(String),
+    /// A saved config this host cannot open (in clear, sealed under a key it lacks, altered
+    /// or moved): the connector is not used; `503 connector.unavailable`.
+    #[error("{}", .0.reason)]
+    ConfigUnreadable(UnreadableConfig),
 }
 
 impl From<serde_json::Error> for StoreError {

@@ -25,7 +25,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
 use super::{
     hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
-    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    SealingReport, StoreError, UnreadableConfig, UpdateOutcome, VerificationCodeStore,
+    VerifyOutcome,
 };
 
 mod embedded {
@@ -95,7 +96,8 @@ pub struct PostgresStore {
 #[derive(Debug, Clone)]
 pub struct LiveSnapshot {
     pub generation: i64,
-    pub live: Option<ConnectorRecord>,
+    /// The live connector, or why its config cannot be opened here (then it must not send).
+    pub live: Option<Result<ConnectorRecord, UnreadableConfig>>,
 }
 
 /// The outcome of one flow-control reservation.
@@ -147,11 +149,12 @@ fn read_record(
     first: usize,
 ) -> Result<ConnectorRecord, StoreError> {
     let id: String = row.try_get(first)?;
+    let factory_id: String = row.try_get(first + 1)?;
     let sealed_config: String = row.try_get(first + 2)?;
     let metadata: String = row.try_get(first + 3)?;
     Ok(ConnectorRecord {
-        factory_id: row.try_get(first + 1)?,
-        config: keyring.open(&id, &sealed_config)?,
+        config: keyring.open(&id, &factory_id, &sealed_config)?,
+        factory_id,
         metadata: serde_json::from_str(&metadata)?,
         enabled: row.try_get(first + 4)?,
         created_at: row.try_get(first + 5)?,
@@ -316,15 +319,18 @@ impl PostgresStore {
                 .map_err(StoreError::Failed)?;
             let mut report = SealingReport::new(self.keyring.sealing_key_id());
             for row in transaction
-                .query("SELECT id, config FROM connectors", &[])
+                .query("SELECT id, factory_id, config FROM connectors", &[])
                 .await?
             {
                 let id: String = row.try_get(0)?;
-                let stored: String = row.try_get(1)?;
+                let factory_id: String = row.try_get(1)?;
+                let stored: String = row.try_get(2)?;
                 let rewritten = self.keyring.reseal_stored_config(
                     &id,
+                    &factory_id,
                     &stored,
                     during_rotation,
+                    recorded_key_id.is_none(),
                     &mut report,
                 )?;
                 if let Some(sealed) = rewritten {
@@ -380,7 +386,11 @@ impl PostgresStore {
             let live_id: Option<String> = row.try_get(1)?;
             let live = match live_id {
                 None => None,
-                Some(_) => Some(read_record(&self.keyring, &row, 1)?),
+                Some(_) => match read_record(&self.keyring, &row, 1) {
+                    Ok(record) => Some(Ok(record)),
+                    Err(StoreError::ConfigUnreadable(unreadable)) => Some(Err(unreadable)),
+                    Err(error) => return Err(error),
+                },
             };
             Ok(LiveSnapshot { generation, live })
         })
@@ -553,7 +563,11 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
-        Ok(self.live_snapshot().await?.live)
+        self.live_snapshot()
+            .await?
+            .live
+            .transpose()
+            .map_err(StoreError::ConfigUnreadable)
     }
 
     async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
@@ -571,7 +585,7 @@ impl ConnectorStore for PostgresStore {
                     &[
                         &connector.id,
                         &connector.factory_id,
-                        &self.keyring.seal(&connector.id, &connector.config)?,
+                        &self.keyring.seal(&connector.id, &connector.factory_id, &connector.config)?,
                         &connector.metadata.to_string(),
                         &now,
                     ],
@@ -632,7 +646,7 @@ impl ConnectorStore for PostgresStore {
                     transaction
                         .execute(
                             "UPDATE connectors SET config = $2, metadata = $3, updated_at = $4 WHERE id = $1",
-                            &[&read.id, &self.keyring.seal(&read.id, &config)?, &metadata.to_string(), &now_millis()],
+                            &[&read.id, &self.keyring.seal(&read.id, &read.factory_id, &config)?, &metadata.to_string(), &now_millis()],
                         )
                         .await?;
                     match select_one(&transaction, &self.keyring, &read.id).await? {

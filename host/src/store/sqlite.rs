@@ -309,7 +309,7 @@ fn finish_record(
     keyring: &SecretsKeyring,
     (mut record, sealed_config, metadata): (ConnectorRecord, String, String),
 ) -> Result<ConnectorRecord, StoreError> {
-    record.config = keyring.open(&record.id, &sealed_config)?;
+    record.config = keyring.open(&record.id, &record.factory_id, &sealed_config)?;
     record.metadata = serde_json::from_str(&metadata)?;
     Ok(record)
 }
@@ -386,7 +386,7 @@ fn insert_live(
         params![
             connector.id,
             connector.factory_id,
-            keyring.seal(&connector.id, &connector.config)?,
+            keyring.seal(&connector.id, &connector.factory_id, &connector.config)?,
             connector.metadata.to_string(),
             now
         ],
@@ -429,7 +429,7 @@ fn update(
                 "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
                 params![
                     read.id,
-                    keyring.seal(&read.id, &config)?,
+                    keyring.seal(&read.id, &read.factory_id, &config)?,
                     metadata.to_string(),
                     now_millis()
                 ],
@@ -470,18 +470,24 @@ fn reseal_configs(
     )
     .map_err(StoreError::Failed)?;
     let stored_configs = {
-        let mut statement = transaction.prepare("SELECT id, config FROM connectors")?;
+        let mut statement = transaction.prepare("SELECT id, factory_id, config FROM connectors")?;
         let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
     let mut report = SealingReport::new(keyring.sealing_key_id());
-    for (id, stored) in stored_configs {
+    for (id, factory_id, stored) in stored_configs {
         let rewritten = keyring.reseal_stored_config(
             &id,
+            &factory_id,
             &stored,
             scope == ResealScope::Rotation,
+            recorded_key_id.is_none(),
             &mut report,
         )?;
         if let Some(sealed) = rewritten {
@@ -666,7 +672,7 @@ mod tests {
         assert!(!contains(&raw, "token-AAAA-1111"));
         assert!(!contains(&raw, "token-BBBB-2222"));
         assert!(!contains(&raw, "sms.example"));
-        assert!(contains(&raw, "sealed1:"));
+        assert!(contains(&raw, "sealed2:"));
         assert_eq!(
             store.get("first").await.unwrap().unwrap().config["authToken"],
             "token-BBBB-2222"
@@ -702,6 +708,36 @@ mod tests {
         // Once sealed, the next start-up rewrites nothing.
         let again = store.prepare_sealing().await.unwrap();
         assert_eq!(again.rewritten(), 0);
+        // A config written in clear now (the key is recorded) is refused, not sealed: it stays
+        // as written, does not open, and the live connector reads as unreadable, by name.
+        let planted = "{\"authToken\":\"planted-4444\"}";
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE connectors SET config = ?1 WHERE id = 'old'",
+                [planted],
+            )
+            .unwrap();
+        let refused = store.prepare_sealing().await.unwrap();
+        assert_eq!(refused.refused_unsealed, vec!["old"]);
+        assert_eq!(refused.rewritten(), 0);
+        match store.live().await {
+            Err(StoreError::ConfigUnreadable(unreadable)) => {
+                assert_eq!(unreadable.connector_id, "old");
+                assert!(
+                    unreadable.reason.contains("is not sealed"),
+                    "{}",
+                    unreadable.reason
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let rotation = store.reseal_all_configs().await.unwrap();
+        assert_eq!(rotation.refused_unsealed, vec!["old"]);
+        assert!(
+            contains(&raw_store_bytes(&dir), "planted-4444"),
+            "left as written"
+        );
     }
 
     #[tokio::test]
