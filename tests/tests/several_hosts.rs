@@ -838,3 +838,99 @@ fn a_host_with_another_code_hash_key_refuses_to_start_and_a_rotation_never_refus
     .unwrap();
     assert!(refused_start(&stale).contains("same code-hash key file"));
 }
+
+#[test]
+fn a_host_left_out_of_a_secrets_key_rotation_is_not_ready_and_never_sends_with_the_old_config() {
+    use e2e_tests::CaptureServer;
+    const REQUEST_BUILDING: &str = "request-building-test-connector";
+    let database = SharedDatabase::on_new_cluster();
+    let start = || {
+        HostFolders::on_database(
+            &[("rb.so", &plugin_file("fixture_request_building_connector"))],
+            &database,
+        )
+        .start()
+    };
+    let old_provider = CaptureServer::start(200, r#"{"id": "old-1"}"#);
+    let new_provider = CaptureServer::start(200, r#"{"id": "new-1"}"#);
+    let config = |provider: &CaptureServer, credential: &str| {
+        json!({
+            "endpoint": format!("{}/sms", provider.url),
+            "authorization": format!("Bearer {credential}"),
+            "templates": [{"usageType": "Generic", "content": "Code {{code}}"}]
+        })
+    };
+    let a = start();
+    let b = start();
+    let (status, connector) = a.post(
+        "/api/connectors",
+        &json!({"connectorId": REQUEST_BUILDING, "config": config(&old_provider, "old-credential")}),
+    );
+    assert_eq!(status, 200, "{connector}");
+    let id = connector["id"].as_str().unwrap().to_owned();
+    time_until_served(&b, &id, Duration::from_secs(3)).unwrap();
+    assert_eq!(send(&b, PHONE).0, 200);
+    assert_eq!(old_provider.requests().len(), 1);
+
+    // The rotation; A restarts with the new key file, B is left on the old key.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-secrets-key");
+    assert!(succeeded, "{stdout}{stderr}");
+    drop(a);
+    let a = start();
+    // B still serves the connector as it loaded it: the config did not change.
+    assert_eq!(send(&b, PHONE).0, 200);
+    assert_eq!(b.request("GET", "/health", None, None).0, 200);
+    let sent_to_old_provider = old_provider.requests().len();
+
+    // A new endpoint and credential, through A: B cannot open them.
+    let (status, updated) = a.patch(
+        &format!("/api/connectors/{id}"),
+        &json!({"config": config(&new_provider, "new-credential")}),
+    );
+    assert_eq!(status, 200, "{updated}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let health = loop {
+        let (status, health) = b.request("GET", "/health", None, None);
+        if status == 503 {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "B still reports ready: {health}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(health["ready"], json!(false), "{health}");
+    assert_eq!(health["live"]["configReadable"], json!(false), "{health}");
+    assert!(
+        health["live"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("does not hold")),
+        "{health}"
+    );
+    for _ in 0..5 {
+        let (status, refused) = send(&b, PHONE);
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable")),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        old_provider.requests().len(),
+        sent_to_old_provider,
+        "B sent to the old endpoint with the old credential"
+    );
+    assert_eq!(send(&a, PHONE).0, 200);
+    assert_eq!(new_provider.requests().len(), 1);
+
+    // Restarted with the new key file, B serves the new config.
+    drop(b);
+    let b = start();
+    assert_eq!(b.request("GET", "/health", None, None).0, 200);
+    assert_eq!(send(&b, PHONE).0, 200);
+    let requests = new_provider.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].header("authorization"),
+        Some("Bearer new-credential")
+    );
+    assert_eq!(old_provider.requests().len(), sent_to_old_provider);
+}
