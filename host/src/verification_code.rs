@@ -83,6 +83,9 @@ impl std::fmt::Debug for CodeHasher {
     }
 }
 
+/// The shortest key a key file may hold, as for every shared key file.
+const MIN_KEY_CHARS: usize = 32;
+
 /// What a fingerprint is the HMAC of: a fixed label, so the database can name a key without
 /// holding anything that helps to guess a code.
 const FINGERPRINT_LABEL: &[u8] = b"connector-host code-hash key fingerprint v1";
@@ -102,6 +105,12 @@ impl CodeHasher {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
+            }
+            if line.len() < MIN_KEY_CHARS {
+                return Err(format!(
+                    "line {} is too short for a key (at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`)",
+                    index + 1
+                ));
             }
             if keys.iter().any(|key| key.as_slice() == line.as_bytes()) {
                 return Err(format!("line {} repeats a key", index + 1));
@@ -271,8 +280,12 @@ mod tests {
         assert!(CodeHasher::parse("# nothing\n")
             .unwrap_err()
             .contains("no key"));
-        assert!(CodeHasher::parse("k1\nk1\n")
+        let key = "k".repeat(32);
+        assert!(CodeHasher::parse(&format!("{key}\n{key}\n"))
             .unwrap_err()
-            .contains("line 2"));
+            .contains("line 2 repeats"));
+        assert!(CodeHasher::parse(&format!("{key}\nshort\n"))
+            .unwrap_err()
+            .contains("line 2 is too short"));
     }
 }
