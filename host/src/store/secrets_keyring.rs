@@ -405,9 +405,11 @@ impl SecretsKeyring {
     /// What start-up or a rotation writes back for one stored config. A config in clear is
     /// sealed only when `first_sealing` (the store never recorded a key: a database from
     /// before sealing); otherwise it is refused, left as it is (it does not open) and
-    /// reported. A sealed one is opened (so a config that no key opens stops the whole run
-    /// before anything commits) and, when `reseal_sealed`, sealed again under the first key
-    /// in the current format. `None`: the stored value stays.
+    /// reported. A sealed one is opened and, when `reseal_sealed`, sealed again under the
+    /// first key in the current format; one that does not open (altered, moved to another
+    /// row or factory, sealed under a key the keyring lacks) is refused and reported the
+    /// same way: it was unreadable before and stays so, its connector is unavailable, and
+    /// the other connectors go on. `None`: the stored value stays.
     pub fn reseal_stored_config(
         &self,
         connector_id: &str,
@@ -423,14 +425,22 @@ impl SecretsKeyring {
                     "connector {connector_id:?}: config is not sealed: {NOT_SEALED_ADVICE}"
                 );
                 tracing::error!(%connector_id, %factory_id, "{refusal}");
-                report.refused_unsealed.push(connector_id.to_owned());
+                report.refused.push(connector_id.to_owned());
                 return Ok(None);
             }
             let config: serde_json::Value = serde_json::from_str(stored)?;
             report.sealed_from_clear += 1;
             return self.seal(connector_id, factory_id, &config).map(Some);
         }
-        let config = self.open(connector_id, factory_id, stored)?;
+        let config = match self.open(connector_id, factory_id, stored) {
+            Ok(config) => config,
+            Err(StoreError::ConfigUnreadable(unreadable)) => {
+                tracing::error!(%connector_id, %factory_id, "{}; the connector is not used", unreadable.reason);
+                report.refused.push(connector_id.to_owned());
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         if !reseal_sealed {
             return Ok(None);
         }
@@ -448,8 +458,9 @@ pub struct SealingReport {
     pub sealed_from_clear: usize,
     /// Sealed configs sealed again under the first key (a rotation).
     pub resealed: usize,
-    /// Connectors whose config is in clear although the store records a key: refused.
-    pub refused_unsealed: Vec<String>,
+    /// Connectors whose config is in clear although the store records a key, or does not
+    /// open: refused (left as stored, never used).
+    pub refused: Vec<String>,
 }
 
 impl SealingReport {
@@ -458,7 +469,7 @@ impl SealingReport {
             key_id: key_id.to_owned(),
             sealed_from_clear: 0,
             resealed: 0,
-            refused_unsealed: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -623,7 +634,30 @@ mod tests {
             );
         }
         assert_eq!(report.sealed_from_clear, 0);
-        assert_eq!(report.refused_unsealed, vec!["c", "c"]);
+        assert_eq!(report.refused, vec!["c", "c"]);
+        // A sealed config that does not open here (moved to another factory's row): refused
+        // and reported the same way, never fatal to the other connectors.
+        let sealed = keyring
+            .seal("c", "twilio", &json!({"apiKey": "k"}))
+            .unwrap();
+        let mut report = SealingReport::new(keyring.sealing_key_id());
+        for reseal_sealed in [false, true] {
+            assert_eq!(
+                keyring
+                    .reseal_stored_config(
+                        "c",
+                        "http-sms",
+                        &sealed,
+                        reseal_sealed,
+                        false,
+                        &mut report
+                    )
+                    .unwrap(),
+                None
+            );
+        }
+        assert_eq!(report.refused, vec!["c", "c"]);
+        assert_eq!(report.rewritten(), 0);
     }
 
     #[test]

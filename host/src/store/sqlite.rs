@@ -719,7 +719,7 @@ mod tests {
             )
             .unwrap();
         let refused = store.prepare_sealing().await.unwrap();
-        assert_eq!(refused.refused_unsealed, vec!["old"]);
+        assert_eq!(refused.refused, vec!["old"]);
         assert_eq!(refused.rewritten(), 0);
         match store.live().await {
             Err(StoreError::ConfigUnreadable(unreadable)) => {
@@ -733,10 +733,44 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let rotation = store.reseal_all_configs().await.unwrap();
-        assert_eq!(rotation.refused_unsealed, vec!["old"]);
+        assert_eq!(rotation.refused, vec!["old"]);
         assert!(
             contains(&raw_store_bytes(&dir), "planted-4444"),
             "left as written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sealed_config_moved_to_another_factory_does_not_open_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        store
+            .insert_live(connector_with_secret("kept", "t-1"))
+            .await
+            .unwrap();
+        store
+            .insert_live(connector_with_secret("moved", "t-2"))
+            .await
+            .unwrap();
+        Connection::open(dir.path().join("store.sqlite3"))
+            .unwrap()
+            .execute(
+                "UPDATE connectors SET factory_id = 'another-plugin' WHERE id = 'moved'",
+                [],
+            )
+            .unwrap();
+        let report = store.prepare_sealing().await.unwrap();
+        assert_eq!(report.refused, vec!["moved"]);
+        match store.live().await {
+            Err(StoreError::ConfigUnreadable(unreadable)) => {
+                assert_eq!(unreadable.factory_id, "another-plugin");
+                assert!(unreadable.reason.contains("another connector or factory"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            store.get("kept").await.unwrap().unwrap().config["authToken"],
+            "t-1"
         );
     }
 
