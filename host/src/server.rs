@@ -210,7 +210,21 @@ impl AppState {
                 config.send_limits.resend_cooldown,
             )),
         };
-        let send_executor = SendExecutor::new(config.send_executor.clone())?;
+        // Development connectors' messages go to a file the host owns, never to a path from
+        // a config.
+        let send_executor = SendExecutor::new(SendExecutorConfig {
+            outbox_file: Some(crate::send::outbox::outbox_path(&config.data_dir)),
+            ..config.send_executor.clone()
+        })?;
+        if let Some(live) = &live {
+            if live.unavailable_reason().is_none() {
+                crate::send::outbox::warn_if_development_connector_is_live(
+                    &live.connector_id,
+                    &live.factory_id,
+                    send_executor.outbox_path(),
+                );
+            }
+        }
         tracing::info!(
             max_connections = config.http_limits.max_connections,
             max_in_flight = config.http_limits.max_in_flight,

@@ -126,13 +126,20 @@ pub async fn reload_live_connector(state: &AppState, store: &PostgresStore) {
             })
         });
         match next.as_deref() {
-            Some(live) => tracing::info!(
-                connector_id = %live.connector_id,
-                factory_id = %live.factory_id,
-                ready = live.unavailable_reason().is_none(),
-                generation = snapshot.generation,
-                "live connector changed in the shared store; swapped"
-            ),
+            Some(live) => {
+                tracing::info!(
+                    connector_id = %live.connector_id,
+                    factory_id = %live.factory_id,
+                    ready = live.unavailable_reason().is_none(),
+                    generation = snapshot.generation,
+                    "live connector changed in the shared store; swapped"
+                );
+                crate::send::outbox::warn_if_development_connector_is_live(
+                    &live.connector_id,
+                    &live.factory_id,
+                    state.send_executor.outbox_path(),
+                );
+            }
             None => tracing::info!(
                 generation = snapshot.generation,
                 "no SMS connector is live in the shared store"

@@ -76,7 +76,7 @@ fn send(host: &TestHost) -> (u16, Value) {
 
 fn make_mock_live(host: &TestHost) -> String {
     let config =
-        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false});
     let (status, connector) = host.post(
         "/api/connectors",
         &json!({"connectorId": MOCK, "config": config}),

@@ -23,7 +23,8 @@ fn mock_plugin_is_listed_with_its_metadata() {
     let mock = &factories[0];
     assert_eq!(mock["id"], "mock-short-message-service");
     assert_eq!(mock["type"], "Sms");
-    assert_eq!(mock["isDemo"], false);
+    // A development connector: it sends nothing.
+    assert_eq!(mock["isDemo"], true);
     assert_eq!(mock["name"]["en"], "Mock SMS Service");
     assert_eq!(mock["pluginVersion"], "0.1.0");
     assert_eq!(mock["pluginApiVersion"], plugin_api::PLUGIN_API_VERSION);
