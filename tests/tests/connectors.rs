@@ -1566,6 +1566,24 @@ fn a_config_written_in_clear_into_the_live_row_is_refused_and_nothing_is_sent_th
     );
     assert_eq!(status, 503, "{refused}");
     sent_planted(&host);
+    // Listing names it; deleting it (which never reads the config) recovers the host.
+    let (status, listed) = host.get("/api/connectors");
+    assert_eq!(
+        (status, listed["code"].as_str()),
+        (503, Some("connector.unavailable")),
+        "{listed}"
+    );
+    assert!(listed["message"].as_str().unwrap().contains(&live_id));
+    let (status, _) = host.request(
+        "DELETE",
+        &format!("/api/connectors/{live_id}"),
+        Some(ADMIN_KEY),
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(host.get("/api/connectors").0, 200);
+    assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    sent_planted(&host);
 }
 
 /// Issue 22, finding 1: the mock's `outbox` was a path from the config, so `/test` (and a

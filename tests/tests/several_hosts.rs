@@ -760,6 +760,7 @@ fn a_host_with_another_code_hash_key_refuses_to_start_and_a_rotation_never_refus
         succeeded && stdout.contains("step 1 of 3"),
         "{stdout}{stderr}"
     );
+    let staged_key_file = std::fs::read(&database.code_hash_key_file).unwrap();
     drop(b);
     let b = host_on(&database, &[]);
     let by_b = issue_code(&b, "+12015550172");
@@ -789,6 +790,23 @@ fn a_host_with_another_code_hash_key_refuses_to_start_and_a_rotation_never_refus
     drop(a);
     let a = host_on(&database, &[]);
     let promoted = issue_code(&a, "+12015550176");
+
+    // Step 3 run with the step-1 file (the old key still in front) is refused: it would drop
+    // the key the hosts issue with.
+    let mut outdated = database.clone();
+    let outdated_folder = tempfile::tempdir().unwrap();
+    outdated.code_hash_key_file = outdated_folder.path().join("code-hash-key");
+    std::fs::write(&outdated.code_hash_key_file, &staged_key_file).unwrap();
+    std::fs::set_permissions(
+        &outdated.code_hash_key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let (succeeded, _, stderr) = run_command(&outdated, "rotate-code-hash-key");
+    assert!(
+        !succeeded && stderr.contains("the rotation promoted key"),
+        "{stderr}"
+    );
 
     // Step 3: the old key is dropped; codes under the new one go on verifying.
     let (succeeded, stdout, stderr) = run_command(&database, "rotate-code-hash-key");

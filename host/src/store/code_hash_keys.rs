@@ -167,10 +167,18 @@ pub async fn rotate_code_hash_key(
     };
     let step = match rotation.as_deref() {
         Some("promoted") => {
-            // The file may already hold only the new key (an interrupted finish).
-            if !recorded_ids.contains(&held[0]) {
-                check_code_hash_keys(&recorded, &hasher, &key_file)?;
+            // The key the previous step promoted must be the file's first: finishing with
+            // another file would drop the key the hosts issue with.
+            let promoted = recorded_ids.last().cloned().unwrap_or_default();
+            if held[0] != promoted {
+                return Err(format!(
+                    "the code-hash key file {} issues under key {}, but the rotation promoted key {promoted}: run this command with the key file the previous step wrote",
+                    key_file.display(),
+                    held[0]
+                ));
             }
+            // The file may hold only the new key already (an interrupted finish): no other
+            // check.
             let kept = vec![held[0].clone()];
             write_key_file(&hasher.keeping(&kept))?;
             store
