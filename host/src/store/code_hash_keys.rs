@@ -71,7 +71,7 @@ pub fn check_code_hash_keys(
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "the code-hash key file {} lacks code-hash key {}, which this database's codes may be hashed under (a key rotation is under way): copy the key file from where `connector-host rotate-code-hash-key` last ran",
+            "the code-hash key file {} lacks code-hash key {}, which this database's codes may be hashed under (a key rotation is under way): copy the key file from where `connector-host rotate-code-hash-key` last ran, or run it again if it was interrupted",
             key_file.display(),
             missing.join(", ")
         ));
