@@ -1097,7 +1097,7 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
                 "{secret} is stored in clear"
             );
         }
-        assert!(contains_text(&stored, "sealed1:"));
+        assert!(contains_text(&stored, "sealed2:"));
     };
     assert_sealed(host.folders());
     assert_eq!(
@@ -1128,7 +1128,8 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
         }
         e2e_tests::StoreKind::Postgres => {
             // Hosts of a database keep running; one left with the old key file keeps sending
-            // but fails closed on a change until it restarts with the new file.
+            // the unchanged config but fails closed on a change (it cannot open the resealed
+            // configs) until it restarts with the new file.
             let (succeeded, stdout, stderr) = rotate_secrets_key(host.folders());
             assert!(succeeded, "{stderr}");
             assert!(stdout.contains("restart them"), "{stdout}");
@@ -1140,7 +1141,13 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
                 host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}));
             assert_eq!(
                 (status, refused["code"].clone()),
-                (503, json!("store.unavailable")),
+                (503, json!("connector.unavailable")),
+                "{refused}"
+            );
+            assert!(
+                refused["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("does not hold")),
                 "{refused}"
             );
             host.kill()
@@ -1331,6 +1338,252 @@ fn connector_routes_differ_from_logto_where_documented() {
         )),
         (400, "guard.invalid_input".to_owned())
     );
+}
+
+/// Issues a code to `phone` through `host`; the code, read from the host's outbox.
+fn issue_code(host: &TestHost, phone: &str) -> String {
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone})),
+    );
+    assert_eq!(status, 204, "{body}");
+    host.outbox_lines().pop().unwrap()["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn verify_code(host: &TestHost, phone: &str, code: &str) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/verification-codes/verify",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone, "verificationCode": code})),
+    )
+}
+
+/// `connector-host rotate-code-hash-key` on a host's folders: its stdout (it must succeed).
+fn rotate_code_hash_key(folders: &HostFolders) -> String {
+    let mut command = std::process::Command::new(e2e_tests::host_binary());
+    command
+        .arg("rotate-code-hash-key")
+        .arg("--data")
+        .arg(&folders.data_dir);
+    if let Some(database) = &folders.database {
+        command
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file);
+    }
+    let output = command.output().expect("run rotate-code-hash-key");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code() {
+    let host = mock_host();
+    create(&host, MOCK, mock_config());
+    let before_rotation = issue_code(&host, "+12015550161");
+    let key_file = match &host.folders().database {
+        Some(database) => database.code_hash_key_file.clone(),
+        None => host.data_dir.join("code-hash-key"),
+    };
+    let folders = host.kill();
+    let key = std::fs::read(&key_file).unwrap();
+
+    // Another key in the key file: the host refuses to start, in one line naming the key the
+    // store's codes are hashed under.
+    std::fs::write(&key_file, format!("{}\n", "cd".repeat(32))).unwrap();
+    let mut refused_start = std::process::Command::new(e2e_tests::host_binary());
+    refused_start
+        .arg("serve")
+        .arg("--data")
+        .arg(&folders.data_dir)
+        .arg("--plugins")
+        .arg(&folders.plugins_dir)
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY]);
+    if let Some(database) = &folders.database {
+        refused_start
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file)
+            .arg("--secrets-key-file")
+            .arg(&database.secrets_key_file);
+    }
+    let output = refused_start.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let refusal: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("code-hash key"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "{stderr}");
+    assert!(
+        refusal[0].contains("this database's codes are hashed under code-hash key")
+            && refusal[0].contains("same code-hash key file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"cd".repeat(32)),
+        "the key is never printed"
+    );
+    std::fs::write(&key_file, &key).unwrap();
+
+    // The rotation, step by step, with the host restarted after each: no code is refused.
+    assert!(rotate_code_hash_key(&folders).contains("step 1 of 3"));
+    let host = folders.start();
+    let staged = issue_code(&host, "+12015550162");
+    let folders = host.kill();
+    assert!(rotate_code_hash_key(&folders).contains("step 2 of 3"));
+    let host = folders.start();
+    assert_eq!(verify_code(&host, "+12015550161", &before_rotation).0, 204);
+    assert_eq!(verify_code(&host, "+12015550162", &staged).0, 204);
+    let promoted = issue_code(&host, "+12015550163");
+    let folders = host.kill();
+    assert!(rotate_code_hash_key(&folders).contains("step 3 of 3"));
+    let keys_left = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(
+        keys_left
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .count(),
+        1,
+        "{keys_left}"
+    );
+    assert!(!keys_left.contains(String::from_utf8_lossy(&key).trim()));
+    let host = folders.start();
+    assert_eq!(verify_code(&host, "+12015550163", &promoted).0, 204);
+    // The old key is gone: the file it was in no longer starts a host.
+    let folders = host.kill();
+    std::fs::write(&key_file, &key).unwrap();
+    let output = refused_start.output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("code-hash key"));
+    drop(folders);
+}
+
+#[test]
+fn a_config_written_in_clear_into_the_live_row_is_refused_and_nothing_is_sent_through_it() {
+    let host = mock_host();
+    let live = create(&host, MOCK, mock_config());
+    let live_id = live["id"].as_str().unwrap().to_owned();
+    let (status, _) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "111111"}})),
+    );
+    assert_eq!(status, 200);
+    let folders = host.kill();
+
+    // A database writer without the keys rewrites the live connector with a config in clear
+    // (here its template; with a real provider, the endpoint that receives the codes).
+    let sent_before = folders.outbox_lines().len();
+    let planted = json!({
+        "templates": [{"usageType": "Generic", "content": "PLANTED {{code}}"}],
+        "outbox": true
+    })
+    .to_string()
+    .replace('\'', "''");
+    assert_eq!(
+        folders.execute_sql(&format!(
+            "UPDATE connectors SET config = '{planted}' WHERE id = '{live_id}'"
+        )),
+        1
+    );
+    let host = folders.start();
+    let refusals: Vec<String> = host
+        .log_eventually(|log| log.contains("config is not sealed"))
+        .lines()
+        .filter(|line| line.contains("config is not sealed"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        refusals.iter().any(|line| line.contains(&live_id)
+            && line.contains("written to the database by something other than a host")),
+        "{refusals:?}"
+    );
+    // Not ready, and sends through it are refused: nothing goes out with the planted config.
+    let (status, health) = host.request("GET", "/health", None, None);
+    assert_eq!(
+        (status, health["ready"].clone()),
+        (503, json!(false)),
+        "{health}"
+    );
+    assert_eq!(health["live"]["configReadable"], json!(false), "{health}");
+    assert!(
+        health["live"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("is not sealed") && reason.contains(&live_id)),
+        "{health}"
+    );
+    for _ in 0..3 {
+        let (status, refused) = host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "222222"}})),
+        );
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable")),
+            "{refused}"
+        );
+        let (status, refused) = host.request(
+            "POST",
+            "/api/verification-codes",
+            Some(SEND_KEY),
+            Some(&json!({"phone": PHONE})),
+        );
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable"))
+        );
+    }
+    let sent_planted = |host: &TestHost| {
+        // The outbox holds only what was sent before the planting.
+        let lines = host.outbox_lines();
+        assert_eq!(lines.len(), sent_before, "a message went out: {lines:?}");
+    };
+    sent_planted(&host);
+    // Nothing sealed the planted config: a restart refuses it again.
+    let host = host.kill().start();
+    let (status, health) = host.request("GET", "/health", None, None);
+    assert_eq!(status, 503, "{health}");
+    let (status, refused) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "333333"}})),
+    );
+    assert_eq!(status, 503, "{refused}");
+    sent_planted(&host);
+    // Listing names it; deleting it (which never reads the config) recovers the host.
+    let (status, listed) = host.get("/api/connectors");
+    assert_eq!(
+        (status, listed["code"].as_str()),
+        (503, Some("connector.unavailable")),
+        "{listed}"
+    );
+    assert!(listed["message"].as_str().unwrap().contains(&live_id));
+    let (status, _) = host.request(
+        "DELETE",
+        &format!("/api/connectors/{live_id}"),
+        Some(ADMIN_KEY),
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(host.get("/api/connectors").0, 200);
+    assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    sent_planted(&host);
 }
 
 /// Issue 22, finding 1: the mock's `outbox` was a path from the config, so `/test` (and a

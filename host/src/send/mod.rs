@@ -180,6 +180,10 @@ impl<'a> SendTarget<'a> {
                 "the live connector {} cannot send: {reason}",
                 live.connector_id
             ))),
+            LiveStatus::ConfigUnreadable { reason } => Err(ApiError::ConnectorUnavailable {
+                connector_id: live.connector_id.clone(),
+                reason: reason.clone(),
+            }),
         }
     }
 }
