@@ -6,7 +6,7 @@
 //!    connections and duration, alternating rounds (the median ratio holds on a shared
 //!    machine), mock connector with its outbox discarded. The gap is the store's commit rate.
 //! 2. Codes issued and verified per second by 16 workers, each reading its code back from the
-//!    mock connector's outbox, with the latency of the issue and of the verify calls.
+//!    host's outbox (where the mock connector writes), with the latency of the issue and of the verify calls.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek};
@@ -40,9 +40,8 @@ pub(crate) fn bench_codes(
 ) -> Result<CodesMeasurement, String> {
     let issued_over_raw = measure_issued_against_raw(release, duration_secs, connections)?;
     let workers = connections.min(16);
-    let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
-    let outbox = scratch.path().join("outbox.jsonl");
-    let host = start_host(release, Some(&outbox))?;
+    let host = start_host(release, true)?;
+    let outbox = host.outbox_path()?;
     println!("verification codes, {workers} workers, {duration_secs}s, embedded SQLite store, mock connector writing its outbox");
     let pairs_per_second = measure_code_pairs(&host, &outbox, duration_secs, workers)?;
     Ok(CodesMeasurement {
@@ -59,7 +58,7 @@ fn measure_issued_against_raw(
     duration_secs: u64,
     connections: u32,
 ) -> Result<f64, String> {
-    let host = start_host(release, None)?;
+    let host = start_host(release, false)?;
     let issue = |seconds| {
         run_wrk_posting(
             &host.url,
@@ -117,7 +116,7 @@ fn print_wrk_row(round: u32, route: &str, result: &WrkResult) {
     );
 }
 
-/// Follows the mock outbox and hands each worker the code sent to its phone.
+/// Follows the host's outbox and hands each worker the code sent to its phone.
 struct CodeMailbox {
     latest: Mutex<HashMap<String, String>>,
     arrived: Condvar,

@@ -285,6 +285,15 @@ impl Server {
             .ok_or("this server has no plugins folder")?;
         Ok(scratch.path().join("plugins"))
     }
+
+    /// The host's outbox (`<data>/mock-sms-outbox.jsonl`), where the mock's messages go.
+    fn outbox_path(&self) -> Result<PathBuf, String> {
+        let scratch = self
+            .scratch
+            .as_ref()
+            .ok_or("this server has no data directory")?;
+        Ok(scratch.path().join("data").join("mock-sms-outbox.jsonl"))
+    }
 }
 
 impl Drop for Server {
@@ -318,15 +327,16 @@ fn spawn_server(
     })
 }
 
-/// The release host with the mock plugin, limits out of the way, logs to a file.
-fn start_host(release: &Path, outbox: Option<&Path>) -> Result<Server, String> {
+/// The release host with the mock plugin, limits out of the way, logs to a file; `outbox`:
+/// the mock writes each message to the host's outbox ([`Server::outbox_path`]), else discards it.
+fn start_host(release: &Path, outbox: bool) -> Result<Server, String> {
     start_host_on(release, outbox, None)
 }
 
 /// [`start_host`] on a shared PostgreSQL database instead of the embedded SQLite store.
 fn start_host_on(
     release: &Path,
-    outbox: Option<&Path>,
+    outbox: bool,
     database: Option<&e2e_tests::SharedDatabase>,
 ) -> Result<Server, String> {
     let config = json!({"templates": [{"usageType": "Generic", "content": "Your verification code is {{code}}."}], "outbox": outbox});
@@ -681,7 +691,7 @@ fn compare_alternating(
 /// The mock path: the host with the mock connector (outbox discarded) against the bare
 /// handler that only parses the JSON.
 fn bench_sends(release: &Path, duration_secs: u64, connections: u32) -> Result<Comparison, String> {
-    let host = start_host(release, None)?;
+    let host = start_host(release, false)?;
     let baseline = spawn_server(Command::new(release.join("bare-baseline")), None)?;
     println!("POST /api/messages, mock connector (outbox discarded) vs bare axum handler, distinct recipients");
     compare_alternating(

@@ -48,7 +48,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
 }
 
 pub fn bench_plugins(release: &Path, upgrades: usize) -> Result<(), String> {
-    let host = start_host(release, None)?;
+    let host = start_host(release, false)?;
     let pid = host.child.id();
     let plugins = host.plugins_dir()?;
     let builds = [

@@ -52,11 +52,10 @@ fn percentile_ms(samples: &mut [Duration], fraction: f64) -> f64 {
 pub fn bench_postgres(release: &Path, duration_secs: u64, connections: u32) -> Result<(), String> {
     let cluster = Arc::new(PostgresCluster::start());
     let database = SharedDatabase::create(&cluster);
-    let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
 
     // Sends: one SQLite host against one PostgreSQL host, alternating rounds.
-    let sqlite_host = start_host_on(release, None, None)?;
-    let postgres_host = start_host_on(release, None, Some(&database))?;
+    let sqlite_host = start_host_on(release, false, None)?;
+    let postgres_host = start_host_on(release, false, Some(&database))?;
     for server in [&sqlite_host, &postgres_host] {
         run_wrk_with(&server.url, 1, connections, Recipients::Distinct)?;
     }
@@ -82,7 +81,7 @@ pub fn bench_postgres(release: &Path, duration_secs: u64, connections: u32) -> R
     drop(sqlite_host);
 
     // Two hosts on the database against the one.
-    let second_host = start_host_on(release, None, Some(&database))?;
+    let second_host = start_host_on(release, false, Some(&database))?;
     let (first, second) = std::thread::scope(|scope| {
         let first = scope.spawn(|| {
             run_wrk_with(
@@ -116,7 +115,7 @@ pub fn bench_postgres(release: &Path, duration_secs: u64, connections: u32) -> R
     let changes = if duration_secs <= 1 { 20 } else { 200 };
     let mut delays = Vec::with_capacity(changes);
     for change in 0..changes {
-        let config = json!({"templates": [{"usageType": "Generic", "content": format!("change {change} {{{{code}}}}")}], "outbox": null});
+        let config = json!({"templates": [{"usageType": "Generic", "content": format!("change {change} {{{{code}}}}")}], "outbox": false});
         let (status, body) = post(
             &postgres_host.url,
             "/api/connectors",
@@ -146,13 +145,13 @@ pub fn bench_postgres(release: &Path, duration_secs: u64, connections: u32) -> R
 
     // Code pairs: issue + verify, on each store.
     let workers = connections.min(16);
-    let sqlite_outbox = scratch.path().join("sqlite-outbox.jsonl");
-    let sqlite_codes = start_host_on(release, Some(&sqlite_outbox), None)?;
+    let sqlite_codes = start_host_on(release, true, None)?;
+    let sqlite_outbox = sqlite_codes.outbox_path()?;
     println!("verification codes, {workers} workers, {duration_secs}s, SQLite:");
     let sqlite_pairs = measure_code_pairs(&sqlite_codes, &sqlite_outbox, duration_secs, workers)?;
     drop(sqlite_codes);
-    let postgres_outbox = scratch.path().join("postgres-outbox.jsonl");
-    let postgres_codes = start_host_on(release, Some(&postgres_outbox), Some(&database))?;
+    let postgres_codes = start_host_on(release, true, Some(&database))?;
+    let postgres_outbox = postgres_codes.outbox_path()?;
     println!("verification codes, {workers} workers, {duration_secs}s, PostgreSQL:");
     let postgres_pairs =
         measure_code_pairs(&postgres_codes, &postgres_outbox, duration_secs, workers)?;

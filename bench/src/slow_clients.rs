@@ -196,7 +196,7 @@ pub fn bench_slow_clients(
     slow_reader_count: usize,
 ) -> Result<(), String> {
     raise_own_open_file_limit();
-    let host = start_host(release, None)?;
+    let host = start_host(release, false)?;
     let address = host.url.trim_start_matches("http://").to_owned();
     run_wrk(&host.url, 1, connections)?;
     let rounds = if duration_secs <= 1 { 1 } else { 3 };

@@ -13,11 +13,11 @@ use crate::plugins::resident_set_kib;
 use crate::{install, post, run_wrk, start_host, MOCK};
 
 pub fn soak(release: &Path, duration_secs: u64, connections: u32) -> Result<(), String> {
-    let host = start_host(release, None)?;
+    let host = start_host(release, false)?;
     let pid = host.child.id();
     let plugins = host.plugins_dir()?;
     let config =
-        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false});
     let mut ids = Vec::new();
     for _ in 0..2 {
         let (status, body) = post(

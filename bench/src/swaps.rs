@@ -13,7 +13,7 @@ use crate::plugins::resident_set_kib;
 use crate::{post, run_wrk, start_host, WrkResult, MOCK};
 
 fn mock_config(marker: u64) -> Value {
-    json!({"templates": [{"usageType": "Generic", "content": format!("Your code is {{{{code}}}} ({marker})")}], "outbox": null})
+    json!({"templates": [{"usageType": "Generic", "content": format!("Your code is {{{{code}}}} ({marker})")}], "outbox": false})
 }
 
 fn create(url: &str, marker: u64) -> Result<String, String> {
@@ -111,7 +111,7 @@ pub fn bench_swaps(
     connections: u32,
     rss_swaps: u64,
 ) -> Result<(), String> {
-    let host = start_host(release, None)?;
+    let host = start_host(release, false)?;
     let first = create(&host.url, 0)?;
     let second = create(&host.url, 1)?;
 

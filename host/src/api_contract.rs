@@ -119,6 +119,19 @@ fn with_a_path_id() -> Failure {
     )
 }
 
+fn connector_unavailable() -> Failure {
+    failure(
+        ApiError::ConnectorUnavailable {
+            connector_id: "6wb24mwyos70".to_owned(),
+            reason: "the saved config of connector \"6wb24mwyos70\" is sealed under secrets key 1f2e3d4c5b6a7980, which this host's key file does not hold (...)".to_owned(),
+        },
+        "this host cannot open the connector's saved config: it is sealed under a secrets key \
+         its key file lacks (a key rotation it was left out of: restart it with the new key \
+         file), or it was not sealed by a host (written to the database directly); nothing is \
+         sent through it",
+    )
+}
+
 fn store_unavailable() -> Failure {
     failure(
         ApiError::StoreUnavailable(String::new()),
@@ -253,6 +266,7 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
                 "Failed to deserialize query string: enabled: provided string was not `true` or `false`",
                 "`enabled` is not `true` or `false`, or an unknown query parameter",
             ));
+            failures.push(connector_unavailable());
             failures.push(store_unavailable());
             failures
         }
@@ -275,6 +289,9 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             let mut failures = admin_route();
             failures.push(with_a_path_id());
             failures.push(connector_not_found());
+            if operation_id == "get_connector" {
+                failures.push(connector_unavailable());
+            }
             failures.push(store_unavailable());
             failures
         }
@@ -299,6 +316,7 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
                 },
                 "the connector kept changing (other hosts) while this change was made",
             ));
+            failures.push(connector_unavailable());
             failures.push(store_unavailable());
             failures
         }
@@ -311,6 +329,7 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             ));
             // The plugin builds the saved config; whatever it answers is passed on.
             failures.extend(connector_errors(true));
+            failures.push(connector_unavailable());
             failures.push(store_unavailable());
             failures
         }
@@ -338,6 +357,7 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             let mut failures = vec![without_a_valid_key()];
             failures.extend(with_a_body());
             failures.extend(sending_failures(false));
+            failures.push(connector_unavailable());
             failures.push(store_unavailable());
             failures
         }
@@ -345,6 +365,7 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             let mut failures = vec![without_a_valid_key()];
             failures.extend(with_a_body());
             failures.extend(sending_failures(false));
+            failures.push(connector_unavailable());
             failures.push(failure(
                 ApiError::ResendCooldown {
                     retry_after_secs: 42,

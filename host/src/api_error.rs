@@ -57,6 +57,13 @@ pub enum ApiError {
     /// The reason (which names the database's address) goes to the log, not to the client.
     #[error("the store is unavailable; try again shortly")]
     StoreUnavailable(String),
+    /// A saved config this host cannot open (sealed under a key its key file lacks, or not
+    /// sealed by a host): nothing is sent through it, with an old config or a planted one.
+    #[error("connector {connector_id:?} cannot be used on this host: {reason}")]
+    ConnectorUnavailable {
+        connector_id: String,
+        reason: String,
+    },
     /// More API requests in progress than `--max-in-flight`: refused at once, never queued.
     #[error("the host has {max_in_flight} requests in progress, its limit; retry shortly")]
     Overloaded { max_in_flight: u32 },
@@ -95,6 +102,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::StoreUnavailable(_)
+            | ApiError::ConnectorUnavailable { .. }
             | ApiError::Overloaded { .. }
             | ApiError::ConnectorBusy { .. }
             | ApiError::RequestTimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,6 +137,7 @@ impl ApiError {
             ApiError::RouteNotFound { .. } => "request.route_not_found".to_owned(),
             ApiError::MethodNotAllowed { .. } => "request.method_not_allowed".to_owned(),
             ApiError::StoreUnavailable(_) => "store.unavailable".to_owned(),
+            ApiError::ConnectorUnavailable { .. } => "connector.unavailable".to_owned(),
             ApiError::ChangedConcurrently { .. } => "connector.changed_concurrently".to_owned(),
             ApiError::Overloaded { .. } => "server.overloaded".to_owned(),
             ApiError::ConnectorBusy { .. } => "connector.busy".to_owned(),
@@ -174,6 +183,10 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(reason) => tracing::error!(%reason, "internal error"),
             ApiError::StoreUnavailable(reason) => tracing::warn!(%reason, "store unavailable"),
+            ApiError::ConnectorUnavailable {
+                connector_id,
+                reason,
+            } => tracing::warn!(%connector_id, %reason, "connector unavailable on this host"),
             _ => {}
         }
         let mut body = json!({ "code": self.code(), "message": self.to_string() });
@@ -271,6 +284,10 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(reason) => ApiError::StoreUnavailable(reason),
             StoreError::Failed(_) => ApiError::Internal(error.to_string()),
+            StoreError::ConfigUnreadable(unreadable) => ApiError::ConnectorUnavailable {
+                connector_id: unreadable.connector_id,
+                reason: unreadable.reason,
+            },
         }
     }
 }

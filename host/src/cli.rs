@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `rotate-secrets-key` and `new-connector`.
+//! The command line: `serve`, `check`, `rotate-secrets-key`, `rotate-code-hash-key` and
+//! `new-connector`.
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::api_keys::parse_key_list;
@@ -19,6 +21,9 @@ use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::SendExecutorConfig;
 use crate::send::SendLimits;
 use crate::server::{AppState, ServeConfig};
+use crate::store::code_hash_keys::{
+    rotate_code_hash_key, CodeHashRotationStep, CodeHashRotationTarget,
+};
 use crate::store::key_rotation::{rotate_secrets_key, RotationTarget};
 use crate::verification_code::CodePolicy;
 
@@ -46,6 +51,10 @@ pub enum Command {
     /// and keep only the new key in the key file. With the embedded store, stop the host
     /// first; with PostgreSQL, copy the new key file to every host and restart them.
     RotateSecretsKey(RotateSecretsKeyArgs),
+    /// Replace the code-hash key in three steps, one per run, without refusing a code: stage a
+    /// new key (verifies only), promote it (issues), finish (drop the old key, after the code
+    /// TTL). After each run, copy the key file to every host and restart them one by one.
+    RotateCodeHashKey(RotateCodeHashKeyArgs),
     /// Create a connector crate (a vendor's plugin) that builds as it is: `Cargo.toml`,
     /// `src/lib.rs`, README, config template and a conformance test.
     NewConnector(NewConnectorArgs),
@@ -74,6 +83,19 @@ pub struct RotateSecretsKeyArgs {
     /// The key file (required with `--database-url`; default: `<data>/secrets-key`).
     #[arg(long, env = "CONNECTOR_HOST_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateCodeHashKeyArgs {
+    /// Data directory (the embedded store and its `code-hash-key` file).
+    #[arg(long, env = "CONNECTOR_HOST_DATA", default_value = "data")]
+    pub data: PathBuf,
+    /// PostgreSQL shared by several hosts; default: SQLite in the data directory.
+    #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The key file (required with `--database-url`; default: `<data>/code-hash-key`).
+    #[arg(long, env = "CONNECTOR_HOST_CODE_HASH_KEY_FILE")]
+    pub code_hash_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +181,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_HOST_STORE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
     pub store_notifications: bool,
     /// Timeouts and caps on connections, requests and sends per connector (host/src/http).
+    /// Let the process write core dumps and be attached with ptrace by its user (debugging
+    /// only: a dump holds the keys and decrypted provider secrets). By default `serve` sets
+    /// RLIMIT_CORE to 0 and marks itself non-dumpable.
+    #[arg(long, env = "CONNECTOR_HOST_ALLOW_CORE_DUMPS")]
+    pub allow_core_dumps: bool,
     #[command(flatten)]
     pub limits: crate::http::LimitArgs,
 }
@@ -234,11 +261,13 @@ pub fn run(cli: Cli) -> ExitCode {
     // Colours only on a terminal: escape codes in a log file are noise for operators.
     let colours = std::io::stderr().is_terminal();
     match cli.log_format {
-        LogFormat::Text if colours => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(move || EscapingWriter::new(log_writer.clone(), colours))
-            .with_ansi(true)
-            .init(),
+        // Values escaped by the field formatter, so the colour codes are the formatter's only.
+        LogFormat::Text if colours => {
+            crate::log_output::terminal_text_subscriber(filter, move || {
+                EscapingWriter::new(log_writer.clone(), true)
+            })
+            .init()
+        }
         // The same line, formatted without the styling machinery (see `PlainTextFormat`).
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -256,11 +285,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => run_serve(args),
         Command::Check(args) => run_check(args),
         Command::RotateSecretsKey(args) => run_rotate_secrets_key(args),
+        Command::RotateCodeHashKey(args) => run_rotate_code_hash_key(args),
         Command::NewConnector(args) => run_new_connector(args),
     }
 }
 
 fn run_serve(args: ServeArgs) -> ExitCode {
+    // First, before any key is read.
+    if args.allow_core_dumps {
+        tracing::warn!("core dumps allowed (--allow-core-dumps): a dump would hold the keys and provider secrets");
+    } else if let Err(error) = crate::core_dumps::disable_core_dumps() {
+        eprintln!("connector-host: {error}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -363,6 +400,41 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     crate::server::serve(listener, Arc::new(state))
         .await
         .map_err(|error| error.to_string())
+}
+
+fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
+    let target = CodeHashRotationTarget {
+        data_dir: args.data,
+        database_url: args.database_url,
+        code_hash_key_file: args.code_hash_key_file,
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+        .and_then(|runtime| runtime.block_on(rotate_code_hash_key(target)));
+    match outcome {
+        Ok((step, key_file)) => {
+            let key_file = key_file.display();
+            match step {
+                CodeHashRotationStep::Staged { new_key } => println!(
+                    "step 1 of 3: staged code-hash key {new_key} behind the current one in {key_file} (it verifies codes, it does not issue them yet); copy {key_file} to every host, restart them one by one, then run this command again"
+                ),
+                CodeHashRotationStep::Promoted { new_key } => println!(
+                    "step 2 of 3: code-hash key {new_key} now issues codes, the old key still verifies them; copy {key_file} to every host, restart them one by one, and once the code TTL has passed since the last restart, run this command again"
+                ),
+                CodeHashRotationStep::Finished { dropped } => println!(
+                    "step 3 of 3: dropped code-hash key {} from {key_file}; copy it to every host (restart them when convenient): the rotation is done",
+                    dropped.join(", ")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {

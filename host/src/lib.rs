@@ -26,7 +26,8 @@
 //! - [`live_connector`]: the one live SMS connector, swapped atomically.
 //! - [`send`]: one send as every route does it: country allowlist, per-recipient limit and
 //!   resend cooldown ([`send::flow_control`]), then the connector through
-//!   [`send::executor`] (the HTTP requests connectors describe) within
+//!   [`send::executor`] (the HTTP requests connectors describe; development connectors'
+//!   messages to the host's own file, [`send::outbox`]) within
 //!   [`send::vendor_concurrency`], with one log line and metrics.
 //! - [`secrets`]: masking of confidential config values, and the masked round trip.
 //! - [`api_keys`]: admin and send keys, compared in constant time.
@@ -53,6 +54,7 @@ pub mod api_error;
 pub mod api_keys;
 pub mod cli;
 pub mod console;
+pub mod core_dumps;
 pub mod data_directory;
 pub mod http;
 pub mod live_connector;

@@ -30,6 +30,10 @@ pub enum LiveStatus {
     /// Saved as live, but it cannot send; the reason says why (plugin missing, config
     /// rejected by the loaded build).
     Unavailable { reason: String },
+    /// Saved as live, but this host cannot open its saved config (sealed under a key its key
+    /// file lacks, or not sealed by a host at all): it never sends, with an old config or
+    /// with one it did not seal. The host is not ready (`/health` 503).
+    ConfigUnreadable { reason: String },
 }
 
 impl LiveConnector {
@@ -87,10 +91,34 @@ impl LiveConnector {
         }
     }
 
+    /// The live connector whose saved config this host cannot open.
+    pub fn config_unreadable(unreadable: &crate::store::UnreadableConfig) -> Self {
+        tracing::error!(connector_id = %unreadable.connector_id, factory_id = %unreadable.factory_id, reason = %unreadable.reason, "the live connector cannot send: its saved config cannot be read here");
+        Self {
+            connector_id: unreadable.connector_id.clone(),
+            factory_id: unreadable.factory_id.clone(),
+            config: serde_json::Value::Null,
+            status: LiveStatus::ConfigUnreadable {
+                reason: unreadable.reason.clone(),
+            },
+            send_metrics: SendMetrics::for_factory(&unreadable.factory_id),
+        }
+    }
+
     pub fn unavailable_reason(&self) -> Option<&str> {
         match &self.status {
             LiveStatus::Ready { .. } => None,
-            LiveStatus::Unavailable { reason } => Some(reason),
+            LiveStatus::Unavailable { reason } | LiveStatus::ConfigUnreadable { reason } => {
+                Some(reason)
+            }
+        }
+    }
+
+    /// Why this host cannot read the live connector's saved config, if it cannot.
+    pub fn unreadable_config_reason(&self) -> Option<&str> {
+        match &self.status {
+            LiveStatus::ConfigUnreadable { reason } => Some(reason),
+            _ => None,
         }
     }
 
@@ -101,7 +129,7 @@ impl LiveConnector {
             LiveStatus::Ready { factory, .. } => registry
                 .get(&self.factory_id)
                 .is_none_or(|current| current.plugin.sha256 != factory.plugin.sha256),
-            LiveStatus::Unavailable { .. } => false,
+            LiveStatus::Unavailable { .. } | LiveStatus::ConfigUnreadable { .. } => false,
         }
     }
 }

@@ -87,6 +87,111 @@ impl<W: Write> Write for EscapingWriter<W> {
     }
 }
 
+/// The text line on a terminal: tracing-subscriber's default format with its colours, every
+/// field value (the message, event and span fields) escaped by [`TerminalFields`] before it
+/// joins the line. On a terminal the [`EscapingWriter`] must let the formatter's colour codes
+/// through, so it cannot tell them from an ESC in a value; the values are escaped here instead,
+/// and the only escape sequences on the line are the formatter's own.
+pub fn terminal_text_subscriber<W>(
+    filter: tracing_subscriber::EnvFilter,
+    make_writer: W,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(true)
+        .fmt_fields(TerminalFields)
+        .with_writer(make_writer)
+        .finish()
+}
+
+/// Fields as tracing-subscriber's default formats them (the message as it is, then
+/// ` name=value`, names in italics and `=` dimmed when colours are on), each value written
+/// through [`EscapedControls`]: an ESC in a file name or a provider's error body shows as the
+/// text `\x1b` and never reaches the terminal as an escape sequence.
+pub struct TerminalFields;
+
+impl<'writer> FormatFields<'writer> for TerminalFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut visitor = TerminalFieldVisitor {
+            colours: writer.has_ansi_escapes(),
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+const ITALIC: &str = "\x1b[3m";
+const DIMMED: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+struct TerminalFieldVisitor<'writer> {
+    writer: Writer<'writer>,
+    colours: bool,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl Visit for TerminalFieldVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.result.is_err() {
+            return;
+        }
+        self.result = (|| {
+            if !std::mem::take(&mut self.first) {
+                self.writer.write_char(' ')?;
+            }
+            if field.name() != "message" {
+                let name = field.name();
+                let name = name.strip_prefix("r#").unwrap_or(name);
+                if self.colours {
+                    write!(self.writer, "{ITALIC}{name}{RESET}{DIMMED}={RESET}")?;
+                } else {
+                    write!(self.writer, "{name}=")?;
+                }
+            }
+            write!(EscapedControls(&mut self.writer), "{value:?}")
+        })();
+    }
+}
+
+/// Writes through to `0` with every control character escaped: `\n`, `\r`, `\xNN` as
+/// [`escape_line`] writes them (a tab stays), and the C1 controls (`\u{9b}` is a terminal's
+/// one-character CSI) as `\u{NN}`.
+struct EscapedControls<'a, W: std::fmt::Write>(&'a mut W);
+
+impl<W: std::fmt::Write> std::fmt::Write for EscapedControls<'_, W> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let mut clean_from = 0;
+        for (index, character) in text.char_indices() {
+            let is_control = (character.is_control() && character != '\t') || character == '\u{7f}';
+            if !is_control {
+                continue;
+            }
+            self.0.write_str(&text[clean_from..index])?;
+            match character {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                character if (character as u32) < 0x80 => {
+                    write!(self.0, "\\x{:02x}", character as u32)?
+                }
+                character => write!(self.0, "\\u{{{:x}}}", character as u32)?,
+            }
+            clean_from = index + character.len_utf8();
+        }
+        self.0.write_str(&text[clean_from..])
+    }
+}
+
 /// The text line when colours are off (a log file, a pipe): the same line as
 /// tracing-subscriber's default format (`2026-11-27T10:00:00.123456Z  INFO target: message
 /// key=value ...`, span context included), written without its styling machinery and with
@@ -343,6 +448,92 @@ mod tests {
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("y\\n2026-11-27T04:30:01.000000Z ERROR connector_host::forged"));
         assert!(text.ends_with('\n'));
+    }
+
+    /// On a terminal an ESC from a value (a plugin file name, a provider's error body) is
+    /// written as the text `\x1b`, in the message, event fields and span fields alike, while
+    /// the formatter's own colour codes reach the terminal.
+    #[test]
+    fn on_a_terminal_values_are_escaped_and_only_the_formatter_colours() {
+        let lines = Lines::default();
+        let subscriber = terminal_text_subscriber(tracing_subscriber::EnvFilter::new("info"), {
+            let lines = lines.clone();
+            move || EscapingWriter::new(lines.clone(), true)
+        });
+        let erase = "\x1b[2J\x1b[1A\x1b]0;owned\x07\u{9b}31m";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("reconcile", folder = %format!("plugins{erase}"));
+            let _entered = span.enter();
+            tracing::warn!(
+                path = %format!("/plugins/lib{erase}x.so"),
+                reason = ?format!("bad{erase}"),
+                "plugin rejected: {}",
+                format!("message{erase}")
+            );
+        });
+        let output = lines.text();
+        assert_eq!(output.lines().count(), 1, "{output:?}");
+        // The formatter's colours: the WARN level in yellow, field names in italics.
+        assert!(output.contains("\x1b[33m WARN"), "{output:?}");
+        assert!(output.contains("\x1b[3mpath\x1b[0m"), "{output:?}");
+        // Every value's ESC is text, in the message, the fields and the span's fields.
+        for escaped in [
+            "message\\x1b[2J\\x1b[1A\\x1b]0;owned\\x07\\u{9b}31m",
+            "path=/plugins/lib\\x1b[2J",
+            "folder=plugins\\x1b[2J",
+            "bad\\u{1b}[2J",
+        ] {
+            assert!(
+                strip_formatter_colours(&output).contains(escaped),
+                "{escaped:?} not in {output:?}"
+            );
+        }
+        // No raw ESC but the formatter's SGR colour codes (`ESC [ digits ; m`).
+        assert!(
+            !strip_formatter_colours(&output).contains(['\x1b', '\x07', '\u{9b}']),
+            "{output:?}"
+        );
+    }
+
+    /// `text` without the SGR sequences (`ESC [ 0-9; m`) a formatter writes for colours.
+    fn strip_formatter_colours(text: &str) -> String {
+        let mut stripped = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find('\x1b') {
+            stripped.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            let sequence_length = after.strip_prefix('[').and_then(|parameters| {
+                let digits = parameters
+                    .find(|character: char| !character.is_ascii_digit() && character != ';')?;
+                (parameters[digits..].starts_with('m')).then_some(1 + digits + 1)
+            });
+            match sequence_length {
+                Some(length) => rest = &after[length..],
+                None => {
+                    stripped.push('\x1b');
+                    rest = after;
+                }
+            }
+        }
+        stripped.push_str(rest);
+        stripped
+    }
+
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Lines {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+    impl Write for Lines {
+        fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buffer);
+            Ok(buffer.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -26,12 +26,14 @@ use crate::send::flow_control::{RecipientLimiter, SendLimiter};
 use crate::send::SendLimits;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{SecretsKeyring, Store};
+use crate::store::{SecretsKeyring, Store, StoreError};
 use crate::verification_code::{CodeHasher, CodePolicy};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// The data directory's keyring file when no `--secrets-key-file` is given.
 pub const SECRETS_KEY_FILE: &str = "secrets-key";
+/// The data directory's code-hash key file (SQLite; with PostgreSQL, `--code-hash-key-file`).
+pub const CODE_HASH_KEY_FILE: &str = "code-hash-key";
 
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
@@ -151,6 +153,23 @@ impl AppState {
         if sealing.sealed_from_clear > 0 {
             tracing::info!(configs = sealing.sealed_from_clear, key_id = %sealing.key_id, "sealed saved configs that were stored in clear");
         }
+        // Codes issued here must verify on every host of the store, and theirs here.
+        let code_hash_key_file = config
+            .code_hash_key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join(CODE_HASH_KEY_FILE));
+        let code_hasher = CodeHasher::parse(&code_hash_key).map_err(|problem| {
+            format!(
+                "the code-hash key file {} is not usable: {problem}",
+                code_hash_key_file.display()
+            )
+        })?;
+        crate::store::code_hash_keys::prepare_code_hash_keys(
+            store.as_ref(),
+            &code_hasher,
+            &code_hash_key_file,
+        )
+        .await?;
         let (generation, live_record) = match &shared_store {
             Some(postgres) => {
                 let snapshot = postgres
@@ -161,14 +180,20 @@ impl AppState {
             }
             None => (
                 0,
-                store
-                    .live()
-                    .await
-                    .map_err(|error| format!("cannot read the live connector: {error}"))?,
+                match store.live().await {
+                    Ok(record) => record.map(Ok),
+                    Err(StoreError::ConfigUnreadable(unreadable)) => Some(Err(unreadable)),
+                    Err(error) => return Err(format!("cannot read the live connector: {error}")),
+                },
             ),
         };
+        // A live connector whose config this host cannot open is kept as such: reported, and
+        // never used to send.
         let live = live_record.map(|record| {
-            let live = LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry);
+            let live = match record {
+                Ok(record) => LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry),
+                Err(unreadable) => LiveConnector::config_unreadable(&unreadable),
+            };
             tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
             Arc::new(live)
         });
@@ -185,7 +210,21 @@ impl AppState {
                 config.send_limits.resend_cooldown,
             )),
         };
-        let send_executor = SendExecutor::new(config.send_executor.clone())?;
+        // Development connectors' messages go to a file the host owns, never to a path from
+        // a config.
+        let send_executor = SendExecutor::new(SendExecutorConfig {
+            outbox_file: Some(crate::send::outbox::outbox_path(&config.data_dir)),
+            ..config.send_executor.clone()
+        })?;
+        if let Some(live) = &live {
+            if live.unavailable_reason().is_none() {
+                crate::send::outbox::warn_if_development_connector_is_live(
+                    &live.connector_id,
+                    &live.factory_id,
+                    send_executor.outbox_path(),
+                );
+            }
+        }
         tracing::info!(
             max_connections = config.http_limits.max_connections,
             max_in_flight = config.http_limits.max_in_flight,
@@ -201,7 +240,7 @@ impl AppState {
             vendor_concurrency: crate::send::vendor_concurrency::VendorConcurrency::new(
                 config.http_limits.max_vendor_concurrency,
             ),
-            code_hasher: CodeHasher::new(code_hash_key.as_bytes()),
+            code_hasher,
             send_limiter,
             shared_store,
             served_generation: std::sync::atomic::AtomicI64::new(generation),
@@ -308,9 +347,11 @@ impl PreparedHost {
         let code_hash_key = match &config.code_hash_key_file {
             Some(path) => crate::api_keys::read_shared_secret_file(path)?,
             None => {
-                crate::api_keys::load_or_create_secret_file(&config.data_dir.join("code-hash-key"))
-                    .map_err(data_dir_error)?
-                    .0
+                crate::api_keys::load_or_create_secret_file(
+                    &config.data_dir.join(CODE_HASH_KEY_FILE),
+                )
+                .map_err(data_dir_error)?
+                .0
             }
         };
         Ok(Self {

@@ -99,32 +99,47 @@ pub async fn reload_live_connector(state: &AppState, store: &PostgresStore) {
     };
     let current = state.live.load();
     let unchanged = match (current.as_deref(), &snapshot.live) {
-        (Some(serving), Some(record)) => {
+        (Some(serving), Some(Ok(record))) => {
             serving.connector_id == record.id
                 && serving.factory_id == record.factory_id
+                && serving.unreadable_config_reason().is_none()
                 && serving.config == record.config
+        }
+        (Some(serving), Some(Err(unreadable))) => {
+            serving.connector_id == unreadable.connector_id
+                && serving.unreadable_config_reason() == Some(unreadable.reason.as_str())
         }
         (None, None) => true,
         _ => false,
     };
     if !unchanged {
         let registry = state.factories.load();
+        // A config this host cannot open (sealed under a key it lacks, after a rotation it
+        // was left out of) replaces the one it served: it never goes on sending with the old
+        // endpoint and credential.
         let next = snapshot.live.as_ref().map(|record| {
-            Arc::new(LiveConnector::build(
-                &record.id,
-                &record.factory_id,
-                &record.config,
-                &registry,
-            ))
+            Arc::new(match record {
+                Ok(record) => {
+                    LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry)
+                }
+                Err(unreadable) => LiveConnector::config_unreadable(unreadable),
+            })
         });
         match next.as_deref() {
-            Some(live) => tracing::info!(
-                connector_id = %live.connector_id,
-                factory_id = %live.factory_id,
-                ready = live.unavailable_reason().is_none(),
-                generation = snapshot.generation,
-                "live connector changed in the shared store; swapped"
-            ),
+            Some(live) => {
+                tracing::info!(
+                    connector_id = %live.connector_id,
+                    factory_id = %live.factory_id,
+                    ready = live.unavailable_reason().is_none(),
+                    generation = snapshot.generation,
+                    "live connector changed in the shared store; swapped"
+                );
+                crate::send::outbox::warn_if_development_connector_is_live(
+                    &live.connector_id,
+                    &live.factory_id,
+                    state.send_executor.outbox_path(),
+                );
+            }
             None => tracing::info!(
                 generation = snapshot.generation,
                 "no SMS connector is live in the shared store"

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 /// How long a code lives and how many wrong attempts it takes; reported in `GET /health`.
 #[derive(Debug, Clone, Serialize)]
@@ -62,27 +63,152 @@ pub fn code_message(
     plugin_api::SmsMessage::new(phone.e164(), template_type, payload)
 }
 
-/// Hashes codes under the host's secret key.
+/// Hashes codes under the host's code-hash keys: the first key issues, every key verifies
+/// (so a key rotation never refuses a code issued before it).
+///
+/// The key file holds one key per line (`#` comments and blank lines skipped); a file of one
+/// line, as every host before rotations wrote it, is one key. Never printed: `Debug` shows
+/// fingerprints only.
 pub struct CodeHasher {
-    key: Vec<u8>,
+    /// Never empty; the first issues.
+    keys: Vec<Zeroizing<Vec<u8>>>,
 }
 
+impl std::fmt::Debug for CodeHasher {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CodeHasher")
+            .field("fingerprints", &self.fingerprints())
+            .finish()
+    }
+}
+
+/// The shortest key a key file may hold, as for every shared key file.
+const MIN_KEY_CHARS: usize = 32;
+
+/// What a fingerprint is the HMAC of: a fixed label, so the database can name a key without
+/// holding anything that helps to guess a code.
+const FINGERPRINT_LABEL: &[u8] = b"connector-host code-hash key fingerprint v1";
+
 impl CodeHasher {
+    /// One key (tests, and the text of a one-key file).
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self {
+            keys: vec![Zeroizing::new(key.to_vec())],
+        }
     }
 
-    pub fn hash(&self, phone: &str, template_type: &str, code: &str) -> Vec<u8> {
-        // A key of any length is accepted by HMAC; the fallback is unreachable.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
-            return Vec::new();
-        };
-        for part in [phone, template_type, code] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part.as_bytes());
+    /// The keys of a key file's text. Errors are one line and never quote a key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut keys: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.len() < MIN_KEY_CHARS {
+                return Err(format!(
+                    "line {} is too short for a key (at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`)",
+                    index + 1
+                ));
+            }
+            if keys.iter().any(|key| key.as_slice() == line.as_bytes()) {
+                return Err(format!("line {} repeats a key", index + 1));
+            }
+            keys.push(Zeroizing::new(line.as_bytes().to_vec()));
         }
-        mac.finalize().into_bytes().to_vec()
+        if keys.is_empty() {
+            return Err("it holds no key".to_owned());
+        }
+        Ok(Self { keys })
     }
+
+    /// The file text for these keys, in this order.
+    pub fn file_text(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(String::from(
+            "# connector-host code-hash keys: the first key issues codes, every key verifies them.\n\
+             # Same file on every host of one database; rotate with `connector-host rotate-code-hash-key`.\n",
+        ));
+        for key in &self.keys {
+            text.push_str(&String::from_utf8_lossy(key));
+            text.push('\n');
+        }
+        text
+    }
+
+    /// A new random key (64 hex digits) behind the current ones: it verifies, it does not
+    /// issue yet.
+    pub fn with_new_key_behind(&self) -> std::io::Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        getrandom::fill(bytes.as_mut_slice())
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        let mut keys = self.keys.clone();
+        keys.push(Zeroizing::new(hex::encode(bytes.as_slice()).into_bytes()));
+        Ok(Self { keys })
+    }
+
+    /// The same keys with the one fingerprinted `fingerprint` in front (it issues).
+    pub fn with_issuing(&self, fingerprint: &str) -> Option<Self> {
+        let position = self
+            .fingerprints()
+            .iter()
+            .position(|held| held == fingerprint)?;
+        let mut keys = self.keys.clone();
+        let key = keys.remove(position);
+        keys.insert(0, key);
+        Some(Self { keys })
+    }
+
+    /// Only the keys whose fingerprints are in `kept`.
+    pub fn keeping(&self, kept: &[String]) -> Self {
+        let keys = self
+            .keys
+            .iter()
+            .filter(|key| kept.contains(&fingerprint(key)))
+            .cloned()
+            .collect();
+        Self { keys }
+    }
+
+    /// The fingerprint of each key, the issuing key's first: 16 hex digits of
+    /// HMAC-SHA256(key, a fixed label). Safe to record: it reveals nothing of the key.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.keys.iter().map(|key| fingerprint(key)).collect()
+    }
+
+    /// The hash a new code is stored as (the issuing key).
+    pub fn hash(&self, phone: &str, template_type: &str, code: &str) -> Vec<u8> {
+        hash_under(&self.keys[0], phone, template_type, code)
+    }
+
+    /// The hashes a presented code may be stored as, one per key.
+    pub fn hashes(&self, phone: &str, template_type: &str, code: &str) -> Vec<Vec<u8>> {
+        self.keys
+            .iter()
+            .map(|key| hash_under(key, phone, template_type, code))
+            .collect()
+    }
+}
+
+fn fingerprint(key: &[u8]) -> String {
+    // A key of any length is accepted by HMAC; the fallback is unreachable.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(FINGERPRINT_LABEL);
+    hex::encode(&mac.finalize().into_bytes()[..8])
+}
+
+fn hash_under(key: &[u8], phone: &str, template_type: &str, code: &str) -> Vec<u8> {
+    // A key of any length is accepted by HMAC; the fallback is unreachable.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return Vec::new();
+    };
+    for part in [phone, template_type, code] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    mac.finalize().into_bytes().to_vec()
 }
 
 #[cfg(test)]
@@ -115,5 +241,51 @@ mod tests {
             base,
             CodeHasher::new(b"other").hash("+12015550123", "SignIn", "123456")
         );
+    }
+
+    #[test]
+    fn the_first_key_issues_every_key_verifies_and_fingerprints_name_keys() {
+        let one = CodeHasher::parse("a-shared-test-key-of-at-least-32-characters\n").unwrap();
+        // A one-line file is the key it always was.
+        assert_eq!(
+            one.hash("+12015550123", "SignIn", "123456"),
+            CodeHasher::new(b"a-shared-test-key-of-at-least-32-characters").hash(
+                "+12015550123",
+                "SignIn",
+                "123456"
+            )
+        );
+        let staged = one.with_new_key_behind().unwrap();
+        assert_eq!(staged.fingerprints()[0], one.fingerprints()[0]);
+        assert_eq!(
+            staged.hash("+1", "SignIn", "1"),
+            one.hash("+1", "SignIn", "1")
+        );
+        let new_fingerprint = staged.fingerprints()[1].clone();
+        let promoted = staged.with_issuing(&new_fingerprint).unwrap();
+        assert_eq!(promoted.fingerprints()[0], new_fingerprint);
+        // A code issued before the promotion still verifies after it.
+        let issued_before = one.hash("+1", "SignIn", "1");
+        assert!(promoted
+            .hashes("+1", "SignIn", "1")
+            .contains(&issued_before));
+        let finished = promoted.keeping(std::slice::from_ref(&new_fingerprint));
+        assert_eq!(finished.fingerprints(), vec![new_fingerprint]);
+        // The file round-trips, and nothing in a fingerprint or Debug is the key.
+        let reread = CodeHasher::parse(&promoted.file_text()).unwrap();
+        assert_eq!(reread.fingerprints(), promoted.fingerprints());
+        assert_eq!(one.fingerprints()[0].len(), 16);
+        assert!(!format!("{one:?}").contains("a-shared-test-key"));
+        assert_ne!(CodeHasher::new(b"other").fingerprints(), one.fingerprints());
+        assert!(CodeHasher::parse("# nothing\n")
+            .unwrap_err()
+            .contains("no key"));
+        let key = "k".repeat(32);
+        assert!(CodeHasher::parse(&format!("{key}\n{key}\n"))
+            .unwrap_err()
+            .contains("line 2 repeats"));
+        assert!(CodeHasher::parse(&format!("{key}\nshort\n"))
+            .unwrap_err()
+            .contains("line 2 is too short"));
     }
 }

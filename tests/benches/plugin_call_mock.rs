@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 
 fn plugin_call(criterion: &mut Criterion) {
-    let config = json!({"templates": support::templates(), "outbox": null});
+    let config = json!({"templates": support::templates(), "outbox": false});
     support::compare::<mock_sms::MockSms>(criterion, "mock_prepare_send", "mock_sms", config);
 }
 

@@ -285,9 +285,27 @@ impl HostFolders {
         }
     }
 
-    /// A path in the scratch folder (outboxes, fixtures).
+    /// A path in the scratch folder (fixtures, files a test checks are never written).
     pub fn scratch_path(&self, name: &str) -> PathBuf {
         self.scratch.path().join(name)
+    }
+
+    /// The host's outbox, where development connectors' messages go:
+    /// `<data>/mock-sms-outbox.jsonl`. It outlives the process, like the data directory.
+    pub fn outbox_path(&self) -> PathBuf {
+        self.data_dir.join("mock-sms-outbox.jsonl")
+    }
+
+    /// Every line of the host's outbox, parsed, oldest first.
+    pub fn outbox_lines(&self) -> Vec<Value> {
+        outbox_lines(&self.outbox_path())
+    }
+
+    /// The lines a saved connector wrote (`connectorId`); config tests carry `null`.
+    pub fn outbox_lines_of(&self, connector_id: &str) -> Vec<Value> {
+        let mut lines = self.outbox_lines();
+        lines.retain(|line| line["connectorId"] == connector_id);
+        lines
     }
 
     /// Starts a host with the test keys and a per-recipient limit high enough for tests that
@@ -413,6 +431,16 @@ impl TestHost {
 
     pub fn folders(&self) -> &HostFolders {
         self.folders.as_ref().expect("folders")
+    }
+
+    /// Every line of this host's outbox (see [`HostFolders::outbox_lines`]).
+    pub fn outbox_lines(&self) -> Vec<Value> {
+        self.folders().outbox_lines()
+    }
+
+    /// The lines the saved connector `connector_id` wrote to this host's outbox.
+    pub fn outbox_lines_of(&self, connector_id: &str) -> Vec<Value> {
+        self.folders().outbox_lines_of(connector_id)
     }
 
     /// The process id, to signal it from another thread.
@@ -688,7 +716,7 @@ fn answer_one(
     );
 }
 
-/// The lines of a mock-sms outbox file, parsed.
+/// The lines of an outbox file, parsed (see [`HostFolders::outbox_lines`]).
 pub fn outbox_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()

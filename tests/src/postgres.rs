@@ -173,13 +173,33 @@ impl PostgresCluster {
         );
     }
 
-    /// Starts the server (again, after [`PostgresCluster::stop`]) on its port, loopback only.
-    pub fn restart(&self) {
-        let options = format!(
+    fn server_options(&self) -> String {
+        format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
             self.folder.path().display()
+        )
+    }
+
+    /// Restarts the running server as an operator would (`pg_ctl restart -m fast`): every
+    /// session is terminated "due to administrator command" (57P01), then it starts again.
+    pub fn restart_fast(&self) {
+        succeed(
+            "pg_ctl restart",
+            as_cluster_owner(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.folder.path().join("data"))
+                .arg("-l")
+                .arg(self.folder.path().join("server.log"))
+                .args(["-m", "fast", "-w", "-t", "30", "-o", &self.server_options()])
+                .arg("restart")
+                .output(),
         );
+    }
+
+    /// Starts the server (again, after [`PostgresCluster::stop`]) on its port, loopback only.
+    pub fn restart(&self) {
+        let options = self.server_options();
         succeed(
             "pg_ctl start",
             as_cluster_owner(&self.bin.join("pg_ctl"))

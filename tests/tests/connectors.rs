@@ -5,22 +5,21 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use e2e_tests::{
-    outbox_lines, plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY,
-};
+use e2e_tests::{plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY};
 use serde_json::{json, Value};
 
 const MOCK: &str = "mock-short-message-service";
 const REQUEST_BUILDING: &str = "request-building-test-connector";
 const PHONE: &str = "+12015550123";
 
-fn mock_config(outbox: &Path) -> Value {
+/// The mock with its outbox on: its messages land in the host's outbox.
+fn mock_config() -> Value {
     json!({
         "templates": [
             {"usageType": "Generic", "content": "Generic code {{code}}"},
             {"usageType": "SignIn", "content": "Sign-in code {{code}}"}
         ],
-        "outbox": outbox
+        "outbox": true
     })
 }
 
@@ -48,8 +47,6 @@ fn ids(list: &Value) -> Vec<String> {
 #[test]
 fn seed_flow_set_up_test_save_change_and_switch_back() {
     let host = mock_host();
-    let outbox_a = host.folders().scratch_path("a.jsonl");
-    let outbox_b = host.folders().scratch_path("b.jsonl");
 
     let (status, factories) = host.get("/api/connector-factories");
     assert_eq!((status, ids(&factories)), (200, vec![MOCK.to_owned()]));
@@ -68,11 +65,16 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
     let test_path = format!("/api/connectors/{MOCK}/test");
     let (status, body) = host.post(
         &test_path,
-        &json!({"phone": "12015550123", "config": mock_config(&outbox_a)}),
+        &json!({"phone": "12015550123", "config": mock_config()}),
     );
     assert_eq!(status, 204, "{body}");
-    let sent = outbox_lines(&outbox_a);
+    let sent = host.outbox_lines();
     assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0]["connectorId"].clone(), sent[0]["factoryId"].clone()),
+        (Value::Null, json!(MOCK)),
+        "a config test has no connector id"
+    );
     assert_eq!(sent[0]["to"], PHONE);
     assert_eq!(sent[0]["type"], "Generic");
     let code = sent[0]["payload"]["code"].as_str().unwrap();
@@ -85,7 +87,7 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
     );
 
     // Save: it becomes live.
-    let first = create(&host, MOCK, mock_config(&outbox_a));
+    let first = create(&host, MOCK, mock_config());
     assert_eq!(
         (first["enabled"].clone(), first["loaded"].clone()),
         (json!(true), json!(true))
@@ -98,13 +100,13 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
     let first_id = first["id"].as_str().unwrap().to_owned();
 
     // Change connector: the new one is live, the old one retired with its config.
-    let second = create(&host, MOCK, mock_config(&outbox_b));
+    let second = create(&host, MOCK, mock_config());
     let second_id = second["id"].as_str().unwrap().to_owned();
     assert_eq!(ids(&host.get("/api/connectors").1), [second_id.clone()]);
     let (_, retired) = host.get("/api/connectors?enabled=false");
     assert_eq!(ids(&retired), [first_id.clone()]);
     assert_eq!(retired[0]["enabled"], false);
-    assert_eq!(retired[0]["config"]["outbox"], json!(outbox_a));
+    assert_eq!(retired[0]["config"]["outbox"], json!(true));
     let (status, one) = host.get(&format!("/api/connectors/{first_id}"));
     assert_eq!((status, one["enabled"].clone()), (200, json!(false)));
 
@@ -125,7 +127,7 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
         .unwrap()
         .starts_with("mock-"));
     assert_eq!(
-        outbox_lines(&outbox_b).last().unwrap()["content"],
+        host.outbox_lines_of(&second_id).last().unwrap()["content"],
         "Sign-in code 123456"
     );
 
@@ -144,13 +146,13 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
     let (_, receipt) = send("Register");
     assert_eq!(receipt["connectorId"], first_id.as_str());
     assert_eq!(
-        outbox_lines(&outbox_a).last().unwrap()["content"],
+        host.outbox_lines_of(&first_id).last().unwrap()["content"],
         "Generic code 123456",
         "Register falls back to Generic"
     );
 
     // PATCH replaces the whole config and swaps the live connector.
-    let replaced = json!({"templates": [{"usageType": "Generic", "content": "Patched {{code}}"}], "outbox": outbox_a});
+    let replaced = json!({"templates": [{"usageType": "Generic", "content": "Patched {{code}}"}], "outbox": true});
     let (status, patched) = host.patch(
         &format!("/api/connectors/{first_id}"),
         &json!({"config": replaced}),
@@ -159,7 +161,7 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
     assert_eq!(patched["config"]["templates"].as_array().unwrap().len(), 1);
     send("SignIn");
     assert_eq!(
-        outbox_lines(&outbox_a).last().unwrap()["content"],
+        host.outbox_lines_of(&first_id).last().unwrap()["content"],
         "Patched 123456"
     );
 
@@ -331,11 +333,7 @@ fn a_test_resolves_masks_from_the_saved_connector_it_names() {
     );
 
     // A connector of another factory, or none: refused before anything is sent.
-    let mock = create(
-        &host,
-        MOCK,
-        mock_config(&host.folders().scratch_path("outbox.jsonl")),
-    );
+    let mock = create(&host, MOCK, mock_config());
     let sent_before = provider.requests().len();
     let (status, error) = host.post(
         &test_path,
@@ -361,9 +359,8 @@ fn a_test_resolves_masks_from_the_saved_connector_it_names() {
 #[test]
 fn restart_keeps_the_live_and_retired_connectors() {
     let host = mock_host();
-    let outbox = host.folders().scratch_path("outbox.jsonl");
-    let first = create(&host, MOCK, mock_config(&outbox));
-    let second = create(&host, MOCK, mock_config(&outbox));
+    let first = create(&host, MOCK, mock_config());
+    let second = create(&host, MOCK, mock_config());
     let folders = host.kill();
     let host = folders.start();
     assert_eq!(
@@ -395,6 +392,7 @@ fn a_live_connector_whose_plugin_is_gone_is_reported_and_sends_fail_clearly() {
     let host = folders.start();
     let config = json!({"endpoint": provider.url, "templates": [{"usageType": "Generic", "content": "{{code}}"}]});
     let created = create(&host, REQUEST_BUILDING, config);
+    assert_eq!(created["isDemo"], false, "a vendor connector is not a demo");
     let folders = host.kill();
     std::fs::remove_file(folders.plugins_dir.join("rb.so")).unwrap();
     let host = folders.start();
@@ -431,8 +429,7 @@ fn a_live_connector_whose_plugin_is_gone_is_reported_and_sends_fail_clearly() {
 #[test]
 fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_saved() {
     let host = mock_host();
-    let outbox = host.folders().scratch_path("outbox.jsonl");
-    let seed = create(&host, MOCK, mock_config(&outbox));
+    let seed = create(&host, MOCK, mock_config());
     let saved = Arc::new(std::sync::Mutex::new(vec![seed["id"]
         .as_str()
         .unwrap()
@@ -463,7 +460,7 @@ fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_
                         agent
                             .post(format!("{base_url}/api/connectors"))
                             .header("Authorization", format!("Bearer {ADMIN_KEY}"))
-                            .send_json(json!({"connectorId": MOCK, "config": {"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null}}))
+                            .send_json(json!({"connectorId": MOCK, "config": {"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false}}))
                     };
                     let Ok(mut response) = result else { return };
                     if response.status() == 200 && round % 3 != 2 {
@@ -523,13 +520,11 @@ fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_
 #[test]
 fn swaps_never_fail_a_send_and_each_send_goes_through_exactly_one_connector() {
     let host = Arc::new(mock_host());
-    let outbox_a = host.folders().scratch_path("a.jsonl");
-    let outbox_b = host.folders().scratch_path("b.jsonl");
-    let a = create(&host, MOCK, mock_config(&outbox_a))["id"]
+    let a = create(&host, MOCK, mock_config())["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let b = create(&host, MOCK, mock_config(&outbox_b))["id"]
+    let b = create(&host, MOCK, mock_config())["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -564,7 +559,7 @@ fn swaps_never_fail_a_send_and_each_send_goes_through_exactly_one_connector() {
         let (status, body) = if swaps % 3 == 0 {
             host.patch(
                 &format!("/api/connectors/{target}"),
-                &json!({"config": mock_config(if target == &a { &outbox_a } else { &outbox_b })}),
+                &json!({"config": mock_config()}),
             )
         } else {
             host.post(&format!("/api/connectors/{target}/enable"), &json!({}))
@@ -582,9 +577,15 @@ fn swaps_never_fail_a_send_and_each_send_goes_through_exactly_one_connector() {
         "failed sends during swaps: {failures:?}"
     );
 
-    let mut markers: Vec<String> = outbox_lines(&outbox_a)
-        .into_iter()
-        .chain(outbox_lines(&outbox_b))
+    let lines = host.outbox_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|line| line["connectorId"] == a.as_str() || line["connectorId"] == b.as_str()),
+        "every line names one of the two connectors"
+    );
+    let mut markers: Vec<String> = lines
+        .iter()
         .map(|line| line["payload"]["marker"].as_str().unwrap().to_owned())
         .collect();
     let total = markers.len();
@@ -593,7 +594,7 @@ fn swaps_never_fail_a_send_and_each_send_goes_through_exactly_one_connector() {
     assert_eq!(
         total,
         sent.load(Ordering::Relaxed),
-        "every successful send is in exactly one outbox"
+        "every successful send is in the outbox exactly once"
     );
     assert_eq!(markers.len(), total, "no send went through both connectors");
     assert!(total > 0);
@@ -602,7 +603,6 @@ fn swaps_never_fail_a_send_and_each_send_goes_through_exactly_one_connector() {
 #[test]
 fn bad_inputs_and_auth_failures_get_their_status_and_code() {
     let host = mock_host();
-    let outbox = host.folders().scratch_path("o.jsonl");
     let code_of = |(status, body): (u16, Value)| {
         (status, body["code"].as_str().unwrap_or_default().to_owned())
     };
@@ -748,7 +748,7 @@ fn bad_inputs_and_auth_failures_get_their_status_and_code() {
     create(
         &host,
         MOCK,
-        json!({"templates": [{"usageType": "SignIn", "content": "{{code}}"}], "outbox": outbox}),
+        json!({"templates": [{"usageType": "SignIn", "content": "{{code}}"}], "outbox": true}),
     );
     assert_eq!(
         send(json!({"to": "+1 201 555 0123"})),
@@ -774,7 +774,7 @@ fn bad_inputs_and_auth_failures_get_their_status_and_code() {
     assert_eq!(
         code_of(host.post(
             &test_path,
-            &json!({"phone": "abc", "config": mock_config(&outbox)})
+            &json!({"phone": "abc", "config": mock_config()})
         )),
         (400, "guard.invalid_phone_number".into())
     );
@@ -990,12 +990,17 @@ fn the_data_directory_and_its_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let mode_of = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let host = mock_host();
-    create(
-        &host,
-        MOCK,
-        mock_config(&host.folders().scratch_path("outbox.jsonl")),
+    create(&host, MOCK, mock_config());
+    let (status, body) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "1"}})),
     );
+    assert_eq!(status, 200, "{body}");
     assert_eq!(mode_of(&host.data_dir), 0o700);
+    // The outbox holds codes in clear.
+    assert_eq!(mode_of(&host.folders().outbox_path()), 0o600);
     if e2e_tests::store_kind() == e2e_tests::StoreKind::Sqlite {
         for file in [
             "connectors.sqlite3",
@@ -1092,7 +1097,7 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
                 "{secret} is stored in clear"
             );
         }
-        assert!(contains_text(&stored, "sealed1:"));
+        assert!(contains_text(&stored, "sealed2:"));
     };
     assert_sealed(host.folders());
     assert_eq!(
@@ -1123,7 +1128,8 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
         }
         e2e_tests::StoreKind::Postgres => {
             // Hosts of a database keep running; one left with the old key file keeps sending
-            // but fails closed on a change until it restarts with the new file.
+            // the unchanged config but fails closed on a change (it cannot open the resealed
+            // configs) until it restarts with the new file.
             let (succeeded, stdout, stderr) = rotate_secrets_key(host.folders());
             assert!(succeeded, "{stderr}");
             assert!(stdout.contains("restart them"), "{stdout}");
@@ -1135,7 +1141,13 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
                 host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}));
             assert_eq!(
                 (status, refused["code"].clone()),
-                (503, json!("store.unavailable")),
+                (503, json!("connector.unavailable")),
+                "{refused}"
+            );
+            assert!(
+                refused["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains("does not hold")),
                 "{refused}"
             );
             host.kill()
@@ -1285,13 +1297,12 @@ fn connector_routes_differ_from_logto_where_documented() {
     let code_of = |(status, body): (u16, Value)| {
         (status, body["code"].as_str().unwrap_or_default().to_owned())
     };
-    let outbox = host.folders().scratch_path("outbox.jsonl");
     // A test through a factory no plugin provides: Logto says 400 `connector.not_found`; here
     // it is the same 422 as creating a connector of that factory.
     assert_eq!(
         code_of(host.post(
             "/api/connectors/non-exist-id/test",
-            &json!({"phone": PHONE, "config": mock_config(&outbox)})
+            &json!({"phone": PHONE, "config": mock_config()})
         )),
         (422, "connector.not_found_with_connector_id".to_owned())
     );
@@ -1305,11 +1316,12 @@ fn connector_routes_differ_from_logto_where_documented() {
     for _ in 0..2 {
         let (status, body) = host.post(
             &test_path,
-            &json!({"phone": PHONE, "config": mock_config(&outbox)}),
+            &json!({"phone": PHONE, "config": mock_config()}),
         );
         assert_eq!(status, 204, "{body}");
     }
-    let codes: Vec<Value> = outbox_lines(&outbox)
+    let codes: Vec<Value> = host
+        .outbox_lines()
         .iter()
         .map(|line| line["payload"]["code"].clone())
         .collect();
@@ -1322,8 +1334,349 @@ fn connector_routes_differ_from_logto_where_documented() {
     assert_eq!(
         code_of(host.post(
             &test_path,
-            &json!({"email": "a@example.com", "config": mock_config(&outbox)})
+            &json!({"email": "a@example.com", "config": mock_config()})
         )),
         (400, "guard.invalid_input".to_owned())
     );
+}
+
+/// Issues a code to `phone` through `host`; the code, read from the host's outbox.
+fn issue_code(host: &TestHost, phone: &str) -> String {
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone})),
+    );
+    assert_eq!(status, 204, "{body}");
+    host.outbox_lines().pop().unwrap()["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn verify_code(host: &TestHost, phone: &str, code: &str) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/verification-codes/verify",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone, "verificationCode": code})),
+    )
+}
+
+/// `connector-host rotate-code-hash-key` on a host's folders: its stdout (it must succeed).
+fn rotate_code_hash_key(folders: &HostFolders) -> String {
+    let mut command = std::process::Command::new(e2e_tests::host_binary());
+    command
+        .arg("rotate-code-hash-key")
+        .arg("--data")
+        .arg(&folders.data_dir);
+    if let Some(database) = &folders.database {
+        command
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file);
+    }
+    let output = command.output().expect("run rotate-code-hash-key");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code() {
+    let host = mock_host();
+    create(&host, MOCK, mock_config());
+    let before_rotation = issue_code(&host, "+12015550161");
+    let key_file = match &host.folders().database {
+        Some(database) => database.code_hash_key_file.clone(),
+        None => host.data_dir.join("code-hash-key"),
+    };
+    let folders = host.kill();
+    let key = std::fs::read(&key_file).unwrap();
+
+    // Another key in the key file: the host refuses to start, in one line naming the key the
+    // store's codes are hashed under.
+    std::fs::write(&key_file, format!("{}\n", "cd".repeat(32))).unwrap();
+    let mut refused_start = std::process::Command::new(e2e_tests::host_binary());
+    refused_start
+        .arg("serve")
+        .arg("--data")
+        .arg(&folders.data_dir)
+        .arg("--plugins")
+        .arg(&folders.plugins_dir)
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY]);
+    if let Some(database) = &folders.database {
+        refused_start
+            .args(["--database-url", &database.url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file)
+            .arg("--secrets-key-file")
+            .arg(&database.secrets_key_file);
+    }
+    let output = refused_start.output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let refusal: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("code-hash key"))
+        .collect();
+    assert_eq!(refusal.len(), 1, "{stderr}");
+    assert!(
+        refusal[0].contains("this database's codes are hashed under code-hash key")
+            && refusal[0].contains("same code-hash key file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"cd".repeat(32)),
+        "the key is never printed"
+    );
+    std::fs::write(&key_file, &key).unwrap();
+
+    // The rotation, step by step, with the host restarted after each: no code is refused.
+    assert!(rotate_code_hash_key(&folders).contains("step 1 of 3"));
+    let host = folders.start();
+    let staged = issue_code(&host, "+12015550162");
+    let folders = host.kill();
+    assert!(rotate_code_hash_key(&folders).contains("step 2 of 3"));
+    let host = folders.start();
+    assert_eq!(verify_code(&host, "+12015550161", &before_rotation).0, 204);
+    assert_eq!(verify_code(&host, "+12015550162", &staged).0, 204);
+    let promoted = issue_code(&host, "+12015550163");
+    let folders = host.kill();
+    assert!(rotate_code_hash_key(&folders).contains("step 3 of 3"));
+    let keys_left = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(
+        keys_left
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .count(),
+        1,
+        "{keys_left}"
+    );
+    assert!(!keys_left.contains(String::from_utf8_lossy(&key).trim()));
+    let host = folders.start();
+    assert_eq!(verify_code(&host, "+12015550163", &promoted).0, 204);
+    // The old key is gone: the file it was in no longer starts a host.
+    let folders = host.kill();
+    std::fs::write(&key_file, &key).unwrap();
+    let output = refused_start.output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("code-hash key"));
+    drop(folders);
+}
+
+#[test]
+fn a_config_written_in_clear_into_the_live_row_is_refused_and_nothing_is_sent_through_it() {
+    let host = mock_host();
+    let live = create(&host, MOCK, mock_config());
+    let live_id = live["id"].as_str().unwrap().to_owned();
+    let (status, _) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "111111"}})),
+    );
+    assert_eq!(status, 200);
+    let folders = host.kill();
+
+    // A database writer without the keys rewrites the live connector with a config in clear
+    // (here its template; with a real provider, the endpoint that receives the codes).
+    let sent_before = folders.outbox_lines().len();
+    let planted = json!({
+        "templates": [{"usageType": "Generic", "content": "PLANTED {{code}}"}],
+        "outbox": true
+    })
+    .to_string()
+    .replace('\'', "''");
+    assert_eq!(
+        folders.execute_sql(&format!(
+            "UPDATE connectors SET config = '{planted}' WHERE id = '{live_id}'"
+        )),
+        1
+    );
+    let host = folders.start();
+    let refusals: Vec<String> = host
+        .log_eventually(|log| log.contains("config is not sealed"))
+        .lines()
+        .filter(|line| line.contains("config is not sealed"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        refusals.iter().any(|line| line.contains(&live_id)
+            && line.contains("written to the database by something other than a host")),
+        "{refusals:?}"
+    );
+    // Not ready, and sends through it are refused: nothing goes out with the planted config.
+    let (status, health) = host.request("GET", "/health", None, None);
+    assert_eq!(
+        (status, health["ready"].clone()),
+        (503, json!(false)),
+        "{health}"
+    );
+    assert_eq!(health["live"]["configReadable"], json!(false), "{health}");
+    assert!(
+        health["live"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("is not sealed") && reason.contains(&live_id)),
+        "{health}"
+    );
+    for _ in 0..3 {
+        let (status, refused) = host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "222222"}})),
+        );
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable")),
+            "{refused}"
+        );
+        let (status, refused) = host.request(
+            "POST",
+            "/api/verification-codes",
+            Some(SEND_KEY),
+            Some(&json!({"phone": PHONE})),
+        );
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable"))
+        );
+    }
+    let sent_planted = |host: &TestHost| {
+        // The outbox holds only what was sent before the planting.
+        let lines = host.outbox_lines();
+        assert_eq!(lines.len(), sent_before, "a message went out: {lines:?}");
+    };
+    sent_planted(&host);
+    // Nothing sealed the planted config: a restart refuses it again.
+    let host = host.kill().start();
+    let (status, health) = host.request("GET", "/health", None, None);
+    assert_eq!(status, 503, "{health}");
+    let (status, refused) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "333333"}})),
+    );
+    assert_eq!(status, 503, "{refused}");
+    sent_planted(&host);
+    // Listing names it; deleting it (which never reads the config) recovers the host.
+    let (status, listed) = host.get("/api/connectors");
+    assert_eq!(
+        (status, listed["code"].as_str()),
+        (503, Some("connector.unavailable")),
+        "{listed}"
+    );
+    assert!(listed["message"].as_str().unwrap().contains(&live_id));
+    let (status, _) = host.request(
+        "DELETE",
+        &format!("/api/connectors/{live_id}"),
+        Some(ADMIN_KEY),
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(host.get("/api/connectors").0, 200);
+    assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    sent_planted(&host);
+}
+
+/// Issue 22, finding 1: the mock's `outbox` was a path from the config, so `/test` (and a
+/// saved connector) let the admin key append admin-chosen text to any file the host could
+/// write, a shell start-up file say. Plugins do no file I/O now: the mock's messages go to the
+/// host's own outbox (`<data>/mock-sms-outbox.jsonl`), a legacy path is ignored (normalized to
+/// `true`), and the mock is marked as a development connector.
+#[test]
+fn the_mock_writes_only_to_the_hosts_outbox_never_to_a_path_from_the_api() {
+    let host = mock_host();
+    let planted = host.folders().scratch_path("bashrc");
+    let legacy = |outbox: Value| json!({"templates": [{"usageType": "Generic", "content": "echo $(id) {{code}}"}], "outbox": outbox});
+    let send = || {
+        host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "123456"}})),
+        )
+    };
+
+    // The test route, nothing saved: the message lands in the host's outbox, not at the path.
+    let (status, body) = host.post(
+        &format!("/api/connectors/{MOCK}/test"),
+        &json!({"phone": PHONE, "config": legacy(json!(planted))}),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert!(!planted.exists(), "the test wrote to a path from the API");
+    let lines = host.outbox_lines();
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("echo $(id) "));
+
+    // Saved with a legacy path: validated, normalized to the switch, sent to the host's outbox.
+    let created = create(&host, MOCK, legacy(json!(planted)));
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["config"]["outbox"], json!(true), "{created}");
+    assert_eq!(created["isDemo"], true);
+    assert_eq!(send().0, 200);
+    assert!(!planted.exists());
+    assert_eq!(host.outbox_lines_of(&id).len(), 1);
+    assert_eq!(host.outbox_lines_of(&id)[0]["factoryId"], MOCK);
+
+    // PATCH with a path: the same; with null (Logto's "discard"): off, nothing written.
+    let (status, patched) = host.patch(
+        &format!("/api/connectors/{id}"),
+        &json!({"config": legacy(json!(planted))}),
+    );
+    assert_eq!(
+        (status, patched["config"]["outbox"].clone()),
+        (200, json!(true))
+    );
+    assert_eq!(send().0, 200);
+    assert_eq!(host.outbox_lines_of(&id).len(), 2);
+    let (status, patched) = host.patch(
+        &format!("/api/connectors/{id}"),
+        &json!({"config": legacy(Value::Null)}),
+    );
+    assert_eq!(
+        (status, patched["config"]["outbox"].clone()),
+        (200, json!(false))
+    );
+    assert_eq!(send().0, 200);
+    assert_eq!(host.outbox_lines_of(&id).len(), 2, "outbox off discards");
+    assert!(!planted.exists());
+
+    // Marked as a development connector, in the API and in the log.
+    let (_, factory) = host.get(&format!("/api/connector-factories/{MOCK}"));
+    assert_eq!(factory["isDemo"], true);
+    let (_, listed) = host.get("/api/connectors");
+    assert_eq!(listed[0]["isDemo"], true);
+    let warning = format!(
+        "development connector {id} ({MOCK}) is live: messages go to {}, nothing is sent",
+        host.folders().outbox_path().display()
+    );
+    let log = host.log_eventually(|log| log.contains(&warning));
+    assert!(log.contains(&warning), "{log}");
+    // Once per change that makes it live, and at start-up.
+    let warnings = log.matches(&warning).count();
+    let host = host.kill().start();
+    let log = host.log_eventually(|log| log.matches(&warning).count() > warnings);
+    assert_eq!(log.matches(&warning).count(), warnings + 1, "{log}");
+    assert_eq!(
+        host.outbox_lines_of(&id).len(),
+        2,
+        "the outbox outlives the process"
+    );
+
+    // The form has a switch, no text field a path could go into.
+    let items = factory["formItems"].as_array().unwrap();
+    let outbox = items.iter().find(|item| item["key"] == "outbox").unwrap();
+    assert_eq!(outbox["type"], "Switch");
+    assert!(items.iter().all(|item| item["type"] != "Text"), "{items:?}");
 }

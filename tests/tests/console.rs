@@ -1,14 +1,12 @@
 //! The admin console end to end, in a real headless Chromium: the tests click and type as an
-//! operator would, and check what the host did (outbox files, requests that reached a test
+//! operator would, and check what the host did (the host's outbox, requests that reached a test
 //! endpoint, the API's state). Every step saves a screenshot under
 //! `target/console-screenshots/`.
 
 use std::time::Duration;
 
 use e2e_tests::browser::Browser;
-use e2e_tests::{
-    outbox_lines, plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY,
-};
+use e2e_tests::{plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY};
 use fantoccini::key::Key;
 use serde_json::{json, Value};
 
@@ -35,13 +33,14 @@ async fn sign_in(browser: &Browser, host: &TestHost) {
     browser.wait_for_text("h1", "Connectors").await;
 }
 
-/// Saves a mock connector through the API (a precondition, not what the test is about).
-fn create_mock_connector(host: &TestHost, outbox: &std::path::Path) -> Value {
+/// Saves a mock connector through the API (a precondition, not what the test is about); its
+/// messages go to the host's outbox.
+fn create_mock_connector(host: &TestHost) -> Value {
     let (status, connector) = host.post(
         "/api/connectors",
         &json!({"connectorId": MOCK, "config": {
             "templates": [{"usageType": "Generic", "content": "Generic code {{code}}"}],
-            "outbox": outbox,
+            "outbox": true,
         }}),
     );
     assert_eq!(status, 200, "{connector}");
@@ -83,7 +82,6 @@ async fn replace_json(browser: &Browser, key: &str, text: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
     let host = mock_and_http_host();
-    let outbox = host.folders().scratch_path("outbox.jsonl");
     let browser = Browser::start().await;
 
     // `/` leads to the console; a wrong key is refused with a message.
@@ -113,6 +111,10 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
         .wait_for_text("[data-testid=factory-picker]", "Mock SMS Service")
         .await;
     assert!(is_disabled(&browser, "Next").await);
+    // The mock is marked as a development connector.
+    browser
+        .wait_for_text(&format!("[data-factory-id=\"{MOCK}\"]"), "Demo")
+        .await;
     browser.screenshot("03-set-up-picker").await;
     browser
         .click(&format!("[data-factory-id=\"{MOCK}\"]"))
@@ -136,12 +138,11 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
         .text_of(".templates-help")
         .await
         .contains("valid for 10 minutes"));
-    browser
-        .fill(
-            "[data-field-key=\"outbox\"] input",
-            outbox.to_str().unwrap(),
-        )
+    // The outbox is a switch (on: the host's outbox), never a field a path could go into.
+    let outbox_input = browser
+        .eval("const input = document.querySelector('[data-field-key=\"outbox\"] input'); return [input.type, input.getAttribute('role'), input.checked, document.querySelectorAll('[data-field-key=\"outbox\"] input').length]")
         .await;
+    assert_eq!(outbox_input, json!(["checkbox", "switch", true, 1]));
     browser.screenshot("04-guide").await;
 
     // Break the templates JSON: the error names the place, Save is disabled.
@@ -172,7 +173,7 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
         .wait_for_text(".test-outcome", "Test message sent to +12015550123")
         .await;
     browser.screenshot("06-guide-test-sent").await;
-    let sent = outbox_lines(&outbox);
+    let sent = host.outbox_lines();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(
         (sent[0]["to"].as_str(), sent[0]["type"].as_str()),
@@ -193,6 +194,7 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
         .wait_for_text(".details-title", "Mock SMS Service")
         .await;
     browser.wait_for_text(".details-title .badge", "Live").await;
+    browser.wait_for_text(".details-title .badge", "Demo").await;
     browser.screenshot("07-details-live").await;
     let (_, live) = host.get("/api/connectors");
     assert_eq!(live[0]["connectorId"], MOCK);
@@ -201,12 +203,20 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
         live[0]["id"].as_str().unwrap()
     );
     assert_eq!(send_message(&host).0, 200);
-    assert_eq!(outbox_lines(&outbox).len(), 2, "sends go to the new outbox");
+    let live_id = live[0]["id"].as_str().unwrap();
+    assert_eq!(
+        host.outbox_lines_of(live_id).len(),
+        1,
+        "sends go to the host's outbox"
+    );
 
     // The list shows the live connector.
     browser.click_button("← Connectors").await;
     browser
         .wait_for_text("[data-testid=live-sms-connector]", "Mock SMS Service")
+        .await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector] .badge", "Demo")
         .await;
     browser.screenshot("08-connectors-live").await;
 
@@ -227,8 +237,8 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
 #[tokio::test(flavor = "multi_thread")]
 async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
     let host = mock_and_http_host();
-    let outbox = host.folders().scratch_path("outbox.jsonl");
-    let mock = create_mock_connector(&host, &outbox);
+    let mock = create_mock_connector(&host);
+    let mock_id = mock["id"].as_str().unwrap();
     let endpoint = CaptureServer::start(200, "{}");
     let browser = Browser::start().await;
     sign_in(&browser, &host).await;
@@ -308,10 +318,10 @@ async fn change_connector_to_http_sms_then_make_the_mock_live_again() {
         .wait_for_text("[data-testid=previous-sms-connectors]", "HTTP SMS")
         .await;
     browser.screenshot("13-mock-live-again").await;
-    let before = outbox_lines(&outbox).len();
+    let before = host.outbox_lines_of(mock_id).len();
     let (status, receipt) = send_message(&host);
     assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
-    assert_eq!(outbox_lines(&outbox).len(), before + 1);
+    assert_eq!(host.outbox_lines_of(mock_id).len(), before + 1);
     assert_eq!(
         endpoint.requests().len(),
         2,
@@ -429,15 +439,6 @@ async fn errors_show_next_to_what_caused_them() {
     sign_in(&browser, &host).await;
     browser
         .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
-        .await;
-    browser
-        .fill(
-            "[data-field-key=\"outbox\"] input",
-            host.folders()
-                .scratch_path("limited.jsonl")
-                .to_str()
-                .unwrap(),
-        )
         .await;
     browser.fill("input[type=tel]", PHONE).await;
     browser.click_button("Send").await;
@@ -587,9 +588,8 @@ async fn delete_with_confirmation_and_the_plugins_page() {
         ),
     ]);
     let host = folders.start();
-    let outbox = host.folders().scratch_path("outbox.jsonl");
-    let first = create_mock_connector(&host, &outbox);
-    let second = create_mock_connector(&host, &outbox);
+    let first = create_mock_connector(&host);
+    let second = create_mock_connector(&host);
     let browser = Browser::start().await;
     sign_in(&browser, &host).await;
 
@@ -812,7 +812,6 @@ async fn a_hostile_plugin_runs_no_script_and_calls_nowhere() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_whole_set_up_flow_with_the_keyboard_alone() {
     let host = mock_and_http_host();
-    let outbox = host.folders().scratch_path("outbox.jsonl");
     let browser = Browser::start().await;
     browser.goto(&console_url(&host)).await;
     browser.wait_for("#admin-key").await;
@@ -892,7 +891,7 @@ async fn the_whole_set_up_flow_with_the_keyboard_alone() {
     browser.press_keys(&Key::Backspace).await;
     browser.press_keys(&Key::Backspace).await;
     browser.press_keys(&Key::Escape).await;
-    // Tab past the Format button to the outbox field.
+    // Tab past the Format button to the outbox switch; Space turns it off.
     for _ in 0..6 {
         browser.press_keys(&Key::Tab).await;
         let key = browser
@@ -902,20 +901,35 @@ async fn the_whole_set_up_flow_with_the_keyboard_alone() {
             break;
         }
     }
-    browser.press_keys(outbox.to_str().unwrap()).await;
+    browser.press_keys(" ").await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.checked ?? null")
+            .await,
+        json!(false)
+    );
     browser.screenshot("29-keyboard-guide").await;
-    // Enter in a field submits: Save and Done.
+    // Tab on to Save and Done; Enter saves.
+    for _ in 0..20 {
+        browser.press_keys(&Key::Tab).await;
+        let text = browser
+            .eval("return document.activeElement.textContent ?? null")
+            .await;
+        if text == json!("Save and Done") {
+            break;
+        }
+    }
     browser.press_keys(&Key::Enter).await;
     browser.wait_for_text(".details-title .badge", "Live").await;
     let (_, live) = host.get("/api/connectors");
     assert_eq!(live[0]["connectorId"], MOCK);
-    assert_eq!(live[0]["config"]["outbox"], json!(outbox));
+    assert_eq!(live[0]["config"]["outbox"], json!(false));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn layouts_fit_a_phone() {
     let host = mock_and_http_host();
-    create_mock_connector(&host, &host.folders().scratch_path("outbox.jsonl"));
+    create_mock_connector(&host);
     let browser = Browser::start_with_window(390, 844).await;
     sign_in(&browser, &host).await;
     let fits = || async {
@@ -1071,7 +1085,7 @@ async fn orphaned_and_unloaded_connectors_are_flagged() {
         &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms"}}),
     );
     assert_eq!(status, 200, "{retired}");
-    create_mock_connector(&host, &host.folders().scratch_path("outbox.jsonl"));
+    create_mock_connector(&host);
     std::fs::remove_file(host.plugins_dir.join("libhttp_sms.so")).unwrap();
     std::fs::remove_file(host.plugins_dir.join("libmock_sms.so")).unwrap();
     assert_eq!(host.post("/api/plugins/rescan", &json!(null)).0, 200);
@@ -1109,4 +1123,52 @@ async fn orphaned_and_unloaded_connectors_are_flagged() {
     browser.wait_for_text(".details-title", "http-sms").await;
     browser.wait_for_text(".code-block", "127.0.0.1:9").await;
     assert!(!browser.exists("#details-form").await);
+}
+
+/// The admin key is not offered to password managers: the sign-in field has
+/// `autocomplete="off"`, is not a password field (which browsers offer to save whatever
+/// `autocomplete` says) but is masked by CSS, carries the password-manager extensions' ignore
+/// hints, keeps its visible label, and still signs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sign_in_field_is_masked_and_not_offered_to_password_managers() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    browser.goto(&console_url(&host)).await;
+    browser.wait_for("#admin-key").await;
+    let field = browser
+        .eval(
+            "const input = document.querySelector('#admin-key');
+             const label = document.querySelector('label[for=admin-key]');
+             return {
+               autocomplete: input.getAttribute('autocomplete'),
+               type: input.type,
+               masked: getComputedStyle(input).webkitTextSecurity,
+               onePassword: input.hasAttribute('data-1p-ignore'),
+               lastPass: input.getAttribute('data-lpignore'),
+               bitwarden: input.getAttribute('data-bwignore'),
+               passwordFields: document.querySelectorAll('input[type=password]').length,
+               label: label.textContent,
+               labelVisible: label.offsetParent !== null && label.getBoundingClientRect().height > 0,
+               labelled: input.labels.length,
+             };",
+        )
+        .await;
+    assert_eq!(
+        field,
+        json!({
+            "autocomplete": "off",
+            "type": "text",
+            "masked": "disc",
+            "onePassword": true,
+            "lastPass": "true",
+            "bitwarden": "true",
+            "passwordFields": 0,
+            "label": "Admin key",
+            "labelVisible": true,
+            "labelled": 1,
+        })
+    );
+    browser.fill("#admin-key", ADMIN_KEY).await;
+    browser.click_button("Sign in").await;
+    browser.wait_until_gone("#admin-key").await;
 }

@@ -3,7 +3,7 @@
 
 use connector_host::plugins::loader::PluginLoader;
 use e2e_tests::plugin_file;
-use plugin_api::{ConnectorErrorCode, SendProgress, SmsMessage, TemplateType};
+use plugin_api::{ConnectorErrorCode, HttpResponse, SendProgress, SmsMessage, TemplateType};
 use serde_json::json;
 
 fn message() -> SmsMessage {
@@ -46,15 +46,25 @@ fn the_loaded_mock_sends_through_the_boundary() {
     let scratch = tempfile::tempdir().unwrap();
     let loader = PluginLoader::new(scratch.path().join("copies"), None).unwrap();
     let mock = loader.load(&plugin_file("mock_sms")).unwrap();
-    let outbox = scratch.path().join("outbox.jsonl");
-    let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": outbox});
+    // A legacy outbox path: ignored. The plugin does no I/O; it asks the host's outbox.
+    let planted = scratch.path().join("outbox.jsonl");
+    let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": planted});
     let instance = mock.module.instantiate(&config).unwrap();
-    let step = instance.step(&message(), SendProgress::start()).unwrap();
-    assert!(step.receipt().is_some());
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&outbox).unwrap().trim()).unwrap();
+    let message = message();
+    let step = instance.start(&message).unwrap();
+    let request = step.request().expect("a request to the host's outbox");
+    assert_eq!(
+        (request.method(), request.url()),
+        ("POST", "connector-host:outbox")
+    );
+    let line: serde_json::Value = serde_json::from_slice(request.body()).unwrap();
     assert_eq!(line["content"], "Code 123456");
     assert_eq!(line["type"], "SignIn");
+    let done = instance
+        .resume(&message, &step, &HttpResponse::new(200, Vec::new()))
+        .unwrap();
+    assert!(done.receipt().is_some());
+    assert!(!planted.exists(), "the plugin wrote a file");
 
     let error = mock
         .module

@@ -76,7 +76,7 @@ fn send(host: &TestHost) -> (u16, Value) {
 
 fn make_mock_live(host: &TestHost) -> String {
     let config =
-        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false});
     let (status, connector) = host.post(
         "/api/connectors",
         &json!({"connectorId": MOCK, "config": config}),
@@ -447,4 +447,228 @@ fn a_burst_of_fifty_file_events_settles_to_the_right_final_state() {
     expected_ids.sort();
     expected_ids.dedup();
     assert_eq!(factory_ids(&host), expected_ids);
+}
+
+/// Runs `command` (`mkfifo`, `mknod`) and says whether it succeeded.
+fn make_special_file(command: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+    let output = std::process::Command::new(command)
+        .args(args)
+        .output()
+        .map_err(|error| format!("{command} did not run: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// Runs `connector-host check` on `file`, killed after 30 s: a check that blocks fails.
+fn check_file(file: &Path) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(e2e_tests::host_binary())
+        .arg("check")
+        .arg(file)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "connector-host check {} did not exit within 30 s",
+                file.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    (status.code(), stdout)
+}
+
+/// A FIFO or a device node named like a plugin is refused with its reason, without being
+/// opened: the reconcile, rescan and `/health` stay prompt, and a valid plugin still loads.
+#[test]
+fn fifos_and_device_nodes_are_refused_without_blocking_the_folder() {
+    let host = HostFolders::new(&[]).start();
+    let fifo = host.plugins_dir.join("fifo.so");
+    make_special_file("mkfifo", &["-m".as_ref(), "644".as_ref(), fifo.as_os_str()]).unwrap();
+    let device = host.plugins_dir.join("null.so");
+    // A character device like /dev/null (1:3); containers may not permit mknod.
+    let device_made = match make_special_file(
+        "mknod",
+        &[
+            "-m".as_ref(),
+            "644".as_ref(),
+            device.as_os_str(),
+            "c".as_ref(),
+            "1".as_ref(),
+            "3".as_ref(),
+        ],
+    ) {
+        Ok(()) => true,
+        Err(problem) => {
+            eprintln!(
+                "note: mknod is not permitted here ({problem}); the device node case is skipped"
+            );
+            false
+        }
+    };
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    let mut expected = vec![("fifo.so", "fifo.so is not a regular file (a FIFO)")];
+    if device_made {
+        expected.push((
+            "null.so",
+            "null.so is not a regular file (a character device)",
+        ));
+    }
+    for (name, reason) in &expected {
+        let error = rejection_reason(&host, name);
+        assert!(error.starts_with(reason), "{error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+    assert_eq!(host.get("/health").0, 200);
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+
+    drop_in(&host.plugins_dir, &plugin_file("mock_sms"), "mock.so");
+    wait_until("a valid plugin to load", Duration::from_secs(10), || {
+        factory_ids(&host) == [MOCK]
+    });
+    make_mock_live(&host);
+    assert_eq!(host.get("/health").0, 200);
+
+    for (name, reason) in &expected {
+        let (status, stdout) = check_file(&host.plugins_dir.join(name));
+        assert_eq!(status, Some(1), "{stdout}");
+        assert!(stdout.contains(&format!("refused: {reason}")), "{stdout}");
+    }
+}
+
+/// On a terminal (the host's stderr a pseudo-terminal, through util-linux `script`), an ESC in
+/// a plugin file's name reaches the terminal as the text `\x1b`, never as an escape sequence
+/// that could erase or rewrite earlier lines; the formatter's own colours still do.
+#[test]
+fn on_a_terminal_an_escape_sequence_in_a_file_name_is_shown_as_text() {
+    let folders = HostFolders::new(&[]);
+    let hostile_name = "lib\x1b[2J\x1b[1Aevil.so";
+    std::fs::write(
+        folders.plugins_dir.join(hostile_name),
+        b"not a shared object",
+    )
+    .unwrap();
+    let quote = |text: &str| format!("'{}'", text.replace('\'', r"'\''"));
+    let command_line = format!(
+        "exec {} serve --plugins {} --data {} --listen 127.0.0.1:0 --admin-key {}",
+        quote(e2e_tests::host_binary().to_str().unwrap()),
+        quote(folders.plugins_dir.to_str().unwrap()),
+        quote(folders.data_dir.to_str().unwrap()),
+        quote(ADMIN_KEY),
+    );
+    let mut script = match std::process::Command::new("script")
+        .args(["-qfec", &command_line, "/dev/null"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(script) => script,
+        Err(error) => {
+            eprintln!("note: util-linux `script` did not run ({error}); test skipped");
+            return;
+        }
+    };
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let output = Arc::clone(&output);
+        let mut stdout = script.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(read @ 1..) = std::io::Read::read(&mut stdout, &mut buffer) {
+                output.lock().unwrap().extend_from_slice(&buffer[..read]);
+            }
+        })
+    };
+    let seen = |text: &[u8]| {
+        output
+            .lock()
+            .unwrap()
+            .windows(text.len())
+            .any(|window| window == text)
+    };
+    let started = Instant::now();
+    while !seen(b"plugin rejected") && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Ends the host: its terminal goes away with `script`.
+    let _ = script.kill();
+    let _ = script.wait();
+    drop(script.stdin.take());
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    assert!(seen(b"plugin rejected"), "no refusal logged: {text:?}");
+    // The log was coloured, so it went the terminal's way.
+    assert!(seen(b"\x1b[33m WARN"), "{text:?}");
+    assert!(seen(br"lib\x1b[2J\x1b[1Aevil.so"), "{text:?}");
+    assert!(!seen(b"\x1b[2J") && !seen(b"\x1b[1A"), "{text:?}");
+}
+
+/// A plugin file may be a symlink, but every directory on its way is held to the folder's
+/// rule: a symlink into a world-writable directory is refused with its reason, and loads once
+/// the directory is fixed.
+#[test]
+fn a_symlink_into_a_world_writable_directory_is_refused() {
+    let host = HostFolders::new(&[]).start();
+    // Under the target dir (root-owned, 0755 up to /), not /tmp (1777, refused as well).
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = outside.path().join("libmock.so");
+    std::fs::copy(plugin_file("mock_sms"), &target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&target, host.plugins_dir.join("mock.so")).unwrap();
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    let error = rejection_reason(&host, "mock.so");
+    assert!(
+        error.contains(&format!(
+            "is a symlink to {}, and the directory {} is writable by group or others (mode 777)",
+            target.display(),
+            outside.path().display()
+        )),
+        "{error}"
+    );
+    assert!(factory_ids(&host).is_empty());
+
+    // Fixed, it loads at the next rescan: the directories' trust is part of what is watched.
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(factory_ids(&host), [MOCK]);
+
+    // A symlink into /tmp (world-writable, sticky or not) is refused too.
+    let in_tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let tmp_target = in_tmp.path().join("librb.so");
+    std::fs::copy(
+        plugin_file("fixture_request_building_connector"),
+        &tmp_target,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&tmp_target, host.plugins_dir.join("rb.so")).unwrap();
+    let (status, _) = host.post("/api/plugins/rescan", &json!({}));
+    assert_eq!(status, 200);
+    let error = rejection_reason(&host, "rb.so");
+    assert!(
+        error.contains("and the directory /tmp is writable by group or others (mode 1777)"),
+        "{error}"
+    );
 }

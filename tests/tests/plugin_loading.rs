@@ -23,7 +23,8 @@ fn mock_plugin_is_listed_with_its_metadata() {
     let mock = &factories[0];
     assert_eq!(mock["id"], "mock-short-message-service");
     assert_eq!(mock["type"], "Sms");
-    assert_eq!(mock["isDemo"], false);
+    // A development connector: it sends nothing.
+    assert_eq!(mock["isDemo"], true);
     assert_eq!(mock["name"]["en"], "Mock SMS Service");
     assert_eq!(mock["pluginVersion"], "0.1.0");
     assert_eq!(mock["pluginApiVersion"], plugin_api::PLUGIN_API_VERSION);
@@ -237,4 +238,103 @@ fn check_prints_metadata_or_the_one_line_reason_with_exit_status() {
     assert!(String::from_utf8(output.stdout)
         .unwrap()
         .contains("refused: cannot read the file"));
+}
+
+/// `serve` disables core dumps at start-up: `RLIMIT_CORE` 0 (soft and hard, even when it
+/// started with a higher limit) and non-dumpable, which the kernel shows by giving
+/// `/proc/<pid>/status` to root instead of the host's user. `--allow-core-dumps` leaves both.
+/// Run as root, the host is started as `nobody` so the owner tells the two apart.
+#[test]
+fn serve_disables_core_dumps_unless_allowed() {
+    use std::io::BufRead;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+
+    const NOBODY: u32 = 65534;
+    let as_root = rustix::process::geteuid().is_root();
+    if !as_root {
+        eprintln!(
+            "note: not run as root; the host runs as this user, and the dumpable check is skipped"
+        );
+    }
+    for allow_core_dumps in [false, true] {
+        let scratch = tempfile::tempdir().unwrap();
+        let plugins = scratch.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        if as_root {
+            std::os::unix::fs::chown(scratch.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+            std::os::unix::fs::chown(&plugins, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        let mut command = std::process::Command::new(e2e_tests::host_binary());
+        command
+            .arg("serve")
+            .arg("--plugins")
+            .arg(&plugins)
+            .arg("--data")
+            .arg(scratch.path().join("data"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-key",
+                e2e_tests::ADMIN_KEY,
+            ])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if allow_core_dumps {
+            command.arg("--allow-core-dumps");
+        }
+        if as_root {
+            command.uid(NOBODY).gid(NOBODY);
+        }
+        // SAFETY: between fork and exec only getrlimit and setrlimit run, plain system calls.
+        unsafe {
+            command.pre_exec(|| {
+                // Start with core dumps allowed up to the hard limit, so 0 is the host's doing.
+                let limit = rustix::process::getrlimit(rustix::process::Resource::Core);
+                let raised = rustix::process::Rlimit {
+                    current: limit.maximum,
+                    maximum: limit.maximum,
+                };
+                rustix::process::setrlimit(rustix::process::Resource::Core, raised)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let mut first_line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first_line)
+            .unwrap();
+        let pid = child.id();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let status_owner = std::fs::metadata(format!("/proc/{pid}/status"))
+            .unwrap()
+            .uid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(first_line.starts_with("listening on "), "{first_line:?}");
+        let core_limit: Vec<&str> = limits
+            .lines()
+            .find_map(|line| line.strip_prefix("Max core file size"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        if allow_core_dumps {
+            assert_ne!(core_limit[..2], ["0", "0"], "{limits}");
+        } else {
+            assert_eq!(core_limit, ["0", "0", "bytes"], "{limits}");
+        }
+        if as_root {
+            assert!(
+                status.lines().any(|line| line.starts_with("Uid:\t65534\t")),
+                "{status}"
+            );
+            let expected_owner = if allow_core_dumps { NOBODY } else { 0 };
+            assert_eq!(
+                status_owner, expected_owner,
+                "owner of /proc/{pid}/status (allow_core_dumps: {allow_core_dumps})"
+            );
+        }
+    }
 }

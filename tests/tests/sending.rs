@@ -12,12 +12,13 @@ use serde_json::{json, Value};
 const MOCK: &str = "mock-short-message-service";
 const PHONE: &str = "+12015550123";
 
+/// A host whose live connector is the mock with its outbox on, and the host's outbox file.
 fn start_mock_host(extra_args: &[&str]) -> (TestHost, std::path::PathBuf) {
     let folders = HostFolders::new(&[
         ("mock.so", &plugin_file("mock_sms")),
         ("rb.so", &plugin_file("fixture_request_building_connector")),
     ]);
-    let outbox = folders.scratch_path("outbox.jsonl");
+    let outbox = folders.outbox_path();
     let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
     args.extend_from_slice(extra_args);
     let host = folders.start_with_args(&args);
@@ -27,7 +28,7 @@ fn start_mock_host(extra_args: &[&str]) -> (TestHost, std::path::PathBuf) {
             {"usageType": "SignIn", "content": "Sign in with {{code}}"},
             {"usageType": "SignIn", "locale": "de", "content": "Anmeldecode {{code}}"}
         ],
-        "outbox": outbox
+        "outbox": true
     });
     let (status, body) = host.post(
         "/api/connectors",
@@ -303,7 +304,7 @@ fn per_recipient_limit_and_resend_cooldown_answer_429() {
     // Another recipient is not affected; the config test counts too.
     let other = "+12015550124";
     let config =
-        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false});
     for _ in 0..3 {
         let (status, body) = host.post(
             &format!("/api/connectors/{MOCK}/test"),
@@ -456,7 +457,7 @@ fn a_client_value_cannot_forge_or_split_a_log_line() {
         "/api/connectors",
         &json!({"connectorId": MOCK, "config": {
             "templates": [{"usageType": "SignIn", "content": "Sign in with {{code}}"}],
-            "outbox": null
+            "outbox": false
         }}),
     );
     assert_eq!(status, 200, "{body}");
@@ -496,7 +497,7 @@ fn a_client_value_cannot_forge_or_split_a_log_line() {
         "/api/connectors",
         &json!({"connectorId": MOCK, "config": {
             "templates": [{"usageType": "SignIn", "content": "Sign in with {{code}}"}],
-            "outbox": null
+            "outbox": false
         }}),
     );
     issue(
@@ -587,7 +588,7 @@ fn digits_phone_validation_takes_the_numbers_logto_takes() {
 #[test]
 fn code_routes_differ_from_logto_where_documented() {
     let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
-    let outbox = folders.scratch_path("outbox.jsonl");
+    let outbox = folders.outbox_path();
     let host = folders.start_with_args(&[
         "--admin-key",
         ADMIN_KEY,
@@ -604,7 +605,7 @@ fn code_routes_differ_from_logto_where_documented() {
         (501, json!("connector.not_found"))
     );
     let config =
-        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": outbox});
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": true});
     assert_eq!(
         host.post(
             "/api/connectors",
@@ -644,8 +645,8 @@ fn code_routes_differ_from_logto_where_documented() {
     assert_eq!(verify(&host, &code, "SignIn").0, 204);
 }
 
-/// The latest code sent to each phone, read from an outbox that may end in a line still
-/// being written.
+/// The latest code sent to each phone, read from the host's outbox (which may end in a line
+/// still being written).
 fn codes_by_phone(outbox: &Path) -> std::collections::HashMap<String, String> {
     std::fs::read_to_string(outbox)
         .unwrap_or_default()

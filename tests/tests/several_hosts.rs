@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{
-    outbox_lines, plugin_file, HostFolders, SharedDatabase, TestHost, ADMIN_KEY, SEND_KEY,
-};
+use e2e_tests::{plugin_file, HostFolders, SharedDatabase, TestHost, ADMIN_KEY, SEND_KEY};
 use serde_json::{json, Value};
 
 const MOCK: &str = "mock-short-message-service";
@@ -32,10 +30,11 @@ fn host_on(database: &SharedDatabase, extra_args: &[&str]) -> TestHost {
     folders.start_with_args(&args)
 }
 
-fn mock_config(outbox: &Path, label: &str) -> Value {
+/// The mock with its outbox on: each host writes the messages it sends to its own outbox.
+fn mock_config(label: &str) -> Value {
     json!({
         "templates": [{"usageType": "Generic", "content": format!("{label} {{{{code}}}}")}],
-        "outbox": outbox,
+        "outbox": true,
     })
 }
 
@@ -85,10 +84,9 @@ fn a_change_on_one_host_is_served_by_the_other_within_100_ms() {
     let database = SharedDatabase::on_new_cluster();
     let a = host_on(&database, &[]);
     let b = host_on(&database, &[]);
-    let outbox = a.folders().scratch_path("outbox.jsonl");
     let mut delays = Vec::new();
     for round in 0..40 {
-        let id = create(&a, mock_config(&outbox, &format!("round {round}")));
+        let id = create(&a, mock_config(&format!("round {round}")));
         let delay = time_until_served(&b, &id, Duration::from_secs(5))
             .unwrap_or_else(|| panic!("B never served {id}"));
         delays.push(delay);
@@ -106,10 +104,9 @@ fn without_notifications_the_poll_catches_up_within_one_and_a_half_seconds() {
     let database = SharedDatabase::on_new_cluster();
     let a = host_on(&database, &[]);
     let b = host_on(&database, &["--store-notifications", "false"]);
-    let outbox = a.folders().scratch_path("outbox.jsonl");
     let mut delays = Vec::new();
     for round in 0..5 {
-        let id = create(&a, mock_config(&outbox, &format!("round {round}")));
+        let id = create(&a, mock_config(&format!("round {round}")));
         let delay = time_until_served(&b, &id, Duration::from_secs(5))
             .unwrap_or_else(|| panic!("B never served {id}"));
         delays.push(delay);
@@ -122,8 +119,7 @@ fn without_notifications_the_poll_catches_up_within_one_and_a_half_seconds() {
 fn two_hundred_changes_under_load_fail_no_send_and_end_on_the_last_connector() {
     let database = SharedDatabase::on_new_cluster();
     let hosts = Arc::new([host_on(&database, &[]), host_on(&database, &[])]);
-    let outbox = hosts[0].folders().scratch_path("outbox.jsonl");
-    create(&hosts[0], mock_config(&outbox, "first"));
+    create(&hosts[0], mock_config("first"));
     std::thread::sleep(Duration::from_millis(300));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -152,10 +148,7 @@ fn two_hundred_changes_under_load_fail_no_send_and_end_on_the_last_connector() {
 
     let mut last = String::new();
     for change in 0..200 {
-        last = create(
-            &hosts[change % 2],
-            mock_config(&outbox, &format!("change {change}")),
-        );
+        last = create(&hosts[change % 2], mock_config(&format!("change {change}")));
     }
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
@@ -189,19 +182,14 @@ fn two_hundred_changes_under_load_fail_no_send_and_end_on_the_last_connector() {
 fn concurrent_creates_on_two_hosts_both_succeed_and_one_is_live() {
     let database = SharedDatabase::on_new_cluster();
     let hosts = Arc::new([host_on(&database, &[]), host_on(&database, &[])]);
-    let outbox = hosts[0].folders().scratch_path("outbox.jsonl");
     for round in 0..10 {
         let barrier = Arc::new(std::sync::Barrier::new(2));
         let creators: Vec<_> = (0..2)
             .map(|index| {
-                let (hosts, barrier, outbox) =
-                    (Arc::clone(&hosts), Arc::clone(&barrier), outbox.clone());
+                let (hosts, barrier) = (Arc::clone(&hosts), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     barrier.wait();
-                    create(
-                        &hosts[index],
-                        mock_config(&outbox, &format!("{round}-{index}")),
-                    )
+                    create(&hosts[index], mock_config(&format!("{round}-{index}")))
                 })
             })
             .collect();
@@ -221,8 +209,7 @@ fn codes_and_limits_are_shared_by_the_hosts() {
     let database = SharedDatabase::on_new_cluster();
     let a = host_on(&database, &["--max-sends-per-recipient", "10"]);
     let b = host_on(&database, &["--max-sends-per-recipient", "10"]);
-    let outbox = a.folders().scratch_path("outbox.jsonl");
-    create(&a, mock_config(&outbox, "Code"));
+    create(&a, mock_config("Code"));
     time_until_served(&b, &served_connector(&a).unwrap(), Duration::from_secs(2)).unwrap();
 
     // Issued through A, verified through B.
@@ -233,7 +220,7 @@ fn codes_and_limits_are_shared_by_the_hosts() {
         Some(&json!({"phone": PHONE})),
     );
     assert_eq!(status, 204, "{body}");
-    let code = outbox_lines(&outbox).pop().unwrap()["payload"]["code"]
+    let code = a.outbox_lines().pop().unwrap()["payload"]["code"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -257,7 +244,7 @@ fn codes_and_limits_are_shared_by_the_hosts() {
         Some(SEND_KEY),
         Some(&json!({"phone": phone})),
     );
-    let code = outbox_lines(&outbox).pop().unwrap()["payload"]["code"]
+    let code = a.outbox_lines().pop().unwrap()["payload"]["code"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -306,8 +293,7 @@ fn a_lost_listener_reconnects_and_catches_up() {
     let database = SharedDatabase::on_new_cluster();
     let a = host_on(&database, &[]);
     let b = host_on(&database, &[]);
-    let outbox = a.folders().scratch_path("outbox.jsonl");
-    let first = create(&a, mock_config(&outbox, "first"));
+    let first = create(&a, mock_config("first"));
     time_until_served(&b, &first, Duration::from_secs(2)).unwrap();
 
     // Cut every listening connection, then change the connector while they are gone.
@@ -315,7 +301,7 @@ fn a_lost_listener_reconnects_and_catches_up() {
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
     );
     assert_eq!(terminated, "2", "each host listens on one connection");
-    let while_away = create(&a, mock_config(&outbox, "while away"));
+    let while_away = create(&a, mock_config("while away"));
     assert!(
         time_until_served(&b, &while_away, Duration::from_secs(3)).is_some(),
         "B did not catch up after losing its listener"
@@ -326,7 +312,7 @@ fn a_lost_listener_reconnects_and_catches_up() {
         assert!(Instant::now() < deadline, "the listeners did not come back");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let after = create(&a, mock_config(&outbox, "after"));
+    let after = create(&a, mock_config("after"));
     let delay = time_until_served(&b, &after, Duration::from_secs(3)).unwrap();
     assert!(delay < Duration::from_millis(500), "{delay:?}");
     assert!(b.log().contains("reconnecting"), "{}", b.log());
@@ -337,13 +323,14 @@ fn postgres_down_fails_closed_and_everything_recovers() {
     let database = SharedDatabase::on_new_cluster();
     let a = host_on(&database, &[]);
     let b = host_on(&database, &[]);
-    let outbox = a.folders().scratch_path("outbox.jsonl");
-    let live = create(&a, mock_config(&outbox, "Code"));
+    let live = create(&a, mock_config("Code"));
     time_until_served(&b, &live, Duration::from_secs(2)).unwrap();
     assert_eq!(send(&b, PHONE).0, 200);
 
     database.cluster.stop();
-    let sent_before = outbox_lines(&outbox).len();
+    // Each host writes what it sends to its own outbox.
+    let sent = || a.outbox_lines().len() + b.outbox_lines().len();
+    let sent_before = sent();
     for host in [&a, &b] {
         let started = Instant::now();
         let (status, body) = send(host, PHONE);
@@ -364,7 +351,7 @@ fn postgres_down_fails_closed_and_everything_recovers() {
         );
         let (status, body) = host.post(
             "/api/connectors",
-            &json!({"connectorId": MOCK, "config": mock_config(&outbox, "during outage")}),
+            &json!({"connectorId": MOCK, "config": mock_config("during outage")}),
         );
         assert_eq!(
             (status, body["code"].as_str()),
@@ -373,7 +360,7 @@ fn postgres_down_fails_closed_and_everything_recovers() {
         );
     }
     assert_eq!(
-        outbox_lines(&outbox).len(),
+        sent(),
         sent_before,
         "nothing was sent without a flow-control decision"
     );
@@ -394,7 +381,7 @@ fn postgres_down_fails_closed_and_everything_recovers() {
     // Nothing saved before the outage was lost, and changes work again on both hosts.
     let (_, connectors) = b.get("/api/connectors");
     assert_eq!(connectors[0]["id"], live.as_str());
-    let next = create(&b, mock_config(&outbox, "after the outage"));
+    let next = create(&b, mock_config("after the outage"));
     assert!(time_until_served(&a, &next, Duration::from_secs(3)).is_some());
 }
 
@@ -402,8 +389,7 @@ fn postgres_down_fails_closed_and_everything_recovers() {
 fn kill_9_of_a_host_in_a_change_leaves_the_other_host_and_the_database_consistent() {
     let database = SharedDatabase::on_new_cluster();
     let b = host_on(&database, &[]);
-    let outbox = b.folders().scratch_path("outbox.jsonl");
-    create(&b, mock_config(&outbox, "before"));
+    create(&b, mock_config("before"));
     for round in 0..5 {
         let a = host_on(&database, &[]);
         let pid = a.pid();
@@ -414,7 +400,8 @@ fn kill_9_of_a_host_in_a_change_leaves_the_other_host_and_the_database_consisten
                 .status();
         });
         for change in 0..20 {
-            let body = json!({"connectorId": MOCK, "config": mock_config(&outbox, &format!("{round}-{change}"))});
+            let body =
+                json!({"connectorId": MOCK, "config": mock_config(&format!("{round}-{change}"))});
             match a.try_request("POST", "/api/connectors", Some(ADMIN_KEY), Some(&body)) {
                 Ok((200, _)) => {}
                 _ => break,
@@ -507,24 +494,18 @@ fn a_host_on_postgres_refuses_to_start_without_shared_key_files_or_admin_key() {
 fn concurrent_patches_on_two_hosts_each_apply_whole() {
     let database = SharedDatabase::on_new_cluster();
     let hosts = Arc::new([host_on(&database, &[]), host_on(&database, &[])]);
-    let outbox = hosts[0].folders().scratch_path("outbox.jsonl");
-    let id = create(&hosts[0], mock_config(&outbox, "created"));
+    let id = create(&hosts[0], mock_config("created"));
     for round in 0..10 {
         let barrier = Arc::new(std::sync::Barrier::new(2));
         let patchers: Vec<_> = (0..2)
             .map(|index| {
-                let (hosts, barrier, outbox, id) = (
-                    Arc::clone(&hosts),
-                    Arc::clone(&barrier),
-                    outbox.clone(),
-                    id.clone(),
-                );
+                let (hosts, barrier, id) = (Arc::clone(&hosts), Arc::clone(&barrier), id.clone());
                 std::thread::spawn(move || {
                     barrier.wait();
                     let label = format!("{round}-{index}");
                     let (status, body) = hosts[index].patch(
                         &format!("/api/connectors/{id}"),
-                        &json!({"config": mock_config(&outbox, &label)}),
+                        &json!({"config": mock_config(&label)}),
                     );
                     assert_eq!(status, 200, "{body}");
                     label
@@ -545,4 +526,408 @@ fn concurrent_patches_on_two_hosts_each_apply_whole() {
             "{content} is neither of {labels:?}"
         );
     }
+}
+
+/// Sends and code requests from `clients` threads to `hosts` until `stop`; every answer that
+/// is a server error other than 503 (or no answer at all) is kept, with how many of each
+/// status came back.
+fn load_until_stopped(
+    hosts: &Arc<Vec<TestHost>>,
+    clients: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(Vec<String>, std::collections::BTreeMap<u16, usize>)>> {
+    (0..clients)
+        .map(|client| {
+            let (hosts, stop) = (Arc::clone(hosts), Arc::clone(stop));
+            std::thread::spawn(move || {
+                let mut wrong = Vec::new();
+                let mut statuses = std::collections::BTreeMap::new();
+                let mut round = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let host = &hosts[(client + round) % hosts.len()];
+                    let phone = format!("+1201555{:04}", 1000 + client);
+                    let answer = if round % 2 == 0 {
+                        host.try_request(
+                            "POST",
+                            "/api/messages",
+                            Some(SEND_KEY),
+                            Some(&json!({"to": phone, "payload": {"code": "123456"}})),
+                        )
+                    } else {
+                        host.try_request(
+                            "POST",
+                            "/api/verification-codes",
+                            Some(SEND_KEY),
+                            Some(&json!({"phone": phone})),
+                        )
+                    };
+                    match answer {
+                        Ok((status, body)) => {
+                            *statuses.entry(status).or_insert(0) += 1;
+                            if status >= 500 && status != 503 {
+                                wrong.push(format!("{status} {body}"));
+                            }
+                        }
+                        Err(error) => wrong.push(format!("no answer: {error}")),
+                    }
+                    round += 1;
+                }
+                (wrong, statuses)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_database_restart_under_load_answers_503_never_500_and_the_hosts_recover() {
+    let database = SharedDatabase::on_new_cluster();
+    let hosts = Arc::new(vec![host_on(&database, &[]), host_on(&database, &[])]);
+    let live = create(&hosts[0], mock_config("Code"));
+    time_until_served(&hosts[1], &live, Duration::from_secs(3)).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load_until_stopped(&hosts, 6, &stop);
+    std::thread::sleep(Duration::from_millis(800));
+    // An operator's restart: every session ends with 57P01 "terminating connection due to
+    // administrator command", some of them in the middle of a request.
+    database.cluster.restart_fast();
+    std::thread::sleep(Duration::from_millis(800));
+    // The same error, aimed at busy connections: sessions terminated one by one under load.
+    for _ in 0..15 {
+        let _ = database.cluster.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'connector-host'",
+        );
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    database.cluster.restart_fast();
+    std::thread::sleep(Duration::from_millis(800));
+    stop.store(true, Ordering::Relaxed);
+    let mut wrong = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    for client in clients {
+        let (client_wrong, client_statuses) = client.join().unwrap();
+        wrong.extend(client_wrong);
+        for (status, count) in client_statuses {
+            *statuses.entry(status).or_insert(0) += count;
+        }
+    }
+    eprintln!("answers during the restarts: {statuses:?}");
+    assert!(
+        wrong.is_empty(),
+        "{} answers were neither success nor 503: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert!(statuses.get(&200).copied().unwrap_or(0) > 0, "{statuses:?}");
+
+    // Both hosts recover by themselves.
+    for host in hosts.iter() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while send(host, PHONE).0 != 200 {
+            assert!(Instant::now() < deadline, "the host did not recover");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    }
+}
+
+/// Issues a code through `host`; the code, from that host's outbox.
+fn issue_code(host: &TestHost, phone: &str) -> String {
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone})),
+    );
+    assert_eq!(status, 204, "{body}");
+    host.outbox_lines().pop().unwrap()["payload"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn verify_code(host: &TestHost, phone: &str, code: &str) -> u16 {
+    host.request(
+        "POST",
+        "/api/verification-codes/verify",
+        Some(SEND_KEY),
+        Some(&json!({"phone": phone, "verificationCode": code})),
+    )
+    .0
+}
+
+fn path_text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// `connector-host <command>` (a key rotation) against the database with its shared key file:
+/// (succeeded, stdout, stderr).
+fn run_command(database: &SharedDatabase, command: &str) -> (bool, String, String) {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(e2e_tests::host_binary())
+        .arg(command)
+        .arg("--data")
+        .arg(scratch.path())
+        .args(["--database-url", &database.url])
+        .args(match command {
+            "rotate-code-hash-key" => [
+                "--code-hash-key-file",
+                path_text(&database.code_hash_key_file),
+            ],
+            _ => ["--secrets-key-file", path_text(&database.secrets_key_file)],
+        })
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `connector-host serve` on the database with `database`'s key files, expected to refuse:
+/// its stderr.
+fn refused_start(database: &SharedDatabase) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(e2e_tests::host_binary())
+        .arg("serve")
+        .arg("--data")
+        .arg(scratch.path())
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY])
+        .args(["--database-url", &database.url])
+        .arg("--code-hash-key-file")
+        .arg(&database.code_hash_key_file)
+        .arg("--secrets-key-file")
+        .arg(&database.secrets_key_file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the host started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_host_with_another_code_hash_key_refuses_to_start_and_a_rotation_never_refuses_a_code() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &[]);
+    create(&a, mock_config("Code"));
+
+    // A second host given another code-hash key file: refused, in one line naming the key
+    // this database's codes are hashed under.
+    let mut stranger = database.clone();
+    let stranger_folder = tempfile::tempdir().unwrap();
+    stranger.code_hash_key_file = stranger_folder.path().join("code-hash-key");
+    std::fs::write(
+        &stranger.code_hash_key_file,
+        "another-key-of-at-least-32-characters-here\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &stranger.code_hash_key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let refusal = refused_start(&stranger);
+    let lines: Vec<&str> = refusal
+        .lines()
+        .filter(|line| line.contains("code-hash key"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{refusal}");
+    assert!(
+        lines[0].contains("this database's codes are hashed under code-hash key")
+            && lines[0].contains("start every host with the same code-hash key file"),
+        "{refusal}"
+    );
+    assert!(!refusal.contains("another-key-of-at-least"));
+    let recorded =
+        database.psql("SELECT value FROM store_settings WHERE name = 'code_hash_key_ids'");
+    assert_eq!(
+        recorded.len(),
+        16,
+        "a fingerprint, never the key: {recorded}"
+    );
+    assert!(lines[0].contains(&recorded), "{refusal}");
+
+    // The rotation: after each step the hosts restart one by one, and at every moment a code
+    // issued by either host verifies on the other.
+    let b = host_on(&database, &[]);
+    let before = issue_code(&a, "+12015550171");
+    let stale_key = std::fs::read(&database.code_hash_key_file).unwrap();
+
+    // Step 1: the new key verifies only. B restarts first; A still runs on the old file.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-code-hash-key");
+    assert!(
+        succeeded && stdout.contains("step 1 of 3"),
+        "{stdout}{stderr}"
+    );
+    let staged_key_file = std::fs::read(&database.code_hash_key_file).unwrap();
+    drop(b);
+    let b = host_on(&database, &[]);
+    let by_b = issue_code(&b, "+12015550172");
+    assert_eq!(verify_code(&a, "+12015550172", &by_b), 204);
+    let by_a = issue_code(&a, "+12015550173");
+    assert_eq!(verify_code(&b, "+12015550173", &by_a), 204);
+    drop(a);
+    let a = host_on(&database, &[]);
+
+    // Step 2: the new key issues. B restarts first; A still runs on the step-1 file.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-code-hash-key");
+    assert!(
+        succeeded && stdout.contains("step 2 of 3"),
+        "{stdout}{stderr}"
+    );
+    drop(b);
+    let b = host_on(&database, &[]);
+    let by_b = issue_code(&b, "+12015550174");
+    assert_eq!(verify_code(&a, "+12015550174", &by_b), 204);
+    let by_a = issue_code(&a, "+12015550175");
+    assert_eq!(verify_code(&b, "+12015550175", &by_a), 204);
+    assert_eq!(
+        verify_code(&b, "+12015550171", &before),
+        204,
+        "issued before the rotation"
+    );
+    drop(a);
+    let a = host_on(&database, &[]);
+    let promoted = issue_code(&a, "+12015550176");
+
+    // Step 3 run with the step-1 file (the old key still in front) is refused: it would drop
+    // the key the hosts issue with.
+    let mut outdated = database.clone();
+    let outdated_folder = tempfile::tempdir().unwrap();
+    outdated.code_hash_key_file = outdated_folder.path().join("code-hash-key");
+    std::fs::write(&outdated.code_hash_key_file, &staged_key_file).unwrap();
+    std::fs::set_permissions(
+        &outdated.code_hash_key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let (succeeded, _, stderr) = run_command(&outdated, "rotate-code-hash-key");
+    assert!(
+        !succeeded && stderr.contains("the rotation promoted key"),
+        "{stderr}"
+    );
+
+    // Step 3: the old key is dropped; codes under the new one go on verifying.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-code-hash-key");
+    assert!(
+        succeeded && stdout.contains("step 3 of 3"),
+        "{stdout}{stderr}"
+    );
+    drop(b);
+    let b = host_on(&database, &[]);
+    assert_eq!(verify_code(&b, "+12015550176", &promoted), 204);
+    assert_eq!(
+        verify_code(&a, "+12015550171", &before),
+        400,
+        "used up already"
+    );
+
+    // A host given the key file from before the rotation is refused.
+    let mut stale = database.clone();
+    let stale_folder = tempfile::tempdir().unwrap();
+    stale.code_hash_key_file = stale_folder.path().join("code-hash-key");
+    std::fs::write(&stale.code_hash_key_file, &stale_key).unwrap();
+    std::fs::set_permissions(
+        &stale.code_hash_key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    assert!(refused_start(&stale).contains("same code-hash key file"));
+}
+
+#[test]
+fn a_host_left_out_of_a_secrets_key_rotation_is_not_ready_and_never_sends_with_the_old_config() {
+    use e2e_tests::CaptureServer;
+    const REQUEST_BUILDING: &str = "request-building-test-connector";
+    let database = SharedDatabase::on_new_cluster();
+    let start = || {
+        HostFolders::on_database(
+            &[("rb.so", &plugin_file("fixture_request_building_connector"))],
+            &database,
+        )
+        .start()
+    };
+    let old_provider = CaptureServer::start(200, r#"{"id": "old-1"}"#);
+    let new_provider = CaptureServer::start(200, r#"{"id": "new-1"}"#);
+    let config = |provider: &CaptureServer, credential: &str| {
+        json!({
+            "endpoint": format!("{}/sms", provider.url),
+            "authorization": format!("Bearer {credential}"),
+            "templates": [{"usageType": "Generic", "content": "Code {{code}}"}]
+        })
+    };
+    let a = start();
+    let b = start();
+    let (status, connector) = a.post(
+        "/api/connectors",
+        &json!({"connectorId": REQUEST_BUILDING, "config": config(&old_provider, "old-credential")}),
+    );
+    assert_eq!(status, 200, "{connector}");
+    let id = connector["id"].as_str().unwrap().to_owned();
+    time_until_served(&b, &id, Duration::from_secs(3)).unwrap();
+    assert_eq!(send(&b, PHONE).0, 200);
+    assert_eq!(old_provider.requests().len(), 1);
+
+    // The rotation; A restarts with the new key file, B is left on the old key.
+    let (succeeded, stdout, stderr) = run_command(&database, "rotate-secrets-key");
+    assert!(succeeded, "{stdout}{stderr}");
+    drop(a);
+    let a = start();
+    // B still serves the connector as it loaded it: the config did not change.
+    assert_eq!(send(&b, PHONE).0, 200);
+    assert_eq!(b.request("GET", "/health", None, None).0, 200);
+    let sent_to_old_provider = old_provider.requests().len();
+
+    // A new endpoint and credential, through A: B cannot open them.
+    let (status, updated) = a.patch(
+        &format!("/api/connectors/{id}"),
+        &json!({"config": config(&new_provider, "new-credential")}),
+    );
+    assert_eq!(status, 200, "{updated}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let health = loop {
+        let (status, health) = b.request("GET", "/health", None, None);
+        if status == 503 {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "B still reports ready: {health}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(health["ready"], json!(false), "{health}");
+    assert_eq!(health["live"]["configReadable"], json!(false), "{health}");
+    assert!(
+        health["live"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("does not hold")),
+        "{health}"
+    );
+    for _ in 0..5 {
+        let (status, refused) = send(&b, PHONE);
+        assert_eq!(
+            (status, refused["code"].as_str()),
+            (503, Some("connector.unavailable")),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        old_provider.requests().len(),
+        sent_to_old_provider,
+        "B sent to the old endpoint with the old credential"
+    );
+    assert_eq!(send(&a, PHONE).0, 200);
+    assert_eq!(new_provider.requests().len(), 1);
+
+    // Restarted with the new key file, B serves the new config.
+    drop(b);
+    let b = start();
+    assert_eq!(b.request("GET", "/health", None, None).0, 200);
+    assert_eq!(send(&b, PHONE).0, 200);
+    let requests = new_provider.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].header("authorization"),
+        Some("Bearer new-credential")
+    );
+    assert_eq!(old_provider.requests().len(), sent_to_old_provider);
 }

@@ -508,3 +508,133 @@ fn check_verifies_and_reports_the_signature_when_keys_are_given() {
     assert_eq!(status, Some(0));
     assert!(serde_json::from_str::<Value>(&stdout).unwrap()["signature"].is_null());
 }
+
+/// A FIFO named `<plugin>.so.minisig` once wedged the host in `open()`: it is refused without
+/// being opened, rescan and `/health` stay prompt, and a real signature put in its place loads
+/// the file. `check` refuses it the same way.
+#[test]
+fn a_fifo_as_the_signature_is_refused_without_blocking() {
+    let key = SigningKey::generate();
+    let release = key.release(&plugin_file("mock_sms"), "libmock.so", "mock 0.1.0");
+    let signature_text = std::fs::read_to_string(signature_file(&release)).unwrap();
+    let folders = HostFolders::new(&[]);
+    let plugins_dir = folders.plugins_dir.clone();
+    let host = start_with_keys(folders, &[&key], &[]);
+    let fifo = plugins_dir.join("libmock.so.minisig");
+    let made = Command::new("mkfifo")
+        .arg("-m")
+        .arg("644")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let installed = plugins_dir.join("libmock.so");
+    std::fs::copy(&release, plugins_dir.join(".libmock.so.tmp")).unwrap();
+    std::fs::rename(plugins_dir.join(".libmock.so.tmp"), &installed).unwrap();
+    wait_until("the refusal", Duration::from_secs(10), || {
+        current_report(&host, "libmock.so").is_some_and(|report| report["status"] == "rejected")
+    });
+    let reason = rejection_reason(&host, "libmock.so");
+    assert!(
+        reason.starts_with("libmock.so.minisig is not a regular file (a FIFO)"),
+        "{reason}"
+    );
+    let (status, _) = host.post("/api/plugins/rescan", &serde_json::json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(host.get("/health").0, 200);
+
+    let (status, stdout, _) = run_host_to_exit(
+        &[
+            "check",
+            installed.to_str().unwrap(),
+            "--trusted-plugin-key",
+            key.public_key(),
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("refused: libmock.so.minisig is not a regular file (a FIFO)"),
+        "{stdout}"
+    );
+
+    std::fs::remove_file(&fifo).unwrap();
+    drop_in_text(&plugins_dir, &signature_text, "libmock.so.minisig");
+    wait_until("the signed file to load", Duration::from_secs(10), || {
+        factory_ids(&host) == [MOCK]
+    });
+}
+
+/// `minisign -S` without `-t` signs the file's name along (`file:libacme.so` in the trusted
+/// comment): a vendor's build installed under another name is refused, with how to fix it,
+/// and loads under the name it was signed as.
+#[test]
+fn a_file_signed_as_one_name_and_installed_under_another_is_refused() {
+    let key = SigningKey::generate();
+    let release = key.folder.path().join("libacme.so");
+    std::fs::copy(plugin_file("mock_sms"), &release).unwrap();
+    minisign(&[
+        "-S".as_ref(),
+        "-s".as_ref(),
+        key.secret_key_file.as_os_str(),
+        "-m".as_ref(),
+        release.as_os_str(),
+    ]);
+    let signature_text = std::fs::read_to_string(signature_file(&release)).unwrap();
+    assert!(
+        signature_text.contains("\tfile:libacme.so"),
+        "{signature_text}"
+    );
+    let release_content = std::fs::read(&release).unwrap();
+
+    let folders = HostFolders::new(&[]);
+    let plugins_dir = folders.plugins_dir.clone();
+    let host = start_with_keys(folders, &[&key], &[]);
+    drop_in_text(&plugins_dir, &signature_text, "libother.so.minisig");
+    let renamed = plugins_dir.join("libother.so");
+    std::fs::write(plugins_dir.join(".libother.so.tmp"), &release_content).unwrap();
+    std::fs::rename(plugins_dir.join(".libother.so.tmp"), &renamed).unwrap();
+    wait_until("the refusal", Duration::from_secs(10), || {
+        current_report(&host, "libother.so").is_some_and(|report| report["status"] == "rejected")
+    });
+    let reason = rejection_reason(&host, "libother.so");
+    assert_eq!(
+        reason,
+        "signed for another file name: libother.so.minisig's trusted comment names \
+         file:libacme.so; install it as libacme.so (with libacme.so.minisig beside it), or have \
+         it signed as libother.so"
+    );
+    assert!(factory_ids(&host).is_empty());
+
+    let (status, stdout, _) = run_host_to_exit(
+        &[
+            "check",
+            renamed.to_str().unwrap(),
+            "--trusted-plugin-key",
+            key.public_key(),
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("refused: signed for another file name"),
+        "{stdout}"
+    );
+
+    // Under the name it was signed as, it loads.
+    drop_in_text(&plugins_dir, &signature_text, "libacme.so.minisig");
+    std::fs::rename(&renamed, plugins_dir.join("libacme.so")).unwrap();
+    wait_until(
+        "the file to load under its own name",
+        Duration::from_secs(10),
+        || factory_ids(&host) == [MOCK],
+    );
+    let report = current_report(&host, "libacme.so").unwrap();
+    assert!(
+        report["trustedComment"]
+            .as_str()
+            .unwrap()
+            .contains("file:libacme.so"),
+        "{report}"
+    );
+}

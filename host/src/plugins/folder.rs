@@ -14,7 +14,9 @@
 //!   loaded code: libraries are never unloaded).
 //!
 //! Trust, as sshd's StrictModes: the folder and every file must not be writable by group or
-//! others, and must be owned by root or by the user the host runs as.
+//! others, and must be owned by root or by the user the host runs as. A plugin file may be a
+//! symlink; then every directory its target (or a link on the way) lives in, up to `/`, is
+//! held to the same rule.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -54,6 +56,9 @@ pub struct ReconcileOutcome {
 struct Fingerprint {
     plugin_file: FileFingerprint,
     signature_file: Option<FileFingerprint>,
+    /// For a symlink, why the directories on its way are untrusted: fixing them (or breaking
+    /// them) re-evaluates the file.
+    symlink_problem: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +178,7 @@ impl PluginFolder {
                 } else {
                     None
                 },
+                symlink_problem: symlink_problem(&path),
             };
             let unchanged = self
                 .files
@@ -182,12 +188,13 @@ impl PluginFolder {
                 continue;
             }
             let previous = self.files.remove(&path).and_then(|tracked| tracked.serving);
-            let loaded = match folder_problem
-                .clone()
-                .or_else(|| trust_problem("plugin file", &path, &metadata))
-            {
+            // The file's trust is judged on the descriptor it is read from, not on `metadata`.
+            let loaded = match folder_problem.clone() {
                 Some(reason) => Err(LoadError::Untrusted { reason }),
-                None => loader.load(&path),
+                None => loader.load_trusted(&path, |opened| {
+                    trust_problem("plugin file", &path, opened)
+                        .or_else(|| fingerprint.symlink_problem.clone())
+                }),
             };
             let tracked = self.accept(
                 &path,
@@ -216,10 +223,12 @@ impl PluginFolder {
         Ok(entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| is_plugin_file_name(path))
+            // FIFOs, devices and sockets are listed too: the loader refuses them (without
+            // opening them) and the report says why.
             .filter_map(|path| {
                 std::fs::metadata(&path)
                     .ok()
-                    .filter(|metadata| metadata.is_file())
+                    .filter(|metadata| !metadata.is_dir())
                     .map(|metadata| (path, metadata))
             })
             .collect())
@@ -445,6 +454,87 @@ fn file_report(
         (ContentOutcome::Serving, None) => {
             unloaded(PluginFileStatus::Rejected, "no build is loaded".to_owned())
         }
+    }
+}
+
+/// Symlinks followed from a plugin file before giving up, as the kernel's limit.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// For a plugin file that is a symlink: why a directory its target, or a symlink on the way,
+/// lives in may not be trusted, if one may not. Each such directory and every directory above
+/// it up to `/` is held to the folder's rule (not writable by group or others, owned by root
+/// or the host's user): whoever can write one of them could swap the code the link leads to.
+fn symlink_problem(path: &Path) -> Option<String> {
+    let mut current = path.to_owned();
+    for _ in 0..MAX_SYMLINK_HOPS {
+        let metadata = std::fs::symlink_metadata(&current).ok()?;
+        if !metadata.file_type().is_symlink() {
+            return None;
+        }
+        let next = match std::fs::read_link(&current) {
+            Ok(target) => current
+                .parent()
+                .unwrap_or_else(|| Path::new("/"))
+                .join(target),
+            Err(error) => {
+                return Some(format!(
+                    "plugin file {}: cannot read the symlink {}: {error}",
+                    path.display(),
+                    current.display()
+                ))
+            }
+        };
+        let directory = next.parent().unwrap_or_else(|| Path::new("/"));
+        let directory = match std::fs::canonicalize(directory) {
+            Ok(directory) => directory,
+            Err(error) => {
+                return Some(format!(
+                "plugin file {} is a symlink to {}, whose directory cannot be resolved: {error}",
+                path.display(),
+                next.display()
+            ))
+            }
+        };
+        for ancestor in directory.ancestors() {
+            let problem = match std::fs::metadata(ancestor) {
+                Ok(metadata) => directory_problem(&metadata),
+                Err(error) => Some(format!("cannot be read: {error}")),
+            };
+            if let Some(problem) = problem {
+                return Some(format!(
+                    "plugin file {} is a symlink to {}, and the directory {} {problem}; keep \
+                     symlinked plugin files in directories only root or the host's user can \
+                     write, up to /",
+                    path.display(),
+                    next.display(),
+                    ancestor.display()
+                ));
+            }
+        }
+        current = next;
+    }
+    Some(format!(
+        "plugin file {} leads through more than {MAX_SYMLINK_HOPS} symlinks",
+        path.display()
+    ))
+}
+
+/// Why a directory on a symlink's way may not be trusted (the folder's rule), if it may not.
+fn directory_problem(metadata: &std::fs::Metadata) -> Option<String> {
+    let mode = metadata.permissions().mode();
+    let owner = metadata.uid();
+    let host_user = rustix::process::geteuid().as_raw();
+    if mode & 0o022 != 0 {
+        Some(format!(
+            "is writable by group or others (mode {:o})",
+            mode & 0o7777
+        ))
+    } else if owner != 0 && owner != host_user {
+        Some(format!(
+            "is owned by uid {owner}, neither root nor the host's user (uid {host_user})"
+        ))
+    } else {
+        None
     }
 }
 

@@ -7,6 +7,11 @@ use std::path::PathBuf;
 pub enum LoadError {
     #[error("cannot read the file: {reason}")]
     Unreadable { reason: String },
+    #[error("{file_name} is not a regular file ({kind}); the host reads only regular files (or symlinks to them) from the plugins folder")]
+    NotRegularFile {
+        file_name: String,
+        kind: &'static str,
+    },
     #[error("the file is {size} bytes, over the {limit}-byte limit for a plugin")]
     TooLarge { size: u64, limit: u64 },
     #[error("not a shared object: the file is empty")]
@@ -49,6 +54,11 @@ pub enum LoadError {
     UntrustedSigningKey { file_name: String, key_id: String },
     #[error("signature for other bytes: {file_name}.minisig by key {key_id} was made for another file or build; sign this build with `minisign -S -s key.sec -m {file_name}`")]
     SignatureForOtherBytes { file_name: String, key_id: String },
+    #[error("signed for another file name: {file_name}.minisig's trusted comment names file:{signed_name}; install it as {signed_name} (with {signed_name}.minisig beside it), or have it signed as {file_name}")]
+    SignedForAnotherName {
+        file_name: String,
+        signed_name: String,
+    },
     #[error("{reason}")]
     Untrusted { reason: String },
     #[error("the new build rejects the live connector's config ({reason}); the previous build keeps serving")]

@@ -28,6 +28,7 @@ use plugin_api::ffi::SmsConnectorModuleRef;
 use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
 use sha2::{Digest, Sha256};
 
+use crate::plugins::folder_file::{read_folder_file, FolderFile, FolderFileError};
 use crate::plugins::load_error::LoadError;
 use crate::plugins::signature::{PluginSignature, TrustedPluginKeys};
 
@@ -95,8 +96,21 @@ impl PluginLoader {
 
     /// Loads one file. Blocking: reads and copies the file and runs dlopen.
     pub fn load(&self, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        self.load_trusted(path, |_| None)
+    }
+
+    /// Loads one file when `trust_problem`, given the `fstat` of the descriptor the file was
+    /// read from, finds nothing wrong with it.
+    pub fn load_trusted(
+        &self,
+        path: &Path,
+        trust_problem: impl FnOnce(&fs::Metadata) -> Option<String>,
+    ) -> Result<LoadedPlugin, LoadError> {
         // The one read of the file: everything below checks, hashes and copies this buffer.
-        let content = read_plugin_file(path)?;
+        let FolderFile { content, metadata } = read_plugin_file(path)?;
+        if let Some(reason) = trust_problem(&metadata) {
+            return Err(LoadError::Untrusted { reason });
+        }
         // Before the signature, so a file still being copied is `incomplete`, not a signature
         // for other bytes; the preflight only reads headers, it runs nothing.
         if content.is_empty() {
@@ -214,19 +228,32 @@ fn check_shared_object(content: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Reads a plugin file whole, refusing anything over [`MAX_PLUGIN_FILE_BYTES`] before reading.
-pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let unreadable = |error: std::io::Error| LoadError::Unreadable {
-        reason: error.to_string(),
-    };
-    let size = fs::metadata(path).map_err(unreadable)?.len();
-    if size > MAX_PLUGIN_FILE_BYTES {
-        return Err(LoadError::TooLarge {
+/// Reads a plugin file whole without blocking: a regular file of at most
+/// [`MAX_PLUGIN_FILE_BYTES`], refused before reading otherwise.
+fn read_plugin_file(path: &Path) -> Result<FolderFile, LoadError> {
+    read_folder_file(path, MAX_PLUGIN_FILE_BYTES).map_err(|error| match error {
+        FolderFileError::Missing => LoadError::Unreadable {
+            reason: "the file is gone".to_owned(),
+        },
+        FolderFileError::NotRegularFile { kind } => LoadError::NotRegularFile {
+            file_name: file_name_of(path),
+            kind,
+        },
+        FolderFileError::TooLarge { size } => LoadError::TooLarge {
             size,
             limit: MAX_PLUGIN_FILE_BYTES,
-        });
-    }
-    fs::read(path).map_err(unreadable)
+        },
+        FolderFileError::Unreadable(error) => LoadError::Unreadable {
+            reason: error.to_string(),
+        },
+    })
+}
+
+/// `libx.so` for `/plugins/libx.so`, for messages.
+pub fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMetadata), LoadError> {

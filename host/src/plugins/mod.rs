@@ -5,6 +5,8 @@
 //! - [`loader`]: one file to a loaded module (one read, ELF preflight, signature check,
 //!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata
 //!   checks).
+//! - [`folder_file`]: reads a plugin or signature file without ever blocking (regular files
+//!   only, opened non-blocking, checked with `fstat`, size-capped).
 //! - [`signature`]: minisign public keys and the check of a file's `.minisig`.
 //! - [`load_error`]: every way a file is refused, one line each.
 //! - [`factory_registry`]: the factories by id and a report per file, swapped whole.
@@ -13,6 +15,7 @@
 
 pub mod factory_registry;
 pub mod folder;
+pub mod folder_file;
 pub mod load_error;
 pub mod loader;
 pub mod signature;

@@ -13,20 +13,22 @@
 //! hex digits.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Serialize;
 
+use crate::plugins::folder_file::{read_folder_file, FolderFileError};
 use crate::plugins::load_error::LoadError;
+use crate::plugins::loader::file_name_of;
 
 /// What follows a plugin file's name to name its signature file: `libx.so.minisig`.
 pub const SIGNATURE_FILE_SUFFIX: &str = ".minisig";
 
-/// A signature file is a few hundred bytes; anything this large is not one, and is not read.
-const MAX_SIGNATURE_FILE_BYTES: u64 = 64 * 1024;
+/// A signature file is a few hundred bytes (minisign caps the trusted comment at 8 KiB);
+/// anything larger is not one, and is not read.
+const MAX_SIGNATURE_FILE_BYTES: u64 = 16 * 1024;
 
 /// The first two bytes of a signature: `ED` for minisign's default (the file's BLAKE2b-512 is
 /// signed), `Ed` for its legacy format (`minisign -l`, the whole file is signed).
@@ -187,33 +189,33 @@ impl TrustedPluginKeys {
         plugin_path: &Path,
         content: &[u8],
     ) -> Result<PluginSignature, LoadError> {
-        let file_name = plugin_path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let file_name = file_name_of(plugin_path);
         let bad_signature = |problem: String| LoadError::BadSignature {
             file_name: file_name.clone(),
             problem,
         };
         let signature_path = signature_path_for(plugin_path);
-        let mut signature_file = match std::fs::File::open(&signature_path) {
+        // Never blocks: a FIFO or device named `.minisig` is refused without being opened.
+        let signature_file = match read_folder_file(&signature_path, MAX_SIGNATURE_FILE_BYTES) {
             Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(LoadError::Unsigned { file_name })
+            Err(FolderFileError::Missing) => return Err(LoadError::Unsigned { file_name }),
+            Err(FolderFileError::NotRegularFile { kind }) => {
+                return Err(LoadError::NotRegularFile {
+                    file_name: file_name_of(&signature_path),
+                    kind,
+                })
             }
-            Err(error) => return Err(bad_signature(format!("cannot be read: {error}"))),
+            Err(FolderFileError::TooLarge { .. }) => {
+                return Err(bad_signature(format!(
+                    "is over {MAX_SIGNATURE_FILE_BYTES} bytes, too large for a signature"
+                )))
+            }
+            Err(FolderFileError::Unreadable(error)) => {
+                return Err(bad_signature(format!("cannot be read: {error}")))
+            }
         };
-        let mut text = String::new();
-        signature_file
-            .by_ref()
-            .take(MAX_SIGNATURE_FILE_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|error| bad_signature(format!("cannot be read: {error}")))?;
-        if text.len() as u64 > MAX_SIGNATURE_FILE_BYTES {
-            return Err(bad_signature(format!(
-                "is over {MAX_SIGNATURE_FILE_BYTES} bytes, too large for a signature"
-            )));
-        }
+        let text = String::from_utf8(signature_file.content)
+            .map_err(|_| bad_signature("is not text, so not a minisign signature".to_owned()))?;
         self.verify(&file_name, content, &text)
     }
 
@@ -262,6 +264,15 @@ impl TrustedPluginKeys {
             .iter()
             .any(|key| key.public_key.verify(content, &signature, false).is_ok())
         {
+            // The trusted comment is authentic now; a name it binds must be this file's.
+            if let Some(signed_name) = signed_file_name(signature.trusted_comment()) {
+                if signed_name != file_name {
+                    return Err(LoadError::SignedForAnotherName {
+                        file_name: file_name.to_owned(),
+                        signed_name: signed_name.to_owned(),
+                    });
+                }
+            }
             return Ok(PluginSignature {
                 key_id: parts.key_id.to_string(),
                 trusted_comment: signature.trusted_comment().to_owned(),
@@ -282,6 +293,16 @@ impl TrustedPluginKeys {
             ))
         }
     }
+}
+
+/// The file name a trusted comment binds the signature to: `minisign -S` writes
+/// `timestamp:<seconds>\tfile:<name>\thashed`, tab-separated fields, `<name>` the signed file's
+/// base name. A comment chosen with `-t` binds none unless one of its tab-separated fields is
+/// `file:<name>`.
+fn signed_file_name(trusted_comment: &str) -> Option<&str> {
+    trusted_comment
+        .split('\t')
+        .find_map(|field| field.strip_prefix("file:"))
 }
 
 /// `libx.so` → `libx.so.minisig`, beside it.
@@ -399,11 +420,33 @@ mod tests {
             TrustedPluginKey::parse(UNTRUSTED_KEY).unwrap(),
             TrustedPluginKey::parse(TRUSTED_KEY).unwrap(),
         ]);
+        // The second is minisign's own trusted comment, which names the file it signed.
         for signature in [BUILD_1_SIGNATURE, BUILD_1_SIGNED_BY_UNTRUSTED_KEY] {
             assert!(keys
-                .verify("libx.so", BUILD_1.as_bytes(), signature)
+                .verify("build-1.bin", BUILD_1.as_bytes(), signature)
                 .is_ok());
         }
+    }
+
+    #[test]
+    fn a_signature_naming_another_file_is_refused_and_one_naming_none_is_not() {
+        let keys = TrustedPluginKeys::new(vec![TrustedPluginKey::parse(UNTRUSTED_KEY).unwrap()]);
+        match keys.verify(
+            "libx.so",
+            BUILD_1.as_bytes(),
+            BUILD_1_SIGNED_BY_UNTRUSTED_KEY,
+        ) {
+            Err(error @ LoadError::SignedForAnotherName { .. }) => {
+                let message = error.to_string();
+                assert!(
+                    message.starts_with("signed for another file name: libx.so.minisig's trusted comment names file:build-1.bin; install it as build-1.bin"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // `-t "mock-sms 0.1.0 release"` names no file: any name loads.
+        assert!(verify_build_1(BUILD_1_SIGNATURE).is_ok());
     }
 
     #[test]
@@ -486,6 +529,18 @@ mod tests {
                 other => panic!("{text:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_file_name_in_minisigns_own_trusted_comment_is_read() {
+        assert_eq!(
+            signed_file_name("timestamp:1796555726\tfile:libacme.so\thashed"),
+            Some("libacme.so")
+        );
+        assert_eq!(signed_file_name("file:libacme.so"), Some("libacme.so"));
+        assert_eq!(signed_file_name("mock-sms 0.1.0 release"), None);
+        // Free text that mentions a file is not a field.
+        assert_eq!(signed_file_name("see file:README for details"), None);
     }
 
     #[test]

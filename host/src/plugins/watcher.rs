@@ -101,7 +101,7 @@ pub async fn rescan_plugin_folder(state: &Arc<AppState>) -> Result<(), String> {
             sha256: factory.plugin.sha256.clone(),
             config: live.config.clone(),
         }),
-        LiveStatus::Unavailable { .. } => None,
+        LiveStatus::Unavailable { .. } | LiveStatus::ConfigUnreadable { .. } => None,
     });
     let reconciling = Arc::clone(state);
     let outcome = tokio::task::spawn_blocking(move || {
@@ -133,7 +133,9 @@ pub async fn rescan_plugin_folder(state: &Arc<AppState>) -> Result<(), String> {
             instance,
         ))));
         metrics::counter!("live_connector_swaps_total").increment(1);
-    } else if live.unavailable_reason().is_some() && registry.get(&live.factory_id).is_some() {
+    } else if matches!(live.status, LiveStatus::Unavailable { .. })
+        && registry.get(&live.factory_id).is_some()
+    {
         let revived = LiveConnector::build(
             &live.connector_id,
             &live.factory_id,

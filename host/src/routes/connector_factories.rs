@@ -22,10 +22,10 @@ pub enum ConnectorType {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({
-    "type": "Sms", "isDemo": false, "platform": null,
+    "type": "Sms", "isDemo": true, "platform": null,
     "id": "mock-short-message-service", "target": "mock-sms",
     "name": {"en": "Mock SMS Service"},
-    "description": {"en": "Writes each message to a local outbox file instead of sending it."},
+    "description": {"en": "Writes each message to the host's outbox file instead of sending it. For development only."},
     "readme": "# Mock SMS connector", "configTemplate": "{\"templates\": []}",
     "formItems": [{"key": "templates", "label": "Templates", "type": "Json", "required": true, "isConfidential": false}],
     "pluginVersion": "0.1.0", "pluginApiVersion": "0.2.0"
@@ -33,6 +33,7 @@ pub enum ConnectorType {
 pub struct FactoryResponse {
     #[serde(rename = "type")]
     pub connector_type: ConnectorType,
+    /// A development connector: it sends nothing (the mock writes to the host's outbox).
     pub is_demo: bool,
     /// Always `null`: Logto gives a platform to social connectors only.
     #[schema(value_type = Option<String>)]
@@ -75,7 +76,9 @@ impl FactoryResponse {
     pub fn new(factory: &Factory) -> Self {
         Self {
             connector_type: ConnectorType::Sms,
-            is_demo: false,
+            is_demo: crate::send::outbox::is_development_factory(
+                &factory.plugin.metadata.connector.id,
+            ),
             platform: None,
             metadata: PluginMetadata::clone(&factory.plugin.metadata),
         }

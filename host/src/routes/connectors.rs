@@ -24,8 +24,8 @@ use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({
     "id": "6wb24mwyos70", "connectorId": "mock-short-message-service", "type": "Sms",
-    "enabled": true, "loaded": true, "orphaned": false,
-    "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null},
+    "isDemo": true, "enabled": true, "loaded": true, "orphaned": false,
+    "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": false},
     "metadata": {}, "createdAt": 1795767771508_i64, "updatedAt": 1795767771508_i64,
     "target": "mock-sms", "name": {"en": "Mock SMS Service"}, "pluginVersion": "0.1.0"
 }))]
@@ -36,6 +36,9 @@ pub struct ConnectorResponse {
     pub connector_id: String,
     #[serde(rename = "type")]
     pub connector_type: crate::routes::connector_factories::ConnectorType,
+    /// A development connector (its factory sends nothing: the mock writes to the host's
+    /// outbox).
+    pub is_demo: bool,
     /// Whether it is the live connector (`false`: retired, kept to switch back to).
     pub enabled: bool,
     /// Whether a loaded plugin provides this connector (and, for the live one, whether it
@@ -94,6 +97,7 @@ fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorRes
         (_, Some(_)) => None,
     };
     ConnectorResponse {
+        is_demo: crate::send::outbox::is_development_factory(&record.factory_id),
         config: secret_keys(factory).mask(&record.config),
         factory_metadata: factory
             .map(|factory| factory_metadata_fields(&factory.plugin.metadata))
@@ -202,6 +206,11 @@ fn make_live(
     ))));
     metrics::counter!("live_connector_swaps_total").increment(1);
     tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "live connector swapped");
+    crate::send::outbox::warn_if_development_connector_is_live(
+        &record.id,
+        &record.factory_id,
+        state.send_executor.outbox_path(),
+    );
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -242,7 +251,7 @@ pub async fn get_connector(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"connectorId": "mock-short-message-service", "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null}}))]
+#[schema(example = json!({"connectorId": "mock-short-message-service", "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": false}}))]
 pub struct CreateConnectorBody {
     /// The factory id, from `GET /api/connector-factories`.
     #[serde(deserialize_with = "crate::request_fields::non_empty_string")]
@@ -285,7 +294,7 @@ pub async fn create_connector(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null}, "metadata": {"note": "staging"}}))]
+#[schema(example = json!({"config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": false}, "metadata": {"note": "staging"}}))]
 pub struct UpdateConnectorBody {
     /// Replaces the whole config (Logto replaces, it does not merge); masked secrets stay.
     /// Left out: the saved config, validated again.
@@ -405,7 +414,7 @@ pub async fn delete_connector(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"phone": "+12015550123", "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": null}, "locale": "en"}))]
+#[schema(example = json!({"phone": "+12015550123", "config": {"templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}], "outbox": false}, "locale": "en"}))]
 pub struct TestConnectorBody {
     /// Where the test code goes.
     #[schema(value_type = crate::phone::PhoneNumber)]

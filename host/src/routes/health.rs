@@ -10,17 +10,20 @@ use serde_json::{json, Value};
 use crate::api_error::Json;
 use crate::server::AppState;
 
-/// Liveness and readiness: `200` when the host can serve, `503` when its shared store cannot
-/// be reached (`store: "unavailable"`; sends are refused meanwhile). Needs no key.
+/// Liveness and readiness: `200` when the host can serve, `503` (`ready: false`) when its
+/// shared store cannot be reached (`store: "unavailable"`) or it cannot open the live
+/// connector's saved config (`live.configReadable: false`, the reason in `live.reason`);
+/// sends are refused meanwhile. Needs no key.
 #[utoipa::path(get, path = "/health", tag = "meta", responses(
     (status = 200, description = "`{status, store, storeKind, generation, live, factories, limits}`", body = Object,
         example = json!({"status": "ok", "store": "ok", "storeKind": "sqlite", "generation": 0,
-            "live": {"connectorId": "6wb24mwyos70", "factoryId": "mock-short-message-service", "ready": true, "reason": null},
+            "ready": true,
+            "live": {"connectorId": "6wb24mwyos70", "factoryId": "mock-short-message-service", "ready": true, "reason": null, "configReadable": true},
             "factories": 5,
             "limits": {"sending": {"maxSendsPerRecipient": 10, "windowSeconds": 600, "resendCooldownSeconds": 60, "allowedCountries": null},
                 "verificationCodes": {"timeToLiveSeconds": 600, "maxAttempts": 10}}})),
-    (status = 503, description = "The shared store cannot be reached: `store: \"unavailable\"`", body = Object,
-        example = json!({"status": "unavailable", "store": "unavailable", "storeKind": "postgres", "generation": 12,
+    (status = 503, description = "The shared store cannot be reached (`store: \"unavailable\"`), or this host cannot open the live connector's saved config (`live.configReadable: false`)", body = Object,
+        example = json!({"status": "unavailable", "ready": false, "store": "unavailable", "storeKind": "postgres", "generation": 12,
             "live": null, "factories": 5, "limits": {}}))))]
 pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let factory_count = state.factories.load().factories().count();
@@ -38,9 +41,16 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
             "factoryId": live.factory_id,
             "ready": live.unavailable_reason().is_none(),
             "reason": live.unavailable_reason(),
+            "configReadable": live.unreadable_config_reason().is_none(),
         })
     });
-    let healthy = store_status == "ok";
+    // A host that cannot open the live connector's saved config (left out of a key rotation,
+    // or the row was not written by a host) cannot send: not ready, so a load balancer takes
+    // it out.
+    let config_unreadable = live
+        .as_ref()
+        .is_some_and(|live| live["configReadable"] == json!(false));
+    let healthy = store_status == "ok" && !config_unreadable;
     let status = if healthy {
         StatusCode::OK
     } else {
@@ -50,6 +60,7 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
         status,
         Json(json!({
             "status": if healthy { "ok" } else { "unavailable" },
+            "ready": healthy,
             "store": store_status,
             "storeKind": store_kind,
             "generation": state.served_generation.load(Ordering::Acquire),

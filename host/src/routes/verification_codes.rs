@@ -129,17 +129,17 @@ pub async fn verify_code(
         .parse(&body.phone)
         .map_err(ApiError::InvalidPhoneNumber)?;
     let template_type = body.template_type.to_string();
-    let presented_hash =
+    let presented_hashes =
         state
             .code_hasher
-            .hash(phone.e164(), &template_type, &body.verification_code);
+            .hashes(phone.e164(), &template_type, &body.verification_code);
     let max_attempts = state.config.code_policy.max_attempts;
     let outcome = state
         .store
         .verify_code(
             phone.e164(),
             &template_type,
-            &presented_hash,
+            &presented_hashes,
             now_millis(),
             max_attempts,
         )

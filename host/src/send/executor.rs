@@ -3,8 +3,10 @@
 //! The host owns all I/O: one shared client (rustls, keep-alive pool), a timeout per request,
 //! a cap on response bodies. It never sends one SMS twice: a request is retried only when it
 //! provably never reached the provider (the connection could not be made), never after a
-//! timeout or any response.
+//! timeout or any response. One destination is not the network: [`HOST_OUTBOX_URL`], the
+//! host's own outbox for development connectors ([`super::outbox`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use arc_swap::ArcSwapOption;
 use plugin_api::{
     ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, SendReceipt, SmsMessage,
 };
+
+use crate::send::outbox::{HostOutbox, SendOrigin, HOST_OUTBOX_URL, MAX_OUTBOX_BYTES};
 
 /// Most steps a send may take (a token fetch and a send is two).
 const MAX_STEPS: usize = 8;
@@ -22,6 +26,9 @@ const CONNECT_ATTEMPTS: u32 = 3;
 pub struct SendExecutorConfig {
     pub request_timeout: Duration,
     pub max_response_bytes: usize,
+    /// The host's outbox file (`<data>/mock-sms-outbox.jsonl`); `None`: development
+    /// connectors' messages are refused.
+    pub outbox_file: Option<PathBuf>,
 }
 
 impl Default for SendExecutorConfig {
@@ -29,6 +36,7 @@ impl Default for SendExecutorConfig {
         Self {
             request_timeout: Duration::from_secs(10),
             max_response_bytes: 1024 * 1024,
+            outbox_file: None,
         }
     }
 }
@@ -49,6 +57,7 @@ pub struct SendExecutor {
     client: reqwest::Client,
     config: SendExecutorConfig,
     last_destination: DestinationCache,
+    outbox: Option<Arc<HostOutbox>>,
 }
 
 /// The URL a connector sent to last, parsed and checked: a connector builds the same URL for
@@ -94,16 +103,27 @@ impl SendExecutor {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        let outbox = config
+            .outbox_file
+            .clone()
+            .map(|path| Arc::new(HostOutbox::new(path, MAX_OUTBOX_BYTES)));
         Ok(Self {
             client,
             config,
             last_destination: DestinationCache::default(),
+            outbox,
         })
+    }
+
+    /// Where development connectors' messages go.
+    pub fn outbox_path(&self) -> Option<&Path> {
+        self.outbox.as_deref().map(HostOutbox::path)
     }
 
     /// Drives one message through a connector until it is done or fails.
     pub async fn send(
         &self,
+        origin: SendOrigin<'_>,
         connector: &ConnectorInstance,
         message: &SmsMessage,
     ) -> Result<SendReceipt, SendError> {
@@ -114,7 +134,7 @@ impl SendExecutor {
             let Some(request) = step.request() else {
                 break;
             };
-            let response = self.perform(request).await?;
+            let response = self.perform(origin, request).await?;
             step = connector
                 .resume(message, &step, &response)
                 .map_err(SendError::Connector)?;
@@ -126,7 +146,14 @@ impl SendExecutor {
         })
     }
 
-    async fn perform(&self, request: &HttpRequest) -> Result<HttpResponse, SendError> {
+    async fn perform(
+        &self,
+        origin: SendOrigin<'_>,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, SendError> {
+        if request.url() == HOST_OUTBOX_URL {
+            return self.answer_from_outbox(origin, request).await;
+        }
         let invalid = |what: String| {
             SendError::Connector(ConnectorError::general(format!(
                 "the connector built an invalid request: {what}"
@@ -181,6 +208,20 @@ impl SendExecutor {
             }
         };
         self.read_response(host, response).await
+    }
+
+    /// The host's outbox answers instead of a provider (see [`super::outbox`]).
+    async fn answer_from_outbox(
+        &self,
+        origin: SendOrigin<'_>,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, SendError> {
+        match &self.outbox {
+            Some(outbox) => outbox.answer(origin, request).await,
+            None => Err(SendError::Connector(ConnectorError::general(
+                "this host has no outbox for development connectors",
+            ))),
+        }
     }
 
     async fn read_response(

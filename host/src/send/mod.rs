@@ -8,10 +8,12 @@
 //!   live connector as a [`SendTarget`], [`SendMetrics`].
 //! - [`flow_control`]: the per-recipient window and resend cooldown, in memory or shared.
 //! - [`executor`]: performs the HTTP requests a connector describes and drives its steps.
+//! - [`outbox`]: the host's outbox, the one destination of development connectors.
 //! - [`vendor_concurrency`]: at most so many sends in progress through one connector.
 
 pub mod executor;
 pub mod flow_control;
+pub mod outbox;
 pub mod vendor_concurrency;
 
 use std::collections::BTreeSet;
@@ -178,6 +180,10 @@ impl<'a> SendTarget<'a> {
                 "the live connector {} cannot send: {reason}",
                 live.connector_id
             ))),
+            LiveStatus::ConfigUnreadable { reason } => Err(ApiError::ConnectorUnavailable {
+                connector_id: live.connector_id.clone(),
+                reason: reason.clone(),
+            }),
         }
     }
 }
@@ -287,9 +293,14 @@ pub async fn send_reserved(
         purpose = purpose.label(),
     );
     let started = Instant::now();
+    let origin = outbox::SendOrigin {
+        // A config test sends through an unsaved config: no connector id.
+        connector_id: (purpose != SendPurpose::ConfigTest).then_some(target.connector_id),
+        factory_id: target.factory_id,
+    };
     let result = state
         .send_executor
-        .send(target.instance, &message)
+        .send(origin, target.instance, &message)
         .instrument(span)
         .await;
     let elapsed = started.elapsed();

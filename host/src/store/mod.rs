@@ -11,13 +11,14 @@
 //! hashes only (see `verification_code`), one per phone and usage type: a new code replaces
 //! the previous one.
 
+pub mod code_hash_keys;
 pub mod key_rotation;
 pub mod postgres;
 pub mod secrets_keyring;
 pub mod sqlite;
 mod sqlite_writer;
 
-pub use secrets_keyring::{SealingReport, SecretsKeyring};
+pub use secrets_keyring::{SealingReport, SecretsKeyring, UnreadableConfig};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -103,6 +104,16 @@ pub trait ConnectorStore: Send + Sync {
     /// `rotate-secrets-key`, one transaction: every config sealed again under the keyring's
     /// first key, which becomes the recorded one.
     async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError>;
+    /// A setting the store records for the hosts that share it (a key fingerprint), if any.
+    async fn read_setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Records `value` under `name` unless a value is recorded already; returns the recorded
+    /// value (of two hosts that start together, the first one's).
+    async fn record_setting_once(&self, name: &str, value: &str) -> Result<String, StoreError>;
+    /// Sets (`Some`) or removes (`None`) settings, in one transaction.
+    async fn write_settings(
+        &self,
+        settings: Vec<(&'static str, Option<String>)>,
+    ) -> Result<(), StoreError>;
 }
 
 /// Verification codes: what the code routes use. Every method is one transaction (on SQLite,
@@ -118,13 +129,14 @@ pub trait VerificationCodeStore: Send + Sync {
         code_hash: &[u8],
     ) -> Result<(), StoreError>;
     /// One transaction: refuses an expired code or one past its attempts, counts a wrong
-    /// attempt durably, and consumes a right one (a code works once). The hashes are compared
-    /// in constant time.
+    /// attempt durably, and consumes a right one (a code works once). `presented_hashes`: the
+    /// presented code under each code-hash key (several during a key rotation); it is right
+    /// when one of them is the stored hash. The hashes are compared in constant time.
     async fn verify_code(
         &self,
         phone: &str,
         template_type: &str,
-        presented_hash: &[u8],
+        presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError>;
@@ -145,12 +157,28 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store error: {0}")]
     Failed(String),
+    /// A saved config this host cannot open (in clear, sealed under a key it lacks, altered
+    /// or moved): the connector is not used; `503 connector.unavailable`.
+    #[error("{}", .0.reason)]
+    ConfigUnreadable(UnreadableConfig),
 }
 
 impl From<serde_json::Error> for StoreError {
     fn from(error: serde_json::Error) -> Self {
         StoreError::Failed(format!("stored JSON is invalid: {error}"))
     }
+}
+
+/// Whether the stored hash is one of the presented ones, compared in constant time (every
+/// presented hash is compared, whichever matches).
+pub(crate) fn hash_matches_any(stored: &[u8], presented_hashes: &[Vec<u8>]) -> bool {
+    use subtle::ConstantTimeEq;
+    let matched = presented_hashes
+        .iter()
+        .fold(subtle::Choice::from(0), |matched, presented| {
+            matched | stored.ct_eq(presented)
+        });
+    bool::from(matched)
 }
 
 /// Milliseconds since the Unix epoch, the stores' clock.

@@ -18,14 +18,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use subtle::ConstantTimeEq;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
+    SealingReport, StoreError, UnreadableConfig, UpdateOutcome, VerificationCodeStore,
+    VerifyOutcome,
 };
 
 mod embedded {
@@ -44,10 +45,21 @@ const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        // A database error (a constraint, a bad statement) is ours; anything else (closed
+        // A database error (a constraint, a bad statement) is ours, unless it says the
+        // database is going away or cannot take the connection now; anything else (closed
         // connection, I/O, TLS) means the database cannot be reached now.
         match error.as_db_error() {
-            Some(database_error) => StoreError::Failed(format!(
+            Some(database_error)
+                if !error.is_closed()
+                    && !means_unreachable(database_error.code(), database_error.message()) =>
+            {
+                StoreError::Failed(format!(
+                    "{}: {}",
+                    database_error.code().code(),
+                    database_error.message()
+                ))
+            }
+            Some(database_error) => StoreError::Unavailable(format!(
                 "{}: {}",
                 database_error.code().code(),
                 database_error.message()
@@ -55,6 +67,20 @@ impl From<tokio_postgres::Error> for StoreError {
             None => StoreError::Unavailable(error.to_string()),
         }
     }
+}
+
+/// Whether a database error means the server is going away or cannot take connections now
+/// (a restart, a failover, a crash): the request fails closed with 503, as when the database
+/// cannot be reached at all, and the pool replaces the connection.
+fn means_unreachable(code: &SqlState, message: &str) -> bool {
+    let code = code.code();
+    // Class 08: connection exceptions. 57P01-57P03: administrator or crash shutdown, cannot
+    // connect now (starting up, shutting down, in recovery). 53300: too many connections.
+    code.starts_with("08")
+        || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+        || message.contains("the database system is shutting down")
+        || message.contains("the database system is starting up")
+        || message.contains("terminating connection")
 }
 
 /// The PostgreSQL store.
@@ -70,7 +96,8 @@ pub struct PostgresStore {
 #[derive(Debug, Clone)]
 pub struct LiveSnapshot {
     pub generation: i64,
-    pub live: Option<ConnectorRecord>,
+    /// The live connector, or why its config cannot be opened here (then it must not send).
+    pub live: Option<Result<ConnectorRecord, UnreadableConfig>>,
 }
 
 /// The outcome of one flow-control reservation.
@@ -122,11 +149,12 @@ fn read_record(
     first: usize,
 ) -> Result<ConnectorRecord, StoreError> {
     let id: String = row.try_get(first)?;
+    let factory_id: String = row.try_get(first + 1)?;
     let sealed_config: String = row.try_get(first + 2)?;
     let metadata: String = row.try_get(first + 3)?;
     Ok(ConnectorRecord {
-        factory_id: row.try_get(first + 1)?,
-        config: keyring.open(&id, &sealed_config)?,
+        config: keyring.open(&id, &factory_id, &sealed_config)?,
+        factory_id,
         metadata: serde_json::from_str(&metadata)?,
         enabled: row.try_get(first + 4)?,
         created_at: row.try_get(first + 5)?,
@@ -291,15 +319,18 @@ impl PostgresStore {
                 .map_err(StoreError::Failed)?;
             let mut report = SealingReport::new(self.keyring.sealing_key_id());
             for row in transaction
-                .query("SELECT id, config FROM connectors", &[])
+                .query("SELECT id, factory_id, config FROM connectors", &[])
                 .await?
             {
                 let id: String = row.try_get(0)?;
-                let stored: String = row.try_get(1)?;
+                let factory_id: String = row.try_get(1)?;
+                let stored: String = row.try_get(2)?;
                 let rewritten = self.keyring.reseal_stored_config(
                     &id,
+                    &factory_id,
                     &stored,
                     during_rotation,
+                    recorded_key_id.is_none(),
                     &mut report,
                 )?;
                 if let Some(sealed) = rewritten {
@@ -355,7 +386,11 @@ impl PostgresStore {
             let live_id: Option<String> = row.try_get(1)?;
             let live = match live_id {
                 None => None,
-                Some(_) => Some(read_record(&self.keyring, &row, 1)?),
+                Some(_) => match read_record(&self.keyring, &row, 1) {
+                    Ok(record) => Some(Ok(record)),
+                    Err(StoreError::ConfigUnreadable(unreadable)) => Some(Err(unreadable)),
+                    Err(error) => return Err(error),
+                },
             };
             Ok(LiveSnapshot { generation, live })
         })
@@ -528,7 +563,11 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn live(&self) -> Result<Option<ConnectorRecord>, StoreError> {
-        Ok(self.live_snapshot().await?.live)
+        self.live_snapshot()
+            .await?
+            .live
+            .transpose()
+            .map_err(StoreError::ConfigUnreadable)
     }
 
     async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
@@ -546,7 +585,7 @@ impl ConnectorStore for PostgresStore {
                     &[
                         &connector.id,
                         &connector.factory_id,
-                        &self.keyring.seal(&connector.id, &connector.config)?,
+                        &self.keyring.seal(&connector.id, &connector.factory_id, &connector.config)?,
                         &connector.metadata.to_string(),
                         &now,
                     ],
@@ -607,7 +646,7 @@ impl ConnectorStore for PostgresStore {
                     transaction
                         .execute(
                             "UPDATE connectors SET config = $2, metadata = $3, updated_at = $4 WHERE id = $1",
-                            &[&read.id, &self.keyring.seal(&read.id, &config)?, &metadata.to_string(), &now_millis()],
+                            &[&read.id, &self.keyring.seal(&read.id, &read.factory_id, &config)?, &metadata.to_string(), &now_millis()],
                         )
                         .await?;
                     match select_one(&transaction, &self.keyring, &read.id).await? {
@@ -649,6 +688,67 @@ impl ConnectorStore for PostgresStore {
 
     async fn reseal_all_configs(&self) -> Result<SealingReport, StoreError> {
         self.reseal_configs(true).await
+    }
+
+    async fn read_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        within_deadline(async {
+            Ok(self
+                .client()
+                .await?
+                .query_opt("SELECT value FROM store_settings WHERE name = $1", &[&name])
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?)
+        })
+        .await
+    }
+
+    async fn record_setting_once(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        within_deadline(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO store_settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&name, &value],
+                )
+                .await?;
+            Ok(client
+                .query_one("SELECT value FROM store_settings WHERE name = $1", &[&name])
+                .await?
+                .try_get(0)?)
+        })
+        .await
+    }
+
+    async fn write_settings(
+        &self,
+        settings: Vec<(&'static str, Option<String>)>,
+    ) -> Result<(), StoreError> {
+        within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            for (name, value) in &settings {
+                match value {
+                    Some(value) => {
+                        transaction
+                            .execute(
+                                "INSERT INTO store_settings (name, value) VALUES ($1, $2)
+                             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                                &[name, value],
+                            )
+                            .await?
+                    }
+                    None => {
+                        transaction
+                            .execute("DELETE FROM store_settings WHERE name = $1", &[name])
+                            .await?
+                    }
+                };
+            }
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -694,7 +794,7 @@ impl VerificationCodeStore for PostgresStore {
         &self,
         phone: &str,
         template_type: &str,
-        presented_hash: &[u8],
+        presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
@@ -718,7 +818,7 @@ impl VerificationCodeStore for PostgresStore {
                         VerifyOutcome::Expired
                     } else if failed_attempts >= max_attempts {
                         VerifyOutcome::ExceededMaxTry
-                    } else if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
+                    } else if hash_matches_any(&code_hash, presented_hashes) {
                         transaction
                             .execute(
                                 "DELETE FROM verification_codes WHERE phone = $1 AND type = $2",
@@ -759,5 +859,47 @@ impl VerificationCodeStore for PostgresStore {
             Ok(usize::try_from(purged).unwrap_or(usize::MAX))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_that_mean_the_database_is_going_away_are_unavailable() {
+        for code in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::CONNECTION_EXCEPTION,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            SqlState::PROTOCOL_VIOLATION,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ] {
+            assert!(means_unreachable(&code, "whatever"), "{}", code.code());
+        }
+        assert!(means_unreachable(
+            &SqlState::from_code("XX000"),
+            "the database system is shutting down"
+        ));
+        assert!(means_unreachable(
+            &SqlState::from_code("XX000"),
+            "the database system is starting up"
+        ));
+        for code in [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::SYNTAX_ERROR,
+            SqlState::UNDEFINED_TABLE,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::QUERY_CANCELED,
+        ] {
+            assert!(
+                !means_unreachable(&code, "duplicate key"),
+                "{}",
+                code.code()
+            );
+        }
     }
 }

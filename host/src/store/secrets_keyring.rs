@@ -17,7 +17,15 @@
 //! rotate-secrets-key` adds a key in front, reseals every config in one transaction, then drops
 //! the old key; interrupted at any point, running it again finishes the job.
 //!
-//! A sealed value: `sealed1:<key id: 16 hex digits>:<base64 of nonce (24 bytes) + ciphertext>`.
+//! A sealed value: `sealed2:<key id: 16 hex digits>:<base64 of nonce (24 bytes) + ciphertext>`,
+//! bound (associated data) to the connector id and the factory id: moved to another row, or
+//! with its row's factory id changed, it does not open. `sealed1:` values (connector id
+//! only, written by older versions) still open and are sealed as `sealed2` on the next write.
+//!
+//! Once the store records its sealing key, a config stored in clear is refused, never sealed:
+//! only a host with the key writes configs, so a clear one was written by something else (a
+//! database writer redirecting codes). Configs in clear are sealed only on the first start
+//! of a database that never recorded a key (one from before sealing existed).
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -31,11 +39,17 @@ use zeroize::Zeroizing;
 
 use super::StoreError;
 
-const SEALED_PREFIX: &str = "sealed1:";
+/// The format hosts seal with: bound to the connector id and the factory id.
+const SEALED_PREFIX: &str = "sealed2:";
+/// The first format, bound to the connector id only: still opened (configs saved by an older
+/// version, or by an older host during a rolling upgrade), sealed again as `sealed2` on the
+/// next write of the connector or by `rotate-secrets-key`.
+const SEALED_V1_PREFIX: &str = "sealed1:";
 const NONCE_BYTES: usize = 24;
 const KEY_BYTES: usize = 32;
-/// Binds a sealed config to the format version and to the connector it belongs to.
-const ASSOCIATED_DATA_PREFIX: &[u8] = b"connector-host sealed config v1\0";
+/// Bind a sealed config to its format version and to what it belongs to.
+const ASSOCIATED_DATA_V1_PREFIX: &[u8] = b"connector-host sealed config v1\0";
+const ASSOCIATED_DATA_V2_PREFIX: &[u8] = b"connector-host sealed config v2\0";
 
 const KEYRING_FILE_HEADER: &str = "\
 # connector-host secrets keyring: the first key seals saved connector configs, every key opens them.
@@ -221,42 +235,19 @@ impl SecretsKeyring {
     /// Replaces the file durably: a private temp file, fsync, rename over, fsync the folder. A
     /// crash leaves the old keyring or the new one, never a torn one.
     pub fn write_file(&self, path: &Path) -> Result<(), String> {
-        let failed = |error: std::io::Error| {
+        write_private_file(path, self.file_text().as_bytes()).map_err(|error| {
             format!(
                 "cannot write the secrets key file {}: {error}",
                 path.display()
             )
-        };
-        let folder = match path.parent() {
-            Some(folder) if !folder.as_os_str().is_empty() => folder,
-            _ => Path::new("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "secrets-key".to_owned());
-        let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
-        let written = (|| {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temporary)?;
-            file.write_all(self.file_text().as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&temporary, path)?;
-            std::fs::File::open(folder)?.sync_all()
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temporary);
-        }
-        written.map_err(failed)
+        })
     }
 
-    /// Seals a config under the first key, bound to its connector's id.
+    /// Seals a config under the first key, bound to its connector's id and factory id.
     pub fn seal(
         &self,
         connector_id: &str,
+        factory_id: &str,
         config: &serde_json::Value,
     ) -> Result<String, StoreError> {
         let key = &self.keys[0];
@@ -265,7 +256,7 @@ impl SecretsKeyring {
             StoreError::Failed(format!("cannot draw a nonce from the OS: {error}"))
         })?;
         let plaintext = Zeroizing::new(config.to_string().into_bytes());
-        let associated_data = associated_data(connector_id);
+        let associated_data = associated_data_v2(connector_id, factory_id);
         let ciphertext = key
             .cipher
             .encrypt(
@@ -286,34 +277,49 @@ impl SecretsKeyring {
         ))
     }
 
-    /// Opens a config sealed by [`Self::seal`] for this connector id. A value sealed under a
-    /// key this keyring lacks, or changed in any way, is an error naming the connector.
-    pub fn open(&self, connector_id: &str, stored: &str) -> Result<serde_json::Value, StoreError> {
-        let unreadable = |why: &str| {
-            StoreError::Failed(format!(
-                "the saved config of connector {connector_id:?} {why}"
-            ))
+    /// Opens a config sealed by [`Self::seal`] for this connector and factory (or, in the
+    /// first format, for this connector). A config in clear, one sealed under a key this
+    /// keyring lacks, or one changed or moved in any way is [`StoreError::ConfigUnreadable`],
+    /// naming the connector.
+    pub fn open(
+        &self,
+        connector_id: &str,
+        factory_id: &str,
+        stored: &str,
+    ) -> Result<serde_json::Value, StoreError> {
+        let unreadable = |key_not_held: bool, why: String| {
+            StoreError::ConfigUnreadable(UnreadableConfig {
+                connector_id: connector_id.to_owned(),
+                factory_id: factory_id.to_owned(),
+                key_not_held,
+                reason: format!("the saved config of connector {connector_id:?} {why}"),
+            })
         };
-        let Some((key_id, encoded)) = stored
-            .strip_prefix(SEALED_PREFIX)
-            .and_then(|rest| rest.split_once(':'))
-        else {
+        let (associated_data, rest) = if let Some(rest) = stored.strip_prefix(SEALED_PREFIX) {
+            (associated_data_v2(connector_id, factory_id), rest)
+        } else if let Some(rest) = stored.strip_prefix(SEALED_V1_PREFIX) {
+            (associated_data_v1(connector_id), rest)
+        } else {
             return Err(unreadable(
-                "is not sealed (the database was written by something other than connector-host)",
+                false,
+                format!("is not sealed: {NOT_SEALED_ADVICE}"),
             ));
         };
+        let Some((key_id, encoded)) = rest.split_once(':') else {
+            return Err(unreadable(false, "is damaged (no key id)".to_owned()));
+        };
         let Some(key) = self.keys.iter().find(|key| key.id == key_id) else {
-            // Unavailable (503), not a failure: a host left behind by a key rotation serves
-            // again once it restarts with the new key file.
-            return Err(StoreError::Unavailable(format!(
-                "the saved config of connector {connector_id:?} is sealed under secrets key {key_id}, which this host's key file does not hold (start every host with the same secrets key file)"
+            // A host left behind by a key rotation: it serves again once it restarts with
+            // the new key file.
+            return Err(unreadable(true, format!(
+                "is sealed under secrets key {key_id}, which this host's key file does not hold (start every host with the same secrets key file: after a rotation, copy the new one here and restart)"
             )));
         };
         let sealed_bytes = base64::engine::general_purpose::STANDARD_NO_PAD
             .decode(encoded)
-            .map_err(|_| unreadable("is damaged (not base64)"))?;
+            .map_err(|_| unreadable(false, "is damaged (not base64)".to_owned()))?;
         if sealed_bytes.len() < NONCE_BYTES {
-            return Err(unreadable("is damaged (too short)"));
+            return Err(unreadable(false, "is damaged (too short)".to_owned()));
         }
         let (nonce, ciphertext) = sealed_bytes.split_at(NONCE_BYTES);
         let plaintext = Zeroizing::new(
@@ -322,49 +328,124 @@ impl SecretsKeyring {
                     XNonce::from_slice(nonce),
                     Payload {
                         msg: ciphertext,
-                        aad: &associated_data(connector_id),
+                        aad: &associated_data,
                     },
                 )
-                .map_err(|_| unreadable("does not open with its key (it was altered, or belongs to another connector)"))?,
+                .map_err(|_| unreadable(false, "does not open with its key (it was altered, or belongs to another connector or factory)".to_owned()))?,
         );
         Ok(serde_json::from_slice(&plaintext)?)
     }
 }
 
-/// Whether a stored config is sealed (as opposed to plain JSON from before sealing existed).
-pub fn is_sealed(stored: &str) -> bool {
-    stored.starts_with(SEALED_PREFIX)
+/// What to do about a config in clear once the store records a key.
+const NOT_SEALED_ADVICE: &str = "written to the database by something other than a host (hosts seal every config they save); it is not used: delete the connector and create it again through the API, or restore the row from a backup";
+
+/// A saved config this host cannot open: the connector is not used (never a config it did not
+/// seal, never a stale one), and the reason is one line naming the connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableConfig {
+    pub connector_id: String,
+    pub factory_id: String,
+    /// Sealed under a key this host's key file lacks (a rotation it was left out of).
+    pub key_not_held: bool,
+    pub reason: String,
 }
 
-fn associated_data(connector_id: &str) -> Vec<u8> {
-    let mut data = ASSOCIATED_DATA_PREFIX.to_vec();
+/// Replaces a key file durably: a private (0600) temp file, fsync, rename over, fsync the
+/// folder. A crash leaves the old file or the new one, never a torn one.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "key".to_owned());
+    let temporary = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        std::fs::File::open(folder)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// Whether a stored config is sealed (in either format), as opposed to plain JSON.
+pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(SEALED_PREFIX) || stored.starts_with(SEALED_V1_PREFIX)
+}
+
+fn associated_data_v1(connector_id: &str) -> Vec<u8> {
+    let mut data = ASSOCIATED_DATA_V1_PREFIX.to_vec();
     data.extend_from_slice(connector_id.as_bytes());
     data
 }
 
+/// Each part length-prefixed, so no two (connector id, factory id) pairs give the same bytes.
+fn associated_data_v2(connector_id: &str, factory_id: &str) -> Vec<u8> {
+    let mut data = ASSOCIATED_DATA_V2_PREFIX.to_vec();
+    for part in [connector_id, factory_id] {
+        data.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        data.extend_from_slice(part.as_bytes());
+    }
+    data
+}
+
 impl SecretsKeyring {
-    /// What start-up or a rotation writes back for one stored config: a config in clear is
-    /// sealed; a sealed one is opened (so a config that no key opens stops the whole run
-    /// before anything commits) and, when `reseal_sealed`, sealed again under the first key.
-    /// `None`: the stored value stays.
+    /// What start-up or a rotation writes back for one stored config. A config in clear is
+    /// sealed only when `first_sealing` (the store never recorded a key: a database from
+    /// before sealing); otherwise it is refused, left as it is (it does not open) and
+    /// reported. A sealed one is opened and, when `reseal_sealed`, sealed again under the
+    /// first key in the current format; one that does not open (altered, moved to another
+    /// row or factory, sealed under a key the keyring lacks) is refused and reported the
+    /// same way: it was unreadable before and stays so, its connector is unavailable, and
+    /// the other connectors go on. `None`: the stored value stays.
     pub fn reseal_stored_config(
         &self,
         connector_id: &str,
+        factory_id: &str,
         stored: &str,
         reseal_sealed: bool,
+        first_sealing: bool,
         report: &mut SealingReport,
     ) -> Result<Option<String>, StoreError> {
         if !is_sealed(stored) {
+            if !first_sealing {
+                let refusal = format!(
+                    "connector {connector_id:?}: config is not sealed: {NOT_SEALED_ADVICE}"
+                );
+                tracing::error!(%connector_id, %factory_id, "{refusal}");
+                report.refused.push(connector_id.to_owned());
+                return Ok(None);
+            }
             let config: serde_json::Value = serde_json::from_str(stored)?;
             report.sealed_from_clear += 1;
-            return self.seal(connector_id, &config).map(Some);
+            return self.seal(connector_id, factory_id, &config).map(Some);
         }
-        let config = self.open(connector_id, stored)?;
+        let config = match self.open(connector_id, factory_id, stored) {
+            Ok(config) => config,
+            Err(StoreError::ConfigUnreadable(unreadable)) => {
+                tracing::error!(%connector_id, %factory_id, "{}; the connector is not used", unreadable.reason);
+                report.refused.push(connector_id.to_owned());
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         if !reseal_sealed {
             return Ok(None);
         }
         report.resealed += 1;
-        self.seal(connector_id, &config).map(Some)
+        self.seal(connector_id, factory_id, &config).map(Some)
     }
 }
 
@@ -377,6 +458,9 @@ pub struct SealingReport {
     pub sealed_from_clear: usize,
     /// Sealed configs sealed again under the first key (a rotation).
     pub resealed: usize,
+    /// Connectors whose config is in clear although the store records a key, or does not
+    /// open: refused (left as stored, never used).
+    pub refused: Vec<String>,
 }
 
 impl SealingReport {
@@ -385,6 +469,7 @@ impl SealingReport {
             key_id: key_id.to_owned(),
             sealed_from_clear: 0,
             resealed: 0,
+            refused: Vec::new(),
         }
     }
 
@@ -423,53 +508,175 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_sealed_config_opens_only_with_its_key_and_its_connector_id() {
+    fn a_sealed_config_opens_only_with_its_key_its_connector_id_and_its_factory_id() {
         let keyring = SecretsKeyring::generate().unwrap();
         let config = json!({"authToken": "twilio-secret-123", "endpoint": "https://api.example"});
-        let sealed = keyring.seal("connector-a", &config).unwrap();
+        let sealed = keyring.seal("connector-a", "twilio", &config).unwrap();
         assert!(is_sealed(&sealed));
+        assert!(sealed.starts_with("sealed2:"));
         assert!(!sealed.contains("twilio-secret-123"));
         assert!(!sealed.contains("api.example"));
-        assert_eq!(keyring.open("connector-a", &sealed).unwrap(), config);
+        assert_eq!(
+            keyring.open("connector-a", "twilio", &sealed).unwrap(),
+            config
+        );
         // Pasted into another connector's row: refused.
         let moved = keyring
-            .open("connector-b", &sealed)
+            .open("connector-b", "twilio", &sealed)
             .unwrap_err()
             .to_string();
         assert!(moved.contains("belongs to another connector"), "{moved}");
+        // Its row's factory id changed (the config sent to another plugin): refused.
+        let refactored = keyring
+            .open("connector-a", "http-sms", &sealed)
+            .unwrap_err();
+        assert!(
+            matches!(refactored, StoreError::ConfigUnreadable(ref unreadable)
+            if unreadable.connector_id == "connector-a" && !unreadable.key_not_held)
+        );
+        // The length prefixes keep (id, factory) pairs apart.
+        assert_ne!(associated_data_v2("ab", "c"), associated_data_v2("a", "bc"));
         // Another installation's key: refused, naming the key id.
         let other = SecretsKeyring::generate().unwrap();
-        let foreign = other.open("connector-a", &sealed).unwrap_err().to_string();
-        assert!(foreign.contains(keyring.sealing_key_id()), "{foreign}");
+        let foreign = other.open("connector-a", "twilio", &sealed).unwrap_err();
+        assert!(
+            matches!(&foreign, StoreError::ConfigUnreadable(unreadable) if unreadable.key_not_held)
+        );
+        assert!(
+            foreign.to_string().contains(keyring.sealing_key_id()),
+            "{foreign}"
+        );
         // One character changed: refused.
         let mut altered = sealed.clone().into_bytes();
         let last = altered.len() - 2;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
         let altered = String::from_utf8(altered).unwrap();
-        assert!(keyring.open("connector-a", &altered).is_err());
-        // Plain JSON: refused.
-        assert!(keyring.open("connector-a", &config.to_string()).is_err());
+        assert!(keyring.open("connector-a", "twilio", &altered).is_err());
+        // Plain JSON: refused, naming the connector.
+        let plain = keyring
+            .open("connector-a", "twilio", &config.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(plain.contains("\"connector-a\" is not sealed"), "{plain}");
         // Two seals of one config differ (a fresh nonce each time).
-        assert_ne!(keyring.seal("connector-a", &config).unwrap(), sealed);
+        assert_ne!(
+            keyring.seal("connector-a", "twilio", &config).unwrap(),
+            sealed
+        );
+    }
+
+    /// A value in the first format, bound to the connector id only, as older versions sealed.
+    fn seal_v1(keyring: &SecretsKeyring, connector_id: &str, config: &serde_json::Value) -> String {
+        let nonce = [7u8; NONCE_BYTES];
+        let ciphertext = keyring.keys[0]
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: config.to_string().as_bytes(),
+                    aad: &associated_data_v1(connector_id),
+                },
+            )
+            .unwrap();
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&ciphertext);
+        format!(
+            "sealed1:{}:{}",
+            keyring.sealing_key_id(),
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+        )
+    }
+
+    #[test]
+    fn configs_sealed_in_the_first_format_still_open_and_are_resealed_bound_to_the_factory() {
+        let keyring = SecretsKeyring::generate().unwrap();
+        let config = json!({"apiKey": "k"});
+        let old = seal_v1(&keyring, "c", &config);
+        assert!(is_sealed(&old));
+        assert_eq!(keyring.open("c", "twilio", &old).unwrap(), config);
+        assert!(keyring.open("d", "twilio", &old).is_err());
+        let mut report = SealingReport::new(keyring.sealing_key_id());
+        let resealed = keyring
+            .reseal_stored_config("c", "twilio", &old, true, false, &mut report)
+            .unwrap()
+            .unwrap();
+        assert!(resealed.starts_with("sealed2:"));
+        assert_eq!(keyring.open("c", "twilio", &resealed).unwrap(), config);
+        assert!(keyring.open("c", "http-sms", &resealed).is_err());
+    }
+
+    #[test]
+    fn a_config_in_clear_is_sealed_only_on_the_first_sealing() {
+        let keyring = SecretsKeyring::generate().unwrap();
+        let plain = json!({"endpoint": "https://attacker.example"}).to_string();
+        let mut report = SealingReport::new(keyring.sealing_key_id());
+        let sealed = keyring
+            .reseal_stored_config("c", "http-sms", &plain, false, true, &mut report)
+            .unwrap();
+        assert!(sealed.is_some_and(|sealed| is_sealed(&sealed)));
+        assert_eq!(report.sealed_from_clear, 1);
+        // Once a key is recorded, a config in clear was written by something else: refused,
+        // left as it is (it does not open), reported by connector.
+        let mut report = SealingReport::new(keyring.sealing_key_id());
+        for reseal_sealed in [false, true] {
+            assert_eq!(
+                keyring
+                    .reseal_stored_config(
+                        "c",
+                        "http-sms",
+                        &plain,
+                        reseal_sealed,
+                        false,
+                        &mut report
+                    )
+                    .unwrap(),
+                None
+            );
+        }
+        assert_eq!(report.sealed_from_clear, 0);
+        assert_eq!(report.refused, vec!["c", "c"]);
+        // A sealed config that does not open here (moved to another factory's row): refused
+        // and reported the same way, never fatal to the other connectors.
+        let sealed = keyring
+            .seal("c", "twilio", &json!({"apiKey": "k"}))
+            .unwrap();
+        let mut report = SealingReport::new(keyring.sealing_key_id());
+        for reseal_sealed in [false, true] {
+            assert_eq!(
+                keyring
+                    .reseal_stored_config(
+                        "c",
+                        "http-sms",
+                        &sealed,
+                        reseal_sealed,
+                        false,
+                        &mut report
+                    )
+                    .unwrap(),
+                None
+            );
+        }
+        assert_eq!(report.refused, vec!["c", "c"]);
+        assert_eq!(report.rewritten(), 0);
     }
 
     #[test]
     fn a_rotated_keyring_opens_old_values_and_seals_with_the_new_key() {
         let old = SecretsKeyring::generate().unwrap();
-        let sealed_before = old.seal("c", &json!({"apiKey": "k"})).unwrap();
+        let sealed_before = old.seal("c", "f", &json!({"apiKey": "k"})).unwrap();
         let rotating = old.with_new_sealing_key().unwrap();
         assert_ne!(rotating.sealing_key_id(), old.sealing_key_id());
         assert!(rotating.holds(old.sealing_key_id()));
         assert_eq!(
-            rotating.open("c", &sealed_before).unwrap(),
+            rotating.open("c", "f", &sealed_before).unwrap(),
             json!({"apiKey": "k"})
         );
-        let sealed_after = rotating.seal("c", &json!({"apiKey": "k"})).unwrap();
+        let sealed_after = rotating.seal("c", "f", &json!({"apiKey": "k"})).unwrap();
         assert!(sealed_after.contains(rotating.sealing_key_id()));
         let finished = rotating.sealing_key_only();
         assert_eq!(finished.key_ids(), vec![rotating.sealing_key_id()]);
-        assert!(finished.open("c", &sealed_before).is_err());
-        assert!(finished.open("c", &sealed_after).is_ok());
+        assert!(finished.open("c", "f", &sealed_before).is_err());
+        assert!(finished.open("c", "f", &sealed_after).is_ok());
     }
 
     #[test]

@@ -14,13 +14,11 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use subtle::ConstantTimeEq;
-
 use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
 use super::sqlite_writer::SqliteWriterHandle;
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
+    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -176,6 +174,59 @@ impl ConnectorStore for SqliteStore {
             })
             .await
     }
+
+    async fn read_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let name = name.to_owned();
+        self.writer
+            .run_batched(move |connection, _| read_setting(connection, &name))
+            .await
+    }
+
+    async fn record_setting_once(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        self.writer
+            .run_batched(move |connection, _| {
+                connection.execute(
+                    "INSERT INTO store_settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                    params![name, value],
+                )?;
+                read_setting(connection, &name)?
+                    .ok_or_else(|| StoreError::Failed(format!("the setting {name} is missing")))
+            })
+            .await
+    }
+
+    async fn write_settings(
+        &self,
+        settings: Vec<(&'static str, Option<String>)>,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run_batched(move |connection, _| {
+                for (name, value) in &settings {
+                    match value {
+                        Some(value) => connection.execute(
+                            "INSERT INTO store_settings (name, value) VALUES (?1, ?2)
+                             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                            params![name, value],
+                        )?,
+                        None => connection
+                            .execute("DELETE FROM store_settings WHERE name = ?1", params![name])?,
+                    };
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+fn read_setting(connection: &Connection, name: &str) -> Result<Option<String>, StoreError> {
+    Ok(connection
+        .query_row(
+            "SELECT value FROM store_settings WHERE name = ?1",
+            params![name],
+            |row| row.get(0),
+        )
+        .optional()?)
 }
 
 #[async_trait::async_trait]
@@ -208,14 +259,14 @@ impl VerificationCodeStore for SqliteStore {
         &self,
         phone: &str,
         template_type: &str,
-        presented_hash: &[u8],
+        presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
-        let (phone, template_type, presented_hash) = (
+        let (phone, template_type, presented_hashes) = (
             phone.to_owned(),
             template_type.to_owned(),
-            presented_hash.to_owned(),
+            presented_hashes.to_vec(),
         );
         self.writer
             .run_batched(move |connection, _| {
@@ -223,7 +274,7 @@ impl VerificationCodeStore for SqliteStore {
                     connection,
                     &phone,
                     &template_type,
-                    &presented_hash,
+                    &presented_hashes,
                     now,
                     max_attempts,
                 )
@@ -258,7 +309,7 @@ fn finish_record(
     keyring: &SecretsKeyring,
     (mut record, sealed_config, metadata): (ConnectorRecord, String, String),
 ) -> Result<ConnectorRecord, StoreError> {
-    record.config = keyring.open(&record.id, &sealed_config)?;
+    record.config = keyring.open(&record.id, &record.factory_id, &sealed_config)?;
     record.metadata = serde_json::from_str(&metadata)?;
     Ok(record)
 }
@@ -335,7 +386,7 @@ fn insert_live(
         params![
             connector.id,
             connector.factory_id,
-            keyring.seal(&connector.id, &connector.config)?,
+            keyring.seal(&connector.id, &connector.factory_id, &connector.config)?,
             connector.metadata.to_string(),
             now
         ],
@@ -378,7 +429,7 @@ fn update(
                 "UPDATE connectors SET config = ?2, metadata = ?3, updated_at = ?4 WHERE id = ?1",
                 params![
                     read.id,
-                    keyring.seal(&read.id, &config)?,
+                    keyring.seal(&read.id, &read.factory_id, &config)?,
                     metadata.to_string(),
                     now_millis()
                 ],
@@ -419,18 +470,24 @@ fn reseal_configs(
     )
     .map_err(StoreError::Failed)?;
     let stored_configs = {
-        let mut statement = transaction.prepare("SELECT id, config FROM connectors")?;
+        let mut statement = transaction.prepare("SELECT id, factory_id, config FROM connectors")?;
         let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
     let mut report = SealingReport::new(keyring.sealing_key_id());
-    for (id, stored) in stored_configs {
+    for (id, factory_id, stored) in stored_configs {
         let rewritten = keyring.reseal_stored_config(
             &id,
+            &factory_id,
             &stored,
             scope == ResealScope::Rotation,
+            recorded_key_id.is_none(),
             &mut report,
         )?;
         if let Some(sealed) = rewritten {
@@ -491,7 +548,7 @@ fn verify_code(
     connection: &Connection,
     phone: &str,
     template_type: &str,
-    presented_hash: &[u8],
+    presented_hashes: &[Vec<u8>],
     now: i64,
     max_attempts: u32,
 ) -> Result<VerifyOutcome, StoreError> {
@@ -510,7 +567,7 @@ fn verify_code(
             VerifyOutcome::ExceededMaxTry
         }
         Some((code_hash, _, failed_attempts)) => {
-            if bool::from(code_hash.as_slice().ct_eq(presented_hash)) {
+            if hash_matches_any(&code_hash, presented_hashes) {
                 connection
                     .prepare_cached(
                         "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2",
@@ -615,7 +672,7 @@ mod tests {
         assert!(!contains(&raw, "token-AAAA-1111"));
         assert!(!contains(&raw, "token-BBBB-2222"));
         assert!(!contains(&raw, "sms.example"));
-        assert!(contains(&raw, "sealed1:"));
+        assert!(contains(&raw, "sealed2:"));
         assert_eq!(
             store.get("first").await.unwrap().unwrap().config["authToken"],
             "token-BBBB-2222"
@@ -651,6 +708,70 @@ mod tests {
         // Once sealed, the next start-up rewrites nothing.
         let again = store.prepare_sealing().await.unwrap();
         assert_eq!(again.rewritten(), 0);
+        // A config written in clear now (the key is recorded) is refused, not sealed: it stays
+        // as written, does not open, and the live connector reads as unreadable, by name.
+        let planted = "{\"authToken\":\"planted-4444\"}";
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE connectors SET config = ?1 WHERE id = 'old'",
+                [planted],
+            )
+            .unwrap();
+        let refused = store.prepare_sealing().await.unwrap();
+        assert_eq!(refused.refused, vec!["old"]);
+        assert_eq!(refused.rewritten(), 0);
+        match store.live().await {
+            Err(StoreError::ConfigUnreadable(unreadable)) => {
+                assert_eq!(unreadable.connector_id, "old");
+                assert!(
+                    unreadable.reason.contains("is not sealed"),
+                    "{}",
+                    unreadable.reason
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let rotation = store.reseal_all_configs().await.unwrap();
+        assert_eq!(rotation.refused, vec!["old"]);
+        assert!(
+            contains(&raw_store_bytes(&dir), "planted-4444"),
+            "left as written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sealed_config_moved_to_another_factory_does_not_open_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir).await;
+        store
+            .insert_live(connector_with_secret("kept", "t-1"))
+            .await
+            .unwrap();
+        store
+            .insert_live(connector_with_secret("moved", "t-2"))
+            .await
+            .unwrap();
+        Connection::open(dir.path().join("store.sqlite3"))
+            .unwrap()
+            .execute(
+                "UPDATE connectors SET factory_id = 'another-plugin' WHERE id = 'moved'",
+                [],
+            )
+            .unwrap();
+        let report = store.prepare_sealing().await.unwrap();
+        assert_eq!(report.refused, vec!["moved"]);
+        match store.live().await {
+            Err(StoreError::ConfigUnreadable(unreadable)) => {
+                assert_eq!(unreadable.factory_id, "another-plugin");
+                assert!(unreadable.reason.contains("another connector or factory"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            store.get("kept").await.unwrap().unwrap().config["authToken"],
+            "t-1"
+        );
     }
 
     #[tokio::test]
@@ -755,7 +876,7 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .verify_code("+12015550123", "SignIn", hash, now, 2)
+                    .verify_code("+12015550123", "SignIn", &[hash.to_vec()], now, 2)
                     .await
                     .unwrap()
             }
@@ -826,9 +947,11 @@ mod tests {
             .step_by(2)
             .map(|phone| {
                 let (store, phone) = (store.clone(), phone.clone());
-                tokio::spawn(
-                    async move { store.verify_code(&phone, "SignIn", b"right", 1, 3).await },
-                )
+                tokio::spawn(async move {
+                    store
+                        .verify_code(&phone, "SignIn", &[b"right".to_vec()], 1, 3)
+                        .await
+                })
             })
             .collect();
         for verify in verifies {
@@ -851,7 +974,7 @@ mod tests {
             };
             assert_eq!(
                 reopened
-                    .verify_code(phone, "SignIn", b"right", 1, 3)
+                    .verify_code(phone, "SignIn", &[b"right".to_vec()], 1, 3)
                     .await
                     .unwrap(),
                 expected,
@@ -875,7 +998,7 @@ mod tests {
         assert!(panicked.to_string().contains("panicked"), "{panicked}");
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", b"half-done", 1, 3)
+                .verify_code("+12015550123", "SignIn", &[b"half-done".to_vec()], 1, 3)
                 .await
                 .unwrap(),
             VerifyOutcome::NotFound,
@@ -884,7 +1007,7 @@ mod tests {
         store.save_code(new_code(b"right", 1000)).await.unwrap();
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", b"right", 1, 3)
+                .verify_code("+12015550123", "SignIn", &[b"right".to_vec()], 1, 3)
                 .await
                 .unwrap(),
             VerifyOutcome::Verified

@@ -1,38 +1,57 @@
-//! Logto's mock SMS connector: renders the template and appends the message to an outbox file
-//! instead of sending it. The one bundled plugin that touches the filesystem, as a development
-//! aid; it still performs no network I/O and spawns nothing.
+//! Logto's mock SMS connector: renders the template and hands the message to the host's
+//! outbox instead of sending it. Sans-IO like every plugin: its one request goes to
+//! [`HOST_OUTBOX_URL`], a destination the host serves itself by appending the body as one
+//! line to a file it owns (`<data>/mock-sms-outbox.jsonl`); no network client serves it.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use plugin_api::{
     english, find_template_for, render_template, ConnectorError, ConnectorMetadata, FormItem,
-    FormItemType, SendProgress, SendReceipt, SmsConnector, SmsMessage, SmsTemplate, Step,
+    FormItemType, HttpRequest, SendProgress, SendReceipt, SmsConnector, SmsMessage, SmsTemplate,
+    Step,
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub const FACTORY_ID: &str = "mock-short-message-service";
+
+/// The host's outbox: a URL with a scheme of its own, answered by the host, never sent.
+pub const HOST_OUTBOX_URL: &str = "connector-host:outbox";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MockSmsConfig {
     pub templates: Vec<SmsTemplate>,
-    /// Missing: a file in the system temp dir; `null`: discard.
-    #[serde(default = "default_outbox")]
-    pub outbox: Option<PathBuf>,
+    /// `true` (the default): each message goes to the host's outbox; `false`: discarded.
+    #[serde(default = "default_outbox", deserialize_with = "outbox_switch")]
+    pub outbox: bool,
 }
 
-fn default_outbox() -> Option<PathBuf> {
-    Some(std::env::temp_dir().join("connector-host-mock-sms-outbox.jsonl"))
+fn default_outbox() -> bool {
+    true
+}
+
+/// The switch, and the values saved before it was one: a path (`"/tmp/outbox.jsonl"`, now
+/// ignored: the host owns the file) means on, `null` (discard) means off.
+fn outbox_switch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        Switch(bool),
+        // Read to check it is text, then ignored: the host owns the file.
+        LegacyPath(#[allow(dead_code)] String),
+    }
+    Ok(match Option::<Saved>::deserialize(deserializer)? {
+        Some(Saved::Switch(on)) => on,
+        Some(Saved::LegacyPath(_)) => true,
+        None => false,
+    })
 }
 
 pub struct MockSms {
     config: MockSmsConfig,
 }
 
-/// One line of the outbox.
+/// What the mock hands to the host's outbox (the host adds `connectorId` and `factoryId`).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct OutboxEntry {
     pub to: String,
@@ -60,7 +79,7 @@ impl SmsConnector for MockSms {
             id: FACTORY_ID.to_owned(),
             target: "mock-sms".to_owned(),
             name: english("Mock SMS Service"),
-            description: english("Writes each message to a local outbox file instead of sending it. For development only."),
+            description: english("Writes each message to the host's outbox file instead of sending it. For development only."),
             readme: include_str!("../README.md").to_owned(),
             logo: Some(LOGO_SVG.to_owned()),
             logo_dark: None,
@@ -70,9 +89,9 @@ impl SmsConnector for MockSms {
                     .required()
                     .default_value(serde_json::from_str::<serde_json::Value>(CONFIG_TEMPLATE).map(|c| c["templates"].clone()).unwrap_or_default())
                     .description("One template per usage type; Generic serves the others. {{code}} is replaced by the code."),
-                FormItem::new("outbox", "Outbox file", FormItemType::Text)
-                    .placeholder("/tmp/connector-host-mock-sms-outbox.jsonl")
-                    .description("Where messages are appended as JSON lines. Leave out for the temp dir; null to discard."),
+                FormItem::new("outbox", "Write to the host outbox", FormItemType::Switch)
+                    .default_value(serde_json::Value::Bool(true))
+                    .description("On: each message is appended to the host's outbox file (mock-sms-outbox.jsonl in its data directory). Off: messages are discarded."),
             ],
         }
     }
@@ -101,7 +120,24 @@ impl SmsConnector for MockSms {
         Ok(Self { config })
     }
 
-    fn step(&self, message: &SmsMessage, _progress: SendProgress) -> Result<Step, ConnectorError> {
+    fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
+        if let Some(answer) = progress.last_response() {
+            // The host's answer to the outbox request: the id travelled in the state.
+            if !answer.is_success() {
+                return Err(ConnectorError::general(format!(
+                    "the host outbox answered {}: {}",
+                    answer.status(),
+                    answer.body_excerpt(200)
+                )));
+            }
+            let provider_message_id = progress
+                .state()
+                .as_str()
+                .ok_or_else(|| ConnectorError::general("the send lost its message id"))?;
+            return Ok(Step::done(SendReceipt::with_provider_message_id(
+                provider_message_id,
+            )));
+        }
         let template = find_template_for(&self.config.templates, message)?;
         let content = render_template(&template.content, message.payload());
         let now = SystemTime::now();
@@ -113,39 +149,25 @@ impl SmsConnector for MockSms {
                 .map(|elapsed| elapsed.as_nanos())
                 .unwrap_or_default()
         );
-        if let Some(outbox) = &self.config.outbox {
-            let entry = OutboxEntry {
-                to: message.to().to_owned(),
-                template_type: message.template_type().to_string(),
-                content,
-                payload: message.payload().to_json_map(),
-                at: humantime::format_rfc3339_millis(now).to_string(),
-            };
-            append_line(outbox, &entry)?;
+        if !self.config.outbox {
+            return Ok(Step::done(SendReceipt::with_provider_message_id(
+                provider_message_id,
+            )));
         }
-        Ok(Step::done(SendReceipt::with_provider_message_id(
-            provider_message_id,
-        )))
+        let entry = OutboxEntry {
+            to: message.to().to_owned(),
+            template_type: message.template_type().to_string(),
+            content,
+            payload: message.payload().to_json_map(),
+            at: humantime::format_rfc3339_millis(now).to_string(),
+        };
+        let body = serde_json::to_value(&entry)
+            .map_err(|error| ConnectorError::general(error.to_string()))?;
+        Ok(Step::http_with_state(
+            HttpRequest::post_json(HOST_OUTBOX_URL, &body),
+            serde_json::Value::String(provider_message_id),
+        ))
     }
-}
-
-/// One `write` of the whole line on a file opened for append, so concurrent sends never
-/// interleave their lines.
-fn append_line(outbox: &PathBuf, entry: &OutboxEntry) -> Result<(), ConnectorError> {
-    let mut line =
-        serde_json::to_vec(entry).map_err(|error| ConnectorError::general(error.to_string()))?;
-    line.push(b'\n');
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(outbox)
-        .and_then(|mut file| file.write_all(&line))
-        .map_err(|error| {
-            ConnectorError::general(format!(
-                "cannot append to outbox {}: {error}",
-                outbox.display()
-            ))
-        })
 }
 
 const LOGO_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><rect x="3" y="5" width="18" height="14" rx="2" fill="none" stroke="#5d34f2" stroke-width="2"/><path d="M3 7l9 6 9-6" fill="none" stroke="#5d34f2" stroke-width="2"/></svg>"##;
@@ -155,7 +177,7 @@ plugin_api::export_sms_connector!(MockSms);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_api::{run_send, ConnectorErrorCode, ConnectorModule, TemplateType};
+    use plugin_api::{run_send, ConnectorErrorCode, ConnectorModule, HttpResponse, TemplateType};
     use serde_json::json;
 
     fn message(template_type: TemplateType) -> SmsMessage {
@@ -166,13 +188,9 @@ mod tests {
         )
     }
 
-    fn outbox_path(test_name: &str) -> PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "mock-sms-test-{}-{test_name}.jsonl",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&path);
-        path
+    fn normalized_outbox(config: serde_json::Value) -> serde_json::Value {
+        let (normalized, _) = plugin_api::validate_config::<MockSms>(config).unwrap();
+        normalized["outbox"].clone()
     }
 
     #[test]
@@ -180,20 +198,44 @@ mod tests {
         let metadata = MockSms::metadata();
         assert_eq!(metadata.problems(), Vec::<String>::new());
         let template: serde_json::Value = serde_json::from_str(&metadata.config_template).unwrap();
-        let (normalized, _) = plugin_api::validate_config::<MockSms>(template).unwrap();
-        assert!(normalized["outbox"]
-            .as_str()
-            .unwrap()
-            .ends_with("connector-host-mock-sms-outbox.jsonl"));
+        assert_eq!(normalized_outbox(template), json!(true));
     }
 
     #[test]
-    fn null_outbox_is_kept_as_null() {
-        let (normalized, _) = plugin_api::validate_config::<MockSms>(
-            json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null}),
-        )
-        .unwrap();
-        assert_eq!(normalized["outbox"], serde_json::Value::Null);
+    fn the_outbox_is_a_switch_never_a_path() {
+        let metadata = MockSms::metadata();
+        let outbox = metadata
+            .form_items
+            .iter()
+            .find(|item| item.key == "outbox")
+            .unwrap();
+        assert_eq!(outbox.item_type, FormItemType::Switch);
+        assert!(metadata
+            .form_items
+            .iter()
+            .all(|item| item.item_type != FormItemType::Text));
+    }
+
+    #[test]
+    fn saved_outbox_values_are_normalized_to_the_switch() {
+        let templates = json!([{"usageType": "Generic", "content": "{{code}}"}]);
+        let with = |outbox: serde_json::Value| json!({"templates": templates, "outbox": outbox});
+        assert_eq!(normalized_outbox(with(json!(true))), json!(true));
+        assert_eq!(normalized_outbox(with(json!(false))), json!(false));
+        // Saved before the switch: a path (ignored, the host owns the file) and null (discard).
+        assert_eq!(
+            normalized_outbox(with(json!("/home/me/.bashrc"))),
+            json!(true)
+        );
+        assert_eq!(normalized_outbox(with(json!(null))), json!(false));
+        assert_eq!(
+            normalized_outbox(json!({"templates": templates})),
+            json!(true)
+        );
+        let wrong = plugin_api::validate_config::<MockSms>(with(json!(3)))
+            .err()
+            .unwrap();
+        assert_eq!(wrong.code, ConnectorErrorCode::InvalidConfig);
     }
 
     #[test]
@@ -223,20 +265,30 @@ mod tests {
     }
 
     #[test]
-    fn send_appends_rendered_line_with_generic_fallback() {
-        let outbox = outbox_path("fallback");
-        let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": outbox});
+    fn send_hands_the_rendered_message_to_the_host_outbox_with_generic_fallback() {
+        // A legacy path: ignored, the message goes to the host's outbox all the same.
+        let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": "/tmp/anywhere.jsonl"});
         let (_, connector) = plugin_api::validate_config::<MockSms>(config).unwrap();
+        let mut requests = Vec::new();
         let receipt = run_send(
             &connector,
             &message(TemplateType::SignIn),
-            |_| unreachable!("mock does no HTTP"),
+            |request| {
+                requests.push((
+                    request.method().to_owned(),
+                    request.url().to_owned(),
+                    request.body().to_vec(),
+                ));
+                HttpResponse::new(200, Vec::new())
+            },
             4,
         )
         .unwrap();
         assert!(receipt.provider_message_id().unwrap().starts_with("mock-"));
-        let lines = std::fs::read_to_string(&outbox).unwrap();
-        let entry: OutboxEntry = serde_json::from_str(lines.trim()).unwrap();
+        assert_eq!(requests.len(), 1);
+        let (method, url, body) = &requests[0];
+        assert_eq!((method.as_str(), url.as_str()), ("POST", HOST_OUTBOX_URL));
+        let entry: OutboxEntry = serde_json::from_slice(body).unwrap();
         assert_eq!(
             (
                 entry.to.as_str(),
@@ -245,13 +297,46 @@ mod tests {
             ),
             ("+12015550123", "SignIn", "Code 123456")
         );
-        let _ = std::fs::remove_file(outbox);
+        assert_eq!(entry.payload["code"], "123456");
+    }
+
+    #[test]
+    fn a_refusing_host_outbox_is_an_error() {
+        let (_, connector) = plugin_api::validate_config::<MockSms>(
+            json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}]}),
+        )
+        .unwrap();
+        let error = run_send(
+            &connector,
+            &message(TemplateType::Generic),
+            |_| HttpResponse::new(500, "disk full"),
+            4,
+        )
+        .unwrap_err();
+        assert_eq!(error.code, ConnectorErrorCode::General);
+        assert!(error.message.contains("disk full"), "{}", error.message);
+    }
+
+    #[test]
+    fn outbox_off_sends_nothing() {
+        let (_, connector) = plugin_api::validate_config::<MockSms>(
+            json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false}),
+        )
+        .unwrap();
+        let receipt = run_send(
+            &connector,
+            &message(TemplateType::Generic),
+            |_| unreachable!("a discarding mock makes no request"),
+            4,
+        )
+        .unwrap();
+        assert!(receipt.provider_message_id().unwrap().starts_with("mock-"));
     }
 
     #[test]
     fn missing_template_is_template_not_found() {
         let (_, connector) = plugin_api::validate_config::<MockSms>(
-            json!({"templates": [{"usageType": "SignIn", "content": "x"}], "outbox": null}),
+            json!({"templates": [{"usageType": "SignIn", "content": "x"}], "outbox": false}),
         )
         .unwrap();
         let error = connector
@@ -266,16 +351,19 @@ mod tests {
         let metadata = module.metadata().unwrap();
         assert_eq!(metadata.connector.id, FACTORY_ID);
         assert_eq!(metadata.plugin_api_version, plugin_api::PLUGIN_API_VERSION);
-        let config =
-            json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": null});
+        let config = json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}]});
         let instance = module.instantiate(&config).unwrap();
-        let step = instance
-            .step(&message(TemplateType::Generic), SendProgress::start())
+        let message = message(TemplateType::Generic);
+        let step = instance.start(&message).unwrap();
+        let request = step.request().unwrap();
+        assert_eq!(request.url(), HOST_OUTBOX_URL);
+        let done = instance
+            .resume(&message, &step, &HttpResponse::new(200, Vec::new()))
             .unwrap();
-        assert!(step
+        assert!(done
             .receipt()
             .and_then(SendReceipt::provider_message_id)
-            .is_some());
+            .is_some_and(|id| id.starts_with("mock-")));
         let error = module
             .validate_config(&json!({"templates": "nope"}))
             .unwrap_err();

@@ -9,12 +9,14 @@ export function connectorName(connector) {
   return localized(connector.name) || connector.connectorId;
 }
 
-/** Live, not loaded, orphaned: what an operator must know about a connector at a glance. */
+/** Live, not loaded, orphaned, demo: what an operator must know about a connector at a glance. */
 export function connectorStatusBadges(connector) {
   return [
     connector.enabled ? badge('Live', 'live') : badge('Retired', 'neutral'),
     connector.loaded ? null : badge('Not loaded', 'error'),
     connector.orphaned ? badge('Orphaned', 'warning') : null,
+    // A development connector sends nothing: its messages go to the host's outbox file.
+    connector.isDemo ? badge('Demo', 'warning') : null,
   ];
 }
 

@@ -5,13 +5,24 @@ import { ApiError, checkAdminKey, storeAdminKey } from './api.js';
 import { h, replaceChildren } from './dom.js';
 
 export function renderSignIn(container, { message, onSignedIn }) {
+  // The admin key is not a password to keep: a browser's own password manager offers to save
+  // any type=password field it sees submitted, whatever `autocomplete` says, so this is a text
+  // field masked by CSS (`.secret-input`: -webkit-text-security, in Chromium, Safari and
+  // Firefox 114+), with `autocomplete="off"` and the hints the common password-manager
+  // extensions honour (1Password, LastPass, Bitwarden, Dashlane) to leave it alone.
   const keyInput = h('input', {
     id: 'admin-key',
-    type: 'password',
-    name: 'admin-key',
-    autocomplete: 'current-password',
-    required: true,
+    type: 'text',
+    class: 'secret-input',
+    autocomplete: 'off',
+    autocapitalize: 'off',
+    autocorrect: 'off',
     spellcheck: 'false',
+    required: true,
+    'data-1p-ignore': true,
+    'data-lpignore': 'true',
+    'data-bwignore': 'true',
+    'data-form-type': 'other',
     'aria-describedby': 'admin-key-hint sign-in-error',
   });
   const error = h('p', { id: 'sign-in-error', class: 'field-error', role: 'alert', hidden: true });
@@ -45,6 +56,8 @@ export function renderSignIn(container, { message, onSignedIn }) {
     try {
       await checkAdminKey(key);
       storeAdminKey(key);
+      // Not left in the page after sign-in.
+      keyInput.value = '';
       onSignedIn();
     } catch (failure) {
       if (failure instanceof ApiError && failure.status === 401) {

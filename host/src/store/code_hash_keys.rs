@@ -1,0 +1,286 @@
+//! The code-hash keys a store's hosts share: the store records their fingerprints (never a
+//! key), so a host started with another key file refuses to start instead of issuing codes
+//! the other hosts refuse with `code_mismatch`; and `connector-host rotate-code-hash-key`
+//! replaces the key in three steps that never make one host refuse another's codes.
+//!
+//! The key file holds one key per line: the first issues codes, every key verifies them
+//! (`verification_code::CodeHasher`). The store records the fingerprints a host must hold
+//! (`code_hash_key_ids`, file order) and, during a rotation, its step
+//! (`code_hash_key_rotation`). A host starts when its issuing key is recorded and it holds
+//! every recorded key. The rotation, one step per run of the command, each followed by
+//! copying the key file to every host and restarting them one by one:
+//! 1. stage: a new key is added *behind* the old one (it verifies, it does not issue) and
+//!    recorded; hosts with the old file and with the new one issue under the old key and
+//!    both verify it.
+//! 2. promote: the new key moves in front (it issues); every host already holds it since
+//!    step 1, so codes issued by a promoted host verify on the others, and the other way round.
+//! 3. finish (once the code TTL has passed since the last host was promoted): the old key is
+//!    dropped from the file and from the record; codes issued under it have expired.
+//!
+//! Each step writes the key file before the record, so an interrupted step is finished by
+//! running the command again, and no key is lost.
+
+use std::path::{Path, PathBuf};
+
+use super::postgres::PostgresStore;
+use super::secrets_keyring::SecretsKeyring;
+use super::sqlite::SqliteStore;
+use super::ConnectorStore;
+use crate::verification_code::CodeHasher;
+
+/// The fingerprints every host must hold, comma-separated, the issuing key's first.
+pub const KEY_IDS_SETTING: &str = "code_hash_key_ids";
+/// `staged` or `promoted` while a rotation is under way.
+pub const ROTATION_SETTING: &str = "code_hash_key_rotation";
+
+/// Start-up: records this host's fingerprints when the store has none yet (the first host),
+/// then checks them against the record. The error is one line that says what to do.
+pub async fn prepare_code_hash_keys(
+    store: &(impl ConnectorStore + ?Sized),
+    hasher: &CodeHasher,
+    key_file: &Path,
+) -> Result<(), String> {
+    let recorded = store
+        .record_setting_once(KEY_IDS_SETTING, &hasher.fingerprints().join(","))
+        .await
+        .map_err(|error| format!("cannot read the recorded code-hash keys: {error}"))?;
+    check_code_hash_keys(&recorded, hasher, key_file)
+}
+
+/// A host may start when its issuing key is a recorded one (the others verify its codes) and
+/// it holds every recorded key (it verifies theirs).
+pub fn check_code_hash_keys(
+    recorded: &str,
+    hasher: &CodeHasher,
+    key_file: &Path,
+) -> Result<(), String> {
+    let recorded: Vec<&str> = recorded.split(',').filter(|id| !id.is_empty()).collect();
+    let held = hasher.fingerprints();
+    let issuing = &held[0];
+    if !recorded.contains(&issuing.as_str()) {
+        return Err(format!(
+            "the code-hash key file {} issues codes under key {issuing}, but this database's codes are hashed under code-hash key {}: start every host with the same code-hash key file (to change the key, use `connector-host rotate-code-hash-key`)",
+            key_file.display(),
+            recorded.join(", ")
+        ));
+    }
+    let missing: Vec<&str> = recorded
+        .iter()
+        .copied()
+        .filter(|id| !held.iter().any(|held| held == id))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "the code-hash key file {} lacks code-hash key {}, which this database's codes may be hashed under (a key rotation is under way): copy the key file from where `connector-host rotate-code-hash-key` last ran, or run it again if it was interrupted",
+            key_file.display(),
+            missing.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Where the store and the key file are.
+#[derive(Debug, Clone)]
+pub struct CodeHashRotationTarget {
+    pub data_dir: PathBuf,
+    /// PostgreSQL; `None`: the data directory's SQLite store.
+    pub database_url: Option<String>,
+    /// `None`: `<data>/code-hash-key` (SQLite only).
+    pub code_hash_key_file: Option<PathBuf>,
+}
+
+/// What one run of the command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeHashRotationStep {
+    /// A new key is behind the old one: it verifies, it does not issue yet.
+    Staged { new_key: String },
+    /// The new key issues; the old one still verifies.
+    Promoted { new_key: String },
+    /// Only the new key is left.
+    Finished { dropped: Vec<String> },
+}
+
+pub async fn rotate_code_hash_key(
+    target: CodeHashRotationTarget,
+) -> Result<(CodeHashRotationStep, PathBuf), String> {
+    // With the embedded store, no host may run on the directory meanwhile.
+    let _data_directory_lock = match target.database_url {
+        None => Some(crate::data_directory::lock(
+            &target.data_dir,
+            "rotate the code-hash key",
+        )?),
+        Some(_) => None,
+    };
+    let key_file = match (&target.code_hash_key_file, &target.database_url) {
+        (Some(path), _) => path.clone(),
+        (None, None) => target.data_dir.join(crate::server::CODE_HASH_KEY_FILE),
+        (None, Some(_)) => {
+            return Err("with --database-url, pass --code-hash-key-file: the key file every host of the database uses".to_owned())
+        }
+    };
+    let text = crate::api_keys::read_shared_secret_file(&key_file)?;
+    let hasher = CodeHasher::parse(&text).map_err(|problem| {
+        format!(
+            "the code-hash key file {} is not usable: {problem}",
+            key_file.display()
+        )
+    })?;
+    // This command reads and writes settings only, never a saved config: the stores need a
+    // keyring to open, and a throwaway one opens nothing.
+    let no_configs = SecretsKeyring::generate()?;
+    let store: Box<dyn ConnectorStore> = match &target.database_url {
+        Some(url) => Box::new(
+            PostgresStore::connect(url, no_configs)
+                .await
+                .map_err(|error| format!("cannot use the database: {error}"))?,
+        ),
+        None => {
+            let store_path = target.data_dir.join("connectors.sqlite3");
+            if !store_path.exists() {
+                return Err(format!("there is no store at {}", store_path.display()));
+            }
+            let store =
+                tokio::task::spawn_blocking(move || SqliteStore::open(&store_path, no_configs))
+                    .await
+                    .map_err(|error| format!("opening the store failed: {error}"))?
+                    .map_err(|error| format!("cannot open the store: {error}"))?;
+            Box::new(store)
+        }
+    };
+    let failed = |error: super::StoreError| format!("cannot use the store: {error}");
+    let held = hasher.fingerprints();
+    let recorded = store
+        .record_setting_once(KEY_IDS_SETTING, &held[0])
+        .await
+        .map_err(failed)?;
+    let recorded_ids: Vec<String> = recorded.split(',').map(str::to_owned).collect();
+    let rotation = store.read_setting(ROTATION_SETTING).await.map_err(failed)?;
+    let write_key_file = |next: &CodeHasher| {
+        super::secrets_keyring::write_private_file(&key_file, next.file_text().as_bytes()).map_err(
+            |error| {
+                format!(
+                    "cannot write the code-hash key file {}: {error}",
+                    key_file.display()
+                )
+            },
+        )
+    };
+    let step = match rotation.as_deref() {
+        Some("promoted") => {
+            // The key the previous step promoted must be the file's first: finishing with
+            // another file would drop the key the hosts issue with.
+            let promoted = recorded_ids.last().cloned().unwrap_or_default();
+            if held[0] != promoted {
+                return Err(format!(
+                    "the code-hash key file {} issues under key {}, but the rotation promoted key {promoted}: run this command with the key file the previous step wrote",
+                    key_file.display(),
+                    held[0]
+                ));
+            }
+            // The file may hold only the new key already (an interrupted finish): no other
+            // check.
+            let kept = vec![held[0].clone()];
+            write_key_file(&hasher.keeping(&kept))?;
+            store
+                .write_settings(vec![
+                    (KEY_IDS_SETTING, Some(held[0].clone())),
+                    (ROTATION_SETTING, None),
+                ])
+                .await
+                .map_err(failed)?;
+            CodeHashRotationStep::Finished {
+                dropped: recorded_ids
+                    .into_iter()
+                    .filter(|id| *id != held[0])
+                    .collect(),
+            }
+        }
+        Some("staged") => {
+            check_code_hash_keys(&recorded, &hasher, &key_file)?;
+            let new_key = recorded_ids.last().cloned().unwrap_or_default();
+            let promoted = hasher.with_issuing(&new_key).ok_or_else(|| {
+                format!(
+                    "the code-hash key file {} lacks the staged key {new_key}",
+                    key_file.display()
+                )
+            })?;
+            write_key_file(&promoted)?;
+            store
+                .write_settings(vec![(ROTATION_SETTING, Some("promoted".to_owned()))])
+                .await
+                .map_err(failed)?;
+            CodeHashRotationStep::Promoted { new_key }
+        }
+        _ => {
+            check_code_hash_keys(&recorded, &hasher, &key_file)?;
+            // Keys behind the recorded ones: a stage that wrote the file and was interrupted
+            // before recording them; they are the new key.
+            let staged = if held.len() > recorded_ids.len() {
+                hasher
+            } else {
+                let staged = hasher
+                    .keeping(&recorded_ids)
+                    .with_new_key_behind()
+                    .map_err(|error| format!("cannot draw a new key from the OS: {error}"))?;
+                write_key_file(&staged)?;
+                staged
+            };
+            let ids = staged.fingerprints();
+            store
+                .write_settings(vec![
+                    (KEY_IDS_SETTING, Some(ids.join(","))),
+                    (ROTATION_SETTING, Some("staged".to_owned())),
+                ])
+                .await
+                .map_err(failed)?;
+            CodeHashRotationStep::Staged {
+                new_key: ids.last().cloned().unwrap_or_default(),
+            }
+        }
+    };
+    Ok((step, key_file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_starts_only_with_the_recorded_keys_and_every_step_of_a_rotation_accepts_the_others() {
+        let file = Path::new("/keys/code-hash-key");
+        let old = CodeHasher::parse("old-key-of-at-least-32-characters-0000\n").unwrap();
+        let stranger = CodeHasher::parse("another-key-of-at-least-32-characters-00\n").unwrap();
+        let recorded = old.fingerprints().join(",");
+        assert!(check_code_hash_keys(&recorded, &old, file).is_ok());
+        let refused = check_code_hash_keys(&recorded, &stranger, file).unwrap_err();
+        assert!(refused.contains(&old.fingerprints()[0]), "{refused}");
+        assert!(!refused.contains('\n'));
+
+        // Step 1: the staged file records both keys; hosts with either file issue under the
+        // old key, which both hold.
+        let staged = old.with_new_key_behind().unwrap();
+        let new_key = staged.fingerprints()[1].clone();
+        let recorded = staged.fingerprints().join(",");
+        assert!(check_code_hash_keys(&recorded, &staged, file).is_ok());
+        // A host restarted with the old file would lack the new key it is about to see.
+        assert!(check_code_hash_keys(&recorded, &old, file)
+            .unwrap_err()
+            .contains("lacks"));
+        // Step 2: the promoted file issues under the new key; staged hosts verify it.
+        let promoted = staged.with_issuing(&new_key).unwrap();
+        assert!(check_code_hash_keys(&recorded, &promoted, file).is_ok());
+        let code_of_promoted = promoted.hash("+1", "SignIn", "123456");
+        assert!(staged
+            .hashes("+1", "SignIn", "123456")
+            .contains(&code_of_promoted));
+        let code_of_staged = staged.hash("+1", "SignIn", "123456");
+        assert!(promoted
+            .hashes("+1", "SignIn", "123456")
+            .contains(&code_of_staged));
+        // Step 3: only the new key; a host with the staged file (old key in front) is refused.
+        let finished = promoted.keeping(std::slice::from_ref(&new_key));
+        assert!(check_code_hash_keys(&new_key, &finished, file).is_ok());
+        assert!(check_code_hash_keys(&new_key, &promoted, file).is_ok());
+        assert!(check_code_hash_keys(&new_key, &staged, file).is_err());
+    }
+}
