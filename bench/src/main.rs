@@ -14,8 +14,9 @@
 //! - `swaps`: sends at full speed while the live connector is swapped 100 times a second, then
 //!   as fast as the API answers, against the same load without swaps; RSS across 10,000 swaps
 //!   between two connectors.
-//! - `slow-clients`: sends at full speed while 1,000 slowloris clients stay connected (each
-//!   reconnecting when the host closes it), against the same load without them.
+//! - `slow-clients`: sends at full speed while 1,000 slowloris clients, then 100 slow readers
+//!   (requests pipelined, answers never read) stay connected (each reconnecting when the host
+//!   closes it), against the same load without them.
 //! - `all`: all of the above.
 //! - `soak`: sends, swaps every 100 ms and upgrades every 5 s together for `--duration-secs`
 //!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.
@@ -68,7 +69,8 @@ enum Scenario {
     Codes,
     Plugins,
     Swaps,
-    /// Sends while 1,000 slowloris clients stay connected, against the same load without.
+    /// Sends while 1,000 slowloris clients, then 100 slow readers stay connected, against the
+    /// same load without.
     SlowClients,
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
@@ -160,6 +162,7 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
             duration_secs,
             connections,
             if duration_secs <= 1 { 50 } else { 1000 },
+            if duration_secs <= 1 { 10 } else { 100 },
         )?;
     }
     if matches!(scenario, Scenario::Plugins | Scenario::All) {

@@ -231,6 +231,7 @@ impl AppState {
             max_vendor_concurrency = config.http_limits.max_vendor_concurrency,
             header_read_timeout_secs = config.http_limits.header_read_timeout.as_secs(),
             body_read_timeout_secs = config.http_limits.body_read_timeout.as_secs(),
+            response_write_timeout_secs = config.http_limits.response_write_timeout.as_secs(),
             api_request_timeout_secs = config.http_limits.api_request_timeout.as_secs(),
             "connection and request limits"
         );

@@ -1,5 +1,6 @@
 //! Hostile and heavy load, end to end on loopback: slowloris clients under `ulimit -n 1024`,
-//! a body sent a byte a second, far more concurrent sends than `--max-in-flight`, a stalled
+//! slow readers and clients sending a cheap request every 8 s against a full connection
+//! table, a body sent a byte a second, far more concurrent sends than `--max-in-flight`, a stalled
 //! provider beside a healthy one, and a host out of descriptors. Every attack is bounded in
 //! count and time; deadlines are generous (shared machines), never speed targets.
 
@@ -457,4 +458,271 @@ fn a_host_out_of_descriptors_keeps_accepting_once_they_are_back() {
     assert!(accept_errors < 1000.0, "{accept_errors} accept errors");
     let (status, _) = host.request("GET", "/health", None, None);
     assert_eq!(status, 200);
+}
+
+/// A request on a fresh connection of its own, read whole within `wait`: its status and body,
+/// or why there was none (refused, closed before an answer, no answer in time).
+fn get_on_a_new_connection(
+    address: &str,
+    path: &str,
+    wait: Duration,
+) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect(address).map_err(|error| format!("connect: {error}"))?;
+    stream
+        .set_read_timeout(Some(wait))
+        .map_err(|error| error.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|error| format!("send: {error}"))?;
+    let mut answer = Vec::new();
+    if let Err(error) = stream.read_to_end(&mut answer) {
+        if answer.is_empty() {
+            return Err(format!("no answer: {error}"));
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|status| status.parse().ok())
+        .ok_or_else(|| format!("not an HTTP answer: {answer:?}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A metric read on a new connection (the test host's pooled one may have been evicted).
+fn metric_on_a_new_connection(address: &str, line_start: &str) -> f64 {
+    let (status, metrics) =
+        get_on_a_new_connection(address, "/metrics", Duration::from_secs(15)).expect("the metrics");
+    assert_eq!(status, 200);
+    metrics
+        .lines()
+        .find(|line| line.starts_with(line_start))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Hostile clients holding `count` connections the way an attacker would, each reconnecting
+/// as soon as it finds its connection closed, until [`Attackers::stop`].
+struct Attackers {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    reconnections: Arc<std::sync::atomic::AtomicU64>,
+    worker: Option<std::thread::JoinHandle<Vec<TcpStream>>>,
+}
+
+/// How one kind of attacker opens its connection, and what it does at each tick (`false`: the
+/// host closed it).
+trait Attack: Send + 'static {
+    fn open(&self, address: &str) -> Option<TcpStream>;
+    fn tick(&self, stream: &mut TcpStream) -> bool;
+    const TICK: Duration;
+}
+
+impl Attackers {
+    fn start<A: Attack>(address: &str, count: usize, attack: A) -> Attackers {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let mut streams: Vec<Option<TcpStream>> =
+            (0..count).map(|_| attack.open(address)).collect();
+        assert!(
+            streams.iter().all(Option::is_some),
+            "every attacker connected"
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let reconnections = Arc::new(AtomicU64::new(0));
+        let worker = {
+            let (stop, reconnections, address) = (
+                Arc::clone(&stop),
+                Arc::clone(&reconnections),
+                address.to_owned(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let tick = Instant::now();
+                    for stream in streams.iter_mut() {
+                        if !stream.as_mut().is_some_and(|stream| attack.tick(stream)) {
+                            *stream = attack.open(&address);
+                            reconnections.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(A::TICK.saturating_sub(tick.elapsed()));
+                }
+                streams.into_iter().flatten().collect()
+            })
+        };
+        Attackers {
+            stop,
+            reconnections,
+            worker: Some(worker),
+        }
+    }
+
+    /// Stops reconnecting; the connections still open are handed back, untouched.
+    fn stop(mut self) -> Vec<TcpStream> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.worker
+            .take()
+            .map(|worker| worker.join().expect("the attackers"))
+            .unwrap_or_default()
+    }
+
+    fn reconnections(&self) -> u64 {
+        self.reconnections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Attackers {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// The largest file the host serves without a key.
+const LARGE_RESPONSE_PATH: &str = "/console/assets/config-form.js";
+
+/// Pipelines many requests for a large response and never reads an answer; at each tick
+/// pipelines one more (a write that fails means the host closed the connection).
+struct SlowReader;
+
+impl Attack for SlowReader {
+    const TICK: Duration = Duration::from_millis(500);
+
+    fn open(&self, address: &str) -> Option<TcpStream> {
+        let mut stream = TcpStream::connect(address).ok()?;
+        stream.set_nonblocking(true).ok()?;
+        let request = format!("GET {LARGE_RESPONSE_PATH} HTTP/1.1\r\nHost: x\r\n\r\n");
+        // Tens of megabytes of answers, far past every socket buffer; whatever fits is sent.
+        let requests = request.repeat(2000);
+        let mut sent = 0;
+        while sent < requests.len() {
+            match stream.write(&requests.as_bytes()[sent..]) {
+                Ok(0) | Err(_) => break,
+                Ok(count) => sent += count,
+            }
+        }
+        Some(stream)
+    }
+
+    fn tick(&self, stream: &mut TcpStream) -> bool {
+        let request = format!("GET {LARGE_RESPONSE_PATH} HTTP/1.1\r\nHost: x\r\n\r\n");
+        // Non-blocking: a full socket (WouldBlock) is the point, not a closed connection.
+        match stream.write_all(request.as_bytes()) {
+            Ok(()) => true,
+            Err(error) => error.kind() == ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// Sends one cheap request every 8 s (under the 10 s header read timeout) and reads its
+/// answer, holding its connection open.
+struct CheapRequestEvery8Seconds;
+
+impl Attack for CheapRequestEvery8Seconds {
+    const TICK: Duration = Duration::from_secs(8);
+
+    fn open(&self, address: &str) -> Option<TcpStream> {
+        let mut stream = TcpStream::connect(address).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        self.tick(&mut stream).then_some(stream)
+    }
+
+    fn tick(&self, stream: &mut TcpStream) -> bool {
+        if stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        // The answer is small: one read takes it whole.
+        let mut answer = [0u8; 4096];
+        matches!(stream.read(&mut answer), Ok(count) if count > 0)
+    }
+}
+
+/// New clients, `/health` included, each on a connection of its own, while an attack holds
+/// every slot: each must be answered (no speed target: a generous wait for a loaded machine).
+fn new_clients_are_answered(address: &str, rounds: u32, pause: Duration) {
+    for round in 0..rounds {
+        for path in ["/health", "/console"] {
+            let answer = get_on_a_new_connection(address, path, Duration::from_secs(10));
+            assert!(
+                matches!(answer, Ok((200, _))),
+                "round {round}: {path} on a new connection during the attack: {answer:?}"
+            );
+        }
+        std::thread::sleep(pause);
+    }
+}
+
+#[test]
+fn slow_readers_neither_lock_out_new_clients_nor_keep_their_connections() {
+    let host = start(
+        request_building_folders(),
+        &[
+            "--max-connections",
+            "16",
+            "--response-write-timeout-secs",
+            "3",
+        ],
+    );
+    let address = address(&host);
+    let attack = Attackers::start(&address, 16, SlowReader);
+    // Let the host take each attacker's first request and fill the socket buffers.
+    std::thread::sleep(Duration::from_secs(2));
+
+    new_clients_are_answered(&address, 5, Duration::from_secs(1));
+
+    // The host closes the stalled connections itself: at the write timeout, or evicted for a
+    // newcomer; the attackers keep reconnecting, and are closed again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric_on_a_new_connection(&address, "http_timeouts_total{kind=\"write\"}") < 16.0 {
+        assert!(
+            Instant::now() < deadline,
+            "stalled response writes not timed out"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(attack.reconnections() >= 16, "{}", attack.reconnections());
+
+    // Once the attackers stop reconnecting, the connections they hold (still unread) are
+    // closed by the host within the write timeout (with slack for a loaded machine).
+    let held = attack.stop();
+    assert_eq!(held.len(), 16);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric_on_a_new_connection(&address, "http_connections_open") > 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "stalled connections left open by the host"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(held);
+    let (status, health) = host.request("GET", "/health", None, None);
+    assert_eq!(status, 200, "{health}");
+}
+
+#[test]
+fn clients_sending_a_cheap_request_every_8_s_cannot_hold_every_slot() {
+    let host = start(request_building_folders(), &["--max-connections", "16"]);
+    let address = address(&host);
+    let attack = Attackers::start(&address, 16, CheapRequestEvery8Seconds);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Over two of the attackers' rounds, every new client is answered.
+    new_clients_are_answered(&address, 8, Duration::from_secs(2));
+
+    // Each newcomer evicted the attacker idle longest (or took the slot a newcomer before it
+    // freed, while that attacker had not reconnected yet).
+    assert!(metric_on_a_new_connection(&address, "http_connections_evicted_total") >= 1.0);
+    assert!(attack.reconnections() >= 1, "the attackers were evicted");
+    drop(attack);
 }

@@ -24,13 +24,19 @@ pub struct LimitArgs {
     /// request.timeout` and the connection is closed.
     #[arg(long, env = "CONNECTOR_HOST_BODY_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub body_read_timeout_secs: u64,
+    /// Seconds a response write may go without the client taking a byte (a client that stops
+    /// reading, after pipelining requests for large responses, say); then the connection is
+    /// closed. A slow client that keeps reading is never cut.
+    #[arg(long, env = "CONNECTOR_HOST_RESPONSE_WRITE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub response_write_timeout_secs: u64,
     /// Seconds an API request may take before its client gets `503 server.timeout`; the work
     /// itself goes on to its end and is logged. Must be above `--request-timeout-secs` (the
     /// provider timeout). Default: twice the provider timeout plus 5 (a token fetch and a send).
     #[arg(long, env = "CONNECTOR_HOST_API_REQUEST_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub api_request_timeout_secs: Option<u64>,
-    /// Open client connections at most. When full, a new connection replaces the oldest one
-    /// that has not completed a request head yet, or is closed at once. Default: what the
+    /// Open client connections at most. When full, a new connection replaces the one that has
+    /// waited on its client longest (for a request head, or to take a response), or is closed
+    /// at once when the host is working on a request of every connection. Default: what the
     /// open file limit leaves after the host's own files and two vendor connections per
     /// request in flight (16 to 10,000).
     #[arg(long, env = "CONNECTOR_HOST_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
@@ -50,6 +56,7 @@ pub struct LimitArgs {
 pub struct HttpLimits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
+    pub response_write_timeout: Duration,
     /// Above the provider timeout: a send is answered by its own outcome, not by this.
     pub api_request_timeout: Duration,
     pub max_connections: usize,
@@ -63,6 +70,7 @@ impl Default for HttpLimits {
         LimitArgs {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 10,
+            response_write_timeout_secs: 10,
             api_request_timeout_secs: None,
             max_connections: None,
             max_in_flight: 256,
@@ -100,6 +108,7 @@ impl LimitArgs {
         Ok(HttpLimits {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            response_write_timeout: Duration::from_secs(self.response_write_timeout_secs),
             api_request_timeout,
             max_connections,
             max_in_flight: self.max_in_flight,
@@ -149,6 +158,7 @@ mod tests {
     fn defaults_derive_from_the_provider_timeout_and_the_descriptor_limit() {
         let limits = resolve(&[], Some(1024)).unwrap();
         assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.response_write_timeout, Duration::from_secs(10));
         assert_eq!(limits.api_request_timeout, Duration::from_secs(25));
         assert_eq!(limits.max_in_flight, 256);
         assert_eq!(limits.max_vendor_concurrency, 128);
@@ -190,5 +200,12 @@ mod tests {
         assert!(refused.contains("must be above"), "{refused}");
         assert!(resolve(&["--max-in-flight", "0"], Some(1024)).is_err());
         assert!(resolve(&["--header-read-timeout-secs", "0"], Some(1024)).is_err());
+        assert!(resolve(&["--response-write-timeout-secs", "0"], Some(1024)).is_err());
+        assert_eq!(
+            resolve(&["--response-write-timeout-secs", "3"], Some(1024))
+                .unwrap()
+                .response_write_timeout,
+            Duration::from_secs(3)
+        );
     }
 }

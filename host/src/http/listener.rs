@@ -2,7 +2,15 @@
 //!
 //! `axum::serve` offers neither hyper's header read timeout nor a cap on connections, and it
 //! sleeps a whole second after an accept error; this is the same loop (hyper's HTTP/1
-//! connection, hyper-util's tokio glue, the router as the service) with those three added.
+//! connection, hyper-util's tokio glue, the router as the service) with those three added,
+//! and the socket wrapped to bound stalled response writes ([`ClientStream`]).
+//!
+//! What one connection can queue, however many requests its client pipelines: hyper serves
+//! them one at a time (the next head is parsed only once the previous response is wholly
+//! buffered), reads ahead at most [`HTTP1_BUFFER_BYTES`] (the rest waits in the kernel's
+//! socket buffer, and then in the client's), and buffers at most about as much of a response
+//! before it waits for the socket (plus the one body chunk in hand). `pipeline_flush` stays
+//! off: with it hyper buffers responses without that bound.
 
 use std::future::Future;
 use std::io;
@@ -17,8 +25,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use super::client_stream::{ClientStream, ResponseWriteStalled};
 use super::connection_slots::{ConnectionSlot, ConnectionSlots};
 use super::limits::HttpLimits;
+
+/// hyper's read buffer (a request head must fit; bodies stream through it) and the bound on
+/// its write buffer, per connection. hyper's default is about 400 KiB each; API bodies are
+/// at most 64 KiB and heads a few KiB.
+const HTTP1_BUFFER_BYTES: usize = 64 * 1024;
 
 /// After an accept error other than a vanished peer (out of descriptors, `EMFILE`; out of
 /// memory): long enough not to spin, short enough that the backlog barely notices. Closing
@@ -40,6 +54,7 @@ pub async fn serve_connections(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(HTTP1_BUFFER_BYTES)
         .keep_alive(true);
     let http = Arc::new(http);
     let (shutting_down, shutdown_receiver) = watch::channel(false);
@@ -58,8 +73,8 @@ pub async fn serve_connections(
             }
         };
         let Some(slot) = slots.admit().await else {
-            // Full of connections that each served a request: closed at once, so the client
-            // learns now rather than after a timeout, and the backlog keeps moving.
+            // Full of connections whose requests the host is working on: closed at once, so
+            // the client learns now rather than after a timeout, and the backlog keeps moving.
             metrics::counter!("http_connections_refused_total").increment(1);
             drop(stream);
             continue;
@@ -69,6 +84,7 @@ pub async fn serve_connections(
             Arc::clone(&slot),
             router.clone(),
             Arc::clone(&http),
+            limits.response_write_timeout,
             shutdown_receiver.clone(),
         ));
         slot.evictable_through(task.abort_handle());
@@ -89,15 +105,23 @@ async fn serve_connection(
     slot: Arc<ConnectionSlot>,
     router: Router,
     http: Arc<http1::Builder>,
+    response_write_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let service = {
         let slot = Arc::clone(&slot);
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            slot.mark_served();
-            router.clone().oneshot(request)
+            slot.request_started();
+            let answer = router.clone().oneshot(request);
+            let slot = Arc::clone(&slot);
+            async move {
+                let response = answer.await;
+                slot.request_answered();
+                response
+            }
         })
     };
+    let stream = ClientStream::new(stream, Arc::clone(&slot), response_write_timeout);
     let connection = http.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let mut closing = *shutdown.borrow();
@@ -111,6 +135,10 @@ async fn serve_connection(
                     if error.is_timeout() {
                         // The head did not arrive in time (a slow or idle client).
                         metrics::counter!("http_timeouts_total", "kind" => "head").increment(1);
+                    } else if ResponseWriteStalled::caused(&error) {
+                        // The client stopped taking its response.
+                        metrics::counter!("http_timeouts_total", "kind" => "write").increment(1);
+                        tracing::debug!(%error, "connection closed: response write stalled");
                     } else {
                         tracing::debug!(%error, "connection ended with an error");
                     }
