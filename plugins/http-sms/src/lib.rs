@@ -68,7 +68,7 @@ impl SmsConnector for HttpSms {
         let message = format!(
             "the endpoint answered {}: {}",
             response.status(),
-            response.body_excerpt(500)
+            response.error_summary()
         );
         let error = match response.status() {
             401 | 403 => ConnectorError::invalid_config(message),
