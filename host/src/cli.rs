@@ -19,6 +19,7 @@ use crate::phone::PhoneValidation;
 use crate::plugins::loader::PluginLoader;
 use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::SendExecutorConfig;
+use crate::send::provider_networks::ProviderNetworks;
 use crate::send::SendLimits;
 use crate::server::{AppState, ServeConfig};
 use crate::store::code_hash_keys::{
@@ -126,6 +127,11 @@ pub struct ServeArgs {
     /// File of send API keys, as `--admin-key-file`.
     #[arg(long, env = "CONNECTOR_HOST_SEND_KEY_FILE", value_name = "FILE")]
     pub send_key_file: Option<PathBuf>,
+    /// Which addresses SMS providers may be at: `any` (whatever a config names), or
+    /// `public-only` (loopback, private, link-local, CGNAT, multicast, documentation and
+    /// other non-public addresses refused, checked after DNS resolution).
+    #[arg(long, env = "CONNECTOR_HOST_PROVIDER_NETWORKS", value_enum, default_value_t = ProviderNetworks::Any)]
+    pub provider_networks: ProviderNetworks,
     /// Timeout of each HTTP request to an SMS provider, in seconds.
     #[arg(long, env = "CONNECTOR_HOST_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -360,6 +366,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         send_keys,
         send_executor: SendExecutorConfig {
             request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
+            provider_networks: args.provider_networks,
             ..SendExecutorConfig::default()
         },
         send_limits: SendLimits {

@@ -583,6 +583,90 @@ fn a_provider_echoing_the_key_does_not_leak_it_to_clients_or_the_log() {
 }
 
 #[test]
+fn public_only_provider_networks_refuse_loopback_destinations() {
+    let local = CaptureServer::start(200, r#"{"id": "local"}"#);
+    let port = local.url.rsplit(':').next().unwrap().to_owned();
+    let destinations = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    let config = |url: &str| json!({"endpoint": format!("{url}/sms"), "templates": [{"usageType": "Generic", "content": "{{code}}"}]});
+    let start = |extra_args: &[&str]| {
+        let folders =
+            HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]);
+        let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
+        args.extend_from_slice(extra_args);
+        folders.start_with_args(&args)
+    };
+    let test_send = |host: &TestHost, url: &str| {
+        host.post(
+            "/api/connectors/request-building-test-connector/test",
+            &json!({"phone": PHONE, "config": config(url)}),
+        )
+    };
+    let live_send = |host: &TestHost, url: &str| {
+        let (status, body) = host.post(
+            "/api/connectors",
+            &json!({"connectorId": "request-building-test-connector", "config": config(url)}),
+        );
+        assert_eq!(status, 200, "{body}");
+        host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "987654"}})),
+        )
+    };
+
+    let guarded = start(&["--provider-networks", "public-only"]);
+    for url in &destinations {
+        let (status, error) = test_send(&guarded, url);
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (400, Some("connector.invalid_config")),
+            "{url}: {error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("public-only") && message.contains("loopback"),
+            "{url}: {error}"
+        );
+        let (status, error) = live_send(&guarded, url);
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (502, Some("connector.invalid_config")),
+            "{url}: {error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains("loopback"),
+            "{error}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(local.requests().len(), 0, "the local server saw a request");
+    let log = guarded.log_eventually(|log| log.matches("send failed").count() >= 4);
+    assert!(
+        !log.contains("could not connect to the provider; retrying"),
+        "{log}"
+    );
+    drop(guarded);
+
+    // The default reaches the same server by either name.
+    let open = start(&[]);
+    for url in &destinations {
+        let (status, body) = test_send(&open, url);
+        assert_eq!(status, 204, "{url}: {body}");
+    }
+    let (status, receipt) = live_send(&open, &destinations[1]);
+    assert_eq!(
+        (status, receipt["providerMessageId"].as_str()),
+        (200, Some("local")),
+        "{receipt}"
+    );
+    assert_eq!(local.requests().len(), 3);
+}
+
+#[test]
 fn a_client_value_cannot_forge_or_split_a_log_line() {
     let (host, _outbox) = start_mock_host(&[]);
     // A live config without a Register or Generic template, so the locale reaches the error.

@@ -14,6 +14,7 @@
 pub mod executor;
 pub mod flow_control;
 pub mod outbox;
+pub mod provider_networks;
 pub mod vendor_concurrency;
 
 use std::collections::BTreeSet;
