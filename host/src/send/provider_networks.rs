@@ -136,7 +136,11 @@ pub fn configure(
 ) -> reqwest::ClientBuilder {
     match networks {
         ProviderNetworks::Any => builder,
-        ProviderNetworks::PublicOnly => builder.dns_resolver(Arc::new(PublicOnlyResolver)),
+        // Through a proxy the resolver would see the proxy's address, not the provider's:
+        // the environment's HTTP(S)_PROXY is not used, so the check is on the provider.
+        ProviderNetworks::PublicOnly => builder
+            .no_proxy()
+            .dns_resolver(Arc::new(PublicOnlyResolver)),
     }
 }
 
