@@ -480,6 +480,15 @@ fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
 }
 
 fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
+    // The key file is checked and made private as `serve` does, before it is read.
+    let key_file = args
+        .secrets_key_file
+        .clone()
+        .unwrap_or_else(|| args.data.join(crate::server::SECRETS_KEY_FILE));
+    if let Err(error) = crate::data_directory::secure_key_file(&key_file) {
+        eprintln!("connector-host: {error}");
+        return ExitCode::FAILURE;
+    }
     let target = RotationTarget {
         data_dir: args.data,
         database_url: args.database_url,

@@ -1197,6 +1197,7 @@ fn send_and_capture_authorization(host: &TestHost, provider: &CaptureServer) -> 
 
 #[test]
 fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector() {
+    use std::os::unix::fs::PermissionsExt;
     let provider = CaptureServer::start(200, r#"{"id": "provider-1"}"#);
     let host =
         HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]).start();
@@ -1241,11 +1242,17 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
             assert!(stderr.contains("stop it first"), "{stderr}");
             assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key_before);
             let folders = host.kill();
+            // Loosened meanwhile: the rotation makes it private again before reading it.
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
             let (succeeded, stdout, stderr) = rotate_secrets_key(&folders);
             assert!(succeeded, "{stderr}");
             assert!(
                 stdout.contains("resealed 2 saved connector configs"),
                 "{stdout}"
+            );
+            assert_eq!(
+                std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+                0o600
             );
             folders
         }
