@@ -445,6 +445,15 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
 }
 
 fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
+    // The key file is checked and made private as `serve` does, before it is read.
+    let key_file = args
+        .code_hash_key_file
+        .clone()
+        .unwrap_or_else(|| args.data.join(crate::server::CODE_HASH_KEY_FILE));
+    if let Err(error) = crate::data_directory::secure_key_file(&key_file) {
+        eprintln!("connector-host: {error}");
+        return ExitCode::FAILURE;
+    }
     let target = CodeHashRotationTarget {
         data_dir: args.data,
         database_url: args.database_url,

@@ -1568,7 +1568,14 @@ fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code
     std::fs::write(&key_file, &key).unwrap();
 
     // The rotation, step by step, with the host restarted after each: no code is refused.
-    assert!(rotate_code_hash_key(&folders).contains("step 1 of 3"));
+    // A key file loosened meanwhile is made private again before it is read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(rotate_code_hash_key(&folders).contains("step 1 of 3"));
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     let host = folders.start();
     let staged = issue_code(&host, "+12015550162");
     let folders = host.kill();
