@@ -19,6 +19,7 @@ use crate::phone::PhoneValidation;
 use crate::plugins::loader::PluginLoader;
 use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::SendExecutorConfig;
+use crate::send::provider_networks::ProviderNetworks;
 use crate::send::SendLimits;
 use crate::server::{AppState, ServeConfig};
 use crate::store::code_hash_keys::{
@@ -41,6 +42,8 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+// Parsed once at start-up: `serve`'s many flags make its variant large, which costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the plugins folder and serve the HTTP API.
@@ -116,6 +119,19 @@ pub struct ServeArgs {
     /// Send API keys, comma-separated: only the sending routes.
     #[arg(long, env = "CONNECTOR_HOST_SEND_KEY", hide_env_values = true)]
     pub send_key: Option<String>,
+    /// File of admin API keys (comma- or newline-separated), so no key is on the command
+    /// line; with `--admin-key`, both lists are accepted. Owned by the host's user, not
+    /// writable by others; tightened to 0600.
+    #[arg(long, env = "CONNECTOR_HOST_ADMIN_KEY_FILE", value_name = "FILE")]
+    pub admin_key_file: Option<PathBuf>,
+    /// File of send API keys, as `--admin-key-file`.
+    #[arg(long, env = "CONNECTOR_HOST_SEND_KEY_FILE", value_name = "FILE")]
+    pub send_key_file: Option<PathBuf>,
+    /// Which addresses SMS providers may be at: `any` (whatever a config names), or
+    /// `public-only` (loopback, private, link-local, CGNAT, multicast, documentation and
+    /// other non-public addresses refused, checked after DNS resolution).
+    #[arg(long, env = "CONNECTOR_HOST_PROVIDER_NETWORKS", value_enum, default_value_t = ProviderNetworks::Any)]
+    pub provider_networks: ProviderNetworks,
     /// Timeout of each HTTP request to an SMS provider, in seconds.
     #[arg(long, env = "CONNECTOR_HOST_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -176,6 +192,14 @@ pub struct ServeArgs {
     /// `<data>/secrets-key`, created on first start. Back it up apart from the database.
     #[arg(long, env = "CONNECTOR_HOST_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// File holding the database password (the whole file but a final line break), so it is
+    /// neither in the URL nor on the command line; the URL then holds no password.
+    #[arg(
+        long,
+        env = "CONNECTOR_HOST_DATABASE_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub database_password_file: Option<PathBuf>,
     /// With PostgreSQL, whether to LISTEN for other hosts' changes (`off` leaves only the
     /// one-second poll; for tests).
     #[arg(long, env = "CONNECTOR_HOST_STORE_NOTIFICATIONS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
@@ -308,7 +332,23 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let keys = |list: Option<String>| list.as_deref().map(parse_key_list).unwrap_or_default();
+    let keys = |list: Option<String>, file: Option<PathBuf>, flag: &str| {
+        let mut keys = list.as_deref().map(parse_key_list).unwrap_or_default();
+        if let Some(file) = file {
+            keys.extend(crate::data_directory::read_key_list_file(&file, flag)?);
+        }
+        Ok::<_, String>(keys)
+    };
+    let (admin_keys, send_keys) = match (
+        keys(args.admin_key, args.admin_key_file, "--admin-key-file"),
+        keys(args.send_key, args.send_key_file, "--send-key-file"),
+    ) {
+        (Ok(admin_keys), Ok(send_keys)) => (admin_keys, send_keys),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("connector-host: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let open_file_limit = crate::http::descriptors::raise_open_file_limit();
     let provider_timeout = Duration::from_secs(args.request_timeout_secs);
     let http_limits = match args.limits.resolve(provider_timeout, open_file_limit) {
@@ -322,10 +362,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         http_limits,
         plugins_dir: args.plugins.unwrap_or_else(|| args.data.join("plugins")),
         data_dir: args.data,
-        admin_keys: keys(args.admin_key),
-        send_keys: keys(args.send_key),
+        admin_keys,
+        send_keys,
         send_executor: SendExecutorConfig {
             request_timeout: std::time::Duration::from_secs(args.request_timeout_secs),
+            provider_networks: args.provider_networks,
             ..SendExecutorConfig::default()
         },
         send_limits: SendLimits {
@@ -344,6 +385,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         database_url: args.database_url,
         code_hash_key_file: args.code_hash_key_file,
         secrets_key_file: args.secrets_key_file,
+        database_password_file: args.database_password_file,
         store_notifications: args.store_notifications,
         plugin_watch: match args.plugins_watch {
             WatchArg::Notify => PluginWatchMode::Notify,
@@ -403,6 +445,15 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
 }
 
 fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
+    // The key file is checked and made private as `serve` does, before it is read.
+    let key_file = args
+        .code_hash_key_file
+        .clone()
+        .unwrap_or_else(|| args.data.join(crate::server::CODE_HASH_KEY_FILE));
+    if let Err(error) = crate::data_directory::secure_key_file(&key_file) {
+        eprintln!("connector-host: {error}");
+        return ExitCode::FAILURE;
+    }
     let target = CodeHashRotationTarget {
         data_dir: args.data,
         database_url: args.database_url,
@@ -438,6 +489,15 @@ fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
 }
 
 fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
+    // The key file is checked and made private as `serve` does, before it is read.
+    let key_file = args
+        .secrets_key_file
+        .clone()
+        .unwrap_or_else(|| args.data.join(crate::server::SECRETS_KEY_FILE));
+    if let Err(error) = crate::data_directory::secure_key_file(&key_file) {
+        eprintln!("connector-host: {error}");
+        return ExitCode::FAILURE;
+    }
     let target = RotationTarget {
         data_dir: args.data,
         database_url: args.database_url,

@@ -3,7 +3,7 @@
 //! directory that group or others can write is refused (they could swap the database or a
 //! key), as sshd refuses a writable home.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The lock file's name inside the data directory.
@@ -47,7 +47,9 @@ pub fn lock(path: &Path, purpose: &str) -> Result<DataDirectoryLock, String> {
     }
 }
 
-/// Creates the directory (`0700`) or checks an existing one. Errors are one line.
+/// Creates the directory (`0700`), or checks an existing one and tightens it to `0700`: one
+/// owned by another user or writable by group or others is refused (they could swap the
+/// database or a key). Errors are one line.
 pub fn prepare(path: &Path) -> Result<(), String> {
     if !path.exists() {
         std::fs::DirBuilder::new()
@@ -62,10 +64,10 @@ pub fn prepare(path: &Path) -> Result<(), String> {
             })?;
         return Ok(());
     }
-    let mode = std::fs::metadata(path)
-        .map_err(|error| format!("cannot use the data directory {}: {error}", path.display()))?
-        .permissions()
-        .mode();
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| format!("cannot use the data directory {}: {error}", path.display()))?;
+    let mode = metadata.permissions().mode();
+    check_owner(path, "the data directory", metadata.uid())?;
     if mode & 0o022 != 0 {
         return Err(format!(
             "the data directory {} is writable by group or others (mode {:o}); chmod 700 it",
@@ -73,14 +75,92 @@ pub fn prepare(path: &Path) -> Result<(), String> {
             mode & 0o777
         ));
     }
-    if mode & 0o044 != 0 {
-        tracing::warn!(
-            path = %path.display(),
-            mode = format!("{:o}", mode & 0o777),
-            "the data directory is readable by others; chmod 700 it"
-        );
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(
+            |error| {
+                format!(
+                    "cannot make the data directory {} private (chmod 700): {error}",
+                    path.display()
+                )
+            },
+        )?;
+        tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made the data directory private (0700)");
     }
     Ok(())
+}
+
+/// Refuses a file or directory that is not the host user's own.
+fn check_owner(path: &Path, what: &str, owner: u32) -> Result<(), String> {
+    let host_user = rustix::process::geteuid().as_raw();
+    if owner != host_user {
+        return Err(format!(
+            "{what} {} is owned by uid {owner}, not by the host's user (uid {host_user}); chown it to the host's user",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a key file before it is read, wherever it is (in the data directory or given with
+/// a `--*-key-file` flag): it must be a regular file owned by the host's user that group and
+/// others cannot write; one that group or others can read is tightened to `0600`. Errors are
+/// one line. A missing file is left to the reader (which creates or reports it).
+pub fn secure_key_file(path: &Path) -> Result<(), String> {
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(format!(
+                "cannot use the key file {}: {error}",
+                path.display()
+            ))
+        }
+    };
+    if !metadata.is_file() {
+        return Err(format!(
+            "the key file {} is not a regular file",
+            path.display()
+        ));
+    }
+    check_owner(path, "the key file", metadata.uid())?;
+    let mode = metadata.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "the key file {} is writable by group or others (mode {:o}); chmod 600 it and check its contents",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |error| {
+                format!(
+                    "cannot make the key file {} private (chmod 600): {error}",
+                    path.display()
+                )
+            },
+        )?;
+        tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made a key file private (0600)");
+    }
+    Ok(())
+}
+
+/// Reads API keys from a file (after [`secure_key_file`]): separated by commas or newlines,
+/// blanks ignored. A file without a key is refused.
+pub fn read_key_list_file(path: &Path, flag: &str) -> Result<Vec<String>, String> {
+    secure_key_file(path)?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {flag} {}: {error}", path.display()))?;
+    let keys: Vec<String> = text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() {
+        return Err(format!("{flag} {} holds no key", path.display()));
+    }
+    Ok(keys)
 }
 
 /// Makes `path` a file only its owner can read and write: created `0600` when missing (so
@@ -125,6 +205,52 @@ mod tests {
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
         let refused = prepare(&data).unwrap_err();
         assert!(refused.contains("chmod 700"), "{refused}");
+    }
+
+    #[test]
+    fn a_readable_directory_is_tightened_to_0700() {
+        let scratch = tempfile::tempdir().unwrap();
+        let data = scratch.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        prepare(&data).unwrap();
+        assert_eq!(mode_of(&data), 0o700);
+    }
+
+    #[test]
+    fn key_files_are_tightened_or_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let key = scratch.path().join("key");
+        std::fs::write(&key, "k1,k2\n\nk3\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            read_key_list_file(&key, "--admin-key-file").unwrap(),
+            ["k1", "k2", "k3"]
+        );
+        assert_eq!(mode_of(&key), 0o600);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let refused = secure_key_file(&key).unwrap_err();
+        assert!(refused.contains("writable by group or others"), "{refused}");
+        assert_eq!(mode_of(&key), 0o620, "a refused file is left as it is");
+        let refused = secure_key_file(scratch.path()).unwrap_err();
+        assert!(refused.contains("not a regular file"), "{refused}");
+        assert!(secure_key_file(&scratch.path().join("missing")).is_ok());
+        let empty = scratch.path().join("empty");
+        std::fs::write(&empty, " ,\n").unwrap();
+        let refused = read_key_list_file(&empty, "--send-key-file").unwrap_err();
+        assert!(refused.contains("holds no key"), "{refused}");
+        // Owned by another user: made so when the tests run as root, else root's own file.
+        let foreign = if rustix::process::geteuid().is_root() {
+            let foreign = scratch.path().join("foreign");
+            std::fs::write(&foreign, "k").unwrap();
+            std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::os::unix::fs::chown(&foreign, Some(4321), Some(4321)).unwrap();
+            foreign
+        } else {
+            Path::new("/etc/hostname").to_owned()
+        };
+        let refused = secure_key_file(&foreign).unwrap_err();
+        assert!(refused.contains("not by the host's user"), "{refused}");
     }
 
     #[test]

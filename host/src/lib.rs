@@ -65,6 +65,7 @@ pub mod plugins;
 pub mod request_fields;
 pub mod routes;
 pub mod scaffold;
+pub mod secret_redaction;
 pub mod secrets;
 pub mod send;
 pub mod server;

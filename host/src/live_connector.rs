@@ -9,6 +9,7 @@ use std::sync::Arc;
 use plugin_api::ConnectorInstance;
 
 use crate::plugins::factory_registry::{Factory, FactoryRegistry};
+use crate::secret_redaction::SecretRedactor;
 use crate::send::SendMetrics;
 
 pub struct LiveConnector {
@@ -19,6 +20,9 @@ pub struct LiveConnector {
     pub status: LiveStatus,
     /// Registered once here, not on every send.
     pub send_metrics: SendMetrics,
+    /// The config's secrets, kept out of its errors, receipts and log lines; computed once
+    /// here, not on every send.
+    pub redactor: SecretRedactor,
 }
 
 pub enum LiveStatus {
@@ -45,6 +49,10 @@ impl LiveConnector {
         config: &serde_json::Value,
         registry: &FactoryRegistry,
     ) -> Self {
+        let redactor = registry
+            .get(factory_id)
+            .map(|factory| SecretRedactor::for_factory(factory, config))
+            .unwrap_or_default();
         let status = match registry.get(factory_id) {
             None => LiveStatus::Unavailable {
                 reason: format!("no loaded plugin provides the factory {factory_id:?}"),
@@ -57,7 +65,7 @@ impl LiveConnector {
                 Err(error) => LiveStatus::Unavailable {
                     reason: format!(
                         "the loaded plugin rejects the saved config: {}",
-                        error.message
+                        redactor.redact(&error.message)
                     ),
                 },
             },
@@ -71,6 +79,7 @@ impl LiveConnector {
             config: config.clone(),
             status,
             send_metrics: SendMetrics::for_factory(factory_id),
+            redactor,
         }
     }
 
@@ -86,6 +95,7 @@ impl LiveConnector {
             connector_id: connector_id.to_owned(),
             factory_id: factory_id.to_owned(),
             config: config.clone(),
+            redactor: SecretRedactor::for_factory(&factory, config),
             status: LiveStatus::Ready { factory, instance },
             send_metrics: SendMetrics::for_factory(factory_id),
         }
@@ -98,6 +108,8 @@ impl LiveConnector {
             connector_id: unreadable.connector_id.clone(),
             factory_id: unreadable.factory_id.clone(),
             config: serde_json::Value::Null,
+            // Nothing is sent through it, and its secrets are not known here.
+            redactor: SecretRedactor::default(),
             status: LiveStatus::ConfigUnreadable {
                 reason: unreadable.reason.clone(),
             },

@@ -39,6 +39,35 @@ impl SecretKeys {
                 .any(|suffix| lowercase.ends_with(suffix))
     }
 
+    /// Every secret value in `config` (the values [`SecretKeys::mask`] hides) as text: strings
+    /// as they are, numbers as written, and every leaf under a secret key that holds an
+    /// object or an array.
+    pub fn secret_values(&self, config: &Value) -> Vec<String> {
+        let mut values = Vec::new();
+        self.collect_secret_values(config, 0, &mut values);
+        values
+    }
+
+    fn collect_secret_values(&self, value: &Value, depth: usize, values: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if self.is_secret(key, depth) {
+                        collect_leaves(child, values);
+                    } else {
+                        self.collect_secret_values(child, depth + 1, values);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.collect_secret_values(item, depth + 1, values);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// A copy of `config` with every secret value (that is not null or empty) replaced by [`MASK`].
     pub fn mask(&self, config: &Value) -> Value {
         self.mask_at(config, 0)
@@ -66,6 +95,16 @@ impl SecretKeys {
             ),
             other => other.clone(),
         }
+    }
+}
+
+fn collect_leaves(value: &Value, leaves: &mut Vec<String>) {
+    match value {
+        Value::String(text) if !text.is_empty() => leaves.push(text.clone()),
+        Value::Number(number) => leaves.push(number.to_string()),
+        Value::Object(map) => map.values().for_each(|child| collect_leaves(child, leaves)),
+        Value::Array(items) => items.iter().for_each(|item| collect_leaves(item, leaves)),
+        _ => {}
     }
 }
 
@@ -262,6 +301,9 @@ mod tests {
         assert_eq!(masked["accountSID"], "AC1");
         assert_eq!(masked["emptyToken"], "");
         assert_eq!(masked["templates"], config["templates"]);
+        let mut values = keys.secret_values(&config);
+        values.sort();
+        assert_eq!(values, ["Bearer abc", "k", "s"]);
     }
 
     #[test]

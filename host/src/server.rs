@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub code_hash_key_file: Option<PathBuf>,
     /// The keyring that seals saved configs; `None`: `<data>/secrets-key` (SQLite only).
     pub secrets_key_file: Option<PathBuf>,
+    /// The database password, apart from the URL (which then holds none).
+    pub database_password_file: Option<PathBuf>,
     /// With PostgreSQL: LISTEN for other hosts' changes (else only the one-second poll).
     pub store_notifications: bool,
     /// Timeouts and caps on connections, requests and sends per connector.
@@ -117,7 +119,7 @@ impl AppState {
                 return Err("with --database-url, pass --secrets-key-file: the same key file on every host (it seals the saved configs and must never be in the database)".to_owned());
             }
             if config.admin_keys.is_empty() {
-                return Err("with --database-url, pass --admin-key: every host must accept the same admin key".to_owned());
+                return Err("with --database-url, pass --admin-key or --admin-key-file: every host must accept the same admin key".to_owned());
             }
         }
         let database_url = config.database_url.clone();
@@ -134,13 +136,18 @@ impl AppState {
             admin_keys,
             code_hash_key,
             data_directory_lock,
+            database_password,
         } = prepared;
         let (store, shared_store): (Arc<dyn Store>, Option<PostgresStore>) =
             match (database_url, sqlite_store, secrets_keyring) {
                 (Some(url), _, Some(keyring)) => {
-                    let postgres = PostgresStore::connect(&url, keyring)
-                        .await
-                        .map_err(|error| format!("cannot use the database: {error}"))?;
+                    let postgres = PostgresStore::connect_with_password(
+                        &url,
+                        database_password.as_deref(),
+                        keyring,
+                    )
+                    .await
+                    .map_err(|error| format!("cannot use the database: {error}"))?;
                     (Arc::new(postgres.clone()), Some(postgres))
                 }
                 (None, Some(sqlite), _) => (Arc::new(sqlite), None),
@@ -272,6 +279,7 @@ struct PreparedHost {
     admin_keys: Vec<String>,
     code_hash_key: String,
     data_directory_lock: crate::data_directory::DataDirectoryLock,
+    database_password: Option<String>,
 }
 
 impl PreparedHost {
@@ -292,6 +300,20 @@ impl PreparedHost {
         }
         crate::data_directory::prepare(&config.data_dir)?;
         let data_directory_lock = crate::data_directory::lock(&config.data_dir, "serve")?;
+        // Every key file private before anything reads it, in the data directory or not.
+        let key_files = [ADMIN_KEY_FILE, CODE_HASH_KEY_FILE, SECRETS_KEY_FILE]
+            .map(|name| config.data_dir.join(name))
+            .into_iter()
+            .chain(config.code_hash_key_file.clone())
+            .chain(config.secrets_key_file.clone());
+        for path in key_files {
+            crate::data_directory::secure_key_file(&path)?;
+        }
+        let database_password = config
+            .database_password_file
+            .as_deref()
+            .map(read_database_password)
+            .transpose()?;
         std::fs::create_dir_all(&config.plugins_dir).map_err(data_dir_error)?;
         let secrets_keyring = load_secrets_keyring(&config)?;
         let loader = PluginLoader::new(
@@ -331,7 +353,7 @@ impl PreparedHost {
         };
         let mut admin_keys = config.admin_keys.clone();
         if admin_keys.is_empty() {
-            let key_path = config.data_dir.join("admin-key");
+            let key_path = config.data_dir.join(ADMIN_KEY_FILE);
             let (key, created) =
                 crate::api_keys::load_or_create_admin_key(&key_path).map_err(data_dir_error)?;
             if created {
@@ -364,8 +386,34 @@ impl PreparedHost {
             admin_keys,
             code_hash_key,
             data_directory_lock,
+            database_password,
         })
     }
+}
+
+/// The data directory's admin key file (the others' names are public above).
+const ADMIN_KEY_FILE: &str = "admin-key";
+
+/// The password in `--database-password-file`: the whole file but its final line break.
+fn read_database_password(path: &std::path::Path) -> Result<String, String> {
+    crate::data_directory::secure_key_file(path)?;
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        format!(
+            "cannot read --database-password-file {}: {error}",
+            path.display()
+        )
+    })?;
+    let password = text
+        .strip_suffix('\n')
+        .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
+        .unwrap_or(&text);
+    if password.is_empty() {
+        return Err(format!(
+            "--database-password-file {} is empty",
+            path.display()
+        ));
+    }
+    Ok(password.to_owned())
 }
 
 /// The keyring that seals saved configs: the file given to every host of one database, or the

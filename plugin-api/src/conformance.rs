@@ -226,8 +226,8 @@ impl Rule {
             }
             Rule::NoPanics => {
                 "never unwrap, index or slice a response: read it with `response.json()` \
-                 (invalid_response on bad JSON), `body_text()` or `body_excerpt(n)`, and return \
-                 errors"
+                 (invalid_response on bad JSON), `error_summary()`, `body_text()` or \
+                 `body_excerpt(n)`, and return errors"
             }
         }
     }

@@ -145,6 +145,20 @@ pub fn url_encode(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
+/// `text` on one line, control characters removed, cut to `max_chars` characters.
+fn one_line(text: &str, max_chars: usize) -> String {
+    let text = text
+        .split_whitespace()
+        .map(|word| word.replace(char::is_control, ""))
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 /// The response the host got for an [`HttpRequest`].
 #[repr(C)]
 #[derive(StableAbi, Clone, PartialEq, Eq)]
@@ -199,17 +213,94 @@ impl HttpResponse {
         String::from_utf8_lossy(&self.body)
     }
 
-    /// The body's first `max_chars` characters on one line, for error messages.
+    /// The body's first `max_chars` characters on one line, control characters removed. For
+    /// an error answer prefer [`HttpResponse::error_summary`]: a provider's error page may
+    /// echo the credential it was sent.
     pub fn body_excerpt(&self, max_chars: usize) -> String {
-        let text: String = self
-            .body_text()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        match text.char_indices().nth(max_chars) {
-            Some((cut, _)) => format!("{}…", &text[..cut]),
-            None => text,
+        one_line(&self.body_text(), max_chars)
+    }
+
+    /// What an error answer says, for a connector's error message, without echoing the body:
+    /// a JSON body gives only its error code and message fields (`code`, `message`, `error`,
+    /// `error_description`, `detail`, `title`, ... at the top level, under `error` or in the
+    /// first of `errors`), each cut to 120 characters; any other body a one-line excerpt of
+    /// at most 100 characters. Control characters are removed. Providers' error pages may
+    /// quote the credential they were sent; the host also redacts configured secrets from
+    /// errors, but a connector should not hand them over in the first place.
+    pub fn error_summary(&self) -> String {
+        const MAX_FIELD_CHARS: usize = 120;
+        const MAX_EXCERPT_CHARS: usize = 100;
+        const FIELDS: [&str; 14] = [
+            "code",
+            "error_code",
+            "errorCode",
+            "status_code",
+            "type",
+            "message",
+            "error",
+            "error_description",
+            "errorMessage",
+            "error-text",
+            "error_text",
+            "detail",
+            "title",
+            "description",
+        ];
+        let Ok(body) = serde_json::from_slice::<serde_json::Value>(&self.body) else {
+            if self.looks_like_html() {
+                // An error page: its title, never its text (where echoed credentials sit).
+                return match self.html_title() {
+                    Some(title) => format!(
+                        "an HTML page titled {:?}",
+                        one_line(&title, MAX_FIELD_CHARS)
+                    ),
+                    None => "an HTML page".to_owned(),
+                };
+            }
+            let excerpt = self.body_excerpt(MAX_EXCERPT_CHARS);
+            return if excerpt.is_empty() {
+                "(empty body)".to_owned()
+            } else {
+                excerpt
+            };
+        };
+        let places = [
+            Some(&body),
+            body.get("error").filter(|error| error.is_object()),
+            body.get("errors").and_then(|errors| errors.get(0)),
+        ];
+        let mut parts: Vec<String> = Vec::new();
+        for place in places.into_iter().flatten() {
+            for field in FIELDS {
+                let text = match place.get(field) {
+                    Some(serde_json::Value::String(text)) => text.clone(),
+                    Some(serde_json::Value::Number(number)) => number.to_string(),
+                    _ => continue,
+                };
+                parts.push(format!("{field}={}", one_line(&text, MAX_FIELD_CHARS)));
+            }
         }
+        if parts.is_empty() {
+            "(a JSON body without an error code or message)".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    fn looks_like_html(&self) -> bool {
+        self.header("content-type")
+            .is_some_and(|value| value.to_ascii_lowercase().contains("html"))
+            || self.body_text().trim_start().starts_with('<')
+    }
+
+    fn html_title(&self) -> Option<String> {
+        let text = self.body_text();
+        // ASCII lower-casing keeps every byte offset.
+        let lower = text.to_ascii_lowercase();
+        let open = lower.find("<title")?;
+        let start = open + lower[open..].find('>')? + 1;
+        let end = start + lower[start..].find("</title")?;
+        Some(text[start..end].to_owned())
     }
 
     /// The body parsed as JSON; `invalid_response` when it is not.
@@ -218,7 +309,7 @@ impl HttpResponse {
             crate::ConnectorError::invalid_response(format!(
                 "the provider answered {} with a body that is not the expected JSON ({error}): {}",
                 self.status,
-                self.body_excerpt(200)
+                self.error_summary()
             ))
         })
     }
@@ -436,6 +527,42 @@ impl fmt::Debug for SendReceipt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_summary_gives_structured_fields_not_the_body() {
+        let twilio = HttpResponse::new(
+            401,
+            r#"{"code": 20003, "message": "Authenticate", "more_info": "https://x", "echo": "Basic QUM6c2VjcmV0"}"#,
+        );
+        assert_eq!(twilio.error_summary(), "code=20003, message=Authenticate");
+        let nested = HttpResponse::new(
+            400,
+            r#"{"error": {"code": "bad_number", "message": "no\u001b[2Jpe"}, "request": {"key": "k"}}"#,
+        );
+        assert_eq!(nested.error_summary(), "code=bad_number, message=no[2Jpe");
+        let listed = HttpResponse::new(422, r#"{"errors": [{"detail": "too long"}]}"#);
+        assert_eq!(listed.error_summary(), "detail=too long");
+        let opaque = HttpResponse::new(401, r#"{"apiKey": "sk_live_123"}"#);
+        assert_eq!(
+            opaque.error_summary(),
+            "(a JSON body without an error code or message)"
+        );
+        let page = "<html><TITLE>401\x1b]0;owned\x07 Unauthorized</title>key sk_live_1</html>";
+        assert_eq!(
+            HttpResponse::new(401, page).error_summary(),
+            r#"an HTML page titled "401]0;owned Unauthorized""#
+        );
+        let text = "Authorization failed \x1b]0;owned\x07 ".to_owned() + &"x".repeat(500);
+        let summary = HttpResponse::new(403, text).error_summary();
+        assert!(summary.chars().count() <= 101, "{summary}");
+        assert!(
+            summary.starts_with("Authorization failed ]0;owned xxx"),
+            "{summary}"
+        );
+        assert_eq!(HttpResponse::new(500, "").error_summary(), "(empty body)");
+        let with_escape = HttpResponse::new(500, "a\u{1b}[31mb\u{7}c");
+        assert_eq!(with_escape.body_excerpt(10), "a[31mbc");
+    }
 
     #[test]
     fn accessors_read_what_the_builders_wrote() {

@@ -212,6 +212,35 @@ impl PostgresCluster {
         );
     }
 
+    /// A login role that must give its password over TCP (`scram-sha-256`; every other role
+    /// keeps the cluster's trust authentication), owning a new database; that database's
+    /// URL, without the password.
+    pub fn database_with_password_user(&self, user: &str, password: &str) -> String {
+        self.psql(
+            "postgres",
+            &format!(
+                "CREATE ROLE {user} LOGIN PASSWORD '{}'",
+                password.replace('\'', "''")
+            ),
+        );
+        let url = self.create_database();
+        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        self.psql(
+            "postgres",
+            &format!("ALTER DATABASE {name} OWNER TO {user}"),
+        );
+        let hba = self.folder.path().join("data").join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        // The first matching line decides: this one goes before the trust lines.
+        std::fs::write(
+            &hba,
+            format!("host all {user} 127.0.0.1/32 scram-sha-256\n{rules}"),
+        )
+        .expect("write pg_hba.conf");
+        self.psql("postgres", "SELECT pg_reload_conf()");
+        format!("postgres://{user}@127.0.0.1:{}/{name}", self.port)
+    }
+
     /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.folder.path().join("server.log")).unwrap_or_default()

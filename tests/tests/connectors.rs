@@ -986,6 +986,129 @@ fn the_openapi_document_describes_every_route() {
 }
 
 #[test]
+fn key_files_are_tightened_at_start_and_keys_stay_out_of_the_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode_of = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    const ADMIN_FROM_FILE: &str = "second-admin-key-from-a-file-0123456789";
+    const SEND_FROM_FILE: &str = "send-key-from-a-file-0123456789";
+    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
+    let key_folder = folders.scratch_path("etc");
+    std::fs::create_dir(&key_folder).unwrap();
+    let admin_key_file = key_folder.join("admin-keys");
+    std::fs::write(
+        &admin_key_file,
+        format!("first-admin-key-from-a-file-0123456789\n{ADMIN_FROM_FILE}\n"),
+    )
+    .unwrap();
+    let send_key_file = key_folder.join("send-keys");
+    std::fs::write(&send_key_file, format!("{SEND_FROM_FILE},\n")).unwrap();
+    chmod(&admin_key_file, 0o644);
+    chmod(&send_key_file, 0o644);
+    let args = [
+        "--admin-key-file",
+        admin_key_file.to_str().unwrap(),
+        "--send-key-file",
+        send_key_file.to_str().unwrap(),
+    ];
+    let host = folders.start_with_args(&args);
+    assert_eq!(mode_of(&admin_key_file), 0o600);
+    assert_eq!(mode_of(&send_key_file), 0o600);
+    let (status, body) = host.request("GET", "/api/connectors", Some(ADMIN_FROM_FILE), None);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_FROM_FILE),
+        Some(&json!({"to": "+12015550123"})),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (501, Some("connector.not_found")),
+        "{body}"
+    );
+    let (status, _) = host.request("GET", "/api/connectors", Some(SEND_FROM_FILE), None);
+    assert_eq!(status, 403, "a send key is no admin key");
+    let command_line = std::fs::read(format!("/proc/{}/cmdline", host.pid())).unwrap();
+    let command_line = String::from_utf8_lossy(&command_line);
+    assert!(command_line.contains("--admin-key-file"), "{command_line}");
+    for key in [ADMIN_FROM_FILE, SEND_FROM_FILE, "first-admin-key"] {
+        assert!(!command_line.contains(key), "{key} in {command_line}");
+    }
+
+    // Loosened while the host was stopped: the data directory and its key files are made
+    // private again at the next start.
+    let folders = host.kill();
+    let data_dir = folders.data_dir.clone();
+    chmod(&data_dir, 0o755);
+    let data_key_files: Vec<_> = ["code-hash-key", "secrets-key", "admin-key"]
+        .iter()
+        .map(|name| data_dir.join(name))
+        .filter(|path| path.exists())
+        .collect();
+    for path in &data_key_files {
+        chmod(path, 0o644);
+    }
+    chmod(&admin_key_file, 0o640);
+    let host = folders.start_with_args(&args);
+    assert_eq!(mode_of(&data_dir), 0o700);
+    for path in &data_key_files {
+        assert_eq!(mode_of(path), 0o600, "{}", path.display());
+    }
+    assert_eq!(mode_of(&admin_key_file), 0o600);
+    // The host keeps its folders (the key folder among them) until the end.
+
+    // Refused, with one line: a key file others can write, one owned by another user.
+    let scratch = tempfile::tempdir().unwrap();
+    let refusal = |args: &[&str]| {
+        let output = std::process::Command::new(e2e_tests::host_binary())
+            .arg("serve")
+            .arg("--data")
+            .arg(scratch.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        // One line says why (log lines may be flushed after it).
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let refusals: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("connector-host: "))
+            .collect();
+        assert_eq!(refusals.len(), 1, "{stderr}");
+        refusals[0].to_owned()
+    };
+    chmod(&admin_key_file, 0o666);
+    let refused = refusal(&["--admin-key-file", admin_key_file.to_str().unwrap()]);
+    assert!(
+        refused.contains("writable by group or others") && refused.contains("chmod 600"),
+        "{refused}"
+    );
+    assert_eq!(
+        mode_of(&admin_key_file),
+        0o666,
+        "a refused file is left alone"
+    );
+    let code_hash_key_file = key_folder.join("code-hash-key");
+    std::fs::write(&code_hash_key_file, "k".repeat(64)).unwrap();
+    chmod(&code_hash_key_file, 0o644);
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&code_hash_key_file, Some(4321), Some(4321)).unwrap();
+        let refused = refusal(&[
+            "--admin-key",
+            ADMIN_KEY,
+            "--code-hash-key-file",
+            code_hash_key_file.to_str().unwrap(),
+        ]);
+        assert!(refused.contains("not by the host's user"), "{refused}");
+        assert_eq!(mode_of(&code_hash_key_file), 0o644, "not ours to tighten");
+    }
+}
+
+#[test]
 fn the_data_directory_and_its_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let mode_of = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
@@ -1074,6 +1197,7 @@ fn send_and_capture_authorization(host: &TestHost, provider: &CaptureServer) -> 
 
 #[test]
 fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector() {
+    use std::os::unix::fs::PermissionsExt;
     let provider = CaptureServer::start(200, r#"{"id": "provider-1"}"#);
     let host =
         HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]).start();
@@ -1118,11 +1242,17 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
             assert!(stderr.contains("stop it first"), "{stderr}");
             assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key_before);
             let folders = host.kill();
+            // Loosened meanwhile: the rotation makes it private again before reading it.
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
             let (succeeded, stdout, stderr) = rotate_secrets_key(&folders);
             assert!(succeeded, "{stderr}");
             assert!(
                 stdout.contains("resealed 2 saved connector configs"),
                 "{stdout}"
+            );
+            assert_eq!(
+                std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+                0o600
             );
             folders
         }
@@ -1438,7 +1568,14 @@ fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code
     std::fs::write(&key_file, &key).unwrap();
 
     // The rotation, step by step, with the host restarted after each: no code is refused.
-    assert!(rotate_code_hash_key(&folders).contains("step 1 of 3"));
+    // A key file loosened meanwhile is made private again before it is read.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(rotate_code_hash_key(&folders).contains("step 1 of 3"));
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
     let host = folders.start();
     let staged = issue_code(&host, "+12015550162");
     let folders = host.kill();

@@ -449,6 +449,223 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
     assert!(metrics.contains("live_connector_swaps_total"), "{metrics}");
 }
 
+/// A provider that echoes the credential it was sent, in the forms providers and proxies
+/// repeat it: as is, URL- and form-encoded, JSON-escaped, base64, and inside Basic auth.
+fn echoed_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        secret.to_owned(),
+        form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        secret
+            .bytes()
+            .map(|byte| {
+                if byte.is_ascii_alphanumeric() {
+                    (byte as char).to_string()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect(),
+        // The JSON string without its enclosing quotes (its escaped inner quotes kept).
+        serde_json::to_string(secret).unwrap()[1..]
+            .strip_suffix('"')
+            .unwrap()
+            .to_owned(),
+        base64.encode(secret),
+        base64.encode(format!("AC0123456789:{secret}")),
+    ]
+}
+
+#[test]
+fn a_provider_echoing_the_key_does_not_leak_it_to_clients_or_the_log() {
+    // The secret holds characters every encoding changes.
+    let secret = "Bearer sk_live/Zq9+Y=w&k \"x\"";
+    let forms = echoed_forms(secret);
+    let page = format!(
+        "<html><title>401</title>You sent {}; as a query {} or {}; JSON \\\"{}\\\"; stored as {}; Authorization: Basic {}</html>",
+        forms[0], forms[1], forms[2], forms[3], forms[4], forms[5]
+    );
+    let echoing: &'static str = Box::leak(page.into_boxed_str());
+    let refusing = CaptureServer::start(401, echoing);
+    let receipt_body: &'static str = Box::leak(
+        json!({"id": format!("msg-{}", forms[4])})
+            .to_string()
+            .into_boxed_str(),
+    );
+    let accepting = CaptureServer::start(200, receipt_body);
+    let folders = HostFolders::new(&[
+        ("rb.so", &plugin_file("fixture_request_building_connector")),
+        ("http.so", &plugin_file("http_sms")),
+    ]);
+    let host = folders.start_with_args(&["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY]);
+    let config = |url: &str| json!({"endpoint": format!("{url}/sms"), "authorization": secret, "templates": [{"usageType": "Generic", "content": "{{code}}"}]});
+    let leaks = |text: &str| -> Vec<String> {
+        forms
+            .iter()
+            .filter(|form| text.contains(form.as_str()))
+            .cloned()
+            .collect()
+    };
+
+    // A send through the live connector, with the send key.
+    let (status, body) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "request-building-test-connector", "config": config(&refusing.url)}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, error) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "987654"}})),
+    );
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (502, Some("connector.general")),
+        "{error}"
+    );
+    let message = error["message"].as_str().unwrap();
+    assert_eq!(leaks(&error.to_string()), Vec::<String>::new(), "{error}");
+    assert!(
+        message.contains("******") && message.contains("You sent"),
+        "{error}"
+    );
+    let sent = refusing.requests();
+    assert_eq!(
+        sent.last().unwrap().header("authorization"),
+        Some(secret),
+        "the provider got it"
+    );
+
+    // `/test` with the same config unsaved: its secrets are redacted the same way.
+    let (status, error) = host.post(
+        "/api/connectors/request-building-test-connector/test",
+        &json!({"phone": PHONE, "config": config(&refusing.url)}),
+    );
+    assert_eq!(status, 502, "{error}");
+    assert_eq!(leaks(&error.to_string()), Vec::<String>::new(), "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("******"),
+        "{error}"
+    );
+
+    // A bundled plugin puts only the status and the structured error fields into its error.
+    let (status, error) = host.post(
+        "/api/connectors/http-sms/test",
+        &json!({"phone": PHONE, "config": config(&refusing.url)}),
+    );
+    assert_eq!(status, 400, "401 means the tested config is wrong: {error}");
+    assert_eq!(leaks(&error.to_string()), Vec::<String>::new(), "{error}");
+    assert!(
+        !error["message"].as_str().unwrap().contains("You sent"),
+        "{error}"
+    );
+
+    // A receipt that echoes the key.
+    let (status, body) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "request-building-test-connector", "config": config(&accepting.url)}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, receipt) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "987654"}})),
+    );
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["providerMessageId"], "msg-******", "{receipt}");
+
+    let log = host.log_eventually(|log| log.matches("send failed").count() >= 3);
+    assert_eq!(leaks(&log), Vec::<String>::new(), "{log}");
+    assert!(log.contains("******"), "{log}");
+}
+
+#[test]
+fn public_only_provider_networks_refuse_loopback_destinations() {
+    let local = CaptureServer::start(200, r#"{"id": "local"}"#);
+    let port = local.url.rsplit(':').next().unwrap().to_owned();
+    let destinations = [
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    let config = |url: &str| json!({"endpoint": format!("{url}/sms"), "templates": [{"usageType": "Generic", "content": "{{code}}"}]});
+    let start = |extra_args: &[&str]| {
+        let folders =
+            HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]);
+        let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
+        args.extend_from_slice(extra_args);
+        folders.start_with_args(&args)
+    };
+    let test_send = |host: &TestHost, url: &str| {
+        host.post(
+            "/api/connectors/request-building-test-connector/test",
+            &json!({"phone": PHONE, "config": config(url)}),
+        )
+    };
+    let live_send = |host: &TestHost, url: &str| {
+        let (status, body) = host.post(
+            "/api/connectors",
+            &json!({"connectorId": "request-building-test-connector", "config": config(url)}),
+        );
+        assert_eq!(status, 200, "{body}");
+        host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "987654"}})),
+        )
+    };
+
+    let guarded = start(&["--provider-networks", "public-only"]);
+    for url in &destinations {
+        let (status, error) = test_send(&guarded, url);
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (400, Some("connector.invalid_config")),
+            "{url}: {error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("public-only") && message.contains("loopback"),
+            "{url}: {error}"
+        );
+        let (status, error) = live_send(&guarded, url);
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (502, Some("connector.invalid_config")),
+            "{url}: {error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains("loopback"),
+            "{error}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(local.requests().len(), 0, "the local server saw a request");
+    let log = guarded.log_eventually(|log| log.matches("send failed").count() >= 4);
+    assert!(
+        !log.contains("could not connect to the provider; retrying"),
+        "{log}"
+    );
+    drop(guarded);
+
+    // The default reaches the same server by either name.
+    let open = start(&[]);
+    for url in &destinations {
+        let (status, body) = test_send(&open, url);
+        assert_eq!(status, 204, "{url}: {body}");
+    }
+    let (status, receipt) = live_send(&open, &destinations[1]);
+    assert_eq!(
+        (status, receipt["providerMessageId"].as_str()),
+        (200, Some("local")),
+        "{receipt}"
+    );
+    assert_eq!(local.requests().len(), 3);
+}
+
 #[test]
 fn a_client_value_cannot_forge_or_split_a_log_line() {
     let (host, _outbox) = start_mock_host(&[]);

@@ -425,6 +425,7 @@ fn kill_9_of_a_host_in_a_change_leaves_the_other_host_and_the_database_consisten
 
 #[test]
 fn a_host_on_postgres_refuses_to_start_without_shared_key_files_or_admin_key() {
+    use std::os::unix::fs::PermissionsExt;
     let database = SharedDatabase::on_new_cluster();
     let binary = e2e_tests::host_binary();
     let scratch = tempfile::tempdir().unwrap();
@@ -467,18 +468,20 @@ fn a_host_on_postgres_refuses_to_start_without_shared_key_files_or_admin_key() {
         without_admin_key.contains("pass --admin-key"),
         "{without_admin_key}"
     );
-    // A key file others can read is refused.
-    let readable = scratch.path().join("readable-key");
-    std::fs::write(&readable, "x".repeat(64)).unwrap();
-    let readable_refused = run(&[
+    // A key file others can write is refused (one they can only read is tightened: see
+    // connectors.rs).
+    let writable = scratch.path().join("writable-key");
+    std::fs::write(&writable, "x".repeat(64)).unwrap();
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let writable_refused = run(&[
         "--admin-key",
         ADMIN_KEY,
         "--code-hash-key-file",
-        readable.to_str().unwrap(),
+        writable.to_str().unwrap(),
         "--secrets-key-file",
         secrets_key_file,
     ]);
-    assert!(readable_refused.contains("chmod 600"), "{readable_refused}");
+    assert!(writable_refused.contains("chmod 600"), "{writable_refused}");
     // Neither key reaches the database.
     let key = std::fs::read_to_string(&database.code_hash_key_file).unwrap();
     let secrets_key = std::fs::read_to_string(&database.secrets_key_file).unwrap();
@@ -488,6 +491,73 @@ fn a_host_on_postgres_refuses_to_start_without_shared_key_files_or_admin_key() {
     let dump = database.cluster.dump(&database.name);
     assert!(!String::from_utf8_lossy(&dump).contains(key.trim()));
     assert!(!String::from_utf8_lossy(&dump).contains(secrets_key));
+}
+
+#[test]
+fn a_host_takes_the_database_password_from_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let database = SharedDatabase::on_new_cluster();
+    let password = "p@ss w:rd/?#&%=";
+    let url = database
+        .cluster
+        .database_with_password_user("host_with_password", password);
+    let mut on_password_database = database.clone();
+    on_password_database.name = url.rsplit('/').next().unwrap().to_owned();
+    on_password_database.url = url.clone();
+    let scratch = tempfile::tempdir().unwrap();
+    let password_file = scratch.path().join("database-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = |url: &str, extra_args: &[&str]| {
+        let output = std::process::Command::new(e2e_tests::host_binary())
+            .arg("serve")
+            .arg("--data")
+            .arg(scratch.path().join("data"))
+            .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY])
+            .args(["--database-url", url])
+            .arg("--code-hash-key-file")
+            .arg(&database.code_hash_key_file)
+            .arg("--secrets-key-file")
+            .arg(&database.secrets_key_file)
+            .args(extra_args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // The role needs its password: without one the host cannot start.
+    let refused = run(&url, &[]);
+    assert!(refused.contains("cannot use the database"), "{refused}");
+    // A password in the URL and another in a file: one too many.
+    let with_both = url.replace("host_with_password@", "host_with_password:other@");
+    let refused = run(
+        &with_both,
+        &["--database-password-file", password_file.to_str().unwrap()],
+    );
+    assert!(refused.contains("keep one"), "{refused}");
+
+    let folders = HostFolders::on_database(
+        &[("mock.so", &plugin_file("mock_sms"))],
+        &on_password_database,
+    );
+    let host =
+        folders.start_with_args(&["--database-password-file", password_file.to_str().unwrap()]);
+    assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    create(&host, mock_config("with a password"));
+    assert_eq!(
+        on_password_database.psql("SELECT count(*) FROM connectors"),
+        "1"
+    );
+    assert_eq!(
+        std::fs::metadata(&password_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let command_line = std::fs::read(format!("/proc/{}/cmdline", host.pid())).unwrap();
+    assert!(!String::from_utf8_lossy(&command_line).contains(password));
 }
 
 #[test]

@@ -293,8 +293,16 @@ impl PluginFolder {
                     *live_upgrade = Some((factory, instance));
                 }
                 Err(error) => {
+                    // The refusal may quote the live config's secrets.
+                    let secret_keys = crate::secrets::SecretKeys::new(
+                        served.plugin.metadata.connector.confidential_keys(),
+                    );
+                    let redactor = crate::secret_redaction::SecretRedactor::for_config(
+                        &secret_keys,
+                        &live.config,
+                    );
                     let error = LoadError::RejectsLiveConfig {
-                        reason: error.message,
+                        reason: redactor.redact(&error.message).into_owned(),
                     };
                     tracing::warn!(path = %path.display(), reason = %error, "plugin upgrade refused");
                     return keep_previous(ContentOutcome::Rejected { error }, previous);

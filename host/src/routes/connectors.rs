@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use crate::api_error::{ApiError, Json, Path, Query};
 use crate::live_connector::LiveConnector;
 use crate::plugins::factory_registry::Factory;
+use crate::secret_redaction::SecretRedactor;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::server::AppState;
 use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
@@ -161,8 +162,19 @@ fn prepare_config(
                     .to_owned(),
         }])
     })?;
-    let normalized = factory.plugin.module.validate_config(&config)?;
-    let instance = factory.plugin.module.instantiate(&normalized)?;
+    // A plugin's refusal may quote a value, a stored secret put back from behind a mask included.
+    let redact =
+        |error: ConnectorError| SecretRedactor::for_factory(factory, &config).redact_error(error);
+    let normalized = factory
+        .plugin
+        .module
+        .validate_config(&config)
+        .map_err(redact)?;
+    let instance = factory
+        .plugin
+        .module
+        .instantiate(&normalized)
+        .map_err(redact)?;
     Ok((normalized, instance))
 }
 
@@ -469,8 +481,10 @@ pub async fn test_connector_config(
         }
         None => None,
     };
-    let (_, instance) = prepare_config(&factory, &config, stored_config.as_ref())
+    let (normalized, instance) = prepare_config(&factory, &config, stored_config.as_ref())
         .map_err(ApiError::from_config_under_test)?;
+    // The unsaved config's secrets are kept out of the answer and the log as a saved one's are.
+    let redactor = SecretRedactor::for_factory(&factory, &normalized);
     let code = crate::verification_code::generate_code()
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
     let message =
@@ -481,6 +495,7 @@ pub async fn test_connector_config(
         factory_id: &factory_id,
         instance: &instance,
         metrics: &send_metrics,
+        redactor: &redactor,
     };
     crate::send::send_with_flow_control(
         &state,

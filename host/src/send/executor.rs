@@ -16,6 +16,7 @@ use plugin_api::{
 };
 
 use crate::send::outbox::{HostOutbox, SendOrigin, HOST_OUTBOX_URL, MAX_OUTBOX_BYTES};
+use crate::send::provider_networks::{self, ProviderNetworks};
 
 /// Most steps a send may take (a token fetch and a send is two).
 const MAX_STEPS: usize = 8;
@@ -29,6 +30,8 @@ pub struct SendExecutorConfig {
     /// The host's outbox file (`<data>/mock-sms-outbox.jsonl`); `None`: development
     /// connectors' messages are refused.
     pub outbox_file: Option<PathBuf>,
+    /// `--provider-networks`: which addresses providers may be at.
+    pub provider_networks: ProviderNetworks,
 }
 
 impl Default for SendExecutorConfig {
@@ -37,6 +40,7 @@ impl Default for SendExecutorConfig {
             request_timeout: Duration::from_secs(10),
             max_response_bytes: 1024 * 1024,
             outbox_file: None,
+            provider_networks: ProviderNetworks::Any,
         }
     }
 }
@@ -96,7 +100,8 @@ impl DestinationCache {
 
 impl SendExecutor {
     pub fn new(config: SendExecutorConfig) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        let client = reqwest::Client::builder();
+        let client = provider_networks::configure(client, config.provider_networks)
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
@@ -164,6 +169,8 @@ impl SendExecutor {
             .parse(request.url())
             .map_err(invalid)?;
         let host = url.host_str().unwrap_or("?");
+        provider_networks::check_literal_host(&url, self.config.provider_networks)
+            .map_err(refused_destination)?;
         let method = match request.method() {
             "POST" => reqwest::Method::POST,
             "GET" => reqwest::Method::GET,
@@ -192,6 +199,12 @@ impl SendExecutor {
                 .await;
             match sent {
                 Ok(response) => break response,
+                // Refused by --provider-networks: no retry, and the reason as it is.
+                Err(error) if provider_networks::refusal_in(&error).is_some() => {
+                    return Err(refused_destination(
+                        provider_networks::refusal_in(&error).unwrap_or_default(),
+                    ))
+                }
                 // Nothing reached the provider: trying again cannot send the SMS twice.
                 Err(error) if error.is_connect() && attempt < CONNECT_ATTEMPTS => {
                     tracing::debug!(%host, attempt, "could not connect to the provider; retrying");
@@ -271,6 +284,12 @@ impl SendExecutor {
             },
         ))
     }
+}
+
+/// A destination `--provider-networks` does not allow: the config names it, so the config is
+/// what is wrong.
+fn refused_destination(reason: String) -> SendError {
+    SendError::Connector(ConnectorError::invalid_config(reason))
 }
 
 /// A one-line reason without the URL (which may carry credentials in its query).

@@ -14,6 +14,7 @@
 pub mod executor;
 pub mod flow_control;
 pub mod outbox;
+pub mod provider_networks;
 pub mod vendor_concurrency;
 
 use std::collections::BTreeSet;
@@ -27,6 +28,7 @@ use tracing::Instrument;
 use crate::api_error::ApiError;
 use crate::live_connector::{LiveConnector, LiveStatus};
 use crate::phone::PhoneNumber;
+use crate::secret_redaction::SecretRedactor;
 use crate::send::executor::SendError;
 use crate::send::flow_control::{LimitError, SendRefusal, SendSlot};
 use crate::server::AppState;
@@ -154,6 +156,8 @@ pub struct SendTarget<'a> {
     pub factory_id: &'a str,
     pub instance: &'a ConnectorInstance,
     pub metrics: &'a SendMetrics,
+    /// Applied to the send's error, receipt and log line.
+    pub redactor: &'a SecretRedactor,
 }
 
 /// The live connector, or `501 connector.not_found` when none is. The caller keeps the `Arc`
@@ -175,6 +179,7 @@ impl<'a> SendTarget<'a> {
                 factory_id: &live.factory_id,
                 instance,
                 metrics: &live.send_metrics,
+                redactor: &live.redactor,
             }),
             LiveStatus::Unavailable { reason } => Err(ApiError::NoLiveConnector(format!(
                 "the live connector {} cannot send: {reason}",
@@ -303,6 +308,8 @@ pub async fn send_reserved(
         .send(origin, target.instance, &message)
         .instrument(span)
         .await;
+    // The provider may echo a credential into its answer: nothing of it leaves the process.
+    let result = redact_send_result(target.redactor, result);
     let elapsed = started.elapsed();
     target
         .metrics
@@ -340,6 +347,22 @@ pub async fn send_reserved(
                 error,
                 purpose == SendPurpose::ConfigTest,
             ))
+        }
+    }
+}
+
+fn redact_send_result(
+    redactor: &SecretRedactor,
+    result: Result<SendReceipt, SendError>,
+) -> Result<SendReceipt, SendError> {
+    if redactor.is_empty() {
+        return result;
+    }
+    match result {
+        Ok(receipt) => Ok(redactor.redact_receipt(receipt)),
+        Err(SendError::Connector(error)) => Err(SendError::Connector(redactor.redact_error(error))),
+        Err(SendError::Upstream(reason)) => {
+            Err(SendError::Upstream(redactor.redact(&reason).into_owned()))
         }
     }
 }

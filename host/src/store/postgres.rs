@@ -249,10 +249,29 @@ impl PostgresStore {
     /// advisory lock. Fails when the database cannot be reached: a host does not start on a
     /// store it has never seen.
     pub async fn connect(url: &str, keyring: SecretsKeyring) -> Result<Self, StoreError> {
+        Self::connect_with_password(url, None, keyring).await
+    }
+
+    /// [`PostgresStore::connect`] with the password given apart from the URL
+    /// (`--database-password-file`), so it stays out of the command line. tokio-postgres is
+    /// not libpq: it reads no `PGPASSWORD` or `PGPASSFILE`.
+    pub async fn connect_with_password(
+        url: &str,
+        password: Option<&str>,
+        keyring: SecretsKeyring,
+    ) -> Result<Self, StoreError> {
         let connect_config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
         let mut connect_config = connect_config;
+        if let Some(password) = password {
+            if connect_config.get_password().is_some() {
+                return Err(StoreError::Failed(
+                    "the database URL holds a password and --database-password-file gives another: keep one".to_owned(),
+                ));
+            }
+            connect_config.password(password);
+        }
         if connect_config.get_connect_timeout().is_none() {
             connect_config.connect_timeout(OPERATION_DEADLINE);
         }

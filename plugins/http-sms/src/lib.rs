@@ -68,7 +68,7 @@ impl SmsConnector for HttpSms {
         let message = format!(
             "the endpoint answered {}: {}",
             response.status(),
-            response.body_excerpt(500)
+            response.error_summary()
         );
         let error = match response.status() {
             401 | 403 => ConnectorError::invalid_config(message),
@@ -122,11 +122,11 @@ mod tests {
     }
 
     #[test]
-    fn a_non_2xx_answer_is_an_error_with_the_truncated_body() {
+    fn a_non_2xx_answer_is_an_error_with_a_short_sanitized_excerpt() {
         let (_, connector) =
             plugin_api::validate_config::<HttpSms>(json!({"endpoint": "http://127.0.0.1:1/"}))
                 .unwrap();
-        let long_body = "x".repeat(2000);
+        let long_body = "\u{1b}[2Jx".to_owned() + &"x".repeat(2000);
         let error = run_send(
             &connector,
             &message(),
@@ -135,10 +135,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            error.message.starts_with("the endpoint answered 500: xxx")
-                && error.message.chars().count() < 600,
+            error
+                .message
+                .starts_with("the endpoint answered 500: [2Jxxx")
+                && error.message.chars().count() <= 130
+                && !error.message.contains(char::is_control),
             "{}",
             error.message
+        );
+        // A JSON answer gives its error fields only, never the rest of the body.
+        let error = run_send(
+            &connector,
+            &message(),
+            |_| {
+                HttpResponse::new(
+                    401,
+                    r#"{"error": "unauthorized", "received": {"authorization": "Bearer t"}}"#,
+                )
+            },
+            3,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.message,
+            "the endpoint answered 401: error=unauthorized"
         );
         assert!(run_send(
             &connector,

@@ -110,10 +110,16 @@ impl SmsConnector for KannelSms {
                 &query,
             )));
         };
-        let answer = response.body_excerpt(200);
-        let message = format!("Kannel answered {}: {answer}", response.status());
+        // Kannel answers in plain text; the summary is a short excerpt of it.
+        let message = format!(
+            "Kannel answered {}: {}",
+            response.status(),
+            response.error_summary()
+        );
         match response.status() {
-            200 | 202 if answer.starts_with('0') => Ok(Step::done(SendReceipt::new())),
+            200 | 202 if response.body_text().trim_start().starts_with('0') => {
+                Ok(Step::done(SendReceipt::new()))
+            }
             200 | 202 => Err(ConnectorError::invalid_response(message)),
             401 | 403 => Err(ConnectorError::invalid_config(message)),
             429 | 503 => Err(ConnectorError::rate_limit_exceeded(message)),

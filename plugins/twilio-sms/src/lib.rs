@@ -135,7 +135,7 @@ impl SmsConnector for TwilioSms {
         let code = error.as_ref().and_then(|error| error.code);
         let text = error
             .and_then(|error| error.message)
-            .unwrap_or_else(|| response.body_excerpt(200));
+            .unwrap_or_else(|| response.error_summary());
         let message = format!(
             "Twilio answered {} (code {}): {text}",
             response.status(),

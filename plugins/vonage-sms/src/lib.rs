@@ -107,7 +107,7 @@ impl SmsConnector for VonageSms {
             let message = format!(
                 "Vonage answered {}: {}",
                 response.status(),
-                response.body_excerpt(200)
+                response.error_summary()
             );
             return Err(match response.status() {
                 401 | 403 => ConnectorError::invalid_config(message),
