@@ -86,6 +86,13 @@ pub struct RotateSecretsKeyArgs {
     /// The key file (required with `--database-url`; default: `<data>/secrets-key`).
     #[arg(long, env = "CONNECTOR_HOST_SECRETS_KEY_FILE")]
     pub secrets_key_file: Option<PathBuf>,
+    /// A file holding the database password (made 0600), as for `serve`: keeps it out of argv.
+    #[arg(
+        long,
+        env = "CONNECTOR_HOST_DATABASE_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub database_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +106,13 @@ pub struct RotateCodeHashKeyArgs {
     /// The key file (required with `--database-url`; default: `<data>/code-hash-key`).
     #[arg(long, env = "CONNECTOR_HOST_CODE_HASH_KEY_FILE")]
     pub code_hash_key_file: Option<PathBuf>,
+    /// A file holding the database password (made 0600), as for `serve`: keeps it out of argv.
+    #[arg(
+        long,
+        env = "CONNECTOR_HOST_DATABASE_PASSWORD_FILE",
+        value_name = "FILE"
+    )]
+    pub database_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -454,9 +468,22 @@ fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
         eprintln!("connector-host: {error}");
         return ExitCode::FAILURE;
     }
+    let database_password = match args
+        .database_password_file
+        .as_deref()
+        .map(crate::server::read_database_password)
+        .transpose()
+    {
+        Ok(password) => password,
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let target = CodeHashRotationTarget {
         data_dir: args.data,
         database_url: args.database_url,
+        database_password,
         code_hash_key_file: args.code_hash_key_file,
     };
     let outcome = tokio::runtime::Builder::new_current_thread()
@@ -498,9 +525,22 @@ fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
         eprintln!("connector-host: {error}");
         return ExitCode::FAILURE;
     }
+    let database_password = match args
+        .database_password_file
+        .as_deref()
+        .map(crate::server::read_database_password)
+        .transpose()
+    {
+        Ok(password) => password,
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let target = RotationTarget {
         data_dir: args.data,
         database_url: args.database_url,
+        database_password,
         secrets_key_file: args.secrets_key_file,
     };
     let several_hosts = target.database_url.is_some();

@@ -395,7 +395,9 @@ impl PreparedHost {
 const ADMIN_KEY_FILE: &str = "admin-key";
 
 /// The password in `--database-password-file`: the whole file but its final line break.
-fn read_database_password(path: &std::path::Path) -> Result<String, String> {
+/// The password in `--database-password-file` (checked and made private first), without its
+/// final newline.
+pub fn read_database_password(path: &std::path::Path) -> Result<String, String> {
     crate::data_directory::secure_key_file(path)?;
     let text = std::fs::read_to_string(path).map_err(|error| {
         format!(

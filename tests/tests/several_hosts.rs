@@ -558,6 +558,34 @@ fn a_host_takes_the_database_password_from_a_file() {
     );
     let command_line = std::fs::read(format!("/proc/{}/cmdline", host.pid())).unwrap();
     assert!(!String::from_utf8_lossy(&command_line).contains(password));
+    // The key rotation commands take the password from the same file.
+    for (command, key_flag, key_file) in [
+        (
+            "rotate-secrets-key",
+            "--secrets-key-file",
+            &database.secrets_key_file,
+        ),
+        (
+            "rotate-code-hash-key",
+            "--code-hash-key-file",
+            &database.code_hash_key_file,
+        ),
+    ] {
+        let output = std::process::Command::new(e2e_tests::host_binary())
+            .arg(command)
+            .args(["--database-url", &url])
+            .arg(key_flag)
+            .arg(key_file)
+            .arg("--database-password-file")
+            .arg(&password_file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]

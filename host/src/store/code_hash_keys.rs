@@ -85,6 +85,8 @@ pub struct CodeHashRotationTarget {
     pub data_dir: PathBuf,
     /// PostgreSQL; `None`: the data directory's SQLite store.
     pub database_url: Option<String>,
+    /// From `--database-password-file`, when the URL holds none.
+    pub database_password: Option<String>,
     /// `None`: `<data>/code-hash-key` (SQLite only).
     pub code_hash_key_file: Option<PathBuf>,
 }
@@ -130,9 +132,13 @@ pub async fn rotate_code_hash_key(
     let no_configs = SecretsKeyring::generate()?;
     let store: Box<dyn ConnectorStore> = match &target.database_url {
         Some(url) => Box::new(
-            PostgresStore::connect(url, no_configs)
-                .await
-                .map_err(|error| format!("cannot use the database: {error}"))?,
+            PostgresStore::connect_with_password(
+                url,
+                target.database_password.as_deref(),
+                no_configs,
+            )
+            .await
+            .map_err(|error| format!("cannot use the database: {error}"))?,
         ),
         None => {
             let store_path = target.data_dir.join("connectors.sqlite3");

@@ -23,6 +23,8 @@ pub struct RotationTarget {
     pub data_dir: PathBuf,
     /// PostgreSQL; `None`: the data directory's SQLite store.
     pub database_url: Option<String>,
+    /// From `--database-password-file`, when the URL holds none.
+    pub database_password: Option<String>,
     /// `None`: `<data>/secrets-key` (SQLite only).
     pub secrets_key_file: Option<PathBuf>,
 }
@@ -81,9 +83,13 @@ pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummar
     let finished = rotating.sealing_key_only();
     let store: Box<dyn ConnectorStore> = match &target.database_url {
         Some(url) => Box::new(
-            PostgresStore::connect(url, rotating)
-                .await
-                .map_err(|error| format!("cannot use the database: {error}"))?,
+            PostgresStore::connect_with_password(
+                url,
+                target.database_password.as_deref(),
+                rotating,
+            )
+            .await
+            .map_err(|error| format!("cannot use the database: {error}"))?,
         ),
         None => {
             let store_path = target.data_dir.join("connectors.sqlite3");
