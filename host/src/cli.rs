@@ -458,39 +458,44 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
         .map_err(|error| error.to_string())
 }
 
+/// What the key commands share: the key file checked and made private as `serve` does, before
+/// it is read; the database password from its file; a runtime for the one job.
+fn run_key_command<Output, Job>(
+    key_file: &std::path::Path,
+    database_password_file: Option<&std::path::Path>,
+    job: impl FnOnce(Option<String>) -> Job,
+) -> Result<Output, String>
+where
+    Job: std::future::Future<Output = Result<Output, String>>,
+{
+    crate::data_directory::secure_key_file(key_file)?;
+    let database_password = database_password_file
+        .map(crate::server::read_database_password)
+        .transpose()?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?
+        .block_on(job(database_password))
+}
+
 fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
-    // The key file is checked and made private as `serve` does, before it is read.
     let key_file = args
         .code_hash_key_file
         .clone()
         .unwrap_or_else(|| args.data.join(crate::server::CODE_HASH_KEY_FILE));
-    if let Err(error) = crate::data_directory::secure_key_file(&key_file) {
-        eprintln!("connector-host: {error}");
-        return ExitCode::FAILURE;
-    }
-    let database_password = match args
-        .database_password_file
-        .as_deref()
-        .map(crate::server::read_database_password)
-        .transpose()
-    {
-        Ok(password) => password,
-        Err(error) => {
-            eprintln!("connector-host: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let target = CodeHashRotationTarget {
-        data_dir: args.data,
-        database_url: args.database_url,
-        database_password,
-        code_hash_key_file: args.code_hash_key_file,
-    };
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))
-        .and_then(|runtime| runtime.block_on(rotate_code_hash_key(target)));
+    let outcome = run_key_command(
+        &key_file,
+        args.database_password_file.as_deref(),
+        |database_password| {
+            rotate_code_hash_key(CodeHashRotationTarget {
+                data_dir: args.data,
+                database_url: args.database_url,
+                database_password,
+                code_hash_key_file: args.code_hash_key_file,
+            })
+        },
+    );
     match outcome {
         Ok((step, key_file)) => {
             let key_file = key_file.display();
@@ -516,39 +521,23 @@ fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
 }
 
 fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
-    // The key file is checked and made private as `serve` does, before it is read.
     let key_file = args
         .secrets_key_file
         .clone()
         .unwrap_or_else(|| args.data.join(crate::server::SECRETS_KEY_FILE));
-    if let Err(error) = crate::data_directory::secure_key_file(&key_file) {
-        eprintln!("connector-host: {error}");
-        return ExitCode::FAILURE;
-    }
-    let database_password = match args
-        .database_password_file
-        .as_deref()
-        .map(crate::server::read_database_password)
-        .transpose()
-    {
-        Ok(password) => password,
-        Err(error) => {
-            eprintln!("connector-host: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let target = RotationTarget {
-        data_dir: args.data,
-        database_url: args.database_url,
-        database_password,
-        secrets_key_file: args.secrets_key_file,
-    };
-    let several_hosts = target.database_url.is_some();
-    let outcome = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))
-        .and_then(|runtime| runtime.block_on(rotate_secrets_key(target)));
+    let several_hosts = args.database_url.is_some();
+    let outcome = run_key_command(
+        &key_file,
+        args.database_password_file.as_deref(),
+        |database_password| {
+            rotate_secrets_key(RotationTarget {
+                data_dir: args.data,
+                database_url: args.database_url,
+                database_password,
+                secrets_key_file: args.secrets_key_file,
+            })
+        },
+    );
     match outcome {
         Ok(summary) => {
             let finished = if summary.finished_interrupted_rotation {

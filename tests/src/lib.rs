@@ -323,6 +323,34 @@ impl HostFolders {
         ])
     }
 
+    /// Runs `serve` on these folders as [`HostFolders::start`] would and expects it to refuse
+    /// to start: its stderr.
+    pub fn refused_start(&self) -> String {
+        let mut command = Command::new(host_binary());
+        command
+            .arg("serve")
+            .arg("--data")
+            .arg(&self.data_dir)
+            .arg("--plugins")
+            .arg(&self.plugins_dir)
+            .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY]);
+        if let Some(database) = &self.database {
+            command
+                .args(["--database-url", &database.url])
+                .arg("--code-hash-key-file")
+                .arg(&database.code_hash_key_file)
+                .arg("--secrets-key-file")
+                .arg(&database.secrets_key_file);
+        }
+        let output = command.output().expect("run the host");
+        assert!(
+            !output.status.success(),
+            "the host started: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
     pub fn start_with_args(self, extra_args: &[&str]) -> TestHost {
         let mut store_args: Vec<String> = Vec::new();
         if let Some(database) = &self.database {

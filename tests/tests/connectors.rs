@@ -1052,7 +1052,7 @@ fn key_files_are_tightened_at_start_and_keys_stay_out_of_the_command_line() {
         chmod(path, 0o644);
     }
     chmod(&admin_key_file, 0o640);
-    let host = folders.start_with_args(&args);
+    let _host = folders.start_with_args(&args);
     assert_eq!(mode_of(&data_dir), 0o700);
     for path in &data_key_files {
         assert_eq!(mode_of(path), 0o600, "{}", path.display());
@@ -1313,25 +1313,7 @@ fn provider_secrets_are_sealed_at_rest_and_a_key_rotation_keeps_every_connector(
     let folders = host.kill();
     let stranger_key = format!("{}\n", "ab".repeat(32));
     std::fs::write(&key_file, stranger_key).unwrap();
-    let mut refused_start = std::process::Command::new(e2e_tests::host_binary());
-    refused_start
-        .arg("serve")
-        .arg("--data")
-        .arg(&folders.data_dir)
-        .arg("--plugins")
-        .arg(&folders.plugins_dir)
-        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY]);
-    if let Some(database) = &folders.database {
-        refused_start
-            .args(["--database-url", &database.url])
-            .arg("--code-hash-key-file")
-            .arg(&database.code_hash_key_file)
-            .arg("--secrets-key-file")
-            .arg(&database.secrets_key_file);
-    }
-    let output = refused_start.output().unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = folders.refused_start();
     assert!(
         stderr.contains("which the secrets key file does not hold"),
         "{stderr}"
@@ -1532,25 +1514,7 @@ fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code
     // Another key in the key file: the host refuses to start, in one line naming the key the
     // store's codes are hashed under.
     std::fs::write(&key_file, format!("{}\n", "cd".repeat(32))).unwrap();
-    let mut refused_start = std::process::Command::new(e2e_tests::host_binary());
-    refused_start
-        .arg("serve")
-        .arg("--data")
-        .arg(&folders.data_dir)
-        .arg("--plugins")
-        .arg(&folders.plugins_dir)
-        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY]);
-    if let Some(database) = &folders.database {
-        refused_start
-            .args(["--database-url", &database.url])
-            .arg("--code-hash-key-file")
-            .arg(&database.code_hash_key_file)
-            .arg("--secrets-key-file")
-            .arg(&database.secrets_key_file);
-    }
-    let output = refused_start.output().unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = folders.refused_start();
     let refusal: Vec<&str> = stderr
         .lines()
         .filter(|line| line.contains("code-hash key"))
@@ -1601,9 +1565,7 @@ fn another_code_hash_key_is_refused_at_start_and_a_rotation_never_refuses_a_code
     // The old key is gone: the file it was in no longer starts a host.
     let folders = host.kill();
     std::fs::write(&key_file, &key).unwrap();
-    let output = refused_start.output().unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("code-hash key"));
+    assert!(folders.refused_start().contains("code-hash key"));
     drop(folders);
 }
 

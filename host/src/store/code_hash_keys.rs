@@ -22,9 +22,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::postgres::PostgresStore;
+use super::key_rotation::open_store_for_command;
 use super::secrets_keyring::SecretsKeyring;
-use super::sqlite::SqliteStore;
 use super::ConnectorStore;
 use crate::verification_code::CodeHasher;
 
@@ -130,29 +129,13 @@ pub async fn rotate_code_hash_key(
     // This command reads and writes settings only, never a saved config: the stores need a
     // keyring to open, and a throwaway one opens nothing.
     let no_configs = SecretsKeyring::generate()?;
-    let store: Box<dyn ConnectorStore> = match &target.database_url {
-        Some(url) => Box::new(
-            PostgresStore::connect_with_password(
-                url,
-                target.database_password.as_deref(),
-                no_configs,
-            )
-            .await
-            .map_err(|error| format!("cannot use the database: {error}"))?,
-        ),
-        None => {
-            let store_path = target.data_dir.join("connectors.sqlite3");
-            if !store_path.exists() {
-                return Err(format!("there is no store at {}", store_path.display()));
-            }
-            let store =
-                tokio::task::spawn_blocking(move || SqliteStore::open(&store_path, no_configs))
-                    .await
-                    .map_err(|error| format!("opening the store failed: {error}"))?
-                    .map_err(|error| format!("cannot open the store: {error}"))?;
-            Box::new(store)
-        }
-    };
+    let store = open_store_for_command(
+        &target.data_dir,
+        target.database_url.as_deref(),
+        target.database_password.as_deref(),
+        no_configs,
+    )
+    .await?;
     let failed = |error: super::StoreError| format!("cannot use the store: {error}");
     let held = hasher.fingerprints();
     let recorded = store

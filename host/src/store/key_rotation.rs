@@ -81,29 +81,13 @@ pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummar
         .map(str::to_owned)
         .collect();
     let finished = rotating.sealing_key_only();
-    let store: Box<dyn ConnectorStore> = match &target.database_url {
-        Some(url) => Box::new(
-            PostgresStore::connect_with_password(
-                url,
-                target.database_password.as_deref(),
-                rotating,
-            )
-            .await
-            .map_err(|error| format!("cannot use the database: {error}"))?,
-        ),
-        None => {
-            let store_path = target.data_dir.join("connectors.sqlite3");
-            if !store_path.exists() {
-                return Err(format!("there is no store at {}", store_path.display()));
-            }
-            let store =
-                tokio::task::spawn_blocking(move || SqliteStore::open(&store_path, rotating))
-                    .await
-                    .map_err(|error| format!("opening the store failed: {error}"))?
-                    .map_err(|error| format!("cannot open the store: {error}"))?;
-            Box::new(store)
-        }
-    };
+    let store = open_store_for_command(
+        &target.data_dir,
+        target.database_url.as_deref(),
+        target.database_password.as_deref(),
+        rotating,
+    )
+    .await?;
     let report = store
         .reseal_all_configs()
         .await
@@ -123,4 +107,33 @@ pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummar
         finished_interrupted_rotation,
         resealed_configs: report.rewritten(),
     })
+}
+
+/// The store a key command works on: the database at `database_url`, else the data
+/// directory's SQLite store, which must exist already (a command never creates one).
+pub(super) async fn open_store_for_command(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    database_password: Option<&str>,
+    keyring: SecretsKeyring,
+) -> Result<Box<dyn ConnectorStore>, String> {
+    match database_url {
+        Some(url) => Ok(Box::new(
+            PostgresStore::connect_with_password(url, database_password, keyring)
+                .await
+                .map_err(|error| format!("cannot use the database: {error}"))?,
+        )),
+        None => {
+            let store_path = data_dir.join("connectors.sqlite3");
+            if !store_path.exists() {
+                return Err(format!("there is no store at {}", store_path.display()));
+            }
+            let store =
+                tokio::task::spawn_blocking(move || SqliteStore::open(&store_path, keyring))
+                    .await
+                    .map_err(|error| format!("opening the store failed: {error}"))?
+                    .map_err(|error| format!("cannot open the store: {error}"))?;
+            Ok(Box::new(store))
+        }
+    }
 }
