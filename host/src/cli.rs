@@ -75,17 +75,15 @@ pub struct NewConnectorArgs {
     pub plugin_api: Option<PathBuf>,
 }
 
+/// Where a key command finds the store: the data directory's, or a shared database.
 #[derive(Debug, Args)]
-pub struct RotateSecretsKeyArgs {
-    /// Data directory (the embedded store and its `secrets-key` file).
+pub struct KeyCommandStoreArgs {
+    /// Data directory (the embedded store and its key files).
     #[arg(long, env = "CONNECTOR_HOST_DATA", default_value = "data")]
     pub data: PathBuf,
     /// PostgreSQL shared by several hosts; default: SQLite in the data directory.
     #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// The key file (required with `--database-url`; default: `<data>/secrets-key`).
-    #[arg(long, env = "CONNECTOR_HOST_SECRETS_KEY_FILE")]
-    pub secrets_key_file: Option<PathBuf>,
     /// A file holding the database password (made 0600), as for `serve`: keeps it out of argv.
     #[arg(
         long,
@@ -96,23 +94,21 @@ pub struct RotateSecretsKeyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RotateSecretsKeyArgs {
+    #[command(flatten)]
+    pub store: KeyCommandStoreArgs,
+    /// The key file (required with `--database-url`; default: `<data>/secrets-key`).
+    #[arg(long, env = "CONNECTOR_HOST_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct RotateCodeHashKeyArgs {
-    /// Data directory (the embedded store and its `code-hash-key` file).
-    #[arg(long, env = "CONNECTOR_HOST_DATA", default_value = "data")]
-    pub data: PathBuf,
-    /// PostgreSQL shared by several hosts; default: SQLite in the data directory.
-    #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub store: KeyCommandStoreArgs,
     /// The key file (required with `--database-url`; default: `<data>/code-hash-key`).
     #[arg(long, env = "CONNECTOR_HOST_CODE_HASH_KEY_FILE")]
     pub code_hash_key_file: Option<PathBuf>,
-    /// A file holding the database password (made 0600), as for `serve`: keeps it out of argv.
-    #[arg(
-        long,
-        env = "CONNECTOR_HOST_DATABASE_PASSWORD_FILE",
-        value_name = "FILE"
-    )]
-    pub database_password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -483,14 +479,14 @@ fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
     let key_file = args
         .code_hash_key_file
         .clone()
-        .unwrap_or_else(|| args.data.join(crate::server::CODE_HASH_KEY_FILE));
+        .unwrap_or_else(|| args.store.data.join(crate::server::CODE_HASH_KEY_FILE));
     let outcome = run_key_command(
         &key_file,
-        args.database_password_file.as_deref(),
+        args.store.database_password_file.as_deref(),
         |database_password| {
             rotate_code_hash_key(CodeHashRotationTarget {
-                data_dir: args.data,
-                database_url: args.database_url,
+                data_dir: args.store.data,
+                database_url: args.store.database_url,
                 database_password,
                 code_hash_key_file: args.code_hash_key_file,
             })
@@ -524,15 +520,15 @@ fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
     let key_file = args
         .secrets_key_file
         .clone()
-        .unwrap_or_else(|| args.data.join(crate::server::SECRETS_KEY_FILE));
-    let several_hosts = args.database_url.is_some();
+        .unwrap_or_else(|| args.store.data.join(crate::server::SECRETS_KEY_FILE));
+    let several_hosts = args.store.database_url.is_some();
     let outcome = run_key_command(
         &key_file,
-        args.database_password_file.as_deref(),
+        args.store.database_password_file.as_deref(),
         |database_password| {
             rotate_secrets_key(RotationTarget {
-                data_dir: args.data,
-                database_url: args.database_url,
+                data_dir: args.store.data,
+                database_url: args.store.database_url,
                 database_password,
                 secrets_key_file: args.secrets_key_file,
             })
