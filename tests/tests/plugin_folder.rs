@@ -623,14 +623,40 @@ fn on_a_terminal_an_escape_sequence_in_a_file_name_is_shown_as_text() {
     assert!(!seen(b"\x1b[2J") && !seen(b"\x1b[1A"), "{text:?}");
 }
 
+/// A scratch directory every ancestor of which the host trusts (owned by root or us, not
+/// writable by group or others): under the target dir when the checkout is in such a place,
+/// else under /var/lib (a clone under /tmp, 1777, has no trusted place in it).
+fn scratch_dir_with_trusted_ancestors() -> tempfile::TempDir {
+    use std::os::unix::fs::MetadataExt;
+    let us = rustix::process::geteuid().as_raw();
+    let trusted = |dir: &Path| {
+        dir.ancestors().all(|ancestor| {
+            std::fs::metadata(ancestor).is_ok_and(|metadata| {
+                metadata.mode() & 0o022 == 0 && (metadata.uid() == 0 || metadata.uid() == us)
+            })
+        })
+    };
+    let candidates = [
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
+        PathBuf::from("/var/lib"),
+    ];
+    let place = candidates
+        .iter()
+        .find(|candidate| trusted(candidate))
+        .unwrap_or_else(|| panic!("no directory with trusted ancestors among {candidates:?}"));
+    tempfile::Builder::new()
+        .prefix("connector-host-e2e-")
+        .tempdir_in(place)
+        .unwrap()
+}
+
 /// A plugin file may be a symlink, but every directory on its way is held to the folder's
 /// rule: a symlink into a world-writable directory is refused with its reason, and loads once
 /// the directory is fixed.
 #[test]
 fn a_symlink_into_a_world_writable_directory_is_refused() {
     let host = HostFolders::new(&[]).start();
-    // Under the target dir (root-owned, 0755 up to /), not /tmp (1777, refused as well).
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let outside = scratch_dir_with_trusted_ancestors();
     std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let target = outside.path().join("libmock.so");
     std::fs::copy(plugin_file("mock_sms"), &target).unwrap();
