@@ -476,10 +476,11 @@ where
 }
 
 fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
-    let key_file = args
-        .code_hash_key_file
-        .clone()
-        .unwrap_or_else(|| args.store.data.join(crate::server::CODE_HASH_KEY_FILE));
+    let key_file = args.code_hash_key_file.clone().unwrap_or_else(|| {
+        args.store
+            .data
+            .join(crate::data_directory::CODE_HASH_KEY_FILE)
+    });
     let outcome = run_key_command(
         &key_file,
         args.store.database_password_file.as_deref(),
@@ -517,10 +518,11 @@ fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {
 }
 
 fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
-    let key_file = args
-        .secrets_key_file
-        .clone()
-        .unwrap_or_else(|| args.store.data.join(crate::server::SECRETS_KEY_FILE));
+    let key_file = args.secrets_key_file.clone().unwrap_or_else(|| {
+        args.store
+            .data
+            .join(crate::data_directory::SECRETS_KEY_FILE)
+    });
     let several_hosts = args.store.database_url.is_some();
     let outcome = run_key_command(
         &key_file,

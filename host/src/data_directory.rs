@@ -8,6 +8,12 @@ use std::path::Path;
 
 /// The lock file's name inside the data directory.
 const LOCK_FILE: &str = "host.lock";
+/// The generated admin key, when no `--admin-key` is given.
+pub const ADMIN_KEY_FILE: &str = "admin-key";
+/// The keyring file when no `--secrets-key-file` is given.
+pub const SECRETS_KEY_FILE: &str = "secrets-key";
+/// The code-hash key file (SQLite; with PostgreSQL, `--code-hash-key-file`).
+pub const CODE_HASH_KEY_FILE: &str = "code-hash-key";
 
 /// Held for as long as one process uses the data directory (released when it exits, even by
 /// kill -9): two hosts on one embedded store would each keep their own flow-control counters,

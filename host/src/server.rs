@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
 use crate::api_keys::{ApiKeys, KeyScope};
+use crate::data_directory::{ADMIN_KEY_FILE, CODE_HASH_KEY_FILE, SECRETS_KEY_FILE};
 use crate::live_connector::LiveConnector;
 use crate::plugins::factory_registry::FactoryRegistry;
 use crate::plugins::folder::PluginFolder;
@@ -29,11 +30,6 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{SecretsKeyring, Store, StoreError};
 use crate::verification_code::{CodeHasher, CodePolicy};
 use metrics_exporter_prometheus::PrometheusHandle;
-
-/// The data directory's keyring file when no `--secrets-key-file` is given.
-pub const SECRETS_KEY_FILE: &str = "secrets-key";
-/// The data directory's code-hash key file (SQLite; with PostgreSQL, `--code-hash-key-file`).
-pub const CODE_HASH_KEY_FILE: &str = "code-hash-key";
 
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
@@ -390,9 +386,6 @@ impl PreparedHost {
         })
     }
 }
-
-/// The data directory's admin key file (the others' names are public above).
-const ADMIN_KEY_FILE: &str = "admin-key";
 
 /// The password in `--database-password-file`: the whole file but its final line break.
 /// The password in `--database-password-file` (checked and made private first), without its

@@ -114,7 +114,7 @@ pub async fn rotate_code_hash_key(
     };
     let key_file = match (&target.code_hash_key_file, &target.database_url) {
         (Some(path), _) => path.clone(),
-        (None, None) => target.data_dir.join(crate::server::CODE_HASH_KEY_FILE),
+        (None, None) => target.data_dir.join(crate::data_directory::CODE_HASH_KEY_FILE),
         (None, Some(_)) => {
             return Err("with --database-url, pass --code-hash-key-file: the key file every host of the database uses".to_owned())
         }

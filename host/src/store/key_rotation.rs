@@ -53,7 +53,7 @@ pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummar
     };
     let key_file = match (&target.secrets_key_file, &target.database_url) {
         (Some(path), _) => path.clone(),
-        (None, None) => target.data_dir.join(crate::server::SECRETS_KEY_FILE),
+        (None, None) => target.data_dir.join(crate::data_directory::SECRETS_KEY_FILE),
         (None, Some(_)) => {
             return Err("with --database-url, pass --secrets-key-file: the key file every host of the database uses".to_owned())
         }
