@@ -72,27 +72,7 @@ pub fn prepare(path: &Path) -> Result<(), String> {
     }
     let metadata = std::fs::metadata(path)
         .map_err(|error| format!("cannot use the data directory {}: {error}", path.display()))?;
-    let mode = metadata.permissions().mode();
-    check_owner(path, "the data directory", metadata.uid())?;
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "the data directory {} is writable by group or others (mode {:o}); chmod 700 it",
-            path.display(),
-            mode & 0o777
-        ));
-    }
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(
-            |error| {
-                format!(
-                    "cannot make the data directory {} private (chmod 700): {error}",
-                    path.display()
-                )
-            },
-        )?;
-        tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made the data directory private (0700)");
-    }
-    Ok(())
+    make_private(path, "the data directory", &metadata, 0o700, "")
 }
 
 /// Refuses a file or directory that is not the host user's own.
@@ -128,25 +108,43 @@ pub fn secure_key_file(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    check_owner(path, "the key file", metadata.uid())?;
+    make_private(
+        path,
+        "the key file",
+        &metadata,
+        0o600,
+        " and check its contents",
+    )
+}
+
+/// The host user's own file or directory, not writable by group or others (refused, in one
+/// line), and not readable by them either (tightened to `private_mode`).
+fn make_private(
+    path: &Path,
+    what: &str,
+    metadata: &std::fs::Metadata,
+    private_mode: u32,
+    advice_when_writable: &str,
+) -> Result<(), String> {
+    check_owner(path, what, metadata.uid())?;
     let mode = metadata.permissions().mode();
     if mode & 0o022 != 0 {
         return Err(format!(
-            "the key file {} is writable by group or others (mode {:o}); chmod 600 it and check its contents",
+            "{what} {} is writable by group or others (mode {:o}); chmod {private_mode:o} it{advice_when_writable}",
             path.display(),
             mode & 0o777
         ));
     }
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(private_mode)).map_err(
             |error| {
                 format!(
-                    "cannot make the key file {} private (chmod 600): {error}",
+                    "cannot make {what} {} private (chmod {private_mode:o}): {error}",
                     path.display()
                 )
             },
         )?;
-        tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made a key file private (0600)");
+        tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made {what} private ({private_mode:04o})");
     }
     Ok(())
 }
