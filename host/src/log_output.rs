@@ -379,26 +379,6 @@ mod tests {
     /// pipelines parsed before stays parseable.
     #[test]
     fn a_line_reads_as_the_default_format_writes_it() {
-        use std::sync::{Arc, Mutex};
-        use tracing_subscriber::fmt::MakeWriter;
-
-        #[derive(Clone, Default)]
-        struct Lines(Arc<Mutex<Vec<u8>>>);
-        impl Write for Lines {
-            fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buffer);
-                Ok(buffer.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        impl<'a> MakeWriter<'a> for Lines {
-            type Writer = Lines;
-            fn make_writer(&'a self) -> Lines {
-                self.clone()
-            }
-        }
         fn emit(subscriber: impl tracing::Subscriber + Send + Sync + 'static) {
             tracing::subscriber::with_default(subscriber, || {
                 let span = tracing::info_span!("send", connector_id = %"abc", attempt = 2);
@@ -423,8 +403,8 @@ mod tests {
                 .finish(),
         );
         let without_timestamps = |lines: &Lines| -> Vec<String> {
-            String::from_utf8(lines.0.lock().unwrap().clone())
-                .unwrap()
+            lines
+                .text()
                 .lines()
                 .map(|line| {
                     let (timestamp, rest) = line.split_once(' ').unwrap();
@@ -533,6 +513,12 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+        type Writer = Lines;
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
         }
     }
 
