@@ -199,24 +199,23 @@ impl SendExecutor {
                 .await;
             match sent {
                 Ok(response) => break response,
-                // Refused by --provider-networks: no retry, and the reason as it is.
-                Err(error) if provider_networks::refusal_in(&error).is_some() => {
-                    return Err(refused_destination(
-                        provider_networks::refusal_in(&error).unwrap_or_default(),
-                    ))
-                }
-                // Nothing reached the provider: trying again cannot send the SMS twice.
-                Err(error) if error.is_connect() && attempt < CONNECT_ATTEMPTS => {
-                    tracing::debug!(%host, attempt, "could not connect to the provider; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
                 Err(error) => {
+                    // Refused by --provider-networks: no retry, and the reason as it is.
+                    if let Some(refusal) = provider_networks::refusal_in(&error) {
+                        return Err(refused_destination(refusal));
+                    }
+                    // Nothing reached the provider: trying again cannot send the SMS twice.
+                    if error.is_connect() && attempt < CONNECT_ATTEMPTS {
+                        tracing::debug!(%host, attempt, "could not connect to the provider; retrying");
+                        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                        attempt += 1;
+                        continue;
+                    }
                     return Err(SendError::Upstream(describe_transport_error(
                         host,
                         &error,
                         self.config.request_timeout,
-                    )))
+                    )));
                 }
             }
         };
