@@ -85,7 +85,7 @@ fn with_a_body() -> Vec<Failure> {
         ),
         failure(
             ApiError::PayloadTooLarge {
-                limit_bytes: crate::server::MAX_REQUEST_BODY_BYTES,
+                limit_bytes: crate::http::limits::MAX_REQUEST_BODY_BYTES,
             },
             "the body is over 64 KiB",
         ),

@@ -65,7 +65,7 @@ impl Modify for BearerKeys {
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json")),
     security(("admin_key" = [])))]
 pub async fn get_openapi_document(
-    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::server::AppState>>,
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<crate::state::AppState>>,
 ) -> Result<crate::api_error::Json<serde_json::Value>, crate::api_error::ApiError> {
     document_for(state.config.phone_validation)
         .map(crate::api_error::Json)

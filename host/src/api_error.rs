@@ -234,7 +234,7 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return ApiError::PayloadTooLarge {
-                limit_bytes: crate::server::MAX_REQUEST_BODY_BYTES,
+                limit_bytes: crate::http::limits::MAX_REQUEST_BODY_BYTES,
             };
         }
         ApiError::InvalidRequestBody(rejection.body_text())
@@ -325,7 +325,7 @@ where
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge {
-                        limit_bytes: crate::server::MAX_REQUEST_BODY_BYTES,
+                        limit_bytes: crate::http::limits::MAX_REQUEST_BODY_BYTES,
                     }
                 } else {
                     ApiError::InvalidRequestBody(rejection.body_text())

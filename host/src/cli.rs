@@ -21,7 +21,7 @@ use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::SendExecutorConfig;
 use crate::send::provider_networks::ProviderNetworks;
 use crate::send::SendLimits;
-use crate::server::{AppState, ServeConfig};
+use crate::state::{AppState, ServeConfig};
 use crate::store::code_hash_keys::{
     rotate_code_hash_key, CodeHashRotationStep, CodeHashRotationTarget,
 };
@@ -466,7 +466,7 @@ where
 {
     crate::data_directory::secure_key_file(key_file)?;
     let database_password = database_password_file
-        .map(crate::server::read_database_password)
+        .map(crate::state::read_database_password)
         .transpose()?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

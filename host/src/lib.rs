@@ -34,7 +34,9 @@
 //! - [`phone`]: phone number validation and E.164 normalization.
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
 //! - [`telemetry`]: the Prometheus recorder and its upkeep.
-//! - [`server`]: application state, the router (with key checks) and the listener.
+//! - [`server`]: the router (with key checks) and the listener.
+//! - [`state`]: the application state the routes share, what `serve` is configured with, and
+//!   start-up (data directory, keys, plugins folder, store, the live connector restored).
 //! - [`http`]: the limits at the HTTP edge: the accept loop with a cap on connections and
 //!   hyper's header read timeout, the descriptor limit, load shedding and request deadlines.
 //! - [`data_directory`]: the data directory and its files kept private (0700, 0600).
@@ -69,6 +71,7 @@ pub mod secret_redaction;
 pub mod secrets;
 pub mod send;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod store_follower;
 pub mod telemetry;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live_connector::LiveConnector;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::postgres::PostgresStore;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);

@@ -22,7 +22,7 @@ use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::api_error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// No inline script or style, nothing from another origin, no framing.
 pub const CONSOLE_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Request bodies are small JSON documents; anything bigger is refused with 413.
+pub const MAX_REQUEST_BODY_BYTES: usize = 64 * 1024;
+
 /// Descriptors kept for everything but client connections when `--max-connections` is derived:
 /// the store and its WAL, the log, the plugin watcher, the runtime's own, a PostgreSQL pool.
 const DESCRIPTORS_FOR_THE_HOST_ITSELF: u64 = 64;

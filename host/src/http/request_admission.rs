@@ -30,7 +30,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::HttpLimits;
 use crate::api_error::ApiError;
-use crate::server::{AppState, MAX_REQUEST_BODY_BYTES};
+use crate::http::limits::MAX_REQUEST_BODY_BYTES;
+use crate::state::AppState;
 
 pub struct RequestAdmission {
     in_flight: Arc<Semaphore>,
@@ -73,7 +74,7 @@ pub async fn admit_api_request(
     // The key first: a client without one must not hold an in-flight slot or make the host
     // read its body (a keyless slow-body flood would otherwise shed everyone else).
     let mut request = request;
-    match crate::server::presented_scope(&state, &request) {
+    match crate::api_keys::presented_scope(&state.api_keys, &request) {
         Ok(scope) => {
             request.extensions_mut().insert(scope);
         }

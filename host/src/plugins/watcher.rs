@@ -13,7 +13,7 @@ use notify_debouncer_full::{
 
 use crate::live_connector::{LiveConnector, LiveStatus};
 use crate::plugins::folder::LiveBuild;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// How changes to the plugins folder are noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

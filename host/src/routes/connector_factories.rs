@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::api_error::{ApiError, Json, Path};
 use crate::plugins::factory_registry::Factory;
-use crate::server::AppState;
+use crate::state::AppState;
 use plugin_api::PluginMetadata;
 
 /// Logto's connector types; every factory and connector here is an SMS one.

@@ -17,7 +17,7 @@ use crate::live_connector::LiveConnector;
 use crate::plugins::factory_registry::Factory;
 use crate::secret_redaction::SecretRedactor;
 use crate::secrets::{restore_masked, SecretKeys};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
 
 /// A connector as Logto returns it: the saved connector plus its factory's metadata.

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::api_error::Json;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Liveness and readiness: `200` when the host can serve, `503` (`ready: false`) when its
 /// shared store cannot be reached (`store: "unavailable"`) or it cannot open the live

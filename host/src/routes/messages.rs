@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json};
 use crate::send::{current_live_connector, send_with_flow_control, SendPurpose, SendTarget};
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

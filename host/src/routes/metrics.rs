@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 #[utoipa::path(get, path = "/metrics", tag = "meta", responses((status = 200, description = "Prometheus text format",
     content_type = "text/plain", example = "# TYPE sms_sends_total counter\nsms_sends_total{factory=\"mock-short-message-service\",purpose=\"verification_code\",outcome=\"sent\"} 3\n")))]

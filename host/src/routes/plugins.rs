@@ -7,7 +7,7 @@ use axum::extract::State;
 
 use crate::api_error::{ApiError, Json};
 use crate::plugins::factory_registry::PluginFileReport;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Every plugin file seen in the plugins folder and what became of it, then earlier builds
 /// (superseded, removed), newest first.

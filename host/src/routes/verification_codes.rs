@@ -12,7 +12,7 @@ use crate::api_error::{ApiError, Json};
 use crate::send::{
     current_live_connector, masked_phone, reserve_send, send_reserved, SendPurpose, SendTarget,
 };
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::now_millis;
 use crate::store::{NewCode, VerifyOutcome};
 

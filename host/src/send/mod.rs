@@ -31,7 +31,7 @@ use crate::phone::PhoneNumber;
 use crate::secret_redaction::SecretRedactor;
 use crate::send::executor::SendError;
 use crate::send::flow_control::{LimitError, SendRefusal, SendSlot};
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The flow-control limits, reported in `GET /health`.
 #[derive(Debug, Clone, Serialize)]
