@@ -66,7 +66,7 @@ fn load_during_swaps(
                     let due = started + Duration::from_secs_f64(round as f64 / f64::from(rate));
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
                 }
-                let target = if round % 2 == 0 { &first } else { &second };
+                let target = if round % 2 == 1 { &second } else { &first };
                 let status = match round % 3 {
                     0 => create(&url, round).map(|_| 200).unwrap_or(0),
                     1 => {

@@ -154,6 +154,10 @@ macro_rules! export_sms_connector {
             // What `#[abi_stable::export_root_module]` generates, spelled out because that
             // attribute names `::abi_stable` directly and vendors do not depend on it. The
             // symbol name is abi_stable's ROOT_MODULE_LOADER_NAME (checked by a test).
+            // SAFETY: `from_constructor::<M>` needs the constructor's erased module to be an
+            // `M` (here `SmsConnectorModuleRef`): `__call_root_module_loader` erases exactly the
+            // `SmsConnectorModuleRef` that `__connector_host_root_module` returns. The layout
+            // check stays on, so a host built against another layout refuses the file.
             #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
             static __CONNECTOR_HOST_LIB_HEADER: $crate::__private::abi_stable::library::LibHeader = unsafe {
                 $crate::__private::abi_stable::library::LibHeader::from_constructor::<$crate::__private::SmsConnectorModuleRef>(

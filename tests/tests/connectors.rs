@@ -102,9 +102,12 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
     // Change connector: the new one is live, the old one retired with its config.
     let second = create(&host, MOCK, mock_config());
     let second_id = second["id"].as_str().unwrap().to_owned();
-    assert_eq!(ids(&host.get("/api/connectors").1), [second_id.clone()]);
+    assert_eq!(
+        ids(&host.get("/api/connectors").1),
+        std::slice::from_ref(&second_id)
+    );
     let (_, retired) = host.get("/api/connectors?enabled=false");
-    assert_eq!(ids(&retired), [first_id.clone()]);
+    assert_eq!(ids(&retired), std::slice::from_ref(&first_id));
     assert_eq!(retired[0]["enabled"], false);
     assert_eq!(retired[0]["config"]["outbox"], json!(true));
     let (status, one) = host.get(&format!("/api/connectors/{first_id}"));
@@ -138,10 +141,13 @@ fn seed_flow_set_up_test_save_change_and_switch_back() {
         (200, json!(true)),
         "{enabled}"
     );
-    assert_eq!(ids(&host.get("/api/connectors").1), [first_id.clone()]);
+    assert_eq!(
+        ids(&host.get("/api/connectors").1),
+        std::slice::from_ref(&first_id)
+    );
     assert_eq!(
         ids(&host.get("/api/connectors?enabled=false").1),
-        [second_id.clone()]
+        std::slice::from_ref(&second_id)
     );
     let (_, receipt) = send("Register");
     assert_eq!(receipt["connectorId"], first_id.as_str());

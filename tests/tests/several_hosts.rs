@@ -626,6 +626,9 @@ fn concurrent_patches_on_two_hosts_each_apply_whole() {
     }
 }
 
+/// The wrong answers one load client saw, and how many of each status came back.
+type LoadResult = (Vec<String>, std::collections::BTreeMap<u16, usize>);
+
 /// Sends and code requests from `clients` threads to `hosts` until `stop`; every answer that
 /// is a server error other than 503 (or no answer at all) is kept, with how many of each
 /// status came back.
@@ -633,7 +636,7 @@ fn load_until_stopped(
     hosts: &Arc<Vec<TestHost>>,
     clients: usize,
     stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<(Vec<String>, std::collections::BTreeMap<u16, usize>)>> {
+) -> Vec<std::thread::JoinHandle<LoadResult>> {
     (0..clients)
         .map(|client| {
             let (hosts, stop) = (Arc::clone(hosts), Arc::clone(stop));
