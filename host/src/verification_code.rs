@@ -90,6 +90,17 @@ const MIN_KEY_CHARS: usize = 32;
 /// holding anything that helps to guess a code.
 const FINGERPRINT_LABEL: &[u8] = b"connector-host code-hash key fingerprint v1";
 
+/// What is wrong with a code-hash key file's text; one line, never quoting a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeHashKeysParseError {
+    #[error("line {line} is too short for a key (at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`)")]
+    TooShort { line: usize },
+    #[error("line {line} repeats a key")]
+    RepeatedKey { line: usize },
+    #[error("it holds no key")]
+    NoKey,
+}
+
 impl CodeHasher {
     /// One key (tests, and the text of a one-key file).
     pub fn new(key: &[u8]) -> Self {
@@ -99,7 +110,7 @@ impl CodeHasher {
     }
 
     /// The keys of a key file's text. Errors are one line and never quote a key.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, CodeHashKeysParseError> {
         let mut keys: Vec<Zeroizing<Vec<u8>>> = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -107,18 +118,15 @@ impl CodeHasher {
                 continue;
             }
             if line.len() < MIN_KEY_CHARS {
-                return Err(format!(
-                    "line {} is too short for a key (at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`)",
-                    index + 1
-                ));
+                return Err(CodeHashKeysParseError::TooShort { line: index + 1 });
             }
             if keys.iter().any(|key| key.as_slice() == line.as_bytes()) {
-                return Err(format!("line {} repeats a key", index + 1));
+                return Err(CodeHashKeysParseError::RepeatedKey { line: index + 1 });
             }
             keys.push(Zeroizing::new(line.as_bytes().to_vec()));
         }
         if keys.is_empty() {
-            return Err("it holds no key".to_owned());
+            return Err(CodeHashKeysParseError::NoKey);
         }
         Ok(Self { keys })
     }
@@ -279,13 +287,16 @@ mod tests {
         assert_ne!(CodeHasher::new(b"other").fingerprints(), one.fingerprints());
         assert!(CodeHasher::parse("# nothing\n")
             .unwrap_err()
+            .to_string()
             .contains("no key"));
         let key = "k".repeat(32);
         assert!(CodeHasher::parse(&format!("{key}\n{key}\n"))
             .unwrap_err()
+            .to_string()
             .contains("line 2 repeats"));
         assert!(CodeHasher::parse(&format!("{key}\nshort\n"))
             .unwrap_err()
+            .to_string()
             .contains("line 2 is too short"));
     }
 }

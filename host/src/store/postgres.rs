@@ -334,8 +334,7 @@ impl PostgresStore {
                 .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
                 .await?;
             let recorded_key_id = recorded_sealing_key_id(&transaction).await?;
-            check_recorded_key(recorded_key_id.as_deref(), &self.keyring, during_rotation)
-                .map_err(StoreError::Failed)?;
+            check_recorded_key(recorded_key_id.as_deref(), &self.keyring, during_rotation)?;
             let mut report = SealingReport::new(self.keyring.sealing_key_id());
             for row in transaction
                 .query("SELECT id, factory_id, config FROM connectors", &[])

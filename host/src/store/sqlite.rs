@@ -467,8 +467,7 @@ fn reseal_configs(
         recorded_key_id.as_deref(),
         keyring,
         scope == ResealScope::Rotation,
-    )
-    .map_err(StoreError::Failed)?;
+    )?;
     let stored_configs = {
         let mut statement = transaction.prepare("SELECT id, factory_id, config FROM connectors")?;
         let rows = statement.query_map([], |row| {
