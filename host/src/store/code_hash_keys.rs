@@ -291,13 +291,13 @@ mod tests {
         // Step 2: the promoted file issues under the new key; staged hosts verify it.
         let promoted = staged.with_issuing(&new_key).unwrap();
         assert!(check_code_hash_keys(&recorded, &promoted, file).is_ok());
-        let code_of_promoted = promoted.hash("+1", "SignIn", "123456");
+        let code_of_promoted = promoted.hash("+1", plugin_api::TemplateType::SignIn, "123456");
         assert!(staged
-            .hashes("+1", "SignIn", "123456")
+            .hashes("+1", plugin_api::TemplateType::SignIn, "123456")
             .contains(&code_of_promoted));
-        let code_of_staged = staged.hash("+1", "SignIn", "123456");
+        let code_of_staged = staged.hash("+1", plugin_api::TemplateType::SignIn, "123456");
         assert!(promoted
-            .hashes("+1", "SignIn", "123456")
+            .hashes("+1", plugin_api::TemplateType::SignIn, "123456")
             .contains(&code_of_staged));
         // Step 3: only the new key; a host with the staged file (old key in front) is refused.
         let finished = promoted.keeping(std::slice::from_ref(&new_key));

@@ -475,6 +475,55 @@ impl SecretsKeyring {
     }
 }
 
+/// A saved config as a reseal reads it from a store.
+#[derive(Debug, Clone)]
+pub struct StoredConfig {
+    pub connector_id: String,
+    pub factory_id: String,
+    /// The config column as stored: sealed, or in clear from before sealing.
+    pub stored: String,
+}
+
+/// What a reseal writes back, in the transaction it read the configs in: each rewritten
+/// config (connector id, sealed config), then the keyring's sealing key id as the recorded
+/// one.
+#[derive(Debug)]
+pub struct ResealPlan {
+    pub report: SealingReport,
+    pub rewrites: Vec<(String, String)>,
+}
+
+impl SecretsKeyring {
+    /// The reseal both stores run, at start-up and in a rotation (`during_rotation`): the
+    /// recorded key checked against this keyring, then every config (re)sealed as
+    /// [`Self::reseal_stored_config`] says (configs in clear are sealed only when no key is
+    /// recorded yet). No store access: the store reads and writes around it.
+    pub fn plan_reseal(
+        &self,
+        recorded_key_id: Option<&str>,
+        during_rotation: bool,
+        stored_configs: Vec<StoredConfig>,
+    ) -> Result<ResealPlan, StoreError> {
+        check_recorded_key(recorded_key_id, self, during_rotation)?;
+        let mut report = SealingReport::new(self.sealing_key_id());
+        let mut rewrites = Vec::new();
+        for config in stored_configs {
+            let rewritten = self.reseal_stored_config(
+                &config.connector_id,
+                &config.factory_id,
+                &config.stored,
+                during_rotation,
+                recorded_key_id.is_none(),
+                &mut report,
+            )?;
+            if let Some(sealed) = rewritten {
+                rewrites.push((config.connector_id, sealed));
+            }
+        }
+        Ok(ResealPlan { report, rewrites })
+    }
+}
+
 /// What a store's start-up check or a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealingReport {
@@ -646,6 +695,78 @@ mod tests {
         assert!(resealed.starts_with("sealed2:"));
         assert_eq!(keyring.open("c", "twilio", &resealed).unwrap(), config);
         assert!(keyring.open("c", "http-sms", &resealed).is_err());
+    }
+
+    fn stored(connector_id: &str, factory_id: &str, stored: &str) -> StoredConfig {
+        StoredConfig {
+            connector_id: connector_id.to_owned(),
+            factory_id: factory_id.to_owned(),
+            stored: stored.to_owned(),
+        }
+    }
+
+    /// The reseal both stores run: what it rewrites at start-up and in a rotation.
+    #[test]
+    fn a_reseal_plan_rewrites_what_start_up_or_a_rotation_needs_and_nothing_else() {
+        let keyring = SecretsKeyring::generate().unwrap();
+        let config = json!({"apiKey": "k"});
+        let sealed = keyring.seal("a", "twilio", &config).unwrap();
+        let plain = json!({"apiKey": "clear"}).to_string();
+        // First start on a database from before sealing: the clear config is sealed, the
+        // sealed one stays.
+        let plan = keyring
+            .plan_reseal(
+                None,
+                false,
+                vec![
+                    stored("a", "twilio", &sealed),
+                    stored("b", "http-sms", &plain),
+                ],
+            )
+            .unwrap();
+        assert_eq!(plan.report.sealed_from_clear, 1);
+        assert_eq!(plan.report.resealed, 0);
+        assert_eq!(plan.rewrites.len(), 1);
+        assert_eq!(plan.rewrites[0].0, "b");
+        assert_eq!(
+            keyring.open("b", "http-sms", &plan.rewrites[0].1).unwrap(),
+            json!({"apiKey": "clear"})
+        );
+        // Later starts rewrite nothing; a clear config is refused.
+        let recorded = keyring.sealing_key_id().to_owned();
+        let plan = keyring
+            .plan_reseal(
+                Some(&recorded),
+                false,
+                vec![
+                    stored("a", "twilio", &sealed),
+                    stored("b", "http-sms", &plain),
+                ],
+            )
+            .unwrap();
+        assert!(plan.rewrites.is_empty());
+        assert_eq!(plan.report.refused, vec!["b"]);
+        // A rotation: every sealed config under the new key, which the old keyring lacks.
+        let rotating = keyring.with_new_sealing_key().unwrap();
+        let plan = rotating
+            .plan_reseal(Some(&recorded), true, vec![stored("a", "twilio", &sealed)])
+            .unwrap();
+        assert_eq!(plan.report.resealed, 1);
+        assert_eq!(plan.report.key_id, rotating.sealing_key_id());
+        let resealed = &plan.rewrites[0].1;
+        assert_eq!(
+            rotating
+                .sealing_key_only()
+                .open("a", "twilio", resealed)
+                .unwrap(),
+            config
+        );
+        // Started with the rotating keyring but not rotating: the interrupted rotation stops it.
+        let refused = rotating
+            .plan_reseal(Some(&recorded), false, vec![stored("a", "twilio", &sealed)])
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("interrupted"), "{refused}");
     }
 
     #[test]

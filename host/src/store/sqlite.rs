@@ -14,12 +14,14 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
+use super::code_verification::{decide_verification, CodeWrite, StoredCode};
+use super::secrets_keyring::{SecretsKeyring, StoredConfig};
 use super::sqlite_writer::SqliteWriterHandle;
 use super::{
-    hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
-    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
+    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
+use plugin_api::TemplateType;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -240,17 +242,13 @@ impl VerificationCodeStore for SqliteStore {
     async fn discard_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         code_hash: &[u8],
     ) -> Result<(), StoreError> {
-        let (phone, template_type, code_hash) = (
-            phone.to_owned(),
-            template_type.to_owned(),
-            code_hash.to_owned(),
-        );
+        let (phone, code_hash) = (phone.to_owned(), code_hash.to_owned());
         self.writer
             .run_batched(move |connection, _| {
-                discard_code(connection, &phone, &template_type, &code_hash)
+                discard_code(connection, &phone, template_type, &code_hash)
             })
             .await
     }
@@ -258,22 +256,18 @@ impl VerificationCodeStore for SqliteStore {
     async fn verify_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
-        let (phone, template_type, presented_hashes) = (
-            phone.to_owned(),
-            template_type.to_owned(),
-            presented_hashes.to_vec(),
-        );
+        let (phone, presented_hashes) = (phone.to_owned(), presented_hashes.to_vec());
         self.writer
             .run_batched(move |connection, _| {
                 verify_code(
                     connection,
                     &phone,
-                    &template_type,
+                    template_type,
                     &presented_hashes,
                     now,
                     max_attempts,
@@ -463,38 +457,27 @@ fn reseal_configs(
             |row| row.get(0),
         )
         .optional()?;
-    check_recorded_key(
-        recorded_key_id.as_deref(),
-        keyring,
-        scope == ResealScope::Rotation,
-    )?;
     let stored_configs = {
         let mut statement = transaction.prepare("SELECT id, factory_id, config FROM connectors")?;
         let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-            ))
+            Ok(StoredConfig {
+                connector_id: row.get(0)?,
+                factory_id: row.get(1)?,
+                stored: row.get(2)?,
+            })
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    let mut report = SealingReport::new(keyring.sealing_key_id());
-    for (id, factory_id, stored) in stored_configs {
-        let rewritten = keyring.reseal_stored_config(
-            &id,
-            &factory_id,
-            &stored,
-            scope == ResealScope::Rotation,
-            recorded_key_id.is_none(),
-            &mut report,
+    let plan = keyring.plan_reseal(
+        recorded_key_id.as_deref(),
+        scope == ResealScope::Rotation,
+        stored_configs,
+    )?;
+    for (id, sealed) in &plan.rewrites {
+        transaction.execute(
+            "UPDATE connectors SET config = ?2 WHERE id = ?1",
+            params![id, sealed],
         )?;
-        if let Some(sealed) = rewritten {
-            transaction.execute(
-                "UPDATE connectors SET config = ?2 WHERE id = ?1",
-                params![id, sealed],
-            )?;
-        }
     }
     transaction.execute(
         "INSERT INTO store_settings (name, value) VALUES (?1, ?2)
@@ -502,11 +485,11 @@ fn reseal_configs(
         params![SECRETS_KEY_SETTING, keyring.sealing_key_id()],
     )?;
     transaction.commit()?;
-    if report.rewritten() > 0 {
+    if plan.report.rewritten() > 0 {
         // The WAL still holds the pages as they were; checkpoint and cut it to zero.
         connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
-    Ok(report)
+    Ok(plan.report)
 }
 
 // The code operations, the hot path: their statements are prepared once per connection.
@@ -519,7 +502,7 @@ fn save_code(connection: &Connection, code: NewCode) -> Result<(), StoreError> {
         )?
         .execute(params![
             code.phone,
-            code.template_type,
+            code.template_type.as_str(),
             code.code_hash,
             code.created_at,
             code.expires_at
@@ -530,61 +513,55 @@ fn save_code(connection: &Connection, code: NewCode) -> Result<(), StoreError> {
 fn discard_code(
     connection: &Connection,
     phone: &str,
-    template_type: &str,
+    template_type: TemplateType,
     code_hash: &[u8],
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2 AND code_hash = ?3",
         )?
-        .execute(params![phone, template_type, code_hash])?;
+        .execute(params![phone, template_type.as_str(), code_hash])?;
     Ok(())
 }
 
 /// Reads, then consumes or counts, with nothing in between: the writer runs one job at a time,
-/// so of concurrent verifies of one code exactly one finds it.
+/// so of concurrent verifies of one code exactly one finds it. The decision is the stores'
+/// shared one ([`decide_verification`]).
 fn verify_code(
     connection: &Connection,
     phone: &str,
-    template_type: &str,
+    template_type: TemplateType,
     presented_hashes: &[Vec<u8>],
     now: i64,
     max_attempts: u32,
 ) -> Result<VerifyOutcome, StoreError> {
-    let stored: Option<(Vec<u8>, i64, u32)> = connection
+    let template_type = template_type.as_str();
+    let stored = connection
         .prepare_cached(
             "SELECT code_hash, expires_at, failed_attempts FROM verification_codes WHERE phone = ?1 AND type = ?2",
         )?
         .query_row(params![phone, template_type], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok(StoredCode {
+                code_hash: row.get(0)?,
+                expires_at: row.get(1)?,
+                failed_attempts: row.get(2)?,
+            })
         })
         .optional()?;
-    Ok(match stored {
-        None => VerifyOutcome::NotFound,
-        Some((_, expires_at, _)) if expires_at <= now => VerifyOutcome::Expired,
-        Some((_, _, failed_attempts)) if failed_attempts >= max_attempts => {
-            VerifyOutcome::ExceededMaxTry
-        }
-        Some((code_hash, _, failed_attempts)) => {
-            if hash_matches_any(&code_hash, presented_hashes) {
-                connection
-                    .prepare_cached(
-                        "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2",
-                    )?
-                    .execute(params![phone, template_type])?;
-                VerifyOutcome::Verified
-            } else {
-                connection
-                    .prepare_cached(
-                        "UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE phone = ?1 AND type = ?2",
-                    )?
-                    .execute(params![phone, template_type])?;
-                VerifyOutcome::Mismatch {
-                    attempts_left: max_attempts.saturating_sub(failed_attempts + 1),
-                }
-            }
-        }
-    })
+    let outcome = decide_verification(stored.as_ref(), presented_hashes, now, max_attempts);
+    let write = match outcome.code_write() {
+        CodeWrite::Nothing => None,
+        CodeWrite::Consume => Some("DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2"),
+        CodeWrite::CountWrongAttempt => Some(
+            "UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE phone = ?1 AND type = ?2",
+        ),
+    };
+    if let Some(statement) = write {
+        connection
+            .prepare_cached(statement)?
+            .execute(params![phone, template_type])?;
+    }
+    Ok(outcome)
 }
 
 fn purge_expired_codes(connection: &Connection, now: i64) -> Result<usize, StoreError> {
@@ -860,7 +837,7 @@ mod tests {
     fn new_code(hash: &[u8], expires_at: i64) -> NewCode {
         NewCode {
             phone: "+12015550123".to_owned(),
-            template_type: "SignIn".to_owned(),
+            template_type: TemplateType::SignIn,
             code_hash: hash.to_vec(),
             created_at: 0,
             expires_at,
@@ -875,7 +852,13 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .verify_code("+12015550123", "SignIn", &[hash.to_vec()], now, 2)
+                    .verify_code(
+                        "+12015550123",
+                        TemplateType::SignIn,
+                        &[hash.to_vec()],
+                        now,
+                        2,
+                    )
                     .await
                     .unwrap()
             }
@@ -948,7 +931,7 @@ mod tests {
                 let (store, phone) = (store.clone(), phone.clone());
                 tokio::spawn(async move {
                     store
-                        .verify_code(&phone, "SignIn", &[b"right".to_vec()], 1, 3)
+                        .verify_code(&phone, TemplateType::SignIn, &[b"right".to_vec()], 1, 3)
                         .await
                 })
             })
@@ -973,7 +956,7 @@ mod tests {
             };
             assert_eq!(
                 reopened
-                    .verify_code(phone, "SignIn", &[b"right".to_vec()], 1, 3)
+                    .verify_code(phone, TemplateType::SignIn, &[b"right".to_vec()], 1, 3)
                     .await
                     .unwrap(),
                 expected,
@@ -997,7 +980,13 @@ mod tests {
         assert!(panicked.to_string().contains("panicked"), "{panicked}");
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", &[b"half-done".to_vec()], 1, 3)
+                .verify_code(
+                    "+12015550123",
+                    TemplateType::SignIn,
+                    &[b"half-done".to_vec()],
+                    1,
+                    3
+                )
                 .await
                 .unwrap(),
             VerifyOutcome::NotFound,
@@ -1006,7 +995,13 @@ mod tests {
         store.save_code(new_code(b"right", 1000)).await.unwrap();
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", &[b"right".to_vec()], 1, 3)
+                .verify_code(
+                    "+12015550123",
+                    TemplateType::SignIn,
+                    &[b"right".to_vec()],
+                    1,
+                    3
+                )
                 .await
                 .unwrap(),
             VerifyOutcome::Verified
