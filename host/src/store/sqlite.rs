@@ -40,7 +40,14 @@ pub struct SqliteStore {
     writer: SqliteWriterHandle,
 }
 
-const SCHEMA: &str = "
+/// The schema, one migration per version, recorded in the file's `PRAGMA user_version` (as
+/// the PostgreSQL store numbers its migrations). A migration that has shipped is never
+/// edited: a change is the next one. Version 1 is the schema from before the numbering,
+/// written with `IF NOT EXISTS`: a database made then (`user_version` 0, these tables)
+/// takes it as it is, changing nothing, and is recorded at version 1.
+const MIGRATIONS: &[&str] = &[V1_INITIAL];
+
+const V1_INITIAL: &str = "
 CREATE TABLE IF NOT EXISTS connectors (
     id          TEXT PRIMARY KEY,
     factory_id  TEXT NOT NULL,
@@ -95,7 +102,7 @@ impl SqliteStore {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path)?;
+    let mut connection = Connection::open(path)?;
     // Another connection (a test's, an operator's sqlite3 shell) may hold the write lock a
     // moment: the writer waits for it rather than failing a whole batch.
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -104,8 +111,29 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // What a rewrite frees (a config before it was sealed, under an old key) is zeroed,
     // not left in free pages.
     connection.pragma_update(None, "secure_delete", "ON")?;
-    connection.execute_batch(SCHEMA)?;
+    migrate(&mut connection)?;
     Ok(connection)
+}
+
+/// Brings the schema to the last migration, in one transaction: the migrations the file's
+/// `user_version` says it lacks, each followed by its version. A file from a newer build
+/// (a version this build does not know) is refused rather than used.
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let known = MIGRATIONS.len();
+    let applied = usize::try_from(version).unwrap_or(usize::MAX);
+    if applied > known {
+        return Err(StoreError::Failed(format!(
+            "the store's schema is at version {version}, newer than this build knows ({known}): it was written by a newer connector-host"
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index + 1)?;
+    }
+    transaction.commit()?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -665,7 +693,9 @@ mod tests {
             connection
                 .pragma_update(None, "journal_mode", "WAL")
                 .unwrap();
-            connection.execute_batch(SCHEMA).unwrap();
+            connection
+                .execute_batch(SCHEMA_BEFORE_NUMBERED_MIGRATIONS)
+                .unwrap();
             connection
                 .execute(
                     "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at)
@@ -1054,6 +1084,121 @@ mod tests {
             store.get("first").await.unwrap().unwrap().config,
             json!({"a": 1})
         );
+    }
+
+    /// The schema as the store created it before migrations were numbered (`user_version`
+    /// 0), kept here as it was: a database made by that build must open without loss.
+    const SCHEMA_BEFORE_NUMBERED_MIGRATIONS: &str = "
+CREATE TABLE IF NOT EXISTS connectors (
+    id          TEXT PRIMARY KEY,
+    factory_id  TEXT NOT NULL,
+    type        TEXT NOT NULL DEFAULT 'Sms',
+    config      TEXT NOT NULL,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_live_connector_per_type ON connectors (type) WHERE enabled = 1;
+CREATE TABLE IF NOT EXISTS verification_codes (
+    phone            TEXT NOT NULL,
+    type             TEXT NOT NULL,
+    code_hash        BLOB NOT NULL,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    failed_attempts  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (phone, type)
+);
+CREATE INDEX IF NOT EXISTS verification_codes_by_expiry ON verification_codes (expires_at);
+CREATE TABLE IF NOT EXISTS store_settings (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+";
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_numbered_migrations_opens_at_the_last_version_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        let (keyring, _) =
+            SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
+        let config = json!({"authToken": "kept", "templates": []});
+        {
+            let old = Connection::open(&path).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            old.execute_batch(SCHEMA_BEFORE_NUMBERED_MIGRATIONS)
+                .unwrap();
+            old.execute(
+                "INSERT INTO connectors (id, factory_id, config, metadata, enabled, created_at, updated_at)
+                 VALUES ('old', 'mock-short-message-service', ?1, '{\"name\":{\"en\":\"Old\"}}', 1, 1, 2)",
+                params![keyring.seal("old", "mock-short-message-service", &config).unwrap()],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO verification_codes (phone, type, code_hash, created_at, expires_at, failed_attempts)
+                 VALUES ('+12015550123', 'SignIn', x'0102', 1, 9000000000000, 1)",
+                [],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO store_settings (name, value) VALUES (?1, ?2)",
+                params![SECRETS_KEY_SETTING, keyring.sealing_key_id()],
+            )
+            .unwrap();
+        }
+        assert_eq!(user_version(&path), 0);
+        let store = SqliteStore::open(&path, keyring).unwrap();
+        let sealing = store.prepare_sealing().await.unwrap();
+        assert_eq!((sealing.rewritten(), sealing.refused.len()), (0, 0));
+        let live = store.live().await.unwrap().unwrap();
+        assert_eq!((live.id.as_str(), &live.config), ("old", &config));
+        assert_eq!(live.metadata["name"]["en"], "Old");
+        assert_eq!((live.created_at, live.updated_at), (1, 2));
+        // The code kept its hash and its count of wrong attempts.
+        assert_eq!(
+            store
+                .verify_code("+12015550123", TemplateType::SignIn, &[vec![9]], 5, 3)
+                .await
+                .unwrap(),
+            VerifyOutcome::Mismatch { attempts_left: 1 }
+        );
+        assert_eq!(
+            store
+                .verify_code("+12015550123", TemplateType::SignIn, &[vec![1, 2]], 5, 3)
+                .await
+                .unwrap(),
+            VerifyOutcome::Verified
+        );
+        drop(store);
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_new_database_is_at_the_last_version_and_one_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        drop(open_store(&dir).await);
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+        // Opening again runs nothing and keeps the version.
+        drop(open_store(&dir).await);
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+        let newer = MIGRATIONS.len() as i64 + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let (keyring, _) =
+            SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
+        let refused = SqliteStore::open(&path, keyring).err().unwrap().to_string();
+        assert!(refused.contains("newer connector-host"), "{refused}");
+        assert_eq!(user_version(&path), newer);
     }
 
     #[tokio::test]
