@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
@@ -132,31 +132,45 @@ pub fn load_or_create_secret_file(path: &Path) -> std::io::Result<(String, bool)
     }
 }
 
+/// Why a key file shared by several hosts cannot be used; one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedKeyFileError {
+    #[error("cannot read the key file {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the key file {} is readable by others (mode {mode:o}); chmod 600 it", .path.display())]
+    ReadableByOthers { path: PathBuf, mode: u32 },
+    #[error("the key file {} must hold at least 32 characters (e.g. `openssl rand -hex 32`)", .path.display())]
+    TooShort { path: PathBuf },
+}
+
 /// A secret shared by several hosts, from a file the operator provides: it must exist, hold
 /// at least 32 characters, and be readable by its owner only.
-pub fn read_shared_secret_file(path: &Path) -> Result<String, String> {
-    let unreadable =
-        |error: std::io::Error| format!("cannot read the key file {}: {error}", path.display());
+pub fn read_shared_secret_file(path: &Path) -> Result<String, SharedKeyFileError> {
+    let unreadable = |source: std::io::Error| SharedKeyFileError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
     let mode = std::fs::metadata(path)
         .map_err(unreadable)?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "the key file {} is readable by others (mode {:o}); chmod 600 it",
-            path.display(),
-            mode & 0o777
-        ));
+        return Err(SharedKeyFileError::ReadableByOthers {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
     }
     let secret = std::fs::read_to_string(path)
         .map_err(unreadable)?
         .trim()
         .to_owned();
     if secret.len() < 32 {
-        return Err(format!(
-            "the key file {} must hold at least 32 characters (e.g. `openssl rand -hex 32`)",
-            path.display()
-        ));
+        return Err(SharedKeyFileError::TooShort {
+            path: path.to_owned(),
+        });
     }
     Ok(secret)
 }

@@ -21,11 +21,11 @@ use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::SendExecutorConfig;
 use crate::send::provider_networks::ProviderNetworks;
 use crate::send::SendLimits;
-use crate::state::{AppState, ServeConfig};
+use crate::state::{AppState, ServeConfig, StartupError};
 use crate::store::code_hash_keys::{
     rotate_code_hash_key, CodeHashRotationStep, CodeHashRotationTarget,
 };
-use crate::store::key_rotation::{rotate_secrets_key, RotationTarget};
+use crate::store::key_rotation::{rotate_secrets_key, KeyCommandError, RotationTarget};
 use crate::verification_code::CodePolicy;
 
 #[derive(Debug, Parser)]
@@ -342,12 +342,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let keys = |list: Option<String>, file: Option<PathBuf>, flag: &str| {
+    let keys = |list: Option<String>, file: Option<PathBuf>, flag: &'static str| {
         let mut keys = list.as_deref().map(parse_key_list).unwrap_or_default();
         if let Some(file) = file {
             keys.extend(crate::data_directory::read_key_list_file(&file, flag)?);
         }
-        Ok::<_, String>(keys)
+        Ok::<_, crate::data_directory::DataDirectoryError>(keys)
     };
     let (admin_keys, send_keys) = match (
         keys(args.admin_key, args.admin_key_file, "--admin-key-file"),
@@ -413,7 +413,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
+async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), StartupError> {
     let metrics = match crate::telemetry::install_metrics_recorder() {
         Ok(handle) => {
             tokio::spawn(crate::telemetry::run_metrics_upkeep(handle.clone()));
@@ -427,8 +427,11 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     let state = AppState::load(config, metrics).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
-    let address = listener.local_addr().map_err(|error| error.to_string())?;
+        .map_err(|source| StartupError::Listen {
+            address: listen,
+            source,
+        })?;
+    let address = listener.local_addr().map_err(StartupError::Serving)?;
     tracing::info!(%address, "listening");
     // The first stdout line is the address, for scripts and tests that pass port 0.
     let sign_in_key = if state.config.admin_keys.is_empty() {
@@ -451,7 +454,7 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), String> {
     drop(stdout);
     crate::server::serve(listener, Arc::new(state))
         .await
-        .map_err(|error| error.to_string())
+        .map_err(StartupError::Serving)
 }
 
 /// What the key commands share: the key file checked and made private as `serve` does, before
@@ -460,9 +463,9 @@ fn run_key_command<Output, Job>(
     key_file: &std::path::Path,
     database_password_file: Option<&std::path::Path>,
     job: impl FnOnce(Option<String>) -> Job,
-) -> Result<Output, String>
+) -> Result<Output, StartupError>
 where
-    Job: std::future::Future<Output = Result<Output, String>>,
+    Job: std::future::Future<Output = Result<Output, KeyCommandError>>,
 {
     crate::data_directory::secure_key_file(key_file)?;
     let database_password = database_password_file
@@ -471,8 +474,9 @@ where
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?
+        .map_err(StartupError::Runtime)?
         .block_on(job(database_password))
+        .map_err(StartupError::from)
 }
 
 fn run_rotate_code_hash_key(args: RotateCodeHashKeyArgs) -> ExitCode {

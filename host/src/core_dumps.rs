@@ -7,19 +7,21 @@
 
 use rustix::process::{set_dumpable_behavior, setrlimit, DumpableBehavior, Resource, Rlimit};
 
-/// Disables core dumps and ptrace attach by the same user; the error is one line.
-pub fn disable_core_dumps() -> Result<(), String> {
+/// Why `serve` cannot turn core dumps off; one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreDumpError {
+    #[error("cannot set RLIMIT_CORE to 0: {0}; pass --allow-core-dumps to start anyway")]
+    CoreLimit(rustix::io::Errno),
+    #[error("cannot mark the process non-dumpable (prctl PR_SET_DUMPABLE): {0}; pass --allow-core-dumps to start anyway")]
+    NotDumpable(rustix::io::Errno),
+}
+
+/// Disables core dumps and ptrace attach by the same user.
+pub fn disable_core_dumps() -> Result<(), CoreDumpError> {
     let no_core = Rlimit {
         current: Some(0),
         maximum: Some(0),
     };
-    setrlimit(Resource::Core, no_core).map_err(|error| {
-        format!("cannot set RLIMIT_CORE to 0: {error}; pass --allow-core-dumps to start anyway")
-    })?;
-    set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(|error| {
-        format!(
-            "cannot mark the process non-dumpable (prctl PR_SET_DUMPABLE): {error}; pass \
-             --allow-core-dumps to start anyway"
-        )
-    })
+    setrlimit(Resource::Core, no_core).map_err(CoreDumpError::CoreLimit)?;
+    set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(CoreDumpError::NotDumpable)
 }

@@ -4,7 +4,7 @@
 //! key), as sshd refuses a writable home.
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The lock file's name inside the data directory.
 const LOCK_FILE: &str = "host.lock";
@@ -14,6 +14,81 @@ pub const ADMIN_KEY_FILE: &str = "admin-key";
 pub const SECRETS_KEY_FILE: &str = "secrets-key";
 /// The code-hash key file (SQLite; with PostgreSQL, `--code-hash-key-file`).
 pub const CODE_HASH_KEY_FILE: &str = "code-hash-key";
+
+/// Why the data directory, its lock or a key file cannot be used; each message is one line
+/// that says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirectoryError {
+    #[error("cannot {purpose}: cannot open {}: {source}", .lock_path.display())]
+    OpenLock {
+        purpose: &'static str,
+        lock_path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot {purpose}: another connector-host process is using the data directory {} (stop it first)", .path.display())]
+    Locked {
+        purpose: &'static str,
+        path: PathBuf,
+    },
+    #[error("cannot {purpose}: cannot lock {}: {source}", .lock_path.display())]
+    Lock {
+        purpose: &'static str,
+        lock_path: PathBuf,
+        source: rustix::io::Errno,
+    },
+    #[error("cannot create the data directory {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot use the data directory {}: {source}", .path.display())]
+    Unusable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} {} is owned by uid {owner}, not by the host's user (uid {host_user}); chown it to the host's user", .path.display())]
+    NotOwned {
+        what: &'static str,
+        path: PathBuf,
+        owner: u32,
+        host_user: u32,
+    },
+    #[error("{what} {} is writable by group or others (mode {mode:o}); chmod {private_mode:o} it{advice}", .path.display())]
+    Writable {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+        private_mode: u32,
+        advice: &'static str,
+    },
+    #[error("cannot make {what} {} private (chmod {private_mode:o}): {source}", .path.display())]
+    MakePrivate {
+        what: &'static str,
+        path: PathBuf,
+        private_mode: u32,
+        source: std::io::Error,
+    },
+    #[error("cannot use the key file {}: {source}", .path.display())]
+    KeyFileUnusable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the key file {} is not a regular file", .path.display())]
+    KeyFileNotRegular { path: PathBuf },
+    #[error("cannot read {flag} {}: {source}", .path.display())]
+    ReadKeyList {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{flag} {} holds no key", .path.display())]
+    NoKey { flag: &'static str, path: PathBuf },
+    #[error("cannot secure {}: {source}", .path.display())]
+    SecureFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// Held for as long as one process uses the data directory (released when it exits, even by
 /// kill -9): two hosts on one embedded store would each keep their own flow-control counters,
@@ -25,7 +100,7 @@ pub struct DataDirectoryLock {
 
 /// Takes the data directory's lock, or says who holds it. `purpose` completes the error:
 /// "cannot <purpose>: ...".
-pub fn lock(path: &Path, purpose: &str) -> Result<DataDirectoryLock, String> {
+pub fn lock(path: &Path, purpose: &'static str) -> Result<DataDirectoryLock, DataDirectoryError> {
     let lock_path = path.join(LOCK_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -34,55 +109,57 @@ pub fn lock(path: &Path, purpose: &str) -> Result<DataDirectoryLock, String> {
         .truncate(false)
         .mode(0o600)
         .open(&lock_path)
-        .map_err(|error| {
-            format!(
-                "cannot {purpose}: cannot open {}: {error}",
-                lock_path.display()
-            )
+        .map_err(|source| DataDirectoryError::OpenLock {
+            purpose,
+            lock_path: lock_path.clone(),
+            source,
         })?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(DataDirectoryLock { _file: file }),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(format!(
-            "cannot {purpose}: another connector-host process is using the data directory {} (stop it first)",
-            path.display()
-        )),
-        Err(error) => Err(format!(
-            "cannot {purpose}: cannot lock {}: {error}",
-            lock_path.display()
-        )),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(DataDirectoryError::Locked {
+            purpose,
+            path: path.to_owned(),
+        }),
+        Err(source) => Err(DataDirectoryError::Lock {
+            purpose,
+            lock_path,
+            source,
+        }),
     }
 }
 
 /// Creates the directory (`0700`), or checks an existing one and tightens it to `0700`: one
 /// owned by another user or writable by group or others is refused (they could swap the
 /// database or a key). Errors are one line.
-pub fn prepare(path: &Path) -> Result<(), String> {
+pub fn prepare(path: &Path) -> Result<(), DataDirectoryError> {
     if !path.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(path)
-            .map_err(|error| {
-                format!(
-                    "cannot create the data directory {}: {error}",
-                    path.display()
-                )
+            .map_err(|source| DataDirectoryError::Create {
+                path: path.to_owned(),
+                source,
             })?;
         return Ok(());
     }
-    let metadata = std::fs::metadata(path)
-        .map_err(|error| format!("cannot use the data directory {}: {error}", path.display()))?;
+    let metadata = std::fs::metadata(path).map_err(|source| DataDirectoryError::Unusable {
+        path: path.to_owned(),
+        source,
+    })?;
     make_private(path, "the data directory", &metadata, 0o700, "")
 }
 
 /// Refuses a file or directory that is not the host user's own.
-fn check_owner(path: &Path, what: &str, owner: u32) -> Result<(), String> {
+fn check_owner(path: &Path, what: &'static str, owner: u32) -> Result<(), DataDirectoryError> {
     let host_user = rustix::process::geteuid().as_raw();
     if owner != host_user {
-        return Err(format!(
-            "{what} {} is owned by uid {owner}, not by the host's user (uid {host_user}); chown it to the host's user",
-            path.display()
-        ));
+        return Err(DataDirectoryError::NotOwned {
+            what,
+            path: path.to_owned(),
+            owner,
+            host_user,
+        });
     }
     Ok(())
 }
@@ -91,22 +168,21 @@ fn check_owner(path: &Path, what: &str, owner: u32) -> Result<(), String> {
 /// a `--*-key-file` flag): it must be a regular file owned by the host's user that group and
 /// others cannot write; one that group or others can read is tightened to `0600`. Errors are
 /// one line. A missing file is left to the reader (which creates or reports it).
-pub fn secure_key_file(path: &Path) -> Result<(), String> {
+pub fn secure_key_file(path: &Path) -> Result<(), DataDirectoryError> {
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => {
-            return Err(format!(
-                "cannot use the key file {}: {error}",
-                path.display()
-            ))
+        Err(source) => {
+            return Err(DataDirectoryError::KeyFileUnusable {
+                path: path.to_owned(),
+                source,
+            })
         }
     };
     if !metadata.is_file() {
-        return Err(format!(
-            "the key file {} is not a regular file",
-            path.display()
-        ));
+        return Err(DataDirectoryError::KeyFileNotRegular {
+            path: path.to_owned(),
+        });
     }
     make_private(
         path,
@@ -121,27 +197,29 @@ pub fn secure_key_file(path: &Path) -> Result<(), String> {
 /// line), and not readable by them either (tightened to `private_mode`).
 fn make_private(
     path: &Path,
-    what: &str,
+    what: &'static str,
     metadata: &std::fs::Metadata,
     private_mode: u32,
-    advice_when_writable: &str,
-) -> Result<(), String> {
+    advice_when_writable: &'static str,
+) -> Result<(), DataDirectoryError> {
     check_owner(path, what, metadata.uid())?;
     let mode = metadata.permissions().mode();
     if mode & 0o022 != 0 {
-        return Err(format!(
-            "{what} {} is writable by group or others (mode {:o}); chmod {private_mode:o} it{advice_when_writable}",
-            path.display(),
-            mode & 0o777
-        ));
+        return Err(DataDirectoryError::Writable {
+            what,
+            path: path.to_owned(),
+            mode: mode & 0o777,
+            private_mode,
+            advice: advice_when_writable,
+        });
     }
     if mode & 0o077 != 0 {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(private_mode)).map_err(
-            |error| {
-                format!(
-                    "cannot make {what} {} private (chmod {private_mode:o}): {error}",
-                    path.display()
-                )
+            |source| DataDirectoryError::MakePrivate {
+                what,
+                path: path.to_owned(),
+                private_mode,
+                source,
             },
         )?;
         tracing::info!(path = %path.display(), was = format!("{:o}", mode & 0o777), "made {what} private ({private_mode:04o})");
@@ -151,10 +229,16 @@ fn make_private(
 
 /// Reads API keys from a file (after [`secure_key_file`]): separated by commas or newlines,
 /// blanks ignored. A file without a key is refused.
-pub fn read_key_list_file(path: &Path, flag: &str) -> Result<Vec<String>, String> {
+pub fn read_key_list_file(
+    path: &Path,
+    flag: &'static str,
+) -> Result<Vec<String>, DataDirectoryError> {
     secure_key_file(path)?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read {flag} {}: {error}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|source| DataDirectoryError::ReadKeyList {
+        flag,
+        path: path.to_owned(),
+        source,
+    })?;
     let keys: Vec<String> = text
         .split([',', '\n'])
         .map(str::trim)
@@ -162,15 +246,21 @@ pub fn read_key_list_file(path: &Path, flag: &str) -> Result<Vec<String>, String
         .map(str::to_owned)
         .collect();
     if keys.is_empty() {
-        return Err(format!("{flag} {} holds no key", path.display()));
+        return Err(DataDirectoryError::NoKey {
+            flag,
+            path: path.to_owned(),
+        });
     }
     Ok(keys)
 }
 
 /// Makes `path` a file only its owner can read and write: created `0600` when missing (so
 /// SQLite gives its WAL and shared-memory files the same mode), tightened when it exists.
-pub fn private_file(path: &Path) -> Result<(), String> {
-    let failed = |error: std::io::Error| format!("cannot secure {}: {error}", path.display());
+pub fn private_file(path: &Path) -> Result<(), DataDirectoryError> {
+    let failed = |source: std::io::Error| DataDirectoryError::SecureFile {
+        path: path.to_owned(),
+        source,
+    };
     if path.exists() {
         let mode = std::fs::metadata(path)
             .map_err(failed)?
@@ -207,7 +297,7 @@ mod tests {
         prepare(&data).unwrap();
         assert_eq!(mode_of(&data), 0o700);
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let refused = prepare(&data).unwrap_err();
+        let refused = prepare(&data).unwrap_err().to_string();
         assert!(refused.contains("chmod 700"), "{refused}");
     }
 
@@ -233,15 +323,17 @@ mod tests {
         );
         assert_eq!(mode_of(&key), 0o600);
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o620)).unwrap();
-        let refused = secure_key_file(&key).unwrap_err();
+        let refused = secure_key_file(&key).unwrap_err().to_string();
         assert!(refused.contains("writable by group or others"), "{refused}");
         assert_eq!(mode_of(&key), 0o620, "a refused file is left as it is");
-        let refused = secure_key_file(scratch.path()).unwrap_err();
+        let refused = secure_key_file(scratch.path()).unwrap_err().to_string();
         assert!(refused.contains("not a regular file"), "{refused}");
         assert!(secure_key_file(&scratch.path().join("missing")).is_ok());
         let empty = scratch.path().join("empty");
         std::fs::write(&empty, " ,\n").unwrap();
-        let refused = read_key_list_file(&empty, "--send-key-file").unwrap_err();
+        let refused = read_key_list_file(&empty, "--send-key-file")
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("holds no key"), "{refused}");
         // Owned by another user: made so when the tests run as root, else root's own file.
         let foreign = if rustix::process::geteuid().is_root() {
@@ -253,7 +345,7 @@ mod tests {
         } else {
             Path::new("/etc/hostname").to_owned()
         };
-        let refused = secure_key_file(&foreign).unwrap_err();
+        let refused = secure_key_file(&foreign).unwrap_err().to_string();
         assert!(refused.contains("not by the host's user"), "{refused}");
     }
 
@@ -262,7 +354,9 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let held = lock(scratch.path(), "serve").unwrap();
         // flock locks belong to the open file: a second open in this process conflicts too.
-        let refused = lock(scratch.path(), "rotate the secrets key").unwrap_err();
+        let refused = lock(scratch.path(), "rotate the secrets key")
+            .unwrap_err()
+            .to_string();
         assert!(
             refused.contains("another connector-host process"),
             "{refused}"

@@ -10,21 +10,89 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::api_keys::ApiKeys;
-use crate::data_directory::{ADMIN_KEY_FILE, CODE_HASH_KEY_FILE, SECRETS_KEY_FILE};
+use crate::api_keys::{ApiKeys, SharedKeyFileError};
+use crate::core_dumps::CoreDumpError;
+use crate::data_directory::{
+    DataDirectoryError, ADMIN_KEY_FILE, CODE_HASH_KEY_FILE, SECRETS_KEY_FILE,
+};
+use crate::http::limits::LimitsError;
 use crate::live_connector::LiveConnector;
 use crate::plugins::factory_registry::FactoryRegistry;
 use crate::plugins::folder::PluginFolder;
 use crate::plugins::loader::PluginLoader;
-use crate::plugins::signature::TrustedPluginKeys;
+use crate::plugins::signature::{TrustedPluginKeyError, TrustedPluginKeys};
 use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::{SendExecutor, SendExecutorConfig};
 use crate::send::flow_control::{RecipientLimiter, SendLimiter};
 use crate::send::SendLimits;
+use crate::store::code_hash_keys::CodeHashKeyError;
+use crate::store::key_rotation::KeyCommandError;
 use crate::store::postgres::PostgresStore;
+use crate::store::secrets_keyring::KeyringFileError;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{SecretsKeyring, Store, StoreError};
 use crate::verification_code::{CodeHasher, CodePolicy};
+
+/// Why the host or a key command did not start: one line that says what to do, printed by
+/// the command line as `connector-host: <message>`. Errors a module owns are its own types,
+/// wrapped here unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    DataDirectory(#[from] DataDirectoryError),
+    #[error(transparent)]
+    SecretsKeyFile(#[from] KeyringFileError),
+    #[error(transparent)]
+    SharedKeyFile(#[from] SharedKeyFileError),
+    #[error(transparent)]
+    CodeHashKey(#[from] CodeHashKeyError),
+    #[error(transparent)]
+    TrustedPluginKey(#[from] TrustedPluginKeyError),
+    #[error(transparent)]
+    CoreDumps(#[from] CoreDumpError),
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    #[error(transparent)]
+    KeyCommand(#[from] KeyCommandError),
+    #[error("with --database-url, pass --code-hash-key-file: the same key file on every host (a key in the database would let a dump brute-force the codes)")]
+    DatabaseUrlWithoutCodeHashKeyFile,
+    #[error("with --database-url, pass --secrets-key-file: the same key file on every host (it seals the saved configs and must never be in the database)")]
+    DatabaseUrlWithoutSecretsKeyFile,
+    #[error("with --database-url, pass --admin-key or --admin-key-file: every host must accept the same admin key")]
+    DatabaseUrlWithoutAdminKey,
+    #[error("cannot read --database-password-file {}: {source}", .path.display())]
+    DatabasePasswordUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--database-password-file {} is empty", .path.display())]
+    DatabasePasswordEmpty { path: PathBuf },
+    /// Unreachable: `prepare` opens SQLite exactly when there is no URL.
+    #[error("no store was opened")]
+    NoStore,
+    #[error("start-up failed: {0}")]
+    StartupTask(tokio::task::JoinError),
+    #[error("cannot open the store {}: {source}", .path.display())]
+    OpenStore { path: PathBuf, source: StoreError },
+    #[error("cannot use the database: {0}")]
+    Database(StoreError),
+    #[error("cannot use the store: {0}")]
+    Store(StoreError),
+    #[error("cannot read the live connector: {0}")]
+    ReadLiveConnector(StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// After start-up: the listener failed (its local address, or serving).
+    #[error("{0}")]
+    Serving(std::io::Error),
+}
 
 /// What `serve` needs to start.
 #[derive(Debug, Clone)]
@@ -96,24 +164,24 @@ impl AppState {
     pub async fn load(
         config: ServeConfig,
         metrics: Option<PrometheusHandle>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartupError> {
         if config.database_url.is_some() {
             // Every host of one database must hash codes and accept keys alike, and the
             // code-hash key must never sit in the database beside the hashes.
             if config.code_hash_key_file.is_none() {
-                return Err("with --database-url, pass --code-hash-key-file: the same key file on every host (a key in the database would let a dump brute-force the codes)".to_owned());
+                return Err(StartupError::DatabaseUrlWithoutCodeHashKeyFile);
             }
             if config.secrets_key_file.is_none() {
-                return Err("with --database-url, pass --secrets-key-file: the same key file on every host (it seals the saved configs and must never be in the database)".to_owned());
+                return Err(StartupError::DatabaseUrlWithoutSecretsKeyFile);
             }
             if config.admin_keys.is_empty() {
-                return Err("with --database-url, pass --admin-key or --admin-key-file: every host must accept the same admin key".to_owned());
+                return Err(StartupError::DatabaseUrlWithoutAdminKey);
             }
         }
         let database_url = config.database_url.clone();
         let prepared = tokio::task::spawn_blocking(move || PreparedHost::prepare(config))
             .await
-            .map_err(|error| format!("start-up failed: {error}"))??;
+            .map_err(StartupError::StartupTask)??;
         let PreparedHost {
             config,
             loader,
@@ -135,16 +203,13 @@ impl AppState {
                         keyring,
                     )
                     .await
-                    .map_err(|error| format!("cannot use the database: {error}"))?;
+                    .map_err(StartupError::Database)?;
                     (Arc::new(postgres.clone()), Some(postgres))
                 }
                 (None, Some(sqlite), _) => (Arc::new(sqlite), None),
-                _ => return Err("no store was opened".to_owned()),
+                _ => return Err(StartupError::NoStore),
             };
-        let sealing = store
-            .prepare_sealing()
-            .await
-            .map_err(|error| format!("cannot use the store: {error}"))?;
+        let sealing = store.prepare_sealing().await.map_err(StartupError::Store)?;
         if sealing.sealed_from_clear > 0 {
             tracing::info!(configs = sealing.sealed_from_clear, key_id = %sealing.key_id, "sealed saved configs that were stored in clear");
         }
@@ -153,12 +218,10 @@ impl AppState {
             .code_hash_key_file
             .clone()
             .unwrap_or_else(|| config.data_dir.join(CODE_HASH_KEY_FILE));
-        let code_hasher = CodeHasher::parse(&code_hash_key).map_err(|problem| {
-            format!(
-                "the code-hash key file {} is not usable: {problem}",
-                code_hash_key_file.display()
-            )
-        })?;
+        let code_hasher = crate::store::code_hash_keys::parse_code_hash_keys(
+            &code_hash_key,
+            &code_hash_key_file,
+        )?;
         crate::store::code_hash_keys::prepare_code_hash_keys(
             store.as_ref(),
             &code_hasher,
@@ -170,7 +233,7 @@ impl AppState {
                 let snapshot = postgres
                     .live_snapshot()
                     .await
-                    .map_err(|error| format!("cannot read the live connector: {error}"))?;
+                    .map_err(StartupError::ReadLiveConnector)?;
                 (snapshot.generation, snapshot.live)
             }
             None => (
@@ -178,7 +241,7 @@ impl AppState {
                 match store.live().await {
                     Ok(record) => record.map(Ok),
                     Err(StoreError::ConfigUnreadable(unreadable)) => Some(Err(unreadable)),
-                    Err(error) => return Err(format!("cannot read the live connector: {error}")),
+                    Err(error) => return Err(StartupError::ReadLiveConnector(error)),
                 },
             ),
         };
@@ -210,7 +273,8 @@ impl AppState {
         let send_executor = SendExecutor::new(SendExecutorConfig {
             outbox_file: Some(crate::send::outbox::outbox_path(&config.data_dir)),
             ..config.send_executor.clone()
-        })?;
+        })
+        .map_err(StartupError::HttpClient)?;
         if let Some(live) = &live {
             if live.unavailable_reason().is_none() {
                 crate::send::outbox::warn_if_development_connector_is_live(
@@ -271,12 +335,10 @@ struct PreparedHost {
 }
 
 impl PreparedHost {
-    fn prepare(config: ServeConfig) -> Result<Self, String> {
-        let data_dir_error = |error: std::io::Error| {
-            format!(
-                "cannot use the data directory {}: {error}",
-                config.data_dir.display()
-            )
+    fn prepare(config: ServeConfig) -> Result<Self, StartupError> {
+        let data_dir_error = |source: std::io::Error| DataDirectoryError::Unusable {
+            path: config.data_dir.clone(),
+            source,
         };
         // First: a key file that cannot be used stops the host before anything is touched.
         let trusted_plugin_keys = TrustedPluginKeys::read_files(&config.trusted_plugin_key_files)?;
@@ -332,8 +394,11 @@ impl PreparedHost {
                     crate::data_directory::private_file(&path)?;
                 }
             }
-            let store = SqliteStore::open(&store_path, secrets_keyring).map_err(|error| {
-                format!("cannot open the store {}: {error}", store_path.display())
+            let store = SqliteStore::open(&store_path, secrets_keyring).map_err(|source| {
+                StartupError::OpenStore {
+                    path: store_path.clone(),
+                    source,
+                }
             })?;
             (Some(store), None)
         } else {
@@ -382,30 +447,29 @@ impl PreparedHost {
 /// The password in `--database-password-file`: the whole file but its final line break.
 /// The password in `--database-password-file` (checked and made private first), without its
 /// final newline.
-pub fn read_database_password(path: &std::path::Path) -> Result<String, String> {
+pub fn read_database_password(path: &std::path::Path) -> Result<String, StartupError> {
     crate::data_directory::secure_key_file(path)?;
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        format!(
-            "cannot read --database-password-file {}: {error}",
-            path.display()
-        )
+    let text = std::fs::read_to_string(path).map_err(|source| {
+        StartupError::DatabasePasswordUnreadable {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let password = text
         .strip_suffix('\n')
         .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
         .unwrap_or(&text);
     if password.is_empty() {
-        return Err(format!(
-            "--database-password-file {} is empty",
-            path.display()
-        ));
+        return Err(StartupError::DatabasePasswordEmpty {
+            path: path.to_owned(),
+        });
     }
     Ok(password.to_owned())
 }
 
 /// The keyring that seals saved configs: the file given to every host of one database, or the
 /// data directory's own, created with a new key on first start.
-pub fn load_secrets_keyring(config: &ServeConfig) -> Result<SecretsKeyring, String> {
+pub fn load_secrets_keyring(config: &ServeConfig) -> Result<SecretsKeyring, KeyringFileError> {
     match &config.secrets_key_file {
         Some(path) => SecretsKeyring::read_file(path, true),
         None => {
@@ -414,5 +478,68 @@ pub fn load_secrets_keyring(config: &ServeConfig) -> Result<SecretsKeyring, Stri
                 SecretsKeyring::read_or_create_file(&config.data_dir.join(SECRETS_KEY_FILE))?;
             Ok(keyring)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Operators and scripts read these lines: typed errors print them as they always were.
+    #[test]
+    fn start_up_refusals_keep_their_words() {
+        assert_eq!(
+            StartupError::DatabaseUrlWithoutCodeHashKeyFile.to_string(),
+            "with --database-url, pass --code-hash-key-file: the same key file on every host (a key in the database would let a dump brute-force the codes)"
+        );
+        assert_eq!(
+            StartupError::DatabasePasswordEmpty {
+                path: PathBuf::from("/run/password")
+            }
+            .to_string(),
+            "--database-password-file /run/password is empty"
+        );
+        let writable = StartupError::from(DataDirectoryError::Writable {
+            what: "the key file",
+            path: PathBuf::from("/keys/admin"),
+            mode: 0o666,
+            private_mode: 0o600,
+            advice: " and check its contents",
+        });
+        assert_eq!(
+            writable.to_string(),
+            "the key file /keys/admin is writable by group or others (mode 666); chmod 600 it and check its contents"
+        );
+        let locked =
+            StartupError::from(KeyCommandError::DataDirectory(DataDirectoryError::Locked {
+                purpose: "rotate the secrets key",
+                path: PathBuf::from("/data"),
+            }));
+        assert_eq!(
+            locked.to_string(),
+            "cannot rotate the secrets key: another connector-host process is using the data directory /data (stop it first)"
+        );
+        let empty_keyring = crate::store::secrets_keyring::KeyringFileError::NotAKeyring {
+            path: PathBuf::from("/keys/secrets"),
+            problem: SecretsKeyring::parse("# none\n").unwrap_err(),
+        };
+        assert_eq!(
+            StartupError::from(empty_keyring).to_string(),
+            "the secrets key file /keys/secrets is not a keyring: it holds no key"
+        );
+    }
+
+    #[test]
+    fn an_empty_database_password_file_is_refused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("password");
+        std::fs::write(&path, "\n").unwrap();
+        let refused = read_database_password(&path).unwrap_err();
+        assert!(matches!(
+            refused,
+            StartupError::DatabasePasswordEmpty { .. }
+        ));
+        std::fs::write(&path, "secret\r\n").unwrap();
+        assert_eq!(read_database_password(&path).unwrap(), "secret");
     }
 }

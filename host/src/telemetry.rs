@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Send durations, seconds: a local mock answers in microseconds, a provider in tens of
 /// milliseconds, a stalled one at the timeout.
@@ -20,20 +20,17 @@ const SEND_DURATION_BUCKETS: &[f64] = &[
 /// size formed, which is what tells whether group commit is at work.
 const STORE_BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
-pub fn install_metrics_recorder() -> Result<PrometheusHandle, String> {
+pub fn install_metrics_recorder() -> Result<PrometheusHandle, BuildError> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("sms_send_duration_seconds".to_owned()),
             SEND_DURATION_BUCKETS,
-        )
-        .map_err(|error| error.to_string())?
+        )?
         .set_buckets_for_metric(
             Matcher::Full("store_batch_size".to_owned()),
             STORE_BATCH_SIZE_BUCKETS,
-        )
-        .map_err(|error| error.to_string())?
+        )?
         .install_recorder()
-        .map_err(|error| error.to_string())
 }
 
 /// Drains the recorder's buckets every few seconds, for as long as the host runs.

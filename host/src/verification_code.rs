@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use plugin_api::TemplateType;
 use serde::Serialize;
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -90,6 +91,17 @@ const MIN_KEY_CHARS: usize = 32;
 /// holding anything that helps to guess a code.
 const FINGERPRINT_LABEL: &[u8] = b"connector-host code-hash key fingerprint v1";
 
+/// What is wrong with a code-hash key file's text; one line, never quoting a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeHashKeysParseError {
+    #[error("line {line} is too short for a key (at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`)")]
+    TooShort { line: usize },
+    #[error("line {line} repeats a key")]
+    RepeatedKey { line: usize },
+    #[error("it holds no key")]
+    NoKey,
+}
+
 impl CodeHasher {
     /// One key (tests, and the text of a one-key file).
     pub fn new(key: &[u8]) -> Self {
@@ -99,7 +111,7 @@ impl CodeHasher {
     }
 
     /// The keys of a key file's text. Errors are one line and never quote a key.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, CodeHashKeysParseError> {
         let mut keys: Vec<Zeroizing<Vec<u8>>> = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -107,18 +119,15 @@ impl CodeHasher {
                 continue;
             }
             if line.len() < MIN_KEY_CHARS {
-                return Err(format!(
-                    "line {} is too short for a key (at least {MIN_KEY_CHARS} characters, e.g. `openssl rand -hex 32`)",
-                    index + 1
-                ));
+                return Err(CodeHashKeysParseError::TooShort { line: index + 1 });
             }
             if keys.iter().any(|key| key.as_slice() == line.as_bytes()) {
-                return Err(format!("line {} repeats a key", index + 1));
+                return Err(CodeHashKeysParseError::RepeatedKey { line: index + 1 });
             }
             keys.push(Zeroizing::new(line.as_bytes().to_vec()));
         }
         if keys.is_empty() {
-            return Err("it holds no key".to_owned());
+            return Err(CodeHashKeysParseError::NoKey);
         }
         Ok(Self { keys })
     }
@@ -177,12 +186,12 @@ impl CodeHasher {
     }
 
     /// The hash a new code is stored as (the issuing key).
-    pub fn hash(&self, phone: &str, template_type: &str, code: &str) -> Vec<u8> {
+    pub fn hash(&self, phone: &str, template_type: TemplateType, code: &str) -> Vec<u8> {
         hash_under(&self.keys[0], phone, template_type, code)
     }
 
     /// The hashes a presented code may be stored as, one per key.
-    pub fn hashes(&self, phone: &str, template_type: &str, code: &str) -> Vec<Vec<u8>> {
+    pub fn hashes(&self, phone: &str, template_type: TemplateType, code: &str) -> Vec<Vec<u8>> {
         self.keys
             .iter()
             .map(|key| hash_under(key, phone, template_type, code))
@@ -199,12 +208,14 @@ fn fingerprint(key: &[u8]) -> String {
     hex::encode(&mac.finalize().into_bytes()[..8])
 }
 
-fn hash_under(key: &[u8], phone: &str, template_type: &str, code: &str) -> Vec<u8> {
+/// The usage type enters the hash as its name (`SignIn`), as it always has: codes saved before
+/// keep verifying.
+fn hash_under(key: &[u8], phone: &str, template_type: TemplateType, code: &str) -> Vec<u8> {
     // A key of any length is accepted by HMAC; the fallback is unreachable.
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
         return Vec::new();
     };
-    for part in [phone, template_type, code] {
+    for part in [phone, template_type.as_str(), code] {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part.as_bytes());
     }
@@ -231,15 +242,38 @@ mod tests {
     #[test]
     fn hashes_depend_on_key_phone_type_and_code() {
         let hasher = CodeHasher::new(b"key");
-        let base = hasher.hash("+12015550123", "SignIn", "123456");
+        let base = hasher.hash("+12015550123", TemplateType::SignIn, "123456");
         assert_eq!(base.len(), 32);
-        assert_eq!(base, hasher.hash("+12015550123", "SignIn", "123456"));
-        assert_ne!(base, hasher.hash("+12015550124", "SignIn", "123456"));
-        assert_ne!(base, hasher.hash("+12015550123", "Register", "123456"));
-        assert_ne!(base, hasher.hash("+12015550123", "SignIn", "123457"));
+        assert_eq!(
+            base,
+            hasher.hash("+12015550123", TemplateType::SignIn, "123456")
+        );
         assert_ne!(
             base,
-            CodeHasher::new(b"other").hash("+12015550123", "SignIn", "123456")
+            hasher.hash("+12015550124", TemplateType::SignIn, "123456")
+        );
+        assert_ne!(
+            base,
+            hasher.hash("+12015550123", TemplateType::Register, "123456")
+        );
+        assert_ne!(
+            base,
+            hasher.hash("+12015550123", TemplateType::SignIn, "123457")
+        );
+        assert_ne!(
+            base,
+            CodeHasher::new(b"other").hash("+12015550123", TemplateType::SignIn, "123456")
+        );
+    }
+
+    /// The bytes of a hash are fixed: codes saved by earlier builds (the type hashed as its
+    /// name) must verify after an upgrade.
+    #[test]
+    fn a_hash_is_the_same_bytes_as_before_the_type_was_typed() {
+        let hasher = CodeHasher::new(b"a-shared-test-key-of-at-least-32-characters");
+        assert_eq!(
+            hex::encode(hasher.hash("+12015550123", TemplateType::SignIn, "123456")),
+            "290de859d16b7cc446498700dcea1add3d7db2111eb1028591cf6e08a34371c6"
         );
     }
 
@@ -248,26 +282,26 @@ mod tests {
         let one = CodeHasher::parse("a-shared-test-key-of-at-least-32-characters\n").unwrap();
         // A one-line file is the key it always was.
         assert_eq!(
-            one.hash("+12015550123", "SignIn", "123456"),
+            one.hash("+12015550123", TemplateType::SignIn, "123456"),
             CodeHasher::new(b"a-shared-test-key-of-at-least-32-characters").hash(
                 "+12015550123",
-                "SignIn",
+                TemplateType::SignIn,
                 "123456"
             )
         );
         let staged = one.with_new_key_behind().unwrap();
         assert_eq!(staged.fingerprints()[0], one.fingerprints()[0]);
         assert_eq!(
-            staged.hash("+1", "SignIn", "1"),
-            one.hash("+1", "SignIn", "1")
+            staged.hash("+1", TemplateType::SignIn, "1"),
+            one.hash("+1", TemplateType::SignIn, "1")
         );
         let new_fingerprint = staged.fingerprints()[1].clone();
         let promoted = staged.with_issuing(&new_fingerprint).unwrap();
         assert_eq!(promoted.fingerprints()[0], new_fingerprint);
         // A code issued before the promotion still verifies after it.
-        let issued_before = one.hash("+1", "SignIn", "1");
+        let issued_before = one.hash("+1", TemplateType::SignIn, "1");
         assert!(promoted
-            .hashes("+1", "SignIn", "1")
+            .hashes("+1", TemplateType::SignIn, "1")
             .contains(&issued_before));
         let finished = promoted.keeping(std::slice::from_ref(&new_fingerprint));
         assert_eq!(finished.fingerprints(), vec![new_fingerprint]);
@@ -279,13 +313,16 @@ mod tests {
         assert_ne!(CodeHasher::new(b"other").fingerprints(), one.fingerprints());
         assert!(CodeHasher::parse("# nothing\n")
             .unwrap_err()
+            .to_string()
             .contains("no key"));
         let key = "k".repeat(32);
         assert!(CodeHasher::parse(&format!("{key}\n{key}\n"))
             .unwrap_err()
+            .to_string()
             .contains("line 2 repeats"));
         assert!(CodeHasher::parse(&format!("{key}\nshort\n"))
             .unwrap_err()
+            .to_string()
             .contains("line 2 is too short"));
     }
 }

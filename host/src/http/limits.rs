@@ -84,6 +84,16 @@ impl Default for HttpLimits {
     }
 }
 
+/// A combination of limit flags that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsError {
+    #[error("--api-request-timeout-secs ({} s) must be above --request-timeout-secs ({} s): a send must be answered by its own outcome", .api_request_timeout.as_secs(), .provider_timeout.as_secs())]
+    RequestTimeoutNotAboveProviderTimeout {
+        api_request_timeout: Duration,
+        provider_timeout: Duration,
+    },
+}
+
 impl LimitArgs {
     /// The limits, with defaults derived from the provider timeout and the open file limit
     /// (`None`: unlimited). Refuses a request timeout at or below the provider timeout: a
@@ -92,17 +102,16 @@ impl LimitArgs {
         &self,
         provider_timeout: Duration,
         open_file_limit: Option<u64>,
-    ) -> Result<HttpLimits, String> {
+    ) -> Result<HttpLimits, LimitsError> {
         let api_request_timeout = match self.api_request_timeout_secs {
             Some(seconds) => Duration::from_secs(seconds),
             None => provider_timeout * 2 + Duration::from_secs(5),
         };
         if api_request_timeout <= provider_timeout {
-            return Err(format!(
-                "--api-request-timeout-secs ({} s) must be above --request-timeout-secs ({} s): a send must be answered by its own outcome",
-                api_request_timeout.as_secs(),
-                provider_timeout.as_secs()
-            ));
+            return Err(LimitsError::RequestTimeoutNotAboveProviderTimeout {
+                api_request_timeout,
+                provider_timeout,
+            });
         }
         let max_connections = match self.max_connections {
             Some(count) => count as usize,
@@ -155,6 +164,7 @@ mod tests {
         parsed
             .limits
             .resolve(Duration::from_secs(10), open_file_limit)
+            .map_err(|error| error.to_string())
     }
 
     #[test]

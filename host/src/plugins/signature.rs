@@ -47,6 +47,25 @@ impl fmt::Display for KeyId {
     }
 }
 
+/// What is wrong with a trusted plugin key file.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicKeyProblem {
+    #[error("not a minisign public key: expected an `untrusted comment:` line, then the base64 key line, as `minisign -G` writes them")]
+    NotMinisignKey,
+    #[error("not a minisign public key: the key line is not a base64 minisign Ed25519 key")]
+    BadKeyLine,
+    #[error("cannot read it: {0}")]
+    Unreadable(std::io::Error),
+}
+
+/// A `--trusted-plugin-key` file that cannot be used: one line naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use the trusted plugin key {}: {problem}", .path.display())]
+pub struct TrustedPluginKeyError {
+    path: PathBuf,
+    problem: PublicKeyProblem,
+}
+
 /// One public key whose signatures are trusted.
 #[derive(Clone)]
 pub struct TrustedPluginKey {
@@ -58,21 +77,16 @@ pub struct TrustedPluginKey {
 
 impl TrustedPluginKey {
     /// Parses a minisign public key file's text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let not_a_key = "not a minisign public key: expected an `untrusted comment:` line, then \
-                         the base64 key line, as `minisign -G` writes them";
+    pub fn parse(text: &str) -> Result<Self, PublicKeyProblem> {
         let mut lines = text.lines().map(str::trim).filter(|line| !line.is_empty());
         let (Some(comment), Some(encoded_key), None) = (lines.next(), lines.next(), lines.next())
         else {
-            return Err(not_a_key.to_owned());
+            return Err(PublicKeyProblem::NotMinisignKey);
         };
         if !comment.starts_with("untrusted comment:") {
-            return Err(not_a_key.to_owned());
+            return Err(PublicKeyProblem::NotMinisignKey);
         }
-        let bad_key_line = || {
-            "not a minisign public key: the key line is not a base64 minisign Ed25519 key"
-                .to_owned()
-        };
+        let bad_key_line = || PublicKeyProblem::BadKeyLine;
         let public_key =
             minisign_verify::PublicKey::from_base64(encoded_key).map_err(|_| bad_key_line())?;
         // Laid out as signature algorithm (2 bytes), key id (8), Ed25519 key (32); the length
@@ -92,15 +106,13 @@ impl TrustedPluginKey {
     }
 
     /// Reads and parses a key file; the error is one line naming the file.
-    pub fn read_file(path: &Path) -> Result<Self, String> {
-        let problem = |problem: String| {
-            format!(
-                "cannot use the trusted plugin key {}: {problem}",
-                path.display()
-            )
+    pub fn read_file(path: &Path) -> Result<Self, TrustedPluginKeyError> {
+        let problem = |problem: PublicKeyProblem| TrustedPluginKeyError {
+            path: path.to_owned(),
+            problem,
         };
         let text = std::fs::read_to_string(path)
-            .map_err(|error| problem(format!("cannot read it: {error}")))?;
+            .map_err(|error| problem(PublicKeyProblem::Unreadable(error)))?;
         Self::parse(&text).map_err(problem)
     }
 
@@ -167,7 +179,7 @@ impl TrustedPluginKeys {
 
     /// The keys in these files; `None` when there are none (signatures are then not checked).
     /// The error is one line naming the file that cannot be used.
-    pub fn read_files(paths: &[PathBuf]) -> Result<Option<Self>, String> {
+    pub fn read_files(paths: &[PathBuf]) -> Result<Option<Self>, TrustedPluginKeyError> {
         if paths.is_empty() {
             return Ok(None);
         }
@@ -381,7 +393,8 @@ mod tests {
         ] {
             let error = TrustedPluginKey::parse(text)
                 .err()
-                .unwrap_or_else(|| panic!("{text:?} parsed as a key"));
+                .unwrap_or_else(|| panic!("{text:?} parsed as a key"))
+                .to_string();
             assert!(
                 error.starts_with("not a minisign public key") && !error.contains('\n'),
                 "{error}"
@@ -394,7 +407,8 @@ mod tests {
         let path = Path::new("/nonexistent/key.pub");
         let error = TrustedPluginKeys::read_files(&[path.to_owned()])
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(
             error.starts_with(
                 "cannot use the trusted plugin key /nonexistent/key.pub: cannot read it"

@@ -53,12 +53,12 @@ pub async fn issue_code(
     let target = SendTarget::live(&live)?;
     let code = crate::verification_code::generate_code()
         .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
-    let template_type = body.template_type.to_string();
-    let code_hash = state.code_hasher.hash(phone.e164(), &template_type, &code);
+    let template_type = body.template_type;
+    let code_hash = state.code_hasher.hash(phone.e164(), template_type, &code);
     let now = now_millis();
     let new_code = NewCode {
         phone: phone.e164().to_owned(),
-        template_type: template_type.clone(),
+        template_type,
         code_hash: code_hash.clone(),
         created_at: now,
         expires_at: now
@@ -89,7 +89,7 @@ pub async fn issue_code(
         // Not delivered: the code must not stay valid.
         state
             .store
-            .discard_code(phone.e164(), &template_type, &code_hash)
+            .discard_code(phone.e164(), template_type, &code_hash)
             .await?;
         return Err(error);
     }
@@ -128,17 +128,17 @@ pub async fn verify_code(
         .phone_validation
         .parse(&body.phone)
         .map_err(ApiError::InvalidPhoneNumber)?;
-    let template_type = body.template_type.to_string();
+    let template_type = body.template_type;
     let presented_hashes =
         state
             .code_hasher
-            .hashes(phone.e164(), &template_type, &body.verification_code);
+            .hashes(phone.e164(), template_type, &body.verification_code);
     let max_attempts = state.config.code_policy.max_attempts;
     let outcome = state
         .store
         .verify_code(
             phone.e164(),
-            &template_type,
+            template_type,
             &presented_hashes,
             now_millis(),
             max_attempts,

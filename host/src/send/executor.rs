@@ -99,15 +99,15 @@ impl DestinationCache {
 }
 
 impl SendExecutor {
-    pub fn new(config: SendExecutorConfig) -> Result<Self, String> {
+    /// The error is reqwest's: the HTTP client could not be built (its TLS set-up).
+    pub fn new(config: SendExecutorConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder();
         let client = provider_networks::configure(client, config.provider_networks)
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+            .build()?;
         let outbox = config
             .outbox_file
             .clone()

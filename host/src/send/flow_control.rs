@@ -216,7 +216,7 @@ impl SendLimiter {
                 let outcome = store
                     .reserve_send(
                         phone,
-                        template_type.as_str(),
+                        template_type,
                         with_cooldown,
                         *max_sends_per_window,
                         *window,

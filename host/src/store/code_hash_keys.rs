@@ -22,15 +22,48 @@
 
 use std::path::{Path, PathBuf};
 
-use super::key_rotation::open_store_for_command;
+use super::key_rotation::{open_store_for_command, KeyCommandError};
 use super::secrets_keyring::SecretsKeyring;
-use super::ConnectorStore;
-use crate::verification_code::CodeHasher;
+use super::{ConnectorStore, StoreError};
+use crate::verification_code::{CodeHashKeysParseError, CodeHasher};
 
 /// The fingerprints every host must hold, comma-separated, the issuing key's first.
 pub const KEY_IDS_SETTING: &str = "code_hash_key_ids";
 /// `staged` or `promoted` while a rotation is under way.
 pub const ROTATION_SETTING: &str = "code_hash_key_rotation";
+
+/// Why this host's code-hash keys cannot be used with the store; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum CodeHashKeyError {
+    #[error("the code-hash key file {} is not usable: {problem}", .key_file.display())]
+    NotUsable {
+        key_file: PathBuf,
+        problem: CodeHashKeysParseError,
+    },
+    #[error("cannot read the recorded code-hash keys: {0}")]
+    RecordUnreadable(StoreError),
+    #[error("the code-hash key file {} issues codes under key {issuing}, but this database's codes are hashed under code-hash key {recorded}: start every host with the same code-hash key file (to change the key, use `connector-host rotate-code-hash-key`)", .key_file.display())]
+    IssuingKeyNotRecorded {
+        key_file: PathBuf,
+        issuing: String,
+        /// The recorded fingerprints, comma-separated.
+        recorded: String,
+    },
+    #[error("the code-hash key file {} lacks code-hash key {missing}, which this database's codes may be hashed under (a key rotation is under way): copy the key file from where `connector-host rotate-code-hash-key` last ran, or run it again if it was interrupted", .key_file.display())]
+    RecordedKeyMissing {
+        key_file: PathBuf,
+        /// The fingerprints the file lacks, comma-separated.
+        missing: String,
+    },
+}
+
+/// Parses a code-hash key file's text; the error names the file.
+pub fn parse_code_hash_keys(text: &str, key_file: &Path) -> Result<CodeHasher, CodeHashKeyError> {
+    CodeHasher::parse(text).map_err(|problem| CodeHashKeyError::NotUsable {
+        key_file: key_file.to_owned(),
+        problem,
+    })
+}
 
 /// Start-up: records this host's fingerprints when the store has none yet (the first host),
 /// then checks them against the record. The error is one line that says what to do.
@@ -38,11 +71,11 @@ pub async fn prepare_code_hash_keys(
     store: &(impl ConnectorStore + ?Sized),
     hasher: &CodeHasher,
     key_file: &Path,
-) -> Result<(), String> {
+) -> Result<(), CodeHashKeyError> {
     let recorded = store
         .record_setting_once(KEY_IDS_SETTING, &hasher.fingerprints().join(","))
         .await
-        .map_err(|error| format!("cannot read the recorded code-hash keys: {error}"))?;
+        .map_err(CodeHashKeyError::RecordUnreadable)?;
     check_code_hash_keys(&recorded, hasher, key_file)
 }
 
@@ -52,16 +85,16 @@ pub fn check_code_hash_keys(
     recorded: &str,
     hasher: &CodeHasher,
     key_file: &Path,
-) -> Result<(), String> {
+) -> Result<(), CodeHashKeyError> {
     let recorded: Vec<&str> = recorded.split(',').filter(|id| !id.is_empty()).collect();
     let held = hasher.fingerprints();
     let issuing = &held[0];
     if !recorded.contains(&issuing.as_str()) {
-        return Err(format!(
-            "the code-hash key file {} issues codes under key {issuing}, but this database's codes are hashed under code-hash key {}: start every host with the same code-hash key file (to change the key, use `connector-host rotate-code-hash-key`)",
-            key_file.display(),
-            recorded.join(", ")
-        ));
+        return Err(CodeHashKeyError::IssuingKeyNotRecorded {
+            key_file: key_file.to_owned(),
+            issuing: issuing.clone(),
+            recorded: recorded.join(", "),
+        });
     }
     let missing: Vec<&str> = recorded
         .iter()
@@ -69,11 +102,10 @@ pub fn check_code_hash_keys(
         .filter(|id| !held.iter().any(|held| held == id))
         .collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "the code-hash key file {} lacks code-hash key {}, which this database's codes may be hashed under (a key rotation is under way): copy the key file from where `connector-host rotate-code-hash-key` last ran, or run it again if it was interrupted",
-            key_file.display(),
-            missing.join(", ")
-        ));
+        return Err(CodeHashKeyError::RecordedKeyMissing {
+            key_file: key_file.to_owned(),
+            missing: missing.join(", "),
+        });
     }
     Ok(())
 }
@@ -103,7 +135,7 @@ pub enum CodeHashRotationStep {
 
 pub async fn rotate_code_hash_key(
     target: CodeHashRotationTarget,
-) -> Result<(CodeHashRotationStep, PathBuf), String> {
+) -> Result<(CodeHashRotationStep, PathBuf), KeyCommandError> {
     // With the embedded store, no host may run on the directory meanwhile.
     let _data_directory_lock = match target.database_url {
         None => Some(crate::data_directory::lock(
@@ -114,18 +146,17 @@ pub async fn rotate_code_hash_key(
     };
     let key_file = match (&target.code_hash_key_file, &target.database_url) {
         (Some(path), _) => path.clone(),
-        (None, None) => target.data_dir.join(crate::data_directory::CODE_HASH_KEY_FILE),
+        (None, None) => target
+            .data_dir
+            .join(crate::data_directory::CODE_HASH_KEY_FILE),
         (None, Some(_)) => {
-            return Err("with --database-url, pass --code-hash-key-file: the key file every host of the database uses".to_owned())
+            return Err(KeyCommandError::DatabaseUrlWithoutKeyFile {
+                flag: "--code-hash-key-file",
+            })
         }
     };
     let text = crate::api_keys::read_shared_secret_file(&key_file)?;
-    let hasher = CodeHasher::parse(&text).map_err(|problem| {
-        format!(
-            "the code-hash key file {} is not usable: {problem}",
-            key_file.display()
-        )
-    })?;
+    let hasher = parse_code_hash_keys(&text, &key_file)?;
     // This command reads and writes settings only, never a saved config: the stores need a
     // keyring to open, and a throwaway one opens nothing.
     let no_configs = SecretsKeyring::generate()?;
@@ -136,7 +167,7 @@ pub async fn rotate_code_hash_key(
         no_configs,
     )
     .await?;
-    let failed = |error: super::StoreError| format!("cannot use the store: {error}");
+    let failed = KeyCommandError::Store;
     let held = hasher.fingerprints();
     let recorded = store
         .record_setting_once(KEY_IDS_SETTING, &held[0])
@@ -146,11 +177,9 @@ pub async fn rotate_code_hash_key(
     let rotation = store.read_setting(ROTATION_SETTING).await.map_err(failed)?;
     let write_key_file = |next: &CodeHasher| {
         super::secrets_keyring::write_private_file(&key_file, next.file_text().as_bytes()).map_err(
-            |error| {
-                format!(
-                    "cannot write the code-hash key file {}: {error}",
-                    key_file.display()
-                )
+            |source| KeyCommandError::WriteCodeHashKeyFile {
+                path: key_file.clone(),
+                source,
             },
         )
     };
@@ -160,11 +189,11 @@ pub async fn rotate_code_hash_key(
             // another file would drop the key the hosts issue with.
             let promoted = recorded_ids.last().cloned().unwrap_or_default();
             if held[0] != promoted {
-                return Err(format!(
-                    "the code-hash key file {} issues under key {}, but the rotation promoted key {promoted}: run this command with the key file the previous step wrote",
-                    key_file.display(),
-                    held[0]
-                ));
+                return Err(KeyCommandError::PromotedKeyNotIssuing {
+                    key_file: key_file.clone(),
+                    issuing: held[0].clone(),
+                    promoted,
+                });
             }
             // The file may hold only the new key already (an interrupted finish): no other
             // check.
@@ -187,12 +216,13 @@ pub async fn rotate_code_hash_key(
         Some("staged") => {
             check_code_hash_keys(&recorded, &hasher, &key_file)?;
             let new_key = recorded_ids.last().cloned().unwrap_or_default();
-            let promoted = hasher.with_issuing(&new_key).ok_or_else(|| {
-                format!(
-                    "the code-hash key file {} lacks the staged key {new_key}",
-                    key_file.display()
-                )
-            })?;
+            let promoted =
+                hasher
+                    .with_issuing(&new_key)
+                    .ok_or_else(|| KeyCommandError::StagedKeyMissing {
+                        key_file: key_file.clone(),
+                        new_key: new_key.clone(),
+                    })?;
             write_key_file(&promoted)?;
             store
                 .write_settings(vec![(ROTATION_SETTING, Some("promoted".to_owned()))])
@@ -210,7 +240,7 @@ pub async fn rotate_code_hash_key(
                 let staged = hasher
                     .keeping(&recorded_ids)
                     .with_new_key_behind()
-                    .map_err(|error| format!("cannot draw a new key from the OS: {error}"))?;
+                    .map_err(KeyCommandError::NewKey)?;
                 write_key_file(&staged)?;
                 staged
             };
@@ -241,7 +271,9 @@ mod tests {
         let stranger = CodeHasher::parse("another-key-of-at-least-32-characters-00\n").unwrap();
         let recorded = old.fingerprints().join(",");
         assert!(check_code_hash_keys(&recorded, &old, file).is_ok());
-        let refused = check_code_hash_keys(&recorded, &stranger, file).unwrap_err();
+        let refused = check_code_hash_keys(&recorded, &stranger, file)
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains(&old.fingerprints()[0]), "{refused}");
         assert!(!refused.contains('\n'));
 
@@ -254,17 +286,18 @@ mod tests {
         // A host restarted with the old file would lack the new key it is about to see.
         assert!(check_code_hash_keys(&recorded, &old, file)
             .unwrap_err()
+            .to_string()
             .contains("lacks"));
         // Step 2: the promoted file issues under the new key; staged hosts verify it.
         let promoted = staged.with_issuing(&new_key).unwrap();
         assert!(check_code_hash_keys(&recorded, &promoted, file).is_ok());
-        let code_of_promoted = promoted.hash("+1", "SignIn", "123456");
+        let code_of_promoted = promoted.hash("+1", plugin_api::TemplateType::SignIn, "123456");
         assert!(staged
-            .hashes("+1", "SignIn", "123456")
+            .hashes("+1", plugin_api::TemplateType::SignIn, "123456")
             .contains(&code_of_promoted));
-        let code_of_staged = staged.hash("+1", "SignIn", "123456");
+        let code_of_staged = staged.hash("+1", plugin_api::TemplateType::SignIn, "123456");
         assert!(promoted
-            .hashes("+1", "SignIn", "123456")
+            .hashes("+1", plugin_api::TemplateType::SignIn, "123456")
             .contains(&code_of_staged));
         // Step 3: only the new key; a host with the staged file (old key in front) is refused.
         let finished = promoted.keeping(std::slice::from_ref(&new_key));

@@ -12,10 +12,63 @@
 
 use std::path::PathBuf;
 
+use super::code_hash_keys::CodeHashKeyError;
 use super::postgres::PostgresStore;
-use super::secrets_keyring::SecretsKeyring;
+use super::secrets_keyring::{KeyringFileError, SecretsKeyring};
 use super::sqlite::SqliteStore;
-use super::ConnectorStore;
+use super::{ConnectorStore, StoreError};
+use crate::api_keys::SharedKeyFileError;
+use crate::data_directory::DataDirectoryError;
+
+/// Why `rotate-secrets-key` or `rotate-code-hash-key` stopped; one line each, saying what to
+/// do. Every step leaves what is saved readable, so running the command again finishes.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCommandError {
+    #[error(transparent)]
+    DataDirectory(#[from] DataDirectoryError),
+    #[error(transparent)]
+    SecretsKeyFile(#[from] KeyringFileError),
+    #[error(transparent)]
+    SharedKeyFile(#[from] SharedKeyFileError),
+    #[error(transparent)]
+    CodeHashKey(#[from] CodeHashKeyError),
+    #[error("with --database-url, pass {flag}: the key file every host of the database uses")]
+    DatabaseUrlWithoutKeyFile { flag: &'static str },
+    #[error("there is no secrets key file at {} (the host creates it on first start); nothing to rotate", .path.display())]
+    NoSecretsKeyFile { path: PathBuf },
+    #[error("cannot use the database: {0}")]
+    Database(StoreError),
+    #[error("there is no store at {}", .path.display())]
+    NoStore { path: PathBuf },
+    #[error("opening the store failed: {0}")]
+    OpenStoreTask(tokio::task::JoinError),
+    #[error("cannot open the store: {0}")]
+    OpenStore(StoreError),
+    #[error("cannot use the store: {0}")]
+    Store(StoreError),
+    /// The key file keeps both keys, which open every config whether or not the transaction
+    /// committed: nothing is lost, and a new run finishes the rotation.
+    #[error("resealing the saved configs failed: {source}; {} holds the old and the new key, run this command again to finish", .key_file.display())]
+    ResealFailed {
+        source: StoreError,
+        key_file: PathBuf,
+    },
+    #[error("cannot write the code-hash key file {}: {source}", .path.display())]
+    WriteCodeHashKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the code-hash key file {} issues under key {issuing}, but the rotation promoted key {promoted}: run this command with the key file the previous step wrote", .key_file.display())]
+    PromotedKeyNotIssuing {
+        key_file: PathBuf,
+        issuing: String,
+        promoted: String,
+    },
+    #[error("the code-hash key file {} lacks the staged key {new_key}", .key_file.display())]
+    StagedKeyMissing { key_file: PathBuf, new_key: String },
+    #[error("cannot draw a new key from the OS: {0}")]
+    NewKey(std::io::Error),
+}
 
 /// Where the store and its key file are.
 #[derive(Debug, Clone)]
@@ -40,7 +93,9 @@ pub struct RotationSummary {
     pub resealed_configs: usize,
 }
 
-pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummary, String> {
+pub async fn rotate_secrets_key(
+    target: RotationTarget,
+) -> Result<RotationSummary, KeyCommandError> {
     // With the embedded store, no host may run on the directory meanwhile: it holds the old
     // keyring in memory. (With PostgreSQL, running hosts fail closed on their next connector
     // change until they restart with the new key file; their sends go on.)
@@ -53,16 +108,17 @@ pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummar
     };
     let key_file = match (&target.secrets_key_file, &target.database_url) {
         (Some(path), _) => path.clone(),
-        (None, None) => target.data_dir.join(crate::data_directory::SECRETS_KEY_FILE),
+        (None, None) => target
+            .data_dir
+            .join(crate::data_directory::SECRETS_KEY_FILE),
         (None, Some(_)) => {
-            return Err("with --database-url, pass --secrets-key-file: the key file every host of the database uses".to_owned())
+            return Err(KeyCommandError::DatabaseUrlWithoutKeyFile {
+                flag: "--secrets-key-file",
+            })
         }
     };
     if !key_file.exists() {
-        return Err(format!(
-            "there is no secrets key file at {} (the host creates it on first start); nothing to rotate",
-            key_file.display()
-        ));
+        return Err(KeyCommandError::NoSecretsKeyFile { path: key_file });
     }
     let current = SecretsKeyring::read_file(&key_file, target.secrets_key_file.is_some())?;
     let finished_interrupted_rotation = current.key_ids().len() > 1;
@@ -88,17 +144,14 @@ pub async fn rotate_secrets_key(target: RotationTarget) -> Result<RotationSummar
         rotating,
     )
     .await?;
-    let report = store
-        .reseal_all_configs()
-        .await
-        .map_err(|error| {
-            // The key file keeps both keys, which open every config whether or not the
-            // transaction committed: nothing is lost, and a new run finishes the rotation.
-            format!(
-                "resealing the saved configs failed: {error}; {} holds the old and the new key, run this command again to finish",
-                key_file.display()
-            )
-        })?;
+    let report =
+        store
+            .reseal_all_configs()
+            .await
+            .map_err(|source| KeyCommandError::ResealFailed {
+                source,
+                key_file: key_file.clone(),
+            })?;
     finished.write_file(&key_file)?;
     Ok(RotationSummary {
         key_file,
@@ -116,23 +169,23 @@ pub(super) async fn open_store_for_command(
     database_url: Option<&str>,
     database_password: Option<&str>,
     keyring: SecretsKeyring,
-) -> Result<Box<dyn ConnectorStore>, String> {
+) -> Result<Box<dyn ConnectorStore>, KeyCommandError> {
     match database_url {
         Some(url) => Ok(Box::new(
             PostgresStore::connect_with_password(url, database_password, keyring)
                 .await
-                .map_err(|error| format!("cannot use the database: {error}"))?,
+                .map_err(KeyCommandError::Database)?,
         )),
         None => {
             let store_path = data_dir.join("connectors.sqlite3");
             if !store_path.exists() {
-                return Err(format!("there is no store at {}", store_path.display()));
+                return Err(KeyCommandError::NoStore { path: store_path });
             }
             let store =
                 tokio::task::spawn_blocking(move || SqliteStore::open(&store_path, keyring))
                     .await
-                    .map_err(|error| format!("opening the store failed: {error}"))?
-                    .map_err(|error| format!("cannot open the store: {error}"))?;
+                    .map_err(KeyCommandError::OpenStoreTask)?
+                    .map_err(KeyCommandError::OpenStore)?;
             Ok(Box::new(store))
         }
     }

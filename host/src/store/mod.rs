@@ -12,6 +12,7 @@
 //! the previous one.
 
 pub mod code_hash_keys;
+pub mod code_verification;
 pub mod key_rotation;
 pub mod postgres;
 pub mod secrets_keyring;
@@ -21,6 +22,8 @@ mod sqlite_writer;
 pub use secrets_keyring::{SealingReport, SecretsKeyring, UnreadableConfig};
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use plugin_api::TemplateType;
 
 /// A saved connector.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +52,7 @@ pub struct NewConnector {
 #[derive(Debug, Clone)]
 pub struct NewCode {
     pub phone: String,
-    pub template_type: String,
+    pub template_type: TemplateType,
     pub code_hash: Vec<u8>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
@@ -125,7 +128,7 @@ pub trait VerificationCodeStore: Send + Sync {
     async fn discard_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         code_hash: &[u8],
     ) -> Result<(), StoreError>;
     /// One transaction: refuses an expired code or one past its attempts, counts a wrong
@@ -135,7 +138,7 @@ pub trait VerificationCodeStore: Send + Sync {
     async fn verify_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,

@@ -22,11 +22,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
+use plugin_api::TemplateType;
+
+use super::code_verification::{decide_verification, CodeWrite, StoredCode};
+use super::secrets_keyring::{SecretsKeyring, StoredConfig};
 use super::{
-    hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
-    SealingReport, StoreError, UnreadableConfig, UpdateOutcome, VerificationCodeStore,
-    VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
+    UnreadableConfig, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
 mod embedded {
@@ -106,6 +108,67 @@ pub enum SharedReservation {
     Reserved { id: i64 },
     Cooldown { retry_after_ms: i64 },
     RateLimited { retry_after_ms: i64 },
+}
+
+/// Why `reserve_send` (the migration's function) refused a send: its `refusal` column,
+/// `'cooldown'` or `'rate_limited'`. Any other text is an error, not a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationRefusal {
+    Cooldown,
+    RateLimited,
+}
+
+impl ReservationRefusal {
+    /// The text `reserve_send` returns for this refusal.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            ReservationRefusal::Cooldown => "cooldown",
+            ReservationRefusal::RateLimited => "rate_limited",
+        }
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for ReservationRefusal {
+    fn from_sql(
+        sql_type: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str as tokio_postgres::types::FromSql>::from_sql(sql_type, raw)?;
+        [
+            ReservationRefusal::Cooldown,
+            ReservationRefusal::RateLimited,
+        ]
+        .into_iter()
+        .find(|refusal| refusal.as_sql() == text)
+        .ok_or_else(|| format!("reserve_send returned an unknown refusal {text:?}").into())
+    }
+
+    fn accepts(sql_type: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(sql_type)
+    }
+}
+
+impl SharedReservation {
+    /// One row of `reserve_send`: a reservation id, or a refusal and when it lifts.
+    fn from_row(
+        id: Option<i64>,
+        refusal: Option<ReservationRefusal>,
+        retry_after_ms: Option<i64>,
+    ) -> Result<Self, StoreError> {
+        let retry_after_ms = retry_after_ms.unwrap_or(1000);
+        match (id, refusal) {
+            (Some(id), _) => Ok(SharedReservation::Reserved { id }),
+            (None, Some(ReservationRefusal::Cooldown)) => {
+                Ok(SharedReservation::Cooldown { retry_after_ms })
+            }
+            (None, Some(ReservationRefusal::RateLimited)) => {
+                Ok(SharedReservation::RateLimited { retry_after_ms })
+            }
+            (None, None) => Err(StoreError::Failed(
+                "reserve_send returned neither a reservation nor a refusal".to_owned(),
+            )),
+        }
+    }
 }
 
 fn tls_connector() -> MakeRustlsConnect {
@@ -334,32 +397,29 @@ impl PostgresStore {
                 .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
                 .await?;
             let recorded_key_id = recorded_sealing_key_id(&transaction).await?;
-            check_recorded_key(recorded_key_id.as_deref(), &self.keyring, during_rotation)
-                .map_err(StoreError::Failed)?;
-            let mut report = SealingReport::new(self.keyring.sealing_key_id());
+            let mut stored_configs = Vec::new();
             for row in transaction
                 .query("SELECT id, factory_id, config FROM connectors", &[])
                 .await?
             {
-                let id: String = row.try_get(0)?;
-                let factory_id: String = row.try_get(1)?;
-                let stored: String = row.try_get(2)?;
-                let rewritten = self.keyring.reseal_stored_config(
-                    &id,
-                    &factory_id,
-                    &stored,
-                    during_rotation,
-                    recorded_key_id.is_none(),
-                    &mut report,
-                )?;
-                if let Some(sealed) = rewritten {
-                    transaction
-                        .execute(
-                            "UPDATE connectors SET config = $2 WHERE id = $1",
-                            &[&id, &sealed],
-                        )
-                        .await?;
-                }
+                stored_configs.push(StoredConfig {
+                    connector_id: row.try_get(0)?,
+                    factory_id: row.try_get(1)?,
+                    stored: row.try_get(2)?,
+                });
+            }
+            let plan = self.keyring.plan_reseal(
+                recorded_key_id.as_deref(),
+                during_rotation,
+                stored_configs,
+            )?;
+            for (id, sealed) in &plan.rewrites {
+                transaction
+                    .execute(
+                        "UPDATE connectors SET config = $2 WHERE id = $1",
+                        &[id, sealed],
+                    )
+                    .await?;
             }
             transaction
                 .execute(
@@ -369,7 +429,7 @@ impl PostgresStore {
                 )
                 .await?;
             transaction.commit().await?;
-            Ok(report)
+            Ok(plan.report)
         })
         .await?;
         if report.rewritten() > 0 {
@@ -478,7 +538,7 @@ impl PostgresStore {
     pub async fn reserve_send(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         with_cooldown: bool,
         max_sends: u32,
         window: Duration,
@@ -495,21 +555,10 @@ impl PostgresStore {
             let row = client
                 .query_one(
                     &statement,
-                    &[&phone, &template_type, &with_cooldown, &max_sends, &window_ms, &cooldown_ms],
+                    &[&phone, &template_type.as_str(), &with_cooldown, &max_sends, &window_ms, &cooldown_ms],
                 )
                 .await?;
-            let id: Option<i64> = row.try_get(0)?;
-            let refusal: Option<String> = row.try_get(1)?;
-            let retry_after_ms: Option<i64> = row.try_get(2)?;
-            Ok(match (id, refusal.as_deref()) {
-                (Some(id), _) => SharedReservation::Reserved { id },
-                (None, Some("cooldown")) => SharedReservation::Cooldown {
-                    retry_after_ms: retry_after_ms.unwrap_or(1000),
-                },
-                _ => SharedReservation::RateLimited {
-                    retry_after_ms: retry_after_ms.unwrap_or(1000),
-                },
-            })
+            SharedReservation::from_row(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)
         })
         .await
     }
@@ -782,7 +831,7 @@ impl VerificationCodeStore for PostgresStore {
                      VALUES ($1, $2, $3, $4, $5, 0)
                      ON CONFLICT (phone, type) DO UPDATE SET code_hash = EXCLUDED.code_hash,
                         created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, failed_attempts = 0",
-                    &[&code.phone, &code.template_type, &code.code_hash, &code.created_at, &code.expires_at],
+                    &[&code.phone, &code.template_type.as_str(), &code.code_hash, &code.created_at, &code.expires_at],
                 )
                 .await?;
             Ok(())
@@ -793,9 +842,10 @@ impl VerificationCodeStore for PostgresStore {
     async fn discard_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         code_hash: &[u8],
     ) -> Result<(), StoreError> {
+        let template_type = template_type.as_str();
         within_deadline(async {
             self.client()
                 .await?
@@ -812,53 +862,46 @@ impl VerificationCodeStore for PostgresStore {
     async fn verify_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
+        let template_type = template_type.as_str();
         within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
-            let stored = transaction
+            let stored = match transaction
                 .query_opt(
                     "SELECT code_hash, expires_at, failed_attempts FROM verification_codes
                      WHERE phone = $1 AND type = $2 FOR UPDATE",
                     &[&phone, &template_type],
                 )
-                .await?;
-            let outcome = match stored {
-                None => VerifyOutcome::NotFound,
-                Some(row) => {
-                    let code_hash: Vec<u8> = row.try_get(0)?;
-                    let expires_at: i64 = row.try_get(1)?;
-                    let failed_attempts = u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0);
-                    if expires_at <= now {
-                        VerifyOutcome::Expired
-                    } else if failed_attempts >= max_attempts {
-                        VerifyOutcome::ExceededMaxTry
-                    } else if hash_matches_any(&code_hash, presented_hashes) {
-                        transaction
-                            .execute(
-                                "DELETE FROM verification_codes WHERE phone = $1 AND type = $2",
-                                &[&phone, &template_type],
-                            )
-                            .await?;
-                        VerifyOutcome::Verified
-                    } else {
-                        transaction
-                            .execute(
-                                "UPDATE verification_codes SET failed_attempts = failed_attempts + 1
-                                 WHERE phone = $1 AND type = $2",
-                                &[&phone, &template_type],
-                            )
-                            .await?;
-                        VerifyOutcome::Mismatch {
-                            attempts_left: max_attempts.saturating_sub(failed_attempts + 1),
-                        }
-                    }
-                }
+                .await?
+            {
+                None => None,
+                Some(row) => Some(StoredCode {
+                    code_hash: row.try_get(0)?,
+                    expires_at: row.try_get(1)?,
+                    failed_attempts: u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0),
+                }),
             };
+            let outcome = decide_verification(stored.as_ref(), presented_hashes, now, max_attempts);
+            let write = match outcome.code_write() {
+                CodeWrite::Nothing => None,
+                CodeWrite::Consume => {
+                    Some("DELETE FROM verification_codes WHERE phone = $1 AND type = $2")
+                }
+                CodeWrite::CountWrongAttempt => Some(
+                    "UPDATE verification_codes SET failed_attempts = failed_attempts + 1
+                     WHERE phone = $1 AND type = $2",
+                ),
+            };
+            if let Some(statement) = write {
+                transaction
+                    .execute(statement, &[&phone, &template_type])
+                    .await?;
+            }
             transaction.commit().await?;
             Ok(outcome)
         })
@@ -884,6 +927,48 @@ impl VerificationCodeStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_postgres::types::{FromSql, Type};
+
+    #[test]
+    fn reserve_send_s_refusals_are_read_as_types_and_unknown_text_is_an_error() {
+        for refusal in [
+            ReservationRefusal::Cooldown,
+            ReservationRefusal::RateLimited,
+        ] {
+            let read = ReservationRefusal::from_sql(&Type::TEXT, refusal.as_sql().as_bytes());
+            assert_eq!(read.unwrap(), refusal);
+        }
+        // The words the migration's function returns.
+        assert_eq!(ReservationRefusal::Cooldown.as_sql(), "cooldown");
+        assert_eq!(ReservationRefusal::RateLimited.as_sql(), "rate_limited");
+        assert!(ReservationRefusal::from_sql(&Type::TEXT, b"slow_down").is_err());
+        assert_eq!(
+            SharedReservation::from_row(Some(7), None, None).unwrap(),
+            SharedReservation::Reserved { id: 7 }
+        );
+        assert_eq!(
+            SharedReservation::from_row(None, Some(ReservationRefusal::Cooldown), Some(1500))
+                .unwrap(),
+            SharedReservation::Cooldown {
+                retry_after_ms: 1500
+            }
+        );
+        assert_eq!(
+            SharedReservation::from_row(None, Some(ReservationRefusal::RateLimited), None).unwrap(),
+            SharedReservation::RateLimited {
+                retry_after_ms: 1000
+            }
+        );
+        assert!(SharedReservation::from_row(None, None, None).is_err());
+        // The function returns exactly these words.
+        let migration = include_str!("migrations/V1__initial.sql");
+        for refusal in [
+            ReservationRefusal::Cooldown,
+            ReservationRefusal::RateLimited,
+        ] {
+            assert!(migration.contains(&format!("'{}'::text", refusal.as_sql())));
+        }
+    }
 
     #[test]
     fn errors_that_mean_the_database_is_going_away_are_unavailable() {

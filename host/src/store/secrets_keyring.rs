@@ -29,7 +29,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -57,6 +57,47 @@ const KEYRING_FILE_HEADER: &str = "\
 # without it the saved configs cannot be read. Rotate with `connector-host rotate-secrets-key`.
 ";
 
+/// Why a secrets key file cannot be read, written or created; one line each, never quoting a
+/// key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringFileError {
+    #[error("cannot draw a secrets key from the OS: {0}")]
+    Random(getrandom::Error),
+    #[error("cannot read the secrets key file {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `access`: "writable" or "readable".
+    #[error("the secrets key file {} is {access} by group or others (mode {mode:o}); chmod 600 it", .path.display())]
+    NotPrivate {
+        path: PathBuf,
+        access: &'static str,
+        mode: u32,
+    },
+    #[error("the secrets key file {} is not a keyring: {problem}", .path.display())]
+    NotAKeyring {
+        path: PathBuf,
+        problem: KeyringParseError,
+    },
+    #[error("cannot write the secrets key file {}: {source}", .path.display())]
+    Unwritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What is wrong with a keyring file's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyringParseError {
+    #[error("line {line} is not a key (a key is {} hex digits)", KEY_BYTES * 2)]
+    NotAKey { line: usize },
+    #[error("line {line} repeats a key")]
+    RepeatedKey { line: usize },
+    #[error("it holds no key")]
+    NoKey,
+}
+
 /// One key: its id (public: it is written beside every sealed value) and its cipher.
 struct SecretsKey {
     id: String,
@@ -79,10 +120,9 @@ impl SecretsKey {
         }
     }
 
-    fn generate() -> Result<Self, String> {
+    fn generate() -> Result<Self, KeyringFileError> {
         let mut bytes = [0u8; KEY_BYTES];
-        getrandom::fill(&mut bytes)
-            .map_err(|error| format!("cannot draw a secrets key from the OS: {error}"))?;
+        getrandom::fill(&mut bytes).map_err(KeyringFileError::Random)?;
         Ok(Self::from_bytes(bytes))
     }
 }
@@ -104,7 +144,7 @@ impl std::fmt::Debug for SecretsKeyring {
 
 impl SecretsKeyring {
     /// A keyring of one new random key.
-    pub fn generate() -> Result<Self, String> {
+    pub fn generate() -> Result<Self, KeyringFileError> {
         Ok(Self {
             keys: vec![SecretsKey::generate()?],
         })
@@ -124,7 +164,7 @@ impl SecretsKeyring {
     }
 
     /// This keyring with a new random key in front (it seals from now on).
-    pub fn with_new_sealing_key(&self) -> Result<Self, String> {
+    pub fn with_new_sealing_key(&self) -> Result<Self, KeyringFileError> {
         let mut keys = vec![SecretsKey::generate()?];
         keys.extend(
             self.keys
@@ -143,7 +183,7 @@ impl SecretsKeyring {
 
     /// Parses a keyring file's text: `#` comments, blank lines, one key per line (64 hex
     /// digits). Errors are one line and never quote a key.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KeyringParseError> {
         let mut keys = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -151,21 +191,16 @@ impl SecretsKeyring {
                 continue;
             }
             let mut bytes = Zeroizing::new([0u8; KEY_BYTES]);
-            hex::decode_to_slice(line, bytes.as_mut_slice()).map_err(|_| {
-                format!(
-                    "line {} is not a key (a key is {} hex digits)",
-                    index + 1,
-                    KEY_BYTES * 2
-                )
-            })?;
+            hex::decode_to_slice(line, bytes.as_mut_slice())
+                .map_err(|_| KeyringParseError::NotAKey { line: index + 1 })?;
             let key = SecretsKey::from_bytes(*bytes);
             if keys.iter().any(|held: &SecretsKey| held.id == key.id) {
-                return Err(format!("line {} repeats a key", index + 1));
+                return Err(KeyringParseError::RepeatedKey { line: index + 1 });
             }
             keys.push(key);
         }
         if keys.is_empty() {
-            return Err("it holds no key".to_owned());
+            return Err(KeyringParseError::NoKey);
         }
         Ok(Self { keys })
     }
@@ -182,47 +217,38 @@ impl SecretsKeyring {
     /// Reads a keyring file. One that group or others can write is refused (whoever writes
     /// the key chooses it); one they can read is refused too when `refuse_readable` (a file an
     /// operator gives every host), else a warning (the data directory's own file).
-    pub fn read_file(path: &Path, refuse_readable: bool) -> Result<Self, String> {
+    pub fn read_file(path: &Path, refuse_readable: bool) -> Result<Self, KeyringFileError> {
+        let unreadable = |source: std::io::Error| KeyringFileError::Unreadable {
+            path: path.to_owned(),
+            source,
+        };
         let mode = std::fs::metadata(path)
-            .map_err(|error| {
-                format!(
-                    "cannot read the secrets key file {}: {error}",
-                    path.display()
-                )
-            })?
+            .map_err(unreadable)?
             .permissions()
             .mode();
         if mode & 0o022 != 0 || (refuse_readable && mode & 0o044 != 0) {
-            return Err(format!(
-                "the secrets key file {} is {} by group or others (mode {:o}); chmod 600 it",
-                path.display(),
-                if mode & 0o022 != 0 {
+            return Err(KeyringFileError::NotPrivate {
+                path: path.to_owned(),
+                access: if mode & 0o022 != 0 {
                     "writable"
                 } else {
                     "readable"
                 },
-                mode & 0o777
-            ));
+                mode: mode & 0o777,
+            });
         }
         if mode & 0o044 != 0 {
             tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "the secrets key file is readable by others; chmod 600 it");
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
-            format!(
-                "cannot read the secrets key file {}: {error}",
-                path.display()
-            )
-        })?);
-        Self::parse(&text).map_err(|problem| {
-            format!(
-                "the secrets key file {} is not a keyring: {problem}",
-                path.display()
-            )
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(unreadable)?);
+        Self::parse(&text).map_err(|problem| KeyringFileError::NotAKeyring {
+            path: path.to_owned(),
+            problem,
         })
     }
 
     /// Reads the data directory's keyring, or creates it with a new key; `true` when created.
-    pub fn read_or_create_file(path: &Path) -> Result<(Self, bool), String> {
+    pub fn read_or_create_file(path: &Path) -> Result<(Self, bool), KeyringFileError> {
         if path.exists() {
             return Self::read_file(path, false).map(|keyring| (keyring, false));
         }
@@ -234,12 +260,12 @@ impl SecretsKeyring {
 
     /// Replaces the file durably: a private temp file, fsync, rename over, fsync the folder. A
     /// crash leaves the old keyring or the new one, never a torn one.
-    pub fn write_file(&self, path: &Path) -> Result<(), String> {
-        write_private_file(path, self.file_text().as_bytes()).map_err(|error| {
-            format!(
-                "cannot write the secrets key file {}: {error}",
-                path.display()
-            )
+    pub fn write_file(&self, path: &Path) -> Result<(), KeyringFileError> {
+        write_private_file(path, self.file_text().as_bytes()).map_err(|source| {
+            KeyringFileError::Unwritable {
+                path: path.to_owned(),
+                source,
+            }
         })
     }
 
@@ -449,6 +475,55 @@ impl SecretsKeyring {
     }
 }
 
+/// A saved config as a reseal reads it from a store.
+#[derive(Debug, Clone)]
+pub struct StoredConfig {
+    pub connector_id: String,
+    pub factory_id: String,
+    /// The config column as stored: sealed, or in clear from before sealing.
+    pub stored: String,
+}
+
+/// What a reseal writes back, in the transaction it read the configs in: each rewritten
+/// config (connector id, sealed config), then the keyring's sealing key id as the recorded
+/// one.
+#[derive(Debug)]
+pub struct ResealPlan {
+    pub report: SealingReport,
+    pub rewrites: Vec<(String, String)>,
+}
+
+impl SecretsKeyring {
+    /// The reseal both stores run, at start-up and in a rotation (`during_rotation`): the
+    /// recorded key checked against this keyring, then every config (re)sealed as
+    /// [`Self::reseal_stored_config`] says (configs in clear are sealed only when no key is
+    /// recorded yet). No store access: the store reads and writes around it.
+    pub fn plan_reseal(
+        &self,
+        recorded_key_id: Option<&str>,
+        during_rotation: bool,
+        stored_configs: Vec<StoredConfig>,
+    ) -> Result<ResealPlan, StoreError> {
+        check_recorded_key(recorded_key_id, self, during_rotation)?;
+        let mut report = SealingReport::new(self.sealing_key_id());
+        let mut rewrites = Vec::new();
+        for config in stored_configs {
+            let rewritten = self.reseal_stored_config(
+                &config.connector_id,
+                &config.factory_id,
+                &config.stored,
+                during_rotation,
+                recorded_key_id.is_none(),
+                &mut report,
+            )?;
+            if let Some(sealed) = rewritten {
+                rewrites.push((config.connector_id, sealed));
+            }
+        }
+        Ok(ResealPlan { report, rewrites })
+    }
+}
+
 /// What a store's start-up check or a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealingReport {
@@ -478,6 +553,21 @@ impl SealingReport {
     }
 }
 
+/// Why the host's keyring does not fit the store's recorded sealing key; each says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordedKeyMismatch {
+    #[error("the saved configs are sealed under secrets key {recorded}, but the key file's first key is {sealing}: a key rotation was interrupted; run `connector-host rotate-secrets-key` again to finish it")]
+    RotationInterrupted { recorded: String, sealing: String },
+    #[error("the saved configs are sealed under secrets key {recorded}, which the secrets key file does not hold (it holds {held}): restore the key file this store was used with, or, after a rotation elsewhere, copy the new key file here")]
+    KeyNotHeld { recorded: String, held: String },
+}
+
+impl From<RecordedKeyMismatch> for StoreError {
+    fn from(mismatch: RecordedKeyMismatch) -> Self {
+        StoreError::Failed(mismatch.to_string())
+    }
+}
+
 /// Checks a store's recorded sealing key against the host's keyring. `None` recorded: a new
 /// database (or one from before sealing). At start-up the keyring's first key must be the
 /// recorded one; during a rotation the keyring need only hold it. Errors are one line and say
@@ -486,19 +576,21 @@ pub fn check_recorded_key(
     recorded_key_id: Option<&str>,
     keyring: &SecretsKeyring,
     during_rotation: bool,
-) -> Result<(), String> {
+) -> Result<(), RecordedKeyMismatch> {
     match recorded_key_id {
         None => Ok(()),
         Some(recorded) if recorded == keyring.sealing_key_id() => Ok(()),
         Some(recorded) if during_rotation && keyring.holds(recorded) => Ok(()),
-        Some(recorded) if keyring.holds(recorded) => Err(format!(
-            "the saved configs are sealed under secrets key {recorded}, but the key file's first key is {}: a key rotation was interrupted; run `connector-host rotate-secrets-key` again to finish it",
-            keyring.sealing_key_id()
-        )),
-        Some(recorded) => Err(format!(
-            "the saved configs are sealed under secrets key {recorded}, which the secrets key file does not hold (it holds {}): restore the key file this store was used with, or, after a rotation elsewhere, copy the new key file here",
-            keyring.key_ids().join(", ")
-        )),
+        Some(recorded) if keyring.holds(recorded) => {
+            Err(RecordedKeyMismatch::RotationInterrupted {
+                recorded: recorded.to_owned(),
+                sealing: keyring.sealing_key_id().to_owned(),
+            })
+        }
+        Some(recorded) => Err(RecordedKeyMismatch::KeyNotHeld {
+            recorded: recorded.to_owned(),
+            held: keyring.key_ids().join(", "),
+        }),
     }
 }
 
@@ -605,6 +697,78 @@ mod tests {
         assert!(keyring.open("c", "http-sms", &resealed).is_err());
     }
 
+    fn stored(connector_id: &str, factory_id: &str, stored: &str) -> StoredConfig {
+        StoredConfig {
+            connector_id: connector_id.to_owned(),
+            factory_id: factory_id.to_owned(),
+            stored: stored.to_owned(),
+        }
+    }
+
+    /// The reseal both stores run: what it rewrites at start-up and in a rotation.
+    #[test]
+    fn a_reseal_plan_rewrites_what_start_up_or_a_rotation_needs_and_nothing_else() {
+        let keyring = SecretsKeyring::generate().unwrap();
+        let config = json!({"apiKey": "k"});
+        let sealed = keyring.seal("a", "twilio", &config).unwrap();
+        let plain = json!({"apiKey": "clear"}).to_string();
+        // First start on a database from before sealing: the clear config is sealed, the
+        // sealed one stays.
+        let plan = keyring
+            .plan_reseal(
+                None,
+                false,
+                vec![
+                    stored("a", "twilio", &sealed),
+                    stored("b", "http-sms", &plain),
+                ],
+            )
+            .unwrap();
+        assert_eq!(plan.report.sealed_from_clear, 1);
+        assert_eq!(plan.report.resealed, 0);
+        assert_eq!(plan.rewrites.len(), 1);
+        assert_eq!(plan.rewrites[0].0, "b");
+        assert_eq!(
+            keyring.open("b", "http-sms", &plan.rewrites[0].1).unwrap(),
+            json!({"apiKey": "clear"})
+        );
+        // Later starts rewrite nothing; a clear config is refused.
+        let recorded = keyring.sealing_key_id().to_owned();
+        let plan = keyring
+            .plan_reseal(
+                Some(&recorded),
+                false,
+                vec![
+                    stored("a", "twilio", &sealed),
+                    stored("b", "http-sms", &plain),
+                ],
+            )
+            .unwrap();
+        assert!(plan.rewrites.is_empty());
+        assert_eq!(plan.report.refused, vec!["b"]);
+        // A rotation: every sealed config under the new key, which the old keyring lacks.
+        let rotating = keyring.with_new_sealing_key().unwrap();
+        let plan = rotating
+            .plan_reseal(Some(&recorded), true, vec![stored("a", "twilio", &sealed)])
+            .unwrap();
+        assert_eq!(plan.report.resealed, 1);
+        assert_eq!(plan.report.key_id, rotating.sealing_key_id());
+        let resealed = &plan.rewrites[0].1;
+        assert_eq!(
+            rotating
+                .sealing_key_only()
+                .open("a", "twilio", resealed)
+                .unwrap(),
+            config
+        );
+        // Started with the rotating keyring but not rotating: the interrupted rotation stops it.
+        let refused = rotating
+            .plan_reseal(Some(&recorded), false, vec![stored("a", "twilio", &sealed)])
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("interrupted"), "{refused}");
+    }
+
     #[test]
     fn a_config_in_clear_is_sealed_only_on_the_first_sealing() {
         let keyring = SecretsKeyring::generate().unwrap();
@@ -701,20 +865,24 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(SecretsKeyring::read_file(&path, true)
             .unwrap_err()
+            .to_string()
             .contains("readable by group or others"));
         assert!(SecretsKeyring::read_file(&path, false).is_ok());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
         assert!(SecretsKeyring::read_file(&path, false)
             .unwrap_err()
+            .to_string()
             .contains("chmod 600"));
         assert!(SecretsKeyring::parse("# only a comment\n")
             .unwrap_err()
+            .to_string()
             .contains("no key"));
-        let not_hex = SecretsKeyring::parse("zz\n").unwrap_err();
+        let not_hex = SecretsKeyring::parse("zz\n").unwrap_err().to_string();
         assert!(not_hex.contains("line 1"), "{not_hex}");
         let one_key = hex::encode([7u8; 32]);
         assert!(SecretsKeyring::parse(&format!("{one_key}\n{one_key}\n"))
             .unwrap_err()
+            .to_string()
             .contains("repeats"));
         assert!(!format!("{read:?}").contains(&hex::encode(read.keys[0].bytes.as_slice())));
     }
@@ -728,6 +896,7 @@ mod tests {
         assert!(
             check_recorded_key(Some(keyring.sealing_key_id()), &rotating, false)
                 .unwrap_err()
+                .to_string()
                 .contains("interrupted")
         );
         assert!(check_recorded_key(Some(keyring.sealing_key_id()), &rotating, true).is_ok());
@@ -736,6 +905,7 @@ mod tests {
             assert!(
                 check_recorded_key(Some(keyring.sealing_key_id()), &stranger, during_rotation)
                     .unwrap_err()
+                    .to_string()
                     .contains("does not hold")
             );
         }

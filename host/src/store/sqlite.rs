@@ -14,12 +14,14 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::secrets_keyring::{check_recorded_key, SecretsKeyring};
+use super::code_verification::{decide_verification, CodeWrite, StoredCode};
+use super::secrets_keyring::{SecretsKeyring, StoredConfig};
 use super::sqlite_writer::SqliteWriterHandle;
 use super::{
-    hash_matches_any, now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector,
-    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
+    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
+use plugin_api::TemplateType;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
@@ -38,7 +40,14 @@ pub struct SqliteStore {
     writer: SqliteWriterHandle,
 }
 
-const SCHEMA: &str = "
+/// The schema, one migration per version, recorded in the file's `PRAGMA user_version` (as
+/// the PostgreSQL store numbers its migrations). A migration that has shipped is never
+/// edited: a change is the next one. Version 1 is the schema from before the numbering,
+/// written with `IF NOT EXISTS`: a database made then (`user_version` 0, these tables)
+/// takes it as it is, changing nothing, and is recorded at version 1.
+const MIGRATIONS: &[&str] = &[V1_INITIAL];
+
+const V1_INITIAL: &str = "
 CREATE TABLE IF NOT EXISTS connectors (
     id          TEXT PRIMARY KEY,
     factory_id  TEXT NOT NULL,
@@ -93,7 +102,7 @@ impl SqliteStore {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open(path)?;
+    let mut connection = Connection::open(path)?;
     // Another connection (a test's, an operator's sqlite3 shell) may hold the write lock a
     // moment: the writer waits for it rather than failing a whole batch.
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -102,8 +111,29 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // What a rewrite frees (a config before it was sealed, under an old key) is zeroed,
     // not left in free pages.
     connection.pragma_update(None, "secure_delete", "ON")?;
-    connection.execute_batch(SCHEMA)?;
+    migrate(&mut connection)?;
     Ok(connection)
+}
+
+/// Brings the schema to the last migration, in one transaction: the migrations the file's
+/// `user_version` says it lacks, each followed by its version. A file from a newer build
+/// (a version this build does not know) is refused rather than used.
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let known = MIGRATIONS.len();
+    let applied = usize::try_from(version).unwrap_or(usize::MAX);
+    if applied > known {
+        return Err(StoreError::Failed(format!(
+            "the store's schema is at version {version}, newer than this build knows ({known}): it was written by a newer connector-host"
+        )));
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        transaction.execute_batch(migration)?;
+        transaction.pragma_update(None, "user_version", index + 1)?;
+    }
+    transaction.commit()?;
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -240,17 +270,13 @@ impl VerificationCodeStore for SqliteStore {
     async fn discard_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         code_hash: &[u8],
     ) -> Result<(), StoreError> {
-        let (phone, template_type, code_hash) = (
-            phone.to_owned(),
-            template_type.to_owned(),
-            code_hash.to_owned(),
-        );
+        let (phone, code_hash) = (phone.to_owned(), code_hash.to_owned());
         self.writer
             .run_batched(move |connection, _| {
-                discard_code(connection, &phone, &template_type, &code_hash)
+                discard_code(connection, &phone, template_type, &code_hash)
             })
             .await
     }
@@ -258,22 +284,18 @@ impl VerificationCodeStore for SqliteStore {
     async fn verify_code(
         &self,
         phone: &str,
-        template_type: &str,
+        template_type: TemplateType,
         presented_hashes: &[Vec<u8>],
         now: i64,
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
-        let (phone, template_type, presented_hashes) = (
-            phone.to_owned(),
-            template_type.to_owned(),
-            presented_hashes.to_vec(),
-        );
+        let (phone, presented_hashes) = (phone.to_owned(), presented_hashes.to_vec());
         self.writer
             .run_batched(move |connection, _| {
                 verify_code(
                     connection,
                     &phone,
-                    &template_type,
+                    template_type,
                     &presented_hashes,
                     now,
                     max_attempts,
@@ -463,39 +485,27 @@ fn reseal_configs(
             |row| row.get(0),
         )
         .optional()?;
-    check_recorded_key(
-        recorded_key_id.as_deref(),
-        keyring,
-        scope == ResealScope::Rotation,
-    )
-    .map_err(StoreError::Failed)?;
     let stored_configs = {
         let mut statement = transaction.prepare("SELECT id, factory_id, config FROM connectors")?;
         let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-            ))
+            Ok(StoredConfig {
+                connector_id: row.get(0)?,
+                factory_id: row.get(1)?,
+                stored: row.get(2)?,
+            })
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
-    let mut report = SealingReport::new(keyring.sealing_key_id());
-    for (id, factory_id, stored) in stored_configs {
-        let rewritten = keyring.reseal_stored_config(
-            &id,
-            &factory_id,
-            &stored,
-            scope == ResealScope::Rotation,
-            recorded_key_id.is_none(),
-            &mut report,
+    let plan = keyring.plan_reseal(
+        recorded_key_id.as_deref(),
+        scope == ResealScope::Rotation,
+        stored_configs,
+    )?;
+    for (id, sealed) in &plan.rewrites {
+        transaction.execute(
+            "UPDATE connectors SET config = ?2 WHERE id = ?1",
+            params![id, sealed],
         )?;
-        if let Some(sealed) = rewritten {
-            transaction.execute(
-                "UPDATE connectors SET config = ?2 WHERE id = ?1",
-                params![id, sealed],
-            )?;
-        }
     }
     transaction.execute(
         "INSERT INTO store_settings (name, value) VALUES (?1, ?2)
@@ -503,11 +513,11 @@ fn reseal_configs(
         params![SECRETS_KEY_SETTING, keyring.sealing_key_id()],
     )?;
     transaction.commit()?;
-    if report.rewritten() > 0 {
+    if plan.report.rewritten() > 0 {
         // The WAL still holds the pages as they were; checkpoint and cut it to zero.
         connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     }
-    Ok(report)
+    Ok(plan.report)
 }
 
 // The code operations, the hot path: their statements are prepared once per connection.
@@ -520,7 +530,7 @@ fn save_code(connection: &Connection, code: NewCode) -> Result<(), StoreError> {
         )?
         .execute(params![
             code.phone,
-            code.template_type,
+            code.template_type.as_str(),
             code.code_hash,
             code.created_at,
             code.expires_at
@@ -531,61 +541,55 @@ fn save_code(connection: &Connection, code: NewCode) -> Result<(), StoreError> {
 fn discard_code(
     connection: &Connection,
     phone: &str,
-    template_type: &str,
+    template_type: TemplateType,
     code_hash: &[u8],
 ) -> Result<(), StoreError> {
     connection
         .prepare_cached(
             "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2 AND code_hash = ?3",
         )?
-        .execute(params![phone, template_type, code_hash])?;
+        .execute(params![phone, template_type.as_str(), code_hash])?;
     Ok(())
 }
 
 /// Reads, then consumes or counts, with nothing in between: the writer runs one job at a time,
-/// so of concurrent verifies of one code exactly one finds it.
+/// so of concurrent verifies of one code exactly one finds it. The decision is the stores'
+/// shared one ([`decide_verification`]).
 fn verify_code(
     connection: &Connection,
     phone: &str,
-    template_type: &str,
+    template_type: TemplateType,
     presented_hashes: &[Vec<u8>],
     now: i64,
     max_attempts: u32,
 ) -> Result<VerifyOutcome, StoreError> {
-    let stored: Option<(Vec<u8>, i64, u32)> = connection
+    let template_type = template_type.as_str();
+    let stored = connection
         .prepare_cached(
             "SELECT code_hash, expires_at, failed_attempts FROM verification_codes WHERE phone = ?1 AND type = ?2",
         )?
         .query_row(params![phone, template_type], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok(StoredCode {
+                code_hash: row.get(0)?,
+                expires_at: row.get(1)?,
+                failed_attempts: row.get(2)?,
+            })
         })
         .optional()?;
-    Ok(match stored {
-        None => VerifyOutcome::NotFound,
-        Some((_, expires_at, _)) if expires_at <= now => VerifyOutcome::Expired,
-        Some((_, _, failed_attempts)) if failed_attempts >= max_attempts => {
-            VerifyOutcome::ExceededMaxTry
-        }
-        Some((code_hash, _, failed_attempts)) => {
-            if hash_matches_any(&code_hash, presented_hashes) {
-                connection
-                    .prepare_cached(
-                        "DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2",
-                    )?
-                    .execute(params![phone, template_type])?;
-                VerifyOutcome::Verified
-            } else {
-                connection
-                    .prepare_cached(
-                        "UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE phone = ?1 AND type = ?2",
-                    )?
-                    .execute(params![phone, template_type])?;
-                VerifyOutcome::Mismatch {
-                    attempts_left: max_attempts.saturating_sub(failed_attempts + 1),
-                }
-            }
-        }
-    })
+    let outcome = decide_verification(stored.as_ref(), presented_hashes, now, max_attempts);
+    let write = match outcome.code_write() {
+        CodeWrite::Nothing => None,
+        CodeWrite::Consume => Some("DELETE FROM verification_codes WHERE phone = ?1 AND type = ?2"),
+        CodeWrite::CountWrongAttempt => Some(
+            "UPDATE verification_codes SET failed_attempts = failed_attempts + 1 WHERE phone = ?1 AND type = ?2",
+        ),
+    };
+    if let Some(statement) = write {
+        connection
+            .prepare_cached(statement)?
+            .execute(params![phone, template_type])?;
+    }
+    Ok(outcome)
 }
 
 fn purge_expired_codes(connection: &Connection, now: i64) -> Result<usize, StoreError> {
@@ -689,7 +693,9 @@ mod tests {
             connection
                 .pragma_update(None, "journal_mode", "WAL")
                 .unwrap();
-            connection.execute_batch(SCHEMA).unwrap();
+            connection
+                .execute_batch(SCHEMA_BEFORE_NUMBERED_MIGRATIONS)
+                .unwrap();
             connection
                 .execute(
                     "INSERT INTO connectors (id, factory_id, config, enabled, created_at, updated_at)
@@ -861,7 +867,7 @@ mod tests {
     fn new_code(hash: &[u8], expires_at: i64) -> NewCode {
         NewCode {
             phone: "+12015550123".to_owned(),
-            template_type: "SignIn".to_owned(),
+            template_type: TemplateType::SignIn,
             code_hash: hash.to_vec(),
             created_at: 0,
             expires_at,
@@ -876,7 +882,13 @@ mod tests {
             let store = store.clone();
             async move {
                 store
-                    .verify_code("+12015550123", "SignIn", &[hash.to_vec()], now, 2)
+                    .verify_code(
+                        "+12015550123",
+                        TemplateType::SignIn,
+                        &[hash.to_vec()],
+                        now,
+                        2,
+                    )
                     .await
                     .unwrap()
             }
@@ -949,7 +961,7 @@ mod tests {
                 let (store, phone) = (store.clone(), phone.clone());
                 tokio::spawn(async move {
                     store
-                        .verify_code(&phone, "SignIn", &[b"right".to_vec()], 1, 3)
+                        .verify_code(&phone, TemplateType::SignIn, &[b"right".to_vec()], 1, 3)
                         .await
                 })
             })
@@ -974,7 +986,7 @@ mod tests {
             };
             assert_eq!(
                 reopened
-                    .verify_code(phone, "SignIn", &[b"right".to_vec()], 1, 3)
+                    .verify_code(phone, TemplateType::SignIn, &[b"right".to_vec()], 1, 3)
                     .await
                     .unwrap(),
                 expected,
@@ -998,7 +1010,13 @@ mod tests {
         assert!(panicked.to_string().contains("panicked"), "{panicked}");
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", &[b"half-done".to_vec()], 1, 3)
+                .verify_code(
+                    "+12015550123",
+                    TemplateType::SignIn,
+                    &[b"half-done".to_vec()],
+                    1,
+                    3
+                )
                 .await
                 .unwrap(),
             VerifyOutcome::NotFound,
@@ -1007,7 +1025,13 @@ mod tests {
         store.save_code(new_code(b"right", 1000)).await.unwrap();
         assert_eq!(
             store
-                .verify_code("+12015550123", "SignIn", &[b"right".to_vec()], 1, 3)
+                .verify_code(
+                    "+12015550123",
+                    TemplateType::SignIn,
+                    &[b"right".to_vec()],
+                    1,
+                    3
+                )
                 .await
                 .unwrap(),
             VerifyOutcome::Verified
@@ -1060,6 +1084,121 @@ mod tests {
             store.get("first").await.unwrap().unwrap().config,
             json!({"a": 1})
         );
+    }
+
+    /// The schema as the store created it before migrations were numbered (`user_version`
+    /// 0), kept here as it was: a database made by that build must open without loss.
+    const SCHEMA_BEFORE_NUMBERED_MIGRATIONS: &str = "
+CREATE TABLE IF NOT EXISTS connectors (
+    id          TEXT PRIMARY KEY,
+    factory_id  TEXT NOT NULL,
+    type        TEXT NOT NULL DEFAULT 'Sms',
+    config      TEXT NOT NULL,
+    metadata    TEXT NOT NULL DEFAULT '{}',
+    enabled     INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_live_connector_per_type ON connectors (type) WHERE enabled = 1;
+CREATE TABLE IF NOT EXISTS verification_codes (
+    phone            TEXT NOT NULL,
+    type             TEXT NOT NULL,
+    code_hash        BLOB NOT NULL,
+    created_at       INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    failed_attempts  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (phone, type)
+);
+CREATE INDEX IF NOT EXISTS verification_codes_by_expiry ON verification_codes (expires_at);
+CREATE TABLE IF NOT EXISTS store_settings (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+";
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_from_before_numbered_migrations_opens_at_the_last_version_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        let (keyring, _) =
+            SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
+        let config = json!({"authToken": "kept", "templates": []});
+        {
+            let old = Connection::open(&path).unwrap();
+            old.pragma_update(None, "journal_mode", "WAL").unwrap();
+            old.execute_batch(SCHEMA_BEFORE_NUMBERED_MIGRATIONS)
+                .unwrap();
+            old.execute(
+                "INSERT INTO connectors (id, factory_id, config, metadata, enabled, created_at, updated_at)
+                 VALUES ('old', 'mock-short-message-service', ?1, '{\"name\":{\"en\":\"Old\"}}', 1, 1, 2)",
+                params![keyring.seal("old", "mock-short-message-service", &config).unwrap()],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO verification_codes (phone, type, code_hash, created_at, expires_at, failed_attempts)
+                 VALUES ('+12015550123', 'SignIn', x'0102', 1, 9000000000000, 1)",
+                [],
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO store_settings (name, value) VALUES (?1, ?2)",
+                params![SECRETS_KEY_SETTING, keyring.sealing_key_id()],
+            )
+            .unwrap();
+        }
+        assert_eq!(user_version(&path), 0);
+        let store = SqliteStore::open(&path, keyring).unwrap();
+        let sealing = store.prepare_sealing().await.unwrap();
+        assert_eq!((sealing.rewritten(), sealing.refused.len()), (0, 0));
+        let live = store.live().await.unwrap().unwrap();
+        assert_eq!((live.id.as_str(), &live.config), ("old", &config));
+        assert_eq!(live.metadata["name"]["en"], "Old");
+        assert_eq!((live.created_at, live.updated_at), (1, 2));
+        // The code kept its hash and its count of wrong attempts.
+        assert_eq!(
+            store
+                .verify_code("+12015550123", TemplateType::SignIn, &[vec![9]], 5, 3)
+                .await
+                .unwrap(),
+            VerifyOutcome::Mismatch { attempts_left: 1 }
+        );
+        assert_eq!(
+            store
+                .verify_code("+12015550123", TemplateType::SignIn, &[vec![1, 2]], 5, 3)
+                .await
+                .unwrap(),
+            VerifyOutcome::Verified
+        );
+        drop(store);
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_new_database_is_at_the_last_version_and_one_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.sqlite3");
+        drop(open_store(&dir).await);
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+        // Opening again runs nothing and keeps the version.
+        drop(open_store(&dir).await);
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+        let newer = MIGRATIONS.len() as i64 + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+        let (keyring, _) =
+            SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
+        let refused = SqliteStore::open(&path, keyring).err().unwrap().to_string();
+        assert!(refused.contains("newer connector-host"), "{refused}");
+        assert_eq!(user_version(&path), newer);
     }
 
     #[tokio::test]
