@@ -216,8 +216,9 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
 }
 
 /// One PostgreSQL cluster for the hosts of this process that run at the same time, each on a
-/// database of its own (a cluster each, as the end-to-end suites start, would cost an initdb
-/// per test). Stopped when the last of them ends.
+/// database of its own: with the usual several test threads, one cluster for the whole run
+/// instead of an initdb per host. Stopped when the last of them ends (a static `Arc` would
+/// never be dropped and leave the server running after the tests).
 fn shared_cluster() -> Arc<PostgresCluster> {
     static CLUSTER: Mutex<Weak<PostgresCluster>> = Mutex::new(Weak::new());
     let mut shared = CLUSTER
