@@ -219,6 +219,19 @@ impl SharedDatabase {
 impl HostFolders {
     /// Fresh folders whose plugins folder holds `plugins` (file name, source path).
     pub fn new(plugins: &[(&str, &Path)]) -> HostFolders {
+        let database = match store_kind() {
+            StoreKind::Sqlite => None,
+            StoreKind::Postgres => Some(SharedDatabase::on_new_cluster()),
+        };
+        HostFolders::with_database(plugins, database)
+    }
+
+    /// Fresh folders on `database`, or on SQLite in the data directory (`None`), whatever
+    /// `E2E_STORE` says.
+    pub fn with_database(
+        plugins: &[(&str, &Path)],
+        database: Option<SharedDatabase>,
+    ) -> HostFolders {
         let scratch = tempfile::tempdir().expect("scratch dir");
         let plugins_dir = scratch.path().join("plugins");
         let data_dir = scratch.path().join("data");
@@ -228,10 +241,6 @@ impl HostFolders {
         for (name, source) in plugins {
             install_plugin(&plugins_dir, source, name);
         }
-        let database = match store_kind() {
-            StoreKind::Sqlite => None,
-            StoreKind::Postgres => Some(SharedDatabase::on_new_cluster()),
-        };
         HostFolders {
             plugins_dir,
             data_dir,
@@ -243,9 +252,7 @@ impl HostFolders {
 
     /// Fresh folders whose host uses `database` (several hosts on one database).
     pub fn on_database(plugins: &[(&str, &Path)], database: &SharedDatabase) -> HostFolders {
-        let mut folders = HostFolders::new(plugins);
-        folders.database = Some(database.clone());
-        folders
+        HostFolders::with_database(plugins, Some(database.clone()))
     }
 
     /// Everything the host's store holds, as bytes (the SQLite file and its WAL, or a dump

@@ -1,5 +1,7 @@
 //! Sending end to end: verification codes through the mock connector's outbox, flow control,
-//! a fake vendor that fails or stalls, and what reaches the logs and metrics.
+//! a fake vendor that fails or stalls, and what reaches the logs and metrics. Refusals that
+//! are a request and its answer (phones, countries, Logto differences) are in
+//! `tests/in_process`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -328,20 +330,6 @@ fn per_recipient_limit_and_resend_cooldown_answer_429() {
         health["limits"]["verificationCodes"]["timeToLiveSeconds"],
         600
     );
-}
-
-#[test]
-fn the_country_allowlist_refuses_before_anything_is_sent() {
-    let (host, outbox) = start_mock_host(&["--allowed-countries", "us,CA"]);
-    let (status, refused) = issue(&host, json!({"phone": "+4915112345678"}));
-    assert_eq!(
-        (status, refused["code"].clone()),
-        (400, json!("guard.phone_country_not_allowed")),
-        "{refused}"
-    );
-    assert!(refused["message"].as_str().unwrap().contains("DE"));
-    assert!(outbox_lines(&outbox).is_empty());
-    assert_eq!(issue(&host, json!({"phone": PHONE})).0, 204);
 }
 
 #[test]
@@ -732,134 +720,6 @@ fn a_client_value_cannot_forge_or_split_a_log_line() {
             .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
         assert!(event.is_object() && event["level"].is_string(), "{line}");
     }
-}
-
-/// `--phone-validation digits` takes the numbers Logto's `^\d+$` takes, which the strict
-/// default refuses; plugins still get `+` and the digits.
-#[test]
-fn digits_phone_validation_takes_the_numbers_logto_takes() {
-    const LOGTO_PHONES: [&str; 2] = ["8612345678901", "1233212321"];
-    let (strict_host, outbox) = start_mock_host(&[]);
-    for phone in LOGTO_PHONES {
-        let (status, refused) = issue(&strict_host, json!({"phone": phone}));
-        assert_eq!(
-            (status, refused["code"].clone()),
-            (400, json!("guard.invalid_phone_number")),
-            "{phone}"
-        );
-    }
-    assert!(outbox_lines(&outbox).is_empty());
-    drop(strict_host);
-
-    let (host, outbox) = start_mock_host(&[
-        "--phone-validation",
-        "digits",
-        "--resend-cooldown-secs",
-        "0",
-    ]);
-    for phone in LOGTO_PHONES {
-        let (status, body) = issue(&host, json!({"phone": phone}));
-        assert_eq!(status, 204, "{phone}: {body}");
-        let sent = outbox_lines(&outbox).pop().unwrap();
-        assert_eq!(sent["to"], format!("+{phone}"));
-        let code = last_code(&outbox);
-        let (status, body) = host.request(
-            "POST",
-            "/api/verification-codes/verify",
-            Some(SEND_KEY),
-            Some(&json!({"phone": phone, "verificationCode": code})),
-        );
-        assert_eq!(status, 204, "{phone}: {body}");
-        let (status, body) = host.request(
-            "POST",
-            "/api/messages",
-            Some(SEND_KEY),
-            Some(&json!({"to": phone, "payload": {"code": "1"}})),
-        );
-        assert_eq!(status, 200, "{phone}: {body}");
-        assert_eq!(
-            outbox_lines(&outbox).pop().unwrap()["to"],
-            format!("+{phone}")
-        );
-    }
-    // The served document describes this host's phones.
-    let (_, document) = host.get("/api/openapi.json");
-    assert_eq!(
-        document["components"]["schemas"]["PhoneNumber"]["pattern"],
-        r"^\+?[0-9]{1,32}$"
-    );
-    // `+E.164` still works; what is not digits does not.
-    assert_eq!(issue(&host, json!({"phone": PHONE})).0, 204);
-    for phone in ["+1 201 555 0123", "abc", "", "+", &"1".repeat(33)] {
-        let (status, refused) = issue(&host, json!({"phone": phone}));
-        assert_eq!(
-            (status, refused["code"].clone()),
-            (400, json!("guard.invalid_phone_number")),
-            "{phone:?}"
-        );
-    }
-}
-
-/// Where the verification-code routes answer otherwise than Logto
-/// (docs/logto-compatibility.md).
-#[test]
-fn code_routes_differ_from_logto_where_documented() {
-    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
-    let outbox = folders.outbox_path();
-    let host = folders.start_with_args(&[
-        "--admin-key",
-        ADMIN_KEY,
-        "--send-key",
-        SEND_KEY,
-        "--code-max-attempts",
-        "1",
-    ]);
-    // No live connector: Logto saves the code and then fails 501; here the connector is
-    // checked first, so the 501 leaves nothing pending.
-    let (status, refused) = issue(&host, json!({"phone": PHONE, "type": "SignIn"}));
-    assert_eq!(
-        (status, refused["code"].clone()),
-        (501, json!("connector.not_found"))
-    );
-    let config =
-        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": true});
-    assert_eq!(
-        host.post(
-            "/api/connectors",
-            &json!({"connectorId": MOCK, "config": config})
-        )
-        .0,
-        200
-    );
-    assert_eq!(
-        verify(&host, "000000", "SignIn").1["code"],
-        "verification_code.not_found",
-        "the refused request saved no code"
-    );
-
-    // Logto's email variant is not taken: SMS only.
-    let (status, refused) = issue(&host, json!({"email": "a@example.com"}));
-    assert_eq!(
-        (status, refused["code"].clone()),
-        (400, json!("guard.invalid_input"))
-    );
-
-    // A code that is not six digits is refused as malformed (Logto: `code_mismatch`), and it
-    // costs no attempt: with one attempt allowed, the right code still works after it.
-    assert_eq!(
-        issue(&host, json!({"phone": PHONE, "type": "SignIn"})).0,
-        204
-    );
-    let code = last_code(&outbox);
-    for malformed in ["12345", "abcdef", " 123456", ""] {
-        let (status, refused) = verify(&host, malformed, "SignIn");
-        assert_eq!(
-            (status, refused["code"].clone()),
-            (400, json!("guard.invalid_input")),
-            "{malformed:?}"
-        );
-    }
-    assert_eq!(verify(&host, &code, "SignIn").0, 204);
 }
 
 /// The latest code sent to each phone, read from the host's outbox (which may end in a line
