@@ -8,8 +8,12 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{ConnectorError, ConnectorErrorCode};
 use serde_json::json;
 
-use crate::send::executor::SendError;
+use crate::live::lifecycle::ConnectorChangeError;
+use crate::live::live_connector::NoLiveConnector;
+use crate::send::executor::DeliveryError;
 use crate::send::flow_control::SendRefusal;
+use crate::send::verification_codes::VerifyError;
+use crate::send::SendError;
 use crate::store::{StoreError, VerifyOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -155,10 +159,10 @@ impl ApiError {
         }
     }
 
-    pub fn from_send(error: SendError, during_test: bool) -> Self {
+    fn from_delivery(error: DeliveryError, during_test: bool) -> Self {
         match error {
-            SendError::Connector(error) => ApiError::Connector { error, during_test },
-            SendError::Upstream(message) => ApiError::Upstream(message),
+            DeliveryError::Connector(error) => ApiError::Connector { error, during_test },
+            DeliveryError::Upstream(message) => ApiError::Upstream(message),
         }
     }
 }
@@ -275,6 +279,73 @@ impl From<SendRefusal> for ApiError {
             SendRefusal::Cooldown { retry_after_secs } => {
                 ApiError::ResendCooldown { retry_after_secs }
             }
+        }
+    }
+}
+
+impl From<NoLiveConnector> for ApiError {
+    fn from(error: NoLiveConnector) -> Self {
+        ApiError::NoLiveConnector(error.to_string())
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::NoLiveConnector(error) => ApiError::from(error),
+            SendError::LiveConnectorUnavailable { .. } => {
+                ApiError::NoLiveConnector(error.to_string())
+            }
+            SendError::ConfigUnreadable {
+                connector_id,
+                reason,
+            } => ApiError::ConnectorUnavailable {
+                connector_id,
+                reason,
+            },
+            SendError::CountryNotAllowed { region } => ApiError::CountryNotAllowed { region },
+            SendError::Refused(refusal) => ApiError::from(refusal),
+            SendError::Store(error) => ApiError::from(error),
+            SendError::ConnectorBusy {
+                connector_id,
+                limit,
+            } => ApiError::ConnectorBusy {
+                connector_id,
+                limit,
+            },
+            SendError::Delivery { error, during_test } => {
+                ApiError::from_delivery(error, during_test)
+            }
+            SendError::CodeNotGenerated(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Rejected(outcome) => ApiError::Verification(outcome),
+            VerifyError::Store(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<ConnectorChangeError> for ApiError {
+    fn from(error: ConnectorChangeError) -> Self {
+        match error {
+            ConnectorChangeError::FactoryNotFound { factory_id } => {
+                ApiError::FactoryNotFound { factory_id }
+            }
+            ConnectorChangeError::NotFound { id } => ApiError::NotFound {
+                entity: "connector",
+                id,
+            },
+            ConnectorChangeError::InvalidConfig(error) => ApiError::from_config_under_test(error),
+            ConnectorChangeError::ChangedConcurrently { id } => {
+                ApiError::ChangedConcurrently { id }
+            }
+            ConnectorChangeError::Store(error) => ApiError::from(error),
+            ConnectorChangeError::NoRandomness(_) => ApiError::Internal(error.to_string()),
         }
     }
 }

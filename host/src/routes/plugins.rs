@@ -26,7 +26,9 @@ pub async fn list_plugin_files(State(state): State<Arc<AppState>>) -> Json<Vec<P
 pub async fn rescan_plugin_files(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<PluginFileReport>>, ApiError> {
-    crate::plugins::watcher::rescan_plugin_folder(&state)
+    state
+        .plugin_rescan()
+        .rescan()
         .await
         .map_err(ApiError::Internal)?;
     Ok(Json(state.factories.load().files().to_vec()))

@@ -1,16 +1,148 @@
-//! The one live SMS connector, ready to send.
+//! The one live SMS connector, ready to send, and the [`LiveSlot`] that holds it.
 //!
-//! The host holds it behind an atomic pointer (`ArcSwapOption` in `AppState`): a send loads
-//! the current `Arc` and keeps it to the end, so a swap never blocks or fails a send in
-//! flight; new sends see the new connector.
+//! The slot holds it behind an atomic pointer: a send loads the current `Arc` and keeps it to
+//! the end, so a swap never blocks or fails a send in flight; new sends see the new
+//! connector. Only a [`LiveChange`], taken from the slot's change lock, can swap it, so the
+//! pointer always matches the last committed change.
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use plugin_api::ConnectorInstance;
 
 use crate::plugins::factory_registry::{Factory, FactoryRegistry};
 use crate::secret_redaction::SecretRedactor;
-use crate::send::SendMetrics;
+use crate::send::metrics::SendMetrics;
+
+/// The live connector's one home: the atomic pointer, the lock that serializes changes to
+/// it, and the swap's metric and log line.
+#[derive(Default)]
+pub struct LiveSlot {
+    live: ArcSwapOption<LiveConnector>,
+    /// Serializes connector changes (store write + swap) so the pointer always matches the
+    /// last committed change. Sends never take it.
+    changes: tokio::sync::Mutex<()>,
+}
+
+/// No connector is live: `POST /api/connectors` makes one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no SMS connector is live: create one with POST /api/connectors")]
+pub struct NoLiveConnector;
+
+impl LiveSlot {
+    /// A slot holding the connector restored at start-up, if any.
+    pub fn new(live: Option<Arc<LiveConnector>>) -> Self {
+        Self {
+            live: ArcSwapOption::new(live),
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The live connector now, if any; never blocks. A send keeps the `Arc` until it is done,
+    /// so a swap meanwhile does not touch it.
+    pub fn current(&self) -> Option<Arc<LiveConnector>> {
+        self.live.load_full()
+    }
+
+    /// The live connector, or why there is none.
+    pub fn current_live_connector(&self) -> Result<Arc<LiveConnector>, NoLiveConnector> {
+        self.current().ok_or(NoLiveConnector)
+    }
+
+    /// Waits for the change lock: the one way to swap the live connector.
+    pub async fn lock_changes(&self) -> LiveChange<'_> {
+        LiveChange {
+            _lock: self.changes.lock().await,
+            slot: self,
+        }
+    }
+}
+
+/// Holds the slot's change lock: the store write and the swap that follows it happen while
+/// no other change can.
+pub struct LiveChange<'a> {
+    _lock: tokio::sync::MutexGuard<'a, ()>,
+    slot: &'a LiveSlot,
+}
+
+/// Why a connector becomes the live one, for the swap's log line.
+pub enum Swap {
+    /// Created, enabled, or its config replaced through this host.
+    Changed,
+    /// Moved to a new build of its plugin that accepted its config.
+    PluginUpgraded,
+    /// Its plugin is back; it can send again.
+    PluginBack,
+    /// Another host changed the shared store, to this generation.
+    SharedStoreChanged { generation: i64 },
+}
+
+/// Why no connector is live any more, for the swap's log line.
+pub enum Clear {
+    /// The live connector was deleted through this host.
+    Deleted { connector_id: String },
+    /// Another host left none live in the shared store, at this generation.
+    SharedStoreChanged { generation: i64 },
+}
+
+impl LiveChange<'_> {
+    /// The live connector now.
+    pub fn current(&self) -> Option<Arc<LiveConnector>> {
+        self.slot.current()
+    }
+
+    /// Makes `next` the live connector; counted in `live_connector_swaps_total` and logged.
+    pub fn swap(&mut self, next: Arc<LiveConnector>, swap: Swap) {
+        let live = &next;
+        match swap {
+            Swap::Changed => {
+                tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, "live connector swapped");
+            }
+            Swap::PluginUpgraded => {
+                if let LiveStatus::Ready { factory, .. } = &live.status {
+                    tracing::info!(
+                        connector_id = %live.connector_id,
+                        factory_id = %live.factory_id,
+                        plugin_version = %factory.plugin.metadata.plugin_version,
+                        sha256 = %factory.plugin.sha256,
+                        "live connector moved to the new plugin build"
+                    );
+                }
+            }
+            Swap::PluginBack => {
+                tracing::info!(connector_id = %live.connector_id, "the live connector's plugin is back; it can send again");
+            }
+            Swap::SharedStoreChanged { generation } => {
+                tracing::info!(
+                    connector_id = %live.connector_id,
+                    factory_id = %live.factory_id,
+                    ready = live.unavailable_reason().is_none(),
+                    generation,
+                    "live connector changed in the shared store; swapped"
+                );
+            }
+        }
+        self.store(Some(next));
+    }
+
+    /// Leaves no connector live; counted in `live_connector_swaps_total` and logged.
+    pub fn clear(&mut self, clear: Clear) {
+        match clear {
+            Clear::Deleted { connector_id } => {
+                tracing::info!(connector_id = %connector_id, "the live connector was deleted; no SMS connector is live");
+            }
+            Clear::SharedStoreChanged { generation } => {
+                tracing::info!(generation, "no SMS connector is live in the shared store");
+            }
+        }
+        self.store(None);
+    }
+
+    fn store(&mut self, next: Option<Arc<LiveConnector>>) {
+        self.slot.live.store(next);
+        metrics::counter!("live_connector_swaps_total").increment(1);
+    }
+}
 
 pub struct LiveConnector {
     pub connector_id: String,
