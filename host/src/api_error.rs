@@ -16,6 +16,15 @@ use crate::send::verification_codes::VerifyError;
 use crate::send::SendError;
 use crate::store::{StoreError, VerifyOutcome};
 
+/// Every error body: a stable `code`, a human `message`, and optional details.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{entity} {id:?} does not exist")]

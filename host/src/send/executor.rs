@@ -229,7 +229,10 @@ impl SendExecutor {
         request: &HttpRequest,
     ) -> Result<HttpResponse, DeliveryError> {
         match &self.outbox {
-            Some(outbox) => outbox.answer(origin, request).await,
+            Some(outbox) => outbox
+                .answer(origin, request)
+                .await
+                .map_err(DeliveryError::Connector),
             None => Err(DeliveryError::Connector(ConnectorError::general(
                 "this host has no outbox for development connectors",
             ))),
