@@ -277,3 +277,68 @@ impl LiveConnector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    fn unavailable(connector_id: &str) -> Arc<LiveConnector> {
+        Arc::new(LiveConnector::build(
+            connector_id,
+            "no-such-factory",
+            &serde_json::json!({}),
+            &FactoryRegistry::default(),
+        ))
+    }
+
+    fn swaps_counted(rendered: &str) -> u64 {
+        rendered
+            .lines()
+            .find_map(|line| line.strip_prefix("live_connector_swaps_total "))
+            .map_or(0, |value| value.trim().parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_swap_and_clear_moves_the_pointer_and_is_counted() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let slot = LiveSlot::new(None);
+        assert!(slot.current_live_connector().is_err());
+        let swaps = [
+            Swap::Changed,
+            Swap::PluginUpgraded,
+            Swap::PluginBack,
+            Swap::SharedStoreChanged { generation: 7 },
+        ];
+        for (count, swap) in (1..).zip(swaps) {
+            let id = format!("connector{count}");
+            let mut change = slot.lock_changes().await;
+            metrics::with_local_recorder(&recorder, || change.swap(unavailable(&id), swap));
+            drop(change);
+            assert_eq!(slot.current().unwrap().connector_id, id);
+            assert_eq!(swaps_counted(&handle.render()), count);
+        }
+        for (count, clear) in (5..).zip([
+            Clear::Deleted {
+                connector_id: "connector4".to_owned(),
+            },
+            Clear::SharedStoreChanged { generation: 8 },
+        ]) {
+            let mut change = slot.lock_changes().await;
+            metrics::with_local_recorder(&recorder, || change.clear(clear));
+            drop(change);
+            assert!(slot.current().is_none());
+            assert_eq!(swaps_counted(&handle.render()), count);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_never_waits_for_the_change_lock() {
+        let slot = LiveSlot::new(Some(unavailable("held")));
+        let change = slot.lock_changes().await;
+        // The lock is held: a send still reads the live connector.
+        assert_eq!(slot.current().unwrap().connector_id, "held");
+        assert_eq!(change.current().unwrap().connector_id, "held");
+    }
+}
