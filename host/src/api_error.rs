@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::live::lifecycle::ConnectorChangeError;
 use crate::live::live_connector::NoLiveConnector;
+use crate::send::config_test::ConfigTestError;
 use crate::send::executor::DeliveryError;
 use crate::send::flow_control::SendRefusal;
 use crate::send::verification_codes::VerifyError;
@@ -326,6 +327,18 @@ impl From<SendError> for ApiError {
                 ApiError::from_delivery(error, during_test)
             }
             SendError::CodeNotGenerated(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<ConfigTestError> for ApiError {
+    fn from(error: ConfigTestError) -> Self {
+        match error {
+            ConfigTestError::Connector(error) => ApiError::from(error),
+            ConfigTestError::SavedConnectorOfAnotherFactory { .. } => {
+                ApiError::InvalidRequestBody(error.to_string())
+            }
+            ConfigTestError::Send(error) => ApiError::from(error),
         }
     }
 }

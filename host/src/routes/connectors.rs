@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use plugin_api::{PluginMetadata, TemplateType};
+use plugin_api::PluginMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, Json, Path, Query};
-use crate::live::lifecycle::{prepare_config, secret_keys, NewConnectorRequest};
-use crate::secret_redaction::SecretRedactor;
-use crate::send::metrics::{SendMetrics, SendPurpose};
+use crate::live::lifecycle::{secret_keys, NewConnectorRequest};
+use crate::send::config_test::{send_test_code, ConfigTest};
 use crate::state::AppState;
 use crate::store::ConnectorRecord;
 
@@ -282,46 +281,13 @@ pub async fn test_connector_config(
         .phone_validation
         .parse(&body.phone)
         .map_err(ApiError::InvalidPhoneNumber)?;
-    let config = Value::Object(body.config);
-    let stored_config = match body.saved_connector_id {
-        Some(saved_connector_id) => {
-            let saved = lifecycle.find_connector(&saved_connector_id).await?;
-            if saved.factory_id != factory_id {
-                return Err(ApiError::InvalidRequestBody(format!(
-                    "`savedConnectorId` {saved_connector_id:?} belongs to the factory {:?}, not {factory_id:?}",
-                    saved.factory_id
-                )));
-            }
-            Some(saved.config)
-        }
-        None if crate::secrets::contains_mask(&config) => {
-            let mut candidates = state.store.list(None).await?;
-            candidates.retain(|record| record.factory_id == factory_id);
-            candidates.sort_by_key(|record| (record.enabled, record.updated_at));
-            candidates.pop().map(|record| record.config)
-        }
-        None => None,
+    let test = ConfigTest {
+        factory,
+        phone,
+        config: Value::Object(body.config),
+        locale: body.locale,
+        saved_connector_id: body.saved_connector_id,
     };
-    let (normalized, instance) = prepare_config(&factory, &config, stored_config.as_ref())
-        .map_err(ApiError::from_config_under_test)?;
-    // The unsaved config's secrets are kept out of the answer and the log as a saved one's are.
-    let redactor = SecretRedactor::for_factory(&factory, &normalized);
-    let code = crate::verification_code::generate_code()
-        .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
-    let message =
-        crate::verification_code::code_message(&phone, TemplateType::Generic, code, body.locale);
-    let send_metrics = SendMetrics::for_factory(&factory_id);
-    let target = crate::send::SendTarget {
-        connector_id: "(unsaved config)",
-        factory_id: &factory_id,
-        instance: &instance,
-        metrics: &send_metrics,
-        redactor: &redactor,
-    };
-    state
-        .sender
-        .send_with_flow_control(target, &phone, message, SendPurpose::ConfigTest)
-        .await?;
-    tracing::info!(%factory_id, "test message sent");
+    send_test_code(&state.sender, &lifecycle, test).await?;
     Ok(StatusCode::NO_CONTENT)
 }

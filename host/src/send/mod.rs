@@ -9,12 +9,14 @@
 //!   [`Sender::send_reserved`]; the live connector as a [`SendTarget`]; [`SendError`], why a
 //!   send did not happen.
 //! - [`metrics`]: why a message is sent, how a send ended, [`metrics::SendMetrics`].
+//! - [`config_test`]: an unsaved config validated, then a code sent through it.
 //! - [`verification_codes`]: a code issued (reserved, generated, stored, sent) and verified.
 //! - [`flow_control`]: the per-recipient window and resend cooldown, in memory or shared.
 //! - [`executor`]: performs the HTTP requests a connector describes and drives its steps.
 //! - [`outbox`]: the host's outbox, the one destination of development connectors.
 //! - [`vendor_concurrency`]: at most so many sends in progress through one connector.
 
+pub mod config_test;
 pub mod executor;
 pub mod flow_control;
 pub mod metrics;
