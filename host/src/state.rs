@@ -278,6 +278,7 @@ impl AppState {
     /// Verification codes issued and checked.
     pub fn verification_codes(&self) -> VerificationCodes<'_> {
         VerificationCodes {
+            live: &self.live,
             sender: &self.sender,
             store: self.store.as_ref(),
             hasher: &self.code_hasher,

@@ -35,14 +35,13 @@ pub struct StoreFollower<'a> {
 /// Runs for as long as the host serves.
 pub async fn follow_shared_store(follower: StoreFollower<'_>) {
     let follower = &follower;
-    let store = follower.store;
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retry = FIRST_RETRY;
     loop {
         // LISTEN before reading, so no change can fall between the read and the listen.
         let listener = if follower.notifications {
-            match store.listen_for_changes().await {
+            match follower.store.listen_for_changes().await {
                 Ok(listener) => {
                     retry = FIRST_RETRY;
                     Some(listener)
@@ -55,7 +54,7 @@ pub async fn follow_shared_store(follower: StoreFollower<'_>) {
         } else {
             None
         };
-        reload_live_connector(follower, store).await;
+        reload_live_connector(follower).await;
         match listener {
             Some(mut listener) => loop {
                 tokio::select! {
@@ -63,37 +62,37 @@ pub async fn follow_shared_store(follower: StoreFollower<'_>) {
                         Some(()) => {
                             // One reload covers every change already announced.
                             while listener.notifications.try_recv().is_ok() {}
-                            reload_live_connector(follower, store).await;
+                            reload_live_connector(follower).await;
                         }
                         None => {
                             tracing::warn!("lost the connection that listens for connector changes; reconnecting");
                             break;
                         }
                     },
-                    _ = poll.tick() => catch_up_if_behind(follower, store).await,
+                    _ = poll.tick() => catch_up_if_behind(follower).await,
                 }
             },
             None if follower.notifications => {
                 let deadline = tokio::time::Instant::now() + retry;
                 while tokio::time::Instant::now() < deadline {
                     poll.tick().await;
-                    catch_up_if_behind(follower, store).await;
+                    catch_up_if_behind(follower).await;
                 }
                 retry = (retry * 2).min(LONGEST_RETRY);
             }
             None => loop {
                 poll.tick().await;
-                catch_up_if_behind(follower, store).await;
+                catch_up_if_behind(follower).await;
             },
         }
     }
 }
 
 /// The fallback for missed notifications: reload when the store's generation moved.
-async fn catch_up_if_behind(follower: &StoreFollower<'_>, store: &PostgresStore) {
-    match store.generation().await {
+async fn catch_up_if_behind(follower: &StoreFollower<'_>) {
+    match follower.store.generation().await {
         Ok(generation) if generation != follower.served_generation.load(Ordering::Acquire) => {
-            reload_live_connector(follower, store).await;
+            reload_live_connector(follower).await;
         }
         Ok(_) => {}
         Err(error) => tracing::debug!(%error, "cannot read the connector generation"),
@@ -103,9 +102,9 @@ async fn catch_up_if_behind(follower: &StoreFollower<'_>, store: &PostgresStore)
 /// Reads the live connector and its generation in one snapshot and, when it differs from what
 /// this host serves, builds it and swaps it in. Runs under the connector-change lock, so it
 /// never interleaves with a change made through this host.
-pub async fn reload_live_connector(follower: &StoreFollower<'_>, store: &PostgresStore) {
+pub async fn reload_live_connector(follower: &StoreFollower<'_>) {
     let mut change = follower.live.lock_changes().await;
-    let snapshot = match store.live_snapshot().await {
+    let snapshot = match follower.store.live_snapshot().await {
         Ok(snapshot) => snapshot,
         Err(error) => {
             tracing::warn!(%error, "cannot read the live connector from the store");

@@ -46,7 +46,7 @@ pub async fn issue_code(
         .map_err(ApiError::InvalidPhoneNumber)?;
     state
         .verification_codes()
-        .issue(&state.live, &phone, body.template_type, body.locale)
+        .issue(&phone, body.template_type, body.locale)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

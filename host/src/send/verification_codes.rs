@@ -12,6 +12,8 @@ use crate::verification_code::{CodeHasher, CodePolicy};
 
 /// What issuing and checking codes needs.
 pub struct VerificationCodes<'a> {
+    /// Codes go through the live connector.
+    pub live: &'a LiveSlot,
     pub sender: &'a Sender,
     pub store: &'a dyn Store,
     pub hasher: &'a CodeHasher,
@@ -33,12 +35,11 @@ impl VerificationCodes<'_> {
     /// phone and type.
     pub async fn issue(
         &self,
-        live: &LiveSlot,
         phone: &PhoneNumber,
         template_type: TemplateType,
         locale: Option<String>,
     ) -> Result<(), SendError> {
-        let live = live.current_live_connector()?;
+        let live = self.live.current_live_connector()?;
         let target = SendTarget::live(&live)?;
         let code = crate::verification_code::generate_code()
             .map_err(|error| SendError::CodeNotGenerated(error.to_string()))?;
