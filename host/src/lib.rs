@@ -26,11 +26,14 @@
 //!   [`live::plugin_watcher`] (inotify or polling, then the reconcile) and
 //!   [`live::store_follower`] (with a store several hosts share, other hosts' changes,
 //!   LISTEN/NOTIFY with a one-second poll as the fallback).
-//! - [`send`]: one send as every route does it: country allowlist, per-recipient limit and
-//!   resend cooldown ([`send::flow_control`]), then the connector through
-//!   [`send::executor`] (the HTTP requests connectors describe; development connectors'
-//!   messages to the host's own file, [`send::outbox`]) within
-//!   [`send::vendor_concurrency`], with one log line and metrics.
+//! - [`send`]: one send as every route does it, through the [`send::Sender`]: country
+//!   allowlist, per-recipient limit and resend cooldown ([`send::flow_control`]), then the
+//!   connector through [`send::executor`] (the HTTP requests connectors describe; development
+//!   connectors' messages to the host's own file, [`send::outbox`]) within
+//!   [`send::vendor_concurrency`], with one log line and metrics ([`send::metrics`]);
+//!   verification codes issued and checked ([`send::verification_codes`]) and unsaved
+//!   configs tested ([`send::config_test`]). Refusals are a [`send::SendError`]; the HTTP
+//!   edge ([`api_error`]) decides their status.
 //! - [`secrets`]: masking of confidential config values, and the masked round trip.
 //! - [`api_keys`]: admin and send keys, compared in constant time.
 //! - [`phone`]: phone number validation and E.164 normalization.
