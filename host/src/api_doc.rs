@@ -1,21 +1,12 @@
 //! The OpenAPI description of the HTTP API, generated from the handlers and types (utoipa) and
 //! served at `GET /api/openapi.json`.
 
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::api_contract::DocumentedErrors;
+use crate::api_error::ErrorBody;
 use crate::routes;
-
-/// Every error body: a stable `code`, a human `message`, and optional details.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-    #[schema(value_type = Option<Object>)]
-    pub data: Option<serde_json::Value>,
-}
 
 #[derive(OpenApi)]
 #[openapi(

@@ -8,9 +8,23 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{ConnectorError, ConnectorErrorCode};
 use serde_json::json;
 
-use crate::send::executor::SendError;
+use crate::live::lifecycle::ConnectorChangeError;
+use crate::live::live_connector::NoLiveConnector;
+use crate::send::config_test::ConfigTestError;
+use crate::send::executor::DeliveryError;
 use crate::send::flow_control::SendRefusal;
+use crate::send::verification_codes::VerifyError;
+use crate::send::SendError;
 use crate::store::{StoreError, VerifyOutcome};
+
+/// Every error body: a stable `code`, a human `message`, and optional details.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -155,10 +169,10 @@ impl ApiError {
         }
     }
 
-    pub fn from_send(error: SendError, during_test: bool) -> Self {
+    fn from_delivery(error: DeliveryError, during_test: bool) -> Self {
         match error {
-            SendError::Connector(error) => ApiError::Connector { error, during_test },
-            SendError::Upstream(message) => ApiError::Upstream(message),
+            DeliveryError::Connector(error) => ApiError::Connector { error, during_test },
+            DeliveryError::Upstream(message) => ApiError::Upstream(message),
         }
     }
 }
@@ -275,6 +289,85 @@ impl From<SendRefusal> for ApiError {
             SendRefusal::Cooldown { retry_after_secs } => {
                 ApiError::ResendCooldown { retry_after_secs }
             }
+        }
+    }
+}
+
+impl From<NoLiveConnector> for ApiError {
+    fn from(error: NoLiveConnector) -> Self {
+        ApiError::NoLiveConnector(error.to_string())
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::NoLiveConnector(error) => ApiError::from(error),
+            SendError::LiveConnectorUnavailable { .. } => {
+                ApiError::NoLiveConnector(error.to_string())
+            }
+            SendError::ConfigUnreadable {
+                connector_id,
+                reason,
+            } => ApiError::ConnectorUnavailable {
+                connector_id,
+                reason,
+            },
+            SendError::CountryNotAllowed { region } => ApiError::CountryNotAllowed { region },
+            SendError::Refused(refusal) => ApiError::from(refusal),
+            SendError::Store(error) => ApiError::from(error),
+            SendError::ConnectorBusy {
+                connector_id,
+                limit,
+            } => ApiError::ConnectorBusy {
+                connector_id,
+                limit,
+            },
+            SendError::Delivery { error, during_test } => {
+                ApiError::from_delivery(error, during_test)
+            }
+            SendError::CodeNotGenerated(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<ConfigTestError> for ApiError {
+    fn from(error: ConfigTestError) -> Self {
+        match error {
+            ConfigTestError::Connector(error) => ApiError::from(error),
+            ConfigTestError::SavedConnectorOfAnotherFactory { .. } => {
+                ApiError::InvalidRequestBody(error.to_string())
+            }
+            ConfigTestError::Send(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Rejected(outcome) => ApiError::Verification(outcome),
+            VerifyError::Store(error) => ApiError::from(error),
+        }
+    }
+}
+
+impl From<ConnectorChangeError> for ApiError {
+    fn from(error: ConnectorChangeError) -> Self {
+        match error {
+            ConnectorChangeError::FactoryNotFound { factory_id } => {
+                ApiError::FactoryNotFound { factory_id }
+            }
+            ConnectorChangeError::NotFound { id } => ApiError::NotFound {
+                entity: "connector",
+                id,
+            },
+            ConnectorChangeError::InvalidConfig(error) => ApiError::from_config_under_test(error),
+            ConnectorChangeError::ChangedConcurrently { id } => {
+                ApiError::ChangedConcurrently { id }
+            }
+            ConnectorChangeError::Store(error) => ApiError::from(error),
+            ConnectorChangeError::NoRandomness(_) => ApiError::Internal(error.to_string()),
         }
     }
 }

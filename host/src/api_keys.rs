@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::api_error::ApiError;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyScope {
     Admin,
@@ -56,27 +54,6 @@ impl ApiKeys {
             None
         }
     }
-}
-
-/// The scope of the key a request presents. The admission gate checks it first (before a
-/// slot is taken or a body read) and leaves it in the request's extensions for the route
-/// layers, so the key is hashed once.
-pub(crate) fn presented_scope(
-    api_keys: &ApiKeys,
-    request: &axum::extract::Request,
-) -> Result<KeyScope, ApiError> {
-    if let Some(scope) = request.extensions().get::<KeyScope>() {
-        return Ok(*scope);
-    }
-    let key = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim_start().split_once(' '))
-        // The scheme is case-insensitive (RFC 9110, 11.1).
-        .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then_some(key))
-        .ok_or(ApiError::Unauthorized)?;
-    api_keys.scope_of(key.trim()).ok_or(ApiError::Unauthorized)
 }
 
 /// Splits a comma-separated key list, dropping blanks.

@@ -14,15 +14,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::api_keys::parse_key_list;
+use crate::live::plugin_watcher::PluginWatchMode;
 use crate::log_output::{EscapingWriter, LogFormat};
 use crate::phone::PhoneValidation;
 use crate::plugins::loader::PluginLoader;
-use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::SendExecutorConfig;
 use crate::send::provider_networks::ProviderNetworks;
 use crate::send::SendLimits;
 use crate::state::{AppState, ServeConfig, StartupError};
-use crate::store::code_hash_keys::{
+use crate::store::code_hash_key_rotation::{
     rotate_code_hash_key, CodeHashRotationStep, CodeHashRotationTarget,
 };
 use crate::store::key_rotation::{rotate_secrets_key, KeyCommandError, RotationTarget};

@@ -12,23 +12,28 @@
 //!   the check over the bytes that are loaded), [`plugins::load_error`] (every way a file is
 //!   refused, one line each), [`plugins::factory_registry`] (the factories by id and a
 //!   report per file), [`plugins::folder`] (reconciles the folder with what is loaded:
-//!   drop-in, upgrade moving the live connector, removal, trust) and [`plugins::watcher`]
-//!   (inotify or polling, then the reconcile).
+//!   drop-in, upgrade moving the live connector, removal, trust).
 //! - [`store`]: the store boundary ([`store::Store`]: saved connectors and verification
 //!   codes, async), [`store::sqlite`] (the embedded default in the data directory),
 //!   [`store::postgres`] (several hosts), configs sealed at rest ([`store::secrets_keyring`])
 //!   and the key rotation ([`store::key_rotation`]).
-//! - [`store_follower`]: with a store several hosts share, keeps the live connector in step
-//!   with other hosts' changes (LISTEN/NOTIFY, a one-second poll as the fallback).
 //! - [`log_output`]: log formats (text, JSON) and the escaping that keeps one event on one
 //!   line whatever a client or plugin put in a value; [`log_writer`]: lines written in
 //!   batches by one background thread.
-//! - [`live_connector`]: the one live SMS connector, swapped atomically.
-//! - [`send`]: one send as every route does it: country allowlist, per-recipient limit and
-//!   resend cooldown ([`send::flow_control`]), then the connector through
-//!   [`send::executor`] (the HTTP requests connectors describe; development connectors'
-//!   messages to the host's own file, [`send::outbox`]) within
-//!   [`send::vendor_concurrency`], with one log line and metrics.
+//! - [`live`]: everything that changes which connector is live: [`live::live_connector`] (the
+//!   one live SMS connector and the [`live::live_connector::LiveSlot`] that alone swaps it),
+//!   [`live::lifecycle`] (connectors created, updated, enabled, deleted),
+//!   [`live::plugin_watcher`] (inotify or polling, then the reconcile) and
+//!   [`live::store_follower`] (with a store several hosts share, other hosts' changes,
+//!   LISTEN/NOTIFY with a one-second poll as the fallback).
+//! - [`send`]: one send as every route does it, through the [`send::Sender`]: country
+//!   allowlist, per-recipient limit and resend cooldown ([`send::flow_control`]), then the
+//!   connector through [`send::executor`] (the HTTP requests connectors describe; development
+//!   connectors' messages to the host's own file, [`send::outbox`]) within
+//!   [`send::vendor_concurrency`], with one log line and metrics ([`send::metrics`]);
+//!   verification codes issued and checked ([`send::verification_codes`]) and unsaved
+//!   configs tested ([`send::config_test`]). Refusals are a [`send::SendError`]; the HTTP
+//!   edge ([`api_error`]) decides their status.
 //! - [`secrets`]: masking of confidential config values, and the masked round trip.
 //! - [`api_keys`]: admin and send keys, compared in constant time.
 //! - [`phone`]: phone number validation and E.164 normalization.
@@ -59,7 +64,7 @@ pub mod console;
 pub mod core_dumps;
 pub mod data_directory;
 pub mod http;
-pub mod live_connector;
+pub mod live;
 pub mod log_output;
 pub mod log_writer;
 pub mod phone;
@@ -73,6 +78,5 @@ pub mod send;
 pub mod server;
 pub mod state;
 pub mod store;
-pub mod store_follower;
 pub mod telemetry;
 pub mod verification_code;

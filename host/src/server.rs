@@ -11,9 +11,10 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::api_error::ApiError;
-use crate::api_keys::{presented_scope, KeyScope};
+use crate::api_keys::KeyScope;
 use crate::http::limits::MAX_REQUEST_BODY_BYTES;
-use crate::plugins::watcher::watch_plugin_folder;
+use crate::http::request_admission::presented_scope;
+use crate::live::plugin_watcher::{rescan_on_changes, watch_plugin_folder};
 use crate::routes;
 use crate::state::AppState;
 
@@ -81,7 +82,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api_routes = admin_routes
         .merge(send_routes)
         .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
+            state.admission_gate(),
             crate::http::request_admission::admit_api_request,
         ));
     Router::new()
@@ -133,13 +134,23 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
     if state.shared_store.is_some() {
-        tokio::spawn(crate::store_follower::follow_shared_store(Arc::clone(
-            &state,
-        )));
+        let following = Arc::clone(&state);
+        tokio::spawn(async move {
+            if let Some(follower) = following.store_follower() {
+                crate::live::store_follower::follow_shared_store(follower).await;
+            }
+        });
     }
     // Kept alive while serving: dropping it stops the watch.
-    let _plugin_watcher = match watch_plugin_folder(Arc::clone(&state)) {
-        Ok(watcher) => Some(watcher),
+    let watched = watch_plugin_folder(&state.config.plugins_dir, state.config.plugin_watch);
+    let _plugin_watcher = match watched {
+        Ok((watcher, changes)) => {
+            let rescanning = Arc::clone(&state);
+            tokio::spawn(async move {
+                rescan_on_changes(changes, rescanning.plugin_rescan()).await;
+            });
+            Some(watcher)
+        }
         Err(error) => {
             tracing::error!(%error, "cannot watch the plugins folder; use POST /api/plugins/rescan after changes");
             None
@@ -171,7 +182,7 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         interval.tick().await;
-        let recipients = match state.send_limiter.purge().await {
+        let recipients = match state.sender.limiter.purge().await {
             Ok(count) => count,
             Err(error) => {
                 tracing::warn!(%error, "purging the send log failed");

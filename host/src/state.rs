@@ -5,9 +5,9 @@
 //! the narrow handles it holds.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::api_keys::{ApiKeys, SharedKeyFileError};
@@ -16,15 +16,19 @@ use crate::data_directory::{
     DataDirectoryError, ADMIN_KEY_FILE, CODE_HASH_KEY_FILE, SECRETS_KEY_FILE,
 };
 use crate::http::limits::LimitsError;
-use crate::live_connector::LiveConnector;
+use crate::http::request_admission::AdmissionGate;
+use crate::live::lifecycle::ConnectorLifecycle;
+use crate::live::live_connector::{LiveConnector, LiveSlot};
+use crate::live::plugin_watcher::{PluginRescan, PluginWatchMode};
+use crate::live::store_follower::StoreFollower;
 use crate::plugins::factory_registry::FactoryRegistry;
 use crate::plugins::folder::PluginFolder;
 use crate::plugins::loader::PluginLoader;
 use crate::plugins::signature::{TrustedPluginKeyError, TrustedPluginKeys};
-use crate::plugins::watcher::PluginWatchMode;
 use crate::send::executor::{SendExecutor, SendExecutorConfig};
 use crate::send::flow_control::{RecipientLimiter, SendLimiter};
-use crate::send::SendLimits;
+use crate::send::verification_codes::VerificationCodes;
+use crate::send::{SendLimits, Sender};
 use crate::store::code_hash_keys::CodeHashKeyError;
 use crate::store::key_rotation::KeyCommandError;
 use crate::store::postgres::PostgresStore;
@@ -128,21 +132,19 @@ pub struct ServeConfig {
 /// Shared by every request.
 pub struct AppState {
     pub config: ServeConfig,
-    pub loader: PluginLoader,
+    pub loader: Arc<PluginLoader>,
     /// What the plugins folder held at the last reconcile; only reconciles touch it.
-    pub plugin_folder: std::sync::Mutex<PluginFolder>,
+    pub plugin_folder: Arc<Mutex<PluginFolder>>,
     /// Swapped whole when plugins change; readers never block.
     pub factories: ArcSwap<FactoryRegistry>,
     pub store: Arc<dyn Store>,
-    /// The live SMS connector; a send keeps the `Arc` it loaded until it finishes.
-    pub live: ArcSwapOption<LiveConnector>,
-    /// Serializes connector changes (store write + swap) so the live pointer always matches
-    /// the last committed change. Sends never take it.
-    pub connector_changes: tokio::sync::Mutex<()>,
-    pub send_executor: SendExecutor,
-    pub api_keys: ApiKeys,
+    /// The live SMS connector; a send keeps the `Arc` it loaded until it finishes. Only the
+    /// slot's change lock swaps it.
+    pub live: LiveSlot,
+    /// Limits, limiter, sends in progress per connector, and the executor.
+    pub sender: Sender,
+    pub api_keys: Arc<ApiKeys>,
     pub code_hasher: CodeHasher,
-    pub send_limiter: SendLimiter,
     /// The PostgreSQL store when several hosts share one; `None` with SQLite.
     pub shared_store: Option<PostgresStore>,
     /// The connector generation this host serves (PostgreSQL; 0 with SQLite).
@@ -152,9 +154,7 @@ pub struct AppState {
     /// This process is the data directory's only user while the state lives.
     pub data_directory_lock: crate::data_directory::DataDirectoryLock,
     /// The API routes' gate: in-flight cap, body and request deadlines.
-    pub request_admission: crate::http::RequestAdmission,
-    /// Sends in progress per connector, capped.
-    pub vendor_concurrency: crate::send::vendor_concurrency::VendorConcurrency,
+    pub request_admission: Arc<crate::http::RequestAdmission>,
 }
 
 impl AppState {
@@ -295,26 +295,79 @@ impl AppState {
             "connection and request limits"
         );
         Ok(Self {
-            request_admission: crate::http::RequestAdmission::new(&config.http_limits),
-            vendor_concurrency: crate::send::vendor_concurrency::VendorConcurrency::new(
-                config.http_limits.max_vendor_concurrency,
-            ),
+            request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
+            sender: Sender {
+                limits: config.send_limits.clone(),
+                limiter: send_limiter,
+                vendor_concurrency: crate::send::vendor_concurrency::VendorConcurrency::new(
+                    config.http_limits.max_vendor_concurrency,
+                ),
+                executor: send_executor,
+            },
             code_hasher,
-            send_limiter,
             shared_store,
             served_generation: std::sync::atomic::AtomicI64::new(generation),
             metrics,
             data_directory_lock,
-            api_keys: ApiKeys::new(&admin_keys, &config.send_keys),
+            api_keys: Arc::new(ApiKeys::new(&admin_keys, &config.send_keys)),
             config,
-            loader,
-            plugin_folder: std::sync::Mutex::new(plugin_folder),
+            loader: Arc::new(loader),
+            plugin_folder: Arc::new(Mutex::new(plugin_folder)),
             factories: ArcSwap::from_pointee(registry),
             store,
-            live: ArcSwapOption::new(live),
-            connector_changes: tokio::sync::Mutex::new(()),
-            send_executor,
+            live: LiveSlot::new(live),
         })
+    }
+
+    /// Connectors created, updated, enabled and deleted, the live one swapped with them.
+    pub fn connector_lifecycle(&self) -> ConnectorLifecycle<'_> {
+        ConnectorLifecycle {
+            factories: &self.factories,
+            store: self.store.as_ref(),
+            live: &self.live,
+            outbox_path: self.sender.executor.outbox_path(),
+        }
+    }
+
+    /// A reconcile of the plugins folder.
+    pub fn plugin_rescan(&self) -> PluginRescan<'_> {
+        PluginRescan {
+            loader: &self.loader,
+            folder: &self.plugin_folder,
+            factories: &self.factories,
+            live: &self.live,
+        }
+    }
+
+    /// Verification codes issued and checked.
+    pub fn verification_codes(&self) -> VerificationCodes<'_> {
+        VerificationCodes {
+            live: &self.live,
+            sender: &self.sender,
+            store: self.store.as_ref(),
+            hasher: &self.code_hasher,
+            policy: &self.config.code_policy,
+        }
+    }
+
+    /// Following other hosts' changes to the shared store; `None` with SQLite.
+    pub fn store_follower(&self) -> Option<StoreFollower<'_>> {
+        Some(StoreFollower {
+            store: self.shared_store.as_ref()?,
+            live: &self.live,
+            factories: &self.factories,
+            served_generation: &self.served_generation,
+            notifications: self.config.store_notifications,
+            outbox_path: self.sender.executor.outbox_path(),
+        })
+    }
+
+    /// The API routes' gate: the keys, then the admission limits.
+    pub fn admission_gate(&self) -> AdmissionGate {
+        AdmissionGate {
+            api_keys: Arc::clone(&self.api_keys),
+            admission: Arc::clone(&self.request_admission),
+        }
     }
 }
 

@@ -698,3 +698,81 @@ fn a_symlink_into_a_world_writable_directory_is_refused() {
         "{error}"
     );
 }
+
+/// `live_connector_swaps_total` in `/metrics` (0 before the first swap registers it).
+fn swaps_counted(host: &TestHost) -> u64 {
+    let (status, metrics) = host.request("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("live_connector_swaps_total "))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+#[test]
+fn every_swap_of_the_live_connector_is_counted_once() {
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start();
+    assert_eq!(swaps_counted(&host), 0);
+    let first = make_mock_live(&host);
+    assert_eq!(swaps_counted(&host), 1, "create");
+    let second = make_mock_live(&host);
+    assert_eq!(swaps_counted(&host), 2, "a second create");
+    let (status, body) = host.post(&format!("/api/connectors/{first}/enable"), &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(swaps_counted(&host), 3, "enable");
+    let metadata = json!({"metadata": {"note": "patched"}});
+    let (status, body) = host.patch(&format!("/api/connectors/{first}"), &metadata);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(swaps_counted(&host), 4, "PATCH of the live connector");
+    let (status, body) = host.patch(&format!("/api/connectors/{second}"), &metadata);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        swaps_counted(&host),
+        4,
+        "PATCH of a retired connector swaps nothing"
+    );
+    assert_eq!(host.delete(&format!("/api/connectors/{second}")).0, 204);
+    assert_eq!(
+        swaps_counted(&host),
+        4,
+        "deleting a retired connector swaps nothing"
+    );
+    assert_eq!(host.delete(&format!("/api/connectors/{first}")).0, 204);
+    assert_eq!(swaps_counted(&host), 5, "delete of the live connector");
+    assert_eq!(send(&host).0, 501, "none is live");
+
+    make_mock_live(&host);
+    assert_eq!(swaps_counted(&host), 6);
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_next"),
+        "mock.so",
+    );
+    wait_until("the upgrade", Duration::from_secs(10), || {
+        send(&host).1["providerMessageId"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("mock-0.2.0-")
+    });
+    assert_eq!(swaps_counted(&host), 7, "plugin upgrade");
+
+    // Restarted without its plugin, the live connector waits for it; its return revives it.
+    let folders = host.kill();
+    std::fs::remove_file(folders.plugins_dir.join("mock.so")).unwrap();
+    let host = folders.start();
+    assert_eq!(send(&host).0, 501, "its plugin is gone");
+    assert_eq!(
+        swaps_counted(&host),
+        0,
+        "restoring at start-up is not a swap"
+    );
+    drop_in(&host.plugins_dir, &plugin_file("mock_sms"), "mock.so");
+    wait_until("the revival", Duration::from_secs(10), || {
+        send(&host).0 == 200
+    });
+    assert_eq!(swaps_counted(&host), 1, "revival");
+    assert!(host
+        .log()
+        .contains("the live connector's plugin is back; it can send again"));
+}

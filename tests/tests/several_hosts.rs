@@ -1032,3 +1032,38 @@ fn a_host_left_out_of_a_secrets_key_rotation_is_not_ready_and_never_sends_with_t
     );
     assert_eq!(old_provider.requests().len(), sent_to_old_provider);
 }
+
+/// `live_connector_swaps_total` in `/metrics` (0 before the first swap registers it).
+fn swaps_counted(host: &TestHost) -> u64 {
+    let (status, metrics) = host.request("GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    metrics
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("live_connector_swaps_total "))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+#[test]
+fn each_host_counts_its_own_changes_and_each_reload_from_the_other_once() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &[]);
+    let b = host_on(&database, &[]);
+    let first = create(&a, mock_config("first"));
+    time_until_served(&b, &first, Duration::from_secs(5)).expect("B serves the first");
+    let second = create(&b, mock_config("second"));
+    time_until_served(&a, &second, Duration::from_secs(5)).expect("A serves the second");
+    assert_eq!(a.delete(&format!("/api/connectors/{second}")).0, 204);
+    let started = Instant::now();
+    while served_connector(&b).is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "B still serves the deleted connector"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A: create, the reload of B's create, its delete. B: the reload of A's create, its
+    // create, the reload of A's delete. A host's own change is not reloaded again.
+    assert_eq!((swaps_counted(&a), swaps_counted(&b)), (3, 3));
+}

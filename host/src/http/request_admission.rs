@@ -30,8 +30,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::HttpLimits;
 use crate::api_error::ApiError;
+use crate::api_keys::{ApiKeys, KeyScope};
 use crate::http::limits::MAX_REQUEST_BODY_BYTES;
-use crate::state::AppState;
 
 pub struct RequestAdmission {
     in_flight: Arc<Semaphore>,
@@ -65,22 +65,29 @@ impl RequestAdmission {
     }
 }
 
+/// What the gate needs: the keys it checks first, then the admission limits.
+#[derive(Clone)]
+pub struct AdmissionGate {
+    pub api_keys: Arc<ApiKeys>,
+    pub admission: Arc<RequestAdmission>,
+}
+
 /// The middleware on the API routes (`from_fn_with_state`).
 pub async fn admit_api_request(
-    State(state): State<Arc<AppState>>,
+    State(gate): State<AdmissionGate>,
     request: Request,
     next: Next,
 ) -> Response {
     // The key first: a client without one must not hold an in-flight slot or make the host
     // read its body (a keyless slow-body flood would otherwise shed everyone else).
     let mut request = request;
-    match crate::api_keys::presented_scope(&state.api_keys, &request) {
+    match presented_scope(&gate.api_keys, &request) {
         Ok(scope) => {
             request.extensions_mut().insert(scope);
         }
         Err(refusal) => return refusal.into_response(),
     }
-    let admission = &state.request_admission;
+    let admission = &gate.admission;
     let Ok(slot) = Arc::clone(&admission.in_flight).try_acquire_owned() else {
         metrics::counter!("http_requests_shed_total").increment(1);
         return ApiError::Overloaded {
@@ -224,4 +231,25 @@ async fn read_body_within(request: Request, deadline: Duration) -> Result<Reques
             })
         }
     }
+}
+
+/// The scope of the key a request presents. The admission gate checks it first (before a
+/// slot is taken or a body read) and leaves it in the request's extensions for the route
+/// layers, so the key is hashed once.
+pub(crate) fn presented_scope(
+    api_keys: &ApiKeys,
+    request: &axum::extract::Request,
+) -> Result<KeyScope, ApiError> {
+    if let Some(scope) = request.extensions().get::<KeyScope>() {
+        return Ok(*scope);
+    }
+    let key = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim_start().split_once(' '))
+        // The scheme is case-insensitive (RFC 9110, 11.1).
+        .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then_some(key))
+        .ok_or(ApiError::Unauthorized)?;
+    api_keys.scope_of(key.trim()).ok_or(ApiError::Unauthorized)
 }

@@ -103,6 +103,13 @@ pub fn file_kind(file_type: &fs::FileType) -> &'static str {
     }
 }
 
+/// `libx.so` for `/plugins/libx.so`, for messages.
+pub fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

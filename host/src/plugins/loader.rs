@@ -28,7 +28,7 @@ use plugin_api::ffi::SmsConnectorModuleRef;
 use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
 use sha2::{Digest, Sha256};
 
-use crate::plugins::folder_file::{read_folder_file, FolderFile, FolderFileError};
+use crate::plugins::folder_file::{file_name_of, read_folder_file, FolderFile, FolderFileError};
 use crate::plugins::load_error::LoadError;
 use crate::plugins::signature::{PluginSignature, TrustedPluginKeys};
 
@@ -247,13 +247,6 @@ fn read_plugin_file(path: &Path) -> Result<FolderFile, LoadError> {
             reason: error.to_string(),
         },
     })
-}
-
-/// `libx.so` for `/plugins/libx.so`, for messages.
-pub fn file_name_of(path: &Path) -> String {
-    path.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMetadata), LoadError> {

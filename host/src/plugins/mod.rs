@@ -10,8 +10,8 @@
 //! - [`signature`]: minisign public keys and the check of a file's `.minisig`.
 //! - [`load_error`]: every way a file is refused, one line each.
 //! - [`factory_registry`]: the factories by id and a report per file, swapped whole.
-//! - [`folder`]: reconciles the folder with what is loaded (drop-in, upgrade, removal, trust).
-//! - [`watcher`]: notices folder changes and runs one reconcile per batch of events.
+//! - [`folder`]: reconciles the folder with what is loaded (drop-in, upgrade, removal, trust);
+//!   [`crate::live::plugin_watcher`] notices folder changes and runs it.
 
 pub mod factory_registry;
 pub mod folder;
@@ -19,4 +19,3 @@ pub mod folder_file;
 pub mod load_error;
 pub mod loader;
 pub mod signature;
-pub mod watcher;

@@ -19,9 +19,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::plugins::folder_file::{read_folder_file, FolderFileError};
+use crate::plugins::folder_file::{file_name_of, read_folder_file, FolderFileError};
 use crate::plugins::load_error::LoadError;
-use crate::plugins::loader::file_name_of;
 
 /// What follows a plugin file's name to name its signature file: `libx.so.minisig`.
 pub const SIGNATURE_FILE_SUFFIX: &str = ".minisig";

@@ -6,19 +6,15 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use plugin_api::{
-    ConfigFieldError, ConnectorError, ConnectorInstance, PluginMetadata, TemplateType,
-};
+use plugin_api::PluginMetadata;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, Json, Path, Query};
-use crate::live_connector::LiveConnector;
-use crate::plugins::factory_registry::Factory;
-use crate::secret_redaction::SecretRedactor;
-use crate::secrets::{restore_masked, SecretKeys};
+use crate::live::lifecycle::{secret_keys, NewConnectorRequest};
+use crate::send::config_test::{send_test_code, ConfigTest};
 use crate::state::AppState;
-use crate::store::{ConnectorRecord, NewConnector, UpdateOutcome};
+use crate::store::ConnectorRecord;
 
 /// A connector as Logto returns it: the saved connector plus its factory's metadata.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -74,16 +70,10 @@ fn factory_metadata_fields(metadata: &PluginMetadata) -> serde_json::Map<String,
     }
 }
 
-fn secret_keys(factory: Option<&Arc<Factory>>) -> SecretKeys {
-    factory
-        .map(|factory| SecretKeys::new(factory.plugin.metadata.connector.confidential_keys()))
-        .unwrap_or_default()
-}
-
 fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorResponse {
     let registry = state.factories.load();
     let factory = registry.get(&record.factory_id);
-    let live = state.live.load();
+    let live = state.live.current();
     let orphaned = live
         .as_deref()
         .is_some_and(|live| live.connector_id == record.id && live.is_orphaned(&registry));
@@ -114,115 +104,6 @@ fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorRes
         created_at: record.created_at,
         updated_at: record.updated_at,
     }
-}
-
-fn find_factory(state: &AppState, factory_id: &str) -> Result<Arc<Factory>, ApiError> {
-    state
-        .factories
-        .load()
-        .get(factory_id)
-        .cloned()
-        .ok_or_else(|| ApiError::FactoryNotFound {
-            factory_id: factory_id.to_owned(),
-        })
-}
-
-/// Puts stored secrets back where the client sent the mask, then has the plugin validate and
-/// build the config. Returns the normalized config and a ready instance.
-fn prepare_config(
-    factory: &Factory,
-    submitted: &Value,
-    stored: Option<&Value>,
-) -> Result<(Value, ConnectorInstance), ConnectorError> {
-    // A saved secret only goes where it went before: with a changed destination, every masked
-    // secret must be entered again.
-    if let Some(stored) = stored.filter(|_| crate::secrets::contains_mask(submitted)) {
-        let moved = crate::secrets::changed_destinations(submitted, stored);
-        if !moved.is_empty() {
-            let message = format!(
-                "the saved secret is not sent to a changed destination ({}): enter it again",
-                moved.join(", ")
-            );
-            return Err(plugin_api::invalid_config_fields(
-                crate::secrets::masked_paths(submitted)
-                    .into_iter()
-                    .map(|field| ConfigFieldError {
-                        field,
-                        message: message.clone(),
-                    })
-                    .collect(),
-            ));
-        }
-    }
-    let config = restore_masked(submitted, stored).map_err(|field| {
-        plugin_api::invalid_config_fields(vec![ConfigFieldError {
-            field,
-            message:
-                "the masked placeholder stands where no secret is saved: send the value itself"
-                    .to_owned(),
-        }])
-    })?;
-    // A plugin's refusal may quote a value, a stored secret put back from behind a mask included.
-    let redact =
-        |error: ConnectorError| SecretRedactor::for_factory(factory, &config).redact_error(error);
-    let normalized = factory
-        .plugin
-        .module
-        .validate_config(&config)
-        .map_err(redact)?;
-    let instance = factory
-        .plugin
-        .module
-        .instantiate(&normalized)
-        .map_err(redact)?;
-    Ok((normalized, instance))
-}
-
-/// The saved connector with this id, or `404 entity.not_found`.
-async fn find_connector(state: &AppState, id: &str) -> Result<ConnectorRecord, ApiError> {
-    state
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound {
-            entity: "connector",
-            id: id.to_owned(),
-        })
-}
-
-/// Twelve random lowercase letters and digits, like Logto's connector ids.
-fn new_connector_id() -> Result<String, ApiError> {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes)
-        .map_err(|error| ApiError::Internal(format!("no randomness: {error}")))?;
-    // 256 % 36 != 0 leaves a slight bias, harmless for an identifier.
-    Ok(bytes
-        .iter()
-        .map(|byte| ALPHABET[usize::from(*byte) % ALPHABET.len()] as char)
-        .collect())
-}
-
-fn make_live(
-    state: &AppState,
-    record: &ConnectorRecord,
-    factory: Arc<Factory>,
-    instance: ConnectorInstance,
-) {
-    state.live.store(Some(Arc::new(LiveConnector::ready(
-        &record.id,
-        &record.factory_id,
-        &record.config,
-        factory,
-        instance,
-    ))));
-    metrics::counter!("live_connector_swaps_total").increment(1);
-    tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "live connector swapped");
-    crate::send::outbox::warn_if_development_connector_is_live(
-        &record.id,
-        &record.factory_id,
-        state.send_executor.outbox_path(),
-    );
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -257,7 +138,7 @@ pub async fn get_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    let record = find_connector(&state, &id).await?;
+    let record = state.connector_lifecycle().find_connector(&id).await?;
     Ok(Json(connector_response(&state, record)))
 }
 
@@ -288,19 +169,14 @@ pub async fn create_connector(
     State(state): State<Arc<AppState>>,
     Json(body): Json<CreateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    // The factory first, as Logto: an unknown one is `422` whatever the config.
-    let factory = find_factory(&state, &body.connector_id)?;
-    let (config, instance) = prepare_config(&factory, &Value::Object(body.config), None)
-        .map_err(ApiError::from_config_under_test)?;
-    let new_connector = NewConnector {
-        id: new_connector_id()?,
-        factory_id: body.connector_id,
-        config,
-        metadata: Value::Object(body.metadata),
-    };
-    let _change = state.connector_changes.lock().await;
-    let record = state.store.insert_live(new_connector).await?;
-    make_live(&state, &record, factory, instance);
+    let record = state
+        .connector_lifecycle()
+        .create(NewConnectorRequest {
+            factory_id: body.connector_id,
+            config: Value::Object(body.config),
+            metadata: Value::Object(body.metadata),
+        })
+        .await?;
     Ok(Json(connector_response(&state, record)))
 }
 
@@ -333,37 +209,15 @@ pub async fn update_connector(
     Path(id): Path<String>,
     Json(body): Json<UpdateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    let _change = state.connector_changes.lock().await;
-    let new_config = body.config.map(Value::Object);
-    let new_metadata = body.metadata.map(Value::Object);
-    // Read, validate, then write only if nothing changed in between (another host may have):
-    // masked secrets are restored from exactly the config that is replaced.
-    for _attempt in 0..3 {
-        let stored = find_connector(&state, &id).await?;
-        let factory = find_factory(&state, &stored.factory_id)?;
-        let submitted = new_config.as_ref().unwrap_or(&stored.config);
-        let (config, instance) = prepare_config(&factory, submitted, Some(&stored.config))
-            .map_err(ApiError::from_config_under_test)?;
-        let metadata = new_metadata
-            .clone()
-            .unwrap_or_else(|| stored.metadata.clone());
-        match state.store.update(&stored, config, metadata).await? {
-            UpdateOutcome::Updated(record) => {
-                if record.enabled {
-                    make_live(&state, &record, factory, instance);
-                }
-                return Ok(Json(connector_response(&state, record)));
-            }
-            UpdateOutcome::NotFound => {
-                return Err(ApiError::NotFound {
-                    entity: "connector",
-                    id,
-                })
-            }
-            UpdateOutcome::ChangedMeanwhile => continue,
-        }
-    }
-    Err(ApiError::ChangedConcurrently { id })
+    let record = state
+        .connector_lifecycle()
+        .update(
+            &id,
+            body.config.map(Value::Object),
+            body.metadata.map(Value::Object),
+        )
+        .await?;
+    Ok(Json(connector_response(&state, record)))
 }
 
 /// Makes a saved connector live again, retiring the current one, in one call. Refused (and
@@ -374,26 +228,7 @@ pub async fn enable_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    let _change = state.connector_changes.lock().await;
-    let stored = find_connector(&state, &id).await?;
-    let factory = find_factory(&state, &stored.factory_id)?;
-    let instance = factory
-        .plugin
-        .module
-        .instantiate(&stored.config)
-        .map_err(|error| ApiError::Connector {
-            error,
-            during_test: true,
-        })?;
-    let record = state
-        .store
-        .enable(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound {
-            entity: "connector",
-            id: stored.id.clone(),
-        })?;
-    make_live(&state, &record, factory, instance);
+    let record = state.connector_lifecycle().enable(&id).await?;
     Ok(Json(connector_response(&state, record)))
 }
 
@@ -404,23 +239,7 @@ pub async fn delete_connector(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let _change = state.connector_changes.lock().await;
-    let deleted = state.store.delete(&id).await?;
-    if !deleted {
-        return Err(ApiError::NotFound {
-            entity: "connector",
-            id,
-        });
-    }
-    if state
-        .live
-        .load()
-        .as_deref()
-        .is_some_and(|live| live.connector_id == id)
-    {
-        state.live.store(None);
-        tracing::info!(connector_id = %id, "the live connector was deleted; no SMS connector is live");
-    }
+    state.connector_lifecycle().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -455,56 +274,20 @@ pub async fn test_connector_config(
     Path(factory_id): Path<String>,
     Json(body): Json<TestConnectorBody>,
 ) -> Result<StatusCode, ApiError> {
-    let factory = find_factory(&state, &factory_id)?;
+    let lifecycle = state.connector_lifecycle();
+    let factory = lifecycle.find_factory(&factory_id)?;
     let phone = state
         .config
         .phone_validation
         .parse(&body.phone)
         .map_err(ApiError::InvalidPhoneNumber)?;
-    let config = Value::Object(body.config);
-    let stored_config = match body.saved_connector_id {
-        Some(saved_connector_id) => {
-            let saved = find_connector(&state, &saved_connector_id).await?;
-            if saved.factory_id != factory_id {
-                return Err(ApiError::InvalidRequestBody(format!(
-                    "`savedConnectorId` {saved_connector_id:?} belongs to the factory {:?}, not {factory_id:?}",
-                    saved.factory_id
-                )));
-            }
-            Some(saved.config)
-        }
-        None if crate::secrets::contains_mask(&config) => {
-            let mut candidates = state.store.list(None).await?;
-            candidates.retain(|record| record.factory_id == factory_id);
-            candidates.sort_by_key(|record| (record.enabled, record.updated_at));
-            candidates.pop().map(|record| record.config)
-        }
-        None => None,
+    let test = ConfigTest {
+        factory,
+        phone,
+        config: Value::Object(body.config),
+        locale: body.locale,
+        saved_connector_id: body.saved_connector_id,
     };
-    let (normalized, instance) = prepare_config(&factory, &config, stored_config.as_ref())
-        .map_err(ApiError::from_config_under_test)?;
-    // The unsaved config's secrets are kept out of the answer and the log as a saved one's are.
-    let redactor = SecretRedactor::for_factory(&factory, &normalized);
-    let code = crate::verification_code::generate_code()
-        .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
-    let message =
-        crate::verification_code::code_message(&phone, TemplateType::Generic, code, body.locale);
-    let send_metrics = crate::send::SendMetrics::for_factory(&factory_id);
-    let target = crate::send::SendTarget {
-        connector_id: "(unsaved config)",
-        factory_id: &factory_id,
-        instance: &instance,
-        metrics: &send_metrics,
-        redactor: &redactor,
-    };
-    crate::send::send_with_flow_control(
-        &state,
-        target,
-        &phone,
-        message,
-        crate::send::SendPurpose::ConfigTest,
-    )
-    .await?;
-    tracing::info!(%factory_id, "test message sent");
+    send_test_code(&state.sender, &lifecycle, test).await?;
     Ok(StatusCode::NO_CONTENT)
 }

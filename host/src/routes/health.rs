@@ -34,7 +34,7 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
             Err(_) => ("postgres", "unavailable"),
         },
     };
-    let live = state.live.load();
+    let live = state.live.current();
     let live = live.as_deref().map(|live| {
         json!({
             "connectorId": live.connector_id,

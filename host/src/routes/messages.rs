@@ -8,7 +8,8 @@ use plugin_api::{SmsMessage, TemplateType};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json};
-use crate::send::{current_live_connector, send_with_flow_control, SendPurpose, SendTarget};
+use crate::send::metrics::SendPurpose;
+use crate::send::SendTarget;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -58,11 +59,13 @@ pub async fn send_message(
         .parse(&body.to)
         .map_err(ApiError::InvalidPhoneNumber)?;
     // Held to the end of the send: a swap meanwhile does not touch this connector.
-    let live = current_live_connector(&state)?;
+    let live = state.live.current_live_connector()?;
     let target = SendTarget::live(&live)?;
     let message = SmsMessage::new(phone.e164(), body.template_type, body.payload);
-    let receipt =
-        send_with_flow_control(&state, target, &phone, message, SendPurpose::Message).await?;
+    let receipt = state
+        .sender
+        .send_with_flow_control(target, &phone, message, SendPurpose::Message)
+        .await?;
     Ok(Json(SendMessageResponse {
         connector_id: live.connector_id.clone(),
         factory_id: live.factory_id.clone(),

@@ -12,7 +12,7 @@ use crate::state::AppState;
 /// Every plugin file seen in the plugins folder and what became of it, then earlier builds
 /// (superseded, removed), newest first.
 #[utoipa::path(get, path = "/api/plugins", tag = "plugins",
-    responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody)),
+    responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_error::ErrorBody), (status = 403, body = crate::api_error::ErrorBody)),
     security(("admin_key" = [])))]
 pub async fn list_plugin_files(State(state): State<Arc<AppState>>) -> Json<Vec<PluginFileReport>> {
     Json(state.factories.load().files().to_vec())
@@ -20,13 +20,15 @@ pub async fn list_plugin_files(State(state): State<Arc<AppState>>) -> Json<Vec<P
 
 /// Reconciles the plugins folder now (as a change notification would) and reports.
 #[utoipa::path(post, path = "/api/plugins/rescan", tag = "plugins",
-    responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_doc::ErrorBody), (status = 403, body = crate::api_doc::ErrorBody),
-        (status = 500, description = "The plugins folder cannot be read", body = crate::api_doc::ErrorBody)),
+    responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_error::ErrorBody), (status = 403, body = crate::api_error::ErrorBody),
+        (status = 500, description = "The plugins folder cannot be read", body = crate::api_error::ErrorBody)),
     security(("admin_key" = [])))]
 pub async fn rescan_plugin_files(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Vec<PluginFileReport>>, ApiError> {
-    crate::plugins::watcher::rescan_plugin_folder(&state)
+    state
+        .plugin_rescan()
+        .rescan()
         .await
         .map_err(ApiError::Internal)?;
     Ok(Json(state.factories.load().files().to_vec()))

@@ -9,12 +9,7 @@ use plugin_api::TemplateType;
 use serde::Deserialize;
 
 use crate::api_error::{ApiError, Json};
-use crate::send::{
-    current_live_connector, masked_phone, reserve_send, send_reserved, SendPurpose, SendTarget,
-};
 use crate::state::AppState;
-use crate::store::now_millis;
-use crate::store::{NewCode, VerifyOutcome};
 
 fn generic() -> TemplateType {
     TemplateType::Generic
@@ -49,51 +44,10 @@ pub async fn issue_code(
         .phone_validation
         .parse(&body.phone)
         .map_err(ApiError::InvalidPhoneNumber)?;
-    let live = current_live_connector(&state)?;
-    let target = SendTarget::live(&live)?;
-    let code = crate::verification_code::generate_code()
-        .map_err(|error| ApiError::Internal(format!("cannot generate a code: {error}")))?;
-    let template_type = body.template_type;
-    let code_hash = state.code_hasher.hash(phone.e164(), template_type, &code);
-    let now = now_millis();
-    let new_code = NewCode {
-        phone: phone.e164().to_owned(),
-        template_type,
-        code_hash: code_hash.clone(),
-        created_at: now,
-        expires_at: now
-            + i64::try_from(state.config.code_policy.time_to_live.as_millis()).unwrap_or(i64::MAX),
-    };
-    // Flow control first: a refused request leaves the pending code in place.
-    let reservation = reserve_send(
-        &state,
-        &phone,
-        body.template_type,
-        SendPurpose::VerificationCode,
-    )
-    .await?;
-    let message =
-        crate::verification_code::code_message(&phone, body.template_type, code, body.locale);
-    // Saved before sending: the code must verify as soon as the SMS can arrive.
-    state.store.save_code(new_code).await?;
-    if let Err(error) = send_reserved(
-        &state,
-        reservation,
-        target,
-        &phone,
-        message,
-        SendPurpose::VerificationCode,
-    )
-    .await
-    {
-        // Not delivered: the code must not stay valid.
-        state
-            .store
-            .discard_code(phone.e164(), template_type, &code_hash)
-            .await?;
-        return Err(error);
-    }
-    metrics::counter!("verification_codes_issued_total").increment(1);
+    state
+        .verification_codes()
+        .issue(&phone, body.template_type, body.locale)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -128,36 +82,9 @@ pub async fn verify_code(
         .phone_validation
         .parse(&body.phone)
         .map_err(ApiError::InvalidPhoneNumber)?;
-    let template_type = body.template_type;
-    let presented_hashes =
-        state
-            .code_hasher
-            .hashes(phone.e164(), template_type, &body.verification_code);
-    let max_attempts = state.config.code_policy.max_attempts;
-    let outcome = state
-        .store
-        .verify_code(
-            phone.e164(),
-            template_type,
-            &presented_hashes,
-            now_millis(),
-            max_attempts,
-        )
+    state
+        .verification_codes()
+        .verify(&phone, body.template_type, &body.verification_code)
         .await?;
-    let outcome_label = match outcome {
-        VerifyOutcome::Verified => "verified",
-        VerifyOutcome::NotFound => "not_found",
-        VerifyOutcome::Expired => "expired",
-        VerifyOutcome::ExceededMaxTry => "exceed_max_try",
-        VerifyOutcome::Mismatch { .. } => "code_mismatch",
-    };
-    tracing::info!(phone = %masked_phone(phone.e164()), template_type = %body.template_type, outcome = outcome_label, "verification");
-    if outcome == VerifyOutcome::Verified {
-        metrics::counter!("verification_codes_verified_total").increment(1);
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        metrics::counter!("verification_codes_failed_total", "reason" => outcome_label)
-            .increment(1);
-        Err(ApiError::Verification(outcome))
-    }
+    Ok(StatusCode::NO_CONTENT)
 }

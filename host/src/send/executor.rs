@@ -47,7 +47,7 @@ impl Default for SendExecutorConfig {
 
 /// Why a send failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub enum DeliveryError {
     /// The connector said no (its own error, or its reading of the provider's answer).
     #[error("{0}")]
     Connector(ConnectorError),
@@ -131,10 +131,10 @@ impl SendExecutor {
         origin: SendOrigin<'_>,
         connector: &ConnectorInstance,
         message: &SmsMessage,
-    ) -> Result<SendReceipt, SendError> {
+    ) -> Result<SendReceipt, DeliveryError> {
         // Plugin calls are pure and take microseconds: no need to leave the async worker.
         // The step is read where the plugin built it (it is laid out for the boundary).
-        let mut step = connector.start(message).map_err(SendError::Connector)?;
+        let mut step = connector.start(message).map_err(DeliveryError::Connector)?;
         for _ in 1..MAX_STEPS {
             let Some(request) = step.request() else {
                 break;
@@ -142,10 +142,10 @@ impl SendExecutor {
             let response = self.perform(origin, request).await?;
             step = connector
                 .resume(message, &step, &response)
-                .map_err(SendError::Connector)?;
+                .map_err(DeliveryError::Connector)?;
         }
         step.into_receipt().ok_or_else(|| {
-            SendError::Connector(ConnectorError::general(format!(
+            DeliveryError::Connector(ConnectorError::general(format!(
                 "the connector did not finish the send within {MAX_STEPS} steps"
             )))
         })
@@ -155,12 +155,12 @@ impl SendExecutor {
         &self,
         origin: SendOrigin<'_>,
         request: &HttpRequest,
-    ) -> Result<HttpResponse, SendError> {
+    ) -> Result<HttpResponse, DeliveryError> {
         if request.url() == HOST_OUTBOX_URL {
             return self.answer_from_outbox(origin, request).await;
         }
         let invalid = |what: String| {
-            SendError::Connector(ConnectorError::general(format!(
+            DeliveryError::Connector(ConnectorError::general(format!(
                 "the connector built an invalid request: {what}"
             )))
         };
@@ -211,7 +211,7 @@ impl SendExecutor {
                         attempt += 1;
                         continue;
                     }
-                    return Err(SendError::Upstream(describe_transport_error(
+                    return Err(DeliveryError::Upstream(describe_transport_error(
                         host,
                         &error,
                         self.config.request_timeout,
@@ -227,10 +227,13 @@ impl SendExecutor {
         &self,
         origin: SendOrigin<'_>,
         request: &HttpRequest,
-    ) -> Result<HttpResponse, SendError> {
+    ) -> Result<HttpResponse, DeliveryError> {
         match &self.outbox {
-            Some(outbox) => outbox.answer(origin, request).await,
-            None => Err(SendError::Connector(ConnectorError::general(
+            Some(outbox) => outbox
+                .answer(origin, request)
+                .await
+                .map_err(DeliveryError::Connector),
+            None => Err(DeliveryError::Connector(ConnectorError::general(
                 "this host has no outbox for development connectors",
             ))),
         }
@@ -240,7 +243,7 @@ impl SendExecutor {
         &self,
         host: &str,
         mut response: reqwest::Response,
-    ) -> Result<HttpResponse, SendError> {
+    ) -> Result<HttpResponse, DeliveryError> {
         let status = response.status().as_u16();
         // Taken, not copied: the body is read after.
         let headers = std::mem::take(response.headers_mut());
@@ -253,7 +256,7 @@ impl SendExecutor {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > self.config.max_response_bytes {
-                        return Err(SendError::Connector(ConnectorError::invalid_response(
+                        return Err(DeliveryError::Connector(ConnectorError::invalid_response(
                             format!(
                                 "the provider at {host} answered with a body over {} bytes",
                                 self.config.max_response_bytes
@@ -264,7 +267,7 @@ impl SendExecutor {
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    return Err(SendError::Upstream(describe_transport_error(
+                    return Err(DeliveryError::Upstream(describe_transport_error(
                         host,
                         &error,
                         self.config.request_timeout,
@@ -287,8 +290,8 @@ impl SendExecutor {
 
 /// A destination `--provider-networks` does not allow: the config names it, so the config is
 /// what is wrong.
-fn refused_destination(reason: String) -> SendError {
-    SendError::Connector(ConnectorError::invalid_config(reason))
+fn refused_destination(reason: String) -> DeliveryError {
+    DeliveryError::Connector(ConnectorError::invalid_config(reason))
 }
 
 /// A one-line reason without the URL (which may carry credentials in its query).

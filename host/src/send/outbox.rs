@@ -15,8 +15,6 @@ use std::sync::{Arc, Mutex};
 use plugin_api::{ConnectorError, HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use crate::send::executor::SendError;
-
 /// The destination a development connector's request names to reach the host's outbox.
 pub const HOST_OUTBOX_URL: &str = "connector-host:outbox";
 
@@ -92,8 +90,8 @@ impl HostOutbox {
         self: &Arc<Self>,
         origin: SendOrigin<'_>,
         request: &HttpRequest,
-    ) -> Result<HttpResponse, SendError> {
-        let refused = |message: String| SendError::Connector(ConnectorError::general(message));
+    ) -> Result<HttpResponse, ConnectorError> {
+        let refused = |message: String| ConnectorError::general(message);
         if !is_development_factory(origin.factory_id) {
             return Err(refused(format!(
                 "the host outbox ({HOST_OUTBOX_URL}) is for development connectors only; the factory {:?} is not one",
@@ -236,9 +234,7 @@ mod tests {
             connector_id: Some("x"),
             factory_id: "http-sms",
         };
-        let Err(SendError::Connector(error)) =
-            outbox.answer(vendor, &request(&json!({"a": 1}))).await
-        else {
+        let Err(error) = outbox.answer(vendor, &request(&json!({"a": 1}))).await else {
             panic!("a vendor factory reached the outbox")
         };
         assert!(
@@ -295,8 +291,7 @@ mod tests {
             folder.path().join("missing-folder").join(OUTBOX_FILE_NAME),
             MAX_OUTBOX_BYTES,
         ));
-        let Err(SendError::Connector(error)) = outbox.answer(MOCK, &request(&json!({}))).await
-        else {
+        let Err(error) = outbox.answer(MOCK, &request(&json!({}))).await else {
             panic!("the write did not fail")
         };
         assert!(

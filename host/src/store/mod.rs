@@ -11,6 +11,7 @@
 //! hashes only (see `verification_code`), one per phone and usage type: a new code replaces
 //! the previous one.
 
+pub mod code_hash_key_rotation;
 pub mod code_hash_keys;
 pub mod code_verification;
 pub mod key_rotation;

@@ -204,7 +204,7 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         allowed_plugin_sha256: None,
         trusted_plugin_key_files: Vec::new(),
         // Never watched here: the router is all that runs.
-        plugin_watch: connector_host::plugins::watcher::PluginWatchMode::Notify,
+        plugin_watch: connector_host::live::plugin_watcher::PluginWatchMode::Notify,
         phone_validation: Default::default(),
         database_url: database.map(|database| database.url.clone()),
         code_hash_key_file: database.map(|database| database.code_hash_key_file.clone()),

@@ -4,30 +4,44 @@
 //! notification was missed. A reload builds the new connector first and then swaps the
 //! pointer, as a local change does, so sends in flight never fail.
 
-use std::sync::atomic::Ordering;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::live_connector::LiveConnector;
-use crate::state::AppState;
+use arc_swap::ArcSwap;
+
+use crate::live::live_connector::{Clear, LiveConnector, LiveSlot, Swap};
+use crate::plugins::factory_registry::FactoryRegistry;
 use crate::store::postgres::PostgresStore;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(5);
 
+/// What following the shared store touches.
+pub struct StoreFollower<'a> {
+    pub store: &'a PostgresStore,
+    pub live: &'a LiveSlot,
+    pub factories: &'a ArcSwap<FactoryRegistry>,
+    /// The connector generation this host serves.
+    pub served_generation: &'a AtomicI64,
+    /// LISTEN for other hosts' changes (else only the one-second poll).
+    pub notifications: bool,
+    /// To warn when a development connector goes live.
+    pub outbox_path: Option<&'a Path>,
+}
+
 /// Runs for as long as the host serves.
-pub async fn follow_shared_store(state: Arc<AppState>) {
-    let Some(store) = state.shared_store.clone() else {
-        return;
-    };
+pub async fn follow_shared_store(follower: StoreFollower<'_>) {
+    let follower = &follower;
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retry = FIRST_RETRY;
     loop {
         // LISTEN before reading, so no change can fall between the read and the listen.
-        let listener = if state.config.store_notifications {
-            match store.listen_for_changes().await {
+        let listener = if follower.notifications {
+            match follower.store.listen_for_changes().await {
                 Ok(listener) => {
                     retry = FIRST_RETRY;
                     Some(listener)
@@ -40,7 +54,7 @@ pub async fn follow_shared_store(state: Arc<AppState>) {
         } else {
             None
         };
-        reload_live_connector(&state, &store).await;
+        reload_live_connector(follower).await;
         match listener {
             Some(mut listener) => loop {
                 tokio::select! {
@@ -48,37 +62,37 @@ pub async fn follow_shared_store(state: Arc<AppState>) {
                         Some(()) => {
                             // One reload covers every change already announced.
                             while listener.notifications.try_recv().is_ok() {}
-                            reload_live_connector(&state, &store).await;
+                            reload_live_connector(follower).await;
                         }
                         None => {
                             tracing::warn!("lost the connection that listens for connector changes; reconnecting");
                             break;
                         }
                     },
-                    _ = poll.tick() => catch_up_if_behind(&state, &store).await,
+                    _ = poll.tick() => catch_up_if_behind(follower).await,
                 }
             },
-            None if state.config.store_notifications => {
+            None if follower.notifications => {
                 let deadline = tokio::time::Instant::now() + retry;
                 while tokio::time::Instant::now() < deadline {
                     poll.tick().await;
-                    catch_up_if_behind(&state, &store).await;
+                    catch_up_if_behind(follower).await;
                 }
                 retry = (retry * 2).min(LONGEST_RETRY);
             }
             None => loop {
                 poll.tick().await;
-                catch_up_if_behind(&state, &store).await;
+                catch_up_if_behind(follower).await;
             },
         }
     }
 }
 
 /// The fallback for missed notifications: reload when the store's generation moved.
-async fn catch_up_if_behind(state: &AppState, store: &PostgresStore) {
-    match store.generation().await {
-        Ok(generation) if generation != state.served_generation.load(Ordering::Acquire) => {
-            reload_live_connector(state, store).await;
+async fn catch_up_if_behind(follower: &StoreFollower<'_>) {
+    match follower.store.generation().await {
+        Ok(generation) if generation != follower.served_generation.load(Ordering::Acquire) => {
+            reload_live_connector(follower).await;
         }
         Ok(_) => {}
         Err(error) => tracing::debug!(%error, "cannot read the connector generation"),
@@ -88,16 +102,16 @@ async fn catch_up_if_behind(state: &AppState, store: &PostgresStore) {
 /// Reads the live connector and its generation in one snapshot and, when it differs from what
 /// this host serves, builds it and swaps it in. Runs under the connector-change lock, so it
 /// never interleaves with a change made through this host.
-pub async fn reload_live_connector(state: &AppState, store: &PostgresStore) {
-    let _change = state.connector_changes.lock().await;
-    let snapshot = match store.live_snapshot().await {
+pub async fn reload_live_connector(follower: &StoreFollower<'_>) {
+    let mut change = follower.live.lock_changes().await;
+    let snapshot = match follower.store.live_snapshot().await {
         Ok(snapshot) => snapshot,
         Err(error) => {
             tracing::warn!(%error, "cannot read the live connector from the store");
             return;
         }
     };
-    let current = state.live.load();
+    let current = change.current();
     let unchanged = match (current.as_deref(), &snapshot.live) {
         (Some(serving), Some(Ok(record))) => {
             serving.connector_id == record.id
@@ -113,7 +127,7 @@ pub async fn reload_live_connector(state: &AppState, store: &PostgresStore) {
         _ => false,
     };
     if !unchanged {
-        let registry = state.factories.load();
+        let registry = follower.factories.load();
         // A config this host cannot open (sealed under a key it lacks, after a rotation it
         // was left out of) replaces the one it served: it never goes on sending with the old
         // endpoint and credential.
@@ -125,30 +139,22 @@ pub async fn reload_live_connector(state: &AppState, store: &PostgresStore) {
                 Err(unreadable) => LiveConnector::config_unreadable(unreadable),
             })
         });
-        match next.as_deref() {
+        let generation = snapshot.generation;
+        match next {
             Some(live) => {
-                tracing::info!(
-                    connector_id = %live.connector_id,
-                    factory_id = %live.factory_id,
-                    ready = live.unavailable_reason().is_none(),
-                    generation = snapshot.generation,
-                    "live connector changed in the shared store; swapped"
-                );
+                let (connector_id, factory_id) =
+                    (live.connector_id.clone(), live.factory_id.clone());
+                change.swap(live, Swap::SharedStoreChanged { generation });
                 crate::send::outbox::warn_if_development_connector_is_live(
-                    &live.connector_id,
-                    &live.factory_id,
-                    state.send_executor.outbox_path(),
+                    &connector_id,
+                    &factory_id,
+                    follower.outbox_path,
                 );
             }
-            None => tracing::info!(
-                generation = snapshot.generation,
-                "no SMS connector is live in the shared store"
-            ),
+            None => change.clear(Clear::SharedStoreChanged { generation }),
         }
-        state.live.store(next);
-        metrics::counter!("live_connector_swaps_total").increment(1);
     }
-    state
+    follower
         .served_generation
         .store(snapshot.generation, Ordering::Release);
 }

@@ -1,0 +1,105 @@
+//! What sends are counted by: why a message is sent, how a send ended, and each factory's
+//! send metrics, registered once.
+
+use plugin_api::SendReceipt;
+
+use crate::send::executor::DeliveryError;
+
+/// Why a message is sent: decides the cooldown and labels the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendPurpose {
+    /// `POST /api/messages`.
+    Message,
+    /// `POST /api/verification-codes`: the resend cooldown applies.
+    VerificationCode,
+    /// `POST /api/connectors/{factoryId}/test`.
+    ConfigTest,
+}
+
+impl SendPurpose {
+    const ALL: [SendPurpose; 3] = [
+        SendPurpose::Message,
+        SendPurpose::VerificationCode,
+        SendPurpose::ConfigTest,
+    ];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            SendPurpose::Message => "message",
+            SendPurpose::VerificationCode => "verification_code",
+            SendPurpose::ConfigTest => "config_test",
+        }
+    }
+}
+
+/// How a send ended, as the `outcome` label of `sms_sends_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SendOutcome {
+    Sent,
+    ConnectorError,
+    UpstreamError,
+}
+
+impl SendOutcome {
+    const ALL: [SendOutcome; 3] = [
+        SendOutcome::Sent,
+        SendOutcome::ConnectorError,
+        SendOutcome::UpstreamError,
+    ];
+
+    pub(super) fn of(result: &Result<SendReceipt, DeliveryError>) -> Self {
+        match result {
+            Ok(_) => SendOutcome::Sent,
+            Err(DeliveryError::Connector(_)) => SendOutcome::ConnectorError,
+            Err(DeliveryError::Upstream(_)) => SendOutcome::UpstreamError,
+        }
+    }
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            SendOutcome::Sent => "sent",
+            SendOutcome::ConnectorError => "connector_error",
+            SendOutcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// A factory's send metrics, registered once (when its live connector is built) rather than
+/// looked up by name and labels on every send: a lookup allocated the labels and hashed the
+/// key, about half a microsecond a send.
+pub struct SendMetrics {
+    pub(super) duration_seconds: metrics::Histogram,
+    /// `sms_sends_total`, indexed by purpose then outcome (the `ALL` orders).
+    sends: [[metrics::Counter; 3]; 3],
+}
+
+impl SendMetrics {
+    pub fn for_factory(factory_id: &str) -> Self {
+        let counter = |purpose: SendPurpose, outcome: SendOutcome| metrics::counter!("sms_sends_total", "factory" => factory_id.to_owned(), "purpose" => purpose.label(), "outcome" => outcome.label());
+        Self {
+            duration_seconds: metrics::histogram!("sms_send_duration_seconds", "factory" => factory_id.to_owned()),
+            sends: SendPurpose::ALL
+                .map(|purpose| SendOutcome::ALL.map(|outcome| counter(purpose, outcome))),
+        }
+    }
+
+    /// `ALL` lists each enum in declaration order, so a variant's discriminant is its index.
+    pub(super) fn count(&self, purpose: SendPurpose, outcome: SendOutcome) {
+        self.sends[purpose as usize][outcome as usize].increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_metrics_index_is_the_variants_place_in_all() {
+        for (index, purpose) in SendPurpose::ALL.into_iter().enumerate() {
+            assert_eq!(purpose as usize, index);
+        }
+        for (index, outcome) in SendOutcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome as usize, index);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Verification codes: one issued (flow control, generated, stored, sent through the live
+//! connector) and one checked.
+
+use plugin_api::TemplateType;
+
+use crate::live::live_connector::LiveSlot;
+use crate::phone::PhoneNumber;
+use crate::send::metrics::SendPurpose;
+use crate::send::{masked_phone, SendError, SendTarget, Sender};
+use crate::store::{now_millis, NewCode, Store, StoreError, VerifyOutcome};
+use crate::verification_code::{CodeHasher, CodePolicy};
+
+/// What issuing and checking codes needs.
+pub struct VerificationCodes<'a> {
+    /// Codes go through the live connector.
+    pub live: &'a LiveSlot,
+    pub sender: &'a Sender,
+    pub store: &'a dyn Store,
+    pub hasher: &'a CodeHasher,
+    pub policy: &'a CodePolicy,
+}
+
+/// Why a code was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Not verified: no code pending, expired, too many attempts, or wrong.
+    #[error("the code was not verified: {0:?}")]
+    Rejected(VerifyOutcome),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl VerificationCodes<'_> {
+    /// Sends a new code through the live connector; it replaces any code pending for the same
+    /// phone and type.
+    pub async fn issue(
+        &self,
+        phone: &PhoneNumber,
+        template_type: TemplateType,
+        locale: Option<String>,
+    ) -> Result<(), SendError> {
+        let live = self.live.current_live_connector()?;
+        let target = SendTarget::live(&live)?;
+        let code = crate::verification_code::generate_code()
+            .map_err(|error| SendError::CodeNotGenerated(error.to_string()))?;
+        let code_hash = self.hasher.hash(phone.e164(), template_type, &code);
+        let now = now_millis();
+        let new_code = NewCode {
+            phone: phone.e164().to_owned(),
+            template_type,
+            code_hash: code_hash.clone(),
+            created_at: now,
+            expires_at: now
+                + i64::try_from(self.policy.time_to_live.as_millis()).unwrap_or(i64::MAX),
+        };
+        // Flow control first: a refused request leaves the pending code in place.
+        let reservation = self
+            .sender
+            .reserve_send(phone, template_type, SendPurpose::VerificationCode)
+            .await?;
+        let message = crate::verification_code::code_message(phone, template_type, code, locale);
+        // Saved before sending: the code must verify as soon as the SMS can arrive.
+        self.store.save_code(new_code).await?;
+        if let Err(error) = self
+            .sender
+            .send_reserved(
+                reservation,
+                target,
+                phone,
+                message,
+                SendPurpose::VerificationCode,
+            )
+            .await
+        {
+            // Not delivered: the code must not stay valid.
+            self.store
+                .discard_code(phone.e164(), template_type, &code_hash)
+                .await?;
+            return Err(error);
+        }
+        metrics::counter!("verification_codes_issued_total").increment(1);
+        Ok(())
+    }
+
+    /// Checks a code. It works once; wrong attempts are counted and capped.
+    pub async fn verify(
+        &self,
+        phone: &PhoneNumber,
+        template_type: TemplateType,
+        verification_code: &str,
+    ) -> Result<(), VerifyError> {
+        let presented_hashes = self
+            .hasher
+            .hashes(phone.e164(), template_type, verification_code);
+        let outcome = self
+            .store
+            .verify_code(
+                phone.e164(),
+                template_type,
+                &presented_hashes,
+                now_millis(),
+                self.policy.max_attempts,
+            )
+            .await?;
+        let outcome_label = match outcome {
+            VerifyOutcome::Verified => "verified",
+            VerifyOutcome::NotFound => "not_found",
+            VerifyOutcome::Expired => "expired",
+            VerifyOutcome::ExceededMaxTry => "exceed_max_try",
+            VerifyOutcome::Mismatch { .. } => "code_mismatch",
+        };
+        tracing::info!(phone = %masked_phone(phone.e164()), template_type = %template_type, outcome = outcome_label, "verification");
+        if outcome == VerifyOutcome::Verified {
+            metrics::counter!("verification_codes_verified_total").increment(1);
+            Ok(())
+        } else {
+            metrics::counter!("verification_codes_failed_total", "reason" => outcome_label)
+                .increment(1);
+            Err(VerifyError::Rejected(outcome))
+        }
+    }
+}
