@@ -49,6 +49,7 @@ pub const ASSETS: &[Asset] = &[
     embedded!("guide-page.js", JAVASCRIPT),
     embedded!("connector-details-page.js", JAVASCRIPT),
     embedded!("plugins-page.js", JAVASCRIPT),
+    embedded!("plugin-changes.js", JAVASCRIPT),
     embedded!("config-form.js", JAVASCRIPT),
     embedded!("json-editor.js", JAVASCRIPT),
     embedded!("connector-tester.js", JAVASCRIPT),

@@ -61,13 +61,20 @@ function templatesHelp(codeTimeToLiveSeconds) {
 export function createConfigForm({ metadata, savedConfig = null, codeTimeToLiveSeconds, onChange = () => {} }) {
   const template = parseTemplate(metadata.configTemplate);
   const formItems = Array.isArray(metadata.formItems) ? metadata.formItems : [];
+  // An edit makes what was said about the field stale: its error and the form's message go.
+  const edited = (index) => () => {
+    fields[index].setError(null);
+    formError.hidden = true;
+    formError.textContent = '';
+    onChange();
+  };
   const fields = formItems.length > 0
-    ? formItems.map((item) => createField(item, initialValue(item, savedConfig, template), {
+    ? formItems.map((item, index) => createField(item, initialValue(item, savedConfig, template), {
         codeTimeToLiveSeconds,
-        onChange,
+        onChange: edited(index),
         saved: Boolean(savedConfig) && Object.prototype.hasOwnProperty.call(savedConfig, item.key),
       }))
-    : [createWholeConfigField(savedConfig ?? template, onChange)];
+    : [createWholeConfigField(savedConfig ?? template, edited(0))];
   const formError = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const element = h('div', { class: 'config-form' }, fields.map((field) => field.element), formError);
   const initialSnapshot = () => fields.map((field) => field.snapshotAtStart);
@@ -214,13 +221,27 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
   const control = buildControl(item, value, { id, describedBy, label, onChange });
   let hasServerError = false;
 
+  const isTemplates = item.type === 'Json' && item.key === 'templates';
+  const warning = isTemplates ? h('p', { class: 'field-warning', 'data-testid': 'template-warning', 'aria-live': 'polite', hidden: true }) : null;
+  // The error sits right under what it is about, before the help, so it is seen.
   const element = h('div', { class: 'field', 'data-field-key': item.key, 'data-field-type': item.type },
     control.labelled === false ? null : h('label', { class: 'field-label', for: id }, label, requiredMark),
     control.element,
-    description.length ? h('p', { id: descriptionId, class: 'field-description' }, description.join(' ')) : null,
-    item.type === 'Json' && item.key === 'templates' ? templatesHelp(codeTimeToLiveSeconds) : null,
     error,
+    warning,
+    description.length ? h('p', { id: descriptionId, class: 'field-description' }, description.join(' ')) : null,
+    isTemplates ? templatesHelp(codeTimeToLiveSeconds) : null,
   );
+  if (warning) {
+    const updateWarning = () => {
+      const text = templatesWithoutCode(control.snapshot());
+      warning.hidden = !text;
+      warning.textContent = text;
+    };
+    element.addEventListener('input', updateWarning);
+    control.afterReset = updateWarning;
+    updateWarning();
+  }
   const snapshotAtStart = control.snapshot();
 
   return {
@@ -239,6 +260,7 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
     },
     setError(message, fromServer = false) {
       hasServerError = Boolean(message) && fromServer;
+      if (control.showsProblem) control.showsProblem(Boolean(message));
       error.hidden = !message;
       error.textContent = message || '';
       element.classList.toggle('field-invalid', Boolean(message));
@@ -250,8 +272,31 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
     hasError: () => !error.hidden || hasServerError,
     hasInvalidJson: () => control.hasInvalidJson(),
     focus: () => control.focus(),
-    reset: () => control.reset(),
+    reset: () => {
+      control.reset();
+      if (control.afterReset) control.afterReset();
+    },
   };
+}
+
+// Usage types whose message carries a verification code (all but an invitation's link).
+const CODE_BEARING_TYPES = new Set(['Register', 'SignIn', 'ForgotPassword', 'Generic', 'UserPermissionValidation', 'BindNewIdentifier', 'MfaVerification', 'BindMfa']);
+
+/** A warning when a code-bearing template lacks `{{code}}`: its message would carry no code. */
+export function templatesWithoutCode(text) {
+  let templates;
+  try {
+    templates = JSON.parse(text);
+  } catch {
+    return '';
+  }
+  if (!Array.isArray(templates)) return '';
+  const missing = templates
+    .filter((template) => template && CODE_BEARING_TYPES.has(template.usageType) && typeof template.content === 'string' && !template.content.includes('{{code}}'))
+    .map((template) => (template.locale ? `${template.usageType} (${template.locale})` : template.usageType));
+  if (missing.length === 0) return '';
+  const list = [...new Set(missing)].join(', ');
+  return `No {{code}} in the ${list} template${missing.length > 1 ? 's' : ''}: ${missing.length > 1 ? 'their messages' : 'its message'} would not carry the verification code.`;
 }
 
 function buildControl(item, value, { id, describedBy, label, onChange }) {
@@ -346,6 +391,7 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
         hasInvalidJson: () => !editor.result().ok,
         focus: () => editor.focus(),
         reset: () => editor.setValue(initialText),
+        showsProblem: editor.showsProblem,
       };
     }
     default: {
@@ -399,6 +445,7 @@ function createWholeConfigField(value, onChange) {
       return { value: result.value };
     },
     setError(message) {
+      editor.showsProblem(Boolean(message));
       error.hidden = !message;
       error.textContent = message || '';
       element.classList.toggle('field-invalid', Boolean(message));

@@ -71,12 +71,14 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
   }
 
   const saveBar = h('div', { class: 'save-bar', hidden: true, role: 'region', 'aria-label': 'Unsaved changes' });
+  let tester = null;
   const form = createConfigForm({ metadata: connector, savedConfig: connector.config, codeTimeToLiveSeconds: ttl, onChange: updateSaveBar });
   const saveButton = h('button', { type: 'submit', class: 'button button-primary', form: 'details-form' }, 'Save changes');
   const discardButton = h('button', { type: 'button', class: 'button' }, 'Discard');
   const saveStatus = h('span', { class: 'save-status', role: 'status', 'aria-live': 'polite' });
   replaceChildren(saveBar, h('span', { class: 'save-bar-text' }, 'You have unsaved changes.'), saveStatus, discardButton, saveButton);
   function updateSaveBar() {
+    tester?.configChanged();
     saveBar.hidden = !form.isDirty();
     saveButton.disabled = form.hasInvalidJson();
     saveStatus.textContent = form.hasInvalidJson() ? 'Fix the JSON to save.' : '';
@@ -84,8 +86,11 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
   context.setUnsavedChangesCheck(() => form.isDirty());
   discardButton.addEventListener('click', () => {
     form.reset();
+    saveStatus.textContent = '';
     updateSaveBar();
     notify('Changes discarded.');
+    // The bar (and the focused Discard) is gone: focus goes back to the form's first field.
+    form.focusFirstField();
   });
   const configForm = h('form', { id: 'details-form', novalidate: true }, form.element);
   configForm.addEventListener('submit', saveOnSubmit({
@@ -99,7 +104,7 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
       await context.navigate(window.location.hash, { force: true });
     },
   }));
-  const tester = createConnectorTester({ form, factoryId: connector.connectorId, savedConnectorId: connector.id });
+  tester = createConnectorTester({ form, factoryId: connector.connectorId, savedConnectorId: connector.id });
 
   replaceChildren(container,
     header,

@@ -69,7 +69,7 @@ function previousRow(connector, context) {
     identity(connector),
     h('div', { class: 'connector-meta' }, `Last changed ${formatTime(connector.updatedAt)}`),
     h('div', { class: 'row-actions' },
-      h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(connector.id)}` }, 'Open'),
+      h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(connector.id)}`, 'aria-label': `Open ${name} (${connector.id})` }, 'Open'),
       makeLive,
       remove),
     connectorProblem(connector));

@@ -66,11 +66,15 @@ export function createJsonEditor({ id = uniqueId('json'), text = '', rows = 10, 
 
   let current = parseJson(text);
   let tabReleased = false;
+  // Valid JSON the connector refused: the status must not say "Valid JSON" beside a red editor.
+  let refused = false;
 
   function check() {
     current = parseJson(textarea.value);
-    status.textContent = current.ok ? (current.empty ? '' : 'Valid JSON') : current.message;
-    status.classList.toggle('json-status-error', !current.ok);
+    if (!current.ok) status.textContent = current.message;
+    else if (refused) status.textContent = 'Refused: see the message below.';
+    else status.textContent = current.empty ? '' : 'Valid JSON';
+    status.classList.toggle('json-status-error', !current.ok || refused);
     textarea.setAttribute('aria-invalid', current.ok ? 'false' : 'true');
     formatButton.disabled = !current.ok || current.empty;
     return current;
@@ -116,6 +120,10 @@ export function createJsonEditor({ id = uniqueId('json'), text = '', rows = 10, 
       return check();
     },
     result: () => current,
+    showsProblem(shown) {
+      refused = shown;
+      check();
+    },
     focus() {
       // Start at the top: focusing would otherwise scroll to wherever the caret was left.
       if (document.activeElement !== textarea) textarea.setSelectionRange(0, 0);

@@ -3,6 +3,7 @@
 
 import { api } from './api.js';
 import { badge, formatTime, h, loading, notify, replaceChildren } from './dom.js';
+import { watchPluginFiles } from './plugin-changes.js';
 
 const STATUS_KINDS = { loaded: 'live', rejected: 'error', incomplete: 'warning', superseded: 'neutral', removed: 'neutral' };
 
@@ -50,6 +51,8 @@ export async function renderPluginsPage(container, _params, context) {
       rescan.removeAttribute('aria-busy');
     }
   });
+  // Files dropped into (or removed from) the folder show without Rescan or a reload.
+  watchPluginFiles((changed) => replaceChildren(tableHolder, pluginTable(changed)), { isActive: context.isCurrent });
   replaceChildren(container,
     h('div', { class: 'page-heading' }, h('h1', {}, 'Plugins'), rescan),
     h('section', { class: 'card' },
