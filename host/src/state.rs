@@ -75,6 +75,8 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     pub code_hasher: CodeHasher,
     pub send_limiter: SendLimiter,
+    /// Console tests' own budget, apart from the recipients' limits.
+    pub admin_test_budget: crate::send::admin_test_budget::AdminTestBudget,
     /// The PostgreSQL store when several hosts share one; `None` with SQLite.
     pub shared_store: Option<PostgresStore>,
     /// The connector generation this host serves (PostgreSQL; 0 with SQLite).
@@ -237,6 +239,7 @@ impl AppState {
             ),
             code_hasher,
             send_limiter,
+            admin_test_budget: Default::default(),
             shared_store,
             served_generation: std::sync::atomic::AtomicI64::new(generation),
             metrics,

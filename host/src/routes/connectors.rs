@@ -497,14 +497,7 @@ pub async fn test_connector_config(
         metrics: &send_metrics,
         redactor: &redactor,
     };
-    crate::send::send_with_flow_control(
-        &state,
-        target,
-        &phone,
-        message,
-        crate::send::SendPurpose::ConfigTest,
-    )
-    .await?;
+    crate::send::admin_test_budget::send_config_test(&state, target, &phone, message).await?;
     tracing::info!(%factory_id, "test message sent");
     Ok(StatusCode::NO_CONTENT)
 }

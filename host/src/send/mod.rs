@@ -11,6 +11,7 @@
 //! - [`outbox`]: the host's outbox, the one destination of development connectors.
 //! - [`vendor_concurrency`]: at most so many sends in progress through one connector.
 
+pub mod admin_test_budget;
 pub mod executor;
 pub mod flow_control;
 pub mod outbox;
