@@ -279,6 +279,22 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
   };
 }
 
+/**
+ * Templates with their keys in the order people write them (usageType, locale, content, then
+ * the rest): the host keeps a config's keys sorted, which put `content` before `usageType`.
+ */
+export function inTemplateKeyOrder(templates) {
+  if (!Array.isArray(templates)) return templates;
+  const leading = ['usageType', 'locale', 'content'];
+  return templates.map((template) => {
+    if (!template || typeof template !== 'object' || Array.isArray(template)) return template;
+    const ordered = {};
+    for (const key of leading) if (Object.prototype.hasOwnProperty.call(template, key)) ordered[key] = template[key];
+    for (const [key, entry] of Object.entries(template)) if (!leading.includes(key)) ordered[key] = entry;
+    return ordered;
+  });
+}
+
 // Usage types whose message carries a verification code (all but an invitation's link).
 const CODE_BEARING_TYPES = new Set(['Register', 'SignIn', 'ForgotPassword', 'Generic', 'UserPermissionValidation', 'BindNewIdentifier', 'MfaVerification', 'BindMfa']);
 
@@ -375,7 +391,8 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
       };
     }
     case 'Json': {
-      const initialText = value === undefined ? '' : formatJson(value);
+      const shown = item.key === 'templates' ? inTemplateKeyOrder(value) : value;
+      const initialText = shown === undefined ? '' : formatJson(shown);
       const rows = Math.min(16, Math.max(4, initialText.split('\n').length + 1));
       const editor = createJsonEditor({ id, text: initialText, rows, describedBy, onChange: () => onChange() });
       if (item.required) editor.textarea.setAttribute('aria-required', 'true');
@@ -404,15 +421,24 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
       }
       const toggle = h('button', { type: 'button', class: 'button button-small reveal-toggle', 'aria-pressed': 'false', 'aria-controls': id }, 'Show');
       toggle.addEventListener('click', () => {
+        // The saved secret never comes back from the host: showing the mask would show
+        // "******" as if it were the value.
+        if (input.type === 'password' && input.value === MASK) {
+          revealNote.hidden = false;
+          revealNote.textContent = 'The saved value is kept and hidden: the host never sends it back, so it cannot be shown. Type a new value to replace it.';
+          return;
+        }
+        revealNote.hidden = true;
         const reveal = input.type === 'password';
         input.type = reveal ? 'text' : 'password';
         toggle.textContent = reveal ? 'Hide' : 'Show';
         toggle.setAttribute('aria-pressed', String(reveal));
       });
       const savedHint = value === MASK ? h('p', { class: 'field-description secret-hint' }, `A value is saved and hidden. Leave ${MASK} as it is to keep it, type a new value to replace it, or clear the field to remove it.`) : null;
+      const revealNote = h('p', { class: 'field-description reveal-note', role: 'status', hidden: true });
       return {
         ...plain(input, () => ({ value: input.value === '' ? undefined : input.value })),
-        element: h('div', { class: 'secret-field' }, h('div', { class: 'input-with-button' }, input, toggle), savedHint),
+        element: h('div', { class: 'secret-field' }, h('div', { class: 'input-with-button' }, input, toggle), revealNote, savedHint),
       };
     }
   }

@@ -61,12 +61,24 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
     connector.enabled ? null : h('p', { class: 'notice' }, 'Retired: this connector is not sending. Its configuration is kept; Make live switches back to it.'),
   );
 
-  if (!factoryLoaded) {
+  if (!factoryLoaded || connector.orphaned) {
+    // Without its plugin file the connector can be neither edited nor tested (both need the
+    // factory); an orphaned live one still sends on the build loaded before.
+    const why = connector.orphaned
+      ? 'Its plugin file is no longer in the plugins folder, so it cannot be edited here. It keeps sending with this configuration (secrets masked):'
+      : 'The plugin that provides this connector is not loaded, so its form cannot be shown. The saved configuration (secrets masked) is kept:';
+    const remedy = connector.orphaned
+      ? 'A test needs the plugin file. Put the file back into the plugins folder (see Plugins), or change the SMS connector.'
+      : 'A test needs the plugin file. Put it back into the plugins folder (see Plugins).';
     replaceChildren(container, header,
-      h('section', { class: 'card' },
-        h('h2', {}, 'Parameter configuration'),
-        h('p', {}, 'The plugin that provides this connector is not loaded, so its form cannot be shown. The saved configuration (secrets masked) is kept:'),
-        h('pre', { class: 'code-block' }, JSON.stringify(connector.config, null, 2))));
+      h('div', { class: 'details-columns' },
+        h('section', { class: 'card', 'aria-labelledby': 'details-config-heading' },
+          h('h2', { id: 'details-config-heading' }, 'Parameter configuration'),
+          h('p', {}, why),
+          h('pre', { class: 'code-block', 'data-testid': 'saved-config' }, JSON.stringify(connector.config, null, 2))),
+        h('section', { class: 'card', 'aria-labelledby': 'details-test-heading', 'data-testid': 'test-unavailable' },
+          h('h2', { id: 'details-test-heading' }, 'Test'),
+          h('p', { class: 'empty-state' }, remedy, ' ', h('a', { href: '#/plugins' }, 'Open Plugins')))));
     return;
   }
 
