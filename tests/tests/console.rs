@@ -430,29 +430,54 @@ async fn errors_show_next_to_what_caused_them() {
         .await;
     browser.screenshot("17-template-not-found").await;
 
-    // The per-recipient limit: 429 with its wait, next to Send.
+    // Console tests have their own budget: past the per-recipient limit they still go out,
+    // and they use up none of the recipient's sends.
     drop(browser);
     drop(host);
-    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))])
-        .start_with_args(&["--admin-key", ADMIN_KEY, "--max-sends-per-recipient", "1"]);
+    let host =
+        HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start_with_args(&[
+            "--admin-key",
+            ADMIN_KEY,
+            "--send-key",
+            SEND_KEY,
+            "--max-sends-per-recipient",
+            "1",
+        ]);
     let browser = Browser::start().await;
     sign_in(&browser, &host).await;
     browser
         .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
         .await;
     browser.fill("input[type=tel]", PHONE).await;
+    for _ in 0..2 {
+        browser.click_button("Send").await;
+        browser
+            .wait_for_text(".test-outcome", "Test message sent")
+            .await;
+    }
+    create_mock_connector(&host);
+    assert_eq!(
+        send_message(&host).0,
+        200,
+        "the phone's real send is intact"
+    );
+    assert_eq!(send_message(&host).0, 429, "and its limit still holds");
+    // Still capped: the budget spent (20 per 10 minutes), the wait shows next to Send.
+    let config =
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": true});
+    for _ in 2..20 {
+        let (status, body) = host.post(
+            &format!("/api/connectors/{MOCK}/test"),
+            &json!({"phone": PHONE, "config": config}),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
     browser.click_button("Send").await;
     browser
-        .wait_for_text(".test-outcome", "Test message sent")
+        .wait_for_text(".test-outcome", "Too many test messages from the console")
         .await;
-    browser.click_button("Send").await;
-    browser
-        .wait_for_text(
-            ".test-outcome",
-            "Too many messages to this recipient; retry in 600 s.",
-        )
-        .await;
-    browser.screenshot("18-rate-limited").await;
+    assert!(browser.text_of(".test-outcome").await.contains("retry in"));
+    browser.screenshot("18-console-test-budget").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1123,6 +1148,34 @@ async fn orphaned_and_unloaded_connectors_are_flagged() {
     browser.wait_for_text(".details-title", "http-sms").await;
     browser.wait_for_text(".code-block", "127.0.0.1:9").await;
     assert!(!browser.exists("#details-form").await);
+
+    // The orphaned live one keeps its name (from the build it runs on), and its page says one
+    // consistent thing: it sends, it cannot be edited or tested until its file is back.
+    browser.click_button("← Connectors").await;
+    browser
+        .wait_for_text(
+            "[data-testid=live-sms-connector] .connector-name",
+            "Mock SMS Service",
+        )
+        .await;
+    browser
+        .click("[data-testid=live-sms-connector] a.button")
+        .await;
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
+    browser
+        .wait_for_text("[data-testid=test-unavailable]", "needs the plugin file")
+        .await;
+    browser
+        .wait_for_text("[data-testid=saved-config]", "Generic code")
+        .await;
+    assert!(!browser.exists("[data-testid=load-error]").await);
+    assert!(browser
+        .text_of(".details-columns")
+        .await
+        .contains("keeps sending"));
+    browser.screenshot("45-orphaned-live-details").await;
 }
 
 /// The admin key is not offered to password managers: the sign-in field has
@@ -1171,4 +1224,493 @@ async fn the_sign_in_field_is_masked_and_not_offered_to_password_managers() {
     browser.fill("#admin-key", ADMIN_KEY).await;
     browser.click_button("Sign in").await;
     browser.wait_until_gone("#admin-key").await;
+}
+
+/// A piece of the page's state, by script.
+async fn active_element(browser: &Browser) -> Value {
+    browser
+        .eval(
+            "const a = document.activeElement; return {tag: a.tagName, text: a.textContent.trim().slice(0, 40), \
+             inDialog: a.closest('[role=dialog]') !== null, inTopbar: a.closest('#topbar') !== null, \
+             inForm: a.closest('#details-form') !== null, skip: a.classList.contains('skip-link')}",
+        )
+        .await
+}
+
+/// Buttons and button-like links whose accessible name does not contain their visible label
+/// (WCAG 2.5.3), and how many labelled ones were checked.
+async fn names_not_matching_labels(browser: &Browser) -> (Value, u64) {
+    let result = browser
+        .eval(
+            "const problems = []; let checked = 0;
+             for (const element of document.querySelectorAll('button, a.button')) {
+               if (element.getClientRects().length === 0) continue;
+               const visible = element.textContent.trim();
+               const label = element.getAttribute('aria-label');
+               if (!label || !/[A-Za-z]/.test(visible)) continue;
+               checked += 1;
+               if (!label.toLowerCase().startsWith(visible.toLowerCase())) problems.push([visible, label]);
+             }
+             return [problems, checked];",
+        )
+        .await;
+    (result[0].clone(), result[1].as_u64().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feedback_goes_when_what_it_was_about_changes() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+        .await;
+    let endpoint = "[data-field-key=\"endpoint\"] input";
+    browser.fill(endpoint, "ftp://sms.example.com").await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-field-key=\"endpoint\"] .field-error", "http://")
+        .await;
+    browser
+        .wait_for_text(".test-outcome", "The configuration is invalid")
+        .await;
+    // Fixing the endpoint takes the red text away, there and by Send.
+    browser.fill(endpoint, "http://127.0.0.1:9/sms").await;
+    let stale = browser
+        .eval(
+            "return {fieldError: !document.querySelector('[data-field-key=\"endpoint\"] .field-error').hidden, \
+             outcome: document.querySelector('.test-outcome').textContent, \
+             invalid: document.querySelectorAll('.field-invalid').length}",
+        )
+        .await;
+    assert_eq!(
+        stale,
+        json!({"fieldError": false, "outcome": "", "invalid": 0})
+    );
+
+    // A template the connector refuses: the message sits right under the editor (before the
+    // help), the editor's status no longer says "Valid JSON", and the text names Generic once.
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser.click_button("Discard and leave").await;
+    browser
+        .wait_for("[data-field-key=\"templates\"] textarea")
+        .await;
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"SignIn\", \"content\": \"Sign-in code {{code}}\"}]",
+    )
+    .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    let error = browser
+        .wait_for_text(
+            "[data-field-key=\"templates\"] .field-error",
+            "No Generic template",
+        )
+        .await;
+    drop(error);
+    let placement = browser
+        .eval(
+            "const field = document.querySelector('[data-field-key=\"templates\"]'); \
+             const error = field.querySelector('.field-error'); const help = field.querySelector('.templates-help'); \
+             return {errorBeforeHelp: Boolean(error.compareDocumentPosition(help) & Node.DOCUMENT_POSITION_FOLLOWING), \
+             status: field.querySelector('.json-status').textContent, text: error.textContent}",
+        )
+        .await;
+    assert_eq!(placement["errorBeforeHelp"], json!(true), "{placement}");
+    assert!(
+        !placement["status"].as_str().unwrap().contains("Valid JSON"),
+        "{placement}"
+    );
+    assert!(
+        !placement["text"]
+            .as_str()
+            .unwrap()
+            .contains("none for Generic"),
+        "{placement}"
+    );
+    browser.screenshot("36-template-refused").await;
+
+    // A template without {{code}} is flagged before anything is sent.
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"Generic\", \"content\": \"Welcome!\"}]",
+    )
+    .await;
+    browser
+        .wait_for_text(
+            "[data-testid=template-warning]",
+            "No {{code}} in the Generic template",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('[data-field-key=\"templates\"] .field-error').hidden")
+            .await,
+        json!(true),
+        "the edit took the refusal away"
+    );
+    browser.screenshot("37-template-without-code").await;
+
+    // Discard takes the test's verdict and the highlights with it.
+    let (status, saved) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms"}}),
+    );
+    assert_eq!(status, 200, "{saved}");
+    browser
+        .goto(&format!(
+            "{}#/connectors/{}",
+            console_url(&host),
+            saved["id"].as_str().unwrap()
+        ))
+        .await;
+    browser.click_button("Discard and leave").await;
+    browser.wait_for(endpoint).await;
+    browser.fill(endpoint, "ftp://sms.example.com").await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(".test-outcome", "The configuration is invalid")
+        .await;
+    browser.click_button("Discard").await;
+    browser.wait_for(".save-bar[hidden]").await;
+    let after = browser
+        .eval(
+            "return {outcome: document.querySelector('.test-outcome').textContent, \
+             invalid: document.querySelectorAll('.field-invalid, [aria-invalid=true]').length, \
+             status: document.querySelector('.save-status').textContent}",
+        )
+        .await;
+    assert_eq!(after, json!({"outcome": "", "invalid": 0, "status": ""}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn focus_is_never_lost_and_what_is_hidden_is_inert() {
+    let host = mock_and_http_host();
+    create_mock_connector(&host);
+    create_mock_connector(&host);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.wait_for("[data-testid=previous-connector]").await;
+
+    // The main buttons' accessible names start with what they show.
+    let (problems, checked) = names_not_matching_labels(&browser).await;
+    assert_eq!(problems, json!([]));
+    assert!(checked >= 2, "only {checked} labelled buttons");
+    let make_live = browser
+        .eval("return document.querySelector('[data-testid=previous-connector] .button-primary').getAttribute('aria-label')")
+        .await;
+    assert!(
+        make_live.as_str().unwrap().starts_with("Make live"),
+        "{make_live}"
+    );
+
+    // Send keeps the focus while it is busy and after.
+    browser
+        .click("[data-testid=live-sms-connector] a.button")
+        .await;
+    browser.wait_for("[data-testid=connector-tester]").await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser
+        .eval(
+            "document.querySelector('[data-testid=connector-tester] button[type=submit]').focus()",
+        )
+        .await;
+    browser.press_keys(&Key::Enter).await;
+    browser
+        .wait_for_text(".test-outcome", "Test message sent")
+        .await;
+    let focused = active_element(&browser).await;
+    assert_eq!(
+        (focused["tag"].as_str(), focused["text"].as_str()),
+        (Some("BUTTON"), Some("Send")),
+        "{focused}"
+    );
+
+    // Discard: the bar goes, the focus goes to the form.
+    browser.click("[data-field-key=\"outbox\"] label").await;
+    browser.wait_for(".save-bar:not([hidden])").await;
+    browser
+        .eval("[...document.querySelectorAll('.save-bar button')].find(b => b.textContent === 'Discard').focus()")
+        .await;
+    browser.press_keys(&Key::Enter).await;
+    browser.wait_for(".save-bar[hidden]").await;
+    let focused = active_element(&browser).await;
+    assert_eq!(focused["inForm"], json!(true), "{focused}");
+
+    // A dialog: Tab stays inside, and the page behind is inert.
+    browser.click("[aria-haspopup=menu]").await;
+    browser.click_button("Delete").await;
+    browser.wait_for("[data-testid=confirm-dialog]").await;
+    for _ in 0..6 {
+        browser.press_keys(&Key::Tab).await;
+        let focused = active_element(&browser).await;
+        assert_eq!(focused["inDialog"], json!(true), "{focused}");
+    }
+    assert_eq!(
+        browser
+            .eval("return [document.getElementById('main').inert, document.getElementById('topbar').inert]")
+            .await,
+        json!([true, true])
+    );
+    browser.press_keys(&Key::Escape).await;
+    browser
+        .wait_until_gone("[data-testid=confirm-dialog]")
+        .await;
+    assert_eq!(
+        browser
+            .eval("return [document.getElementById('main').inert, document.getElementById('topbar').inert]")
+            .await,
+        json!([false, false])
+    );
+
+    // The full-screen guide: Tab never reaches the hidden top bar, whose Sign out cannot be
+    // focused (so Enter cannot sign out).
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser
+        .wait_for_text(".guide-steps", "Parameter configuration")
+        .await;
+    browser.press_keys(&Key::Escape).await;
+    let mut seen_in_guide = 0;
+    for _ in 0..40 {
+        // The templates editor keeps Tab for indenting until Escape.
+        let in_editor = browser
+            .eval("return document.activeElement.matches('textarea')")
+            .await;
+        if in_editor == json!(true) {
+            browser.press_keys(&Key::Escape).await;
+        }
+        browser.press_keys(&Key::Tab).await;
+        let focused = active_element(&browser).await;
+        assert_eq!(
+            (focused["inTopbar"].clone(), focused["skip"].clone()),
+            (json!(false), json!(false)),
+            "{focused}"
+        );
+        if focused["tag"] != json!("BODY") {
+            seen_in_guide += 1;
+        }
+    }
+    assert!(seen_in_guide > 10, "Tab moved through the guide");
+    let sign_out_focusable = browser
+        .eval("document.getElementById('sign-out').focus(); return document.activeElement.id === 'sign-out'")
+        .await;
+    assert_eq!(sign_out_focusable, json!(false));
+    browser.screenshot("38-guide-inert-topbar").await;
+    browser.click("a.guide-close").await;
+    browser.wait_for("[data-testid=live-sms-connector]").await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('topbar').inert")
+            .await,
+        json!(false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guide_on_a_phone_opens_at_its_readme() {
+    let host = mock_and_http_host();
+    let browser = Browser::start_with_window(390, 844).await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+        .await;
+    browser.wait_for("[data-testid=readme] h1").await;
+    browser
+        .wait_for_text(".guide-steps", "Parameter configuration")
+        .await;
+    let state = browser
+        .eval(
+            "const heading = document.querySelector('.guide-readme-heading').getBoundingClientRect(); \
+             return {focused: document.activeElement.classList.contains('guide-title'), \
+             readmeInView: heading.top >= 0 && heading.bottom <= window.innerHeight}",
+        )
+        .await;
+    assert_eq!(state, json!({"focused": true, "readmeInView": true}));
+    browser.screenshot("39-phone-guide-opens-at-readme").await;
+}
+
+/// Copies under a hidden name, then renames into place, as an operator drops a plugin in.
+fn drop_plugin(plugins_dir: &std::path::Path, source: &std::path::Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let temporary = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(source, &temporary).unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_plugin_appears_without_a_reload_and_a_renamed_copy_is_refused() {
+    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start();
+    create_mock_connector(&host);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.eval("window.__sameDocument = true").await;
+
+    // The picker is open when the plugin arrives.
+    browser.click_button("Change connector").await;
+    browser
+        .wait_for(&format!("[data-factory-id=\"{MOCK}\"]"))
+        .await;
+    assert!(
+        !browser
+            .exists(&format!("[data-factory-id=\"{HTTP_SMS}\"]"))
+            .await
+    );
+    drop_plugin(
+        &host.plugins_dir,
+        &plugin_file("http_sms"),
+        "libhttp_sms.so",
+    );
+    browser
+        .wait_for_text(&format!("[data-factory-id=\"{HTTP_SMS}\"]"), "HTTP SMS")
+        .await;
+    browser.screenshot("40-picker-plugin-dropped").await;
+    browser.press_keys(&Key::Escape).await;
+    browser
+        .wait_until_gone("[data-testid=factory-picker]")
+        .await;
+
+    // The Plugins page follows the folder: a renamed copy of the working plugin (sorting
+    // first by name) is refused with its reason, and the original keeps serving.
+    browser.click("[data-nav=plugins]").await;
+    browser.wait_for("tr[data-file=\"libhttp_sms.so\"]").await;
+    drop_plugin(
+        &host.plugins_dir,
+        &plugin_file("mock_sms"),
+        "liba_copy_sms.so",
+    );
+    let refused = browser
+        .wait_for_text(
+            "tr[data-file=\"liba_copy_sms.so\"][data-status=rejected]",
+            "keeps serving",
+        )
+        .await;
+    drop(refused);
+    assert!(browser
+        .text_of("tr[data-file=\"liba_copy_sms.so\"]")
+        .await
+        .contains("libmock_sms.so"));
+    assert!(
+        browser
+            .exists("tr[data-file=\"libmock_sms.so\"][data-status=loaded]")
+            .await
+    );
+    browser.screenshot("41-plugins-renamed-copy-refused").await;
+    assert_eq!(
+        browser.eval("return window.__sameDocument ?? null").await,
+        json!(true),
+        "the page was not reloaded"
+    );
+    let (status, receipt) = send_message(&host);
+    assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_host_decides_is_said_on_the_page() {
+    let host = HostFolders::new(&[
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+        ("libhttp_sms.so", &plugin_file("http_sms")),
+        ("libtwilio_sms.so", &plugin_file("twilio_sms")),
+    ])
+    .start();
+    let mock = create_mock_connector(&host);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+
+    // Changing: the live factory is shown but cannot be picked again.
+    browser.click_button("Change connector").await;
+    let current = format!("[data-factory-id=\"{MOCK}\"]");
+    browser.wait_for_text(&current, "Live now").await;
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "return document.querySelector('{} input').disabled",
+                current.replace('\'', "\\'")
+            ))
+            .await,
+        json!(true)
+    );
+    browser.screenshot("42-picker-live-factory").await;
+    browser.press_keys(&Key::Escape).await;
+
+    // Twilio without a sender: both fields say either will do.
+    browser
+        .goto(&format!(
+            "{}#/guide/twilio-short-message-service",
+            console_url(&host)
+        ))
+        .await;
+    browser
+        .fill("[data-field-key=\"accountSID\"] input", "AC123")
+        .await;
+    browser
+        .fill("[data-field-key=\"authToken\"] input", "token")
+        .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-field-key=\"from\"] .field-error", "or a sender")
+        .await;
+    browser
+        .wait_for_text(
+            "[data-field-key=\"fromMessagingServiceSID\"] .field-error",
+            "one of the two",
+        )
+        .await;
+    browser.screenshot("43-twilio-sender").await;
+
+    // Templates come back with usageType first, as written.
+    browser
+        .goto(&format!(
+            "{}#/connectors/{}",
+            console_url(&host),
+            mock["id"].as_str().unwrap()
+        ))
+        .await;
+    browser.click_button("Discard and leave").await;
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
+    let templates = field_value(&browser, "templates").await;
+    assert!(
+        templates.find("usageType") < templates.find("content"),
+        "{templates}"
+    );
+
+    // Show on a saved secret says it is kept and hidden instead of showing the mask.
+    let (status, saved) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms", "authorization": "Bearer hidden"}}),
+    );
+    assert_eq!(status, 200, "{saved}");
+    browser
+        .goto(&format!(
+            "{}#/connectors/{}",
+            console_url(&host),
+            saved["id"].as_str().unwrap()
+        ))
+        .await;
+    browser
+        .wait_for("[data-field-key=\"authorization\"] input")
+        .await;
+    browser.click_button("Show").await;
+    browser
+        .wait_for_text(".reveal-note", "kept and hidden")
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('[data-field-key=\"authorization\"] input').type")
+            .await,
+        json!("password")
+    );
+    browser.screenshot("44-saved-secret-show").await;
 }
