@@ -335,6 +335,37 @@ impl Browser {
             .unwrap_or_else(|error| panic!("sending keys {keys:?}: {error}"));
     }
 
+    /// Makes the page see `prefers-color-scheme: dark` (or light again), through chromedriver's
+    /// DevTools passthrough (`Emulation.setEmulatedMedia`); it holds across navigations.
+    pub async fn set_dark_mode(&self, dark: bool) {
+        let session_id = self.session_id.clone().expect("a WebDriver session");
+        let url = format!(
+            "{}/session/{session_id}/goog/cdp/execute",
+            self.webdriver_url
+        );
+        let scheme = if dark { "dark" } else { "light" };
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into();
+            let mut response = agent
+                .post(&url)
+                .send_json(json!({
+                    "cmd": "Emulation.setEmulatedMedia",
+                    "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+                }))
+                .expect("chromedriver DevTools request");
+            let status = response.status().as_u16();
+            let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+            (status, body)
+        })
+        .await
+        .expect("DevTools request task");
+        assert_eq!(status, 200, "Emulation.setEmulatedMedia: {body}");
+    }
+
     /// The messages of the `SEVERE` browser log entries (uncaught exceptions, `console.error`,
     /// failed loads, CSP violations) since the previous call: chromedriver hands each entry out
     /// once.

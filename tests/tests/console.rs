@@ -1556,7 +1556,7 @@ async fn a_dropped_plugin_appears_without_a_reload_and_a_renamed_copy_is_refused
     browser.eval("window.__sameDocument = true").await;
 
     // The picker is open when the plugin arrives.
-    browser.click_button("Change connector").await;
+    browser.click_button("Change SMS connector").await;
     browser
         .wait_for(&format!("[data-factory-id=\"{MOCK}\"]"))
         .await;
@@ -1627,7 +1627,7 @@ async fn what_the_host_decides_is_said_on_the_page() {
     sign_in(&browser, &host).await;
 
     // Changing: the live factory is shown but cannot be picked again.
-    browser.click_button("Change connector").await;
+    browser.click_button("Change SMS connector").await;
     let current = format!("[data-factory-id=\"{MOCK}\"]");
     browser.wait_for_text(&current, "Live now").await;
     assert_eq!(
@@ -1713,4 +1713,157 @@ async fn what_the_host_decides_is_said_on_the_page() {
         json!("password")
     );
     browser.screenshot("44-saved-secret-show").await;
+}
+
+/// Every screen at both sizes, light and dark, into `target/console-screenshots/` (named
+/// `screens-<size>-<scheme>-<screen>`), with what the polish promised checked on the way.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_screen_at_both_sizes_in_light_and_dark() {
+    let host = mock_and_http_host();
+    let (status, retired) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms", "authorization": "Bearer x"}}),
+    );
+    assert_eq!(status, 200, "{retired}");
+    let live = create_mock_connector(&host);
+    let live_id = live["id"].as_str().unwrap();
+    for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
+        for dark in [false, true] {
+            let scheme = if dark { "dark" } else { "light" };
+            let browser = Browser::start_with_window(width, height).await;
+            browser.set_dark_mode(dark).await;
+            let shot = |screen: &'static str| {
+                let browser = &browser;
+                async move {
+                    let fits = browser
+                        .eval(
+                            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+                        )
+                        .await;
+                    assert_eq!(
+                        fits,
+                        json!(true),
+                        "{size} {scheme} {screen} scrolls sideways"
+                    );
+                    browser
+                        .screenshot(&format!("screens-{size}-{scheme}-{screen}"))
+                        .await;
+                }
+            };
+            browser.goto(&console_url(&host)).await;
+            browser.wait_for("#admin-key").await;
+            let background = browser
+                .eval("return getComputedStyle(document.documentElement).backgroundColor")
+                .await;
+            let expected = if dark {
+                "rgb(19, 21, 23)"
+            } else {
+                "rgb(244, 245, 247)"
+            };
+            assert_eq!(background, json!(expected), "{scheme}");
+            shot("01-sign-in").await;
+            browser.fill("#admin-key", ADMIN_KEY).await;
+            browser.click_button("Sign in").await;
+            browser
+                .wait_for_text("[data-testid=live-sms-connector]", "Mock SMS Service")
+                .await;
+            browser.wait_for("[data-testid=previous-connector]").await;
+            shot("02-connectors").await;
+
+            browser.click_button("Change SMS connector").await;
+            browser
+                .wait_for(&format!("[data-factory-id=\"{HTTP_SMS}\"]"))
+                .await;
+            shot("03-picker").await;
+            browser.press_keys(&Key::Escape).await;
+            browser
+                .wait_until_gone("[data-testid=factory-picker]")
+                .await;
+
+            browser
+                .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+                .await;
+            browser.wait_for("[data-testid=readme] h1").await;
+            browser
+                .wait_for_text(".guide-steps", "Test connection")
+                .await;
+            shot("04-guide").await;
+            if size == "desktop" {
+                // Save and Done stays in sight however long the form.
+                let in_view = browser
+                    .eval("const r = [...document.querySelectorAll('button')].find(b => b.textContent === 'Save and Done').getBoundingClientRect(); return r.bottom <= window.innerHeight && r.top >= 0")
+                    .await;
+                assert_eq!(in_view, json!(true), "Save and Done below the fold");
+            }
+
+            browser
+                .goto(&format!("{}#/connectors/{live_id}", console_url(&host)))
+                .await;
+            browser
+                .wait_for_text(".details-title", "Mock SMS Service")
+                .await;
+            browser.wait_for_text(".details-title .badge", "SMS").await;
+            let gap = browser
+                .eval("const b = [...document.querySelectorAll('.details-title .badge')]; return b[2].getBoundingClientRect().left - b[1].getBoundingClientRect().right")
+                .await;
+            assert!(gap.as_f64().unwrap() >= 4.0, "badges touch: {gap}");
+            assert!(browser.exists("[aria-label='Copy connector ID']").await);
+            shot("05-details").await;
+            browser.click_button("Check README").await;
+            browser.wait_for("[data-testid=readme-drawer] h1").await;
+            shot("06-readme-drawer").await;
+            browser.press_keys(&Key::Escape).await;
+            browser.wait_until_gone("[data-testid=readme-drawer]").await;
+            browser
+                .goto(&format!(
+                    "{}#/connectors/{}",
+                    console_url(&host),
+                    retired["id"].as_str().unwrap()
+                ))
+                .await;
+            browser.wait_for_text(".details-title", "HTTP SMS").await;
+            shot("07-retired-details").await;
+
+            browser.click("[data-nav=plugins]").await;
+            browser.wait_for("[data-testid=plugins-table]").await;
+            let folder = browser.text_of("[data-testid=plugins-folder]").await;
+            assert_eq!(folder, host.plugins_dir.display().to_string());
+            assert!(
+                !browser
+                    .text_of("[data-testid=plugins-table] thead")
+                    .await
+                    .contains("Error"),
+                "no empty Error column"
+            );
+            shot("08-plugins").await;
+            assert!(browser.browser_log_errors().await.iter().all(|line| !line
+                .contains("Uncaught")
+                && !line.contains("Content Security Policy")));
+        }
+    }
+}
+
+/// The host unreachable: the page says so and offers Retry, not a way "back" to a page that
+/// cannot load either.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_unreachable_offers_retry() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=plugins]").await;
+    browser.wait_for("[data-testid=plugins-table]").await;
+    let _folders = host.kill();
+    browser.click("[data-nav=connectors]").await;
+    browser
+        .wait_for_text("[data-testid=page-error]", "did not answer")
+        .await;
+    let buttons = browser
+        .eval("return [...document.querySelectorAll('[data-testid=page-error] .button')].map(b => b.textContent)")
+        .await;
+    assert_eq!(buttons, json!(["Retry"]));
+    browser.screenshot("46-host-unreachable").await;
+    browser.click_button("Retry").await;
+    browser
+        .wait_for_text("[data-testid=page-error]", "did not answer")
+        .await;
 }

@@ -38,6 +38,7 @@ pub const INDEX_HTML: Asset = embedded!("index.html", "text/html; charset=utf-8"
 pub const ASSETS: &[Asset] = &[
     embedded!("console.css", "text/css; charset=utf-8"),
     embedded!("favicon.svg", "image/svg+xml"),
+    embedded!("sms-placeholder.svg", "image/svg+xml"),
     embedded!("app.js", JAVASCRIPT),
     embedded!("api.js", JAVASCRIPT),
     embedded!("dom.js", JAVASCRIPT),

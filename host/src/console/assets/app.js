@@ -161,9 +161,13 @@ async function route() {
     }
   } catch (error) {
     if (!isCurrent() || !storedAdminKey()) return;
-    replaceChildren(container, h('div', { class: 'notice notice-error', role: 'alert' },
-      h('p', {}, `This page could not be shown: ${error.message}`),
-      h('a', { href: '#/connectors', class: 'button' }, 'Back to connectors')));
+    // The host unreachable (restarting, offline): trying again is the way out.
+    const offline = error && error.status === 0;
+    replaceChildren(container, h('div', { class: 'notice notice-error', role: 'alert', 'data-testid': 'page-error' },
+      h('p', {}, offline ? error.message : `This page could not be shown: ${error.message}`),
+      h('div', { class: 'row-actions' },
+        h('button', { type: 'button', class: 'button button-primary', onclick: () => route() }, 'Retry'),
+        section === 'connectors' && !segments[1] ? null : h('a', { href: '#/connectors', class: 'button' }, 'Back to connectors'))));
   }
   if (isCurrent() && section !== 'guide') main.focus({ preventScroll: true });
 }

@@ -3,7 +3,7 @@
 // Save/Discard bar while edited (PATCH) and a question before leaving with unsaved edits.
 
 import { api, ApiError } from './api.js';
-import { h, loading, logoImage, notify, replaceChildren } from './dom.js';
+import { badge, copyButton, h, loading, logoImage, notify, replaceChildren } from './dom.js';
 import { menuButton, openDialog } from './modal.js';
 import { createConfigForm, saveOnSubmit } from './config-form.js';
 import { createConnectorTester } from './connector-tester.js';
@@ -52,10 +52,10 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
     h('div', { class: 'details-heading' },
       logoImage(connector.logo, name, 48),
       h('div', { class: 'details-title-block' },
-        h('h1', { class: 'details-title' }, name, ' ', connectorStatusBadges(connector)),
+        h('h1', { class: 'details-title' }, name, ' ', badge('SMS', 'type'), connectorStatusBadges(connector)),
         h('p', { class: 'connector-meta' },
           h('span', {}, 'Factory ', h('code', { 'data-testid': 'factory-id' }, connector.connectorId)),
-          h('span', {}, 'ID ', h('code', { 'data-testid': 'connector-id' }, connector.id)))),
+          h('span', { class: 'connector-id' }, 'ID ', h('code', { 'data-testid': 'connector-id' }, connector.id), copyButton(connector.id, 'connector ID')))),
       h('div', { class: 'row-actions' }, actions)),
     connectorProblem(connector),
     connector.enabled ? null : h('p', { class: 'notice' }, 'Retired: this connector is not sending. Its configuration is kept; Make live switches back to it.'),

@@ -94,7 +94,7 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
             h('h2', { class: 'step-title' }, h('span', { class: 'step-number', 'aria-hidden': 'true' }, '1'), 'Parameter configuration'),
             configForm),
           h('div', { class: 'step' },
-            h('h2', { class: 'step-title' }, h('span', { class: 'step-number', 'aria-hidden': 'true' }, '2'), 'Test'),
+            h('h2', { class: 'step-title' }, h('span', { class: 'step-number', 'aria-hidden': 'true' }, '2'), 'Test connection'),
             tester.element),
           h('div', { class: 'guide-footer' }, saveStatus, saveButton)))),
   );
