@@ -251,9 +251,23 @@ impl Browser {
                 .find(Locator::Css(css))
                 .await
                 .map_err(|error| error.to_string())?;
-            element.click().await.map_err(|error| error.to_string())
+            self.click_in_view(element).await
         })
         .await
+    }
+
+    /// Scrolls `element` to the middle of its scroll container (as a person would bring it
+    /// into sight: WebDriver itself would click an element under a sticky bar), then clicks.
+    async fn click_in_view(&self, element: Element) -> Result<(), String> {
+        let reference = serde_json::to_value(&element).map_err(|error| error.to_string())?;
+        self.client
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})",
+                vec![reference],
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+        element.click().await.map_err(|error| error.to_string())
     }
 
     /// Clicks the button, link or menu item whose visible text is exactly `text` (what a
@@ -269,7 +283,7 @@ impl Browser {
                 .find(Locator::XPath(&xpath))
                 .await
                 .map_err(|error| error.to_string())?;
-            element.click().await.map_err(|error| error.to_string())
+            self.click_in_view(element).await
         })
         .await
     }

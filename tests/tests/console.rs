@@ -56,14 +56,22 @@ fn send_message(host: &TestHost) -> (u16, Value) {
     )
 }
 
-/// The value of a form field's input, by its form key.
+/// The value of a form field's input, by its form key; for a code editor, its lines as shown.
 async fn field_value(browser: &Browser, key: &str) -> String {
     let value = browser
         .eval(&format!(
-            "return document.querySelector('[data-field-key=\"{key}\"] input, [data-field-key=\"{key}\"] textarea').value"
+            "const field = document.querySelector('[data-field-key=\"{key}\"]'); \
+             const editor = field.querySelector('.cm-editor'); \
+             if (editor) return editor.editorText(); \
+             return field.querySelector('input, textarea').value"
         ))
         .await;
     value.as_str().unwrap_or_default().to_owned()
+}
+
+/// The code editor of a JSON field (CodeMirror's editable area).
+fn code_editor(key: &str) -> String {
+    format!("[data-field-key=\"{key}\"] .cm-content")
 }
 
 async fn is_disabled(browser: &Browser, button_text: &str) -> bool {
@@ -73,10 +81,26 @@ async fn is_disabled(browser: &Browser, button_text: &str) -> bool {
     browser.eval(&script).await == json!(true)
 }
 
+/// Replaces a JSON field's text as an operator would: click in, select all, type.
 async fn replace_json(browser: &Browser, key: &str, text: &str) {
-    browser
-        .fill(&format!("[data-field-key=\"{key}\"] textarea"), text)
-        .await;
+    browser.click(&code_editor(key)).await;
+    let select_all = format!("{}a{}", &*Key::Control, &*Key::Null);
+    browser.press_keys(&select_all).await;
+    browser.press_keys(&Key::Delete).await;
+    browser.press_keys(text).await;
+    // Enter indents the next line, as in any code editor.
+    let unindented = |text: &str| {
+        text.lines()
+            .map(str::trim_start)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let typed = field_value(browser, key).await;
+    assert_eq!(
+        unindented(&typed),
+        unindented(text),
+        "the editor holds what was typed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,9 +438,7 @@ async fn errors_show_next_to_what_caused_them() {
     browser.click_button("Discard and leave").await;
 
     // No Generic template: the message sits on the templates editor.
-    browser
-        .wait_for("[data-field-key=\"templates\"] textarea")
-        .await;
+    browser.wait_for(&code_editor("templates")).await;
     replace_json(
         &browser,
         "templates",
@@ -1295,9 +1317,7 @@ async fn feedback_goes_when_what_it_was_about_changes() {
         .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
         .await;
     browser.click_button("Discard and leave").await;
-    browser
-        .wait_for("[data-field-key=\"templates\"] textarea")
-        .await;
+    browser.wait_for(&code_editor("templates")).await;
     replace_json(
         &browser,
         "templates",
@@ -1483,7 +1503,7 @@ async fn focus_is_never_lost_and_what_is_hidden_is_inert() {
     for _ in 0..40 {
         // The templates editor keeps Tab for indenting until Escape.
         let in_editor = browser
-            .eval("return document.activeElement.matches('textarea')")
+            .eval("return document.activeElement.matches('.cm-content')")
             .await;
         if in_editor == json!(true) {
             browser.press_keys(&Key::Escape).await;
@@ -1836,9 +1856,14 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                 "no empty Error column"
             );
             shot("08-plugins").await;
-            assert!(browser.browser_log_errors().await.iter().all(|line| !line
-                .contains("Uncaught")
-                && !line.contains("Content Security Policy")));
+            let errors = browser.browser_log_errors().await;
+            assert!(
+                errors
+                    .iter()
+                    .all(|line| !line.contains("Uncaught")
+                        && !line.contains("Content Security Policy")),
+                "{errors:?}"
+            );
         }
     }
 }
@@ -1866,4 +1891,101 @@ async fn the_host_unreachable_offers_retry() {
     browser
         .wait_for_text("[data-testid=page-error]", "did not answer")
         .await;
+}
+
+/// The templates editor is a code editor (CodeMirror, vendored and served by the host): line
+/// numbers for the lines errors cite, highlighting, no soft wrapping, Copy and Format, and
+/// the keyboard never trapped; under the page's CSP, with nothing fetched from elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_templates_editor_is_a_code_editor() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser.wait_for(&code_editor("templates")).await;
+    let long_line = format!(
+        "[{{\"usageType\": \"Generic\", \"content\": \"{} {{{{code}}}}\"}},\n{{\"usageType\": \"SignIn\",}}]",
+        "a long line ".repeat(20)
+    );
+    replace_json(&browser, "templates", &long_line).await;
+    browser
+        .wait_for_text(
+            "[data-field-key=\"templates\"] .json-status",
+            "Invalid JSON at line 2",
+        )
+        .await;
+    let editor = browser
+        .eval(
+            "const field = document.querySelector('[data-field-key=\"templates\"]'); \
+             const scroller = field.querySelector('.cm-scroller'); \
+             const content = field.querySelector('.cm-content'); \
+             return {lineNumbers: [...field.querySelectorAll('.cm-lineNumbers .cm-gutterElement')].filter(e => getComputedStyle(e).visibility !== 'hidden').map(e => e.textContent), \
+             highlighted: field.querySelectorAll('.tok-propertyName, .tok-string').length > 0, \
+             unwrapped: scroller.scrollWidth > scroller.clientWidth, \
+             role: content.getAttribute('role'), invalid: content.getAttribute('aria-invalid'), \
+             labelled: document.getElementById(content.getAttribute('aria-labelledby'))?.textContent ?? null, \
+             buttons: [...field.querySelectorAll('.json-editor-bar button')].map(b => b.textContent)}",
+        )
+        .await;
+    assert_eq!(
+        editor,
+        json!({
+            "lineNumbers": ["1", "2"],
+            "highlighted": true,
+            "unwrapped": true,
+            "role": "textbox",
+            "invalid": "true",
+            "labelled": "Templates*",
+            "buttons": ["Copy", "Format"],
+        })
+    );
+    browser.screenshot("47-code-editor-error-line").await;
+
+    // Format (once valid) lays it out; the keyboard: Tab indents, Escape then Tab moves on to
+    // the editor's buttons, Shift+Tab moves back out.
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"Generic\", \"content\": \"{{code}}\"}]",
+    )
+    .await;
+    browser.click_button("Format").await;
+    assert!(field_value(&browser, "templates")
+        .await
+        .contains("\n  {\n    \"usageType\": \"Generic\""));
+    browser.click(&code_editor("templates")).await;
+    browser.press_keys(&Key::Escape).await;
+    browser.press_keys(&Key::Tab).await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.textContent")
+            .await,
+        json!("Copy")
+    );
+    browser
+        .eval("document.querySelector('.cm-content').focus()")
+        .await;
+    let shift_tab = format!("{}{}{}", &*Key::Shift, &*Key::Tab, &*Key::Null);
+    browser.press_keys(&shift_tab).await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.closest('.cm-editor') === null")
+            .await,
+        json!(true),
+        "Shift+Tab leaves the editor"
+    );
+    let errors = browser.browser_log_errors().await;
+    assert!(
+        errors
+            .iter()
+            .all(|line| !line.contains("Content Security Policy")),
+        "{errors:?}"
+    );
+    // Its styles come in under the page's nonce, which changes with every page.
+    let styled = browser
+        .eval("return getComputedStyle(document.querySelector('.cm-editor')).display")
+        .await;
+    assert_eq!(styled, json!("flex"), "CodeMirror's own styles apply");
 }

@@ -53,6 +53,8 @@ pub const ASSETS: &[Asset] = &[
     embedded!("plugin-changes.js", JAVASCRIPT),
     embedded!("config-form.js", JAVASCRIPT),
     embedded!("json-editor.js", JAVASCRIPT),
+    // CodeMirror 6 in one module (codemirror-build/README.md: versions, licences, build).
+    embedded!("codemirror.js", JAVASCRIPT),
     embedded!("connector-tester.js", JAVASCRIPT),
 ];
 

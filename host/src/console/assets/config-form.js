@@ -218,14 +218,19 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
   const description = [item.description, item.tooltip].filter((text) => typeof text === 'string' && text.trim());
   const describedBy = [description.length ? descriptionId : '', errorId].filter(Boolean).join(' ');
   const requiredMark = item.required ? h('span', { class: 'required-mark', 'aria-hidden': 'true' }, '*') : null;
-  const control = buildControl(item, value, { id, describedBy, label, onChange });
-  let hasServerError = false;
-
+  const labelId = uniqueId('field-label');
   const isTemplates = item.type === 'Json' && item.key === 'templates';
   const warning = isTemplates ? h('p', { class: 'field-warning', 'data-testid': 'template-warning', 'aria-live': 'polite', hidden: true }) : null;
+  let updateWarning = () => {};
+  const control = buildControl(item, value, { id, labelId, describedBy, label, onChange: () => { updateWarning(); onChange(); } });
+  let hasServerError = false;
+  const labelElement = control.labelled === false ? null : h('label', { class: 'field-label', for: id, id: labelId }, label, requiredMark);
+  // A label's `for` cannot reach the code editor (an editable div): a click on it focuses it.
+  if (labelElement && item.type === 'Json') labelElement.addEventListener('click', () => control.focus());
+
   // The error sits right under what it is about, before the help, so it is seen.
   const element = h('div', { class: 'field', 'data-field-key': item.key, 'data-field-type': item.type },
-    control.labelled === false ? null : h('label', { class: 'field-label', for: id }, label, requiredMark),
+    labelElement,
     control.element,
     error,
     warning,
@@ -233,12 +238,11 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
     isTemplates ? templatesHelp(codeTimeToLiveSeconds) : null,
   );
   if (warning) {
-    const updateWarning = () => {
+    updateWarning = () => {
       const text = templatesWithoutCode(control.snapshot());
       warning.hidden = !text;
       warning.textContent = text;
     };
-    element.addEventListener('input', updateWarning);
     control.afterReset = updateWarning;
     updateWarning();
   }
@@ -315,7 +319,7 @@ export function templatesWithoutCode(text) {
   return `No {{code}} in the ${list} template${missing.length > 1 ? 's' : ''}: ${missing.length > 1 ? 'their messages' : 'its message'} would not carry the verification code.`;
 }
 
-function buildControl(item, value, { id, describedBy, label, onChange }) {
+function buildControl(item, value, { id, labelId, describedBy, label, onChange }) {
   const common = { id, 'aria-describedby': describedBy, 'aria-required': item.required ? 'true' : null, name: item.key };
   const plain = (element, read) => ({
     element,
@@ -394,9 +398,7 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
       const shown = item.key === 'templates' ? inTemplateKeyOrder(value) : value;
       const initialText = shown === undefined ? '' : formatJson(shown);
       const rows = Math.min(16, Math.max(4, initialText.split('\n').length + 1));
-      const editor = createJsonEditor({ id, text: initialText, rows, describedBy, onChange: () => onChange() });
-      if (item.required) editor.textarea.setAttribute('aria-required', 'true');
-      editor.textarea.name = item.key;
+      const editor = createJsonEditor({ id, text: initialText, rows, describedBy, labelledBy: labelId, required: Boolean(item.required), onChange: () => onChange() });
       return {
         element: editor.element,
         read: () => {
@@ -448,11 +450,12 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
 function createWholeConfigField(value, onChange) {
   const id = uniqueId('field');
   const errorId = uniqueId('field-error');
+  const labelId = uniqueId('field-label');
   const initialText = formatJson(value ?? {});
-  const editor = createJsonEditor({ id, text: initialText, rows: 16, describedBy: errorId, onChange: () => onChange() });
+  const editor = createJsonEditor({ id, text: initialText, rows: 16, describedBy: errorId, labelledBy: labelId, onChange: () => onChange() });
   const error = h('p', { id: errorId, class: 'field-error', 'aria-live': 'polite', hidden: true });
   const element = h('div', { class: 'field', 'data-field-key': '.', 'data-field-type': 'Json' },
-    h('label', { class: 'field-label', for: id }, 'Configuration (JSON)'),
+    h('label', { class: 'field-label', for: id, id: labelId, onclick: () => editor.focus() }, 'Configuration (JSON)'),
     editor.element,
     error,
   );

@@ -102,7 +102,7 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
   // (in the JSON editor, Escape releases Tab).
   container.addEventListener('keydown', (event) => {
     if (event.key !== 'Escape' || event.defaultPrevented || document.querySelector('.backdrop')) return;
-    if (event.target instanceof Element && event.target.closest('input, textarea, select')) return;
+    if (event.target instanceof Element && event.target.closest('input, textarea, select, [contenteditable]')) return;
     context.navigate(closeTarget);
   });
   // On a phone the README comes first and is to be read first: focus the title, not a field
