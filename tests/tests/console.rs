@@ -1989,3 +1989,64 @@ async fn the_templates_editor_is_a_code_editor() {
         .await;
     assert_eq!(styled, json!("flex"), "CodeMirror's own styles apply");
 }
+
+/// The Plugins page names who signed a plugin (with `--trusted-plugin-key`), as the API does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugins_page_shows_the_signer() {
+    use std::process::Command;
+    let keys = tempfile::tempdir().unwrap();
+    let public_key = keys.path().join("key.pub");
+    let secret_key = keys.path().join("key.sec");
+    let plugin = keys.path().join("libmock_sms.so");
+    std::fs::copy(plugin_file("mock_sms"), &plugin).unwrap();
+    for args in [
+        vec![
+            "-G",
+            "-W",
+            "-p",
+            public_key.to_str().unwrap(),
+            "-s",
+            secret_key.to_str().unwrap(),
+        ],
+        vec![
+            "-S",
+            "-s",
+            secret_key.to_str().unwrap(),
+            "-t",
+            "mock-sms console e2e",
+            "-m",
+            plugin.to_str().unwrap(),
+        ],
+    ] {
+        let status = Command::new("minisign")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("minisign runs (scripts/install-counterparts)");
+        assert!(status.success(), "minisign {args:?}");
+    }
+    let signature = keys.path().join("libmock_sms.so.minisig");
+    let host = HostFolders::new(&[
+        ("libmock_sms.so", &plugin),
+        ("libmock_sms.so.minisig", &signature),
+    ])
+    .start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--trusted-plugin-key",
+        public_key.to_str().unwrap(),
+    ]);
+    let (_, files) = host.get("/api/plugins");
+    let key_id = files[0]["signerKeyId"].as_str().expect("signed").to_owned();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=plugins]").await;
+    browser
+        .wait_for_text("[data-testid=plugins-table] thead", "Signed by")
+        .await;
+    let signer = browser
+        .eval("const cell = document.querySelector('tr[data-file=\"libmock_sms.so\"] td[data-label=\"Signed by\"] span'); return [cell.textContent, cell.title]")
+        .await;
+    assert_eq!(signer, json!([key_id, "mock-sms console e2e"]));
+    browser.screenshot("48-plugins-signer").await;
+}
