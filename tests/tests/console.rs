@@ -1659,6 +1659,15 @@ async fn what_the_host_decides_is_said_on_the_page() {
             .await,
         json!(true)
     );
+    // A long unbroken description (a vendor's URL, say) wraps inside its card.
+    let overflows = browser
+        .eval(
+            "const card = document.querySelector('.factory-card'); \
+             card.querySelector('.factory-card-description').textContent = 'https://example.com/' + 'x'.repeat(400); \
+             return card.scrollWidth > card.clientWidth",
+        )
+        .await;
+    assert_eq!(overflows, json!(false));
     browser.screenshot("42-picker-live-factory").await;
     browser.press_keys(&Key::Escape).await;
 
