@@ -108,3 +108,25 @@ async fn console_asset(Path(file_name): Path<String>) -> Result<Response, ApiErr
             id: file_name,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_page_gets_its_own_style_nonce_and_still_no_inline_script() {
+        let first = new_style_nonce().unwrap();
+        let second = new_style_nonce().unwrap();
+        assert_ne!(first, second);
+        assert_eq!(first.len(), 24, "128 bits in base64: {first}");
+        let policy = page_content_security_policy(&first);
+        assert!(
+            policy.contains(&format!("style-src 'self' 'nonce-{first}'")),
+            "{policy}"
+        );
+        assert!(policy.contains("script-src 'self';"), "{policy}");
+        assert!(!policy.contains("unsafe-inline"), "{policy}");
+        assert!(HeaderValue::from_str(&policy).is_ok());
+        assert!(assets::INDEX_HTML.contents.contains("{{style-nonce}}"));
+    }
+}

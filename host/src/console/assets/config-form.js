@@ -438,6 +438,7 @@ function buildControl(item, value, { id, labelId, describedBy, label, onChange }
       });
       const savedHint = value === MASK ? h('p', { class: 'field-description secret-hint' }, `A value is saved and hidden. Leave ${MASK} as it is to keep it, type a new value to replace it, or clear the field to remove it.`) : null;
       const revealNote = h('p', { class: 'field-description reveal-note', role: 'status', hidden: true });
+      input.addEventListener('input', () => { revealNote.hidden = true; });
       return {
         ...plain(input, () => ({ value: input.value === '' ? undefined : input.value })),
         element: h('div', { class: 'secret-field' }, h('div', { class: 'input-with-button' }, input, toggle), revealNote, savedHint),
