@@ -211,7 +211,17 @@ fn sending_failures(config_under_test: bool) -> Vec<Failure> {
     let mut failures = vec![
         invalid_phone_number(),
         country_not_allowed(),
-        recipient_limit(),
+        // A console test has its own budget instead of the recipients' limits.
+        if config_under_test {
+            failure(
+                ApiError::ConsoleTestsLimited {
+                    retry_after_secs: 300,
+                },
+                "the console's tests used their budget for the window (`Retry-After`)",
+            )
+        } else {
+            recipient_limit()
+        },
         failure(
             ApiError::ConnectorBusy {
                 connector_id: "twilio-7f3a".to_owned(),
@@ -492,7 +502,8 @@ fn example_body(error: &ApiError) -> serde_json::Value {
             ]});
         }
         ApiError::RateLimited { retry_after_secs }
-        | ApiError::ResendCooldown { retry_after_secs } => {
+        | ApiError::ResendCooldown { retry_after_secs }
+        | ApiError::ConsoleTestsLimited { retry_after_secs } => {
             body["data"] = serde_json::json!({ "retryAfterSeconds": retry_after_secs });
         }
         ApiError::Verification(VerifyOutcome::Mismatch { attempts_left }) => {

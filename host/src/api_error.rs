@@ -55,6 +55,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("a code of this type was just sent to this recipient; wait {retry_after_secs} s before asking for another")]
     ResendCooldown { retry_after_secs: u64 },
+    /// The console's tests have a budget of their own (send/admin_test_budget.rs).
+    #[error("too many test messages from the console (at most {} per {} minutes on this host); retry in {retry_after_secs} s", crate::send::admin_test_budget::ADMIN_TESTS_PER_WINDOW, crate::send::admin_test_budget::ADMIN_TEST_WINDOW.as_secs() / 60)]
+    ConsoleTestsLimited { retry_after_secs: u64 },
     #[error("{}", verification_failure_message(.0))]
     Verification(VerifyOutcome),
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
@@ -104,9 +107,9 @@ impl ApiError {
             | ApiError::InvalidPhoneNumber(_)
             | ApiError::CountryNotAllowed { .. }
             | ApiError::Verification(_) => StatusCode::BAD_REQUEST,
-            ApiError::RateLimited { .. } | ApiError::ResendCooldown { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited { .. }
+            | ApiError::ResendCooldown { .. }
+            | ApiError::ConsoleTestsLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Connector { error, during_test } => {
                 connector_error_status(error.code, *during_test)
@@ -136,6 +139,7 @@ impl ApiError {
             ApiError::CountryNotAllowed { .. } => "guard.phone_country_not_allowed".to_owned(),
             ApiError::RateLimited { .. } => "request.message_rate_limited".to_owned(),
             ApiError::ResendCooldown { .. } => "verification_code.resend_cooldown".to_owned(),
+            ApiError::ConsoleTestsLimited { .. } => "request.console_test_rate_limited".to_owned(),
             ApiError::Verification(outcome) => match outcome {
                 VerifyOutcome::NotFound | VerifyOutcome::Verified => "verification_code.not_found",
                 VerifyOutcome::Expired => "verification_code.expired",
@@ -212,7 +216,8 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::RateLimited { retry_after_secs }
-            | ApiError::ResendCooldown { retry_after_secs } => {
+            | ApiError::ResendCooldown { retry_after_secs }
+            | ApiError::ConsoleTestsLimited { retry_after_secs } => {
                 body["data"] = json!({ "retryAfterSeconds": retry_after_secs });
                 retry_after = Some(retry_after_secs.to_string());
             }
@@ -314,6 +319,9 @@ impl From<SendError> for ApiError {
                 reason,
             },
             SendError::CountryNotAllowed { region } => ApiError::CountryNotAllowed { region },
+            SendError::ConsoleTestsLimited { retry_after_secs } => {
+                ApiError::ConsoleTestsLimited { retry_after_secs }
+            }
             SendError::Refused(refusal) => ApiError::from(refusal),
             SendError::Store(error) => ApiError::from(error),
             SendError::ConnectorBusy {

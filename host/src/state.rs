@@ -303,6 +303,7 @@ impl AppState {
                     config.http_limits.max_vendor_concurrency,
                 ),
                 executor: send_executor,
+                admin_test_budget: Default::default(),
             },
             code_hasher,
             shared_store,

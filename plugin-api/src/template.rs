@@ -32,8 +32,13 @@ pub fn find_template<'a>(
         .iter()
         .find_map(|&candidate_type| best_locale_match(templates, candidate_type, locale))
         .ok_or_else(|| {
+            let fallback = if usage_type == TemplateType::Generic {
+                ""
+            } else {
+                " and none for Generic"
+            };
             ConnectorError::template_not_found(format!(
-                "no template for usage type {usage_type} and none for Generic{}",
+                "no template for usage type {usage_type}{fallback}{}",
                 locale
                     .map(|tag| format!(" (locale {tag})"))
                     .unwrap_or_default()

@@ -251,9 +251,23 @@ impl Browser {
                 .find(Locator::Css(css))
                 .await
                 .map_err(|error| error.to_string())?;
-            element.click().await.map_err(|error| error.to_string())
+            self.click_in_view(element).await
         })
         .await
+    }
+
+    /// Scrolls `element` to the middle of its scroll container (as a person would bring it
+    /// into sight: WebDriver itself would click an element under a sticky bar), then clicks.
+    async fn click_in_view(&self, element: Element) -> Result<(), String> {
+        let reference = serde_json::to_value(&element).map_err(|error| error.to_string())?;
+        self.client
+            .execute(
+                "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})",
+                vec![reference],
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+        element.click().await.map_err(|error| error.to_string())
     }
 
     /// Clicks the button, link or menu item whose visible text is exactly `text` (what a
@@ -269,7 +283,7 @@ impl Browser {
                 .find(Locator::XPath(&xpath))
                 .await
                 .map_err(|error| error.to_string())?;
-            element.click().await.map_err(|error| error.to_string())
+            self.click_in_view(element).await
         })
         .await
     }
@@ -333,6 +347,37 @@ impl Browser {
             .send_keys(keys)
             .await
             .unwrap_or_else(|error| panic!("sending keys {keys:?}: {error}"));
+    }
+
+    /// Makes the page see `prefers-color-scheme: dark` (or light again), through chromedriver's
+    /// DevTools passthrough (`Emulation.setEmulatedMedia`); it holds across navigations.
+    pub async fn set_dark_mode(&self, dark: bool) {
+        let session_id = self.session_id.clone().expect("a WebDriver session");
+        let url = format!(
+            "{}/session/{session_id}/goog/cdp/execute",
+            self.webdriver_url
+        );
+        let scheme = if dark { "dark" } else { "light" };
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into();
+            let mut response = agent
+                .post(&url)
+                .send_json(json!({
+                    "cmd": "Emulation.setEmulatedMedia",
+                    "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+                }))
+                .expect("chromedriver DevTools request");
+            let status = response.status().as_u16();
+            let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+            (status, body)
+        })
+        .await
+        .expect("DevTools request task");
+        assert_eq!(status, 200, "Emulation.setEmulatedMedia: {body}");
     }
 
     /// The messages of the `SEVERE` browser log entries (uncaught exceptions, `console.error`,

@@ -56,14 +56,22 @@ fn send_message(host: &TestHost) -> (u16, Value) {
     )
 }
 
-/// The value of a form field's input, by its form key.
+/// The value of a form field's input, by its form key; for a code editor, its lines as shown.
 async fn field_value(browser: &Browser, key: &str) -> String {
     let value = browser
         .eval(&format!(
-            "return document.querySelector('[data-field-key=\"{key}\"] input, [data-field-key=\"{key}\"] textarea').value"
+            "const field = document.querySelector('[data-field-key=\"{key}\"]'); \
+             const editor = field.querySelector('.cm-editor'); \
+             if (editor) return editor.editorText(); \
+             return field.querySelector('input, textarea').value"
         ))
         .await;
     value.as_str().unwrap_or_default().to_owned()
+}
+
+/// The code editor of a JSON field (CodeMirror's editable area).
+fn code_editor(key: &str) -> String {
+    format!("[data-field-key=\"{key}\"] .cm-content")
 }
 
 async fn is_disabled(browser: &Browser, button_text: &str) -> bool {
@@ -73,10 +81,26 @@ async fn is_disabled(browser: &Browser, button_text: &str) -> bool {
     browser.eval(&script).await == json!(true)
 }
 
+/// Replaces a JSON field's text as an operator would: click in, select all, type.
 async fn replace_json(browser: &Browser, key: &str, text: &str) {
-    browser
-        .fill(&format!("[data-field-key=\"{key}\"] textarea"), text)
-        .await;
+    browser.click(&code_editor(key)).await;
+    let select_all = format!("{}a{}", &*Key::Control, &*Key::Null);
+    browser.press_keys(&select_all).await;
+    browser.press_keys(&Key::Delete).await;
+    browser.press_keys(text).await;
+    // Enter indents the next line, as in any code editor.
+    let unindented = |text: &str| {
+        text.lines()
+            .map(str::trim_start)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let typed = field_value(browser, key).await;
+    assert_eq!(
+        unindented(&typed),
+        unindented(text),
+        "the editor holds what was typed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,9 +438,7 @@ async fn errors_show_next_to_what_caused_them() {
     browser.click_button("Discard and leave").await;
 
     // No Generic template: the message sits on the templates editor.
-    browser
-        .wait_for("[data-field-key=\"templates\"] textarea")
-        .await;
+    browser.wait_for(&code_editor("templates")).await;
     replace_json(
         &browser,
         "templates",
@@ -430,29 +452,54 @@ async fn errors_show_next_to_what_caused_them() {
         .await;
     browser.screenshot("17-template-not-found").await;
 
-    // The per-recipient limit: 429 with its wait, next to Send.
+    // Console tests have their own budget: past the per-recipient limit they still go out,
+    // and they use up none of the recipient's sends.
     drop(browser);
     drop(host);
-    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))])
-        .start_with_args(&["--admin-key", ADMIN_KEY, "--max-sends-per-recipient", "1"]);
+    let host =
+        HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start_with_args(&[
+            "--admin-key",
+            ADMIN_KEY,
+            "--send-key",
+            SEND_KEY,
+            "--max-sends-per-recipient",
+            "1",
+        ]);
     let browser = Browser::start().await;
     sign_in(&browser, &host).await;
     browser
         .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
         .await;
     browser.fill("input[type=tel]", PHONE).await;
+    for _ in 0..2 {
+        browser.click_button("Send").await;
+        browser
+            .wait_for_text(".test-outcome", "Test message sent")
+            .await;
+    }
+    create_mock_connector(&host);
+    assert_eq!(
+        send_message(&host).0,
+        200,
+        "the phone's real send is intact"
+    );
+    assert_eq!(send_message(&host).0, 429, "and its limit still holds");
+    // Still capped: the budget spent (20 per 10 minutes), the wait shows next to Send.
+    let config =
+        json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": true});
+    for _ in 2..20 {
+        let (status, body) = host.post(
+            &format!("/api/connectors/{MOCK}/test"),
+            &json!({"phone": PHONE, "config": config}),
+        );
+        assert_eq!(status, 204, "{body}");
+    }
     browser.click_button("Send").await;
     browser
-        .wait_for_text(".test-outcome", "Test message sent")
+        .wait_for_text(".test-outcome", "Too many test messages from the console")
         .await;
-    browser.click_button("Send").await;
-    browser
-        .wait_for_text(
-            ".test-outcome",
-            "Too many messages to this recipient; retry in 600 s.",
-        )
-        .await;
-    browser.screenshot("18-rate-limited").await;
+    assert!(browser.text_of(".test-outcome").await.contains("retry in"));
+    browser.screenshot("18-console-test-budget").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1123,6 +1170,34 @@ async fn orphaned_and_unloaded_connectors_are_flagged() {
     browser.wait_for_text(".details-title", "http-sms").await;
     browser.wait_for_text(".code-block", "127.0.0.1:9").await;
     assert!(!browser.exists("#details-form").await);
+
+    // The orphaned live one keeps its name (from the build it runs on), and its page says one
+    // consistent thing: it sends, it cannot be edited or tested until its file is back.
+    browser.click_button("← Connectors").await;
+    browser
+        .wait_for_text(
+            "[data-testid=live-sms-connector] .connector-name",
+            "Mock SMS Service",
+        )
+        .await;
+    browser
+        .click("[data-testid=live-sms-connector] a.button")
+        .await;
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
+    browser
+        .wait_for_text("[data-testid=test-unavailable]", "needs the plugin file")
+        .await;
+    browser
+        .wait_for_text("[data-testid=saved-config]", "Generic code")
+        .await;
+    assert!(!browser.exists("[data-testid=load-error]").await);
+    assert!(browser
+        .text_of(".details-columns")
+        .await
+        .contains("keeps sending"));
+    browser.screenshot("45-orphaned-live-details").await;
 }
 
 /// The admin key is not offered to password managers: the sign-in field has
@@ -1171,4 +1246,816 @@ async fn the_sign_in_field_is_masked_and_not_offered_to_password_managers() {
     browser.fill("#admin-key", ADMIN_KEY).await;
     browser.click_button("Sign in").await;
     browser.wait_until_gone("#admin-key").await;
+}
+
+/// A piece of the page's state, by script.
+async fn active_element(browser: &Browser) -> Value {
+    browser
+        .eval(
+            "const a = document.activeElement; return {tag: a.tagName, text: a.textContent.trim().slice(0, 40), \
+             inDialog: a.closest('[role=dialog]') !== null, inTopbar: a.closest('#topbar') !== null, \
+             inForm: a.closest('#details-form') !== null, skip: a.classList.contains('skip-link')}",
+        )
+        .await
+}
+
+/// Buttons and button-like links whose accessible name does not contain their visible label
+/// (WCAG 2.5.3), and how many labelled ones were checked.
+async fn names_not_matching_labels(browser: &Browser) -> (Value, u64) {
+    let result = browser
+        .eval(
+            "const problems = []; let checked = 0;
+             for (const element of document.querySelectorAll('button, a.button')) {
+               if (element.getClientRects().length === 0) continue;
+               const visible = element.textContent.trim();
+               const label = element.getAttribute('aria-label');
+               if (!label || !/[A-Za-z]/.test(visible)) continue;
+               checked += 1;
+               if (!label.toLowerCase().startsWith(visible.toLowerCase())) problems.push([visible, label]);
+             }
+             return [problems, checked];",
+        )
+        .await;
+    (result[0].clone(), result[1].as_u64().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feedback_goes_when_what_it_was_about_changes() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+        .await;
+    let endpoint = "[data-field-key=\"endpoint\"] input";
+    browser.fill(endpoint, "ftp://sms.example.com").await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-field-key=\"endpoint\"] .field-error", "http://")
+        .await;
+    browser
+        .wait_for_text(".test-outcome", "The configuration is invalid")
+        .await;
+    // Fixing the endpoint takes the red text away, there and by Send.
+    browser.fill(endpoint, "http://127.0.0.1:9/sms").await;
+    let stale = browser
+        .eval(
+            "return {fieldError: !document.querySelector('[data-field-key=\"endpoint\"] .field-error').hidden, \
+             outcome: document.querySelector('.test-outcome').textContent, \
+             invalid: document.querySelectorAll('.field-invalid').length}",
+        )
+        .await;
+    assert_eq!(
+        stale,
+        json!({"fieldError": false, "outcome": "", "invalid": 0})
+    );
+
+    // A template the connector refuses: the message sits right under the editor (before the
+    // help), the editor's status no longer says "Valid JSON", and the text names Generic once.
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser.click_button("Discard and leave").await;
+    browser.wait_for(&code_editor("templates")).await;
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"SignIn\", \"content\": \"Sign-in code {{code}}\"}]",
+    )
+    .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    let error = browser
+        .wait_for_text(
+            "[data-field-key=\"templates\"] .field-error",
+            "No Generic template",
+        )
+        .await;
+    drop(error);
+    let placement = browser
+        .eval(
+            "const field = document.querySelector('[data-field-key=\"templates\"]'); \
+             const error = field.querySelector('.field-error'); const help = field.querySelector('.templates-help'); \
+             return {errorBeforeHelp: Boolean(error.compareDocumentPosition(help) & Node.DOCUMENT_POSITION_FOLLOWING), \
+             status: field.querySelector('.json-status').textContent, text: error.textContent}",
+        )
+        .await;
+    assert_eq!(placement["errorBeforeHelp"], json!(true), "{placement}");
+    assert!(
+        !placement["status"].as_str().unwrap().contains("Valid JSON"),
+        "{placement}"
+    );
+    assert!(
+        !placement["text"]
+            .as_str()
+            .unwrap()
+            .contains("none for Generic"),
+        "{placement}"
+    );
+    browser.screenshot("36-template-refused").await;
+
+    // A template without {{code}} is flagged before anything is sent.
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"Generic\", \"content\": \"Welcome!\"}]",
+    )
+    .await;
+    browser
+        .wait_for_text(
+            "[data-testid=template-warning]",
+            "No {{code}} in the Generic template",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('[data-field-key=\"templates\"] .field-error').hidden")
+            .await,
+        json!(true),
+        "the edit took the refusal away"
+    );
+    browser.screenshot("37-template-without-code").await;
+
+    // Discard takes the test's verdict and the highlights with it.
+    let (status, saved) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms"}}),
+    );
+    assert_eq!(status, 200, "{saved}");
+    browser
+        .goto(&format!(
+            "{}#/connectors/{}",
+            console_url(&host),
+            saved["id"].as_str().unwrap()
+        ))
+        .await;
+    browser.click_button("Discard and leave").await;
+    browser.wait_for(endpoint).await;
+    browser.fill(endpoint, "ftp://sms.example.com").await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text(".test-outcome", "The configuration is invalid")
+        .await;
+    browser.click_button("Discard").await;
+    browser.wait_for(".save-bar[hidden]").await;
+    let after = browser
+        .eval(
+            "return {outcome: document.querySelector('.test-outcome').textContent, \
+             invalid: document.querySelectorAll('.field-invalid, [aria-invalid=true]').length, \
+             status: document.querySelector('.save-status').textContent}",
+        )
+        .await;
+    assert_eq!(after, json!({"outcome": "", "invalid": 0, "status": ""}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn focus_is_never_lost_and_what_is_hidden_is_inert() {
+    let host = mock_and_http_host();
+    create_mock_connector(&host);
+    create_mock_connector(&host);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.wait_for("[data-testid=previous-connector]").await;
+
+    // The main buttons' accessible names start with what they show.
+    let (problems, checked) = names_not_matching_labels(&browser).await;
+    assert_eq!(problems, json!([]));
+    assert!(checked >= 2, "only {checked} labelled buttons");
+    let make_live = browser
+        .eval("return document.querySelector('[data-testid=previous-connector] .button-primary').getAttribute('aria-label')")
+        .await;
+    assert!(
+        make_live.as_str().unwrap().starts_with("Make live"),
+        "{make_live}"
+    );
+
+    // Send keeps the focus while it is busy and after.
+    browser
+        .click("[data-testid=live-sms-connector] a.button")
+        .await;
+    browser.wait_for("[data-testid=connector-tester]").await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser
+        .eval(
+            "document.querySelector('[data-testid=connector-tester] button[type=submit]').focus()",
+        )
+        .await;
+    browser.press_keys(&Key::Enter).await;
+    browser
+        .wait_for_text(".test-outcome", "Test message sent")
+        .await;
+    let focused = active_element(&browser).await;
+    assert_eq!(
+        (focused["tag"].as_str(), focused["text"].as_str()),
+        (Some("BUTTON"), Some("Send")),
+        "{focused}"
+    );
+
+    // Discard: the bar goes, the focus goes to the form.
+    browser.click("[data-field-key=\"outbox\"] label").await;
+    browser.wait_for(".save-bar:not([hidden])").await;
+    browser
+        .eval("[...document.querySelectorAll('.save-bar button')].find(b => b.textContent === 'Discard').focus()")
+        .await;
+    browser.press_keys(&Key::Enter).await;
+    browser.wait_for(".save-bar[hidden]").await;
+    let focused = active_element(&browser).await;
+    assert_eq!(focused["inForm"], json!(true), "{focused}");
+
+    // A dialog: Tab stays inside, and the page behind is inert.
+    browser.click("[aria-haspopup=menu]").await;
+    browser.click_button("Delete").await;
+    browser.wait_for("[data-testid=confirm-dialog]").await;
+    for _ in 0..6 {
+        browser.press_keys(&Key::Tab).await;
+        let focused = active_element(&browser).await;
+        assert_eq!(focused["inDialog"], json!(true), "{focused}");
+    }
+    assert_eq!(
+        browser
+            .eval("return [document.getElementById('main').inert, document.getElementById('topbar').inert]")
+            .await,
+        json!([true, true])
+    );
+    browser.press_keys(&Key::Escape).await;
+    browser
+        .wait_until_gone("[data-testid=confirm-dialog]")
+        .await;
+    assert_eq!(
+        browser
+            .eval("return [document.getElementById('main').inert, document.getElementById('topbar').inert]")
+            .await,
+        json!([false, false])
+    );
+
+    // The full-screen guide: Tab never reaches the hidden top bar, whose Sign out cannot be
+    // focused (so Enter cannot sign out).
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser
+        .wait_for_text(".guide-steps", "Parameter configuration")
+        .await;
+    browser.press_keys(&Key::Escape).await;
+    let mut seen_in_guide = 0;
+    for _ in 0..40 {
+        // The templates editor keeps Tab for indenting until Escape.
+        let in_editor = browser
+            .eval("return document.activeElement.matches('.cm-content')")
+            .await;
+        if in_editor == json!(true) {
+            browser.press_keys(&Key::Escape).await;
+        }
+        browser.press_keys(&Key::Tab).await;
+        let focused = active_element(&browser).await;
+        assert_eq!(
+            (focused["inTopbar"].clone(), focused["skip"].clone()),
+            (json!(false), json!(false)),
+            "{focused}"
+        );
+        if focused["tag"] != json!("BODY") {
+            seen_in_guide += 1;
+        }
+    }
+    assert!(seen_in_guide > 10, "Tab moved through the guide");
+    let sign_out_focusable = browser
+        .eval("document.getElementById('sign-out').focus(); return document.activeElement.id === 'sign-out'")
+        .await;
+    assert_eq!(sign_out_focusable, json!(false));
+    browser.screenshot("38-guide-inert-topbar").await;
+    browser.click("a.guide-close").await;
+    browser.wait_for("[data-testid=live-sms-connector]").await;
+    assert_eq!(
+        browser
+            .eval("return document.getElementById('topbar').inert")
+            .await,
+        json!(false)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guide_on_a_phone_opens_at_its_readme() {
+    let host = mock_and_http_host();
+    let browser = Browser::start_with_window(390, 844).await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+        .await;
+    browser.wait_for("[data-testid=readme] h1").await;
+    browser
+        .wait_for_text(".guide-steps", "Parameter configuration")
+        .await;
+    let state = browser
+        .eval(
+            "const heading = document.querySelector('.guide-readme-heading').getBoundingClientRect(); \
+             return {focused: document.activeElement.classList.contains('guide-title'), \
+             readmeInView: heading.top >= 0 && heading.bottom <= window.innerHeight}",
+        )
+        .await;
+    assert_eq!(state, json!({"focused": true, "readmeInView": true}));
+    browser.screenshot("39-phone-guide-opens-at-readme").await;
+}
+
+/// Copies under a hidden name, then renames into place, as an operator drops a plugin in.
+fn drop_plugin(plugins_dir: &std::path::Path, source: &std::path::Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let temporary = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(source, &temporary).unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_plugin_appears_without_a_reload_and_a_renamed_copy_is_refused() {
+    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start();
+    create_mock_connector(&host);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.eval("window.__sameDocument = true").await;
+
+    // The picker is open when the plugin arrives.
+    browser.click_button("Change SMS connector").await;
+    browser
+        .wait_for(&format!("[data-factory-id=\"{MOCK}\"]"))
+        .await;
+    assert!(
+        !browser
+            .exists(&format!("[data-factory-id=\"{HTTP_SMS}\"]"))
+            .await
+    );
+    drop_plugin(
+        &host.plugins_dir,
+        &plugin_file("http_sms"),
+        "libhttp_sms.so",
+    );
+    browser
+        .wait_for_text(&format!("[data-factory-id=\"{HTTP_SMS}\"]"), "HTTP SMS")
+        .await;
+    browser.screenshot("40-picker-plugin-dropped").await;
+    browser.press_keys(&Key::Escape).await;
+    browser
+        .wait_until_gone("[data-testid=factory-picker]")
+        .await;
+
+    // The Plugins page follows the folder: a renamed copy of the working plugin (sorting
+    // first by name) is refused with its reason, and the original keeps serving.
+    browser.click("[data-nav=plugins]").await;
+    browser.wait_for("tr[data-file=\"libhttp_sms.so\"]").await;
+    drop_plugin(
+        &host.plugins_dir,
+        &plugin_file("mock_sms"),
+        "liba_copy_sms.so",
+    );
+    let refused = browser
+        .wait_for_text(
+            "tr[data-file=\"liba_copy_sms.so\"][data-status=rejected]",
+            "keeps serving",
+        )
+        .await;
+    drop(refused);
+    assert!(browser
+        .text_of("tr[data-file=\"liba_copy_sms.so\"]")
+        .await
+        .contains("libmock_sms.so"));
+    assert!(
+        browser
+            .exists("tr[data-file=\"libmock_sms.so\"][data-status=loaded]")
+            .await
+    );
+    browser.screenshot("41-plugins-renamed-copy-refused").await;
+    assert_eq!(
+        browser.eval("return window.__sameDocument ?? null").await,
+        json!(true),
+        "the page was not reloaded"
+    );
+    let (status, receipt) = send_message(&host);
+    assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_the_host_decides_is_said_on_the_page() {
+    let host = HostFolders::new(&[
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+        ("libhttp_sms.so", &plugin_file("http_sms")),
+        ("libtwilio_sms.so", &plugin_file("twilio_sms")),
+    ])
+    .start();
+    let mock = create_mock_connector(&host);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+
+    // Changing: the live factory is shown but cannot be picked again.
+    browser.click_button("Change SMS connector").await;
+    let current = format!("[data-factory-id=\"{MOCK}\"]");
+    browser.wait_for_text(&current, "Live now").await;
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "return document.querySelector('{} input').disabled",
+                current.replace('\'', "\\'")
+            ))
+            .await,
+        json!(true)
+    );
+    // A long unbroken description (a vendor's URL, say) wraps inside its card.
+    let overflows = browser
+        .eval(
+            "const card = document.querySelector('.factory-card'); \
+             card.querySelector('.factory-card-description').textContent = 'https://example.com/' + 'x'.repeat(400); \
+             return card.scrollWidth > card.clientWidth",
+        )
+        .await;
+    assert_eq!(overflows, json!(false));
+    browser.screenshot("42-picker-live-factory").await;
+    browser.press_keys(&Key::Escape).await;
+
+    // Twilio without a sender: both fields say either will do.
+    browser
+        .goto(&format!(
+            "{}#/guide/twilio-short-message-service",
+            console_url(&host)
+        ))
+        .await;
+    browser
+        .fill("[data-field-key=\"accountSID\"] input", "AC123")
+        .await;
+    browser
+        .fill("[data-field-key=\"authToken\"] input", "token")
+        .await;
+    browser.fill("input[type=tel]", PHONE).await;
+    browser.click_button("Send").await;
+    browser
+        .wait_for_text("[data-field-key=\"from\"] .field-error", "or a sender")
+        .await;
+    browser
+        .wait_for_text(
+            "[data-field-key=\"fromMessagingServiceSID\"] .field-error",
+            "one of the two",
+        )
+        .await;
+    browser.screenshot("43-twilio-sender").await;
+
+    // Templates come back with usageType first, as written.
+    browser
+        .goto(&format!(
+            "{}#/connectors/{}",
+            console_url(&host),
+            mock["id"].as_str().unwrap()
+        ))
+        .await;
+    browser.click_button("Discard and leave").await;
+    browser
+        .wait_for_text(".details-title", "Mock SMS Service")
+        .await;
+    let templates = field_value(&browser, "templates").await;
+    assert!(
+        templates.find("usageType") < templates.find("content"),
+        "{templates}"
+    );
+
+    // Show on a saved secret says it is kept and hidden instead of showing the mask.
+    let (status, saved) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms", "authorization": "Bearer hidden"}}),
+    );
+    assert_eq!(status, 200, "{saved}");
+    browser
+        .goto(&format!(
+            "{}#/connectors/{}",
+            console_url(&host),
+            saved["id"].as_str().unwrap()
+        ))
+        .await;
+    browser
+        .wait_for("[data-field-key=\"authorization\"] input")
+        .await;
+    browser.click_button("Show").await;
+    browser
+        .wait_for_text(".reveal-note", "kept and hidden")
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('[data-field-key=\"authorization\"] input').type")
+            .await,
+        json!("password")
+    );
+    browser.screenshot("44-saved-secret-show").await;
+}
+
+/// Every screen at both sizes, light and dark, into `target/console-screenshots/` (named
+/// `screens-<size>-<scheme>-<screen>`), with what the polish promised checked on the way.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_screen_at_both_sizes_in_light_and_dark() {
+    let host = mock_and_http_host();
+    let (status, retired) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms", "authorization": "Bearer x"}}),
+    );
+    assert_eq!(status, 200, "{retired}");
+    let live = create_mock_connector(&host);
+    let live_id = live["id"].as_str().unwrap();
+    for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
+        for dark in [false, true] {
+            let scheme = if dark { "dark" } else { "light" };
+            let browser = Browser::start_with_window(width, height).await;
+            browser.set_dark_mode(dark).await;
+            let shot = |screen: &'static str| {
+                let browser = &browser;
+                async move {
+                    let fits = browser
+                        .eval(
+                            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+                        )
+                        .await;
+                    assert_eq!(
+                        fits,
+                        json!(true),
+                        "{size} {scheme} {screen} scrolls sideways"
+                    );
+                    browser
+                        .screenshot(&format!("screens-{size}-{scheme}-{screen}"))
+                        .await;
+                }
+            };
+            browser.goto(&console_url(&host)).await;
+            browser.wait_for("#admin-key").await;
+            let background = browser
+                .eval("return getComputedStyle(document.documentElement).backgroundColor")
+                .await;
+            let expected = if dark {
+                "rgb(19, 21, 23)"
+            } else {
+                "rgb(244, 245, 247)"
+            };
+            assert_eq!(background, json!(expected), "{scheme}");
+            shot("01-sign-in").await;
+            browser.fill("#admin-key", ADMIN_KEY).await;
+            browser.click_button("Sign in").await;
+            browser
+                .wait_for_text("[data-testid=live-sms-connector]", "Mock SMS Service")
+                .await;
+            browser.wait_for("[data-testid=previous-connector]").await;
+            shot("02-connectors").await;
+
+            browser.click_button("Change SMS connector").await;
+            browser
+                .wait_for(&format!("[data-factory-id=\"{HTTP_SMS}\"]"))
+                .await;
+            shot("03-picker").await;
+            browser.press_keys(&Key::Escape).await;
+            browser
+                .wait_until_gone("[data-testid=factory-picker]")
+                .await;
+
+            browser
+                .goto(&format!("{}#/guide/{HTTP_SMS}", console_url(&host)))
+                .await;
+            browser.wait_for("[data-testid=readme] h1").await;
+            browser
+                .wait_for_text(".guide-steps", "Test connection")
+                .await;
+            shot("04-guide").await;
+            if size == "desktop" {
+                // Save and Done stays in sight however long the form.
+                let in_view = browser
+                    .eval("const r = [...document.querySelectorAll('button')].find(b => b.textContent === 'Save and Done').getBoundingClientRect(); return r.bottom <= window.innerHeight && r.top >= 0")
+                    .await;
+                assert_eq!(in_view, json!(true), "Save and Done below the fold");
+            }
+
+            browser
+                .goto(&format!("{}#/connectors/{live_id}", console_url(&host)))
+                .await;
+            browser
+                .wait_for_text(".details-title", "Mock SMS Service")
+                .await;
+            browser.wait_for_text(".details-title .badge", "SMS").await;
+            let gap = browser
+                .eval("const b = [...document.querySelectorAll('.details-title .badge')]; return b[2].getBoundingClientRect().left - b[1].getBoundingClientRect().right")
+                .await;
+            assert!(gap.as_f64().unwrap() >= 4.0, "badges touch: {gap}");
+            assert!(browser.exists("[aria-label='Copy connector ID']").await);
+            shot("05-details").await;
+            browser.click_button("Check README").await;
+            browser.wait_for("[data-testid=readme-drawer] h1").await;
+            shot("06-readme-drawer").await;
+            browser.press_keys(&Key::Escape).await;
+            browser.wait_until_gone("[data-testid=readme-drawer]").await;
+            browser
+                .goto(&format!(
+                    "{}#/connectors/{}",
+                    console_url(&host),
+                    retired["id"].as_str().unwrap()
+                ))
+                .await;
+            browser.wait_for_text(".details-title", "HTTP SMS").await;
+            shot("07-retired-details").await;
+
+            browser.click("[data-nav=plugins]").await;
+            browser.wait_for("[data-testid=plugins-table]").await;
+            let folder = browser.text_of("[data-testid=plugins-folder]").await;
+            assert_eq!(folder, host.plugins_dir.display().to_string());
+            assert!(
+                !browser
+                    .text_of("[data-testid=plugins-table] thead")
+                    .await
+                    .contains("Error"),
+                "no empty Error column"
+            );
+            shot("08-plugins").await;
+            let errors = browser.browser_log_errors().await;
+            assert!(
+                errors
+                    .iter()
+                    .all(|line| !line.contains("Uncaught")
+                        && !line.contains("Content Security Policy")),
+                "{errors:?}"
+            );
+        }
+    }
+}
+
+/// The host unreachable: the page says so and offers Retry, not a way "back" to a page that
+/// cannot load either.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_host_unreachable_offers_retry() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=plugins]").await;
+    browser.wait_for("[data-testid=plugins-table]").await;
+    let _folders = host.kill();
+    browser.click("[data-nav=connectors]").await;
+    browser
+        .wait_for_text("[data-testid=page-error]", "did not answer")
+        .await;
+    let buttons = browser
+        .eval("return [...document.querySelectorAll('[data-testid=page-error] .button')].map(b => b.textContent)")
+        .await;
+    assert_eq!(buttons, json!(["Retry"]));
+    browser.screenshot("46-host-unreachable").await;
+    browser.click_button("Retry").await;
+    browser
+        .wait_for_text("[data-testid=page-error]", "did not answer")
+        .await;
+}
+
+/// The templates editor is a code editor (CodeMirror, vendored and served by the host): line
+/// numbers for the lines errors cite, highlighting, no soft wrapping, Copy and Format, and
+/// the keyboard never trapped; under the page's CSP, with nothing fetched from elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_templates_editor_is_a_code_editor() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser
+        .goto(&format!("{}#/guide/{MOCK}", console_url(&host)))
+        .await;
+    browser.wait_for(&code_editor("templates")).await;
+    let long_line = format!(
+        "[{{\"usageType\": \"Generic\", \"content\": \"{} {{{{code}}}}\"}},\n{{\"usageType\": \"SignIn\",}}]",
+        "a long line ".repeat(20)
+    );
+    replace_json(&browser, "templates", &long_line).await;
+    browser
+        .wait_for_text(
+            "[data-field-key=\"templates\"] .json-status",
+            "Invalid JSON at line 2",
+        )
+        .await;
+    let editor = browser
+        .eval(
+            "const field = document.querySelector('[data-field-key=\"templates\"]'); \
+             const scroller = field.querySelector('.cm-scroller'); \
+             const content = field.querySelector('.cm-content'); \
+             return {lineNumbers: [...field.querySelectorAll('.cm-lineNumbers .cm-gutterElement')].filter(e => getComputedStyle(e).visibility !== 'hidden').map(e => e.textContent), \
+             highlighted: field.querySelectorAll('.tok-propertyName, .tok-string').length > 0, \
+             unwrapped: scroller.scrollWidth > scroller.clientWidth, \
+             role: content.getAttribute('role'), invalid: content.getAttribute('aria-invalid'), \
+             labelled: document.getElementById(content.getAttribute('aria-labelledby'))?.textContent ?? null, \
+             buttons: [...field.querySelectorAll('.json-editor-bar button')].map(b => b.textContent)}",
+        )
+        .await;
+    assert_eq!(
+        editor,
+        json!({
+            "lineNumbers": ["1", "2"],
+            "highlighted": true,
+            "unwrapped": true,
+            "role": "textbox",
+            "invalid": "true",
+            "labelled": "Templates*",
+            "buttons": ["Copy", "Format"],
+        })
+    );
+    browser.screenshot("47-code-editor-error-line").await;
+
+    // Format (once valid) lays it out; the keyboard: Tab indents, Escape then Tab moves on to
+    // the editor's buttons, Shift+Tab moves back out.
+    replace_json(
+        &browser,
+        "templates",
+        "[{\"usageType\": \"Generic\", \"content\": \"{{code}}\"}]",
+    )
+    .await;
+    browser.click_button("Format").await;
+    assert!(field_value(&browser, "templates")
+        .await
+        .contains("\n  {\n    \"usageType\": \"Generic\""));
+    browser.click(&code_editor("templates")).await;
+    browser.press_keys(&Key::Escape).await;
+    browser.press_keys(&Key::Tab).await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.textContent")
+            .await,
+        json!("Copy")
+    );
+    browser
+        .eval("document.querySelector('.cm-content').focus()")
+        .await;
+    let shift_tab = format!("{}{}{}", &*Key::Shift, &*Key::Tab, &*Key::Null);
+    browser.press_keys(&shift_tab).await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.closest('.cm-editor') === null")
+            .await,
+        json!(true),
+        "Shift+Tab leaves the editor"
+    );
+    let errors = browser.browser_log_errors().await;
+    assert!(
+        errors
+            .iter()
+            .all(|line| !line.contains("Content Security Policy")),
+        "{errors:?}"
+    );
+    // Its styles come in under the page's nonce, which changes with every page.
+    let styled = browser
+        .eval("return getComputedStyle(document.querySelector('.cm-editor')).display")
+        .await;
+    assert_eq!(styled, json!("flex"), "CodeMirror's own styles apply");
+}
+
+/// The Plugins page names who signed a plugin (with `--trusted-plugin-key`), as the API does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugins_page_shows_the_signer() {
+    use std::process::Command;
+    let keys = tempfile::tempdir().unwrap();
+    let public_key = keys.path().join("key.pub");
+    let secret_key = keys.path().join("key.sec");
+    let plugin = keys.path().join("libmock_sms.so");
+    std::fs::copy(plugin_file("mock_sms"), &plugin).unwrap();
+    for args in [
+        vec![
+            "-G",
+            "-W",
+            "-p",
+            public_key.to_str().unwrap(),
+            "-s",
+            secret_key.to_str().unwrap(),
+        ],
+        vec![
+            "-S",
+            "-s",
+            secret_key.to_str().unwrap(),
+            "-t",
+            "mock-sms console e2e",
+            "-m",
+            plugin.to_str().unwrap(),
+        ],
+    ] {
+        let status = Command::new("minisign")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("minisign runs (scripts/install-counterparts)");
+        assert!(status.success(), "minisign {args:?}");
+    }
+    let signature = keys.path().join("libmock_sms.so.minisig");
+    let host = HostFolders::new(&[
+        ("libmock_sms.so", &plugin),
+        ("libmock_sms.so.minisig", &signature),
+    ])
+    .start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--trusted-plugin-key",
+        public_key.to_str().unwrap(),
+    ]);
+    let (_, files) = host.get("/api/plugins");
+    let key_id = files[0]["signerKeyId"].as_str().expect("signed").to_owned();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=plugins]").await;
+    browser
+        .wait_for_text("[data-testid=plugins-table] thead", "Signed by")
+        .await;
+    let signer = browser
+        .eval("const cell = document.querySelector('tr[data-file=\"libmock_sms.so\"] td[data-label=\"Signed by\"] span'); return [cell.textContent, cell.title]")
+        .await;
+    assert_eq!(signer, json!([key_id, "mock-sms console e2e"]));
+    browser.screenshot("48-plugins-signer").await;
 }

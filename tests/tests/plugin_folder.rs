@@ -275,6 +275,48 @@ fn a_broken_upgrade_keeps_the_old_code_serving() {
     });
 }
 
+/// Two files providing one factory: the file already serving it keeps it, and the other (a
+/// renamed copy, here sorting first by name) is refused with a stated, logged reason. The
+/// operator decides otherwise by removing a file: then the copy takes over.
+#[test]
+fn a_renamed_copy_never_takes_a_serving_plugin_s_place() {
+    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start();
+    make_mock_live(&host);
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("mock_sms"),
+        "liba_copy_sms.so",
+    );
+    wait_until("the copy to be refused", Duration::from_secs(10), || {
+        report_for(&file_reports(&host), "liba_copy_sms.so", "rejected").is_some()
+    });
+    let reports = file_reports(&host);
+    assert!(
+        report_for(&reports, "libmock_sms.so", "loaded").is_some(),
+        "the original keeps serving: {reports:?}"
+    );
+    let reason = rejection_reason(&host, "liba_copy_sms.so");
+    assert!(
+        reason.contains("is already provided by")
+            && reason.contains("libmock_sms.so")
+            && reason.contains("keeps serving"),
+        "{reason}"
+    );
+    host.log_eventually(|log| {
+        log.lines()
+            .any(|line| line.contains("plugin rejected") && line.contains("liba_copy_sms.so"))
+    });
+    let (status, receipt) = send(&host);
+    assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
+
+    // The original removed: the copy provides the factory now.
+    std::fs::remove_file(host.plugins_dir.join("libmock_sms.so")).unwrap();
+    wait_until("the copy to take over", Duration::from_secs(10), || {
+        report_for(&file_reports(&host), "liba_copy_sms.so", "loaded").is_some()
+    });
+    assert_eq!(factory_ids(&host), [MOCK]);
+}
+
 #[test]
 fn removing_a_file_removes_its_factory_and_orphans_the_live_connector() {
     let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start();

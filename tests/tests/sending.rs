@@ -303,25 +303,51 @@ fn per_recipient_limit_and_resend_cooldown_answer_429() {
         "nothing sent past the limit"
     );
 
-    // Another recipient is not affected; the config test counts too.
+    // Console tests have their own budget: past the recipient's limit they still go out, a
+    // recipient's real sends are not used up by them, and a limited recipient can be tested.
     let other = "+12015550124";
     let config =
         json!({"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false});
-    for _ in 0..3 {
-        let (status, body) = host.post(
+    let test_to = |phone: &str| {
+        host.post(
             &format!("/api/connectors/{MOCK}/test"),
-            &json!({"phone": other, "config": config}),
-        );
+            &json!({"phone": phone, "config": config}),
+        )
+    };
+    for _ in 0..5 {
+        let (status, body) = test_to(other);
         assert_eq!(status, 204, "{body}");
     }
-    let (status, body) = host.post(
-        &format!("/api/connectors/{MOCK}/test"),
-        &json!({"phone": other, "config": config}),
+    let (status, body) = test_to(PHONE);
+    assert_eq!(
+        status, 204,
+        "a limited recipient can still be tested: {body}"
     );
+    for _ in 0..3 {
+        let (status, body) = host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": other, "payload": {"code": "1"}})),
+        );
+        assert_eq!(
+            status, 200,
+            "tests used none of the recipient's sends: {body}"
+        );
+    }
+    // Still capped: 20 tests per 10 minutes on a host.
+    for _ in 6..20 {
+        let (status, body) = test_to(other);
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, body) = test_to(other);
     assert_eq!(
         (status, body["code"].clone()),
-        (429, json!("request.message_rate_limited"))
+        (429, json!("request.console_test_rate_limited")),
+        "{body}"
     );
+    assert!(body["data"]["retryAfterSeconds"].as_u64().unwrap() > 500);
+    host.log_eventually(|log| log.contains("console test refused"));
 
     let (_, health) = host.request("GET", "/health", None, None);
     assert_eq!(health["limits"]["sending"]["maxSendsPerRecipient"], 3);

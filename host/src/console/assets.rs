@@ -38,6 +38,7 @@ pub const INDEX_HTML: Asset = embedded!("index.html", "text/html; charset=utf-8"
 pub const ASSETS: &[Asset] = &[
     embedded!("console.css", "text/css; charset=utf-8"),
     embedded!("favicon.svg", "image/svg+xml"),
+    embedded!("sms-placeholder.svg", "image/svg+xml"),
     embedded!("app.js", JAVASCRIPT),
     embedded!("api.js", JAVASCRIPT),
     embedded!("dom.js", JAVASCRIPT),
@@ -49,8 +50,11 @@ pub const ASSETS: &[Asset] = &[
     embedded!("guide-page.js", JAVASCRIPT),
     embedded!("connector-details-page.js", JAVASCRIPT),
     embedded!("plugins-page.js", JAVASCRIPT),
+    embedded!("plugin-changes.js", JAVASCRIPT),
     embedded!("config-form.js", JAVASCRIPT),
     embedded!("json-editor.js", JAVASCRIPT),
+    // CodeMirror 6 in one module (codemirror-build/README.md: versions, licences, build).
+    embedded!("codemirror.js", JAVASCRIPT),
     embedded!("connector-tester.js", JAVASCRIPT),
 ];
 

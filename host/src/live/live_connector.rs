@@ -266,6 +266,14 @@ impl LiveConnector {
         }
     }
 
+    /// The build it sends with, when it can send.
+    pub fn running_factory(&self) -> Option<&Arc<Factory>> {
+        match &self.status {
+            LiveStatus::Ready { factory, .. } => Some(factory),
+            LiveStatus::Unavailable { .. } | LiveStatus::ConfigUnreadable { .. } => None,
+        }
+    }
+
     /// Running on a build that is no longer the factory's in the registry (its file was
     /// removed, or another build took the factory id).
     pub fn is_orphaned(&self, registry: &FactoryRegistry) -> bool {

@@ -113,6 +113,9 @@ pub struct PluginFolder {
     folder_problem: Option<String>,
     files: BTreeMap<PathBuf, TrackedFile>,
     history: VecDeque<PluginFileReport>,
+    /// Which file provided each factory id at the last reconcile: it keeps the id while it
+    /// still provides it, so a renamed copy never takes a working plugin's place.
+    factory_sources: BTreeMap<String, PathBuf>,
 }
 
 impl PluginFolder {
@@ -122,6 +125,7 @@ impl PluginFolder {
             folder_problem: None,
             files: BTreeMap::new(),
             history: VecDeque::new(),
+            factory_sources: BTreeMap::new(),
         }
     }
 
@@ -342,17 +346,23 @@ impl PluginFolder {
         }
     }
 
-    /// The factories (first file by name wins an id) and a report per file, then the history.
-    /// A duplicate factory id is logged when the file providing it has just changed.
-    fn registry(&self, changed: &BTreeSet<PathBuf>) -> FactoryRegistry {
+    /// The factories and a report per file, then the history. When two files provide one
+    /// factory id, the one that provided it at the last reconcile keeps it (it was serving);
+    /// among new files the first by name wins. The other is refused, saying which file
+    /// keeps the id; the refusal is logged when the refused file has just changed.
+    fn registry(&mut self, changed: &BTreeSet<PathBuf>) -> FactoryRegistry {
+        let providers = self.factory_providers();
         let mut factories: BTreeMap<String, Arc<Factory>> = BTreeMap::new();
         let mut reports = Vec::new();
         for (path, tracked) in &self.files {
             let mut duplicate_of = None;
             if let Some(served) = &tracked.serving {
                 let factory_id = served.plugin.metadata.connector.id.clone();
-                match factories.get(&factory_id) {
-                    Some(existing) => duplicate_of = Some(existing.source_path.clone()),
+                match providers
+                    .get(&factory_id)
+                    .filter(|provider| *provider != path)
+                {
+                    Some(provider) => duplicate_of = Some(provider.clone()),
                     None => {
                         factories.insert(
                             factory_id,
@@ -375,7 +385,25 @@ impl PluginFolder {
             reports.push(report);
         }
         reports.extend(self.history.iter().rev().cloned());
+        self.factory_sources = providers;
         FactoryRegistry::new(factories, reports)
+    }
+
+    /// The file to provide each factory id: the one that provided it last time while it
+    /// still does, else the first file by name.
+    fn factory_providers(&self) -> BTreeMap<String, PathBuf> {
+        let mut providers: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for (path, tracked) in &self.files {
+            let Some(served) = &tracked.serving else {
+                continue;
+            };
+            let factory_id = &served.plugin.metadata.connector.id;
+            let incumbent = self.factory_sources.get(factory_id) == Some(path);
+            if incumbent || !providers.contains_key(factory_id) {
+                providers.insert(factory_id.clone(), path.clone());
+            }
+        }
+        providers
     }
 }
 

@@ -39,7 +39,7 @@ pub enum LoadError {
     PluginFailed { reason: String },
     #[error("invalid metadata: {reason}")]
     InvalidMetadata { reason: String },
-    #[error("factory id {factory_id:?} is already provided by {provided_by}")]
+    #[error("factory id {factory_id:?} is already provided by {provided_by}, which keeps serving it (the file already serving a factory keeps it); remove one of the two files")]
     DuplicateFactoryId {
         factory_id: String,
         provided_by: PathBuf,

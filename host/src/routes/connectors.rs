@@ -72,8 +72,13 @@ fn factory_metadata_fields(metadata: &PluginMetadata) -> serde_json::Map<String,
 
 fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorResponse {
     let registry = state.factories.load();
-    let factory = registry.get(&record.factory_id);
     let live = state.live.current();
+    // An orphaned live connector (its file gone) is still described by the build it runs on.
+    let factory = registry.get(&record.factory_id).or_else(|| {
+        live.as_deref()
+            .filter(|live| live.connector_id == record.id)
+            .and_then(|live| live.running_factory())
+    });
     let orphaned = live
         .as_deref()
         .is_some_and(|live| live.connector_id == record.id && live.is_orphaned(&registry));

@@ -10,7 +10,7 @@ use crate::live::lifecycle::{prepare_config, ConnectorChangeError, ConnectorLife
 use crate::phone::PhoneNumber;
 use crate::plugins::factory_registry::Factory;
 use crate::secret_redaction::SecretRedactor;
-use crate::send::metrics::{SendMetrics, SendPurpose};
+use crate::send::metrics::SendMetrics;
 use crate::send::{SendError, SendTarget, Sender};
 use crate::store::StoreError;
 
@@ -97,7 +97,7 @@ pub async fn send_test_code(
         redactor: &redactor,
     };
     sender
-        .send_with_flow_control(target, &test.phone, message, SendPurpose::ConfigTest)
+        .send_config_test(target, &test.phone, message)
         .await?;
     tracing::info!(%factory_id, "test message sent");
     Ok(())

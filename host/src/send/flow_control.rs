@@ -177,6 +177,9 @@ pub enum SendLimiter {
 pub enum SendSlot {
     Local(SendReservation),
     Shared(i64),
+    /// A console test: counted by its own budget (`admin_test_budget`), not by the
+    /// recipients' limits; nothing to give back here.
+    Unmetered,
 }
 
 /// Why a send may not go out now.

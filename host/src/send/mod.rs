@@ -16,6 +16,7 @@
 //! - [`outbox`]: the host's outbox, the one destination of development connectors.
 //! - [`vendor_concurrency`]: at most so many sends in progress through one connector.
 
+pub mod admin_test_budget;
 pub mod config_test;
 pub mod executor;
 pub mod flow_control;
@@ -93,6 +94,9 @@ pub enum SendError {
     },
     #[error("phone numbers of region {region} are not allowed")]
     CountryNotAllowed { region: String },
+    /// The console's tests have spent their own budget (`admin_test_budget`).
+    #[error("the console's test budget is spent; retry in {retry_after_secs} s")]
+    ConsoleTestsLimited { retry_after_secs: u64 },
     /// Over the per-recipient limit or inside the resend cooldown.
     #[error("refused by flow control: {0:?}")]
     Refused(SendRefusal),
@@ -121,6 +125,8 @@ pub struct Sender {
     pub limiter: SendLimiter,
     pub vendor_concurrency: VendorConcurrency,
     pub executor: SendExecutor,
+    /// Console tests' own budget, apart from the recipients' limits.
+    pub admin_test_budget: admin_test_budget::AdminTestBudget,
 }
 
 /// The connector a send goes through.
@@ -196,6 +202,39 @@ impl Sender {
             .await?;
         self.send_reserved(reservation, target, phone, message, purpose)
             .await
+    }
+
+    /// Sends a console test: the country allowlist applies, the recipients' limits do not;
+    /// the console's own budget does, and a test that was not sent gives its slot back.
+    pub async fn send_config_test(
+        &self,
+        target: SendTarget<'_>,
+        phone: &PhoneNumber,
+        message: SmsMessage,
+    ) -> Result<SendReceipt, SendError> {
+        check_country(&self.limits, phone)?;
+        let slot = self
+            .admin_test_budget
+            .reserve(Instant::now())
+            .map_err(|retry_after_secs| {
+                ::metrics::counter!("sms_rate_limited_total", "reason" => "console_tests")
+                    .increment(1);
+                tracing::info!(phone = %masked_phone(phone.e164()), retry_after_secs, "console test refused: the console's test budget is spent");
+                SendError::ConsoleTestsLimited { retry_after_secs }
+            })?;
+        let sent = self
+            .send_reserved(
+                SendSlot::Unmetered,
+                target,
+                phone,
+                message,
+                SendPurpose::ConfigTest,
+            )
+            .await;
+        if sent.is_err() {
+            self.admin_test_budget.release(slot);
+        }
+        sent
     }
 
     /// The flow-control half of a send: refuses a recipient outside the allowlist, over the

@@ -170,7 +170,7 @@ impl SmsConnector for MockSms {
     }
 }
 
-const LOGO_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><rect x="3" y="5" width="18" height="14" rx="2" fill="none" stroke="#5d34f2" stroke-width="2"/><path d="M3 7l9 6 9-6" fill="none" stroke="#5d34f2" stroke-width="2"/></svg>"##;
+const LOGO_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path d="M5 4h14a2 2 0 0 1 2 2v9a2 2 0 0 1-2 2h-7l-5 4v-4H5a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z" fill="none" stroke="#5d34f2" stroke-width="2" stroke-linejoin="round"/><circle cx="8" cy="10.5" r="1.3" fill="#5d34f2"/><circle cx="12" cy="10.5" r="1.3" fill="#5d34f2"/><circle cx="16" cy="10.5" r="1.3" fill="#5d34f2"/></svg>"##;
 
 plugin_api::export_sms_connector!(MockSms);
 

@@ -74,7 +74,16 @@ impl SmsConnector for TwilioSms {
             .iter()
             .any(|sender| sender.as_deref().is_some_and(|s| !s.trim().is_empty()));
         if !has_sender {
-            require_non_empty("fromMessagingServiceSID", "")?;
+            // Either field will do: say so on both, not "must not be empty" on the optional one.
+            let message = "set a Messaging Service SID or a sender (phone number or alphanumeric id): one of the two is needed";
+            return Err(plugin_api::invalid_config_fields(
+                ["fromMessagingServiceSID", "from"]
+                    .map(|field| plugin_api::ConfigFieldError {
+                        field: field.to_owned(),
+                        message: message.to_owned(),
+                    })
+                    .to_vec(),
+            ));
         }
         // It goes into the URL path: letters and digits only (Twilio's SIDs are `AC` + hex).
         if !config
@@ -278,10 +287,13 @@ mod tests {
         let error = plugin_api::validate_config::<TwilioSms>(base.clone())
             .err()
             .unwrap();
-        assert_eq!(
-            error.data.unwrap()["errors"][0]["field"],
-            "fromMessagingServiceSID"
-        );
+        let errors = &error.data.unwrap()["errors"];
+        assert_eq!(errors[0]["field"], "fromMessagingServiceSID");
+        assert_eq!(errors[1]["field"], "from");
+        assert!(errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("or a sender"));
         let mut bad_url = base;
         bad_url["from"] = "Acme".into();
         bad_url["baseUrl"] = "api.twilio.com".into();

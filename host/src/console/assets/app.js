@@ -16,6 +16,7 @@ import { renderPluginsPage } from './plugins-page.js';
 
 const main = document.getElementById('main');
 const topbar = document.getElementById('topbar');
+const skipLink = document.querySelector('.skip-link');
 
 /** Set by a screen with unsaved edits; asked before leaving it. */
 let unsavedChangesCheck = null;
@@ -109,11 +110,14 @@ function signOut(message) {
   forgetAdminKey();
   unsavedChangesCheck = null;
   for (const backdrop of document.querySelectorAll('.backdrop')) backdrop.remove();
+  for (const element of document.body.children) element.inert = false;
   showSignIn(message);
 }
 
 function showSignIn(message) {
   topbar.hidden = true;
+  topbar.inert = false;
+  skipLink.inert = false;
   document.title = 'Sign in · connector-host console';
   renderSignIn(main, { message, onSignedIn: () => navigate(currentHash && !currentHash.startsWith('#/sign-in') ? currentHash : '#/connectors', { force: true }) });
 }
@@ -131,6 +135,10 @@ async function route() {
   topbar.hidden = false;
   const { segments, query } = parseHash(currentHash);
   const section = segments[0] || 'connectors';
+  // The full-screen guide covers the top bar: out of reach of Tab and of clicks while it shows.
+  const fullScreen = section === 'guide' && Boolean(segments[1]);
+  topbar.inert = fullScreen;
+  skipLink.inert = fullScreen;
   for (const link of topbar.querySelectorAll('[data-nav]')) {
     const active = link.dataset.nav === section || (section === 'guide' && link.dataset.nav === 'connectors');
     if (active) link.setAttribute('aria-current', 'page');
@@ -153,9 +161,13 @@ async function route() {
     }
   } catch (error) {
     if (!isCurrent() || !storedAdminKey()) return;
-    replaceChildren(container, h('div', { class: 'notice notice-error', role: 'alert' },
-      h('p', {}, `This page could not be shown: ${error.message}`),
-      h('a', { href: '#/connectors', class: 'button' }, 'Back to connectors')));
+    // The host unreachable (restarting, offline): trying again is the way out.
+    const offline = error && error.status === 0;
+    replaceChildren(container, h('div', { class: 'notice notice-error', role: 'alert', 'data-testid': 'page-error' },
+      h('p', {}, offline ? error.message : `This page could not be shown: ${error.message}`),
+      h('div', { class: 'row-actions' },
+        h('button', { type: 'button', class: 'button button-primary', onclick: () => route() }, 'Retry'),
+        section === 'connectors' && !segments[1] ? null : h('a', { href: '#/connectors', class: 'button' }, 'Back to connectors'))));
   }
   if (isCurrent() && section !== 'guide') main.focus({ preventScroll: true });
 }

@@ -61,13 +61,20 @@ function templatesHelp(codeTimeToLiveSeconds) {
 export function createConfigForm({ metadata, savedConfig = null, codeTimeToLiveSeconds, onChange = () => {} }) {
   const template = parseTemplate(metadata.configTemplate);
   const formItems = Array.isArray(metadata.formItems) ? metadata.formItems : [];
+  // An edit makes what was said about the field stale: its error and the form's message go.
+  const edited = (index) => () => {
+    fields[index].setError(null);
+    formError.hidden = true;
+    formError.textContent = '';
+    onChange();
+  };
   const fields = formItems.length > 0
-    ? formItems.map((item) => createField(item, initialValue(item, savedConfig, template), {
+    ? formItems.map((item, index) => createField(item, initialValue(item, savedConfig, template), {
         codeTimeToLiveSeconds,
-        onChange,
+        onChange: edited(index),
         saved: Boolean(savedConfig) && Object.prototype.hasOwnProperty.call(savedConfig, item.key),
       }))
-    : [createWholeConfigField(savedConfig ?? template, onChange)];
+    : [createWholeConfigField(savedConfig ?? template, edited(0))];
   const formError = h('p', { class: 'form-error', role: 'alert', hidden: true });
   const element = h('div', { class: 'config-form' }, fields.map((field) => field.element), formError);
   const initialSnapshot = () => fields.map((field) => field.snapshotAtStart);
@@ -211,16 +218,34 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
   const description = [item.description, item.tooltip].filter((text) => typeof text === 'string' && text.trim());
   const describedBy = [description.length ? descriptionId : '', errorId].filter(Boolean).join(' ');
   const requiredMark = item.required ? h('span', { class: 'required-mark', 'aria-hidden': 'true' }, '*') : null;
-  const control = buildControl(item, value, { id, describedBy, label, onChange });
+  const labelId = uniqueId('field-label');
+  const isTemplates = item.type === 'Json' && item.key === 'templates';
+  const warning = isTemplates ? h('p', { class: 'field-warning', 'data-testid': 'template-warning', 'aria-live': 'polite', hidden: true }) : null;
+  let updateWarning = () => {};
+  const control = buildControl(item, value, { id, labelId, describedBy, label, onChange: () => { updateWarning(); onChange(); } });
   let hasServerError = false;
+  const labelElement = control.labelled === false ? null : h('label', { class: 'field-label', for: id, id: labelId }, label, requiredMark);
+  // A label's `for` cannot reach the code editor (an editable div): a click on it focuses it.
+  if (labelElement && item.type === 'Json') labelElement.addEventListener('click', () => control.focus());
 
+  // The error sits right under what it is about, before the help, so it is seen.
   const element = h('div', { class: 'field', 'data-field-key': item.key, 'data-field-type': item.type },
-    control.labelled === false ? null : h('label', { class: 'field-label', for: id }, label, requiredMark),
+    labelElement,
     control.element,
-    description.length ? h('p', { id: descriptionId, class: 'field-description' }, description.join(' ')) : null,
-    item.type === 'Json' && item.key === 'templates' ? templatesHelp(codeTimeToLiveSeconds) : null,
     error,
+    warning,
+    description.length ? h('p', { id: descriptionId, class: 'field-description' }, description.join(' ')) : null,
+    isTemplates ? templatesHelp(codeTimeToLiveSeconds) : null,
   );
+  if (warning) {
+    updateWarning = () => {
+      const text = templatesWithoutCode(control.snapshot());
+      warning.hidden = !text;
+      warning.textContent = text;
+    };
+    control.afterReset = updateWarning;
+    updateWarning();
+  }
   const snapshotAtStart = control.snapshot();
 
   return {
@@ -239,6 +264,7 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
     },
     setError(message, fromServer = false) {
       hasServerError = Boolean(message) && fromServer;
+      if (control.showsProblem) control.showsProblem(Boolean(message));
       error.hidden = !message;
       error.textContent = message || '';
       element.classList.toggle('field-invalid', Boolean(message));
@@ -250,11 +276,50 @@ function createField(item, value, { codeTimeToLiveSeconds, onChange, saved }) {
     hasError: () => !error.hidden || hasServerError,
     hasInvalidJson: () => control.hasInvalidJson(),
     focus: () => control.focus(),
-    reset: () => control.reset(),
+    reset: () => {
+      control.reset();
+      if (control.afterReset) control.afterReset();
+    },
   };
 }
 
-function buildControl(item, value, { id, describedBy, label, onChange }) {
+/**
+ * Templates with their keys in the order people write them (usageType, locale, content, then
+ * the rest): the host keeps a config's keys sorted, which put `content` before `usageType`.
+ */
+export function inTemplateKeyOrder(templates) {
+  if (!Array.isArray(templates)) return templates;
+  const leading = ['usageType', 'locale', 'content'];
+  return templates.map((template) => {
+    if (!template || typeof template !== 'object' || Array.isArray(template)) return template;
+    const ordered = {};
+    for (const key of leading) if (Object.prototype.hasOwnProperty.call(template, key)) ordered[key] = template[key];
+    for (const [key, entry] of Object.entries(template)) if (!leading.includes(key)) ordered[key] = entry;
+    return ordered;
+  });
+}
+
+// Usage types whose message carries a verification code (all but an invitation's link).
+const CODE_BEARING_TYPES = new Set(['Register', 'SignIn', 'ForgotPassword', 'Generic', 'UserPermissionValidation', 'BindNewIdentifier', 'MfaVerification', 'BindMfa']);
+
+/** A warning when a code-bearing template lacks `{{code}}`: its message would carry no code. */
+export function templatesWithoutCode(text) {
+  let templates;
+  try {
+    templates = JSON.parse(text);
+  } catch {
+    return '';
+  }
+  if (!Array.isArray(templates)) return '';
+  const missing = templates
+    .filter((template) => template && CODE_BEARING_TYPES.has(template.usageType) && typeof template.content === 'string' && !template.content.includes('{{code}}'))
+    .map((template) => (template.locale ? `${template.usageType} (${template.locale})` : template.usageType));
+  if (missing.length === 0) return '';
+  const list = [...new Set(missing)].join(', ');
+  return `No {{code}} in the ${list} template${missing.length > 1 ? 's' : ''}: ${missing.length > 1 ? 'their messages' : 'its message'} would not carry the verification code.`;
+}
+
+function buildControl(item, value, { id, labelId, describedBy, label, onChange }) {
   const common = { id, 'aria-describedby': describedBy, 'aria-required': item.required ? 'true' : null, name: item.key };
   const plain = (element, read) => ({
     element,
@@ -330,11 +395,10 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
       };
     }
     case 'Json': {
-      const initialText = value === undefined ? '' : formatJson(value);
+      const shown = item.key === 'templates' ? inTemplateKeyOrder(value) : value;
+      const initialText = shown === undefined ? '' : formatJson(shown);
       const rows = Math.min(16, Math.max(4, initialText.split('\n').length + 1));
-      const editor = createJsonEditor({ id, text: initialText, rows, describedBy, onChange: () => onChange() });
-      if (item.required) editor.textarea.setAttribute('aria-required', 'true');
-      editor.textarea.name = item.key;
+      const editor = createJsonEditor({ id, text: initialText, rows, describedBy, labelledBy: labelId, required: Boolean(item.required), onChange: () => onChange() });
       return {
         element: editor.element,
         read: () => {
@@ -346,6 +410,7 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
         hasInvalidJson: () => !editor.result().ok,
         focus: () => editor.focus(),
         reset: () => editor.setValue(initialText),
+        showsProblem: editor.showsProblem,
       };
     }
     default: {
@@ -358,15 +423,25 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
       }
       const toggle = h('button', { type: 'button', class: 'button button-small reveal-toggle', 'aria-pressed': 'false', 'aria-controls': id }, 'Show');
       toggle.addEventListener('click', () => {
+        // The saved secret never comes back from the host: showing the mask would show
+        // "******" as if it were the value.
+        if (input.type === 'password' && input.value === MASK) {
+          revealNote.hidden = false;
+          revealNote.textContent = 'The saved value is kept and hidden: the host never sends it back, so it cannot be shown. Type a new value to replace it.';
+          return;
+        }
+        revealNote.hidden = true;
         const reveal = input.type === 'password';
         input.type = reveal ? 'text' : 'password';
         toggle.textContent = reveal ? 'Hide' : 'Show';
         toggle.setAttribute('aria-pressed', String(reveal));
       });
       const savedHint = value === MASK ? h('p', { class: 'field-description secret-hint' }, `A value is saved and hidden. Leave ${MASK} as it is to keep it, type a new value to replace it, or clear the field to remove it.`) : null;
+      const revealNote = h('p', { class: 'field-description reveal-note', role: 'status', hidden: true });
+      input.addEventListener('input', () => { revealNote.hidden = true; });
       return {
         ...plain(input, () => ({ value: input.value === '' ? undefined : input.value })),
-        element: h('div', { class: 'secret-field' }, h('div', { class: 'input-with-button' }, input, toggle), savedHint),
+        element: h('div', { class: 'secret-field' }, h('div', { class: 'input-with-button' }, input, toggle), revealNote, savedHint),
       };
     }
   }
@@ -376,11 +451,12 @@ function buildControl(item, value, { id, describedBy, label, onChange }) {
 function createWholeConfigField(value, onChange) {
   const id = uniqueId('field');
   const errorId = uniqueId('field-error');
+  const labelId = uniqueId('field-label');
   const initialText = formatJson(value ?? {});
-  const editor = createJsonEditor({ id, text: initialText, rows: 16, describedBy: errorId, onChange: () => onChange() });
+  const editor = createJsonEditor({ id, text: initialText, rows: 16, describedBy: errorId, labelledBy: labelId, onChange: () => onChange() });
   const error = h('p', { id: errorId, class: 'field-error', 'aria-live': 'polite', hidden: true });
   const element = h('div', { class: 'field', 'data-field-key': '.', 'data-field-type': 'Json' },
-    h('label', { class: 'field-label', for: id }, 'Configuration (JSON)'),
+    h('label', { class: 'field-label', for: id, id: labelId, onclick: () => editor.focus() }, 'Configuration (JSON)'),
     editor.element,
     error,
   );
@@ -399,6 +475,7 @@ function createWholeConfigField(value, onChange) {
       return { value: result.value };
     },
     setError(message) {
+      editor.showsProblem(Boolean(message));
       error.hidden = !message;
       error.textContent = message || '';
       element.classList.toggle('field-invalid', Boolean(message));

@@ -37,7 +37,7 @@ export function connectorProblem(connector) {
 /** A "Make live" button: one click makes the retired connector live, then `thenGoTo`. */
 export function makeLiveButton(connector, context, thenGoTo) {
   const name = connectorName(connector);
-  const button = h('button', { type: 'button', class: 'button button-primary', disabled: !connector.loaded, 'aria-label': `Make ${name} (${connector.id}) live` }, 'Make live');
+  const button = h('button', { type: 'button', class: 'button button-primary', disabled: !connector.loaded, 'aria-label': `Make live: ${name} (${connector.id})` }, 'Make live');
   button.addEventListener('click', async () => {
     button.disabled = true;
     try {

@@ -3,7 +3,7 @@
 // Save/Discard bar while edited (PATCH) and a question before leaving with unsaved edits.
 
 import { api, ApiError } from './api.js';
-import { h, loading, logoImage, notify, replaceChildren } from './dom.js';
+import { badge, copyButton, h, loading, logoImage, notify, replaceChildren } from './dom.js';
 import { menuButton, openDialog } from './modal.js';
 import { createConfigForm, saveOnSubmit } from './config-form.js';
 import { createConnectorTester } from './connector-tester.js';
@@ -52,31 +52,45 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
     h('div', { class: 'details-heading' },
       logoImage(connector.logo, name, 48),
       h('div', { class: 'details-title-block' },
-        h('h1', { class: 'details-title' }, name, ' ', connectorStatusBadges(connector)),
+        h('h1', { class: 'details-title' }, name, ' ', badge('SMS', 'type'), connectorStatusBadges(connector)),
         h('p', { class: 'connector-meta' },
           h('span', {}, 'Factory ', h('code', { 'data-testid': 'factory-id' }, connector.connectorId)),
-          h('span', {}, 'ID ', h('code', { 'data-testid': 'connector-id' }, connector.id)))),
+          h('span', { class: 'connector-id' }, 'ID ', h('code', { 'data-testid': 'connector-id' }, connector.id), copyButton(connector.id, 'connector ID')))),
       h('div', { class: 'row-actions' }, actions)),
     connectorProblem(connector),
     connector.enabled ? null : h('p', { class: 'notice' }, 'Retired: this connector is not sending. Its configuration is kept; Make live switches back to it.'),
   );
 
-  if (!factoryLoaded) {
+  if (!factoryLoaded || connector.orphaned) {
+    // Without its plugin file the connector can be neither edited nor tested (both need the
+    // factory); an orphaned live one still sends on the build loaded before.
+    const why = connector.orphaned
+      ? 'Its plugin file is no longer in the plugins folder, so it cannot be edited here. It keeps sending with this configuration (secrets masked):'
+      : 'The plugin that provides this connector is not loaded, so its form cannot be shown. The saved configuration (secrets masked) is kept:';
+    const remedy = connector.orphaned
+      ? 'A test needs the plugin file. Put the file back into the plugins folder (see Plugins), or change the SMS connector.'
+      : 'A test needs the plugin file. Put it back into the plugins folder (see Plugins).';
     replaceChildren(container, header,
-      h('section', { class: 'card' },
-        h('h2', {}, 'Parameter configuration'),
-        h('p', {}, 'The plugin that provides this connector is not loaded, so its form cannot be shown. The saved configuration (secrets masked) is kept:'),
-        h('pre', { class: 'code-block' }, JSON.stringify(connector.config, null, 2))));
+      h('div', { class: 'details-columns' },
+        h('section', { class: 'card', 'aria-labelledby': 'details-config-heading' },
+          h('h2', { id: 'details-config-heading' }, 'Parameter configuration'),
+          h('p', {}, why),
+          h('pre', { class: 'code-block', 'data-testid': 'saved-config' }, JSON.stringify(connector.config, null, 2))),
+        h('section', { class: 'card', 'aria-labelledby': 'details-test-heading', 'data-testid': 'test-unavailable' },
+          h('h2', { id: 'details-test-heading' }, 'Test'),
+          h('p', { class: 'empty-state' }, remedy, ' ', h('a', { href: '#/plugins' }, 'Open Plugins')))));
     return;
   }
 
   const saveBar = h('div', { class: 'save-bar', hidden: true, role: 'region', 'aria-label': 'Unsaved changes' });
+  let tester = null;
   const form = createConfigForm({ metadata: connector, savedConfig: connector.config, codeTimeToLiveSeconds: ttl, onChange: updateSaveBar });
   const saveButton = h('button', { type: 'submit', class: 'button button-primary', form: 'details-form' }, 'Save changes');
   const discardButton = h('button', { type: 'button', class: 'button' }, 'Discard');
   const saveStatus = h('span', { class: 'save-status', role: 'status', 'aria-live': 'polite' });
   replaceChildren(saveBar, h('span', { class: 'save-bar-text' }, 'You have unsaved changes.'), saveStatus, discardButton, saveButton);
   function updateSaveBar() {
+    tester?.configChanged();
     saveBar.hidden = !form.isDirty();
     saveButton.disabled = form.hasInvalidJson();
     saveStatus.textContent = form.hasInvalidJson() ? 'Fix the JSON to save.' : '';
@@ -84,8 +98,11 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
   context.setUnsavedChangesCheck(() => form.isDirty());
   discardButton.addEventListener('click', () => {
     form.reset();
+    saveStatus.textContent = '';
     updateSaveBar();
     notify('Changes discarded.');
+    // The bar (and the focused Discard) is gone: focus goes back to the form's first field.
+    form.focusFirstField();
   });
   const configForm = h('form', { id: 'details-form', novalidate: true }, form.element);
   configForm.addEventListener('submit', saveOnSubmit({
@@ -99,7 +116,7 @@ export async function renderConnectorDetailsPage(container, { connectorId }, con
       await context.navigate(window.location.hash, { force: true });
     },
   }));
-  const tester = createConnectorTester({ form, factoryId: connector.connectorId, savedConnectorId: connector.id });
+  tester = createConnectorTester({ form, factoryId: connector.connectorId, savedConnectorId: connector.id });
 
   replaceChildren(container,
     header,

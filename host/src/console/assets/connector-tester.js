@@ -6,6 +6,7 @@
 
 import { api, ApiError } from './api.js';
 import { asSentence, h, uniqueId } from './dom.js';
+import { templatesWithoutCode } from './config-form.js';
 
 /** `+1 201 555 0123`, `12015550123`, `(201) 555-0123` with a country code: digits with an optional +. */
 export function normalizePhone(input) {
@@ -34,6 +35,9 @@ export function createConnectorTester({ form, factoryId, savedConnectorId = unde
   });
   const phoneError = h('p', { id: phoneErrorId, class: 'field-error', 'aria-live': 'polite', hidden: true });
   const sendButton = h('button', { type: 'submit', class: 'button button-primary' }, 'Send');
+  // While sending, Send is aria-disabled rather than disabled: a disabled button loses the
+  // focus to <body>, and a keyboard user would have to find their way back.
+  let sending = false;
   const outcome = h('p', { class: 'test-outcome', role: 'status', 'aria-live': 'polite' });
   const element = h('form', { class: 'connector-tester', novalidate: true, 'data-testid': 'connector-tester' },
     h('div', { class: 'field' },
@@ -57,8 +61,13 @@ export function createConnectorTester({ form, factoryId, savedConnectorId = unde
     outcome.className = `test-outcome test-outcome-${kind}`;
   }
 
+  phone.addEventListener('input', () => {
+    if (!phoneError.hidden) showPhoneError(null);
+  });
+
   element.addEventListener('submit', async (event) => {
     event.preventDefault();
+    if (sending) return;
     showPhoneError(null);
     showOutcome('', 'none');
     const normalized = normalizePhone(phone.value);
@@ -73,16 +82,19 @@ export function createConnectorTester({ form, factoryId, savedConnectorId = unde
       form.focusFirstError();
       return;
     }
-    sendButton.disabled = true;
+    sending = true;
+    sendButton.setAttribute('aria-disabled', 'true');
     sendButton.setAttribute('aria-busy', 'true');
     showOutcome('Sending…', 'pending');
     try {
       await api('POST', `/api/connectors/${encodeURIComponent(factoryId)}/test`, { phone: normalized, config, savedConnectorId });
-      showOutcome(`Test message sent to ${normalized}.`, 'success');
+      const withoutCode = typeof config.templates === 'object' ? templatesWithoutCode(JSON.stringify(config.templates)) : '';
+      showOutcome(`Test message sent to ${normalized}.${withoutCode.includes('Generic') ? ' Its Generic template has no {{code}}: the message carried no code.' : ''}`, 'success');
     } catch (error) {
       showTestError(error, normalized);
     } finally {
-      sendButton.disabled = false;
+      sending = false;
+      sendButton.removeAttribute('aria-disabled');
       sendButton.removeAttribute('aria-busy');
     }
   });
@@ -108,7 +120,7 @@ export function createConnectorTester({ form, factoryId, savedConnectorId = unde
         return;
       }
       case 'connector.template_not_found':
-        if (form.showFieldError('templates', `${asSentence(error.message)} Add a Generic template: the test uses it.`)) {
+        if (form.showFieldError('templates', 'No Generic template: the test sends a Generic message. Add a template with "usageType": "Generic".')) {
           showOutcome('No template for this message: see Templates.', 'error');
         } else {
           showOutcome(asSentence(error.message), 'error');
@@ -129,5 +141,11 @@ export function createConnectorTester({ form, factoryId, savedConnectorId = unde
     }
   }
 
-  return { element };
+  return {
+    element,
+    /** The configuration changed (edited, discarded): what the last test said no longer holds. */
+    configChanged() {
+      if (!sending) showOutcome('', 'none');
+    },
+  };
 }

@@ -7,14 +7,15 @@ import { formatTime, h, loading, logoImage, replaceChildren } from './dom.js';
 import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector, makeLiveButton } from './connector-actions.js';
 import { openFactoryPicker } from './factory-picker.js';
 
-function identity(connector) {
+function identity(connector, { lastChanged = false } = {}) {
   return h('div', { class: 'connector-identity' },
     logoImage(connector.logo, connectorName(connector)),
-    h('div', {},
+    h('div', { class: 'connector-identity-text' },
       h('div', { class: 'connector-name' }, connectorName(connector), ' ', connectorStatusBadges(connector)),
       h('div', { class: 'connector-meta' },
         h('span', {}, 'Factory ', h('code', {}, connector.connectorId)),
-        h('span', {}, 'ID ', h('code', {}, connector.id))),
+        h('span', {}, 'ID ', h('code', {}, connector.id)),
+        lastChanged ? h('span', { class: 'nowrap' }, `Last changed ${formatTime(connector.updatedAt)}`) : null),
     ),
   );
 }
@@ -34,11 +35,11 @@ export async function renderConnectorsPage(container, _params, context) {
         identity(liveConnector),
         h('div', { class: 'row-actions' },
           h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(liveConnector.id)}` }, 'Open'),
-          h('button', { type: 'button', class: 'button', onclick: () => openFactoryPicker({ context, currentFactoryId: liveConnector.connectorId, replacingConnectorId: liveConnector.id }) }, 'Change connector')),
+          h('button', { type: 'button', class: 'button', onclick: () => openFactoryPicker({ context, currentFactoryId: liveConnector.connectorId, replacingConnectorId: liveConnector.id }) }, 'Change SMS connector')),
         connectorProblem(liveConnector))
     : h('div', { class: 'connector-row connector-row-empty', 'data-testid': 'no-sms-connector' },
         h('div', { class: 'connector-identity' },
-          h('span', { class: 'logo logo-placeholder', 'aria-hidden': 'true' }, 'SMS'),
+          logoImage(null, 'SMS'),
           h('div', {}, h('div', { class: 'connector-name' }, 'SMS connector'),
             h('div', { class: 'connector-meta' }, 'No SMS connector is live: sends and verification codes answer 501 until one is set up.'))),
         h('div', { class: 'row-actions' },
@@ -66,10 +67,9 @@ function previousRow(connector, context) {
   const makeLive = makeLiveButton(connector, context, () => '#/connectors');
   const remove = h('button', { type: 'button', class: 'button button-danger-plain', 'aria-label': `Delete ${name} (${connector.id})`, onclick: () => deleteConnector(connector, context) }, 'Delete');
   return h('li', { class: 'connector-row', 'data-testid': 'previous-connector', 'data-connector-id': connector.id },
-    identity(connector),
-    h('div', { class: 'connector-meta' }, `Last changed ${formatTime(connector.updatedAt)}`),
+    identity(connector, { lastChanged: true }),
     h('div', { class: 'row-actions' },
-      h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(connector.id)}` }, 'Open'),
+      h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(connector.id)}`, 'aria-label': `Open ${name} (${connector.id})` }, 'Open'),
       makeLive,
       remove),
     connectorProblem(connector));

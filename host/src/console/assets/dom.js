@@ -90,13 +90,24 @@ export function logoSource(logo) {
   return null;
 }
 
-/** The factory's logo, or its initial on a coloured tile. */
+/** The factory's logo, or a neutral SMS tile (a letter read as a brand it is not). */
 export function logoImage(logo, name, size = 40) {
-  const source = logoSource(logo);
-  if (source) {
-    return h('img', { class: 'logo', src: source, alt: '', width: size, height: size });
-  }
-  return h('span', { class: 'logo logo-placeholder', 'aria-hidden': 'true' }, (name || '?').trim().charAt(0).toUpperCase() || '?');
+  const source = logoSource(logo) || '/console/assets/sms-placeholder.svg';
+  return h('img', { class: 'logo', src: source, alt: '', width: size, height: size });
+}
+
+/** A small "Copy" button that puts `text` on the clipboard and says so. */
+export function copyButton(text, what) {
+  const button = h('button', { type: 'button', class: 'button button-small copy-button', 'aria-label': `Copy ${what}` }, 'Copy');
+  button.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(text);
+      notify(`Copied the ${what}.`);
+    } catch {
+      notify(`Could not copy the ${what}; select it and copy it by hand.`, 'error');
+    }
+  });
+  return button;
 }
 
 /** A small coloured label. */
@@ -134,5 +145,5 @@ export function asSentence(message) {
 
 /** A spinner line while something loads. */
 export function loading(text = 'Loading…') {
-  return h('p', { class: 'loading', role: 'status' }, text);
+  return h('p', { class: 'loading', role: 'status' }, h('span', { class: 'spinner', 'aria-hidden': 'true' }), text);
 }

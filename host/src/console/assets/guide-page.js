@@ -46,7 +46,9 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
   const saveButton = h('button', { type: 'submit', class: 'button button-primary button-large', form: 'guide-form' }, 'Save and Done');
   const saveStatus = h('p', { class: 'save-status', role: 'status', 'aria-live': 'polite' });
   const form = createConfigForm({ metadata: factory, codeTimeToLiveSeconds: ttl, onChange: updateSaveButton });
+  let tester = null;
   function updateSaveButton() {
+    tester?.configChanged();
     const invalidJson = form.hasInvalidJson();
     saveButton.disabled = invalidJson;
     saveStatus.textContent = invalidJson ? 'Fix the JSON above to save.' : '';
@@ -68,9 +70,10 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
     },
   }));
 
-  const tester = createConnectorTester({ form, factoryId: factory.id });
+  tester = createConnectorTester({ form, factoryId: factory.id });
   const closeButton = h('a', { class: 'icon-button guide-close', href: closeTarget, 'aria-label': 'Close the guide' }, '×');
   const readme = await readmeView(factory.id, name);
+  const guideTitle = h('h1', { class: 'guide-title', tabindex: '-1' }, name);
   if (!context.isCurrent()) return;
 
   replaceChildren(container,
@@ -79,7 +82,7 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
         closeButton,
         logoImage(factory.logo, name, 32),
         h('div', {},
-          h('h1', { class: 'guide-title' }, name),
+          guideTitle,
           h('p', { class: 'guide-subtitle' }, 'A step by step guide to configure your connector'))),
       h('div', { class: 'guide-columns' },
         h('section', { class: 'guide-readme', 'aria-labelledby': 'guide-readme-heading' },
@@ -91,7 +94,7 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
             h('h2', { class: 'step-title' }, h('span', { class: 'step-number', 'aria-hidden': 'true' }, '1'), 'Parameter configuration'),
             configForm),
           h('div', { class: 'step' },
-            h('h2', { class: 'step-title' }, h('span', { class: 'step-number', 'aria-hidden': 'true' }, '2'), 'Test'),
+            h('h2', { class: 'step-title' }, h('span', { class: 'step-number', 'aria-hidden': 'true' }, '2'), 'Test connection'),
             tester.element),
           h('div', { class: 'guide-footer' }, saveStatus, saveButton)))),
   );
@@ -99,8 +102,15 @@ export async function renderGuidePage(container, { factoryId, replacing }, conte
   // (in the JSON editor, Escape releases Tab).
   container.addEventListener('keydown', (event) => {
     if (event.key !== 'Escape' || event.defaultPrevented || document.querySelector('.backdrop')) return;
-    if (event.target instanceof Element && event.target.closest('input, textarea, select')) return;
+    if (event.target instanceof Element && event.target.closest('input, textarea, select, [contenteditable]')) return;
     context.navigate(closeTarget);
   });
-  form.focusFirstField();
+  // On a phone the README comes first and is to be read first: focus the title, not a field
+  // far below it.
+  if (window.matchMedia('(max-width: 820px)').matches) {
+    guideTitle.focus({ preventScroll: true });
+    container.querySelector('.guide-columns').scrollTop = 0;
+  } else {
+    form.focusFirstField();
+  }
 }

@@ -25,6 +25,7 @@ export function openDialog({ title, description, body, footer, variant = 'modal'
     if (closed) return;
     closed = true;
     backdrop.remove();
+    for (const element of madeInert) element.inert = false;
     document.removeEventListener('keydown', onKeyDown, true);
     openDialogs.splice(openDialogs.indexOf(dialog), 1);
     if (opener && typeof opener.focus === 'function' && document.contains(opener)) opener.focus();
@@ -72,6 +73,10 @@ export function openDialog({ title, description, body, footer, variant = 'modal'
   }
   document.addEventListener('keydown', onKeyDown, true);
   document.body.append(backdrop);
+  // Everything behind the dialog is inert (no Tab, no click, hidden from assistive
+  // technology); the toasts stay, so a result is still announced.
+  const madeInert = [...document.body.children].filter((element) => element !== backdrop && element.id !== 'toasts' && !element.inert);
+  for (const element of madeInert) element.inert = true;
   openDialogs.push(dialog);
   const preferred = dialog.querySelector('[data-autofocus]') || focusableIn(dialog.querySelector('.dialog-body'))[0] || closeButton;
   preferred.focus();

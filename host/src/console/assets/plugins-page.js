@@ -3,6 +3,7 @@
 
 import { api } from './api.js';
 import { badge, formatTime, h, loading, notify, replaceChildren } from './dom.js';
+import { watchPluginFiles } from './plugin-changes.js';
 
 const STATUS_KINDS = { loaded: 'live', rejected: 'error', incomplete: 'warning', superseded: 'neutral', removed: 'neutral' };
 
@@ -10,22 +11,38 @@ function fileName(path) {
   return String(path).split('/').pop();
 }
 
+function folderOf(files) {
+  const path = files.find((file) => typeof file.path === 'string' && file.path.includes('/'))?.path;
+  return path ? path.slice(0, path.lastIndexOf('/')) || '/' : null;
+}
+
+function signer(file) {
+  if (!file.signerKeyId) return '—';
+  return h('span', { title: file.trustedComment || '' }, h('code', {}, file.signerKeyId));
+}
+
+// Columns appear when some file has something to show in them (an empty Error column took
+// width for nothing). On a phone each row becomes a card with the column names as labels.
 function pluginTable(files) {
   if (files.length === 0) {
-    return h('p', { class: 'empty-state' }, 'No plugin files yet. Copy a connector plugin (.so) into the plugins folder under a temporary name, then rename it into place; it is picked up within a second.');
+    return h('p', { class: 'empty-state' }, 'No plugin files yet. Copy a connector plugin (.so) into the plugins folder under a temporary name, then rename it into place; it shows up here within a second.');
   }
+  const columns = [
+    ['File', (file) => h('code', { title: file.path }, fileName(file.path))],
+    ['Status', (file) => badge(file.status, STATUS_KINDS[file.status] || 'neutral')],
+    ['Factory', (file) => (file.factoryId ? h('code', {}, file.factoryId) : '—')],
+    ['Version', (file) => file.pluginVersion || '—'],
+    files.some((file) => file.signerKeyId) ? ['Signed by', signer] : null,
+    ['SHA-256', (file) => (file.sha256 ? h('code', { title: file.sha256 }, file.sha256.slice(0, 12)) : '—')],
+    ['Loaded at', (file) => (file.loadedAt ? h('span', { class: 'nowrap' }, formatTime(file.loadedAt)) : '—')],
+    files.some((file) => file.error) ? ['Error', (file) => file.error || ''] : null,
+  ].filter(Boolean);
   return h('div', { class: 'table-scroll' },
     h('table', { class: 'plugins-table', 'data-testid': 'plugins-table' },
       h('caption', { class: 'visually-hidden' }, 'Plugin files'),
-      h('thead', {}, h('tr', {}, ['File', 'Status', 'Factory', 'Version', 'SHA-256', 'Error', 'Loaded at'].map((title) => h('th', { scope: 'col' }, title)))),
+      h('thead', {}, h('tr', {}, columns.map(([title]) => h('th', { scope: 'col' }, title)))),
       h('tbody', {}, files.map((file) => h('tr', { 'data-status': file.status, 'data-file': fileName(file.path) },
-        h('td', { title: file.path }, h('code', {}, fileName(file.path))),
-        h('td', {}, badge(file.status, STATUS_KINDS[file.status] || 'neutral')),
-        h('td', {}, file.factoryId ? h('code', {}, file.factoryId) : '—'),
-        h('td', {}, file.pluginVersion || '—'),
-        h('td', { title: file.sha256 || '' }, file.sha256 ? h('code', {}, file.sha256.slice(0, 12)) : '—'),
-        h('td', { class: 'plugin-error' }, file.error || ''),
-        h('td', {}, file.loadedAt ? formatTime(file.loadedAt) : '—'))))));
+        columns.map(([title, cell]) => h('td', { 'data-label': title, class: title === 'Error' ? 'plugin-error' : null }, cell(file))))))));
 }
 
 export async function renderPluginsPage(container, _params, context) {
@@ -34,6 +51,9 @@ export async function renderPluginsPage(container, _params, context) {
   const files = await api('GET', '/api/plugins');
   if (!context.isCurrent()) return;
   const tableHolder = h('div', {}, pluginTable(files));
+  const folder = folderOf(files);
+  const folderLine = h('p', { class: 'plugins-folder' }, 'Plugins folder: ',
+    folder ? h('code', { 'data-testid': 'plugins-folder' }, folder) : 'the folder given with --plugins-dir');
   const rescan = h('button', { type: 'button', class: 'button' }, 'Rescan');
   rescan.addEventListener('click', async () => {
     rescan.disabled = true;
@@ -50,9 +70,12 @@ export async function renderPluginsPage(container, _params, context) {
       rescan.removeAttribute('aria-busy');
     }
   });
+  // Files dropped into (or removed from) the folder show without Rescan or a reload.
+  watchPluginFiles((changed) => replaceChildren(tableHolder, pluginTable(changed)), { isActive: context.isCurrent });
   replaceChildren(container,
     h('div', { class: 'page-heading' }, h('h1', {}, 'Plugins'), rescan),
     h('section', { class: 'card' },
-      h('p', { class: 'section-description' }, 'Files in the plugins folder, loaded without a restart. A refused file keeps its one-line reason here; earlier builds are listed as superseded or removed.'),
+      h('p', { class: 'section-description' }, 'Files in the plugins folder, loaded without a restart. A refused file keeps its one-line reason here; earlier builds are listed as superseded or removed. This page follows the folder as it changes.'),
+      folderLine,
       tableHolder));
 }
