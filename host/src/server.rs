@@ -133,7 +133,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
-    if state.shared_store.is_some() {
+    if state.store_backend.shared().is_some() {
         let following = Arc::clone(&state);
         tokio::spawn(async move {
             if let Some(follower) = following.store_follower() {
@@ -190,7 +190,7 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
             }
         };
         let purged = state
-            .store
+            .store()
             .purge_expired_codes(crate::store::now_millis())
             .await;
         match purged {

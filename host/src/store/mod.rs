@@ -26,6 +26,40 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use plugin_api::TemplateType;
 
+/// The store a host runs on: the embedded SQLite store of its data directory, or PostgreSQL
+/// shared by several hosts (which adds the connector generation, change notifications and
+/// flow control kept for every host).
+pub enum StoreBackend {
+    Embedded(sqlite::SqliteStore),
+    Shared(postgres::PostgresStore),
+}
+
+impl StoreBackend {
+    /// Connectors and codes, whichever the backend.
+    pub fn store(&self) -> &dyn Store {
+        match self {
+            StoreBackend::Embedded(sqlite) => sqlite,
+            StoreBackend::Shared(postgres) => postgres,
+        }
+    }
+
+    /// The PostgreSQL store, when several hosts share one.
+    pub fn shared(&self) -> Option<&postgres::PostgresStore> {
+        match self {
+            StoreBackend::Embedded(_) => None,
+            StoreBackend::Shared(postgres) => Some(postgres),
+        }
+    }
+
+    /// `sqlite` or `postgres`, as `/health` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreBackend::Embedded(_) => "sqlite",
+            StoreBackend::Shared(_) => "postgres",
+        }
+    }
+}
+
 /// A saved connector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectorRecord {
