@@ -503,6 +503,8 @@ pub async fn test_connector_config(
         &phone,
         message,
         crate::send::SendPurpose::ConfigTest,
+        // An admin's test: no end user behind it.
+        None,
     )
     .await?;
     tracing::info!(%factory_id, "test message sent");

@@ -18,6 +18,7 @@ pub mod provider_networks;
 pub mod vendor_concurrency;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -226,20 +227,28 @@ pub async fn send_with_flow_control(
     phone: &PhoneNumber,
     message: SmsMessage,
     purpose: SendPurpose,
+    client_ip: Option<IpAddr>,
 ) -> Result<SendReceipt, ApiError> {
-    let reservation = reserve_send(state, phone, message.template_type(), purpose).await?;
+    let reservation =
+        reserve_send(state, phone, message.template_type(), purpose, client_ip).await?;
     send_reserved(state, reservation, target, phone, message, purpose).await
 }
 
 /// The flow-control half of a send: refuses a recipient outside the allowlist, over the
 /// per-recipient limit or (for codes) inside the resend cooldown, and otherwise takes a slot
 /// in the send log.
+///
+/// `client_ip` is the end user's address when the caller gave one (Logto's `ip`): the input
+/// of per-client SMS-pumping protection, which will be decided here, before any cost (issue
+/// 24). The per-recipient rules do not use it. It is personal data: never logged.
 pub async fn reserve_send(
     state: &AppState,
     phone: &PhoneNumber,
     template_type: TemplateType,
     purpose: SendPurpose,
+    client_ip: Option<IpAddr>,
 ) -> Result<SendSlot, ApiError> {
+    let _ = client_ip;
     check_country(&state.config.send_limits, phone)?;
     let with_cooldown = purpose == SendPurpose::VerificationCode;
     state
