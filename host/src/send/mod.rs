@@ -27,6 +27,7 @@ pub mod vendor_concurrency;
 pub mod verification_codes;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use plugin_api::{ConnectorInstance, SendReceipt, SmsMessage, TemplateType};
@@ -195,9 +196,10 @@ impl Sender {
         phone: &PhoneNumber,
         message: SmsMessage,
         purpose: SendPurpose,
+        client_ip: Option<IpAddr>,
     ) -> Result<SendReceipt, SendError> {
         let reservation = self
-            .reserve_send(phone, message.template_type(), purpose)
+            .reserve_send(phone, message.template_type(), purpose, client_ip)
             .await?;
         self.send_reserved(reservation, target, phone, message, purpose)
             .await
@@ -239,12 +241,18 @@ impl Sender {
     /// The flow-control half of a send: refuses a recipient outside the allowlist, over the
     /// per-recipient limit or (for codes) inside the resend cooldown, and otherwise takes a slot
     /// in the send log.
+    ///
+    /// `client_ip` is the end user's address when the caller gave one (Logto's `ip`): the
+    /// input of per-client SMS-pumping protection, which will be decided here, before any cost
+    /// (issue 24). The per-recipient rules do not use it. It is personal data: never logged.
     pub async fn reserve_send(
         &self,
         phone: &PhoneNumber,
         template_type: TemplateType,
         purpose: SendPurpose,
+        client_ip: Option<IpAddr>,
     ) -> Result<SendSlot, SendError> {
+        let _ = client_ip;
         check_country(&self.limits, phone)?;
         let with_cooldown = purpose == SendPurpose::VerificationCode;
         self.limiter

@@ -2,6 +2,7 @@
 //! connector) and one checked.
 
 use plugin_api::TemplateType;
+use std::net::IpAddr;
 
 use crate::live::live_connector::LiveSlot;
 use crate::phone::PhoneNumber;
@@ -38,6 +39,7 @@ impl VerificationCodes<'_> {
         phone: &PhoneNumber,
         template_type: TemplateType,
         locale: Option<String>,
+        client_ip: Option<IpAddr>,
     ) -> Result<(), SendError> {
         let live = self.live.current_live_connector()?;
         let target = SendTarget::live(&live)?;
@@ -56,7 +58,12 @@ impl VerificationCodes<'_> {
         // Flow control first: a refused request leaves the pending code in place.
         let reservation = self
             .sender
-            .reserve_send(phone, template_type, SendPurpose::VerificationCode)
+            .reserve_send(
+                phone,
+                template_type,
+                SendPurpose::VerificationCode,
+                client_ip,
+            )
             .await?;
         let message = crate::verification_code::code_message(phone, template_type, code, locale);
         // Saved before sending: the code must verify as soon as the SMS can arrive.
