@@ -194,11 +194,11 @@ impl AppState {
             database_password,
         } = prepared;
         let backend = match (database_url, sqlite_store, secrets_keyring) {
-            (Some(url), _, Some(keyring)) => StoreBackend::Shared(
+            (Some(url), _, Some(keyring)) => StoreBackend::Shared(Box::new(
                 PostgresStore::connect_with_password(&url, database_password.as_deref(), keyring)
                     .await
                     .map_err(StartupError::Database)?,
-            ),
+            )),
             (None, Some(sqlite), _) => StoreBackend::Embedded(sqlite),
             _ => return Err(StartupError::NoStore),
         };

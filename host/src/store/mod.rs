@@ -31,7 +31,8 @@ use plugin_api::TemplateType;
 /// flow control kept for every host).
 pub enum StoreBackend {
     Embedded(sqlite::SqliteStore),
-    Shared(postgres::PostgresStore),
+    /// Boxed: the pool and its settings are large, and the enum is built once.
+    Shared(Box<postgres::PostgresStore>),
 }
 
 impl StoreBackend {
@@ -39,7 +40,7 @@ impl StoreBackend {
     pub fn store(&self) -> &dyn Store {
         match self {
             StoreBackend::Embedded(sqlite) => sqlite,
-            StoreBackend::Shared(postgres) => postgres,
+            StoreBackend::Shared(postgres) => postgres.as_ref(),
         }
     }
 
@@ -47,7 +48,7 @@ impl StoreBackend {
     pub fn shared(&self) -> Option<&postgres::PostgresStore> {
         match self {
             StoreBackend::Embedded(_) => None,
-            StoreBackend::Shared(postgres) => Some(postgres),
+            StoreBackend::Shared(postgres) => Some(postgres.as_ref()),
         }
     }
 
