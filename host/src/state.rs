@@ -108,6 +108,8 @@ pub struct ServeConfig {
     pub send_executor: SendExecutorConfig,
     pub send_limits: SendLimits,
     pub code_policy: CodePolicy,
+    /// The SMS-pumping protection's flags.
+    pub protection: crate::protection::ProtectionSettings,
     /// When set, only plugin builds with these SHA-256 digests load.
     pub allowed_plugin_sha256: Option<std::collections::BTreeSet<String>>,
     /// Minisign public key files; when any, plugin files load only signed by one of them.
@@ -155,6 +157,9 @@ pub struct AppState {
     pub data_directory_lock: crate::data_directory::DataDirectoryLock,
     /// The API routes' gate: in-flight cap, body and request deadlines.
     pub request_admission: Arc<crate::http::RequestAdmission>,
+    /// Where this host's protection state is saved (SQLite); `None` with PostgreSQL, where
+    /// it is per host and in memory for now.
+    pub protection_snapshots: Option<SqliteStore>,
 }
 
 impl AppState {
@@ -194,6 +199,15 @@ impl AppState {
             data_directory_lock,
             database_password,
         } = prepared;
+        let protection = crate::protection::Protection::new(
+            config.protection.clone(),
+            config
+                .send_limits
+                .allowed_countries
+                .clone()
+                .unwrap_or_default(),
+        );
+        let protection_snapshots = sqlite_store.clone();
         let (store, shared_store): (Arc<dyn Store>, Option<PostgresStore>) =
             match (database_url, sqlite_store, secrets_keyring) {
                 (Some(url), _, Some(keyring)) => {
@@ -209,6 +223,15 @@ impl AppState {
                 (None, Some(sqlite), _) => (Arc::new(sqlite), None),
                 _ => return Err(StartupError::NoStore),
             };
+        match &protection_snapshots {
+            Some(sqlite) => crate::protection::persistence::restore(&protection, sqlite)
+                .await
+                .map_err(|error| StartupError::Store(StoreError::Failed(error)))?,
+            None => tracing::info!(
+                mode = protection.mode().label(),
+                "protection state is per host for now: with --database-url each host decides and remembers on its own, in memory"
+            ),
+        }
         let sealing = store.prepare_sealing().await.map_err(StartupError::Store)?;
         if sealing.sealed_from_clear > 0 {
             tracing::info!(configs = sealing.sealed_from_clear, key_id = %sealing.key_id, "sealed saved configs that were stored in clear");
@@ -304,7 +327,9 @@ impl AppState {
                 ),
                 executor: send_executor,
                 admin_test_budget: Default::default(),
+                protection,
             },
+            protection_snapshots,
             code_hasher,
             shared_store,
             served_generation: std::sync::atomic::AtomicI64::new(generation),

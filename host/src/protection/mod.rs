@@ -30,6 +30,8 @@
 
 pub mod bounded;
 pub mod conversion;
+pub mod flags;
+pub mod persistence;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -1102,6 +1104,13 @@ impl Protection {
                 .collect(),
         };
         Some((snapshot, blocks_changed))
+    }
+
+    /// A save failed: the next one carries everything again.
+    pub fn mark_dirty(&self) {
+        let mut tracked = self.tracked();
+        tracked.dirty = true;
+        tracked.blocks_changed = true;
     }
 
     /// Whether a block changed since the last snapshot (the flush task saves at once then).

@@ -27,6 +27,11 @@ pub struct SendMessageBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub payload: serde_json::Map<String, serde_json::Value>,
+    /// The end user's IP address (IPv4 or IPv6), as Logto sends it: the `ip_velocity`
+    /// protection layer counts sends per address (IPv6 per /64). A malformed one is refused.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
+    pub ip: Option<std::net::IpAddr>,
 }
 
 fn generic() -> TemplateType {
@@ -64,7 +69,7 @@ pub async fn send_message(
     let message = SmsMessage::new(phone.e164(), body.template_type, body.payload);
     let receipt = state
         .sender
-        .send_with_flow_control(target, &phone, message, SendPurpose::Message)
+        .send_with_flow_control(target, &phone, message, SendPurpose::Message, body.ip)
         .await?;
     Ok(Json(SendMessageResponse {
         connector_id: live.connector_id.clone(),

@@ -29,6 +29,11 @@ pub struct IssueCodeBody {
     pub template_type: TemplateType,
     /// Picks a per-locale template (`payload.locale`).
     pub locale: Option<String>,
+    /// The end user's IP address (IPv4 or IPv6): the `ip_velocity` protection layer counts
+    /// sends per address (IPv6 per /64). A malformed one is refused.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// Sends a new code; it replaces any code pending for the same phone and type.
@@ -46,7 +51,7 @@ pub async fn issue_code(
         .map_err(ApiError::InvalidPhoneNumber)?;
     state
         .verification_codes()
-        .issue(&phone, body.template_type, body.locale)
+        .issue(&phone, body.template_type, body.locale, body.ip)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -27,6 +27,7 @@ pub mod vendor_concurrency;
 pub mod verification_codes;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use plugin_api::{ConnectorInstance, SendReceipt, SmsMessage, TemplateType};
@@ -35,6 +36,7 @@ use tracing::Instrument;
 
 use crate::live::live_connector::{LiveConnector, LiveStatus, NoLiveConnector};
 use crate::phone::PhoneNumber;
+use crate::protection::{Blocked, Protection, SendFacts, Verdict};
 use crate::secret_redaction::SecretRedactor;
 use crate::send::executor::{DeliveryError, SendExecutor};
 use crate::send::flow_control::{LimitError, SendLimiter, SendRefusal, SendSlot};
@@ -97,6 +99,9 @@ pub enum SendError {
     /// The console's tests have spent their own budget (`admin_test_budget`).
     #[error("the console's test budget is spent; retry in {retry_after_secs} s")]
     ConsoleTestsLimited { retry_after_secs: u64 },
+    /// Refused by a protection layer (SMS pumping): nothing was reserved or sent.
+    #[error("{}", .0.message)]
+    Blocked(Blocked),
     /// Over the per-recipient limit or inside the resend cooldown.
     #[error("refused by flow control: {0:?}")]
     Refused(SendRefusal),
@@ -127,6 +132,9 @@ pub struct Sender {
     pub executor: SendExecutor,
     /// Console tests' own budget, apart from the recipients' limits.
     pub admin_test_budget: admin_test_budget::AdminTestBudget,
+    /// The SMS-pumping layers, decided before the per-recipient reservation (console tests
+    /// have their own budget instead).
+    pub protection: Protection,
 }
 
 /// The connector a send goes through.
@@ -196,9 +204,10 @@ impl Sender {
         phone: &PhoneNumber,
         message: SmsMessage,
         purpose: SendPurpose,
+        client_ip: Option<IpAddr>,
     ) -> Result<SendReceipt, SendError> {
         let reservation = self
-            .reserve_send(phone, message.template_type(), purpose)
+            .reserve_send(phone, message.template_type(), purpose, client_ip)
             .await?;
         self.send_reserved(reservation, target, phone, message, purpose)
             .await
@@ -237,16 +246,18 @@ impl Sender {
         sent
     }
 
-    /// The flow-control half of a send: refuses a recipient outside the allowlist, over the
-    /// per-recipient limit or (for codes) inside the resend cooldown, and otherwise takes a slot
-    /// in the send log.
+    /// The flow-control half of a send: refuses a recipient outside the allowlist, one a
+    /// protection layer blocks, over the per-recipient limit or (for codes) inside the resend
+    /// cooldown, and otherwise takes a slot in the send log.
     pub async fn reserve_send(
         &self,
         phone: &PhoneNumber,
         template_type: TemplateType,
         purpose: SendPurpose,
+        client_ip: Option<IpAddr>,
     ) -> Result<SendSlot, SendError> {
         check_country(&self.limits, phone)?;
+        self.check_protection(phone, client_ip)?;
         let with_cooldown = purpose == SendPurpose::VerificationCode;
         self.limiter
             .reserve(phone.e164(), template_type, with_cooldown)
@@ -264,6 +275,38 @@ impl Sender {
                 // Fail closed: no decision, no send.
                 LimitError::StoreUnavailable(error) => SendError::Store(error),
             })
+    }
+
+    /// The protection layers' decision: a block is logged and counted, and refuses the send
+    /// in `enforce` mode; in `monitor` mode the send goes on.
+    fn check_protection(
+        &self,
+        phone: &PhoneNumber,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), SendError> {
+        let facts = SendFacts {
+            phone: phone.e164(),
+            region: phone.region(),
+            client_ip,
+        };
+        let mode = self.protection.mode().label();
+        match self.protection.check(&facts, crate::store::now_millis()) {
+            Verdict::Allowed => Ok(()),
+            Verdict::WouldBlock(blocked) => {
+                let reason = blocked.reason.label();
+                ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
+                    .increment(1);
+                tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, "send would be blocked by protection");
+                Ok(())
+            }
+            Verdict::Blocked(blocked) => {
+                let reason = blocked.reason.label();
+                ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
+                    .increment(1);
+                tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, "send blocked by protection");
+                Err(SendError::Blocked(blocked))
+            }
+        }
     }
 
     /// The sending half: through the connector, with a span, a log line and metrics; a failed

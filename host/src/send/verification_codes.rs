@@ -38,6 +38,7 @@ impl VerificationCodes<'_> {
         phone: &PhoneNumber,
         template_type: TemplateType,
         locale: Option<String>,
+        client_ip: Option<std::net::IpAddr>,
     ) -> Result<(), SendError> {
         let live = self.live.current_live_connector()?;
         let target = SendTarget::live(&live)?;
@@ -45,18 +46,24 @@ impl VerificationCodes<'_> {
             .map_err(|error| SendError::CodeNotGenerated(error.to_string()))?;
         let code_hash = self.hasher.hash(phone.e164(), template_type, &code);
         let now = now_millis();
+        let expires_at =
+            now + i64::try_from(self.policy.time_to_live.as_millis()).unwrap_or(i64::MAX);
         let new_code = NewCode {
             phone: phone.e164().to_owned(),
             template_type,
             code_hash: code_hash.clone(),
             created_at: now,
-            expires_at: now
-                + i64::try_from(self.policy.time_to_live.as_millis()).unwrap_or(i64::MAX),
+            expires_at,
         };
         // Flow control first: a refused request leaves the pending code in place.
         let reservation = self
             .sender
-            .reserve_send(phone, template_type, SendPurpose::VerificationCode)
+            .reserve_send(
+                phone,
+                template_type,
+                SendPurpose::VerificationCode,
+                client_ip,
+            )
             .await?;
         let message = crate::verification_code::code_message(phone, template_type, code, locale);
         // Saved before sending: the code must verify as soon as the SMS can arrive.
@@ -79,6 +86,14 @@ impl VerificationCodes<'_> {
             return Err(error);
         }
         metrics::counter!("verification_codes_issued_total").increment(1);
+        // Low conversion: the code is verified, or counts as unverified once it expired.
+        self.sender.protection.code_issued(
+            phone.e164(),
+            phone.region(),
+            template_type.as_str(),
+            expires_at,
+            now,
+        );
         Ok(())
     }
 
@@ -112,6 +127,12 @@ impl VerificationCodes<'_> {
         tracing::info!(phone = %masked_phone(phone.e164()), template_type = %template_type, outcome = outcome_label, "verification");
         if outcome == VerifyOutcome::Verified {
             metrics::counter!("verification_codes_verified_total").increment(1);
+            self.sender.protection.code_verified(
+                phone.e164(),
+                phone.region(),
+                template_type.as_str(),
+                now_millis(),
+            );
             Ok(())
         } else {
             metrics::counter!("verification_codes_failed_total", "reason" => outcome_label)

@@ -201,6 +201,7 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         send_executor: Default::default(),
         send_limits: Default::default(),
         code_policy: Default::default(),
+        protection: Default::default(),
         allowed_plugin_sha256: None,
         trusted_plugin_key_files: Vec::new(),
         // Never watched here: the router is all that runs.
