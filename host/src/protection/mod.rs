@@ -718,7 +718,19 @@ impl Protection {
                     BlockKind::Ip => subjects.ip.as_deref() == Some(block.subject.as_str()),
                 }
         };
-        let block = tracked.blocks.values_mut().find(|block| matches(block))?;
+        // The narrowest subject first: it is the one the message names.
+        let narrowness = |kind: BlockKind| match kind {
+            BlockKind::Recipient => 0,
+            BlockKind::Ip => 1,
+            BlockKind::Prefix => 2,
+            BlockKind::Country => 3,
+            BlockKind::Global => 4,
+        };
+        let block = tracked
+            .blocks
+            .values_mut()
+            .filter(|block| matches(block))
+            .min_by_key(|block| narrowness(block.kind))?;
         block.blocked += 1;
         let block = block.clone();
         tracked.dirty = true;
