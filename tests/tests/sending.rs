@@ -786,6 +786,9 @@ fn kill_9_during_a_burst_of_codes_loses_no_issued_code_and_no_verify() {
         "0",
         "--max-sends-per-recipient",
         "1000000",
+        // 8,000 codes to one prefix within seconds: the flood `prefix_velocity` stops.
+        "--prefix-velocity-max",
+        "0",
     ];
     let (host, outbox) = start_mock_host(&args[4..]);
     let host = std::sync::Arc::new(host);
