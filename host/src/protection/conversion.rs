@@ -153,10 +153,10 @@ impl Conversion {
             let Some((_, key, seq)) = self.expiries.pop_front() else {
                 break;
             };
-            if !self
+            if self
                 .pending
                 .get(&key)
-                .is_some_and(|pending| pending.seq == seq)
+                .is_none_or(|pending| pending.seq != seq)
             {
                 continue;
             }
