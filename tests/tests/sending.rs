@@ -992,6 +992,30 @@ fn protection_blocks_hold_across_a_restart_on_sqlite() {
         found
     });
     assert!(saved, "the block was not saved");
+    // Every block is explained in the log (masked phone, reason, mode) and the metric.
+    let log = host.log_eventually(|log| log.contains("send blocked by protection"));
+    let line = log
+        .lines()
+        .find(|line| line.contains("send blocked by protection"))
+        .unwrap();
+    assert!(
+        line.contains("***0002") && !line.contains("+12015550002"),
+        "{line}"
+    );
+    assert!(
+        line.contains("prefix_velocity") && line.contains("enforce"),
+        "{line}"
+    );
+    let (_, metrics) = host.request("GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("sms_sends_blocked_total")
+                && line.contains("reason=\"prefix_velocity\"")
+                && line.contains("mode=\"enforce\"")),
+        "{metrics}"
+    );
 
     let host = host.kill().start_with_args(&[
         "--admin-key",
@@ -1012,4 +1036,29 @@ fn protection_blocks_hold_across_a_restart_on_sqlite() {
         204
     );
     assert_eq!(send(&host, "+12015550003").0, 200);
+}
+
+/// Monitor mode decides and explains, and sends: the log line says what would have been
+/// blocked, the metric counts it with `mode="monitor"`.
+#[test]
+fn monitor_mode_logs_and_counts_what_it_would_block_and_sends_it() {
+    let (host, outbox) =
+        start_mock_host(&["--protection", "monitor", "--prefix-velocity-max", "1"]);
+    for to in ["+12015550001", "+12015550002"] {
+        let body = json!({"to": to, "payload": {"code": "123456"}});
+        let (status, answer) = host.request("POST", "/api/messages", Some(SEND_KEY), Some(&body));
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(outbox_lines(&outbox).len(), 2);
+    let log = host.log_eventually(|log| log.contains("send would be blocked by protection"));
+    assert!(!log.contains("send blocked by protection"), "{log}");
+    let (_, metrics) = host.request("GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("sms_sends_blocked_total")
+                && line.contains("mode=\"monitor\"")),
+        "{metrics}"
+    );
 }
