@@ -531,6 +531,16 @@ impl Protection {
         tracked.dirty = true;
     }
 
+    /// An issued code was not sent after all (the send failed): it decides nothing.
+    pub fn code_discarded(&self, phone: &str, template_type: &str) {
+        if self.settings.mode == ProtectionMode::Off {
+            return;
+        }
+        self.tracked()
+            .conversion
+            .discarded(&(phone.to_owned(), template_type.to_owned()));
+    }
+
     /// A code was verified: its prefix and country convert, its country is known, and its
     /// recipient's backoff starts over.
     pub fn code_verified(&self, phone: &str, region: Option<&str>, template_type: &str, now: i64) {
