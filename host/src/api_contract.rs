@@ -217,6 +217,21 @@ fn recipient_limit() -> Failure {
     )
 }
 
+fn protection_block() -> Failure {
+    failure(
+        ApiError::Blocked {
+            reason: "low_conversion",
+            retry_after_secs: Some(600),
+            block_id: "9f2c4e1a7b3d5f60".to_owned(),
+            message: "Sending to this number is paused: the prefix +1201555 converts too few codes (3 of 40 verified); retry in 600 s".to_owned(),
+        },
+        "an SMS-pumping protection layer blocks this send (nothing was sent): `data.reason` is \
+         `ip_velocity`, `prefix_velocity`, `low_conversion`, `first_seen_country`, `budget` or \
+         `recipient_backoff`; `data.retryAfterSeconds` and `Retry-After` when it lifts by \
+         itself, `data.blockId` the block an admin can lift (`DELETE /api/protection/blocks/{id}`)",
+    )
+}
+
 /// Every error a connector can return, with the status it gets: `during_test` when the
 /// config is the client's (a config under test), else the saved config is the operator's.
 fn connector_errors(during_test: bool) -> Vec<Failure> {
@@ -271,6 +286,8 @@ fn sending_failures(config_under_test: bool) -> Vec<Failure> {
     ];
     failures.extend(connector_errors(config_under_test));
     if !config_under_test {
+        // Console tests have their own budget; the protection layers guard real sends.
+        failures.push(protection_block());
         failures.push(failure(
             ApiError::NoLiveConnector("no SMS connector is live".to_owned()),
             "no connector is live, or the live one's plugin is not loaded or refuses its config",
@@ -293,6 +310,27 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
                     id: "non-exist-id".to_owned(),
                 },
                 "no loaded plugin provides this factory",
+            ));
+            failures
+        }
+        "get_protection" => admin_route(),
+        "lift_block" => {
+            let mut failures = admin_route();
+            failures.push(with_a_path_id());
+            failures.push(failure(
+                ApiError::NotFound {
+                    entity: "protection block",
+                    id: "9f2c4e1a7b3d5f60".to_owned(),
+                },
+                "no block in force has this id (it ended, was lifted, or never existed)",
+            ));
+            failures
+        }
+        "allow_country" => {
+            let mut failures = admin_route();
+            failures.push(malformed(
+                "\"usa\" is not a region: use an ISO 3166 alpha-2 code in uppercase, such as US",
+                "the region is not two uppercase letters",
             ));
             failures
         }
@@ -543,6 +581,7 @@ fn example_body(error: &ApiError) -> serde_json::Value {
         ApiError::Verification(VerifyOutcome::Mismatch { attempts_left }) => {
             body["data"] = serde_json::json!({ "attemptsLeft": attempts_left });
         }
+        ApiError::Blocked { .. } => body["data"] = error.blocked_data(),
         _ => {}
     }
     body

@@ -58,6 +58,14 @@ pub enum ApiError {
     /// The console's tests have a budget of their own (send/admin_test_budget.rs).
     #[error("too many test messages from the console (at most {} per {} minutes on this host); retry in {retry_after_secs} s", crate::send::admin_test_budget::ADMIN_TESTS_PER_WINDOW, crate::send::admin_test_budget::ADMIN_TEST_WINDOW.as_secs() / 60)]
     ConsoleTestsLimited { retry_after_secs: u64 },
+    /// A protection layer (SMS pumping) refused the send: `data.reason` says which.
+    #[error("{message}")]
+    Blocked {
+        reason: &'static str,
+        retry_after_secs: Option<u64>,
+        block_id: String,
+        message: String,
+    },
     #[error("{}", verification_failure_message(.0))]
     Verification(VerifyOutcome),
     #[error("a valid API key is required: send `Authorization: Bearer <key>`")]
@@ -109,7 +117,8 @@ impl ApiError {
             | ApiError::Verification(_) => StatusCode::BAD_REQUEST,
             ApiError::RateLimited { .. }
             | ApiError::ResendCooldown { .. }
-            | ApiError::ConsoleTestsLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::ConsoleTestsLimited { .. }
+            | ApiError::Blocked { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Connector { error, during_test } => {
                 connector_error_status(error.code, *during_test)
@@ -140,6 +149,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "request.message_rate_limited".to_owned(),
             ApiError::ResendCooldown { .. } => "verification_code.resend_cooldown".to_owned(),
             ApiError::ConsoleTestsLimited { .. } => "request.console_test_rate_limited".to_owned(),
+            ApiError::Blocked { .. } => "sms.blocked".to_owned(),
             ApiError::Verification(outcome) => match outcome {
                 VerifyOutcome::NotFound | VerifyOutcome::Verified => "verification_code.not_found",
                 VerifyOutcome::Expired => "verification_code.expired",
@@ -171,6 +181,28 @@ impl ApiError {
             error,
             during_test: true,
         }
+    }
+
+    /// `data` of a `429 sms.blocked`: the reason, and when they apply the seconds to wait and
+    /// the stored block that refused.
+    pub fn blocked_data(&self) -> serde_json::Value {
+        let ApiError::Blocked {
+            reason,
+            retry_after_secs,
+            block_id,
+            ..
+        } = self
+        else {
+            return serde_json::Value::Null;
+        };
+        let mut data = json!({ "reason": reason });
+        if let Some(seconds) = retry_after_secs {
+            data["retryAfterSeconds"] = json!(seconds);
+        }
+        if !block_id.is_empty() {
+            data["blockId"] = json!(block_id);
+        }
+        data
     }
 
     fn from_delivery(error: DeliveryError, during_test: bool) -> Self {
@@ -223,6 +255,16 @@ impl IntoResponse for ApiError {
             }
             ApiError::Verification(VerifyOutcome::Mismatch { attempts_left }) => {
                 body["data"] = json!({ "attemptsLeft": attempts_left });
+            }
+            ApiError::Blocked { .. } => {
+                body["data"] = self.blocked_data();
+                if let ApiError::Blocked {
+                    retry_after_secs: Some(seconds),
+                    ..
+                } = &self
+                {
+                    retry_after = Some(seconds.to_string());
+                }
             }
             // The follower and the pool reconnect within a second or two.
             ApiError::StoreUnavailable(_) => retry_after = Some("1".to_owned()),
@@ -323,6 +365,12 @@ impl From<SendError> for ApiError {
                 ApiError::ConsoleTestsLimited { retry_after_secs }
             }
             SendError::Refused(refusal) => ApiError::from(refusal),
+            SendError::Blocked(blocked) => ApiError::Blocked {
+                reason: blocked.reason.label(),
+                retry_after_secs: blocked.retry_after_secs,
+                block_id: blocked.block_id,
+                message: blocked.message,
+            },
             SendError::Store(error) => ApiError::from(error),
             SendError::ConnectorBusy {
                 connector_id,

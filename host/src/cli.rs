@@ -145,7 +145,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_HOST_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
     /// How long a verification code stays valid, in seconds.
-    #[arg(long, env = "CONNECTOR_HOST_CODE_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(60..=3600))]
+    #[arg(long, env = "CONNECTOR_HOST_CODE_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub code_ttl_secs: u64,
     /// Wrong attempts before a code is locked.
     #[arg(long, env = "CONNECTOR_HOST_CODE_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
@@ -221,6 +221,9 @@ pub struct ServeArgs {
     pub allow_core_dumps: bool,
     #[command(flatten)]
     pub limits: crate::http::LimitArgs,
+    /// The SMS-pumping protection (host/src/protection).
+    #[command(flatten)]
+    pub protection: crate::protection::flags::ProtectionArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -388,6 +391,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             time_to_live: Duration::from_secs(args.code_ttl_secs),
             max_attempts: args.code_max_attempts,
         },
+        protection: args.protection.settings(),
         allowed_plugin_sha256: args.allowed_plugin_sha256,
         trusted_plugin_key_files: args.trusted_plugin_keys,
         phone_validation: args.phone_validation,

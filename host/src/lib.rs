@@ -71,6 +71,7 @@ pub mod log_output;
 pub mod log_writer;
 pub mod phone;
 pub mod plugins;
+pub mod protection;
 pub mod request_fields;
 pub mod routes;
 pub mod scaffold;

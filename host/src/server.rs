@@ -6,7 +6,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -51,6 +51,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::connectors::test_connector_config),
         )
         .route("/api/plugins", get(routes::plugins::list_plugin_files))
+        .route("/api/protection", get(routes::protection::get_protection))
+        .route(
+            "/api/protection/blocks/{id}",
+            delete(routes::protection::lift_block),
+        )
+        .route(
+            "/api/protection/countries/{region}/allow",
+            post(routes::protection::allow_country),
+        )
         .route(
             "/api/plugins/rescan",
             post(routes::plugins::rescan_plugin_files),
@@ -133,6 +142,18 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
+    if state.store_backend.embedded().is_some() {
+        let saving = Arc::clone(&state);
+        tokio::spawn(async move {
+            if let Some(sqlite) = saving.store_backend.embedded() {
+                crate::protection::persistence::save_periodically(
+                    &saving.sender.protection,
+                    sqlite,
+                )
+                .await;
+            }
+        });
+    }
     if state.store_backend.shared().is_some() {
         let following = Arc::clone(&state);
         tokio::spawn(async move {
@@ -174,6 +195,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             "requests still running after the shutdown grace period"
         );
     }
+    if let Some(sqlite) = state.store_backend.embedded() {
+        crate::protection::persistence::save(&state.sender.protection, sqlite, false).await;
+    }
     Ok(())
 }
 
@@ -182,6 +206,7 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         interval.tick().await;
+        state.sender.protection.purge(crate::store::now_millis());
         let recipients = match state.sender.limiter.purge().await {
             Ok(count) => count,
             Err(error) => {

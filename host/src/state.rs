@@ -108,6 +108,8 @@ pub struct ServeConfig {
     pub send_executor: SendExecutorConfig,
     pub send_limits: SendLimits,
     pub code_policy: CodePolicy,
+    /// The SMS-pumping protection's flags.
+    pub protection: crate::protection::ProtectionSettings,
     /// When set, only plugin builds with these SHA-256 digests load.
     pub allowed_plugin_sha256: Option<std::collections::BTreeSet<String>>,
     /// Minisign public key files; when any, plugin files load only signed by one of them.
@@ -203,6 +205,23 @@ impl AppState {
             _ => return Err(StartupError::NoStore),
         };
         let store = backend.store();
+        let protection = crate::protection::Protection::new(
+            config.protection.clone(),
+            config
+                .send_limits
+                .allowed_countries
+                .clone()
+                .unwrap_or_default(),
+        );
+        match backend.embedded() {
+            Some(sqlite) => crate::protection::persistence::restore(&protection, sqlite)
+                .await
+                .map_err(|error| StartupError::Store(StoreError::Failed(error)))?,
+            None => tracing::info!(
+                mode = protection.mode().label(),
+                "protection state is per host for now: with --database-url each host decides and remembers on its own, in memory"
+            ),
+        }
         let sealing = store.prepare_sealing().await.map_err(StartupError::Store)?;
         if sealing.sealed_from_clear > 0 {
             tracing::info!(configs = sealing.sealed_from_clear, key_id = %sealing.key_id, "sealed saved configs that were stored in clear");
@@ -298,6 +317,7 @@ impl AppState {
                 ),
                 executor: send_executor,
                 admin_test_budget: Default::default(),
+                protection,
             },
             code_hasher,
             served_generation: std::sync::atomic::AtomicI64::new(generation),

@@ -30,7 +30,8 @@ pub struct SendMessageBody {
     #[schema(value_type = Object)]
     pub payload: serde_json::Map<String, serde_json::Value>,
     /// The end user's IP address, when the sender knows it (Logto's HTTP SMS connector
-    /// passes it on interactive flows).
+    /// passes it on interactive flows): the `ip_velocity` protection layer counts sends per
+    /// address (IPv6 per /64). A malformed one is refused.
     #[serde(
         default,
         deserialize_with = "crate::request_fields::ip_address_when_present"

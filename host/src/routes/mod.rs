@@ -6,4 +6,5 @@ pub mod health;
 pub mod messages;
 pub mod metrics;
 pub mod plugins;
+pub mod protection;
 pub mod verification_codes;

@@ -30,7 +30,8 @@ pub struct IssueCodeBody {
     pub template_type: TemplateType,
     /// Picks a per-locale template (`payload.locale`).
     pub locale: Option<String>,
-    /// The end user's IP address, when the caller knows it.
+    /// The end user's IP address, when the caller knows it: the `ip_velocity` protection
+    /// layer counts sends per address (IPv6 per /64). A malformed one is refused.
     #[serde(
         default,
         deserialize_with = "crate::request_fields::ip_address_when_present"

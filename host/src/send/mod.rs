@@ -36,6 +36,7 @@ use tracing::Instrument;
 
 use crate::live::live_connector::{LiveConnector, LiveStatus, NoLiveConnector};
 use crate::phone::PhoneNumber;
+use crate::protection::{Blocked, Protection, SendFacts, Verdict};
 use crate::secret_redaction::SecretRedactor;
 use crate::send::executor::{DeliveryError, SendExecutor};
 use crate::send::flow_control::{LimitError, SendLimiter, SendRefusal, SendSlot};
@@ -97,6 +98,9 @@ pub enum SendError {
     /// The console's tests have spent their own budget (`admin_test_budget`).
     #[error("the console's test budget is spent; retry in {retry_after_secs} s")]
     ConsoleTestsLimited { retry_after_secs: u64 },
+    /// Refused by a protection layer (SMS pumping): nothing was reserved or sent.
+    #[error("{}", .0.message)]
+    Blocked(Blocked),
     /// Over the per-recipient limit or inside the resend cooldown.
     #[error("refused by flow control: {0:?}")]
     Refused(SendRefusal),
@@ -127,6 +131,9 @@ pub struct Sender {
     pub executor: SendExecutor,
     /// Console tests' own budget, apart from the recipients' limits.
     pub admin_test_budget: admin_test_budget::AdminTestBudget,
+    /// The SMS-pumping layers, decided before the per-recipient reservation (console tests
+    /// have their own budget instead).
+    pub protection: Protection,
 }
 
 /// The connector a send goes through.
@@ -238,13 +245,9 @@ impl Sender {
         sent
     }
 
-    /// The flow-control half of a send: refuses a recipient outside the allowlist, over the
-    /// per-recipient limit or (for codes) inside the resend cooldown, and otherwise takes a slot
-    /// in the send log.
-    ///
-    /// `client_ip` is the end user's address when the caller gave one (Logto's `ip`): the
-    /// input of per-client SMS-pumping protection, which will be decided here, before any cost
-    /// (issue 24). The per-recipient rules do not use it. It is personal data: never logged.
+    /// The flow-control half of a send: refuses a recipient outside the allowlist, one a
+    /// protection layer blocks, over the per-recipient limit or (for codes) inside the resend
+    /// cooldown, and otherwise takes a slot in the send log.
     pub async fn reserve_send(
         &self,
         phone: &PhoneNumber,
@@ -252,8 +255,8 @@ impl Sender {
         purpose: SendPurpose,
         client_ip: Option<IpAddr>,
     ) -> Result<SendSlot, SendError> {
-        let _ = client_ip;
         check_country(&self.limits, phone)?;
+        self.check_protection(phone, client_ip)?;
         let with_cooldown = purpose == SendPurpose::VerificationCode;
         self.limiter
             .reserve(phone.e164(), template_type, with_cooldown)
@@ -271,6 +274,38 @@ impl Sender {
                 // Fail closed: no decision, no send.
                 LimitError::StoreUnavailable(error) => SendError::Store(error),
             })
+    }
+
+    /// The protection layers' decision: a block is logged and counted, and refuses the send
+    /// in `enforce` mode; in `monitor` mode the send goes on.
+    fn check_protection(
+        &self,
+        phone: &PhoneNumber,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), SendError> {
+        let facts = SendFacts {
+            phone: phone.e164(),
+            region: phone.region(),
+            client_ip,
+        };
+        let mode = self.protection.mode().label();
+        match self.protection.check(&facts, crate::store::now_millis()) {
+            Verdict::Allowed => Ok(()),
+            Verdict::WouldBlock(blocked) => {
+                let reason = blocked.reason.label();
+                ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
+                    .increment(1);
+                tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, "send would be blocked by protection");
+                Ok(())
+            }
+            Verdict::Blocked(blocked) => {
+                let reason = blocked.reason.label();
+                ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
+                    .increment(1);
+                tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, "send blocked by protection");
+                Err(SendError::Blocked(blocked))
+            }
+        }
     }
 
     /// The sending half: through the connector, with a span, a log line and metrics; a failed

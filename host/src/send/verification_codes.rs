@@ -47,13 +47,14 @@ impl VerificationCodes<'_> {
             .map_err(|error| SendError::CodeNotGenerated(error.to_string()))?;
         let code_hash = self.hasher.hash(phone.e164(), template_type, &code);
         let now = now_millis();
+        let expires_at =
+            now + i64::try_from(self.policy.time_to_live.as_millis()).unwrap_or(i64::MAX);
         let new_code = NewCode {
             phone: phone.e164().to_owned(),
             template_type,
             code_hash: code_hash.clone(),
             created_at: now,
-            expires_at: now
-                + i64::try_from(self.policy.time_to_live.as_millis()).unwrap_or(i64::MAX),
+            expires_at,
         };
         // Flow control first: a refused request leaves the pending code in place.
         let reservation = self
@@ -68,6 +69,15 @@ impl VerificationCodes<'_> {
         let message = crate::verification_code::code_message(phone, template_type, code, locale);
         // Saved before sending: the code must verify as soon as the SMS can arrive.
         self.store.save_code(new_code).await?;
+        // Low conversion: the code is verified, or counts as unverified once it expired.
+        // Recorded before the send, so a verify that beats the provider's answer counts.
+        self.sender.protection.code_issued(
+            phone.e164(),
+            phone.region(),
+            template_type.as_str(),
+            expires_at,
+            now,
+        );
         if let Err(error) = self
             .sender
             .send_reserved(
@@ -79,7 +89,10 @@ impl VerificationCodes<'_> {
             )
             .await
         {
-            // Not delivered: the code must not stay valid.
+            // Not delivered: the code must not stay valid, nor count for its prefix.
+            self.sender
+                .protection
+                .code_discarded(phone.e164(), template_type.as_str());
             self.store
                 .discard_code(phone.e164(), template_type, &code_hash)
                 .await?;
@@ -119,6 +132,12 @@ impl VerificationCodes<'_> {
         tracing::info!(phone = %masked_phone(phone.e164()), template_type = %template_type, outcome = outcome_label, "verification");
         if outcome == VerifyOutcome::Verified {
             metrics::counter!("verification_codes_verified_total").increment(1);
+            self.sender.protection.code_verified(
+                phone.e164(),
+                phone.region(),
+                template_type.as_str(),
+                now_millis(),
+            );
             Ok(())
         } else {
             metrics::counter!("verification_codes_failed_total", "reason" => outcome_label)

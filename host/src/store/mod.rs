@@ -52,6 +52,14 @@ impl StoreBackend {
         }
     }
 
+    /// The embedded store, when the host runs on its data directory's own.
+    pub fn embedded(&self) -> Option<&sqlite::SqliteStore> {
+        match self {
+            StoreBackend::Embedded(sqlite) => Some(sqlite),
+            StoreBackend::Shared(_) => None,
+        }
+    }
+
     /// `sqlite` or `postgres`, as `/health` names it.
     pub fn kind(&self) -> &'static str {
         match self {

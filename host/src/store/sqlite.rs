@@ -45,7 +45,7 @@ pub struct SqliteStore {
 /// edited: a change is the next one. Version 1 is the schema from before the numbering,
 /// written with `IF NOT EXISTS`: a database made then (`user_version` 0, these tables)
 /// takes it as it is, changing nothing, and is recorded at version 1.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_PROTECTION_STATE];
 
 const V1_INITIAL: &str = "
 CREATE TABLE IF NOT EXISTS connectors (
@@ -79,6 +79,19 @@ CREATE TABLE IF NOT EXISTS store_settings (
     value  TEXT NOT NULL
 );
 ";
+
+/// The SMS-pumping protection's state of this host (blocks, conversion statistics, allowed
+/// and verified countries, budgets' counts), one JSON snapshot saved on block changes and
+/// periodically, never per send (`protection::persistence`).
+const V2_PROTECTION_STATE: &str = "
+CREATE TABLE protection_state (
+    name      TEXT PRIMARY KEY,
+    value     TEXT NOT NULL,
+    saved_at  INTEGER NOT NULL
+);
+";
+
+const PROTECTION_SNAPSHOT: &str = "snapshot";
 
 const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
@@ -246,6 +259,38 @@ impl ConnectorStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::protection::persistence::SnapshotStore for SqliteStore {
+    async fn load_snapshot(&self) -> Result<Option<String>, String> {
+        self.writer
+            .run_batched(|connection, _| {
+                Ok(connection
+                    .query_row(
+                        "SELECT value FROM protection_state WHERE name = ?1",
+                        params![PROTECTION_SNAPSHOT],
+                        |row| row.get(0),
+                    )
+                    .optional()?)
+            })
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    async fn save_snapshot(&self, snapshot: String) -> Result<(), String> {
+        self.writer
+            .run_batched(move |connection, _| {
+                connection.execute(
+                    "INSERT INTO protection_state (name, value, saved_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, saved_at = excluded.saved_at",
+                    params![PROTECTION_SNAPSHOT, snapshot, now_millis()],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(|error| error.to_string())
     }
 }
 

@@ -154,6 +154,12 @@ impl InProcessHost {
 
     /// Hands `request` to the router; the status and the body, parsed as JSON when it is.
     pub fn call(&self, request: Request<Body>) -> (u16, Value) {
+        let (status, _, body) = self.call_with_headers(request);
+        (status, body)
+    }
+
+    /// [`InProcessHost::call`], with the response's headers.
+    pub fn call_with_headers(&self, request: Request<Body>) -> (u16, axum::http::HeaderMap, Value) {
         let router = self
             .router
             .clone()
@@ -164,6 +170,7 @@ impl InProcessHost {
                 .await
                 .unwrap_or_else(|never| match never {});
             let status = response.status().as_u16();
+            let headers = response.headers().clone();
             let bytes = response
                 .into_body()
                 .collect()
@@ -176,7 +183,7 @@ impl InProcessHost {
             } else {
                 serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()))
             };
-            (status, json)
+            (status, headers, json)
         })
     }
 }
@@ -201,6 +208,7 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         send_executor: Default::default(),
         send_limits: Default::default(),
         code_policy: Default::default(),
+        protection: Default::default(),
         allowed_plugin_sha256: None,
         trusted_plugin_key_files: Vec::new(),
         // Never watched here: the router is all that runs.

@@ -11,6 +11,7 @@ mod in_process_host;
 mod keys;
 mod messages;
 mod phones;
+mod protection;
 mod request_bodies;
 mod verification_codes;
 
