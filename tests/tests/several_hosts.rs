@@ -1082,3 +1082,180 @@ fn each_host_counts_its_own_changes_and_each_reload_from_the_other_once() {
     // create, the reload of A's delete. A host's own change is not reloaded again.
     assert_eq!((swaps_counted(&a), swaps_counted(&b)), (3, 3));
 }
+
+/// The shared limiter at the store, two stores standing for two hosts: a batch decides in its
+/// requests' order, batches over the same phones in opposite orders never deadlock, the cap
+/// holds for concurrent sends split over both, and a failure fails the whole batch closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_reservations_decide_in_order_never_deadlock_and_fail_whole() {
+    use connector_host::store::postgres::{
+        PostgresStore, ReservationRequest, SendLimits, SharedReservation,
+    };
+    use connector_host::store::SecretsKeyring;
+    use plugin_api::TemplateType;
+
+    let database = SharedDatabase::on_new_cluster();
+    let keyring = || SecretsKeyring::read_file(&database.secrets_key_file, false).unwrap();
+    let a = PostgresStore::connect(&database.url, keyring())
+        .await
+        .unwrap();
+    let b = PostgresStore::connect(&database.url, keyring())
+        .await
+        .unwrap();
+    let request = |phone: &str, with_cooldown: bool| ReservationRequest {
+        phone: phone.to_owned(),
+        template_type: TemplateType::SignIn,
+        with_cooldown,
+    };
+    let sends_to = |phone: &str| {
+        database.psql(&format!(
+            "SELECT count(*) FROM recipient_sends WHERE phone = '{phone}'"
+        ))
+    };
+
+    // In order: a phone's later requests see its earlier ones of the same batch.
+    let limits = SendLimits {
+        max_sends: 2,
+        window: Duration::from_secs(600),
+        cooldown: Duration::from_secs(60),
+    };
+    let outcomes = a
+        .reserve_sends(
+            limits,
+            &[
+                request("+12015550201", false),
+                request("+12015550202", false),
+                request("+12015550201", false),
+                request("+12015550201", false),
+                request("+12015550203", true),
+                request("+12015550203", true),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
+    let reserved: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            SharedReservation::Reserved { id } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reserved.len(), 4, "{outcomes:?}");
+    assert!(
+        reserved.windows(2).all(|pair| pair[0] < pair[1]),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[3], SharedReservation::RateLimited { retry_after_ms } if retry_after_ms > 0 && retry_after_ms <= 600_000),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[5], SharedReservation::Cooldown { retry_after_ms } if retry_after_ms > 0 && retry_after_ms <= 60_000),
+        "{outcomes:?}"
+    );
+    assert_eq!(sends_to("+12015550201"), "2");
+
+    // Two hosts, batches over the same 20 phones in opposite orders, all at once: none waits
+    // on the other in a cycle (PostgreSQL would abort one with 40P01), and each phone gets
+    // exactly its cap of the 10 attempts.
+    let limits = SendLimits {
+        max_sends: 5,
+        window: Duration::from_secs(600),
+        cooldown: Duration::ZERO,
+    };
+    let phones: Vec<String> = (0..20)
+        .map(|i| format!("+1201555{:04}", 1000 + i))
+        .collect();
+    let forward: Vec<_> = phones.iter().map(|phone| request(phone, false)).collect();
+    let backward: Vec<_> = forward.iter().rev().cloned().collect();
+    let batches: Vec<_> = (0..10)
+        .map(|index| {
+            let store = if index % 2 == 0 { a.clone() } else { b.clone() };
+            let requests = if index % 4 < 2 {
+                forward.clone()
+            } else {
+                backward.clone()
+            };
+            tokio::spawn(async move {
+                let outcomes = store.reserve_sends(limits, &requests).await;
+                (requests, outcomes)
+            })
+        })
+        .collect();
+    let mut reserved_per_phone = std::collections::HashMap::<String, usize>::new();
+    for batch in batches {
+        let (requests, outcomes) = batch.await.unwrap();
+        let outcomes = outcomes.unwrap();
+        assert_eq!(outcomes.len(), 20);
+        for (outcome, request) in outcomes.iter().zip(requests) {
+            if matches!(outcome, SharedReservation::Reserved { .. }) {
+                *reserved_per_phone.entry(request.phone).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(reserved_per_phone.len(), 20);
+    assert!(
+        reserved_per_phone.values().all(|&count| count == 5),
+        "{reserved_per_phone:?}"
+    );
+
+    // Sends one by one through each host's batcher: 40 at once on one phone, split over the
+    // two hosts, cap 7: exactly 7 pass.
+    let sends: Vec<_> = (0..40)
+        .map(|index| {
+            let store = if index % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                store
+                    .reserve_send(
+                        "+12015550204",
+                        TemplateType::Generic,
+                        false,
+                        7,
+                        Duration::from_secs(600),
+                        Duration::ZERO,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for send in sends {
+        match send.await.unwrap().unwrap() {
+            SharedReservation::Reserved { .. } => passed += 1,
+            SharedReservation::RateLimited { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(passed, 7);
+    assert_eq!(sends_to("+12015550204"), "7");
+
+    // A request the database fails fails its whole batch, and nothing of the batch stays.
+    database.psql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'poisoned phone'; END $$;
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON recipient_sends
+         FOR EACH ROW WHEN (NEW.phone = 'poison') EXECUTE FUNCTION refuse_poison();",
+    );
+    let error = a
+        .reserve_sends(
+            limits,
+            &[request("+12015550205", false), request("poison", false)],
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("poisoned phone"), "{error}");
+    assert_eq!(sends_to("+12015550205"), "0");
+    let error = b
+        .reserve_send(
+            "poison",
+            TemplateType::Generic,
+            false,
+            7,
+            Duration::from_secs(600),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("poisoned phone"), "{error}");
+}

@@ -6,7 +6,8 @@
 //!   other hosts' listeners turn into a reload of the live connector.
 //! - A verify is one transaction (`SELECT ... FOR UPDATE`, hashes compared in Rust in
 //!   constant time), so concurrent verifies on several hosts give exactly one success.
-//! - Flow control is one round trip per send (`reserve_send`, see the migration).
+//! - Flow control: each send gets one decision from `reserve_sends` (see the migrations);
+//!   concurrent sends of a host share its round trips ([`reservation_batcher`]).
 //! - Every operation has a deadline: a store that does not answer is `Unavailable` (503), never
 //!   a hung request.
 //! - Configs are sealed by the host (`secrets_keyring`); the database records the sealing
@@ -30,6 +31,11 @@ use super::{
     now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
     UnreadableConfig, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
+
+pub mod reservation_batcher;
+
+use reservation_batcher::{ReservationBatcher, ReservationExecutor};
+pub use reservation_batcher::{ReservationRequest, SendLimits};
 
 mod embedded {
     refinery::embed_migrations!("src/store/migrations");
@@ -92,6 +98,7 @@ pub struct PostgresStore {
     connect_config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     keyring: std::sync::Arc<SecretsKeyring>,
+    reservations: ReservationBatcher,
 }
 
 /// What a host needs to serve the live connector another host may have changed.
@@ -356,6 +363,7 @@ impl PostgresStore {
             .build()
             .map_err(|error| StoreError::Failed(format!("cannot build the pool: {error}")))?;
         let store = Self {
+            reservations: ReservationBatcher::start(DatabaseReservations { pool: pool.clone() }),
             pool,
             connect_config,
             tls,
@@ -534,7 +542,7 @@ impl PostgresStore {
     }
 
     /// Flow control for one send, shared by every host: the cooldown (when asked) and the
-    /// sliding window, then a slot; one round trip.
+    /// sliding window, then a slot. Sent with the other sends waiting now, in one round trip.
     pub async fn reserve_send(
         &self,
         phone: &str,
@@ -544,38 +552,32 @@ impl PostgresStore {
         window: Duration,
         cooldown: Duration,
     ) -> Result<SharedReservation, StoreError> {
-        within_deadline(async {
-            let client = self.client().await?;
-            let statement = client
-                .prepare_cached("SELECT reservation_id, refusal, retry_after_ms FROM reserve_send($1, $2, $3, $4, $5, $6)")
-                .await?;
-            let max_sends = i32::try_from(max_sends).unwrap_or(i32::MAX);
-            let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-            let cooldown_ms = i64::try_from(cooldown.as_millis()).unwrap_or(i64::MAX);
-            let row = client
-                .query_one(
-                    &statement,
-                    &[&phone, &template_type.as_str(), &with_cooldown, &max_sends, &window_ms, &cooldown_ms],
-                )
-                .await?;
-            SharedReservation::from_row(row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)
-        })
-        .await
+        let request = ReservationRequest {
+            phone: phone.to_owned(),
+            template_type,
+            with_cooldown,
+        };
+        let limits = SendLimits {
+            max_sends,
+            window,
+            cooldown,
+        };
+        within_deadline(self.reservations.reserve(request, limits)).await
+    }
+
+    /// One batch of reservations in one round trip: one decision per request, in their order
+    /// (a later request for a phone sees the earlier ones); an error is every request's.
+    pub async fn reserve_sends(
+        &self,
+        limits: SendLimits,
+        requests: &[ReservationRequest],
+    ) -> Result<Vec<SharedReservation>, StoreError> {
+        reserve_batch(&self.pool, limits, requests).await
     }
 
     /// Gives a slot back (the send failed), so only successful sends count.
     pub async fn release_send(&self, reservation_id: i64) -> Result<(), StoreError> {
-        within_deadline(async {
-            self.client()
-                .await?
-                .execute(
-                    "DELETE FROM recipient_sends WHERE id = $1",
-                    &[&reservation_id],
-                )
-                .await?;
-            Ok(())
-        })
-        .await
+        delete_send(&self.pool, reservation_id).await
     }
 
     /// Forgets sends older than `retention` (by the database's clock); returns how many.
@@ -594,6 +596,111 @@ impl PostgresStore {
         })
         .await
     }
+}
+
+/// The batcher's way to the database.
+struct DatabaseReservations {
+    pool: Pool,
+}
+
+impl ReservationExecutor for DatabaseReservations {
+    fn reserve_batch(
+        &self,
+        limits: SendLimits,
+        requests: Vec<ReservationRequest>,
+    ) -> impl Future<Output = Result<Vec<SharedReservation>, StoreError>> + Send {
+        let pool = self.pool.clone();
+        async move { reserve_batch(&pool, limits, &requests).await }
+    }
+
+    fn release(&self, reservation_id: i64) -> impl Future<Output = ()> + Send {
+        let pool = self.pool.clone();
+        async move {
+            if let Err(error) = delete_send(&pool, reservation_id).await {
+                tracing::warn!(%error, "could not give back the slot of a send that gave up");
+            }
+        }
+    }
+}
+
+async fn pool_client(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get()
+        .await
+        .map_err(|error| StoreError::Unavailable(format!("cannot reach PostgreSQL: {error}")))
+}
+
+async fn reserve_batch(
+    pool: &Pool,
+    limits: SendLimits,
+    requests: &[ReservationRequest],
+) -> Result<Vec<SharedReservation>, StoreError> {
+    within_deadline(async {
+        let client = pool_client(pool).await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT request_index, reservation_id, refusal, retry_after_ms
+                 FROM reserve_sends($1, $2, $3, $4, $5, $6)",
+            )
+            .await?;
+        let phones: Vec<&str> = requests
+            .iter()
+            .map(|request| request.phone.as_str())
+            .collect();
+        let types: Vec<&str> = requests
+            .iter()
+            .map(|request| request.template_type.as_str())
+            .collect();
+        let with_cooldowns: Vec<bool> = requests
+            .iter()
+            .map(|request| request.with_cooldown)
+            .collect();
+        let max_sends = i32::try_from(limits.max_sends).unwrap_or(i32::MAX);
+        let window_ms = i64::try_from(limits.window.as_millis()).unwrap_or(i64::MAX);
+        let cooldown_ms = i64::try_from(limits.cooldown.as_millis()).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &phones,
+                    &types,
+                    &with_cooldowns,
+                    &max_sends,
+                    &window_ms,
+                    &cooldown_ms,
+                ],
+            )
+            .await?;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for (expected_index, row) in (1..).zip(&rows) {
+            let index: i32 = row.try_get(0)?;
+            if index != expected_index {
+                return Err(StoreError::Failed(format!(
+                    "reserve_sends answered request {index} where {expected_index} was due"
+                )));
+            }
+            outcomes.push(SharedReservation::from_row(
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            )?);
+        }
+        Ok(outcomes)
+    })
+    .await
+}
+
+async fn delete_send(pool: &Pool, reservation_id: i64) -> Result<(), StoreError> {
+    within_deadline(async {
+        pool_client(pool)
+            .await?
+            .execute(
+                "DELETE FROM recipient_sends WHERE id = $1",
+                &[&reservation_id],
+            )
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// A `LISTEN`ing connection; `notifications` ends when it is lost.
