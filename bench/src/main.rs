@@ -64,7 +64,7 @@ struct Cli {
     #[arg(long, global = true)]
     smoke: bool,
     /// pumping: a host flag replacing the simulation's own (`--host-arg=--prefix-velocity-max=20`;
-    /// repeatable), to try other thresholds.
+    /// repeatable; seconds as in real life, compressed like the defaults), to try other thresholds.
     #[arg(long = "host-arg", global = true, allow_hyphen_values = true)]
     host_args: Vec<String>,
 }

@@ -12,7 +12,8 @@
 //! - Everything runs [`TIME_SCALE`] times faster than real life: the host's windows, the code
 //!   lifetime and the users' delays are divided by it; counts per window stay as they are. The
 //!   protection's windows are its own defaults (read from `serve --help`) compressed the same
-//!   way, so the run measures the defaults; `--host-arg --flag=value` replaces any of them.
+//!   way, so the run measures the defaults; `--host-arg=--flag=value` replaces any of them
+//!   (seconds given as in real life, compressed the same way).
 //!
 //! Reported per mode (baseline: protection off or absent; enforce): attack sends that reached
 //! the connector (lines in the outbox), legitimate users refused with `429 sms.blocked`, time
@@ -121,6 +122,8 @@ pub(crate) struct PumpingResult {
     legit_failed_otherwise: usize,
     first_block_secs: Option<f64>,
     ninety_nine_secs: Option<f64>,
+    /// The attack's last send that went through, after its start.
+    last_through_secs: Option<f64>,
     /// reason → (attack sends, legitimate requests) refused with it.
     reasons: BTreeMap<String, (usize, usize)>,
     /// Other refusals: code → count.
@@ -268,9 +271,14 @@ fn host_args(
         if !defaults.contains_key(flag) {
             return Err(format!("--host-arg {entry:?}: the host has no {flag}"));
         }
+        // Given in real-life seconds, like the defaults.
+        let value = match (flag.ends_with("-secs"), value.parse::<u64>()) {
+            (true, Ok(seconds)) => compressed(seconds).to_string(),
+            _ => value.to_owned(),
+        };
         // The baseline stays off whatever the overrides say.
         if !(flag == "--protection" && mode == Mode::Baseline) {
-            flags.insert(flag.to_owned(), value.to_owned());
+            flags.insert(flag.to_owned(), value);
         }
     }
     Ok(flags
@@ -755,6 +763,11 @@ fn simulate(
         send_ip,
         started: Instant::now(),
     };
+    let sampling = Arc::new(AtomicBool::new(protection_built && mode == Mode::Enforce));
+    let sampler = {
+        let (sampling, url) = (Arc::clone(&sampling), host.url.clone());
+        std::thread::spawn(move || sample_blocks(&url, &sampling))
+    };
     let (answers, lags) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..plan.workers)
             .map(|worker| {
@@ -774,8 +787,9 @@ fn simulate(
     });
     stop.store(true, Ordering::Relaxed);
     let _ = follower.join();
-    if protection_built && mode == Mode::Enforce {
-        print_protection_blocks(&host);
+    sampling.store(false, Ordering::Relaxed);
+    if let Ok(blocks) = sampler.join() {
+        print_blocks(&blocks);
     }
     let attack_reaching = attack_lines_in_outbox(&outbox);
     let result = tally(
@@ -970,16 +984,28 @@ fn tally(
         .iter()
         .find(|answer| is_block(answer))
         .map(|answer| answer.at_secs - attack_start);
-    // The earliest send from which on at least 99 % of the attack's sends were blocked.
-    let mut blocked_after = 0usize;
-    let mut ninety_nine_secs = None;
-    for (index, answer) in attack.iter().enumerate().rev() {
-        blocked_after += usize::from(is_block(answer));
-        let after = attack.len() - index;
-        if blocked_after as f64 >= 0.99 * after as f64 {
-            ninety_nine_secs = Some(answer.at_secs - attack_start);
-        }
+    // From when on every bucket of the attack (two simulated minutes) had ≥ 99 % blocked.
+    let bucket_secs = 120.0 / TIME_SCALE;
+    let mut buckets: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    for answer in &attack {
+        let bucket = buckets
+            .entry(((answer.at_secs - attack_start) / bucket_secs) as u64)
+            .or_default();
+        bucket.0 += usize::from(is_block(answer));
+        bucket.1 += 1;
     }
+    let mut ninety_nine_secs = None;
+    for (bucket, (blocked, sends)) in buckets.iter().rev() {
+        if (*blocked as f64) < 0.99 * *sends as f64 {
+            break;
+        }
+        ninety_nine_secs = Some(*bucket as f64 * bucket_secs);
+    }
+    let last_through_secs = attack
+        .iter()
+        .rev()
+        .find(|answer| answer.status == 204)
+        .map(|answer| answer.at_secs - attack_start);
     let mut reasons: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut other_refusals: BTreeMap<String, usize> = BTreeMap::new();
     let mut blocks_without_reason = 0;
@@ -1038,6 +1064,7 @@ fn tally(
         legit_failed_otherwise,
         first_block_secs,
         ninety_nine_secs,
+        last_through_secs,
         reasons,
         other_refusals,
         blocks_without_reason,
@@ -1046,37 +1073,54 @@ fn tally(
     }
 }
 
-/// The blocks the host holds at the end (`GET /api/protection`), one line each.
-fn print_protection_blocks(host: &Server) {
-    let (status, body) = get(&host.url, "/api/protection");
-    if status != 200 {
-        println!("  GET /api/protection: {status} {body}");
+/// Every block `GET /api/protection` listed during the run (polled every 200 ms), by id.
+fn sample_blocks(url: &str, sampling: &AtomicBool) -> BTreeMap<String, Value> {
+    let mut blocks = BTreeMap::new();
+    while sampling.load(Ordering::Relaxed) {
+        let (status, body) = get(url, "/api/protection");
+        if status == 200 {
+            for block in body["blocks"].as_array().into_iter().flatten() {
+                if let Some(id) = block["id"].as_str() {
+                    blocks.insert(id.to_owned(), block.clone());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    blocks
+}
+
+fn print_blocks(blocks: &BTreeMap<String, Value>) {
+    if blocks.is_empty() {
         return;
     }
-    let blocks = body["blocks"].as_array().cloned().unwrap_or_default();
-    println!("  blocks held at the end (GET /api/protection): {}", blocks.len());
-    for block in blocks.iter().take(20) {
+    println!("  blocks listed by GET /api/protection during the run: {}", blocks.len());
+    let mut blocks: Vec<&Value> = blocks.values().collect();
+    blocks.sort_by_key(|block| block["since"].as_i64().unwrap_or_default());
+    for block in blocks.iter().take(30) {
         println!(
-            "    {} {} {}: {}",
+            "    {} {} {} (issued {}, verified {}, blocked {} when last seen)",
             block["kind"].as_str().unwrap_or("?"),
             block["subject"].as_str().unwrap_or("?"),
             block["reason"].as_str().unwrap_or("?"),
-            block["counts"]
+            block["counts"]["issued"],
+            block["counts"]["verified"],
+            block["counts"]["blocked"],
         );
     }
 }
 
-/// `12.3 s (24.6 min)`: real seconds and the simulated minutes they stand for.
+/// `24.6 min (12.3 s)`: the simulated minutes after the attack's start, and the real seconds.
 fn duration_cell(seconds: Option<f64>) -> String {
     seconds.map_or_else(
         || "never".to_owned(),
-        |seconds| format!("{seconds:.1} s ({:.1} min)", seconds * TIME_SCALE / 60.0),
+        |seconds| format!("{:.1} min ({seconds:.1} s)", seconds * TIME_SCALE / 60.0),
     )
 }
 
 fn print_results(results: &[PumpingResult]) {
-    println!("| mode | attack sends | reached the connector | legit users | legit blocked | first block after (simulated) | ≥ 99 % blocked after (simulated) | blocks by reason (attack / legit) |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| mode | attack sends | reached the connector | legit users | legit blocked | first block | ≥ 99 % blocked from | last attack send through | blocks by reason (attack / legit) |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for result in results {
         let reasons = if result.reasons.is_empty() {
             "none".to_owned()
@@ -1089,7 +1133,7 @@ fn print_results(results: &[PumpingResult]) {
                 .join(", ")
         };
         println!(
-            "| {} | {} | {} ({:.2} %) | {} | {} ({:.2} %) | {} | {} | {reasons} |",
+            "| {} | {} | {} ({:.2} %) | {} | {} ({:.2} %) | {} | {} | {} | {reasons} |",
             result.mode,
             result.attack_sends,
             result.attack_reaching,
@@ -1099,6 +1143,7 @@ fn print_results(results: &[PumpingResult]) {
             100.0 * result.legit_blocked_share(),
             duration_cell(result.first_block_secs),
             duration_cell(result.ninety_nine_secs),
+            duration_cell(result.last_through_secs),
         );
     }
     for result in results {
