@@ -6,7 +6,9 @@
 //! - OpenAPI links from the responses that return an id to the operations that take it
 //!   ([`add_operation_links`], on the serialized document);
 //! - the schema of Logto's usage types ([`UsageType`]), which live in plugin-api, a crate
-//!   that knows nothing of utoipa.
+//!   that knows nothing of utoipa;
+//! - the schema of a client's IP address ([`ClientIp`]): IPv4 or IPv6, which no one format
+//!   states.
 //!
 //! Which failures each operation can meet is the one thing written by hand here, in
 //! [`failures_of`]; a unit test refuses an `/api` operation it does not list, and the
@@ -18,7 +20,9 @@ use plugin_api::{ConnectorError, ConnectorErrorCode, TemplateType};
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 
 use crate::api_error::ApiError;
@@ -44,6 +48,36 @@ impl utoipa::PartialSchema for UsageType {
 }
 
 impl utoipa::ToSchema for UsageType {}
+
+/// The end user's IP address a sender passes along (Logto's `ip`): what std's `IpAddr`
+/// parses, IPv4 or IPv6 (`request_fields::ip_address_when_present`).
+pub struct ClientIp;
+
+impl utoipa::PartialSchema for ClientIp {
+    fn schema() -> RefOr<Schema> {
+        let address = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        Schema::AnyOf(
+            AnyOfBuilder::new()
+                .item(address(KnownFormat::Ipv4))
+                .item(address(KnownFormat::Ipv6))
+                .description(Some(
+                    "The IP address of the end user the message is for, as Logto passes it \
+                     (IPv4, or IPv6 without a zone; an IPv4-mapped IPv6 address counts as its \
+                     IPv4 address). Optional; anything else is refused with \
+                     `400 guard.invalid_input`. It is personal data: the host does not log it.",
+                ))
+                .examples(["203.0.113.7", "2001:db8::7"])
+                .build(),
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for ClientIp {}
 
 /// One way an operation fails, and when.
 struct Failure {

@@ -44,6 +44,7 @@
 //!   start-up (data directory, keys, plugins folder, store, the live connector restored).
 //! - [`http`]: the limits at the HTTP edge: the accept loop with a cap on connections and
 //!   hyper's header read timeout, the descriptor limit, load shedding and request deadlines.
+//! - [`durations`]: durations in answers as whole seconds.
 //! - [`data_directory`]: the data directory and its files kept private (0700, 0600).
 //! - [`console`]: the admin console, a single page embedded in the binary, and the sanitized
 //!   README route it uses.
@@ -63,6 +64,7 @@ pub mod cli;
 pub mod console;
 pub mod core_dumps;
 pub mod data_directory;
+pub mod durations;
 pub mod http;
 pub mod live;
 pub mod log_output;

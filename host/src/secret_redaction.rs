@@ -26,7 +26,6 @@ use base64::Engine;
 use plugin_api::{ConnectorError, SendReceipt};
 use serde_json::Value;
 
-use crate::plugins::factory_registry::Factory;
 use crate::secrets::{SecretKeys, MASK};
 
 /// Secret values shorter than this (in characters) are left as they are.
@@ -58,12 +57,6 @@ impl SecretRedactor {
     /// The redactor for a config, with the secrets its factory's keys mark.
     pub fn for_config(secret_keys: &SecretKeys, config: &Value) -> Self {
         Self::for_values(secret_keys.secret_values(config))
-    }
-
-    /// The redactor for a config of this factory.
-    pub fn for_factory(factory: &Factory, config: &Value) -> Self {
-        let keys = SecretKeys::new(factory.plugin.metadata.connector.confidential_keys());
-        Self::for_config(&keys, config)
     }
 
     /// The redactor for these secret values (those under [`MIN_REDACTED_CHARS`] skipped).

@@ -142,10 +142,10 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
-    if state.protection_snapshots.is_some() {
+    if state.store_backend.embedded().is_some() {
         let saving = Arc::clone(&state);
         tokio::spawn(async move {
-            if let Some(sqlite) = &saving.protection_snapshots {
+            if let Some(sqlite) = saving.store_backend.embedded() {
                 crate::protection::persistence::save_periodically(
                     &saving.sender.protection,
                     sqlite,
@@ -154,7 +154,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             }
         });
     }
-    if state.shared_store.is_some() {
+    if state.store_backend.shared().is_some() {
         let following = Arc::clone(&state);
         tokio::spawn(async move {
             if let Some(follower) = following.store_follower() {
@@ -195,7 +195,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             "requests still running after the shutdown grace period"
         );
     }
-    if let Some(sqlite) = &state.protection_snapshots {
+    if let Some(sqlite) = state.store_backend.embedded() {
         crate::protection::persistence::save(&state.sender.protection, sqlite, false).await;
     }
     Ok(())
@@ -215,7 +215,7 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
             }
         };
         let purged = state
-            .store
+            .store()
             .purge_expired_codes(crate::store::now_millis())
             .await;
         match purged {

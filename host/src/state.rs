@@ -34,7 +34,7 @@ use crate::store::key_rotation::KeyCommandError;
 use crate::store::postgres::PostgresStore;
 use crate::store::secrets_keyring::KeyringFileError;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{SecretsKeyring, Store, StoreError};
+use crate::store::{SecretsKeyring, Store, StoreBackend, StoreError};
 use crate::verification_code::{CodeHasher, CodePolicy};
 
 /// Why the host or a key command did not start: one line that says what to do, printed by
@@ -139,7 +139,8 @@ pub struct AppState {
     pub plugin_folder: Arc<Mutex<PluginFolder>>,
     /// Swapped whole when plugins change; readers never block.
     pub factories: ArcSwap<FactoryRegistry>,
-    pub store: Arc<dyn Store>,
+    /// The embedded store or PostgreSQL; [`AppState::store`] for what both keep.
+    pub store_backend: StoreBackend,
     /// The live SMS connector; a send keeps the `Arc` it loaded until it finishes. Only the
     /// slot's change lock swaps it.
     pub live: LiveSlot,
@@ -147,8 +148,6 @@ pub struct AppState {
     pub sender: Sender,
     pub api_keys: Arc<ApiKeys>,
     pub code_hasher: CodeHasher,
-    /// The PostgreSQL store when several hosts share one; `None` with SQLite.
-    pub shared_store: Option<PostgresStore>,
     /// The connector generation this host serves (PostgreSQL; 0 with SQLite).
     pub served_generation: std::sync::atomic::AtomicI64,
     /// Renders `/metrics`; `None` when no recorder is installed (library use, tests).
@@ -157,9 +156,6 @@ pub struct AppState {
     pub data_directory_lock: crate::data_directory::DataDirectoryLock,
     /// The API routes' gate: in-flight cap, body and request deadlines.
     pub request_admission: Arc<crate::http::RequestAdmission>,
-    /// Where this host's protection state is saved (SQLite); `None` with PostgreSQL, where
-    /// it is per host and in memory for now.
-    pub protection_snapshots: Option<SqliteStore>,
 }
 
 impl AppState {
@@ -199,6 +195,16 @@ impl AppState {
             data_directory_lock,
             database_password,
         } = prepared;
+        let backend = match (database_url, sqlite_store, secrets_keyring) {
+            (Some(url), _, Some(keyring)) => StoreBackend::Shared(Box::new(
+                PostgresStore::connect_with_password(&url, database_password.as_deref(), keyring)
+                    .await
+                    .map_err(StartupError::Database)?,
+            )),
+            (None, Some(sqlite), _) => StoreBackend::Embedded(sqlite),
+            _ => return Err(StartupError::NoStore),
+        };
+        let store = backend.store();
         let protection = crate::protection::Protection::new(
             config.protection.clone(),
             config
@@ -207,23 +213,7 @@ impl AppState {
                 .clone()
                 .unwrap_or_default(),
         );
-        let protection_snapshots = sqlite_store.clone();
-        let (store, shared_store): (Arc<dyn Store>, Option<PostgresStore>) =
-            match (database_url, sqlite_store, secrets_keyring) {
-                (Some(url), _, Some(keyring)) => {
-                    let postgres = PostgresStore::connect_with_password(
-                        &url,
-                        database_password.as_deref(),
-                        keyring,
-                    )
-                    .await
-                    .map_err(StartupError::Database)?;
-                    (Arc::new(postgres.clone()), Some(postgres))
-                }
-                (None, Some(sqlite), _) => (Arc::new(sqlite), None),
-                _ => return Err(StartupError::NoStore),
-            };
-        match &protection_snapshots {
+        match backend.embedded() {
             Some(sqlite) => crate::protection::persistence::restore(&protection, sqlite)
                 .await
                 .map_err(|error| StartupError::Store(StoreError::Failed(error)))?,
@@ -246,12 +236,12 @@ impl AppState {
             &code_hash_key_file,
         )?;
         crate::store::code_hash_keys::prepare_code_hash_keys(
-            store.as_ref(),
+            store,
             &code_hasher,
             &code_hash_key_file,
         )
         .await?;
-        let (generation, live_record) = match &shared_store {
+        let (generation, live_record) = match backend.shared() {
             Some(postgres) => {
                 let snapshot = postgres
                     .live_snapshot()
@@ -278,7 +268,7 @@ impl AppState {
             tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
             Arc::new(live)
         });
-        let send_limiter = match &shared_store {
+        let send_limiter = match backend.shared() {
             Some(postgres) => SendLimiter::Shared {
                 store: Box::new(postgres.clone()),
                 max_sends_per_window: config.send_limits.max_sends_per_recipient,
@@ -329,9 +319,7 @@ impl AppState {
                 admin_test_budget: Default::default(),
                 protection,
             },
-            protection_snapshots,
             code_hasher,
-            shared_store,
             served_generation: std::sync::atomic::AtomicI64::new(generation),
             metrics,
             data_directory_lock,
@@ -340,16 +328,21 @@ impl AppState {
             loader: Arc::new(loader),
             plugin_folder: Arc::new(Mutex::new(plugin_folder)),
             factories: ArcSwap::from_pointee(registry),
-            store,
+            store_backend: backend,
             live: LiveSlot::new(live),
         })
+    }
+
+    /// Connectors and codes, whichever the backend.
+    pub fn store(&self) -> &dyn Store {
+        self.store_backend.store()
     }
 
     /// Connectors created, updated, enabled and deleted, the live one swapped with them.
     pub fn connector_lifecycle(&self) -> ConnectorLifecycle<'_> {
         ConnectorLifecycle {
             factories: &self.factories,
-            store: self.store.as_ref(),
+            store: self.store_backend.store(),
             live: &self.live,
             outbox_path: self.sender.executor.outbox_path(),
         }
@@ -370,7 +363,7 @@ impl AppState {
         VerificationCodes {
             live: &self.live,
             sender: &self.sender,
-            store: self.store.as_ref(),
+            store: self.store_backend.store(),
             hasher: &self.code_hasher,
             policy: &self.config.code_policy,
         }
@@ -379,7 +372,7 @@ impl AppState {
     /// Following other hosts' changes to the shared store; `None` with SQLite.
     pub fn store_follower(&self) -> Option<StoreFollower<'_>> {
         Some(StoreFollower {
-            store: self.shared_store.as_ref()?,
+            store: self.store_backend.shared()?,
             live: &self.live,
             factories: &self.factories,
             served_generation: &self.served_generation,

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 #[serde(rename_all = "camelCase")]
 pub struct CodePolicy {
     #[serde(
-        serialize_with = "crate::send::as_seconds",
+        serialize_with = "crate::durations::as_seconds",
         rename = "timeToLiveSeconds"
     )]
     pub time_to_live: Duration,

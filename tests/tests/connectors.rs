@@ -28,6 +28,27 @@ fn mock_host() -> TestHost {
     HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start()
 }
 
+/// The mock host for a test that floods one number prefix on purpose (thousands of sends or
+/// codes to `+1201555…` within seconds, as a bench does): the protection layers that are
+/// there to stop exactly such a flood (`prefix_velocity`, and `first_seen_country` on a host
+/// where no code is verified) are turned off, the rest of protection stays on.
+fn flooding_mock_host() -> TestHost {
+    HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--max-sends-per-recipient",
+        "1000000",
+        "--resend-cooldown-secs",
+        "0",
+        "--prefix-velocity-max",
+        "0",
+        "--first-seen-country-max",
+        "0",
+    ])
+}
+
 fn create(host: &TestHost, factory_id: &str, config: Value) -> Value {
     let (status, connector) = host.post(
         "/api/connectors",
@@ -435,7 +456,7 @@ fn a_live_connector_whose_plugin_is_gone_is_reported_and_sends_fail_clearly() {
 
 #[test]
 fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_saved() {
-    let host = mock_host();
+    let host = flooding_mock_host();
     let seed = create(&host, MOCK, mock_config());
     let saved = Arc::new(std::sync::Mutex::new(vec![seed["id"]
         .as_str()
@@ -526,7 +547,7 @@ fn kill_9_during_a_burst_of_changes_leaves_one_live_connector_and_loses_nothing_
 
 #[test]
 fn swaps_never_fail_a_send_and_each_send_goes_through_exactly_one_connector() {
-    let host = Arc::new(mock_host());
+    let host = Arc::new(flooding_mock_host());
     let a = create(&host, MOCK, mock_config())["id"]
         .as_str()
         .unwrap()

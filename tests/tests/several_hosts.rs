@@ -30,6 +30,15 @@ fn host_on(database: &SharedDatabase, extra_args: &[&str]) -> TestHost {
     folders.start_with_args(&args)
 }
 
+/// For tests that send to one number prefix without pause (a load, not users): the
+/// protection layers that stop exactly such a flood are off, the rest stays on.
+const FLOOD_FLAGS: [&str; 4] = [
+    "--prefix-velocity-max",
+    "0",
+    "--first-seen-country-max",
+    "0",
+];
+
 /// The mock with its outbox on: each host writes the messages it sends to its own outbox.
 fn mock_config(label: &str) -> Value {
     json!({
@@ -118,7 +127,10 @@ fn without_notifications_the_poll_catches_up_within_one_and_a_half_seconds() {
 #[test]
 fn two_hundred_changes_under_load_fail_no_send_and_end_on_the_last_connector() {
     let database = SharedDatabase::on_new_cluster();
-    let hosts = Arc::new([host_on(&database, &[]), host_on(&database, &[])]);
+    let hosts = Arc::new([
+        host_on(&database, &FLOOD_FLAGS),
+        host_on(&database, &FLOOD_FLAGS),
+    ]);
     create(&hosts[0], mock_config("first"));
     std::thread::sleep(Duration::from_millis(300));
 
@@ -682,7 +694,10 @@ fn load_until_stopped(
 #[test]
 fn a_database_restart_under_load_answers_503_never_500_and_the_hosts_recover() {
     let database = SharedDatabase::on_new_cluster();
-    let hosts = Arc::new(vec![host_on(&database, &[]), host_on(&database, &[])]);
+    let hosts = Arc::new(vec![
+        host_on(&database, &FLOOD_FLAGS),
+        host_on(&database, &FLOOD_FLAGS),
+    ]);
     let live = create(&hosts[0], mock_config("Code"));
     time_until_served(&hosts[1], &live, Duration::from_secs(3)).unwrap();
 

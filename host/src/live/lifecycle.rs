@@ -11,7 +11,6 @@ use serde_json::Value;
 
 use crate::live::live_connector::{Clear, LiveChange, LiveConnector, LiveSlot, Swap};
 use crate::plugins::factory_registry::{Factory, FactoryRegistry};
-use crate::secret_redaction::SecretRedactor;
 use crate::secrets::{restore_masked, SecretKeys};
 use crate::store::{ConnectorRecord, NewConnector, Store, StoreError, UpdateOutcome};
 
@@ -93,8 +92,7 @@ pub fn prepare_config(
         }])
     })?;
     // A plugin's refusal may quote a value, a stored secret put back from behind a mask included.
-    let redact =
-        |error: ConnectorError| SecretRedactor::for_factory(factory, &config).redact_error(error);
+    let redact = |error: ConnectorError| factory.secret_redactor(&config).redact_error(error);
     let normalized = factory
         .plugin
         .module

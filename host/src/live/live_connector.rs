@@ -183,7 +183,7 @@ impl LiveConnector {
     ) -> Self {
         let redactor = registry
             .get(factory_id)
-            .map(|factory| SecretRedactor::for_factory(factory, config))
+            .map(|factory| factory.secret_redactor(config))
             .unwrap_or_default();
         let status = match registry.get(factory_id) {
             None => LiveStatus::Unavailable {
@@ -227,7 +227,7 @@ impl LiveConnector {
             connector_id: connector_id.to_owned(),
             factory_id: factory_id.to_owned(),
             config: config.clone(),
-            redactor: SecretRedactor::for_factory(&factory, config),
+            redactor: factory.secret_redactor(config),
             status: LiveStatus::Ready { factory, instance },
             send_metrics: SendMetrics::for_factory(factory_id),
         }

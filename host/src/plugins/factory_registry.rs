@@ -9,6 +9,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::plugins::loader::LoadedPlugin;
+use crate::secret_redaction::SecretRedactor;
+use crate::secrets::SecretKeys;
 
 /// A factory: a loaded plugin build and the file it came from.
 #[derive(Clone)]
@@ -21,6 +23,13 @@ pub struct Factory {
 impl Factory {
     pub fn id(&self) -> &str {
         &self.plugin.metadata.connector.id
+    }
+
+    /// What keeps a config of this factory's secrets (the fields its metadata marks
+    /// confidential) out of errors, receipts and log lines.
+    pub fn secret_redactor(&self, config: &serde_json::Value) -> SecretRedactor {
+        let keys = SecretKeys::new(self.plugin.metadata.connector.confidential_keys());
+        SecretRedactor::for_config(&keys, config)
     }
 }
 

@@ -142,6 +142,11 @@ impl Conversion {
         })
     }
 
+    /// A code that was not sent: it is not counted as decided.
+    pub fn discarded(&mut self, code: &CodeKey) {
+        self.pending.remove(code);
+    }
+
     /// Codes expired by `now` without being verified: counted as unverified.
     pub fn settle(&mut self, now: i64, window_ms: i64) -> Vec<Decided> {
         let mut decided = Vec::new();
@@ -153,10 +158,10 @@ impl Conversion {
             let Some((_, key, seq)) = self.expiries.pop_front() else {
                 break;
             };
-            if !self
+            if self
                 .pending
                 .get(&key)
-                .is_some_and(|pending| pending.seq == seq)
+                .is_none_or(|pending| pending.seq != seq)
             {
                 continue;
             }
@@ -290,6 +295,17 @@ mod tests {
             (2, 1, 0)
         );
         assert_eq!(conversion.pending_codes(), 0);
+    }
+
+    #[test]
+    fn a_code_that_was_not_sent_decides_nothing() {
+        let mut conversion = Conversion::default();
+        conversion.issued(key("+12015550001"), "+1201555", "US", 600_000, 0, WINDOW);
+        conversion.discarded(&key("+12015550001"));
+        assert!(conversion.settle(700_000, WINDOW).is_empty());
+        assert!(conversion
+            .verified(&key("+12015550001"), 1, WINDOW)
+            .is_none());
     }
 
     #[test]

@@ -28,22 +28,26 @@
 //! and verified countries and the budgets' counts, saved by the caller (a periodic flush, and
 //! at once when a block appears or is lifted) and restored at start-up: no write per send.
 
+pub mod blocks;
 pub mod bounded;
 pub mod conversion;
 pub mod flags;
 pub mod persistence;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use blocks::BlockTable;
 use bounded::{BoundedMap, WindowCount};
 use conversion::{CodeKey, Conversion, ConversionStats, PendingCode};
 
-/// At most this many blocks are kept; at the cap the one that ends first is dropped.
-pub const MAX_BLOCKS: usize = 10_000;
+pub use blocks::MAX_BLOCKS;
+
+/// The subject of a global block (the budget).
+pub const GLOBAL_SUBJECT: &str = "*";
 /// At most this many keys per counting layer (IPs, prefixes, countries, recipients).
 pub const MAX_TRACKED_KEYS: usize = 100_000;
 
@@ -332,7 +336,7 @@ struct Backoff {
 
 /// What the layers remember.
 struct Tracked {
-    blocks: BTreeMap<String, Block>,
+    blocks: BlockTable,
     ip_sends: BoundedMap<String, WindowCount>,
     prefix_sends: BoundedMap<String, WindowCount>,
     new_country_sends: BoundedMap<String, WindowCount>,
@@ -353,7 +357,7 @@ struct Tracked {
 impl Default for Tracked {
     fn default() -> Self {
         Self {
-            blocks: BTreeMap::new(),
+            blocks: BlockTable::default(),
             ip_sends: BoundedMap::new(MAX_TRACKED_KEYS),
             prefix_sends: BoundedMap::new(MAX_TRACKED_KEYS),
             new_country_sends: BoundedMap::new(MAX_TRACKED_KEYS),
@@ -527,6 +531,16 @@ impl Protection {
         tracked.dirty = true;
     }
 
+    /// An issued code was not sent after all (the send failed): it decides nothing.
+    pub fn code_discarded(&self, phone: &str, template_type: &str) {
+        if self.settings.mode == ProtectionMode::Off {
+            return;
+        }
+        self.tracked()
+            .conversion
+            .discarded(&(phone.to_owned(), template_type.to_owned()));
+    }
+
     /// A code was verified: its prefix and country convert, its country is known, and its
     /// recipient's backoff starts over.
     pub fn code_verified(&self, phone: &str, region: Option<&str>, template_type: &str, now: i64) {
@@ -623,13 +637,7 @@ impl Protection {
     ) -> Option<String> {
         tracked
             .blocks
-            .values()
-            .find(|block| {
-                block.kind == kind
-                    && block.reason == reason
-                    && block.subject == subject
-                    && block.until.is_none_or(|until| until > now)
-            })
+            .in_force(kind, subject, reason, now)
             .map(|block| block.id.clone())
     }
 
@@ -644,23 +652,8 @@ impl Protection {
         now: i64,
         until: i64,
     ) -> String {
-        tracked
-            .blocks
-            .retain(|_, block| block.until.is_none_or(|until| until > now));
-        while tracked.blocks.len() >= MAX_BLOCKS {
-            let ending_first = tracked
-                .blocks
-                .values()
-                .min_by_key(|block| block.until.unwrap_or(i64::MAX))
-                .map(|block| block.id.clone());
-            match ending_first {
-                Some(id) => tracked.blocks.remove(&id),
-                None => break,
-            };
-        }
         let id = new_block_id();
         tracked.blocks.insert(
-            id.clone(),
             Block {
                 id: id.clone(),
                 kind,
@@ -671,6 +664,7 @@ impl Protection {
                 until: Some(until),
                 blocked: 0,
             },
+            now,
         );
         tracked.dirty = true;
         tracked.blocks_changed = true;
@@ -708,29 +702,22 @@ impl Protection {
         if tracked.blocks.is_empty() {
             return None;
         }
-        let matches = |block: &Block| {
-            block.until.is_none_or(|until| until > now)
-                && match block.kind {
-                    BlockKind::Global => true,
-                    BlockKind::Country => block.subject == subjects.country,
-                    BlockKind::Prefix => block.subject == subjects.prefix,
-                    BlockKind::Recipient => block.subject == subjects.phone,
-                    BlockKind::Ip => subjects.ip.as_deref() == Some(block.subject.as_str()),
-                }
-        };
         // The narrowest subject first: it is the one the message names.
-        let narrowness = |kind: BlockKind| match kind {
-            BlockKind::Recipient => 0,
-            BlockKind::Ip => 1,
-            BlockKind::Prefix => 2,
-            BlockKind::Country => 3,
-            BlockKind::Global => 4,
-        };
-        let block = tracked
-            .blocks
-            .values_mut()
-            .filter(|block| matches(block))
-            .min_by_key(|block| narrowness(block.kind))?;
+        let candidates = [
+            (BlockKind::Recipient, Some(subjects.phone.as_str())),
+            (BlockKind::Ip, subjects.ip.as_deref()),
+            (BlockKind::Prefix, Some(subjects.prefix.as_str())),
+            (BlockKind::Country, Some(subjects.country.as_str())),
+            (BlockKind::Global, Some(GLOBAL_SUBJECT)),
+        ];
+        let (kind, subject) = candidates.into_iter().find_map(|(kind, subject)| {
+            let subject = subject?;
+            tracked
+                .blocks
+                .in_force_on_mut(kind, subject, now)
+                .map(|_| (kind, subject))
+        })?;
+        let block = tracked.blocks.in_force_on_mut(kind, subject, now)?;
         block.blocked += 1;
         let block = block.clone();
         tracked.dirty = true;
@@ -744,11 +731,9 @@ impl Protection {
         subjects: &Subjects,
         now: i64,
     ) -> Option<Blocked> {
-        let settings = &self.settings;
         let (kind, subject, reason, detail, until) = self.tripped_layer(tracked, subjects, now)?;
-        let _ = settings;
         let id = self.add_block(tracked, kind, &subject, reason, detail, now, until);
-        let block = tracked.blocks.get_mut(&id)?;
+        let block = tracked.blocks.get_mut_by_id(&id)?;
         block.blocked += 1;
         let block = block.clone();
         Some(self.refusal(&block, now))
@@ -772,7 +757,7 @@ impl Protection {
                         .ms_until_below(settings.daily_budget, now, window);
                 return Some((
                     BlockKind::Global,
-                    "*".to_owned(),
+                    GLOBAL_SUBJECT.to_owned(),
                     BlockReason::Budget,
                     format!(
                         "the message budget ({} per {} s) is spent",
@@ -938,14 +923,8 @@ impl Protection {
 
     /// Removes the blocks `matches` picks, and what made them, so sends go again.
     fn lift_where(&self, tracked: &mut Tracked, matches: impl Fn(&Block) -> bool) -> usize {
-        let lifted: Vec<Block> = tracked
-            .blocks
-            .values()
-            .filter(|block| matches(block))
-            .cloned()
-            .collect();
+        let lifted = tracked.blocks.remove_where(matches);
         for block in &lifted {
-            tracked.blocks.remove(&block.id);
             let subject = &block.subject;
             match block.reason {
                 BlockReason::IpVelocity => {
@@ -1003,9 +982,7 @@ impl Protection {
     pub fn report(&self, now: i64) -> ProtectionReport {
         let mut tracked = self.tracked();
         self.settle(&mut tracked, now);
-        tracked
-            .blocks
-            .retain(|_, block| block.until.is_none_or(|until| until > now));
+        tracked.blocks.drop_ended(now);
         let window = secs_ms(self.settings.low_conversion_window_secs);
         let Tracked {
             blocks,
@@ -1014,7 +991,7 @@ impl Protection {
             ..
         } = &mut *tracked;
         let mut views: Vec<BlockView> = blocks
-            .values()
+            .iter()
             .map(|block| {
                 let stats = match block.kind {
                     BlockKind::Prefix => conversion.by_prefix.get_mut(&block.subject),
@@ -1054,9 +1031,7 @@ impl Protection {
         let mut guard = self.tracked();
         let tracked = &mut *guard;
         self.settle(tracked, now);
-        tracked
-            .blocks
-            .retain(|_, block| block.until.is_none_or(|until| until > now));
+        tracked.blocks.drop_ended(now);
         for (map, window_secs) in [
             (&mut tracked.ip_sends, settings.ip_velocity_window_secs),
             (
@@ -1092,7 +1067,7 @@ impl Protection {
         tracked.dirty = false;
         tracked.blocks_changed = false;
         let snapshot = ProtectionSnapshot {
-            blocks: tracked.blocks.values().cloned().collect(),
+            blocks: tracked.blocks.iter().cloned().collect(),
             conversion_by_prefix: tracked
                 .conversion
                 .by_prefix
@@ -1133,8 +1108,9 @@ impl Protection {
     /// Restores what a snapshot kept (start-up).
     pub fn restore(&self, snapshot: ProtectionSnapshot) {
         let mut tracked = self.tracked();
+        let now = i64::MIN;
         for block in snapshot.blocks.into_iter().take(MAX_BLOCKS) {
-            tracked.blocks.insert(block.id.clone(), block);
+            tracked.blocks.insert(block, now);
         }
         for (key, stats) in snapshot.conversion_by_prefix {
             *tracked

@@ -127,7 +127,7 @@ pub async fn list_connectors(
     Query(query): Query<ListConnectorsQuery>,
 ) -> Result<Json<Vec<ConnectorResponse>>, ApiError> {
     let enabled = query.enabled.unwrap_or(true);
-    let records = state.store.list(Some(enabled)).await?;
+    let records = state.store().list(Some(enabled)).await?;
     Ok(Json(
         records
             .into_iter()

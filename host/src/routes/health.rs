@@ -27,11 +27,12 @@ use crate::state::AppState;
             "live": null, "factories": 5, "limits": {}}))))]
 pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let factory_count = state.factories.load().factories().count();
-    let (store_kind, store_status) = match &state.shared_store {
-        None => ("sqlite", "ok"),
+    let store_kind = state.store_backend.kind();
+    let store_status = match state.store_backend.shared() {
+        None => "ok",
         Some(postgres) => match postgres.ping().await {
-            Ok(()) => ("postgres", "ok"),
-            Err(_) => ("postgres", "unavailable"),
+            Ok(()) => "ok",
+            Err(_) => "unavailable",
         },
     };
     let live = state.live.current();

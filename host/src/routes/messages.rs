@@ -1,6 +1,7 @@
 //! `POST /api/messages`: the raw send through the live connector, for callers that manage
 //! their own codes.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -14,7 +15,7 @@ use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"to": "+12015550123", "type": "SignIn", "payload": {"code": "123456", "locale": "en"}}))]
+#[schema(example = json!({"to": "12015550123", "type": "SignIn", "payload": {"code": "123456", "locale": "en", "uiLocales": "en de", "application": {"id": "my-app", "name": "My app"}}, "ip": "203.0.113.7"}))]
 pub struct SendMessageBody {
     /// The recipient.
     #[schema(value_type = crate::phone::PhoneNumber)]
@@ -23,15 +24,20 @@ pub struct SendMessageBody {
     #[serde(rename = "type", default = "generic")]
     #[schema(value_type = crate::api_contract::UsageType)]
     pub template_type: TemplateType,
-    /// Template placeholders: `code`, `locale` (picks a per-locale template), anything else.
+    /// Template placeholders: `code`, `locale` (picks a per-locale template), anything else,
+    /// nested objects included (Logto's `uiLocales`, `application`, `organization`, `user`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub payload: serde_json::Map<String, serde_json::Value>,
-    /// The end user's IP address (IPv4 or IPv6), as Logto sends it: the `ip_velocity`
-    /// protection layer counts sends per address (IPv6 per /64). A malformed one is refused.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, example = "203.0.113.7")]
-    pub ip: Option<std::net::IpAddr>,
+    /// The end user's IP address, when the sender knows it (Logto's HTTP SMS connector
+    /// passes it on interactive flows): the `ip_velocity` protection layer counts sends per
+    /// address (IPv6 per /64). A malformed one is refused.
+    #[serde(
+        default,
+        deserialize_with = "crate::request_fields::ip_address_when_present"
+    )]
+    #[schema(value_type = crate::api_contract::ClientIp)]
+    pub ip: Option<IpAddr>,
 }
 
 fn generic() -> TemplateType {

@@ -1,6 +1,7 @@
 //! Logto's verification-code routes: `POST /api/verification-codes` sends a code through the
 //! live connector; `POST /api/verification-codes/verify` checks it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -17,7 +18,7 @@ fn generic() -> TemplateType {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(example = json!({"phone": "+12015550123", "type": "SignIn", "locale": "en"}))]
+#[schema(example = json!({"phone": "+12015550123", "type": "SignIn", "locale": "en", "ip": "203.0.113.7"}))]
 pub struct IssueCodeBody {
     /// The recipient.
     #[schema(value_type = crate::phone::PhoneNumber)]
@@ -29,11 +30,14 @@ pub struct IssueCodeBody {
     pub template_type: TemplateType,
     /// Picks a per-locale template (`payload.locale`).
     pub locale: Option<String>,
-    /// The end user's IP address (IPv4 or IPv6): the `ip_velocity` protection layer counts
-    /// sends per address (IPv6 per /64). A malformed one is refused.
-    #[serde(default)]
-    #[schema(value_type = Option<String>, example = "203.0.113.7")]
-    pub ip: Option<std::net::IpAddr>,
+    /// The end user's IP address, when the caller knows it: the `ip_velocity` protection
+    /// layer counts sends per address (IPv6 per /64). A malformed one is refused.
+    #[serde(
+        default,
+        deserialize_with = "crate::request_fields::ip_address_when_present"
+    )]
+    #[schema(value_type = crate::api_contract::ClientIp)]
+    pub ip: Option<IpAddr>,
 }
 
 /// Sends a new code; it replaces any code pending for the same phone and type.

@@ -9,7 +9,6 @@ use serde_json::Value;
 use crate::live::lifecycle::{prepare_config, ConnectorChangeError, ConnectorLifecycle};
 use crate::phone::PhoneNumber;
 use crate::plugins::factory_registry::Factory;
-use crate::secret_redaction::SecretRedactor;
 use crate::send::metrics::SendMetrics;
 use crate::send::{SendError, SendTarget, Sender};
 use crate::store::StoreError;
@@ -79,7 +78,7 @@ pub async fn send_test_code(
         prepare_config(&test.factory, &test.config, stored_config.as_ref())
             .map_err(ConnectorChangeError::InvalidConfig)?;
     // The unsaved config's secrets are kept out of the answer and the log as a saved one's are.
-    let redactor = SecretRedactor::for_factory(&test.factory, &normalized);
+    let redactor = test.factory.secret_redactor(&normalized);
     let code = crate::verification_code::generate_code()
         .map_err(|error| SendError::CodeNotGenerated(error.to_string()))?;
     let message = crate::verification_code::code_message(

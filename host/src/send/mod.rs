@@ -50,10 +50,16 @@ use crate::store::StoreError;
 pub struct SendLimits {
     /// Successful sends per recipient per window (Logto: 10 per 600 s).
     pub max_sends_per_recipient: u32,
-    #[serde(serialize_with = "as_seconds", rename = "windowSeconds")]
+    #[serde(
+        serialize_with = "crate::durations::as_seconds",
+        rename = "windowSeconds"
+    )]
     pub window: Duration,
     /// Between two codes of the same type to the same recipient.
-    #[serde(serialize_with = "as_seconds", rename = "resendCooldownSeconds")]
+    #[serde(
+        serialize_with = "crate::durations::as_seconds",
+        rename = "resendCooldownSeconds"
+    )]
     pub resend_cooldown: Duration,
     /// ISO 3166 region codes; `None` allows every country.
     pub allowed_countries: Option<BTreeSet<String>>,
@@ -68,13 +74,6 @@ impl Default for SendLimits {
             allowed_countries: None,
         }
     }
-}
-
-pub(crate) fn as_seconds<S: serde::Serializer>(
-    duration: &Duration,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u64(duration.as_secs())
 }
 
 /// Why a send did not happen. The HTTP edge decides what each one answers.

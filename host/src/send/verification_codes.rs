@@ -2,6 +2,7 @@
 //! connector) and one checked.
 
 use plugin_api::TemplateType;
+use std::net::IpAddr;
 
 use crate::live::live_connector::LiveSlot;
 use crate::phone::PhoneNumber;
@@ -38,7 +39,7 @@ impl VerificationCodes<'_> {
         phone: &PhoneNumber,
         template_type: TemplateType,
         locale: Option<String>,
-        client_ip: Option<std::net::IpAddr>,
+        client_ip: Option<IpAddr>,
     ) -> Result<(), SendError> {
         let live = self.live.current_live_connector()?;
         let target = SendTarget::live(&live)?;
@@ -68,6 +69,15 @@ impl VerificationCodes<'_> {
         let message = crate::verification_code::code_message(phone, template_type, code, locale);
         // Saved before sending: the code must verify as soon as the SMS can arrive.
         self.store.save_code(new_code).await?;
+        // Low conversion: the code is verified, or counts as unverified once it expired.
+        // Recorded before the send, so a verify that beats the provider's answer counts.
+        self.sender.protection.code_issued(
+            phone.e164(),
+            phone.region(),
+            template_type.as_str(),
+            expires_at,
+            now,
+        );
         if let Err(error) = self
             .sender
             .send_reserved(
@@ -79,21 +89,16 @@ impl VerificationCodes<'_> {
             )
             .await
         {
-            // Not delivered: the code must not stay valid.
+            // Not delivered: the code must not stay valid, nor count for its prefix.
+            self.sender
+                .protection
+                .code_discarded(phone.e164(), template_type.as_str());
             self.store
                 .discard_code(phone.e164(), template_type, &code_hash)
                 .await?;
             return Err(error);
         }
         metrics::counter!("verification_codes_issued_total").increment(1);
-        // Low conversion: the code is verified, or counts as unverified once it expired.
-        self.sender.protection.code_issued(
-            phone.e164(),
-            phone.region(),
-            template_type.as_str(),
-            expires_at,
-            now,
-        );
         Ok(())
     }
 

@@ -26,6 +26,49 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use plugin_api::TemplateType;
 
+/// The store a host runs on: the embedded SQLite store of its data directory, or PostgreSQL
+/// shared by several hosts (which adds the connector generation, change notifications and
+/// flow control kept for every host).
+pub enum StoreBackend {
+    Embedded(sqlite::SqliteStore),
+    /// Boxed: the pool and its settings are large, and the enum is built once.
+    Shared(Box<postgres::PostgresStore>),
+}
+
+impl StoreBackend {
+    /// Connectors and codes, whichever the backend.
+    pub fn store(&self) -> &dyn Store {
+        match self {
+            StoreBackend::Embedded(sqlite) => sqlite,
+            StoreBackend::Shared(postgres) => postgres.as_ref(),
+        }
+    }
+
+    /// The PostgreSQL store, when several hosts share one.
+    pub fn shared(&self) -> Option<&postgres::PostgresStore> {
+        match self {
+            StoreBackend::Embedded(_) => None,
+            StoreBackend::Shared(postgres) => Some(postgres.as_ref()),
+        }
+    }
+
+    /// The embedded store, when the host runs on its data directory's own.
+    pub fn embedded(&self) -> Option<&sqlite::SqliteStore> {
+        match self {
+            StoreBackend::Embedded(sqlite) => Some(sqlite),
+            StoreBackend::Shared(_) => None,
+        }
+    }
+
+    /// `sqlite` or `postgres`, as `/health` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreBackend::Embedded(_) => "sqlite",
+            StoreBackend::Shared(_) => "postgres",
+        }
+    }
+}
+
 /// A saved connector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectorRecord {

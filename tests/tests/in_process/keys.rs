@@ -119,6 +119,27 @@ fn routes() -> Vec<Route> {
         ),
         route(
             "GET",
+            "/api/protection",
+            "/api/protection",
+            None,
+            Scope::Admin,
+        ),
+        route(
+            "DELETE",
+            "/api/protection/blocks/{id}",
+            "/api/protection/blocks/missing",
+            None,
+            Scope::Admin,
+        ),
+        route(
+            "POST",
+            "/api/protection/countries/{region}/allow",
+            "/api/protection/countries/US/allow",
+            None,
+            Scope::Admin,
+        ),
+        route(
+            "GET",
             "/api/openapi.json",
             "/api/openapi.json",
             None,
