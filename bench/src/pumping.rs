@@ -170,7 +170,11 @@ pub(crate) fn bench_pumping(
             continue;
         }
         let args = host_args(mode, &defaults, host_overrides)?;
-        println!("{}: connector-host serve {}", mode.name(protection_built), args.join(" "));
+        println!(
+            "{}: connector-host serve {}",
+            mode.name(protection_built),
+            args.join(" ")
+        );
         let result = simulate(release, &plan, mode, protection_built, &args)?;
         results.push(result);
     }
@@ -242,7 +246,11 @@ fn host_args(
     let protection_built = defaults.contains_key("--protection");
     let mut flags: BTreeMap<String, String> = BTreeMap::new();
     // The code lifetime's lower bound is 60 s until the protection lowers it to 5 s.
-    let ttl = if protection_built { compressed(600) } else { 60 };
+    let ttl = if protection_built {
+        compressed(600)
+    } else {
+        60
+    };
     flags.insert("--code-ttl-secs".into(), ttl.to_string());
     flags.insert("--max-sends-per-recipient".into(), "10".into());
     flags.insert("--send-window-secs".into(), compressed(600).to_string());
@@ -383,12 +391,24 @@ fn countries() -> Vec<Country> {
         Country {
             region: "DE",
             weight: 10,
-            prefix: |rng| format!("+49{}{}", rng.pick(&["151", "152", "157", "159"]), rng.digits(4)),
+            prefix: |rng| {
+                format!(
+                    "+49{}{}",
+                    rng.pick(&["151", "152", "157", "159"]),
+                    rng.digits(4)
+                )
+            },
         },
         Country {
             region: "FR",
             weight: 8,
-            prefix: |rng| format!("+336{}{}", rng.pick(&[0, 1, 2, 4, 5, 6, 7, 8]), rng.digits(3)),
+            prefix: |rng| {
+                format!(
+                    "+336{}{}",
+                    rng.pick(&[0, 1, 2, 4, 5, 6, 7, 8]),
+                    rng.digits(3)
+                )
+            },
         },
         Country {
             region: "IN",
@@ -1094,7 +1114,10 @@ fn print_blocks(blocks: &BTreeMap<String, Value>) {
     if blocks.is_empty() {
         return;
     }
-    println!("  blocks listed by GET /api/protection during the run: {}", blocks.len());
+    println!(
+        "  blocks listed by GET /api/protection during the run: {}",
+        blocks.len()
+    );
     let mut blocks: Vec<&Value> = blocks.values().collect();
     blocks.sort_by_key(|block| block["since"].as_i64().unwrap_or_default());
     for block in blocks.iter().take(30) {
