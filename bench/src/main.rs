@@ -17,6 +17,10 @@
 //! - `slow-clients`: sends at full speed while 1,000 slowloris clients, then 100 slow readers
 //!   (requests pipelined, answers never read) stay connected (each reconnecting when the host
 //!   closes it), against the same load without them.
+//! - `pumping` (`pumping.rs`): legitimate users verifying their codes mixed with an SMS
+//!   pumping attack (thousands of codes to a few prefixes from rotating IPs, never verified),
+//!   time compressed; attack sends reaching the connector, legitimate users blocked and time
+//!   to detection, with the protection off and in `enforce`.
 //! - `all`: all of the above.
 //! - `soak`: sends, swaps every 100 ms and upgrades every 5 s together for `--duration-secs`
 //!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.
@@ -36,6 +40,7 @@ use clap::{Parser, Subcommand};
 mod codes;
 mod forward;
 mod plugins;
+mod pumping;
 mod several_hosts;
 mod slow_clients;
 mod soak;
@@ -58,6 +63,10 @@ struct Cli {
     /// A tiny load: checks the harness works, measures nothing worth quoting.
     #[arg(long, global = true)]
     smoke: bool,
+    /// pumping: a host flag replacing the simulation's own (`--host-arg=--prefix-velocity-max=20`;
+    /// repeatable; seconds as in real life, compressed like the defaults), to try other thresholds.
+    #[arg(long = "host-arg", global = true, allow_hyphen_values = true)]
+    host_args: Vec<String>,
 }
 
 #[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +81,9 @@ enum Scenario {
     /// Sends while 1,000 slowloris clients, then 100 slow readers stay connected, against the
     /// same load without.
     SlowClients,
+    /// An SMS pumping attack among legitimate users, time compressed: with the protection off
+    /// and in `enforce`.
+    Pumping,
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
     Soak,
@@ -88,13 +100,18 @@ fn main() {
     } else {
         (cli.duration_secs, cli.connections)
     };
-    if let Err(error) = run(cli.command, duration, connections) {
+    if let Err(error) = run(cli.command, duration, connections, &cli.host_args) {
         eprintln!("bench: {error}");
         std::process::exit(1);
     }
 }
 
-fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), String> {
+fn run(
+    scenario: Scenario,
+    duration_secs: u64,
+    connections: u32,
+    host_args: &[String],
+) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or("no workspace root")?
@@ -167,6 +184,9 @@ fn run(scenario: Scenario, duration_secs: u64, connections: u32) -> Result<(), S
     }
     if matches!(scenario, Scenario::Plugins | Scenario::All) {
         plugins::bench_plugins(&release, if duration_secs <= 1 { 10 } else { 200 })?;
+    }
+    if matches!(scenario, Scenario::Pumping | Scenario::All) {
+        pumping::bench_pumping(&release, duration_secs <= 1, host_args)?;
     }
     if !summary.is_empty() {
         println!("\nsummary (targets from issue 16)");
@@ -351,6 +371,29 @@ fn start_host_with_connector(
     factory_id: &str,
     config: &Value,
 ) -> Result<Server, String> {
+    let limits = [
+        "--max-sends-per-recipient=4000000000",
+        // A one-second window keeps the limiter at its realistic size under full load.
+        "--resend-cooldown-secs=0",
+        "--send-window-secs=1",
+        // wrk floods a few prefixes of one country: the layers that stop exactly that are
+        // off here; the rest of the protection runs as deployed.
+        "--prefix-velocity-max=0",
+        "--first-seen-country-max=0",
+    ]
+    .map(str::to_owned);
+    start_host_with_args(release, database, plugin_file, factory_id, config, &limits)
+}
+
+/// [`start_host_with_connector`] with `args` (`--flag=value`) in place of the bench's send limits.
+fn start_host_with_args(
+    release: &Path,
+    database: Option<&e2e_tests::SharedDatabase>,
+    plugin_file: &str,
+    factory_id: &str,
+    config: &Value,
+    args: &[String],
+) -> Result<Server, String> {
     let scratch = tempfile::tempdir().map_err(|error| error.to_string())?;
     let plugins = scratch.path().join("plugins");
     std::fs::create_dir_all(&plugins).map_err(|error| error.to_string())?;
@@ -366,24 +409,8 @@ fn start_host_with_connector(
         .arg(&plugins)
         .arg("--data")
         .arg(scratch.path().join("data"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-key",
-            ADMIN_KEY,
-            "--max-sends-per-recipient",
-            "4000000000",
-        ])
-        // A one-second window keeps the limiter at its realistic size under full load.
-        .args(["--resend-cooldown-secs", "0", "--send-window-secs", "1"])
-        // wrk floods a few prefixes of one country: the layers that stop exactly that are
-        // off here; the rest of the protection runs as deployed.
-        .args([
-            "--prefix-velocity-max",
-            "0",
-            "--first-seen-country-max",
-            "0",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--admin-key", ADMIN_KEY])
+        .args(args)
         .stderr(log);
     if let Some(database) = database {
         command
@@ -422,6 +449,21 @@ fn agent() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into()
+}
+
+/// A GET with the admin key.
+fn get(base_url: &str, path: &str) -> (u16, Value) {
+    match agent()
+        .get(format!("{base_url}{path}"))
+        .header("Authorization", format!("Bearer {ADMIN_KEY}"))
+        .call()
+    {
+        Ok(mut response) => (
+            response.status().as_u16(),
+            response.body_mut().read_json().unwrap_or(Value::Null),
+        ),
+        Err(error) => (0, Value::String(error.to_string())),
+    }
 }
 
 /// A PATCH with the admin key.
