@@ -9,13 +9,12 @@
 //!    host's outbox (where the mock connector writes), with the latency of the issue and of the verify calls.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{median, post, run_wrk_posting, start_host, Recipients, Server, WrkResult};
 
@@ -123,39 +122,14 @@ struct CodeMailbox {
 }
 
 fn follow_outbox(outbox: PathBuf, mailbox: Arc<CodeMailbox>, stop: Arc<AtomicBool>) {
-    let mut position = 0u64;
-    let mut pending = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(mut file) = std::fs::File::open(&outbox) {
-            if file.seek(std::io::SeekFrom::Start(position)).is_ok() {
-                let mut chunk = String::new();
-                if let Ok(read) = file.read_to_string(&mut chunk) {
-                    position += read as u64;
-                    pending.push_str(&chunk);
-                }
-            }
-        }
-        let mut updates = Vec::new();
-        while let Some(newline) = pending.find('\n') {
-            let line: String = pending.drain(..=newline).collect();
-            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                if let (Some(to), Some(code)) =
-                    (entry["to"].as_str(), entry["payload"]["code"].as_str())
-                {
-                    updates.push((to.to_owned(), code.to_owned()));
-                }
-            }
-        }
-        if !updates.is_empty() {
-            mailbox
-                .latest
-                .lock()
-                .map(|mut latest| latest.extend(updates))
-                .ok();
-            mailbox.arrived.notify_all();
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
+    crate::outbox::follow_outbox(outbox, stop, Duration::from_micros(200), |updates| {
+        mailbox
+            .latest
+            .lock()
+            .map(|mut latest| latest.extend(updates))
+            .ok();
+        mailbox.arrived.notify_all();
+    });
 }
 
 /// The wall time of each issue and each verify call of one worker.

@@ -39,6 +39,7 @@ use clap::{Parser, Subcommand};
 
 mod codes;
 mod forward;
+mod outbox;
 mod plugins;
 mod pumping;
 mod several_hosts;

@@ -22,7 +22,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -655,41 +654,21 @@ struct Mailbox {
 }
 
 fn follow_outbox(outbox: PathBuf, mailbox: Arc<Mailbox>, stop: Arc<AtomicBool>) {
-    let mut position = 0u64;
-    let mut pending = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(mut file) = std::fs::File::open(&outbox) {
-            if file.seek(std::io::SeekFrom::Start(position)).is_ok() {
-                let mut chunk = String::new();
-                if let Ok(read) = file.read_to_string(&mut chunk) {
-                    position += read as u64;
-                    pending.push_str(&chunk);
-                }
+    crate::outbox::follow_outbox(outbox, stop, Duration::from_micros(500), |codes| {
+        let arrivals: Vec<_> = codes
+            .into_iter()
+            .filter(|(to, _)| !is_attack_phone(to))
+            .collect();
+        if arrivals.is_empty() {
+            return;
+        }
+        if let Ok(mut codes) = mailbox.codes.lock() {
+            for (to, code) in arrivals {
+                codes.entry(to).or_default().push(code);
             }
         }
-        let mut arrivals = Vec::new();
-        while let Some(newline) = pending.find('\n') {
-            let line: String = pending.drain(..=newline).collect();
-            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                if let (Some(to), Some(code)) =
-                    (entry["to"].as_str(), entry["payload"]["code"].as_str())
-                {
-                    if !is_attack_phone(to) {
-                        arrivals.push((to.to_owned(), code.to_owned()));
-                    }
-                }
-            }
-        }
-        if !arrivals.is_empty() {
-            if let Ok(mut codes) = mailbox.codes.lock() {
-                for (to, code) in arrivals {
-                    codes.entry(to).or_default().push(code);
-                }
-            }
-            mailbox.arrived.notify_all();
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
+        mailbox.arrived.notify_all();
+    });
 }
 
 /// Outbox lines (the current file and the rotated one) whose recipient is in an attacked prefix.

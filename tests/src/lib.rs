@@ -134,6 +134,29 @@ pub const ADMIN_KEY: &str = "test-admin-key";
 /// The send key every [`TestHost`] is started with.
 pub const SEND_KEY: &str = "test-send-key";
 
+/// For tests that send to one number prefix without pause (a load, not users): the
+/// protection layers that stop exactly such a flood (`prefix_velocity`, and
+/// `first_seen_country` where no code is verified) are off; the rest of protection stays on.
+pub const FLOOD_FLAGS: [&str; 4] = [
+    "--prefix-velocity-max",
+    "0",
+    "--first-seen-country-max",
+    "0",
+];
+
+/// A flood's flags plus no per-recipient limit or cooldown: a test that sends to one number
+/// as fast as it can.
+pub const UNLIMITED_FLOOD_FLAGS: [&str; 8] = [
+    "--max-sends-per-recipient",
+    "1000000",
+    "--resend-cooldown-secs",
+    "0",
+    "--prefix-velocity-max",
+    "0",
+    "--first-seen-country-max",
+    "0",
+];
+
 /// The folders a host runs on; they outlive the process, so a test can restart it.
 pub struct HostFolders {
     pub plugins_dir: PathBuf,

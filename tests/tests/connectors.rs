@@ -33,20 +33,9 @@ fn mock_host() -> TestHost {
 /// there to stop exactly such a flood (`prefix_velocity`, and `first_seen_country` on a host
 /// where no code is verified) are turned off, the rest of protection stays on.
 fn flooding_mock_host() -> TestHost {
-    HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&[
-        "--admin-key",
-        ADMIN_KEY,
-        "--send-key",
-        SEND_KEY,
-        "--max-sends-per-recipient",
-        "1000000",
-        "--resend-cooldown-secs",
-        "0",
-        "--prefix-velocity-max",
-        "0",
-        "--first-seen-country-max",
-        "0",
-    ])
+    let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
+    args.extend(e2e_tests::UNLIMITED_FLOOD_FLAGS);
+    HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&args)
 }
 
 fn create(host: &TestHost, factory_id: &str, config: Value) -> Value {

@@ -157,22 +157,10 @@ fn a_slow_chunked_copy_is_never_loaded_half_written() {
 fn upgrading_the_live_plugin_under_continuous_sends_fails_nothing() {
     // Sends to one number without pause for as long as the upgrade takes (a load, not a
     // user): the protection layers that stop such a flood are off.
-    let host = Arc::new(
-        HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&[
-            "--admin-key",
-            ADMIN_KEY,
-            "--send-key",
-            SEND_KEY,
-            "--max-sends-per-recipient",
-            "1000000",
-            "--resend-cooldown-secs",
-            "0",
-            "--prefix-velocity-max",
-            "0",
-            "--first-seen-country-max",
-            "0",
-        ]),
-    );
+    let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
+    args.extend(e2e_tests::UNLIMITED_FLOOD_FLAGS);
+    let host =
+        Arc::new(HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&args));
     make_mock_live(&host);
     let stop = Arc::new(AtomicBool::new(false));
     let receipts = Arc::new(Mutex::new(Vec::new()));

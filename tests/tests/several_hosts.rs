@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{plugin_file, HostFolders, SharedDatabase, TestHost, ADMIN_KEY, SEND_KEY};
+use e2e_tests::{
+    plugin_file, HostFolders, SharedDatabase, TestHost, ADMIN_KEY, FLOOD_FLAGS, SEND_KEY,
+};
 use serde_json::{json, Value};
 
 const MOCK: &str = "mock-short-message-service";
@@ -29,15 +31,6 @@ fn host_on(database: &SharedDatabase, extra_args: &[&str]) -> TestHost {
     }
     folders.start_with_args(&args)
 }
-
-/// For tests that send to one number prefix without pause (a load, not users): the
-/// protection layers that stop exactly such a flood are off, the rest stays on.
-const FLOOD_FLAGS: [&str; 4] = [
-    "--prefix-velocity-max",
-    "0",
-    "--first-seen-country-max",
-    "0",
-];
 
 /// The mock with its outbox on: each host writes the messages it sends to its own outbox.
 fn mock_config(label: &str) -> Value {
