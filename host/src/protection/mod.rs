@@ -195,6 +195,23 @@ pub struct ProtectionSettings {
     pub recipient_backoff_base_secs: u64,
 }
 
+impl ProtectionSettings {
+    /// Every layer off (the mode, windows and caps as by default): a test turns on the one it
+    /// checks.
+    pub fn every_layer_off() -> Self {
+        Self {
+            ip_velocity_max: 0,
+            prefix_velocity_max: 0,
+            low_conversion_min_samples: 0,
+            first_seen_country_max: 0,
+            daily_budget: 0,
+            daily_budget_per_country: 0,
+            recipient_backoff: false,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ProtectionSettings {
     /// What a normal deployment never notices (README, "Protection"): a legitimate user asks for
     /// a few codes a day and verifies most.

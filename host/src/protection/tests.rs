@@ -5,22 +5,8 @@ use super::*;
 
 const MINUTE: i64 = 60_000;
 
-/// Every layer off; a test turns on the one it checks.
-fn all_off() -> ProtectionSettings {
-    ProtectionSettings {
-        ip_velocity_max: 0,
-        prefix_velocity_max: 0,
-        low_conversion_min_samples: 0,
-        first_seen_country_max: 0,
-        daily_budget: 0,
-        daily_budget_per_country: 0,
-        recipient_backoff: false,
-        ..ProtectionSettings::default()
-    }
-}
-
 fn protection(configure: impl FnOnce(&mut ProtectionSettings)) -> Protection {
-    let mut settings = all_off();
+    let mut settings = ProtectionSettings::every_layer_off();
     configure(&mut settings);
     Protection::new(settings, BTreeSet::new())
 }
@@ -222,7 +208,7 @@ fn first_seen_country_is_throttled_until_a_code_there_is_verified() {
 
 #[test]
 fn an_admin_allowed_country_and_the_operators_countries_are_not_first_seen() {
-    let mut settings = all_off();
+    let mut settings = ProtectionSettings::every_layer_off();
     settings.first_seen_country_max = 1;
     let protection = Protection::new(settings, BTreeSet::from(["CA".to_owned()]));
     assert_eq!(
@@ -311,7 +297,7 @@ fn recipient_backoff_doubles_up_to_32_times_its_base_and_a_verified_code_resets_
 
 #[test]
 fn the_safe_list_bypasses_every_layer() {
-    let mut settings = all_off();
+    let mut settings = ProtectionSettings::every_layer_off();
     settings.prefix_velocity_max = 1;
     settings.safe_list = SafeList::parse("+12015550123, +1202555*").unwrap();
     let protection = Protection::new(settings, BTreeSet::new());

@@ -14,27 +14,13 @@ use serde_json::{json, Value};
 use crate::in_process_host::{code_of, InProcessHost};
 use crate::{mock_config, mock_plugin, MOCK};
 
-/// Every layer off; a test turns on the one it checks.
-fn all_layers_off() -> ProtectionSettings {
-    ProtectionSettings {
-        ip_velocity_max: 0,
-        prefix_velocity_max: 0,
-        low_conversion_min_samples: 0,
-        first_seen_country_max: 0,
-        daily_budget: 0,
-        daily_budget_per_country: 0,
-        recipient_backoff: false,
-        ..ProtectionSettings::default()
-    }
-}
-
 /// A host with the mock live (outbox on) and the protection `configure` sets.
 fn protected_host(configure: impl FnOnce(&mut ProtectionSettings)) -> InProcessHost {
     let (name, file) = mock_plugin();
     let host = InProcessHost::start_with(&[(name, &file)], |config| {
         config.send_limits.max_sends_per_recipient = 1_000_000;
         config.send_limits.resend_cooldown = Duration::ZERO;
-        let mut settings = all_layers_off();
+        let mut settings = ProtectionSettings::every_layer_off();
         configure(&mut settings);
         config.protection = settings;
     });
@@ -155,7 +141,7 @@ fn a_prefix_whose_codes_expire_unverified_is_blocked_for_low_conversion() {
         config.send_limits.resend_cooldown = Duration::ZERO;
         // Codes expire as they are issued: each is decided (unverified) at the next send.
         config.code_policy.time_to_live = Duration::ZERO;
-        let mut settings = all_layers_off();
+        let mut settings = ProtectionSettings::every_layer_off();
         settings.low_conversion_min_samples = 3;
         settings.low_conversion_min_rate = 0.5;
         config.protection = settings;
