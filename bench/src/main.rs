@@ -21,6 +21,9 @@
 //!   pumping attack (thousands of codes to a few prefixes from rotating IPs, never verified),
 //!   time compressed; attack sends reaching the connector, legitimate users blocked and time
 //!   to detection, with the protection off and in `enforce`.
+//! - `protection` (`protection.rs`): sends with the protection in `enforce` (every layer
+//!   counting) against it off, then RSS over a flood to distinct numbers with it at its
+//!   defaults and off.
 //! - `all`: all of the above.
 //! - `soak`: sends, swaps every 100 ms and upgrades every 5 s together for `--duration-secs`
 //!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.
@@ -41,6 +44,7 @@ mod codes;
 mod forward;
 mod outbox;
 mod plugins;
+mod protection;
 mod pumping;
 mod several_hosts;
 mod slow_clients;
@@ -85,6 +89,9 @@ enum Scenario {
     /// An SMS pumping attack among legitimate users, time compressed: with the protection off
     /// and in `enforce`.
     Pumping,
+    /// What the protection costs a send (`enforce` against `off`), and RSS after a flood to
+    /// distinct numbers.
+    Protection,
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
     Soak,
@@ -141,6 +148,14 @@ fn run(
             "sends: host with mock / bare handler, requests/s",
             sends.throughput_ratio,
             0.75,
+        ));
+    }
+    if matches!(scenario, Scenario::Protection | Scenario::All) {
+        let protection = protection::bench_protection(&release, duration_secs, connections)?;
+        summary.push(TargetLine::at_least(
+            "protection: enforce / off, requests/s",
+            protection.throughput_ratio,
+            protection::ENFORCE_OVER_OFF_TARGET,
         ));
     }
     if matches!(scenario, Scenario::Codes | Scenario::All) {
@@ -523,6 +538,9 @@ enum Recipients {
     One,
     /// 10,000 phones in turn, as real traffic: a shared limiter locks per phone.
     Distinct,
+    /// Random US mobile numbers over 15 area codes (~12,000 prefixes), each from a random
+    /// public IPv4 address given as `ip`: every protection layer has something to count.
+    Spread,
 }
 
 fn run_wrk_with(
@@ -531,18 +549,25 @@ fn run_wrk_with(
     connections: u32,
     recipients: Recipients,
 ) -> Result<WrkResult, String> {
+    let body = match recipients {
+        Recipients::Spread => {
+            r#"{"to": "{phone}", "type": "SignIn", "payload": {"code": "123456"}, "ip": "{ip}"}"#
+        }
+        _ => r#"{"to": "{phone}", "type": "SignIn", "payload": {"code": "123456"}}"#,
+    };
     run_wrk_posting(
         url,
         "/api/messages",
-        r#"{"to": "{phone}", "type": "SignIn", "payload": {"code": "123456"}}"#,
+        body,
         duration_secs,
         connections,
         recipients,
     )
 }
 
-/// wrk POSTing `body_template` to `path`, its `{phone}` replaced by the recipient (JSON
-/// without `%` or `'`: it goes into a Lua format string).
+/// wrk POSTing `body_template` to `path`, its `{phone}` replaced by the recipient and `{ip}`
+/// (only with [`Recipients::Spread`]) by a client address (JSON without `%` or `'`: it goes
+/// into a Lua format string).
 fn run_wrk_posting(
     url: &str,
     path: &str,
@@ -563,6 +588,12 @@ fn run_wrk_posting(
         Recipients::Distinct => format!(
             "counter = 0\nrequest = function()\n  counter = counter + 1\n  local body = string.format('{}', counter % 10000)\n  return wrk.format(\"POST\", nil, nil, body)\nend\n",
             body_template.replace("{phone}", "+1201555%04d")
+        ),
+        Recipients::Spread => format!(
+            "{SPREAD_LUA}local template = '{}'\nrequest = function()\n  return wrk.format(\"POST\", nil, nil, string.format(template, spread_phone(), spread_ip()))\nend\n",
+            body_template
+                .replace("{phone}", "%s")
+                .replace("{ip}", "%s")
         ),
     };
     std::fs::write(script.path(), format!("{body}{headers}")).map_err(|error| error.to_string())?;
@@ -611,6 +642,31 @@ fn run_wrk_posting(
         failed: errors,
     })
 }
+
+/// Random valid US mobile numbers and public IPv4 addresses, seeded per wrk thread.
+const SPREAD_LUA: &str = r#"local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("seed", threads)
+end
+init = function(args)
+  math.randomseed(os.time() * 16 + seed)
+end
+local areas = {"201", "212", "213", "305", "312", "404", "415", "512", "617", "646", "702", "713", "718", "773", "917"}
+spread_phone = function()
+  local exchange
+  repeat
+    exchange = string.format("%d%02d", math.random(2, 9), math.random(0, 99))
+  until exchange ~= "555" and exchange:sub(2) ~= "11"
+  return string.format("+1%s%s%04d", areas[math.random(1, #areas)], exchange, math.random(0, 9999))
+end
+local private = {[10] = true, [100] = true, [127] = true, [169] = true, [172] = true, [192] = true, [198] = true, [203] = true}
+spread_ip = function()
+  local first
+  repeat first = math.random(11, 223) until not private[first]
+  return string.format("%d.%d.%d.%d", first, math.random(0, 255), math.random(0, 255), math.random(1, 254))
+end
+"#;
 
 /// `812.00us`, `1.20ms`, `2.00s` → milliseconds.
 fn parse_wrk_duration_ms(value: &str) -> f64 {

@@ -9,7 +9,10 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use e2e_tests::{counterparts_dir, plugin_file, TestHost, ADMIN_KEY, SEND_KEY};
+use e2e_tests::{
+    counterparts_dir, plugin_file, HostFolders, TestHost, ADMIN_KEY, SEND_KEY,
+    UNLIMITED_FLOOD_FLAGS,
+};
 use plugin_api::TemplateType;
 use serde_json::{json, Value};
 
@@ -122,8 +125,14 @@ fn logto_payload(code: &str, locale: &str) -> Value {
 
 /// A host whose live connector is the mock, with one template per usage type (and a German
 /// SignIn one), each naming its type, so the outbox shows which template Logto's type picked.
+/// One user gets every usage type within a second (16 codes, one prefix): a matrix, not a
+/// user, so `prefix_velocity` and `first_seen_country` (Logto verifies its own codes) are off.
 fn start_host_with_mock() -> TestHost {
-    let host = TestHost::start(&[("mock.so", &plugin_file("mock_sms"))]);
+    let flags: Vec<&str> = ["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY]
+        .into_iter()
+        .chain(UNLIMITED_FLOOD_FLAGS)
+        .collect();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&flags);
     let mut templates: Vec<Value> = TemplateType::ALL
         .iter()
         .map(|usage| json!({"usageType": usage.as_str(), "content": format!("{usage}: your code is {{{{code}}}}")}))

@@ -9,7 +9,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_tests::{plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY};
+use e2e_tests::{
+    plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, FLOOD_FLAGS, SEND_KEY,
+};
 use serde_json::{json, Value};
 
 const REQUEST_BUILDING: &str = "request-building-test-connector";
@@ -357,17 +359,19 @@ fn a_stalled_provider_cannot_starve_sends_through_a_healthy_connector() {
         Duration::from_secs(8),
     );
     let healthy = CaptureServer::start(200, r#"{"id": "on-time"}"#);
-    let host = Arc::new(start(
-        request_building_folders(),
-        &[
-            "--max-in-flight",
-            "8",
-            "--max-vendor-concurrency",
-            "3",
-            "--request-timeout-secs",
-            "5",
-        ],
-    ));
+    // 17 sends to one prefix within seconds: a load, not users.
+    let flags: Vec<&str> = [
+        "--max-in-flight",
+        "8",
+        "--max-vendor-concurrency",
+        "3",
+        "--request-timeout-secs",
+        "5",
+    ]
+    .into_iter()
+    .chain(FLOOD_FLAGS)
+    .collect();
+    let host = Arc::new(start(request_building_folders(), &flags));
     use_provider(&host, &stalled.url);
     // More stalled sends than --max-in-flight: without a per-connector limit they would hold
     // every slot.

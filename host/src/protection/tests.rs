@@ -149,6 +149,46 @@ fn low_conversion_blocks_a_prefix_whose_expired_codes_were_not_verified() {
 }
 
 #[test]
+fn a_prefix_whose_low_conversion_block_ended_is_on_probation() {
+    let protection = protection(|settings| {
+        settings.low_conversion_min_samples = 5;
+        settings.low_conversion_min_rate = 0.5;
+        settings.low_conversion_block_secs = 600;
+    });
+    let ttl = 10 * MINUTE;
+    for index in 0..5 {
+        let phone = format!("+1201555000{index}");
+        protection.check(&send(&phone, None), 0);
+        protection.code_issued(&phone, Some("US"), "SignIn", ttl, 0);
+    }
+    let first = blocked(protection.check(&send("+12015550101", None), ttl));
+    let ended = ttl + 600_000;
+    // The block ended: sends go again, but the statistics that made it still hold.
+    assert_eq!(
+        protection.check(&send("+12015550102", None), ended),
+        Verdict::Allowed
+    );
+    protection.code_issued("+12015550102", Some("US"), "SignIn", ended + ttl, ended);
+    protection.check(&send("+12015550103", None), ended);
+    protection.code_issued("+12015550103", Some("US"), "SignIn", ended + ttl, ended);
+    protection.code_verified("+12015550103", Some("US"), "SignIn", ended + MINUTE);
+    // A verified code alone decides nothing; the first one that expires unverified blocks
+    // again at once, without waiting for 5 new samples (1 of 7 verified).
+    assert_eq!(
+        protection.check(&send("+12015550104", None), ended + 2 * MINUTE),
+        Verdict::Allowed
+    );
+    let again = blocked(protection.check(&send("+12015550105", None), ended + ttl));
+    assert_eq!(again.reason, BlockReason::LowConversion);
+    assert_ne!(again.block_id, first.block_id);
+    assert!(
+        again.message.contains("(1 of 7 verified)"),
+        "{}",
+        again.message
+    );
+}
+
+#[test]
 fn low_conversion_leaves_a_prefix_whose_codes_are_verified() {
     let protection = protection(|settings| {
         settings.low_conversion_min_samples = 5;
