@@ -3,17 +3,27 @@
 //!
 //! One host ([`RecipientLimiter`]): kept in memory. The check sits on every send, and a store
 //! round trip (an fsync with SQLite's `synchronous=FULL`) per send would cap the host at the
-//! disk's commit rate. The cost: the counts start from zero when the host restarts.
+//! disk's commit rate. The cost: the counts start from zero when the host restarts. It
+//! remembers at most [`MAX_TRACKED_RECIPIENTS`] numbers, the one first sent to forgotten at the
+//! cap: a flood to distinct numbers (which the protection's layers mostly stop before this
+//! check) cannot grow it without bound.
 //!
 //! Several hosts on PostgreSQL ([`SendLimiter::Shared`]): the same window and cooldown kept in
 //! the database, one round trip per send, so N hosts do not multiply the cap by N. When the
 //! database cannot be reached the send is refused (fail closed), never sent without a decision.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use plugin_api::TemplateType;
+
+use crate::protection::bounded::BoundedMap;
+
+/// At most this many recipients in the window (about 250 MB at the cap). A legitimate
+/// deployment sends to far fewer in one window; past it, the numbers sent to first start
+/// counting again.
+pub const MAX_TRACKED_RECIPIENTS: usize = 1_000_000;
 
 /// A slot taken for a send; give it back with [`RecipientLimiter::release`] when the send
 /// fails, so only successful sends count.
@@ -37,10 +47,9 @@ struct SentMessage {
     template_type: TemplateType,
 }
 
-#[derive(Default)]
 struct LimiterState {
     next_id: u64,
-    sends_by_phone: HashMap<String, VecDeque<SentMessage>>,
+    sends_by_phone: BoundedMap<String, VecDeque<SentMessage>>,
 }
 
 pub struct RecipientLimiter {
@@ -60,11 +69,29 @@ fn seconds_until(now: Instant, moment: Instant) -> u64 {
 
 impl RecipientLimiter {
     pub fn new(max_sends_per_window: u32, window: Duration, cooldown: Duration) -> Self {
+        Self::with_max_recipients(
+            max_sends_per_window,
+            window,
+            cooldown,
+            MAX_TRACKED_RECIPIENTS,
+        )
+    }
+
+    /// [`RecipientLimiter::new`] remembering at most `max_recipients` numbers.
+    pub fn with_max_recipients(
+        max_sends_per_window: u32,
+        window: Duration,
+        cooldown: Duration,
+        max_recipients: usize,
+    ) -> Self {
         Self {
             max_sends_per_window,
             window,
             cooldown,
-            state: Mutex::new(LimiterState::default()),
+            state: Mutex::new(LimiterState {
+                next_id: 0,
+                sends_by_phone: BoundedMap::new(max_recipients),
+            }),
         }
     }
 
@@ -90,7 +117,7 @@ impl RecipientLimiter {
             next_id,
             sends_by_phone,
         } = &mut *state;
-        let sends = sends_by_phone.entry(phone.to_owned()).or_default();
+        let sends = sends_by_phone.entry_or_insert_with(&phone.to_owned(), VecDeque::new);
         while sends
             .front()
             .is_some_and(|sent| now.saturating_duration_since(sent.at) >= retention)
@@ -333,6 +360,27 @@ mod tests {
             "the window slid"
         );
         assert_eq!(limiter.purge(start + Duration::from_secs(30)), 0);
+    }
+
+    #[test]
+    fn a_flood_to_distinct_numbers_keeps_at_most_the_cap() {
+        let limiter =
+            RecipientLimiter::with_max_recipients(1, Duration::from_secs(600), Duration::ZERO, 100);
+        let start = Instant::now();
+        for index in 0..1000 {
+            let phone = format!("+1201555{index:04}");
+            assert!(limiter
+                .reserve(&phone, TemplateType::SignIn, false, start)
+                .is_ok());
+        }
+        assert_eq!(limiter.purge(start), 100);
+        // The newest are still limited; the first ones were forgotten.
+        assert!(limiter
+            .reserve("+12015550999", TemplateType::SignIn, false, start)
+            .is_err());
+        assert!(limiter
+            .reserve("+12015550000", TemplateType::SignIn, false, start)
+            .is_ok());
     }
 
     #[test]
