@@ -171,7 +171,7 @@ function subjectText(block) {
 function subjectCell(block) {
   if (block.kind === 'global') return 'All sends';
   const name = block.kind === 'country' ? countryName(block.subject) : null;
-  return [h('code', {}, block.subject), name ? h('span', { class: 'subject-note' }, name) : null];
+  return [h('code', { class: 'subject' }, block.subject), name ? h('span', { class: 'subject-note' }, name) : null];
 }
 
 // Codes are counted per prefix and per country only; other blocks count refused sends.
@@ -389,24 +389,25 @@ function blocksView(blocks, mode, liftBlock) {
         : 'No sends are blocked. When a layer blocks a number prefix, country, IP address or number, it shows here with its reason, and you can lift it.';
     return h('p', { class: 'empty-state', 'data-testid': 'no-blocks' }, text);
   }
+  // [column, title, cell]; in monitor mode the refused sends went out all the same.
   const columns = [
-    ['Subject', subjectCell],
-    ['Kind', (block) => KIND_LABELS[block.kind] || block.kind],
-    ['Reason', (block) => [h('span', { class: 'reason-label' }, reasonLabel(block.reason)), h('code', { class: 'reason-code' }, block.reason)]],
-    ['Since', (block) => timeCell(block.since)],
-    ['Until', (block) => (typeof block.until === 'number' ? timeCell(block.until) : h('span', { class: 'block-time' }, 'Until lifted'))],
-    ['Issued', (block) => codeCount(block, 'issued')],
-    ['Verified', (block) => codeCount(block, 'verified')],
-    ['Blocked', (block) => String(block.counts?.blocked ?? 0)],
-    ['', (block) => liftButton(block, liftBlock)],
+    ['subject', 'Subject', subjectCell],
+    ['kind', 'Kind', (block) => KIND_LABELS[block.kind] || block.kind],
+    ['reason', 'Reason', (block) => [h('span', { class: 'reason-label' }, reasonLabel(block.reason)), h('code', { class: 'reason-code' }, block.reason)]],
+    ['since', 'Since', (block) => timeCell(block.since)],
+    ['until', 'Until', (block) => (typeof block.until === 'number' ? timeCell(block.until) : h('span', { class: 'block-time' }, 'Until lifted'))],
+    ['issued', 'Issued', (block) => codeCount(block, 'issued')],
+    ['verified', 'Verified', (block) => codeCount(block, 'verified')],
+    ['blocked', mode === 'monitor' ? 'Would block' : 'Blocked', (block) => String(block.counts?.blocked ?? 0)],
+    ['action', '', (block) => liftButton(block, liftBlock)],
   ];
-  const numeric = new Set(['Issued', 'Verified', 'Blocked']);
+  const numeric = new Set(['issued', 'verified', 'blocked']);
   return h('div', { class: 'table-scroll' },
     h('table', { class: 'blocks-table', 'data-testid': 'blocks-table' },
       h('caption', { class: 'visually-hidden' }, mode === 'monitor' ? 'Sends that would be blocked' : 'Blocked sends'),
-      h('thead', {}, h('tr', {}, columns.map(([title]) => h('th', { scope: 'col', class: numeric.has(title) ? 'numeric' : null }, title || h('span', { class: 'visually-hidden' }, 'Action'))))),
+      h('thead', {}, h('tr', {}, columns.map(([column, title]) => h('th', { scope: 'col', class: numeric.has(column) ? 'numeric' : null }, title || h('span', { class: 'visually-hidden' }, 'Action'))))),
       h('tbody', {}, blocks.map((block) => h('tr', { 'data-block-id': block.id, 'data-reason': block.reason },
-        columns.map(([title, cell]) => h('td', { 'data-label': title || null, 'data-column': title.toLowerCase() || 'action', class: numeric.has(title) ? 'numeric' : null }, h('div', { class: 'cell-content' }, cell(block)))))))));
+        columns.map(([column, title, cell]) => h('td', { 'data-label': title || null, 'data-column': column, class: numeric.has(column) ? 'numeric' : null }, h('div', { class: 'cell-content' }, cell(block)))))))));
 }
 
 function liftButton(block, liftBlock) {
@@ -420,7 +421,7 @@ function liftButton(block, liftBlock) {
 
 function allowedCountriesView(countries) {
   if (!Array.isArray(countries) || countries.length === 0) {
-    return h('p', { class: 'empty-state', 'data-testid': 'no-allowed-countries' }, 'None allowed here yet. Countries given with --allowed-countries, and countries where a code was verified, are not throttled either.');
+    return h('p', { class: 'empty-state', 'data-testid': 'no-allowed-countries' }, 'None allowed here yet. Countries given with ', h('code', {}, '--allowed-countries'), ', and countries where a code was verified, are not throttled either.');
   }
   return h('ul', { class: 'country-list', 'aria-label': 'Allowed countries', 'data-testid': 'allowed-countries' },
     countries.map((region) => {
