@@ -2386,3 +2386,43 @@ async fn the_protection_page_in_monitor_mode() {
     assert_eq!(safe_list, json!(["+12015550999", "+1301555*"]));
     browser.screenshot("56-protection-monitor").await;
 }
+
+/// Signing out ends the screen that was open: a page that refreshes itself (Plugins polls each
+/// second, Protection every 10 s) asks nothing more, so it cannot answer the missing key with
+/// a second sign-out over the form being filled in.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_stops_the_pages_that_refresh_themselves() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=plugins]").await;
+    browser.wait_for("[data-testid=plugins-table]").await;
+    // Counts the page's requests from here on.
+    browser
+        .eval(
+            "window.__requests = []; const original = window.fetch; \
+             window.fetch = (url, options) => { window.__requests.push(String(url)); return original(url, options); };",
+        )
+        .await;
+    wait_until_true(
+        &browser,
+        "the Plugins page's poll",
+        "return window.__requests.includes('/api/plugins')",
+    )
+    .await;
+    browser.click("#sign-out").await;
+    browser
+        .wait_for_text("main", "Signed out. The key was removed from this tab.")
+        .await;
+    browser.eval("window.__requests = []").await;
+    browser.fill("#admin-key", "half-typed").await;
+    // Three of the Plugins page's poll intervals.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = browser
+        .eval(
+            "return [window.__requests, document.getElementById('admin-key').value, \
+             document.querySelector('main').textContent.includes('Signed out.')]",
+        )
+        .await;
+    assert_eq!(after, json!([[], "half-typed", true]));
+}

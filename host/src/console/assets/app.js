@@ -109,6 +109,9 @@ document.addEventListener('click', (event) => {
 });
 
 function signOut(message) {
+  // The screen being left is no longer current: the pages that refresh themselves (Plugins,
+  // Protection) stop, instead of asking without a key and signing out again over the form.
+  renderGeneration += 1;
   forgetAdminKey();
   unsavedChangesCheck = null;
   for (const backdrop of document.querySelectorAll('.backdrop')) backdrop.remove();
