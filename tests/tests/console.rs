@@ -1760,6 +1760,8 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
         SEND_KEY,
         "--prefix-velocity-max",
         "1",
+        "--first-seen-country-max",
+        "0",
     ]);
     let (status, retired) = host.post(
         "/api/connectors",
@@ -2090,7 +2092,8 @@ async fn the_plugins_page_shows_the_signer() {
 }
 
 /// A host whose protection blocks a number prefix at its second send (`--prefix-velocity-max
-/// 1`), with the mock connector live; `extra` adds flags.
+/// 1`), with the mock connector live; `extra` adds flags. `first_seen_country` is off, so the
+/// few sends to one country never meet it, whatever its default.
 fn protection_host(extra: &[&str]) -> TestHost {
     let mut args = vec![
         "--admin-key",
@@ -2099,6 +2102,8 @@ fn protection_host(extra: &[&str]) -> TestHost {
         SEND_KEY,
         "--prefix-velocity-max",
         "1",
+        "--first-seen-country-max",
+        "0",
     ];
     args.extend_from_slice(extra);
     let host =
@@ -2354,9 +2359,9 @@ async fn the_protection_page_lifts_blocks_and_allows_countries() {
 }
 
 /// Monitor mode: the banner says that nothing is blocked, what would be is listed as such,
-/// and the safe-list is shown.
+/// and the safe-list is shown. Off: a banner says so, and nothing is listed.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_protection_page_in_monitor_mode() {
+async fn the_protection_page_in_monitor_and_off_modes() {
     let host = protection_host(&[
         "--protection",
         "monitor",
@@ -2385,6 +2390,20 @@ async fn the_protection_page_in_monitor_mode() {
         .await;
     assert_eq!(safe_list, json!(["+12015550999", "+1301555*"]));
     browser.screenshot("56-protection-monitor").await;
+
+    let host = protection_host(&["--protection", "off"]);
+    assert_eq!(send_to(&host, "+12015550001").0, 200);
+    assert_eq!(send_to(&host, "+12015550002").0, 200, "off sends");
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=protection]").await;
+    browser
+        .wait_for_text("[data-testid=off-banner]", "Protection is off")
+        .await;
+    browser
+        .wait_for_text("[data-testid=no-blocks]", "No sends are blocked")
+        .await;
+    assert!(!browser.exists("[data-testid=monitor-banner]").await);
+    browser.screenshot("57-protection-off").await;
 }
 
 /// Signing out ends the screen that was open: a page that refreshes itself (Plugins polls each

@@ -516,7 +516,8 @@ function thresholdsView(settings) {
     const items = layer.items.filter(([key]) => key in settings);
     for (const [key] of items) shown.add(key);
     if (items.length === 0) return null;
-    const on = layer.isOn(settings);
+    // With `--protection off` no layer runs, whatever its thresholds.
+    const on = settings.mode !== 'off' && layer.isOn(settings);
     return layerView(layer.title, layer.reason, layer.description, on, items.map(([key, label, kind]) => [key, label, formatSetting(settings[key], kind), settings[key]]));
   });
   // A setting this page does not know yet (a newer host) is still listed, by its flag.
