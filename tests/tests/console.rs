@@ -2205,6 +2205,12 @@ async fn the_protection_page_lifts_blocks_and_allows_countries() {
         .wait_for_text("[data-testid=protection-thresholds]", "restart the host")
         .await;
     browser
+        .wait_for_text("[data-layer=prefix_velocity] .badge", "On")
+        .await;
+    browser
+        .wait_for_text("[data-layer=first_seen_country] .badge", "Off")
+        .await;
+    browser
         .wait_for_text("[data-testid=safe-list-empty]", "Empty")
         .await;
     let (problems, checked) = names_not_matching_labels(&browser).await;
@@ -2403,6 +2409,10 @@ async fn the_protection_page_in_monitor_and_off_modes() {
         .wait_for_text("[data-testid=no-blocks]", "No sends are blocked")
         .await;
     assert!(!browser.exists("[data-testid=monitor-banner]").await);
+    // Its thresholds are set, but no layer runs.
+    browser
+        .wait_for_text("[data-layer=prefix_velocity] .badge", "Off")
+        .await;
     browser.screenshot("57-protection-off").await;
 }
 
