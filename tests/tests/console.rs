@@ -1748,7 +1748,21 @@ async fn what_the_host_decides_is_said_on_the_page() {
 /// `screens-<size>-<scheme>-<screen>`), with what the polish promised checked on the way.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_screen_at_both_sizes_in_light_and_dark() {
-    let host = mock_and_http_host();
+    // Protection blocks a prefix at its second send, so its page has a block to show.
+    let host = HostFolders::new(&[
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+        ("libhttp_sms.so", &plugin_file("http_sms")),
+    ])
+    .start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--prefix-velocity-max",
+        "1",
+        "--first-seen-country-max",
+        "0",
+    ]);
     let (status, retired) = host.post(
         "/api/connectors",
         &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms", "authorization": "Bearer x"}}),
@@ -1756,6 +1770,12 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
     assert_eq!(status, 200, "{retired}");
     let live = create_mock_connector(&host);
     let live_id = live["id"].as_str().unwrap();
+    make_prefix_block(&host, "+120155500");
+    assert_eq!(
+        host.post("/api/protection/countries/GB/allow", &json!({}))
+            .0,
+        204
+    );
     for (width, height, size) in [(1280, 800, "desktop"), (390, 844, "phone")] {
         for dark in [false, true] {
             let scheme = if dark { "dark" } else { "light" };
@@ -1865,6 +1885,17 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                 "no empty Error column"
             );
             shot("08-plugins").await;
+
+            browser.click("[data-nav=protection]").await;
+            browser
+                .wait_for_text("tr[data-reason=prefix_velocity]", "+1201555")
+                .await;
+            browser.wait_for("[data-region=GB]").await;
+            shot("09-protection").await;
+            browser
+                .eval("document.querySelector('[data-testid=protection-thresholds]').scrollIntoView()")
+                .await;
+            shot("10-protection-thresholds").await;
             let errors = browser.browser_log_errors().await;
             assert!(
                 errors
@@ -2058,4 +2089,369 @@ async fn the_plugins_page_shows_the_signer() {
         .await;
     assert_eq!(signer, json!([key_id, "mock-sms console e2e"]));
     browser.screenshot("48-plugins-signer").await;
+}
+
+/// A host whose protection blocks a number prefix at its second send (`--prefix-velocity-max
+/// 1`), with the mock connector live; `extra` adds flags. `first_seen_country` is off, so the
+/// few sends to one country never meet it, whatever its default.
+fn protection_host(extra: &[&str]) -> TestHost {
+    let mut args = vec![
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--prefix-velocity-max",
+        "1",
+        "--first-seen-country-max",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let host =
+        HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start_with_args(&args);
+    create_mock_connector(&host);
+    host
+}
+
+fn send_to(host: &TestHost, phone: &str) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": phone, "type": "SignIn", "payload": {"code": "123456"}})),
+    )
+}
+
+/// Sends to a fresh prefix twice: the second send is blocked; the block's id.
+fn make_prefix_block(host: &TestHost, prefix_phone: &str) -> String {
+    assert_eq!(send_to(host, &format!("{prefix_phone}01")).0, 200);
+    let (status, refused) = send_to(host, &format!("{prefix_phone}02"));
+    assert_eq!(
+        (status, refused["data"]["reason"].as_str()),
+        (429, Some("prefix_velocity")),
+        "{refused}"
+    );
+    refused["data"]["blockId"].as_str().unwrap().to_owned()
+}
+
+/// Waits until `script` returns true: for what the page's own 10 s refresh brings, longer
+/// than the helpers' wait.
+async fn wait_until_true(browser: &Browser, what: &str, script: &str) {
+    for _ in 0..150 {
+        if browser.eval(script).await == json!(true) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("waited 30 s for {what}");
+}
+
+/// The Protection page: a block made by real sends is listed with its reason and counts,
+/// lifted through the confirmation (with the keyboard), after which sends go again; a block
+/// already lifted elsewhere is a calm notice; a country is allowed from the form, and a
+/// malformed one gets the host's message at the field. The page refreshes itself without
+/// taking the focus or the scroll.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_protection_page_lifts_blocks_and_allows_countries() {
+    let host = protection_host(&[]);
+    let block_id = make_prefix_block(&host, "+120155500");
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.eval("window.__sameDocument = true").await;
+    browser.click("[data-nav=protection]").await;
+    let row = format!("tr[data-block-id=\"{block_id}\"]");
+    browser
+        .wait_for_text(&row, "Too many sends to one number prefix")
+        .await;
+    let cells = browser
+        .eval(&format!(
+            "const row = document.querySelector('{row}'); \
+             const cell = (column) => row.querySelector(`td[data-column=\"${{column}}\"]`).textContent; \
+             return [cell('subject'), cell('kind'), cell('reason'), cell('blocked')]"
+        ))
+        .await;
+    assert_eq!(
+        cells,
+        json!([
+            "+1201555",
+            "Number prefix",
+            "Too many sends to one number prefixprefix_velocity",
+            "1"
+        ])
+    );
+    // Since and until: relative, then absolute.
+    let since = browser
+        .text_of(&format!("{row} td[data-column=since]"))
+        .await;
+    assert!(
+        since.contains("ago") || since.contains("now"),
+        "relative: {since}"
+    );
+    assert!(
+        browser
+            .exists(&format!("{row} td[data-column=since] time[datetime]"))
+            .await
+    );
+    browser
+        .wait_for_text("[data-testid=protection-mode]", "Enforce:")
+        .await;
+    assert!(!browser.exists("[data-testid=monitor-banner]").await);
+    browser
+        .wait_for_text(
+            "[data-setting=prefixVelocityMax]",
+            "--prefix-velocity-max 1",
+        )
+        .await;
+    browser
+        .wait_for_text("[data-testid=protection-thresholds]", "restart the host")
+        .await;
+    browser
+        .wait_for_text("[data-layer=prefix_velocity] .badge", "On")
+        .await;
+    browser
+        .wait_for_text("[data-layer=first_seen_country] .badge", "Off")
+        .await;
+    browser
+        .wait_for_text("[data-testid=safe-list-empty]", "Empty")
+        .await;
+    let (problems, checked) = names_not_matching_labels(&browser).await;
+    assert_eq!(problems, json!([]));
+    assert!(checked >= 1, "only {checked} labelled buttons");
+    browser.screenshot("50-protection-blocked").await;
+
+    // The page refreshes itself: a send refused meanwhile shows in the count, while the focus
+    // stays in the half-typed country field and the page stays where it was scrolled to.
+    browser
+        .click("[data-testid=allow-country-form] input")
+        .await;
+    browser.press_keys("g").await;
+    let scrolled = browser
+        .eval("window.scrollTo(0, document.documentElement.scrollHeight); return window.scrollY")
+        .await;
+    assert!(scrolled.as_f64().unwrap() > 0.0, "the page scrolls");
+    assert_eq!(send_to(&host, "+12015550003").0, 429);
+    wait_until_true(
+        &browser,
+        "the refreshed count",
+        &format!(
+            "return document.querySelector('{row} td[data-column=\"blocked\"]')?.textContent === '2'"
+        ),
+    )
+    .await;
+    let after = browser
+        .eval(&format!(
+            "return [document.activeElement.matches('[data-testid=allow-country-form] input'), \
+             document.activeElement.value, window.scrollY === {scrolled}]"
+        ))
+        .await;
+    assert_eq!(after, json!([true, "g", true]));
+
+    // Lift, with the keyboard: Enter on Lift, Tab to the confirmation, Enter.
+    browser
+        .eval(&format!(
+            "document.querySelector('{row} .lift-button').focus()"
+        ))
+        .await;
+    browser.press_keys(&Key::Enter).await;
+    browser
+        .wait_for_text(
+            "[data-testid=confirm-dialog]",
+            "Lift the block on +1201555?",
+        )
+        .await;
+    browser.screenshot("51-protection-lift-confirm").await;
+    browser.press_keys(&Key::Tab).await;
+    assert_eq!(active_element(&browser).await["text"], json!("Lift block"));
+    browser.press_keys(&Key::Enter).await;
+    browser.wait_until_gone(&row).await;
+    browser
+        .wait_for_text("[data-testid=no-blocks]", "No sends are blocked")
+        .await;
+    browser.wait_for_text(".toast", "Lifted the block").await;
+    let focused = active_element(&browser).await;
+    assert_eq!(
+        (focused["tag"].as_str(), focused["text"].as_str()),
+        (Some("H2"), Some("Current blocks")),
+        "{focused}"
+    );
+    let (status, sent) = send_to(&host, "+12015550004");
+    assert_eq!(status, 200, "a send goes again: {sent}");
+    let (_, listed) = host.get("/api/protection");
+    assert_eq!(listed["blocks"], json!([]), "{listed}");
+    browser.screenshot("52-protection-no-blocks").await;
+
+    // A block lifted elsewhere while the question is open: a calm notice, and the list
+    // follows.
+    let second = make_prefix_block(&host, "+120255500");
+    browser.click("[data-nav=connectors]").await;
+    browser.wait_for("[data-testid=live-sms-connector]").await;
+    browser.click("[data-nav=protection]").await;
+    let second_row = format!("tr[data-block-id=\"{second}\"]");
+    browser.click(&format!("{second_row} .lift-button")).await;
+    browser.wait_for("[data-testid=confirm-dialog]").await;
+    assert_eq!(
+        host.delete(&format!("/api/protection/blocks/{second}")).0,
+        204
+    );
+    browser.click_button("Lift block").await;
+    browser
+        .wait_for_text(
+            "[data-testid=blocks-notice]",
+            "had already ended or been lifted",
+        )
+        .await;
+    browser.wait_until_gone(&second_row).await;
+    assert!(
+        !browser
+            .eval("return document.querySelector('[data-testid=blocks-notice]').classList.contains('notice-error')")
+            .await
+            .as_bool()
+            .unwrap(),
+        "a calm notice, not an error"
+    );
+    browser.screenshot("53-protection-already-lifted").await;
+
+    // Allow a country: a malformed one gets the host's 400 message at the field.
+    let input = "[data-testid=allow-country-form] input";
+    browser.fill(input, "USA").await;
+    browser.click_button("Allow country").await;
+    browser
+        .wait_for_text(
+            "[data-testid=allow-country-form] .field-error",
+            "\"USA\" is not a region",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "return document.querySelector('{input}').getAttribute('aria-invalid')"
+            ))
+            .await,
+        json!("true")
+    );
+    browser.screenshot("54-protection-country-error").await;
+    browser.fill(input, "gb").await;
+    assert!(
+        !browser
+            .exists("[data-testid=allow-country-form] .field-error:not([hidden])")
+            .await,
+        "typing takes the error away"
+    );
+    browser.click_button("Allow country").await;
+    browser
+        .wait_for_text("[data-testid=allowed-countries] [data-region=GB]", "GB")
+        .await;
+    let (_, listed) = host.get("/api/protection");
+    assert_eq!(listed["allowedCountries"], json!(["GB"]), "{listed}");
+    assert_eq!(
+        browser
+            .eval(&format!("return document.querySelector('{input}').value"))
+            .await,
+        json!("")
+    );
+    browser.screenshot("55-protection-country-allowed").await;
+
+    assert_eq!(
+        browser.eval("return window.__sameDocument ?? null").await,
+        json!(true),
+        "the page was not reloaded"
+    );
+    let errors = browser.browser_log_errors().await;
+    assert!(
+        errors
+            .iter()
+            .all(|line| !line.contains("Uncaught") && !line.contains("Content Security Policy")),
+        "{errors:?}"
+    );
+}
+
+/// Monitor mode: the banner says that nothing is blocked, what would be is listed as such,
+/// and the safe-list is shown. Off: a banner says so, and nothing is listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_protection_page_in_monitor_and_off_modes() {
+    let host = protection_host(&[
+        "--protection",
+        "monitor",
+        "--protection-safe-list",
+        "+12015550999,+1301555*",
+    ]);
+    assert_eq!(send_to(&host, "+12015550001").0, 200);
+    assert_eq!(send_to(&host, "+12015550002").0, 200, "monitor sends");
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=protection]").await;
+    browser
+        .wait_for_text(
+            "[data-testid=monitor-banner]",
+            "deciding and counting, blocking nothing",
+        )
+        .await;
+    browser
+        .wait_for_text("[data-testid=protection-blocks]", "would block")
+        .await;
+    browser
+        .wait_for_text("tr[data-reason=prefix_velocity]", "+1201555")
+        .await;
+    let safe_list = browser
+        .eval("return [...document.querySelectorAll('[data-testid=safe-list] li')].map(li => li.textContent)")
+        .await;
+    assert_eq!(safe_list, json!(["+12015550999", "+1301555*"]));
+    browser.screenshot("56-protection-monitor").await;
+
+    let host = protection_host(&["--protection", "off"]);
+    assert_eq!(send_to(&host, "+12015550001").0, 200);
+    assert_eq!(send_to(&host, "+12015550002").0, 200, "off sends");
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=protection]").await;
+    browser
+        .wait_for_text("[data-testid=off-banner]", "Protection is off")
+        .await;
+    browser
+        .wait_for_text("[data-testid=no-blocks]", "No sends are blocked")
+        .await;
+    assert!(!browser.exists("[data-testid=monitor-banner]").await);
+    // Its thresholds are set, but no layer runs.
+    browser
+        .wait_for_text("[data-layer=prefix_velocity] .badge", "Off")
+        .await;
+    browser.screenshot("57-protection-off").await;
+}
+
+/// Signing out ends the screen that was open: a page that refreshes itself (Plugins polls each
+/// second, Protection every 10 s) asks nothing more, so it cannot answer the missing key with
+/// a second sign-out over the form being filled in.
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_out_stops_the_pages_that_refresh_themselves() {
+    let host = mock_and_http_host();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=plugins]").await;
+    browser.wait_for("[data-testid=plugins-table]").await;
+    // Counts the page's requests from here on.
+    browser
+        .eval(
+            "window.__requests = []; const original = window.fetch; \
+             window.fetch = (url, options) => { window.__requests.push(String(url)); return original(url, options); };",
+        )
+        .await;
+    wait_until_true(
+        &browser,
+        "the Plugins page's poll",
+        "return window.__requests.includes('/api/plugins')",
+    )
+    .await;
+    browser.click("#sign-out").await;
+    browser
+        .wait_for_text("main", "Signed out. The key was removed from this tab.")
+        .await;
+    browser.eval("window.__requests = []").await;
+    browser.fill("#admin-key", "half-typed").await;
+    // Three of the Plugins page's poll intervals.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = browser
+        .eval(
+            "return [window.__requests, document.getElementById('admin-key').value, \
+             document.querySelector('main').textContent.includes('Signed out.')]",
+        )
+        .await;
+    assert_eq!(after, json!([[], "half-typed", true]));
 }

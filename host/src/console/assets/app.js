@@ -3,6 +3,7 @@
 //   #/connectors/{id}            a connector's details
 //   #/guide/{factoryId}[?replacing={id}]   the set-up guide (README left, form and test right)
 //   #/plugins                    the plugin files and Rescan
+//   #/protection                 SMS-pumping protection: mode, blocks (Lift), countries, thresholds
 // Each screen is one module exporting `render(container, params, context)`.
 
 import { forgetAdminKey, hostHealth, setUnauthorizedHandler, storedAdminKey } from './api.js';
@@ -13,6 +14,7 @@ import { renderConnectorsPage } from './connectors-page.js';
 import { renderConnectorDetailsPage } from './connector-details-page.js';
 import { renderGuidePage } from './guide-page.js';
 import { renderPluginsPage } from './plugins-page.js';
+import { renderProtectionPage } from './protection-page.js';
 
 const main = document.getElementById('main');
 const topbar = document.getElementById('topbar');
@@ -107,6 +109,9 @@ document.addEventListener('click', (event) => {
 });
 
 function signOut(message) {
+  // The screen being left is no longer current: the pages that refresh themselves (Plugins,
+  // Protection) stop, instead of asking without a key and signing out again over the form.
+  renderGeneration += 1;
   forgetAdminKey();
   unsavedChangesCheck = null;
   for (const backdrop of document.querySelectorAll('.backdrop')) backdrop.remove();
@@ -155,6 +160,8 @@ async function route() {
       await renderGuidePage(container, { factoryId: segments[1], replacing: query.get('replacing') }, screenContext);
     } else if (section === 'plugins') {
       await renderPluginsPage(container, {}, screenContext);
+    } else if (section === 'protection') {
+      await renderProtectionPage(container, {}, screenContext);
     } else {
       if (section !== 'connectors') history.replaceState(null, '', '#/connectors');
       await renderConnectorsPage(container, {}, screenContext);
