@@ -20,9 +20,9 @@ use plugin_api::TemplateType;
 
 use crate::protection::bounded::BoundedMap;
 
-/// At most this many recipients in the window (about 250 MB at the cap). A legitimate
-/// deployment sends to far fewer in one window; past it, the numbers sent to first start
-/// counting again.
+/// At most this many recipients in the window (about 330 MB at the cap, `bench -- protection`).
+/// A legitimate deployment sends to far fewer in one window; past it, the numbers sent to first
+/// start counting again.
 pub const MAX_TRACKED_RECIPIENTS: usize = 1_000_000;
 
 /// A slot taken for a send; give it back with [`RecipientLimiter::release`] when the send
