@@ -1,5 +1,6 @@
-//! The command line: `serve`, `check`, `rotate-secrets-key`, `rotate-code-hash-key` and
-//! `new-connector`.
+//! The command line: `serve`, `config show`, `check`, `rotate-secrets-key`,
+//! `rotate-code-hash-key` and `new-connector`. `serve`'s flags may also come from a TOML file
+//! (`--config`, [`crate::config_file`]).
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -9,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
@@ -47,6 +48,8 @@ pub enum Command {
     /// Load the plugins folder and serve the HTTP API.
     // Boxed: `serve`'s many flags would make every variant as large as it.
     Serve(Box<ServeArgs>),
+    /// The configuration `serve` would run with.
+    Config(ConfigArgs),
     /// Load one plugin file as `serve` would and print its metadata or why it is refused.
     Check(CheckArgs),
     /// Seal every saved connector config again under a new secrets key, in one transaction,
@@ -60,6 +63,20 @@ pub enum Command {
     /// Create a connector crate (a vendor's plugin) that builds as it is: `Cargo.toml`,
     /// `src/lib.rs`, README, config template and a conformance test.
     NewConnector(NewConnectorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration of `serve` with the same flags, environment and
+    /// `--config` file, as TOML `--config` takes, each value with where it came from; secrets
+    /// masked.
+    Show(Box<ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +129,11 @@ pub struct RotateCodeHashKeyArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML file of these flags, each key named like its flag (`max-in-flight = 512`); a flag
+    /// on the command line, then its environment variable, win over the file. Example:
+    /// deploy/connector-host.toml.
+    #[arg(long, env = "CONNECTOR_HOST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Folder of connector plugin files (`*.so`). Default: `<data>/plugins`.
     #[arg(long, env = "CONNECTOR_HOST_PLUGINS")]
     pub plugins: Option<PathBuf>,
@@ -281,6 +303,34 @@ pub struct CheckArgs {
     pub trusted_plugin_keys: Vec<PathBuf>,
 }
 
+/// The binary's entry: the `--config` file's keys placed before the real arguments, then
+/// clap; `config show` prints and returns here.
+pub fn main() -> ExitCode {
+    let expanded = match crate::config_file::expand(std::env::args_os().collect(), |name| {
+        std::env::var_os(name)
+    }) {
+        Ok(expanded) => expanded,
+        Err(error) => {
+            eprintln!("connector-host: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = Cli::command().get_matches_from(&expanded.args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if let Command::Config(_) = cli.command {
+        let show = matches
+            .subcommand_matches("config")
+            .and_then(|config| config.subcommand_matches("show"))
+            .unwrap_or(&matches);
+        print!(
+            "{}",
+            crate::config_file::effective_config(show, &expanded.from_file)
+        );
+        return ExitCode::SUCCESS;
+    }
+    run(cli)
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     // Log lines are formatted on the caller's thread and written in batches by one
     // background thread (`log_writer`): never dropped; the guard writes what is pending when
@@ -319,6 +369,8 @@ pub fn run(cli: Cli) -> ExitCode {
     }
     match cli.command {
         Command::Serve(args) => run_serve(*args),
+        // Answered by [`main`] before logging starts.
+        Command::Config(_) => ExitCode::SUCCESS,
         Command::Check(args) => run_check(args),
         Command::RotateSecretsKey(args) => run_rotate_secrets_key(args),
         Command::RotateCodeHashKey(args) => run_rotate_code_hash_key(args),

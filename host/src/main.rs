@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// mimalloc rather than glibc's malloc: a send allocates and frees on both worker threads,
 /// where glibc's arenas cost about twice as much CPU. Plugins keep their own allocator (what
 /// crosses the boundary is freed by the side that allocated it).
@@ -11,5 +9,5 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    connector_host::cli::run(connector_host::cli::Cli::parse())
+    connector_host::cli::main()
 }
