@@ -339,9 +339,11 @@ pub fn effective_config(matches: &ArgMatches, from_file: &[String]) -> String {
 
 /// A flag's value written back as TOML: numbers and booleans bare, the rest quoted.
 fn toml_value(value: &str) -> String {
-    if value == "true" || value == "false" || value.parse::<i64>().is_ok() {
-        value.to_owned()
-    } else if value.parse::<f64>().is_ok_and(f64::is_finite) && value.contains('.') {
+    let bare = value == "true"
+        || value == "false"
+        || value.parse::<i64>().is_ok()
+        || (value.contains('.') && value.parse::<f64>().is_ok_and(f64::is_finite));
+    if bare {
         value.to_owned()
     } else {
         format!("{value:?}")
