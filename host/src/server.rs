@@ -154,6 +154,24 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             }
         });
     }
+    let protection_sharing = state
+        .protection_sharing
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    if let Some(sync) = protection_sharing {
+        let sharing = Arc::clone(&state);
+        tokio::spawn(async move {
+            if let Some(postgres) = sharing.store_backend.shared() {
+                crate::protection::shared_state::share_periodically(
+                    &sharing.sender.protection,
+                    postgres,
+                    sync,
+                )
+                .await;
+            }
+        });
+    }
     if state.store_backend.shared().is_some() {
         let following = Arc::clone(&state);
         tokio::spawn(async move {

@@ -32,6 +32,7 @@ use super::{
     UnreadableConfig, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
+pub mod protection;
 pub mod reservation_batcher;
 
 use reservation_batcher::{ReservationBatcher, ReservationExecutor};

@@ -1,0 +1,276 @@
+//! The protection's shared state in PostgreSQL (`V4__shared_protection.sql`): one exchange
+//! per host and tick is one transaction whose statements are pipelined (sent together, one
+//! round trip for all of them): the host's blocks, refusals, lifts, countries and counts
+//! written, then the block table, the countries and the other hosts' new rows read.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+type Param = dyn ToSql + Sync;
+
+use super::{within_deadline, PostgresStore};
+use crate::protection::shared_state::{CountDeltas, Pulled, Push, RemoteCounts, SharedStateStore};
+use crate::protection::{Block, BlockKind, BlockReason};
+use crate::store::StoreError;
+
+/// The database's clock in milliseconds, as SQL.
+const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+/// Rows are read back this far (by the database's clock): a row is committed within the
+/// operation deadline of being written.
+const READ_BACK_MS: i64 = 60_000;
+/// Start-up reads every row kept: more than one operation's deadline.
+const LOAD_DEADLINE: Duration = Duration::from_secs(60);
+
+fn label<T: serde::Serialize>(value: T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(text)) => text,
+        _ => String::new(),
+    }
+}
+
+fn parse_label<T: serde::de::DeserializeOwned>(text: String) -> Option<T> {
+    serde_json::from_value(Value::String(text)).ok()
+}
+
+/// A block row; `None` (skipped, logged) for a kind or reason this host does not know.
+fn read_block(row: &Row) -> Result<Option<Block>, StoreError> {
+    let kind: String = row.try_get(1)?;
+    let reason: String = row.try_get(3)?;
+    let (Some(kind), Some(reason)) = (
+        parse_label::<BlockKind>(kind.clone()),
+        parse_label::<BlockReason>(reason.clone()),
+    ) else {
+        tracing::warn!(%kind, %reason, "a shared protection block of a kind or reason this host does not know is ignored");
+        return Ok(None);
+    };
+    let blocked: i64 = row.try_get(7)?;
+    Ok(Some(Block {
+        id: row.try_get(0)?,
+        kind,
+        subject: row.try_get(2)?,
+        reason,
+        detail: row.try_get(4)?,
+        since: row.try_get(5)?,
+        until: row.try_get(6)?,
+        blocked: u64::try_from(blocked).unwrap_or(0),
+    }))
+}
+
+fn read_events(rows: &[Row]) -> Result<Vec<RemoteCounts>, StoreError> {
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let host_id: String = row.try_get(0)?;
+        let seq: i64 = row.try_get(1)?;
+        let body: Value = row.try_get(3)?;
+        match serde_json::from_value::<CountDeltas>(body) {
+            Ok(counts) => events.push(RemoteCounts {
+                host_id,
+                seq,
+                at: row.try_get(2)?,
+                counts,
+            }),
+            Err(error) => {
+                tracing::warn!(%host_id, seq, %error, "an unreadable row of protection counts is ignored")
+            }
+        }
+    }
+    Ok(events)
+}
+
+fn pulled(
+    block_rows: &[Row],
+    country_rows: &[Row],
+    event_rows: &[Row],
+) -> Result<Pulled, StoreError> {
+    let mut blocks = Vec::with_capacity(block_rows.len());
+    for row in block_rows {
+        blocks.extend(read_block(row)?);
+    }
+    let countries = country_rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Pulled {
+        blocks,
+        countries,
+        events: read_events(event_rows)?,
+    })
+}
+
+const SELECT_BLOCKS: &str =
+    "SELECT id, kind, subject, reason, detail, since, until, blocked FROM protection_blocks";
+const SELECT_COUNTRIES: &str = "SELECT region, allowed FROM protection_countries";
+
+#[async_trait::async_trait]
+impl SharedStateStore for PostgresStore {
+    async fn load_shared_protection(&self) -> Result<Pulled, String> {
+        let load = async {
+            let client = self.client().await?;
+            let (blocks, countries, events) = tokio::try_join!(
+                client.query(SELECT_BLOCKS, &[]),
+                client.query(SELECT_COUNTRIES, &[]),
+                client.query(
+                    "SELECT host_id, seq, at, body FROM protection_events ORDER BY at, host_id, seq",
+                    &[],
+                ),
+            )?;
+            pulled(&blocks, &countries, &events)
+        };
+        tokio::time::timeout(LOAD_DEADLINE, load)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "PostgreSQL did not answer within {} s",
+                    LOAD_DEADLINE.as_secs()
+                )))
+            })
+            .map_err(|error| error.to_string())
+    }
+
+    async fn exchange_protection(
+        &self,
+        host_id: &str,
+        push: &Push,
+        applied: &[(String, i64)],
+        now: i64,
+    ) -> Result<Pulled, String> {
+        within_deadline(async {
+            let new_blocks = serde_json::to_value(&push.new_blocks)?;
+            let blocked: Value = push
+                .blocked
+                .iter()
+                .map(|((kind, subject, reason), count)| {
+                    json!({"kind": label(kind), "subject": subject, "reason": label(reason), "count": count})
+                })
+                .collect();
+            let regions: Vec<String> = push.countries.iter().map(|(region, _)| region.clone()).collect();
+            let allowed: Vec<bool> = push.countries.iter().map(|(_, allowed)| *allowed).collect();
+            let body = push.counts.as_ref().map(serde_json::to_value).transpose()?;
+            let applied_hosts: Vec<String> = applied.iter().map(|(host, _)| host.clone()).collect();
+            let host_id = host_id.to_owned();
+            let applied_seqs: Vec<i64> = applied.iter().map(|(_, seq)| *seq).collect();
+            let insert_events = format!(
+                "INSERT INTO protection_events (host_id, seq, at, body)
+                 SELECT $1::text, $2::bigint, {NOW_MS}, $3::jsonb WHERE $3::jsonb IS NOT NULL
+                 ON CONFLICT DO NOTHING"
+            );
+            let select_events = format!(
+                "SELECT e.host_id, e.seq, e.at, e.body FROM protection_events e
+                 LEFT JOIN unnest($2::text[], $3::bigint[]) AS applied(host_id, seq)
+                   ON applied.host_id = e.host_id
+                 WHERE e.at > {NOW_MS} - $4 AND e.host_id <> $1
+                   AND e.seq > coalesce(applied.seq, 0)
+                 ORDER BY e.at, e.host_id, e.seq"
+            );
+            let block_params: [&Param; 2] = [&new_blocks, &now];
+            let blocked_params: [&Param; 1] = [&blocked];
+            let lift_params: [&Param; 2] = [&push.lifted_ids, &now];
+            let country_params: [&Param; 2] = [&regions, &allowed];
+            let event_params: [&Param; 3] = [&host_id, &push.seq, &body];
+            let read_params: [&Param; 4] = [&host_id, &applied_hosts, &applied_seqs, &READ_BACK_MS];
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            // Sent together, run in this order.
+            let (_, _, _, _, _, _, blocks, countries, events) = tokio::try_join!(
+                // Shared counts are worth less than an fsync per tick and host.
+                transaction.execute("SET LOCAL synchronous_commit = off", &[]),
+                // A block for the same subject and reason in force wins; an ended one is
+                // replaced.
+                transaction.execute(
+                    "INSERT INTO protection_blocks (id, kind, subject, reason, detail, since, until, blocked)
+                     SELECT id, kind, subject, reason, detail, since, until, 0
+                     FROM jsonb_to_recordset($1::jsonb)
+                       AS b(id text, kind text, subject text, reason text, detail text, since bigint, until bigint)
+                     ON CONFLICT (kind, subject, reason) DO UPDATE
+                       SET id = EXCLUDED.id, detail = EXCLUDED.detail, since = EXCLUDED.since,
+                           until = EXCLUDED.until, blocked = 0
+                       WHERE protection_blocks.until IS NOT NULL AND protection_blocks.until <= $2",
+                    &block_params,
+                ),
+                transaction.execute(
+                    "UPDATE protection_blocks p SET blocked = p.blocked + d.count
+                     FROM jsonb_to_recordset($1::jsonb) AS d(kind text, subject text, reason text, count bigint)
+                     WHERE p.kind = d.kind AND p.subject = d.subject AND p.reason = d.reason",
+                    &blocked_params,
+                ),
+                transaction.execute(
+                    "DELETE FROM protection_blocks WHERE id = ANY($1) OR until <= $2",
+                    &lift_params,
+                ),
+                transaction.execute(
+                    "INSERT INTO protection_countries (region, allowed)
+                     SELECT * FROM unnest($1::text[], $2::boolean[]) ON CONFLICT DO NOTHING",
+                    &country_params,
+                ),
+                transaction.execute(&insert_events, &event_params),
+                transaction.query(SELECT_BLOCKS, &[]),
+                transaction.query(SELECT_COUNTRIES, &[]),
+                transaction.query(
+                    &select_events,
+                    &read_params,
+                ),
+            )?;
+            transaction.commit().await?;
+            pulled(&blocks, &countries, &events)
+        })
+        .await
+        .map_err(|error| error.to_string())
+    }
+
+    async fn purge_protection_events(&self, retention_ms: i64) -> Result<u64, String> {
+        within_deadline(async {
+            Ok(self
+                .client()
+                .await?
+                .execute(
+                    &format!("DELETE FROM protection_events WHERE at < {NOW_MS} - $1"),
+                    &[&retention_ms],
+                )
+                .await?)
+        })
+        .await
+        .map_err(|error| error.to_string())
+    }
+}
+
+impl PostgresStore {
+    /// An admin lifts a block for every host; `false` when the table has no such block.
+    pub async fn lift_protection_block(&self, id: &str) -> Result<bool, StoreError> {
+        within_deadline(async {
+            Ok(self
+                .client()
+                .await?
+                .execute("DELETE FROM protection_blocks WHERE id = $1", &[&id])
+                .await?
+                > 0)
+        })
+        .await
+    }
+
+    /// An admin allows a country for every host.
+    pub async fn allow_protection_country(&self, region: &str) -> Result<(), StoreError> {
+        within_deadline(async {
+            self.client()
+                .await?
+                .execute(
+                    "INSERT INTO protection_countries (region, allowed) VALUES ($1, true)
+                     ON CONFLICT DO NOTHING",
+                    &[&region],
+                )
+                .await?;
+            // Its first_seen_country blocks end with it.
+            self.client()
+                .await?
+                .execute(
+                    "DELETE FROM protection_blocks WHERE reason = 'first_seen_country' AND subject = $1",
+                    &[&region],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+}
