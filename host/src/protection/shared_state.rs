@@ -627,6 +627,12 @@ impl Protection {
         if !lifted_elsewhere.is_empty() {
             self.lift_where(tracked, |block| lifted_elsewhere.contains(&block.id));
         }
+        let known_countries: HashSet<String> = table
+            .values()
+            .filter(|block| block.reason == BlockReason::FirstSeenCountry)
+            .filter(|block| self.country_known(tracked, &block.subject))
+            .map(|block| block.subject.clone())
+            .collect();
         let Some(shared) = tracked.shared.as_mut() else {
             return;
         };
@@ -634,13 +640,20 @@ impl Protection {
         let mut synced_ids = HashSet::new();
         let mut blocked_base = HashMap::new();
         for (key, mut block) in table {
+            synced_ids.insert(block.id.clone());
+            // A country known here since (verified or allowed): its first_seen_country block
+            // is lifted here, and from the table by the next push.
+            if block.reason == BlockReason::FirstSeenCountry
+                && known_countries.contains(&block.subject)
+            {
+                continue;
+            }
             // Refusals here since the push: pushed with the next one.
             let since_push = local_by_key.get(&key).map_or(0, |local| {
                 local.saturating_sub(shared.blocked_base.get(&key).copied().unwrap_or(0))
             });
             blocked_base.insert(key, block.blocked);
             block.blocked += since_push;
-            synced_ids.insert(block.id.clone());
             blocks.insert(block, now);
         }
         for block in pending {
