@@ -40,7 +40,7 @@ pub const TICK: Duration = Duration::from_millis(250);
 pub const STALE_AFTER_MS: i64 = 3_000;
 /// A code is counted unverified this long after it expired: a verify on another host just
 /// before the expiry is heard of by then.
-pub const SETTLE_GRACE_MS: i64 = 5_000;
+pub const SETTLE_GRACE_MS: i64 = 2_000;
 /// Old rows are purged every this many exchanges.
 const PURGE_EVERY_TICKS: u32 = 40;
 /// Another host's last row number is forgotten after this long without a row from it.
