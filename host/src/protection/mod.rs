@@ -27,6 +27,11 @@
 //! [`ProtectionSnapshot`]: the blocks, the conversion statistics and pending codes, the allowed
 //! and verified countries and the budgets' counts, saved by the caller (a periodic flush, and
 //! at once when a block appears or is lifted) and restored at start-up: no write per send.
+//!
+//! # Several hosts
+//! On PostgreSQL the hosts share the blocks and the counts ([`shared_state`]): `check` still
+//! decides in memory, and every 250 ms each host pushes what it counted and made and takes
+//! what the others did (a decision lags them by one exchange at most).
 
 pub mod blocks;
 pub mod bounded;
