@@ -10,8 +10,12 @@
 //! - **Counts** travel as deltas: what a host counted since its last exchange (sends per IP,
 //!   prefix, first-seen country, budgets, recipients; codes issued, verified, discarded) is one
 //!   row per host and exchange, numbered per host; the other hosts apply it as if they had
-//!   counted it, once (each keeps the last number applied per host). Rows older than the
-//!   longest window are purged; a host starting replays the rows kept.
+//!   counted it, once (each keeps the last number applied per host).
+//! - **Start-up** restores a [`SharedSnapshot`] (the whole counting state as one host knew it,
+//!   written by one host about every minute, with the rows it had applied) and replays the
+//!   rows written after it: bounded by the state's caps and a few minutes of rows, however
+//!   long the windows. Rows a snapshot counts (older than it by a margin) or past the longest
+//!   window are purged.
 //! - **Countries** verified or allowed are a small table, read at each exchange.
 //! - **Fail closed**: when the last exchange that succeeded is older than [`STALE_AFTER_MS`],
 //!   `enforce` refuses every send as the store being unavailable (503) rather than decide on a
@@ -27,11 +31,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::blocks::BlockTable;
-use super::bounded::BoundedMap;
+use super::bounded::{BoundedMap, WindowCount};
 use super::conversion::CodeKey;
 use super::{
     country_of, number_prefix, secs_ms, Backoff, Block, BlockKind, BlockReason, Protection,
-    ProtectionMode, ProtectionSettings, Subjects, Tracked, MAX_TRACKED_KEYS,
+    ProtectionMode, ProtectionSettings, ProtectionSnapshot, Subjects, Tracked, MAX_TRACKED_KEYS,
 };
 
 /// How often a host exchanges with the database.
@@ -43,6 +47,10 @@ pub const STALE_AFTER_MS: i64 = 3_000;
 pub const SETTLE_GRACE_MS: i64 = 2_000;
 /// Old rows are purged every this many exchanges.
 const PURGE_EVERY_TICKS: u32 = 40;
+/// A host looks whether the snapshot is due every this many exchanges (a minute).
+const SNAPSHOT_EVERY_TICKS: u32 = 240;
+/// A snapshot younger than this is not replaced.
+const SNAPSHOT_MIN_AGE_MS: i64 = 50_000;
 /// Another host's last row number is forgotten after this long without a row from it.
 const FORGET_HOST_AFTER: Duration = Duration::from_secs(300);
 
@@ -298,11 +306,43 @@ pub struct Pulled {
     pub events: Vec<RemoteCounts>,
 }
 
+/// The whole counting state of one host, for a host that starts (blocks excepted: the table
+/// has them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedSnapshot {
+    state: ProtectionSnapshot,
+    ip_sends: Vec<(String, WindowCount)>,
+    prefix_sends: Vec<(String, WindowCount)>,
+    new_country_sends: Vec<(String, WindowCount)>,
+    backoff: Vec<(String, Backoff)>,
+    verified_early: Vec<(CodeKey, i64)>,
+}
+
+/// A snapshot as stored: when (the database's clock) and, per host, the last row it counts.
+#[derive(Debug, Clone)]
+pub struct StoredSnapshot {
+    pub taken_at: i64,
+    pub applied: Vec<(String, i64)>,
+    pub snapshot: SharedSnapshot,
+}
+
 /// Where the shared state lives (PostgreSQL). Errors are one line for the log.
 #[async_trait::async_trait]
 pub trait SharedStateStore: Send + Sync {
-    /// Start-up: the blocks, the countries and every row kept.
-    async fn load_shared_protection(&self) -> Result<Pulled, String>;
+    /// Start-up: the newest snapshot, the blocks, the countries and the rows written after the
+    /// snapshot (every row kept when there is none), in one view.
+    async fn load_shared_protection(&self) -> Result<(Option<StoredSnapshot>, Pulled), String>;
+    /// How old the newest snapshot is (ms); `None` when there is none.
+    async fn protection_snapshot_age(&self) -> Result<Option<i64>, String>;
+    /// Replaces the snapshot, unless another host replaced it less than `min_age_ms` ago.
+    async fn save_protection_snapshot(
+        &self,
+        host_id: &str,
+        applied: &[(String, i64)],
+        snapshot: &SharedSnapshot,
+        min_age_ms: i64,
+    ) -> Result<(), String>;
     /// One exchange, in one transaction: `push` written, then what changed read.
     /// `applied`: per other host, the last row number applied here.
     async fn exchange_protection(
@@ -312,7 +352,8 @@ pub trait SharedStateStore: Send + Sync {
         applied: &[(String, i64)],
         now: i64,
     ) -> Result<Pulled, String>;
-    /// Forgets rows older than `retention_ms`; returns how many.
+    /// Forgets rows older than `retention_ms`, or than the snapshot (by a margin); returns how
+    /// many.
     async fn purge_protection_events(&self, retention_ms: i64) -> Result<u64, String>;
 }
 
@@ -383,6 +424,78 @@ impl Protection {
             .max()
             .unwrap_or(0)
             .max(60_000)
+    }
+
+    /// The counting state, for a host that starts.
+    pub fn shared_snapshot(&self) -> SharedSnapshot {
+        let mut state = self
+            .take_snapshot(true)
+            .map(|(state, _)| state)
+            .unwrap_or_default();
+        // The table has the blocks; a snapshot's would come back after a lift.
+        state.blocks.clear();
+        let tracked = self.tracked();
+        let counts = |map: &BoundedMap<String, WindowCount>| {
+            map.iter()
+                .map(|(key, count)| (key.clone(), count.clone()))
+                .collect()
+        };
+        SharedSnapshot {
+            state,
+            ip_sends: counts(&tracked.ip_sends),
+            prefix_sends: counts(&tracked.prefix_sends),
+            new_country_sends: counts(&tracked.new_country_sends),
+            backoff: tracked
+                .backoff
+                .iter()
+                .map(|(key, backoff)| (key.clone(), backoff.clone()))
+                .collect(),
+            verified_early: tracked
+                .shared
+                .as_ref()
+                .map(|shared| {
+                    shared
+                        .verified_early
+                        .iter()
+                        .map(|(key, at)| (key.clone(), *at))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Restores a snapshot (start-up, before the rows after it).
+    pub fn restore_shared(&self, snapshot: SharedSnapshot) {
+        let SharedSnapshot {
+            mut state,
+            ip_sends,
+            prefix_sends,
+            new_country_sends,
+            backoff,
+            verified_early,
+        } = snapshot;
+        state.blocks.clear();
+        self.restore(state);
+        let mut guard = self.tracked();
+        let tracked = &mut *guard;
+        for (map, counts) in [
+            (&mut tracked.ip_sends, ip_sends),
+            (&mut tracked.prefix_sends, prefix_sends),
+            (&mut tracked.new_country_sends, new_country_sends),
+        ] {
+            for (key, count) in counts {
+                *map.entry_or_insert_with(&key, Default::default) = count;
+            }
+        }
+        for (phone, entry) in backoff {
+            let restored = entry.clone();
+            *tracked.backoff.entry_or_insert_with(&phone, || entry) = restored;
+        }
+        if let Some(shared) = tracked.shared.as_mut() {
+            for (key, at) in verified_early {
+                *shared.verified_early.entry_or_insert_with(&key, || at) = at;
+            }
+        }
     }
 
     /// What to push: the counts since the last exchange, the blocks made, refusals, blocks
@@ -727,6 +840,32 @@ impl SharedStateSync {
             }
         }
     }
+
+    /// Writes the snapshot when the newest is a minute old (one host does, about).
+    async fn save_snapshot_when_due(
+        &self,
+        protection: &Protection,
+        store: &dyn SharedStateStore,
+    ) -> Result<(), String> {
+        if store
+            .protection_snapshot_age()
+            .await?
+            .is_some_and(|age| age < SNAPSHOT_MIN_AGE_MS)
+        {
+            return Ok(());
+        }
+        // The rows it counts: the other hosts' applied, and this host's pushed.
+        let mut applied: Vec<(String, i64)> = self
+            .applied
+            .iter()
+            .map(|(host, (seq, _))| (host.clone(), *seq))
+            .collect();
+        applied.push((self.host_id.clone(), self.next_seq - 1));
+        let snapshot = protection.shared_snapshot();
+        store
+            .save_protection_snapshot(&self.host_id, &applied, &snapshot, SNAPSHOT_MIN_AGE_MS)
+            .await
+    }
 }
 
 /// Start-up on PostgreSQL: shares from now on, with the blocks and the counts kept (every
@@ -736,12 +875,22 @@ pub async fn start_sharing(
     store: &dyn SharedStateStore,
 ) -> Result<SharedStateSync, String> {
     protection.share(crate::store::now_millis());
-    let pulled = store.load_shared_protection().await?;
+    let (snapshot, pulled) = store.load_shared_protection().await?;
     let mut sync = SharedStateSync {
         host_id: new_host_id(),
         next_seq: 1,
         applied: HashMap::new(),
     };
+    let snapshot_taken_at = snapshot.as_ref().map(|stored| stored.taken_at);
+    if let Some(stored) = snapshot {
+        let now = Instant::now();
+        sync.applied = stored
+            .applied
+            .into_iter()
+            .map(|(host, seq)| (host, (seq, now)))
+            .collect();
+        protection.restore_shared(stored.snapshot);
+    }
     sync.note_applied(&pulled.events);
     let (blocks, rows) = (pulled.blocks.len(), pulled.events.len());
     let now = crate::store::now_millis();
@@ -751,6 +900,7 @@ pub async fn start_sharing(
         host_id = %sync.host_id,
         blocks,
         rows,
+        snapshot_taken_at,
         mode = protection.mode().label(),
         "protection state shared through PostgreSQL: blocks and counts of every host"
     );
@@ -784,6 +934,11 @@ pub async fn share_periodically(
                 } else {
                     tracing::debug!(%error, "sharing the protection state failed");
                 }
+            }
+        }
+        if ticks % SNAPSHOT_EVERY_TICKS == 0 && !lost {
+            if let Err(error) = sync.save_snapshot_when_due(protection, store).await {
+                tracing::debug!(%error, "saving the protection snapshot failed");
             }
         }
         if ticks % PURGE_EVERY_TICKS == 0 && !lost {

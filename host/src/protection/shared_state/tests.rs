@@ -344,3 +344,176 @@ fn a_row_of_counts_survives_json() {
     assert!(json.get("prefixSends").is_none(), "empty maps are left out");
     assert_eq!(serde_json::from_value::<CountDeltas>(json).unwrap(), counts);
 }
+
+/// The database as the exchanges see it, in memory: the block table, the countries, the rows
+/// and the snapshot.
+#[derive(Default)]
+struct TableStore {
+    state: std::sync::Mutex<TableState>,
+}
+
+#[derive(Default)]
+struct TableState {
+    blocks: Vec<Block>,
+    countries: BTreeSet<(String, bool)>,
+    rows: Vec<RemoteCounts>,
+    snapshot: Option<StoredSnapshot>,
+    clock: i64,
+}
+
+impl TableState {
+    fn pulled(&self, rows: Vec<RemoteCounts>) -> Pulled {
+        Pulled {
+            blocks: self.blocks.clone(),
+            countries: self.countries.iter().cloned().collect(),
+            events: rows,
+        }
+    }
+}
+
+fn after_applied(row: &RemoteCounts, applied: &[(String, i64)]) -> bool {
+    let last = applied
+        .iter()
+        .find(|(host, _)| *host == row.host_id)
+        .map_or(0, |(_, seq)| *seq);
+    row.seq > last
+}
+
+#[async_trait::async_trait]
+impl SharedStateStore for TableStore {
+    async fn load_shared_protection(&self) -> Result<(Option<StoredSnapshot>, Pulled), String> {
+        let state = self.state.lock().unwrap();
+        let rows = state
+            .rows
+            .iter()
+            .filter(|row| {
+                state
+                    .snapshot
+                    .as_ref()
+                    .is_none_or(|stored| after_applied(row, &stored.applied))
+            })
+            .cloned()
+            .collect();
+        Ok((state.snapshot.clone(), state.pulled(rows)))
+    }
+
+    async fn exchange_protection(
+        &self,
+        host_id: &str,
+        push: &Push,
+        applied: &[(String, i64)],
+        now: i64,
+    ) -> Result<Pulled, String> {
+        let mut state = self.state.lock().unwrap();
+        state.clock += 1;
+        for block in &push.new_blocks {
+            if !state
+                .blocks
+                .iter()
+                .any(|stored| key_of(stored) == key_of(block))
+            {
+                state.blocks.push(Block {
+                    blocked: 0,
+                    ..block.clone()
+                });
+            }
+        }
+        for (key, count) in &push.blocked {
+            if let Some(stored) = state
+                .blocks
+                .iter_mut()
+                .find(|stored| key_of(stored) == *key)
+            {
+                stored.blocked += count;
+            }
+        }
+        state.blocks.retain(|stored| {
+            !push.lifted_ids.contains(&stored.id) && stored.until.is_none_or(|until| until > now)
+        });
+        state.countries.extend(push.countries.iter().cloned());
+        if let Some(counts) = &push.counts {
+            let at = state.clock;
+            state.rows.push(RemoteCounts {
+                host_id: host_id.to_owned(),
+                seq: push.seq,
+                at,
+                counts: counts.clone(),
+            });
+        }
+        let rows = state
+            .rows
+            .iter()
+            .filter(|row| row.host_id != host_id && after_applied(row, applied))
+            .cloned()
+            .collect();
+        Ok(state.pulled(rows))
+    }
+
+    async fn purge_protection_events(&self, _retention_ms: i64) -> Result<u64, String> {
+        Ok(0)
+    }
+
+    async fn protection_snapshot_age(&self) -> Result<Option<i64>, String> {
+        Ok(None)
+    }
+
+    async fn save_protection_snapshot(
+        &self,
+        _host_id: &str,
+        applied: &[(String, i64)],
+        snapshot: &SharedSnapshot,
+        _min_age_ms: i64,
+    ) -> Result<(), String> {
+        let mut state = self.state.lock().unwrap();
+        // Through JSON, as stored.
+        let snapshot = serde_json::from_value(serde_json::to_value(snapshot).unwrap()).unwrap();
+        state.snapshot = Some(StoredSnapshot {
+            taken_at: state.clock,
+            applied: applied.to_vec(),
+            snapshot,
+        });
+        Ok(())
+    }
+}
+
+/// A host that starts gets the others' counts from the snapshot and the rows after it, each
+/// once: one more send trips the layer the hosts' sends together filled.
+#[tokio::test]
+async fn a_host_that_starts_restores_the_snapshot_and_the_rows_after_it_once() {
+    let store = TableStore::default();
+    let a = prefix_limited(10);
+    let mut sync_a = start_sharing(&a, &store).await.unwrap();
+    let now = crate::store::now_millis();
+    for index in 0..4 {
+        assert_eq!(
+            a.check(&send(&format!("+1201555000{index}")), now),
+            Verdict::Allowed
+        );
+    }
+    sync_a.exchange(&a, &store).await.unwrap();
+    sync_a.save_snapshot_when_due(&a, &store).await.unwrap();
+    // After the snapshot: 5 more, in a row of their own.
+    for index in 4..9 {
+        assert_eq!(
+            a.check(&send(&format!("+1201555000{index}")), now),
+            Verdict::Allowed
+        );
+    }
+    sync_a.exchange(&a, &store).await.unwrap();
+    assert_eq!(store.state.lock().unwrap().rows.len(), 2);
+
+    let b = prefix_limited(10);
+    let mut sync_b = start_sharing(&b, &store).await.unwrap();
+    // 4 from the snapshot, 5 from the row after it: the 10th send is the last one allowed.
+    assert_eq!(b.check(&send("+12015550100"), now), Verdict::Allowed);
+    sync_b.exchange(&b, &store).await.unwrap();
+    assert_eq!(
+        blocked(b.check(&send("+12015550101"), now)).reason,
+        BlockReason::PrefixVelocity
+    );
+    // The block reaches A at its next exchange, with B's id.
+    sync_b.exchange(&b, &store).await.unwrap();
+    sync_a.exchange(&a, &store).await.unwrap();
+    let on_b = b.report(now).blocks[0].id.clone();
+    assert_eq!(blocked(a.check(&send("+12015550102"), now)).block_id, on_b);
+}

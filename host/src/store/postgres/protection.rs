@@ -12,7 +12,9 @@ use tokio_postgres::Row;
 type Param = dyn ToSql + Sync;
 
 use super::{within_deadline, PostgresStore};
-use crate::protection::shared_state::{CountDeltas, Pulled, Push, RemoteCounts, SharedStateStore};
+use crate::protection::shared_state::{
+    CountDeltas, Pulled, Push, RemoteCounts, SharedSnapshot, SharedStateStore, StoredSnapshot,
+};
 use crate::protection::{Block, BlockKind, BlockReason};
 use crate::store::StoreError;
 
@@ -21,7 +23,10 @@ const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 /// Rows are read back this far (by the database's clock): a row is committed within the
 /// operation deadline of being written.
 const READ_BACK_MS: i64 = 60_000;
-/// Start-up reads every row kept: more than one operation's deadline.
+/// Rows this much older than the snapshot are purged (a host starting from the previous
+/// snapshot still finds the rows after it).
+const KEPT_BEFORE_SNAPSHOT_MS: i64 = 300_000;
+/// Start-up reads the snapshot and the rows after it: more than one operation's deadline.
 const LOAD_DEADLINE: Duration = Duration::from_secs(60);
 
 fn label<T: serde::Serialize>(value: T) -> String {
@@ -100,24 +105,77 @@ fn pulled(
     })
 }
 
+/// The snapshot row; `None` (logged) when it cannot be read: the host starts from the rows.
+fn read_snapshot(row: &Row) -> Result<Option<StoredSnapshot>, StoreError> {
+    let applied: Value = row.try_get(1)?;
+    let body: Value = row.try_get(2)?;
+    let applied = serde_json::from_value::<Vec<(String, i64)>>(applied);
+    let snapshot = serde_json::from_value::<SharedSnapshot>(body);
+    match (applied, snapshot) {
+        (Ok(applied), Ok(snapshot)) => Ok(Some(StoredSnapshot {
+            taken_at: row.try_get(0)?,
+            applied,
+            snapshot,
+        })),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%error, "the shared protection snapshot is unreadable; starting from the rows kept");
+            Ok(None)
+        }
+    }
+}
+
 const SELECT_BLOCKS: &str =
     "SELECT id, kind, subject, reason, detail, since, until, blocked FROM protection_blocks";
 const SELECT_COUNTRIES: &str = "SELECT region, allowed FROM protection_countries";
 
 #[async_trait::async_trait]
 impl SharedStateStore for PostgresStore {
-    async fn load_shared_protection(&self) -> Result<Pulled, String> {
+    async fn load_shared_protection(&self) -> Result<(Option<StoredSnapshot>, Pulled), String> {
         let load = async {
-            let client = self.client().await?;
-            let (blocks, countries, events) = tokio::try_join!(
-                client.query(SELECT_BLOCKS, &[]),
-                client.query(SELECT_COUNTRIES, &[]),
-                client.query(
-                    "SELECT host_id, seq, at, body FROM protection_events ORDER BY at, host_id, seq",
+            let mut client = self.client().await?;
+            // One view: the snapshot and the rows after it.
+            let transaction = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let snapshot = transaction
+                .query_opt(
+                    "SELECT taken_at, applied, body FROM protection_snapshot WHERE id = 1",
                     &[],
+                )
+                .await?
+                .map(|row| read_snapshot(&row))
+                .transpose()?
+                .flatten();
+            let (after, applied_hosts, applied_seqs) = match &snapshot {
+                Some(stored) => (
+                    stored.taken_at - READ_BACK_MS,
+                    stored
+                        .applied
+                        .iter()
+                        .map(|(host, _)| host.clone())
+                        .collect(),
+                    stored.applied.iter().map(|(_, seq)| *seq).collect(),
+                ),
+                None => (i64::MIN, Vec::<String>::new(), Vec::<i64>::new()),
+            };
+            let event_params: [&Param; 3] = [&after, &applied_hosts, &applied_seqs];
+            let (blocks, countries, events) = tokio::try_join!(
+                transaction.query(SELECT_BLOCKS, &[]),
+                transaction.query(SELECT_COUNTRIES, &[]),
+                transaction.query(
+                    "SELECT e.host_id, e.seq, e.at, e.body FROM protection_events e
+                     LEFT JOIN unnest($2::text[], $3::bigint[]) AS applied(host_id, seq)
+                       ON applied.host_id = e.host_id
+                     WHERE e.at > $1 AND e.seq > coalesce(applied.seq, 0)
+                     ORDER BY e.at, e.host_id, e.seq",
+                    &event_params,
                 ),
             )?;
-            pulled(&blocks, &countries, &events)
+            transaction.commit().await?;
+            Ok::<_, StoreError>((snapshot, pulled(&blocks, &countries, &events)?))
         };
         tokio::time::timeout(LOAD_DEADLINE, load)
             .await
@@ -226,10 +284,63 @@ impl SharedStateStore for PostgresStore {
                 .client()
                 .await?
                 .execute(
-                    &format!("DELETE FROM protection_events WHERE at < {NOW_MS} - $1"),
-                    &[&retention_ms],
+                    &format!(
+                        "DELETE FROM protection_events WHERE at < greatest(
+                           {NOW_MS} - $1,
+                           (SELECT taken_at - $2 FROM protection_snapshot WHERE id = 1))"
+                    ),
+                    &[&retention_ms, &KEPT_BEFORE_SNAPSHOT_MS],
                 )
                 .await?)
+        })
+        .await
+        .map_err(|error| error.to_string())
+    }
+
+    async fn protection_snapshot_age(&self) -> Result<Option<i64>, String> {
+        within_deadline(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt(
+                    &format!("SELECT {NOW_MS} - taken_at FROM protection_snapshot WHERE id = 1"),
+                    &[],
+                )
+                .await?;
+            Ok(row.map(|row| row.try_get(0)).transpose()?)
+        })
+        .await
+        .map_err(|error| error.to_string())
+    }
+
+    async fn save_protection_snapshot(
+        &self,
+        host_id: &str,
+        applied: &[(String, i64)],
+        snapshot: &SharedSnapshot,
+        min_age_ms: i64,
+    ) -> Result<(), String> {
+        within_deadline(async {
+            let applied: Value = applied
+                .iter()
+                .map(|(host, seq)| json!([host, seq]))
+                .collect();
+            let body = serde_json::to_value(snapshot)?;
+            self.client()
+                .await?
+                .execute(
+                    &format!(
+                        "INSERT INTO protection_snapshot (id, host_id, taken_at, applied, body)
+                         VALUES (1, $1, {NOW_MS}, $2, $3)
+                         ON CONFLICT (id) DO UPDATE
+                           SET host_id = EXCLUDED.host_id, taken_at = EXCLUDED.taken_at,
+                               applied = EXCLUDED.applied, body = EXCLUDED.body
+                           WHERE protection_snapshot.taken_at < {NOW_MS} - $4"
+                    ),
+                    &[&host_id, &applied, &body, &min_age_ms],
+                )
+                .await?;
+            Ok(())
         })
         .await
         .map_err(|error| error.to_string())
