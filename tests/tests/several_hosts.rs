@@ -1406,3 +1406,81 @@ fn protection_counts_sends_of_every_host() {
         block_id.as_str()
     );
 }
+
+/// The protection's exchanges against PostgreSQL itself: a host that starts restores the
+/// snapshot and the rows after it, each once, and a block made there reaches the first host
+/// with its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_protection_state_restores_a_snapshot_and_the_rows_after_it() {
+    use connector_host::protection::shared_state::{start_sharing, SharedStateStore};
+    use connector_host::protection::{Protection, ProtectionSettings, SendFacts, Verdict};
+    use connector_host::store::postgres::PostgresStore;
+    use connector_host::store::SecretsKeyring;
+
+    let database = SharedDatabase::on_new_cluster();
+    let keyring = || SecretsKeyring::read_file(&database.secrets_key_file, false).unwrap();
+    let store_a = PostgresStore::connect(&database.url, keyring())
+        .await
+        .unwrap();
+    let store_b = PostgresStore::connect(&database.url, keyring())
+        .await
+        .unwrap();
+    let protection = || {
+        let mut settings = ProtectionSettings::every_layer_off();
+        settings.prefix_velocity_max = 10;
+        Protection::new(settings, Default::default())
+    };
+    let check = |protection: &Protection, phone: &str| {
+        let facts = SendFacts {
+            phone,
+            region: Some("US"),
+            client_ip: None,
+        };
+        protection.check(&facts, connector_host::store::now_millis())
+    };
+
+    let a = protection();
+    let mut sync_a = start_sharing(&a, &store_a).await.unwrap();
+    for index in 0..4 {
+        assert_eq!(check(&a, &format!("+1201555000{index}")), Verdict::Allowed);
+    }
+    sync_a.exchange(&a, &store_a).await.unwrap();
+    sync_a.save_snapshot_when_due(&a, &store_a).await.unwrap();
+    assert!(store_a
+        .protection_snapshot_age()
+        .await
+        .unwrap()
+        .is_some_and(|age| age < 60_000));
+    for index in 4..9 {
+        assert_eq!(check(&a, &format!("+1201555000{index}")), Verdict::Allowed);
+    }
+    sync_a.exchange(&a, &store_a).await.unwrap();
+    // Rows after the snapshot are kept.
+    store_a.purge_protection_events(60_000).await.unwrap();
+    assert_eq!(
+        database
+            .psql("SELECT count(*) FROM protection_events")
+            .trim(),
+        "2"
+    );
+
+    let b = protection();
+    let mut sync_b = start_sharing(&b, &store_b).await.unwrap();
+    // 4 in the snapshot and 5 in the row after it: B's first send is the 10th, the last.
+    assert_eq!(check(&b, "+12015550100"), Verdict::Allowed);
+    let Verdict::Blocked(on_b) = check(&b, "+12015550101") else {
+        panic!("B did not count A's sends once each");
+    };
+    sync_b.exchange(&b, &store_b).await.unwrap();
+    sync_a.exchange(&a, &store_a).await.unwrap();
+    match check(&a, "+12015550102") {
+        Verdict::Blocked(on_a) => assert_eq!(on_a.block_id, on_b.block_id),
+        other => panic!("A does not hold B's block: {other:?}"),
+    }
+    assert_eq!(
+        database
+            .psql("SELECT blocked FROM protection_blocks")
+            .trim(),
+        "1"
+    );
+}

@@ -808,7 +808,7 @@ impl SharedStateSync {
     }
 
     /// One exchange; on failure what was taken is kept for the next.
-    async fn exchange(
+    pub async fn exchange(
         &mut self,
         protection: &Protection,
         store: &dyn SharedStateStore,
@@ -842,7 +842,7 @@ impl SharedStateSync {
     }
 
     /// Writes the snapshot when the newest is a minute old (one host does, about).
-    async fn save_snapshot_when_due(
+    pub async fn save_snapshot_when_due(
         &self,
         protection: &Protection,
         store: &dyn SharedStateStore,

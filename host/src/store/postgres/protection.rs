@@ -124,6 +124,24 @@ fn read_snapshot(row: &Row) -> Result<Option<StoredSnapshot>, StoreError> {
     }
 }
 
+/// Shared counts are worth less than an fsync per exchange and host.
+const NO_FSYNC: &str = "SET LOCAL synchronous_commit = off";
+/// A block for the same subject and reason in force wins; an ended one is replaced.
+const INSERT_BLOCKS: &str =
+    "INSERT INTO protection_blocks (id, kind, subject, reason, detail, since, until, blocked)
+     SELECT id, kind, subject, reason, detail, since, until, 0
+     FROM jsonb_to_recordset($1::jsonb)
+       AS b(id text, kind text, subject text, reason text, detail text, since bigint, until bigint)
+     ON CONFLICT (kind, subject, reason) DO UPDATE
+       SET id = EXCLUDED.id, detail = EXCLUDED.detail, since = EXCLUDED.since,
+           until = EXCLUDED.until, blocked = 0
+       WHERE protection_blocks.until IS NOT NULL AND protection_blocks.until <= $2";
+const ADD_BLOCKED: &str = "UPDATE protection_blocks p SET blocked = p.blocked + d.count
+     FROM jsonb_to_recordset($1::jsonb) AS d(kind text, subject text, reason text, count bigint)
+     WHERE p.kind = d.kind AND p.subject = d.subject AND p.reason = d.reason";
+const DELETE_BLOCKS: &str = "DELETE FROM protection_blocks WHERE id = ANY($1) OR until <= $2";
+const INSERT_COUNTRIES: &str = "INSERT INTO protection_countries (region, allowed)
+     SELECT * FROM unnest($1::text[], $2::boolean[]) ON CONFLICT DO NOTHING";
 const SELECT_BLOCKS: &str =
     "SELECT id, kind, subject, reason, detail, since, until, blocked FROM protection_blocks";
 const SELECT_COUNTRIES: &str = "SELECT region, allowed FROM protection_countries";
@@ -231,45 +249,30 @@ impl SharedStateStore for PostgresStore {
             let read_params: [&Param; 4] = [&host_id, &applied_hosts, &applied_seqs, &READ_BACK_MS];
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
-            // Sent together, run in this order.
+            // Prepared first (cached per connection): a prepared statement is sent when its
+            // future is first polled, so the executions below run in this order.
+            let (no_fsync, insert_blocks, add_blocked, delete_blocks, insert_countries, insert_row, select_blocks, select_countries, select_rows) = tokio::try_join!(
+                transaction.prepare_cached(NO_FSYNC),
+                transaction.prepare_cached(INSERT_BLOCKS),
+                transaction.prepare_cached(ADD_BLOCKED),
+                transaction.prepare_cached(DELETE_BLOCKS),
+                transaction.prepare_cached(INSERT_COUNTRIES),
+                transaction.prepare_cached(&insert_events),
+                transaction.prepare_cached(SELECT_BLOCKS),
+                transaction.prepare_cached(SELECT_COUNTRIES),
+                transaction.prepare_cached(&select_events),
+            )?;
+            // Sent together, run in this order: one round trip.
             let (_, _, _, _, _, _, blocks, countries, events) = tokio::try_join!(
-                // Shared counts are worth less than an fsync per tick and host.
-                transaction.execute("SET LOCAL synchronous_commit = off", &[]),
-                // A block for the same subject and reason in force wins; an ended one is
-                // replaced.
-                transaction.execute(
-                    "INSERT INTO protection_blocks (id, kind, subject, reason, detail, since, until, blocked)
-                     SELECT id, kind, subject, reason, detail, since, until, 0
-                     FROM jsonb_to_recordset($1::jsonb)
-                       AS b(id text, kind text, subject text, reason text, detail text, since bigint, until bigint)
-                     ON CONFLICT (kind, subject, reason) DO UPDATE
-                       SET id = EXCLUDED.id, detail = EXCLUDED.detail, since = EXCLUDED.since,
-                           until = EXCLUDED.until, blocked = 0
-                       WHERE protection_blocks.until IS NOT NULL AND protection_blocks.until <= $2",
-                    &block_params,
-                ),
-                transaction.execute(
-                    "UPDATE protection_blocks p SET blocked = p.blocked + d.count
-                     FROM jsonb_to_recordset($1::jsonb) AS d(kind text, subject text, reason text, count bigint)
-                     WHERE p.kind = d.kind AND p.subject = d.subject AND p.reason = d.reason",
-                    &blocked_params,
-                ),
-                transaction.execute(
-                    "DELETE FROM protection_blocks WHERE id = ANY($1) OR until <= $2",
-                    &lift_params,
-                ),
-                transaction.execute(
-                    "INSERT INTO protection_countries (region, allowed)
-                     SELECT * FROM unnest($1::text[], $2::boolean[]) ON CONFLICT DO NOTHING",
-                    &country_params,
-                ),
-                transaction.execute(&insert_events, &event_params),
-                transaction.query(SELECT_BLOCKS, &[]),
-                transaction.query(SELECT_COUNTRIES, &[]),
-                transaction.query(
-                    &select_events,
-                    &read_params,
-                ),
+                transaction.execute(&no_fsync, &[]),
+                transaction.execute(&insert_blocks, &block_params),
+                transaction.execute(&add_blocked, &blocked_params),
+                transaction.execute(&delete_blocks, &lift_params),
+                transaction.execute(&insert_countries, &country_params),
+                transaction.execute(&insert_row, &event_params),
+                transaction.query(&select_blocks, &[]),
+                transaction.query(&select_countries, &[]),
+                transaction.query(&select_rows, &read_params),
             )?;
             transaction.commit().await?;
             pulled(&blocks, &countries, &events)
