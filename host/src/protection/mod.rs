@@ -954,9 +954,11 @@ impl Protection {
                 .add(now, budget_window, 1);
             tracked.dirty = true;
         }
-        let new_country = !self.country_known(tracked, &subjects.country);
-        if let Some(shared) = &mut tracked.shared {
-            shared.record_send(settings, subjects, new_country);
+        if tracked.shared.is_some() {
+            let new_country = !self.country_known(tracked, &subjects.country);
+            if let Some(shared) = &mut tracked.shared {
+                shared.record_send(settings, subjects, new_country);
+            }
         }
         if settings.recipient_backoff {
             let base = secs_ms(settings.recipient_backoff_base_secs);

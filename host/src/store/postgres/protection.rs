@@ -15,7 +15,7 @@ use super::{within_deadline, PostgresStore};
 use crate::protection::shared_state::{
     CountDeltas, Pulled, Push, RemoteCounts, SharedSnapshot, SharedStateStore, StoredSnapshot,
 };
-use crate::protection::{Block, BlockKind, BlockReason};
+use crate::protection::{Block, BlockKind, BlockReason, MAX_BLOCKS};
 use crate::store::StoreError;
 
 /// The database's clock in milliseconds, as SQL.
@@ -142,8 +142,11 @@ const ADD_BLOCKED: &str = "UPDATE protection_blocks p SET blocked = p.blocked + 
 const DELETE_BLOCKS: &str = "DELETE FROM protection_blocks WHERE id = ANY($1) OR until <= $2";
 const INSERT_COUNTRIES: &str = "INSERT INTO protection_countries (region, allowed)
      SELECT * FROM unnest($1::text[], $2::boolean[]) ON CONFLICT DO NOTHING";
-const SELECT_BLOCKS: &str =
-    "SELECT id, kind, subject, reason, detail, since, until, blocked FROM protection_blocks";
+/// At most [`MAX_BLOCKS`], as a host keeps them: the ones that end last. A block past the cap
+/// is dropped from the table by the next exchange of a host that had it.
+const SELECT_BLOCKS: &str = "SELECT id, kind, subject, reason, detail, since, until, blocked
+     FROM protection_blocks ORDER BY until DESC NULLS FIRST LIMIT $1";
+const MAX_BLOCKS_READ: i64 = MAX_BLOCKS as i64;
 const SELECT_COUNTRIES: &str = "SELECT region, allowed FROM protection_countries";
 
 #[async_trait::async_trait]
@@ -180,8 +183,9 @@ impl SharedStateStore for PostgresStore {
                 None => (i64::MIN, Vec::<String>::new(), Vec::<i64>::new()),
             };
             let event_params: [&Param; 3] = [&after, &applied_hosts, &applied_seqs];
+            let block_read_params: [&Param; 1] = [&MAX_BLOCKS_READ];
             let (blocks, countries, events) = tokio::try_join!(
-                transaction.query(SELECT_BLOCKS, &[]),
+                transaction.query(SELECT_BLOCKS, &block_read_params),
                 transaction.query(SELECT_COUNTRIES, &[]),
                 transaction.query(
                     "SELECT e.host_id, e.seq, e.at, e.body FROM protection_events e
@@ -246,6 +250,7 @@ impl SharedStateStore for PostgresStore {
             let lift_params: [&Param; 2] = [&push.lifted_ids, &now];
             let country_params: [&Param; 2] = [&regions, &allowed];
             let event_params: [&Param; 3] = [&host_id, &push.seq, &body];
+            let block_read_params: [&Param; 1] = [&MAX_BLOCKS_READ];
             let read_params: [&Param; 4] = [&host_id, &applied_hosts, &applied_seqs, &READ_BACK_MS];
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
@@ -270,7 +275,7 @@ impl SharedStateStore for PostgresStore {
                 transaction.execute(&delete_blocks, &lift_params),
                 transaction.execute(&insert_countries, &country_params),
                 transaction.execute(&insert_row, &event_params),
-                transaction.query(&select_blocks, &[]),
+                transaction.query(&select_blocks, &block_read_params),
                 transaction.query(&select_countries, &[]),
                 transaction.query(&select_rows, &read_params),
             )?;
