@@ -1484,3 +1484,72 @@ async fn the_shared_protection_state_restores_a_snapshot_and_the_rows_after_it()
         "1"
     );
 }
+
+/// Codes issued on both hosts, one verified through the other host than issued it: both
+/// hosts count 4 issued and 1 verified for the prefix, and the `low_conversion` block they
+/// both decide is one, with one id.
+#[test]
+fn low_conversion_is_decided_alike_on_every_host_with_one_block() {
+    let database = SharedDatabase::on_new_cluster();
+    let flags = [
+        "--code-ttl-secs",
+        "5",
+        "--low-conversion-min-samples",
+        "3",
+        "--low-conversion-min-rate",
+        "0.5",
+        "--ip-velocity-max",
+        "0",
+    ];
+    let a = host_on(&database, &flags);
+    let b = host_on(&database, &flags);
+    let live = create(&a, mock_config("Code"));
+    time_until_served(&b, &live, Duration::from_secs(5)).unwrap();
+
+    let verified_on_b = issue_code(&a, "+12015550401");
+    issue_code(&a, "+12015550402");
+    issue_code(&b, "+12015550403");
+    issue_code(&b, "+12015550404");
+    // B hears of A's code within an exchange; verified there either way.
+    assert_eq!(verify_code(&b, "+12015550401", &verified_on_b), 204);
+
+    // The other three expire unverified (5 s, and a moment for a late verify elsewhere).
+    let low_conversion = |blocks: &[Value]| -> Option<Value> {
+        blocks
+            .iter()
+            .find(|block| block["reason"] == "low_conversion" && block["kind"] == "prefix")
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (on_a, on_b) = loop {
+        let on_a = low_conversion(&blocks_eventually(&a, |_| true));
+        let on_b = low_conversion(&blocks_eventually(&b, |_| true));
+        if let (Some(on_a), Some(on_b)) = (&on_a, &on_b) {
+            if on_a["id"] == on_b["id"] {
+                break (on_a.clone(), on_b.clone());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no one low_conversion block on both hosts: {on_a:?} {on_b:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for block in [&on_a, &on_b] {
+        assert_eq!(block["subject"], "+1201555", "{block}");
+        assert_eq!(
+            (
+                block["counts"]["issued"].as_u64(),
+                block["counts"]["verified"].as_u64()
+            ),
+            (Some(4), Some(1)),
+            "{block}"
+        );
+    }
+    assert_eq!(
+        database
+            .psql("SELECT count(*) FROM protection_blocks WHERE reason = 'low_conversion' AND kind = 'prefix'")
+            .trim(),
+        "1"
+    );
+}
