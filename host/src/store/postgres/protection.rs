@@ -1,7 +1,7 @@
 //! The protection's shared state in PostgreSQL (`V4__shared_protection.sql`): one exchange
-//! per host and tick is one transaction whose statements are pipelined (sent together, one
-//! round trip for all of them): the host's blocks, refusals, lifts, countries and counts
-//! written, then the block table, the countries and the other hosts' new rows read.
+//! per host and tick is one transaction whose statements are pipelined (sent together: begin,
+//! one round trip for all of them, commit): the host's blocks, refusals, lifts, countries and
+//! counts written, then the block table, the countries and the other hosts' new rows read.
 
 use std::time::Duration;
 
@@ -9,14 +9,14 @@ use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-type Param = dyn ToSql + Sync;
-
 use super::{within_deadline, PostgresStore};
 use crate::protection::shared_state::{
     CountDeltas, Pulled, Push, RemoteCounts, SharedSnapshot, SharedStateStore, StoredSnapshot,
 };
 use crate::protection::{Block, BlockKind, BlockReason, MAX_BLOCKS};
 use crate::store::StoreError;
+
+type Param = dyn ToSql + Sync;
 
 /// The database's clock in milliseconds, as SQL.
 const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
@@ -223,14 +223,23 @@ impl SharedStateStore for PostgresStore {
                 .blocked
                 .iter()
                 .map(|((kind, subject, reason), count)| {
-                    json!({"kind": label(kind), "subject": subject, "reason": label(reason), "count": count})
+                    json!({
+                        "kind": label(kind),
+                        "subject": subject,
+                        "reason": label(reason),
+                        "count": count,
+                    })
                 })
                 .collect();
-            let regions: Vec<String> = push.countries.iter().map(|(region, _)| region.clone()).collect();
+            let regions: Vec<String> = push
+                .countries
+                .iter()
+                .map(|(region, _)| region.clone())
+                .collect();
             let allowed: Vec<bool> = push.countries.iter().map(|(_, allowed)| *allowed).collect();
             let body = push.counts.as_ref().map(serde_json::to_value).transpose()?;
-            let applied_hosts: Vec<String> = applied.iter().map(|(host, _)| host.clone()).collect();
             let host_id = host_id.to_owned();
+            let applied_hosts: Vec<String> = applied.iter().map(|(host, _)| host.clone()).collect();
             let applied_seqs: Vec<i64> = applied.iter().map(|(_, seq)| *seq).collect();
             let insert_events = format!(
                 "INSERT INTO protection_events (host_id, seq, at, body)
@@ -256,7 +265,17 @@ impl SharedStateStore for PostgresStore {
             let transaction = client.transaction().await?;
             // Prepared first (cached per connection): a prepared statement is sent when its
             // future is first polled, so the executions below run in this order.
-            let (no_fsync, insert_blocks, add_blocked, delete_blocks, insert_countries, insert_row, select_blocks, select_countries, select_rows) = tokio::try_join!(
+            let (
+                no_fsync,
+                insert_blocks,
+                add_blocked,
+                delete_blocks,
+                insert_countries,
+                insert_row,
+                select_blocks,
+                select_countries,
+                select_rows,
+            ) = tokio::try_join!(
                 transaction.prepare_cached(NO_FSYNC),
                 transaction.prepare_cached(INSERT_BLOCKS),
                 transaction.prepare_cached(ADD_BLOCKED),
