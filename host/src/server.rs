@@ -154,6 +154,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
             }
         });
     }
+    start_protection_sharing(&state);
     if state.store_backend.shared().is_some() {
         let following = Arc::clone(&state);
         tokio::spawn(async move {
@@ -199,6 +200,31 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
         crate::protection::persistence::save(&state.sender.protection, sqlite, false).await;
     }
     Ok(())
+}
+
+/// On PostgreSQL, starts the protection's exchanges with the other hosts (once; the task runs
+/// for the runtime's life). Without them a host in `enforce` mode refuses every send after a
+/// few seconds (its shared state is stale).
+pub fn start_protection_sharing(state: &Arc<AppState>) {
+    let protection_sharing = state
+        .protection_sharing
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    let Some(sync) = protection_sharing else {
+        return;
+    };
+    let sharing = Arc::clone(state);
+    tokio::spawn(async move {
+        if let Some(postgres) = sharing.store_backend.shared() {
+            crate::protection::shared_state::share_periodically(
+                &sharing.sender.protection,
+                postgres,
+                sync,
+            )
+            .await;
+        }
+    });
 }
 
 /// Deletes expired codes and forgets recipients with no recent send, every minute.

@@ -25,6 +25,8 @@ use crate::plugins::factory_registry::FactoryRegistry;
 use crate::plugins::folder::PluginFolder;
 use crate::plugins::loader::PluginLoader;
 use crate::plugins::signature::{TrustedPluginKeyError, TrustedPluginKeys};
+use crate::protection::shared_state::SharedStateSync;
+use crate::protection::ProtectionMode;
 use crate::send::executor::{SendExecutor, SendExecutorConfig};
 use crate::send::flow_control::{RecipientLimiter, SendLimiter};
 use crate::send::verification_codes::VerificationCodes;
@@ -156,6 +158,9 @@ pub struct AppState {
     pub data_directory_lock: crate::data_directory::DataDirectoryLock,
     /// The API routes' gate: in-flight cap, body and request deadlines.
     pub request_admission: Arc<crate::http::RequestAdmission>,
+    /// On PostgreSQL, the protection's exchanges with the other hosts, until `serve` starts
+    /// them.
+    pub protection_sharing: std::sync::Mutex<Option<SharedStateSync>>,
 }
 
 impl AppState {
@@ -213,14 +218,20 @@ impl AppState {
                 .clone()
                 .unwrap_or_default(),
         );
-        match backend.embedded() {
-            Some(sqlite) => crate::protection::persistence::restore(&protection, sqlite)
+        let mut protection_sharing = None;
+        match (backend.embedded(), backend.shared()) {
+            (Some(sqlite), _) => crate::protection::persistence::restore(&protection, sqlite)
                 .await
                 .map_err(|error| StartupError::Store(StoreError::Failed(error)))?,
-            None => tracing::info!(
-                mode = protection.mode().label(),
-                "protection state is per host for now: with --database-url each host decides and remembers on its own, in memory"
-            ),
+            // Several hosts: one protection for all, through the database.
+            (None, Some(postgres)) if protection.mode() != ProtectionMode::Off => {
+                protection_sharing = Some(
+                    crate::protection::shared_state::start_sharing(&protection, postgres)
+                        .await
+                        .map_err(|error| StartupError::Store(StoreError::Unavailable(error)))?,
+                );
+            }
+            _ => {}
         }
         let sealing = store.prepare_sealing().await.map_err(StartupError::Store)?;
         if sealing.sealed_from_clear > 0 {
@@ -319,6 +330,7 @@ impl AppState {
                 admin_test_budget: Default::default(),
                 protection,
             },
+            protection_sharing: std::sync::Mutex::new(protection_sharing),
             code_hasher,
             served_generation: std::sync::atomic::AtomicI64::new(generation),
             metrics,

@@ -948,7 +948,7 @@ fn kill_9_during_a_burst_of_codes_loses_no_issued_code_and_no_verify() {
 
 /// The protection's state of one host is saved in its SQLite file: a block holds across a
 /// kill -9 and a restart, and is lifted by the admin API afterwards. (With `E2E_STORE=postgres`
-/// the state is per host and in memory for now: nothing to check across a restart there.)
+/// the state is shared through the database instead: `several_hosts.rs` checks it.)
 #[test]
 fn protection_blocks_hold_across_a_restart_on_sqlite() {
     if e2e_tests::store_kind() == e2e_tests::StoreKind::Postgres {

@@ -371,6 +371,13 @@ fn postgres_down_fails_closed_and_everything_recovers() {
         "nothing was sent without a flow-control decision"
     );
 
+    // The protection refuses too (its shared state is stale), and says so once.
+    let lost = "protection state cannot be shared with the other hosts";
+    for host in [&a, &b] {
+        let log = host.log_eventually(|log| log.contains(lost));
+        assert_eq!(log.matches(lost).count(), 1, "{log}");
+    }
+
     database.cluster.restart();
     for host in [&a, &b] {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -383,6 +390,12 @@ fn postgres_down_fails_closed_and_everything_recovers() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(host.request("GET", "/health", None, None).0, 200);
+        let log = host.log_eventually(|log| log.contains("protection state shared again"));
+        assert_eq!(
+            log.matches("protection state shared again").count(),
+            1,
+            "{log}"
+        );
     }
     // Nothing saved before the outage was lost, and changes work again on both hosts.
     let (_, connectors) = b.get("/api/connectors");
@@ -1252,4 +1265,291 @@ async fn batched_reservations_decide_in_order_never_deadlock_and_fail_whole() {
         .await
         .unwrap_err();
     assert!(error.to_string().contains("poisoned phone"), "{error}");
+}
+
+/// Protection flags for the sharing tests: only `prefix_velocity` (with `max`) decides.
+fn prefix_velocity_only(max: &'static str) -> [&'static str; 4] {
+    ["--prefix-velocity-max", max, "--ip-velocity-max", "0"]
+}
+
+/// Polls `host`'s `GET /api/protection` until `holds` is true of its blocks (at most 10 s).
+fn blocks_eventually(host: &TestHost, holds: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, report) = host.get("/api/protection");
+        assert_eq!(status, 200, "{report}");
+        let blocks = report["blocks"].as_array().cloned().unwrap_or_default();
+        if holds(&blocks) || Instant::now() > deadline {
+            return blocks;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lists(blocks: &[Value], block_id: &str) -> bool {
+    blocks.iter().any(|block| block["id"] == block_id)
+}
+
+/// A block made on A refuses on B with its id and is listed there; a lift on B lets A send
+/// again; the block holds for a host that restarts; an id no host has is a 404.
+#[test]
+fn a_protection_block_holds_on_every_host_and_a_lift_on_one_lifts_it_on_all() {
+    let database = SharedDatabase::on_new_cluster();
+    let flags = prefix_velocity_only("2");
+    let a = host_on(&database, &flags);
+    let b = host_on(&database, &flags);
+    let live = create(&a, mock_config("Code"));
+    time_until_served(&b, &live, Duration::from_secs(5)).unwrap();
+
+    assert_eq!(send(&a, "+12015550001").0, 200);
+    assert_eq!(send(&a, "+12015550002").0, 200);
+    let (status, refused) = send(&a, "+12015550003");
+    assert_eq!(
+        (
+            status,
+            refused["code"].as_str(),
+            refused["data"]["reason"].as_str()
+        ),
+        (429, Some("sms.blocked"), Some("prefix_velocity")),
+        "{refused}"
+    );
+    let block_id = refused["data"]["blockId"].as_str().unwrap().to_owned();
+
+    let on_b = blocks_eventually(&b, |blocks| lists(blocks, &block_id));
+    assert!(
+        lists(&on_b, &block_id),
+        "B never listed A's block: {on_b:?}"
+    );
+    let (status, refused) = send(&b, "+12015550004");
+    assert_eq!(
+        (status, refused["data"]["blockId"].as_str()),
+        (429, Some(block_id.as_str())),
+        "{refused}"
+    );
+
+    // A host that starts reads the blocks.
+    let b = b.kill().start_with_args(
+        &[
+            &[
+                "--admin-key",
+                ADMIN_KEY,
+                "--send-key",
+                SEND_KEY,
+                "--max-sends-per-recipient",
+                "1000000",
+            ][..],
+            &flags[..],
+        ]
+        .concat(),
+    );
+    time_until_served(&b, &live, Duration::from_secs(5)).unwrap();
+    let (status, refused) = send(&b, "+12015550005");
+    assert_eq!(
+        (status, refused["data"]["blockId"].as_str()),
+        (429, Some(block_id.as_str())),
+        "{refused}"
+    );
+
+    // Lifted on B: B sends at once, A once it heard of the lift.
+    assert_eq!(
+        b.delete(&format!("/api/protection/blocks/{block_id}")).0,
+        204
+    );
+    assert_eq!(send(&b, "+12015550006").0, 200);
+    let on_a = blocks_eventually(&a, |blocks| !lists(blocks, &block_id));
+    assert!(!lists(&on_a, &block_id), "A still lists the lifted block");
+    assert_eq!(send(&a, "+12015550007").0, 200);
+
+    let (status, body) = a.delete(&format!("/api/protection/blocks/{block_id}"));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("entity.not_found")),
+        "{body}"
+    );
+}
+
+/// Sends through A and B count together: B refuses once A's sends and its own reach the
+/// limit, long before its own alone would.
+#[test]
+fn protection_counts_sends_of_every_host() {
+    let database = SharedDatabase::on_new_cluster();
+    let flags = prefix_velocity_only("20");
+    let a = host_on(&database, &flags);
+    let b = host_on(&database, &flags);
+    let live = create(&a, mock_config("Code"));
+    time_until_served(&b, &live, Duration::from_secs(5)).unwrap();
+
+    for index in 0..19 {
+        let (status, body) = send(&a, &format!("+120155501{index:02}"));
+        assert_eq!(status, 200, "{body}");
+    }
+    // B alone would send 20; with A's 19 its first or second send reaches the limit (polled:
+    // A's counts reach B within an exchange).
+    let mut sent_by_b = 0;
+    let refused = loop {
+        let (status, body) = send(&b, &format!("+120155502{sent_by_b:02}"));
+        if status == 429 {
+            break body;
+        }
+        assert_eq!(status, 200, "{body}");
+        sent_by_b += 1;
+        assert!(sent_by_b < 10, "B never counted A's sends");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(refused["data"]["reason"], "prefix_velocity", "{refused}");
+    // The block is one for both hosts.
+    let block_id = refused["data"]["blockId"].as_str().unwrap().to_owned();
+    let on_a = blocks_eventually(&a, |blocks| lists(blocks, &block_id));
+    assert!(lists(&on_a, &block_id), "{on_a:?}");
+    assert_eq!(
+        send(&a, "+12015550300").1["data"]["blockId"],
+        block_id.as_str()
+    );
+}
+
+/// The protection's exchanges against PostgreSQL itself: a host that starts restores the
+/// snapshot and the rows after it, each once, and a block made there reaches the first host
+/// with its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_protection_state_restores_a_snapshot_and_the_rows_after_it() {
+    use connector_host::protection::shared_state::{start_sharing, SharedStateStore};
+    use connector_host::protection::{Protection, ProtectionSettings, SendFacts, Verdict};
+    use connector_host::store::postgres::PostgresStore;
+    use connector_host::store::SecretsKeyring;
+
+    let database = SharedDatabase::on_new_cluster();
+    let keyring = || SecretsKeyring::read_file(&database.secrets_key_file, false).unwrap();
+    let store_a = PostgresStore::connect(&database.url, keyring())
+        .await
+        .unwrap();
+    let store_b = PostgresStore::connect(&database.url, keyring())
+        .await
+        .unwrap();
+    let protection = || {
+        let mut settings = ProtectionSettings::every_layer_off();
+        settings.prefix_velocity_max = 10;
+        Protection::new(settings, Default::default())
+    };
+    let check = |protection: &Protection, phone: &str| {
+        let facts = SendFacts {
+            phone,
+            region: Some("US"),
+            client_ip: None,
+        };
+        protection.check(&facts, connector_host::store::now_millis())
+    };
+
+    let a = protection();
+    let mut sync_a = start_sharing(&a, &store_a).await.unwrap();
+    for index in 0..4 {
+        assert_eq!(check(&a, &format!("+1201555000{index}")), Verdict::Allowed);
+    }
+    sync_a.exchange(&a, &store_a).await.unwrap();
+    sync_a.save_snapshot_when_due(&a, &store_a).await.unwrap();
+    assert!(store_a
+        .protection_snapshot_age()
+        .await
+        .unwrap()
+        .is_some_and(|age| age < 60_000));
+    for index in 4..9 {
+        assert_eq!(check(&a, &format!("+1201555000{index}")), Verdict::Allowed);
+    }
+    sync_a.exchange(&a, &store_a).await.unwrap();
+    // Rows after the snapshot are kept.
+    store_a.purge_protection_events(60_000).await.unwrap();
+    assert_eq!(
+        database
+            .psql("SELECT count(*) FROM protection_events")
+            .trim(),
+        "2"
+    );
+
+    let b = protection();
+    let mut sync_b = start_sharing(&b, &store_b).await.unwrap();
+    // 4 in the snapshot and 5 in the row after it: B's first send is the 10th, the last.
+    assert_eq!(check(&b, "+12015550100"), Verdict::Allowed);
+    let Verdict::Blocked(on_b) = check(&b, "+12015550101") else {
+        panic!("B did not count A's sends once each");
+    };
+    sync_b.exchange(&b, &store_b).await.unwrap();
+    sync_a.exchange(&a, &store_a).await.unwrap();
+    match check(&a, "+12015550102") {
+        Verdict::Blocked(on_a) => assert_eq!(on_a.block_id, on_b.block_id),
+        other => panic!("A does not hold B's block: {other:?}"),
+    }
+    assert_eq!(
+        database
+            .psql("SELECT blocked FROM protection_blocks")
+            .trim(),
+        "1"
+    );
+}
+
+/// Codes issued on both hosts, one verified through the other host than issued it: both
+/// hosts count 4 issued and 1 verified for the prefix, and the `low_conversion` block they
+/// both decide is one, with one id.
+#[test]
+fn low_conversion_is_decided_alike_on_every_host_with_one_block() {
+    let database = SharedDatabase::on_new_cluster();
+    let flags = [
+        "--code-ttl-secs",
+        "5",
+        "--low-conversion-min-samples",
+        "3",
+        "--low-conversion-min-rate",
+        "0.5",
+        "--ip-velocity-max",
+        "0",
+    ];
+    let a = host_on(&database, &flags);
+    let b = host_on(&database, &flags);
+    let live = create(&a, mock_config("Code"));
+    time_until_served(&b, &live, Duration::from_secs(5)).unwrap();
+
+    let verified_on_b = issue_code(&a, "+12015550401");
+    issue_code(&a, "+12015550402");
+    issue_code(&b, "+12015550403");
+    issue_code(&b, "+12015550404");
+    // B hears of A's code within an exchange; verified there either way.
+    assert_eq!(verify_code(&b, "+12015550401", &verified_on_b), 204);
+
+    // The other three expire unverified (5 s, and a moment for a late verify elsewhere).
+    let low_conversion = |blocks: &[Value]| -> Option<Value> {
+        blocks
+            .iter()
+            .find(|block| block["reason"] == "low_conversion" && block["kind"] == "prefix")
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (on_a, on_b) = loop {
+        let on_a = low_conversion(&blocks_eventually(&a, |_| true));
+        let on_b = low_conversion(&blocks_eventually(&b, |_| true));
+        if let (Some(on_a), Some(on_b)) = (&on_a, &on_b) {
+            if on_a["id"] == on_b["id"] {
+                break (on_a.clone(), on_b.clone());
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no one low_conversion block on both hosts: {on_a:?} {on_b:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for block in [&on_a, &on_b] {
+        assert_eq!(block["subject"], "+1201555", "{block}");
+        assert_eq!(
+            (
+                block["counts"]["issued"].as_u64(),
+                block["counts"]["verified"].as_u64()
+            ),
+            (Some(4), Some(1)),
+            "{block}"
+        );
+    }
+    assert_eq!(
+        database
+            .psql("SELECT count(*) FROM protection_blocks WHERE reason = 'low_conversion' AND kind = 'prefix'")
+            .trim(),
+        "1"
+    );
 }

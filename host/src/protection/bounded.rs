@@ -157,7 +157,9 @@ impl WindowCount {
         let width = Self::bucket_width(window_ms);
         let start = now - now.rem_euclid(width);
         match self.buckets.back_mut() {
-            Some((last, count)) if *last == start => *count += events,
+            // An event older than the last bucket (another host's, heard of late) counts in
+            // the last one: later, never shorter.
+            Some((last, count)) if *last >= start => *count += events,
             _ => self.buckets.push_back((start, events)),
         }
         // A clock that went back adds to the last bucket instead of growing the list.

@@ -27,12 +27,18 @@
 //! [`ProtectionSnapshot`]: the blocks, the conversion statistics and pending codes, the allowed
 //! and verified countries and the budgets' counts, saved by the caller (a periodic flush, and
 //! at once when a block appears or is lifted) and restored at start-up: no write per send.
+//!
+//! # Several hosts
+//! On PostgreSQL the hosts share the blocks and the counts ([`shared_state`]): `check` still
+//! decides in memory, and every 250 ms each host pushes what it counted and made and takes
+//! what the others did (a decision lags them by one exchange at most).
 
 pub mod blocks;
 pub mod bounded;
 pub mod conversion;
 pub mod flags;
 pub mod persistence;
+pub mod shared_state;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -369,6 +375,9 @@ struct Tracked {
     dirty: bool,
     /// A block appeared or was lifted since the last snapshot: save soon.
     blocks_changed: bool,
+    /// Several hosts on PostgreSQL: what this host counted since its last exchange, and what
+    /// it knows of the shared blocks ([`shared_state`]); `None` on one host.
+    shared: Option<shared_state::SharedTracking>,
 }
 
 impl Default for Tracked {
@@ -386,6 +395,7 @@ impl Default for Tracked {
             conversion: Conversion::default(),
             dirty: false,
             blocks_changed: false,
+            shared: None,
         }
     }
 }
@@ -449,6 +459,8 @@ pub struct Protection {
     /// `--allowed-countries`: the operator expects traffic there; `first_seen_country` spares them.
     operator_countries: BTreeSet<String>,
     tracked: Mutex<Tracked>,
+    /// Whether the state is shared and when it last was (fail closed when it is stale).
+    sharing: shared_state::SharingHealth,
 }
 
 fn secs_ms(secs: u64) -> i64 {
@@ -481,6 +493,7 @@ impl Protection {
             settings,
             operator_countries,
             tracked: Mutex::new(Tracked::default()),
+            sharing: shared_state::SharingHealth::default(),
         }
     }
 
@@ -546,6 +559,9 @@ impl Protection {
             window,
         );
         tracked.dirty = true;
+        if let Some(shared) = &mut tracked.shared {
+            shared.record_issued(phone, region, template_type, expires_at, now);
+        }
     }
 
     /// An issued code was not sent after all (the send failed): it decides nothing.
@@ -553,9 +569,13 @@ impl Protection {
         if self.settings.mode == ProtectionMode::Off {
             return;
         }
-        self.tracked()
+        let mut tracked = self.tracked();
+        tracked
             .conversion
             .discarded(&(phone.to_owned(), template_type.to_owned()));
+        if let Some(shared) = &mut tracked.shared {
+            shared.record_discarded(phone, template_type);
+        }
     }
 
     /// A code was verified: its prefix and country convert, its country is known, and its
@@ -566,9 +586,14 @@ impl Protection {
         }
         let window = secs_ms(self.settings.low_conversion_window_secs);
         let mut tracked = self.tracked();
-        tracked
-            .conversion
-            .verified(&(phone.to_owned(), template_type.to_owned()), now, window);
+        let counted =
+            tracked
+                .conversion
+                .verified(&(phone.to_owned(), template_type.to_owned()), now, window);
+        if let Some(shared) = &mut tracked.shared {
+            // Issued on another host, and not heard of here yet: counted when it is.
+            shared.record_verified(phone, region, template_type, now, counted.is_none());
+        }
         let country = country_of(region);
         if tracked.verified_countries.insert(country.clone()) {
             self.lift_where(&mut tracked, |block| {
@@ -583,7 +608,13 @@ impl Protection {
     /// rate with enough samples is blocked.
     fn settle(&self, tracked: &mut Tracked, now: i64) {
         let window = secs_ms(self.settings.low_conversion_window_secs);
-        let decided = tracked.conversion.settle(now, window);
+        // Shared: a code verified on another host near its expiry is heard of a tick later.
+        let settled_until = now
+            - tracked
+                .shared
+                .as_ref()
+                .map_or(0, |_| shared_state::SETTLE_GRACE_MS);
+        let decided = tracked.conversion.settle(settled_until, window);
         if decided.is_empty() {
             return;
         }
@@ -922,6 +953,12 @@ impl Protection {
                 .entry_or_insert_with(&subjects.country, Default::default)
                 .add(now, budget_window, 1);
             tracked.dirty = true;
+        }
+        if tracked.shared.is_some() {
+            let new_country = !self.country_known(tracked, &subjects.country);
+            if let Some(shared) = &mut tracked.shared {
+                shared.record_send(settings, subjects, new_country);
+            }
         }
         if settings.recipient_backoff {
             let base = secs_ms(settings.recipient_backoff_base_secs);

@@ -5,9 +5,8 @@
 //! [`PERIODIC_SAVE`] while something changed, and at shutdown. A kill -9 loses at most the
 //! last period's counts, never a block decision older than a second.
 //!
-//! Several hosts on PostgreSQL need one decision for all of them; that backend (counters and
-//! blocks in the database, like the shared send limiter) is the next step. Until then each
-//! host keeps its own state in memory, and start-up says so.
+//! Several hosts on PostgreSQL do not save snapshots: they share the state itself through the
+//! database ([`super::shared_state`]).
 
 use std::time::Duration;
 

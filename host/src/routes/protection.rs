@@ -59,7 +59,12 @@ pub async fn lift_block(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.sender.protection.lift(&id) {
+    // Every host's first: the others drop it at their next exchange.
+    let lifted_for_all = match state.store_backend.shared() {
+        Some(postgres) => postgres.lift_protection_block(&id).await?,
+        None => false,
+    };
+    if state.sender.protection.lift(&id) || lifted_for_all {
         tracing::info!(block_id = %id, "protection block lifted by an admin");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -83,6 +88,9 @@ pub async fn allow_country(
         return Err(ApiError::InvalidRequestBody(format!(
             "{region:?} is not a region: use an ISO 3166 alpha-2 code in uppercase, such as US"
         )));
+    }
+    if let Some(postgres) = state.store_backend.shared() {
+        postgres.allow_protection_country(&region).await?;
     }
     state.sender.protection.allow_country(&region);
     tracing::info!(%region, "country allowed by an admin for protection");

@@ -289,7 +289,12 @@ impl Sender {
             client_ip,
         };
         let mode = self.protection.mode().label();
-        match self.protection.check(&facts, crate::store::now_millis()) {
+        let now = crate::store::now_millis();
+        // Several hosts: no decision on a shared state gone stale (fail closed, 503).
+        if let Some(reason) = self.protection.shared_state_stale(now) {
+            return Err(SendError::Store(StoreError::Unavailable(reason)));
+        }
+        match self.protection.check(&facts, now) {
             Verdict::Allowed => Ok(()),
             Verdict::WouldBlock(blocked) => {
                 let reason = blocked.reason.label();

@@ -8,6 +8,8 @@
 //!   constant time), so concurrent verifies on several hosts give exactly one success.
 //! - Flow control: each send gets one decision from `reserve_sends` (see the migrations);
 //!   concurrent sends of a host share its round trips ([`reservation_batcher`]).
+//! - The SMS-pumping protection's blocks and counts, exchanged by each host every 250 ms
+//!   ([`protection`]).
 //! - Every operation has a deadline: a store that does not answer is `Unavailable` (503), never
 //!   a hung request.
 //! - Configs are sealed by the host (`secrets_keyring`); the database records the sealing
@@ -32,6 +34,7 @@ use super::{
     UnreadableConfig, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
+pub mod protection;
 pub mod reservation_batcher;
 
 use reservation_batcher::{ReservationBatcher, ReservationExecutor};

@@ -57,7 +57,10 @@ impl InProcessHost {
         let state = runtime
             .block_on(AppState::load(config, None))
             .unwrap_or_else(|error| panic!("the host did not start: {error}"));
-        let router = connector_host::server::router(Arc::new(state));
+        let state = Arc::new(state);
+        // On PostgreSQL, the protection's exchanges run as `serve` runs them.
+        runtime.block_on(async { connector_host::server::start_protection_sharing(&state) });
+        let router = connector_host::server::router(state);
         let host = InProcessHost {
             router: Some(router),
             runtime,
