@@ -1,6 +1,6 @@
 //! The command line: `serve`, `config show`, `check`, `rotate-secrets-key`,
 //! `rotate-code-hash-key` and `new-connector`. `serve`'s flags may also come from a TOML file
-//! (`--config`, [`crate::config_file`]).
+//! (`--config`, [`config_file`]).
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+pub mod config_file;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
@@ -306,15 +308,14 @@ pub struct CheckArgs {
 /// The binary's entry: the `--config` file's keys placed before the real arguments, then
 /// clap; `config show` prints and returns here.
 pub fn main() -> ExitCode {
-    let expanded = match crate::config_file::expand(std::env::args_os().collect(), |name| {
-        std::env::var_os(name)
-    }) {
-        Ok(expanded) => expanded,
-        Err(error) => {
-            eprintln!("connector-host: {error}");
-            return ExitCode::from(2);
-        }
-    };
+    let expanded =
+        match config_file::expand(std::env::args_os().collect(), |name| std::env::var_os(name)) {
+            Ok(expanded) => expanded,
+            Err(error) => {
+                eprintln!("connector-host: {error}");
+                return ExitCode::from(2);
+            }
+        };
     let matches = Cli::command().get_matches_from(&expanded.args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     if let Command::Config(_) = cli.command {
@@ -324,7 +325,7 @@ pub fn main() -> ExitCode {
             .unwrap_or(&matches);
         print!(
             "{}",
-            crate::config_file::effective_config(show, &expanded.from_file)
+            config_file::effective_config(show, &expanded.from_file)
         );
         return ExitCode::SUCCESS;
     }

@@ -5,8 +5,8 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `config show`, `check`, `rotate-secrets-key`,
-//!   `new-connector`); the binary only calls [`cli::main`]. [`config_file`]: `serve`'s flags
-//!   from a TOML file (`--config`).
+//!   `new-connector`); the binary only calls [`cli::main`]; `cli::config_file`: `serve`'s
+//!   flags from a TOML file (`--config`).
 //! - [`plugins`]: plugin files to connector factories: [`plugins::loader`] (one file to a
 //!   loaded [`plugin_api::ConnectorModule`]: private content-addressed copy, dlopen through
 //!   abi_stable's per-file API, metadata checks), [`plugins::signature`] (minisign keys and
@@ -62,7 +62,6 @@ pub mod api_doc;
 pub mod api_error;
 pub mod api_keys;
 pub mod cli;
-pub mod config_file;
 pub mod console;
 pub mod core_dumps;
 pub mod data_directory;

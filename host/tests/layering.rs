@@ -9,8 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// The modules at the top: the binary, the command line, the server, the state, the OpenAPI
-/// document and contract, the routes and the console. Every other module is below them.
+/// The modules at the top: the binary, the command line (with its config file), the server,
+/// the state, the OpenAPI document and contract, the routes and the console. Every other
+/// module is below them.
 const TOP: [&str; 7] = [
     "main",
     "cli",
@@ -20,7 +21,7 @@ const TOP: [&str; 7] = [
     "api_contract",
     "routes",
 ];
-const TOP_TREES: [&str; 2] = ["routes", "console"];
+const TOP_TREES: [&str; 3] = ["routes", "console", "cli"];
 /// What a module below the routes must never name.
 const ABOVE: [&str; 6] = ["state", "server", "routes", "api_doc", "console", "cli"];
 

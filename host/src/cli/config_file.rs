@@ -17,7 +17,7 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory};
 use toml::de::{DeTable, DeValue};
 
-use crate::cli::Cli;
+use super::Cli;
 
 /// The flag naming the file, and its environment variable.
 pub const CONFIG_FLAG: &str = "config";
@@ -407,9 +407,9 @@ mod tests {
         expand(args, |name| env.get(name).map(OsString::from))
     }
 
-    fn serve_args(expanded: &ExpandedArgs) -> crate::cli::ServeArgs {
+    fn serve_args(expanded: &ExpandedArgs) -> super::super::ServeArgs {
         match Cli::try_parse_from(&expanded.args).unwrap().command {
-            crate::cli::Command::Serve(args) => *args,
+            super::super::Command::Serve(args) => *args,
             _ => panic!("not serve"),
         }
     }
@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn the_example_in_deploy_parses() {
-        let example = include_str!("../../deploy/connector-host.toml");
+        let example = include_str!("../../../deploy/connector-host.toml");
         let expanded = expand_with(example, &["connector-host", "serve"], &[]).unwrap();
         assert!(expanded.from_file.len() >= 20, "{:?}", expanded.from_file);
         let args = serve_args(&expanded);
