@@ -313,7 +313,14 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             ));
             failures
         }
-        "get_protection" => admin_route(),
+        "get_protection" => {
+            let mut failures = admin_route();
+            failures.push(malformed(
+                "unknown reason \"pumping\": use one of ip_velocity, prefix_velocity, low_conversion, first_seen_country, budget, recipient_backoff",
+                "`reason` or `kind` is not one the host knows, or an unknown query parameter",
+            ));
+            failures
+        }
         "lift_block" => {
             let mut failures = admin_route();
             failures.push(with_a_path_id());

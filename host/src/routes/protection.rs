@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::api_error::{ApiError, Json, Path};
-use crate::protection::{BlockView, ProtectionReport};
+use crate::api_error::{ApiError, Json, Path, Query};
+use crate::protection::{BlockKind, BlockReason, BlockView, ProtectionReport};
 use crate::state::AppState;
 
 /// What `GET /api/protection` answers (documented shape of [`ProtectionReport`]).
@@ -39,15 +39,77 @@ fn response(report: ProtectionReport) -> Result<ProtectionResponse, ApiError> {
     })
 }
 
-/// The protection's mode, settings, current blocks (what, why, since, until, counts) and the
-/// countries an admin allowed.
-#[utoipa::path(get, path = "/api/protection", tag = "protection",
+/// Which blocks `GET /api/protection` lists.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionQuery {
+    /// Only the blocks with this reason: `ip_velocity`, `prefix_velocity`, `low_conversion`,
+    /// `first_seen_country`, `budget` or `recipient_backoff`.
+    pub reason: Option<String>,
+    /// Only the blocks on this kind of subject: `prefix`, `country`, `ip`, `recipient` or
+    /// `global`.
+    pub kind: Option<String>,
+}
+
+const REASONS: [BlockReason; 6] = [
+    BlockReason::IpVelocity,
+    BlockReason::PrefixVelocity,
+    BlockReason::LowConversion,
+    BlockReason::FirstSeenCountry,
+    BlockReason::Budget,
+    BlockReason::RecipientBackoff,
+];
+
+const KINDS: [(BlockKind, &str); 5] = [
+    (BlockKind::Prefix, "prefix"),
+    (BlockKind::Country, "country"),
+    (BlockKind::Ip, "ip"),
+    (BlockKind::Recipient, "recipient"),
+    (BlockKind::Global, "global"),
+];
+
+fn parse_reason(reason: &str) -> Result<BlockReason, ApiError> {
+    REASONS
+        .into_iter()
+        .find(|known| known.label() == reason)
+        .ok_or_else(|| {
+            ApiError::InvalidRequestBody(format!(
+                "unknown reason {reason:?}: use one of {}",
+                REASONS.map(BlockReason::label).join(", ")
+            ))
+        })
+}
+
+fn parse_kind(kind: &str) -> Result<BlockKind, ApiError> {
+    KINDS
+        .into_iter()
+        .find(|(_, label)| *label == kind)
+        .map(|(known, _)| known)
+        .ok_or_else(|| {
+            ApiError::InvalidRequestBody(format!(
+                "unknown kind {kind:?}: use one of {}",
+                KINDS.map(|(_, label)| label).join(", ")
+            ))
+        })
+}
+
+/// The protection's mode, settings, current blocks (what, why, since, until, counts; only
+/// those of a `reason` or `kind` when asked) and the countries an admin allowed.
+#[utoipa::path(get, path = "/api/protection", tag = "protection", params(ProtectionQuery),
     responses((status = 200, description = "The protection's state", body = ProtectionResponse)),
     security(("admin_key" = [])))]
 pub async fn get_protection(
     State(state): State<Arc<AppState>>,
+    Query(query): Query<ProtectionQuery>,
 ) -> Result<Json<ProtectionResponse>, ApiError> {
-    let report = state.sender.protection.report(crate::store::now_millis());
+    let reason = query.reason.as_deref().map(parse_reason).transpose()?;
+    let kind = query.kind.as_deref().map(parse_kind).transpose()?;
+    let mut report = state.sender.protection.report(crate::store::now_millis());
+    report.blocks.retain(|block| {
+        reason.is_none_or(|reason| block.reason == reason)
+            && kind.is_none_or(|kind| block.kind == kind)
+    });
     Ok(Json(response(report)?))
 }
 

@@ -216,6 +216,38 @@ fn the_admin_api_lists_lifts_and_allows() {
         (Some("prefix"), Some("+1201555"))
     );
     assert!(block["since"].as_i64().is_some() && block["until"].as_i64() > block["since"].as_i64());
+    // Filtered by reason and kind; an unknown one is a 400 naming the known ones.
+    assert_eq!(
+        host.get("/api/protection?reason=prefix_velocity&kind=prefix")
+            .1["blocks"][0]["id"],
+        block_id.as_str()
+    );
+    assert_eq!(
+        host.get("/api/protection?reason=low_conversion").1["blocks"],
+        json!([])
+    );
+    assert_eq!(host.get("/api/protection?kind=ip").1["blocks"], json!([]));
+    for (query, named) in [
+        (
+            "reason=pumping",
+            "unknown reason \"pumping\": use one of ip_velocity, prefix_velocity",
+        ),
+        (
+            "kind=planet",
+            "unknown kind \"planet\": use one of prefix, country",
+        ),
+        ("status=active", "unknown field `status`"),
+    ] {
+        let (status, body) = host.get(&format!("/api/protection?{query}"));
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], "guard.invalid_input", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(named)),
+            "{query}: {body}"
+        );
+    }
 
     assert_eq!(
         host.delete(&format!("/api/protection/blocks/{block_id}")).0,
