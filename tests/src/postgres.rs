@@ -197,6 +197,51 @@ impl PostgresCluster {
         );
     }
 
+    /// Turns TLS on with a certificate and key made by a test CA (see [`TestCa`]): copied into
+    /// the cluster's folder for its owner, then `pg_ctl reload`. Connections without TLS are
+    /// still accepted, as `initdb`'s `pg_hba.conf` has `host` lines.
+    pub fn enable_tls(&self, certificate: &Path, key: &Path) {
+        let folder = self.folder.path();
+        for (source, name) in [(certificate, "server.crt"), (key, "server.key")] {
+            let target = folder.join(name);
+            std::fs::copy(source, &target).expect("copy the server certificate");
+            std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod the server key");
+            if running_as_root() {
+                succeed(
+                    "chown the server certificate",
+                    Command::new("chown").arg("postgres:").arg(&target).output(),
+                );
+            }
+        }
+        let conf = folder.join("data").join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
+        text.push_str(&format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            folder.join("server.crt").display(),
+            folder.join("server.key").display()
+        ));
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        succeed(
+            "pg_ctl reload",
+            as_cluster_owner(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(folder.join("data"))
+                .arg("reload")
+                .output(),
+        );
+        // The reload is asynchronous: wait until a TLS session is offered.
+        for _ in 0..100 {
+            if self.log().contains("ssl") || self.psql("postgres", "SHOW ssl").trim() == "on" {
+                if self.psql("postgres", "SHOW ssl").trim() == "on" {
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("PostgreSQL did not turn TLS on:\n{}", self.log());
+    }
+
     /// Starts the server (again, after [`PostgresCluster::stop`]) on its port, loopback only.
     pub fn restart(&self) {
         let options = self.server_options();
@@ -255,5 +300,111 @@ impl Drop for PostgresCluster {
             .args(["-m", "immediate", "-w", "-t", "10", "stop"])
             .output();
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A certificate authority made with `openssl` for one test, and the certificates it signs.
+pub struct TestCa {
+    folder: tempfile::TempDir,
+    pub certificate: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+fn openssl(what: &str, args: &[&str], folder: &Path) {
+    succeed(
+        what,
+        Command::new("openssl")
+            .args(args)
+            .current_dir(folder)
+            .output(),
+    );
+}
+
+impl TestCa {
+    /// A new CA (P-256, valid for two days) named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let folder = tempfile::tempdir().expect("CA folder");
+        openssl(
+            "make a CA",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            folder.path(),
+        );
+        TestCa {
+            certificate: folder.path().join("ca.pem"),
+            key: folder.path().join("ca.key"),
+            folder,
+        }
+    }
+
+    /// A server certificate and key signed by this CA for `names` (`DNS:localhost`,
+    /// `IP:127.0.0.1`): their paths.
+    pub fn server_certificate(&self, names: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let folder = self.folder.path();
+        std::fs::write(
+            folder.join("server.ext"),
+            format!("subjectAltName={names}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
+        )
+        .expect("extensions file");
+        openssl(
+            "make a server key",
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=postgres",
+            ],
+            folder,
+        );
+        openssl(
+            "sign the server certificate",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+            folder,
+        );
+        let _ = &self.key;
+        (folder.join("server.pem"), folder.join("server.key"))
     }
 }

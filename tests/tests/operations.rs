@@ -104,3 +104,106 @@ fn config_show_prints_the_effective_values_with_their_sources_and_masks_secrets(
         "{stderr}"
     );
 }
+
+/// TLS to PostgreSQL with a private CA, each `sslmode` as libpq means it. The server's
+/// certificate names `db.internal` only; the host reaches it at 127.0.0.1 (`hostaddr`).
+#[test]
+fn postgresql_over_tls_with_a_private_ca_means_each_sslmode_as_libpq_does() {
+    use e2e_tests::postgres::{PostgresCluster, TestCa};
+    use e2e_tests::SharedDatabase;
+
+    let ca = TestCa::new("connector-host test CA");
+    let someone_elses_ca = TestCa::new("another CA");
+    let (certificate, key) = ca.server_certificate("DNS:db.internal");
+    let cluster = std::sync::Arc::new(PostgresCluster::start());
+    cluster.enable_tls(&certificate, &key);
+    let database = SharedDatabase::create(&cluster);
+    let port = database
+        .url
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let by_name = format!(
+        "postgres://postgres@db.internal:{port}/{}?hostaddr=127.0.0.1",
+        database.name
+    );
+    let by_address = format!("postgres://postgres@127.0.0.1:{port}/{}?", database.name);
+    let on = |url: String| {
+        let mut database = database.clone();
+        database.url = url;
+        HostFolders::on_database(&[("mock.so", &plugin_file("mock_sms"))], &database)
+    };
+    let ca_file = ca.certificate.display().to_string();
+    let other_ca_file = someone_elses_ca.certificate.display().to_string();
+    let sessions_over_tls = || {
+        database
+            .psql("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND application_name = 'connector-host'")
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+    };
+
+    // verify-full: the chain and the name; the host serves, over TLS.
+    let host = on(format!(
+        "{by_name}&sslmode=verify-full&sslrootcert={ca_file}"
+    ))
+    .start();
+    assert_eq!(host.get("/api/connectors").0, 200);
+    assert!(sessions_over_tls() > 0);
+    drop(host);
+
+    // verify-full at an address the certificate does not name: refused, and said why.
+    let refused = on(format!(
+        "{by_address}sslmode=verify-full&sslrootcert={ca_file}"
+    ))
+    .refused_start();
+    assert!(
+        refused.contains("NotValidForName") || refused.contains("not valid for"),
+        "{refused}"
+    );
+
+    // verify-ca checks the chain only: the same address is fine...
+    let host = on(format!(
+        "{by_address}sslmode=verify-ca&sslrootcert={ca_file}"
+    ))
+    .start();
+    assert_eq!(host.get("/api/connectors").0, 200);
+    drop(host);
+    // ...but not a certificate another CA signed.
+    let refused = on(format!(
+        "{by_address}sslmode=verify-ca&sslrootcert={other_ca_file}"
+    ))
+    .refused_start();
+    assert!(
+        refused.contains("UnknownIssuer") || refused.contains("unknown issuer"),
+        "{refused}"
+    );
+
+    // require without a CA encrypts and checks nothing, as libpq's does; with one it is
+    // verify-ca.
+    let host = on(format!("{by_address}sslmode=require")).start();
+    assert_eq!(host.get("/api/connectors").0, 200);
+    assert!(sessions_over_tls() > 0);
+    drop(host);
+    let refused = on(format!(
+        "{by_address}sslmode=require&sslrootcert={other_ca_file}"
+    ))
+    .refused_start();
+    assert!(
+        refused.contains("UnknownIssuer") || refused.contains("unknown issuer"),
+        "{refused}"
+    );
+
+    // A mode libpq does not have: a clear refusal before any connection.
+    let refused = on(format!("{by_address}sslmode=strict")).refused_start();
+    assert!(
+        refused.contains(
+            "sslmode=strict is not one of disable, prefer, require, verify-ca, verify-full"
+        ),
+        "{refused}"
+    );
+}

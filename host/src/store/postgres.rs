@@ -36,6 +36,7 @@ use super::{
 
 pub mod protection;
 pub mod reservation_batcher;
+pub mod tls;
 
 use reservation_batcher::{ReservationBatcher, ReservationExecutor};
 pub use reservation_batcher::{ReservationRequest, SendLimits};
@@ -181,26 +182,6 @@ impl SharedReservation {
     }
 }
 
-fn tls_connector() -> MakeRustlsConnect {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(config) => MakeRustlsConnect::new(config),
-        // The ring provider supports the default versions; this arm is not reached.
-        Err(_) => MakeRustlsConnect::new(
-            rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        ),
-    }
-}
-
 /// Runs `work` with the store's deadline; past it, the store is unavailable.
 async fn within_deadline<T>(
     work: impl Future<Output = Result<T, StoreError>>,
@@ -333,10 +314,13 @@ impl PostgresStore {
         password: Option<&str>,
         keyring: SecretsKeyring,
     ) -> Result<Self, StoreError> {
-        let connect_config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
-        let mut connect_config = connect_config;
+        // libpq's sslmode and sslrootcert, which tokio-postgres does not read itself.
+        let tls::ConnectOptions {
+            config: mut connect_config,
+            tls,
+            ssl_mode,
+        } = tls::connect_options(url).map_err(StoreError::Failed)?;
+        tracing::debug!(sslmode = ssl_mode.label(), "PostgreSQL TLS");
         if let Some(password) = password {
             if connect_config.get_password().is_some() {
                 return Err(StoreError::Failed(
@@ -349,7 +333,6 @@ impl PostgresStore {
             connect_config.connect_timeout(OPERATION_DEADLINE);
         }
         connect_config.application_name("connector-host");
-        let tls = tls_connector();
         let manager = Manager::from_config(
             connect_config.clone(),
             tls.clone(),
