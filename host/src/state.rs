@@ -129,6 +129,8 @@ pub struct ServeConfig {
     pub store_notifications: bool,
     /// Timeouts and caps on connections, requests and sends per connector.
     pub http_limits: crate::http::HttpLimits,
+    /// `--access-log`: one log line per request.
+    pub access_log: bool,
 }
 
 /// Shared by every request.
@@ -156,6 +158,8 @@ pub struct AppState {
     pub data_directory_lock: crate::data_directory::DataDirectoryLock,
     /// The API routes' gate: in-flight cap, body and request deadlines.
     pub request_admission: Arc<crate::http::RequestAdmission>,
+    /// Requests counted by route and status, the access log, refusals logged.
+    pub request_log: Arc<crate::http::request_log::RequestLog>,
 }
 
 impl AppState {
@@ -179,6 +183,7 @@ impl AppState {
                 return Err(StartupError::DatabaseUrlWithoutAdminKey);
             }
         }
+        crate::telemetry::register_metrics(&crate::api_error::ApiError::all_codes());
         let database_url = config.database_url.clone();
         let prepared = tokio::task::spawn_blocking(move || PreparedHost::prepare(config))
             .await
@@ -204,6 +209,7 @@ impl AppState {
             (None, Some(sqlite), _) => StoreBackend::Embedded(sqlite),
             _ => return Err(StartupError::NoStore),
         };
+        crate::telemetry::report_store_up(true);
         let store = backend.store();
         let protection = crate::protection::Protection::new(
             config.protection.clone(),
@@ -309,6 +315,7 @@ impl AppState {
         );
         Ok(Self {
             request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
+            request_log: Arc::new(crate::http::request_log::RequestLog::new(config.access_log)),
             sender: Sender {
                 limits: config.send_limits.clone(),
                 limiter: send_limiter,
@@ -345,6 +352,7 @@ impl AppState {
             store: self.store_backend.store(),
             live: &self.live,
             outbox_path: self.sender.executor.outbox_path(),
+            changed_by: None,
         }
     }
 

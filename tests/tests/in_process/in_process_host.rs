@@ -220,6 +220,7 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         database_password_file: None,
         store_notifications: true,
         http_limits: Default::default(),
+        access_log: false,
     }
 }
 
