@@ -143,13 +143,13 @@ impl RequestLog {
         let code = report.code.as_str();
         let status = status.as_u16();
         match (status, left_out.is_none()) {
-            (429, true) => tracing::info!(status, code, key_id, client, "request refused"),
+            (429, true) => tracing::info!(status, %code, %key_id, %client, "request refused"),
             (429, false) => {
-                tracing::info!(status, code, key_id, client, repeats = %left_out, "request refused")
+                tracing::info!(status, %code, %key_id, %client, repeats = %left_out, "request refused")
             }
-            (_, true) => tracing::warn!(status, code, key_id, client, "request refused"),
+            (_, true) => tracing::warn!(status, %code, %key_id, %client, "request refused"),
             (_, false) => {
-                tracing::warn!(status, code, key_id, client, repeats = %left_out, "request refused")
+                tracing::warn!(status, %code, %key_id, %client, repeats = %left_out, "request refused")
             }
         }
     }
@@ -163,7 +163,7 @@ impl RequestLog {
         }
         for (kind, left_out) in self.refusals.take_quiet(now) {
             let (code, who) = kind.split_once(' ').unwrap_or((kind.as_str(), ""));
-            tracing::info!(code, who, repeats = %left_out, "request refused (the last of a flood)");
+            tracing::info!(%code, %who, repeats = %left_out, "request refused (the last of a flood)");
         }
     }
 }
@@ -175,9 +175,9 @@ fn log_failure(code: &str, reason: &str, left_out: LeftOut) {
         _ => "request failed",
     };
     if left_out.is_none() {
-        tracing::warn!(code, %reason, "{what}");
+        tracing::warn!(%code, %reason, "{what}");
     } else {
-        tracing::warn!(code, %reason, repeats = %left_out, "{what}");
+        tracing::warn!(%code, %reason, repeats = %left_out, "{what}");
     }
 }
 
@@ -217,11 +217,11 @@ pub async fn log_request(
         tracing::info!(
             target: "access_log",
             method = %method,
-            route,
+            route = %route,
             status = status.as_u16(),
             latency_ms,
-            key_id = key_id.as_deref().unwrap_or("-"),
-            client = client.as_deref().unwrap_or("-"),
+            key_id = %key_id.as_deref().unwrap_or("-"),
+            client = %client.as_deref().unwrap_or("-"),
             "request"
         );
     }
