@@ -1178,7 +1178,7 @@ mod tests {
             .runtime(Runtime::Tokio1)
             .build()
             .unwrap();
-        let error = pool.get().await.err().expect("nothing listens there");
+        let error = pool.get().await.expect_err("nothing listens there");
         assert_eq!(
             pool_error_in_words(&error, &database_address(&config)),
             "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused"
