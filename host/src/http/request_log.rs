@@ -145,11 +145,11 @@ impl RequestLog {
         match (status, left_out.is_none()) {
             (429, true) => tracing::info!(status, %code, %key_id, %client, "request refused"),
             (429, false) => {
-                tracing::info!(status, %code, %key_id, %client, repeats = %left_out, "request refused")
+                tracing::info!(status, %code, %key_id, %client, left_out = left_out.count, "request refused; {left_out}")
             }
             (_, true) => tracing::warn!(status, %code, %key_id, %client, "request refused"),
             (_, false) => {
-                tracing::warn!(status, %code, %key_id, %client, repeats = %left_out, "request refused")
+                tracing::warn!(status, %code, %key_id, %client, left_out = left_out.count, "request refused; {left_out}")
             }
         }
     }
@@ -163,7 +163,7 @@ impl RequestLog {
         }
         for (kind, left_out) in self.refusals.take_quiet(now) {
             let (code, who) = kind.split_once(' ').unwrap_or((kind.as_str(), ""));
-            tracing::info!(%code, %who, repeats = %left_out, "request refused (the last of a flood)");
+            tracing::info!(%code, %who, left_out = left_out.count, "request refused; {left_out} (the flood is over)");
         }
     }
 }
@@ -177,7 +177,7 @@ fn log_failure(code: &str, reason: &str, left_out: LeftOut) {
     if left_out.is_none() {
         tracing::warn!(%code, %reason, "{what}");
     } else {
-        tracing::warn!(%code, %reason, repeats = %left_out, "{what}");
+        tracing::warn!(%code, %reason, left_out = left_out.count, "{what}; {left_out}");
     }
 }
 
