@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{ConnectorError, ConnectorErrorCode};
 use serde_json::json;
 
+use crate::http::request_log::ErrorReport;
 use crate::live::lifecycle::ConnectorChangeError;
 use crate::live::live_connector::NoLiveConnector;
 use crate::send::config_test::ConfigTestError;
@@ -175,6 +176,50 @@ impl ApiError {
         }
     }
 
+    /// Every code an error answer can have, for `http_refusals_total`'s series at zero.
+    pub fn all_codes() -> Vec<String> {
+        let mut codes: Vec<String> = [
+            "entity.not_found",
+            "connector.not_found_with_connector_id",
+            "guard.invalid_input",
+            "guard.payload_too_large",
+            "guard.invalid_phone_number",
+            "guard.phone_country_not_allowed",
+            "request.message_rate_limited",
+            "verification_code.resend_cooldown",
+            "request.console_test_rate_limited",
+            "sms.blocked",
+            "verification_code.not_found",
+            "verification_code.expired",
+            "verification_code.exceed_max_try",
+            "verification_code.code_mismatch",
+            "connector.general",
+            "connector.not_found",
+            "auth.unauthorized",
+            "auth.forbidden",
+            "request.route_not_found",
+            "request.method_not_allowed",
+            "store.unavailable",
+            "connector.unavailable",
+            "connector.changed_concurrently",
+            "server.overloaded",
+            "connector.busy",
+            "request.timeout",
+            "server.timeout",
+            "unknown",
+        ]
+        .map(str::to_owned)
+        .into();
+        codes.extend(
+            ConnectorErrorCode::ALL
+                .iter()
+                .map(|code| format!("connector.{code}")),
+        );
+        codes.sort();
+        codes.dedup();
+        codes
+    }
+
     /// A connector error from validating or sending a config the client supplied.
     pub fn from_config_under_test(error: ConnectorError) -> Self {
         ApiError::Connector {
@@ -230,16 +275,23 @@ fn connector_error_status(code: ConnectorErrorCode, during_test: bool) -> Status
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            ApiError::Internal(reason) => tracing::error!(%reason, "internal error"),
-            ApiError::StoreUnavailable(reason) => tracing::warn!(%reason, "store unavailable"),
+        // The store or a connector unavailable is logged by the request log around the
+        // router, once per few seconds: during an outage every request fails alike.
+        let logged_reason = match &self {
+            ApiError::Internal(reason) => {
+                tracing::error!(%reason, "internal error");
+                None
+            }
+            ApiError::StoreUnavailable(reason) => Some(reason.clone()),
             ApiError::ConnectorUnavailable {
                 connector_id,
                 reason,
-            } => tracing::warn!(%connector_id, %reason, "connector unavailable on this host"),
-            _ => {}
-        }
-        let mut body = json!({ "code": self.code(), "message": self.to_string() });
+            } => Some(format!("connector {connector_id:?}: {reason}")),
+            _ => None,
+        };
+        let code = self.code();
+        metrics::counter!("http_refusals_total", "code" => code.clone()).increment(1);
+        let mut body = json!({ "code": code, "message": self.to_string() });
         let mut retry_after = None;
         match &self {
             ApiError::Connector { error, .. } => {
@@ -275,6 +327,10 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = (self.status(), axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorReport {
+            code,
+            logged_reason,
+        });
         if let Some(seconds) = retry_after.and_then(|seconds| seconds.parse().ok()) {
             response
                 .headers_mut()
@@ -513,3 +569,123 @@ pub struct Query<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each variant, so a new one without its code in `all_codes` (and so without its
+    /// series at zero) fails here: the match below must list every variant.
+    fn one_of_each() -> Vec<ApiError> {
+        let text = || "x".to_owned();
+        let mut errors = vec![
+            ApiError::NotFound {
+                entity: "connector",
+                id: text(),
+            },
+            ApiError::FactoryNotFound { factory_id: text() },
+            ApiError::InvalidRequestBody(text()),
+            ApiError::PayloadTooLarge { limit_bytes: 1 },
+            ApiError::InvalidPhoneNumber(text()),
+            ApiError::Upstream(text()),
+            ApiError::NoLiveConnector(text()),
+            ApiError::CountryNotAllowed { region: text() },
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::ResendCooldown {
+                retry_after_secs: 1,
+            },
+            ApiError::ConsoleTestsLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Blocked {
+                reason: "budget",
+                retry_after_secs: None,
+                block_id: text(),
+                message: text(),
+            },
+            ApiError::Unauthorized,
+            ApiError::Forbidden,
+            ApiError::RouteNotFound {
+                method: text(),
+                path: text(),
+            },
+            ApiError::MethodNotAllowed {
+                method: text(),
+                path: text(),
+            },
+            ApiError::ChangedConcurrently { id: text() },
+            ApiError::StoreUnavailable(text()),
+            ApiError::ConnectorUnavailable {
+                connector_id: text(),
+                reason: text(),
+            },
+            ApiError::Overloaded { max_in_flight: 1 },
+            ApiError::ConnectorBusy {
+                connector_id: text(),
+                limit: 1,
+            },
+            ApiError::BodyReadTimedOut { limit_secs: 1 },
+            ApiError::RequestTimedOut { limit_secs: 1 },
+            ApiError::Internal(text()),
+        ];
+        errors.extend(
+            [
+                VerifyOutcome::NotFound,
+                VerifyOutcome::Expired,
+                VerifyOutcome::ExceededMaxTry,
+                VerifyOutcome::Mismatch { attempts_left: 1 },
+            ]
+            .map(ApiError::Verification),
+        );
+        errors.extend(ConnectorErrorCode::ALL.map(|code| ApiError::Connector {
+            error: ConnectorError::new(code, "x"),
+            during_test: false,
+        }));
+        for error in &errors {
+            // Exhaustive on purpose: a new variant must be added above.
+            match error {
+                ApiError::NotFound { .. }
+                | ApiError::FactoryNotFound { .. }
+                | ApiError::InvalidRequestBody(_)
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::InvalidPhoneNumber(_)
+                | ApiError::Connector { .. }
+                | ApiError::Upstream(_)
+                | ApiError::NoLiveConnector(_)
+                | ApiError::CountryNotAllowed { .. }
+                | ApiError::RateLimited { .. }
+                | ApiError::ResendCooldown { .. }
+                | ApiError::ConsoleTestsLimited { .. }
+                | ApiError::Blocked { .. }
+                | ApiError::Verification(_)
+                | ApiError::Unauthorized
+                | ApiError::Forbidden
+                | ApiError::RouteNotFound { .. }
+                | ApiError::MethodNotAllowed { .. }
+                | ApiError::ChangedConcurrently { .. }
+                | ApiError::StoreUnavailable(_)
+                | ApiError::ConnectorUnavailable { .. }
+                | ApiError::Overloaded { .. }
+                | ApiError::ConnectorBusy { .. }
+                | ApiError::BodyReadTimedOut { .. }
+                | ApiError::RequestTimedOut { .. }
+                | ApiError::Internal(_) => {}
+            }
+        }
+        errors
+    }
+
+    #[test]
+    fn every_code_is_among_all_codes() {
+        let all = ApiError::all_codes();
+        let errors = one_of_each();
+        for error in &errors {
+            assert!(all.contains(&error.code()), "{} is missing", error.code());
+        }
+        let produced: std::collections::BTreeSet<String> =
+            errors.iter().map(ApiError::code).collect();
+        assert_eq!(produced.len(), all.len(), "a code no error produces");
+    }
+}

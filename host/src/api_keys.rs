@@ -17,6 +17,35 @@ pub enum KeyScope {
     Send,
 }
 
+impl KeyScope {
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyScope::Admin => "admin",
+            KeyScope::Send => "send",
+        }
+    }
+}
+
+/// Which key made a request, for the log and the access log: its scope and the first 8 hex
+/// digits of its SHA-256 (`printf %s "$KEY" | sha256sum | cut -c1-8`), never the key. Keys
+/// are 32 random bytes, so 32 bits of their digest say nothing of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId {
+    pub scope: KeyScope,
+    fingerprint: [u8; 4],
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "{}:{}",
+            self.scope.label(),
+            hex::encode(self.fingerprint)
+        )
+    }
+}
+
 pub struct ApiKeys {
     admin_key_digests: Vec<[u8; 32]>,
     send_key_digests: Vec<[u8; 32]>,
@@ -43,16 +72,24 @@ impl ApiKeys {
 
     /// The scope of a presented key; `None` when it matches no key.
     pub fn scope_of(&self, presented: &str) -> Option<KeyScope> {
+        self.identify(presented).map(|key| key.scope)
+    }
+
+    /// The scope and id of a presented key; `None` when it matches no key.
+    pub fn identify(&self, presented: &str) -> Option<KeyId> {
         let presented = digest(presented);
         let is_admin = any_matches(&self.admin_key_digests, &presented);
         let is_send = any_matches(&self.send_key_digests, &presented);
-        if is_admin {
-            Some(KeyScope::Admin)
+        let scope = if is_admin {
+            KeyScope::Admin
         } else if is_send {
-            Some(KeyScope::Send)
+            KeyScope::Send
         } else {
-            None
-        }
+            return None;
+        };
+        let mut fingerprint = [0u8; 4];
+        fingerprint.copy_from_slice(&presented[..4]);
+        Some(KeyId { scope, fingerprint })
     }
 }
 
@@ -181,6 +218,15 @@ mod tests {
         assert_eq!(keys.scope_of("send-1"), Some(KeyScope::Send));
         assert_eq!(keys.scope_of("admin-"), None);
         assert_eq!(keys.scope_of(""), None);
+    }
+
+    /// What an operator computes with `printf %s "$KEY" | sha256sum | cut -c1-8`.
+    #[test]
+    fn a_key_id_is_its_scope_and_digest_prefix() {
+        let keys = ApiKeys::new(&parse_key_list("admin-1, admin-2"), &[]);
+        let id = keys.identify("admin-2").expect("a known key");
+        assert_eq!(id.to_string(), "admin:bba86a1e");
+        assert_eq!(keys.identify("admin-3"), None);
     }
 
     #[test]

@@ -243,6 +243,10 @@ pub struct ServeArgs {
     /// RLIMIT_CORE to 0 and marks itself non-dumpable.
     #[arg(long, env = "CONNECTOR_HOST_ALLOW_CORE_DUMPS")]
     pub allow_core_dumps: bool,
+    /// One log line per request (target `access_log`): method, route template, status,
+    /// latency, the key's id (never the key) and the client's address; never a body.
+    #[arg(long, env = "CONNECTOR_HOST_ACCESS_LOG")]
+    pub access_log: bool,
     #[command(flatten)]
     pub limits: crate::http::LimitArgs,
     /// The SMS-pumping protection (host/src/protection).
@@ -425,6 +429,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
     };
     let config = ServeConfig {
         http_limits,
+        access_log: args.access_log,
         plugins_dir: args.plugins.unwrap_or_else(|| args.data.join("plugins")),
         data_dir: args.data,
         admin_keys,

@@ -20,7 +20,7 @@
 //!   and the key rotation ([`store::key_rotation`]).
 //! - [`log_output`]: log formats (text, JSON) and the escaping that keeps one event on one
 //!   line whatever a client or plugin put in a value; [`log_writer`]: lines written in
-//!   batches by one background thread.
+//!   batches by one background thread; [`log_dedup`]: repeated identical lines collapsed.
 //! - [`live`]: everything that changes which connector is live: [`live::live_connector`] (the
 //!   one live SMS connector and the [`live::live_connector::LiveSlot`] that alone swaps it),
 //!   [`live::lifecycle`] (connectors created, updated, enabled, deleted),
@@ -39,7 +39,8 @@
 //! - [`api_keys`]: admin and send keys, compared in constant time.
 //! - [`phone`]: phone number validation and E.164 normalization.
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
-//! - [`telemetry`]: the Prometheus recorder and its upkeep.
+//! - [`telemetry`]: the Prometheus recorder and its upkeep, every metric's HELP text, the
+//!   series known in advance registered at zero, and `build_info`.
 //! - [`server`]: the router (with key checks) and the listener.
 //! - [`state`]: the application state the routes share, what `serve` is configured with, and
 //!   start-up (data directory, keys, plugins folder, store, the live connector restored).
@@ -68,6 +69,7 @@ pub mod data_directory;
 pub mod durations;
 pub mod http;
 pub mod live;
+pub mod log_dedup;
 pub mod log_output;
 pub mod log_writer;
 pub mod phone;

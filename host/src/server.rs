@@ -102,6 +102,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        // Around every route and the fallbacks: each request counted and logged once.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.request_log),
+            crate::http::request_log::log_request,
+        ))
         .with_state(state)
 }
 
@@ -142,6 +147,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// Serves until ctrl-c or SIGTERM.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
+    tokio::spawn(crate::http::request_log::report_quiet_floods_periodically(
+        Arc::clone(&state.request_log),
+    ));
     if state.store_backend.embedded().is_some() {
         let saving = Arc::clone(&state);
         tokio::spawn(async move {

@@ -131,6 +131,8 @@ pub struct ServeConfig {
     pub store_notifications: bool,
     /// Timeouts and caps on connections, requests and sends per connector.
     pub http_limits: crate::http::HttpLimits,
+    /// `--access-log`: one log line per request.
+    pub access_log: bool,
 }
 
 /// Shared by every request.
@@ -161,6 +163,8 @@ pub struct AppState {
     /// On PostgreSQL, the protection's exchanges with the other hosts, until `serve` starts
     /// them.
     pub protection_sharing: std::sync::Mutex<Option<SharedStateSync>>,
+    /// Requests counted by route and status, the access log, refusals logged.
+    pub request_log: Arc<crate::http::request_log::RequestLog>,
 }
 
 impl AppState {
@@ -184,6 +188,7 @@ impl AppState {
                 return Err(StartupError::DatabaseUrlWithoutAdminKey);
             }
         }
+        crate::telemetry::register_metrics(&crate::api_error::ApiError::all_codes());
         let database_url = config.database_url.clone();
         let prepared = tokio::task::spawn_blocking(move || PreparedHost::prepare(config))
             .await
@@ -209,6 +214,7 @@ impl AppState {
             (None, Some(sqlite), _) => StoreBackend::Embedded(sqlite),
             _ => return Err(StartupError::NoStore),
         };
+        crate::telemetry::report_store_up(true);
         let store = backend.store();
         let protection = crate::protection::Protection::new(
             config.protection.clone(),
@@ -320,6 +326,7 @@ impl AppState {
         );
         Ok(Self {
             request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
+            request_log: Arc::new(crate::http::request_log::RequestLog::new(config.access_log)),
             sender: Sender {
                 limits: config.send_limits.clone(),
                 limiter: send_limiter,
@@ -357,6 +364,7 @@ impl AppState {
             store: self.store_backend.store(),
             live: &self.live,
             outbox_path: self.sender.executor.outbox_path(),
+            changed_by: None,
         }
     }
 

@@ -232,10 +232,8 @@ impl PostgresCluster {
         );
         // The reload is asynchronous: wait until a TLS session is offered.
         for _ in 0..100 {
-            if self.log().contains("ssl") || self.psql("postgres", "SHOW ssl").trim() == "on" {
-                if self.psql("postgres", "SHOW ssl").trim() == "on" {
-                    return;
-                }
+            if self.psql("postgres", "SHOW ssl").trim() == "on" {
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

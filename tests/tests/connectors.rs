@@ -1473,3 +1473,71 @@ fn the_mock_writes_only_to_the_hosts_outbox_never_to_a_path_from_the_api() {
     assert_eq!(outbox["type"], "Switch");
     assert!(items.iter().all(|item| item["type"] != "Text"), "{items:?}");
 }
+
+/// `--access-log`: one line per request with the route template, the status, the latency,
+/// the key's id and the client, never the key or a body; a burst of 401s is a few lines, not
+/// one per request; a connector change names the key that made it.
+#[test]
+fn the_access_log_and_change_lines_name_the_key_id_never_the_key() {
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--access-log",
+    ]);
+    let id = create(&host, MOCK, mock_config())["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(host.delete(&format!("/api/connectors/{id}")).0, 204);
+    let refusals = 20;
+    for _ in 0..refusals {
+        let (status, _) = host.request("GET", "/api/connectors", Some("not-a-key"), None);
+        assert_eq!(status, 401);
+    }
+    // What an operator computes: `printf %s "$KEY" | sha256sum | cut -c1-8`.
+    let digest = std::process::Command::new("sh")
+        .args(["-c", "printf %s \"$KEY\" | sha256sum | cut -c1-8"])
+        .env("KEY", ADMIN_KEY)
+        .output()
+        .expect("sha256sum");
+    let key_id = format!("admin:{}", String::from_utf8_lossy(&digest.stdout).trim());
+    assert_eq!(key_id.len(), "admin:".len() + 8, "{key_id}");
+    let log = host.log_eventually(|log| {
+        log.contains("connector deleted") && log.matches("status=401").count() > refusals
+    });
+    let line_with = |parts: &[&str]| {
+        log.lines()
+            .find(|line| parts.iter().all(|part| line.contains(part)))
+            .unwrap_or_else(|| panic!("no line with {parts:?} in\n{log}"))
+            .to_owned()
+    };
+    let created = line_with(&[
+        "access_log",
+        "method=POST",
+        "route=/api/connectors ",
+        "status=200",
+    ]);
+    assert!(created.contains(&format!("key_id={key_id}")), "{created}");
+    assert!(created.contains("client=127.0.0.1:"), "{created}");
+    assert!(created.contains("latency_ms="), "{created}");
+    let deleted = line_with(&["access_log", "method=DELETE", "status=204"]);
+    assert!(deleted.contains("route=/api/connectors/{id}"), "{deleted}");
+    assert!(!deleted.contains(&id), "the raw path: {deleted}");
+    line_with(&["connector created", &id, &format!("key_id={key_id}")]);
+    line_with(&["connector deleted", &id, &format!("key_id={key_id}")]);
+    // Every refused request is in the access log; the refusal itself is logged once and
+    // then collapsed.
+    line_with(&["access_log", "status=401", "key_id=-"]);
+    let refused_lines = log
+        .lines()
+        .filter(|line| line.contains("request refused") && line.contains("auth.unauthorized"))
+        .count();
+    assert!(
+        (1..refusals).contains(&refused_lines),
+        "{refused_lines} lines for {refusals} refusals:\n{log}"
+    );
+    assert!(!log.contains(ADMIN_KEY), "the admin key is in the log");
+    assert!(!log.contains("not-a-key"), "a presented key is in the log");
+}

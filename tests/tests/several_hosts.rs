@@ -1553,3 +1553,74 @@ fn low_conversion_is_decided_alike_on_every_host_with_one_block() {
         "1"
     );
 }
+
+/// During a database outage, what an SRE sees: `store_up` 0 (then 1 again), and the failed
+/// requests' log lines collapsed into a few that name the database and say why in words
+/// (not deadpool's "Error occurred while creating a new object: db error").
+#[test]
+fn an_outage_shows_in_store_up_and_a_few_log_lines_in_words() {
+    let database = SharedDatabase::on_new_cluster();
+    // Many sends to one number: the protection must not be what refuses them.
+    // (its per-recipient flags `host_on` passes already).
+    let host = host_on(&database, &e2e_tests::UNLIMITED_FLOOD_FLAGS[4..]);
+    create(&host, mock_config("Code"));
+    assert_eq!(send(&host, PHONE).0, 200);
+    let store_up = |host: &TestHost| {
+        let (status, text) = host.request("GET", "/metrics", None, None);
+        assert_eq!(status, 200);
+        text.as_str()
+            .expect("the Prometheus text")
+            .lines()
+            .find_map(|line| line.strip_prefix("store_up "))
+            .map(str::to_owned)
+    };
+    assert_eq!(store_up(&host).as_deref(), Some("1"));
+
+    database.cluster.stop();
+    let failed = 40;
+    for _ in 0..failed {
+        let (status, body) = send(&host, PHONE);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (503, Some("store.unavailable")),
+            "{body}"
+        );
+    }
+    // The follower checks the store every second.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store_up(&host).as_deref() != Some("0") {
+        assert!(Instant::now() < deadline, "store_up stayed 1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = host.log();
+    let unavailable: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("store unavailable"))
+        .collect();
+    assert!(
+        !unavailable.is_empty() && unavailable.len() < failed,
+        "{} lines for {failed} failed requests:\n{log}",
+        unavailable.len()
+    );
+    let address = format!(
+        "cannot connect to PostgreSQL at 127.0.0.1:{}",
+        database.cluster.port
+    );
+    assert!(
+        unavailable
+            .iter()
+            .any(|line| line.contains(&address) && line.contains("connection refused")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("Error occurred while creating a new object"),
+        "{log}"
+    );
+
+    database.cluster.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while store_up(&host).as_deref() != Some("1") {
+        assert!(Instant::now() < deadline, "store_up stayed 0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,7 @@ use tower::ServiceExt;
 use super::client_stream::{ClientStream, ResponseWriteStalled};
 use super::connection_slots::{ConnectionSlot, ConnectionSlots};
 use super::limits::HttpLimits;
+use super::request_log::ClientAddress;
 
 /// hyper's read buffer (a request head must fit; bodies stream through it) and the bound on
 /// its write buffer, per connection. hyper's default is about 400 KiB each; API bodies are
@@ -65,8 +67,8 @@ pub async fn serve_connections(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 accept_errors.pause_after(error).await;
                 continue;
@@ -81,6 +83,7 @@ pub async fn serve_connections(
         };
         let task = tokio::spawn(serve_connection(
             stream,
+            peer,
             Arc::clone(&slot),
             router.clone(),
             Arc::clone(&http),
@@ -102,6 +105,7 @@ pub async fn serve_connections(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     slot: Arc<ConnectionSlot>,
     router: Router,
     http: Arc<http1::Builder>,
@@ -110,8 +114,9 @@ async fn serve_connection(
 ) {
     let service = {
         let slot = Arc::clone(&slot);
-        hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             slot.request_started();
+            request.extensions_mut().insert(ClientAddress(peer));
             let answer = router.clone().oneshot(request);
             let slot = Arc::clone(&slot);
             async move {

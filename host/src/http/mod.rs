@@ -14,6 +14,8 @@
 //! - [`request_admission`]: the API routes' gate: `503 server.overloaded` past
 //!   `--max-in-flight`, the body read deadline (`408`), the whole-request deadline (`503`),
 //!   and the handler run to its end even when the client is gone.
+//! - [`request_log`]: every request counted by route template and status, the optional
+//!   access log, and 401/403/429 and the store unavailable logged without flooding.
 //!
 //! Their `408` and `503` answers are in the OpenAPI document with every other failure
 //! (`crate::api_contract`).
@@ -24,6 +26,7 @@ pub mod descriptors;
 pub mod limits;
 pub mod listener;
 pub mod request_admission;
+pub mod request_log;
 
 pub use limits::{HttpLimits, LimitArgs};
 pub use listener::serve_connections;

@@ -30,7 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::HttpLimits;
 use crate::api_error::ApiError;
-use crate::api_keys::{ApiKeys, KeyScope};
+use crate::api_keys::{ApiKeys, KeyId, KeyScope};
 use crate::http::limits::MAX_REQUEST_BODY_BYTES;
 
 pub struct RequestAdmission {
@@ -81,12 +81,19 @@ pub async fn admit_api_request(
     // The key first: a client without one must not hold an in-flight slot or make the host
     // read its body (a keyless slow-body flood would otherwise shed everyone else).
     let mut request = request;
-    match presented_scope(&gate.api_keys, &request) {
-        Ok(scope) => {
-            request.extensions_mut().insert(scope);
-        }
+    let key = match presented_key(&gate.api_keys, &request) {
+        Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
-    }
+    };
+    request.extensions_mut().insert(key);
+    let mut response = admit_known_key(&gate, request, next).await;
+    // For the request log around the router: which key this answer went to.
+    response.extensions_mut().insert(key);
+    response
+}
+
+/// The admission limits, for a request whose key is known.
+async fn admit_known_key(gate: &AdmissionGate, request: Request, next: Next) -> Response {
     let admission = &gate.admission;
     let Ok(slot) = Arc::clone(&admission.in_flight).try_acquire_owned() else {
         metrics::counter!("http_requests_shed_total").increment(1);
@@ -240,8 +247,16 @@ pub(crate) fn presented_scope(
     api_keys: &ApiKeys,
     request: &axum::extract::Request,
 ) -> Result<KeyScope, ApiError> {
-    if let Some(scope) = request.extensions().get::<KeyScope>() {
-        return Ok(*scope);
+    presented_key(api_keys, request).map(|key| key.scope)
+}
+
+/// The key a request presents, with its id (see [`presented_scope`]).
+pub(crate) fn presented_key(
+    api_keys: &ApiKeys,
+    request: &axum::extract::Request,
+) -> Result<KeyId, ApiError> {
+    if let Some(key) = request.extensions().get::<KeyId>() {
+        return Ok(*key);
     }
     let key = request
         .headers()
@@ -251,5 +266,5 @@ pub(crate) fn presented_scope(
         // The scheme is case-insensitive (RFC 9110, 11.1).
         .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then_some(key))
         .ok_or(ApiError::Unauthorized)?;
-    api_keys.scope_of(key.trim()).ok_or(ApiError::Unauthorized)
+    api_keys.identify(key.trim()).ok_or(ApiError::Unauthorized)
 }

@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use plugin_api::{ConfigFieldError, ConnectorError, ConnectorInstance};
 use serde_json::Value;
 
+use crate::api_keys::KeyId;
 use crate::live::live_connector::{Clear, LiveChange, LiveConnector, LiveSlot, Swap};
 use crate::plugins::factory_registry::{Factory, FactoryRegistry};
 use crate::secrets::{restore_masked, SecretKeys};
@@ -40,6 +41,8 @@ pub struct ConnectorLifecycle<'a> {
     pub store: &'a dyn Store,
     pub live: &'a LiveSlot,
     pub outbox_path: Option<&'a Path>,
+    /// The key that asks for the change, named in its log line (`None`: not said).
+    pub changed_by: Option<KeyId>,
 }
 
 /// A new connector: its factory id, config and metadata as the client sent them.
@@ -120,6 +123,20 @@ pub fn new_connector_id() -> Result<String, ConnectorChangeError> {
 }
 
 impl ConnectorLifecycle<'_> {
+    /// The same lifecycle, its changes logged as made by `key`.
+    pub fn changed_by(self, key: Option<KeyId>) -> Self {
+        Self {
+            changed_by: key,
+            ..self
+        }
+    }
+
+    /// The key id for a log line, `-` when not known.
+    fn key_id(&self) -> String {
+        self.changed_by
+            .map_or_else(|| "-".to_owned(), |key| key.to_string())
+    }
+
     /// The loaded factory with this id.
     pub fn find_factory(&self, factory_id: &str) -> Result<Arc<Factory>, ConnectorChangeError> {
         self.factories
@@ -157,6 +174,7 @@ impl ConnectorLifecycle<'_> {
         };
         let mut change = self.live.lock_changes().await;
         let record = self.store.insert_live(new_connector).await?;
+        tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, key_id = %self.key_id(), "connector created; it is the live one");
         self.make_live(&mut change, &record, factory, instance);
         Ok(record)
     }
@@ -183,6 +201,7 @@ impl ConnectorLifecycle<'_> {
                 .unwrap_or_else(|| stored.metadata.clone());
             match self.store.update(&stored, config, metadata).await? {
                 UpdateOutcome::Updated(record) => {
+                    tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, live = record.enabled, config_replaced = new_config.is_some(), key_id = %self.key_id(), "connector updated");
                     if record.enabled {
                         self.make_live(&mut change, &record, factory, instance);
                     }
@@ -215,6 +234,7 @@ impl ConnectorLifecycle<'_> {
                 .ok_or_else(|| ConnectorChangeError::NotFound {
                     id: stored.id.clone(),
                 })?;
+        tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, key_id = %self.key_id(), "connector enabled; it is the live one");
         self.make_live(&mut change, &record, factory, instance);
         Ok(record)
     }
@@ -225,7 +245,9 @@ impl ConnectorLifecycle<'_> {
         if !self.store.delete(id).await? {
             return Err(ConnectorChangeError::NotFound { id: id.to_owned() });
         }
-        if change.current().is_some_and(|live| live.connector_id == id) {
+        let was_live = change.current().is_some_and(|live| live.connector_id == id);
+        tracing::info!(connector_id = %id, was_live, key_id = %self.key_id(), "connector deleted");
+        if was_live {
             change.clear(Clear::Deleted {
                 connector_id: id.to_owned(),
             });

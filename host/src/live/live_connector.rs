@@ -32,6 +32,7 @@ pub struct NoLiveConnector;
 impl LiveSlot {
     /// A slot holding the connector restored at start-up, if any.
     pub fn new(live: Option<Arc<LiveConnector>>) -> Self {
+        report_live_connector(live.as_deref());
         Self {
             live: ArcSwapOption::new(live),
             changes: tokio::sync::Mutex::new(()),
@@ -139,9 +140,19 @@ impl LiveChange<'_> {
     }
 
     fn store(&mut self, next: Option<Arc<LiveConnector>>) {
+        report_live_connector(next.as_deref());
         self.slot.live.store(next);
         metrics::counter!("live_connector_swaps_total").increment(1);
     }
+}
+
+/// `live_connector_configured` and `live_connector_ready`: whether a connector is live, and
+/// whether it can send (its plugin loaded and its config accepted and readable here).
+fn report_live_connector(live: Option<&LiveConnector>) {
+    let configured = live.is_some();
+    let ready = live.is_some_and(|live| live.unavailable_reason().is_none());
+    metrics::gauge!("live_connector_configured").set(f64::from(u8::from(configured)));
+    metrics::gauge!("live_connector_ready").set(f64::from(u8::from(ready)));
 }
 
 pub struct LiveConnector {

@@ -88,9 +88,13 @@ pub async fn follow_shared_store(follower: StoreFollower<'_>) {
     }
 }
 
-/// The fallback for missed notifications: reload when the store's generation moved.
+/// The fallback for missed notifications: reload when the store's generation moved. Also
+/// what `store_up` reports.
 async fn catch_up_if_behind(follower: &StoreFollower<'_>) {
-    match follower.store.generation().await {
+    let generation = follower.store.generation().await;
+    // The one-second check `store_up` follows.
+    crate::telemetry::report_store_up(generation.is_ok());
+    match generation {
         Ok(generation) if generation != follower.served_generation.load(Ordering::Acquire) => {
             reload_live_connector(follower).await;
         }

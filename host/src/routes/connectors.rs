@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::api_error::{ApiError, Json, Path, Query};
 use crate::live::lifecycle::{secret_keys, NewConnectorRequest};
+use crate::routes::RequestKey;
 use crate::send::config_test::{send_test_code, ConfigTest};
 use crate::state::AppState;
 use crate::store::ConnectorRecord;
@@ -172,10 +173,12 @@ pub struct CreateConnectorBody {
     responses((status = 200, description = "The new live connector", body = ConnectorResponse)), security(("admin_key" = [])))]
 pub async fn create_connector(
     State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
     Json(body): Json<CreateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
     let record = state
         .connector_lifecycle()
+        .changed_by(key)
         .create(NewConnectorRequest {
             factory_id: body.connector_id,
             config: Value::Object(body.config),
@@ -211,11 +214,13 @@ pub struct UpdateConnectorBody {
     responses((status = 200, body = ConnectorResponse)), security(("admin_key" = [])))]
 pub async fn update_connector(
     State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
     Path(id): Path<String>,
     Json(body): Json<UpdateConnectorBody>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
     let record = state
         .connector_lifecycle()
+        .changed_by(key)
         .update(
             &id,
             body.config.map(Value::Object),
@@ -231,9 +236,14 @@ pub async fn update_connector(
     responses((status = 200, description = "The connector, now live", body = ConnectorResponse)), security(("admin_key" = [])))]
 pub async fn enable_connector(
     State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectorResponse>, ApiError> {
-    let record = state.connector_lifecycle().enable(&id).await?;
+    let record = state
+        .connector_lifecycle()
+        .changed_by(key)
+        .enable(&id)
+        .await?;
     Ok(Json(connector_response(&state, record)))
 }
 
@@ -242,9 +252,14 @@ pub async fn enable_connector(
     responses((status = 204, description = "Deleted")), security(("admin_key" = [])))]
 pub async fn delete_connector(
     State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.connector_lifecycle().delete(&id).await?;
+    state
+        .connector_lifecycle()
+        .changed_by(key)
+        .delete(&id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

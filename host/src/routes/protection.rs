@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json, Path, Query};
 use crate::protection::{BlockKind, BlockReason, BlockView, ProtectionReport};
+use crate::routes::RequestKey;
 use crate::state::AppState;
 
 /// What `GET /api/protection` answers (documented shape of [`ProtectionReport`]).
@@ -119,6 +120,7 @@ pub async fn get_protection(
     responses((status = 204, description = "Lifted")), security(("admin_key" = [])))]
 pub async fn lift_block(
     State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // Every host's first: the others drop it at their next exchange.
@@ -127,7 +129,7 @@ pub async fn lift_block(
         None => false,
     };
     if state.sender.protection.lift(&id) || lifted_for_all {
-        tracing::info!(block_id = %id, "protection block lifted by an admin");
+        tracing::info!(block_id = %id, key_id = %key_id(key), "protection block lifted by an admin");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound {
@@ -144,6 +146,7 @@ pub async fn lift_block(
     responses((status = 204, description = "Allowed")), security(("admin_key" = [])))]
 pub async fn allow_country(
     State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
     Path(region): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if !crate::protection::is_region_code(&region) {
@@ -155,6 +158,11 @@ pub async fn allow_country(
         postgres.allow_protection_country(&region).await?;
     }
     state.sender.protection.allow_country(&region);
-    tracing::info!(%region, "country allowed by an admin for protection");
+    tracing::info!(%region, key_id = %key_id(key), "country allowed by an admin for protection");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The key id for a log line, `-` when not known.
+fn key_id(key: Option<crate::api_keys::KeyId>) -> String {
+    key.map_or_else(|| "-".to_owned(), |key| key.to_string())
 }

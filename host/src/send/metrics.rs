@@ -71,6 +71,8 @@ pub struct SendMetrics {
     pub(super) duration_seconds: metrics::Histogram,
     /// `sms_sends_total`, indexed by purpose then outcome (the `ALL` orders).
     sends: [[metrics::Counter; 3]; 3],
+    /// `sms_connector_busy_total`: registered with the others, so it is at zero from the start.
+    pub(super) busy: metrics::Counter,
 }
 
 impl SendMetrics {
@@ -80,6 +82,7 @@ impl SendMetrics {
             duration_seconds: metrics::histogram!("sms_send_duration_seconds", "factory" => factory_id.to_owned()),
             sends: SendPurpose::ALL
                 .map(|purpose| SendOutcome::ALL.map(|outcome| counter(purpose, outcome))),
+            busy: metrics::counter!("sms_connector_busy_total", "factory" => factory_id.to_owned()),
         }
     }
 

@@ -329,8 +329,7 @@ impl Sender {
             .vendor_concurrency
             .try_acquire(target.factory_id, target.connector_id)
         else {
-            ::metrics::counter!("sms_connector_busy_total", "factory" => target.factory_id.to_owned())
-                .increment(1);
+            target.metrics.busy.increment(1);
             tracing::warn!(connector_id = %target.connector_id, factory_id = %target.factory_id, phone = %recipient, purpose = purpose.label(), "send refused: the connector is at its limit of sends in progress");
             self.limiter.release(reservation).await;
             return Err(SendError::ConnectorBusy {

@@ -121,7 +121,21 @@ impl VerificationCodes<'_> {
                 now_millis(),
                 self.policy.max_attempts,
             )
-            .await?;
+            .await
+            .inspect_err(|_| {
+                metrics::counter!("verification_code_checks_total", "result" => "store_error")
+                    .increment(1);
+            })?;
+        // Words an operator reads on a dashboard (brute force shows as `wrong`, then
+        // `too_many_attempts`); `verification_codes_failed_total` keeps Logto's.
+        let result = match outcome {
+            VerifyOutcome::Verified => "verified",
+            VerifyOutcome::NotFound => "not_found",
+            VerifyOutcome::Expired => "expired",
+            VerifyOutcome::ExceededMaxTry => "too_many_attempts",
+            VerifyOutcome::Mismatch { .. } => "wrong",
+        };
+        metrics::counter!("verification_code_checks_total", "result" => result).increment(1);
         let outcome_label = match outcome {
             VerifyOutcome::Verified => "verified",
             VerifyOutcome::NotFound => "not_found",

@@ -76,8 +76,109 @@ impl From<tokio_postgres::Error> for StoreError {
                 database_error.code().code(),
                 database_error.message()
             )),
-            None => StoreError::Unavailable(error.to_string()),
+            None => StoreError::Unavailable(database_error_in_words(&error)),
         }
+    }
+}
+
+/// Where the database is, as `host:port` (each host of a multi-host URL; a socket folder's
+/// socket file), for error messages.
+pub fn database_address(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    let addresses: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            // One port for every host, or one each; 5432 when none is given.
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                    format!("[{name}]:{port}")
+                }
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(folder) => {
+                    format!("{}/.s.PGSQL.{port}", folder.display())
+                }
+            }
+        })
+        .collect();
+    if addresses.is_empty() {
+        "(no host in the URL)".to_owned()
+    } else {
+        addresses.join(", ")
+    }
+}
+
+/// Why the pool gave no connection, in words that name the database, e.g. `cannot connect
+/// to PostgreSQL at 127.0.0.1:5433: connection refused` (deadpool alone says "Error occurred
+/// while creating a new object: db error").
+pub fn pool_error_in_words(error: &deadpool_postgres::PoolError, address: &str) -> String {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    let seconds = OPERATION_DEADLINE.as_secs();
+    match error {
+        PoolError::Timeout(TimeoutType::Wait) => format!(
+            "no connection to PostgreSQL at {address} became free within {seconds} s (every pooled connection is in use)"
+        ),
+        PoolError::Timeout(TimeoutType::Create) => {
+            format!("cannot connect to PostgreSQL at {address}: no answer within {seconds} s")
+        }
+        PoolError::Timeout(TimeoutType::Recycle) => format!(
+            "PostgreSQL at {address} did not answer a pooled connection's check within {seconds} s"
+        ),
+        PoolError::Backend(error) => format!(
+            "cannot connect to PostgreSQL at {address}: {}",
+            database_error_in_words(error)
+        ),
+        other => format!(
+            "cannot use PostgreSQL at {address}: {}",
+            database_error_in_words(other)
+        ),
+    }
+}
+
+/// An error and its causes in words: each cause that adds something, joined by `: `.
+/// Wrappers that only name a kind ("db error", "error connecting to server") give way to
+/// their cause, and an OS error loses its number ("connection refused", not "Connection
+/// refused (os error 111)").
+pub fn database_error_in_words(error: &(dyn std::error::Error + 'static)) -> String {
+    const WRAPPERS: [&str; 4] = [
+        "Error occurred while creating a new object",
+        "db error",
+        "error connecting to server",
+        "error communicating with the server",
+    ];
+    let mut words: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let cause = error.source();
+        let text = error.to_string();
+        let is_wrapper = WRAPPERS.iter().any(|wrapper| text.starts_with(wrapper));
+        if cause.is_none() || !is_wrapper {
+            let text = match error.downcast_ref::<std::io::Error>() {
+                Some(io_error) => io_error_in_words(io_error),
+                None => text,
+            };
+            if !words.contains(&text) {
+                words.push(text);
+            }
+        }
+        current = cause;
+    }
+    words.join(": ")
+}
+
+/// `Connection refused (os error 111)` as `connection refused`.
+fn io_error_in_words(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.find(" (os error ") {
+        Some(end) => &text[..end],
+        None => text.as_str(),
+    };
+    let mut characters = text.chars();
+    match characters.next() {
+        Some(first) => first.to_lowercase().chain(characters).collect(),
+        None => text.to_owned(),
     }
 }
 
@@ -349,7 +450,10 @@ impl PostgresStore {
             .build()
             .map_err(|error| StoreError::Failed(format!("cannot build the pool: {error}")))?;
         let store = Self {
-            reservations: ReservationBatcher::start(DatabaseReservations { pool: pool.clone() }),
+            reservations: ReservationBatcher::start(DatabaseReservations {
+                pool: pool.clone(),
+                address: database_address(&connect_config).into(),
+            }),
             pool,
             connect_config,
             tls,
@@ -440,10 +544,12 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|error| StoreError::Unavailable(format!("cannot reach PostgreSQL: {error}")))
+        self.pool.get().await.map_err(|error| {
+            StoreError::Unavailable(pool_error_in_words(
+                &error,
+                &database_address(&self.connect_config),
+            ))
+        })
     }
 
     /// The generation and the live connector, read in one statement (one snapshot).
@@ -558,12 +664,23 @@ impl PostgresStore {
         limits: SendLimits,
         requests: &[ReservationRequest],
     ) -> Result<Vec<SharedReservation>, StoreError> {
-        reserve_batch(&self.pool, limits, requests).await
+        reserve_batch(
+            &self.pool,
+            &database_address(&self.connect_config),
+            limits,
+            requests,
+        )
+        .await
     }
 
     /// Gives a slot back (the send failed), so only successful sends count.
     pub async fn release_send(&self, reservation_id: i64) -> Result<(), StoreError> {
-        delete_send(&self.pool, reservation_id).await
+        delete_send(
+            &self.pool,
+            &database_address(&self.connect_config),
+            reservation_id,
+        )
+        .await
     }
 
     /// Forgets sends older than `retention` (by the database's clock); returns how many.
@@ -587,6 +704,8 @@ impl PostgresStore {
 /// The batcher's way to the database.
 struct DatabaseReservations {
     pool: Pool,
+    /// Where the database is, for error messages.
+    address: std::sync::Arc<str>,
 }
 
 impl ReservationExecutor for DatabaseReservations {
@@ -596,32 +715,35 @@ impl ReservationExecutor for DatabaseReservations {
         requests: Vec<ReservationRequest>,
     ) -> impl Future<Output = Result<Vec<SharedReservation>, StoreError>> + Send {
         let pool = self.pool.clone();
-        async move { reserve_batch(&pool, limits, &requests).await }
+        let address = std::sync::Arc::clone(&self.address);
+        async move { reserve_batch(&pool, &address, limits, &requests).await }
     }
 
     fn release(&self, reservation_id: i64) -> impl Future<Output = ()> + Send {
         let pool = self.pool.clone();
+        let address = std::sync::Arc::clone(&self.address);
         async move {
-            if let Err(error) = delete_send(&pool, reservation_id).await {
+            if let Err(error) = delete_send(&pool, &address, reservation_id).await {
                 tracing::warn!(%error, "could not give back the slot of a send that gave up");
             }
         }
     }
 }
 
-async fn pool_client(pool: &Pool) -> Result<Object, StoreError> {
+async fn pool_client(pool: &Pool, address: &str) -> Result<Object, StoreError> {
     pool.get()
         .await
-        .map_err(|error| StoreError::Unavailable(format!("cannot reach PostgreSQL: {error}")))
+        .map_err(|error| StoreError::Unavailable(pool_error_in_words(&error, address)))
 }
 
 async fn reserve_batch(
     pool: &Pool,
+    address: &str,
     limits: SendLimits,
     requests: &[ReservationRequest],
 ) -> Result<Vec<SharedReservation>, StoreError> {
     within_deadline(async {
-        let client = pool_client(pool).await?;
+        let client = pool_client(pool, address).await?;
         let statement = client
             .prepare_cached(
                 "SELECT request_index, reservation_id, refusal, retry_after_ms
@@ -675,9 +797,9 @@ async fn reserve_batch(
     .await
 }
 
-async fn delete_send(pool: &Pool, reservation_id: i64) -> Result<(), StoreError> {
+async fn delete_send(pool: &Pool, address: &str, reservation_id: i64) -> Result<(), StoreError> {
     within_deadline(async {
-        pool_client(pool)
+        pool_client(pool, address)
             .await?
             .execute(
                 "DELETE FROM recipient_sends WHERE id = $1",
@@ -1021,6 +1143,44 @@ impl VerificationCodeStore for PostgresStore {
 mod tests {
     use super::*;
     use tokio_postgres::types::{FromSql, Type};
+
+    /// What an operator read during an outage was deadpool's "Error occurred while creating
+    /// a new object: db error"; the cause and the address say what happened.
+    #[tokio::test]
+    async fn a_refused_connection_is_said_in_words_with_the_address() {
+        // Nothing listens on port 1 of loopback: refused at once.
+        let options =
+            tls::connect_options("host=127.0.0.1 port=1 user=nobody connect_timeout=5").unwrap();
+        let config = options.config;
+        let manager = Manager::from_config(
+            config.clone(),
+            options.tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(1)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .unwrap();
+        let error = pool.get().await.expect_err("nothing listens there");
+        assert_eq!(
+            pool_error_in_words(&error, &database_address(&config)),
+            "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused"
+        );
+    }
+
+    #[test]
+    fn addresses_name_each_host_and_port() {
+        let address = |url: &str| database_address(&url.parse().unwrap());
+        assert_eq!(address("postgres://u@db.example/app"), "db.example:5432");
+        assert_eq!(address("host=a,b port=5433 user=u"), "a:5433, b:5433");
+        assert_eq!(
+            address("host=/run/postgresql user=u"),
+            "/run/postgresql/.s.PGSQL.5432"
+        );
+    }
 
     #[test]
     fn reserve_send_s_refusals_are_read_as_types_and_unknown_text_is_an_error() {

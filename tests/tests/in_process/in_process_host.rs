@@ -3,8 +3,9 @@
 //! loop: what it answers is what the routes, the key checks and the request admission decide.
 //!
 //! Not served here (the end-to-end suites have them): the connection loop's limits, the
-//! plugin watcher, the store follower, the purge task, `/metrics` (no recorder is installed:
-//! the recorder is global to a process) and the log.
+//! plugin watcher, the store follower, the purge task and the log. `/metrics` is: each host
+//! has a recorder of its own, set as the local recorder of every thread that runs it (the
+//! process's global recorder would mix the counts of hosts tested at the same time).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
@@ -21,6 +22,8 @@ use tower::ServiceExt;
 pub struct InProcessHost {
     /// Taken in `drop`, so the state goes inside its runtime.
     router: Option<axum::Router>,
+    /// This host's metrics; leaked, as the runtime's threads keep it set until they end.
+    recorder: &'static metrics_exporter_prometheus::PrometheusRecorder,
     runtime: tokio::runtime::Runtime,
     folders: HostFolders,
 }
@@ -49,20 +52,31 @@ impl InProcessHost {
         let folders = HostFolders::with_database(plugins, database);
         let mut config = serve_config(&folders);
         configure(&mut config);
+        let recorder: &'static _ = Box::leak(Box::new(
+            connector_host::telemetry::build_metrics_recorder().expect("a recorder"),
+        ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // For the thread's whole life: the recorder is never freed.
+            .on_thread_start(move || {
+                std::mem::forget(metrics::set_default_local_recorder(recorder))
+            })
             .enable_all()
             .build()
             .expect("a runtime");
-        let state = runtime
-            .block_on(AppState::load(config, None))
-            .unwrap_or_else(|error| panic!("the host did not start: {error}"));
+        let state = {
+            let _recorder = metrics::set_default_local_recorder(recorder);
+            runtime
+                .block_on(AppState::load(config, Some(recorder.handle())))
+                .unwrap_or_else(|error| panic!("the host did not start: {error}"))
+        };
         let state = Arc::new(state);
         // On PostgreSQL, the protection's exchanges run as `serve` runs them.
         runtime.block_on(async { connector_host::server::start_protection_sharing(&state) });
         let router = connector_host::server::router(state);
         let host = InProcessHost {
             router: Some(router),
+            recorder,
             runtime,
             folders,
         };
@@ -78,6 +92,13 @@ impl InProcessHost {
             "{health}"
         );
         host
+    }
+
+    /// `GET /metrics`: the Prometheus text.
+    pub fn metrics_text(&self) -> String {
+        let (status, body) = self.request("GET", "/metrics", None, None);
+        assert_eq!(status, 200);
+        body.as_str().expect("text").to_owned()
     }
 
     /// Every line of this host's outbox (see [`HostFolders::outbox_lines`]).
@@ -167,6 +188,8 @@ impl InProcessHost {
             .router
             .clone()
             .expect("the router lives as long as the host");
+        // `block_on` runs the request on this thread.
+        let _recorder = metrics::set_default_local_recorder(self.recorder);
         self.runtime.block_on(async move {
             let response = router
                 .oneshot(request)
@@ -223,6 +246,7 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         database_password_file: None,
         store_notifications: true,
         http_limits: Default::default(),
+        access_log: false,
     }
 }
 

@@ -10,6 +10,7 @@ mod connectors;
 mod in_process_host;
 mod keys;
 mod messages;
+mod metrics;
 mod phones;
 mod protection;
 mod request_bodies;
