@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{plugin_file, HostFolders, TestHost, ADMIN_KEY, SEND_KEY};
+use e2e_tests::{plugin_file, HostFolders, TestHost, ADMIN_KEY, SEND_KEY, UNLIMITED_FLOOD_FLAGS};
 use serde_json::{json, Value};
 
 const MOCK: &str = "mock-short-message-service";
@@ -158,7 +158,7 @@ fn upgrading_the_live_plugin_under_continuous_sends_fails_nothing() {
     // Sends to one number without pause for as long as the upgrade takes (a load, not a
     // user): the protection layers that stop such a flood are off.
     let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
-    args.extend(e2e_tests::UNLIMITED_FLOOD_FLAGS);
+    args.extend(UNLIMITED_FLOOD_FLAGS);
     let host =
         Arc::new(HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&args));
     make_mock_live(&host);
@@ -759,7 +759,12 @@ fn swaps_counted(host: &TestHost) -> u64 {
 
 #[test]
 fn every_swap_of_the_live_connector_is_counted_once() {
-    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start();
+    // It sends to one prefix until each upgrade lands: a load, not users.
+    let flags: Vec<&str> = ["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY]
+        .into_iter()
+        .chain(UNLIMITED_FLOOD_FLAGS)
+        .collect();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&flags);
     assert_eq!(swaps_counted(&host), 0);
     let first = make_mock_live(&host);
     assert_eq!(swaps_counted(&host), 1, "create");
