@@ -166,6 +166,9 @@ pub struct HostFolders {
     /// The host's open file limit (soft and hard), as `ulimit -n` would set it; `None`: this
     /// process's.
     pub open_file_limit: Option<u64>,
+    /// Runs the host with the kernel's memory-deny-write-execute (`PR_SET_MDWE`), what
+    /// systemd's `MemoryDenyWriteExecute=yes` applies: no mapping may become executable.
+    pub deny_write_execute_memory: bool,
     scratch: tempfile::TempDir,
 }
 
@@ -269,6 +272,7 @@ impl HostFolders {
             data_dir,
             database,
             open_file_limit: None,
+            deny_write_execute_memory: false,
             scratch,
         }
     }
@@ -404,6 +408,19 @@ impl HostFolders {
             .open(&log_path)
             .expect("log file");
         let mut command = Command::new(host_binary());
+        if self.deny_write_execute_memory {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only prctl runs, a plain system call.
+            unsafe {
+                command.pre_exec(|| {
+                    // PR_MDWE_REFUSE_EXEC_GAIN; the spawn fails if the kernel refuses.
+                    if libc::prctl(libc::PR_SET_MDWE, 1, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         if let Some(limit) = self.open_file_limit {
             use std::os::unix::process::CommandExt;
             // SAFETY: between fork and exec only setrlimit runs, a plain system call.

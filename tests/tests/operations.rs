@@ -207,3 +207,84 @@ fn postgresql_over_tls_with_a_private_ca_means_each_sslmode_as_libpq_does() {
         "{refused}"
     );
 }
+
+/// What systemd's `MemoryDenyWriteExecute=yes` (deploy/connector-host.service) allows: every
+/// bundled plugin loads and the live one sends under the kernel's equivalent, `PR_SET_MDWE`
+/// (the spawn fails if the kernel refuses it, so this cannot pass without it).
+#[test]
+fn every_bundled_plugin_loads_and_sends_without_writable_executable_memory() {
+    let plugins = [
+        ("mock.so", plugin_file("mock_sms")),
+        ("http.so", plugin_file("http_sms")),
+        ("twilio.so", plugin_file("twilio_sms")),
+        ("vonage.so", plugin_file("vonage_sms")),
+        ("kannel.so", plugin_file("kannel_sms")),
+    ];
+    let plugins: Vec<(&str, &std::path::Path)> = plugins
+        .iter()
+        .map(|(name, path)| (*name, path.as_path()))
+        .collect();
+    let mut folders = HostFolders::new(&plugins);
+    folders.deny_write_execute_memory = true;
+    let host = folders.start();
+    let (status, factories) = host.get("/api/connector-factories");
+    assert_eq!(status, 200, "{factories}");
+    assert_eq!(factories.as_array().map(Vec::len), Some(5), "{factories}");
+    let (status, body) = host.post(
+        "/api/connectors",
+        &serde_json::json!({"connectorId": "mock-short-message-service", "config": {"templates": [{"usageType": "Generic", "content": "{{code}}"}]}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = host.post(
+        "/api/messages",
+        &serde_json::json!({"to": "+12015550123", "type": "Generic", "payload": {"code": "1"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The unit in deploy/ is valid and rates at most 2.0 in `systemd-analyze security` (offline:
+/// no running systemd needed).
+#[test]
+fn the_systemd_unit_verifies_and_rates_at_most_two() {
+    let scratch = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/connector-host.service"),
+    )
+    .unwrap();
+    // `verify` checks that ExecStart's program exists: the one just built.
+    let unit_file = scratch.path().join("connector-host.service");
+    std::fs::write(
+        &unit_file,
+        unit.replace(
+            "/usr/local/bin/connector-host",
+            &host_binary().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let analyze = |args: &[&str]| {
+        Command::new("systemd-analyze")
+            .args(args)
+            .arg(&unit_file)
+            .output()
+            .expect("systemd-analyze (Debian's systemd package) runs")
+    };
+    let verify = analyze(&["verify"]);
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let security = analyze(&["security", "--offline=true", "--no-pager"]);
+    let report = String::from_utf8_lossy(&security.stdout).into_owned()
+        + &String::from_utf8_lossy(&security.stderr);
+    let score: f64 = report
+        .lines()
+        .find_map(|line| {
+            line.split("Overall exposure level for connector-host.service: ")
+                .nth(1)
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|score| score.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{report}"));
+    assert!(score <= 2.0, "exposure {score}:\n{report}");
+}
