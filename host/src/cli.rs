@@ -190,6 +190,20 @@ pub struct ServeArgs {
     /// for TLS). Default: SQLite in the data directory.
     #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// With `--database-url`: how long start-up waits for PostgreSQL, retrying with backoff
+    /// (0.5 s doubling to 10 s), before giving up; 0 waits for ever. The host listens only
+    /// once the database answered.
+    #[arg(long, env = "CONNECTOR_HOST_DATABASE_WAIT_SECS", default_value_t = 0)]
+    pub database_wait_secs: u64,
+    /// On SIGTERM or SIGINT, `/ready` answers 503 at once and the listener keeps accepting
+    /// for this many seconds (so a load balancer's next checks take the host out), then stops
+    /// accepting and lets requests in flight finish.
+    #[arg(long, env = "CONNECTOR_HOST_DRAIN_GRACE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub drain_grace_secs: u64,
+    /// After the drain grace, how long requests in flight may take to finish before the host
+    /// exits anyway.
+    #[arg(long, env = "CONNECTOR_HOST_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
     /// File holding the key codes are hashed with; the same file on every host of one
     /// database, readable only by the host's user (it is never stored in the database).
     /// Required with `--database-url`; default: `<data>/code-hash-key`, created on first start.
@@ -400,6 +414,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         secrets_key_file: args.secrets_key_file,
         database_password_file: args.database_password_file,
         store_notifications: args.store_notifications,
+        database_wait: (args.database_wait_secs > 0)
+            .then(|| Duration::from_secs(args.database_wait_secs)),
+        shutdown: crate::readiness::ShutdownSettings {
+            drain_grace: Duration::from_secs(args.drain_grace_secs),
+            timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        },
         plugin_watch: match args.plugins_watch {
             WatchArg::Notify => PluginWatchMode::Notify,
             WatchArg::Poll => {
@@ -407,7 +427,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             }
         },
     };
-    match runtime.block_on(serve(config, args.listen)) {
+    let served = runtime.block_on(serve(config, args.listen));
+    // Exit within a bounded time: background work still running (a blocking plugin call)
+    // is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("connector-host: {error}");

@@ -39,7 +39,9 @@
 //! - [`phone`]: phone number validation and E.164 normalization.
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
 //! - [`telemetry`]: the Prometheus recorder and its upkeep.
-//! - [`server`]: the router (with key checks) and the listener.
+//! - [`server`]: the router (with key checks), the listener and the drain at shutdown.
+//! - [`readiness`]: `/ready` apart from `/health` (what a load balancer checks), and the
+//!   drain settings.
 //! - [`state`]: the application state the routes share, what `serve` is configured with, and
 //!   start-up (data directory, keys, plugins folder, store, the live connector restored).
 //! - [`http`]: the limits at the HTTP edge: the accept loop with a cap on connections and
@@ -72,6 +74,7 @@ pub mod log_writer;
 pub mod phone;
 pub mod plugins;
 pub mod protection;
+pub mod readiness;
 pub mod request_fields;
 pub mod routes;
 pub mod scaffold;

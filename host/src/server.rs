@@ -86,7 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             require_send_key,
         ));
-    // Shed, deadlines and run-to-the-end for the API; `/health`, `/metrics` and the console's
+    // Shed, deadlines and run-to-the-end for the API; `/health`, `/ready`, `/metrics` and the console's
     // files stay outside, answerable under any load.
     let api_routes = admin_routes
         .merge(send_routes)
@@ -96,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .route("/health", get(routes::health::get_health))
+        .route("/ready", get(routes::health::get_ready))
         .route("/metrics", get(routes::metrics::get_metrics))
         .merge(api_routes)
         .merge(crate::console::console_router())
@@ -178,21 +179,35 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
         }
     };
     let limits = state.config.http_limits.clone();
-    // Requests still running at shutdown get their deadline again to finish (a send is
-    // never cut in the middle when it can be helped).
-    let grace = limits.api_request_timeout;
+    let settings = state.config.shutdown;
+    // When the listener stopped accepting, and how many API requests were in flight then.
+    let stopped_accepting = Arc::new(std::sync::OnceLock::new());
     crate::http::serve_connections(
         listener,
         router(Arc::clone(&state)),
         &limits,
-        shutdown_signal(),
-        grace,
+        drain_on_signal(Arc::clone(&state), Arc::clone(&stopped_accepting)),
+        settings.timeout,
     )
     .await?;
-    if !state.request_admission.all_finished_within(grace).await {
+    // Requests in flight finish (a send is never cut in the middle), within the timeout.
+    let (stopped_at, in_flight_at_stop) = stopped_accepting
+        .get()
+        .copied()
+        .unwrap_or_else(|| (std::time::Instant::now(), 0));
+    let remaining = settings.timeout.saturating_sub(stopped_at.elapsed());
+    if state.request_admission.all_finished_within(remaining).await {
+        tracing::info!(
+            in_flight_at_stop,
+            finished_in_ms = stopped_at.elapsed().as_millis() as u64,
+            "drained: every request in flight finished"
+        );
+    } else {
         tracing::warn!(
-            in_flight = state.request_admission.in_flight(),
-            "requests still running after the shutdown grace period"
+            in_flight_at_stop,
+            still_running = state.request_admission.in_flight(),
+            shutdown_timeout_secs = settings.timeout.as_secs(),
+            "requests still running after --shutdown-timeout-secs; exiting anyway"
         );
     }
     if let Some(sqlite) = state.store_backend.embedded() {
@@ -223,6 +238,34 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
             Err(error) => tracing::warn!(%error, "purging expired codes failed"),
         }
     }
+}
+
+/// Ends when the listener should stop accepting: at SIGTERM or SIGINT `/ready` turns 503
+/// (`draining`), then the listener keeps accepting for `--drain-grace-secs` so a load
+/// balancer's next checks take this host out before connections are refused. A second
+/// signal ends the grace at once.
+async fn drain_on_signal(
+    state: Arc<AppState>,
+    stopped_accepting: Arc<std::sync::OnceLock<(std::time::Instant, usize)>>,
+) {
+    shutdown_signal().await;
+    state.readiness.start_draining();
+    let grace = state.config.shutdown.drain_grace;
+    tracing::info!(
+        drain_grace_secs = grace.as_secs(),
+        in_flight = state.request_admission.in_flight(),
+        "draining: /ready answers 503, still accepting during the grace"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(grace) => {},
+        () = shutdown_signal() => {},
+    }
+    let in_flight = state.request_admission.in_flight();
+    let _ = stopped_accepting.set((std::time::Instant::now(), in_flight));
+    tracing::info!(
+        in_flight,
+        "drain grace over: no longer accepting; requests in flight finish"
+    );
 }
 
 async fn shutdown_signal() {

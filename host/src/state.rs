@@ -129,6 +129,10 @@ pub struct ServeConfig {
     pub store_notifications: bool,
     /// Timeouts and caps on connections, requests and sends per connector.
     pub http_limits: crate::http::HttpLimits,
+    /// With PostgreSQL: how long start-up waits for the database (`None`: for ever).
+    pub database_wait: Option<std::time::Duration>,
+    /// The drain on SIGTERM and SIGINT.
+    pub shutdown: crate::readiness::ShutdownSettings,
 }
 
 /// Shared by every request.
@@ -156,6 +160,8 @@ pub struct AppState {
     pub data_directory_lock: crate::data_directory::DataDirectoryLock,
     /// The API routes' gate: in-flight cap, body and request deadlines.
     pub request_admission: Arc<crate::http::RequestAdmission>,
+    /// Draining or not (`/ready`).
+    pub readiness: crate::readiness::Readiness,
 }
 
 impl AppState {
@@ -196,11 +202,26 @@ impl AppState {
             database_password,
         } = prepared;
         let backend = match (database_url, sqlite_store, secrets_keyring) {
-            (Some(url), _, Some(keyring)) => StoreBackend::Shared(Box::new(
-                PostgresStore::connect_with_password(&url, database_password.as_deref(), keyring)
+            (Some(url), _, Some(keyring)) => {
+                // The database may be starting with this host: wait for it (bounded by
+                // `--database-wait-secs`) rather than exit.
+                PostgresStore::wait_until_reachable(
+                    &url,
+                    database_password.as_deref(),
+                    config.database_wait,
+                )
+                .await
+                .map_err(StartupError::Database)?;
+                StoreBackend::Shared(Box::new(
+                    PostgresStore::connect_with_password(
+                        &url,
+                        database_password.as_deref(),
+                        keyring,
+                    )
                     .await
                     .map_err(StartupError::Database)?,
-            )),
+                ))
+            }
             (None, Some(sqlite), _) => StoreBackend::Embedded(sqlite),
             _ => return Err(StartupError::NoStore),
         };
@@ -308,6 +329,7 @@ impl AppState {
             "connection and request limits"
         );
         Ok(Self {
+            readiness: Default::default(),
             request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
             sender: Sender {
                 limits: config.send_limits.clone(),

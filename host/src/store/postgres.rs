@@ -72,9 +72,75 @@ impl From<tokio_postgres::Error> for StoreError {
                 database_error.code().code(),
                 database_error.message()
             )),
-            None => StoreError::Unavailable(error.to_string()),
+            None => StoreError::Unavailable(postgres_error_words(&error)),
         }
     }
+}
+
+/// An error from tokio-postgres in words: its own text says only "db error" or "error
+/// connecting to server", the reason is in its sources (the server's message, the I/O error).
+pub fn postgres_error_words(error: &tokio_postgres::Error) -> String {
+    if let Some(database_error) = error.as_db_error() {
+        return format!(
+            "{} (SQLSTATE {})",
+            database_error.message(),
+            database_error.code().code()
+        );
+    }
+    let mut words = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_words = cause.to_string();
+        if !words.contains(&cause_words) {
+            words = format!("{words}: {cause_words}");
+        }
+        source = cause.source();
+    }
+    words
+}
+
+/// Why the pool gave no connection, in words, naming the database it tried.
+fn pool_error_words(error: deadpool_postgres::PoolError, target: &str) -> StoreError {
+    let reason = match error {
+        deadpool_postgres::PoolError::Backend(error) => match StoreError::from(error) {
+            StoreError::Unavailable(reason) | StoreError::Failed(reason) => reason,
+            StoreError::ConfigUnreadable(unreadable) => unreadable.reason,
+        },
+        deadpool_postgres::PoolError::Timeout(_) => format!(
+            "no connection within {} s",
+            OPERATION_DEADLINE.as_secs()
+        ),
+        other => other.to_string(),
+    };
+    StoreError::Unavailable(format!("cannot reach PostgreSQL at {target}: {reason}"))
+}
+
+/// Where a connection config points, for messages: `host:port` (several comma-separated),
+/// never the user or password.
+pub fn database_target(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let port = ports
+                .get(index)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                    format!("[{name}]:{port}")
+                }
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(path) => {
+                    format!("{}/.s.PGSQL.{port}", path.display())
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Whether a database error means the server is going away or cannot take connections now
@@ -96,6 +162,8 @@ fn means_unreachable(code: &SqlState, message: &str) -> bool {
 pub struct PostgresStore {
     pool: Pool,
     connect_config: tokio_postgres::Config,
+    /// `host:port`, named in every error about reaching the database.
+    target: std::sync::Arc<str>,
     tls: MakeRustlsConnect,
     keyring: std::sync::Arc<SecretsKeyring>,
     reservations: ReservationBatcher,
@@ -330,22 +398,8 @@ impl PostgresStore {
         password: Option<&str>,
         keyring: SecretsKeyring,
     ) -> Result<Self, StoreError> {
-        let connect_config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
-        let mut connect_config = connect_config;
-        if let Some(password) = password {
-            if connect_config.get_password().is_some() {
-                return Err(StoreError::Failed(
-                    "the database URL holds a password and --database-password-file gives another: keep one".to_owned(),
-                ));
-            }
-            connect_config.password(password);
-        }
-        if connect_config.get_connect_timeout().is_none() {
-            connect_config.connect_timeout(OPERATION_DEADLINE);
-        }
-        connect_config.application_name("connector-host");
+        let connect_config = connection_config(url, password)?;
+        let target: std::sync::Arc<str> = database_target(&connect_config).into();
         let tls = tls_connector();
         let manager = Manager::from_config(
             connect_config.clone(),
@@ -363,9 +417,13 @@ impl PostgresStore {
             .build()
             .map_err(|error| StoreError::Failed(format!("cannot build the pool: {error}")))?;
         let store = Self {
-            reservations: ReservationBatcher::start(DatabaseReservations { pool: pool.clone() }),
+            reservations: ReservationBatcher::start(DatabaseReservations {
+                pool: pool.clone(),
+                target: std::sync::Arc::clone(&target),
+            }),
             pool,
             connect_config,
+            target,
             tls,
             keyring: std::sync::Arc::new(keyring),
         };
@@ -373,8 +431,68 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Start-up with a database that may not be up yet (a host started with it, or during its
+    /// restart): tries to connect with backoff (0.5 s doubling to 10 s), logging each failed
+    /// attempt with the database's `host:port` (never the password). `wait` bounds the
+    /// waiting (`None`: for ever); past it, the last failure is returned. A URL that cannot
+    /// be used at all fails at once.
+    pub async fn wait_until_reachable(
+        url: &str,
+        password: Option<&str>,
+        wait: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let connect_config = connection_config(url, password)?;
+        let target = database_target(&connect_config);
+        let tls = tls_connector();
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        for attempt in 1u32.. {
+            let reached = within_deadline(async {
+                let (client, connection) = connect_config.connect(tls.clone()).await?;
+                let connection_task = tokio::spawn(connection);
+                let answered = client.simple_query("SELECT 1").await;
+                drop(client);
+                let _ = connection_task.await;
+                answered?;
+                Ok(())
+            })
+            .await;
+            let reason = match reached {
+                Ok(()) => {
+                    if attempt > 1 {
+                        tracing::info!(database = %target, attempt, waited_ms = started.elapsed().as_millis() as u64, "PostgreSQL is reachable");
+                    }
+                    return Ok(());
+                }
+                // Wrong credentials or database name: waiting does not help.
+                Err(StoreError::Failed(reason)) => {
+                    return Err(StoreError::Failed(format!(
+                        "PostgreSQL at {target} refused the connection: {reason}"
+                    )))
+                }
+                Err(StoreError::Unavailable(reason)) => reason,
+                Err(StoreError::ConfigUnreadable(unreadable)) => unreadable.reason,
+            };
+            let waited = started.elapsed();
+            if wait.is_some_and(|wait| waited + backoff > wait) {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot reach PostgreSQL at {target} (gave up after {} s, --database-wait-secs): {reason}",
+                    waited.as_secs()
+                )));
+            }
+            tracing::warn!(database = %target, attempt, retry_in_ms = backoff.as_millis() as u64, %reason, "cannot reach PostgreSQL at {target}; waiting for it");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        Ok(())
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
-        let (mut client, connection) = self.connect_config.connect(self.tls.clone()).await?;
+        let (mut client, connection) = self
+            .connect_config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|error| self.unreachable(&error))?;
         let connection_task = tokio::spawn(connection);
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -393,6 +511,38 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// A connection that could not be opened, naming the database.
+    fn unreachable(&self, error: &tokio_postgres::Error) -> StoreError {
+        StoreError::Unavailable(format!(
+            "cannot reach PostgreSQL at {}: {}",
+            self.target,
+            postgres_error_words(error)
+        ))
+    }
+}
+
+/// The connection config from the URL and the password file's password.
+fn connection_config(url: &str, password: Option<&str>) -> Result<tokio_postgres::Config, StoreError> {
+        let connect_config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
+        let mut connect_config = connect_config;
+        if let Some(password) = password {
+            if connect_config.get_password().is_some() {
+                return Err(StoreError::Failed(
+                    "the database URL holds a password and --database-password-file gives another: keep one".to_owned(),
+                ));
+            }
+            connect_config.password(password);
+        }
+        if connect_config.get_connect_timeout().is_none() {
+            connect_config.connect_timeout(OPERATION_DEADLINE);
+        }
+        connect_config.application_name("connector-host");
+    Ok(connect_config)
+}
+
+impl PostgresStore {
     /// One transaction under the change lock (so no host writes a config meanwhile), without
     /// a new generation (the configs mean what they meant): checks the recorded sealing key,
     /// (re)seals, records the key. Then `VACUUM FULL` rewrites the table, so the row versions
@@ -454,10 +604,7 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|error| StoreError::Unavailable(format!("cannot reach PostgreSQL: {error}")))
+        pool_client(&self.pool, &self.target).await
     }
 
     /// The generation and the live connector, read in one statement (one snapshot).
@@ -509,7 +656,11 @@ impl PostgresStore {
     /// arrives as one `()`; the receiver ends when the connection is lost.
     pub async fn listen_for_changes(&self) -> Result<ChangeListener, StoreError> {
         within_deadline(async {
-            let (client, mut connection) = self.connect_config.connect(self.tls.clone()).await?;
+            let (client, mut connection) = self
+                .connect_config
+                .connect(self.tls.clone())
+                .await
+                .map_err(|error| self.unreachable(&error))?;
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
             let forward = tokio::spawn(async move {
                 while let Some(message) =
@@ -572,12 +723,12 @@ impl PostgresStore {
         limits: SendLimits,
         requests: &[ReservationRequest],
     ) -> Result<Vec<SharedReservation>, StoreError> {
-        reserve_batch(&self.pool, limits, requests).await
+        reserve_batch(&self.pool, &self.target, limits, requests).await
     }
 
     /// Gives a slot back (the send failed), so only successful sends count.
     pub async fn release_send(&self, reservation_id: i64) -> Result<(), StoreError> {
-        delete_send(&self.pool, reservation_id).await
+        delete_send(&self.pool, &self.target, reservation_id).await
     }
 
     /// Forgets sends older than `retention` (by the database's clock); returns how many.
@@ -601,6 +752,7 @@ impl PostgresStore {
 /// The batcher's way to the database.
 struct DatabaseReservations {
     pool: Pool,
+    target: std::sync::Arc<str>,
 }
 
 impl ReservationExecutor for DatabaseReservations {
@@ -610,32 +762,35 @@ impl ReservationExecutor for DatabaseReservations {
         requests: Vec<ReservationRequest>,
     ) -> impl Future<Output = Result<Vec<SharedReservation>, StoreError>> + Send {
         let pool = self.pool.clone();
-        async move { reserve_batch(&pool, limits, &requests).await }
+        let target = std::sync::Arc::clone(&self.target);
+        async move { reserve_batch(&pool, &target, limits, &requests).await }
     }
 
     fn release(&self, reservation_id: i64) -> impl Future<Output = ()> + Send {
         let pool = self.pool.clone();
+        let target = std::sync::Arc::clone(&self.target);
         async move {
-            if let Err(error) = delete_send(&pool, reservation_id).await {
+            if let Err(error) = delete_send(&pool, &target, reservation_id).await {
                 tracing::warn!(%error, "could not give back the slot of a send that gave up");
             }
         }
     }
 }
 
-async fn pool_client(pool: &Pool) -> Result<Object, StoreError> {
+async fn pool_client(pool: &Pool, target: &str) -> Result<Object, StoreError> {
     pool.get()
         .await
-        .map_err(|error| StoreError::Unavailable(format!("cannot reach PostgreSQL: {error}")))
+        .map_err(|error| pool_error_words(error, target))
 }
 
 async fn reserve_batch(
     pool: &Pool,
+    target: &str,
     limits: SendLimits,
     requests: &[ReservationRequest],
 ) -> Result<Vec<SharedReservation>, StoreError> {
     within_deadline(async {
-        let client = pool_client(pool).await?;
+        let client = pool_client(pool, target).await?;
         let statement = client
             .prepare_cached(
                 "SELECT request_index, reservation_id, refusal, retry_after_ms
@@ -689,9 +844,9 @@ async fn reserve_batch(
     .await
 }
 
-async fn delete_send(pool: &Pool, reservation_id: i64) -> Result<(), StoreError> {
+async fn delete_send(pool: &Pool, target: &str, reservation_id: i64) -> Result<(), StoreError> {
     within_deadline(async {
-        pool_client(pool)
+        pool_client(pool, target)
             .await?
             .execute(
                 "DELETE FROM recipient_sends WHERE id = $1",

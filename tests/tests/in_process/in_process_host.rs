@@ -220,6 +220,8 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         database_password_file: None,
         store_notifications: true,
         http_limits: Default::default(),
+        database_wait: None,
+        shutdown: Default::default(),
     }
 }
 
