@@ -678,6 +678,7 @@ fn the_openapi_document_describes_every_route() {
         .collect();
     for (method, path) in [
         ("get", "/health"),
+        ("get", "/ready"),
         ("get", "/api/connector-factories"),
         ("get", "/api/connector-factories/{id}"),
         ("get", "/api/connector-factories/{id}/readme.html"),

@@ -99,6 +99,25 @@ pub fn postgres_error_words(error: &tokio_postgres::Error) -> String {
     words
 }
 
+/// Whether start-up should wait and try again: the server cannot be reached or is not
+/// accepting connections yet (an I/O error, a timeout, a closed connection, "the database
+/// system is starting up"); not a refusal that stays (authentication, no such database).
+fn worth_waiting_for(error: &tokio_postgres::Error) -> bool {
+    if let Some(database_error) = error.as_db_error() {
+        return means_unreachable(database_error.code(), database_error.message());
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    // tokio-postgres's own kinds, known only by their text: the connect timeout and a
+    // connection lost before it was ready.
+    error.is_closed() || error.to_string() == "timeout waiting for server"
+}
+
 /// Why the pool gave no connection, in words, naming the database it tried.
 fn pool_error_words(error: deadpool_postgres::PoolError, target: &str) -> StoreError {
     let reason = match error {
@@ -447,31 +466,30 @@ impl PostgresStore {
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(500);
         for attempt in 1u32.. {
-            let reached = within_deadline(async {
+            let attempt_once = async {
                 let (client, connection) = connect_config.connect(tls.clone()).await?;
                 let connection_task = tokio::spawn(connection);
                 let answered = client.simple_query("SELECT 1").await;
                 drop(client);
                 let _ = connection_task.await;
-                answered?;
-                Ok(())
-            })
-            .await;
-            let reason = match reached {
-                Ok(()) => {
+                answered.map(drop)
+            };
+            let reason = match tokio::time::timeout(OPERATION_DEADLINE, attempt_once).await {
+                Ok(Ok(())) => {
                     if attempt > 1 {
                         tracing::info!(database = %target, attempt, waited_ms = started.elapsed().as_millis() as u64, "PostgreSQL is reachable");
                     }
                     return Ok(());
                 }
-                // Wrong credentials or database name: waiting does not help.
-                Err(StoreError::Failed(reason)) => {
+                // Wrong credentials, a missing password or database: waiting does not help.
+                Ok(Err(error)) if !worth_waiting_for(&error) => {
                     return Err(StoreError::Failed(format!(
-                        "PostgreSQL at {target} refused the connection: {reason}"
+                        "PostgreSQL at {target} refused the connection: {}",
+                        postgres_error_words(&error)
                     )))
                 }
-                Err(StoreError::Unavailable(reason)) => reason,
-                Err(StoreError::ConfigUnreadable(unreadable)) => unreadable.reason,
+                Ok(Err(error)) => postgres_error_words(&error),
+                Err(_) => format!("no answer within {} s", OPERATION_DEADLINE.as_secs()),
             };
             let waited = started.elapsed();
             if wait.is_some_and(|wait| waited + backoff > wait) {
