@@ -65,9 +65,15 @@ pub enum FailedCheck {
 impl FailedCheck {
     pub fn message(self) -> &'static str {
         match self {
-            FailedCheck::Draining => "this host is shutting down (draining): send traffic to another host",
-            FailedCheck::LiveConfigUnreadable => "this host cannot open the live connector's saved config (see live.reason)",
-            FailedCheck::LiveConnectorUnavailable => "the live connector is configured but cannot send on this host (see live.reason)",
+            FailedCheck::Draining => {
+                "this host is shutting down (draining): send traffic to another host"
+            }
+            FailedCheck::LiveConfigUnreadable => {
+                "this host cannot open the live connector's saved config (see live.reason)"
+            }
+            FailedCheck::LiveConnectorUnavailable => {
+                "the live connector is configured but cannot send on this host (see live.reason)"
+            }
         }
     }
 }

@@ -24,9 +24,12 @@ const DRAIN_GRACE_SECS: &str = "3";
 
 /// The README's HAProxy snippet (the one `haproxy` block), as an operator would copy it.
 fn readme_haproxy_snippet() -> String {
-    let readme = std::fs::read_to_string(e2e_tests::workspace_root().join("README.md"))
-        .expect("README.md");
-    let start = readme.find("```haproxy\n").expect("a haproxy block in the README") + 11;
+    let readme =
+        std::fs::read_to_string(e2e_tests::workspace_root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("```haproxy\n")
+        .expect("a haproxy block in the README")
+        + 11;
     let end = start + readme[start..].find("```").expect("the block's end");
     // Indented inside a list item.
     readme[start..end]
@@ -47,7 +50,10 @@ fn start_haproxy(scratch: &Path, front_port: u16, host_ports: [u16; 2]) -> KillO
         "retries 3",
         "timeout server",
     ] {
-        assert!(snippet.contains(expected), "the README's snippet lacks {expected:?}");
+        assert!(
+            snippet.contains(expected),
+            "the README's snippet lacks {expected:?}"
+        );
     }
     let config = snippet
         .replace("bind :8080", &format!("bind 127.0.0.1:{front_port}"))
@@ -127,7 +133,11 @@ fn stop_with_sigterm(mut host: TestHost) -> HostFolders {
             assert_eq!(ready.1["failed"], "draining", "{}", ready.1);
             break;
         }
-        assert!(Instant::now() < deadline, "/ready never turned 503: {}", ready.1);
+        assert!(
+            Instant::now() < deadline,
+            "/ready never turned 503: {}",
+            ready.1
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let (status, health) = host
@@ -280,7 +290,10 @@ fn client(
         if round % 3 != 0 {
             continue;
         }
-        let phone = format!("+1201555{:04}", 1000 + next_phone.fetch_add(1, Ordering::Relaxed));
+        let phone = format!(
+            "+1201555{:04}",
+            1000 + next_phone.fetch_add(1, Ordering::Relaxed)
+        );
         let during = outage.load(Ordering::Relaxed);
         let issued = post(
             &agent,
@@ -295,11 +308,14 @@ fn client(
         let deadline = Instant::now() + Duration::from_secs(30);
         let issued_code = loop {
             let paths = outboxes.lock().unwrap().clone();
-            let found = paths.iter().flat_map(|path| outbox_lines(path)).find_map(|line| {
-                (line["to"] == phone.as_str() || line["phone"] == phone.as_str())
-                    .then(|| line["payload"]["code"].as_str().map(str::to_owned))
-                    .flatten()
-            });
+            let found = paths
+                .iter()
+                .flat_map(|path| outbox_lines(path))
+                .find_map(|line| {
+                    (line["to"] == phone.as_str() || line["phone"] == phone.as_str())
+                        .then(|| line["payload"]["code"].as_str().map(str::to_owned))
+                        .flatten()
+                });
             if let Some(code) = found {
                 break code;
             }
@@ -334,7 +350,10 @@ fn client(
 fn wait_for_traffic(outbox: &Path, before: usize, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while outbox_lines(outbox).len() <= before {
-        assert!(Instant::now() < deadline, "HAProxy never sent {what} traffic");
+        assert!(
+            Instant::now() < deadline,
+            "HAProxy never sent {what} traffic"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -350,7 +369,12 @@ fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_or_doubles_no_sen
         .collect();
     let mut hosts: Vec<Option<TestHost>> = ports
         .iter()
-        .map(|port| Some(start_host(HostFolders::on_database(&plugins, &database), *port)))
+        .map(|port| {
+            Some(start_host(
+                HostFolders::on_database(&plugins, &database),
+                *port,
+            ))
+        })
         .collect();
     let first = hosts[0].as_ref().unwrap();
     let (status, created) = first.post(
@@ -432,7 +456,10 @@ fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_or_doubles_no_sen
             if status == 200 {
                 break;
             }
-            assert!(Instant::now() < deadline, "the host did not recover: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "the host did not recover: {body}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let (status, health) = host.request("GET", "/health", None, None);
@@ -442,7 +469,10 @@ fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_or_doubles_no_sen
 
     restart(&mut hosts, 1);
     // Some more traffic through both.
-    let counts: Vec<usize> = outbox_paths.iter().map(|path| outbox_lines(path).len()).collect();
+    let counts: Vec<usize> = outbox_paths
+        .iter()
+        .map(|path| outbox_lines(path).len())
+        .collect();
     for (path, before) in outbox_paths.iter().zip(counts) {
         wait_for_traffic(path, before, "a host");
     }
@@ -477,7 +507,10 @@ fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_or_doubles_no_sen
     let mut issued: BTreeMap<String, usize> = BTreeMap::new();
     for path in &outbox_paths {
         for line in e2e_tests::outbox_lines(path) {
-            let code = line["payload"]["code"].as_str().unwrap_or_default().to_owned();
+            let code = line["payload"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if line["to"] == PHONE {
                 *sends.entry(code).or_default() += 1;
             } else {
@@ -510,8 +543,7 @@ fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_or_doubles_no_sen
 fn a_host_started_while_postgres_is_down_waits_for_it_and_names_it() {
     let database = SharedDatabase::on_new_cluster();
     database.cluster.stop();
-    let folders =
-        HostFolders::on_database(&[("mock.so", &plugin_file("mock_sms"))], &database);
+    let folders = HostFolders::on_database(&[("mock.so", &plugin_file("mock_sms"))], &database);
     let log_path = folders.scratch_path("host.log");
     let starting = std::thread::spawn(move || {
         folders.start_with_args(&["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY])
@@ -531,17 +563,27 @@ fn a_host_started_while_postgres_is_down_waits_for_it_and_names_it() {
         // Two attempts logged: it waits rather than exits.
         if log.matches(&expected).count() >= 2 {
             assert!(!log.contains("db error\""), "{log}");
-            assert!(!log.contains("Error occurred while creating a new object"), "{log}");
+            assert!(
+                !log.contains("Error occurred while creating a new object"),
+                "{log}"
+            );
             break;
         }
         assert!(!starting.is_finished(), "the host ended:\n{log}");
-        assert!(Instant::now() < deadline, "no attempt naming {target}:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no attempt naming {target}:\n{log}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     database.cluster.restart();
     let host = starting.join().expect("the host started");
     assert_eq!(host.request("GET", "/ready", None, None).0, 200);
     let (status, health) = host.request("GET", "/health", None, None);
-    assert_eq!((status, health["store"].as_str()), (200, Some("ok")), "{health}");
+    assert_eq!(
+        (status, health["store"].as_str()),
+        (200, Some("ok")),
+        "{health}"
+    );
     assert!(host.log().contains("PostgreSQL is reachable"));
 }

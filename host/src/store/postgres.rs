@@ -125,10 +125,9 @@ fn pool_error_words(error: deadpool_postgres::PoolError, target: &str) -> StoreE
             StoreError::Unavailable(reason) | StoreError::Failed(reason) => reason,
             StoreError::ConfigUnreadable(unreadable) => unreadable.reason,
         },
-        deadpool_postgres::PoolError::Timeout(_) => format!(
-            "no connection within {} s",
-            OPERATION_DEADLINE.as_secs()
-        ),
+        deadpool_postgres::PoolError::Timeout(_) => {
+            format!("no connection within {} s", OPERATION_DEADLINE.as_secs())
+        }
         other => other.to_string(),
     };
     StoreError::Unavailable(format!("cannot reach PostgreSQL at {target}: {reason}"))
@@ -540,23 +539,26 @@ impl PostgresStore {
 }
 
 /// The connection config from the URL and the password file's password.
-fn connection_config(url: &str, password: Option<&str>) -> Result<tokio_postgres::Config, StoreError> {
-        let connect_config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
-        let mut connect_config = connect_config;
-        if let Some(password) = password {
-            if connect_config.get_password().is_some() {
-                return Err(StoreError::Failed(
+fn connection_config(
+    url: &str,
+    password: Option<&str>,
+) -> Result<tokio_postgres::Config, StoreError> {
+    let connect_config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error| StoreError::Failed(format!("the database URL is invalid: {error}")))?;
+    let mut connect_config = connect_config;
+    if let Some(password) = password {
+        if connect_config.get_password().is_some() {
+            return Err(StoreError::Failed(
                     "the database URL holds a password and --database-password-file gives another: keep one".to_owned(),
                 ));
-            }
-            connect_config.password(password);
         }
-        if connect_config.get_connect_timeout().is_none() {
-            connect_config.connect_timeout(OPERATION_DEADLINE);
-        }
-        connect_config.application_name("connector-host");
+        connect_config.password(password);
+    }
+    if connect_config.get_connect_timeout().is_none() {
+        connect_config.connect_timeout(OPERATION_DEADLINE);
+    }
+    connect_config.application_name("connector-host");
     Ok(connect_config)
 }
 
@@ -1208,6 +1210,62 @@ impl VerificationCodeStore for PostgresStore {
 mod tests {
     use super::*;
     use tokio_postgres::types::{FromSql, Type};
+
+    /// Messages name the database by host and port, never the user or password.
+    #[test]
+    fn the_target_is_host_and_port_without_credentials() {
+        let config =
+            connection_config("postgres://app:s3cret@db.internal:5433/connectors", None).unwrap();
+        assert_eq!(database_target(&config), "db.internal:5433");
+        let config = connection_config("postgres://app@[::1]/connectors", None).unwrap();
+        assert_eq!(database_target(&config), "[::1]:5432");
+        let config = connection_config(
+            "host=10.0.0.5,10.0.0.6 port=5432,5433 user=app dbname=c",
+            Some("pw"),
+        )
+        .unwrap();
+        assert_eq!(database_target(&config), "10.0.0.5:5432,10.0.0.6:5433");
+    }
+
+    /// "connection refused", not "error connecting to server" alone; start-up waits for it.
+    #[tokio::test]
+    async fn a_refused_connection_is_said_in_words_and_waited_for() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config =
+            connection_config(&format!("postgres://app@127.0.0.1:{port}/c"), None).unwrap();
+        let error = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("nothing listens there");
+        let words = postgres_error_words(&error);
+        assert!(
+            words.starts_with("error connecting to server: ") && words.len() > 30,
+            "{words}"
+        );
+        assert!(worth_waiting_for(&error), "{words}");
+        let refused = wait_until_reachable_within(port).await;
+        assert!(
+            refused.contains(&format!("cannot reach PostgreSQL at 127.0.0.1:{port}"))
+                && refused.contains("--database-wait-secs"),
+            "{refused}"
+        );
+    }
+
+    async fn wait_until_reachable_within(port: u16) -> String {
+        PostgresStore::wait_until_reachable(
+            &format!("postgres://app:pw@127.0.0.1:{port}/c"),
+            None,
+            Some(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap_err()
+        .to_string()
+    }
 
     #[test]
     fn reserve_send_s_refusals_are_read_as_types_and_unknown_text_is_an_error() {
