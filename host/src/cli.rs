@@ -451,7 +451,8 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), StartupErr
             None
         }
     };
-    let state = AppState::load(config, metrics).await?;
+    // Listening first: while start-up waits for the database, `/health` answers and `/ready`
+    // says 503 `starting`.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartupError::Listen {
@@ -459,6 +460,20 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), StartupErr
             source,
         })?;
     let address = listener.local_addr().map_err(StartupError::Serving)?;
+    let limits = config.http_limits.clone();
+    let signals = crate::server::ShutdownSignals::watch();
+    let Some(loaded) = crate::server::start(
+        &listener,
+        &limits,
+        &signals,
+        AppState::load(config, metrics),
+    )
+    .await
+    else {
+        tracing::info!("stopped during start-up");
+        return Ok(());
+    };
+    let state = loaded?;
     tracing::info!(%address, "listening");
     // The first stdout line is the address, for scripts and tests that pass port 0.
     let sign_in_key = if state.config.admin_keys.is_empty() {
@@ -479,7 +494,7 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), StartupErr
     let _ = stdout.write_all(announcement.as_bytes());
     let _ = stdout.flush();
     drop(stdout);
-    crate::server::serve(listener, Arc::new(state))
+    crate::server::serve(listener, Arc::new(state), signals)
         .await
         .map_err(StartupError::Serving)
 }

@@ -53,6 +53,9 @@ impl Readiness {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum FailedCheck {
+    /// Start-up is not done (the host waits for its database): nothing but `/health` and
+    /// `/ready` is served yet.
+    Starting,
     /// SIGTERM or SIGINT: the host is going away.
     Draining,
     /// The live connector's saved config cannot be opened on this host (key file).
@@ -65,6 +68,9 @@ pub enum FailedCheck {
 impl FailedCheck {
     pub fn message(self) -> &'static str {
         match self {
+            FailedCheck::Starting => {
+                "this host is starting (waiting for its database): send traffic to another host"
+            }
             FailedCheck::Draining => {
                 "this host is shutting down (draining): send traffic to another host"
             }

@@ -106,6 +106,64 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// What answers while the host starts (waiting for its database): `/health` (the process is
+/// up), `/ready` (503 `starting`), and `503 store.unavailable` for everything else.
+fn starting_router() -> Router {
+    Router::new()
+        .route("/health", get(routes::health::get_health_starting))
+        .route("/ready", get(routes::health::get_ready_starting))
+        .fallback(|| async {
+            ApiError::StoreUnavailable(
+                "this host is starting (waiting for its database); try again in a moment"
+                    .to_owned(),
+            )
+        })
+}
+
+/// How many SIGTERM or SIGINT signals have come. One watcher from start-up to exit, so no
+/// signal falls between start-up and serving.
+#[derive(Clone)]
+pub struct ShutdownSignals(tokio::sync::watch::Receiver<u32>);
+
+impl ShutdownSignals {
+    /// Starts counting the signals (a task on the runtime).
+    pub fn watch() -> Self {
+        let (count, receiver) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                shutdown_signal().await;
+                count.send_modify(|count| *count += 1);
+            }
+        });
+        Self(receiver)
+    }
+
+    /// Until `count` signals have come in all.
+    async fn until(&mut self, count: u32) {
+        // The sender lives as long as the runtime: an error only at exit.
+        let _ = self.0.wait_for(|came| *came >= count).await;
+    }
+}
+
+/// Runs start-up (`loading`) while answering on `listener` as [`starting_router`] does.
+/// `None`: SIGTERM or SIGINT came first (start-up is abandoned).
+pub async fn start<T>(
+    listener: &TcpListener,
+    limits: &crate::http::HttpLimits,
+    signals: &ShutdownSignals,
+    loading: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut signals = signals.clone();
+    let loading_or_stopped = async {
+        tokio::select! {
+            loaded = loading => Some(loaded),
+            () = signals.until(1) => None,
+        }
+    };
+    crate::http::listener::answer_while(listener, starting_router(), limits, loading_or_stopped)
+        .await
+}
+
 async fn require_admin_key(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -141,7 +199,11 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 /// Serves until ctrl-c or SIGTERM.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    signals: ShutdownSignals,
+) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
     if state.store_backend.embedded().is_some() {
         let saving = Arc::clone(&state);
@@ -186,7 +248,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
         listener,
         router(Arc::clone(&state)),
         &limits,
-        drain_on_signal(Arc::clone(&state), Arc::clone(&stopped_accepting)),
+        drain_on_signal(Arc::clone(&state), signals, Arc::clone(&stopped_accepting)),
         settings.timeout,
     )
     .await?;
@@ -246,9 +308,10 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
 /// signal ends the grace at once.
 async fn drain_on_signal(
     state: Arc<AppState>,
+    mut signals: ShutdownSignals,
     stopped_accepting: Arc<std::sync::OnceLock<(std::time::Instant, usize)>>,
 ) {
-    shutdown_signal().await;
+    signals.until(1).await;
     state.readiness.start_draining();
     let grace = state.config.shutdown.drain_grace;
     tracing::info!(
@@ -258,7 +321,7 @@ async fn drain_on_signal(
     );
     tokio::select! {
         () = tokio::time::sleep(grace) => {},
-        () = shutdown_signal() => {},
+        () = signals.until(2) => {},
     }
     let in_flight = state.request_admission.in_flight();
     let _ = stopped_accepting.set((std::time::Instant::now(), in_flight));

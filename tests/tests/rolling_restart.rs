@@ -538,15 +538,25 @@ fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_or_doubles_no_sen
 }
 
 /// A host started while PostgreSQL is down does not exit: it waits, naming the database's
-/// host and port, and serves once the database is back.
+/// host and port, answers `/health` and `/ready` (503 `starting`) and everything else with a
+/// JSON 503 meanwhile, and serves once the database is back.
 #[test]
 fn a_host_started_while_postgres_is_down_waits_for_it_and_names_it() {
     let database = SharedDatabase::on_new_cluster();
     database.cluster.stop();
     let folders = HostFolders::on_database(&[("mock.so", &plugin_file("mock_sms"))], &database);
     let log_path = folders.scratch_path("host.log");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
     let starting = std::thread::spawn(move || {
-        folders.start_with_args(&["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY])
+        folders.start_with_args(&[
+            "--admin-key",
+            ADMIN_KEY,
+            "--send-key",
+            SEND_KEY,
+            "--listen",
+            &listen,
+        ])
     });
     let target = database
         .url
@@ -576,6 +586,45 @@ fn a_host_started_while_postgres_is_down_waits_for_it_and_names_it() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Listening meanwhile: alive, not ready, and every other request a JSON 503.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |path: &str| {
+        let mut response = agent
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .call()
+            .expect("the host answers while it starts");
+        let body: Value = response.body_mut().read_json().expect("JSON");
+        (response.status().as_u16(), body)
+    };
+    let (status, health) = get("/health");
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (200, Some("starting")),
+        "{health}"
+    );
+    let (status, ready) = get("/ready");
+    assert_eq!(
+        (status, ready["failed"].as_str()),
+        (503, Some("starting")),
+        "{ready}"
+    );
+    let front = format!("http://127.0.0.1:{port}");
+    let answer = post(
+        &agent,
+        &format!("{front}/api/messages"),
+        &json!({"to": PHONE, "payload": {"code": "123456"}}),
+    )
+    .expect("an answer");
+    assert!(
+        answer.is_store_unavailable(),
+        "{} {}",
+        answer.status,
+        answer.body
+    );
+
     database.cluster.restart();
     let host = starting.join().expect("the host started");
     assert_eq!(host.request("GET", "/ready", None, None).0, 200);

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::api_error::Json;
-use crate::readiness::ReadinessChecks;
+use crate::readiness::{FailedCheck, ReadinessChecks};
 use crate::state::AppState;
 
 /// Liveness: `200` whenever the process serves, with the store's state (`store: "ok"` or
@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// `GET /ready` decides). A monitor alerts on `store`; a load balancer checks `/ready`. Needs
 /// no key.
 #[utoipa::path(get, path = "/health", tag = "meta", responses(
-    (status = 200, description = "`{status, ready, store, storeKind, generation, live, factories, limits}`; always 200 while the process serves", body = Object,
+    (status = 200, description = "`{status, ready, store, storeKind, generation, live, factories, limits}`; always 200 while the process serves (while it starts: `{status: \"starting\", ready: false, store, message}`)", body = Object,
         example = json!({"status": "ok", "store": "ok", "storeKind": "sqlite", "generation": 0,
             "ready": true,
             "live": {"connectorId": "6wb24mwyos70", "factoryId": "mock-short-message-service", "ready": true, "reason": null, "configReadable": true},
@@ -65,8 +65,32 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
     )
 }
 
+/// `/health` while the host starts (waiting for its database): the process is up.
+pub async fn get_health_starting() -> Json<Value> {
+    Json(json!({
+        "status": "starting",
+        "ready": false,
+        "store": "unavailable",
+        "message": FailedCheck::Starting.message(),
+    }))
+}
+
+/// `/ready` while the host starts: `503` with `failed: "starting"`.
+pub async fn get_ready_starting() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "starting",
+            "ready": false,
+            "failed": FailedCheck::Starting,
+            "message": FailedCheck::Starting.message(),
+        })),
+    )
+}
+
 /// Readiness for a load balancer (`option httpchk GET /ready`): `200` when this host can
-/// serve; `503` with the check that failed (`failed`: `draining` after SIGTERM,
+/// serve; `503` with the check that failed (`failed`: `starting` while start-up waits for
+/// the database, `draining` after SIGTERM,
 /// `liveConfigUnreadable`, `liveConnectorUnavailable`). A database outage does not fail it:
 /// every host shares the database, so each keeps answering `503 store.unavailable` in JSON
 /// itself (rather than all leaving the balancer at once) and recovers when the database is
@@ -75,7 +99,7 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
     (status = 200, description = "Ready: `{status: \"ready\", ready: true, checks}`", body = Object,
         example = json!({"status": "ready", "ready": true, "failed": null, "message": null,
             "checks": {"draining": false, "pluginsScanned": true, "liveConnector": "ready", "liveConfigReadable": true}})),
-    (status = 503, description = "Not ready: `failed` names the check (`draining`, `liveConfigUnreadable`, `liveConnectorUnavailable`), `message` says it in words", body = Object,
+    (status = 503, description = "Not ready: `failed` names the check (`starting`, `draining`, `liveConfigUnreadable`, `liveConnectorUnavailable`), `message` says it in words", body = Object,
         example = json!({"status": "unavailable", "ready": false, "failed": "draining",
             "message": "this host is shutting down (draining): send traffic to another host",
             "checks": {"draining": true, "pluginsScanned": true, "liveConnector": "ready", "liveConfigReadable": true}}))))]
