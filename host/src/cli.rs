@@ -191,8 +191,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// With `--database-url`: how long start-up waits for PostgreSQL, retrying with backoff
-    /// (0.5 s doubling to 10 s), before giving up; 0 waits for ever. The host listens only
-    /// once the database answered.
+    /// (0.5 s doubling to 10 s), before giving up; 0 waits for ever. Meanwhile `/health`
+    /// answers and `/ready` says 503 `starting`.
     #[arg(long, env = "CONNECTOR_HOST_DATABASE_WAIT_SECS", default_value_t = 0)]
     pub database_wait_secs: u64,
     /// On SIGTERM or SIGINT, `/ready` answers 503 at once and the listener keeps accepting
