@@ -86,8 +86,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             require_send_key,
         ));
-    // Shed, deadlines and run-to-the-end for the API; `/health`, `/ready`, `/metrics` and the console's
-    // files stay outside, answerable under any load.
+    // Shed, deadlines and run-to-the-end for the API; `/health`, `/ready`, `/metrics` and the
+    // console's files stay outside, answerable under any load.
     let api_routes = admin_routes
         .merge(send_routes)
         .route_layer(middleware::from_fn_with_state(
@@ -198,7 +198,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     }
 }
 
-/// Serves until ctrl-c or SIGTERM.
+/// Serves until SIGTERM or SIGINT, then drains (see [`drain_on_signal`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,

@@ -440,27 +440,70 @@ fn a_rolling_restart_behind_haproxy_fails_no_request_and_loses_or_doubles_no_sen
 
     restart(&mut hosts, 0);
 
-    // PostgreSQL restarted as an operator would: the hosts stay in HAProxy (/ready stays
-    // 200) and answer 503 store.unavailable in JSON themselves until it is back.
+    // PostgreSQL stopped (as a crash would) and started again: the hosts stay in HAProxy
+    // (/ready stays 200) and answer 503 store.unavailable in JSON themselves meanwhile.
     outage.store(true, Ordering::Relaxed);
-    database.cluster.restart_fast();
+    database.cluster.stop();
     for host in hosts.iter().flatten() {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let (status, health) = host.request("GET", "/health", None, None);
+            assert_eq!(status, 200, "{health}");
+            if health["store"] == "unavailable" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the outage is not seen: {health}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (status, ready) = host.request("GET", "/ready", None, None);
+        assert_eq!(
+            status, 200,
+            "a database outage must not take the host out: {ready}"
+        );
+    }
+    // Clients get the hosts' JSON 503 through HAProxy, not HAProxy's own page.
+    let seen = tally.lock().unwrap().answered_during_outage;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tally.lock().unwrap().answered_during_outage < seen + 20 {
+        assert!(Instant::now() < deadline, "no JSON 503 through HAProxy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The hosts' log says which database, in words.
+    for host in hosts.iter().flatten() {
+        let log = host.log();
+        assert!(
+            log.contains("cannot reach PostgreSQL at 127.0.0.1:"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("Error occurred while creating a new object"),
+            "{log}"
+        );
+    }
+    database.cluster.restart();
+    // Back once each host answers ten sends in a row (connections broken by the restart are
+    // gone from its pool by then).
+    for host in hosts.iter().flatten() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut in_a_row = 0;
+        while in_a_row < 10 {
             let (status, body) = host.request(
                 "POST",
                 "/api/messages",
                 Some(SEND_KEY),
                 Some(&json!({"to": PHONE, "payload": {"code": "999999"}})),
             );
-            if status == 200 {
-                break;
-            }
+            in_a_row = if status == 200 { in_a_row + 1 } else { 0 };
             assert!(
                 Instant::now() < deadline,
                 "the host did not recover: {body}"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            if status != 200 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         let (status, health) = host.request("GET", "/health", None, None);
         assert_eq!((status, health["store"].as_str()), (200, Some("ok")));
