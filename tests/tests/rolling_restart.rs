@@ -1,7 +1,8 @@
 //! Operations behind a load balancer: two hosts on one PostgreSQL behind HAProxy (Debian's
 //! `haproxy`, configured with the README's snippet), restarted one by one with SIGTERM while
 //! clients send and verify codes through HAProxy, and PostgreSQL restarted in the middle.
-//! Also: a host started while PostgreSQL is down waits for it. Needs PostgreSQL and HAProxy
+//! Also: a host started while PostgreSQL is down waits for it; a send in flight at SIGTERM
+//! finishes; `--shutdown-timeout-secs` bounds the exit. Needs PostgreSQL and HAProxy
 //! (`scripts/install-counterparts`), whatever `E2E_STORE` says.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    free_port, plugin_file, wait_for_port, HostFolders, KillOnDrop, SharedDatabase, TestHost,
-    ADMIN_KEY, SEND_KEY, UNLIMITED_FLOOD_FLAGS,
+    free_port, plugin_file, wait_for_port, CaptureServer, HostFolders, KillOnDrop, SharedDatabase,
+    TestHost, ADMIN_KEY, SEND_KEY, UNLIMITED_FLOOD_FLAGS,
 };
 use serde_json::{json, Value};
 
@@ -678,4 +679,116 @@ fn a_host_started_while_postgres_is_down_waits_for_it_and_names_it() {
         "{health}"
     );
     assert!(host.log().contains("PostgreSQL is reachable"));
+}
+
+const REQUEST_BUILDING: &str = "request-building-test-connector";
+
+/// A host (its own store, no balancer) whose live connector sends to `provider`.
+fn host_sending_to(provider: &CaptureServer, extra_args: &[&str]) -> TestHost {
+    let folders =
+        HostFolders::new(&[("rb.so", &plugin_file("fixture_request_building_connector"))]);
+    let mut args = vec!["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY];
+    args.extend_from_slice(extra_args);
+    let host = folders.start_with_args(&args);
+    let config = json!({
+        "endpoint": format!("{}/sms", provider.url),
+        "authorization": "Bearer provider-token",
+        "templates": [{"usageType": "Generic", "content": "{{code}}"}]
+    });
+    let (status, body) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": REQUEST_BUILDING, "config": config}),
+    );
+    assert_eq!(status, 200, "{body}");
+    host
+}
+
+/// A send on its own thread; its status, or why there was none.
+fn send_in_background(host: &TestHost) -> std::thread::JoinHandle<Result<u16, String>> {
+    let url = format!("{}/api/messages", host.base_url);
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        post(
+            &agent,
+            &url,
+            &json!({"to": PHONE, "payload": {"code": "123456"}}),
+        )
+        .map(|answer| answer.status)
+    })
+}
+
+/// Until the provider has the request: the send is in flight.
+fn until_in_flight(provider: &CaptureServer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while provider.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the send never reached the provider"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGTERM, then (bounded polling) the exit; the log.
+fn sigterm_and_wait_for_exit(host: &mut TestHost) -> String {
+    let killed = Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while host.is_running() {
+        assert!(Instant::now() < deadline, "no exit:\n{}", host.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    host.log()
+}
+
+/// SIGTERM with a send in flight: the send finishes (200, not cut), then the host exits and
+/// says what it drained.
+#[test]
+fn sigterm_lets_a_send_in_flight_finish() {
+    let provider = CaptureServer::start_with_delay(200, "{}", Duration::from_secs(2));
+    let mut host = host_sending_to(&provider, &["--drain-grace-secs", "0"]);
+    let sending = send_in_background(&host);
+    until_in_flight(&provider);
+    let log = sigterm_and_wait_for_exit(&mut host);
+    assert_eq!(sending.join().unwrap(), Ok(200), "{log}");
+    assert!(
+        log.contains("drained: every request in flight finished")
+            && log.contains("in_flight_at_stop=1"),
+        "{log}"
+    );
+}
+
+/// A send that outlasts `--shutdown-timeout-secs` does not keep the host from exiting.
+#[test]
+fn the_shutdown_timeout_bounds_the_exit() {
+    let provider = CaptureServer::start_with_delay(200, "{}", Duration::from_secs(60));
+    let mut host = host_sending_to(
+        &provider,
+        &[
+            "--drain-grace-secs",
+            "0",
+            "--shutdown-timeout-secs",
+            "1",
+            "--request-timeout-secs",
+            "60",
+            "--api-request-timeout-secs",
+            "90",
+        ],
+    );
+    let sending = send_in_background(&host);
+    until_in_flight(&provider);
+    let log = sigterm_and_wait_for_exit(&mut host);
+    assert!(
+        log.contains("requests still running after --shutdown-timeout-secs"),
+        "{log}"
+    );
+    // The client learns it by a closed connection, not a hang.
+    assert!(sending.join().unwrap().is_err());
 }
