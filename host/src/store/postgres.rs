@@ -298,6 +298,24 @@ async fn within_deadline<T>(
         })
 }
 
+/// [`within_deadline`], and an unavailable store named by its `host:port`: errors from a
+/// connection the pool had already opened (closed, terminated) and deadlines say only what
+/// failed.
+async fn within_deadline_at<T>(
+    target: &str,
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    within_deadline(work).await.map_err(|error| match error {
+        StoreError::Unavailable(reason) if !reason.contains("PostgreSQL at ") => {
+            StoreError::Unavailable(match reason.strip_prefix("PostgreSQL ") {
+                Some(rest) => format!("PostgreSQL at {target} {rest}"),
+                None => format!("PostgreSQL at {target}: {reason}"),
+            })
+        }
+        other => other,
+    })
+}
+
 /// A connector from the columns [`COLUMNS`] names, starting at `first`, its config opened.
 fn read_record(
     keyring: &SecretsKeyring,
@@ -568,50 +586,51 @@ impl PostgresStore {
     /// (re)seals, records the key. Then `VACUUM FULL` rewrites the table, so the row versions
     /// as they were before are not left in it.
     async fn reseal_configs(&self, during_rotation: bool) -> Result<SealingReport, StoreError> {
-        let report = within_deadline(async {
-            let mut client = self.client().await?;
-            let transaction = client.transaction().await?;
-            transaction
-                .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
-                .await?;
-            let recorded_key_id = recorded_sealing_key_id(&transaction).await?;
-            let mut stored_configs = Vec::new();
-            for row in transaction
-                .query("SELECT id, factory_id, config FROM connectors", &[])
-                .await?
-            {
-                stored_configs.push(StoredConfig {
-                    connector_id: row.try_get(0)?,
-                    factory_id: row.try_get(1)?,
-                    stored: row.try_get(2)?,
-                });
-            }
-            let plan = self.keyring.plan_reseal(
-                recorded_key_id.as_deref(),
-                during_rotation,
-                stored_configs,
-            )?;
-            for (id, sealed) in &plan.rewrites {
+        let report = self
+            .within_deadline(async {
+                let mut client = self.client().await?;
+                let transaction = client.transaction().await?;
+                transaction
+                    .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
+                    .await?;
+                let recorded_key_id = recorded_sealing_key_id(&transaction).await?;
+                let mut stored_configs = Vec::new();
+                for row in transaction
+                    .query("SELECT id, factory_id, config FROM connectors", &[])
+                    .await?
+                {
+                    stored_configs.push(StoredConfig {
+                        connector_id: row.try_get(0)?,
+                        factory_id: row.try_get(1)?,
+                        stored: row.try_get(2)?,
+                    });
+                }
+                let plan = self.keyring.plan_reseal(
+                    recorded_key_id.as_deref(),
+                    during_rotation,
+                    stored_configs,
+                )?;
+                for (id, sealed) in &plan.rewrites {
+                    transaction
+                        .execute(
+                            "UPDATE connectors SET config = $2 WHERE id = $1",
+                            &[id, sealed],
+                        )
+                        .await?;
+                }
                 transaction
                     .execute(
-                        "UPDATE connectors SET config = $2 WHERE id = $1",
-                        &[id, sealed],
+                        "INSERT INTO store_settings (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        &[&SECRETS_KEY_SETTING, &self.keyring.sealing_key_id()],
                     )
                     .await?;
-            }
-            transaction
-                .execute(
-                    "INSERT INTO store_settings (name, value) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    &[&SECRETS_KEY_SETTING, &self.keyring.sealing_key_id()],
-                )
-                .await?;
-            transaction.commit().await?;
-            Ok(plan.report)
-        })
-        .await?;
+                transaction.commit().await?;
+                Ok(plan.report)
+            })
+            .await?;
         if report.rewritten() > 0 {
-            within_deadline(async {
+            self.within_deadline(async {
                 self.client()
                     .await?
                     .batch_execute("VACUUM FULL connectors")
@@ -623,13 +642,21 @@ impl PostgresStore {
         Ok(report)
     }
 
+    /// [`within_deadline_at`] this store's database.
+    async fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        within_deadline_at(&self.target, work).await
+    }
+
     async fn client(&self) -> Result<Object, StoreError> {
         pool_client(&self.pool, &self.target).await
     }
 
     /// The generation and the live connector, read in one statement (one snapshot).
     pub async fn live_snapshot(&self) -> Result<LiveSnapshot, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             let sql = format!(
                 "SELECT g.value, c.* FROM connector_generation g
@@ -653,7 +680,7 @@ impl PostgresStore {
 
     /// The current generation (the poll that backs up notifications).
     pub async fn generation(&self) -> Result<i64, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             let row = client
                 .query_one("SELECT value FROM connector_generation", &[])
@@ -665,7 +692,7 @@ impl PostgresStore {
 
     /// Whether the database answers now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             self.client().await?.simple_query("SELECT 1").await?;
             Ok(())
         })
@@ -675,7 +702,7 @@ impl PostgresStore {
     /// Opens a dedicated connection that `LISTEN`s for connector changes. Each notification
     /// arrives as one `()`; the receiver ends when the connection is lost.
     pub async fn listen_for_changes(&self) -> Result<ChangeListener, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let (client, mut connection) = self
                 .connect_config
                 .connect(self.tls.clone())
@@ -733,7 +760,8 @@ impl PostgresStore {
             window,
             cooldown,
         };
-        within_deadline(self.reservations.reserve(request, limits)).await
+        self.within_deadline(self.reservations.reserve(request, limits))
+            .await
     }
 
     /// One batch of reservations in one round trip: one decision per request, in their order
@@ -753,7 +781,7 @@ impl PostgresStore {
 
     /// Forgets sends older than `retention` (by the database's clock); returns how many.
     pub async fn purge_sends(&self, retention: Duration) -> Result<u64, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
             Ok(self
                 .client()
@@ -809,7 +837,7 @@ async fn reserve_batch(
     limits: SendLimits,
     requests: &[ReservationRequest],
 ) -> Result<Vec<SharedReservation>, StoreError> {
-    within_deadline(async {
+    within_deadline_at(target, async {
         let client = pool_client(pool, target).await?;
         let statement = client
             .prepare_cached(
@@ -865,7 +893,7 @@ async fn reserve_batch(
 }
 
 async fn delete_send(pool: &Pool, target: &str, reservation_id: i64) -> Result<(), StoreError> {
-    within_deadline(async {
+    within_deadline_at(target, async {
         pool_client(pool, target)
             .await?
             .execute(
@@ -894,7 +922,7 @@ impl Drop for ChangeListener {
 #[async_trait::async_trait]
 impl ConnectorStore for PostgresStore {
     async fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let sql = format!(
                 "SELECT {COLUMNS} FROM connectors WHERE ($1::boolean IS NULL OR enabled = $1) ORDER BY created_at, id"
             );
@@ -905,7 +933,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             select_one(&client, &self.keyring, id).await
         })
@@ -921,7 +949,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
@@ -952,7 +980,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
@@ -983,7 +1011,7 @@ impl ConnectorStore for PostgresStore {
         config: serde_json::Value,
         metadata: serde_json::Value,
     ) -> Result<UpdateOutcome, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             // The change lock first: no other host can change a connector until this commits.
@@ -1015,7 +1043,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
@@ -1041,7 +1069,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn read_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             Ok(self
                 .client()
                 .await?
@@ -1054,7 +1082,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn record_setting_once(&self, name: &str, value: &str) -> Result<String, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             client
                 .execute(
@@ -1074,7 +1102,7 @@ impl ConnectorStore for PostgresStore {
         &self,
         settings: Vec<(&'static str, Option<String>)>,
     ) -> Result<(), StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             for (name, value) in &settings {
@@ -1105,7 +1133,7 @@ impl ConnectorStore for PostgresStore {
 #[async_trait::async_trait]
 impl VerificationCodeStore for PostgresStore {
     async fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             self.client()
                 .await?
                 .execute(
@@ -1128,7 +1156,7 @@ impl VerificationCodeStore for PostgresStore {
         code_hash: &[u8],
     ) -> Result<(), StoreError> {
         let template_type = template_type.as_str();
-        within_deadline(async {
+        self.within_deadline(async {
             self.client()
                 .await?
                 .execute(
@@ -1150,7 +1178,7 @@ impl VerificationCodeStore for PostgresStore {
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
         let template_type = template_type.as_str();
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let stored = match transaction
@@ -1191,7 +1219,7 @@ impl VerificationCodeStore for PostgresStore {
     }
 
     async fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let purged = self
                 .client()
                 .await?
@@ -1210,6 +1238,37 @@ impl VerificationCodeStore for PostgresStore {
 mod tests {
     use super::*;
     use tokio_postgres::types::{FromSql, Type};
+
+    /// An unavailable store names its database once; other errors stay as they are.
+    #[tokio::test]
+    async fn unavailable_errors_name_the_database_once() {
+        let named = |error: StoreError| async move {
+            within_deadline_at::<()>("db.internal:5432", async { Err(error) })
+                .await
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            named(StoreError::Unavailable("connection closed".to_owned())).await,
+            "the store is unavailable: PostgreSQL at db.internal:5432: connection closed"
+        );
+        assert_eq!(
+            named(StoreError::Unavailable(
+                "PostgreSQL did not answer within 5 s".to_owned()
+            ))
+            .await,
+            "the store is unavailable: PostgreSQL at db.internal:5432 did not answer within 5 s"
+        );
+        let reached = "cannot reach PostgreSQL at db.internal:5432: error connecting to server";
+        assert_eq!(
+            named(StoreError::Unavailable(reached.to_owned())).await,
+            format!("the store is unavailable: {reached}")
+        );
+        assert_eq!(
+            named(StoreError::Failed("23505: duplicate key".to_owned())).await,
+            "store error: 23505: duplicate key"
+        );
+    }
 
     /// Messages name the database by host and port, never the user or password.
     #[test]
