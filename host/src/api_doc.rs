@@ -13,6 +13,7 @@ use crate::routes;
     info(title = "connector-host", description = "SMS connector plugins behind Logto's connector API."),
     paths(
         routes::health::get_health,
+        routes::health::get_ready,
         routes::connector_factories::list_connector_factories,
         routes::connector_factories::get_connector_factory,
         routes::connector_factories::get_connector_factory_readme,

@@ -214,6 +214,20 @@ pub struct ServeArgs {
     /// for TLS). Default: SQLite in the data directory.
     #[arg(long, env = "CONNECTOR_HOST_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// With `--database-url`: how long start-up waits for PostgreSQL, retrying with backoff
+    /// (0.5 s doubling to 10 s), before giving up; 0 waits for ever. Meanwhile `/health`
+    /// answers and `/ready` says 503 `starting`.
+    #[arg(long, env = "CONNECTOR_HOST_DATABASE_WAIT_SECS", default_value_t = 0)]
+    pub database_wait_secs: u64,
+    /// On SIGTERM or SIGINT, `/ready` answers 503 at once and the listener keeps accepting
+    /// for this many seconds (so a load balancer's next checks take the host out), then stops
+    /// accepting and lets requests in flight finish.
+    #[arg(long, env = "CONNECTOR_HOST_DRAIN_GRACE_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub drain_grace_secs: u64,
+    /// After the drain grace, how long requests in flight may take to finish before the host
+    /// exits anyway.
+    #[arg(long, env = "CONNECTOR_HOST_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout_secs: u64,
     /// File holding the key codes are hashed with; the same file on every host of one
     /// database, readable only by the host's user (it is never stored in the database).
     /// Required with `--database-url`; default: `<data>/code-hash-key`, created on first start.
@@ -458,6 +472,12 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         secrets_key_file: args.secrets_key_file,
         database_password_file: args.database_password_file,
         store_notifications: args.store_notifications,
+        database_wait: (args.database_wait_secs > 0)
+            .then(|| Duration::from_secs(args.database_wait_secs)),
+        shutdown: crate::readiness::ShutdownSettings {
+            drain_grace: Duration::from_secs(args.drain_grace_secs),
+            timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        },
         plugin_watch: match args.plugins_watch {
             WatchArg::Notify => PluginWatchMode::Notify,
             WatchArg::Poll => {
@@ -465,7 +485,11 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             }
         },
     };
-    match runtime.block_on(serve(config, args.listen)) {
+    let served = runtime.block_on(serve(config, args.listen));
+    // Exit within a bounded time: background work still running (a blocking plugin call)
+    // is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("connector-host: {error}");
@@ -485,7 +509,8 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), StartupErr
             None
         }
     };
-    let state = AppState::load(config, metrics).await?;
+    // Listening first: while start-up waits for the database, `/health` answers and `/ready`
+    // says 503 `starting`.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| StartupError::Listen {
@@ -493,6 +518,20 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), StartupErr
             source,
         })?;
     let address = listener.local_addr().map_err(StartupError::Serving)?;
+    let limits = config.http_limits.clone();
+    let signals = crate::server::ShutdownSignals::watch();
+    let Some(loaded) = crate::server::start(
+        &listener,
+        &limits,
+        &signals,
+        AppState::load(config, metrics),
+    )
+    .await
+    else {
+        tracing::info!("stopped during start-up");
+        return Ok(());
+    };
+    let state = loaded?;
     tracing::info!(%address, "listening");
     // The first stdout line is the address, for scripts and tests that pass port 0.
     let sign_in_key = if state.config.admin_keys.is_empty() {
@@ -513,7 +552,7 @@ async fn serve(config: ServeConfig, listen: SocketAddr) -> Result<(), StartupErr
     let _ = stdout.write_all(announcement.as_bytes());
     let _ = stdout.flush();
     drop(stdout);
-    crate::server::serve(listener, Arc::new(state))
+    crate::server::serve(listener, Arc::new(state), signals)
         .await
         .map_err(StartupError::Serving)
 }

@@ -41,7 +41,9 @@
 //! - [`verification_code`]: six-digit codes from the OS CSPRNG, their keyed hash, their policy.
 //! - [`telemetry`]: the Prometheus recorder and its upkeep, every metric's HELP text, the
 //!   series known in advance registered at zero, and `build_info`.
-//! - [`server`]: the router (with key checks) and the listener.
+//! - [`server`]: the router (with key checks), the listener and the drain at shutdown.
+//! - [`readiness`]: `/ready` apart from `/health` (what a load balancer checks), and the
+//!   drain settings.
 //! - [`state`]: the application state the routes share, what `serve` is configured with, and
 //!   start-up (data directory, keys, plugins folder, store, the live connector restored).
 //! - [`http`]: the limits at the HTTP edge: the accept loop with a cap on connections and
@@ -75,6 +77,7 @@ pub mod log_writer;
 pub mod phone;
 pub mod plugins;
 pub mod protection;
+pub mod readiness;
 pub mod request_fields;
 pub mod routes;
 pub mod scaffold;

@@ -86,8 +86,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             Arc::clone(&state),
             require_send_key,
         ));
-    // Shed, deadlines and run-to-the-end for the API; `/health`, `/metrics` and the console's
-    // files stay outside, answerable under any load.
+    // Shed, deadlines and run-to-the-end for the API; `/health`, `/ready`, `/metrics` and the
+    // console's files stay outside, answerable under any load.
     let api_routes = admin_routes
         .merge(send_routes)
         .route_layer(middleware::from_fn_with_state(
@@ -96,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         ));
     Router::new()
         .route("/health", get(routes::health::get_health))
+        .route("/ready", get(routes::health::get_ready))
         .route("/metrics", get(routes::metrics::get_metrics))
         .merge(api_routes)
         .merge(crate::console::console_router())
@@ -108,6 +109,64 @@ pub fn router(state: Arc<AppState>) -> Router {
             crate::http::request_log::log_request,
         ))
         .with_state(state)
+}
+
+/// What answers while the host starts (waiting for its database): `/health` (the process is
+/// up), `/ready` (503 `starting`), and `503 store.unavailable` for everything else.
+fn starting_router() -> Router {
+    Router::new()
+        .route("/health", get(routes::health::get_health_starting))
+        .route("/ready", get(routes::health::get_ready_starting))
+        .fallback(|| async {
+            ApiError::StoreUnavailable(
+                "this host is starting (waiting for its database); try again in a moment"
+                    .to_owned(),
+            )
+        })
+}
+
+/// How many SIGTERM or SIGINT signals have come. One watcher from start-up to exit, so no
+/// signal falls between start-up and serving.
+#[derive(Clone)]
+pub struct ShutdownSignals(tokio::sync::watch::Receiver<u32>);
+
+impl ShutdownSignals {
+    /// Starts counting the signals (a task on the runtime).
+    pub fn watch() -> Self {
+        let (count, receiver) = tokio::sync::watch::channel(0u32);
+        tokio::spawn(async move {
+            loop {
+                shutdown_signal().await;
+                count.send_modify(|count| *count += 1);
+            }
+        });
+        Self(receiver)
+    }
+
+    /// Until `count` signals have come in all.
+    async fn until(&mut self, count: u32) {
+        // The sender lives as long as the runtime: an error only at exit.
+        let _ = self.0.wait_for(|came| *came >= count).await;
+    }
+}
+
+/// Runs start-up (`loading`) while answering on `listener` as [`starting_router`] does.
+/// `None`: SIGTERM or SIGINT came first (start-up is abandoned).
+pub async fn start<T>(
+    listener: &TcpListener,
+    limits: &crate::http::HttpLimits,
+    signals: &ShutdownSignals,
+    loading: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut signals = signals.clone();
+    let loading_or_stopped = async {
+        tokio::select! {
+            loaded = loading => Some(loaded),
+            () = signals.until(1) => None,
+        }
+    };
+    crate::http::listener::answer_while(listener, starting_router(), limits, loading_or_stopped)
+        .await
 }
 
 async fn require_admin_key(
@@ -144,8 +203,12 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     }
 }
 
-/// Serves until ctrl-c or SIGTERM.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+/// Serves until SIGTERM or SIGINT, then drains (see [`drain_on_signal`]).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    signals: ShutdownSignals,
+) -> std::io::Result<()> {
     tokio::spawn(purge_expired_periodically(Arc::clone(&state)));
     tokio::spawn(crate::http::request_log::report_quiet_floods_periodically(
         Arc::clone(&state.request_log),
@@ -187,21 +250,35 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) -> std::io::Resu
         }
     };
     let limits = state.config.http_limits.clone();
-    // Requests still running at shutdown get their deadline again to finish (a send is
-    // never cut in the middle when it can be helped).
-    let grace = limits.api_request_timeout;
+    let settings = state.config.shutdown;
+    // When the listener stopped accepting, and how many API requests were in flight then.
+    let stopped_accepting = Arc::new(std::sync::OnceLock::new());
     crate::http::serve_connections(
         listener,
         router(Arc::clone(&state)),
         &limits,
-        shutdown_signal(),
-        grace,
+        drain_on_signal(Arc::clone(&state), signals, Arc::clone(&stopped_accepting)),
+        settings.timeout,
     )
     .await?;
-    if !state.request_admission.all_finished_within(grace).await {
+    // Requests in flight finish (a send is never cut in the middle), within the timeout.
+    let (stopped_at, in_flight_at_stop) = stopped_accepting
+        .get()
+        .copied()
+        .unwrap_or_else(|| (std::time::Instant::now(), 0));
+    let remaining = settings.timeout.saturating_sub(stopped_at.elapsed());
+    if state.request_admission.all_finished_within(remaining).await {
+        tracing::info!(
+            in_flight_at_stop,
+            finished_in_ms = stopped_at.elapsed().as_millis() as u64,
+            "drained: every request in flight finished"
+        );
+    } else {
         tracing::warn!(
-            in_flight = state.request_admission.in_flight(),
-            "requests still running after the shutdown grace period"
+            in_flight_at_stop,
+            still_running = state.request_admission.in_flight(),
+            shutdown_timeout_secs = settings.timeout.as_secs(),
+            "requests still running after --shutdown-timeout-secs; exiting anyway"
         );
     }
     if let Some(sqlite) = state.store_backend.embedded() {
@@ -257,6 +334,35 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
             Err(error) => tracing::warn!(%error, "purging expired codes failed"),
         }
     }
+}
+
+/// Ends when the listener should stop accepting: at SIGTERM or SIGINT `/ready` turns 503
+/// (`draining`), then the listener keeps accepting for `--drain-grace-secs` so a load
+/// balancer's next checks take this host out before connections are refused. A second
+/// signal ends the grace at once.
+async fn drain_on_signal(
+    state: Arc<AppState>,
+    mut signals: ShutdownSignals,
+    stopped_accepting: Arc<std::sync::OnceLock<(std::time::Instant, usize)>>,
+) {
+    signals.until(1).await;
+    state.readiness.start_draining();
+    let grace = state.config.shutdown.drain_grace;
+    tracing::info!(
+        drain_grace_secs = grace.as_secs(),
+        in_flight = state.request_admission.in_flight(),
+        "draining: /ready answers 503, still accepting during the grace"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(grace) => {},
+        () = signals.until(2) => {},
+    }
+    let in_flight = state.request_admission.in_flight();
+    let _ = stopped_accepting.set((std::time::Instant::now(), in_flight));
+    tracing::info!(
+        in_flight,
+        "drain grace over: no longer accepting; requests in flight finish"
+    );
 }
 
 async fn shutdown_signal() {

@@ -133,6 +133,10 @@ pub struct ServeConfig {
     pub http_limits: crate::http::HttpLimits,
     /// `--access-log`: one log line per request.
     pub access_log: bool,
+    /// With PostgreSQL: how long start-up waits for the database (`None`: for ever).
+    pub database_wait: Option<std::time::Duration>,
+    /// The drain on SIGTERM and SIGINT.
+    pub shutdown: crate::readiness::ShutdownSettings,
 }
 
 /// Shared by every request.
@@ -165,6 +169,8 @@ pub struct AppState {
     pub protection_sharing: std::sync::Mutex<Option<SharedStateSync>>,
     /// Requests counted by route and status, the access log, refusals logged.
     pub request_log: Arc<crate::http::request_log::RequestLog>,
+    /// Draining or not (`/ready`).
+    pub readiness: crate::readiness::Readiness,
 }
 
 impl AppState {
@@ -206,11 +212,26 @@ impl AppState {
             database_password,
         } = prepared;
         let backend = match (database_url, sqlite_store, secrets_keyring) {
-            (Some(url), _, Some(keyring)) => StoreBackend::Shared(Box::new(
-                PostgresStore::connect_with_password(&url, database_password.as_deref(), keyring)
+            (Some(url), _, Some(keyring)) => {
+                // The database may be starting with this host: wait for it (bounded by
+                // `--database-wait-secs`) rather than exit.
+                PostgresStore::wait_until_reachable(
+                    &url,
+                    database_password.as_deref(),
+                    config.database_wait,
+                )
+                .await
+                .map_err(StartupError::Database)?;
+                StoreBackend::Shared(Box::new(
+                    PostgresStore::connect_with_password(
+                        &url,
+                        database_password.as_deref(),
+                        keyring,
+                    )
                     .await
                     .map_err(StartupError::Database)?,
-            )),
+                ))
+            }
             (None, Some(sqlite), _) => StoreBackend::Embedded(sqlite),
             _ => return Err(StartupError::NoStore),
         };
@@ -325,6 +346,7 @@ impl AppState {
             "connection and request limits"
         );
         Ok(Self {
+            readiness: Default::default(),
             request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
             request_log: Arc::new(crate::http::request_log::RequestLog::new(config.access_log)),
             sender: Sender {

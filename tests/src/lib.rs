@@ -441,7 +441,12 @@ impl HostFolders {
             .arg(&self.plugins_dir)
             .arg("--data")
             .arg(&self.data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            // A restart on the same port passes its own `--listen`.
+            .args(if extra_args.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"][..]
+            })
             .args(extra_args)
             .args(&store_args)
             .env("RUST_LOG", "info,connector_host=debug")

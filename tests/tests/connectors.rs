@@ -678,6 +678,7 @@ fn the_openapi_document_describes_every_route() {
         .collect();
     for (method, path) in [
         ("get", "/health"),
+        ("get", "/ready"),
         ("get", "/api/connector-factories"),
         ("get", "/api/connector-factories/{id}"),
         ("get", "/api/connector-factories/{id}/readme.html"),
@@ -1305,10 +1306,16 @@ fn a_config_written_in_clear_into_the_live_row_is_refused_and_nothing_is_sent_th
         "{refusals:?}"
     );
     // Not ready, and sends through it are refused: nothing goes out with the planted config.
+    let (status, ready) = host.request("GET", "/ready", None, None);
+    assert_eq!(
+        (status, ready["failed"].as_str()),
+        (503, Some("liveConfigUnreadable")),
+        "{ready}"
+    );
     let (status, health) = host.request("GET", "/health", None, None);
     assert_eq!(
         (status, health["ready"].clone()),
-        (503, json!(false)),
+        (200, json!(false)),
         "{health}"
     );
     assert_eq!(health["live"]["configReadable"], json!(false), "{health}");
@@ -1349,8 +1356,8 @@ fn a_config_written_in_clear_into_the_live_row_is_refused_and_nothing_is_sent_th
     sent_planted(&host);
     // Nothing sealed the planted config: a restart refuses it again.
     let host = host.kill().start();
-    let (status, health) = host.request("GET", "/health", None, None);
-    assert_eq!(status, 503, "{health}");
+    let (status, ready) = host.request("GET", "/ready", None, None);
+    assert_eq!(status, 503, "{ready}");
     let (status, refused) = host.request(
         "POST",
         "/api/messages",
@@ -1375,7 +1382,7 @@ fn a_config_written_in_clear_into_the_live_row_is_refused_and_nothing_is_sent_th
     );
     assert_eq!(status, 204);
     assert_eq!(host.get("/api/connectors").0, 200);
-    assert_eq!(host.request("GET", "/health", None, None).0, 200);
+    assert_eq!(host.request("GET", "/ready", None, None).0, 200);
     sent_planted(&host);
 }
 

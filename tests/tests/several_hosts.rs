@@ -350,11 +350,14 @@ fn postgres_down_fails_closed_and_everything_recovers() {
             "{:?}",
             started.elapsed()
         );
+        // Alive and reporting the outage; still ready, so the balancer keeps it and
+        // clients get this JSON 503 rather than the balancer's own page.
         let (status, health) = host.request("GET", "/health", None, None);
         assert_eq!(
             (status, health["store"].as_str()),
-            (503, Some("unavailable"))
+            (200, Some("unavailable"))
         );
+        assert_eq!(host.request("GET", "/ready", None, None).0, 200);
         let (status, body) = host.post(
             "/api/connectors",
             &json!({"connectorId": MOCK, "config": mock_config("during outage")}),
@@ -999,7 +1002,7 @@ fn a_host_left_out_of_a_secrets_key_rotation_is_not_ready_and_never_sends_with_t
     let a = start();
     // B still serves the connector as it loaded it: the config did not change.
     assert_eq!(send(&b, PHONE).0, 200);
-    assert_eq!(b.request("GET", "/health", None, None).0, 200);
+    assert_eq!(b.request("GET", "/ready", None, None).0, 200);
     let sent_to_old_provider = old_provider.requests().len();
 
     // A new endpoint and credential, through A: B cannot open them.
@@ -1010,11 +1013,12 @@ fn a_host_left_out_of_a_secrets_key_rotation_is_not_ready_and_never_sends_with_t
     assert_eq!(status, 200, "{updated}");
     let deadline = Instant::now() + Duration::from_secs(5);
     let health = loop {
-        let (status, health) = b.request("GET", "/health", None, None);
+        let (status, ready) = b.request("GET", "/ready", None, None);
         if status == 503 {
-            break health;
+            assert_eq!(ready["failed"], "liveConfigUnreadable", "{ready}");
+            break b.request("GET", "/health", None, None).1;
         }
-        assert!(Instant::now() < deadline, "B still reports ready: {health}");
+        assert!(Instant::now() < deadline, "B still reports ready: {ready}");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(health["ready"], json!(false), "{health}");
@@ -1044,7 +1048,7 @@ fn a_host_left_out_of_a_secrets_key_rotation_is_not_ready_and_never_sends_with_t
     // Restarted with the new key file, B serves the new config.
     drop(b);
     let b = start();
-    assert_eq!(b.request("GET", "/health", None, None).0, 200);
+    assert_eq!(b.request("GET", "/ready", None, None).0, 200);
     assert_eq!(send(&b, PHONE).0, 200);
     let requests = new_provider.requests();
     assert_eq!(requests.len(), 2);

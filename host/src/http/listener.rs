@@ -43,6 +43,57 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// One log line per this long at most while accept keeps failing.
 const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
+/// At most this many connections at once while the host starts: only checks and probes come
+/// then, each answered at once.
+const STARTING_CONNECTIONS: usize = 64;
+
+/// While the host starts (waiting for its database): answers on `listener` with `router`
+/// (`/health`, `/ready` 503 and a 503 for the rest) until `starting` resolves, and returns
+/// its output; the listener stays open for [`serve_connections`]. One request per connection
+/// (no keep-alive), with the header read timeout; past [`STARTING_CONNECTIONS`] a connection
+/// is closed at once.
+pub async fn answer_while<T>(
+    listener: &TcpListener,
+    router: Router,
+    limits: &HttpLimits,
+    starting: impl Future<Output = T>,
+) -> T {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(HTTP1_BUFFER_BYTES)
+        .keep_alive(false);
+    let http = Arc::new(http);
+    let connections = Arc::new(tokio::sync::Semaphore::new(STARTING_CONNECTIONS));
+    let mut starting = std::pin::pin!(starting);
+    let mut accept_errors = AcceptErrorLog::default();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            done = &mut starting => return done,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                accept_errors.pause_after(error).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let (router, http) = (router.clone(), Arc::clone(&http));
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                router.clone().oneshot(request)
+            });
+            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+            drop(permit);
+        });
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open connections finish
 /// their requests (at most `grace`) and returns.
 pub async fn serve_connections(

@@ -10,7 +10,8 @@
 //! - [`client_stream`]: the socket, with `--response-write-timeout-secs` on writes the
 //!   client takes nothing of; tells the connection's slot when the client reads.
 //! - [`listener`]: the accept loop (hyper's HTTP/1 server with its header read timeout and
-//!   bounded buffers; accept errors pause briefly and never end it) and graceful shutdown.
+//!   bounded buffers; accept errors pause briefly and never end it) and graceful shutdown;
+//!   and the loop that answers while the host starts.
 //! - [`request_admission`]: the API routes' gate: `503 server.overloaded` past
 //!   `--max-in-flight`, the body read deadline (`408`), the whole-request deadline (`503`),
 //!   and the handler run to its end even when the client is gone.

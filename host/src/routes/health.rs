@@ -1,4 +1,5 @@
-//! `GET /health`: the process is up and serving, and the store answers.
+//! `GET /health`: the process is up (liveness), and how its store is; `GET /ready`: whether a
+//! load balancer should send it traffic (readiness, [`crate::readiness`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,23 +9,21 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::api_error::Json;
+use crate::readiness::{FailedCheck, ReadinessChecks};
 use crate::state::AppState;
 
-/// Liveness and readiness: `200` when the host can serve, `503` (`ready: false`) when its
-/// shared store cannot be reached (`store: "unavailable"`) or it cannot open the live
-/// connector's saved config (`live.configReadable: false`, the reason in `live.reason`);
-/// sends are refused meanwhile. Needs no key.
+/// Liveness: `200` whenever the process serves, with the store's state (`store: "ok"` or
+/// `"unavailable"`), the live connector and whether this host is ready (`ready`, as
+/// `GET /ready` decides). A monitor alerts on `store`; a load balancer checks `/ready`. Needs
+/// no key.
 #[utoipa::path(get, path = "/health", tag = "meta", responses(
-    (status = 200, description = "`{status, store, storeKind, generation, live, factories, limits}`", body = Object,
+    (status = 200, description = "`{status, ready, store, storeKind, generation, live, factories, limits}`; always 200 while the process serves (while it starts: `{status: \"starting\", ready: false, store, message}`)", body = Object,
         example = json!({"status": "ok", "store": "ok", "storeKind": "sqlite", "generation": 0,
             "ready": true,
             "live": {"connectorId": "6wb24mwyos70", "factoryId": "mock-short-message-service", "ready": true, "reason": null, "configReadable": true},
             "factories": 5,
             "limits": {"sending": {"maxSendsPerRecipient": 10, "windowSeconds": 600, "resendCooldownSeconds": 60, "allowedCountries": null},
-                "verificationCodes": {"timeToLiveSeconds": 600, "maxAttempts": 10}}})),
-    (status = 503, description = "The shared store cannot be reached (`store: \"unavailable\"`), or this host cannot open the live connector's saved config (`live.configReadable: false`)", body = Object,
-        example = json!({"status": "unavailable", "ready": false, "store": "unavailable", "storeKind": "postgres", "generation": 12,
-            "live": null, "factories": 5, "limits": {}}))))]
+                "verificationCodes": {"timeToLiveSeconds": 600, "maxAttempts": 10}}}))))]
 pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     let factory_count = state.factories.load().factories().count();
     let store_kind = state.store_backend.kind();
@@ -45,23 +44,14 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
             "configReadable": live.unreadable_config_reason().is_none(),
         })
     });
-    // A host that cannot open the live connector's saved config (left out of a key rotation,
-    // or the row was not written by a host) cannot send: not ready, so a load balancer takes
-    // it out.
-    let config_unreadable = live
-        .as_ref()
-        .is_some_and(|live| live["configReadable"] == json!(false));
-    let healthy = store_status == "ok" && !config_unreadable;
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let ready = ReadinessChecks::assess(&state.readiness, state.live.current().as_deref())
+        .failed()
+        .is_none();
     (
-        status,
+        StatusCode::OK,
         Json(json!({
-            "status": if healthy { "ok" } else { "unavailable" },
-            "ready": healthy,
+            "status": "ok",
+            "ready": ready,
             "store": store_status,
             "storeKind": store_kind,
             "generation": state.served_generation.load(Ordering::Acquire),
@@ -71,6 +61,68 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
                 "sending": state.config.send_limits,
                 "verificationCodes": state.config.code_policy,
             },
+        })),
+    )
+}
+
+/// `/health` while the host starts (waiting for its database): the process is up.
+pub async fn get_health_starting() -> Json<Value> {
+    Json(json!({
+        "status": "starting",
+        "ready": false,
+        "store": "unavailable",
+        "message": FailedCheck::Starting.message(),
+    }))
+}
+
+/// `/ready` while the host starts: `503` with `failed: "starting"`.
+pub async fn get_ready_starting() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "starting",
+            "ready": false,
+            "failed": FailedCheck::Starting,
+            "message": FailedCheck::Starting.message(),
+        })),
+    )
+}
+
+/// Readiness for a load balancer (`option httpchk GET /ready`): `200` when this host can
+/// serve; `503` with the check that failed (`failed`: `starting` while start-up waits for
+/// the database, `draining` after SIGTERM,
+/// `liveConfigUnreadable`, `liveConnectorUnavailable`). A database outage does not fail it:
+/// every host shares the database, so each keeps answering `503 store.unavailable` in JSON
+/// itself (rather than all leaving the balancer at once) and recovers when the database is
+/// back. Needs no key.
+#[utoipa::path(get, path = "/ready", tag = "meta", responses(
+    (status = 200, description = "Ready: `{status: \"ready\", ready: true, checks}`", body = Object,
+        example = json!({"status": "ready", "ready": true, "failed": null, "message": null,
+            "checks": {"draining": false, "pluginsScanned": true, "liveConnector": "ready", "liveConfigReadable": true}})),
+    (status = 503, description = "Not ready: `failed` names the check (`starting`, `draining`, `liveConfigUnreadable`, `liveConnectorUnavailable`), `message` says it in words", body = Object,
+        example = json!({"status": "unavailable", "ready": false, "failed": "draining",
+            "message": "this host is shutting down (draining): send traffic to another host",
+            "checks": {"draining": true, "pluginsScanned": true, "liveConnector": "ready", "liveConfigReadable": true}}))))]
+pub async fn get_ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+    let live = state.live.current();
+    let checks = ReadinessChecks::assess(&state.readiness, live.as_deref());
+    let failed = checks.failed();
+    let status = match failed {
+        None => StatusCode::OK,
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (
+        status,
+        Json(json!({
+            "status": if failed.is_none() { "ready" } else { "unavailable" },
+            "ready": failed.is_none(),
+            "failed": failed,
+            "message": failed.map(|failed| failed.message()),
+            "checks": checks,
+            "live": live.as_deref().map(|live| json!({
+                "connectorId": live.connector_id,
+                "reason": live.unavailable_reason(),
+            })),
         })),
     )
 }

@@ -76,38 +76,52 @@ impl From<tokio_postgres::Error> for StoreError {
                 database_error.code().code(),
                 database_error.message()
             )),
-            None => StoreError::Unavailable(database_error_in_words(&error)),
+            None => StoreError::Unavailable(postgres_error_words(&error)),
         }
     }
 }
 
-/// Where the database is, as `host:port` (each host of a multi-host URL; a socket folder's
-/// socket file), for error messages.
-pub fn database_address(config: &tokio_postgres::Config) -> String {
-    let ports = config.get_ports();
-    let addresses: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(index, host)| {
-            // One port for every host, or one each; 5432 when none is given.
-            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
-                    format!("[{name}]:{port}")
-                }
-                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
-                tokio_postgres::config::Host::Unix(folder) => {
-                    format!("{}/.s.PGSQL.{port}", folder.display())
-                }
-            }
-        })
-        .collect();
-    if addresses.is_empty() {
-        "(no host in the URL)".to_owned()
-    } else {
-        addresses.join(", ")
+/// An error from tokio-postgres in words: its own text says only "db error" or "error
+/// connecting to server", the reason is in its sources (the server's message, the I/O error).
+pub fn postgres_error_words(error: &tokio_postgres::Error) -> String {
+    if let Some(database_error) = error.as_db_error() {
+        return format!(
+            "{} (SQLSTATE {})",
+            database_error.message(),
+            database_error.code().code()
+        );
     }
+    database_error_in_words(error)
+}
+
+/// Whether start-up should wait and try again: the server cannot be reached or is not
+/// accepting connections yet (an I/O error, a timeout, a closed connection, "the database
+/// system is starting up"); not a refusal that stays (authentication, no such database).
+fn worth_waiting_for(error: &tokio_postgres::Error) -> bool {
+    if let Some(database_error) = error.as_db_error() {
+        return means_unreachable(database_error.code(), database_error.message());
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        // A certificate the host refuses (sslmode verify-ca, verify-full) stays refused.
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return false;
+        }
+        if let Some(io_error) = cause.downcast_ref::<std::io::Error>() {
+            return io_error
+                .get_ref()
+                .is_none_or(|inner| inner.downcast_ref::<rustls::Error>().is_none());
+        }
+        source = cause.source();
+    }
+    // tokio-postgres's own kinds, known only by their text: the connect timeout and a
+    // connection lost before it was ready.
+    error.is_closed() || error.to_string() == "timeout waiting for server"
+}
+
+/// Why the pool gave no connection, in words, naming the database it tried.
+fn pool_error_words(error: deadpool_postgres::PoolError, target: &str) -> StoreError {
+    StoreError::Unavailable(pool_error_in_words(&error, target))
 }
 
 /// Why the pool gave no connection, in words that name the database, e.g. `cannot connect
@@ -182,6 +196,34 @@ fn io_error_in_words(error: &std::io::Error) -> String {
     }
 }
 
+/// Where a connection config points, for messages: `host:port` (several comma-separated),
+/// never the user or password.
+pub fn database_target(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let port = ports
+                .get(index)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            match host {
+                tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                    format!("[{name}]:{port}")
+                }
+                tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                tokio_postgres::config::Host::Unix(path) => {
+                    format!("{}/.s.PGSQL.{port}", path.display())
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Whether a database error means the server is going away or cannot take connections now
 /// (a restart, a failover, a crash): the request fails closed with 503, as when the database
 /// cannot be reached at all, and the pool replaces the connection.
@@ -201,6 +243,8 @@ fn means_unreachable(code: &SqlState, message: &str) -> bool {
 pub struct PostgresStore {
     pool: Pool,
     connect_config: tokio_postgres::Config,
+    /// `host:port`, named in every error about reaching the database.
+    target: std::sync::Arc<str>,
     tls: MakeRustlsConnect,
     keyring: std::sync::Arc<SecretsKeyring>,
     reservations: ReservationBatcher,
@@ -295,6 +339,24 @@ async fn within_deadline<T>(
                 OPERATION_DEADLINE.as_secs()
             )))
         })
+}
+
+/// [`within_deadline`], and an unavailable store named by its `host:port`: errors from a
+/// connection the pool had already opened (closed, terminated) and deadlines say only what
+/// failed.
+async fn within_deadline_at<T>(
+    target: &str,
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    within_deadline(work).await.map_err(|error| match error {
+        StoreError::Unavailable(reason) if !reason.contains("PostgreSQL at ") => {
+            StoreError::Unavailable(match reason.strip_prefix("PostgreSQL ") {
+                Some(rest) => format!("PostgreSQL at {target} {rest}"),
+                None => format!("PostgreSQL at {target}: {reason}"),
+            })
+        }
+        other => other,
+    })
 }
 
 /// A connector from the columns [`COLUMNS`] names, starting at `first`, its config opened.
@@ -415,25 +477,8 @@ impl PostgresStore {
         password: Option<&str>,
         keyring: SecretsKeyring,
     ) -> Result<Self, StoreError> {
-        // libpq's sslmode and sslrootcert, which tokio-postgres does not read itself.
-        let tls::ConnectOptions {
-            config: mut connect_config,
-            tls,
-            ssl_mode,
-        } = tls::connect_options(url).map_err(StoreError::Failed)?;
-        tracing::debug!(sslmode = ssl_mode.label(), "PostgreSQL TLS");
-        if let Some(password) = password {
-            if connect_config.get_password().is_some() {
-                return Err(StoreError::Failed(
-                    "the database URL holds a password and --database-password-file gives another: keep one".to_owned(),
-                ));
-            }
-            connect_config.password(password);
-        }
-        if connect_config.get_connect_timeout().is_none() {
-            connect_config.connect_timeout(OPERATION_DEADLINE);
-        }
-        connect_config.application_name("connector-host");
+        let (connect_config, tls) = connection_config(url, password)?;
+        let target: std::sync::Arc<str> = database_target(&connect_config).into();
         let manager = Manager::from_config(
             connect_config.clone(),
             tls.clone(),
@@ -452,10 +497,11 @@ impl PostgresStore {
         let store = Self {
             reservations: ReservationBatcher::start(DatabaseReservations {
                 pool: pool.clone(),
-                address: database_address(&connect_config).into(),
+                target: std::sync::Arc::clone(&target),
             }),
             pool,
             connect_config,
+            target,
             tls,
             keyring: std::sync::Arc::new(keyring),
         };
@@ -463,8 +509,66 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// Start-up with a database that may not be up yet (a host started with it, or during its
+    /// restart): tries to connect with backoff (0.5 s doubling to 10 s), logging each failed
+    /// attempt with the database's `host:port` (never the password). `wait` bounds the
+    /// waiting (`None`: for ever); past it, the last failure is returned. A URL that cannot
+    /// be used at all fails at once.
+    pub async fn wait_until_reachable(
+        url: &str,
+        password: Option<&str>,
+        wait: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let (connect_config, tls) = connection_config(url, password)?;
+        let target = database_target(&connect_config);
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        for attempt in 1u32.. {
+            let attempt_once = async {
+                let (client, connection) = connect_config.connect(tls.clone()).await?;
+                let connection_task = tokio::spawn(connection);
+                let answered = client.simple_query("SELECT 1").await;
+                drop(client);
+                let _ = connection_task.await;
+                answered.map(drop)
+            };
+            let reason = match tokio::time::timeout(OPERATION_DEADLINE, attempt_once).await {
+                Ok(Ok(())) => {
+                    if attempt > 1 {
+                        tracing::info!(database = %target, attempt, waited_ms = started.elapsed().as_millis() as u64, "PostgreSQL is reachable");
+                    }
+                    return Ok(());
+                }
+                // Wrong credentials, a missing password or database: waiting does not help.
+                Ok(Err(error)) if !worth_waiting_for(&error) => {
+                    return Err(StoreError::Failed(format!(
+                        "PostgreSQL at {target} refused the connection: {}",
+                        postgres_error_words(&error)
+                    )))
+                }
+                Ok(Err(error)) => postgres_error_words(&error),
+                Err(_) => format!("no answer within {} s", OPERATION_DEADLINE.as_secs()),
+            };
+            let waited = started.elapsed();
+            if wait.is_some_and(|wait| waited + backoff > wait) {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot reach PostgreSQL at {target} (gave up after {} s, --database-wait-secs): {reason}",
+                    waited.as_secs()
+                )));
+            }
+            tracing::warn!(database = %target, attempt, retry_in_ms = backoff.as_millis() as u64, %reason, "cannot reach PostgreSQL at {target}; waiting for it");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        Ok(())
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
-        let (mut client, connection) = self.connect_config.connect(self.tls.clone()).await?;
+        let (mut client, connection) = self
+            .connect_config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|error| self.unreachable(&error))?;
         let connection_task = tokio::spawn(connection);
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -483,55 +587,95 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// A connection that could not be opened, naming the database.
+    fn unreachable(&self, error: &tokio_postgres::Error) -> StoreError {
+        StoreError::Unavailable(format!(
+            "cannot reach PostgreSQL at {}: {}",
+            self.target,
+            postgres_error_words(error)
+        ))
+    }
+}
+
+/// The connection config from the URL and the password file's password, and the TLS
+/// connector its `sslmode` and `sslrootcert` mean (libpq's, which tokio-postgres does not
+/// read itself: [`tls`]).
+fn connection_config(
+    url: &str,
+    password: Option<&str>,
+) -> Result<(tokio_postgres::Config, MakeRustlsConnect), StoreError> {
+    let tls::ConnectOptions {
+        config: mut connect_config,
+        tls,
+        ssl_mode,
+    } = tls::connect_options(url).map_err(StoreError::Failed)?;
+    tracing::debug!(sslmode = ssl_mode.label(), "PostgreSQL TLS");
+    if let Some(password) = password {
+        if connect_config.get_password().is_some() {
+            return Err(StoreError::Failed(
+                    "the database URL holds a password and --database-password-file gives another: keep one".to_owned(),
+                ));
+        }
+        connect_config.password(password);
+    }
+    if connect_config.get_connect_timeout().is_none() {
+        connect_config.connect_timeout(OPERATION_DEADLINE);
+    }
+    connect_config.application_name("connector-host");
+    Ok((connect_config, tls))
+}
+
+impl PostgresStore {
     /// One transaction under the change lock (so no host writes a config meanwhile), without
     /// a new generation (the configs mean what they meant): checks the recorded sealing key,
     /// (re)seals, records the key. Then `VACUUM FULL` rewrites the table, so the row versions
     /// as they were before are not left in it.
     async fn reseal_configs(&self, during_rotation: bool) -> Result<SealingReport, StoreError> {
-        let report = within_deadline(async {
-            let mut client = self.client().await?;
-            let transaction = client.transaction().await?;
-            transaction
-                .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
-                .await?;
-            let recorded_key_id = recorded_sealing_key_id(&transaction).await?;
-            let mut stored_configs = Vec::new();
-            for row in transaction
-                .query("SELECT id, factory_id, config FROM connectors", &[])
-                .await?
-            {
-                stored_configs.push(StoredConfig {
-                    connector_id: row.try_get(0)?,
-                    factory_id: row.try_get(1)?,
-                    stored: row.try_get(2)?,
-                });
-            }
-            let plan = self.keyring.plan_reseal(
-                recorded_key_id.as_deref(),
-                during_rotation,
-                stored_configs,
-            )?;
-            for (id, sealed) in &plan.rewrites {
+        let report = self
+            .within_deadline(async {
+                let mut client = self.client().await?;
+                let transaction = client.transaction().await?;
+                transaction
+                    .execute("SELECT value FROM connector_generation FOR UPDATE", &[])
+                    .await?;
+                let recorded_key_id = recorded_sealing_key_id(&transaction).await?;
+                let mut stored_configs = Vec::new();
+                for row in transaction
+                    .query("SELECT id, factory_id, config FROM connectors", &[])
+                    .await?
+                {
+                    stored_configs.push(StoredConfig {
+                        connector_id: row.try_get(0)?,
+                        factory_id: row.try_get(1)?,
+                        stored: row.try_get(2)?,
+                    });
+                }
+                let plan = self.keyring.plan_reseal(
+                    recorded_key_id.as_deref(),
+                    during_rotation,
+                    stored_configs,
+                )?;
+                for (id, sealed) in &plan.rewrites {
+                    transaction
+                        .execute(
+                            "UPDATE connectors SET config = $2 WHERE id = $1",
+                            &[id, sealed],
+                        )
+                        .await?;
+                }
                 transaction
                     .execute(
-                        "UPDATE connectors SET config = $2 WHERE id = $1",
-                        &[id, sealed],
+                        "INSERT INTO store_settings (name, value) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                        &[&SECRETS_KEY_SETTING, &self.keyring.sealing_key_id()],
                     )
                     .await?;
-            }
-            transaction
-                .execute(
-                    "INSERT INTO store_settings (name, value) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    &[&SECRETS_KEY_SETTING, &self.keyring.sealing_key_id()],
-                )
-                .await?;
-            transaction.commit().await?;
-            Ok(plan.report)
-        })
-        .await?;
+                transaction.commit().await?;
+                Ok(plan.report)
+            })
+            .await?;
         if report.rewritten() > 0 {
-            within_deadline(async {
+            self.within_deadline(async {
                 self.client()
                     .await?
                     .batch_execute("VACUUM FULL connectors")
@@ -543,18 +687,21 @@ impl PostgresStore {
         Ok(report)
     }
 
+    /// [`within_deadline_at`] this store's database.
+    async fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        within_deadline_at(&self.target, work).await
+    }
+
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(|error| {
-            StoreError::Unavailable(pool_error_in_words(
-                &error,
-                &database_address(&self.connect_config),
-            ))
-        })
+        pool_client(&self.pool, &self.target).await
     }
 
     /// The generation and the live connector, read in one statement (one snapshot).
     pub async fn live_snapshot(&self) -> Result<LiveSnapshot, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             let sql = format!(
                 "SELECT g.value, c.* FROM connector_generation g
@@ -578,7 +725,7 @@ impl PostgresStore {
 
     /// The current generation (the poll that backs up notifications).
     pub async fn generation(&self) -> Result<i64, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             let row = client
                 .query_one("SELECT value FROM connector_generation", &[])
@@ -590,7 +737,7 @@ impl PostgresStore {
 
     /// Whether the database answers now.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             self.client().await?.simple_query("SELECT 1").await?;
             Ok(())
         })
@@ -600,8 +747,12 @@ impl PostgresStore {
     /// Opens a dedicated connection that `LISTEN`s for connector changes. Each notification
     /// arrives as one `()`; the receiver ends when the connection is lost.
     pub async fn listen_for_changes(&self) -> Result<ChangeListener, StoreError> {
-        within_deadline(async {
-            let (client, mut connection) = self.connect_config.connect(self.tls.clone()).await?;
+        self.within_deadline(async {
+            let (client, mut connection) = self
+                .connect_config
+                .connect(self.tls.clone())
+                .await
+                .map_err(|error| self.unreachable(&error))?;
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
             let forward = tokio::spawn(async move {
                 while let Some(message) =
@@ -654,7 +805,8 @@ impl PostgresStore {
             window,
             cooldown,
         };
-        within_deadline(self.reservations.reserve(request, limits)).await
+        self.within_deadline(self.reservations.reserve(request, limits))
+            .await
     }
 
     /// One batch of reservations in one round trip: one decision per request, in their order
@@ -664,28 +816,17 @@ impl PostgresStore {
         limits: SendLimits,
         requests: &[ReservationRequest],
     ) -> Result<Vec<SharedReservation>, StoreError> {
-        reserve_batch(
-            &self.pool,
-            &database_address(&self.connect_config),
-            limits,
-            requests,
-        )
-        .await
+        reserve_batch(&self.pool, &self.target, limits, requests).await
     }
 
     /// Gives a slot back (the send failed), so only successful sends count.
     pub async fn release_send(&self, reservation_id: i64) -> Result<(), StoreError> {
-        delete_send(
-            &self.pool,
-            &database_address(&self.connect_config),
-            reservation_id,
-        )
-        .await
+        delete_send(&self.pool, &self.target, reservation_id).await
     }
 
     /// Forgets sends older than `retention` (by the database's clock); returns how many.
     pub async fn purge_sends(&self, retention: Duration) -> Result<u64, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
             Ok(self
                 .client()
@@ -704,8 +845,7 @@ impl PostgresStore {
 /// The batcher's way to the database.
 struct DatabaseReservations {
     pool: Pool,
-    /// Where the database is, for error messages.
-    address: std::sync::Arc<str>,
+    target: std::sync::Arc<str>,
 }
 
 impl ReservationExecutor for DatabaseReservations {
@@ -715,35 +855,35 @@ impl ReservationExecutor for DatabaseReservations {
         requests: Vec<ReservationRequest>,
     ) -> impl Future<Output = Result<Vec<SharedReservation>, StoreError>> + Send {
         let pool = self.pool.clone();
-        let address = std::sync::Arc::clone(&self.address);
-        async move { reserve_batch(&pool, &address, limits, &requests).await }
+        let target = std::sync::Arc::clone(&self.target);
+        async move { reserve_batch(&pool, &target, limits, &requests).await }
     }
 
     fn release(&self, reservation_id: i64) -> impl Future<Output = ()> + Send {
         let pool = self.pool.clone();
-        let address = std::sync::Arc::clone(&self.address);
+        let target = std::sync::Arc::clone(&self.target);
         async move {
-            if let Err(error) = delete_send(&pool, &address, reservation_id).await {
+            if let Err(error) = delete_send(&pool, &target, reservation_id).await {
                 tracing::warn!(%error, "could not give back the slot of a send that gave up");
             }
         }
     }
 }
 
-async fn pool_client(pool: &Pool, address: &str) -> Result<Object, StoreError> {
+async fn pool_client(pool: &Pool, target: &str) -> Result<Object, StoreError> {
     pool.get()
         .await
-        .map_err(|error| StoreError::Unavailable(pool_error_in_words(&error, address)))
+        .map_err(|error| pool_error_words(error, target))
 }
 
 async fn reserve_batch(
     pool: &Pool,
-    address: &str,
+    target: &str,
     limits: SendLimits,
     requests: &[ReservationRequest],
 ) -> Result<Vec<SharedReservation>, StoreError> {
-    within_deadline(async {
-        let client = pool_client(pool, address).await?;
+    within_deadline_at(target, async {
+        let client = pool_client(pool, target).await?;
         let statement = client
             .prepare_cached(
                 "SELECT request_index, reservation_id, refusal, retry_after_ms
@@ -797,9 +937,9 @@ async fn reserve_batch(
     .await
 }
 
-async fn delete_send(pool: &Pool, address: &str, reservation_id: i64) -> Result<(), StoreError> {
-    within_deadline(async {
-        pool_client(pool, address)
+async fn delete_send(pool: &Pool, target: &str, reservation_id: i64) -> Result<(), StoreError> {
+    within_deadline_at(target, async {
+        pool_client(pool, target)
             .await?
             .execute(
                 "DELETE FROM recipient_sends WHERE id = $1",
@@ -827,7 +967,7 @@ impl Drop for ChangeListener {
 #[async_trait::async_trait]
 impl ConnectorStore for PostgresStore {
     async fn list(&self, enabled: Option<bool>) -> Result<Vec<ConnectorRecord>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let sql = format!(
                 "SELECT {COLUMNS} FROM connectors WHERE ($1::boolean IS NULL OR enabled = $1) ORDER BY created_at, id"
             );
@@ -838,7 +978,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             select_one(&client, &self.keyring, id).await
         })
@@ -854,7 +994,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn insert_live(&self, connector: NewConnector) -> Result<ConnectorRecord, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
@@ -885,7 +1025,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn enable(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
@@ -916,7 +1056,7 @@ impl ConnectorStore for PostgresStore {
         config: serde_json::Value,
         metadata: serde_json::Value,
     ) -> Result<UpdateOutcome, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             // The change lock first: no other host can change a connector until this commits.
@@ -948,7 +1088,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let generation = begin_change(&transaction).await?;
@@ -974,7 +1114,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn read_setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             Ok(self
                 .client()
                 .await?
@@ -987,7 +1127,7 @@ impl ConnectorStore for PostgresStore {
     }
 
     async fn record_setting_once(&self, name: &str, value: &str) -> Result<String, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let client = self.client().await?;
             client
                 .execute(
@@ -1007,7 +1147,7 @@ impl ConnectorStore for PostgresStore {
         &self,
         settings: Vec<(&'static str, Option<String>)>,
     ) -> Result<(), StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             for (name, value) in &settings {
@@ -1038,7 +1178,7 @@ impl ConnectorStore for PostgresStore {
 #[async_trait::async_trait]
 impl VerificationCodeStore for PostgresStore {
     async fn save_code(&self, code: NewCode) -> Result<(), StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             self.client()
                 .await?
                 .execute(
@@ -1061,7 +1201,7 @@ impl VerificationCodeStore for PostgresStore {
         code_hash: &[u8],
     ) -> Result<(), StoreError> {
         let template_type = template_type.as_str();
-        within_deadline(async {
+        self.within_deadline(async {
             self.client()
                 .await?
                 .execute(
@@ -1083,7 +1223,7 @@ impl VerificationCodeStore for PostgresStore {
         max_attempts: u32,
     ) -> Result<VerifyOutcome, StoreError> {
         let template_type = template_type.as_str();
-        within_deadline(async {
+        self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
             let stored = match transaction
@@ -1124,7 +1264,7 @@ impl VerificationCodeStore for PostgresStore {
     }
 
     async fn purge_expired_codes(&self, now: i64) -> Result<usize, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             let purged = self
                 .client()
                 .await?
@@ -1166,20 +1306,93 @@ mod tests {
             .unwrap();
         let error = pool.get().await.expect_err("nothing listens there");
         assert_eq!(
-            pool_error_in_words(&error, &database_address(&config)),
+            pool_error_in_words(&error, &database_target(&config)),
             "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused"
         );
     }
 
-    #[test]
-    fn addresses_name_each_host_and_port() {
-        let address = |url: &str| database_address(&url.parse().unwrap());
-        assert_eq!(address("postgres://u@db.example/app"), "db.example:5432");
-        assert_eq!(address("host=a,b port=5433 user=u"), "a:5433, b:5433");
+    /// An unavailable store names its database once; other errors stay as they are.
+    #[tokio::test]
+    async fn unavailable_errors_name_the_database_once() {
+        let named = |error: StoreError| async move {
+            within_deadline_at::<()>("db.internal:5432", async { Err(error) })
+                .await
+                .unwrap_err()
+                .to_string()
+        };
         assert_eq!(
-            address("host=/run/postgresql user=u"),
-            "/run/postgresql/.s.PGSQL.5432"
+            named(StoreError::Unavailable("connection closed".to_owned())).await,
+            "the store is unavailable: PostgreSQL at db.internal:5432: connection closed"
         );
+        assert_eq!(
+            named(StoreError::Unavailable(
+                "PostgreSQL did not answer within 5 s".to_owned()
+            ))
+            .await,
+            "the store is unavailable: PostgreSQL at db.internal:5432 did not answer within 5 s"
+        );
+        let reached = "cannot reach PostgreSQL at db.internal:5432: error connecting to server";
+        assert_eq!(
+            named(StoreError::Unavailable(reached.to_owned())).await,
+            format!("the store is unavailable: {reached}")
+        );
+        assert_eq!(
+            named(StoreError::Failed("23505: duplicate key".to_owned())).await,
+            "store error: 23505: duplicate key"
+        );
+    }
+
+    /// Messages name the database by host and port, never the user or password.
+    #[test]
+    fn the_target_is_host_and_port_without_credentials() {
+        let (config, _) =
+            connection_config("postgres://app:s3cret@db.internal:5433/connectors", None).unwrap();
+        assert_eq!(database_target(&config), "db.internal:5433");
+        let (config, _) = connection_config("postgres://app@[::1]/connectors", None).unwrap();
+        assert_eq!(database_target(&config), "[::1]:5432");
+        let (config, _) = connection_config(
+            "host=10.0.0.5,10.0.0.6 port=5432,5433 user=app dbname=c",
+            Some("pw"),
+        )
+        .unwrap();
+        assert_eq!(database_target(&config), "10.0.0.5:5432,10.0.0.6:5433");
+    }
+
+    /// "connection refused", not "error connecting to server" alone; start-up waits for it.
+    #[tokio::test]
+    async fn a_refused_connection_is_said_in_words_and_waited_for() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (config, _) =
+            connection_config(&format!("postgres://app@127.0.0.1:{port}/c"), None).unwrap();
+        let error = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .err()
+            .expect("nothing listens there");
+        let words = postgres_error_words(&error);
+        assert_eq!(words, "connection refused");
+        assert!(worth_waiting_for(&error), "{words}");
+        let refused = wait_until_reachable_within(port).await;
+        assert!(
+            refused.contains(&format!("cannot reach PostgreSQL at 127.0.0.1:{port}"))
+                && refused.contains("--database-wait-secs"),
+            "{refused}"
+        );
+    }
+
+    async fn wait_until_reachable_within(port: u16) -> String {
+        PostgresStore::wait_until_reachable(
+            &format!("postgres://app:pw@127.0.0.1:{port}/c"),
+            None,
+            Some(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap_err()
+        .to_string()
     }
 
     #[test]

@@ -247,6 +247,8 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         store_notifications: true,
         http_limits: Default::default(),
         access_log: false,
+        database_wait: None,
+        shutdown: Default::default(),
     }
 }
 

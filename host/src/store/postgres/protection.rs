@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{within_deadline, PostgresStore};
+use super::PostgresStore;
 use crate::protection::shared_state::{
     CountDeltas, Pulled, Push, RemoteCounts, SharedSnapshot, SharedStateStore, StoredSnapshot,
 };
@@ -217,7 +217,7 @@ impl SharedStateStore for PostgresStore {
         applied: &[(String, i64)],
         now: i64,
     ) -> Result<Pulled, String> {
-        within_deadline(async {
+        self.within_deadline(async {
             let new_blocks = serde_json::to_value(&push.new_blocks)?;
             let blocked: Value = push
                 .blocked
@@ -306,7 +306,7 @@ impl SharedStateStore for PostgresStore {
     }
 
     async fn purge_protection_events(&self, retention_ms: i64) -> Result<u64, String> {
-        within_deadline(async {
+        self.within_deadline(async {
             Ok(self
                 .client()
                 .await?
@@ -325,7 +325,7 @@ impl SharedStateStore for PostgresStore {
     }
 
     async fn protection_snapshot_age(&self) -> Result<Option<i64>, String> {
-        within_deadline(async {
+        self.within_deadline(async {
             let row = self
                 .client()
                 .await?
@@ -347,7 +347,7 @@ impl SharedStateStore for PostgresStore {
         snapshot: &SharedSnapshot,
         min_age_ms: i64,
     ) -> Result<(), String> {
-        within_deadline(async {
+        self.within_deadline(async {
             let applied: Value = applied
                 .iter()
                 .map(|(host, seq)| json!([host, seq]))
@@ -377,7 +377,7 @@ impl SharedStateStore for PostgresStore {
 impl PostgresStore {
     /// An admin lifts a block for every host; `false` when the table has no such block.
     pub async fn lift_protection_block(&self, id: &str) -> Result<bool, StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             Ok(self
                 .client()
                 .await?
@@ -390,7 +390,7 @@ impl PostgresStore {
 
     /// An admin allows a country for every host.
     pub async fn allow_protection_country(&self, region: &str) -> Result<(), StoreError> {
-        within_deadline(async {
+        self.within_deadline(async {
             self.client()
                 .await?
                 .execute(
