@@ -407,6 +407,14 @@ mod tests {
         expand(args, |name| env.get(name).map(OsString::from))
     }
 
+    /// The error a file alone, given to `serve`, is refused with.
+    fn refused(file: &str) -> String {
+        expand_with(file, &["connector-host", "serve"], &[])
+            .err()
+            .expect("the file is refused")
+            .to_string()
+    }
+
     fn serve_args(expanded: &ExpandedArgs) -> super::super::ServeArgs {
         match Cli::try_parse_from(&expanded.args).unwrap().command {
             super::super::Command::Serve(args) => *args,
@@ -460,68 +468,30 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_named_with_its_line_and_a_suggestion() {
-        let error = expand_with(
-            "listen = \"127.0.0.1:4000\"\n\n# limits\nmax-inflight = 5\n",
-            &["connector-host", "serve"],
-            &[],
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let error = refused("listen = \"127.0.0.1:4000\"\n\n# limits\nmax-inflight = 5\n");
         assert!(error.ends_with("host.toml:4: unknown key `max-inflight`: keys are `serve`'s flags without their dashes (connector-host serve --help); did you mean `max-in-flight`?"), "{error}");
     }
 
     #[test]
     fn a_value_clap_refuses_a_table_and_bad_toml_are_errors_with_their_line() {
-        let error = expand_with(
-            "data = \"d\"\nlisten = \"nowhere\"\n",
-            &["connector-host", "serve"],
-            &[],
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let error = refused("data = \"d\"\nlisten = \"nowhere\"\n");
         assert!(
             error.contains("host.toml:2: `listen`: invalid value 'nowhere' for '--listen"),
             "{error}"
         );
-        let error = expand_with(
-            "[limits]\nmax-in-flight = 5\n",
-            &["connector-host", "serve"],
-            &[],
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let error = refused("[limits]\nmax-in-flight = 5\n");
         assert!(
             error.contains("host.toml:1: unknown key `limits`"),
             "{error}"
         );
-        let error = expand_with(
-            "listen = [\"a\", [\"b\"]]\n",
-            &["connector-host", "serve"],
-            &[],
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let error = refused("listen = [\"a\", [\"b\"]]\n");
         assert!(
             error.contains("host.toml:1: `listen`: a list holds"),
             "{error}"
         );
-        let error = expand_with("listen = \n", &["connector-host", "serve"], &[])
-            .err()
-            .unwrap()
-            .to_string();
+        let error = refused("listen = \n");
         assert!(error.contains("host.toml:1: not valid TOML"), "{error}");
-        let error = expand_with(
-            "config = \"other.toml\"\n",
-            &["connector-host", "serve"],
-            &[],
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let error = refused("config = \"other.toml\"\n");
         assert!(error.contains("`config` cannot be set"), "{error}");
     }
 
