@@ -358,6 +358,9 @@ impl AppState {
                 executor: send_executor,
                 admin_test_budget: Default::default(),
                 protection,
+                protection_log: crate::log_dedup::LogDedup::new(
+                    crate::send::PROTECTION_LOG_INTERVAL,
+                ),
             },
             protection_sharing: std::sync::Mutex::new(protection_sharing),
             code_hasher,

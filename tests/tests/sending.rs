@@ -1006,6 +1006,11 @@ fn protection_blocks_hold_across_a_restart_on_sqlite() {
         line.contains("prefix_velocity") && line.contains("enforce"),
         "{line}"
     );
+    // A flood on one block: every refusal counted, its lines collapsed (one at once, then at
+    // most one per 5 s saying how many were left out), not one line per refused send.
+    for index in 0..30 {
+        assert_eq!(send(&host, &format!("+120155510{index:02}")).0, 429);
+    }
     let (_, metrics) = host.request("GET", "/metrics", None, None);
     let metrics = metrics.as_str().unwrap().to_owned();
     assert!(
@@ -1014,10 +1019,15 @@ fn protection_blocks_hold_across_a_restart_on_sqlite() {
             .any(|line| line.starts_with("sms_sends_blocked_total")
                 && line.contains("reason=\"prefix_velocity\"")
                 && line.contains("mode=\"enforce\"")
-                // Every series is there from start-up, at 0.
-                && !line.ends_with(" 0")),
+                && line.ends_with(" 31")),
         "{metrics}"
     );
+    let lines = host
+        .log()
+        .lines()
+        .filter(|line| line.contains("send blocked by protection") && line.contains(&block_id))
+        .count();
+    assert!((1..31).contains(&lines), "{lines} lines for 31 refusals");
 
     let host = host.kill().start_with_args(&[
         "--admin-key",

@@ -134,7 +134,13 @@ pub struct Sender {
     /// The SMS-pumping layers, decided before the per-recipient reservation (console tests
     /// have their own budget instead).
     pub protection: Protection,
+    /// The refusals' log lines, one per block at once and then at most one per interval (a
+    /// pumping flood would otherwise write one line per refused send; the metric counts each).
+    pub protection_log: crate::log_dedup::LogDedup,
 }
+
+/// How often a block's refusals are logged again, with how many were left out.
+pub const PROTECTION_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The connector a send goes through.
 pub struct SendTarget<'a> {
@@ -300,17 +306,31 @@ impl Sender {
                 let reason = blocked.reason.label();
                 ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
                     .increment(1);
-                tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, "send would be blocked by protection");
+                if let Some(left_out) = self.admit_protection_line(&blocked) {
+                    tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, left_out = left_out.count, "send would be blocked by protection{}", repeated(left_out));
+                }
                 Ok(())
             }
             Verdict::Blocked(blocked) => {
                 let reason = blocked.reason.label();
                 ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
                     .increment(1);
-                tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, "send blocked by protection");
+                if let Some(left_out) = self.admit_protection_line(&blocked) {
+                    tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, left_out = left_out.count, "send blocked by protection{}", repeated(left_out));
+                }
                 Err(SendError::Blocked(blocked))
             }
         }
+    }
+
+    /// Whether this refusal gets its log line now (the first of its block, then one per
+    /// [`PROTECTION_LOG_INTERVAL`]), with how many were left out before it.
+    fn admit_protection_line(
+        &self,
+        blocked: &crate::protection::Blocked,
+    ) -> Option<crate::log_dedup::LeftOut> {
+        self.protection_log
+            .admit(&blocked.block_id, std::time::Instant::now())
     }
 
     /// The sending half: through the connector, with a span, a log line and metrics; a failed
@@ -418,6 +438,15 @@ fn redact_send_result(
         Err(DeliveryError::Upstream(reason)) => Err(DeliveryError::Upstream(
             redactor.redact(&reason).into_owned(),
         )),
+    }
+}
+
+/// `; repeated 1,100 times in 11 s` after a collapsed line, nothing after the first.
+fn repeated(left_out: crate::log_dedup::LeftOut) -> String {
+    if left_out.is_none() {
+        String::new()
+    } else {
+        format!("; {left_out}")
     }
 }
 
