@@ -65,6 +65,15 @@ fn rejection_reason(host: &TestHost, name: &str) -> String {
     report["error"].as_str().unwrap().to_owned()
 }
 
+/// These tests send to one number again and again until a plugin change lands: a load, not
+/// users, so the protection layers that stop exactly that and the recipient's limit are off.
+fn sending_without_pause() -> Vec<&'static str> {
+    ["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY]
+        .into_iter()
+        .chain(UNLIMITED_FLOOD_FLAGS)
+        .collect()
+}
+
 fn send(host: &TestHost) -> (u16, Value) {
     host.request(
         "POST",
@@ -129,7 +138,7 @@ fn a_plugin_renamed_into_the_folder_is_listed_within_a_second() {
 
 #[test]
 fn a_slow_chunked_copy_is_never_loaded_half_written() {
-    let host = HostFolders::new(&[]).start();
+    let host = HostFolders::new(&[]).start_with_args(&sending_without_pause());
     let content = std::fs::read(plugin_file("mock_sms")).unwrap();
     let path = host.plugins_dir.join("mock.so");
     let mut file = std::fs::File::create(&path).unwrap();
@@ -237,7 +246,8 @@ fn upgrading_the_live_plugin_under_continuous_sends_fails_nothing() {
 
 #[test]
 fn a_broken_upgrade_keeps_the_old_code_serving() {
-    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))])
+        .start_with_args(&sending_without_pause());
     make_mock_live(&host);
     drop_in(
         &host.plugins_dir,
@@ -285,7 +295,8 @@ fn a_broken_upgrade_keeps_the_old_code_serving() {
 /// operator decides otherwise by removing a file: then the copy takes over.
 #[test]
 fn a_renamed_copy_never_takes_a_serving_plugin_s_place() {
-    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))]).start();
+    let host = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))])
+        .start_with_args(&sending_without_pause());
     make_mock_live(&host);
     drop_in(
         &host.plugins_dir,
@@ -324,7 +335,8 @@ fn a_renamed_copy_never_takes_a_serving_plugin_s_place() {
 
 #[test]
 fn removing_a_file_removes_its_factory_and_orphans_the_live_connector() {
-    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))])
+        .start_with_args(&sending_without_pause());
     let connector_id = make_mock_live(&host);
     std::fs::remove_file(host.plugins_dir.join("mock.so")).unwrap();
     wait_until("the factory to go", Duration::from_secs(5), || {
@@ -431,7 +443,7 @@ fn only_allowlisted_builds_load() {
 
 #[test]
 fn a_burst_of_fifty_file_events_settles_to_the_right_final_state() {
-    let host = HostFolders::new(&[]).start();
+    let host = HostFolders::new(&[]).start_with_args(&sending_without_pause());
     let builds: [PathBuf; 3] = [
         plugin_file("mock_sms"),
         plugin_file("fixture_mock_sms_next"),
@@ -544,7 +556,7 @@ fn check_file(file: &Path) -> (Option<i32>, String) {
 /// opened: the reconcile, rescan and `/health` stay prompt, and a valid plugin still loads.
 #[test]
 fn fifos_and_device_nodes_are_refused_without_blocking_the_folder() {
-    let host = HostFolders::new(&[]).start();
+    let host = HostFolders::new(&[]).start_with_args(&sending_without_pause());
     let fifo = host.plugins_dir.join("fifo.so");
     make_special_file("mkfifo", &["-m".as_ref(), "644".as_ref(), fifo.as_os_str()]).unwrap();
     let device = host.plugins_dir.join("null.so");
@@ -702,7 +714,7 @@ fn scratch_dir_with_trusted_ancestors() -> tempfile::TempDir {
 /// the directory is fixed.
 #[test]
 fn a_symlink_into_a_world_writable_directory_is_refused() {
-    let host = HostFolders::new(&[]).start();
+    let host = HostFolders::new(&[]).start_with_args(&sending_without_pause());
     let outside = scratch_dir_with_trusted_ancestors();
     std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let target = outside.path().join("libmock.so");
@@ -759,12 +771,8 @@ fn swaps_counted(host: &TestHost) -> u64 {
 
 #[test]
 fn every_swap_of_the_live_connector_is_counted_once() {
-    // It sends to one prefix until each upgrade lands: a load, not users.
-    let flags: Vec<&str> = ["--admin-key", ADMIN_KEY, "--send-key", SEND_KEY]
-        .into_iter()
-        .chain(UNLIMITED_FLOOD_FLAGS)
-        .collect();
-    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&flags);
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))])
+        .start_with_args(&sending_without_pause());
     assert_eq!(swaps_counted(&host), 0);
     let first = make_mock_live(&host);
     assert_eq!(swaps_counted(&host), 1, "create");
