@@ -1634,6 +1634,91 @@ async fn a_dropped_plugin_appears_without_a_reload_and_a_renamed_copy_is_refused
     assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
 }
 
+/// The control that has the focus: its connector row (if any) and its text.
+async fn focused_control(browser: &Browser) -> Value {
+    browser
+        .eval(
+            "const a = document.activeElement; \
+             return [a.closest('[data-connector-id]')?.dataset.connectorId ?? null, a.id || a.tagName, \
+             a.tagName === 'BUTTON' ? a.textContent.trim() : null]",
+        )
+        .await
+}
+
+/// The connectors list follows changes made elsewhere (the API, another host) without a
+/// reload, and a redraw leaves the focus where it was: on the same button of the same
+/// connector, or on the screen when that connector left the list, never on `<body>`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connectors_list_follows_changes_made_elsewhere_and_keeps_the_focus() {
+    let host = mock_and_http_host();
+    let first = create_mock_connector(&host);
+    let second = create_mock_connector(&host);
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.eval("window.__sameDocument = true").await;
+    let first_row = format!("[data-testid=previous-connector][data-connector-id=\"{first_id}\"]");
+    browser.wait_for(&first_row).await;
+    assert!(
+        !browser
+            .text_of("[data-testid=live-sms-connector]")
+            .await
+            .contains("HTTP SMS"),
+        "the HTTP SMS connector is not live yet"
+    );
+    browser
+        .eval(&format!(
+            "document.querySelector('{}').querySelector('button.button-danger-plain').focus()",
+            first_row.replace('\'', "\\'")
+        ))
+        .await;
+    assert_eq!(
+        focused_control(&browser).await,
+        json!([first_id, "BUTTON", "Delete"])
+    );
+
+    // Another client makes an HTTP SMS connector live: it shows up, the mock that was live
+    // joins the previous ones, and the focus stays on the first mock's Delete.
+    let (status, third) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms"}}),
+    );
+    assert_eq!(status, 200, "{third}");
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "HTTP SMS")
+        .await;
+    browser
+        .wait_for(&format!(
+            "[data-testid=previous-connector][data-connector-id=\"{second_id}\"]"
+        ))
+        .await;
+    assert_eq!(
+        focused_control(&browser).await,
+        json!([first_id, "BUTTON", "Delete"]),
+        "the redraw kept the focus"
+    );
+    browser.screenshot("42-connectors-changed-elsewhere").await;
+
+    // The focused connector is made live elsewhere: its row leaves the list, and the focus
+    // goes to the screen, not to <body>.
+    assert_eq!(
+        host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}))
+            .0,
+        200
+    );
+    browser.wait_until_gone(&first_row).await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", &first_id)
+        .await;
+    assert_eq!(focused_control(&browser).await, json!([null, "main", null]));
+    assert_eq!(
+        browser.eval("return window.__sameDocument ?? null").await,
+        json!(true),
+        "the page was not reloaded"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn what_the_host_decides_is_said_on_the_page() {
     let host = HostFolders::new(&[
