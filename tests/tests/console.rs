@@ -955,6 +955,16 @@ async fn the_whole_set_up_flow_with_the_keyboard_alone() {
             .await,
         json!(false)
     );
+    // Focusing the switch scrolled its pane, not the whole guide (once a white band below it).
+    assert_eq!(
+        browser
+            .eval(
+                "const guide = document.querySelector('.guide').getBoundingClientRect(); \
+                 return [guide.top, guide.bottom === window.innerHeight]"
+            )
+            .await,
+        json!([0, true])
+    );
     browser.screenshot("29-keyboard-guide").await;
     // Tab on to Save and Done; Enter saves.
     for _ in 0..20 {
@@ -1698,7 +1708,7 @@ async fn the_connectors_list_follows_changes_made_elsewhere_and_keeps_the_focus(
         json!([first_id, "BUTTON", "Delete"]),
         "the redraw kept the focus"
     );
-    browser.screenshot("42-connectors-changed-elsewhere").await;
+    browser.screenshot("49-connectors-changed-elsewhere").await;
 
     // The focused connector is made live elsewhere: its row leaves the list, and the focus
     // goes to the screen, not to <body>.
