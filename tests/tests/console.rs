@@ -1912,6 +1912,18 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                 .wait_for_text("[data-testid=live-sms-connector]", "Mock SMS Service")
                 .await;
             browser.wait_for("[data-testid=previous-connector]").await;
+            // Every row shows a drawn logo (the plugin's, or the SMS placeholder), never a
+            // letter; "Last changed …" stays on one line.
+            let rows = browser
+                .eval(
+                    "return [...document.querySelectorAll('.connector-row')].map((row) => { \
+                       const logo = row.querySelector('img.logo'); \
+                       const changed = row.querySelector('.connector-meta .nowrap'); \
+                       return [Boolean(logo && logo.complete && logo.naturalWidth > 0), \
+                               changed ? changed.getClientRects().length : 1]; })",
+                )
+                .await;
+            assert_eq!(rows, json!([[true, 1], [true, 1]]), "{size} {scheme}");
             shot("02-connectors").await;
 
             browser.click_button("Change SMS connector").await;
@@ -1978,6 +1990,14 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                     .await
                     .contains("Error"),
                 "no empty Error column"
+            );
+            let loaded_at_lines = browser
+                .eval("return [...document.querySelectorAll('[data-testid=plugins-table] td[data-label=\"Loaded at\"] .nowrap')].map((date) => date.getClientRects().length)")
+                .await;
+            assert_eq!(
+                loaded_at_lines,
+                json!([1, 1]),
+                "dates wrap: {size} {scheme}"
             );
             shot("08-plugins").await;
 

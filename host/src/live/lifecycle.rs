@@ -338,7 +338,10 @@ mod tests {
         });
         let ordered = in_submitted_order(normalized.clone(), &submitted);
         assert_eq!(keys(&ordered), ["templates", "apiKey", "region"]);
-        assert_eq!(keys(&ordered["templates"][0]), ["usageType", "locale", "content"]);
+        assert_eq!(
+            keys(&ordered["templates"][0]),
+            ["usageType", "locale", "content"]
+        );
         assert_eq!(ordered, normalized, "only the order changes");
     }
 }
