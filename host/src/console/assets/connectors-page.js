@@ -41,6 +41,7 @@ export async function renderConnectorsPage(container, _params, context) {
   watchForChanges(loadConnectors, ([changedLive, changedRetired]) => {
     keepingFocus(container, () => replaceChildren(container, ...connectorsView(changedLive, changedRetired, context)));
   }, {
+    initial: [live, retired],
     isActive: context.isCurrent,
     isPaused: () => document.querySelector('.backdrop') !== null,
     intervalMs: REFRESH_INTERVAL_MS,

@@ -7,12 +7,13 @@ const DEFAULT_INTERVAL_MS = 1000;
 /**
  * Polls `load()` and calls `onChange(value)` when its answer changed. `isActive()` false (the
  * screen was left) or the returned function stops the poll; while `isPaused()` (a dialog is
- * open over the screen) a change waits for the next tick.
+ * open over the screen) a change waits for the next tick. `initial`: what the screen shows
+ * now, so a change made before the first tick is not taken as the starting point.
  */
-export function watchForChanges(load, onChange, { isActive = () => true, isPaused = () => false, intervalMs = DEFAULT_INTERVAL_MS } = {}) {
+export function watchForChanges(load, onChange, { initial, isActive = () => true, isPaused = () => false, intervalMs = DEFAULT_INTERVAL_MS } = {}) {
   let stopped = false;
   let timer = null;
-  let last = null;
+  let last = initial === undefined ? null : JSON.stringify(initial);
   const running = () => !stopped && isActive();
   async function poll() {
     if (!running()) return;
@@ -33,7 +34,8 @@ export function watchForChanges(load, onChange, { isActive = () => true, isPause
     }
     if (running()) timer = setTimeout(poll, intervalMs);
   }
-  poll();
+  if (last === null) poll();
+  else timer = setTimeout(poll, intervalMs);
   return () => {
     stopped = true;
     clearTimeout(timer);
