@@ -127,6 +127,14 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
     browser
         .wait_for_text("[data-testid=no-sms-connector]", "No SMS connector is live")
         .await;
+    // The empty list is set apart from body text (a framed, quieter box), not a stray line.
+    let empty = browser
+        .eval(
+            "const empty = getComputedStyle(document.querySelector('[data-testid=previous-sms-connectors] .empty-state')); \
+             return [empty.borderTopStyle, empty.backgroundColor !== 'rgba(0, 0, 0, 0)']",
+        )
+        .await;
+    assert_eq!(empty, json!(["dashed", true]));
     browser.screenshot("02-connectors-none-live").await;
 
     // Set up: Next stays disabled until a factory is picked.
