@@ -2007,6 +2007,11 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                 json!([1, 1]),
                 "dates wrap: {size} {scheme}"
             );
+            // No column hidden on a phone: each cell shows, as a labelled line of a card.
+            let hidden_cells = browser
+                .eval("return [...document.querySelectorAll('[data-testid=plugins-table] td')].filter((cell) => cell.getClientRects().length === 0).length")
+                .await;
+            assert_eq!(hidden_cells, json!(0), "hidden columns: {size} {scheme}");
             shot("08-plugins").await;
 
             browser.click("[data-nav=protection]").await;
