@@ -305,6 +305,68 @@ fn secrets_are_masked_and_a_masked_round_trip_keeps_them() {
     );
 }
 
+/// The keys of a JSON object in the order they came (the workspace's serde_json keeps it).
+fn key_order(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .map(|map| map.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_saved_config_comes_back_in_the_order_it_was_written_masked_secret_included() {
+    let host = HostFolders::new(&[("twilio.so", &plugin_file("twilio_sms"))]).start();
+    // Neither alphabetical nor the plugin's field order; sent as text so nothing reorders it.
+    let body = r#"{"connectorId": "twilio-short-message-service", "config": {
+        "templates": [
+            {"usageType": "SignIn", "content": "Sign-in code {{code}}"},
+            {"locale": "fr", "content": "Code {{code}}", "usageType": "Generic"}
+        ],
+        "from": "+12015550100",
+        "authToken": "a-token-kept-secret",
+        "accountSID": "AC0123456789abcdef0123456789abcdef"
+    }}"#;
+    let (status, created) = host.request_raw(
+        "POST",
+        "/api/connectors",
+        Some(ADMIN_KEY),
+        Some(("application/json", body)),
+    );
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let written = ["templates", "from", "authToken", "accountSID"];
+    let check = |config: &Value, when: &str| {
+        let keys = key_order(config);
+        // The plugin's defaults (baseUrl, the Messaging Service SID) follow what was written.
+        assert_eq!(keys[..written.len()], written, "{when}: {config}");
+        assert_eq!(config["authToken"], "******", "{when}");
+        assert_eq!(
+            key_order(&config["templates"][0]),
+            ["usageType", "content"],
+            "{when}"
+        );
+        assert_eq!(
+            key_order(&config["templates"][1]),
+            ["locale", "content", "usageType"],
+            "{when}"
+        );
+    };
+    check(&created["config"], "as created");
+    let (_, fetched) = host.get(&format!("/api/connectors/{id}"));
+    check(&fetched["config"], "as fetched");
+
+    // Sent back as received (mask included), it stays as written, through a restart too.
+    let (status, patched) = host.patch(
+        &format!("/api/connectors/{id}"),
+        &json!({"config": fetched["config"]}),
+    );
+    assert_eq!(status, 200, "{patched}");
+    check(&patched["config"], "after a masked round trip");
+    let host = host.kill().start();
+    let (_, fetched) = host.get(&format!("/api/connectors/{id}"));
+    check(&fetched["config"], "after a restart");
+}
+
 #[test]
 fn a_test_resolves_masks_from_the_saved_connector_it_names() {
     let provider = CaptureServer::start(200, r#"{"id": "provider-1"}"#);

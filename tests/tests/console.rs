@@ -127,6 +127,14 @@ async fn sign_in_then_set_up_test_and_save_the_mock_connector() {
     browser
         .wait_for_text("[data-testid=no-sms-connector]", "No SMS connector is live")
         .await;
+    // The empty list is set apart from body text (a framed, quieter box), not a stray line.
+    let empty = browser
+        .eval(
+            "const empty = getComputedStyle(document.querySelector('[data-testid=previous-sms-connectors] .empty-state')); \
+             return [empty.borderTopStyle, empty.backgroundColor !== 'rgba(0, 0, 0, 0)']",
+        )
+        .await;
+    assert_eq!(empty, json!(["dashed", true]));
     browser.screenshot("02-connectors-none-live").await;
 
     // Set up: Next stays disabled until a factory is picked.
@@ -955,6 +963,16 @@ async fn the_whole_set_up_flow_with_the_keyboard_alone() {
             .await,
         json!(false)
     );
+    // Focusing the switch scrolled its pane, not the whole guide (once a white band below it).
+    assert_eq!(
+        browser
+            .eval(
+                "const guide = document.querySelector('.guide').getBoundingClientRect(); \
+                 return [guide.top, guide.bottom === window.innerHeight]"
+            )
+            .await,
+        json!([0, true])
+    );
     browser.screenshot("29-keyboard-guide").await;
     // Tab on to Save and Done; Enter saves.
     for _ in 0..20 {
@@ -1634,6 +1652,91 @@ async fn a_dropped_plugin_appears_without_a_reload_and_a_renamed_copy_is_refused
     assert_eq!((status, receipt["factoryId"].as_str()), (200, Some(MOCK)));
 }
 
+/// The control that has the focus: its connector row (if any) and its text.
+async fn focused_control(browser: &Browser) -> Value {
+    browser
+        .eval(
+            "const a = document.activeElement; \
+             return [a.closest('[data-connector-id]')?.dataset.connectorId ?? null, a.id || a.tagName, \
+             a.tagName === 'BUTTON' ? a.textContent.trim() : null]",
+        )
+        .await
+}
+
+/// The connectors list follows changes made elsewhere (the API, another host) without a
+/// reload, and a redraw leaves the focus where it was: on the same button of the same
+/// connector, or on the screen when that connector left the list, never on `<body>`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_connectors_list_follows_changes_made_elsewhere_and_keeps_the_focus() {
+    let host = mock_and_http_host();
+    let first = create_mock_connector(&host);
+    let second = create_mock_connector(&host);
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.eval("window.__sameDocument = true").await;
+    let first_row = format!("[data-testid=previous-connector][data-connector-id=\"{first_id}\"]");
+    browser.wait_for(&first_row).await;
+    assert!(
+        !browser
+            .text_of("[data-testid=live-sms-connector]")
+            .await
+            .contains("HTTP SMS"),
+        "the HTTP SMS connector is not live yet"
+    );
+    browser
+        .eval(&format!(
+            "document.querySelector('{}').querySelector('button.button-danger-plain').focus()",
+            first_row.replace('\'', "\\'")
+        ))
+        .await;
+    assert_eq!(
+        focused_control(&browser).await,
+        json!([first_id, "BUTTON", "Delete"])
+    );
+
+    // Another client makes an HTTP SMS connector live: it shows up, the mock that was live
+    // joins the previous ones, and the focus stays on the first mock's Delete.
+    let (status, third) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms"}}),
+    );
+    assert_eq!(status, 200, "{third}");
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", "HTTP SMS")
+        .await;
+    browser
+        .wait_for(&format!(
+            "[data-testid=previous-connector][data-connector-id=\"{second_id}\"]"
+        ))
+        .await;
+    assert_eq!(
+        focused_control(&browser).await,
+        json!([first_id, "BUTTON", "Delete"]),
+        "the redraw kept the focus"
+    );
+    browser.screenshot("49-connectors-changed-elsewhere").await;
+
+    // The focused connector is made live elsewhere: its row leaves the list, and the focus
+    // goes to the screen, not to <body>.
+    assert_eq!(
+        host.post(&format!("/api/connectors/{first_id}/enable"), &json!({}))
+            .0,
+        200
+    );
+    browser.wait_until_gone(&first_row).await;
+    browser
+        .wait_for_text("[data-testid=live-sms-connector]", &first_id)
+        .await;
+    assert_eq!(focused_control(&browser).await, json!([null, "main", null]));
+    assert_eq!(
+        browser.eval("return window.__sameDocument ?? null").await,
+        json!(true),
+        "the page was not reloaded"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn what_the_host_decides_is_said_on_the_page() {
     let host = HostFolders::new(&[
@@ -1817,6 +1920,18 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                 .wait_for_text("[data-testid=live-sms-connector]", "Mock SMS Service")
                 .await;
             browser.wait_for("[data-testid=previous-connector]").await;
+            // Every row shows a drawn logo (the plugin's, or the SMS placeholder), never a
+            // letter; "Last changed …" stays on one line.
+            let rows = browser
+                .eval(
+                    "return [...document.querySelectorAll('.connector-row')].map((row) => { \
+                       const logo = row.querySelector('img.logo'); \
+                       const changed = row.querySelector('.connector-meta .nowrap'); \
+                       return [Boolean(logo && logo.complete && logo.naturalWidth > 0), \
+                               changed ? changed.getClientRects().length : 1]; })",
+                )
+                .await;
+            assert_eq!(rows, json!([[true, 1], [true, 1]]), "{size} {scheme}");
             shot("02-connectors").await;
 
             browser.click_button("Change SMS connector").await;
@@ -1884,6 +1999,19 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                     .contains("Error"),
                 "no empty Error column"
             );
+            let loaded_at_lines = browser
+                .eval("return [...document.querySelectorAll('[data-testid=plugins-table] td[data-label=\"Loaded at\"] .nowrap')].map((date) => date.getClientRects().length)")
+                .await;
+            assert_eq!(
+                loaded_at_lines,
+                json!([1, 1]),
+                "dates wrap: {size} {scheme}"
+            );
+            // No column hidden on a phone: each cell shows, as a labelled line of a card.
+            let hidden_cells = browser
+                .eval("return [...document.querySelectorAll('[data-testid=plugins-table] td')].filter((cell) => cell.getClientRects().length === 0).length")
+                .await;
+            assert_eq!(hidden_cells, json!(0), "hidden columns: {size} {scheme}");
             shot("08-plugins").await;
 
             browser.click("[data-nav=protection]").await;

@@ -51,6 +51,7 @@ pub const ASSETS: &[Asset] = &[
     embedded!("connector-details-page.js", JAVASCRIPT),
     embedded!("plugins-page.js", JAVASCRIPT),
     embedded!("plugin-changes.js", JAVASCRIPT),
+    embedded!("page-refresh.js", JAVASCRIPT),
     embedded!("protection-page.js", JAVASCRIPT),
     embedded!("config-form.js", JAVASCRIPT),
     embedded!("json-editor.js", JAVASCRIPT),

@@ -101,12 +101,43 @@ pub fn prepare_config(
         .module
         .validate_config(&config)
         .map_err(redact)?;
+    let normalized = in_submitted_order(normalized, &config);
     let instance = factory
         .plugin
         .module
         .instantiate(&normalized)
         .map_err(redact)?;
     Ok((normalized, instance))
+}
+
+/// The plugin's normalized config with its keys in the order the operator wrote them: a
+/// plugin re-serializes its own struct (its field order, or alphabetical), and a config the
+/// operator reads back should look as written. Keys the plugin added (defaults) follow the
+/// operator's, in the plugin's order; values stay the plugin's.
+fn in_submitted_order(normalized: Value, submitted: &Value) -> Value {
+    match (normalized, submitted) {
+        (Value::Object(mut normalized), Value::Object(submitted)) => {
+            let mut ordered = serde_json::Map::with_capacity(normalized.len());
+            for (key, submitted_child) in submitted {
+                if let Some(child) = normalized.shift_remove(key) {
+                    ordered.insert(key.clone(), in_submitted_order(child, submitted_child));
+                }
+            }
+            ordered.extend(normalized);
+            Value::Object(ordered)
+        }
+        (Value::Array(items), Value::Array(submitted)) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| match submitted.get(index) {
+                    Some(submitted_item) => in_submitted_order(item, submitted_item),
+                    None => item,
+                })
+                .collect(),
+        ),
+        (normalized, _) => normalized,
+    }
 }
 
 /// Twelve random lowercase letters and digits, like Logto's connector ids.
@@ -277,5 +308,40 @@ impl ConnectorLifecycle<'_> {
             &record.factory_id,
             self.outbox_path,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::in_submitted_order;
+
+    fn keys(value: &serde_json::Value) -> Vec<&str> {
+        value
+            .as_object()
+            .map(|map| map.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn keys_come_back_in_the_order_written_with_added_ones_after() {
+        let submitted: serde_json::Value = serde_json::from_str(
+            r#"{"templates":[{"usageType":"SignIn","locale":"en","content":"{{code}}"}],"apiKey":"k"}"#,
+        )
+        .expect("JSON");
+        // As a plugin normalizes: alphabetical, a default added, a value rewritten.
+        let normalized = json!({
+            "apiKey": "k",
+            "region": "eu",
+            "templates": [{"content": "{{code}}", "locale": "en", "usageType": "SignIn"}],
+        });
+        let ordered = in_submitted_order(normalized.clone(), &submitted);
+        assert_eq!(keys(&ordered), ["templates", "apiKey", "region"]);
+        assert_eq!(
+            keys(&ordered["templates"][0]),
+            ["usageType", "locale", "content"]
+        );
+        assert_eq!(ordered, normalized, "only the order changes");
     }
 }

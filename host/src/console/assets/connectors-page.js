@@ -6,6 +6,7 @@ import { api } from './api.js';
 import { formatTime, h, loading, logoImage, replaceChildren } from './dom.js';
 import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector, makeLiveButton } from './connector-actions.js';
 import { openFactoryPicker } from './factory-picker.js';
+import { watchForChanges } from './page-refresh.js';
 
 function identity(connector, { lastChanged = false } = {}) {
   return h('div', { class: 'connector-identity' },
@@ -20,14 +21,59 @@ function identity(connector, { lastChanged = false } = {}) {
   );
 }
 
-export async function renderConnectorsPage(container, _params, context) {
-  document.title = 'Connectors · connector-host console';
-  replaceChildren(container, h('h1', {}, 'Connectors'), loading());
-  const [live, retired] = await Promise.all([
+const REFRESH_INTERVAL_MS = 2000;
+
+function loadConnectors() {
+  return Promise.all([
     api('GET', '/api/connectors'),
     api('GET', '/api/connectors?enabled=false'),
   ]);
+}
+
+export async function renderConnectorsPage(container, _params, context) {
+  document.title = 'Connectors · connector-host console';
+  replaceChildren(container, h('h1', {}, 'Connectors'), loading());
+  const [live, retired] = await loadConnectors();
   if (!context.isCurrent()) return;
+  replaceChildren(container, ...connectorsView(live, retired, context));
+  // A connector changed through the API or on another host shows up without a reload; a
+  // dialog open over the list (the picker, a confirmation) holds the redraw back.
+  watchForChanges(loadConnectors, ([changedLive, changedRetired]) => {
+    keepingFocus(container, () => replaceChildren(container, ...connectorsView(changedLive, changedRetired, context)));
+  }, {
+    initial: [live, retired],
+    isActive: context.isCurrent,
+    isPaused: () => document.querySelector('.backdrop') !== null,
+    intervalMs: REFRESH_INTERVAL_MS,
+  });
+}
+
+// Redraws `container` and puts focus back on the same control: the same button of the same
+// connector's row (or section), else the screen itself, never <body>.
+function keepingFocus(container, redraw) {
+  const focused = document.activeElement;
+  if (!(focused instanceof HTMLElement) || !container.contains(focused)) {
+    redraw();
+    return;
+  }
+  const holder = focused.closest('[data-connector-id], [data-testid]');
+  const scope = holder && container.contains(holder) ? holder : container;
+  const selector = scope === container ? null
+    : scope.dataset.connectorId !== undefined ? `[data-connector-id="${CSS.escape(scope.dataset.connectorId)}"]`
+      : `[data-testid="${CSS.escape(scope.dataset.testid)}"]`;
+  const position = focusables(scope).indexOf(focused);
+  redraw();
+  const newScope = selector ? container.querySelector(selector) : container;
+  const target = newScope ? focusables(newScope)[position] : null;
+  const fallback = document.getElementById('main');
+  (target && !target.disabled ? target : fallback)?.focus({ preventScroll: true });
+}
+
+function focusables(scope) {
+  return [...scope.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')];
+}
+
+function connectorsView(live, retired, context) {
   const liveConnector = live[0] || null;
 
   const smsRow = liveConnector
@@ -49,17 +95,17 @@ export async function renderConnectorsPage(container, _params, context) {
     ? h('p', { class: 'empty-state' }, 'None yet. When you change the SMS connector, the previous one is kept here with its configuration, ready to be made live again.')
     : h('ul', { class: 'connector-list', 'aria-label': 'Previous SMS connectors' }, retired.map((connector) => previousRow(connector, context)));
 
-  replaceChildren(container,
+  return [
     h('h1', {}, 'Connectors'),
     h('section', { class: 'card', 'aria-labelledby': 'sms-heading' },
       h('h2', { id: 'sms-heading' }, 'Email and SMS connectors'),
-      h('p', { class: 'section-description' }, 'One SMS connector is live at a time: it sends every message and verification code.'),
+      h('p', { class: 'section-description' }, 'One SMS connector is live at a time: it sends every message and verification code. This page follows changes made elsewhere.'),
       smsRow),
     h('section', { class: 'card', 'aria-labelledby': 'previous-heading', 'data-testid': 'previous-sms-connectors' },
       h('h2', { id: 'previous-heading' }, 'Previous SMS connectors'),
       h('p', { class: 'section-description' }, 'Connectors that were live before. Their configuration is kept: make one live again in one click.'),
       previousList),
-  );
+  ];
 }
 
 function previousRow(connector, context) {
