@@ -47,9 +47,13 @@ fn response(report: ProtectionReport) -> Result<ProtectionResponse, ApiError> {
 pub struct ProtectionQuery {
     /// Only the blocks with this reason: `ip_velocity`, `prefix_velocity`, `low_conversion`,
     /// `first_seen_country`, `budget` or `recipient_backoff`.
+    #[param(
+        pattern = "^(ip_velocity|prefix_velocity|low_conversion|first_seen_country|budget|recipient_backoff)$"
+    )]
     pub reason: Option<String>,
     /// Only the blocks on this kind of subject: `prefix`, `country`, `ip`, `recipient` or
     /// `global`.
+    #[param(pattern = "^(prefix|country|ip|recipient|global)$")]
     pub kind: Option<String>,
 }
 
