@@ -38,6 +38,15 @@ impl LeftOut {
     pub fn is_none(&self) -> bool {
         self.count == 0
     }
+
+    /// `; repeated 1,100 times in 11 s` to end a collapsed line; empty for the first one.
+    pub fn suffix(&self) -> String {
+        if self.is_none() {
+            String::new()
+        } else {
+            format!("; {self}")
+        }
+    }
 }
 
 impl fmt::Display for LeftOut {

@@ -114,16 +114,6 @@ pub const VERIFICATION_RESULTS: [&str; 6] = [
     "store_error",
 ];
 
-/// The protection's block reasons, as `sms_sends_blocked_total` labels them.
-const BLOCK_REASONS: [&str; 6] = [
-    "ip_velocity",
-    "prefix_velocity",
-    "low_conversion",
-    "first_seen_country",
-    "budget",
-    "recipient_backoff",
-];
-
 /// Gives every metric its HELP text, and registers at zero every series the host knows in
 /// advance, so `rate()` and `absent()` work from the first scrape rather than from the first
 /// event. Series of a route, a factory or a status appear with their first use (each
@@ -150,7 +140,7 @@ pub fn register_metrics(refusal_codes: &[String]) {
     for reason in ["window", "cooldown", "country", "console_tests"] {
         metrics::counter!("sms_rate_limited_total", "reason" => reason).increment(0);
     }
-    for reason in BLOCK_REASONS {
+    for reason in crate::protection::BlockReason::ALL.map(crate::protection::BlockReason::label) {
         for mode in ["monitor", "enforce"] {
             metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
                 .increment(0);

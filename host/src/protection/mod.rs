@@ -93,6 +93,16 @@ pub enum BlockReason {
 }
 
 impl BlockReason {
+    /// Every reason, in the order the API documents them.
+    pub const ALL: [BlockReason; 6] = [
+        BlockReason::IpVelocity,
+        BlockReason::PrefixVelocity,
+        BlockReason::LowConversion,
+        BlockReason::FirstSeenCountry,
+        BlockReason::Budget,
+        BlockReason::RecipientBackoff,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             BlockReason::IpVelocity => "ip_velocity",
@@ -114,6 +124,28 @@ pub enum BlockKind {
     Ip,
     Recipient,
     Global,
+}
+
+impl BlockKind {
+    /// Every kind, in the order the API documents them.
+    pub const ALL: [BlockKind; 5] = [
+        BlockKind::Prefix,
+        BlockKind::Country,
+        BlockKind::Ip,
+        BlockKind::Recipient,
+        BlockKind::Global,
+    ];
+
+    /// As the API writes it (`prefix`, `country`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            BlockKind::Prefix => "prefix",
+            BlockKind::Country => "country",
+            BlockKind::Ip => "ip",
+            BlockKind::Recipient => "recipient",
+            BlockKind::Global => "global",
+        }
+    }
 }
 
 /// `--protection-safe-list`: numbers (`+12015550123`) and prefixes (`+1201555*`) no layer

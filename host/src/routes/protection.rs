@@ -57,44 +57,26 @@ pub struct ProtectionQuery {
     pub kind: Option<String>,
 }
 
-const REASONS: [BlockReason; 6] = [
-    BlockReason::IpVelocity,
-    BlockReason::PrefixVelocity,
-    BlockReason::LowConversion,
-    BlockReason::FirstSeenCountry,
-    BlockReason::Budget,
-    BlockReason::RecipientBackoff,
-];
-
-const KINDS: [(BlockKind, &str); 5] = [
-    (BlockKind::Prefix, "prefix"),
-    (BlockKind::Country, "country"),
-    (BlockKind::Ip, "ip"),
-    (BlockKind::Recipient, "recipient"),
-    (BlockKind::Global, "global"),
-];
-
 fn parse_reason(reason: &str) -> Result<BlockReason, ApiError> {
-    REASONS
+    BlockReason::ALL
         .into_iter()
         .find(|known| known.label() == reason)
         .ok_or_else(|| {
             ApiError::InvalidRequestBody(format!(
                 "unknown reason {reason:?}: use one of {}",
-                REASONS.map(BlockReason::label).join(", ")
+                BlockReason::ALL.map(BlockReason::label).join(", ")
             ))
         })
 }
 
 fn parse_kind(kind: &str) -> Result<BlockKind, ApiError> {
-    KINDS
+    BlockKind::ALL
         .into_iter()
-        .find(|(_, label)| *label == kind)
-        .map(|(known, _)| known)
+        .find(|known| known.label() == kind)
         .ok_or_else(|| {
             ApiError::InvalidRequestBody(format!(
                 "unknown kind {kind:?}: use one of {}",
-                KINDS.map(|(_, label)| label).join(", ")
+                BlockKind::ALL.map(BlockKind::label).join(", ")
             ))
         })
 }
@@ -169,4 +151,39 @@ pub async fn allow_country(
 /// The key id for a log line, `-` when not known.
 fn key_id(key: Option<crate::api_keys::KeyId>) -> String {
     key.map_or_else(|| "-".to_owned(), |key| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::IntoParams;
+
+    /// The document's patterns name exactly the reasons and kinds the host takes.
+    #[test]
+    fn the_documented_patterns_are_the_known_reasons_and_kinds() {
+        let patterns: Vec<(String, String)> = ProtectionQuery::into_params(|| None)
+            .into_iter()
+            .map(|parameter| {
+                let schema = serde_json::to_value(&parameter.schema).unwrap();
+                (
+                    parameter.name,
+                    schema["pattern"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let pattern = |labels: Vec<&str>| format!("^({})$", labels.join("|"));
+        assert_eq!(
+            patterns,
+            [
+                (
+                    "reason".to_owned(),
+                    pattern(BlockReason::ALL.map(BlockReason::label).to_vec())
+                ),
+                (
+                    "kind".to_owned(),
+                    pattern(BlockKind::ALL.map(BlockKind::label).to_vec())
+                ),
+            ]
+        );
+    }
 }

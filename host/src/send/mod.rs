@@ -307,7 +307,7 @@ impl Sender {
                 ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
                     .increment(1);
                 if let Some(left_out) = self.admit_protection_line(&blocked) {
-                    tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, left_out = left_out.count, "send would be blocked by protection{}", repeated(left_out));
+                    tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, left_out = left_out.count, "send would be blocked by protection{}", left_out.suffix());
                 }
                 Ok(())
             }
@@ -316,7 +316,7 @@ impl Sender {
                 ::metrics::counter!("sms_sends_blocked_total", "reason" => reason, "mode" => mode)
                     .increment(1);
                 if let Some(left_out) = self.admit_protection_line(&blocked) {
-                    tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, left_out = left_out.count, "send blocked by protection{}", repeated(left_out));
+                    tracing::info!(phone = %masked_phone(phone.e164()), reason, mode, block_id = %blocked.block_id, left_out = left_out.count, "send blocked by protection{}", left_out.suffix());
                 }
                 Err(SendError::Blocked(blocked))
             }
@@ -438,15 +438,6 @@ fn redact_send_result(
         Err(DeliveryError::Upstream(reason)) => Err(DeliveryError::Upstream(
             redactor.redact(&reason).into_owned(),
         )),
-    }
-}
-
-/// `; repeated 1,100 times in 11 s` after a collapsed line, nothing after the first.
-fn repeated(left_out: crate::log_dedup::LeftOut) -> String {
-    if left_out.is_none() {
-        String::new()
-    } else {
-        format!("; {left_out}")
     }
 }
 
