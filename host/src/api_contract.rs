@@ -280,8 +280,22 @@ fn sending_failures(config_under_test: bool) -> Vec<Failure> {
              slow); retry after `Retry-After`",
         ),
         failure(
-            ApiError::Upstream("cannot reach api.example.com".to_owned()),
-            "the provider could not be reached or answered unreadably",
+            ApiError::Upstream(
+                "could not connect to the SMS provider at api.example.com:443: connection refused"
+                    .to_owned(),
+            ),
+            "the provider could not be reached (connection, DNS or TLS): nothing was sent, \
+             `data.providerContacted` is false and sending again is safe",
+        ),
+        failure(
+            ApiError::OutcomeUnknown(
+                "the SMS provider at api.example.com:443 did not answer within 10 s; it may have \
+                 accepted the message"
+                    .to_owned(),
+            ),
+            "the request reached the provider and no whole answer came back: the message may \
+             have been accepted (`data.providerContacted` is true; a verification code stays \
+             valid and the recipient's slot stays taken). Do not send again before checking",
         ),
     ];
     failures.extend(connector_errors(config_under_test));
@@ -550,7 +564,7 @@ fn error_responses(failures: &[Failure]) -> BTreeMap<String, Response> {
                     .examples_from_iter(examples)
                     .build(),
             );
-            if status == 429 || status == 503 {
+            if status == 429 || status == 502 || status == 503 {
                 response = response.header(
                     "Retry-After",
                     HeaderBuilder::new()
@@ -560,8 +574,9 @@ fn error_responses(failures: &[Failure]) -> BTreeMap<String, Response> {
                                 .minimum(Some(0)),
                         )
                         .description(Some(
-                            "Seconds to wait, on a refusal by flow control or an unavailable \
-                             store (a provider's own 429 carries none)",
+                            "Seconds to wait: on a refusal by flow control, an unavailable \
+                             store, or a connector error whose provider asked callers to wait \
+                             (its own `Retry-After`, also in `data.retryAfterSeconds`)",
                         ))
                         .build(),
                 );
@@ -588,7 +603,16 @@ fn example_body(error: &ApiError) -> serde_json::Value {
         ApiError::Verification(VerifyOutcome::Mismatch { attempts_left }) => {
             body["data"] = serde_json::json!({ "attemptsLeft": attempts_left });
         }
+        ApiError::Connector { error, .. }
+            if error.code == ConnectorErrorCode::RateLimitExceeded =>
+        {
+            body["data"] = serde_json::json!({ "retryAfterSeconds": 30 });
+        }
         ApiError::Blocked { .. } => body["data"] = error.blocked_data(),
+        ApiError::Upstream(_) => body["data"] = serde_json::json!({ "providerContacted": false }),
+        ApiError::OutcomeUnknown(_) => {
+            body["data"] = serde_json::json!({ "providerContacted": true })
+        }
         _ => {}
     }
     body

@@ -46,8 +46,13 @@ pub enum ApiError {
         error: ConnectorError,
         during_test: bool,
     },
+    /// The provider could not be reached: nothing was sent.
     #[error("{0}")]
     Upstream(String),
+    /// The request reached the provider and no whole answer came back: the message may have
+    /// been accepted, so a client must not simply send it again.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     #[error("{0}")]
     NoLiveConnector(String),
     #[error("phone numbers of region {region} are not allowed")]
@@ -125,6 +130,7 @@ impl ApiError {
                 connector_error_status(error.code, *during_test)
             }
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::NoLiveConnector(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
@@ -160,6 +166,7 @@ impl ApiError {
             .to_owned(),
             ApiError::Connector { error, .. } => format!("connector.{}", error.code),
             ApiError::Upstream(_) => "connector.general".to_owned(),
+            ApiError::OutcomeUnknown(_) => "connector.outcome_unknown".to_owned(),
             ApiError::NoLiveConnector(_) => "connector.not_found".to_owned(),
             ApiError::Unauthorized => "auth.unauthorized".to_owned(),
             ApiError::Forbidden => "auth.forbidden".to_owned(),
@@ -194,6 +201,7 @@ impl ApiError {
             "verification_code.exceed_max_try",
             "verification_code.code_mismatch",
             "connector.general",
+            "connector.outcome_unknown",
             "connector.not_found",
             "auth.unauthorized",
             "auth.forbidden",
@@ -253,7 +261,8 @@ impl ApiError {
     fn from_delivery(error: DeliveryError, during_test: bool) -> Self {
         match error {
             DeliveryError::Connector(error) => ApiError::Connector { error, during_test },
-            DeliveryError::Upstream(message) => ApiError::Upstream(message),
+            DeliveryError::Unreachable(message) => ApiError::Upstream(message),
+            DeliveryError::OutcomeUnknown(message) => ApiError::OutcomeUnknown(message),
         }
     }
 }
@@ -298,7 +307,12 @@ impl IntoResponse for ApiError {
                 if let Some(data) = &error.data {
                     body["data"] = data.clone();
                 }
+                // The provider's own Retry-After, as the connector read it.
+                retry_after = error.retry_after().map(|wait| wait.as_secs().to_string());
             }
+            // Whether the provider was reached, for clients deciding whether to send again.
+            ApiError::Upstream(_) => body["data"] = json!({ "providerContacted": false }),
+            ApiError::OutcomeUnknown(_) => body["data"] = json!({ "providerContacted": true }),
             ApiError::RateLimited { retry_after_secs }
             | ApiError::ResendCooldown { retry_after_secs }
             | ApiError::ConsoleTestsLimited { retry_after_secs } => {
@@ -588,6 +602,7 @@ mod tests {
             ApiError::PayloadTooLarge { limit_bytes: 1 },
             ApiError::InvalidPhoneNumber(text()),
             ApiError::Upstream(text()),
+            ApiError::OutcomeUnknown(text()),
             ApiError::NoLiveConnector(text()),
             ApiError::CountryNotAllowed { region: text() },
             ApiError::RateLimited {
@@ -653,6 +668,7 @@ mod tests {
                 | ApiError::InvalidPhoneNumber(_)
                 | ApiError::Connector { .. }
                 | ApiError::Upstream(_)
+                | ApiError::OutcomeUnknown(_)
                 | ApiError::NoLiveConnector(_)
                 | ApiError::CountryNotAllowed { .. }
                 | ApiError::RateLimited { .. }

@@ -208,6 +208,21 @@ impl HttpResponse {
             .map(|(_, value)| value)
     }
 
+    /// The provider's `Retry-After`: delta-seconds (`120`) or an HTTP date, for
+    /// [`crate::ConnectorError::with_retry_after`]. `None` when absent or unreadable; a date in
+    /// the past is a wait of zero.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let value = self.header("retry-after")?.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(std::time::Duration::from_secs(seconds));
+        }
+        let date = httpdate::parse_http_date(value).ok()?;
+        Some(
+            date.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default(),
+        )
+    }
+
     /// The body as text, with invalid UTF-8 replaced.
     pub fn body_text(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.body)
@@ -331,6 +346,73 @@ impl fmt::Debug for HttpResponse {
 pub struct SendProgress<'response> {
     state: serde_json::Value,
     last_response: Option<&'response HttpResponse>,
+    notes: NoteSink<'response>,
+}
+
+/// A step's notes on what it did, for the operator's debug log (see [`SendProgress::note`]).
+/// The host collects them only while its debug log is on for plugins; a test collects them
+/// with [`SendProgress::with_notes`].
+#[derive(Debug, Default)]
+pub struct StepNotes {
+    collected: std::sync::Mutex<CollectedNotes>,
+}
+
+#[derive(Debug, Default)]
+struct CollectedNotes {
+    notes: Vec<String>,
+    left_out: usize,
+}
+
+impl StepNotes {
+    /// Most notes one step keeps; later ones are counted, not kept.
+    pub const MAX_NOTES: usize = 16;
+    /// Longest note kept, in characters; longer ones are cut.
+    pub const MAX_NOTE_CHARS: usize = 500;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(&self, text: String) {
+        // A poisoned lock only means a panic elsewhere in this step; the notes are still text.
+        let mut collected = self
+            .collected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if collected.notes.len() >= Self::MAX_NOTES {
+            collected.left_out += 1;
+            return;
+        }
+        collected.notes.push(one_line(&text, Self::MAX_NOTE_CHARS));
+    }
+
+    /// The notes so far, taken out; a last note says how many were left out over the cap.
+    pub fn take(&self) -> Vec<String> {
+        let mut collected = self
+            .collected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut notes = std::mem::take(&mut collected.notes);
+        let left_out = std::mem::take(&mut collected.left_out);
+        if left_out > 0 {
+            notes.push(format!(
+                "{left_out} more notes left out (at most {} a step)",
+                Self::MAX_NOTES
+            ));
+        }
+        notes
+    }
+}
+
+/// Where [`SendProgress::note`] writes: nowhere, or a [`StepNotes`]. Not part of a progress's
+/// identity: two progresses with the same state and response are equal.
+#[derive(Debug, Clone, Copy, Default)]
+struct NoteSink<'notes>(Option<&'notes StepNotes>);
+
+impl PartialEq for NoteSink<'_> {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 impl<'response> SendProgress<'response> {
@@ -344,6 +426,33 @@ impl<'response> SendProgress<'response> {
         Self {
             state,
             last_response: Some(response),
+            notes: NoteSink::default(),
+        }
+    }
+
+    /// The same progress, with its notes collected in `notes` (test drivers; the host does
+    /// this itself while its debug log is on).
+    pub fn with_notes(self, notes: &'response StepNotes) -> Self {
+        Self {
+            notes: NoteSink(Some(notes)),
+            ..self
+        }
+    }
+
+    /// Whether notes are collected now: build an expensive note only when this is true.
+    pub fn notes_wanted(&self) -> bool {
+        self.notes.0.is_some()
+    }
+
+    /// A note on what this step did ("fetched a token for region eu", "the provider answered
+    /// queued"), logged by the host at debug level with the connector's id; a plugin cannot
+    /// share the host's log, so this is its channel. Never put a secret, a full phone number
+    /// or the message text in a note: the host masks the config's secret values, but nothing
+    /// else. One line each, at most [`StepNotes::MAX_NOTE_CHARS`] characters and
+    /// [`StepNotes::MAX_NOTES`] notes a step. Does nothing when notes are not collected.
+    pub fn note(&self, text: impl Into<String>) {
+        if let Some(notes) = self.notes.0 {
+            notes.push(text.into());
         }
     }
 
@@ -603,5 +712,68 @@ mod tests {
             done.into_receipt(),
             Some(SendReceipt::with_provider_message_id("SM1"))
         );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let seconds = HttpResponse::new(429, Vec::new()).with_header("Retry-After", " 120 ");
+        assert_eq!(
+            seconds.retry_after(),
+            Some(std::time::Duration::from_secs(120))
+        );
+        let past = HttpResponse::new(429, Vec::new())
+            .with_header("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(past.retry_after(), Some(std::time::Duration::ZERO));
+        let future_date = httpdate::fmt_http_date(
+            std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+        );
+        let future = HttpResponse::new(503, Vec::new()).with_header("Retry-After", future_date);
+        let wait = future.retry_after().unwrap();
+        assert!(
+            wait > std::time::Duration::from_secs(3500)
+                && wait <= std::time::Duration::from_secs(3600),
+            "{wait:?}"
+        );
+        assert_eq!(HttpResponse::new(429, Vec::new()).retry_after(), None);
+        assert_eq!(
+            HttpResponse::new(429, Vec::new())
+                .with_header("Retry-After", "soon")
+                .retry_after(),
+            None
+        );
+    }
+
+    #[test]
+    fn notes_are_kept_only_when_wanted_and_capped() {
+        let progress = SendProgress::start();
+        assert!(!progress.notes_wanted());
+        progress.note("goes nowhere");
+
+        let notes = StepNotes::new();
+        let progress = SendProgress::start().with_notes(&notes);
+        assert!(progress.notes_wanted());
+        assert_eq!(
+            progress,
+            SendProgress::start(),
+            "notes are not part of the progress"
+        );
+        progress.note("line one\nline two");
+        progress.note("x".repeat(StepNotes::MAX_NOTE_CHARS + 10));
+        for _ in 0..StepNotes::MAX_NOTES + 3 {
+            progress.note("again");
+        }
+        let taken = notes.take();
+        assert_eq!(taken[0], "line one line two");
+        assert_eq!(
+            taken[1].chars().count(),
+            StepNotes::MAX_NOTE_CHARS + 1,
+            "cut with an ellipsis"
+        );
+        assert_eq!(taken.len(), StepNotes::MAX_NOTES + 1);
+        assert_eq!(
+            taken.last().unwrap(),
+            "5 more notes left out (at most 16 a step)"
+        );
+        assert!(notes.take().is_empty(), "taken out");
     }
 }

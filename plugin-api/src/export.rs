@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
     sabi_trait::TD_Opaque,
-    std_types::{ROption, RResult, RStr, RString},
+    std_types::{ROption, RResult, RStr, RString, RVec},
 };
 
 use crate::ffi::{
@@ -17,6 +17,7 @@ use crate::ffi::{
 };
 use crate::{
     ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
+    StepNotes,
 };
 
 /// Runs plugin code, turning a panic into a `general` error that names where it happened.
@@ -123,6 +124,27 @@ impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
             };
             self.0.step(message, progress)
         }))
+    }
+
+    fn step_with_notes(
+        &self,
+        message: &SmsMessage,
+        state_json: RStr<'_>,
+        last_response: ROption<&HttpResponse>,
+        notes: &mut RVec<RString>,
+    ) -> RResult<Step, FfiError> {
+        let step_notes = StepNotes::new();
+        let result = guarded("step", || {
+            let state = crate::exchange::state_from_json(state_json.as_str())?;
+            let progress = match last_response.into_option() {
+                Some(response) => SendProgress::after(state, response),
+                None => SendProgress::start(),
+            };
+            self.0.step(message, progress.with_notes(&step_notes))
+        });
+        // Notes written before an error or a panic still tell what the step did.
+        notes.extend(step_notes.take().into_iter().map(RString::from));
+        to_ffi_result(result)
     }
 }
 

@@ -16,7 +16,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, ROption, RResult, RStr, RString},
+    std_types::{RBox, ROption, RResult, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -55,6 +55,19 @@ pub trait FfiConnector: Send + Sync {
         state_json: RStr<'_>,
         last_response: ROption<&HttpResponse>,
     ) -> RResult<Step, FfiError>;
+
+    /// Since 1.1: `step`, with the plugin's notes on what it did appended to `notes`. A 1.0
+    /// plugin's vtable has no such entry: the default body runs, a plain `step` without notes.
+    fn step_with_notes(
+        &self,
+        message: &SmsMessage,
+        state_json: RStr<'_>,
+        last_response: ROption<&HttpResponse>,
+        notes: &mut RVec<RString>,
+    ) -> RResult<Step, FfiError> {
+        let _ = notes;
+        self.step(message, state_json, last_response)
+    }
 }
 
 pub type FfiConnectorBox = FfiConnector_TO<'static, RBox<()>>;

@@ -45,13 +45,17 @@ pub use connector::{
     invalid_config_fields, parse_config, require_http_url, require_non_empty, run_send,
     validate_config, ConfigFieldError, SmsConnector,
 };
-pub use error::{ConnectorError, ConnectorErrorCode};
-pub use exchange::{url_encode, HttpRequest, HttpResponse, SendProgress, SendReceipt, Step};
+pub use error::{
+    ConnectorError, ConnectorErrorCode, MAX_RETRY_AFTER_SECONDS, RETRY_AFTER_DATA_KEY,
+};
+pub use exchange::{
+    url_encode, HttpRequest, HttpResponse, SendProgress, SendReceipt, Step, StepNotes,
+};
 pub use message::{Payload, SmsMessage, TemplateType, UnknownTemplateType};
 pub use metadata::{
     english, ConnectorMetadata, FormItem, FormItemType, I18nText, PluginMetadata, SelectItem,
 };
-pub use module::{ConnectorInstance, ConnectorModule, MetadataError};
+pub use module::{ConnectorInstance, ConnectorModule, MetadataError, PluginNotes};
 pub use template::{find_template, find_template_for, render_template, SmsTemplate};
 
 /// The version of plugin-api a plugin was built against; reported in its metadata.

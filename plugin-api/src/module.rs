@@ -1,7 +1,7 @@
 //! The host side of the boundary: a safe, std-typed view of a connector root module, whether
 //! it came from a `.so` (the host's loader) or was built in-process (vendors' tests, benchmarks).
 
-use abi_stable::std_types::{ROption, RResult, RString};
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
 
 use crate::ffi::{FfiConnectorBox, FfiError, SmsConnectorModuleRef};
 use crate::{
@@ -126,6 +126,37 @@ impl ConnectorInstance {
         ))
     }
 
+    /// [`ConnectorInstance::start`], with the plugin's notes appended to `notes` (a 1.0
+    /// plugin writes none).
+    pub fn start_with_notes(
+        &self,
+        message: &SmsMessage,
+        notes: &mut PluginNotes,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step_with_notes(
+            message,
+            "".into(),
+            ROption::RNone,
+            &mut notes.notes,
+        ))
+    }
+
+    /// [`ConnectorInstance::resume`], with the plugin's notes appended to `notes`.
+    pub fn resume_with_notes(
+        &self,
+        message: &SmsMessage,
+        previous: &Step,
+        response: &HttpResponse,
+        notes: &mut PluginNotes,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step_with_notes(
+            message,
+            previous.state_json().into(),
+            ROption::RSome(response),
+            &mut notes.notes,
+        ))
+    }
+
     /// A step from a [`SendProgress`], as a connector's own `step` takes it (test drivers).
     pub fn step(
         &self,
@@ -142,5 +173,114 @@ impl ConnectorInstance {
             state_json.as_str().into(),
             progress.last_response().into(),
         ))
+    }
+}
+
+/// The notes a plugin wrote during steps ([`SendProgress::note`]), as the host receives them.
+#[derive(Debug, Default)]
+pub struct PluginNotes {
+    notes: RVec<RString>,
+}
+
+impl PluginNotes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The notes received so far, taken out in the order written.
+    pub fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
+        self.notes.drain(..).map(RString::into_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConnectorMetadata, HttpRequest, TemplateType};
+
+    struct Noting;
+
+    impl SmsConnector for Noting {
+        type Config = serde_json::Value;
+
+        fn metadata() -> ConnectorMetadata {
+            ConnectorMetadata {
+                id: "noting".to_owned(),
+                target: "noting".to_owned(),
+                name: crate::english("Noting"),
+                description: crate::english("Writes notes."),
+                readme: String::new(),
+                logo: None,
+                logo_dark: None,
+                config_template: "{}".to_owned(),
+                form_items: Vec::new(),
+            }
+        }
+
+        fn from_config(_config: Self::Config) -> Result<Self, ConnectorError> {
+            Ok(Noting)
+        }
+
+        fn step(
+            &self,
+            _message: &SmsMessage,
+            progress: SendProgress<'_>,
+        ) -> Result<Step, ConnectorError> {
+            match progress.last_response() {
+                None => {
+                    progress.note("built the request");
+                    Ok(Step::http(HttpRequest::new(
+                        "POST",
+                        "https://sms.example/send",
+                    )))
+                }
+                Some(response) if response.status() == 429 => {
+                    progress.note(format!("the provider answered {}", response.status()));
+                    Err(ConnectorError::rate_limit_exceeded("throttled")
+                        .with_retry_after(response.retry_after().unwrap_or_default()))
+                }
+                Some(_) => {
+                    progress.note("about to panic");
+                    panic!("boom")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn notes_cross_the_boundary_with_the_step_and_survive_errors_and_panics() {
+        let module = ConnectorModule::in_process::<Noting>();
+        let instance = module.instantiate(&serde_json::json!({})).unwrap();
+        let message = SmsMessage::new(
+            "+15550100",
+            TemplateType::Generic,
+            crate::Payload::default(),
+        );
+        let mut notes = PluginNotes::new();
+
+        let step = instance.start_with_notes(&message, &mut notes).unwrap();
+        assert_eq!(notes.drain().collect::<Vec<_>>(), ["built the request"]);
+        assert_eq!(
+            instance.start(&message).unwrap(),
+            step,
+            "the plain step is the same"
+        );
+
+        let throttled = HttpResponse::new(429, Vec::new()).with_header("Retry-After", "7");
+        let error = instance
+            .resume_with_notes(&message, &step, &throttled, &mut notes)
+            .unwrap_err();
+        assert_eq!(error.retry_after(), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(
+            notes.drain().collect::<Vec<_>>(),
+            ["the provider answered 429"]
+        );
+
+        let ok = HttpResponse::new(200, Vec::new());
+        let panicked = instance
+            .resume_with_notes(&message, &step, &ok, &mut notes)
+            .unwrap_err();
+        assert!(panicked.message.contains("panicked in step"), "{panicked}");
+        assert_eq!(notes.drain().collect::<Vec<_>>(), ["about to panic"]);
     }
 }

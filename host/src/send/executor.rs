@@ -12,9 +12,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use plugin_api::{
-    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, SendReceipt, SmsMessage,
+    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, PluginNotes, SendReceipt,
+    SmsMessage,
 };
 
+use crate::secret_redaction::SecretRedactor;
 use crate::send::outbox::{HostOutbox, SendOrigin, HOST_OUTBOX_URL, MAX_OUTBOX_BYTES};
 use crate::send::provider_networks::{self, ProviderNetworks};
 
@@ -51,10 +53,23 @@ pub enum DeliveryError {
     /// The connector said no (its own error, or its reading of the provider's answer).
     #[error("{0}")]
     Connector(ConnectorError),
-    /// The provider could not be reached or did not answer in time. The message names the
-    /// host only: URLs can carry credentials in their query.
+    /// Nothing reached the provider: the connection, its DNS lookup or its TLS handshake
+    /// failed. The message was not sent; sending it again cannot send it twice. The message
+    /// names the host and port only: URLs can carry credentials in their query.
     #[error("{0}")]
-    Upstream(String),
+    Unreachable(String),
+    /// The request went out but no whole answer came back (a timeout, a connection broken
+    /// after sending): the provider may have accepted the message. Sending it again may send
+    /// it twice.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+}
+
+impl DeliveryError {
+    /// Whether the provider may have the message: the request went out and no answer said no.
+    pub fn provider_may_have_accepted(&self) -> bool {
+        matches!(self, DeliveryError::OutcomeUnknown(_))
+    }
 }
 
 pub struct SendExecutor {
@@ -125,13 +140,20 @@ impl SendExecutor {
         self.outbox.as_deref().map(HostOutbox::path)
     }
 
-    /// Drives one message through a connector until it is done or fails.
+    /// Drives one message through a connector until it is done or fails. `redactor` masks the
+    /// config's secrets in the debug lines on each step.
     pub async fn send(
         &self,
         origin: SendOrigin<'_>,
         connector: &ConnectorInstance,
         message: &SmsMessage,
+        redactor: &SecretRedactor,
     ) -> Result<SendReceipt, DeliveryError> {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            return self
+                .send_logging_steps(origin, connector, message, redactor)
+                .await;
+        }
         // Plugin calls are pure and take microseconds: no need to leave the async worker.
         // The step is read where the plugin built it (it is laid out for the boundary).
         let mut step = connector.start(message).map_err(DeliveryError::Connector)?;
@@ -144,11 +166,61 @@ impl SendExecutor {
                 .resume(message, &step, &response)
                 .map_err(DeliveryError::Connector)?;
         }
-        step.into_receipt().ok_or_else(|| {
-            DeliveryError::Connector(ConnectorError::general(format!(
-                "the connector did not finish the send within {MAX_STEPS} steps"
-            )))
-        })
+        finished(step)
+    }
+
+    /// [`SendExecutor::send`] while the debug log is on: each step's request (method, URL
+    /// without query values), its answer's status and the plugin's notes, one line each.
+    /// Headers and bodies are never logged: they carry credentials and the message.
+    async fn send_logging_steps(
+        &self,
+        origin: SendOrigin<'_>,
+        connector: &ConnectorInstance,
+        message: &SmsMessage,
+        redactor: &SecretRedactor,
+    ) -> Result<SendReceipt, DeliveryError> {
+        let connector_id = origin.connector_id.unwrap_or("(config under test)");
+        let factory_id = origin.factory_id;
+        let mut notes = PluginNotes::new();
+        let log_notes = |notes: &mut PluginNotes, step: usize| {
+            for note in notes.drain() {
+                let note = redactor.redact(&note).into_owned();
+                tracing::debug!(connector_id, factory_id, step, note = %note, "plugin note");
+            }
+        };
+        let started = connector.start_with_notes(message, &mut notes);
+        log_notes(&mut notes, 1);
+        let mut step = started.map_err(DeliveryError::Connector)?;
+        for step_number in 1..MAX_STEPS {
+            let Some(request) = step.request() else {
+                break;
+            };
+            let url = redactor.redact(&url_for_log(request.url())).into_owned();
+            tracing::debug!(connector_id, factory_id, step = step_number, method = request.method(), url = %url, body_bytes = request.body().len(), "step request");
+            let sent_at = std::time::Instant::now();
+            let response = self.perform(origin, request).await;
+            let latency_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let response = match response {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::debug!(connector_id, factory_id, step = step_number, latency_ms, reason = %redactor.redact(&error.to_string()), "step failed");
+                    return Err(error);
+                }
+            };
+            tracing::debug!(
+                connector_id,
+                factory_id,
+                step = step_number,
+                status = response.status(),
+                latency_ms,
+                body_bytes = response.body().len(),
+                "step response"
+            );
+            let resumed = connector.resume_with_notes(message, &step, &response, &mut notes);
+            log_notes(&mut notes, step_number + 1);
+            step = resumed.map_err(DeliveryError::Connector)?;
+        }
+        finished(step)
     }
 
     async fn perform(
@@ -169,6 +241,11 @@ impl SendExecutor {
             .parse(request.url())
             .map_err(invalid)?;
         let host = url.host_str().unwrap_or("?");
+        // Named with its port in errors: one provider host may serve on several ports.
+        let address = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
         provider_networks::check_literal_host(&url, self.config.provider_networks)
             .map_err(refused_destination)?;
         let method = match request.method() {
@@ -211,15 +288,19 @@ impl SendExecutor {
                         attempt += 1;
                         continue;
                     }
-                    return Err(DeliveryError::Upstream(describe_transport_error(
-                        host,
-                        &error,
-                        self.config.request_timeout,
-                    )));
+                    let reason =
+                        describe_transport_error(&address, &error, self.config.request_timeout);
+                    // A connect error (DNS, TCP, TLS) means no byte of the request left; any
+                    // other error came after it was (at least partly) sent.
+                    return Err(if error.is_connect() {
+                        DeliveryError::Unreachable(reason)
+                    } else {
+                        DeliveryError::OutcomeUnknown(reason)
+                    });
                 }
             }
         };
-        self.read_response(host, response).await
+        self.read_response(&address, response).await
     }
 
     /// The host's outbox answers instead of a provider (see [`super::outbox`]).
@@ -266,8 +347,10 @@ impl SendExecutor {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
+                // The provider answered (a status line) and the body broke off: it may have
+                // accepted the message.
                 Err(error) => {
-                    return Err(DeliveryError::Upstream(describe_transport_error(
+                    return Err(DeliveryError::OutcomeUnknown(describe_transport_error(
                         host,
                         &error,
                         self.config.request_timeout,
@@ -288,17 +371,60 @@ impl SendExecutor {
     }
 }
 
+/// The receipt of the last step, or why there is none.
+fn finished(step: plugin_api::Step) -> Result<SendReceipt, DeliveryError> {
+    step.into_receipt().ok_or_else(|| {
+        DeliveryError::Connector(ConnectorError::general(format!(
+            "the connector did not finish the send within {MAX_STEPS} steps"
+        )))
+    })
+}
+
+/// A URL for the debug log: scheme, host, port and path, with each query value replaced by
+/// `…` (Kannel and others put credentials there). Text that is not a URL is left out whole.
+fn url_for_log(text: &str) -> String {
+    let Ok(mut url) = reqwest::Url::parse(text) else {
+        return "(not a URL)".to_owned();
+    };
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    let names: Vec<String> = url
+        .query_pairs()
+        .map(|(name, _)| name.into_owned())
+        .collect();
+    if names.is_empty() {
+        url.set_query(None);
+    } else {
+        url.set_query(Some(
+            &names
+                .iter()
+                .map(|name| format!("{name}=…"))
+                .collect::<Vec<_>>()
+                .join("&"),
+        ));
+    }
+    url.set_fragment(None);
+    url.to_string()
+}
+
 /// A destination `--provider-networks` does not allow: the config names it, so the config is
 /// what is wrong.
 fn refused_destination(reason: String) -> DeliveryError {
     DeliveryError::Connector(ConnectorError::invalid_config(reason))
 }
 
-/// A one-line reason without the URL (which may carry credentials in its query).
+/// A one-line reason without the URL (which may carry credentials in its query); `host` is
+/// `host:port`.
 fn describe_transport_error(host: &str, error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() && error.is_connect() {
+        return format!(
+            "could not connect to the SMS provider at {host} within {} s",
+            timeout.min(Duration::from_secs(5)).as_secs_f32()
+        );
+    }
     if error.is_timeout() {
         return format!(
-            "the SMS provider at {host} did not answer within {} s",
+            "the SMS provider at {host} did not answer within {} s; it may have accepted the message",
             timeout.as_secs_f32()
         );
     }
@@ -315,6 +441,6 @@ fn describe_transport_error(host: &str, error: &reqwest::Error, timeout: Duratio
     if error.is_connect() {
         format!("could not connect to the SMS provider at {host}: {cause}")
     } else {
-        format!("the exchange with the SMS provider at {host} failed: {cause}")
+        format!("the exchange with the SMS provider at {host} broke off after the request was sent ({cause}); it may have accepted the message")
     }
 }

@@ -376,7 +376,7 @@ impl Sender {
         };
         let result = self
             .executor
-            .send(origin, target.instance, &message)
+            .send(origin, target.instance, &message, target.redactor)
             .instrument(span)
             .await;
         // The provider may echo a credential into its answer: nothing of it leaves the process.
@@ -411,8 +411,19 @@ impl Sender {
                 log_send!(tracing::Level::INFO, "sent");
                 Ok(receipt)
             }
+            Err(error) if error.provider_may_have_accepted() => {
+                // The message may arrive: its slot stays taken, so a client that sends again
+                // at once meets the limits as if it had been delivered.
+                log_send!(tracing::Level::WARN, reason = %error, "send outcome unknown: the provider may have accepted the message");
+                target.metrics.count_failure(&error);
+                Err(SendError::Delivery {
+                    error,
+                    during_test: purpose == SendPurpose::ConfigTest,
+                })
+            }
             Err(error) => {
                 log_send!(tracing::Level::WARN, reason = %error, "send failed");
+                target.metrics.count_failure(&error);
                 self.limiter.release(reservation).await;
                 Err(SendError::Delivery {
                     error,
@@ -435,7 +446,10 @@ fn redact_send_result(
         Err(DeliveryError::Connector(error)) => {
             Err(DeliveryError::Connector(redactor.redact_error(error)))
         }
-        Err(DeliveryError::Upstream(reason)) => Err(DeliveryError::Upstream(
+        Err(DeliveryError::Unreachable(reason)) => Err(DeliveryError::Unreachable(
+            redactor.redact(&reason).into_owned(),
+        )),
+        Err(DeliveryError::OutcomeUnknown(reason)) => Err(DeliveryError::OutcomeUnknown(
             redactor.redact(&reason).into_owned(),
         )),
     }

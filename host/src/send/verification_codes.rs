@@ -89,6 +89,16 @@ impl VerificationCodes<'_> {
             )
             .await
         {
+            // The provider may have the message: the code may arrive, so it stays valid (and
+            // counts for its prefix) until it expires or is used.
+            if let SendError::Delivery {
+                error: delivery, ..
+            } = &error
+            {
+                if delivery.provider_may_have_accepted() {
+                    return Err(error);
+                }
+            }
             // Not delivered: the code must not stay valid, nor count for its prefix.
             self.sender
                 .protection

@@ -75,7 +75,9 @@ impl SmsConnector for HttpSms {
             429 => ConnectorError::rate_limit_exceeded(message),
             _ => ConnectorError::general(message),
         };
-        Err(error.with_data(serde_json::json!({"status": response.status()})))
+        Err(error
+            .with_data(serde_json::json!({"status": response.status()}))
+            .with_retry_after_from(response))
     }
 }
 
@@ -194,5 +196,17 @@ mod tests {
             assert_eq!(error.code, code, "{status}");
             assert_eq!(error.data.unwrap()["status"], status, "{status}");
         }
+        let throttled = run_send(
+            &connector,
+            &message(),
+            |_| HttpResponse::new(429, "slow down").with_header("Retry-After", "17"),
+            3,
+        )
+        .unwrap_err();
+        assert_eq!(
+            throttled.retry_after(),
+            Some(std::time::Duration::from_secs(17))
+        );
+        assert_eq!(throttled.data.unwrap()["status"], 429, "the status stays");
     }
 }

@@ -116,13 +116,22 @@ impl SmsConnector for KannelSms {
             response.status(),
             response.error_summary()
         );
+        if progress.notes_wanted() {
+            progress.note(format!(
+                "Kannel answered {}: {}",
+                response.status(),
+                response.body_excerpt(80)
+            ));
+        }
         match response.status() {
             200 | 202 if response.body_text().trim_start().starts_with('0') => {
                 Ok(Step::done(SendReceipt::new()))
             }
             200 | 202 => Err(ConnectorError::invalid_response(message)),
             401 | 403 => Err(ConnectorError::invalid_config(message)),
-            429 | 503 => Err(ConnectorError::rate_limit_exceeded(message)),
+            429 | 503 => {
+                Err(ConnectorError::rate_limit_exceeded(message).with_retry_after_from(response))
+            }
             400..=499 => Err(ConnectorError::invalid_request_parameters(message)),
             _ => Err(ConnectorError::general(message)),
         }

@@ -134,8 +134,14 @@ impl SmsConnector for TwilioSms {
             #[derive(Deserialize)]
             struct Created {
                 sid: Option<String>,
+                status: Option<String>,
             }
             let created: Created = response.json()?;
+            progress.note(format!(
+                "Twilio created message {} with status {}",
+                created.sid.as_deref().unwrap_or("(no sid)"),
+                created.status.as_deref().unwrap_or("(none)")
+            ));
             return Ok(Step::done(SendReceipt::with_optional_provider_message_id(
                 created.sid,
             )));
@@ -151,7 +157,9 @@ impl SmsConnector for TwilioSms {
             code.map_or("none".to_owned(), |c| c.to_string())
         );
         Err(match (response.status(), code) {
-            (429, _) | (_, Some(20429)) => ConnectorError::rate_limit_exceeded(message),
+            (429, _) | (_, Some(20429)) => {
+                ConnectorError::rate_limit_exceeded(message).with_retry_after_from(response)
+            }
             (401 | 403, _) | (_, Some(20003)) => ConnectorError::invalid_config(message),
             (_, Some(21211 | 21614 | 21408 | 21610)) => {
                 ConnectorError::invalid_request_parameters(message)
@@ -227,6 +235,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(receipt.provider_message_id(), Some("SM789"));
+    }
+
+    #[test]
+    fn a_throttled_answer_carries_twilios_retry_after_and_a_note_says_what_was_created() {
+        let throttled = run_send(
+            &connector(),
+            &message(),
+            |_| {
+                answer(429, json!({"code": 20429, "message": "Too Many Requests"}))
+                    .with_header("Retry-After", "5")
+            },
+            3,
+        )
+        .unwrap_err();
+        assert_eq!(throttled.code, ConnectorErrorCode::RateLimitExceeded);
+        assert_eq!(
+            throttled.retry_after(),
+            Some(std::time::Duration::from_secs(5))
+        );
+
+        let connector = connector();
+        let first = connector
+            .step(&message(), plugin_api::SendProgress::start())
+            .unwrap();
+        let created = answer(201, json!({"sid": "SM789", "status": "queued"}));
+        let notes = plugin_api::StepNotes::new();
+        connector
+            .step(
+                &message(),
+                plugin_api::SendProgress::after(first.state().unwrap(), &created)
+                    .with_notes(&notes),
+            )
+            .unwrap();
+        assert_eq!(
+            notes.take(),
+            ["Twilio created message SM789 with status queued"]
+        );
     }
 
     #[test]

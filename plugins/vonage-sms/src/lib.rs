@@ -31,6 +31,8 @@ pub struct VonageSms {
 
 #[derive(Deserialize)]
 struct SendResponse {
+    #[serde(rename = "message-count")]
+    message_count: Option<String>,
     messages: Vec<MessageStatus>,
 }
 
@@ -111,14 +113,23 @@ impl SmsConnector for VonageSms {
             );
             return Err(match response.status() {
                 401 | 403 => ConnectorError::invalid_config(message),
-                429 => ConnectorError::rate_limit_exceeded(message),
+                429 => ConnectorError::rate_limit_exceeded(message).with_retry_after_from(response),
                 _ => ConnectorError::general(message),
             });
         }
         let sent: SendResponse = response.json()?;
+        let parts = sent.message_count;
         let first = sent.messages.into_iter().next().ok_or_else(|| {
             ConnectorError::invalid_response("Vonage answered without a message status")
         })?;
+        if progress.notes_wanted() {
+            progress.note(format!(
+                "Vonage answered status {} for message {} ({} parts)",
+                first.status,
+                first.message_id.as_deref().unwrap_or("(no id)"),
+                parts.as_deref().unwrap_or("?")
+            ));
+        }
         if first.status == "0" {
             return Ok(Step::done(SendReceipt::with_optional_provider_message_id(
                 first.message_id,
