@@ -708,7 +708,16 @@ impl CaptureServer {
         response_body: &'static str,
         delay: Duration,
     ) -> CaptureServer {
-        Self::start_serving(status, response_body, delay, false)
+        Self::start_serving(status, response_body, delay, false, "")
+    }
+
+    /// Like [`CaptureServer::start`], with extra header lines (`"Retry-After: 42\r\n"`).
+    pub fn start_with_headers(
+        status: u16,
+        extra_headers: &'static str,
+        response_body: &'static str,
+    ) -> CaptureServer {
+        Self::start_serving(status, response_body, Duration::ZERO, false, extra_headers)
     }
 
     /// Like [`CaptureServer::start_with_delay`], but each connection on its own thread: a
@@ -718,7 +727,7 @@ impl CaptureServer {
         response_body: &'static str,
         delay: Duration,
     ) -> CaptureServer {
-        Self::start_serving(status, response_body, delay, true)
+        Self::start_serving(status, response_body, delay, true, "")
     }
 
     fn start_serving(
@@ -726,6 +735,7 @@ impl CaptureServer {
         response_body: &'static str,
         delay: Duration,
         concurrent: bool,
+        extra_headers: &'static str,
     ) -> CaptureServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -735,7 +745,14 @@ impl CaptureServer {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let recorded = std::sync::Arc::clone(&recorded);
-                let answer = move || answer_one(stream, &recorded, status, response_body, delay);
+                let answer = move || {
+                    answer_one(
+                        stream,
+                        &recorded,
+                        (status, extra_headers, response_body),
+                        delay,
+                    )
+                };
                 if concurrent {
                     std::thread::spawn(answer);
                 } else {
@@ -755,8 +772,7 @@ impl CaptureServer {
 fn answer_one(
     stream: std::net::TcpStream,
     recorded: &std::sync::Mutex<Vec<CapturedRequest>>,
-    status: u16,
-    response_body: &str,
+    (status, extra_headers, response_body): (u16, &str, &str),
     delay: Duration,
 ) {
     use std::io::{Read, Write};
@@ -791,7 +807,7 @@ fn answer_one(
     let mut stream = reader.into_inner();
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{response_body}",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{response_body}",
         response_body.len()
     );
 }

@@ -405,11 +405,13 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
 
     use_vendor(&stalling.url);
     let (status, error) = send();
+    // The request went out and no answer came: maybe sent, which is not "failed".
     assert_eq!(
         (status, error["code"].clone()),
-        (502, json!("connector.general")),
+        (504, json!("connector.outcome_unknown")),
         "{error}"
     );
+    assert_eq!(error["data"]["providerContacted"], true, "{error}");
     assert!(
         error["message"]
             .as_str()
@@ -419,6 +421,31 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
     );
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(stalling.requests().len(), 1, "no retry after a timeout");
+
+    // A code whose SMS may have gone out stays valid: the recipient may be reading it.
+    let (status, error) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": PHONE, "type": "SignIn"})),
+    );
+    assert_eq!(
+        (status, error["code"].clone()),
+        (504, json!("connector.outcome_unknown")),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let requests = stalling.requests();
+    let sent: Value = serde_json::from_str(&requests.last().unwrap().body).unwrap();
+    let sent_code = sent["text"].as_str().unwrap().to_owned();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes/verify",
+        Some(SEND_KEY),
+        Some(&json!({"phone": PHONE, "type": "SignIn", "verificationCode": sent_code})),
+    );
+    assert_eq!(status, 204, "the maybe-sent code verifies: {body}");
 
     // Nothing listens: the connection is refused, so a retry cannot send twice; still 502.
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -433,12 +460,12 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
         (502, json!("connector.general")),
         "{error}"
     );
+    assert_eq!(error["data"]["providerContacted"], false, "{error}");
     assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("could not connect"),
-        "{error}"
+        error["message"].as_str().unwrap().contains(&format!(
+            "could not connect to the SMS provider at 127.0.0.1:{closed_port}"
+        )),
+        "the host and its port: {error}"
     );
 
     let log = host.log();
@@ -457,8 +484,27 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
     assert!(
         metrics.contains("sms_sends_total")
             && metrics.contains("outcome=\"connector_error\"")
-            && metrics.contains("outcome=\"upstream_error\""),
+            && metrics.contains("outcome=\"upstream_error\"")
+            && metrics.contains("outcome=\"outcome_unknown\""),
         "{metrics}"
+    );
+    let failures = |error: &str| {
+        metrics
+            .lines()
+            .find(|line| {
+                line.starts_with("sms_send_failures_total")
+                    && line.contains(&format!("error=\"{error}\""))
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|count| count.parse::<u64>().ok())
+    };
+    assert_eq!(failures("general"), Some(1), "the 503: {metrics}");
+    assert_eq!(failures("outcome_unknown"), Some(2), "{metrics}");
+    assert_eq!(failures("unreachable"), Some(1), "{metrics}");
+    assert_eq!(
+        failures("invalid_config"),
+        Some(0),
+        "at zero from the start: {metrics}"
     );
     assert!(metrics.contains("live_connector_swaps_total"), "{metrics}");
 }
@@ -1074,4 +1120,89 @@ fn monitor_mode_logs_and_counts_what_it_would_block_and_sends_it() {
                 && !line.ends_with(" 0")),
         "{metrics}"
     );
+}
+
+/// Twilio through a stand-in for its API: what a vendor's step did shows in the host's debug
+/// log (the request's method and URL without secrets, the answer's status, the plugin's own
+/// notes), and a provider's `Retry-After` reaches the API client.
+#[test]
+fn a_providers_retry_after_reaches_the_client_and_each_step_shows_in_the_debug_log() {
+    let created = CaptureServer::start(201, r#"{"sid": "SM4242", "status": "queued"}"#);
+    let throttled = CaptureServer::start_with_headers(
+        429,
+        "Retry-After: 42\r\n",
+        r#"{"code": 20429, "message": "Too Many Requests"}"#,
+    );
+    // The test host logs at debug for connector_host (tests/src/lib.rs).
+    let host = HostFolders::new(&[("twilio.so", &plugin_file("twilio_sms"))]).start();
+    let use_twilio = |base_url: &str| {
+        let config = json!({
+            "accountSID": "AC0123456789abcdef0123456789abcdef",
+            "authToken": "twilio-secret-token",
+            "from": "+12015550100",
+            "baseUrl": base_url,
+            "templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}]
+        });
+        let (status, body) = host.post(
+            "/api/connectors",
+            &json!({"connectorId": "twilio-short-message-service", "config": config}),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    let message = json!({"to": PHONE, "payload": {"code": "135791"}});
+
+    use_twilio(&created.url);
+    let (status, body) = host.request("POST", "/api/messages", Some(SEND_KEY), Some(&message));
+    assert_eq!(
+        (status, body["providerMessageId"].clone()),
+        (200, json!("SM4242")),
+        "{body}"
+    );
+    let log = host.log_eventually(|log| log.contains("plugin note"));
+    let line_with = |text: &str| {
+        log.lines()
+            .find(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("no line with {text:?} in:\n{log}"))
+            .to_owned()
+    };
+    let note = line_with("Twilio created message SM4242 with status queued");
+    assert!(
+        note.contains("plugin note") && note.contains("connector_id"),
+        "{note}"
+    );
+    let request = line_with("step request");
+    assert!(
+        request.contains("POST")
+            && request
+                .contains("/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json"),
+        "{request}"
+    );
+    assert!(line_with("step response").contains("201"), "{log}");
+    assert!(
+        !log.contains("twilio-secret-token") && !log.contains("135791"),
+        "a secret or the message reached the debug log"
+    );
+
+    use_twilio(&throttled.url);
+    let response = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .post(&format!("{}/api/messages", host.base_url))
+        .header("Authorization", format!("Bearer {SEND_KEY}"))
+        .send_json(&message)
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok()),
+        Some("42"),
+        "the provider's Retry-After, passed on"
+    );
+    let body: Value = response.into_body().read_json().unwrap();
+    assert_eq!(body["code"], "connector.rate_limit_exceeded", "{body}");
+    assert_eq!(body["data"]["retryAfterSeconds"], 42, "{body}");
+    assert_eq!(throttled.requests().len(), 1, "no retry after a 429");
 }
