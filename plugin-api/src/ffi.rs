@@ -8,8 +8,13 @@
 //! with its request or receipt ([`crate::Step`]) by the host. Nothing is copied or re-encoded;
 //! each buffer is freed through the vtable of the allocator that made it.
 //!
-//! The root module is a prefix type: functions may be appended after `instantiate` in later
-//! versions (older plugins then report them missing) but never inserted, removed or reordered.
+//! The root module and the connector's vtable are prefix types: functions may be appended in
+//! later versions, never inserted, removed or reordered. A plugin built against a newer 1.x
+//! loads as it is (its extra functions unused). A plugin built against an older 1.x has fewer
+//! functions than these types, which abi_stable's layout check refuses: the host opens it
+//! through that version's frozen layouts instead ([`v1_0`]).
+//!
+//! Added in 1.1: [`FfiConnector::step_with_notes`].
 
 use abi_stable::{
     declare_root_module_statics,
@@ -21,6 +26,8 @@ use abi_stable::{
 };
 
 use crate::{ConnectorError, ConnectorErrorCode, HttpResponse, SmsMessage, Step};
+
+pub mod v1_0;
 
 /// The root module every connector plugin exports.
 #[repr(C)]

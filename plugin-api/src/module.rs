@@ -1,9 +1,10 @@
 //! The host side of the boundary: a safe, std-typed view of a connector root module, whether
 //! it came from a `.so` (the host's loader) or was built in-process (vendors' tests, benchmarks).
 
-use abi_stable::std_types::{ROption, RResult, RString, RVec};
+use abi_stable::library::{LibHeader, LibraryError};
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 
-use crate::ffi::{FfiConnectorBox, FfiError, SmsConnectorModuleRef};
+use crate::ffi::{v1_0, FfiConnectorBox, FfiError, SmsConnectorModuleRef};
 use crate::{
     ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
 };
@@ -11,12 +12,53 @@ use crate::{
 /// A connector plugin's root module.
 #[derive(Clone, Copy)]
 pub struct ConnectorModule {
-    root: SmsConnectorModuleRef,
+    root: RootModule,
+}
+
+/// The root module, through the layouts of the plugin-api version the plugin was built
+/// against (see [`crate::ffi::v1_0`] for why there are several).
+#[derive(Clone, Copy)]
+enum RootModule {
+    /// 1.1 or later.
+    Current(SmsConnectorModuleRef),
+    V1_0(v1_0::SmsConnectorModuleRef),
 }
 
 impl ConnectorModule {
     pub fn from_root_module(root: SmsConnectorModuleRef) -> Self {
-        Self { root }
+        Self {
+            root: RootModule::Current(root),
+        }
+    }
+
+    /// A module built against plugin-api 1.0.
+    pub fn from_root_module_1_0(root: v1_0::SmsConnectorModuleRef) -> Self {
+        Self {
+            root: RootModule::V1_0(root),
+        }
+    }
+
+    /// Opens a library's root module: through this version's layouts, or when the plugin was
+    /// built against an older 1.x (whose root module or vtable has fewer functions), through
+    /// that version's frozen ones. The error is the check against this version's layouts
+    /// when no version fits.
+    pub fn from_library(header: &'static LibHeader) -> Result<Self, LibraryError> {
+        match header.init_root_module::<SmsConnectorModuleRef>() {
+            Ok(root) => Ok(Self::from_root_module(root)),
+            Err(current_error @ LibraryError::AbiInstability(_)) => header
+                .init_root_module::<v1_0::SmsConnectorModuleRef>()
+                .map(Self::from_root_module_1_0)
+                .map_err(|_| current_error),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The plugin-api ABI the module was opened through: `1.1` (this version's) or `1.0`.
+    pub fn abi_version(&self) -> &'static str {
+        match self.root {
+            RootModule::Current(_) => "1.1",
+            RootModule::V1_0(_) => "1.0",
+        }
     }
 
     /// The same root module a `.so` exports, built in this process without dlopen: the whole
@@ -34,8 +76,11 @@ impl ConnectorModule {
 
     /// The metadata, parsed and checked.
     pub fn metadata(&self) -> Result<PluginMetadata, MetadataError> {
-        let json =
-            into_result((self.root.metadata_json())()).map_err(MetadataError::Unavailable)?;
+        let json = into_result(match self.root {
+            RootModule::Current(root) => (root.metadata_json())(),
+            RootModule::V1_0(root) => (root.metadata_json())(),
+        })
+        .map_err(MetadataError::Unavailable)?;
         let metadata: PluginMetadata = serde_json::from_str(&json)
             .map_err(|error| MetadataError::Invalid(error.to_string()))?;
         match metadata.connector.problems().into_iter().next() {
@@ -49,9 +94,11 @@ impl ConnectorModule {
         &self,
         config: &serde_json::Value,
     ) -> Result<serde_json::Value, ConnectorError> {
-        let normalized = into_result((self.root.validate_config())(
-            config.to_string().as_str().into(),
-        ))?;
+        let config_json = config.to_string();
+        let normalized = into_result(match self.root {
+            RootModule::Current(root) => (root.validate_config())(config_json.as_str().into()),
+            RootModule::V1_0(root) => (root.validate_config())(config_json.as_str().into()),
+        })?;
         serde_json::from_str(&normalized).map_err(|error| {
             ConnectorError::general(format!(
                 "plugin returned a config that is not JSON: {error}"
@@ -64,9 +111,15 @@ impl ConnectorModule {
         &self,
         config: &serde_json::Value,
     ) -> Result<ConnectorInstance, ConnectorError> {
-        let instance = into_result((self.root.instantiate())(
-            config.to_string().as_str().into(),
-        ))?;
+        let config_json = config.to_string();
+        let instance = match self.root {
+            RootModule::Current(root) => Instance::Current(into_result((root.instantiate())(
+                config_json.as_str().into(),
+            ))?),
+            RootModule::V1_0(root) => Instance::V1_0(into_result((root.instantiate())(
+                config_json.as_str().into(),
+            ))?),
+        };
         Ok(ConnectorInstance { instance })
     }
 }
@@ -101,14 +154,40 @@ impl std::error::Error for MetadataError {}
 
 /// A configured connector living in a plugin. Cheap to share: `step` takes `&self`.
 pub struct ConnectorInstance {
-    instance: FfiConnectorBox,
+    instance: Instance,
+}
+
+enum Instance {
+    Current(FfiConnectorBox),
+    V1_0(v1_0::FfiConnectorBox),
+}
+
+impl Instance {
+    /// One step through whichever vtable the plugin has; a 1.0 plugin writes no notes.
+    fn step(
+        &self,
+        message: &SmsMessage,
+        state_json: RStr<'_>,
+        last_response: ROption<&HttpResponse>,
+        notes: Option<&mut RVec<RString>>,
+    ) -> RResult<Step, FfiError> {
+        match (self, notes) {
+            (Instance::Current(instance), Some(notes)) => {
+                instance.step_with_notes(message, state_json, last_response, notes)
+            }
+            (Instance::Current(instance), None) => {
+                instance.step(message, state_json, last_response)
+            }
+            (Instance::V1_0(instance), _) => instance.step(message, state_json, last_response),
+        }
+    }
 }
 
 impl ConnectorInstance {
     /// The first step of a send. The plugin reads `message` in place, and the host reads the
     /// step it returns in place: both are laid out for the boundary.
     pub fn start(&self, message: &SmsMessage) -> Result<Step, ConnectorError> {
-        into_result(self.instance.step(message, "".into(), ROption::RNone))
+        into_result(self.instance.step(message, "".into(), ROption::RNone, None))
     }
 
     /// The next step, after the host performed `previous`'s request and got `response`. The
@@ -123,6 +202,7 @@ impl ConnectorInstance {
             message,
             previous.state_json().into(),
             ROption::RSome(response),
+            None,
         ))
     }
 
@@ -133,12 +213,10 @@ impl ConnectorInstance {
         message: &SmsMessage,
         notes: &mut PluginNotes,
     ) -> Result<Step, ConnectorError> {
-        into_result(self.instance.step_with_notes(
-            message,
-            "".into(),
-            ROption::RNone,
-            &mut notes.notes,
-        ))
+        into_result(
+            self.instance
+                .step(message, "".into(), ROption::RNone, Some(&mut notes.notes)),
+        )
     }
 
     /// [`ConnectorInstance::resume`], with the plugin's notes appended to `notes`.
@@ -149,11 +227,11 @@ impl ConnectorInstance {
         response: &HttpResponse,
         notes: &mut PluginNotes,
     ) -> Result<Step, ConnectorError> {
-        into_result(self.instance.step_with_notes(
+        into_result(self.instance.step(
             message,
             previous.state_json().into(),
             ROption::RSome(response),
-            &mut notes.notes,
+            Some(&mut notes.notes),
         ))
     }
 
@@ -172,6 +250,7 @@ impl ConnectorInstance {
             message,
             state_json.as_str().into(),
             progress.last_response().into(),
+            None,
         ))
     }
 }

@@ -146,8 +146,16 @@ fn a_plugin_built_against_plugin_api_1_0_0_loads_and_sends_on_this_host() {
         "connector_on_plugin_api_1_0",
         true,
     );
-    let host = start_host_with(&library);
+    // Beside plugins built against this host's plugin-api: each opens through its own layouts.
+    let host = HostFolders::new(&[
+        ("compat.so", &library),
+        ("mock.so", &e2e_tests::plugin_file("mock_sms")),
+    ])
+    .start();
     assert_eq!(plugin_api_version_reported(&host), "1.0.0");
+    let (status, mock) = host.get("/api/connector-factories/mock-short-message-service");
+    assert_eq!(status, 200, "{mock}");
+    assert_eq!(mock["pluginApiVersion"], "1.1.0", "{mock}");
     let requests = send_through(&host);
     assert_eq!(requests.len(), 2, "a token request, then the send");
     assert!(requests[0].request_line.starts_with("POST /token "));
@@ -214,4 +222,41 @@ fn a_plugin_built_against_plugin_api_2_is_refused_with_the_version_message() {
             .is_some_and(|error| error.starts_with(&expected)),
         "{report}"
     );
+}
+
+/// The host opens 1.0 plugins through a frozen copy of the 1.0 ABI (`plugin-api/src/ffi/v1_0.rs`),
+/// because abi_stable refuses a plugin whose root module or vtable has fewer functions than the
+/// host's. That copy must be the 1.0 declarations exactly: the same items, fields and order.
+#[test]
+fn the_frozen_1_0_abi_is_the_1_0_declarations() {
+    let declarations = |path: PathBuf| -> Vec<String> {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut kept = Vec::new();
+        let mut inside = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with("pub struct SmsConnectorModule")
+                || line.starts_with("pub trait FfiConnector")
+                || line.starts_with("impl RootModule for")
+            {
+                inside = true;
+            }
+            if inside && !line.is_empty() && !line.starts_with("//") {
+                kept.push(line.to_owned());
+            }
+            if inside && line == "}" {
+                inside = false;
+            }
+        }
+        kept
+    };
+    let frozen = declarations(workspace_root().join("plugin-api/src/ffi/v1_0.rs"));
+    let released = declarations(compat_dir().join("plugin-api-1.0.0/src/ffi.rs"));
+    let without_version = |lines: Vec<String>| -> Vec<String> {
+        lines
+            .into_iter()
+            .filter(|line| !line.starts_with("const VERSION_STRINGS"))
+            .collect()
+    };
+    assert!(frozen.len() > 10, "{frozen:?}");
+    assert_eq!(without_version(frozen), without_version(released));
 }

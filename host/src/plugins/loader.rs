@@ -4,7 +4,8 @@
 //! directory) and loaded from there: dlopen hands back the already-loaded library for a path or
 //! inode it has seen, and overwriting a loaded `.so` in place crashes the process, so the
 //! operator's file is never the one mapped. Loading goes through abi_stable's per-file API
-//! (`lib_header_from_path(..)?.init_root_module()`); `RootModule::load_from_file` would cache
+//! (`lib_header_from_path(..)?.init_root_module()`, in [`ConnectorModule::from_library`]);
+//! `RootModule::load_from_file` would cache
 //! the first module it ever loaded and return it for every later file.
 //!
 //! With trusted keys (`--trusted-plugin-key`), a file loads only with a valid minisign signature
@@ -24,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
-use plugin_api::ffi::SmsConnectorModuleRef;
 use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
 use sha2::{Digest, Sha256};
 
@@ -250,10 +250,10 @@ fn read_plugin_file(path: &Path) -> Result<FolderFile, LoadError> {
 }
 
 fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMetadata), LoadError> {
-    let root_module = lib_header_from_path(private_path)
-        .and_then(|header| header.init_root_module::<SmsConnectorModuleRef>())
+    // Through this host's plugin-api layouts, or an older 1.x's for an older plugin.
+    let module = lib_header_from_path(private_path)
+        .and_then(ConnectorModule::from_library)
         .map_err(|error| library_error_to_load_error(error, private_path))?;
-    let module = ConnectorModule::from_root_module(root_module);
     let metadata = module.metadata().map_err(|error| match error {
         MetadataError::Unavailable(error) => LoadError::MetadataUnavailable {
             reason: error.message,
