@@ -51,7 +51,11 @@ fn serve_packaged_plugin_api(scratch: &Path, index: &str) -> (PathBuf, String) {
         .arg(&packages)
         .status()
         .expect("tar runs");
-    assert!(unpacked.success(), "tar could not unpack {}", crate_file.display());
+    assert!(
+        unpacked.success(),
+        "tar could not unpack {}",
+        crate_file.display()
+    );
     let package_dir = packages.join(format!("plugin-api-{}", plugin_api::PLUGIN_API_VERSION));
     std::fs::write(
         package_dir.join(".cargo-checksum.json"),
@@ -132,8 +136,7 @@ fn a_scaffolded_connector_builds_passes_its_tests_and_sends_through_a_host() {
         crate_dir.join("Cargo.lock"),
     )
     .unwrap();
-    let (config, checksum) =
-        serve_packaged_plugin_api(scratch.path(), PLACEHOLDER_REGISTRY_INDEX);
+    let (config, checksum) = serve_packaged_plugin_api(scratch.path(), PLACEHOLDER_REGISTRY_INDEX);
     cargo_in(&crate_dir, &config, &["test"]);
     cargo_in(&crate_dir, &config, &["build", "--release"]);
     // Built against the packaged copy, locked as a registry package: the `.crate`'s checksum.
