@@ -62,8 +62,10 @@ pub enum Command {
     /// new key (verifies only), promote it (issues), finish (drop the old key, after the code
     /// TTL). After each run, copy the key file to every host and restart them one by one.
     RotateCodeHashKey(RotateCodeHashKeyArgs),
-    /// Create a connector crate (a vendor's plugin) that builds as it is: `Cargo.toml`,
-    /// `src/lib.rs`, README, config template and a conformance test.
+    /// Create a connector crate (a vendor's plugin) that builds as it is once plugin-api's
+    /// registry is set: `Cargo.toml` (plugin-api from the `connector-host` registry),
+    /// `.cargo/config.toml` (its index), `src/lib.rs`, README, config template and a
+    /// conformance test.
     NewConnector(NewConnectorArgs),
 }
 
