@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 /// `cargo package -p plugin-api` (its `.crate` is what a vendor downloads from the registry),
 /// unpacked into `scratch` as a directory source, and a cargo config file that serves it in
-/// place of the `connector-host` registry at `index`: the scaffold builds offline against
-/// exactly the packaged files. Returns the config file and the `.crate`'s SHA-256, which the
+/// place of the `connector-host` registry at `index`: the scaffold builds against exactly the
+/// packaged files, and nothing asks the registry (the placeholder index does not resolve). Returns the config file and the `.crate`'s SHA-256, which the
 /// scaffold's Cargo.lock must then record.
 fn serve_packaged_plugin_api(scratch: &Path, index: &str) -> (PathBuf, String) {
     let target_dir = workspace_root().join("target/compat");
@@ -62,9 +62,10 @@ fn serve_packaged_plugin_api(scratch: &Path, index: &str) -> (PathBuf, String) {
         json!({"files": {}, "package": checksum}).to_string(),
     )
     .unwrap();
-    // The packaged manifest stands alone: nothing inherited from a workspace.
-    let manifest = std::fs::read_to_string(package_dir.join("Cargo.toml")).unwrap();
-    assert!(!manifest.contains("workspace"), "{manifest}");
+    // The source manifest stands alone, so the folder builds wherever it is copied:
+    // nothing inherited from the workspace (`cargo package` would resolve it silently).
+    let manifest = std::fs::read_to_string(workspace_root().join("plugin-api/Cargo.toml")).unwrap();
+    assert!(!manifest.contains("workspace = true"), "{manifest}");
 
     let config = scratch.join("packaged-plugin-api.toml");
     std::fs::write(
