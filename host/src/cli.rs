@@ -62,8 +62,10 @@ pub enum Command {
     /// new key (verifies only), promote it (issues), finish (drop the old key, after the code
     /// TTL). After each run, copy the key file to every host and restart them one by one.
     RotateCodeHashKey(RotateCodeHashKeyArgs),
-    /// Create a connector crate (a vendor's plugin) that builds as it is: `Cargo.toml`,
-    /// `src/lib.rs`, README, config template and a conformance test.
+    /// Create a connector crate (a vendor's plugin) that builds as it is once plugin-api's
+    /// registry is set: `Cargo.toml` (plugin-api from the `connector-host` registry),
+    /// `.cargo/config.toml` (its index), `src/lib.rs`, README, config template and a
+    /// conformance test.
     NewConnector(NewConnectorArgs),
 }
 
@@ -88,8 +90,13 @@ pub struct NewConnectorArgs {
     /// The folder to create the crate's folder in.
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// plugin-api's source folder (default: the one this host was built from).
-    #[arg(long)]
+    /// The `connector-host` registry's index URL, written to the crate's `.cargo/config.toml`
+    /// (default: a placeholder to replace). plugin-api comes from that registry by version.
+    #[arg(long, value_name = "URL", conflicts_with = "plugin_api")]
+    pub registry_index: Option<String>,
+    /// Depend on the plugin-api source in this folder instead (a checkout of an unreleased
+    /// host), by path.
+    #[arg(long, value_name = "DIR")]
     pub plugin_api: Option<PathBuf>,
 }
 
@@ -667,16 +674,26 @@ fn run_rotate_secrets_key(args: RotateSecretsKeyArgs) -> ExitCode {
 }
 
 fn run_new_connector(args: NewConnectorArgs) -> ExitCode {
+    let plugin_api = match (args.plugin_api, args.registry_index) {
+        (Some(dir), _) => crate::scaffold::PluginApiSource::Folder(dir),
+        (None, Some(index)) => crate::scaffold::PluginApiSource::Registry { index },
+        (None, None) => crate::scaffold::PluginApiSource::default(),
+    };
     let request = crate::scaffold::ScaffoldRequest {
         name: args.name,
         parent_dir: args.dir,
-        plugin_api_dir: args.plugin_api,
+        plugin_api,
     };
     match crate::scaffold::scaffold_connector(&request) {
         Ok(outcome) => {
             let folder = outcome.crate_dir.display();
+            let registry_step = if outcome.registry_index_is_placeholder {
+                "\n  set the connector-host registry's index in .cargo/config.toml (plugin-api comes from there)"
+            } else {
+                ""
+            };
             println!(
-                "created {folder}\n\nnext:\n  cd {folder}\n  cargo test                # unit tests and the conformance kit\n  cargo build --release     # target/release/{library}\n  connector-host check target/release/{library}\n  then copy the file into the host's plugins folder (see docs/writing-a-connector.md, also for signing it)",
+                "created {folder}\n\nnext:\n  cd {folder}{registry_step}\n  cargo test                # unit tests and the conformance kit\n  cargo build --release     # target/release/{library}\n  connector-host check target/release/{library}\n  then copy the file into the host's plugins folder (see docs/writing-a-connector.md, also for signing it)",
                 library = outcome.library_file_name
             );
             ExitCode::SUCCESS

@@ -45,10 +45,25 @@ pub fn parse_config<Config: DeserializeOwned>(
     config: serde_json::Value,
 ) -> Result<Config, ConnectorError> {
     serde_path_to_error::deserialize(config).map_err(|error| {
-        let field = error.path().to_string();
         let message = error.inner().to_string();
+        let field = field_path(&error.path().to_string(), &message);
         invalid_config_fields(vec![ConfigFieldError { field, message }])
     })
+}
+
+/// The path an operator looks for. serde reports a missing field at the object that lacks it
+/// (`templates[0]`, or `.` at the root), naming the field only in its message: the field's own
+/// path is that object's path plus the name (`templates[0].usageType`, `accountSid`).
+fn field_path(path: &str, message: &str) -> String {
+    let missing_field = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match missing_field {
+        Some(name) if path == "." => name.to_owned(),
+        Some(name) => format!("{path}.{name}"),
+        None => path.to_owned(),
+    }
 }
 
 /// An `invalid_config` error listing field problems.
@@ -163,5 +178,48 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct SampleConfig {
+        account_sid: String,
+        templates: Vec<crate::SmsTemplate>,
+    }
+
+    fn refused_field(config: serde_json::Value) -> (String, String) {
+        let error = parse_config::<SampleConfig>(config).unwrap_err();
+        let data = error.data.unwrap();
+        let problem = &data["errors"][0];
+        (
+            problem["field"].as_str().unwrap().to_owned(),
+            problem["message"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_own_path() {
+        let (field, message) = refused_field(serde_json::json!({"templates": []}));
+        assert_eq!(field, "accountSid");
+        assert_eq!(message, "missing field `accountSid`");
+        let (field, _) = refused_field(serde_json::json!({
+            "accountSid": "AC1",
+            "templates": [{"usageType": "Generic", "content": "{{code}}"}, {"content": "x"}]
+        }));
+        assert_eq!(field, "templates[1].usageType");
+    }
+
+    #[test]
+    fn other_problems_keep_the_path_serde_reports() {
+        let (field, _) = refused_field(serde_json::json!({"accountSid": 7, "templates": []}));
+        assert_eq!(field, "accountSid");
+        let (field, message) = refused_field(serde_json::json!({
+            "accountSid": "AC1", "templates": [], "extra": true
+        }));
+        assert_eq!(field, "extra");
+        assert!(message.starts_with("unknown field `extra`"), "{message}");
+        let (field, _) = refused_field(serde_json::json!([]));
+        assert_eq!(field, ".");
     }
 }

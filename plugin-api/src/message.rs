@@ -117,6 +117,8 @@ pub struct SmsMessage {
 }
 
 impl SmsMessage {
+    /// The payload is a JSON object, as a `serde_json::Value` (`json!({"code": "123456"})`)
+    /// or a `serde_json::Map`.
     pub fn new(
         to: impl Into<String>,
         template_type: TemplateType,
@@ -227,6 +229,18 @@ impl From<serde_json::Map<String, serde_json::Value>> for Payload {
     }
 }
 
+/// A JSON object's entries, for tests and tools:
+/// `SmsMessage::new("+12015550123", TemplateType::SignIn, json!({"code": "123456"}))`.
+/// Logto's payload is always an object; any other value gives an empty payload.
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Self {
+        match value {
+            serde_json::Value::Object(map) => Payload::from(map),
+            _ => Payload::default(),
+        }
+    }
+}
+
 impl Serialize for Payload {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.to_json_map().serialize(serializer)
@@ -321,5 +335,18 @@ mod tests {
             serde_json::to_value(&message).unwrap(),
             serde_json::json!({"to": "+12015550123", "type": "Register", "payload": original})
         );
+    }
+
+    #[test]
+    fn a_message_is_built_from_a_json_payload() {
+        let message = SmsMessage::new(
+            "+12015550123",
+            TemplateType::SignIn,
+            serde_json::json!({"code": "123456", "attempt": 2}),
+        );
+        assert_eq!(message.code(), Some("123456"));
+        assert_eq!(message.payload().get("attempt"), Some(serde_json::json!(2)));
+        let not_an_object = Payload::from(serde_json::json!("123456"));
+        assert_eq!(not_an_object, Payload::default());
     }
 }

@@ -27,6 +27,16 @@ fn unknown_factories_invalid_configs_and_missing_connectors_are_refused() {
         invalid["data"]["errors"][0]["field"],
         "templates[0].usageType"
     );
+    // A missing field is named by its own path, not the object's (`.`).
+    let (status, missing) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": MOCK, "config": {}}),
+    );
+    assert_eq!(status, 400, "{missing}");
+    assert_eq!(
+        missing["data"]["errors"][0]["field"], "templates",
+        "{missing}"
+    );
     assert_eq!(
         code_of(host.get("/api/connectors/missing")),
         (404, "entity.not_found".into())
