@@ -55,6 +55,7 @@ fn a_fresh_host_exports_every_known_series_at_zero_with_help_and_type() {
     // Every metric of the catalogue that does not wait for a live connector or a write.
     let later = [
         "sms_sends_total",
+        "sms_send_failures_total",
         "sms_send_duration_seconds",
         "sms_connector_busy_total",
         "store_batch_size",
@@ -401,6 +402,7 @@ fn every_metric_the_sample_alert_rules_name_is_exported() {
         "sms_sends_blocked_total",
         "live_connector_ready",
         "sms_sends_total",
+        "sms_send_failures_total",
     ] {
         assert!(named.contains(name), "the rules no longer read {name}");
     }
