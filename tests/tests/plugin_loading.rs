@@ -82,6 +82,10 @@ fn every_bad_file_kind_is_rejected_with_its_message_while_the_host_serves() {
     other_build.extend_from_slice(b"another build");
     let other_build = scratch_file(&scratch, "other-build", &other_build);
 
+    let old_api_refusal = format!(
+        "incompatible plugin-api version: the plugin was built against 0.0.9, this host speaks {}",
+        plugin_api::PLUGIN_API_VERSION
+    );
     let expectations: Vec<(&str, PathBuf, &str)> = vec![
         ("a-mock.so", mock.clone(), ""),
         ("empty.so", empty, "not a shared object: the file is empty"),
@@ -90,7 +94,7 @@ fn every_bad_file_kind_is_rejected_with_its_message_while_the_host_serves() {
         ("truncated.so", truncated, "not a shared object: malformed ELF file"),
         ("not-a-connector.so", plugin_file("fixture_not_a_connector"), "not a connector plugin: the library exports no abi_stable root module"),
         ("foreign-layout.so", plugin_file("fixture_foreign_layout"), "incompatible ABI: the plugin's root module layout differs from this host's (mismatched package: expected plugin-api, found fixture-foreign-layout)"),
-        ("old-api.so", plugin_file("fixture_incompatible_version"), "incompatible plugin-api version: the plugin was built against 0.0.9, this host speaks 1.0.0"),
+        ("old-api.so", plugin_file("fixture_incompatible_version"), &old_api_refusal),
         ("panicking-metadata.so", plugin_file("fixture_panicking_metadata"), "cannot read metadata: the plugin panicked in metadata: deliberate panic in metadata"),
         ("no-english.so", plugin_file("fixture_metadata_without_english_name"), "invalid metadata: name has no `en` text"),
         ("duplicate-keys.so", plugin_file("fixture_metadata_with_duplicate_form_keys"), "invalid metadata: duplicate form item key \"option\""),
