@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use plugin_api::{
@@ -140,8 +140,8 @@ impl SendExecutor {
         self.outbox.as_deref().map(HostOutbox::path)
     }
 
-    /// Drives one message through a connector until it is done or fails. `redactor` masks the
-    /// config's secrets in the debug lines on each step.
+    /// Drives one message through a connector until it is done or fails. While the debug log
+    /// is on, each step is logged ([`StepLog`]); `redactor` masks the config's secrets there.
     pub async fn send(
         &self,
         origin: SendOrigin<'_>,
@@ -149,78 +149,38 @@ impl SendExecutor {
         message: &SmsMessage,
         redactor: &SecretRedactor,
     ) -> Result<SendReceipt, DeliveryError> {
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            return self
-                .send_logging_steps(origin, connector, message, redactor)
-                .await;
-        }
+        let mut log =
+            tracing::enabled!(tracing::Level::DEBUG).then(|| StepLog::new(origin, redactor));
         // Plugin calls are pure and take microseconds: no need to leave the async worker.
         // The step is read where the plugin built it (it is laid out for the boundary).
-        let mut step = connector.start(message).map_err(DeliveryError::Connector)?;
-        for _ in 1..MAX_STEPS {
-            let Some(request) = step.request() else {
-                break;
-            };
-            let response = self.perform(origin, request).await?;
-            step = connector
-                .resume(message, &step, &response)
-                .map_err(DeliveryError::Connector)?;
+        let mut step = match log.as_mut() {
+            Some(log) => log.noted(1, |notes| connector.start_with_notes(message, notes)),
+            None => connector.start(message),
         }
-        finished(step)
-    }
-
-    /// [`SendExecutor::send`] while the debug log is on: each step's request (method, URL
-    /// without query values), its answer's status and the plugin's notes, one line each.
-    /// Headers and bodies are never logged: they carry credentials and the message.
-    async fn send_logging_steps(
-        &self,
-        origin: SendOrigin<'_>,
-        connector: &ConnectorInstance,
-        message: &SmsMessage,
-        redactor: &SecretRedactor,
-    ) -> Result<SendReceipt, DeliveryError> {
-        let connector_id = origin.connector_id.unwrap_or("(config under test)");
-        let factory_id = origin.factory_id;
-        let mut notes = PluginNotes::new();
-        let log_notes = |notes: &mut PluginNotes, step: usize| {
-            for note in notes.drain() {
-                let note = redactor.redact(&note).into_owned();
-                tracing::debug!(connector_id, factory_id, step, note = %note, "plugin note");
-            }
-        };
-        let started = connector.start_with_notes(message, &mut notes);
-        log_notes(&mut notes, 1);
-        let mut step = started.map_err(DeliveryError::Connector)?;
-        for step_number in 1..MAX_STEPS {
+        .map_err(DeliveryError::Connector)?;
+        for number in 1..MAX_STEPS {
             let Some(request) = step.request() else {
                 break;
             };
-            let url = redactor.redact(&url_for_log(request.url())).into_owned();
-            tracing::debug!(connector_id, factory_id, step = step_number, method = request.method(), url = %url, body_bytes = request.body().len(), "step request");
-            let sent_at = std::time::Instant::now();
+            let started = log.as_ref().map(|log| log.request(number, request));
             let response = self.perform(origin, request).await;
-            let latency_ms = u64::try_from(sent_at.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let response = match response {
-                Ok(response) => response,
-                Err(error) => {
-                    tracing::debug!(connector_id, factory_id, step = step_number, latency_ms, reason = %redactor.redact(&error.to_string()), "step failed");
-                    return Err(error);
-                }
-            };
-            tracing::debug!(
-                connector_id,
-                factory_id,
-                step = step_number,
-                status = response.status(),
-                latency_ms,
-                body_bytes = response.body().len(),
-                "step response"
-            );
-            let resumed = connector.resume_with_notes(message, &step, &response, &mut notes);
-            log_notes(&mut notes, step_number + 1);
-            step = resumed.map_err(DeliveryError::Connector)?;
+            if let (Some(log), Some(started)) = (&log, started) {
+                log.answer(number, &response, started);
+            }
+            let response = response?;
+            step = match log.as_mut() {
+                Some(log) => log.noted(number + 1, |notes| {
+                    connector.resume_with_notes(message, &step, &response, notes)
+                }),
+                None => connector.resume(message, &step, &response),
+            }
+            .map_err(DeliveryError::Connector)?;
         }
-        finished(step)
+        step.into_receipt().ok_or_else(|| {
+            DeliveryError::Connector(ConnectorError::general(format!(
+                "the connector did not finish the send within {MAX_STEPS} steps"
+            )))
+        })
     }
 
     async fn perform(
@@ -371,13 +331,73 @@ impl SendExecutor {
     }
 }
 
-/// The receipt of the last step, or why there is none.
-fn finished(step: plugin_api::Step) -> Result<SendReceipt, DeliveryError> {
-    step.into_receipt().ok_or_else(|| {
-        DeliveryError::Connector(ConnectorError::general(format!(
-            "the connector did not finish the send within {MAX_STEPS} steps"
-        )))
-    })
+/// A send's steps in the debug log, one line each: the request (method, URL without query
+/// values), its answer (status) or why there was none, and the plugin's notes. Headers and
+/// bodies are never logged: they carry credentials and the message.
+struct StepLog<'a> {
+    /// `(config under test)` when the config is not saved.
+    connector_id: &'a str,
+    factory_id: &'a str,
+    redactor: &'a SecretRedactor,
+    notes: PluginNotes,
+}
+
+impl<'a> StepLog<'a> {
+    fn new(origin: SendOrigin<'a>, redactor: &'a SecretRedactor) -> Self {
+        Self {
+            connector_id: origin.connector_id.unwrap_or("(config under test)"),
+            factory_id: origin.factory_id,
+            redactor,
+            notes: PluginNotes::new(),
+        }
+    }
+
+    /// Runs a plugin call that may write notes, then logs them.
+    fn noted<T>(&mut self, step: usize, call: impl FnOnce(&mut PluginNotes) -> T) -> T {
+        let result = call(&mut self.notes);
+        let (connector_id, factory_id) = (self.connector_id, self.factory_id);
+        for note in self.notes.drain() {
+            let note = self.redactor.redact(&note).into_owned();
+            tracing::debug!(connector_id, factory_id, step, note = %note, "plugin note");
+        }
+        result
+    }
+
+    /// Logs a request about to be performed; returns when.
+    fn request(&self, step: usize, request: &HttpRequest) -> Instant {
+        let url = self
+            .redactor
+            .redact(&url_for_log(request.url()))
+            .into_owned();
+        tracing::debug!(connector_id = self.connector_id, factory_id = self.factory_id, step, method = request.method(), url = %url, body_bytes = request.body().len(), "step request");
+        Instant::now()
+    }
+
+    fn answer(
+        &self,
+        step: usize,
+        response: &Result<HttpResponse, DeliveryError>,
+        started: Instant,
+    ) {
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (connector_id, factory_id) = (self.connector_id, self.factory_id);
+        match response {
+            Ok(response) => {
+                tracing::debug!(
+                    connector_id,
+                    factory_id,
+                    step,
+                    status = response.status(),
+                    latency_ms,
+                    body_bytes = response.body().len(),
+                    "step response"
+                )
+            }
+            Err(error) => {
+                tracing::debug!(connector_id, factory_id, step, latency_ms, reason = %self.redactor.redact(&error.to_string()), "step failed")
+            }
+        }
+    }
 }
 
 /// A URL for the debug log: scheme, host, port and path, with each query value replaced by
