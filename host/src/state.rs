@@ -400,6 +400,7 @@ impl AppState {
             folder: &self.plugin_folder,
             factories: &self.factories,
             live: &self.live,
+            store: self.store_backend.store(),
         }
     }
 
