@@ -51,6 +51,41 @@ impl RootModule for SmsConnectorModuleRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
+/// The root module as plugin-api 1.0 laid it out, frozen: what a host loads a 1.0 plugin
+/// with. abi_stable's layout check refuses a library whose prefix type has fewer fields than
+/// the loader's (it accepts more), so a plugin built before a function was appended is
+/// checked against this layout instead, and the appended functions are absent for it.
+pub mod v1_0 {
+    use abi_stable::{
+        declare_root_module_statics,
+        library::RootModule,
+        package_version_strings,
+        sabi_types::VersionStrings,
+        std_types::{RResult, RStr, RString},
+        StableAbi,
+    };
+
+    use super::{FfiConnectorBox, FfiError};
+
+    /// Named as in 1.0: the layout check compares type names, not module paths.
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = SmsConnectorModuleRef)))]
+    pub struct SmsConnectorModule {
+        pub metadata_json: extern "C" fn() -> RResult<RString, FfiError>,
+        pub validate_config: extern "C" fn(config_json: RStr<'_>) -> RResult<RString, FfiError>,
+        #[sabi(last_prefix_field)]
+        pub instantiate: extern "C" fn(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError>,
+    }
+
+    impl RootModule for SmsConnectorModuleRef {
+        declare_root_module_statics! {SmsConnectorModuleRef}
+        const BASE_NAME: &'static str = "sms_connector";
+        const NAME: &'static str = "sms_connector";
+        const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    }
+}
+
 /// A configured connector instance living in the plugin.
 #[sabi_trait]
 pub trait FfiConnector: Send + Sync {

@@ -1,9 +1,9 @@
 //! The host side of the boundary: a safe, std-typed view of a connector root module, whether
 //! it came from a `.so` (the host's loader) or was built in-process (vendors' tests, benchmarks).
 
-use abi_stable::std_types::{ROption, RResult, RString};
+use abi_stable::std_types::{ROption, RResult, RStr, RString};
 
-use crate::ffi::{FfiConnectorBox, FfiError, SmsConnectorModuleRef};
+use crate::ffi::{v1_0, FfiConnectorBox, FfiError, SmsConnectorModuleRef};
 use crate::{
     ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
 };
@@ -11,12 +11,56 @@ use crate::{
 /// A connector plugin's root module.
 #[derive(Clone, Copy)]
 pub struct ConnectorModule {
-    root: SmsConnectorModuleRef,
+    root: RootModule,
+}
+
+/// The root module in the layout the plugin was checked against.
+#[derive(Clone, Copy)]
+enum RootModule {
+    Current(SmsConnectorModuleRef),
+    /// A plugin built against plugin-api 1.0: the functions appended since are absent.
+    V1_0(v1_0::SmsConnectorModuleRef),
+}
+
+type MetadataJsonFn = extern "C" fn() -> RResult<RString, FfiError>;
+type ValidateConfigFn = extern "C" fn(RStr<'_>) -> RResult<RString, FfiError>;
+type InstantiateFn = extern "C" fn(RStr<'_>) -> RResult<FfiConnectorBox, FfiError>;
+
+impl RootModule {
+    fn metadata_json(self) -> MetadataJsonFn {
+        match self {
+            RootModule::Current(root) => root.metadata_json(),
+            RootModule::V1_0(root) => root.metadata_json(),
+        }
+    }
+
+    fn validate_config(self) -> ValidateConfigFn {
+        match self {
+            RootModule::Current(root) => root.validate_config(),
+            RootModule::V1_0(root) => root.validate_config(),
+        }
+    }
+
+    fn instantiate(self) -> InstantiateFn {
+        match self {
+            RootModule::Current(root) => root.instantiate(),
+            RootModule::V1_0(root) => root.instantiate(),
+        }
+    }
 }
 
 impl ConnectorModule {
     pub fn from_root_module(root: SmsConnectorModuleRef) -> Self {
-        Self { root }
+        Self {
+            root: RootModule::Current(root),
+        }
+    }
+
+    /// A plugin's root module checked against the 1.0 layout (see [`v1_0`]).
+    pub fn from_root_module_1_0(root: v1_0::SmsConnectorModuleRef) -> Self {
+        Self {
+            root: RootModule::V1_0(root),
+        }
     }
 
     /// The same root module a `.so` exports, built in this process without dlopen: the whole
@@ -65,7 +109,11 @@ impl ConnectorModule {
         &self,
         saved: &serde_json::Value,
     ) -> Result<Option<serde_json::Value>, ConnectorError> {
-        let Some(migrate_config) = self.root.migrate_config() else {
+        let migrate_config = match self.root {
+            RootModule::Current(root) => root.migrate_config(),
+            RootModule::V1_0(_) => None,
+        };
+        let Some(migrate_config) = migrate_config else {
             return Ok(None);
         };
         let migrated = into_result(migrate_config(saved.to_string().as_str().into()))?;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
-use plugin_api::ffi::SmsConnectorModuleRef;
+use plugin_api::ffi::{v1_0, SmsConnectorModuleRef};
 use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
 use sha2::{Digest, Sha256};
 
@@ -250,10 +250,21 @@ fn read_plugin_file(path: &Path) -> Result<FolderFile, LoadError> {
 }
 
 fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMetadata), LoadError> {
-    let root_module = lib_header_from_path(private_path)
-        .and_then(|header| header.init_root_module::<SmsConnectorModuleRef>())
+    let header = lib_header_from_path(private_path)
         .map_err(|error| library_error_to_load_error(error, private_path))?;
-    let module = ConnectorModule::from_root_module(root_module);
+    let module = match header.init_root_module::<SmsConnectorModuleRef>() {
+        Ok(root_module) => ConnectorModule::from_root_module(root_module),
+        // A plugin built before a root-module function was appended has fewer of them, which
+        // abi_stable refuses against this host's layout: it is checked against the 1.0 layout.
+        Err(error @ LibraryError::AbiInstability(_)) => {
+            match header.init_root_module::<v1_0::SmsConnectorModuleRef>() {
+                Ok(root_module) => ConnectorModule::from_root_module_1_0(root_module),
+                // Refused either way: the difference from this host's layout is the news.
+                Err(_) => return Err(library_error_to_load_error(error, private_path)),
+            }
+        }
+        Err(error) => return Err(library_error_to_load_error(error, private_path)),
+    };
     let metadata = module.metadata().map_err(|error| match error {
         MetadataError::Unavailable(error) => LoadError::MetadataUnavailable {
             reason: error.message,
