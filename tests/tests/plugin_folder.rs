@@ -997,3 +997,33 @@ fn superseded_builds_are_collapsed_to_the_most_recent_per_factory() {
         "newest first: {reports:?}"
     );
 }
+
+/// The same migration when the new build was installed while the host was down: the
+/// restored live connector runs on it with the migrated config, saved.
+#[test]
+fn a_build_installed_while_the_host_was_down_migrates_the_saved_config() {
+    let args = sending_without_pause();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&args);
+    let connector_id = make_mock_live(&host);
+    let folders = host.kill();
+    drop_in(
+        &folders.plugins_dir,
+        &plugin_file("fixture_mock_sms_with_region"),
+        "mock.so",
+    );
+    let host = folders.start_with_args(&args);
+    let (status, receipt) = send(&host);
+    assert_eq!(status, 200, "{receipt}");
+    assert!(
+        receipt["providerMessageId"]
+            .as_str()
+            .unwrap()
+            .starts_with("mock-0.3.0-eu-"),
+        "{receipt}"
+    );
+    let (_, saved) = host.get(&format!("/api/connectors/{connector_id}"));
+    assert_eq!(saved["config"]["region"], "eu", "{saved}");
+    assert!(host
+        .log_eventually(|log| log.contains("migrated the live connector's saved config; saved"))
+        .contains("migrated the live connector's saved config; saved"));
+}

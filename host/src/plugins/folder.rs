@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use plugin_api::ConnectorInstance;
 
+use crate::plugins::config_migration::{instantiate_or_migrate, refused_fields};
 use crate::plugins::factory_registry::{
     is_plugin_file_name, millis_since_epoch, Factory, FactoryRegistry, PluginFileReport,
     PluginFileStatus,
@@ -546,75 +547,27 @@ fn instantiate_for_live(
     plugin: &LoadedPlugin,
     live: &LiveBuild,
 ) -> Result<(ConnectorInstance, Option<serde_json::Value>), LoadError> {
-    let module = &plugin.module;
-    let refusal = match module.instantiate(&live.config) {
-        Ok(instance) => return Ok((instance, None)),
-        Err(refusal) => refusal,
-    };
-    let migrated = match refusal.code {
-        plugin_api::ConnectorErrorCode::InvalidConfig => module.migrate_config(&live.config),
-        _ => Ok(None),
-    };
-    let refusal = match migrated {
-        Ok(None) => refusal,
-        Ok(Some(migrated)) => match module.instantiate(&migrated) {
-            Ok(instance) => {
-                tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, plugin_version = %plugin.metadata.plugin_version, sha256 = %plugin.sha256, "the new build migrated the live connector's saved config");
-                return Ok((instance, Some(migrated)));
-            }
-            Err(error) => plugin_api::ConnectorError {
-                message: format!(
-                    "its migrate_config gave a config it refuses: {}",
-                    error.message
-                ),
-                ..error
-            },
-        },
-        Err(error) => plugin_api::ConnectorError {
-            message: format!("its migrate_config failed: {}", error.message),
-            ..error
-        },
-    };
-    // The refusal may quote the live config's secrets.
-    let secret_keys =
-        crate::secrets::SecretKeys::new(plugin.metadata.connector.confidential_keys());
-    let redactor = crate::secret_redaction::SecretRedactor::for_config(&secret_keys, &live.config);
-    Err(LoadError::RejectsLiveConfig {
-        plugin_version: plugin.metadata.plugin_version.clone(),
-        sha256_prefix: plugin.sha256.chars().take(12).collect(),
-        connector_id: live.connector_id.clone(),
-        fields: refused_fields(&refusal),
-        reason: redactor.redact(&refusal.message).into_owned(),
-    })
-}
-
-/// The config fields an `invalid_config` error names (its `data.errors[].field`); a missing
-/// field, which serde reports at `.`, by its name.
-fn refused_fields(error: &plugin_api::ConnectorError) -> Vec<String> {
-    let Some(errors) = error
-        .data
-        .as_ref()
-        .and_then(|data| data.get("errors"))
-        .and_then(|errors| errors.as_array())
-    else {
-        return Vec::new();
-    };
-    errors
-        .iter()
-        .filter_map(|entry| {
-            let field = entry.get("field")?.as_str()?;
-            let missing = entry
-                .get("message")
-                .and_then(|message| message.as_str())
-                .and_then(|message| message.strip_prefix("missing field `"))
-                .and_then(|rest| rest.split('`').next());
-            match (field, missing) {
-                (_, Some(name)) if field == "." || field.is_empty() => Some(name.to_owned()),
-                (".", None) | ("", None) => None,
-                (field, _) => Some(field.to_owned()),
-            }
-        })
-        .collect()
+    match instantiate_or_migrate(&plugin.module, &live.config) {
+        Ok((instance, None)) => Ok((instance, None)),
+        Ok((instance, Some(migrated))) => {
+            tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, plugin_version = %plugin.metadata.plugin_version, sha256 = %plugin.sha256, "the new build migrated the live connector's saved config");
+            Ok((instance, Some(migrated)))
+        }
+        Err(refusal) => {
+            // The refusal may quote the live config's secrets.
+            let secret_keys =
+                crate::secrets::SecretKeys::new(plugin.metadata.connector.confidential_keys());
+            let redactor =
+                crate::secret_redaction::SecretRedactor::for_config(&secret_keys, &live.config);
+            Err(LoadError::RejectsLiveConfig {
+                plugin_version: plugin.metadata.plugin_version.clone(),
+                sha256_prefix: plugin.sha256.chars().take(12).collect(),
+                connector_id: live.connector_id.clone(),
+                fields: refused_fields(&refusal),
+                reason: redactor.redact(&refusal.message).into_owned(),
+            })
+        }
+    }
 }
 
 fn report_for_build(
