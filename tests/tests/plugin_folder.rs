@@ -1,5 +1,6 @@
 //! The live plugins folder end to end: drop-in, partial writes, upgrades of the live
-//! connector under load, broken upgrades, removal, trust, allowlist, bursts of events.
+//! connector under load, broken upgrades, removal, trust, allowlist, bursts of events, a
+//! config migrated by a new build (or refused without a migration), superseded rows collapsed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

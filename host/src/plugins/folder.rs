@@ -40,14 +40,14 @@ const HISTORY_LIMIT: usize = 200;
 
 /// Superseded builds kept in the report per factory: enough to see the last upgrades, few
 /// enough that a factory upgraded every day does not bury the rest of the report.
-pub const SUPERSEDED_KEPT_PER_FACTORY: usize = 3;
+const SUPERSEDED_KEPT_PER_FACTORY: usize = 3;
 
 /// How long a plugin file and its `.minisig` may arrive apart and still be one upgrade.
 /// Whichever of the two lands first does not match the other yet; for this long the file is
 /// `pending` (debug line, no WARN, the serving build keeps serving) instead of refused, so a
 /// correct signed upgrade never raises a WARN-based alert. Two seconds cover two `mv`s or
 /// two uploads of one release step; a real mismatch is reported as before once it has passed.
-pub const SIGNATURE_GRACE: Duration = Duration::from_secs(2);
+const SIGNATURE_GRACE: Duration = Duration::from_secs(2);
 
 /// The build and config of the live connector, for upgrades.
 pub struct LiveBuild {
@@ -622,7 +622,8 @@ fn file_report(
         (ContentOutcome::AwaitingSignature { error, .. }, _) => unloaded(
             PluginFileStatus::Pending,
             format!(
-                "{error} (waiting up to {} s for the matching plugin file or signature to arrive)",
+                "the file and its signature do not match yet; waiting up to {} s for the other \
+                 one to arrive ({error})",
                 SIGNATURE_GRACE.as_secs()
             ),
         ),
