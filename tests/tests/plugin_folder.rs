@@ -1028,3 +1028,36 @@ fn a_build_installed_while_the_host_was_down_migrates_the_saved_config() {
         .log_eventually(|log| log.contains("migrated the live connector's saved config; saved"))
         .contains("migrated the live connector's saved config; saved"));
 }
+
+/// The live connector's plugin missing, then back as a build that migrates its config: the
+/// connector is revived on that build with the migrated config, saved.
+#[test]
+fn a_plugin_back_as_a_build_that_migrates_revives_the_live_connector() {
+    let args = sending_without_pause();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&args);
+    let connector_id = make_mock_live(&host);
+    let folders = host.kill();
+    std::fs::remove_file(folders.plugins_dir.join("mock.so")).unwrap();
+    let host = folders.start_with_args(&args);
+    assert_ne!(
+        send(&host).0,
+        200,
+        "no plugin provides the live connector's factory"
+    );
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_with_region"),
+        "mock.so",
+    );
+    wait_until(
+        "sends through the new build",
+        Duration::from_secs(10),
+        || {
+            send(&host).1["providerMessageId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("mock-0.3.0-eu-"))
+        },
+    );
+    let (_, saved) = host.get(&format!("/api/connectors/{connector_id}"));
+    assert_eq!(saved["config"]["region"], "eu", "{saved}");
+}

@@ -15,6 +15,7 @@ use notify_debouncer_full::{
 };
 
 use crate::live::live_connector::{LiveConnector, LiveSlot, LiveStatus, Swap};
+use crate::plugins::config_migration::instantiate_or_migrate;
 use crate::plugins::factory_registry::FactoryRegistry;
 use crate::plugins::folder::{LiveBuild, LiveUpgrade, PluginFolder};
 use crate::plugins::loader::PluginLoader;
@@ -187,15 +188,19 @@ impl PluginRescan<'_> {
                 )),
                 Swap::PluginUpgraded,
             );
-        } else if matches!(live.status, LiveStatus::Unavailable { .. })
-            && registry.get(&live.factory_id).is_some()
+        } else if let (LiveStatus::Unavailable { .. }, Some(factory)) =
+            (&live.status, registry.get(&live.factory_id))
         {
-            let revived = LiveConnector::build(
-                &live.connector_id,
-                &live.factory_id,
-                &live.config,
-                &registry,
-            );
+            // The build that is back may have to migrate the saved config first.
+            let config = match instantiate_or_migrate(&factory.plugin.module, &live.config) {
+                Ok((_, Some(migrated))) => match self.save_migrated_config(&live, migrated).await {
+                    Some(saved) => saved,
+                    None => return Ok(again_in),
+                },
+                Ok((_, None)) | Err(_) => live.config.clone(),
+            };
+            let revived =
+                LiveConnector::build(&live.connector_id, &live.factory_id, &config, &registry);
             if revived.unavailable_reason().is_none() {
                 change.swap(Arc::new(revived), Swap::PluginBack);
             }
