@@ -21,6 +21,7 @@ use crate::live::lifecycle::ConnectorLifecycle;
 use crate::live::live_connector::{LiveConnector, LiveSlot};
 use crate::live::plugin_watcher::{PluginRescan, PluginWatchMode};
 use crate::live::store_follower::StoreFollower;
+use crate::plugins::config_migration::instantiate_or_migrate;
 use crate::plugins::factory_registry::FactoryRegistry;
 use crate::plugins::folder::PluginFolder;
 use crate::plugins::loader::PluginLoader;
@@ -36,7 +37,9 @@ use crate::store::key_rotation::KeyCommandError;
 use crate::store::postgres::PostgresStore;
 use crate::store::secrets_keyring::KeyringFileError;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{SecretsKeyring, Store, StoreBackend, StoreError};
+use crate::store::{
+    ConnectorRecord, SecretsKeyring, Store, StoreBackend, StoreError, UpdateOutcome,
+};
 use crate::verification_code::{CodeHasher, CodePolicy};
 
 /// Why the host or a key command did not start: one line that says what to do, printed by
@@ -298,11 +301,21 @@ impl AppState {
         };
         // A live connector whose config this host cannot open is kept as such: reported, and
         // never used to send.
-        let live = live_record.map(|record| {
-            let live = match record {
-                Ok(record) => LiveConnector::build(&record.id, &record.factory_id, &record.config, &registry),
-                Err(unreadable) => LiveConnector::config_unreadable(&unreadable),
-            };
+        let live = match live_record {
+            None => None,
+            Some(Ok(record)) => {
+                // A build installed while the host was down may have to migrate the saved config.
+                let record = migrate_saved_config(store, &registry, record).await;
+                Some(LiveConnector::build(
+                    &record.id,
+                    &record.factory_id,
+                    &record.config,
+                    &registry,
+                ))
+            }
+            Some(Err(unreadable)) => Some(LiveConnector::config_unreadable(&unreadable)),
+        };
+        let live = live.map(|live| {
             tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
             Arc::new(live)
         });
@@ -400,6 +413,7 @@ impl AppState {
             folder: &self.plugin_folder,
             factories: &self.factories,
             live: &self.live,
+            store: self.store_backend.store(),
         }
     }
 
@@ -561,7 +575,36 @@ impl PreparedHost {
     }
 }
 
-/// The password in `--database-password-file`: the whole file but its final line break.
+/// The live connector's saved record, with its config migrated and saved when the loaded
+/// build of its factory refuses the config as saved but migrates it (`migrate_config`). Any
+/// other case, a failed save included (logged), leaves the record as it is: building the
+/// live connector then reports the refusal.
+async fn migrate_saved_config(
+    store: &dyn Store,
+    registry: &FactoryRegistry,
+    record: ConnectorRecord,
+) -> ConnectorRecord {
+    let Some(factory) = registry.get(&record.factory_id) else {
+        return record;
+    };
+    let migrated = match instantiate_or_migrate(&factory.plugin.module, &record.config) {
+        Ok((_, Some(migrated))) => migrated,
+        Ok((_, None)) | Err(_) => return record,
+    };
+    let metadata = record.metadata.clone();
+    match store.update(&record, migrated, metadata).await {
+        Ok(UpdateOutcome::Updated(saved)) => {
+            tracing::info!(connector_id = %saved.id, factory_id = %saved.factory_id, plugin_version = %factory.plugin.metadata.plugin_version, sha256 = %factory.plugin.sha256, "the loaded build migrated the live connector's saved config; saved");
+            saved
+        }
+        Ok(UpdateOutcome::NotFound | UpdateOutcome::ChangedMeanwhile) => record,
+        Err(error) => {
+            tracing::error!(connector_id = %record.id, %error, "the config the loaded build migrated was not saved");
+            record
+        }
+    }
+}
+
 /// The password in `--database-password-file` (checked and made private first), without its
 /// final newline.
 pub fn read_database_password(path: &std::path::Path) -> Result<String, StartupError> {

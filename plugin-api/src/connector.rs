@@ -23,6 +23,18 @@ pub trait SmsConnector: Send + Sync + Sized + 'static {
     /// without a scheme, an empty template list) with `ConnectorError::invalid_config`.
     fn from_config(config: Self::Config) -> Result<Self, ConnectorError>;
 
+    /// Turns a config saved for an older build of this connector into one this build accepts,
+    /// when [`Self::Config`] no longer reads it (a field renamed, a required field added). The
+    /// host calls it only when this build refuses the saved config; `Ok(None)` (the default)
+    /// means "no migration", and the upgrade is refused with the old build still serving. A
+    /// new optional field needs no migration: give it `#[serde(default)]`. Added in 1.1.
+    fn migrate_config(
+        saved: serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, ConnectorError> {
+        let _ = saved;
+        Ok(None)
+    }
+
     /// Advances one send. See [`crate::exchange`] for the protocol.
     fn step(
         &self,

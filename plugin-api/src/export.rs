@@ -95,6 +95,17 @@ pub extern "C" fn export_instantiate<Connector: SmsConnector>(
     }
 }
 
+pub extern "C" fn export_migrate_config<Connector: SmsConnector>(
+    saved_config_json: RStr<'_>,
+) -> RResult<ROption<RString>, FfiError> {
+    to_ffi_result(guarded("migrate_config", || {
+        let migrated = Connector::migrate_config(parse_config_json(saved_config_json)?)?;
+        Ok(ROption::from(
+            migrated.map(|config| RString::from(config.to_string())),
+        ))
+    }))
+}
+
 /// Builds the root module; the macro's loader function calls this once per process.
 pub fn root_module<Connector: SmsConnector>(
     metadata_json: extern "C" fn() -> RResult<RString, FfiError>,
@@ -103,6 +114,7 @@ pub fn root_module<Connector: SmsConnector>(
         metadata_json,
         validate_config: export_validate_config::<Connector>,
         instantiate: export_instantiate::<Connector>,
+        migrate_config: export_migrate_config::<Connector>,
     }
     .leak_into_prefix()
 }

@@ -41,6 +41,12 @@ pub struct SmsConnectorModule {
     /// Config JSON in, a ready connector out.
     #[sabi(last_prefix_field)]
     pub instantiate: extern "C" fn(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError>,
+    // Appended in 1.1, after the last prefix field: a 1.0 plugin lacks it and its accessor
+    // answers `None` (`#[sabi(last_prefix_field)]` stays on `instantiate` for good).
+    /// A config saved for an older build in, the config for this build out, or `RNone` for
+    /// "no migration".
+    pub migrate_config:
+        extern "C" fn(saved_config_json: RStr<'_>) -> RResult<ROption<RString>, FfiError>,
 }
 
 impl RootModule for SmsConnectorModuleRef {

@@ -106,6 +106,32 @@ impl ConnectorModule {
         })
     }
 
+    /// A config saved for an older build, migrated for this one; `Ok(None)` when the plugin
+    /// has no migration for it, or predates `migrate_config` (a 1.0 plugin).
+    pub fn migrate_config(
+        &self,
+        saved: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, ConnectorError> {
+        let migrate_config = match self.root {
+            RootModule::Current(root) => root.migrate_config(),
+            RootModule::V1_0(_) => None,
+        };
+        let Some(migrate_config) = migrate_config else {
+            return Ok(None);
+        };
+        let migrated = into_result(migrate_config(saved.to_string().as_str().into()))?;
+        migrated
+            .into_option()
+            .map(|config| {
+                serde_json::from_str(&config).map_err(|error| {
+                    ConnectorError::general(format!(
+                        "plugin migrated the config to something that is not JSON: {error}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
     /// Builds a ready connector from a config (validating it again).
     pub fn instantiate(
         &self,

@@ -35,6 +35,8 @@ const PACKAGES: &[&str] = &[
     "fixture-incompatible-version",
     "fixture-request-building-connector",
     "fixture-mock-sms-next",
+    "fixture-mock-sms-with-region",
+    "fixture-mock-sms-with-region-unmigrated",
     "fixture-hostile-metadata",
     "fixture-every-form-item",
     "fixture-without-form-items",

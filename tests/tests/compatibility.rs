@@ -2,11 +2,13 @@
 //! - a connector built against plugin-api 1.0.0 as released (the frozen source in
 //!   `tests/compat/plugin-api-1.0.0`, built out of this workspace with its own lock file, as a
 //!   vendor builds) loads into the current host and sends through it;
-//! - a "1.1" plugin, whose root module has one more trailing function than this host knows,
-//!   loads and sends: the host ignores what it does not know;
+//! - a "1.9" plugin, whose root module has one more trailing function than this host knows,
+//!   loads and sends: the host ignores what it does not know (abi_stable accepts a library
+//!   whose root module is longer than the host's; a shorter one, a 1.0 plugin's, the host
+//!   checks against the frozen 1.0 layout, `plugin_api::ffi::v1_0`);
 //! - a "2.0" plugin is refused with the one-line version message.
 //!
-//! The 1.1 and 2.0 builds are the frozen 1.0.0 source with the version (and, for 1.1, the
+//! The 1.9 and 2.0 builds are the frozen 1.0.0 source with the version (and, for 1.9, the
 //! root module) changed in a scratch copy, so nothing but that difference is tested.
 
 use std::path::{Path, PathBuf};
@@ -169,27 +171,28 @@ fn a_plugin_built_against_plugin_api_1_0_0_loads_and_sends_on_this_host() {
 #[test]
 fn a_plugin_whose_root_module_has_one_more_function_loads_and_sends() {
     let scratch = tempfile::tempdir().unwrap();
-    let library = build_variant(scratch.path(), "1.1.0", |plugin_api| {
-        // What a 1.1 would append: a function this host has never heard of.
+    let library = build_variant(scratch.path(), "1.9.0", |plugin_api| {
+        // What a later 1.x would append: 1.1's `migrate_config`, then a function this host
+        // has never heard of.
         edit(
             &plugin_api.join("src/ffi.rs"),
             "    pub instantiate: extern \"C\" fn(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError>,\n",
-            "    pub instantiate: extern \"C\" fn(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError>,\n    /// Appended in \"1.1\".\n    pub describe_delivery_reports: extern \"C\" fn() -> RString,\n",
+            "    pub instantiate: extern \"C\" fn(config_json: RStr<'_>) -> RResult<FfiConnectorBox, FfiError>,\n    /// Appended in 1.1.\n    pub migrate_config: extern \"C\" fn(saved_config_json: RStr<'_>) -> RResult<ROption<RString>, FfiError>,\n    /// Appended in \"1.9\".\n    pub describe_delivery_reports: extern \"C\" fn() -> RString,\n",
         );
         edit(
             &plugin_api.join("src/export.rs"),
             "        instantiate: export_instantiate::<Connector>,\n",
-            "        instantiate: export_instantiate::<Connector>,\n        describe_delivery_reports,\n",
+            "        instantiate: export_instantiate::<Connector>,\n        migrate_config: no_migration,\n        describe_delivery_reports,\n",
         );
         let export = plugin_api.join("src/export.rs");
         let mut text = std::fs::read_to_string(&export).unwrap();
         text.push_str(
-            "\nextern \"C\" fn describe_delivery_reports() -> RString {\n    RString::from(\"not in 1.0\")\n}\n",
+            "\nextern \"C\" fn no_migration(_saved: RStr<'_>) -> RResult<ROption<RString>, FfiError> {\n    RResult::ROk(ROption::RNone)\n}\n\nextern \"C\" fn describe_delivery_reports() -> RString {\n    RString::from(\"not in 1.0\")\n}\n",
         );
         std::fs::write(export, text).unwrap();
     });
     let host = start_host_with(&library);
-    assert_eq!(plugin_api_version_reported(&host), "1.1.0");
+    assert_eq!(plugin_api_version_reported(&host), "1.9.0");
     assert_eq!(send_through(&host).len(), 2);
 }
 

@@ -1,5 +1,6 @@
 //! The live plugins folder end to end: drop-in, partial writes, upgrades of the live
-//! connector under load, broken upgrades, removal, trust, allowlist, bursts of events.
+//! connector under load, broken upgrades, removal, trust, allowlist, bursts of events, a
+//! config migrated by a new build (or refused without a migration), superseded rows collapsed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -835,4 +836,228 @@ fn every_swap_of_the_live_connector_is_counted_once() {
     assert!(host
         .log()
         .contains("the live connector's plugin is back; it can send again"));
+}
+
+/// Log lines at WARN level (the host logs without colour to its file).
+fn warnings(log: &str) -> Vec<&str> {
+    log.lines().filter(|line| line.contains(" WARN ")).collect()
+}
+
+/// A new build whose config gained a required field migrates the live connector's saved
+/// config with its `migrate_config`: the host serves the new build with the migrated config,
+/// saves it (a restart keeps it), and logs no warning.
+#[test]
+fn a_new_build_that_requires_a_field_migrates_the_saved_config() {
+    let folders = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]);
+    let args = sending_without_pause();
+    let host = folders.start_with_args(&args);
+    let connector_id = make_mock_live(&host);
+    // Only what the upgrade logs: the mock warns that it is a development connector.
+    let before_upgrade = host.log().len();
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_with_region"),
+        "mock.so",
+    );
+    wait_until(
+        "sends through the new build",
+        Duration::from_secs(10),
+        || {
+            send(&host).1["providerMessageId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("mock-0.3.0-eu-"))
+        },
+    );
+    let (status, saved) = host.get(&format!("/api/connectors/{connector_id}"));
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["config"]["region"], "eu", "{saved}");
+    assert_eq!(
+        saved["config"]["templates"][0]["content"], "{{code}}",
+        "the rest of the saved config is kept: {saved}"
+    );
+    let reports = file_reports(&host);
+    assert_eq!(
+        report_for(&reports, "mock.so", "loaded").unwrap()["pluginVersion"],
+        "0.3.0"
+    );
+    assert!(
+        report_for(&reports, "mock.so", "rejected").is_none(),
+        "{reports:?}"
+    );
+    let log = host.log_eventually(|log| log.contains("migrated by the new plugin build and saved"));
+    assert!(
+        log.contains("the new build migrated the live connector's saved config"),
+        "{log}"
+    );
+    let upgrade_log = &log[before_upgrade..];
+    assert!(warnings(upgrade_log).is_empty(), "{upgrade_log}");
+
+    // The migrated config was saved: a restart serves it as it is.
+    let host = host.kill().start_with_args(&args);
+    let (status, receipt) = send(&host);
+    assert_eq!(status, 200, "{receipt}");
+    assert!(
+        receipt["providerMessageId"]
+            .as_str()
+            .unwrap()
+            .starts_with("mock-0.3.0-eu-"),
+        "{receipt}"
+    );
+}
+
+/// A new build that refuses the saved config and has no migration is refused, once, with a
+/// reason naming the field, the connector and the build and saying what to do; the old build
+/// keeps serving and is listed as loaded next to the refused one.
+#[test]
+fn a_new_build_that_refuses_the_saved_config_without_a_migration_names_the_field() {
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))])
+        .start_with_args(&sending_without_pause());
+    let connector_id = make_mock_live(&host);
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_with_region_unmigrated"),
+        "mock.so",
+    );
+    wait_until("the refusal", Duration::from_secs(10), || {
+        report_for(&file_reports(&host), "mock.so", "rejected").is_some()
+    });
+    let reports = file_reports(&host);
+    let refused = report_for(&reports, "mock.so", "rejected").unwrap();
+    assert_eq!(refused["pluginVersion"], "0.3.0-unmigrated", "{refused}");
+    let sha256 = refused["sha256"]
+        .as_str()
+        .expect("the refused build's sha256");
+    let error = refused["error"].as_str().unwrap();
+    for expected in [
+        "0.3.0-unmigrated",
+        &sha256[..12],
+        connector_id.as_str(),
+        "(field region)",
+        "#[serde(default)]",
+        "migrate_config",
+        "the previous build keeps serving",
+    ] {
+        assert!(error.contains(expected), "{expected:?} in {error}");
+    }
+    let serving = report_for(&reports, "mock.so", "loaded").expect("the serving build's row");
+    assert_eq!(serving["pluginVersion"], "0.1.0", "{serving}");
+    assert!(serving["sha256"].is_string(), "{serving}");
+    let (status, receipt) = send(&host);
+    assert_eq!(status, 200, "{receipt}");
+    assert!(receipt["providerMessageId"]
+        .as_str()
+        .unwrap()
+        .starts_with("mock-0.1.0-"));
+
+    // Rescans of the unchanged file do not log the refusal again.
+    for _ in 0..2 {
+        assert_eq!(host.post("/api/plugins/rescan", &json!({})).0, 200);
+    }
+    let log = host.log_eventually(|log| log.contains("plugin upgrade refused"));
+    let refusals = log
+        .lines()
+        .filter(|line| line.contains("plugin upgrade refused"))
+        .count();
+    assert_eq!(refusals, 1, "{log}");
+}
+
+/// Superseded builds do not pile up: each factory lists its 3 most recent ones.
+#[test]
+fn superseded_builds_are_collapsed_to_the_most_recent_per_factory() {
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))])
+        .start_with_args(&sending_without_pause());
+    let builds = [
+        ("fixture_mock_sms_next", "0.2.0"),
+        ("mock_sms", "0.1.0"),
+        ("fixture_mock_sms_next", "0.2.0"),
+        ("mock_sms", "0.1.0"),
+        ("fixture_mock_sms_with_region", "0.3.0"),
+    ];
+    for (superseded, (library, version)) in (1..).zip(builds) {
+        drop_in(&host.plugins_dir, &plugin_file(library), "mock.so");
+        wait_until(&format!("build {version}"), Duration::from_secs(10), || {
+            let reports = file_reports(&host);
+            let loaded = report_for(&reports, "mock.so", "loaded")
+                .is_some_and(|report| report["pluginVersion"] == version);
+            let listed = reports
+                .iter()
+                .filter(|report| report["status"] == "superseded")
+                .count();
+            loaded && listed == superseded.min(3)
+        });
+    }
+    let reports = file_reports(&host);
+    let versions: Vec<&str> = reports
+        .iter()
+        .filter(|report| report["status"] == "superseded")
+        .map(|report| report["pluginVersion"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        ["0.1.0", "0.2.0", "0.1.0"],
+        "newest first: {reports:?}"
+    );
+}
+
+/// The same migration when the new build was installed while the host was down: the
+/// restored live connector runs on it with the migrated config, saved.
+#[test]
+fn a_build_installed_while_the_host_was_down_migrates_the_saved_config() {
+    let args = sending_without_pause();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&args);
+    let connector_id = make_mock_live(&host);
+    let folders = host.kill();
+    drop_in(
+        &folders.plugins_dir,
+        &plugin_file("fixture_mock_sms_with_region"),
+        "mock.so",
+    );
+    let host = folders.start_with_args(&args);
+    let (status, receipt) = send(&host);
+    assert_eq!(status, 200, "{receipt}");
+    assert!(
+        receipt["providerMessageId"]
+            .as_str()
+            .unwrap()
+            .starts_with("mock-0.3.0-eu-"),
+        "{receipt}"
+    );
+    let (_, saved) = host.get(&format!("/api/connectors/{connector_id}"));
+    assert_eq!(saved["config"]["region"], "eu", "{saved}");
+    assert!(host
+        .log_eventually(|log| log.contains("migrated the live connector's saved config; saved"))
+        .contains("migrated the live connector's saved config; saved"));
+}
+
+/// The live connector's plugin missing, then back as a build that migrates its config: the
+/// connector is revived on that build with the migrated config, saved.
+#[test]
+fn a_plugin_back_as_a_build_that_migrates_revives_the_live_connector() {
+    let args = sending_without_pause();
+    let host = HostFolders::new(&[("mock.so", &plugin_file("mock_sms"))]).start_with_args(&args);
+    let connector_id = make_mock_live(&host);
+    let folders = host.kill();
+    std::fs::remove_file(folders.plugins_dir.join("mock.so")).unwrap();
+    let host = folders.start_with_args(&args);
+    assert_ne!(
+        send(&host).0,
+        200,
+        "no plugin provides the live connector's factory"
+    );
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_with_region"),
+        "mock.so",
+    );
+    wait_until(
+        "sends through the new build",
+        Duration::from_secs(10),
+        || {
+            send(&host).1["providerMessageId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("mock-0.3.0-eu-"))
+        },
+    );
+    let (_, saved) = host.get(&format!("/api/connectors/{connector_id}"));
+    assert_eq!(saved["config"]["region"], "eu", "{saved}");
 }

@@ -1628,3 +1628,62 @@ fn an_outage_shows_in_store_up_and_a_few_log_lines_in_words() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Copies a plugin file into a host's folder under a hidden name, then renames it into place.
+fn install(plugins_dir: &Path, source: &Path, name: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let temporary = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(source, &temporary).unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sends_with(host: &TestHost, receipt_prefix: &str) -> bool {
+    send(host, PHONE).1["providerMessageId"]
+        .as_str()
+        .is_some_and(|id| id.starts_with(receipt_prefix))
+}
+
+/// A config migrated by a new build on one host is saved for all: a host still on the old
+/// build cannot send with it until it gets the new build too, then it sends with it.
+#[test]
+fn a_config_migrated_on_one_host_is_served_by_the_other_once_it_has_the_new_build() {
+    let database = SharedDatabase::on_new_cluster();
+    // Sends repeat until a change lands: the protection against floods is off.
+    let a = host_on(&database, &FLOOD_FLAGS);
+    let b = host_on(&database, &FLOOD_FLAGS);
+    let id = create(&a, mock_config("shared"));
+    wait_for("B to serve the connector", || {
+        served_connector(&b).as_deref() == Some(id.as_str())
+    });
+    let region_build = plugin_file("fixture_mock_sms_with_region");
+    install(&a.plugins_dir, &region_build, "mock.so");
+    wait_for("A to send with the migrated config", || {
+        sends_with(&a, "mock-0.3.0-eu-")
+    });
+    let mut reason = String::new();
+    wait_for("B to find its build refusing the migrated config", || {
+        let (_, health) = b.request("GET", "/health", None, None);
+        reason = health["live"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        health["live"]["ready"] == false
+    });
+    assert!(reason.contains("unknown field `region`"), "{reason}");
+    install(&b.plugins_dir, &region_build, "mock.so");
+    wait_for("B to send with the migrated config", || {
+        sends_with(&b, "mock-0.3.0-eu-")
+    });
+}

@@ -2,7 +2,9 @@
 //! (Debian `minisign`, installed by `scripts/install-counterparts`): a signed file loads and
 //! reports its signer; unsigned, altered, untrusted and misapplied signatures are each refused
 //! with their own reason; a signature dropped beside a refused file loads it without a restart;
-//! the SHA-256 allowlist still applies; a bad key file stops the host; `check` verifies too.
+//! the SHA-256 allowlist still applies; a bad key file stops the host; `check` verifies too; a
+//! signed upgrade is one event whichever file lands first (no WARN), and a mismatch is still
+//! reported once the grace for the other file has passed.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -636,5 +638,171 @@ fn a_file_signed_as_one_name_and_installed_under_another_is_refused() {
             .unwrap()
             .contains("file:libacme.so"),
         "{report}"
+    );
+}
+
+/// Copies a file under a hidden temporary name, then renames it into place.
+fn drop_in_file(plugins_dir: &Path, source: &Path, name: &str) {
+    let temporary = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(source, &temporary).unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
+}
+
+/// Log lines at WARN level (the host logs without colour to its file).
+fn warnings(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| line.contains(" WARN "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until `condition` holds for the plugin reports, and returns every status seen for
+/// `name` meanwhile.
+fn statuses_until(
+    host: &TestHost,
+    name: &str,
+    what: &str,
+    mut condition: impl FnMut(&[Value]) -> bool,
+) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    wait_until(what, Duration::from_secs(10), || {
+        let reports = file_reports(host);
+        for report in &reports {
+            let status = report["status"].as_str().unwrap().to_owned();
+            let of_name = report["path"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("/{name}"));
+            if of_name && !seen.contains(&status) {
+                seen.push(status);
+            }
+        }
+        condition(&reports)
+    });
+    seen
+}
+
+fn serves(reports: &[Value], name: &str, version: &str) -> bool {
+    reports.iter().any(|report| {
+        report["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{name}"))
+            && report["status"] == "loaded"
+            && report["pluginVersion"] == version
+            && report["sha256"].is_string()
+    })
+}
+
+/// A signed upgrade is one event whichever of the plugin file and its `.minisig` lands
+/// first: the first one is `pending` while the serving build stays listed as loaded, the
+/// second loads the new build, and nothing is refused or logged at WARN.
+#[test]
+fn a_signed_upgrade_in_either_file_order_raises_no_warning() {
+    let key = SigningKey::generate();
+    let first = key.release(&plugin_file("mock_sms"), "mock.so", "mock 0.1.0");
+    let host = start_with_keys(
+        HostFolders::new(&[
+            ("mock.so", &first),
+            ("mock.so.minisig", &signature_file(&first)),
+        ]),
+        &[&key],
+        &[],
+    );
+    assert_eq!(factory_ids(&host), [MOCK]);
+
+    // The plugin file first, then its signature.
+    let next = key.release(
+        &plugin_file("fixture_mock_sms_next"),
+        "mock.so",
+        "mock 0.2.0",
+    );
+    let next_signature = std::fs::read_to_string(signature_file(&next)).unwrap();
+    drop_in_file(&host.plugins_dir, &next, "mock.so");
+    let mut while_pending = Vec::new();
+    let mut seen = statuses_until(&host, "mock.so", "the file to wait", |reports| {
+        while_pending = reports.to_vec();
+        reports.iter().any(|report| report["status"] == "pending")
+    });
+    assert!(
+        serves(&while_pending, "mock.so", "0.1.0"),
+        "the serving build stays listed while the file waits: {while_pending:?}"
+    );
+    let pending = while_pending
+        .iter()
+        .find(|report| report["status"] == "pending")
+        .unwrap();
+    let reason = pending["error"].as_str().unwrap();
+    assert!(
+        reason.starts_with("the file and its signature do not match yet; waiting up to 2 s"),
+        "{reason}"
+    );
+    drop_in_text(&host.plugins_dir, &next_signature, "mock.so.minisig");
+    seen.extend(statuses_until(&host, "mock.so", "0.2.0", |reports| {
+        serves(reports, "mock.so", "0.2.0")
+    }));
+
+    // The signature first, then its plugin file.
+    let again = key.release(&plugin_file("mock_sms"), "mock.so", "mock 0.1.0 again");
+    let again_signature = std::fs::read_to_string(signature_file(&again)).unwrap();
+    drop_in_text(&host.plugins_dir, &again_signature, "mock.so.minisig");
+    seen.extend(statuses_until(
+        &host,
+        "mock.so",
+        "the signature to wait",
+        |reports| reports.iter().any(|report| report["status"] == "pending"),
+    ));
+    assert!(serves(&file_reports(&host), "mock.so", "0.2.0"));
+    drop_in_file(&host.plugins_dir, &again, "mock.so");
+    seen.extend(statuses_until(&host, "mock.so", "0.1.0 again", |reports| {
+        reports.iter().any(|report| {
+            report["status"] == "loaded" && report["trustedComment"] == "mock 0.1.0 again"
+        })
+    }));
+
+    assert!(seen.contains(&"pending".to_owned()), "{seen:?}");
+    assert!(!seen.contains(&"rejected".to_owned()), "{seen:?}");
+    let log = host.log_eventually(|log| log.matches("plugin loaded").count() >= 3);
+    assert_eq!(log.matches("plugin loaded").count(), 3, "{log}");
+    assert!(warnings(&log).is_empty(), "{:?}", warnings(&log));
+}
+
+/// A signature that does not match its file is still reported, and logged at WARN, once the
+/// grace for the other file to arrive has passed; the build before keeps serving.
+#[test]
+fn a_signature_mismatch_is_reported_after_the_grace() {
+    let key = SigningKey::generate();
+    let first = key.release(&plugin_file("mock_sms"), "mock.so", "mock 0.1.0");
+    let host = start_with_keys(
+        HostFolders::new(&[
+            ("mock.so", &first),
+            ("mock.so.minisig", &signature_file(&first)),
+        ]),
+        &[&key],
+        &[],
+    );
+    drop_in_text(
+        &host.plugins_dir,
+        &key.signature_of(&plugin_file("fixture_mock_sms_next")),
+        "mock.so.minisig",
+    );
+    wait_until("the refusal", Duration::from_secs(10), || {
+        current_report(&host, "mock.so").is_some_and(|report| report["status"] == "rejected")
+    });
+    let reason = rejection_reason(&host, "mock.so");
+    assert!(
+        reason.starts_with("signature for other bytes:") && reason.contains("keeps serving"),
+        "{reason}"
+    );
+    assert!(serves(&file_reports(&host), "mock.so", "0.1.0"));
+    assert_eq!(factory_ids(&host), [MOCK]);
+    let log = host.log_eventually(|log| !warnings(log).is_empty());
+    assert!(
+        warnings(&log)
+            .iter()
+            .any(|line| line.contains("plugin rejected")
+                && line.contains("signature for other bytes")),
+        "{log}"
     );
 }

@@ -15,9 +15,11 @@ use notify_debouncer_full::{
 };
 
 use crate::live::live_connector::{LiveConnector, LiveSlot, LiveStatus, Swap};
+use crate::plugins::config_migration::instantiate_or_migrate;
 use crate::plugins::factory_registry::FactoryRegistry;
-use crate::plugins::folder::{LiveBuild, PluginFolder};
+use crate::plugins::folder::{LiveBuild, LiveUpgrade, PluginFolder};
 use crate::plugins::loader::PluginLoader;
+use crate::store::{Store, UpdateOutcome};
 
 /// How changes to the plugins folder are noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub struct PluginRescan<'a> {
     pub folder: &'a Arc<Mutex<PluginFolder>>,
     pub factories: &'a ArcSwap<FactoryRegistry>,
     pub live: &'a LiveSlot,
+    /// Where a config migrated by a new build is saved.
+    pub store: &'a dyn Store,
 }
 
 /// Starts watching `dir`; each batch of events is announced on the returned channel, which
@@ -99,26 +103,45 @@ pub fn watch_plugin_folder(
     Ok((watcher, changed))
 }
 
-/// One reconcile per batch of changes, for as long as the watch runs.
+/// One reconcile per batch of changes, for as long as the watch runs; and one when a file
+/// that waits for its signature (or a signature for its file) has waited long enough.
 pub async fn rescan_on_changes(mut changed: FolderChanges, rescan: PluginRescan<'_>) {
-    while changed.recv().await.is_some() {
+    let mut reconcile_again_in = None;
+    loop {
+        let waited_out = async {
+            match reconcile_again_in {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            change = changed.recv() => if change.is_none() { return },
+            () = waited_out => {}
+        }
         // Events that arrived meanwhile are covered by this one reconcile.
         while changed.try_recv().is_ok() {}
-        if let Err(error) = rescan.rescan().await {
-            tracing::error!(%error, "reconciling the plugins folder failed");
-        }
+        reconcile_again_in = match rescan.rescan().await {
+            Ok(again_in) => again_in,
+            Err(error) => {
+                tracing::error!(%error, "reconciling the plugins folder failed");
+                None
+            }
+        };
     }
 }
 
 impl PluginRescan<'_> {
     /// Reconciles the plugins folder and swaps in the new registry; moves the live connector
-    /// to an upgraded build, and revives a live connector that was waiting for its plugin.
-    pub async fn rescan(&self) -> Result<(), String> {
+    /// to an upgraded build (saving the config the build migrated, if it did), and revives a
+    /// live connector that was waiting for its plugin. Returns when to reconcile again
+    /// without a change, if a file waits for its signature.
+    pub async fn rescan(&self) -> Result<Option<Duration>, String> {
         // Serialized with connector changes: the live pointer moves under the same lock.
         let mut change = self.live.lock_changes().await;
         let live = change.current();
         let live_build = live.as_deref().and_then(|live| match &live.status {
             LiveStatus::Ready { factory, .. } => Some(LiveBuild {
+                connector_id: live.connector_id.clone(),
                 factory_id: live.factory_id.clone(),
                 sha256: factory.plugin.sha256.clone(),
                 config: live.config.clone(),
@@ -138,31 +161,89 @@ impl PluginRescan<'_> {
         let registry = Arc::new(outcome.registry);
         self.factories.store(Arc::clone(&registry));
 
-        let Some(live) = live else { return Ok(()) };
-        if let Some((factory, instance)) = outcome.live_upgrade {
+        let again_in = outcome.reconcile_again_in;
+        let Some(live) = live else {
+            return Ok(again_in);
+        };
+        if let Some(LiveUpgrade {
+            factory,
+            instance,
+            migrated_config,
+        }) = outcome.live_upgrade
+        {
+            let config = match migrated_config {
+                None => live.config.clone(),
+                Some(migrated) => match self.save_migrated_config(&live, migrated).await {
+                    Some(saved) => saved,
+                    None => return Ok(again_in),
+                },
+            };
             change.swap(
                 Arc::new(LiveConnector::ready(
                     &live.connector_id,
                     &live.factory_id,
-                    &live.config,
+                    &config,
                     factory,
                     instance,
                 )),
                 Swap::PluginUpgraded,
             );
-        } else if matches!(live.status, LiveStatus::Unavailable { .. })
-            && registry.get(&live.factory_id).is_some()
+        } else if let (LiveStatus::Unavailable { .. }, Some(factory)) =
+            (&live.status, registry.get(&live.factory_id))
         {
-            let revived = LiveConnector::build(
-                &live.connector_id,
-                &live.factory_id,
-                &live.config,
-                &registry,
-            );
+            // The build that is back may have to migrate the saved config first.
+            let config = match instantiate_or_migrate(&factory.plugin.module, &live.config) {
+                Ok((_, Some(migrated))) => match self.save_migrated_config(&live, migrated).await {
+                    Some(saved) => saved,
+                    None => return Ok(again_in),
+                },
+                Ok((_, None)) | Err(_) => live.config.clone(),
+            };
+            let revived =
+                LiveConnector::build(&live.connector_id, &live.factory_id, &config, &registry);
             if revived.unavailable_reason().is_none() {
                 change.swap(Arc::new(revived), Swap::PluginBack);
             }
         }
-        Ok(())
+        Ok(again_in)
+    }
+
+    /// Saves the config a new build migrated the live connector's config to, if the saved
+    /// connector still has the config the build was given; returns the saved config. `None`
+    /// (logged): not saved, and the live connector stays on the build it runs.
+    async fn save_migrated_config(
+        &self,
+        live: &LiveConnector,
+        migrated: serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        let not_saved = |reason: String| {
+            tracing::error!(connector_id = %live.connector_id, %reason, "the config the new plugin build migrated was not saved; the live connector stays on its current build");
+        };
+        let stored = match self.store.get(&live.connector_id).await {
+            Ok(Some(stored)) if stored.config == live.config => stored,
+            Ok(_) => {
+                not_saved("the saved connector changed meanwhile".to_owned());
+                return None;
+            }
+            Err(error) => {
+                not_saved(error.to_string());
+                return None;
+            }
+        };
+        let metadata = stored.metadata.clone();
+        match self.store.update(&stored, migrated, metadata).await {
+            Ok(UpdateOutcome::Updated(record)) => {
+                tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "the live connector's saved config was migrated by the new plugin build and saved");
+                Some(record.config)
+            }
+            Ok(UpdateOutcome::NotFound | UpdateOutcome::ChangedMeanwhile) => {
+                not_saved("the saved connector changed meanwhile".to_owned());
+                None
+            }
+            Err(error) => {
+                not_saved(error.to_string());
+                None
+            }
+        }
     }
 }

@@ -65,7 +65,12 @@ pub enum PluginFileStatus {
     Rejected,
     /// Looks half-written (empty, truncated ELF): retried on its next change, not an error yet.
     Incomplete,
-    /// An earlier build of a file, replaced by a newer one.
+    /// With `--trusted-plugin-key`: the file and its `.minisig` do not match yet, and one of
+    /// them arrived less than 2 s ago; the other is awaited (the error says what is missing)
+    /// while the build before keeps serving. Reported as `rejected` if nothing comes.
+    Pending,
+    /// An earlier build of a file, replaced by a newer one. Only the 3 most recent superseded
+    /// builds of each factory are listed.
     Superseded,
     /// The file was deleted; its factory is gone (a live connector built from it keeps running).
     Removed,

@@ -22,10 +22,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use plugin_api::ConnectorInstance;
 
+use crate::plugins::config_migration::{instantiate_or_migrate, refused_fields};
 use crate::plugins::factory_registry::{
     is_plugin_file_name, millis_since_epoch, Factory, FactoryRegistry, PluginFileReport,
     PluginFileStatus,
@@ -37,8 +38,20 @@ use crate::plugins::signature::signature_path_for;
 /// Superseded and removed builds kept in the report; older ones are dropped.
 const HISTORY_LIMIT: usize = 200;
 
+/// Superseded builds kept in the report per factory: enough to see the last upgrades, few
+/// enough that a factory upgraded every day does not bury the rest of the report.
+const SUPERSEDED_KEPT_PER_FACTORY: usize = 3;
+
+/// How long a plugin file and its `.minisig` may arrive apart and still be one upgrade.
+/// Whichever of the two lands first does not match the other yet; for this long the file is
+/// `pending` (debug line, no WARN, the serving build keeps serving) instead of refused, so a
+/// correct signed upgrade never raises a WARN-based alert. Two seconds cover two `mv`s or
+/// two uploads of one release step; a real mismatch is reported as before once it has passed.
+const SIGNATURE_GRACE: Duration = Duration::from_secs(2);
+
 /// The build and config of the live connector, for upgrades.
 pub struct LiveBuild {
+    pub connector_id: String,
     pub factory_id: String,
     pub sha256: String,
     pub config: serde_json::Value,
@@ -46,9 +59,21 @@ pub struct LiveBuild {
 
 pub struct ReconcileOutcome {
     pub registry: FactoryRegistry,
-    /// The live connector's factory was upgraded: the new build and an instance of it built
-    /// with the live config.
-    pub live_upgrade: Option<(Arc<Factory>, ConnectorInstance)>,
+    /// The live connector's factory was upgraded.
+    pub live_upgrade: Option<LiveUpgrade>,
+    /// A file waits for its signature (or its signature for it): reconcile again after this
+    /// long, even without a change, to report it if nothing came.
+    pub reconcile_again_in: Option<Duration>,
+}
+
+/// A new build of the live connector's factory that accepts its config.
+pub struct LiveUpgrade {
+    pub factory: Arc<Factory>,
+    /// Built with the live config, or with `migrated_config` when there is one.
+    pub instance: ConnectorInstance,
+    /// The config the new build's `migrate_config` made of the refused saved one: it is to be
+    /// saved as the connector's config.
+    pub migrated_config: Option<serde_json::Value>,
 }
 
 /// A plugin file as last seen, and its signature file when signatures are required.
@@ -93,10 +118,29 @@ enum ContentOutcome {
     Serving,
     Rejected {
         error: LoadError,
+        /// The refused build, when it loaded (it refused the live config): its report shows
+        /// which version was refused.
+        refused: Option<LoadedPlugin>,
     },
     Incomplete {
         error: LoadError,
     },
+    /// The file and its signature do not match yet; one of them may still be arriving.
+    AwaitingSignature {
+        error: LoadError,
+        /// When the file (or its signature) first stopped matching; the grace runs from here.
+        since: Instant,
+    },
+}
+
+impl ContentOutcome {
+    /// When an `AwaitingSignature` file is to be looked at again even if nothing changes.
+    fn grace_ends(&self) -> Option<Instant> {
+        match self {
+            ContentOutcome::AwaitingSignature { since, .. } => Some(*since + SIGNATURE_GRACE),
+            _ => None,
+        }
+    }
 }
 
 struct TrackedFile {
@@ -116,6 +160,9 @@ pub struct PluginFolder {
     /// Which file provided each factory id at the last reconcile: it keeps the id while it
     /// still provides it, so a renamed copy never takes a working plugin's place.
     factory_sources: BTreeMap<String, PathBuf>,
+    /// False until the first reconcile: files found at start-up did not just arrive, so a
+    /// signature mismatch among them is reported at once, not waited for.
+    reconciled_before: bool,
 }
 
 impl PluginFolder {
@@ -126,6 +173,7 @@ impl PluginFolder {
             files: BTreeMap::new(),
             history: VecDeque::new(),
             factory_sources: BTreeMap::new(),
+            reconciled_before: false,
         }
     }
 
@@ -188,10 +236,24 @@ impl PluginFolder {
                 .files
                 .get(&path)
                 .is_some_and(|tracked| tracked.fingerprint == fingerprint);
-            if unchanged && !folder_trust_changed {
+            let grace_over = self
+                .files
+                .get(&path)
+                .and_then(|tracked| tracked.content.grace_ends())
+                .is_some_and(|ends| ends <= Instant::now());
+            if unchanged && !folder_trust_changed && !grace_over {
                 continue;
             }
-            let previous = self.files.remove(&path).and_then(|tracked| tracked.serving);
+            let (previous, awaiting_since) = match self.files.remove(&path) {
+                Some(tracked) => (
+                    tracked.serving,
+                    match tracked.content {
+                        ContentOutcome::AwaitingSignature { since, .. } => Some(since),
+                        _ => None,
+                    },
+                ),
+                None => (None, None),
+            };
             // The file's trust is judged on the descriptor it is read from, not on `metadata`.
             let loaded = match folder_problem.clone() {
                 Some(reason) => Err(LoadError::Untrusted { reason }),
@@ -200,20 +262,37 @@ impl PluginFolder {
                         .or_else(|| fingerprint.symlink_problem.clone())
                 }),
             };
+            // A file that arrives while the host runs may be waiting for its signature, or
+            // its signature for it; the grace runs from when they first stopped matching.
+            let awaiting_since = self
+                .reconciled_before
+                .then(|| awaiting_since.unwrap_or_else(Instant::now));
             let tracked = self.accept(
                 &path,
                 fingerprint,
                 loaded,
-                previous,
+                Previous {
+                    serving: previous,
+                    awaiting_since,
+                },
                 live,
                 &mut live_upgrade,
             );
             changed.insert(path.clone());
             self.files.insert(path, tracked);
         }
+        self.reconciled_before = true;
+        let now = Instant::now();
+        let reconcile_again_in = self
+            .files
+            .values()
+            .filter_map(|tracked| tracked.content.grace_ends())
+            .min()
+            .map(|ends| ends.saturating_duration_since(now));
         Ok(ReconcileOutcome {
             registry: self.registry(&changed),
             live_upgrade,
+            reconcile_again_in,
         })
     }
 
@@ -244,10 +323,14 @@ impl PluginFolder {
         path: &Path,
         fingerprint: Fingerprint,
         loaded: Result<LoadedPlugin, LoadError>,
-        previous: Option<ServedBuild>,
+        previous: Previous,
         live: Option<&LiveBuild>,
-        live_upgrade: &mut Option<(Arc<Factory>, ConnectorInstance)>,
+        live_upgrade: &mut Option<LiveUpgrade>,
     ) -> TrackedFile {
+        let Previous {
+            serving: previous,
+            awaiting_since,
+        } = previous;
         let keep_previous = |content: ContentOutcome, previous: Option<ServedBuild>| TrackedFile {
             fingerprint: fingerprint.clone(),
             content,
@@ -260,8 +343,24 @@ impl PluginFolder {
                 return keep_previous(ContentOutcome::Incomplete { error }, previous);
             }
             Err(error) => {
+                let within_grace = awaiting_since
+                    .filter(|since| since.elapsed() < SIGNATURE_GRACE)
+                    .filter(|_| error.may_await_signature());
+                if let Some(since) = within_grace {
+                    tracing::debug!(path = %path.display(), reason = %error, "plugin file and its signature do not match yet; waiting for the other one to arrive");
+                    return keep_previous(
+                        ContentOutcome::AwaitingSignature { error, since },
+                        previous,
+                    );
+                }
                 tracing::warn!(path = %path.display(), reason = %error, previous_build_serving = previous.is_some(), "plugin rejected");
-                return keep_previous(ContentOutcome::Rejected { error }, previous);
+                return keep_previous(
+                    ContentOutcome::Rejected {
+                        error,
+                        refused: None,
+                    },
+                    previous,
+                );
             }
         };
         if previous
@@ -287,29 +386,29 @@ impl PluginFolder {
                     .is_some_and(|previous| previous.plugin.sha256 == live.sha256)
         });
         if let Some(live) = backs_live {
-            match served.plugin.module.instantiate(&live.config) {
-                Ok(instance) => {
+            match instantiate_for_live(&served.plugin, live) {
+                Ok((instance, migrated_config)) => {
                     let factory = Arc::new(Factory {
                         plugin: served.plugin.clone(),
                         source_path: path.to_owned(),
                         loaded_at: served.loaded_at,
                     });
-                    *live_upgrade = Some((factory, instance));
+                    *live_upgrade = Some(LiveUpgrade {
+                        factory,
+                        instance,
+                        migrated_config,
+                    });
                 }
                 Err(error) => {
-                    // The refusal may quote the live config's secrets.
-                    let secret_keys = crate::secrets::SecretKeys::new(
-                        served.plugin.metadata.connector.confidential_keys(),
-                    );
-                    let redactor = crate::secret_redaction::SecretRedactor::for_config(
-                        &secret_keys,
-                        &live.config,
-                    );
-                    let error = LoadError::RejectsLiveConfig {
-                        reason: redactor.redact(&error.message).into_owned(),
-                    };
+                    // Logged once per change of the file: an unchanged file is not retried.
                     tracing::warn!(path = %path.display(), reason = %error, "plugin upgrade refused");
-                    return keep_previous(ContentOutcome::Rejected { error }, previous);
+                    return keep_previous(
+                        ContentOutcome::Rejected {
+                            error,
+                            refused: Some(served.plugin),
+                        },
+                        previous,
+                    );
                 }
             }
         }
@@ -340,6 +439,22 @@ impl PluginFolder {
     }
 
     fn remember(&mut self, report: PluginFileReport) {
+        if report.status == PluginFileStatus::Superseded {
+            // Only the most recent superseded builds of a factory are kept.
+            let same_factory = |kept: &PluginFileReport| {
+                kept.status == PluginFileStatus::Superseded && kept.factory_id == report.factory_id
+            };
+            let kept = self
+                .history
+                .iter()
+                .filter(|kept| same_factory(kept))
+                .count();
+            if kept >= SUPERSEDED_KEPT_PER_FACTORY {
+                if let Some(oldest) = self.history.iter().position(same_factory) {
+                    self.history.remove(oldest);
+                }
+            }
+        }
         self.history.push_back(report);
         while self.history.len() > HISTORY_LIMIT {
             self.history.pop_front();
@@ -375,6 +490,7 @@ impl PluginFolder {
                     }
                 }
             }
+            let serves_factory = duplicate_of.is_none() && tracked.serving.is_some();
             let report = file_report(path, tracked, duplicate_of);
             let is_new_duplicate = report.status == PluginFileStatus::Rejected
                 && matches!(tracked.content, ContentOutcome::Serving)
@@ -383,6 +499,15 @@ impl PluginFolder {
                 tracing::warn!(path = %path.display(), %reason, "plugin rejected");
             }
             reports.push(report);
+            // The file's current content is not what serves: the earlier build that does is
+            // reported as loaded too, right after the content's own row.
+            if let (false, true, Some(served)) = (
+                matches!(tracked.content, ContentOutcome::Serving),
+                serves_factory,
+                &tracked.serving,
+            ) {
+                reports.push(report_for_build(path, served, PluginFileStatus::Loaded));
+            }
         }
         reports.extend(self.history.iter().rev().cloned());
         self.factory_sources = providers;
@@ -404,6 +529,44 @@ impl PluginFolder {
             }
         }
         providers
+    }
+}
+
+/// What a file's tracking held before its change.
+struct Previous {
+    /// The build it served.
+    serving: Option<ServedBuild>,
+    /// When it started waiting for its signature; `None` at start-up, when nothing waits.
+    awaiting_since: Option<Instant>,
+}
+
+/// An instance of a new build for the live connector: with its saved config, or, when the
+/// build refuses that config, with the config the build's `migrate_config` makes of it
+/// (returned too, to be saved). Refused when neither works.
+fn instantiate_for_live(
+    plugin: &LoadedPlugin,
+    live: &LiveBuild,
+) -> Result<(ConnectorInstance, Option<serde_json::Value>), LoadError> {
+    match instantiate_or_migrate(&plugin.module, &live.config) {
+        Ok((instance, None)) => Ok((instance, None)),
+        Ok((instance, Some(migrated))) => {
+            tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, plugin_version = %plugin.metadata.plugin_version, sha256 = %plugin.sha256, "the new build migrated the live connector's saved config");
+            Ok((instance, Some(migrated)))
+        }
+        Err(refusal) => {
+            // The refusal may quote the live config's secrets.
+            let secret_keys =
+                crate::secrets::SecretKeys::new(plugin.metadata.connector.confidential_keys());
+            let redactor =
+                crate::secret_redaction::SecretRedactor::for_config(&secret_keys, &live.config);
+            Err(LoadError::RejectsLiveConfig {
+                plugin_version: plugin.metadata.plugin_version.clone(),
+                sha256_prefix: plugin.sha256.chars().take(12).collect(),
+                connector_id: live.connector_id.clone(),
+                fields: refused_fields(&refusal),
+                reason: redactor.redact(&refusal.message).into_owned(),
+            })
+        }
     }
 }
 
@@ -456,16 +619,38 @@ fn file_report(
             PluginFileStatus::Incomplete,
             format!("{error} (waiting for the file to be complete)"),
         ),
+        (ContentOutcome::AwaitingSignature { error, .. }, _) => unloaded(
+            PluginFileStatus::Pending,
+            format!(
+                "the file and its signature do not match yet; waiting up to {} s for the other \
+                 one to arrive ({error})",
+                SIGNATURE_GRACE.as_secs()
+            ),
+        ),
+        (
+            ContentOutcome::Rejected {
+                error,
+                refused: Some(refused),
+            },
+            _,
+        ) => PluginFileReport {
+            size: Some(refused.size),
+            sha256: Some(refused.sha256.clone()),
+            factory_id: Some(refused.metadata.connector.id.clone()),
+            plugin_version: Some(refused.metadata.plugin_version.clone()),
+            ..unloaded(PluginFileStatus::Rejected, error.to_string())
+        },
         (
             ContentOutcome::Rejected {
                 error: error @ LoadError::RejectsLiveConfig { .. },
+                ..
             },
             _,
         )
-        | (ContentOutcome::Rejected { error }, None) => {
+        | (ContentOutcome::Rejected { error, .. }, None) => {
             unloaded(PluginFileStatus::Rejected, error.to_string())
         }
-        (ContentOutcome::Rejected { error }, Some(served)) => unloaded(
+        (ContentOutcome::Rejected { error, .. }, Some(served)) => unloaded(
             PluginFileStatus::Rejected,
             format!(
                 "{error}; the previous build {} keeps serving",

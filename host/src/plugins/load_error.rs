@@ -61,8 +61,16 @@ pub enum LoadError {
     },
     #[error("{reason}")]
     Untrusted { reason: String },
-    #[error("the new build rejects the live connector's config ({reason}); the previous build keeps serving")]
-    RejectsLiveConfig { reason: String },
+    #[error("the new build {plugin_version} ({sha256_prefix}) rejects the saved config of the live connector {connector_id:?}{}: {reason}; the previous build keeps serving. Give a new field #[serde(default)], or migrate saved configs with SmsConnector::migrate_config (docs/writing-a-connector.md, \"Evolving your config\")", fields_in_words(.fields))]
+    RejectsLiveConfig {
+        plugin_version: String,
+        /// The first 12 hex digits of the refused build's SHA-256.
+        sha256_prefix: String,
+        connector_id: String,
+        /// The config fields the build refused (`region`), when its error names them.
+        fields: Vec<String>,
+        reason: String,
+    },
     #[error("cannot make the private copy: {reason}")]
     PrivateCopyFailed { reason: String },
 }
@@ -78,6 +86,29 @@ impl LoadError {
             }
             _ => false,
         }
+    }
+}
+
+impl LoadError {
+    /// Whether the file and its `.minisig` may simply not both have arrived yet: the plugin
+    /// file without its signature, or with the one of the build before (or after) it, or a
+    /// signature still being written.
+    pub fn may_await_signature(&self) -> bool {
+        matches!(
+            self,
+            LoadError::Unsigned { .. }
+                | LoadError::SignatureForOtherBytes { .. }
+                | LoadError::BadSignature { .. }
+        )
+    }
+}
+
+/// ` (field region)` / ` (fields a, b)`, or nothing when no field is known.
+fn fields_in_words(fields: &[String]) -> String {
+    match fields {
+        [] => String::new(),
+        [field] => format!(" (field {field})"),
+        fields => format!(" (fields {})", fields.join(", ")),
     }
 }
 

@@ -10,9 +10,11 @@
 //! - [`signature`]: minisign public keys and the check of a file's `.minisig`.
 //! - [`load_error`]: every way a file is refused, one line each.
 //! - [`factory_registry`]: the factories by id and a report per file, swapped whole.
+//! - [`config_migration`]: a saved config and a build that may have to migrate it first.
 //! - [`folder`]: reconciles the folder with what is loaded (drop-in, upgrade, removal, trust);
 //!   [`crate::live::plugin_watcher`] notices folder changes and runs it.
 
+pub mod config_migration;
 pub mod factory_registry;
 pub mod folder;
 pub mod folder_file;

@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { badge, formatTime, h, loading, notify, replaceChildren } from './dom.js';
 import { watchPluginFiles } from './plugin-changes.js';
 
-const STATUS_KINDS = { loaded: 'live', rejected: 'error', incomplete: 'warning', superseded: 'neutral', removed: 'neutral' };
+const STATUS_KINDS = { loaded: 'live', rejected: 'error', incomplete: 'warning', pending: 'warning', superseded: 'neutral', removed: 'neutral' };
 
 function fileName(path) {
   return String(path).split('/').pop();
@@ -75,7 +75,7 @@ export async function renderPluginsPage(container, _params, context) {
   replaceChildren(container,
     h('div', { class: 'page-heading' }, h('h1', {}, 'Plugins'), rescan),
     h('section', { class: 'card' },
-      h('p', { class: 'section-description' }, 'Files in the plugins folder, loaded without a restart. A refused file keeps its one-line reason here; earlier builds are listed as superseded or removed. This page follows the folder as it changes.'),
+      h('p', { class: 'section-description' }, 'Files in the plugins folder, loaded without a restart. A refused file keeps its one-line reason here, and the earlier build that keeps serving its factory is listed under the same file as loaded. A file waiting a moment for its signature (or a signature for its file) is pending. Earlier builds are listed as superseded (the last 3 per factory) or removed. This page follows the folder as it changes.'),
       folderLine,
       tableHolder));
 }
