@@ -591,10 +591,19 @@ async fn migrate_saved_config(
         Ok((_, Some(migrated))) => migrated,
         Ok((_, None)) | Err(_) => return record,
     };
-    let metadata = record.metadata.clone();
-    match store.update(&record, migrated, metadata).await {
+    let previous_copy_id = match crate::live::lifecycle::new_connector_id() {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(connector_id = %record.id, %error, "the config the loaded build migrated was not saved");
+            return record;
+        }
+    };
+    match store
+        .save_migrated_config(&record, migrated, &previous_copy_id)
+        .await
+    {
         Ok(UpdateOutcome::Updated(saved)) => {
-            tracing::info!(connector_id = %saved.id, factory_id = %saved.factory_id, plugin_version = %factory.plugin.metadata.plugin_version, sha256 = %factory.plugin.sha256, "the loaded build migrated the live connector's saved config; saved");
+            tracing::info!(connector_id = %saved.id, factory_id = %saved.factory_id, plugin_version = %factory.plugin.metadata.plugin_version, sha256 = %factory.plugin.sha256, previous_config_kept_as = %previous_copy_id, "the loaded build migrated the live connector's saved config; saved, and the config as it was kept in a retired copy");
             saved
         }
         Ok(UpdateOutcome::NotFound | UpdateOutcome::ChangedMeanwhile) => record,

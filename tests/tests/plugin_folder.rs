@@ -891,6 +891,23 @@ fn a_new_build_that_requires_a_field_migrates_the_saved_config() {
     );
     let upgrade_log = &log[before_upgrade..];
     assert!(warnings(upgrade_log).is_empty(), "{upgrade_log}");
+    // Nothing saved is lost: the config as it was is kept in a retired copy, for a way back
+    // to the build that read it.
+    let (status, retired) = host.get("/api/connectors?enabled=false");
+    assert_eq!(status, 200, "{retired}");
+    let kept: Vec<&serde_json::Value> = retired
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|connector| connector["connectorId"] == "mock-short-message-service")
+        .collect();
+    assert_eq!(kept.len(), 1, "{retired}");
+    assert_ne!(kept[0]["id"], connector_id.as_str(), "{retired}");
+    assert!(kept[0]["config"].get("region").is_none(), "{retired}");
+    assert_eq!(
+        kept[0]["config"]["templates"], saved["config"]["templates"],
+        "{retired}"
+    );
 
     // The migrated config was saved: a restart serves it as it is.
     let host = host.kill().start_with_args(&args);

@@ -230,10 +230,20 @@ impl PluginRescan<'_> {
                 return None;
             }
         };
-        let metadata = stored.metadata.clone();
-        match self.store.update(&stored, migrated, metadata).await {
+        let previous_copy_id = match crate::live::lifecycle::new_connector_id() {
+            Ok(id) => id,
+            Err(error) => {
+                not_saved(error.to_string());
+                return None;
+            }
+        };
+        match self
+            .store
+            .save_migrated_config(&stored, migrated, &previous_copy_id)
+            .await
+        {
             Ok(UpdateOutcome::Updated(record)) => {
-                tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, "the live connector's saved config was migrated by the new plugin build and saved");
+                tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, previous_config_kept_as = %previous_copy_id, "the live connector's saved config was migrated by the new plugin build and saved; the config as it was is kept in a retired copy");
                 Some(record.config)
             }
             Ok(UpdateOutcome::NotFound | UpdateOutcome::ChangedMeanwhile) => {

@@ -145,6 +145,17 @@ pub trait ConnectorStore: Send + Sync {
         config: serde_json::Value,
         metadata: serde_json::Value,
     ) -> Result<UpdateOutcome, StoreError>;
+    /// Replaces a connector's config with the one a new plugin build migrated it to (like
+    /// `update`, if the connector is still as `read`), and keeps the config as it was in a
+    /// retired copy with the id `previous_copy_id` (same factory and metadata): nothing saved
+    /// is lost, and an operator who goes back to the build that read it can make that copy
+    /// live. One transaction.
+    async fn save_migrated_config(
+        &self,
+        read: &ConnectorRecord,
+        migrated: serde_json::Value,
+        previous_copy_id: &str,
+    ) -> Result<UpdateOutcome, StoreError>;
     /// `false` for an unknown id.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// Start-up, one transaction: the recorded sealing key must be the keyring's first key

@@ -1087,6 +1087,56 @@ impl ConnectorStore for PostgresStore {
         .await
     }
 
+    async fn save_migrated_config(
+        &self,
+        read: &ConnectorRecord,
+        migrated: serde_json::Value,
+        previous_copy_id: &str,
+    ) -> Result<UpdateOutcome, StoreError> {
+        self.within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let generation = begin_change(&transaction).await?;
+            require_current_sealing_key(&transaction, &self.keyring).await?;
+            let outcome = match select_one(&transaction, &self.keyring, &read.id).await? {
+                None => UpdateOutcome::NotFound,
+                Some(current) if current != *read => UpdateOutcome::ChangedMeanwhile,
+                Some(_) => {
+                    let now = now_millis();
+                    transaction
+                        .execute(
+                            "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
+                             VALUES ($1, $2, 'Sms', $3, $4, false, $5, $5)",
+                            &[
+                                &previous_copy_id,
+                                &read.factory_id,
+                                &self.keyring.seal(previous_copy_id, &read.factory_id, &read.config)?,
+                                &read.metadata.to_string(),
+                                &now,
+                            ],
+                        )
+                        .await?;
+                    transaction
+                        .execute(
+                            "UPDATE connectors SET config = $2, updated_at = $3 WHERE id = $1",
+                            &[&read.id, &self.keyring.seal(&read.id, &read.factory_id, &migrated)?, &now],
+                        )
+                        .await?;
+                    match select_one(&transaction, &self.keyring, &read.id).await? {
+                        Some(record) => {
+                            announce_change(&transaction, generation).await?;
+                            UpdateOutcome::Updated(record)
+                        }
+                        None => UpdateOutcome::NotFound,
+                    }
+                }
+            };
+            transaction.commit().await?;
+            Ok(outcome)
+        })
+        .await
+    }
+
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         self.within_deadline(async {
             let mut client = self.client().await?;

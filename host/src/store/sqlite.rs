@@ -195,6 +195,24 @@ impl ConnectorStore for SqliteStore {
             .await
     }
 
+    async fn save_migrated_config(
+        &self,
+        read: &ConnectorRecord,
+        migrated: serde_json::Value,
+        previous_copy_id: &str,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let (read, previous_copy_id) = (read.clone(), previous_copy_id.to_owned());
+        self.writer
+            .run_batched(move |connection, keyring| {
+                if select_one(connection, keyring, &read.id)?.as_ref() != Some(&read) {
+                    return update(connection, keyring, &read, migrated, read.metadata.clone());
+                }
+                insert_retired_copy(connection, keyring, &read, &previous_copy_id)?;
+                update(connection, keyring, &read, migrated, read.metadata.clone())
+            })
+            .await
+    }
+
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer
@@ -506,6 +524,28 @@ fn update(
                 .unwrap_or(UpdateOutcome::NotFound)
         }
     })
+}
+
+/// A retired copy of `record` under another id: its config sealed for that id.
+fn insert_retired_copy(
+    connection: &Connection,
+    keyring: &SecretsKeyring,
+    record: &ConnectorRecord,
+    copy_id: &str,
+) -> Result<(), StoreError> {
+    let now = now_millis();
+    connection.execute(
+        "INSERT INTO connectors (id, factory_id, type, config, metadata, enabled, created_at, updated_at)
+         VALUES (?1, ?2, 'Sms', ?3, ?4, 0, ?5, ?5)",
+        params![
+            copy_id,
+            record.factory_id,
+            keyring.seal(copy_id, &record.factory_id, &record.config)?,
+            record.metadata.to_string(),
+            now
+        ],
+    )?;
+    Ok(())
 }
 
 fn delete(connection: &Connection, id: &str) -> Result<bool, StoreError> {
