@@ -106,6 +106,8 @@ pub enum StartupError {
 /// What `serve` needs to start.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// `--public-url` and `--message-retention-days`: delivery reports and the message log.
+    pub delivery_reports: crate::send::message_tracking::DeliveryReportSettings,
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
     pub admin_keys: Vec<String>,
@@ -358,6 +360,16 @@ impl AppState {
             api_request_timeout_secs = config.http_limits.api_request_timeout.as_secs(),
             "connection and request limits"
         );
+        let tracking = crate::send::message_tracking::MessageTracking::load(
+            match &backend {
+                StoreBackend::Embedded(sqlite) => Box::new(sqlite.clone()),
+                StoreBackend::Shared(postgres) => Box::new(postgres.as_ref().clone()),
+            },
+            backend.store(),
+            &config.delivery_reports,
+        )
+        .await
+        .map_err(StartupError::Store)?;
         Ok(Self {
             readiness: Default::default(),
             request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
@@ -374,6 +386,7 @@ impl AppState {
                 protection_log: crate::log_dedup::LogDedup::new(
                     crate::send::PROTECTION_LOG_INTERVAL,
                 ),
+                tracking,
             },
             protection_sharing: std::sync::Mutex::new(protection_sharing),
             code_hasher,

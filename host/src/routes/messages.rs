@@ -46,7 +46,7 @@ fn generic() -> TemplateType {
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "providerMessageId": "SM3f0c5d2f1b5e4b6c9a8d7e6f5a4b3c2d"}))]
+#[schema(example = json!({"connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "providerMessageId": "SM3f0c5d2f1b5e4b6c9a8d7e6f5a4b3c2d", "messageId": "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b"}))]
 pub struct SendMessageResponse {
     /// The live connector that sent it.
     pub connector_id: String,
@@ -54,6 +54,9 @@ pub struct SendMessageResponse {
     /// The provider's id for the message, when it gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// The host's id for the message (a UUIDv7): `GET /api/messages/{id}` follows it to
+    /// delivered or not.
+    pub message_id: String,
 }
 
 /// Sends one message through the live connector.
@@ -73,13 +76,14 @@ pub async fn send_message(
     let live = state.live.current_live_connector()?;
     let target = SendTarget::live(&live)?;
     let message = SmsMessage::new(phone.e164(), body.template_type, body.payload);
-    let receipt = state
+    let sent = state
         .sender
         .send_with_flow_control(target, &phone, message, SendPurpose::Message, body.ip)
         .await?;
     Ok(Json(SendMessageResponse {
         connector_id: live.connector_id.clone(),
         factory_id: live.factory_id.clone(),
-        provider_message_id: receipt.provider_message_id().map(str::to_owned),
+        provider_message_id: sent.receipt.provider_message_id().map(str::to_owned),
+        message_id: sent.message_id,
     }))
 }
