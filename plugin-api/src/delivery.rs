@@ -269,6 +269,7 @@ impl DeliveryReport {
 
 /// Why a report was not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeliveryReportError {
     /// The connector takes no delivery reports (the default).
     Unsupported,

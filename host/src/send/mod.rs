@@ -18,6 +18,7 @@
 
 pub mod admin_test_budget;
 pub mod config_test;
+pub mod delivery_reports;
 pub mod executor;
 pub mod flow_control;
 pub mod message_tracking;
