@@ -145,6 +145,13 @@ pub struct ServeConfig {
 }
 
 /// Shared by every request.
+/// Delivery reports a host takes a second: far over what its own sends cause (a report or
+/// three per message), far under what would let a flood of forged ones cost anything.
+const DELIVERY_REPORTS_PER_SECOND: std::num::NonZeroU32 = match std::num::NonZeroU32::new(500) {
+    Some(rate) => rate,
+    None => panic!("a positive rate"),
+};
+
 pub struct AppState {
     pub config: ServeConfig,
     pub loader: Arc<PluginLoader>,
@@ -176,6 +183,8 @@ pub struct AppState {
     pub request_log: Arc<crate::http::request_log::RequestLog>,
     /// Draining or not (`/ready`).
     pub readiness: crate::readiness::Readiness,
+    /// Delivery reports a second this host takes (`/dlr`), before any work is done for them.
+    pub delivery_report_limiter: governor::DefaultDirectRateLimiter,
 }
 
 impl AppState {
@@ -371,6 +380,9 @@ impl AppState {
         .await
         .map_err(StartupError::Store)?;
         Ok(Self {
+            delivery_report_limiter: governor::RateLimiter::direct(governor::Quota::per_second(
+                DELIVERY_REPORTS_PER_SECOND,
+            )),
             readiness: Default::default(),
             request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
             request_log: Arc::new(crate::http::request_log::RequestLog::new(config.access_log)),

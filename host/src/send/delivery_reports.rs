@@ -20,7 +20,10 @@ pub enum ReportRefusal {
     /// The connector's plugin is not loaded here: the report cannot be checked now (the
     /// provider retries).
     #[error("the plugin of connector {connector_id:?} cannot read it now: {reason}")]
-    Unavailable { connector_id: String, reason: String },
+    Unavailable {
+        connector_id: String,
+        reason: String,
+    },
     #[error("connector {0:?} takes no delivery reports")]
     Unsupported(String),
     #[error("{0}")]
@@ -102,12 +105,13 @@ pub async fn receive(
     let instance = match live {
         Some(live) if live.connector_id == connector_id => live.instance,
         _ => {
-            let factory = factories.get(&record.factory_id).ok_or_else(|| {
-                ReportRefusal::Unavailable {
-                    connector_id: connector_id.to_owned(),
-                    reason: format!("no loaded plugin provides {:?}", record.factory_id),
-                }
-            })?;
+            let factory =
+                factories
+                    .get(&record.factory_id)
+                    .ok_or_else(|| ReportRefusal::Unavailable {
+                        connector_id: connector_id.to_owned(),
+                        reason: format!("no loaded plugin provides {:?}", record.factory_id),
+                    })?;
             built = factory
                 .plugin
                 .module
@@ -119,14 +123,17 @@ pub async fn receive(
             &built
         }
     };
-    let reports = instance
-        .parse_delivery_report(&incoming.report)
-        .map_err(|error| match error {
-            DeliveryReportError::Unsupported => ReportRefusal::Unsupported(connector_id.to_owned()),
-            DeliveryReportError::BadSignature(reason) => ReportRefusal::BadSignature(reason),
-            DeliveryReportError::Malformed(reason) => ReportRefusal::Malformed(reason),
-            other => ReportRefusal::Malformed(other.to_string()),
-        })?;
+    let reports =
+        instance
+            .parse_delivery_report(&incoming.report)
+            .map_err(|error| match error {
+                DeliveryReportError::Unsupported => {
+                    ReportRefusal::Unsupported(connector_id.to_owned())
+                }
+                DeliveryReportError::BadSignature(reason) => ReportRefusal::BadSignature(reason),
+                DeliveryReportError::Malformed(reason) => ReportRefusal::Malformed(reason),
+                other => ReportRefusal::Malformed(other.to_string()),
+            })?;
     let mut statuses = Vec::with_capacity(reports.len());
     for report in reports {
         let outcome = tracking
