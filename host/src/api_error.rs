@@ -636,6 +636,15 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
+impl From<crate::send::delivery_reports::ReportRefusal> for ApiError {
+    fn from(refusal: crate::send::delivery_reports::ReportRefusal) -> Self {
+        match refusal {
+            crate::send::delivery_reports::ReportRefusal::Store(error) => ApiError::from(error),
+            refusal => ApiError::ReportRefused(refusal),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -774,14 +783,5 @@ mod tests {
         let produced: std::collections::BTreeSet<String> =
             errors.iter().map(ApiError::code).collect();
         assert_eq!(produced.len(), all.len(), "a code no error produces");
-    }
-}
-
-impl From<crate::send::delivery_reports::ReportRefusal> for ApiError {
-    fn from(refusal: crate::send::delivery_reports::ReportRefusal) -> Self {
-        match refusal {
-            crate::send::delivery_reports::ReportRefusal::Store(error) => ApiError::from(error),
-            refusal => ApiError::ReportRefused(refusal),
-        }
     }
 }
