@@ -179,6 +179,11 @@ pub struct ServeArgs {
     /// delivery reports are asked for.
     #[arg(long, env = "CONNECTOR_HOST_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+    /// `on`: every send is written to the message log (`GET /api/messages`) and, with
+    /// `--public-url`, asks for delivery reports. `off`: nothing is logged (a send still gets
+    /// its `messageId`), no report is asked for.
+    #[arg(long, env = "CONNECTOR_HOST_MESSAGE_LOG", value_enum, default_value_t = Switch::On)]
+    pub message_log: Switch,
     /// How long the message log keeps each send and its delivery reports, in days.
     #[arg(long, env = "CONNECTOR_HOST_MESSAGE_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=365))]
     pub message_retention_days: u64,
@@ -462,6 +467,7 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         delivery_reports: crate::send::message_tracking::DeliveryReportSettings {
             public_url: args.public_url,
             retention: Duration::from_secs(args.message_retention_days * 24 * 60 * 60),
+            message_log: args.message_log == Switch::On,
         },
         http_limits,
         access_log: args.access_log,
@@ -801,4 +807,11 @@ fn parse_public_url(text: &str) -> Result<String, String> {
         return Err("the base URL only: no query (?) or fragment (#)".to_owned());
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A feature on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }

@@ -88,6 +88,9 @@ pub async fn send_message(
     }))
 }
 
+/// The largest `since`: the largest integer JSON clients hold exactly (2^53 - 1).
+const LATEST_SINCE: i64 = 9_007_199_254_740_991;
+
 /// Which messages `GET /api/messages` lists, newest first.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -102,6 +105,7 @@ pub struct MessageListQuery {
     /// Only the messages created at or after this time (milliseconds since the epoch).
     #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub since: Option<i64>,
+
     /// The next page: the `nextBefore` of the previous answer.
     pub before: Option<String>,
     /// How many at most (1 to 200; 50 when left out).
@@ -230,10 +234,13 @@ pub async fn list_messages(
                 })
         })
         .transpose()?;
-    if query.since.is_some_and(|since| since < 0) {
-        return Err(ApiError::InvalidRequestBody(
-            "since is a time in milliseconds since the epoch: 0 or more".to_owned(),
-        ));
+    if query
+        .since
+        .is_some_and(|since| !(0..=LATEST_SINCE).contains(&since))
+    {
+        return Err(ApiError::InvalidRequestBody(format!(
+            "since is a time in milliseconds since the epoch: 0 to {LATEST_SINCE}"
+        )));
     }
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {

@@ -25,6 +25,9 @@ pub struct DeliveryReportSettings {
     pub public_url: Option<String>,
     /// `--message-retention-days`.
     pub retention: Duration,
+    /// `--message-log off`: no message is logged and no report asked for (every send still
+    /// gets its id, in its log line and answer).
+    pub message_log: bool,
 }
 
 impl Default for DeliveryReportSettings {
@@ -32,6 +35,7 @@ impl Default for DeliveryReportSettings {
         Self {
             public_url: None,
             retention: Duration::from_secs(7 * 24 * 60 * 60),
+            message_log: true,
         }
     }
 }
@@ -39,6 +43,8 @@ impl Default for DeliveryReportSettings {
 /// The message log as the send path writes it.
 pub struct MessageTracking {
     log: Box<dyn MessageLog>,
+    /// `false` with `--message-log off`.
+    enabled: bool,
     public_url: Option<String>,
     /// Keyed with the store's `delivery_report_key` (the same on every host of a database):
     /// the token in each report URL.
@@ -58,6 +64,7 @@ impl MessageTracking {
     ) -> Result<Self, hmac::digest::InvalidLength> {
         Ok(Self {
             log,
+            enabled: settings.message_log,
             public_url: settings
                 .public_url
                 .as_deref()
@@ -105,6 +112,9 @@ impl MessageTracking {
         purpose: &str,
     ) -> SendContext {
         let id = uuid::Uuid::now_v7().to_string();
+        if !self.enabled {
+            return SendContext::new(id, None);
+        }
         let tail: String = {
             let digits: Vec<char> = phone_e164.chars().filter(char::is_ascii_digit).collect();
             digits[digits.len().saturating_sub(4)..].iter().collect()
@@ -131,6 +141,9 @@ impl MessageTracking {
     /// What the send said: accepted by the provider (`queued`), refused (`failed`), or
     /// maybe sent (`unknown`).
     pub async fn finish(&self, message_id: &str, result: &Result<SendReceipt, DeliveryError>) {
+        if !self.enabled {
+            return;
+        }
         let (status, provider_status, error_code, provider_message_id) = match result {
             Ok(receipt) => (
                 DeliveryStatus::Queued,
