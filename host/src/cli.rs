@@ -181,9 +181,11 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     /// `on`: every send is written to the message log (`GET /api/messages`) and, with
     /// `--public-url`, asks for delivery reports. `off`: nothing is logged (a send still gets
-    /// its `messageId`), no report is asked for.
-    #[arg(long, env = "CONNECTOR_HOST_MESSAGE_LOG", value_enum, default_value_t = Switch::On)]
-    pub message_log: Switch,
+    /// its `messageId`), no report is asked for. `auto`: on when `--public-url` is set. The
+    /// log costs a send two store writes (BENCHMARKS.md), nothing next to a provider's round
+    /// trip but much on a host that sends without one.
+    #[arg(long, env = "CONNECTOR_HOST_MESSAGE_LOG", value_enum, default_value_t = MessageLogArg::Auto)]
+    pub message_log: MessageLogArg,
     /// How long the message log keeps each send and its delivery reports, in days.
     #[arg(long, env = "CONNECTOR_HOST_MESSAGE_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=365))]
     pub message_retention_days: u64,
@@ -463,11 +465,19 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let message_log = match args.message_log {
+        MessageLogArg::On => true,
+        MessageLogArg::Off => false,
+        MessageLogArg::Auto => args.public_url.is_some(),
+    };
+    if args.public_url.is_some() && !message_log {
+        tracing::warn!("--public-url is set with --message-log off: no delivery reports are asked for (they need the message log)");
+    }
     let config = ServeConfig {
         delivery_reports: crate::send::message_tracking::DeliveryReportSettings {
             public_url: args.public_url,
             retention: Duration::from_secs(args.message_retention_days * 24 * 60 * 60),
-            message_log: args.message_log == Switch::On,
+            message_log,
         },
         http_limits,
         access_log: args.access_log,
@@ -809,9 +819,10 @@ fn parse_public_url(text: &str) -> Result<String, String> {
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// A feature on or off.
+/// `--message-log`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
+pub enum MessageLogArg {
+    Auto,
     On,
     Off,
 }

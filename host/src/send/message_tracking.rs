@@ -35,7 +35,7 @@ impl Default for DeliveryReportSettings {
         Self {
             public_url: None,
             retention: Duration::from_secs(7 * 24 * 60 * 60),
-            message_log: true,
+            message_log: false,
         }
     }
 }
