@@ -42,6 +42,7 @@ use clap::{Parser, Subcommand};
 
 mod codes;
 mod forward;
+mod message_log;
 mod outbox;
 mod plugins;
 mod protection;
@@ -92,6 +93,8 @@ enum Scenario {
     /// What the protection costs a send (`enforce` against `off`), and RSS after a flood to
     /// distinct numbers.
     Protection,
+    /// What the message log costs a send (on, with report URLs, against `--message-log off`).
+    MessageLog,
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
     Soak,
@@ -156,6 +159,14 @@ fn run(
             "protection: enforce / off, requests/s",
             protection.throughput_ratio,
             protection::ENFORCE_OVER_OFF_TARGET,
+        ));
+    }
+    if matches!(scenario, Scenario::MessageLog | Scenario::All) {
+        let logged = message_log::bench_message_log(&release, duration_secs, connections)?;
+        summary.push(TargetLine::at_least(
+            "message log: on / off, requests/s",
+            logged.throughput_ratio,
+            message_log::LOGGED_OVER_OFF_TARGET,
         ));
     }
     if matches!(scenario, Scenario::Codes | Scenario::All) {

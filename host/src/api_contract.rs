@@ -327,6 +327,28 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             ));
             failures
         }
+        "list_messages" => {
+            let mut failures = admin_route();
+            failures.push(malformed(
+                "status \"arrived\" is none of queued, sent, delivered, undelivered, failed, unknown",
+                "`status`, `since` or `limit` out of its range, or an unknown query parameter",
+            ));
+            failures.push(store_unavailable());
+            failures
+        }
+        "get_message" => {
+            let mut failures = admin_route();
+            failures.push(with_a_path_id());
+            failures.push(failure(
+                ApiError::NotFound {
+                    entity: "message",
+                    id: "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b".to_owned(),
+                },
+                "no such message, or it is past --message-retention-days",
+            ));
+            failures.push(store_unavailable());
+            failures
+        }
         "get_protection" => {
             let mut failures = admin_route();
             failures.push(malformed(

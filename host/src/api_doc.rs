@@ -25,6 +25,8 @@ use crate::routes;
         routes::connectors::enable_connector,
         routes::connectors::test_connector_config,
         routes::messages::send_message,
+        routes::messages::list_messages,
+        routes::messages::get_message,
         routes::verification_codes::issue_code,
         routes::verification_codes::verify_code,
         routes::metrics::get_metrics,

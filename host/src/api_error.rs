@@ -107,6 +107,15 @@ pub enum ApiError {
     /// No answer within `--api-request-timeout-secs`; the work goes on to its end.
     #[error("no answer within {limit_secs} s; the request goes on and its outcome is logged (a message may still be delivered: check before sending it again)")]
     RequestTimedOut { limit_secs: u64 },
+    /// A delivery report refused (see `send::delivery_reports`).
+    #[error("{0}")]
+    ReportRefused(crate::send::delivery_reports::ReportRefusal),
+    /// More delivery reports a second than the host takes.
+    #[error("too many delivery reports; retry shortly")]
+    ReportsOverLimit,
+    /// The host has no `--public-url`: it asked for no delivery reports.
+    #[error("this host takes no delivery reports (it has no --public-url)")]
+    NoDeliveryReports,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -141,6 +150,23 @@ impl ApiError {
             | ApiError::RequestTimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyReadTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::ChangedConcurrently { .. } => StatusCode::CONFLICT,
+            ApiError::ReportRefused(refusal) => {
+                use crate::send::delivery_reports::ReportRefusal;
+                match refusal {
+                    ReportRefusal::UnknownConnector(_) | ReportRefusal::Unsupported(_) => {
+                        StatusCode::NOT_FOUND
+                    }
+                    ReportRefusal::BadToken(_) | ReportRefusal::BadSignature(_) => {
+                        StatusCode::FORBIDDEN
+                    }
+                    ReportRefusal::Malformed(_) => StatusCode::BAD_REQUEST,
+                    ReportRefusal::Unavailable { .. } | ReportRefusal::Store(_) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }
+            }
+            ApiError::ReportsOverLimit => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NoDeliveryReports => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -179,6 +205,22 @@ impl ApiError {
             ApiError::ConnectorBusy { .. } => "connector.busy".to_owned(),
             ApiError::BodyReadTimedOut { .. } => "request.timeout".to_owned(),
             ApiError::RequestTimedOut { .. } => "server.timeout".to_owned(),
+            ApiError::ReportRefused(refusal) => {
+                use crate::send::delivery_reports::ReportRefusal;
+                match refusal {
+                    ReportRefusal::UnknownConnector(_) => "entity.not_found",
+                    ReportRefusal::Unsupported(_) => "delivery_report.unsupported",
+                    ReportRefusal::BadToken(_) | ReportRefusal::BadSignature(_) => {
+                        "delivery_report.forbidden"
+                    }
+                    ReportRefusal::Malformed(_) => "delivery_report.invalid",
+                    ReportRefusal::Unavailable { .. } => "delivery_report.unavailable",
+                    ReportRefusal::Store(_) => "store.unavailable",
+                }
+                .to_owned()
+            }
+            ApiError::ReportsOverLimit => "delivery_report.rate_limited".to_owned(),
+            ApiError::NoDeliveryReports => "delivery_report.not_taken".to_owned(),
             ApiError::Internal(_) => "unknown".to_owned(),
         }
     }
@@ -214,6 +256,12 @@ impl ApiError {
             "connector.busy",
             "request.timeout",
             "server.timeout",
+            "delivery_report.unsupported",
+            "delivery_report.forbidden",
+            "delivery_report.invalid",
+            "delivery_report.unavailable",
+            "delivery_report.rate_limited",
+            "delivery_report.not_taken",
             "unknown",
         ]
         .map(str::to_owned)
@@ -335,9 +383,13 @@ impl IntoResponse for ApiError {
             // The follower and the pool reconnect within a second or two.
             ApiError::StoreUnavailable(_) => retry_after = Some("1".to_owned()),
             // Slots free up as requests finish, which takes a provider round trip.
-            ApiError::Overloaded { .. } | ApiError::ConnectorBusy { .. } => {
-                retry_after = Some("1".to_owned())
-            }
+            ApiError::Overloaded { .. }
+            | ApiError::ConnectorBusy { .. }
+            | ApiError::ReportsOverLimit => retry_after = Some("1".to_owned()),
+            // A plugin that comes back, or a store that answers again: a minute is plenty.
+            ApiError::ReportRefused(
+                crate::send::delivery_reports::ReportRefusal::Unavailable { .. },
+            ) => retry_after = Some("60".to_owned()),
             _ => {}
         }
         let mut response = (self.status(), axum::Json(body)).into_response();
@@ -584,6 +636,15 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
+impl From<crate::send::delivery_reports::ReportRefusal> for ApiError {
+    fn from(refusal: crate::send::delivery_reports::ReportRefusal) -> Self {
+        match refusal {
+            crate::send::delivery_reports::ReportRefusal::Store(error) => ApiError::from(error),
+            refusal => ApiError::ReportRefused(refusal),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,8 +704,24 @@ mod tests {
             },
             ApiError::BodyReadTimedOut { limit_secs: 1 },
             ApiError::RequestTimedOut { limit_secs: 1 },
+            ApiError::ReportsOverLimit,
+            ApiError::NoDeliveryReports,
             ApiError::Internal(text()),
         ];
+        {
+            use crate::send::delivery_reports::ReportRefusal;
+            errors.extend([
+                ApiError::ReportRefused(ReportRefusal::UnknownConnector(text())),
+                ApiError::ReportRefused(ReportRefusal::BadToken(text())),
+                ApiError::ReportRefused(ReportRefusal::Unavailable {
+                    connector_id: text(),
+                    reason: text(),
+                }),
+                ApiError::ReportRefused(ReportRefusal::Unsupported(text())),
+                ApiError::ReportRefused(ReportRefusal::BadSignature(text())),
+                ApiError::ReportRefused(ReportRefusal::Malformed(text())),
+            ]);
+        }
         errors.extend(
             [
                 VerifyOutcome::NotFound,
@@ -687,6 +764,9 @@ mod tests {
                 | ApiError::ConnectorBusy { .. }
                 | ApiError::BodyReadTimedOut { .. }
                 | ApiError::RequestTimedOut { .. }
+                | ApiError::ReportRefused(_)
+                | ApiError::ReportsOverLimit
+                | ApiError::NoDeliveryReports
                 | ApiError::Internal(_) => {}
             }
         }

@@ -172,6 +172,23 @@ pub struct ServeArgs {
     /// other non-public addresses refused, checked after DNS resolution).
     #[arg(long, env = "CONNECTOR_HOST_PROVIDER_NETWORKS", value_enum, default_value_t = ProviderNetworks::Any)]
     pub provider_networks: ProviderNetworks,
+    /// The URL providers reach this host at (`https://sms.example.com`), as they see it: the
+    /// base of every delivery-report URL the host hands to a connector
+    /// (`{url}/dlr/{connectorId}?m=..&t=..`). Signatures (Twilio's) cover that URL, so behind
+    /// a proxy give the proxy's address; `X-Forwarded-*` is never trusted. Without it, no
+    /// delivery reports are asked for.
+    #[arg(long, env = "CONNECTOR_HOST_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+    /// `on`: every send is written to the message log (`GET /api/messages`) and, with
+    /// `--public-url`, asks for delivery reports. `off`: nothing is logged (a send still gets
+    /// its `messageId`), no report is asked for. `auto`: on when `--public-url` is set. The
+    /// log costs a send two store writes (BENCHMARKS.md), nothing next to a provider's round
+    /// trip but much on a host that sends without one.
+    #[arg(long, env = "CONNECTOR_HOST_MESSAGE_LOG", value_enum, default_value_t = MessageLogArg::Auto)]
+    pub message_log: MessageLogArg,
+    /// How long the message log keeps each send and its delivery reports, in days.
+    #[arg(long, env = "CONNECTOR_HOST_MESSAGE_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=365))]
+    pub message_retention_days: u64,
     /// Timeout of each HTTP request to an SMS provider, in seconds.
     #[arg(long, env = "CONNECTOR_HOST_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -448,7 +465,20 @@ fn run_serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let message_log = match args.message_log {
+        MessageLogArg::On => true,
+        MessageLogArg::Off => false,
+        MessageLogArg::Auto => args.public_url.is_some(),
+    };
+    if args.public_url.is_some() && !message_log {
+        tracing::warn!("--public-url is set with --message-log off: no delivery reports are asked for (they need the message log)");
+    }
     let config = ServeConfig {
+        delivery_reports: crate::send::message_tracking::DeliveryReportSettings {
+            public_url: args.public_url,
+            retention: Duration::from_secs(args.message_retention_days * 24 * 60 * 60),
+            message_log,
+        },
         http_limits,
         access_log: args.access_log,
         plugins_dir: args.plugins.unwrap_or_else(|| args.data.join("plugins")),
@@ -772,4 +802,27 @@ fn run_check(args: CheckArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--public-url`: an `http://` or `https://` URL with a host, without a query or fragment;
+/// kept without its trailing slash.
+fn parse_public_url(text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text.trim()).map_err(|error| format!("not a URL: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(
+            "an http:// or https:// URL with a host, such as https://sms.example.com".to_owned(),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the base URL only: no query (?) or fragment (#)".to_owned());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `--message-log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MessageLogArg {
+    Auto,
+    On,
+    Off,
 }

@@ -60,6 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/protection/countries/{region}/allow",
             post(routes::protection::allow_country),
         )
+        .route("/api/messages", get(routes::messages::list_messages))
+        .route("/api/messages/{id}", get(routes::messages::get_message))
         .route(
             "/api/plugins/rescan",
             post(routes::plugins::rescan_plugin_files),
@@ -94,11 +96,23 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.admission_gate(),
             crate::http::request_admission::admit_api_request,
         ));
+    // Providers' delivery reports: no API key (the URL's token and the connector's signature
+    // instead), a small body.
+    let report_routes = Router::new()
+        .route(
+            "/dlr/{connector_id}",
+            get(routes::delivery_reports::receive_report)
+                .post(routes::delivery_reports::receive_report),
+        )
+        .layer(DefaultBodyLimit::max(
+            routes::delivery_reports::MAX_REPORT_BYTES,
+        ));
     Router::new()
         .route("/health", get(routes::health::get_health))
         .route("/ready", get(routes::health::get_ready))
         .route("/metrics", get(routes::metrics::get_metrics))
         .merge(api_routes)
+        .merge(report_routes)
         .merge(crate::console::console_router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -312,7 +326,8 @@ pub fn start_protection_sharing(state: &Arc<AppState>) {
     });
 }
 
-/// Deletes expired codes and forgets recipients with no recent send, every minute.
+/// Deletes expired codes, forgets recipients with no recent send and messages past their
+/// retention, every minute.
 async fn purge_expired_periodically(state: Arc<AppState>) {
     let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
@@ -332,6 +347,14 @@ async fn purge_expired_periodically(state: Arc<AppState>) {
         match purged {
             Ok(codes) => tracing::debug!(codes, recipients, "purged expired codes"),
             Err(error) => tracing::warn!(%error, "purging expired codes failed"),
+        }
+        // The message log keeps each send for --message-retention-days.
+        let retention =
+            i64::try_from(state.config.delivery_reports.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = crate::store::now_millis().saturating_sub(retention);
+        match state.sender.tracking.log().purge_messages(cutoff).await {
+            Ok(messages) => tracing::debug!(messages, "purged messages past their retention"),
+            Err(error) => tracing::warn!(%error, "purging the message log failed"),
         }
     }
 }

@@ -106,6 +106,8 @@ pub enum StartupError {
 /// What `serve` needs to start.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// `--public-url` and `--message-retention-days`: delivery reports and the message log.
+    pub delivery_reports: crate::send::message_tracking::DeliveryReportSettings,
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
     pub admin_keys: Vec<String>,
@@ -143,6 +145,13 @@ pub struct ServeConfig {
 }
 
 /// Shared by every request.
+/// Delivery reports a host takes a second: far over what its own sends cause (a report or
+/// three per message), far under what would let a flood of forged ones cost anything.
+const DELIVERY_REPORTS_PER_SECOND: std::num::NonZeroU32 = match std::num::NonZeroU32::new(500) {
+    Some(rate) => rate,
+    None => panic!("a positive rate"),
+};
+
 pub struct AppState {
     pub config: ServeConfig,
     pub loader: Arc<PluginLoader>,
@@ -174,6 +183,8 @@ pub struct AppState {
     pub request_log: Arc<crate::http::request_log::RequestLog>,
     /// Draining or not (`/ready`).
     pub readiness: crate::readiness::Readiness,
+    /// Delivery reports a second this host takes (`/dlr`), before any work is done for them.
+    pub delivery_report_limiter: governor::DefaultDirectRateLimiter,
 }
 
 impl AppState {
@@ -358,7 +369,20 @@ impl AppState {
             api_request_timeout_secs = config.http_limits.api_request_timeout.as_secs(),
             "connection and request limits"
         );
+        let tracking = crate::send::message_tracking::MessageTracking::load(
+            match &backend {
+                StoreBackend::Embedded(sqlite) => Box::new(sqlite.clone()),
+                StoreBackend::Shared(postgres) => Box::new(postgres.as_ref().clone()),
+            },
+            backend.store(),
+            &config.delivery_reports,
+        )
+        .await
+        .map_err(StartupError::Store)?;
         Ok(Self {
+            delivery_report_limiter: governor::RateLimiter::direct(governor::Quota::per_second(
+                DELIVERY_REPORTS_PER_SECOND,
+            )),
             readiness: Default::default(),
             request_admission: Arc::new(crate::http::RequestAdmission::new(&config.http_limits)),
             request_log: Arc::new(crate::http::request_log::RequestLog::new(config.access_log)),
@@ -374,6 +398,7 @@ impl AppState {
                 protection_log: crate::log_dedup::LogDedup::new(
                     crate::send::PROTECTION_LOG_INTERVAL,
                 ),
+                tracking,
             },
             protection_sharing: std::sync::Mutex::new(protection_sharing),
             code_hasher,

@@ -41,6 +41,25 @@ pub trait SmsConnector: Send + Sync + Sized + 'static {
         message: &SmsMessage,
         progress: SendProgress<'_>,
     ) -> Result<Step, ConnectorError>;
+
+    /// Whether this connector reads delivery reports, and how it authenticates them; shown to
+    /// operators. `None` (the default): it takes none.
+    fn delivery_reports() -> Option<crate::DeliveryReportSupport> {
+        None
+    }
+
+    /// Reads a delivery report the provider sent to [`SendProgress::delivery_report_url`]:
+    /// check its signature first, with this connector's own secret
+    /// ([`crate::DeliveryReportError::BadSignature`] when it is missing or wrong), then give
+    /// each message's status. The host has checked its own token in the URL already. The
+    /// default takes no reports.
+    fn parse_delivery_report(
+        &self,
+        report: &crate::InboundReport,
+    ) -> Result<Vec<crate::DeliveryReport>, crate::DeliveryReportError> {
+        let _ = report;
+        Err(crate::DeliveryReportError::Unsupported)
+    }
 }
 
 /// One field-level problem of a config.

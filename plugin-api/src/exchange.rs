@@ -347,6 +347,7 @@ pub struct SendProgress<'response> {
     state: serde_json::Value,
     last_response: Option<&'response HttpResponse>,
     notes: NoteSink<'response>,
+    context: Option<&'response crate::SendContext>,
 }
 
 /// A step's notes on what it did, for the operator's debug log (see [`SendProgress::note`]).
@@ -427,7 +428,31 @@ impl<'response> SendProgress<'response> {
             state,
             last_response: Some(response),
             notes: NoteSink::default(),
+            context: None,
         }
+    }
+
+    /// The same progress, with the host's context for the send (test drivers; the host does
+    /// this itself).
+    pub fn with_context(self, context: &'response crate::SendContext) -> Self {
+        Self {
+            context: Some(context),
+            ..self
+        }
+    }
+
+    /// The host's id for this message (1.2 hosts; `None` from older hosts and test drivers
+    /// that give no context).
+    pub fn message_id(&self) -> Option<&'response str> {
+        self.context.map(crate::SendContext::message_id)
+    }
+
+    /// Where the provider should send delivery reports for this message: put it in the
+    /// request (Twilio's `StatusCallback`, Vonage's `callback`, Kannel's `dlr-url`). `None`
+    /// when the host takes none (no `--public-url`) or is older than 1.2.
+    pub fn delivery_report_url(&self) -> Option<&'response str> {
+        self.context
+            .and_then(|context| context.delivery_report_url())
     }
 
     /// The same progress, with its notes collected in `notes` (test drivers; the host does

@@ -16,8 +16,8 @@ use crate::ffi::{
     SmsConnectorModuleRef,
 };
 use crate::{
-    ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
-    StepNotes,
+    ConnectorError, DeliveryReportError, HttpResponse, InboundReport, PluginMetadata, SendContext,
+    SendProgress, SmsConnector, SmsMessage, Step, StepNotes,
 };
 
 /// Runs plugin code, turning a panic into a `general` error that names where it happened.
@@ -61,6 +61,7 @@ pub fn export_metadata<Connector: SmsConnector>(
             connector: Connector::metadata(),
             plugin_version: plugin_version.to_owned(),
             plugin_api_version: crate::PLUGIN_API_VERSION.to_owned(),
+            delivery_reports: Connector::delivery_reports(),
         };
         serde_json::to_string(&metadata).map_err(|error| {
             ConnectorError::general(format!("metadata does not serialize: {error}"))
@@ -157,6 +158,51 @@ impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
         // Notes written before an error or a panic still tell what the step did.
         notes.extend(step_notes.take().into_iter().map(RString::from));
         to_ffi_result(result)
+    }
+
+    fn step_in_context(
+        &self,
+        message: &SmsMessage,
+        context: &SendContext,
+        state_json: RStr<'_>,
+        last_response: ROption<&HttpResponse>,
+        notes: &mut RVec<RString>,
+    ) -> RResult<Step, FfiError> {
+        let step_notes = StepNotes::new();
+        let result = guarded("step", || {
+            let state = crate::exchange::state_from_json(state_json.as_str())?;
+            let progress = match last_response.into_option() {
+                Some(response) => SendProgress::after(state, response),
+                None => SendProgress::start(),
+            };
+            self.0.step(
+                message,
+                progress.with_notes(&step_notes).with_context(context),
+            )
+        });
+        notes.extend(step_notes.take().into_iter().map(RString::from));
+        to_ffi_result(result)
+    }
+
+    fn parse_delivery_report(&self, report: &InboundReport) -> RResult<RString, FfiError> {
+        let parsed = catch_unwind(AssertUnwindSafe(|| self.0.parse_delivery_report(report)));
+        let error = match parsed {
+            Ok(Ok(reports)) => match serde_json::to_string(&reports) {
+                Ok(json) => return RResult::ROk(json.into()),
+                Err(error) => {
+                    DeliveryReportError::Malformed(format!("the reports do not serialize: {error}"))
+                }
+            },
+            Ok(Err(error)) => error,
+            Err(_) => DeliveryReportError::Malformed(
+                "the plugin panicked in parse_delivery_report".to_owned(),
+            ),
+        };
+        RResult::RErr(FfiError {
+            code: error.code().into(),
+            message: error.message().into(),
+            data_json: RString::new(),
+        })
     }
 }
 

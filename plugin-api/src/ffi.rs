@@ -14,7 +14,9 @@
 //! functions than these types, which abi_stable's layout check refuses: the host opens it
 //! through that version's frozen layouts instead ([`v1_0`]).
 //!
-//! Added in 1.1: [`FfiConnector::step_with_notes`].
+//! Added in 1.1: [`FfiConnector::step_with_notes`], `SmsConnectorModule::migrate_config`
+//! (frozen in [`v1_1`]). Added in 1.2: [`FfiConnector::step_in_context`],
+//! [`FfiConnector::parse_delivery_report`].
 
 use abi_stable::{
     declare_root_module_statics,
@@ -25,9 +27,12 @@ use abi_stable::{
     StableAbi,
 };
 
-use crate::{ConnectorError, ConnectorErrorCode, HttpResponse, SmsMessage, Step};
+use crate::{
+    ConnectorError, ConnectorErrorCode, HttpResponse, InboundReport, SendContext, SmsMessage, Step,
+};
 
 pub mod v1_0;
+pub mod v1_1;
 
 /// The root module every connector plugin exports.
 #[repr(C)]
@@ -80,6 +85,31 @@ pub trait FfiConnector: Send + Sync {
     ) -> RResult<Step, FfiError> {
         let _ = notes;
         self.step(message, state_json, last_response)
+    }
+
+    /// Since 1.2: `step_with_notes`, with the host's context for the send (its message id
+    /// and delivery-report URL).
+    fn step_in_context(
+        &self,
+        message: &SmsMessage,
+        context: &SendContext,
+        state_json: RStr<'_>,
+        last_response: ROption<&HttpResponse>,
+        notes: &mut RVec<RString>,
+    ) -> RResult<Step, FfiError> {
+        let _ = context;
+        self.step_with_notes(message, state_json, last_response, notes)
+    }
+
+    /// Since 1.2: a delivery report read into `[DeliveryReport]` JSON, or why not (the
+    /// codes of [`crate::DeliveryReportError`]).
+    fn parse_delivery_report(&self, report: &InboundReport) -> RResult<RString, FfiError> {
+        let _ = report;
+        RResult::RErr(FfiError {
+            code: "not_implemented".into(),
+            message: "this connector takes no delivery reports".into(),
+            data_json: RString::new(),
+        })
     }
 }
 

@@ -20,6 +20,8 @@
 //! - [`template`]: choosing a template (usage type, Generic fallback, locale) and rendering it.
 //! - [`metadata`]: [`ConnectorMetadata`] and form items, with the checks the host applies.
 //! - [`error`]: [`ConnectorError`] with Logto's codes.
+//! - [`delivery`]: delivery reports: the host's [`SendContext`] for a send, an
+//!   [`InboundReport`] read into [`DeliveryReport`]s.
 //! - `ffi`, `export` (hidden): the ABI types and the plugin-side entry points.
 //! - [`module`]: the host-side view of a root module ([`ConnectorModule`]).
 //! - [`conformance`]: the conformance kit, for vendors' unit tests:
@@ -30,6 +32,7 @@
 
 pub mod conformance;
 pub mod connector;
+pub mod delivery;
 pub mod error;
 pub mod exchange;
 #[doc(hidden)]
@@ -44,6 +47,10 @@ pub mod template;
 pub use connector::{
     invalid_config_fields, parse_config, require_http_url, require_non_empty, run_send,
     validate_config, ConfigFieldError, SmsConnector,
+};
+pub use delivery::{
+    DeliveryReport, DeliveryReportError, DeliveryReportSupport, DeliveryStatus, InboundReport,
+    SendContext,
 };
 pub use error::{
     ConnectorError, ConnectorErrorCode, MAX_RETRY_AFTER_SECONDS, RETRY_AFTER_DATA_KEY,

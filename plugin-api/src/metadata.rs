@@ -142,6 +142,10 @@ pub struct PluginMetadata {
     pub plugin_version: String,
     /// The plugin-api version the plugin was built against.
     pub plugin_api_version: String,
+    /// Whether the connector reads delivery reports, and how it authenticates them (1.2;
+    /// absent from older plugins and from connectors that take none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_reports: Option<crate::DeliveryReportSupport>,
 }
 
 impl ConnectorMetadata {

@@ -4,9 +4,10 @@
 use abi_stable::library::{LibHeader, LibraryError};
 use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
 
-use crate::ffi::{v1_0, FfiConnectorBox, FfiError, SmsConnectorModuleRef};
+use crate::ffi::{v1_0, v1_1, FfiConnectorBox, FfiError, SmsConnectorModuleRef};
 use crate::{
-    ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
+    ConnectorError, DeliveryReport, DeliveryReportError, HttpResponse, InboundReport,
+    PluginMetadata, SendContext, SendProgress, SmsConnector, SmsMessage, Step,
 };
 
 /// A connector plugin's root module.
@@ -19,8 +20,9 @@ pub struct ConnectorModule {
 /// against (see [`crate::ffi::v1_0`] for why there are several).
 #[derive(Clone, Copy)]
 enum RootModule {
-    /// 1.1 or later.
+    /// 1.2 or later.
     Current(SmsConnectorModuleRef),
+    V1_1(v1_1::SmsConnectorModuleRef),
     V1_0(v1_0::SmsConnectorModuleRef),
 }
 
@@ -43,20 +45,29 @@ impl ConnectorModule {
     /// that version's frozen ones. The error is the check against this version's layouts
     /// when no version fits.
     pub fn from_library(header: &'static LibHeader) -> Result<Self, LibraryError> {
-        match header.init_root_module::<SmsConnectorModuleRef>() {
-            Ok(root) => Ok(Self::from_root_module(root)),
-            Err(current_error @ LibraryError::AbiInstability(_)) => header
-                .init_root_module::<v1_0::SmsConnectorModuleRef>()
-                .map(Self::from_root_module_1_0)
-                .map_err(|_| current_error),
-            Err(other) => Err(other),
+        let current_error = match header.init_root_module::<SmsConnectorModuleRef>() {
+            Ok(root) => return Ok(Self::from_root_module(root)),
+            Err(error @ LibraryError::AbiInstability(_)) => error,
+            Err(other) => return Err(other),
+        };
+        // Newest first: a 1.1 plugin's layout also has all of 1.0's.
+        if let Ok(root) = header.init_root_module::<v1_1::SmsConnectorModuleRef>() {
+            return Ok(Self {
+                root: RootModule::V1_1(root),
+            });
         }
+        header
+            .init_root_module::<v1_0::SmsConnectorModuleRef>()
+            .map(Self::from_root_module_1_0)
+            .map_err(|_| current_error)
     }
 
-    /// The plugin-api ABI the module was opened through: `1.1` (this version's) or `1.0`.
+    /// The plugin-api ABI the module was opened through: `1.2` (this version's), `1.1` or
+    /// `1.0`.
     pub fn abi_version(&self) -> &'static str {
         match self.root {
-            RootModule::Current(_) => "1.1",
+            RootModule::Current(_) => "1.2",
+            RootModule::V1_1(_) => "1.1",
             RootModule::V1_0(_) => "1.0",
         }
     }
@@ -78,6 +89,7 @@ impl ConnectorModule {
     pub fn metadata(&self) -> Result<PluginMetadata, MetadataError> {
         let json = into_result(match self.root {
             RootModule::Current(root) => (root.metadata_json())(),
+            RootModule::V1_1(root) => (root.metadata_json())(),
             RootModule::V1_0(root) => (root.metadata_json())(),
         })
         .map_err(MetadataError::Unavailable)?;
@@ -97,6 +109,7 @@ impl ConnectorModule {
         let config_json = config.to_string();
         let normalized = into_result(match self.root {
             RootModule::Current(root) => (root.validate_config())(config_json.as_str().into()),
+            RootModule::V1_1(root) => (root.validate_config())(config_json.as_str().into()),
             RootModule::V1_0(root) => (root.validate_config())(config_json.as_str().into()),
         })?;
         serde_json::from_str(&normalized).map_err(|error| {
@@ -114,6 +127,7 @@ impl ConnectorModule {
     ) -> Result<Option<serde_json::Value>, ConnectorError> {
         let migrate_config = match self.root {
             RootModule::Current(root) => root.migrate_config(),
+            RootModule::V1_1(root) => root.migrate_config(),
             RootModule::V1_0(_) => None,
         };
         let Some(migrate_config) = migrate_config else {
@@ -140,6 +154,9 @@ impl ConnectorModule {
         let config_json = config.to_string();
         let instance = match self.root {
             RootModule::Current(root) => Instance::Current(into_result((root.instantiate())(
+                config_json.as_str().into(),
+            ))?),
+            RootModule::V1_1(root) => Instance::V1_1(into_result((root.instantiate())(
                 config_json.as_str().into(),
             ))?),
             RootModule::V1_0(root) => Instance::V1_0(into_result((root.instantiate())(
@@ -185,25 +202,57 @@ pub struct ConnectorInstance {
 
 enum Instance {
     Current(FfiConnectorBox),
+    V1_1(v1_1::FfiConnectorBox),
     V1_0(v1_0::FfiConnectorBox),
 }
 
+/// What a step is given besides the message, the state and the response.
+#[derive(Default)]
+struct StepExtras<'a> {
+    /// Read by 1.2 plugins.
+    context: Option<&'a SendContext>,
+    /// Written by 1.1 plugins and later.
+    notes: Option<&'a mut RVec<RString>>,
+}
+
 impl Instance {
-    /// One step through whichever vtable the plugin has; a 1.0 plugin writes no notes.
+    /// One step through whichever vtable the plugin has: a 1.1 plugin reads no context, a
+    /// 1.0 plugin writes no notes either.
     fn step(
         &self,
         message: &SmsMessage,
         state_json: RStr<'_>,
         last_response: ROption<&HttpResponse>,
-        notes: Option<&mut RVec<RString>>,
+        extras: StepExtras<'_>,
     ) -> RResult<Step, FfiError> {
-        match (self, notes) {
-            (Instance::Current(instance), Some(notes)) => {
-                instance.step_with_notes(message, state_json, last_response, notes)
+        match (self, extras) {
+            (
+                Instance::Current(instance),
+                StepExtras {
+                    context: Some(context),
+                    notes,
+                },
+            ) => {
+                // An empty RVec does not allocate: no notes wanted costs nothing.
+                let mut unwanted = RVec::new();
+                let notes = notes.unwrap_or(&mut unwanted);
+                instance.step_in_context(message, context, state_json, last_response, notes)
             }
-            (Instance::Current(instance), None) => {
-                instance.step(message, state_json, last_response)
-            }
+            (
+                Instance::Current(instance),
+                StepExtras {
+                    context: None,
+                    notes: Some(notes),
+                },
+            ) => instance.step_with_notes(message, state_json, last_response, notes),
+            (Instance::Current(instance), _) => instance.step(message, state_json, last_response),
+            (
+                Instance::V1_1(instance),
+                StepExtras {
+                    notes: Some(notes), ..
+                },
+            ) => instance.step_with_notes(message, state_json, last_response, notes),
+            (Instance::V1_1(instance), _) => instance.step(message, state_json, last_response),
             (Instance::V1_0(instance), _) => instance.step(message, state_json, last_response),
         }
     }
@@ -213,7 +262,10 @@ impl ConnectorInstance {
     /// The first step of a send. The plugin reads `message` in place, and the host reads the
     /// step it returns in place: both are laid out for the boundary.
     pub fn start(&self, message: &SmsMessage) -> Result<Step, ConnectorError> {
-        into_result(self.instance.step(message, "".into(), ROption::RNone, None))
+        into_result(
+            self.instance
+                .step(message, "".into(), ROption::RNone, StepExtras::default()),
+        )
     }
 
     /// The next step, after the host performed `previous`'s request and got `response`. The
@@ -228,7 +280,7 @@ impl ConnectorInstance {
             message,
             previous.state_json().into(),
             ROption::RSome(response),
-            None,
+            StepExtras::default(),
         ))
     }
 
@@ -239,10 +291,15 @@ impl ConnectorInstance {
         message: &SmsMessage,
         notes: &mut PluginNotes,
     ) -> Result<Step, ConnectorError> {
-        into_result(
-            self.instance
-                .step(message, "".into(), ROption::RNone, Some(&mut notes.notes)),
-        )
+        into_result(self.instance.step(
+            message,
+            "".into(),
+            ROption::RNone,
+            StepExtras {
+                context: None,
+                notes: Some(&mut notes.notes),
+            },
+        ))
     }
 
     /// [`ConnectorInstance::resume`], with the plugin's notes appended to `notes`.
@@ -257,8 +314,72 @@ impl ConnectorInstance {
             message,
             previous.state_json().into(),
             ROption::RSome(response),
-            Some(&mut notes.notes),
+            StepExtras {
+                context: None,
+                notes: Some(&mut notes.notes),
+            },
         ))
+    }
+
+    /// The first step of a send, with the host's context for it (a 1.2 plugin reads it) and,
+    /// when given, a place for the plugin's notes.
+    pub fn start_in_context(
+        &self,
+        message: &SmsMessage,
+        context: &SendContext,
+        notes: Option<&mut PluginNotes>,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(
+            message,
+            "".into(),
+            ROption::RNone,
+            StepExtras {
+                context: Some(context),
+                notes: notes.map(|notes| &mut notes.notes),
+            },
+        ))
+    }
+
+    /// The next step of a send, with the host's context for it.
+    pub fn resume_in_context(
+        &self,
+        message: &SmsMessage,
+        context: &SendContext,
+        previous: &Step,
+        response: &HttpResponse,
+        notes: Option<&mut PluginNotes>,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(
+            message,
+            previous.state_json().into(),
+            ROption::RSome(response),
+            StepExtras {
+                context: Some(context),
+                notes: notes.map(|notes| &mut notes.notes),
+            },
+        ))
+    }
+
+    /// A delivery report read by the connector: its statuses, or why not (a plugin older
+    /// than 1.2 takes none: `Unsupported`).
+    pub fn parse_delivery_report(
+        &self,
+        report: &InboundReport,
+    ) -> Result<Vec<DeliveryReport>, DeliveryReportError> {
+        let Instance::Current(instance) = &self.instance else {
+            return Err(DeliveryReportError::Unsupported);
+        };
+        let json = instance
+            .parse_delivery_report(report)
+            .into_result()
+            .map_err(|error| {
+                DeliveryReportError::from_code(&error.code, error.message.into_string())
+            })?;
+        serde_json::from_str(&json).map_err(|error| {
+            DeliveryReportError::Malformed(format!(
+                "the plugin read the report into something that is not a list of reports: {error}"
+            ))
+        })
     }
 
     /// A step from a [`SendProgress`], as a connector's own `step` takes it (test drivers).
@@ -276,7 +397,7 @@ impl ConnectorInstance {
             message,
             state_json.as_str().into(),
             progress.last_response().into(),
-            None,
+            StepExtras::default(),
         ))
     }
 }

@@ -157,7 +157,11 @@ fn a_plugin_built_against_plugin_api_1_0_0_loads_and_sends_on_this_host() {
     assert_eq!(plugin_api_version_reported(&host), "1.0.0");
     let (status, mock) = host.get("/api/connector-factories/mock-short-message-service");
     assert_eq!(status, 200, "{mock}");
-    assert_eq!(mock["pluginApiVersion"], "1.1.0", "{mock}");
+    assert_eq!(
+        mock["pluginApiVersion"],
+        plugin_api::PLUGIN_API_VERSION,
+        "{mock}"
+    );
     let requests = send_through(&host);
     assert_eq!(requests.len(), 2, "a token request, then the send");
     assert!(requests[0].request_line.starts_with("POST /token "));
@@ -252,14 +256,60 @@ fn the_frozen_1_0_abi_is_the_1_0_declarations() {
         }
         kept
     };
-    let frozen = declarations(workspace_root().join("plugin-api/src/ffi/v1_0.rs"));
-    let released = declarations(compat_dir().join("plugin-api-1.0.0/src/ffi.rs"));
     let without_version = |lines: Vec<String>| -> Vec<String> {
         lines
             .into_iter()
             .filter(|line| !line.starts_with("const VERSION_STRINGS"))
             .collect()
     };
-    assert!(frozen.len() > 10, "{frozen:?}");
-    assert_eq!(without_version(frozen), without_version(released));
+    for (frozen, released) in [
+        ("plugin-api/src/ffi/v1_0.rs", "plugin-api-1.0.0/src/ffi.rs"),
+        ("plugin-api/src/ffi/v1_1.rs", "plugin-api-1.1.0/src/ffi.rs"),
+    ] {
+        let frozen_lines = declarations(workspace_root().join(frozen));
+        assert!(frozen_lines.len() > 10, "{frozen}: {frozen_lines:?}");
+        assert_eq!(
+            without_version(frozen_lines),
+            without_version(declarations(compat_dir().join(released))),
+            "{frozen} differs from {released}"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_built_against_plugin_api_1_1_0_loads_sends_and_writes_its_notes() {
+    let library = build_out_of_tree(
+        &compat_dir().join("connector-on-plugin-api-1.1"),
+        "connector_on_plugin_api_1_1",
+        true,
+    );
+    let host = HostFolders::new(&[
+        ("compat-1-1.so", &library),
+        ("mock.so", &e2e_tests::plugin_file("mock_sms")),
+    ])
+    .start();
+    let (status, factory) = host.get("/api/connector-factories/compat-plugin-api-1-1");
+    assert_eq!(status, 200, "{factory}");
+    assert_eq!(factory["pluginApiVersion"], "1.1.0");
+    let provider = CaptureServer::start(200, r#"{"token": "token-1", "id": "message-1"}"#);
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "compat-plugin-api-1-1", "config": {
+            "baseUrl": provider.url,
+            "apiKey": "key-1",
+            "templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}]
+        }}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let (status, receipt) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "424242"}})),
+    );
+    assert_eq!(status, 200, "{receipt}");
+    assert_eq!(receipt["providerMessageId"], "message-1");
+    assert_eq!(provider.requests().len(), 2);
+    // Its notes cross through the frozen 1.1 layout (the test host logs sends at debug).
+    host.log_eventually(|log| log.contains("fetched a token of 7 characters"));
 }

@@ -1206,3 +1206,190 @@ fn a_providers_retry_after_reaches_the_client_and_each_step_shows_in_the_debug_l
     assert_eq!(body["data"]["retryAfterSeconds"], 42, "{body}");
     assert_eq!(throttled.requests().len(), 1, "no retry after a 429");
 }
+
+/// Delivery reports end to end through the HTTP gateway's documented callback: a message is
+/// followed to `delivered` through `GET /api/messages/{id}`; a report that beats the send's
+/// answer is kept; a repeated one is one event; a forged token or an unknown connector is
+/// refused; a retired connector still takes the late reports of what it sent.
+#[test]
+fn delivery_reports_follow_a_message_to_delivered_and_forged_ones_are_refused() {
+    // The provider answers after a moment: long enough to report before the send returns.
+    let provider =
+        CaptureServer::start_with_delay(200, r#"{"id": "gw-1"}"#, Duration::from_millis(1500));
+    let folders = HostFolders::new(&[
+        ("http.so", &plugin_file("http_sms")),
+        ("mock.so", &plugin_file("mock_sms")),
+    ]);
+    let host = folders.start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--public-url",
+        "http://127.0.0.1:1/",
+    ]);
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "http-sms", "config": {"endpoint": format!("{}/send", provider.url)}}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let connector_id = created["id"].as_str().unwrap().to_owned();
+
+    let sender = {
+        let base_url = host.base_url.clone();
+        std::thread::spawn(move || {
+            ureq::post(&format!("{base_url}/api/messages"))
+                .header("Authorization", format!("Bearer {SEND_KEY}"))
+                .send_json(json!({"to": PHONE, "payload": {"code": "246810"}}))
+                .unwrap()
+                .into_body()
+                .read_json::<Value>()
+                .unwrap()
+        })
+    };
+    // The request reached the provider; its answer has not come back yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        if let Some(request) = provider.requests().first() {
+            break serde_json::from_str::<Value>(&request.body).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the provider got nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let callback = sent["callbackUrl"].as_str().unwrap().to_owned();
+    let message_id = sent["messageId"].as_str().unwrap().to_owned();
+    assert!(
+        callback.starts_with(&format!(
+            "http://127.0.0.1:1/dlr/{connector_id}?m={message_id}&t="
+        )),
+        "{callback}"
+    );
+    // The host's own address, where the provider's call would arrive.
+    let report_path = callback.trim_start_matches("http://127.0.0.1:1");
+    let report = |path: &str, body: &Value| {
+        host.request_raw(
+            "POST",
+            path,
+            None,
+            Some(("application/json", &body.to_string())),
+        )
+    };
+    let (status, body) = report(
+        report_path,
+        &json!({"status": "delivered", "providerMessageId": "gw-1"}),
+    );
+    assert_eq!(status, 200, "an early report is taken: {body}");
+    let answer = sender.join().unwrap();
+    assert_eq!(answer["messageId"], message_id.as_str(), "{answer}");
+
+    let (status, message) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(
+        message["status"], "delivered",
+        "the send's answer did not undo it: {message}"
+    );
+    assert_eq!(message["phone"], "***0123");
+    assert_eq!(message["providerMessageId"], "gw-1");
+    let sources: Vec<(&str, &str)> = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            (
+                event["source"].as_str().unwrap(),
+                event["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        [("report", "delivered"), ("send", "queued")],
+        "{message}"
+    );
+
+    // The provider retries: one event still.
+    let (status, _) = report(
+        report_path,
+        &json!({"status": "delivered", "providerMessageId": "gw-1"}),
+    );
+    assert_eq!(status, 200);
+    let (_, again) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(again["events"].as_array().unwrap().len(), 2, "{again}");
+
+    // Forged: another token, no token, another connector's path, an unknown connector.
+    let forged = report_path.replace("&t=", "&t=AAAA");
+    let (status, body) = report(&forged, &json!({"status": "failed"}));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (403, json!("delivery_report.forbidden")),
+        "{body}"
+    );
+    let untokened = report_path.split("&t=").next().unwrap().to_owned();
+    assert_eq!(report(&untokened, &json!({"status": "failed"})).0, 403);
+    let (status, body) = report(
+        &report_path.replace(&connector_id, "nosuchconnector"),
+        &json!({"status": "failed"}),
+    );
+    assert_eq!(
+        (status, body["code"].clone()),
+        (404, json!("entity.not_found")),
+        "{body}"
+    );
+    let (status, body) = report(report_path, &json!({"state": "delivered"}));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("delivery_report.invalid")),
+        "{body}"
+    );
+    let (_, unchanged) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(unchanged["status"], "delivered");
+
+    // Retired: the mock goes live; the HTTP gateway still reads its late reports.
+    let (status, body) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "mock-short-message-service", "config": {"templates": [{"usageType": "Generic", "content": "{{code}}"}], "outbox": false}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = report(
+        report_path,
+        &json!({"status": "undelivered", "errorCode": "late"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, late) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(
+        late["status"], "delivered",
+        "final: never downgraded: {late}"
+    );
+    assert_eq!(
+        late["events"].as_array().unwrap().len(),
+        3,
+        "kept in the timeline: {late}"
+    );
+
+    let (status, listed) = host.get("/api/messages?status=delivered&limit=5");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["messages"][0]["id"], message_id.as_str(), "{listed}");
+    let (status, body) = host.get("/api/messages?status=arrived");
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("guard.invalid_input")),
+        "{body}"
+    );
+    let (status, body) = host.get("/api/messages/0193a5b2-0000-7000-8000-000000000000");
+    assert_eq!(
+        (status, body["code"].clone()),
+        (404, json!("entity.not_found")),
+        "{body}"
+    );
+
+    let (_, metrics) = host.request("GET", "/metrics", None, None);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics
+            .contains(r#"sms_delivery_reports_total{connector="http-sms",status="delivered"} 2"#),
+        "{metrics}"
+    );
+}

@@ -496,8 +496,9 @@ mod tests {
     }
 
     /// A value for each flag without a default (a new one needs its line here).
-    const SAMPLES: [(&str, &str); 21] = [
+    const SAMPLES: [(&str, &str); 22] = [
         ("plugins", "\"/var/lib/connector-host/plugins\""),
+        ("public-url", "\"https://sms.example.com\""),
         ("admin-key", "\"admin-key-from-file\""),
         ("send-key", "[\"send-one\", \"send-two\"]"),
         ("admin-key-file", "\"/etc/connector-host/admin-keys\""),

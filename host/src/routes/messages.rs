@@ -8,7 +8,7 @@ use axum::extract::State;
 use plugin_api::{SmsMessage, TemplateType};
 use serde::{Deserialize, Serialize};
 
-use crate::api_error::{ApiError, Json};
+use crate::api_error::{ApiError, Json, Path, Query};
 use crate::send::metrics::SendPurpose;
 use crate::send::SendTarget;
 use crate::state::AppState;
@@ -46,7 +46,7 @@ fn generic() -> TemplateType {
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "providerMessageId": "SM3f0c5d2f1b5e4b6c9a8d7e6f5a4b3c2d"}))]
+#[schema(example = json!({"connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "providerMessageId": "SM3f0c5d2f1b5e4b6c9a8d7e6f5a4b3c2d", "messageId": "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b"}))]
 pub struct SendMessageResponse {
     /// The live connector that sent it.
     pub connector_id: String,
@@ -54,6 +54,9 @@ pub struct SendMessageResponse {
     /// The provider's id for the message, when it gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// The host's id for the message (a UUIDv7): `GET /api/messages/{id}` follows it to
+    /// delivered or not.
+    pub message_id: String,
 }
 
 /// Sends one message through the live connector.
@@ -73,13 +76,196 @@ pub async fn send_message(
     let live = state.live.current_live_connector()?;
     let target = SendTarget::live(&live)?;
     let message = SmsMessage::new(phone.e164(), body.template_type, body.payload);
-    let receipt = state
+    let sent = state
         .sender
         .send_with_flow_control(target, &phone, message, SendPurpose::Message, body.ip)
         .await?;
     Ok(Json(SendMessageResponse {
         connector_id: live.connector_id.clone(),
         factory_id: live.factory_id.clone(),
-        provider_message_id: receipt.provider_message_id().map(str::to_owned),
+        provider_message_id: sent.receipt.provider_message_id().map(str::to_owned),
+        message_id: sent.message_id,
+    }))
+}
+
+/// The largest `since`: the largest integer JSON clients hold exactly (2^53 - 1).
+const LATEST_SINCE: i64 = 9_007_199_254_740_991;
+
+/// Which messages `GET /api/messages` lists, newest first.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageListQuery {
+    /// Only the messages at this status: `queued`, `sent`, `delivered`, `undelivered`,
+    /// `failed` or `unknown`.
+    #[param(pattern = "^(queued|sent|delivered|undelivered|failed|unknown)$")]
+    pub status: Option<String>,
+    /// Only the messages sent through this connector (its id).
+    pub connector_id: Option<String>,
+    /// Only the messages created at or after this time (milliseconds since the epoch).
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
+    pub since: Option<i64>,
+
+    /// The next page: the `nextBefore` of the previous answer.
+    pub before: Option<String>,
+    /// How many at most (1 to 200; 50 when left out).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+/// A message as the message log has it; the phone by its last four digits only.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"id": "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b", "connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "purpose": "verification_code", "phone": "***0123", "status": "delivered", "providerMessageId": "SM3f0c5d2f1b5e4b6c9a8d7e6f5a4b3c2d", "createdAt": 1796583600000_i64, "updatedAt": 1796583604210_i64}))]
+pub struct MessageResponse {
+    pub id: String,
+    /// Empty for a console test of an unsaved config.
+    pub connector_id: String,
+    pub factory_id: String,
+    /// `message`, `verification_code` or `config_test`.
+    pub purpose: String,
+    pub phone: String,
+    /// `queued` (the provider accepted it), `sent`, `delivered`, `undelivered`, `failed` or
+    /// `unknown`; `null` while the send is in progress.
+    #[schema(nullable)]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The timeline, oldest first (`GET /api/messages/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<MessageEventResponse>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageEventResponse {
+    pub at: i64,
+    pub status: String,
+    /// The provider's own word for it, as it came (empty for the host's own events).
+    pub provider_status: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error_code: String,
+    /// `send` (what the send's answer said) or `report` (a delivery report).
+    pub source: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageListResponse {
+    pub messages: Vec<MessageResponse>,
+    /// Pass as `before` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
+}
+
+fn message_response(
+    record: crate::store::message_log::MessageRecord,
+    events: Option<Vec<crate::store::message_log::MessageEvent>>,
+) -> MessageResponse {
+    MessageResponse {
+        phone: format!("***{}", record.phone_tail),
+        id: record.id,
+        connector_id: record.connector_id,
+        factory_id: record.factory_id,
+        purpose: record.purpose,
+        status: record.status.map(|status| status.as_str().to_owned()),
+        provider_message_id: record.provider_message_id,
+        created_at: record.created_at,
+        updated_at: record.updated_at,
+        events: events.map(|events| {
+            events
+                .into_iter()
+                .map(|event| MessageEventResponse {
+                    at: event.at,
+                    status: event.status.as_str().to_owned(),
+                    provider_status: event.provider_status,
+                    error_code: event.error_code,
+                    source: event.source.as_str().to_owned(),
+                })
+                .collect()
+        }),
+    }
+}
+
+/// One message with its current status and its timeline.
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "The `messageId` a send answered", example = "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b")),
+    responses((status = 200, description = "The message", body = MessageResponse)),
+    security(("admin_key" = [])))]
+pub async fn get_message(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let (record, events) =
+        state
+            .sender
+            .tracking
+            .log()
+            .message(&id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                entity: "message",
+                id,
+            })?;
+    Ok(Json(message_response(record, Some(events))))
+}
+
+/// Recent messages, newest first, by status, connector and time; paged with `before`.
+#[utoipa::path(get, path = "/api/messages", tag = "messages", params(MessageListQuery),
+    responses((status = 200, description = "Messages, newest first", body = MessageListResponse)),
+    security(("admin_key" = [])))]
+pub async fn list_messages(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<MessageListQuery>,
+) -> Result<Json<MessageListResponse>, ApiError> {
+    let status = query
+        .status
+        .as_deref()
+        .map(|text| {
+            plugin_api::DeliveryStatus::ALL
+                .into_iter()
+                .find(|status| status.as_str() == text)
+                .ok_or_else(|| {
+                    ApiError::InvalidRequestBody(format!(
+                        "status {text:?} is none of queued, sent, delivered, undelivered, failed, unknown"
+                    ))
+                })
+        })
+        .transpose()?;
+    if query
+        .since
+        .is_some_and(|since| !(0..=LATEST_SINCE).contains(&since))
+    {
+        return Err(ApiError::InvalidRequestBody(format!(
+            "since is a time in milliseconds since the epoch: 0 to {LATEST_SINCE}"
+        )));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::InvalidRequestBody("limit is 1 to 200".to_owned()));
+    }
+    let records = state
+        .sender
+        .tracking
+        .log()
+        .messages(crate::store::message_log::MessageFilter {
+            status,
+            connector_id: query.connector_id,
+            since: query.since,
+            before_id: query.before,
+            limit,
+        })
+        .await?;
+    let next_before = (records.len() == limit as usize)
+        .then(|| records.last().map(|record| record.id.clone()))
+        .flatten();
+    Ok(Json(MessageListResponse {
+        messages: records
+            .into_iter()
+            .map(|record| message_response(record, None))
+            .collect(),
+        next_before,
     }))
 }

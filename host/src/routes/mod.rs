@@ -2,6 +2,7 @@
 
 pub mod connector_factories;
 pub mod connectors;
+pub mod delivery_reports;
 pub mod health;
 pub mod messages;
 pub mod metrics;

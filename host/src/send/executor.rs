@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use plugin_api::{
-    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, PluginNotes, SendReceipt,
-    SmsMessage,
+    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, PluginNotes, SendContext,
+    SendReceipt, SmsMessage,
 };
 
 use crate::secret_redaction::SecretRedactor;
@@ -147,6 +147,7 @@ impl SendExecutor {
         origin: SendOrigin<'_>,
         connector: &ConnectorInstance,
         message: &SmsMessage,
+        context: &SendContext,
         redactor: &SecretRedactor,
     ) -> Result<SendReceipt, DeliveryError> {
         let mut log =
@@ -154,8 +155,10 @@ impl SendExecutor {
         // Plugin calls are pure and take microseconds: no need to leave the async worker.
         // The step is read where the plugin built it (it is laid out for the boundary).
         let mut step = match log.as_mut() {
-            Some(log) => log.noted(1, |notes| connector.start_with_notes(message, notes)),
-            None => connector.start(message),
+            Some(log) => log.noted(1, |notes| {
+                connector.start_in_context(message, context, Some(notes))
+            }),
+            None => connector.start_in_context(message, context, None),
         }
         .map_err(DeliveryError::Connector)?;
         for number in 1..MAX_STEPS {
@@ -170,9 +173,9 @@ impl SendExecutor {
             let response = response?;
             step = match log.as_mut() {
                 Some(log) => log.noted(number + 1, |notes| {
-                    connector.resume_with_notes(message, &step, &response, notes)
+                    connector.resume_in_context(message, context, &step, &response, Some(notes))
                 }),
-                None => connector.resume(message, &step, &response),
+                None => connector.resume_in_context(message, context, &step, &response, None),
             }
             .map_err(DeliveryError::Connector)?;
         }

@@ -18,8 +18,10 @@
 
 pub mod admin_test_budget;
 pub mod config_test;
+pub mod delivery_reports;
 pub mod executor;
 pub mod flow_control;
+pub mod message_tracking;
 pub mod metrics;
 pub mod outbox;
 pub mod provider_networks;
@@ -137,6 +139,15 @@ pub struct Sender {
     /// The refusals' log lines, one per block at once and then at most one per interval (a
     /// pumping flood would otherwise write one line per refused send; the metric counts each).
     pub protection_log: crate::log_dedup::LogDedup,
+    /// Every send's id, delivery-report URL and outcome in the message log.
+    pub tracking: message_tracking::MessageTracking,
+}
+
+/// A send the provider accepted: its receipt and the host's id for the message.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub receipt: SendReceipt,
+    pub message_id: String,
 }
 
 /// How often a block's refusals are logged again, with how many were left out.
@@ -210,7 +221,7 @@ impl Sender {
         message: SmsMessage,
         purpose: SendPurpose,
         client_ip: Option<IpAddr>,
-    ) -> Result<SendReceipt, SendError> {
+    ) -> Result<Sent, SendError> {
         let reservation = self
             .reserve_send(phone, message.template_type(), purpose, client_ip)
             .await?;
@@ -225,7 +236,7 @@ impl Sender {
         target: SendTarget<'_>,
         phone: &PhoneNumber,
         message: SmsMessage,
-    ) -> Result<SendReceipt, SendError> {
+    ) -> Result<Sent, SendError> {
         check_country(&self.limits, phone)?;
         let slot = self
             .admin_test_budget
@@ -342,7 +353,7 @@ impl Sender {
         phone: &PhoneNumber,
         message: SmsMessage,
         purpose: SendPurpose,
-    ) -> Result<SendReceipt, SendError> {
+    ) -> Result<Sent, SendError> {
         let recipient = masked_phone(phone.e164());
         // Held to the end of the exchange with the provider.
         let Some(_vendor_slot) = self
@@ -374,11 +385,24 @@ impl Sender {
             connector_id: (purpose != SendPurpose::ConfigTest).then_some(target.connector_id),
             factory_id: target.factory_id,
         };
+        // In the message log before the provider hears of it: a report that beats the send's
+        // answer finds its message.
+        let context = self
+            .tracking
+            .begin(
+                origin.connector_id,
+                target.factory_id,
+                phone.e164(),
+                purpose.label(),
+            )
+            .await;
+        let message_id = context.message_id().to_owned();
         let result = self
             .executor
-            .send(origin, target.instance, &message, target.redactor)
+            .send(origin, target.instance, &message, &context, target.redactor)
             .instrument(span)
             .await;
+        self.tracking.finish(&message_id, &result).await;
         // The provider may echo a credential into its answer: nothing of it leaves the process.
         let result = redact_send_result(target.redactor, result);
         let elapsed = started.elapsed();
@@ -400,6 +424,7 @@ impl Sender {
                     template_type = %message.template_type(),
                     phone = %recipient,
                     purpose = purpose.label(),
+                    %message_id,
                     outcome,
                     latency_ms,
                     $($extra)*
@@ -409,7 +434,10 @@ impl Sender {
         match result {
             Ok(receipt) => {
                 log_send!(tracing::Level::INFO, "sent");
-                Ok(receipt)
+                Ok(Sent {
+                    receipt,
+                    message_id,
+                })
             }
             Err(error) if error.provider_may_have_accepted() => {
                 // The message may arrive: its slot stays taken, so a client that sends again

@@ -15,6 +15,7 @@ pub mod code_hash_key_rotation;
 pub mod code_hash_keys;
 pub mod code_verification;
 pub mod key_rotation;
+pub mod message_log;
 pub mod postgres;
 pub mod secrets_keyring;
 pub mod sqlite;

@@ -34,6 +34,7 @@ use super::{
     UnreadableConfig, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 
+pub mod messages;
 pub mod protection;
 pub mod reservation_batcher;
 pub mod tls;

@@ -10,6 +10,7 @@
 //! This file holds the schema and the operations themselves, plain blocking functions on a
 //! connection; the writer decides the transaction they run in.
 
+mod messages;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -45,7 +46,7 @@ pub struct SqliteStore {
 /// edited: a change is the next one. Version 1 is the schema from before the numbering,
 /// written with `IF NOT EXISTS`: a database made then (`user_version` 0, these tables)
 /// takes it as it is, changing nothing, and is recorded at version 1.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_PROTECTION_STATE];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_PROTECTION_STATE, messages::V3_MESSAGE_LOG];
 
 const V1_INITIAL: &str = "
 CREATE TABLE IF NOT EXISTS connectors (

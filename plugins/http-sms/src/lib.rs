@@ -5,8 +5,9 @@
 //! else `general`.
 
 use plugin_api::{
-    english, require_http_url, ConnectorError, ConnectorMetadata, FormItem, FormItemType,
-    HttpRequest, SendProgress, SendReceipt, SmsConnector, SmsMessage, Step,
+    english, require_http_url, ConnectorError, ConnectorMetadata, DeliveryReport,
+    DeliveryReportError, DeliveryReportSupport, DeliveryStatus, FormItem, FormItemType,
+    HttpRequest, InboundReport, SendProgress, SendReceipt, SmsConnector, SmsMessage, Step,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,7 +51,12 @@ impl SmsConnector for HttpSms {
 
     fn step(&self, message: &SmsMessage, progress: SendProgress) -> Result<Step, ConnectorError> {
         let Some(response) = progress.last_response() else {
-            let body = serde_json::json!({"to": message.to(), "type": message.template_type(), "payload": message.payload()});
+            let mut body = serde_json::json!({"to": message.to(), "type": message.template_type(), "payload": message.payload()});
+            // Only when the host takes delivery reports: Logto's body otherwise, as it was.
+            if let (Some(url), Some(id)) = (progress.delivery_report_url(), progress.message_id()) {
+                body["messageId"] = id.into();
+                body["callbackUrl"] = url.into();
+            }
             let mut request = HttpRequest::post_json(&self.config.endpoint, &body);
             if let Some(authorization) = self
                 .config
@@ -78,6 +84,45 @@ impl SmsConnector for HttpSms {
         Err(error
             .with_data(serde_json::json!({"status": response.status()}))
             .with_retry_after_from(response))
+    }
+
+    fn delivery_reports() -> Option<DeliveryReportSupport> {
+        Some(DeliveryReportSupport {
+            signature: "none: the host's token in callbackUrl is the check".to_owned(),
+        })
+    }
+
+    /// Your service POSTs `{"status", "providerMessageId"?, "errorCode"?}` as JSON to the
+    /// `callbackUrl` it was given; `status` is one of `queued`, `sent`, `delivered`,
+    /// `undelivered`, `failed`.
+    fn parse_delivery_report(
+        &self,
+        report: &InboundReport,
+    ) -> Result<Vec<DeliveryReport>, DeliveryReportError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Callback {
+            status: String,
+            #[serde(default)]
+            provider_message_id: Option<String>,
+            #[serde(default)]
+            error_code: Option<String>,
+        }
+        let callback: Callback = serde_json::from_slice(report.body()).map_err(|error| {
+            DeliveryReportError::Malformed(format!(
+                "the report is not the JSON {{\"status\", \"providerMessageId\"?, \"errorCode\"?}}: {error}"
+            ))
+        })?;
+        let status = serde_json::from_value(serde_json::Value::String(callback.status.clone()))
+            .unwrap_or(DeliveryStatus::Unknown);
+        let mut delivery = DeliveryReport::new(status, callback.status);
+        if let Some(id) = callback.provider_message_id {
+            delivery = delivery.with_provider_message_id(id);
+        }
+        if let Some(code) = callback.error_code {
+            delivery = delivery.with_error_code(code);
+        }
+        Ok(vec![delivery])
     }
 }
 
@@ -208,5 +253,59 @@ mod tests {
             Some(std::time::Duration::from_secs(17))
         );
         assert_eq!(throttled.data.unwrap()["status"], 429, "the status stays");
+    }
+
+    #[test]
+    fn the_callback_url_is_sent_only_when_the_host_takes_reports_and_reports_are_read() {
+        let (_, connector) = plugin_api::validate_config::<HttpSms>(
+            json!({"endpoint": "https://sms.example.com/send"}),
+        )
+        .unwrap();
+        let body_of = |progress: plugin_api::SendProgress<'_>| -> serde_json::Value {
+            let step = connector.step(&message(), progress).unwrap();
+            serde_json::from_slice(step.request().unwrap().body()).unwrap()
+        };
+        let plain = body_of(plugin_api::SendProgress::start());
+        assert!(
+            plain.get("callbackUrl").is_none() && plain.get("messageId").is_none(),
+            "{plain}"
+        );
+        let context = plugin_api::SendContext::new(
+            "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b",
+            Some("https://hosts.example.com/dlr/abc?m=1&t=x".to_owned()),
+        );
+        let tracked = body_of(plugin_api::SendProgress::start().with_context(&context));
+        assert_eq!(
+            tracked["callbackUrl"],
+            "https://hosts.example.com/dlr/abc?m=1&t=x"
+        );
+        assert_eq!(tracked["messageId"], "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b");
+
+        let report = |body: &str| {
+            connector.parse_delivery_report(
+                &InboundReport::new("POST", "https://hosts.example.com/dlr/abc?m=1&t=x")
+                    .with_header("Content-Type", "application/json")
+                    .with_body(body),
+            )
+        };
+        assert_eq!(
+            report(
+                r#"{"status": "undelivered", "providerMessageId": "p-1", "errorCode": "absent"}"#
+            )
+            .unwrap(),
+            [
+                DeliveryReport::new(DeliveryStatus::Undelivered, "undelivered")
+                    .with_provider_message_id("p-1")
+                    .with_error_code("absent")
+            ]
+        );
+        assert_eq!(
+            report(r#"{"status": "on its way"}"#).unwrap()[0].status,
+            DeliveryStatus::Unknown
+        );
+        assert!(matches!(
+            report("status=delivered"),
+            Err(DeliveryReportError::Malformed(_))
+        ));
     }
 }

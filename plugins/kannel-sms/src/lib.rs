@@ -4,9 +4,18 @@
 
 use plugin_api::{
     english, find_template_for, render_template, require_http_url, require_non_empty,
-    ConnectorError, ConnectorMetadata, FormItem, FormItemType, HttpRequest, SendProgress,
-    SendReceipt, SmsConnector, SmsMessage, SmsTemplate, Step,
+    ConnectorError, ConnectorMetadata, DeliveryReport, DeliveryReportError, DeliveryReportSupport,
+    DeliveryStatus, FormItem, FormItemType, HttpRequest, InboundReport, SendProgress, SendReceipt,
+    SmsConnector, SmsMessage, SmsTemplate, Step,
 };
+
+/// Kannel's `dlr-mask` for every report type: delivered (1), undelivered (2), queued on the
+/// SMSC (4), accepted by the SMSC (8), rejected by it (16).
+const ALL_REPORTS: &str = "31";
+/// The host's delivery-report URL's parameters Kannel fills in (`%d`, `%A`, `%F`).
+const STATUS: &str = "kannel_status";
+const ANSWER: &str = "kannel_answer";
+const SMSC_ID: &str = "kannel_smsc_id";
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,7 +111,17 @@ impl SmsConnector for KannelSms {
             if let Some(from) = self.config.from.as_deref() {
                 query.push(("from", from));
             }
-            if let (Some(mask), Some(url)) = (dlr_mask.as_deref(), self.config.dlr_url.as_deref()) {
+            // The operator's own dlr-url wins; else the host's, with Kannel's escapes for the
+            // report's type (%d), the SMSC's answer (%A) and its message id (%F).
+            let host_dlr_url = progress
+                .delivery_report_url()
+                .filter(|_| self.config.dlr_url.is_none())
+                .map(|url| format!("{url}&{STATUS}=%d&{ANSWER}=%A&{SMSC_ID}=%F"));
+            let dlr_url = self.config.dlr_url.as_deref().or(host_dlr_url.as_deref());
+            let dlr_mask = dlr_mask
+                .as_deref()
+                .or(host_dlr_url.as_ref().map(|_| ALL_REPORTS));
+            if let (Some(mask), Some(url)) = (dlr_mask, dlr_url) {
                 query.extend([("dlr-mask", mask), ("dlr-url", url)]);
             }
             return Ok(Step::http(HttpRequest::get_with_query(
@@ -136,6 +155,49 @@ impl SmsConnector for KannelSms {
             _ => Err(ConnectorError::general(message)),
         }
     }
+
+    fn delivery_reports() -> Option<DeliveryReportSupport> {
+        Some(DeliveryReportSupport {
+            signature: "none: Kannel signs nothing; the host's token in the dlr-url is the check"
+                .to_owned(),
+        })
+    }
+
+    /// Kannel calls the `dlr-url` with `GET`, the report's type in `%d`.
+    fn parse_delivery_report(
+        &self,
+        report: &InboundReport,
+    ) -> Result<Vec<DeliveryReport>, DeliveryReportError> {
+        let kind = report.parameter(STATUS).ok_or_else(|| {
+            DeliveryReportError::Malformed(format!("no {STATUS} in the report's URL"))
+        })?;
+        let status = match kind.trim().parse::<u8>() {
+            Ok(1) => DeliveryStatus::Delivered,
+            Ok(2) => DeliveryStatus::Undelivered,
+            Ok(4) => DeliveryStatus::Queued,
+            Ok(8) => DeliveryStatus::Sent,
+            Ok(16) => DeliveryStatus::Failed,
+            Ok(_) => DeliveryStatus::Unknown,
+            Err(_) => {
+                return Err(DeliveryReportError::Malformed(format!(
+                    "{STATUS} is not a number: {kind:?}"
+                )))
+            }
+        };
+        let answer = report.parameter(ANSWER).unwrap_or_default();
+        let mut delivery = DeliveryReport::new(
+            status,
+            if answer.is_empty() {
+                kind.clone()
+            } else {
+                format!("{kind}: {answer}")
+            },
+        );
+        if let Some(id) = report.parameter(SMSC_ID) {
+            delivery = delivery.with_provider_message_id(id);
+        }
+        Ok(vec![delivery])
+    }
 }
 
 plugin_api::export_sms_connector!(KannelSms);
@@ -166,6 +228,75 @@ mod tests {
 
     fn answer(status: u16, body: &str) -> HttpResponse {
         HttpResponse::new(status, body.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_hosts_report_url_goes_to_kannel_with_its_escapes_and_reports_are_read() {
+        let context = plugin_api::SendContext::new(
+            "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b",
+            Some("https://hosts.example.com/dlr/abc?m=1&t=x".to_owned()),
+        );
+        let request = connector(json!({}))
+            .step(&message(), SendProgress::start().with_context(&context))
+            .unwrap()
+            .request()
+            .cloned()
+            .unwrap();
+        let query: std::collections::HashMap<String, String> =
+            form_urlencoded_pairs(request.url().split_once('?').unwrap().1);
+        assert_eq!(query["dlr-mask"], "31");
+        assert_eq!(
+            query["dlr-url"],
+            "https://hosts.example.com/dlr/abc?m=1&t=x&kannel_status=%d&kannel_answer=%A&kannel_smsc_id=%F"
+        );
+        // The operator's own dlr-url wins.
+        let own = connector(json!({"dlrMask": 3, "dlrUrl": "http://h/dlr?s=%d"}))
+            .step(&message(), SendProgress::start().with_context(&context))
+            .unwrap()
+            .request()
+            .cloned()
+            .unwrap();
+        let query = form_urlencoded_pairs(own.url().split_once('?').unwrap().1);
+        assert_eq!(
+            (query["dlr-mask"].as_str(), query["dlr-url"].as_str()),
+            ("3", "http://h/dlr?s=%d")
+        );
+
+        let kannel = connector(json!({}));
+        let report = |query: &str| {
+            kannel.parse_delivery_report(&InboundReport::new(
+                "GET",
+                format!("https://hosts.example.com/dlr/abc?m=1&t=x&{query}"),
+            ))
+        };
+        assert_eq!(
+            report("kannel_status=1&kannel_answer=ACK%2F&kannel_smsc_id=ab12").unwrap(),
+            [DeliveryReport::new(DeliveryStatus::Delivered, "1: ACK/")
+                .with_provider_message_id("ab12")]
+        );
+        assert_eq!(
+            report("kannel_status=2").unwrap()[0].status,
+            DeliveryStatus::Undelivered
+        );
+        assert_eq!(
+            report("kannel_status=8").unwrap()[0].status,
+            DeliveryStatus::Sent
+        );
+        assert_eq!(
+            report("kannel_status=16").unwrap()[0].status,
+            DeliveryStatus::Failed
+        );
+        assert!(matches!(
+            report("kannel_status=%d"),
+            Err(DeliveryReportError::Malformed(_))
+        ));
+        assert!(matches!(report(""), Err(DeliveryReportError::Malformed(_))));
+    }
+
+    fn form_urlencoded_pairs(query: &str) -> std::collections::HashMap<String, String> {
+        form_urlencoded::parse(query.as_bytes())
+            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+            .collect()
     }
 
     #[test]

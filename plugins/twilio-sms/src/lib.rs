@@ -3,8 +3,9 @@
 
 use plugin_api::{
     english, find_template_for, render_template, require_http_url, require_non_empty,
-    ConnectorError, ConnectorMetadata, FormItem, FormItemType, HttpRequest, SendProgress,
-    SendReceipt, SmsConnector, SmsMessage, SmsTemplate, Step,
+    ConnectorError, ConnectorMetadata, DeliveryReport, DeliveryReportError, DeliveryReportSupport,
+    DeliveryStatus, FormItem, FormItemType, HttpRequest, InboundReport, SendProgress, SendReceipt,
+    SmsConnector, SmsMessage, SmsTemplate, Step,
 };
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +127,10 @@ impl SmsConnector for TwilioSms {
             if let Some(from) = self.config.from.as_deref().filter(|s| !s.is_empty()) {
                 fields.push(("From", from));
             }
+            // Twilio posts the message's status changes there, signed with the auth token.
+            if let Some(url) = progress.delivery_report_url() {
+                fields.push(("StatusCallback", url));
+            }
             let request = HttpRequest::post_form(&self.messages_url, &fields)
                 .basic_auth(&self.config.account_sid, &self.config.auth_token);
             return Ok(Step::http(request));
@@ -168,9 +173,89 @@ impl SmsConnector for TwilioSms {
             _ => ConnectorError::general(message),
         })
     }
+
+    fn delivery_reports() -> Option<DeliveryReportSupport> {
+        Some(DeliveryReportSupport {
+            signature: "X-Twilio-Signature: HMAC-SHA1 of the URL and the sorted parameters, \
+                        keyed with the auth token"
+                .to_owned(),
+        })
+    }
+
+    /// A `StatusCallback` request: `MessageSid`, `MessageStatus`, `ErrorCode`, form-encoded,
+    /// signed with the auth token.
+    fn parse_delivery_report(
+        &self,
+        report: &InboundReport,
+    ) -> Result<Vec<DeliveryReport>, DeliveryReportError> {
+        let parameters = report.form_pairs();
+        check_twilio_signature(report, &parameters, &self.config.auth_token)?;
+        let parameter = |name: &str| {
+            parameters
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        let provider_status = parameter("MessageStatus")
+            .or_else(|| parameter("SmsStatus"))
+            .ok_or_else(|| {
+                DeliveryReportError::Malformed("no MessageStatus in the report".to_owned())
+            })?;
+        let status = match provider_status {
+            "accepted" | "scheduled" | "queued" => DeliveryStatus::Queued,
+            "sending" | "sent" => DeliveryStatus::Sent,
+            "delivered" | "read" => DeliveryStatus::Delivered,
+            "undelivered" => DeliveryStatus::Undelivered,
+            "failed" | "canceled" => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Unknown,
+        };
+        let mut delivery = DeliveryReport::new(status, provider_status);
+        if let Some(sid) = parameter("MessageSid").or_else(|| parameter("SmsSid")) {
+            delivery = delivery.with_provider_message_id(sid);
+        }
+        if let Some(code) = parameter("ErrorCode") {
+            delivery = delivery.with_error_code(code);
+        }
+        Ok(vec![delivery])
+    }
 }
 
 plugin_api::export_sms_connector!(TwilioSms);
+
+/// Twilio's request signature: base64(HMAC-SHA1(auth token, URL + each POST parameter's name
+/// and value, sorted by name)), compared in constant time.
+fn check_twilio_signature(
+    report: &InboundReport,
+    parameters: &[(String, String)],
+    auth_token: &str,
+) -> Result<(), DeliveryReportError> {
+    use base64::Engine;
+    use hmac::Mac;
+    let signature = report.header("X-Twilio-Signature").ok_or_else(|| {
+        DeliveryReportError::BadSignature("the report has no X-Twilio-Signature".to_owned())
+    })?;
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(signature.trim())
+        .map_err(|_| {
+            DeliveryReportError::BadSignature("X-Twilio-Signature is not base64".to_owned())
+        })?;
+    let mut sorted: Vec<&(String, String)> = parameters.iter().collect();
+    sorted.sort();
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(auth_token.as_bytes())
+        .map_err(|_| DeliveryReportError::BadSignature("no auth token to check with".to_owned()))?;
+    mac.update(report.url().as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    mac.verify_slice(&signature).map_err(|_| {
+        DeliveryReportError::BadSignature(
+            "X-Twilio-Signature does not match: not signed with this connector's auth token, \
+             or for another URL (set --public-url to the URL Twilio calls)"
+                .to_owned(),
+        )
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -271,6 +356,113 @@ mod tests {
         assert_eq!(
             notes.take(),
             ["Twilio created message SM789 with status queued"]
+        );
+    }
+
+    /// The signature as Twilio computes it (HMAC-SHA1 in Python's standard library over the
+    /// URL and the sorted parameters, keyed with the auth token).
+    const SIGNED_URL: &str = "https://hosts.example.com/dlr/n233hf0atoce?m=0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b&t=Zm9vYmFy";
+    const SIGNED_BODY: &str = "MessageSid=SM4242&MessageStatus=delivered&AccountSid=AC0123456789abcdef0123456789abcdef&To=%2B12015550123&ErrorCode=30003";
+    const SIGNATURE: &str = "Rz/Ctll5sTLA5ttJt5bSWlwz0Yc=";
+
+    fn status_callback(url: &str, body: &str, signature: Option<&str>) -> InboundReport {
+        let report = InboundReport::new("POST", url)
+            .with_header("Content-Type", "application/x-www-form-urlencoded")
+            .with_body(body);
+        match signature {
+            Some(signature) => report.with_header("X-Twilio-Signature", signature),
+            None => report,
+        }
+    }
+
+    fn signed_connector() -> TwilioSms {
+        let config = json!({
+            "accountSID": "AC0123456789abcdef0123456789abcdef",
+            "authToken": "twilio-secret-token",
+            "from": "+12015550100",
+            "templates": [{"usageType": "Generic", "content": "{{code}}"}]
+        });
+        plugin_api::validate_config::<TwilioSms>(config).unwrap().1
+    }
+
+    #[test]
+    fn a_signed_status_callback_is_read_and_a_forged_one_refused() {
+        let connector = signed_connector();
+        let reports = connector
+            .parse_delivery_report(&status_callback(SIGNED_URL, SIGNED_BODY, Some(SIGNATURE)))
+            .unwrap();
+        assert_eq!(
+            reports,
+            [DeliveryReport::new(DeliveryStatus::Delivered, "delivered")
+                .with_provider_message_id("SM4242")
+                .with_error_code("30003")]
+        );
+        for (url, body, signature) in [
+            (SIGNED_URL, SIGNED_BODY, None),
+            (SIGNED_URL, SIGNED_BODY, Some("not base64!")),
+            (
+                SIGNED_URL,
+                SIGNED_BODY.replace("delivered", "failed").as_str(),
+                Some(SIGNATURE),
+            ),
+            (
+                &SIGNED_URL.replace("hosts.example.com", "elsewhere.example"),
+                SIGNED_BODY,
+                Some(SIGNATURE),
+            ),
+        ] {
+            let error = connector
+                .parse_delivery_report(&status_callback(url, body, signature))
+                .unwrap_err();
+            assert!(
+                matches!(error, DeliveryReportError::BadSignature(_)),
+                "{error:?}"
+            );
+        }
+        let other_token = {
+            let config = json!({
+                "accountSID": "AC0123456789abcdef0123456789abcdef",
+                "authToken": "another-token",
+                "from": "+12015550100",
+                "templates": [{"usageType": "Generic", "content": "{{code}}"}]
+            });
+            plugin_api::validate_config::<TwilioSms>(config).unwrap().1
+        };
+        assert!(matches!(
+            other_token.parse_delivery_report(&status_callback(
+                SIGNED_URL,
+                SIGNED_BODY,
+                Some(SIGNATURE)
+            )),
+            Err(DeliveryReportError::BadSignature(_))
+        ));
+    }
+
+    #[test]
+    fn the_status_callback_goes_in_the_request_when_the_host_takes_reports() {
+        let connector = signed_connector();
+        let context = plugin_api::SendContext::new(
+            "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b",
+            Some("https://hosts.example.com/dlr/abc?m=1&t=x".to_owned()),
+        );
+        let step = connector
+            .step(
+                &message(),
+                plugin_api::SendProgress::start().with_context(&context),
+            )
+            .unwrap();
+        let body = String::from_utf8_lossy(step.request().unwrap().body()).into_owned();
+        assert!(
+            body.contains(
+                "StatusCallback=https%3A%2F%2Fhosts.example.com%2Fdlr%2Fabc%3Fm%3D1%26t%3Dx"
+            ),
+            "{body}"
+        );
+        let without = connector
+            .step(&message(), plugin_api::SendProgress::start())
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(without.request().unwrap().body()).contains("StatusCallback")
         );
     }
 

@@ -227,6 +227,7 @@ impl Drop for InProcessHost {
 fn serve_config(folders: &HostFolders) -> ServeConfig {
     let database = folders.database.as_ref();
     ServeConfig {
+        delivery_reports: Default::default(),
         plugins_dir: folders.plugins_dir.clone(),
         data_dir: folders.data_dir.clone(),
         admin_keys: vec![ADMIN_KEY.to_owned()],

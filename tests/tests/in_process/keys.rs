@@ -152,6 +152,14 @@ fn routes() -> Vec<Route> {
             Some(json!({"to": PHONE, "payload": {"code": "123456"}})),
             Scope::Send,
         ),
+        route("GET", "/api/messages", "/api/messages", None, Scope::Admin),
+        route(
+            "GET",
+            "/api/messages/{id}",
+            "/api/messages/0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b",
+            None,
+            Scope::Admin,
+        ),
         route(
             "POST",
             "/api/verification-codes",

@@ -56,6 +56,10 @@ fn a_fresh_host_exports_every_known_series_at_zero_with_help_and_type() {
     let later = [
         "sms_sends_total",
         "sms_send_failures_total",
+        "sms_delivery_reports_total",
+        "sms_send_to_delivered_seconds",
+        "sms_delivery_report_refusals_total",
+        "sms_delivery_reports_unmatched_total",
         "sms_send_duration_seconds",
         "sms_connector_busy_total",
         "store_batch_size",

@@ -239,7 +239,7 @@ fn queries_methods_and_paths_no_route_takes() {
         ("DELETE", "/api/connectors", ADMIN_KEY),
         ("PUT", "/api/connectors/missing", ADMIN_KEY),
         ("GET", "/api/connectors/missing/enable", ADMIN_KEY),
-        ("GET", "/api/messages", SEND_KEY),
+        ("PUT", "/api/messages", SEND_KEY),
         ("GET", "/api/verification-codes", SEND_KEY),
         ("POST", "/health", SEND_KEY),
     ] {

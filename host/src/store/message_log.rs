@@ -1,0 +1,136 @@
+//! The message log: every send the host makes, with its status as the provider reports it
+//! (delivery reports), for "did the code arrive?". One row per message, keyed by the host's
+//! message id (a UUIDv7), and its events (the send's outcome, each report) in order.
+//!
+//! Only the last four digits of the phone are kept. A status only moves forward
+//! (`DeliveryStatus::may_become`); a report repeated by the provider is one event; a report
+//! that comes before the send returned finds the message, which is written before the send.
+
+use plugin_api::DeliveryStatus;
+
+use crate::store::StoreError;
+
+/// A message about to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub id: String,
+    pub connector_id: String,
+    pub factory_id: String,
+    /// `message`, `verification_code` or `config_test`.
+    pub purpose: String,
+    /// The phone's last four digits.
+    pub phone_tail: String,
+    pub created_at: i64,
+}
+
+/// Something that happened to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageEvent {
+    pub at: i64,
+    pub status: DeliveryStatus,
+    /// The provider's own word (`delivered`, `DELIVRD`, `1: ACK/`); empty for the host's events.
+    pub provider_status: String,
+    pub error_code: String,
+    /// `send` (the send's outcome) or `report` (a delivery report).
+    pub source: EventSource,
+    /// The provider's id for the message, when this event tells it.
+    pub provider_message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    Send,
+    Report,
+}
+
+impl EventSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Send => "send",
+            EventSource::Report => "report",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "send" => EventSource::Send,
+            _ => EventSource::Report,
+        }
+    }
+}
+
+/// What recording an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// No such message (never sent here, or past the retention period).
+    UnknownMessage,
+    /// The same event was recorded before: a provider's retry.
+    Duplicate,
+    /// Kept in the timeline; the status stays (the event would move it back).
+    Kept,
+    /// Kept, and the message's status is now the event's.
+    Advanced,
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    pub id: String,
+    pub connector_id: String,
+    pub factory_id: String,
+    pub purpose: String,
+    pub phone_tail: String,
+    /// `None` until the send returned.
+    pub status: Option<DeliveryStatus>,
+    pub provider_message_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Which messages a list shows, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    pub status: Option<DeliveryStatus>,
+    pub connector_id: Option<String>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created strictly before this message (its id): the next page.
+    pub before_id: Option<String>,
+    pub limit: u32,
+}
+
+/// The message log's storage, one transaction per method.
+#[async_trait::async_trait]
+pub trait MessageLog: Send + Sync {
+    /// Writes a message before it is sent (no status yet).
+    async fn record_message(&self, message: NewMessage) -> Result<(), StoreError>;
+    /// Adds an event to a message's timeline; moves its status forward when the event does.
+    async fn record_event(
+        &self,
+        message_id: &str,
+        event: MessageEvent,
+    ) -> Result<EventOutcome, StoreError>;
+    async fn message(
+        &self,
+        id: &str,
+    ) -> Result<Option<(MessageRecord, Vec<MessageEvent>)>, StoreError>;
+    async fn messages(&self, filter: MessageFilter) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Deletes messages created before `before` (ms), with their events; how many.
+    async fn purge_messages(&self, before: i64) -> Result<usize, StoreError>;
+}
+
+/// A stored status text, as the enum; an unknown text (a newer host's) reads as `unknown`.
+pub fn parse_status(text: &str) -> DeliveryStatus {
+    DeliveryStatus::ALL
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .unwrap_or(DeliveryStatus::Unknown)
+}
+
+/// The outcome of an event on a message at `current` (`None`: the send has not returned).
+pub fn advances(current: Option<DeliveryStatus>, next: DeliveryStatus) -> bool {
+    match current {
+        None => true,
+        Some(current) => current.may_become(next),
+    }
+}

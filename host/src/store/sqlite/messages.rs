@@ -1,0 +1,327 @@
+//! The message log on SQLite: each operation a job of the writer's batch (group commit).
+
+use plugin_api::DeliveryStatus;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::store::message_log::{
+    advances, parse_status, EventOutcome, EventSource, MessageEvent, MessageFilter, MessageLog,
+    MessageRecord, NewMessage,
+};
+use crate::store::sqlite::SqliteStore;
+use crate::store::StoreError;
+
+/// The message log's tables (migration 3).
+pub(super) const V3_MESSAGE_LOG: &str = "
+CREATE TABLE messages (
+    id                   TEXT PRIMARY KEY,
+    connector_id         TEXT NOT NULL,
+    factory_id           TEXT NOT NULL,
+    purpose              TEXT NOT NULL,
+    phone_tail           TEXT NOT NULL,
+    status               TEXT,
+    provider_message_id  TEXT,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL
+);
+CREATE INDEX messages_by_creation ON messages (created_at);
+-- One row per distinct event: a provider's retried report is not a second one.
+CREATE TABLE message_events (
+    message_id       TEXT NOT NULL,
+    at               INTEGER NOT NULL,
+    status           TEXT NOT NULL,
+    provider_status  TEXT NOT NULL,
+    error_code       TEXT NOT NULL,
+    source           TEXT NOT NULL,
+    UNIQUE (message_id, source, status, provider_status, error_code)
+);
+";
+
+const MESSAGE_COLUMNS: &str = "id, connector_id, factory_id, purpose, phone_tail, status, provider_message_id, created_at, updated_at";
+
+#[async_trait::async_trait]
+impl MessageLog for SqliteStore {
+    async fn record_message(&self, message: NewMessage) -> Result<(), StoreError> {
+        self.writer
+            .run_batched(move |connection, _| {
+                connection.execute(
+                    "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    params![
+                        message.id,
+                        message.connector_id,
+                        message.factory_id,
+                        message.purpose,
+                        message.phone_tail,
+                        message.created_at
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn record_event(
+        &self,
+        message_id: &str,
+        event: MessageEvent,
+    ) -> Result<EventOutcome, StoreError> {
+        let message_id = message_id.to_owned();
+        self.writer
+            .run_batched(move |connection, _| record_event(connection, &message_id, &event))
+            .await
+    }
+
+    async fn message(
+        &self,
+        id: &str,
+    ) -> Result<Option<(MessageRecord, Vec<MessageEvent>)>, StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .run_batched(move |connection, _| {
+                let Some(record) = connection
+                    .query_row(
+                        &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
+                        params![id],
+                        message_from_row,
+                    )
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let mut statement = connection.prepare(
+                    "SELECT at, status, provider_status, error_code, source FROM message_events
+                     WHERE message_id = ?1 ORDER BY at, rowid",
+                )?;
+                let events = statement
+                    .query_map(params![id], |row| {
+                        Ok(MessageEvent {
+                            at: row.get(0)?,
+                            status: parse_status(&row.get::<_, String>(1)?),
+                            provider_status: row.get(2)?,
+                            error_code: row.get(3)?,
+                            source: EventSource::parse(&row.get::<_, String>(4)?),
+                            provider_message_id: None,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some((record, events)))
+            })
+            .await
+    }
+
+    async fn messages(&self, filter: MessageFilter) -> Result<Vec<MessageRecord>, StoreError> {
+        self.writer
+            .run_batched(move |connection, _| {
+                let mut statement = connection.prepare(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE (?1 IS NULL OR status = ?1)
+                       AND (?2 IS NULL OR connector_id = ?2)
+                       AND (?3 IS NULL OR created_at >= ?3)
+                       AND (?4 IS NULL OR id < ?4)
+                     ORDER BY id DESC LIMIT ?5"
+                ))?;
+                let rows = statement.query_map(
+                    params![
+                        filter.status.map(DeliveryStatus::as_str),
+                        filter.connector_id,
+                        filter.since,
+                        filter.before_id,
+                        filter.limit
+                    ],
+                    message_from_row,
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn purge_messages(&self, before: i64) -> Result<usize, StoreError> {
+        self.writer
+            .run_batched(move |connection, _| {
+                connection.execute(
+                    "DELETE FROM message_events WHERE message_id IN
+                       (SELECT id FROM messages WHERE created_at < ?1)",
+                    params![before],
+                )?;
+                Ok(connection.execute(
+                    "DELETE FROM messages WHERE created_at < ?1",
+                    params![before],
+                )?)
+            })
+            .await
+    }
+}
+
+fn record_event(
+    connection: &Connection,
+    message_id: &str,
+    event: &MessageEvent,
+) -> Result<EventOutcome, StoreError> {
+    let current: Option<Option<String>> = connection
+        .query_row(
+            "SELECT status FROM messages WHERE id = ?1",
+            params![message_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(current) = current else {
+        return Ok(EventOutcome::UnknownMessage);
+    };
+    let inserted = connection.execute(
+        "INSERT OR IGNORE INTO message_events (message_id, at, status, provider_status, error_code, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            message_id,
+            event.at,
+            event.status.as_str(),
+            event.provider_status,
+            event.error_code,
+            event.source.as_str()
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(EventOutcome::Duplicate);
+    }
+    // The provider's id is kept from the first event that tells it.
+    connection.execute(
+        "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, ?2), updated_at = ?3 WHERE id = ?1",
+        params![message_id, event.provider_message_id, event.at],
+    )?;
+    if !advances(current.as_deref().map(parse_status), event.status) {
+        return Ok(EventOutcome::Kept);
+    }
+    connection.execute(
+        "UPDATE messages SET status = ?2 WHERE id = ?1",
+        params![message_id, event.status.as_str()],
+    )?;
+    Ok(EventOutcome::Advanced)
+}
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        id: row.get(0)?,
+        connector_id: row.get(1)?,
+        factory_id: row.get(2)?,
+        purpose: row.get(3)?,
+        phone_tail: row.get(4)?,
+        status: row
+            .get::<_, Option<String>>(5)?
+            .as_deref()
+            .map(parse_status),
+        provider_message_id: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SecretsKeyring;
+
+    fn message(id: &str, created_at: i64) -> NewMessage {
+        NewMessage {
+            id: id.to_owned(),
+            connector_id: "c1".to_owned(),
+            factory_id: "twilio-short-message-service".to_owned(),
+            purpose: "verification_code".to_owned(),
+            phone_tail: "0123".to_owned(),
+            created_at,
+        }
+    }
+
+    fn event(at: i64, status: DeliveryStatus, source: EventSource) -> MessageEvent {
+        MessageEvent {
+            at,
+            status,
+            provider_status: status.as_str().to_owned(),
+            error_code: String::new(),
+            source,
+            provider_message_id: Some("SM1".to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn statuses_move_forward_reports_are_deduplicated_and_early_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keyring, _) =
+            SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.sqlite3"), keyring).unwrap();
+        store.record_message(message("m1", 1_000)).await.unwrap();
+        // A report before the send returned: kept, and the send's outcome does not undo it.
+        let delivered = event(1_500, DeliveryStatus::Delivered, EventSource::Report);
+        assert_eq!(
+            store.record_event("m1", delivered.clone()).await.unwrap(),
+            EventOutcome::Advanced
+        );
+        assert_eq!(
+            store.record_event("m1", delivered).await.unwrap(),
+            EventOutcome::Duplicate
+        );
+        assert_eq!(
+            store
+                .record_event(
+                    "m1",
+                    event(1_200, DeliveryStatus::Queued, EventSource::Send)
+                )
+                .await
+                .unwrap(),
+            EventOutcome::Kept
+        );
+        assert_eq!(
+            store
+                .record_event("m2", event(1, DeliveryStatus::Sent, EventSource::Report))
+                .await
+                .unwrap(),
+            EventOutcome::UnknownMessage
+        );
+        let (record, events) = store.message("m1").await.unwrap().unwrap();
+        assert_eq!(record.status, Some(DeliveryStatus::Delivered));
+        assert_eq!(record.provider_message_id.as_deref(), Some("SM1"));
+        assert_eq!(
+            events.iter().map(|event| event.status).collect::<Vec<_>>(),
+            [DeliveryStatus::Queued, DeliveryStatus::Delivered],
+            "in time order"
+        );
+
+        for (id, at) in [("m2", 2_000), ("m3", 3_000)] {
+            store.record_message(message(id, at)).await.unwrap();
+        }
+        let page = store
+            .messages(MessageFilter {
+                limit: 2,
+                ..MessageFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["m3", "m2"]
+        );
+        let next = store
+            .messages(MessageFilter {
+                limit: 2,
+                before_id: Some("m2".to_owned()),
+                ..MessageFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            next.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["m1"]
+        );
+        let delivered_only = store
+            .messages(MessageFilter {
+                limit: 10,
+                status: Some(DeliveryStatus::Delivered),
+                ..MessageFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(delivered_only.len(), 1);
+
+        assert_eq!(store.purge_messages(2_500).await.unwrap(), 2);
+        assert!(store.message("m1").await.unwrap().is_none());
+        assert!(store.message("m3").await.unwrap().is_some());
+    }
+}

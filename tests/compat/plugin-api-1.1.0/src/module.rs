@@ -1,0 +1,391 @@
+//! The host side of the boundary: a safe, std-typed view of a connector root module, whether
+//! it came from a `.so` (the host's loader) or was built in-process (vendors' tests, benchmarks).
+
+use abi_stable::library::{LibHeader, LibraryError};
+use abi_stable::std_types::{ROption, RResult, RStr, RString, RVec};
+
+use crate::ffi::{v1_0, FfiConnectorBox, FfiError, SmsConnectorModuleRef};
+use crate::{
+    ConnectorError, HttpResponse, PluginMetadata, SendProgress, SmsConnector, SmsMessage, Step,
+};
+
+/// A connector plugin's root module.
+#[derive(Clone, Copy)]
+pub struct ConnectorModule {
+    root: RootModule,
+}
+
+/// The root module, through the layouts of the plugin-api version the plugin was built
+/// against (see [`crate::ffi::v1_0`] for why there are several).
+#[derive(Clone, Copy)]
+enum RootModule {
+    /// 1.1 or later.
+    Current(SmsConnectorModuleRef),
+    V1_0(v1_0::SmsConnectorModuleRef),
+}
+
+impl ConnectorModule {
+    pub fn from_root_module(root: SmsConnectorModuleRef) -> Self {
+        Self {
+            root: RootModule::Current(root),
+        }
+    }
+
+    /// A module built against plugin-api 1.0.
+    pub fn from_root_module_1_0(root: v1_0::SmsConnectorModuleRef) -> Self {
+        Self {
+            root: RootModule::V1_0(root),
+        }
+    }
+
+    /// Opens a library's root module: through this version's layouts, or when the plugin was
+    /// built against an older 1.x (whose root module or vtable has fewer functions), through
+    /// that version's frozen ones. The error is the check against this version's layouts
+    /// when no version fits.
+    pub fn from_library(header: &'static LibHeader) -> Result<Self, LibraryError> {
+        match header.init_root_module::<SmsConnectorModuleRef>() {
+            Ok(root) => Ok(Self::from_root_module(root)),
+            Err(current_error @ LibraryError::AbiInstability(_)) => header
+                .init_root_module::<v1_0::SmsConnectorModuleRef>()
+                .map(Self::from_root_module_1_0)
+                .map_err(|_| current_error),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The plugin-api ABI the module was opened through: `1.1` (this version's) or `1.0`.
+    pub fn abi_version(&self) -> &'static str {
+        match self.root {
+            RootModule::Current(_) => "1.1",
+            RootModule::V1_0(_) => "1.0",
+        }
+    }
+
+    /// The same root module a `.so` exports, built in this process without dlopen: the whole
+    /// boundary (conversions, `catch_unwind`) runs, only the dynamic loading is skipped. Its
+    /// metadata reports the plugin version `in-process`.
+    pub fn in_process<Connector: SmsConnector>() -> Self {
+        extern "C" fn metadata_json_in_process<Connector: SmsConnector>(
+        ) -> RResult<RString, FfiError> {
+            crate::export::export_metadata::<Connector>("in-process")
+        }
+        Self::from_root_module(crate::export::root_module::<Connector>(
+            metadata_json_in_process::<Connector>,
+        ))
+    }
+
+    /// The metadata, parsed and checked.
+    pub fn metadata(&self) -> Result<PluginMetadata, MetadataError> {
+        let json = into_result(match self.root {
+            RootModule::Current(root) => (root.metadata_json())(),
+            RootModule::V1_0(root) => (root.metadata_json())(),
+        })
+        .map_err(MetadataError::Unavailable)?;
+        let metadata: PluginMetadata = serde_json::from_str(&json)
+            .map_err(|error| MetadataError::Invalid(error.to_string()))?;
+        match metadata.connector.problems().into_iter().next() {
+            Some(problem) => Err(MetadataError::Invalid(problem)),
+            None => Ok(metadata),
+        }
+    }
+
+    /// Validates a config; returns it normalized.
+    pub fn validate_config(
+        &self,
+        config: &serde_json::Value,
+    ) -> Result<serde_json::Value, ConnectorError> {
+        let config_json = config.to_string();
+        let normalized = into_result(match self.root {
+            RootModule::Current(root) => (root.validate_config())(config_json.as_str().into()),
+            RootModule::V1_0(root) => (root.validate_config())(config_json.as_str().into()),
+        })?;
+        serde_json::from_str(&normalized).map_err(|error| {
+            ConnectorError::general(format!(
+                "plugin returned a config that is not JSON: {error}"
+            ))
+        })
+    }
+
+    /// A config saved for an older build, migrated for this one; `Ok(None)` when the plugin
+    /// has no migration for it, or predates `migrate_config` (a 1.0 plugin).
+    pub fn migrate_config(
+        &self,
+        saved: &serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, ConnectorError> {
+        let migrate_config = match self.root {
+            RootModule::Current(root) => root.migrate_config(),
+            RootModule::V1_0(_) => None,
+        };
+        let Some(migrate_config) = migrate_config else {
+            return Ok(None);
+        };
+        let migrated = into_result(migrate_config(saved.to_string().as_str().into()))?;
+        migrated
+            .into_option()
+            .map(|config| {
+                serde_json::from_str(&config).map_err(|error| {
+                    ConnectorError::general(format!(
+                        "plugin migrated the config to something that is not JSON: {error}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// Builds a ready connector from a config (validating it again).
+    pub fn instantiate(
+        &self,
+        config: &serde_json::Value,
+    ) -> Result<ConnectorInstance, ConnectorError> {
+        let config_json = config.to_string();
+        let instance = match self.root {
+            RootModule::Current(root) => Instance::Current(into_result((root.instantiate())(
+                config_json.as_str().into(),
+            ))?),
+            RootModule::V1_0(root) => Instance::V1_0(into_result((root.instantiate())(
+                config_json.as_str().into(),
+            ))?),
+        };
+        Ok(ConnectorInstance { instance })
+    }
+}
+
+fn into_result<T>(result: RResult<T, FfiError>) -> Result<T, ConnectorError> {
+    result.into_result().map_err(ConnectorError::from)
+}
+
+/// Why a module's metadata cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataError {
+    /// The plugin returned an error or panicked while producing its metadata.
+    Unavailable(ConnectorError),
+    /// The metadata does not parse or breaks a rule (no `en` name, duplicate form keys, ...).
+    Invalid(String),
+}
+
+impl std::fmt::Display for MetadataError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataError::Unavailable(error) => write!(
+                formatter,
+                "the plugin could not produce its metadata: {}",
+                error.message
+            ),
+            MetadataError::Invalid(problem) => write!(formatter, "invalid metadata: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for MetadataError {}
+
+/// A configured connector living in a plugin. Cheap to share: `step` takes `&self`.
+pub struct ConnectorInstance {
+    instance: Instance,
+}
+
+enum Instance {
+    Current(FfiConnectorBox),
+    V1_0(v1_0::FfiConnectorBox),
+}
+
+impl Instance {
+    /// One step through whichever vtable the plugin has; a 1.0 plugin writes no notes.
+    fn step(
+        &self,
+        message: &SmsMessage,
+        state_json: RStr<'_>,
+        last_response: ROption<&HttpResponse>,
+        notes: Option<&mut RVec<RString>>,
+    ) -> RResult<Step, FfiError> {
+        match (self, notes) {
+            (Instance::Current(instance), Some(notes)) => {
+                instance.step_with_notes(message, state_json, last_response, notes)
+            }
+            (Instance::Current(instance), None) => {
+                instance.step(message, state_json, last_response)
+            }
+            (Instance::V1_0(instance), _) => instance.step(message, state_json, last_response),
+        }
+    }
+}
+
+impl ConnectorInstance {
+    /// The first step of a send. The plugin reads `message` in place, and the host reads the
+    /// step it returns in place: both are laid out for the boundary.
+    pub fn start(&self, message: &SmsMessage) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(message, "".into(), ROption::RNone, None))
+    }
+
+    /// The next step, after the host performed `previous`'s request and got `response`. The
+    /// state crosses back as the text the plugin wrote, never parsed by the host.
+    pub fn resume(
+        &self,
+        message: &SmsMessage,
+        previous: &Step,
+        response: &HttpResponse,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(
+            message,
+            previous.state_json().into(),
+            ROption::RSome(response),
+            None,
+        ))
+    }
+
+    /// [`ConnectorInstance::start`], with the plugin's notes appended to `notes` (a 1.0
+    /// plugin writes none).
+    pub fn start_with_notes(
+        &self,
+        message: &SmsMessage,
+        notes: &mut PluginNotes,
+    ) -> Result<Step, ConnectorError> {
+        into_result(
+            self.instance
+                .step(message, "".into(), ROption::RNone, Some(&mut notes.notes)),
+        )
+    }
+
+    /// [`ConnectorInstance::resume`], with the plugin's notes appended to `notes`.
+    pub fn resume_with_notes(
+        &self,
+        message: &SmsMessage,
+        previous: &Step,
+        response: &HttpResponse,
+        notes: &mut PluginNotes,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(
+            message,
+            previous.state_json().into(),
+            ROption::RSome(response),
+            Some(&mut notes.notes),
+        ))
+    }
+
+    /// A step from a [`SendProgress`], as a connector's own `step` takes it (test drivers).
+    pub fn step(
+        &self,
+        message: &SmsMessage,
+        progress: SendProgress<'_>,
+    ) -> Result<Step, ConnectorError> {
+        let state_json = if progress.state().is_null() {
+            String::new()
+        } else {
+            progress.state().to_string()
+        };
+        into_result(self.instance.step(
+            message,
+            state_json.as_str().into(),
+            progress.last_response().into(),
+            None,
+        ))
+    }
+}
+
+/// The notes a plugin wrote during steps ([`SendProgress::note`]), as the host receives them.
+#[derive(Debug, Default)]
+pub struct PluginNotes {
+    notes: RVec<RString>,
+}
+
+impl PluginNotes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The notes received so far, taken out in the order written.
+    pub fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
+        self.notes.drain(..).map(RString::into_string)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConnectorMetadata, HttpRequest, TemplateType};
+
+    struct Noting;
+
+    impl SmsConnector for Noting {
+        type Config = serde_json::Value;
+
+        fn metadata() -> ConnectorMetadata {
+            ConnectorMetadata {
+                id: "noting".to_owned(),
+                target: "noting".to_owned(),
+                name: crate::english("Noting"),
+                description: crate::english("Writes notes."),
+                readme: String::new(),
+                logo: None,
+                logo_dark: None,
+                config_template: "{}".to_owned(),
+                form_items: Vec::new(),
+            }
+        }
+
+        fn from_config(_config: Self::Config) -> Result<Self, ConnectorError> {
+            Ok(Noting)
+        }
+
+        fn step(
+            &self,
+            _message: &SmsMessage,
+            progress: SendProgress<'_>,
+        ) -> Result<Step, ConnectorError> {
+            match progress.last_response() {
+                None => {
+                    progress.note("built the request");
+                    Ok(Step::http(HttpRequest::new(
+                        "POST",
+                        "https://sms.example/send",
+                    )))
+                }
+                Some(response) if response.status() == 429 => {
+                    progress.note(format!("the provider answered {}", response.status()));
+                    Err(ConnectorError::rate_limit_exceeded("throttled")
+                        .with_retry_after(response.retry_after().unwrap_or_default()))
+                }
+                Some(_) => {
+                    progress.note("about to panic");
+                    panic!("boom")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn notes_cross_the_boundary_with_the_step_and_survive_errors_and_panics() {
+        let module = ConnectorModule::in_process::<Noting>();
+        let instance = module.instantiate(&serde_json::json!({})).unwrap();
+        let message = SmsMessage::new(
+            "+15550100",
+            TemplateType::Generic,
+            crate::Payload::default(),
+        );
+        let mut notes = PluginNotes::new();
+
+        let step = instance.start_with_notes(&message, &mut notes).unwrap();
+        assert_eq!(notes.drain().collect::<Vec<_>>(), ["built the request"]);
+        assert_eq!(
+            instance.start(&message).unwrap(),
+            step,
+            "the plain step is the same"
+        );
+
+        let throttled = HttpResponse::new(429, Vec::new()).with_header("Retry-After", "7");
+        let error = instance
+            .resume_with_notes(&message, &step, &throttled, &mut notes)
+            .unwrap_err();
+        assert_eq!(error.retry_after(), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(
+            notes.drain().collect::<Vec<_>>(),
+            ["the provider answered 429"]
+        );
+
+        let ok = HttpResponse::new(200, Vec::new());
+        let panicked = instance
+            .resume_with_notes(&message, &step, &ok, &mut notes)
+            .unwrap_err();
+        assert!(panicked.message.contains("panicked in step"), "{panicked}");
+        assert_eq!(notes.drain().collect::<Vec<_>>(), ["about to panic"]);
+    }
+}
