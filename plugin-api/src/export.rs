@@ -122,6 +122,42 @@ pub fn root_module<Connector: SmsConnector>(
 
 struct ExportedConnector<Connector>(Connector);
 
+impl<Connector: SmsConnector> ExportedConnector<Connector> {
+    /// One step: the progress built from what crossed, with the host's context when it gave
+    /// one, and the notes collected only when it asked for them (so `notes_wanted` is true
+    /// only then).
+    fn run_step(
+        &self,
+        message: &SmsMessage,
+        state_json: RStr<'_>,
+        last_response: ROption<&HttpResponse>,
+        context: Option<&SendContext>,
+        notes: Option<&mut RVec<RString>>,
+    ) -> RResult<Step, FfiError> {
+        let step_notes = StepNotes::new();
+        let notes_wanted = notes.is_some();
+        let result = guarded("step", || {
+            let state = crate::exchange::state_from_json(state_json.as_str())?;
+            let mut progress = match last_response.into_option() {
+                Some(response) => SendProgress::after(state, response),
+                None => SendProgress::start(),
+            };
+            if notes_wanted {
+                progress = progress.with_notes(&step_notes);
+            }
+            if let Some(context) = context {
+                progress = progress.with_context(context);
+            }
+            self.0.step(message, progress)
+        });
+        // Notes written before an error or a panic still tell what the step did.
+        if let Some(notes) = notes {
+            notes.extend(step_notes.take().into_iter().map(RString::from));
+        }
+        to_ffi_result(result)
+    }
+}
+
 impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
     fn step(
         &self,
@@ -129,14 +165,7 @@ impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
         state_json: RStr<'_>,
         last_response: ROption<&HttpResponse>,
     ) -> RResult<Step, FfiError> {
-        to_ffi_result(guarded("step", || {
-            let state = crate::exchange::state_from_json(state_json.as_str())?;
-            let progress = match last_response.into_option() {
-                Some(response) => SendProgress::after(state, response),
-                None => SendProgress::start(),
-            };
-            self.0.step(message, progress)
-        }))
+        self.run_step(message, state_json, last_response, None, None)
     }
 
     fn step_with_notes(
@@ -146,18 +175,7 @@ impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
         last_response: ROption<&HttpResponse>,
         notes: &mut RVec<RString>,
     ) -> RResult<Step, FfiError> {
-        let step_notes = StepNotes::new();
-        let result = guarded("step", || {
-            let state = crate::exchange::state_from_json(state_json.as_str())?;
-            let progress = match last_response.into_option() {
-                Some(response) => SendProgress::after(state, response),
-                None => SendProgress::start(),
-            };
-            self.0.step(message, progress.with_notes(&step_notes))
-        });
-        // Notes written before an error or a panic still tell what the step did.
-        notes.extend(step_notes.take().into_iter().map(RString::from));
-        to_ffi_result(result)
+        self.run_step(message, state_json, last_response, None, Some(notes))
     }
 
     fn step_in_context(
@@ -166,22 +184,15 @@ impl<Connector: SmsConnector> FfiConnector for ExportedConnector<Connector> {
         context: &SendContext,
         state_json: RStr<'_>,
         last_response: ROption<&HttpResponse>,
-        notes: &mut RVec<RString>,
+        notes: ROption<&mut RVec<RString>>,
     ) -> RResult<Step, FfiError> {
-        let step_notes = StepNotes::new();
-        let result = guarded("step", || {
-            let state = crate::exchange::state_from_json(state_json.as_str())?;
-            let progress = match last_response.into_option() {
-                Some(response) => SendProgress::after(state, response),
-                None => SendProgress::start(),
-            };
-            self.0.step(
-                message,
-                progress.with_notes(&step_notes).with_context(context),
-            )
-        });
-        notes.extend(step_notes.take().into_iter().map(RString::from));
-        to_ffi_result(result)
+        self.run_step(
+            message,
+            state_json,
+            last_response,
+            Some(context),
+            notes.into_option(),
+        )
     }
 
     fn parse_delivery_report(&self, report: &InboundReport) -> RResult<RString, FfiError> {

@@ -87,18 +87,22 @@ pub trait FfiConnector: Send + Sync {
         self.step(message, state_json, last_response)
     }
 
-    /// Since 1.2: `step_with_notes`, with the host's context for the send (its message id
-    /// and delivery-report URL).
+    /// Since 1.2: a step with the host's context for the send (its message id and
+    /// delivery-report URL), and the plugin's notes appended to `notes` when the host wants
+    /// them (`RNone`: it does not, and the plugin need not write any).
     fn step_in_context(
         &self,
         message: &SmsMessage,
         context: &SendContext,
         state_json: RStr<'_>,
         last_response: ROption<&HttpResponse>,
-        notes: &mut RVec<RString>,
+        notes: ROption<&mut RVec<RString>>,
     ) -> RResult<Step, FfiError> {
         let _ = context;
-        self.step_with_notes(message, state_json, last_response, notes)
+        match notes.into_option() {
+            Some(notes) => self.step_with_notes(message, state_json, last_response, notes),
+            None => self.step(message, state_json, last_response),
+        }
     }
 
     /// Since 1.2: a delivery report read into `[DeliveryReport]` JSON, or why not (the

@@ -233,10 +233,7 @@ impl Instance {
                     notes,
                 },
             ) => {
-                // An empty RVec does not allocate: no notes wanted costs nothing.
-                let mut unwanted = RVec::new();
-                let notes = notes.unwrap_or(&mut unwanted);
-                instance.step_in_context(message, context, state_json, last_response, notes)
+                instance.step_in_context(message, context, state_json, last_response, notes.into())
             }
             (
                 Instance::Current(instance),
@@ -455,9 +452,15 @@ mod tests {
             match progress.last_response() {
                 None => {
                     progress.note("built the request");
+                    // What the step was given, where the test can read it.
                     Ok(Step::http(HttpRequest::new(
                         "POST",
-                        "https://sms.example/send",
+                        format!(
+                            "https://sms.example/send?notes_wanted={}&message={}&report={}",
+                            progress.notes_wanted(),
+                            progress.message_id().unwrap_or("none"),
+                            progress.delivery_report_url().unwrap_or("none")
+                        ),
                     )))
                 }
                 Some(response) if response.status() == 429 => {
@@ -487,10 +490,29 @@ mod tests {
         let step = instance.start_with_notes(&message, &mut notes).unwrap();
         assert_eq!(notes.drain().collect::<Vec<_>>(), ["built the request"]);
         assert_eq!(
-            instance.start(&message).unwrap(),
-            step,
-            "the plain step is the same"
+            step.request().unwrap().url(),
+            "https://sms.example/send?notes_wanted=true&message=none&report=none"
         );
+        assert_eq!(
+            instance.start(&message).unwrap().request().unwrap().url(),
+            "https://sms.example/send?notes_wanted=false&message=none&report=none",
+            "a plain step collects no notes"
+        );
+        let context = SendContext::new(
+            "m-1",
+            Some("https://hosts.example/dlr/c?m=m-1&t=x".to_owned()),
+        );
+        let in_context = instance.start_in_context(&message, &context, None).unwrap();
+        assert_eq!(
+            in_context.request().unwrap().url(),
+            "https://sms.example/send?notes_wanted=false&message=m-1&report=https://hosts.example/dlr/c?m=m-1&t=x",
+            "the context reaches the plugin; notes are not wanted"
+        );
+        let noted = instance
+            .start_in_context(&message, &context, Some(&mut notes))
+            .unwrap();
+        assert!(noted.request().unwrap().url().contains("notes_wanted=true"));
+        assert_eq!(notes.drain().collect::<Vec<_>>(), ["built the request"]);
 
         let throttled = HttpResponse::new(429, Vec::new()).with_header("Retry-After", "7");
         let error = instance
