@@ -1319,7 +1319,7 @@ fn delivery_reports_follow_a_message_to_delivered_and_forged_ones_are_refused() 
     let (_, again) = host.get(&format!("/api/messages/{message_id}"));
     assert_eq!(again["events"].as_array().unwrap().len(), 2, "{again}");
 
-    // Forged: another token, no token, another connector's path, an unknown connector.
+    // Forged: another token, no token, another connector's path.
     let forged = report_path.replace("&t=", "&t=AAAA");
     let (status, body) = report(&forged, &json!({"status": "failed"}));
     assert_eq!(
@@ -1335,8 +1335,8 @@ fn delivery_reports_follow_a_message_to_delivered_and_forged_ones_are_refused() 
     );
     assert_eq!(
         (status, body["code"].clone()),
-        (404, json!("entity.not_found")),
-        "{body}"
+        (403, json!("delivery_report.forbidden")),
+        "another connector's path: {body}"
     );
     let (status, body) = report(report_path, &json!({"state": "delivered"}));
     assert_eq!(
@@ -1367,6 +1367,18 @@ fn delivery_reports_follow_a_message_to_delivered_and_forged_ones_are_refused() 
         late["events"].as_array().unwrap().len(),
         3,
         "kept in the timeline: {late}"
+    );
+
+    // Deleted: its reports' tokens are still the host's, but nothing reads them any more.
+    assert_eq!(
+        host.delete(&format!("/api/connectors/{connector_id}")).0,
+        204
+    );
+    let (status, body) = report(report_path, &json!({"status": "failed"}));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (404, json!("entity.not_found")),
+        "{body}"
     );
 
     let (status, listed) = host.get("/api/messages?status=delivered&limit=5");
