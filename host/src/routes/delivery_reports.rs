@@ -44,13 +44,6 @@ pub async fn receive_report(
         url.push('?');
         url.push_str(&query);
     }
-    let parameters: Vec<(String, String)> = form_urlencoded_pairs(&query);
-    let parameter = |name: &str| {
-        parameters
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
     let report = headers
         .iter()
         .fold(
@@ -60,6 +53,13 @@ pub async fn receive_report(
             },
         )
         .with_body(body.to_vec());
+    let parameters = report.query_pairs();
+    let parameter = |name: &str| {
+        parameters
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
     let live = state.live.current();
     let live_instance = live.as_ref().and_then(|live| match &live.status {
         crate::live::live_connector::LiveStatus::Ready { instance, .. } => Some(LiveInstance {
@@ -94,14 +94,4 @@ pub async fn receive_report(
             Err(ApiError::from(refusal))
         }
     }
-}
-
-fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://query.invalid/?{query}"))
-        .map(|url| {
-            url.query_pairs()
-                .map(|(name, value)| (name.into_owned(), value.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
 }

@@ -115,10 +115,6 @@ impl MessageTracking {
         if !self.enabled {
             return SendContext::new(id, None);
         }
-        let tail: String = {
-            let digits: Vec<char> = phone_e164.chars().filter(char::is_ascii_digit).collect();
-            digits[digits.len().saturating_sub(4)..].iter().collect()
-        };
         let written = self
             .log
             .record_message(NewMessage {
@@ -126,7 +122,7 @@ impl MessageTracking {
                 connector_id: connector_id.unwrap_or_default().to_owned(),
                 factory_id: factory_id.to_owned(),
                 purpose: purpose.to_owned(),
-                phone_tail: tail,
+                phone_tail: crate::send::phone_tail(phone_e164).to_owned(),
                 created_at: now_millis(),
             })
             .await;

@@ -188,12 +188,17 @@ impl<'a> SendTarget<'a> {
 
 /// `+12015550123` → `***0123`.
 pub fn masked_phone(e164: &str) -> String {
+    format!("***{}", phone_tail(e164))
+}
+
+/// The last four characters of an E.164 number: all of it that logs and the message log keep.
+pub fn phone_tail(e164: &str) -> &str {
     let last_four_start = e164
         .char_indices()
         .rev()
         .nth(3)
         .map_or(0, |(index, _)| index);
-    format!("***{}", &e164[last_four_start..])
+    &e164[last_four_start..]
 }
 
 /// Refuses a recipient outside the allowlist, before anything is sent.

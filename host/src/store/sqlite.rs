@@ -205,11 +205,12 @@ impl ConnectorStore for SqliteStore {
         let (read, previous_copy_id) = (read.clone(), previous_copy_id.to_owned());
         self.writer
             .run_batched(move |connection, keyring| {
-                if select_one(connection, keyring, &read.id)?.as_ref() != Some(&read) {
-                    return update(connection, keyring, &read, migrated, read.metadata.clone());
+                // One job, one savepoint: a copy that fails to insert undoes the update.
+                let outcome = update(connection, keyring, &read, migrated, read.metadata.clone())?;
+                if matches!(outcome, UpdateOutcome::Updated(_)) {
+                    insert_retired_copy(connection, keyring, &read, &previous_copy_id)?;
                 }
-                insert_retired_copy(connection, keyring, &read, &previous_copy_id)?;
-                update(connection, keyring, &read, migrated, read.metadata.clone())
+                Ok(outcome)
             })
             .await
     }
