@@ -295,6 +295,8 @@ pub async fn serve(
             "requests still running after --shutdown-timeout-secs; exiting anyway"
         );
     }
+    // The message log's queued writes (the last sends' messages and outcomes) reach the store.
+    state.sender.tracking.flush().await;
     if let Some(sqlite) = state.store_backend.embedded() {
         crate::protection::persistence::save(&state.sender.protection, sqlite, false).await;
     }

@@ -371,8 +371,8 @@ impl AppState {
         );
         let tracking = crate::send::message_tracking::MessageTracking::load(
             match &backend {
-                StoreBackend::Embedded(sqlite) => Box::new(sqlite.clone()),
-                StoreBackend::Shared(postgres) => Box::new(postgres.as_ref().clone()),
+                StoreBackend::Embedded(sqlite) => Arc::new(sqlite.clone()),
+                StoreBackend::Shared(postgres) => Arc::new(postgres.as_ref().clone()),
             },
             backend.store(),
             &config.delivery_reports,

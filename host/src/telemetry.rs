@@ -97,6 +97,7 @@ pub const METRICS: &[MetricDescription] = &[
     metric("sms_delivery_reports_total", MetricKind::Counter, "Delivery reports read, by connector (factory) and the status they give (queued, sent, delivered, undelivered, failed, unknown)."),
     metric("sms_send_to_delivered_seconds", MetricKind::Histogram, "Time from a send to its first delivered report, by connector (factory)."),
     metric("sms_delivery_report_refusals_total", MetricKind::Counter, "Delivery reports refused, by reason: unknown_connector, bad_token, bad_signature, malformed, unsupported, unavailable, store."),
+    metric("sms_message_log_writes_lost_total", MetricKind::Counter, "Message-log writes (a message or a send's outcome) the store refused: the sends went out, their log entries are missing."),
     metric("sms_delivery_reports_unmatched_total", MetricKind::Counter, "Delivery reports for a message the log does not have (never sent here, or past its retention): answered 200 and counted."),
     metric("sms_send_failures_total", MetricKind::Counter, "Failed sends, by factory and error: the connector's error code (invalid_config, rate_limit_exceeded, ...), unreachable (not sent) or outcome_unknown (maybe sent)."),
     metric("sms_send_duration_seconds", MetricKind::Histogram, "Time of a send through a connector, by factory."),

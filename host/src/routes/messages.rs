@@ -202,7 +202,6 @@ pub async fn get_message(
         state
             .sender
             .tracking
-            .log()
             .message(&id)
             .await?
             .ok_or(ApiError::NotFound {
@@ -249,7 +248,6 @@ pub async fn list_messages(
     let records = state
         .sender
         .tracking
-        .log()
         .messages(crate::store::message_log::MessageFilter {
             status,
             connector_id: query.connector_id,

@@ -140,8 +140,7 @@ pub async fn receive(
     let mut statuses = Vec::with_capacity(reports.len());
     for report in reports {
         let outcome = tracking
-            .log()
-            .record_event(
+            .record_report(
                 message_id,
                 MessageEvent {
                     at: now_millis(),

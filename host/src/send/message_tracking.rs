@@ -1,8 +1,10 @@
 //! Every send's place in the message log: the host's id for it (a UUIDv7), the URL the
 //! provider reports its delivery to, and what the send itself said. The log is what an
-//! operator reads for "did the code arrive?"; writing it never stops a send (a failed write
-//! is logged, and a report for that message is then counted as unknown).
+//! operator reads for "did the code arrive?"; writing it never stops a send: the send queues
+//! its writes and goes on (`message_log_writer`), a failed write is logged, and a report for
+//! that message is then counted as unknown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -11,7 +13,11 @@ use plugin_api::{DeliveryStatus, SendContext, SendReceipt};
 use sha2::Sha256;
 
 use crate::send::executor::DeliveryError;
-use crate::store::message_log::{EventSource, MessageEvent, MessageLog, NewMessage};
+use crate::send::message_log_writer::MessageLogWriter;
+use crate::store::message_log::{
+    EventOutcome, EventSource, MessageEvent, MessageFilter, MessageLog, MessageRecord,
+    MessageWrite, NewMessage,
+};
 use crate::store::{now_millis, Store, StoreError};
 
 /// The store setting holding the key of report URLs' tokens.
@@ -42,7 +48,9 @@ impl Default for DeliveryReportSettings {
 
 /// The message log as the send path writes it.
 pub struct MessageTracking {
-    log: Box<dyn MessageLog>,
+    log: Arc<dyn MessageLog>,
+    /// The send path's writes, queued and written in batches.
+    writer: MessageLogWriter,
     /// `false` with `--message-log off`.
     enabled: bool,
     public_url: Option<String>,
@@ -56,13 +64,15 @@ pub const MESSAGE_PARAMETER: &str = "m";
 pub const TOKEN_PARAMETER: &str = "t";
 
 impl MessageTracking {
-    /// The error: a key HMAC refuses (it takes any length; kept for the type's sake).
+    /// Starts the log's writer on the current tokio runtime. The error: a key HMAC refuses
+    /// (it takes any length; kept for the type's sake).
     pub fn new(
-        log: Box<dyn MessageLog>,
+        log: Arc<dyn MessageLog>,
         settings: &DeliveryReportSettings,
         token_key: &[u8],
     ) -> Result<Self, hmac::digest::InvalidLength> {
         Ok(Self {
+            writer: MessageLogWriter::spawn(Arc::clone(&log)),
             log,
             enabled: settings.message_log,
             public_url: settings
@@ -76,7 +86,7 @@ impl MessageTracking {
     /// The tracking of a host: its report-token key is the store's (made by the first host of
     /// a database, read by every other).
     pub async fn load(
-        log: Box<dyn MessageLog>,
+        log: Arc<dyn MessageLog>,
         store: &dyn Store,
         settings: &DeliveryReportSettings,
     ) -> Result<Self, StoreError> {
@@ -98,11 +108,56 @@ impl MessageTracking {
             .map_err(|error| StoreError::Failed(format!("the report-token key: {error}")))
     }
 
+    /// The store's log, for what needs no write queued before it (the retention purge).
     pub fn log(&self) -> &dyn MessageLog {
         self.log.as_ref()
     }
 
-    /// Writes a message about to be sent; returns the context its plugin is given. A
+    /// Returns once every write queued so far is in the store: a drain calls it last.
+    pub async fn flush(&self) {
+        self.writer.flush().await;
+    }
+
+    /// A message and its timeline, with every send queued so far written first.
+    pub async fn message(
+        &self,
+        id: &str,
+    ) -> Result<Option<(MessageRecord, Vec<MessageEvent>)>, StoreError> {
+        self.writer.flush().await;
+        self.log.message(id).await
+    }
+
+    /// Recent messages, with every send queued so far written first.
+    pub async fn messages(&self, filter: MessageFilter) -> Result<Vec<MessageRecord>, StoreError> {
+        self.writer.flush().await;
+        self.log.messages(filter).await
+    }
+
+    /// Adds a delivery report's event, after the writes queued so far: the message a report
+    /// names was queued before its provider heard of it, so it is there.
+    pub async fn record_report(
+        &self,
+        message_id: &str,
+        event: MessageEvent,
+    ) -> Result<EventOutcome, StoreError> {
+        self.writer.flush().await;
+        let mut waits = 0;
+        loop {
+            let outcome = self.log.record_event(message_id, event.clone()).await?;
+            // Another host of the database sent it and may not have written it yet: its
+            // batch is milliseconds away, a provider's report usually further.
+            if outcome != EventOutcome::UnknownMessage
+                || waits == REPORT_WAITS_FOR_A_RECENT_MESSAGE
+                || !minted_within(message_id, RECENT_MESSAGE)
+            {
+                return Ok(outcome);
+            }
+            waits += 1;
+            tokio::time::sleep(REPORT_WAIT).await;
+        }
+    }
+
+    /// Queues a message about to be sent; returns the context its plugin is given. A
     /// config under test (no `connector_id`) gets no report URL.
     pub async fn begin(
         &self,
@@ -115,26 +170,21 @@ impl MessageTracking {
         if !self.enabled {
             return SendContext::new(id, None);
         }
-        let written = self
-            .log
-            .record_message(NewMessage {
+        self.writer
+            .queue(MessageWrite::Message(NewMessage {
                 id: id.clone(),
                 connector_id: connector_id.unwrap_or_default().to_owned(),
                 factory_id: factory_id.to_owned(),
                 purpose: purpose.to_owned(),
                 phone_tail: crate::send::phone_tail(phone_e164).to_owned(),
                 created_at: now_millis(),
-            })
+            }))
             .await;
-        if let Err(error) = written {
-            tracing::warn!(message_id = %id, %error, "the message log did not record a send; it goes on without a delivery report URL");
-            return SendContext::new(id, None);
-        }
         let report_url = connector_id.and_then(|connector_id| self.report_url(connector_id, &id));
         SendContext::new(id, report_url)
     }
 
-    /// What the send said: accepted by the provider (`queued`), refused (`failed`), or
+    /// Queues what the send said: accepted by the provider (`queued`), refused (`failed`), or
     /// maybe sent (`unknown`).
     pub async fn finish(&self, message_id: &str, result: &Result<SendReceipt, DeliveryError>) {
         if !self.enabled {
@@ -171,9 +221,12 @@ impl MessageTracking {
             source: EventSource::Send,
             provider_message_id,
         };
-        if let Err(error) = self.log.record_event(message_id, event).await {
-            tracing::warn!(%message_id, %error, "the message log did not record a send's outcome");
-        }
+        self.writer
+            .queue(MessageWrite::Event {
+                message_id: message_id.to_owned(),
+                event,
+            })
+            .await;
     }
 
     /// `{public}/dlr/{connectorId}?m={messageId}&t={token}`, or `None` without a public URL.
@@ -210,5 +263,51 @@ impl MessageTracking {
     }
 }
 
+/// How long after its send a message may still be in another host's queue.
+const RECENT_MESSAGE: Duration = Duration::from_secs(30);
+const REPORT_WAIT: Duration = Duration::from_millis(250);
+const REPORT_WAITS_FOR_A_RECENT_MESSAGE: u32 = 4;
+
+/// Whether a message id (a UUIDv7, which carries its creation time) was made within `age`.
+fn minted_within(message_id: &str, age: Duration) -> bool {
+    let Some(minted_ms) = uuid::Uuid::parse_str(message_id)
+        .ok()
+        .and_then(|id| id.get_timestamp())
+        .map(|timestamp| {
+            let (seconds, nanos) = timestamp.to_unix();
+            i64::try_from(seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000)
+                .saturating_add(i64::from(nanos / 1_000_000))
+        })
+    else {
+        return false;
+    };
+    let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+    (now_millis() - minted_ms).abs() <= age_ms
+}
+
 /// 128 bits: a forged report would have to guess them.
 const TOKEN_BYTES: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_id_tells_its_age() {
+        let fresh = uuid::Uuid::now_v7().to_string();
+        assert!(minted_within(&fresh, RECENT_MESSAGE));
+        // 2024-12-06, a UUIDv7 of then.
+        let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            1_733_443_200,
+            0,
+        ))
+        .to_string();
+        assert!(!minted_within(&old, RECENT_MESSAGE));
+        assert!(!minted_within("not-an-id", RECENT_MESSAGE));
+        // A UUIDv4 carries no time.
+        assert!(!minted_within("936da01f-9abd-4d9d-80c7-02af85c822a8", RECENT_MESSAGE));
+    }
+}

@@ -21,6 +21,7 @@ pub mod config_test;
 pub mod delivery_reports;
 pub mod executor;
 pub mod flow_control;
+pub mod message_log_writer;
 pub mod message_tracking;
 pub mod metrics;
 pub mod outbox;

@@ -99,6 +99,17 @@ pub struct MessageFilter {
     pub limit: u32,
 }
 
+/// One write of the send path, queued and written with others in one transaction
+/// (`MessageLog::record_writes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageWrite {
+    Message(NewMessage),
+    Event {
+        message_id: String,
+        event: MessageEvent,
+    },
+}
+
 /// The message log's storage, one transaction per method.
 #[async_trait::async_trait]
 pub trait MessageLog: Send + Sync {
@@ -117,6 +128,9 @@ pub trait MessageLog: Send + Sync {
     async fn messages(&self, filter: MessageFilter) -> Result<Vec<MessageRecord>, StoreError>;
     /// Deletes messages created before `before` (ms), with their events; how many.
     async fn purge_messages(&self, before: i64) -> Result<usize, StoreError>;
+    /// Writes messages and events in order, in one transaction: the send path's writes,
+    /// batched. An event for a message that is not there is skipped, as `record_event` does.
+    async fn record_writes(&self, writes: Vec<MessageWrite>) -> Result<(), StoreError>;
 }
 
 /// A stored status text, as the enum; an unknown text (a newer host's) reads as `unknown`.

@@ -5,7 +5,7 @@ use plugin_api::DeliveryStatus;
 
 use crate::store::message_log::{
     advances, parse_status, EventOutcome, EventSource, MessageEvent, MessageFilter, MessageLog,
-    MessageRecord, NewMessage,
+    MessageRecord, MessageWrite, NewMessage,
 };
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreError;
@@ -16,21 +16,10 @@ const MESSAGE_COLUMNS: &str = "id, connector_id, factory_id, purpose, phone_tail
 impl MessageLog for PostgresStore {
     async fn record_message(&self, message: NewMessage) -> Result<(), StoreError> {
         self.within_deadline(async {
-            self.client()
-                .await?
-                .execute(
-                    "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                    &[
-                        &message.id,
-                        &message.connector_id,
-                        &message.factory_id,
-                        &message.purpose,
-                        &message.phone_tail,
-                        &message.created_at,
-                    ],
-                )
-                .await?;
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            insert_message(&transaction, &message).await?;
+            transaction.commit().await?;
             Ok(())
         })
         .await
@@ -44,52 +33,7 @@ impl MessageLog for PostgresStore {
         self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
-            // Locked: two hosts reading one message's reports apply them one after the other.
-            let current = transaction
-                .query_opt(
-                    "SELECT status FROM messages WHERE id = $1 FOR UPDATE",
-                    &[&message_id],
-                )
-                .await?;
-            let Some(current) = current else {
-                return Ok(EventOutcome::UnknownMessage);
-            };
-            let current: Option<String> = current.try_get(0)?;
-            let inserted = transaction
-                .execute(
-                    "INSERT INTO message_events (message_id, at, status, provider_status, error_code, source)
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                    &[
-                        &message_id,
-                        &event.at,
-                        &event.status.as_str(),
-                        &event.provider_status,
-                        &event.error_code,
-                        &event.source.as_str(),
-                    ],
-                )
-                .await?;
-            if inserted == 0 {
-                transaction.commit().await?;
-                return Ok(EventOutcome::Duplicate);
-            }
-            transaction
-                .execute(
-                    "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $2), updated_at = $3 WHERE id = $1",
-                    &[&message_id, &event.provider_message_id, &event.at],
-                )
-                .await?;
-            let outcome = if advances(current.as_deref().map(parse_status), event.status) {
-                transaction
-                    .execute(
-                        "UPDATE messages SET status = $2 WHERE id = $1",
-                        &[&message_id, &event.status.as_str()],
-                    )
-                    .await?;
-                EventOutcome::Advanced
-            } else {
-                EventOutcome::Kept
-            };
+            let outcome = record_event(&transaction, message_id, &event).await?;
             transaction.commit().await?;
             Ok(outcome)
         })
@@ -176,6 +120,107 @@ impl MessageLog for PostgresStore {
         })
         .await
     }
+
+    async fn record_writes(&self, writes: Vec<MessageWrite>) -> Result<(), StoreError> {
+        self.within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            for write in &writes {
+                match write {
+                    MessageWrite::Message(message) => insert_message(&transaction, message).await?,
+                    MessageWrite::Event { message_id, event } => {
+                        record_event(&transaction, message_id, event).await?;
+                    }
+                }
+            }
+            transaction.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+async fn insert_message(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    message: &NewMessage,
+) -> Result<(), StoreError> {
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .await?;
+    transaction
+        .execute(
+            &statement,
+            &[
+                &message.id,
+                &message.connector_id,
+                &message.factory_id,
+                &message.purpose,
+                &message.phone_tail,
+                &message.created_at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn record_event(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    message_id: &str,
+    event: &MessageEvent,
+) -> Result<EventOutcome, StoreError> {
+    // Locked: two hosts reading one message's reports apply them one after the other.
+    let current = transaction
+        .query_opt(
+            "SELECT status FROM messages WHERE id = $1 FOR UPDATE",
+            &[&message_id],
+        )
+        .await?;
+    let Some(current) = current else {
+        return Ok(EventOutcome::UnknownMessage);
+    };
+    let current: Option<String> = current.try_get(0)?;
+    let inserted = transaction
+        .execute(
+            "INSERT INTO message_events (message_id, at, status, provider_status, error_code, source)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &message_id,
+                &event.at,
+                &event.status.as_str(),
+                &event.provider_status,
+                &event.error_code,
+                &event.source.as_str(),
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(EventOutcome::Duplicate);
+    }
+    let advanced = advances(current.as_deref().map(parse_status), event.status);
+    // The provider's id is kept from the first event that tells it; the status moves only
+    // forward.
+    transaction
+        .execute(
+            "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, $2), updated_at = $3,
+                 status = CASE WHEN $4 THEN $5 ELSE status END
+             WHERE id = $1",
+            &[
+                &message_id,
+                &event.provider_message_id,
+                &event.at,
+                &advanced,
+                &event.status.as_str(),
+            ],
+        )
+        .await?;
+    Ok(if advanced {
+        EventOutcome::Advanced
+    } else {
+        EventOutcome::Kept
+    })
 }
 
 fn message_from_row(row: &tokio_postgres::Row) -> Result<MessageRecord, StoreError> {

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::message_log::{
     advances, parse_status, EventOutcome, EventSource, MessageEvent, MessageFilter, MessageLog,
-    MessageRecord, NewMessage,
+    MessageRecord, MessageWrite, NewMessage,
 };
 use crate::store::sqlite::SqliteStore;
 use crate::store::StoreError;
@@ -42,21 +42,7 @@ const MESSAGE_COLUMNS: &str = "id, connector_id, factory_id, purpose, phone_tail
 impl MessageLog for SqliteStore {
     async fn record_message(&self, message: NewMessage) -> Result<(), StoreError> {
         self.writer
-            .run_batched(move |connection, _| {
-                connection.execute(
-                    "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                    params![
-                        message.id,
-                        message.connector_id,
-                        message.factory_id,
-                        message.purpose,
-                        message.phone_tail,
-                        message.created_at
-                    ],
-                )?;
-                Ok(())
-            })
+            .run_batched(move |connection, _| insert_message(connection, &message))
             .await
     }
 
@@ -150,6 +136,40 @@ impl MessageLog for SqliteStore {
             })
             .await
     }
+
+    async fn record_writes(&self, writes: Vec<MessageWrite>) -> Result<(), StoreError> {
+        // One job: one savepoint, one answer and a share of one commit for the whole batch.
+        self.writer
+            .run_batched(move |connection, _| {
+                for write in &writes {
+                    match write {
+                        MessageWrite::Message(message) => insert_message(connection, message)?,
+                        MessageWrite::Event { message_id, event } => {
+                            record_event(connection, message_id, event)?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+fn insert_message(connection: &Connection, message: &NewMessage) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            message.id,
+            message.connector_id,
+            message.factory_id,
+            message.purpose,
+            message.phone_tail,
+            message.created_at
+        ])?;
+    Ok(())
 }
 
 fn record_event(
@@ -158,43 +178,49 @@ fn record_event(
     event: &MessageEvent,
 ) -> Result<EventOutcome, StoreError> {
     let current: Option<Option<String>> = connection
-        .query_row(
-            "SELECT status FROM messages WHERE id = ?1",
-            params![message_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT status FROM messages WHERE id = ?1")?
+        .query_row(params![message_id], |row| row.get(0))
         .optional()?;
     let Some(current) = current else {
         return Ok(EventOutcome::UnknownMessage);
     };
-    let inserted = connection.execute(
-        "INSERT OR IGNORE INTO message_events (message_id, at, status, provider_status, error_code, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+    let inserted = connection
+        .prepare_cached(
+            "INSERT OR IGNORE INTO message_events (message_id, at, status, provider_status, error_code, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
             message_id,
             event.at,
             event.status.as_str(),
             event.provider_status,
             event.error_code,
             event.source.as_str()
-        ],
-    )?;
+        ])?;
     if inserted == 0 {
         return Ok(EventOutcome::Duplicate);
     }
-    // The provider's id is kept from the first event that tells it.
-    connection.execute(
-        "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, ?2), updated_at = ?3 WHERE id = ?1",
-        params![message_id, event.provider_message_id, event.at],
-    )?;
-    if !advances(current.as_deref().map(parse_status), event.status) {
-        return Ok(EventOutcome::Kept);
-    }
-    connection.execute(
-        "UPDATE messages SET status = ?2 WHERE id = ?1",
-        params![message_id, event.status.as_str()],
-    )?;
-    Ok(EventOutcome::Advanced)
+    let advanced = advances(current.as_deref().map(parse_status), event.status);
+    // The provider's id is kept from the first event that tells it; the status moves only
+    // forward.
+    connection
+        .prepare_cached(
+            "UPDATE messages SET provider_message_id = COALESCE(provider_message_id, ?2), updated_at = ?3,
+                 status = CASE WHEN ?4 THEN ?5 ELSE status END
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            message_id,
+            event.provider_message_id,
+            event.at,
+            advanced,
+            event.status.as_str()
+        ])?;
+    Ok(if advanced {
+        EventOutcome::Advanced
+    } else {
+        EventOutcome::Kept
+    })
 }
 
 fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
@@ -323,5 +349,35 @@ mod tests {
         assert_eq!(store.purge_messages(2_500).await.unwrap(), 2);
         assert!(store.message("m1").await.unwrap().is_none());
         assert!(store.message("m3").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_writes_lands_in_order_and_skips_an_unknown_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keyring, _) =
+            SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.sqlite3"), keyring).unwrap();
+        store
+            .record_writes(vec![
+                MessageWrite::Message(message("m1", 1_000)),
+                MessageWrite::Event {
+                    message_id: "m1".to_owned(),
+                    event: event(1_100, DeliveryStatus::Queued, EventSource::Send),
+                },
+                MessageWrite::Event {
+                    message_id: "never-written".to_owned(),
+                    event: event(1_100, DeliveryStatus::Queued, EventSource::Send),
+                },
+                MessageWrite::Message(message("m2", 1_200)),
+            ])
+            .await
+            .unwrap();
+        let (m1, events) = store.message("m1").await.unwrap().unwrap();
+        assert_eq!(m1.status, Some(DeliveryStatus::Queued));
+        assert_eq!(m1.provider_message_id.as_deref(), Some("SM1"));
+        assert_eq!(events.len(), 1);
+        let (m2, events) = store.message("m2").await.unwrap().unwrap();
+        assert_eq!((m2.status, events.len()), (None, 0));
+        assert!(store.message("never-written").await.unwrap().is_none());
     }
 }
