@@ -1405,3 +1405,91 @@ fn delivery_reports_follow_a_message_to_delivered_and_forged_ones_are_refused() 
         "{metrics}"
     );
 }
+
+#[test]
+fn a_codes_message_id_is_followed_to_delivered_across_a_restart_between_send_and_report() {
+    let provider = CaptureServer::start(200, r#"{"id": "gw-7"}"#);
+    let folders = HostFolders::new(&[("http.so", &plugin_file("http_sms"))]);
+    let args = [
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--public-url",
+        "http://127.0.0.1:1/",
+        "--drain-grace-secs",
+        "0",
+    ];
+    let mut host = folders.start_with_args(&args);
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "http-sms", "config": {"endpoint": format!("{}/send", provider.url)}}),
+    );
+    assert_eq!(status, 200, "{created}");
+
+    // Logto's way: 204 and no body; the id rides in a header.
+    let issue = |phone: &str, prefer: Option<&str>| {
+        let mut request = ureq::post(&format!("{}/api/verification-codes", host.base_url))
+            .header("Authorization", format!("Bearer {SEND_KEY}"));
+        if let Some(prefer) = prefer {
+            request = request.header("Prefer", prefer);
+        }
+        let mut response = request.send_json(json!({"phone": phone})).unwrap();
+        let header = response
+            .headers()
+            .get("x-message-id")
+            .map(|value| value.to_str().unwrap().to_owned());
+        let body = response.body_mut().read_to_string().unwrap();
+        (response.status().as_u16(), header, body)
+    };
+    let (status, header, body) = issue(PHONE, None);
+    assert_eq!((status, body.as_str()), (204, ""));
+    let message_id = header.expect("X-Message-Id");
+    let sent: Value = serde_json::from_str(&provider.requests()[0].body).unwrap();
+    assert_eq!(sent["messageId"], message_id.as_str(), "{sent}");
+    let callback = sent["callbackUrl"].as_str().unwrap().to_owned();
+    // RFC 7240's ask for the representation: 201 with the id in the body too.
+    let (status, header, body) = issue("+12015550124", Some("return=representation"));
+    assert_eq!(status, 201, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["messageId"].as_str(), header.as_deref(), "{body}");
+    assert!(
+        host.log().contains(&format!("message_id={message_id}")),
+        "the send's log line names its message"
+    );
+
+    // A restart (SIGTERM: the drain writes what the log still had queued) before the report.
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while host.is_running() {
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let host = host.kill().start_with_args(&args);
+    let report_path = callback.trim_start_matches("http://127.0.0.1:1");
+    let (status, body) = host.request_raw(
+        "POST",
+        report_path,
+        None,
+        Some((
+            "application/json",
+            &json!({"status": "delivered", "providerMessageId": "gw-7"}).to_string(),
+        )),
+    );
+    assert_eq!(status, 200, "the token outlives the process: {body}");
+    let (status, message) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(status, 200, "{message}");
+    assert_eq!(message["status"], "delivered", "{message}");
+    assert_eq!(message["purpose"], "verification_code", "{message}");
+    let timeline: Vec<&str> = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeline, ["queued", "delivered"], "{message}");
+}

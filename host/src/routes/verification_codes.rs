@@ -5,9 +5,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use plugin_api::TemplateType;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::api_error::{ApiError, Json};
 use crate::state::AppState;
@@ -40,24 +41,102 @@ pub struct IssueCodeBody {
     pub ip: Option<IpAddr>,
 }
 
+/// The host's id for the message that carried a code, in every answer of
+/// `POST /api/verification-codes`.
+pub const MESSAGE_ID_HEADER: &str = "x-message-id";
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"messageId": "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b"}))]
+pub struct IssueCodeResponse {
+    /// The host's id for the message that carried the code (a UUIDv7): `GET
+    /// /api/messages/{id}` follows it to delivered or not.
+    pub message_id: String,
+}
+
 /// Sends a new code; it replaces any code pending for the same phone and type.
+///
+/// Answers 204, as Logto's route does, with the message's id in `X-Message-Id`; a caller
+/// that sends `Prefer: return=representation` (RFC 7240) gets 201 with `{"messageId"}`.
 #[utoipa::path(post, path = "/api/verification-codes", tag = "verification codes", request_body = IssueCodeBody,
-    responses((status = 204, description = "The code was sent")),
+    responses(
+        (status = 204, description = "The code was sent",
+            headers(("X-Message-Id" = String, description = "The host's id for the message (a UUIDv7)"))),
+        (status = 201, description = "The code was sent (with `Prefer: return=representation`)", body = IssueCodeResponse,
+            headers(("X-Message-Id" = String, description = "The host's id for the message (a UUIDv7)"))),
+    ),
     security(("send_key" = []), ("admin_key" = [])))]
 pub async fn issue_code(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Json(body): Json<IssueCodeBody>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let phone = state
         .config
         .phone_validation
         .parse(&body.phone)
         .map_err(ApiError::InvalidPhoneNumber)?;
-    state
+    let sent = state
         .verification_codes()
         .issue(&phone, body.template_type, body.locale, body.ip)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    let mut response = if prefers_representation(&headers) {
+        (
+            StatusCode::CREATED,
+            Json(IssueCodeResponse {
+                message_id: sent.message_id.clone(),
+            }),
+        )
+            .into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    // A UUID is always a valid header value; were it not, the answer goes without it.
+    if let Ok(value) = HeaderValue::from_str(&sent.message_id) {
+        response.headers_mut().insert(MESSAGE_ID_HEADER, value);
+    }
+    Ok(response)
+}
+
+/// `Prefer: return=representation`, among other preferences or not.
+fn prefers_representation(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::HeaderName::from_static("prefer"))
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| {
+            let preference = preference.split(';').next().unwrap_or_default();
+            let mut parts = preference.splitn(2, '=');
+            let name = parts.next().unwrap_or_default().trim();
+            let value = parts.next().unwrap_or_default().trim().trim_matches('"');
+            name.eq_ignore_ascii_case("return") && value.eq_ignore_ascii_case("representation")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_prefer(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("prefer", HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn return_representation_is_read_among_other_preferences() {
+        assert!(prefers_representation(&with_prefer(&["return=representation"])));
+        assert!(prefers_representation(&with_prefer(&[
+            "respond-async, Return = \"representation\"; x=1"
+        ])));
+        assert!(prefers_representation(&with_prefer(&["wait=5", "return=representation"])));
+        assert!(!prefers_representation(&with_prefer(&["return=minimal"])));
+        assert!(!prefers_representation(&with_prefer(&["representation"])));
+        assert!(!prefers_representation(&HeaderMap::new()));
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -33,14 +33,14 @@ pub enum VerifyError {
 
 impl VerificationCodes<'_> {
     /// Sends a new code through the live connector; it replaces any code pending for the same
-    /// phone and type.
+    /// phone and type. The answer carries the host's message id.
     pub async fn issue(
         &self,
         phone: &PhoneNumber,
         template_type: TemplateType,
         locale: Option<String>,
         client_ip: Option<IpAddr>,
-    ) -> Result<(), SendError> {
+    ) -> Result<super::Sent, SendError> {
         let live = self.live.current_live_connector()?;
         let target = SendTarget::live(&live)?;
         let code = crate::verification_code::generate_code()
@@ -78,7 +78,7 @@ impl VerificationCodes<'_> {
             expires_at,
             now,
         );
-        if let Err(error) = self
+        let sent = match self
             .sender
             .send_reserved(
                 reservation,
@@ -89,6 +89,8 @@ impl VerificationCodes<'_> {
             )
             .await
         {
+            Ok(sent) => sent,
+            Err(error) => {
             // The provider may have the message: the code may arrive, so it stays valid (and
             // counts for its prefix) until it expires or is used.
             if let SendError::Delivery {
@@ -107,9 +109,10 @@ impl VerificationCodes<'_> {
                 .discard_code(phone.e164(), template_type, &code_hash)
                 .await?;
             return Err(error);
-        }
+            }
+        };
         metrics::counter!("verification_codes_issued_total").increment(1);
-        Ok(())
+        Ok(sent)
     }
 
     /// Checks a code. It works once; wrong attempts are counted and capped.
