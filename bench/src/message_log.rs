@@ -1,8 +1,8 @@
 //! The `message-log` scenario: what the message log costs a send. The same wrk load (random
 //! US numbers) through the mock connector against a host that logs every send and builds
 //! its delivery-report URL (`--public-url`), and one with `--message-log off`, alternating
-//! rounds. Each logged send writes its message before the send and its outcome after (two
-//! jobs of the SQLite writer's group commit).
+//! rounds. Each logged send queues its message before the send and its outcome after; the
+//! log's writer writes what is queued in batches (one job of the SQLite writer per batch).
 
 use std::path::Path;
 

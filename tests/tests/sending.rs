@@ -1466,7 +1466,10 @@ fn a_codes_message_id_is_followed_to_delivered_across_a_restart_between_send_and
     assert!(stopped.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while host.is_running() {
-        assert!(std::time::Instant::now() < deadline, "no exit after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let host = host.kill().start_with_args(&args);

@@ -198,16 +198,15 @@ pub async fn get_message(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageResponse>, ApiError> {
-    let (record, events) =
-        state
-            .sender
-            .tracking
-            .message(&id)
-            .await?
-            .ok_or(ApiError::NotFound {
-                entity: "message",
-                id,
-            })?;
+    let (record, events) = state
+        .sender
+        .tracking
+        .message(&id)
+        .await?
+        .ok_or(ApiError::NotFound {
+            entity: "message",
+            id,
+        })?;
     Ok(Json(message_response(record, Some(events))))
 }
 

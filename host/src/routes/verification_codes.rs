@@ -128,11 +128,16 @@ mod tests {
 
     #[test]
     fn return_representation_is_read_among_other_preferences() {
-        assert!(prefers_representation(&with_prefer(&["return=representation"])));
+        assert!(prefers_representation(&with_prefer(&[
+            "return=representation"
+        ])));
         assert!(prefers_representation(&with_prefer(&[
             "respond-async, Return = \"representation\"; x=1"
         ])));
-        assert!(prefers_representation(&with_prefer(&["wait=5", "return=representation"])));
+        assert!(prefers_representation(&with_prefer(&[
+            "wait=5",
+            "return=representation"
+        ])));
         assert!(!prefers_representation(&with_prefer(&["return=minimal"])));
         assert!(!prefers_representation(&with_prefer(&["representation"])));
         assert!(!prefers_representation(&HeaderMap::new()));

@@ -62,11 +62,7 @@ impl MessageLogWriter {
 
 async fn write_until_closed(log: Arc<dyn MessageLog>, mut receiver: mpsc::Receiver<Queued>) {
     let mut queued = Vec::with_capacity(MAX_WRITES_PER_BATCH);
-    while receiver
-        .recv_many(&mut queued, MAX_WRITES_PER_BATCH)
-        .await
-        > 0
-    {
+    while receiver.recv_many(&mut queued, MAX_WRITES_PER_BATCH).await > 0 {
         let mut writes = Vec::with_capacity(queued.len());
         let mut flushes = Vec::new();
         for item in queued.drain(..) {
@@ -167,7 +163,11 @@ mod tests {
     }
 
     fn written(recorder: &BatchRecorder) -> Vec<Vec<MessageWrite>> {
-        recorder.batches.lock().map(|b| b.clone()).unwrap_or_default()
+        recorder
+            .batches
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_default()
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -187,7 +187,11 @@ mod tests {
         );
         writer.queue(message("c")).await;
         writer.flush().await;
-        assert_eq!(written(&recorder).len(), 2, "a later write is a later batch");
+        assert_eq!(
+            written(&recorder).len(),
+            2,
+            "a later write is a later batch"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -201,7 +205,10 @@ mod tests {
         writer.flush().await;
         writer.queue(message("b")).await;
         writer.flush().await;
-        assert_eq!(written(&recorder), vec![vec![message("a")], vec![message("b")]]);
+        assert_eq!(
+            written(&recorder),
+            vec![vec![message("a")], vec![message("b")]]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

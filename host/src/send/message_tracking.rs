@@ -308,6 +308,9 @@ mod tests {
         assert!(!minted_within(&old, RECENT_MESSAGE));
         assert!(!minted_within("not-an-id", RECENT_MESSAGE));
         // A UUIDv4 carries no time.
-        assert!(!minted_within("936da01f-9abd-4d9d-80c7-02af85c822a8", RECENT_MESSAGE));
+        assert!(!minted_within(
+            "936da01f-9abd-4d9d-80c7-02af85c822a8",
+            RECENT_MESSAGE
+        ));
     }
 }

@@ -91,24 +91,24 @@ impl VerificationCodes<'_> {
         {
             Ok(sent) => sent,
             Err(error) => {
-            // The provider may have the message: the code may arrive, so it stays valid (and
-            // counts for its prefix) until it expires or is used.
-            if let SendError::Delivery {
-                error: delivery, ..
-            } = &error
-            {
-                if delivery.provider_may_have_accepted() {
-                    return Err(error);
+                // The provider may have the message: the code may arrive, so it stays valid (and
+                // counts for its prefix) until it expires or is used.
+                if let SendError::Delivery {
+                    error: delivery, ..
+                } = &error
+                {
+                    if delivery.provider_may_have_accepted() {
+                        return Err(error);
+                    }
                 }
-            }
-            // Not delivered: the code must not stay valid, nor count for its prefix.
-            self.sender
-                .protection
-                .code_discarded(phone.e164(), template_type.as_str());
-            self.store
-                .discard_code(phone.e164(), template_type, &code_hash)
-                .await?;
-            return Err(error);
+                // Not delivered: the code must not stay valid, nor count for its prefix.
+                self.sender
+                    .protection
+                    .code_discarded(phone.e164(), template_type.as_str());
+                self.store
+                    .discard_code(phone.e164(), template_type, &code_hash)
+                    .await?;
+                return Err(error);
             }
         };
         metrics::counter!("verification_codes_issued_total").increment(1);

@@ -133,6 +133,58 @@ pub trait MessageLog: Send + Sync {
     async fn record_writes(&self, writes: Vec<MessageWrite>) -> Result<(), StoreError>;
 }
 
+/// A batch's writes as a store runs them: a message whose first event (its send's outcome,
+/// usually) is in the same batch is written with it, as one new row with its status, instead
+/// of a row, a read and an update.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PlannedWrite<'a> {
+    Message {
+        message: &'a NewMessage,
+        first_event: Option<&'a MessageEvent>,
+    },
+    Event {
+        message_id: &'a str,
+        event: &'a MessageEvent,
+    },
+}
+
+/// Plans `writes` in order, each message's first later event folded into it.
+pub fn plan_writes(writes: &[MessageWrite]) -> Vec<PlannedWrite<'_>> {
+    let mut first_event_of = std::collections::HashMap::new();
+    for (index, write) in writes.iter().enumerate() {
+        if let MessageWrite::Event { message_id, .. } = write {
+            first_event_of.entry(message_id.as_str()).or_insert(index);
+        }
+    }
+    let mut folded = std::collections::HashSet::new();
+    let mut planned = Vec::with_capacity(writes.len());
+    for (index, write) in writes.iter().enumerate() {
+        match write {
+            MessageWrite::Message(message) => {
+                let first_event = match first_event_of.get(message.id.as_str()) {
+                    Some(&event_index) if event_index > index => {
+                        folded.insert(event_index);
+                        match &writes[event_index] {
+                            MessageWrite::Event { event, .. } => Some(event),
+                            MessageWrite::Message(_) => None,
+                        }
+                    }
+                    _ => None,
+                };
+                planned.push(PlannedWrite::Message {
+                    message,
+                    first_event,
+                });
+            }
+            MessageWrite::Event { .. } if folded.contains(&index) => {}
+            MessageWrite::Event { message_id, event } => {
+                planned.push(PlannedWrite::Event { message_id, event })
+            }
+        }
+    }
+    planned
+}
+
 /// A stored status text, as the enum; an unknown text (a newer host's) reads as `unknown`.
 pub fn parse_status(text: &str) -> DeliveryStatus {
     DeliveryStatus::ALL
@@ -146,5 +198,74 @@ pub fn advances(current: Option<DeliveryStatus>, next: DeliveryStatus) -> bool {
     match current {
         None => true,
         Some(current) => current.may_become(next),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str) -> MessageWrite {
+        MessageWrite::Message(NewMessage {
+            id: id.to_owned(),
+            connector_id: "c".into(),
+            factory_id: "f".into(),
+            purpose: "message".into(),
+            phone_tail: "0123".into(),
+            created_at: 1,
+        })
+    }
+
+    fn event(id: &str, status: DeliveryStatus) -> MessageWrite {
+        MessageWrite::Event {
+            message_id: id.to_owned(),
+            event: MessageEvent {
+                at: 2,
+                status,
+                provider_status: String::new(),
+                error_code: String::new(),
+                source: EventSource::Send,
+                provider_message_id: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_message_takes_its_first_later_event_and_the_rest_stay_in_order() {
+        let writes = vec![
+            event("old", DeliveryStatus::Queued),
+            message("a"),
+            message("b"),
+            event("a", DeliveryStatus::Queued),
+            event("a", DeliveryStatus::Delivered),
+            event("c", DeliveryStatus::Failed),
+        ];
+        let planned = plan_writes(&writes);
+        let shape: Vec<String> = planned
+            .iter()
+            .map(|write| match write {
+                PlannedWrite::Message {
+                    message,
+                    first_event,
+                } => format!(
+                    "message {} {:?}",
+                    message.id,
+                    first_event.map(|event| event.status.as_str())
+                ),
+                PlannedWrite::Event { message_id, event } => {
+                    format!("event {message_id} {}", event.status.as_str())
+                }
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "event old queued",
+                "message a Some(\"queued\")",
+                "message b None",
+                "event a delivered",
+                "event c failed",
+            ]
+        );
     }
 }

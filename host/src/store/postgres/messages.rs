@@ -4,8 +4,8 @@
 use plugin_api::DeliveryStatus;
 
 use crate::store::message_log::{
-    advances, parse_status, EventOutcome, EventSource, MessageEvent, MessageFilter, MessageLog,
-    MessageRecord, MessageWrite, NewMessage,
+    advances, parse_status, plan_writes, EventOutcome, EventSource, MessageEvent, MessageFilter,
+    MessageLog, MessageRecord, MessageWrite, NewMessage, PlannedWrite,
 };
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreError;
@@ -18,7 +18,7 @@ impl MessageLog for PostgresStore {
         self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
-            insert_message(&transaction, &message).await?;
+            insert_message(&transaction, &message, None).await?;
             transaction.commit().await?;
             Ok(())
         })
@@ -125,10 +125,18 @@ impl MessageLog for PostgresStore {
         self.within_deadline(async {
             let mut client = self.client().await?;
             let transaction = client.transaction().await?;
-            for write in &writes {
+            for write in plan_writes(&writes) {
                 match write {
-                    MessageWrite::Message(message) => insert_message(&transaction, message).await?,
-                    MessageWrite::Event { message_id, event } => {
+                    PlannedWrite::Message {
+                        message,
+                        first_event,
+                    } => {
+                        insert_message(&transaction, message, first_event).await?;
+                        if let Some(event) = first_event {
+                            insert_event(&transaction, &message.id, event).await?;
+                        }
+                    }
+                    PlannedWrite::Event { message_id, event } => {
                         record_event(&transaction, message_id, event).await?;
                     }
                 }
@@ -140,14 +148,18 @@ impl MessageLog for PostgresStore {
     }
 }
 
+/// A new message, with its first event's status and provider id when that event comes with
+/// it (the first event always moves the status from none).
 async fn insert_message(
     transaction: &deadpool_postgres::Transaction<'_>,
     message: &NewMessage,
+    first_event: Option<&MessageEvent>,
 ) -> Result<(), StoreError> {
     let statement = transaction
         .prepare_cached(
-            "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at,
+                                   status, provider_message_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .await?;
     transaction
@@ -160,10 +172,39 @@ async fn insert_message(
                 &message.purpose,
                 &message.phone_tail,
                 &message.created_at,
+                &first_event.map_or(message.created_at, |event| event.at),
+                &first_event.map(|event| event.status.as_str()),
+                &first_event.and_then(|event| event.provider_message_id.as_deref()),
             ],
         )
         .await?;
     Ok(())
+}
+
+async fn insert_event(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    message_id: &str,
+    event: &MessageEvent,
+) -> Result<u64, StoreError> {
+    let statement = transaction
+        .prepare_cached(
+            "INSERT INTO message_events (message_id, at, status, provider_status, error_code, source)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    Ok(transaction
+        .execute(
+            &statement,
+            &[
+                &message_id,
+                &event.at,
+                &event.status.as_str(),
+                &event.provider_status,
+                &event.error_code,
+                &event.source.as_str(),
+            ],
+        )
+        .await?)
 }
 
 async fn record_event(
@@ -182,20 +223,7 @@ async fn record_event(
         return Ok(EventOutcome::UnknownMessage);
     };
     let current: Option<String> = current.try_get(0)?;
-    let inserted = transaction
-        .execute(
-            "INSERT INTO message_events (message_id, at, status, provider_status, error_code, source)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-            &[
-                &message_id,
-                &event.at,
-                &event.status.as_str(),
-                &event.provider_status,
-                &event.error_code,
-                &event.source.as_str(),
-            ],
-        )
-        .await?;
+    let inserted = insert_event(transaction, message_id, event).await?;
     if inserted == 0 {
         return Ok(EventOutcome::Duplicate);
     }

@@ -4,8 +4,8 @@ use plugin_api::DeliveryStatus;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::store::message_log::{
-    advances, parse_status, EventOutcome, EventSource, MessageEvent, MessageFilter, MessageLog,
-    MessageRecord, MessageWrite, NewMessage,
+    advances, parse_status, plan_writes, EventOutcome, EventSource, MessageEvent, MessageFilter,
+    MessageLog, MessageRecord, MessageWrite, NewMessage, PlannedWrite,
 };
 use crate::store::sqlite::SqliteStore;
 use crate::store::StoreError;
@@ -42,7 +42,7 @@ const MESSAGE_COLUMNS: &str = "id, connector_id, factory_id, purpose, phone_tail
 impl MessageLog for SqliteStore {
     async fn record_message(&self, message: NewMessage) -> Result<(), StoreError> {
         self.writer
-            .run_batched(move |connection, _| insert_message(connection, &message))
+            .run_batched(move |connection, _| insert_message(connection, &message, None))
             .await
     }
 
@@ -141,10 +141,18 @@ impl MessageLog for SqliteStore {
         // One job: one savepoint, one answer and a share of one commit for the whole batch.
         self.writer
             .run_batched(move |connection, _| {
-                for write in &writes {
+                for write in plan_writes(&writes) {
                     match write {
-                        MessageWrite::Message(message) => insert_message(connection, message)?,
-                        MessageWrite::Event { message_id, event } => {
+                        PlannedWrite::Message {
+                            message,
+                            first_event,
+                        } => {
+                            insert_message(connection, message, first_event)?;
+                            if let Some(event) = first_event {
+                                insert_event(connection, &message.id, event)?;
+                            }
+                        }
+                        PlannedWrite::Event { message_id, event } => {
                             record_event(connection, message_id, event)?;
                         }
                     }
@@ -155,11 +163,38 @@ impl MessageLog for SqliteStore {
     }
 }
 
-fn insert_message(connection: &Connection, message: &NewMessage) -> Result<(), StoreError> {
+fn insert_event(
+    connection: &Connection,
+    message_id: &str,
+    event: &MessageEvent,
+) -> Result<usize, StoreError> {
+    Ok(connection
+        .prepare_cached(
+            "INSERT OR IGNORE INTO message_events (message_id, at, status, provider_status, error_code, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            message_id,
+            event.at,
+            event.status.as_str(),
+            event.provider_status,
+            event.error_code,
+            event.source.as_str()
+        ])?)
+}
+
+/// A new message, with its first event's status and provider id when that event comes with
+/// it (the first event always moves the status from none).
+fn insert_message(
+    connection: &Connection,
+    message: &NewMessage,
+    first_event: Option<&MessageEvent>,
+) -> Result<(), StoreError> {
     connection
         .prepare_cached(
-            "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO messages (id, connector_id, factory_id, purpose, phone_tail, created_at, updated_at,
+                                   status, provider_message_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             message.id,
@@ -167,7 +202,10 @@ fn insert_message(connection: &Connection, message: &NewMessage) -> Result<(), S
             message.factory_id,
             message.purpose,
             message.phone_tail,
-            message.created_at
+            message.created_at,
+            first_event.map_or(message.created_at, |event| event.at),
+            first_event.map(|event| event.status.as_str()),
+            first_event.and_then(|event| event.provider_message_id.as_deref()),
         ])?;
     Ok(())
 }
@@ -184,19 +222,7 @@ fn record_event(
     let Some(current) = current else {
         return Ok(EventOutcome::UnknownMessage);
     };
-    let inserted = connection
-        .prepare_cached(
-            "INSERT OR IGNORE INTO message_events (message_id, at, status, provider_status, error_code, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            message_id,
-            event.at,
-            event.status.as_str(),
-            event.provider_status,
-            event.error_code,
-            event.source.as_str()
-        ])?;
+    let inserted = insert_event(connection, message_id, event)?;
     if inserted == 0 {
         return Ok(EventOutcome::Duplicate);
     }
