@@ -273,5 +273,73 @@ fn kannel_delivers_the_rendered_code_to_the_fake_smsc_and_bad_credentials_are_in
         !host.log().contains("kannel-pass-5309"),
         "the Kannel password reached the log"
     );
-    let _ = ADMIN_KEY;
+}
+
+#[test]
+fn kannel_reports_delivery_of_a_code_through_its_dlr_url_and_the_message_reaches_delivered() {
+    // The host's address is its public URL here: Kannel's smsbox calls it back.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let public_url = format!("http://127.0.0.1:{port}");
+    let host = HostFolders::new(&[("kannel.so", &plugin_file("kannel_sms"))]).start_with_args(&[
+        "--listen",
+        &listen,
+        "--public-url",
+        &public_url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+    ]);
+    let kannel = start_kannel(&host.folders().scratch_path(""));
+    let (status, body) = host.post("/api/connectors", &json!({"connectorId": "kannel-sms", "config": kannel_config(&kannel.sendsms_url, "kannel-pass-5309")}));
+    assert_eq!(status, 200, "{body}");
+
+    let (status, sent) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "type": "SignIn", "payload": {"code": "424242"}})),
+    );
+    assert_eq!(status, 200, "{sent}");
+    let message_id = sent["messageId"].as_str().unwrap().to_owned();
+    // bearerbox reports "accepted by the SMS centre" (8), then fakesmsc's "delivered" (1);
+    // smsbox fetches the dlr-url for each.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let message = loop {
+        let (status, message) = host.get(&format!("/api/messages/{message_id}"));
+        assert_eq!(status, 200, "{message}");
+        if message["status"] == "delivered" {
+            break message;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery report reached the host: {message}\n{}",
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let reports: Vec<(&str, &str)> = message["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["source"] == "report")
+        .map(|event| {
+            (
+                event["status"].as_str().unwrap(),
+                event["providerStatus"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for expected in ["sent", "delivered"] {
+        assert!(
+            reports.iter().any(|(status, _)| *status == expected),
+            "Kannel's {expected} report: {message}"
+        );
+    }
+    assert!(
+        reports.iter().all(|(_, provider)| !provider.is_empty()),
+        "Kannel's own status kept: {message}"
+    );
+    assert_eq!(received(&kannel).len(), 1, "one SMS reached the SMSC");
 }
