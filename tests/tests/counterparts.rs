@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use e2e_tests::{
-    counterparts_dir, free_port, plugin_file, wait_for_port, HostFolders, KillOnDrop, TestHost,
-    ADMIN_KEY, SEND_KEY,
+    counterparts_dir, free_port, plugin_file, wait_for_port, CaptureServer, HostFolders,
+    KillOnDrop, TestHost, ADMIN_KEY, SEND_KEY,
 };
 use serde_json::{json, Value};
 
@@ -342,4 +342,129 @@ fn kannel_reports_delivery_of_a_code_through_its_dlr_url_and_the_message_reaches
         "Kannel's own status kept: {message}"
     );
     assert_eq!(received(&kannel).len(), 1, "one SMS reached the SMSC");
+}
+
+/// Twilio's signature of a request to `url` with these POST parameters, computed by Twilio's
+/// own helper library (`twilio.request_validator.RequestValidator`).
+fn twilio_signature(auth_token: &str, url: &str, parameters: &[(&str, &str)]) -> String {
+    let python = require(&counterparts_dir().join("twilio/bin/python"));
+    let parameters: serde_json::Map<String, Value> = parameters
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), json!(value)))
+        .collect();
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys\n\
+             from twilio.request_validator import RequestValidator\n\
+             token, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n\
+             print(RequestValidator(token).compute_signature(url, params))",
+            auth_token,
+            url,
+            &Value::Object(parameters).to_string(),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn twilio_status_callbacks_signed_by_twilios_helper_library_are_taken_and_forged_ones_refused() {
+    // Twilio's API as a capture: what matters is the StatusCallback URL the host asks for.
+    let twilio = CaptureServer::start(
+        201,
+        r#"{"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}"#,
+    );
+    let public_url = "https://sms.example.com";
+    let host = HostFolders::new(&[("twilio.so", &plugin_file("twilio_sms"))]).start_with_args(&[
+        "--public-url",
+        public_url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+    ]);
+    let (status, body) = host.post("/api/connectors", &json!({"connectorId": "twilio-short-message-service", "config": twilio_config(&twilio.url)}));
+    assert_eq!(status, 200, "{body}");
+    let (status, sent) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "135790"}})),
+    );
+    assert_eq!(status, 200, "{sent}");
+    let message_id = sent["messageId"].as_str().unwrap();
+    let request = twilio.requests().pop().unwrap();
+    let callback = form_urlencoded::parse(request.body.as_bytes())
+        .find(|(name, _)| name == "StatusCallback")
+        .map(|(_, value)| value.into_owned())
+        .expect("a StatusCallback in the request to Twilio");
+    assert!(
+        callback.starts_with(&format!("{public_url}/dlr/")),
+        "{callback}"
+    );
+    let path = callback.trim_start_matches(public_url).to_owned();
+
+    // What Twilio posts when the handset confirms.
+    let delivered = [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("ApiVersion", "2010-04-01"),
+        ("From", "+12015550100"),
+        ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
+        ("MessageStatus", "delivered"),
+        ("SmsSid", "SM0123456789abcdef0123456789abcdef"),
+        ("SmsStatus", "delivered"),
+        ("To", PHONE),
+    ];
+    let post = |parameters: &[(&str, &str)], signature: &str| {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(parameters)
+            .finish();
+        let mut response = ureq::post(&format!("{}{path}", host.base_url))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("X-Twilio-Signature", signature)
+            .content_type("application/x-www-form-urlencoded")
+            .send(&body)
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    };
+    // Signed with another account's token: refused, nothing recorded.
+    let (status, body) = post(
+        &delivered,
+        &twilio_signature("another-accounts-token", &callback, &delivered),
+    );
+    assert_eq!(status, 403, "{body}");
+    // Signed right, then one parameter changed on the way: refused.
+    let signature = twilio_signature("twilio-secret-token", &callback, &delivered);
+    let mut tampered = delivered;
+    tampered[4] = ("MessageStatus", "failed");
+    let (status, body) = post(&tampered, &signature);
+    assert_eq!(status, 403, "{body}");
+    let (_, message) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(message["status"], "queued", "{message}");
+
+    let (status, body) = post(&delivered, &signature);
+    assert_eq!(status, 200, "Twilio's own signature is taken: {body}");
+    let (_, message) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(message["status"], "delivered", "{message}");
+    assert_eq!(
+        message["providerMessageId"], "SM0123456789abcdef0123456789abcdef",
+        "{message}"
+    );
+    // Replayed: the same event once.
+    assert_eq!(post(&delivered, &signature).0, 200);
+    let (_, replayed) = host.get(&format!("/api/messages/{message_id}"));
+    assert_eq!(
+        replayed["events"].as_array().unwrap().len(),
+        message["events"].as_array().unwrap().len(),
+        "{replayed}"
+    );
 }
