@@ -347,7 +347,7 @@ fn kannel_reports_delivery_of_a_code_through_its_dlr_url_and_the_message_reaches
 /// Twilio's signature of a request to `url` with these POST parameters, computed by Twilio's
 /// own helper library (`twilio.request_validator.RequestValidator`).
 fn twilio_signature(auth_token: &str, url: &str, parameters: &[(&str, &str)]) -> String {
-    let python = require(&counterparts_dir().join("twilio/bin/python"));
+    let python = require(&counterparts_dir().join("vendor-helpers/bin/python"));
     let parameters: serde_json::Map<String, Value> = parameters
         .iter()
         .map(|(name, value)| ((*name).to_owned(), json!(value)))
@@ -467,4 +467,143 @@ fn twilio_status_callbacks_signed_by_twilios_helper_library_are_taken_and_forged
         message["events"].as_array().unwrap().len(),
         "{replayed}"
     );
+}
+
+/// Vonage's signature of a receipt's parameters, computed by Vonage's own Python SDK
+/// (`vonage.Client.signature`, 3.x) with `method` (`None`: its default, `md5hash`).
+fn vonage_signature(secret: &str, method: Option<&str>, parameters: &[(&str, &str)]) -> String {
+    let python = require(&counterparts_dir().join("vendor-helpers/bin/python"));
+    let parameters: serde_json::Map<String, Value> = parameters
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), json!(value)))
+        .collect();
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys\n\
+             import vonage\n\
+             secret, method, params = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])\n\
+             client = vonage.Client(key='abcd1234', secret='unused', signature_secret=secret, signature_method=method)\n\
+             print(client.signature(params))",
+            secret,
+            method.unwrap_or_default(),
+            &Value::Object(parameters).to_string(),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn vonage_receipts_signed_by_vonages_sdk_are_taken_with_each_method_and_forged_ones_refused() {
+    let vonage = CaptureServer::start(
+        200,
+        r#"{"message-count": "1", "messages": [{"to": "12015550123", "message-id": "0A0000001234ABCD", "status": "0"}]}"#,
+    );
+    let public_url = "https://sms.example.com";
+    let host = HostFolders::new(&[("vonage.so", &plugin_file("vonage_sms"))]).start_with_args(&[
+        "--public-url",
+        public_url,
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+    ]);
+    let secret = "vonage-signature-secret-42";
+    for (method, sdk_method) in [("sha256", Some("sha256")), ("md5hash", None)] {
+        let config = json!({
+            "apiKey": "abcd1234", "apiSecret": "vonage-api-secret", "brandName": "Acme",
+            "baseUrl": vonage.url, "signatureSecret": secret, "signatureMethod": method,
+            "templates": [{"usageType": "Generic", "content": "Your code is {{code}}"}]
+        });
+        let (status, body) = host.post(
+            "/api/connectors",
+            &json!({"connectorId": "vonage-sms", "config": config}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, sent) = host.request(
+            "POST",
+            "/api/messages",
+            Some(SEND_KEY),
+            Some(&json!({"to": PHONE, "payload": {"code": "975310"}})),
+        );
+        assert_eq!(status, 200, "{sent}");
+        let message_id = sent["messageId"].as_str().unwrap();
+        let request = vonage.requests().pop().unwrap();
+        let form: Vec<(String, String)> = form_urlencoded::parse(request.body.as_bytes())
+            .into_owned()
+            .collect();
+        let field = |name: &str| {
+            form.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        assert_eq!(field("status-report-req").as_deref(), Some("1"));
+        let callback = field("callback").expect("a callback in the request to Vonage");
+        let path = callback.trim_start_matches(public_url).to_owned();
+
+        // Vonage's receipt, as query parameters appended to the callback URL.
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let receipt = [
+            ("msisdn", "12015550123"),
+            ("to", "Acme"),
+            ("network-code", "310090"),
+            ("messageId", "0A0000001234ABCD"),
+            ("price", "0.00750000"),
+            ("status", "delivered"),
+            ("scts", "2612062230"),
+            ("err-code", "0"),
+            ("api-key", "abcd1234"),
+            ("message-timestamp", "2026-12-06 22:30:00"),
+            ("timestamp", timestamp.as_str()),
+            ("nonce", "7c1b2a9e-5f3d-4e8a-9b6c-0d1e2f3a4b5c"),
+        ];
+        let get = |parameters: &[(&str, &str)], sig: &str| {
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(parameters)
+                .append_pair("sig", sig)
+                .finish();
+            host.request_raw("GET", &format!("{path}&{query}"), None, None)
+        };
+        let sig = vonage_signature(secret, sdk_method, &receipt);
+        let mut forged = receipt;
+        forged[5] = ("status", "failed");
+        let (status, body) = get(&forged, &sig);
+        assert_eq!(status, 403, "{method}: a changed receipt: {body}");
+        let (status, body) = get(
+            &receipt,
+            &vonage_signature("another-secret", sdk_method, &receipt),
+        );
+        assert_eq!(status, 403, "{method}: another secret: {body}");
+
+        let (status, body) = get(&receipt, &sig);
+        assert_eq!(
+            status, 200,
+            "{method}: Vonage's own signature is taken: {body}"
+        );
+        let (_, message) = host.get(&format!("/api/messages/{message_id}"));
+        assert_eq!(message["status"], "delivered", "{method}: {message}");
+        assert_eq!(message["providerMessageId"], "0A0000001234ABCD");
+        // Signed over every parameter of the request, the report URL's own too: also taken.
+        let (_, url_query) = callback.split_once('?').unwrap();
+        let url_parameters: Vec<(String, String)> = form_urlencoded::parse(url_query.as_bytes())
+            .into_owned()
+            .collect();
+        let mut everything: Vec<(&str, &str)> = receipt.to_vec();
+        everything.extend(url_parameters.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let (status, body) = get(&receipt, &vonage_signature(secret, sdk_method, &everything));
+        assert_eq!(
+            status, 200,
+            "{method}: signed with the URL's parameters: {body}"
+        );
+    }
 }
