@@ -2649,6 +2649,9 @@ fn message_log_host() -> TestHost {
         PUBLIC_URL,
         "--message-log",
         "on",
+        // Fifty sends to one number: more than the protection's prefix velocity lets through.
+        "--protection",
+        "off",
     ])
 }
 
@@ -2845,6 +2848,8 @@ async fn the_messages_page_lists_filters_and_opens_timelines() {
     wait_for_rows(&browser, 4).await;
     choose_filter(&browser, "connector-filter", "").await;
     wait_for_rows(&browser, 50).await;
+    browser.click_button("Load more").await;
+    wait_for_rows(&browser, 54).await;
 
     // A click opens the timeline: the send's answer, then the provider's report.
     let undelivered_row = format!("tr[data-message-id=\"{}\"]", sent[2]);
