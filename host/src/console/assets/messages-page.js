@@ -242,9 +242,9 @@ function messagesView(messages, { filters, connectorsById, messageLogOn, openTim
   }
   const columns = [
     ['Time', (message) => h('span', { class: 'nowrap' }, formatTime(message.createdAt))],
-    ['Connector', (message) => [
+    ['Connector', (message) => h('div', {},
       h('span', { class: 'message-connector' }, connectorLabel(message.connectorId, connectorsById)),
-      message.connectorId ? h('code', { class: 'message-connector-id' }, message.connectorId) : null]],
+      message.connectorId ? h('code', { class: 'message-connector-id' }, message.connectorId) : null)],
     ['Factory', (message) => h('code', {}, message.factoryId)],
     ['Purpose', (message) => purposeLabel(message.purpose)],
     ['Phone', (message) => h('span', { class: 'phone-tail' }, phoneTail(message.phone))],
