@@ -2986,4 +2986,34 @@ async fn the_messages_page_lists_filters_and_opens_timelines() {
         .wait_for_text("[data-testid=messages-empty]", "the message log is off")
         .await;
     browser.screenshot("62-messages-log-off").await;
+
+    // The log on without a public URL: recorded, but no provider is asked to report.
+    let unreported = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))])
+        .start_with_args(&[
+            "--admin-key",
+            ADMIN_KEY,
+            "--send-key",
+            SEND_KEY,
+            "--message-log",
+            "on",
+        ]);
+    create_mock_connector(&unreported);
+    let recorded = send_logged(&unreported, PHONE);
+    sign_in(&browser, &unreported).await;
+    browser
+        .wait_for_text(
+            "[data-testid=live-sms-connector] [data-testid=delivery-rate]",
+            "No delivery reports yet (24 h, 1 message)",
+        )
+        .await;
+    browser.click("[data-nav=messages]").await;
+    browser
+        .wait_for(&format!(
+            "tr[data-message-id=\"{recorded}\"][data-status=queued]"
+        ))
+        .await;
+    let notice = browser.text_of("[data-testid=delivery-reports-off]").await;
+    assert!(notice.contains("--public-url"), "{notice}");
+    assert!(!browser.exists("[data-testid=message-log-off]").await);
+    browser.screenshot("63-messages-reports-off").await;
 }

@@ -316,6 +316,9 @@ pub struct MessageSummaryResponse {
     /// Whether this host writes the message log (`--message-log`): when `false`, nothing new
     /// is counted (what the log still holds from before is).
     pub message_log: bool,
+    /// Whether this host asks providers for delivery reports (the message log on and
+    /// `--public-url` set): when `false`, no status moves past what the send's answer said.
+    pub delivery_reports: bool,
     /// One entry per connector that sent in the window, by connector id.
     pub connectors: Vec<ConnectorDeliveryResponse>,
 }
@@ -343,6 +346,8 @@ pub async fn get_message_summary(
     Ok(Json(MessageSummaryResponse {
         since,
         message_log: state.config.delivery_reports.message_log,
+        delivery_reports: state.config.delivery_reports.message_log
+            && state.config.delivery_reports.public_url.is_some(),
         connectors: summaries
             .into_iter()
             .map(|summary| {

@@ -74,6 +74,7 @@ export async function renderMessagesPage(container, _params, context) {
   const connectors = [...live, ...retired];
   const connectorsById = new Map(connectors.map((connector) => [connector.id, connector]));
   const messageLogOn = summary?.messageLog !== false;
+  const deliveryReportsOn = summary?.deliveryReports !== false;
 
   let messages = page.messages;
   let nextBefore = page.nextBefore || null;
@@ -177,7 +178,7 @@ export async function renderMessagesPage(container, _params, context) {
   const heading = h('h2', { id: 'messages-heading', tabindex: '-1' }, 'Recent messages');
   replaceChildren(container,
     h('h1', {}, 'Messages'),
-    messageLogOn ? null : messageLogOffNotice(messages.length > 0),
+    messageLogOn ? (deliveryReportsOn ? null : deliveryReportsOffNotice()) : messageLogOffNotice(messages.length > 0),
     h('section', { class: 'card', 'aria-labelledby': 'messages-heading' },
       heading,
       h('p', { class: 'section-description' }, 'Every message and verification code this host sent, newest first, with its status as the provider reported it. Only the last four digits of each phone number are kept. Open a message for its timeline. This page follows new messages and delivery reports while it is in view.'),
@@ -228,6 +229,13 @@ function messageLogOffNotice(hasOlderMessages) {
     h('p', {}, 'To follow each message to delivered, start the host with ', h('code', {}, '--message-log on'),
       ', or with ', h('code', {}, '--public-url https://your-host.example'),
       ' (the address providers reach this host at), which turns the log on and asks providers for delivery reports.'));
+}
+
+function deliveryReportsOffNotice() {
+  return h('div', { class: 'notice', 'data-testid': 'delivery-reports-off' },
+    h('p', { class: 'notice-title' }, 'Providers are not asked for delivery reports.'),
+    h('p', {}, 'Messages are recorded, but their status stays at what the send\'s answer said (queued, or failed): this host has no public address to give providers for their reports. Start it with ',
+      h('code', {}, '--public-url https://your-host.example'), ', the address providers reach this host at, to follow each message to delivered.'));
 }
 
 function messagesView(messages, { filters, connectorsById, messageLogOn, openTimeline }) {
