@@ -91,6 +91,16 @@ pub async fn send_message(
 /// The largest `since`: the largest integer JSON clients hold exactly (2^53 - 1).
 const LATEST_SINCE: i64 = 9_007_199_254_740_991;
 
+/// A `since` the message routes take: milliseconds since the epoch, as JSON holds them.
+fn check_since(since: Option<i64>) -> Result<(), ApiError> {
+    if since.is_some_and(|since| !(0..=LATEST_SINCE).contains(&since)) {
+        return Err(ApiError::InvalidRequestBody(format!(
+            "since is a time in milliseconds since the epoch: 0 to {LATEST_SINCE}"
+        )));
+    }
+    Ok(())
+}
+
 /// Which messages `GET /api/messages` lists, newest first.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -234,14 +244,7 @@ pub async fn list_messages(
                 })
         })
         .transpose()?;
-    if query
-        .since
-        .is_some_and(|since| !(0..=LATEST_SINCE).contains(&since))
-    {
-        return Err(ApiError::InvalidRequestBody(format!(
-            "since is a time in milliseconds since the epoch: 0 to {LATEST_SINCE}"
-        )));
-    }
+    check_since(query.since)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::InvalidRequestBody("limit is 1 to 200".to_owned()));
@@ -331,14 +334,7 @@ pub async fn get_message_summary(
     State(state): State<Arc<AppState>>,
     Query(query): Query<MessageSummaryQuery>,
 ) -> Result<Json<MessageSummaryResponse>, ApiError> {
-    if query
-        .since
-        .is_some_and(|since| !(0..=LATEST_SINCE).contains(&since))
-    {
-        return Err(ApiError::InvalidRequestBody(format!(
-            "since is a time in milliseconds since the epoch: 0 to {LATEST_SINCE}"
-        )));
-    }
+    check_since(query.since)?;
     let since = query
         .since
         .unwrap_or_else(|| crate::store::now_millis() - DEFAULT_SUMMARY_WINDOW_MS);
