@@ -336,6 +336,15 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             failures.push(store_unavailable());
             failures
         }
+        "get_message_summary" => {
+            let mut failures = admin_route();
+            failures.push(malformed(
+                "since is a time in milliseconds since the epoch: 0 to 9007199254740991",
+                "`since` out of its range, or not a number",
+            ));
+            failures.push(store_unavailable());
+            failures
+        }
         "get_message" => {
             let mut failures = admin_route();
             failures.push(with_a_path_id());

@@ -27,6 +27,7 @@ use crate::routes;
         routes::messages::send_message,
         routes::messages::list_messages,
         routes::messages::get_message,
+        routes::messages::get_message_summary,
         routes::verification_codes::issue_code,
         routes::verification_codes::verify_code,
         routes::metrics::get_metrics,

@@ -63,6 +63,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/messages", get(routes::messages::list_messages))
         .route("/api/messages/{id}", get(routes::messages::get_message))
         .route(
+            "/api/messages/summary",
+            get(routes::messages::get_message_summary),
+        )
+        .route(
             "/api/plugins/rescan",
             post(routes::plugins::rescan_plugin_files),
         )

@@ -1865,12 +1865,37 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
         "1",
         "--first-seen-country-max",
         "0",
+        "--public-url",
+        PUBLIC_URL,
+        "--message-log",
+        "on",
     ]);
+    // The Messages page's statuses: the HTTP gateway's provider reports on what it sent (one
+    // send per number prefix, under the protection's prefix velocity).
+    let provider = CaptureServer::start(200, r#"{"id": "gw-1"}"#);
     let (status, retired) = host.post(
         "/api/connectors",
-        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": "http://127.0.0.1:9/sms", "authorization": "Bearer x"}}),
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": format!("{}/sms", provider.url), "authorization": "Bearer x"}}),
     );
     assert_eq!(status, 200, "{retired}");
+    let reported = [
+        ("+14155550134", json!({"status": "delivered"})),
+        (
+            "+13125550178",
+            json!({"status": "undelivered", "errorCode": "30003"}),
+        ),
+        ("+12125550190", json!({"status": "sent"})),
+    ];
+    let reported_ids: Vec<String> = reported
+        .into_iter()
+        .map(|(phone, report)| {
+            let message_id = send_logged(&host, phone);
+            report_delivery(&host, &provider, &message_id, report);
+            message_id
+        })
+        .collect();
+    // The undelivered one: its timeline has the provider's error code.
+    let timeline_message = &reported_ids[1];
     let live = create_mock_connector(&host);
     let live_id = live["id"].as_str().unwrap();
     make_prefix_block(&host, "+120155500");
@@ -2024,6 +2049,23 @@ async fn every_screen_at_both_sizes_in_light_and_dark() {
                 .eval("document.querySelector('[data-testid=protection-thresholds]').scrollIntoView()")
                 .await;
             shot("10-protection-thresholds").await;
+
+            browser.click("[data-nav=messages]").await;
+            browser
+                .wait_for(&format!("tr[data-message-id=\"{timeline_message}\"]"))
+                .await;
+            shot("11-messages").await;
+            browser
+                .click(&format!("tr[data-message-id=\"{timeline_message}\"]"))
+                .await;
+            browser
+                .wait_for_text("[data-testid=timeline]", "Delivery report")
+                .await;
+            shot("12-message-timeline").await;
+            browser.press_keys(&Key::Escape).await;
+            browser
+                .wait_until_gone("[data-testid=message-timeline]")
+                .await;
             let errors = browser.browser_log_errors().await;
             assert!(
                 errors
@@ -2582,4 +2624,396 @@ async fn signing_out_stops_the_pages_that_refresh_themselves() {
         )
         .await;
     assert_eq!(after, json!([[], "half-typed", true]));
+}
+
+/// The base of the report URLs a message-log host hands out: nothing listens there; the tests
+/// post each report to the host itself, at the path the provider was given.
+const PUBLIC_URL: &str = "http://127.0.0.1:1";
+
+/// A host with the message log on (and report URLs), the mock and the HTTP gateway loaded.
+fn message_log_host() -> TestHost {
+    HostFolders::new(&[
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+        ("libhttp_sms.so", &plugin_file("http_sms")),
+    ])
+    .start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--max-sends-per-recipient",
+        "1000000",
+        "--resend-cooldown-secs",
+        "0",
+        "--public-url",
+        PUBLIC_URL,
+        "--message-log",
+        "on",
+        // Fifty sends to one number: more than the protection's prefix velocity lets through.
+        "--protection",
+        "off",
+    ])
+}
+
+/// Makes an HTTP gateway connector sending to `provider` live; its id.
+fn create_gateway(host: &TestHost, provider: &CaptureServer) -> String {
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": format!("{}/send", provider.url)}}),
+    );
+    assert_eq!(status, 200, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+/// Sends through the live connector; the message's id.
+fn send_logged(host: &TestHost, phone: &str) -> String {
+    let (status, sent) = send_to(host, phone);
+    assert_eq!(status, 200, "{sent}");
+    sent["messageId"].as_str().unwrap().to_owned()
+}
+
+/// Posts a delivery report for `message_id` as the gateway's provider would: to the callback
+/// URL the gateway was given with that message.
+fn report_delivery(host: &TestHost, provider: &CaptureServer, message_id: &str, report: Value) {
+    let callback = provider
+        .requests()
+        .iter()
+        .map(|request| serde_json::from_str::<Value>(&request.body).unwrap())
+        .find(|body| body["messageId"] == message_id)
+        .unwrap_or_else(|| panic!("the provider never got {message_id}"))["callbackUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = host.request_raw(
+        "POST",
+        callback.trim_start_matches(PUBLIC_URL),
+        None,
+        Some(("application/json", &report.to_string())),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Each row of the messages table: `[message id, status, badge text]`.
+async fn message_rows(browser: &Browser) -> Vec<(String, String, String)> {
+    let rows = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=messages-table] tbody tr')].map((row) => \
+               [row.dataset.messageId, row.dataset.status, row.querySelector('.badge').textContent])",
+        )
+        .await;
+    serde_json::from_value(rows).unwrap()
+}
+
+/// Waits until the table shows `count` rows (a filter or a page loaded).
+async fn wait_for_rows(browser: &Browser, count: usize) {
+    wait_until_true(
+        browser,
+        &format!("{count} message rows"),
+        &format!(
+            "return document.querySelectorAll('[data-testid=messages-table] tbody tr').length === {count}"
+        ),
+    )
+    .await;
+}
+
+/// Chooses an option of one of the page's filters, as a click on it does.
+async fn choose_filter(browser: &Browser, filter: &str, value: &str) {
+    browser
+        .click(&format!("[data-testid={filter}] option[value=\"{value}\"]"))
+        .await;
+}
+
+/// The Messages page and the connectors' delivered rates, from real sends: 50 through the mock
+/// and 4 through the HTTP gateway, whose provider's reports (posted to the URL it was given)
+/// say delivered twice and undelivered once. The list shows them newest first with their
+/// badges and "Load more", filters by status and connector, opens a timeline with a click and
+/// with Enter (the focus back on the row when it closes), and follows a new message and a new
+/// report without losing the focus. A host with the log off says how to turn it on.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_messages_page_lists_filters_and_opens_timelines() {
+    let host = message_log_host();
+    let mock_id = create_mock_connector(&host)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..50 {
+        send_logged(&host, PHONE);
+    }
+    let provider = CaptureServer::start(200, r#"{"id": "gw-1"}"#);
+    let gateway_id = create_gateway(&host, &provider);
+    let sent: Vec<String> = (0..4).map(|_| send_logged(&host, PHONE)).collect();
+    report_delivery(&host, &provider, &sent[0], json!({"status": "delivered"}));
+    report_delivery(&host, &provider, &sent[1], json!({"status": "delivered"}));
+    report_delivery(
+        &host,
+        &provider,
+        &sent[2],
+        json!({"status": "undelivered", "errorCode": "30003"}),
+    );
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.eval("window.__sameDocument = true").await;
+    // The connectors list: each connector's delivered rate over the last day.
+    browser
+        .wait_for_text(
+            "[data-testid=live-sms-connector] [data-testid=delivery-rate]",
+            "67% delivered (24 h, 4 messages)",
+        )
+        .await;
+    browser
+        .wait_for_text(
+            &format!("[data-connector-id=\"{mock_id}\"] [data-testid=delivery-rate]"),
+            "No delivery reports yet (24 h, 50 messages)",
+        )
+        .await;
+    browser.screenshot("58-connectors-delivered-rate").await;
+
+    browser.click("[data-nav=messages]").await;
+    browser.wait_for("[data-testid=messages-table]").await;
+    wait_for_rows(&browser, 50).await;
+    let rows = message_rows(&browser).await;
+    let newest: Vec<(&str, &str, &str)> = rows[..4]
+        .iter()
+        .map(|(id, status, badge)| (id.as_str(), status.as_str(), badge.as_str()))
+        .collect();
+    assert_eq!(
+        newest,
+        [
+            (sent[3].as_str(), "queued", "queued"),
+            (sent[2].as_str(), "undelivered", "undelivered"),
+            (sent[1].as_str(), "delivered", "delivered"),
+            (sent[0].as_str(), "delivered", "delivered"),
+        ],
+        "newest first, each with its status badge"
+    );
+    assert!(rows[4..].iter().all(|(_, status, _)| status == "queued"));
+    let badge_kinds = browser
+        .eval(&format!(
+            "return ['{}', '{}'].map((id) => document.querySelector(`tr[data-message-id=\"${{id}}\"] .badge`).className)",
+            sent[2], sent[1]
+        ))
+        .await;
+    assert_eq!(
+        badge_kinds,
+        json!(["badge badge-error", "badge badge-live"])
+    );
+    // Only the phone's last digits, in the page's own form.
+    let phones = browser
+        .eval("return [...new Set([...document.querySelectorAll('[data-testid=messages-table] td[data-label=Phone]')].map((cell) => cell.textContent))]")
+        .await;
+    assert_eq!(phones, json!(["••••0123"]));
+    assert!(
+        !browser.text_of("main").await.contains("201555"),
+        "more of the phone than its tail"
+    );
+    browser.screenshot("59-messages").await;
+
+    browser.click_button("Load more").await;
+    wait_for_rows(&browser, 54).await;
+    // No Load more past the last message.
+    wait_until_true(
+        &browser,
+        "Load more hidden",
+        "return document.querySelector('[data-testid=load-more]').offsetParent === null",
+    )
+    .await;
+
+    // Filters: by status, then by connector too.
+    choose_filter(&browser, "status-filter", "delivered").await;
+    wait_for_rows(&browser, 2).await;
+    let rows = message_rows(&browser).await;
+    assert_eq!(
+        rows.iter()
+            .map(|(id, status, _)| (id.as_str(), status.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (sent[1].as_str(), "delivered"),
+            (sent[0].as_str(), "delivered")
+        ]
+    );
+    browser.screenshot("60-messages-delivered").await;
+    choose_filter(&browser, "status-filter", "undelivered").await;
+    choose_filter(&browser, "connector-filter", &mock_id).await;
+    browser
+        .wait_for_text(
+            "[data-testid=messages-empty]",
+            "No messages match these filters",
+        )
+        .await;
+    choose_filter(&browser, "connector-filter", &gateway_id).await;
+    wait_for_rows(&browser, 1).await;
+    assert_eq!(message_rows(&browser).await[0].0, sent[2]);
+    choose_filter(&browser, "status-filter", "").await;
+    wait_for_rows(&browser, 4).await;
+    choose_filter(&browser, "connector-filter", "").await;
+    wait_for_rows(&browser, 50).await;
+    browser.click_button("Load more").await;
+    wait_for_rows(&browser, 54).await;
+
+    // A click opens the timeline: the send's answer, then the provider's report.
+    let undelivered_row = format!("tr[data-message-id=\"{}\"]", sent[2]);
+    browser.click(&undelivered_row).await;
+    browser
+        .wait_for_text(
+            "[data-testid=message-timeline] [data-testid=timeline]",
+            "Delivery report",
+        )
+        .await;
+    let events = browser
+        .eval(
+            "return [...document.querySelectorAll('[data-testid=timeline] li')].map((event) => \
+               [event.dataset.source, event.dataset.status, event.textContent.includes('30003')])",
+        )
+        .await;
+    assert_eq!(
+        events,
+        json!([["send", "queued", false], ["report", "undelivered", true]])
+    );
+    let dialog_text = browser.text_of("[data-testid=message-timeline]").await;
+    assert!(dialog_text.contains(&sent[2]), "{dialog_text}");
+    assert!(dialog_text.contains("••••0123"), "{dialog_text}");
+    browser.screenshot("61-message-timeline").await;
+    browser.press_keys(&Key::Escape).await;
+    browser
+        .wait_until_gone("[data-testid=message-timeline]")
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.dataset.messageId ?? null")
+            .await,
+        json!(sent[2]),
+        "the focus is back on the row"
+    );
+
+    // With the keyboard: a row is a Tab stop; Enter opens it, Escape closes it.
+    let stops = browser
+        .eval("return [...document.querySelectorAll('[data-testid=messages-table] tbody tr')].every((row) => row.tabIndex === 0)")
+        .await;
+    assert_eq!(stops, json!(true));
+    browser.press_keys(&Key::Tab).await;
+    browser.press_keys(&Key::Tab).await;
+    let focused = browser
+        .eval("return document.activeElement.dataset.messageId ?? null")
+        .await;
+    assert_eq!(focused, json!(sent[0]), "Tab goes from row to row");
+    browser.press_keys(&Key::Enter).await;
+    browser
+        .wait_for_text(
+            "[data-testid=message-timeline] [data-testid=timeline]",
+            "delivered",
+        )
+        .await;
+    browser.press_keys(&Key::Escape).await;
+    browser
+        .wait_until_gone("[data-testid=message-timeline]")
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.dataset.messageId ?? null")
+            .await,
+        json!(sent[0])
+    );
+
+    // A new message and a late report show up by themselves; the focus stays on its row.
+    let scrolled = browser
+        .eval("window.scrollTo(0, 200); return window.scrollY")
+        .await;
+    let newer = send_logged(&host, PHONE);
+    report_delivery(&host, &provider, &sent[3], json!({"status": "delivered"}));
+    wait_until_true(
+        &browser,
+        "the new message and the report",
+        &format!(
+            "const first = document.querySelector('[data-testid=messages-table] tbody tr'); \
+             const reported = document.querySelector('tr[data-message-id=\"{}\"]'); \
+             return first?.dataset.messageId === '{newer}' && reported?.dataset.status === 'delivered'",
+            sent[3]
+        ),
+    )
+    .await;
+    assert_eq!(
+        browser
+            .eval("return document.activeElement.dataset.messageId ?? null")
+            .await,
+        json!(sent[0]),
+        "the focus stays on its row"
+    );
+    // The scroll stays (or moves down by the new row, keeping what was in sight in place).
+    let scroll = browser.eval("return window.scrollY").await;
+    assert!(
+        scroll.as_f64().unwrap() >= scrolled.as_f64().unwrap() && scrolled.as_f64().unwrap() > 0.0,
+        "scrolled {scrolled}, now {scroll}"
+    );
+    assert_eq!(
+        browser
+            .eval(
+                "return document.querySelectorAll('[data-testid=messages-table] tbody tr').length"
+            )
+            .await,
+        json!(55),
+        "what Load more brought stays"
+    );
+    let errors = browser.browser_log_errors().await;
+    assert!(
+        errors
+            .iter()
+            .all(|line| !line.contains("Uncaught") && !line.contains("Content Security Policy")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        browser.eval("return window.__sameDocument ?? false").await,
+        json!(true),
+        "no reload"
+    );
+
+    // The log off: the page says so and how to turn it on; the connectors show no rate.
+    let quiet = mock_and_http_host();
+    create_mock_connector(&quiet);
+    assert_eq!(send_message(&quiet).0, 200);
+    sign_in(&browser, &quiet).await;
+    browser.wait_for("[data-testid=live-sms-connector]").await;
+    assert!(!browser.exists("[data-testid=delivery-rate]").await);
+    browser.click("[data-nav=messages]").await;
+    let notice = browser
+        .wait_for_text("[data-testid=message-log-off]", "--message-log on")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(notice.contains("--public-url"), "{notice}");
+    browser
+        .wait_for_text("[data-testid=messages-empty]", "the message log is off")
+        .await;
+    browser.screenshot("62-messages-log-off").await;
+
+    // The log on without a public URL: recorded, but no provider is asked to report.
+    let unreported = HostFolders::new(&[("libmock_sms.so", &plugin_file("mock_sms"))])
+        .start_with_args(&[
+            "--admin-key",
+            ADMIN_KEY,
+            "--send-key",
+            SEND_KEY,
+            "--message-log",
+            "on",
+        ]);
+    create_mock_connector(&unreported);
+    let recorded = send_logged(&unreported, PHONE);
+    sign_in(&browser, &unreported).await;
+    browser
+        .wait_for_text(
+            "[data-testid=live-sms-connector] [data-testid=delivery-rate]",
+            "No delivery reports yet (24 h, 1 message)",
+        )
+        .await;
+    browser.click("[data-nav=messages]").await;
+    browser
+        .wait_for(&format!(
+            "tr[data-message-id=\"{recorded}\"][data-status=queued]"
+        ))
+        .await;
+    let notice = browser.text_of("[data-testid=delivery-reports-off]").await;
+    assert!(notice.contains("--public-url"), "{notice}");
+    assert!(!browser.exists("[data-testid=message-log-off]").await);
+    browser.screenshot("63-messages-reports-off").await;
 }

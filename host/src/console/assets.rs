@@ -53,6 +53,7 @@ pub const ASSETS: &[Asset] = &[
     embedded!("plugin-changes.js", JAVASCRIPT),
     embedded!("page-refresh.js", JAVASCRIPT),
     embedded!("protection-page.js", JAVASCRIPT),
+    embedded!("messages-page.js", JAVASCRIPT),
     embedded!("config-form.js", JAVASCRIPT),
     embedded!("json-editor.js", JAVASCRIPT),
     // CodeMirror 6 in one module (codemirror-build/README.md: versions, licences, build).

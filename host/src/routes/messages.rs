@@ -91,6 +91,16 @@ pub async fn send_message(
 /// The largest `since`: the largest integer JSON clients hold exactly (2^53 - 1).
 const LATEST_SINCE: i64 = 9_007_199_254_740_991;
 
+/// A `since` the message routes take: milliseconds since the epoch, as JSON holds them.
+fn check_since(since: Option<i64>) -> Result<(), ApiError> {
+    if since.is_some_and(|since| !(0..=LATEST_SINCE).contains(&since)) {
+        return Err(ApiError::InvalidRequestBody(format!(
+            "since is a time in milliseconds since the epoch: 0 to {LATEST_SINCE}"
+        )));
+    }
+    Ok(())
+}
+
 /// Which messages `GET /api/messages` lists, newest first.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -232,14 +242,7 @@ pub async fn list_messages(
                 })
         })
         .transpose()?;
-    if query
-        .since
-        .is_some_and(|since| !(0..=LATEST_SINCE).contains(&since))
-    {
-        return Err(ApiError::InvalidRequestBody(format!(
-            "since is a time in milliseconds since the epoch: 0 to {LATEST_SINCE}"
-        )));
-    }
+    check_since(query.since)?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::InvalidRequestBody("limit is 1 to 200".to_owned()));
@@ -264,5 +267,99 @@ pub async fn list_messages(
             .map(|record| message_response(record, None))
             .collect(),
         next_before,
+    }))
+}
+
+/// The window `GET /api/messages/summary` counts when no `since` is given: the last 24 hours.
+const DEFAULT_SUMMARY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Which messages `GET /api/messages/summary` counts.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSummaryQuery {
+    /// Count the messages created at or after this time (milliseconds since the epoch); the
+    /// last 24 hours when left out.
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
+    pub since: Option<i64>,
+}
+
+/// One connector's messages since `since`, by their current status.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "total": 50, "delivered": 46, "undelivered": 3, "failed": 1, "sent": 0, "queued": 0, "unknown": 0, "pending": 0, "deliveredRate": 0.92}))]
+pub struct ConnectorDeliveryResponse {
+    pub connector_id: String,
+    pub factory_id: String,
+    /// Every message, whatever its status.
+    pub total: u64,
+    pub delivered: u64,
+    pub undelivered: u64,
+    pub failed: u64,
+    pub sent: u64,
+    pub queued: u64,
+    pub unknown: u64,
+    /// No status yet: the send is in progress.
+    pub pending: u64,
+    /// `delivered / (delivered + undelivered + failed)`: of the messages whose fate is known,
+    /// the share that arrived; `null` while none is known. Messages whose provider never
+    /// reports (still `queued`, `sent` or `unknown`) are not counted as failures.
+    #[schema(nullable)]
+    pub delivered_rate: Option<f64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSummaryResponse {
+    /// The start of the counted window (milliseconds since the epoch).
+    pub since: i64,
+    /// Whether this host writes the message log (`--message-log`): when `false`, nothing new
+    /// is counted (what the log still holds from before is).
+    pub message_log: bool,
+    /// Whether this host asks providers for delivery reports (the message log on and
+    /// `--public-url` set): when `false`, no status moves past what the send's answer said.
+    pub delivery_reports: bool,
+    /// One entry per connector that sent in the window, by connector id.
+    pub connectors: Vec<ConnectorDeliveryResponse>,
+}
+
+/// Each connector's messages since a time by their current status, and its delivered rate.
+#[utoipa::path(get, path = "/api/messages/summary", tag = "messages", params(MessageSummaryQuery),
+    responses((status = 200, description = "Messages per connector by status", body = MessageSummaryResponse)),
+    security(("admin_key" = [])))]
+pub async fn get_message_summary(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<MessageSummaryQuery>,
+) -> Result<Json<MessageSummaryResponse>, ApiError> {
+    check_since(query.since)?;
+    let since = query
+        .since
+        .unwrap_or_else(|| crate::store::now_millis() - DEFAULT_SUMMARY_WINDOW_MS);
+    let summaries = state.sender.tracking.delivery_summary(since).await?;
+    Ok(Json(MessageSummaryResponse {
+        since,
+        message_log: state.config.delivery_reports.message_log,
+        delivery_reports: state.config.delivery_reports.message_log
+            && state.config.delivery_reports.public_url.is_some(),
+        connectors: summaries
+            .into_iter()
+            .map(|summary| {
+                let decided = summary.delivered + summary.undelivered + summary.failed;
+                ConnectorDeliveryResponse {
+                    delivered_rate: (decided > 0)
+                        .then(|| summary.delivered as f64 / decided as f64),
+                    connector_id: summary.connector_id,
+                    factory_id: summary.factory_id,
+                    total: summary.total,
+                    delivered: summary.delivered,
+                    undelivered: summary.undelivered,
+                    failed: summary.failed,
+                    sent: summary.sent,
+                    queued: summary.queued,
+                    unknown: summary.unknown,
+                    pending: summary.pending,
+                }
+            })
+            .collect(),
     }))
 }

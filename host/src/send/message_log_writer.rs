@@ -125,6 +125,12 @@ mod tests {
         async fn purge_messages(&self, _: i64) -> Result<usize, StoreError> {
             Ok(0)
         }
+        async fn delivery_summary(
+            &self,
+            _: i64,
+        ) -> Result<Vec<crate::store::message_log::ConnectorDeliverySummary>, StoreError> {
+            Ok(Vec::new())
+        }
         async fn record_writes(&self, writes: Vec<MessageWrite>) -> Result<(), StoreError> {
             self.batches
                 .lock()

@@ -133,6 +133,16 @@ impl MessageTracking {
         self.log.messages(filter).await
     }
 
+    /// Each connector's messages since `since` by status, with every send queued so far
+    /// written first.
+    pub async fn delivery_summary(
+        &self,
+        since: i64,
+    ) -> Result<Vec<crate::store::message_log::ConnectorDeliverySummary>, StoreError> {
+        self.writer.flush().await;
+        self.log.delivery_summary(since).await
+    }
+
     /// Adds a delivery report's event, after the writes queued so far: the message a report
     /// names was queued before its provider heard of it, so it is there.
     pub async fn record_report(

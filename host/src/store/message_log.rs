@@ -131,6 +131,13 @@ pub trait MessageLog: Send + Sync {
     /// Writes messages and events in order, in one transaction: the send path's writes,
     /// batched. An event for a message that is not there is skipped, as `record_event` does.
     async fn record_writes(&self, writes: Vec<MessageWrite>) -> Result<(), StoreError>;
+    /// Each connector's messages created at or after `since` (ms), counted by their current
+    /// status (one aggregate query), by connector id. Console tests of an unsaved config
+    /// (no connector id) are left out.
+    async fn delivery_summary(
+        &self,
+        since: i64,
+    ) -> Result<Vec<ConnectorDeliverySummary>, StoreError>;
 }
 
 /// A batch's writes as a store runs them: a message whose first event (its send's outcome,
@@ -183,6 +190,61 @@ pub fn plan_writes(writes: &[MessageWrite]) -> Vec<PlannedWrite<'_>> {
         }
     }
     planned
+}
+
+/// One connector's messages by their current status (`MessageLog::delivery_summary`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectorDeliverySummary {
+    pub connector_id: String,
+    pub factory_id: String,
+    pub total: u64,
+    pub queued: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub undelivered: u64,
+    pub failed: u64,
+    pub unknown: u64,
+    /// No status yet: the send has not returned.
+    pub pending: u64,
+}
+
+impl ConnectorDeliverySummary {
+    /// Adds `count` messages at `status` (`None`: no status yet).
+    pub fn add(&mut self, status: Option<DeliveryStatus>, count: u64) {
+        self.total += count;
+        let bucket = match status {
+            None => &mut self.pending,
+            Some(DeliveryStatus::Queued) => &mut self.queued,
+            Some(DeliveryStatus::Sent) => &mut self.sent,
+            Some(DeliveryStatus::Delivered) => &mut self.delivered,
+            Some(DeliveryStatus::Undelivered) => &mut self.undelivered,
+            Some(DeliveryStatus::Failed) => &mut self.failed,
+            // `unknown`, and any status a later plugin-api adds.
+            Some(_) => &mut self.unknown,
+        };
+        *bucket += count;
+    }
+}
+
+/// Folds `(connector id, factory id, stored status, count)` rows, as both stores' grouped
+/// query returns them, into one summary per connector, in connector id order. A status text
+/// this host does not know (a newer host's) counts as `unknown`, as `parse_status` reads it.
+pub fn summarize_status_counts(
+    rows: impl IntoIterator<Item = (String, String, Option<String>, u64)>,
+) -> Vec<ConnectorDeliverySummary> {
+    let mut summaries: std::collections::BTreeMap<(String, String), ConnectorDeliverySummary> =
+        std::collections::BTreeMap::new();
+    for (connector_id, factory_id, status, count) in rows {
+        summaries
+            .entry((connector_id.clone(), factory_id.clone()))
+            .or_insert_with(|| ConnectorDeliverySummary {
+                connector_id,
+                factory_id,
+                ..ConnectorDeliverySummary::default()
+            })
+            .add(status.as_deref().map(parse_status), count);
+    }
+    summaries.into_values().collect()
 }
 
 /// A stored status text, as the enum; an unknown text (a newer host's) reads as `unknown`.

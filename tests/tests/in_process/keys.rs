@@ -161,6 +161,13 @@ fn routes() -> Vec<Route> {
             Scope::Admin,
         ),
         route(
+            "GET",
+            "/api/messages/summary",
+            "/api/messages/summary",
+            None,
+            Scope::Admin,
+        ),
+        route(
             "POST",
             "/api/verification-codes",
             "/api/verification-codes",

@@ -9,6 +9,7 @@
 mod connectors;
 mod in_process_host;
 mod keys;
+mod message_summary;
 mod messages;
 mod metrics;
 mod phones;

@@ -2,6 +2,7 @@
 //   #/connectors                 Email and SMS connectors (the live one, Previous SMS connectors)
 //   #/connectors/{id}            a connector's details
 //   #/guide/{factoryId}[?replacing={id}]   the set-up guide (README left, form and test right)
+//   #/messages                   the message log: recent messages, filters, each one's timeline
 //   #/plugins                    the plugin files and Rescan
 //   #/protection                 SMS-pumping protection: mode, blocks (Lift), countries, thresholds
 // Each screen is one module exporting `render(container, params, context)`.
@@ -13,6 +14,7 @@ import { renderSignIn } from './sign-in-page.js';
 import { renderConnectorsPage } from './connectors-page.js';
 import { renderConnectorDetailsPage } from './connector-details-page.js';
 import { renderGuidePage } from './guide-page.js';
+import { renderMessagesPage } from './messages-page.js';
 import { renderPluginsPage } from './plugins-page.js';
 import { renderProtectionPage } from './protection-page.js';
 
@@ -110,7 +112,8 @@ document.addEventListener('click', (event) => {
 
 function signOut(message) {
   // The screen being left is no longer current: the pages that refresh themselves (Plugins,
-  // Protection) stop, instead of asking without a key and signing out again over the form.
+  // Protection, Messages) stop, instead of asking without a key and signing out again over
+  // the form.
   renderGeneration += 1;
   forgetAdminKey();
   unsavedChangesCheck = null;
@@ -158,6 +161,8 @@ async function route() {
       await renderConnectorDetailsPage(container, { connectorId: segments[1] }, screenContext);
     } else if (section === 'guide' && segments[1]) {
       await renderGuidePage(container, { factoryId: segments[1], replacing: query.get('replacing') }, screenContext);
+    } else if (section === 'messages') {
+      await renderMessagesPage(container, {}, screenContext);
     } else if (section === 'plugins') {
       await renderPluginsPage(container, {}, screenContext);
     } else if (section === 'protection') {

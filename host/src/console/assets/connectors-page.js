@@ -8,7 +8,7 @@ import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector
 import { openFactoryPicker } from './factory-picker.js';
 import { watchForChanges } from './page-refresh.js';
 
-function identity(connector, { lastChanged = false } = {}) {
+function identity(connector, { lastChanged = false, deliveries } = {}) {
   return h('div', { class: 'connector-identity' },
     logoImage(connector.logo, connectorName(connector)),
     h('div', { class: 'connector-identity-text' },
@@ -16,32 +16,73 @@ function identity(connector, { lastChanged = false } = {}) {
       h('div', { class: 'connector-meta' },
         h('span', {}, 'Factory ', h('code', {}, connector.connectorId)),
         h('span', {}, 'ID ', h('code', {}, connector.id)),
-        lastChanged ? h('span', { class: 'nowrap' }, `Last changed ${formatTime(connector.updatedAt)}`) : null),
+        lastChanged ? h('span', { class: 'nowrap' }, `Last changed ${formatTime(connector.updatedAt)}`) : null,
+        deliveryRate(connector, deliveries)),
     ),
   );
 }
 
+/**
+ * "92% delivered (24 h, 50 messages)" from GET /api/messages/summary: of the messages whose
+ * fate a report told, the share delivered; nothing when the message log is off or the
+ * summary could not be read.
+ */
+function deliveryRate(connector, deliveries) {
+  if (!deliveries || deliveries.messageLog === false || !Array.isArray(deliveries.connectors)) return null;
+  const counts = deliveries.connectors.find((entry) => entry.connectorId === connector.id);
+  const total = counts?.total ?? 0;
+  const messages = `${total} ${total === 1 ? 'message' : 'messages'}`;
+  const title = counts
+    ? `Last 24 hours: ${counts.delivered} delivered, ${counts.undelivered} undelivered, ${counts.failed} failed, ${counts.queued + counts.sent} without a final report, ${counts.unknown} unknown. Messages whose provider never reports are not counted as failures.`
+    : 'No message sent through this connector in the last 24 hours.';
+  if (typeof counts?.deliveredRate !== 'number') {
+    return h('span', { class: 'delivery-rate', 'data-testid': 'delivery-rate', title }, total === 0 ? 'No messages in 24 h' : `No delivery reports yet (24 h, ${messages})`);
+  }
+  const percent = Math.round(counts.deliveredRate * 100);
+  const kind = percent >= 90 ? 'delivery-rate-good' : percent < 70 ? 'delivery-rate-poor' : '';
+  return h('span', { class: `delivery-rate ${kind}`, 'data-testid': 'delivery-rate', title }, `${percent}% delivered (24 h, ${messages})`);
+}
+
 const REFRESH_INTERVAL_MS = 2000;
+// The summary counts a day of messages: asked again at most this often, not every poll.
+const DELIVERIES_INTERVAL_MS = 30_000;
+let deliveriesCache = { at: 0, value: null };
+
+async function loadDeliveries() {
+  if (Date.now() - deliveriesCache.at < DELIVERIES_INTERVAL_MS) return deliveriesCache.value;
+  // The delivered rates are extra: the list shows without them when the summary fails.
+  const value = await api('GET', '/api/messages/summary').then(withoutTime, () => null);
+  deliveriesCache = { at: Date.now(), value };
+  return value;
+}
 
 function loadConnectors() {
   return Promise.all([
     api('GET', '/api/connectors'),
     api('GET', '/api/connectors?enabled=false'),
+    loadDeliveries(),
   ]);
+}
+
+/** The summary without its moving `since`, so an unchanged count redraws nothing. */
+function withoutTime(summary) {
+  return summary ? { messageLog: summary.messageLog, connectors: summary.connectors } : null;
 }
 
 export async function renderConnectorsPage(container, _params, context) {
   document.title = 'Connectors · connector-host console';
   replaceChildren(container, h('h1', {}, 'Connectors'), loading());
-  const [live, retired] = await loadConnectors();
+  // Opening the page shows the rates as they are now.
+  deliveriesCache = { at: 0, value: null };
+  const [live, retired, deliveries] = await loadConnectors();
   if (!context.isCurrent()) return;
-  replaceChildren(container, ...connectorsView(live, retired, context));
+  replaceChildren(container, ...connectorsView(live, retired, deliveries, context));
   // A connector changed through the API or on another host shows up without a reload; a
   // dialog open over the list (the picker, a confirmation) holds the redraw back.
-  watchForChanges(loadConnectors, ([changedLive, changedRetired]) => {
-    keepingFocus(container, () => replaceChildren(container, ...connectorsView(changedLive, changedRetired, context)));
+  watchForChanges(loadConnectors, ([changedLive, changedRetired, changedDeliveries]) => {
+    keepingFocus(container, () => replaceChildren(container, ...connectorsView(changedLive, changedRetired, changedDeliveries, context)));
   }, {
-    initial: [live, retired],
+    initial: [live, retired, deliveries],
     isActive: context.isCurrent,
     isPaused: () => document.querySelector('.backdrop') !== null,
     intervalMs: REFRESH_INTERVAL_MS,
@@ -73,12 +114,12 @@ function focusables(scope) {
   return [...scope.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')];
 }
 
-function connectorsView(live, retired, context) {
+function connectorsView(live, retired, deliveries, context) {
   const liveConnector = live[0] || null;
 
   const smsRow = liveConnector
     ? h('div', { class: 'connector-row', 'data-testid': 'live-sms-connector' },
-        identity(liveConnector),
+        identity(liveConnector, { deliveries }),
         h('div', { class: 'row-actions' },
           h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(liveConnector.id)}` }, 'Open'),
           h('button', { type: 'button', class: 'button', onclick: () => openFactoryPicker({ context, currentFactoryId: liveConnector.connectorId, replacingConnectorId: liveConnector.id }) }, 'Change SMS connector')),
@@ -93,7 +134,7 @@ function connectorsView(live, retired, context) {
 
   const previousList = retired.length === 0
     ? h('p', { class: 'empty-state' }, 'None yet. When you change the SMS connector, the previous one is kept here with its configuration, ready to be made live again.')
-    : h('ul', { class: 'connector-list', 'aria-label': 'Previous SMS connectors' }, retired.map((connector) => previousRow(connector, context)));
+    : h('ul', { class: 'connector-list', 'aria-label': 'Previous SMS connectors' }, retired.map((connector) => previousRow(connector, deliveries, context)));
 
   return [
     h('h1', {}, 'Connectors'),
@@ -108,12 +149,12 @@ function connectorsView(live, retired, context) {
   ];
 }
 
-function previousRow(connector, context) {
+function previousRow(connector, deliveries, context) {
   const name = connectorName(connector);
   const makeLive = makeLiveButton(connector, context, () => '#/connectors');
   const remove = h('button', { type: 'button', class: 'button button-danger-plain', 'aria-label': `Delete ${name} (${connector.id})`, onclick: () => deleteConnector(connector, context) }, 'Delete');
   return h('li', { class: 'connector-row', 'data-testid': 'previous-connector', 'data-connector-id': connector.id },
-    identity(connector, { lastChanged: true }),
+    identity(connector, { lastChanged: true, deliveries }),
     h('div', { class: 'row-actions' },
       h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(connector.id)}`, 'aria-label': `Open ${name} (${connector.id})` }, 'Open'),
       makeLive,

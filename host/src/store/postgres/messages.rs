@@ -4,8 +4,9 @@
 use plugin_api::DeliveryStatus;
 
 use crate::store::message_log::{
-    advances, parse_status, plan_writes, EventOutcome, EventSource, MessageEvent, MessageFilter,
-    MessageLog, MessageRecord, MessageWrite, NewMessage, PlannedWrite,
+    advances, parse_status, plan_writes, summarize_status_counts, ConnectorDeliverySummary,
+    EventOutcome, EventSource, MessageEvent, MessageFilter, MessageLog, MessageRecord,
+    MessageWrite, NewMessage, PlannedWrite,
 };
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreError;
@@ -143,6 +144,39 @@ impl MessageLog for PostgresStore {
             }
             transaction.commit().await?;
             Ok(())
+        })
+        .await
+    }
+    async fn delivery_summary(
+        &self,
+        since: i64,
+    ) -> Result<Vec<ConnectorDeliverySummary>, StoreError> {
+        self.within_deadline(async {
+            // Messages since $1 by connector and current status; the range is read through
+            // `messages_by_creation`.
+            let rows = self
+                .client()
+                .await?
+                .query(
+                    "SELECT connector_id, factory_id, status, COUNT(*) FROM messages
+                     WHERE created_at >= $1 AND connector_id <> ''
+                     GROUP BY connector_id, factory_id, status",
+                    &[&since],
+                )
+                .await?;
+            let counts = rows
+                .iter()
+                .map(|row| {
+                    let count: i64 = row.try_get(3)?;
+                    Ok((
+                        row.try_get::<_, String>(0)?,
+                        row.try_get::<_, String>(1)?,
+                        row.try_get::<_, Option<String>>(2)?,
+                        u64::try_from(count).unwrap_or(0),
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(summarize_status_counts(counts))
         })
         .await
     }
