@@ -472,7 +472,9 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             failures.push(with_a_path_id());
             failures.push(connector_not_found());
             failures.push(failure(
-                ApiError::FallbackIsLive { id: "6wb24mwyos70".to_owned() },
+                ApiError::FallbackIsLive {
+                    id: "6wb24mwyos70".to_owned(),
+                },
                 "the connector is the live one: the fallback must be a previous connector",
             ));
             failures.push(factory_not_found(

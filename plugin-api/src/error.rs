@@ -211,7 +211,10 @@ mod tests {
             .with_retry_after(std::time::Duration::from_secs(7))
             .not_accepted();
         assert!(marked.is_not_accepted());
-        assert_eq!(marked.retry_after(), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(
+            marked.retry_after(),
+            Some(std::time::Duration::from_secs(7))
+        );
         let mut with_text_data = ConnectorError::general("x");
         with_text_data.data = Some(serde_json::json!("raw"));
         let kept = with_text_data.not_accepted();

@@ -90,7 +90,10 @@ fn the_standby_sends_only_what_the_live_provider_took_nothing_of_and_the_breaker
     );
     let (status, marked) = host.post(&format!("/api/connectors/{standby}/fallback"), &json!({}));
     assert_eq!(status, 200, "{marked}");
-    assert_eq!((marked["fallback"].clone(), marked["enabled"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (marked["fallback"].clone(), marked["enabled"].clone()),
+        (json!(true), json!(false))
+    );
 
     // The breaker saw one failure already (without a standby every send tells it); two more
     // fail over and open it.
@@ -105,7 +108,10 @@ fn the_standby_sends_only_what_the_live_provider_took_nothing_of_and_the_breaker
     let open = breaker(&host);
     assert_eq!(open["state"], "open", "{open}");
     assert_eq!(open["watching"], live.as_str());
-    assert!(open["lastError"].as_str().unwrap().contains("503"), "{open}");
+    assert!(
+        open["lastError"].as_str().unwrap().contains("503"),
+        "{open}"
+    );
 
     // Open: the live connector is not even tried.
     let (status, sent) = send(&host);
@@ -138,7 +144,11 @@ fn the_standby_sends_only_what_the_live_provider_took_nothing_of_and_the_breaker
         assert_eq!(send(&host).0, 200);
     }
     assert_eq!(healthy_sink.requests().len(), 6);
-    assert_eq!(standby_sink.requests().len(), 3, "no fallback while healthy");
+    assert_eq!(
+        standby_sink.requests().len(),
+        3,
+        "no fallback while healthy"
+    );
 
     let count = |reason: &str| {
         metric(
@@ -171,10 +181,15 @@ fn a_refusal_of_the_message_or_an_unknown_outcome_never_reaches_the_standby() {
         assert_eq!(error["code"], "connector.general", "{error}");
     }
     assert_eq!(bad_request_sink.requests().len(), 4);
-    assert_eq!(breaker(&host)["state"], "closed", "a bad message says nothing of the provider");
+    assert_eq!(
+        breaker(&host)["state"],
+        "closed",
+        "a bad message says nothing of the provider"
+    );
 
     // The request went out and no answer came: the provider may have it. Never sent again.
-    let hanging_sink = CaptureServer::start_concurrent_with_delay(200, "{}", Duration::from_secs(5));
+    let hanging_sink =
+        CaptureServer::start_concurrent_with_delay(200, "{}", Duration::from_secs(5));
     let (status, body) = host.patch(
         &format!("/api/connectors/{refusing}"),
         &json!({"config": {"endpoint": format!("{}/send", hanging_sink.url)}}),
@@ -187,7 +202,11 @@ fn a_refusal_of_the_message_or_an_unknown_outcome_never_reaches_the_standby() {
         "{error}"
     );
     assert_eq!(hanging_sink.requests().len(), 1);
-    assert_eq!(standby_sink.requests().len(), 0, "nothing reached the standby");
+    assert_eq!(
+        standby_sink.requests().len(),
+        0,
+        "nothing reached the standby"
+    );
 
     // Unreachable (nothing listens): provably not sent, the standby sends it.
     let closed_port = free_port();
@@ -278,5 +297,57 @@ fn a_code_sent_by_the_standby_verifies_and_the_mark_follows_the_connectors() {
         Some(ADMIN_KEY),
         None,
     );
-    assert_eq!((status, error["code"].clone()), (404, json!("entity.not_found")));
+    assert_eq!(
+        (status, error["code"].clone()),
+        (404, json!("entity.not_found"))
+    );
+}
+
+#[test]
+fn through_a_whole_outage_and_a_swap_every_send_arrives_once() {
+    let standby_sink = CaptureServer::start(200, r#"{"ok": true}"#);
+    let host = host(&[]);
+    let standby = gateway(&host, &format!("{}/send", standby_sink.url));
+    // The provider is down: nothing listens where the live connector sends.
+    let down = format!("http://127.0.0.1:{}/send", free_port());
+    gateway(&host, &down);
+    assert_eq!(
+        host.post(&format!("/api/connectors/{standby}/fallback"), &json!({}))
+            .0,
+        200
+    );
+    let sends = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..50 {
+                    let (status, body) = send(&host);
+                    sends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if status != 200 {
+                        failures.lock().unwrap().push(body);
+                    }
+                }
+            });
+        }
+        // An operator swaps the live connector mid-outage (to another one that is down too).
+        scope.spawn(|| {
+            while sends.load(std::sync::atomic::Ordering::Relaxed) < 100 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            gateway(&host, &down);
+        });
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        standby_sink.requests().len(),
+        200,
+        "each message once, at the standby"
+    );
+    assert_eq!(
+        metric(&host, "sms_fallback_sends_total{reason=\"unreachable\"} ")
+            + metric(&host, "sms_fallback_sends_total{reason=\"breaker_open\"} "),
+        200
+    );
 }

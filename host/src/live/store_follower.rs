@@ -163,11 +163,14 @@ pub async fn reload_live_connector(follower: &StoreFollower<'_>) {
     match follower.store.fallback().await {
         Ok(record) => {
             let registry = follower.factories.load();
-            let next = LiveConnector::standby_for(record.as_ref(), change.current_standby(), &registry);
+            let next =
+                LiveConnector::standby_for(record.as_ref(), change.current_standby(), &registry);
             change.set_standby(next);
         }
         Err(crate::store::StoreError::ConfigUnreadable(unreadable)) => {
-            change.set_standby(Some(Arc::new(LiveConnector::config_unreadable(&unreadable))));
+            change.set_standby(Some(Arc::new(LiveConnector::config_unreadable(
+                &unreadable,
+            ))));
         }
         Err(error) => {
             tracing::warn!(%error, "cannot read the fallback connector from the store; the standby stays as it was");

@@ -49,7 +49,10 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
     });
     // The standby and this host's breaker: what an on-call engineer asks first in an outage.
     let fallback = state.live.current_standby().map(|standby| {
-        let breaker = state.sender.fallback_breaker.view(std::time::Instant::now());
+        let breaker = state
+            .sender
+            .fallback_breaker
+            .view(std::time::Instant::now());
         let settings = state.sender.fallback_breaker.settings();
         json!({
             "connectorId": standby.connector_id,

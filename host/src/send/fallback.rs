@@ -201,13 +201,7 @@ impl Breaker {
     /// The outcome of a send through the live connector: `failure` is a not-accepted one
     /// (redacted text), `None` a success or a failure that says nothing of the provider's
     /// health (a bad number, an unknown outcome).
-    pub fn record(
-        &self,
-        connector_id: &str,
-        failure: Option<&str>,
-        probe: bool,
-        now: Instant,
-    ) {
+    pub fn record(&self, connector_id: &str, failure: Option<&str>, probe: bool, now: Instant) {
         let mut inner = self.lock();
         inner.follow(connector_id);
         if probe {
@@ -332,7 +326,11 @@ mod tests {
         let later = start + Duration::from_secs(31);
         assert_eq!(breaker.view(later).state, BreakerState::HalfOpen);
         assert_eq!(breaker.route("live", later), Route::Probe);
-        assert_eq!(breaker.route("live", later), Route::Standby, "one probe at a time");
+        assert_eq!(
+            breaker.route("live", later),
+            Route::Standby,
+            "one probe at a time"
+        );
         // The probe fails: open again, for a whole cool-off from now.
         breaker.record("live", Some("refused"), true, later);
         assert_eq!(breaker.view(later).state, BreakerState::Open);

@@ -417,7 +417,9 @@ impl Sender {
                             self.fallback_breaker.cancel_probe();
                         }
                     }
-                    Err(AttemptError::Delivery(error)) if fallback::provider_took_nothing(error) => {
+                    Err(AttemptError::Delivery(error))
+                        if fallback::provider_took_nothing(error) =>
+                    {
                         self.fallback_breaker.record(
                             target.connector_id,
                             Some(&error.to_string()),
@@ -426,8 +428,12 @@ impl Sender {
                         );
                     }
                     Ok(_) | Err(AttemptError::Delivery(_)) => {
-                        self.fallback_breaker
-                            .record(target.connector_id, None, probe, Instant::now());
+                        self.fallback_breaker.record(
+                            target.connector_id,
+                            None,
+                            probe,
+                            Instant::now(),
+                        );
                     }
                 }
                 match (result, &standby) {

@@ -30,8 +30,9 @@ use plugin_api::TemplateType;
 use super::code_verification::{decide_verification, CodeWrite, StoredCode};
 use super::secrets_keyring::{SecretsKeyring, StoredConfig};
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    FallbackOutcome, UnreadableConfig, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, FallbackOutcome, NewCode, NewConnector,
+    SealingReport, StoreError, UnreadableConfig, UpdateOutcome, VerificationCodeStore,
+    VerifyOutcome,
 };
 
 pub mod messages;
@@ -53,8 +54,7 @@ const MIGRATION_LOCK: i64 = 0x636f_6e6e_6563_746f;
 /// How long any one store operation may take before the request fails closed.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(5);
 
-const COLUMNS: &str =
-    "id, factory_id, config, metadata, enabled, created_at, updated_at, fallback";
+const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at, fallback";
 const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
 impl From<tokio_postgres::Error> for StoreError {

@@ -19,8 +19,8 @@ use super::code_verification::{decide_verification, CodeWrite, StoredCode};
 use super::secrets_keyring::{SecretsKeyring, StoredConfig};
 use super::sqlite_writer::SqliteWriterHandle;
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    FallbackOutcome, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, FallbackOutcome, NewCode, NewConnector,
+    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 use plugin_api::TemplateType;
 
@@ -108,8 +108,7 @@ const PROTECTION_SNAPSHOT: &str = "snapshot";
 
 const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
-const COLUMNS: &str =
-    "id, factory_id, config, metadata, enabled, created_at, updated_at, fallback";
+const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at, fallback";
 
 impl SqliteStore {
     /// Opens (creating when missing) the database file and starts its writer thread; configs
@@ -277,7 +276,8 @@ impl ConnectorStore for SqliteStore {
     async fn fallback(&self) -> Result<Option<ConnectorRecord>, StoreError> {
         self.writer
             .run_batched(|connection, keyring| {
-                let sql = format!("SELECT {COLUMNS} FROM connectors WHERE fallback = 1 AND type = 'Sms'");
+                let sql =
+                    format!("SELECT {COLUMNS} FROM connectors WHERE fallback = 1 AND type = 'Sms'");
                 connection
                     .query_row(&sql, [], read_record)
                     .optional()?
