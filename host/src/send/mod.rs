@@ -393,11 +393,13 @@ impl Sender {
         message: SmsMessage,
         purpose: SendPurpose,
     ) -> Result<Sent, SendError> {
-        // Config tests try the config they were given, nothing else.
-        let standby = target
-            .standby
-            .filter(|_| purpose != SendPurpose::ConfigTest)
-            .and_then(SendTarget::standby);
+        // Config tests try the config they were given, nothing else, and tell the live
+        // connector's breaker nothing.
+        if purpose == SendPurpose::ConfigTest {
+            let result = self.attempt(&target, phone, &message, purpose).await;
+            return self.settle(reservation, result, purpose).await;
+        }
+        let standby = target.standby.and_then(SendTarget::standby);
         let route = match &standby {
             Some(_) => self
                 .fallback_breaker
@@ -454,7 +456,8 @@ impl Sender {
             }
         };
         let Some(standby) = standby else {
-            // Unreachable: the standby route needs a standby.
+            // Cannot happen: only a standby makes a route to it. Nothing was sent.
+            self.limiter.release(reservation).await;
             return Err(SendError::LiveConnectorUnavailable {
                 connector_id: target.connector_id.to_owned(),
                 reason: "no standby connector".to_owned(),
