@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::{
-    compare_alternating, get, install, post, start_host_with_args, Comparison, Recipients,
-    Server, MOCK,
+    compare_alternating, get, install, post, start_host_with_args, Comparison, Recipients, Server,
+    MOCK,
 };
 
 /// The target: the p99 an open breaker adds, in ms.
@@ -33,7 +33,10 @@ const NOTHING_REFUSED: [&str; 8] = [
 ];
 
 fn host(release: &Path) -> Result<Server, String> {
-    let args: Vec<String> = NOTHING_REFUSED.iter().map(|arg| (*arg).to_owned()).collect();
+    let args: Vec<String> = NOTHING_REFUSED
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
     start_host_with_args(release, None, "libmock_sms.so", MOCK, &mock_config(), &args)
 }
 
@@ -67,7 +70,9 @@ fn open_the_breaker(release: &Path, host: &Server) -> Result<(), String> {
         &json!({"connectorId": "http-sms", "config": {"endpoint": format!("http://127.0.0.1:{closed_port}/send")}}),
     );
     if status != 200 {
-        return Err(format!("cannot create the gateway connector: {status} {body}"));
+        return Err(format!(
+            "cannot create the gateway connector: {status} {body}"
+        ));
     }
     let (status, body) = post(
         &host.url,

@@ -41,8 +41,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod codes;
-mod forward;
 mod fallback;
+mod forward;
 mod message_log;
 mod outbox;
 mod plugins;
@@ -298,11 +298,7 @@ impl std::fmt::Display for TargetLine {
             ("≥", self.measured >= self.target)
         };
         let target = format!("{sign} {:.decimals$}{unit}", self.target);
-        let met = if met {
-            "met"
-        } else {
-            "missed"
-        };
+        let met = if met { "met" } else { "missed" };
         write!(
             formatter,
             "| {} | {measured} | {target} | {met} |",

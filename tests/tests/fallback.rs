@@ -230,7 +230,11 @@ fn a_refusal_of_the_message_or_an_unknown_outcome_never_reaches_the_standby() {
         &json!({"phone": PHONE, "config": {"endpoint": format!("http://127.0.0.1:{closed_port}/send")}}),
     );
     assert!(status >= 400, "{status} {body}");
-    assert_eq!(standby_sink.requests().len(), 1, "the standby heard nothing of the test");
+    assert_eq!(
+        standby_sink.requests().len(),
+        1,
+        "the standby heard nothing of the test"
+    );
 }
 
 #[test]
