@@ -135,23 +135,23 @@ function focusables(scope) {
 /** What the standby does for the live connector now: the breaker's state in words. */
 function standbyLine(standby, retired) {
   if (!standby) {
-    return h('p', { class: 'section-description', 'data-testid': 'no-fallback' },
+    return h('p', { class: 'section-description standby-line', 'data-testid': 'no-fallback' },
       'No fallback: when the live connector\'s provider is down, sends fail. Mark a previous connector with Use as fallback.');
   }
   const connector = retired.find((entry) => entry.id === standby.connectorId);
   const name = connector ? `${connectorName(connector)} (${standby.connectorId})` : standby.connectorId;
   if (!standby.ready) {
-    return h('p', { class: 'notice notice-error', 'data-testid': 'fallback-state' },
+    return h('p', { class: 'notice notice-error standby-line', 'data-testid': 'fallback-state' },
       `Fallback ${name} cannot send here: ${standby.reason || 'its plugin is not loaded'}.`);
   }
   if (standby.state === 'open' || standby.state === 'half_open') {
     const failures = `${standby.consecutiveFailures} failure${standby.consecutiveFailures === 1 ? '' : 's'} in a row`;
-    return h('p', { class: 'notice notice-warning', 'data-testid': 'fallback-state' },
+    return h('p', { class: 'notice notice-warning standby-line', 'data-testid': 'fallback-state' },
       standby.state === 'open'
         ? `Breaker open: the live connector's provider took nothing (${failures}; last: ${standby.lastError || 'unknown'}). Sends go to the fallback ${name}; the live connector is tried again after ${standby.coolOffSeconds} s.`
         : `Breaker half-open: one send tries the live connector again; the others go to the fallback ${name}.`);
   }
-  return h('p', { class: 'section-description', 'data-testid': 'fallback-state' },
+  return h('p', { class: 'section-description standby-line', 'data-testid': 'fallback-state' },
     `Fallback: ${name} sends when the live connector's provider is unreachable or refuses every request (never twice: not after a timeout).`);
 }
 
