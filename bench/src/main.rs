@@ -41,6 +41,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod codes;
+mod fallback;
 mod forward;
 mod message_log;
 mod outbox;
@@ -95,6 +96,9 @@ enum Scenario {
     Protection,
     /// What the message log costs a send (on, with report URLs, against `--message-log off`).
     MessageLog,
+    /// What a send costs once the breaker is open (the standby sends, the live connector is
+    /// skipped) against a host whose live connector is the same mock.
+    Fallback,
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
     Soak,
@@ -169,6 +173,15 @@ fn run(
             message_log::LOGGED_OVER_OFF_TARGET,
         ));
     }
+    if matches!(scenario, Scenario::Fallback | Scenario::All) {
+        let open = fallback::bench_fallback(&release, duration_secs, connections)?;
+        summary.push(TargetLine::at_most_in(
+            "fallback: p99 added once the breaker is open",
+            open.p99_added_ms,
+            fallback::P99_ADDED_TARGET_MS,
+            " ms",
+        ));
+    }
     if matches!(scenario, Scenario::Codes | Scenario::All) {
         let codes = codes::bench_codes(&release, duration_secs, connections)?;
         summary.push(TargetLine::at_least(
@@ -234,6 +247,8 @@ pub(crate) struct TargetLine {
     /// Written right after the number: `×` for ratios, ` pairs/s` for rates.
     unit: &'static str,
     decimals: usize,
+    /// The target is a ceiling (a latency), not a floor.
+    at_most: bool,
 }
 
 impl TargetLine {
@@ -245,6 +260,7 @@ impl TargetLine {
             target,
             unit: "×",
             decimals: 2,
+            at_most: false,
         }
     }
 
@@ -256,6 +272,18 @@ impl TargetLine {
             target,
             unit,
             decimals: 0,
+            at_most: false,
+        }
+    }
+
+    pub(crate) fn at_most_in(what: &str, measured: f64, target: f64, unit: &'static str) -> Self {
+        Self {
+            what: what.to_owned(),
+            measured,
+            target,
+            unit,
+            decimals: 2,
+            at_most: true,
         }
     }
 }
@@ -264,12 +292,13 @@ impl std::fmt::Display for TargetLine {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (decimals, unit) = (self.decimals, self.unit);
         let measured = format!("{:.decimals$}{unit}", self.measured);
-        let target = format!("≥ {:.decimals$}{unit}", self.target);
-        let met = if self.measured >= self.target {
-            "met"
+        let (sign, met) = if self.at_most {
+            ("≤", self.measured <= self.target)
         } else {
-            "missed"
+            ("≥", self.measured >= self.target)
         };
+        let target = format!("{sign} {:.decimals$}{unit}", self.target);
+        let met = if met { "met" } else { "missed" };
         write!(
             formatter,
             "| {} | {measured} | {target} | {met} |",
@@ -747,6 +776,8 @@ fn median(mut values: Vec<f64>) -> f64 {
 pub(crate) struct Comparison {
     pub throughput_ratio: f64,
     pub cpu_ratio: f64,
+    /// Median of the rounds' measured p99 minus baseline p99, in ms.
+    pub p99_added_ms: f64,
 }
 
 /// Drives `measured` and `baseline` with the same wrk load in alternating rounds (after a
@@ -767,6 +798,7 @@ fn compare_alternating(
     println!("| round | server | requests/s | p50 ms | p99 ms | failed | server CPU µs/request |");
     println!("|---|---|---|---|---|---|---|");
     let (mut throughput_ratios, mut cpu_ratios, mut measured_failed) = (Vec::new(), Vec::new(), 0);
+    let mut p99_added = Vec::new();
     for round in 1..=rounds {
         let measured_result = measure_sends(measured, duration_secs, connections, recipients)?;
         let baseline_result = measure_sends(baseline, duration_secs, connections, recipients)?;
@@ -790,15 +822,17 @@ fn compare_alternating(
             measured_result.cpu_microseconds_per_request
                 / baseline_result.cpu_microseconds_per_request,
         );
+        p99_added.push(measured_result.load.p99_ms - baseline_result.load.p99_ms);
         measured_failed += measured_result.load.failed;
     }
     let comparison = Comparison {
         throughput_ratio: median(throughput_ratios),
         cpu_ratio: median(cpu_ratios),
+        p99_added_ms: median(p99_added),
     };
     println!(
-        "ratio {measured_name}/{baseline_name}, median of {rounds}: requests/s {:.2}, server CPU per request {:.2}",
-        comparison.throughput_ratio, comparison.cpu_ratio
+        "ratio {measured_name}/{baseline_name}, median of {rounds}: requests/s {:.2}, server CPU per request {:.2}, p99 added {:.2} ms",
+        comparison.throughput_ratio, comparison.cpu_ratio, comparison.p99_added_ms
     );
     if measured_failed > 0 {
         return Err(format!("{measured_failed} {measured_name} requests failed"));

@@ -467,6 +467,33 @@ fn failures_of(operation_id: &str) -> Option<Vec<Failure>> {
             failures.push(store_unavailable());
             failures
         }
+        "set_fallback" => {
+            let mut failures = admin_route();
+            failures.push(with_a_path_id());
+            failures.push(connector_not_found());
+            failures.push(failure(
+                ApiError::FallbackIsLive {
+                    id: "6wb24mwyos70".to_owned(),
+                },
+                "the connector is the live one: the fallback must be a previous connector",
+            ));
+            failures.push(factory_not_found(
+                "no loaded plugin provides the connector's factory",
+            ));
+            // The plugin builds the saved config; whatever it answers is passed on.
+            failures.extend(connector_errors(true));
+            failures.push(connector_unavailable());
+            failures.push(store_unavailable());
+            failures
+        }
+        "clear_fallback" => {
+            let mut failures = admin_route();
+            failures.push(with_a_path_id());
+            failures.push(connector_not_found());
+            failures.push(connector_unavailable());
+            failures.push(store_unavailable());
+            failures
+        }
         "test_connector_config" => {
             let mut failures = admin_route();
             failures.push(with_a_path_id());

@@ -23,6 +23,8 @@ use crate::routes;
         routes::connectors::update_connector,
         routes::connectors::delete_connector,
         routes::connectors::enable_connector,
+        routes::connectors::set_fallback,
+        routes::connectors::clear_fallback,
         routes::connectors::test_connector_config,
         routes::messages::send_message,
         routes::messages::list_messages,

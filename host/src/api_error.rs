@@ -84,6 +84,8 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error("connector {id:?} kept changing while this change was made; read it again and retry")]
     ChangedConcurrently { id: String },
+    #[error("connector {id:?} is the live connector: mark a previous connector as the fallback")]
+    FallbackIsLive { id: String },
     /// The shared store cannot be reached: fail closed, never send without a decision.
     /// The reason (which names the database's address) goes to the log, not to the client.
     #[error("the store is unavailable; try again shortly")]
@@ -150,6 +152,7 @@ impl ApiError {
             | ApiError::RequestTimedOut { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyReadTimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::ChangedConcurrently { .. } => StatusCode::CONFLICT,
+            ApiError::FallbackIsLive { .. } => StatusCode::CONFLICT,
             ApiError::ReportRefused(refusal) => {
                 use crate::send::delivery_reports::ReportRefusal;
                 match refusal {
@@ -201,6 +204,7 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => "store.unavailable".to_owned(),
             ApiError::ConnectorUnavailable { .. } => "connector.unavailable".to_owned(),
             ApiError::ChangedConcurrently { .. } => "connector.changed_concurrently".to_owned(),
+            ApiError::FallbackIsLive { .. } => "connector.fallback_is_live".to_owned(),
             ApiError::Overloaded { .. } => "server.overloaded".to_owned(),
             ApiError::ConnectorBusy { .. } => "connector.busy".to_owned(),
             ApiError::BodyReadTimedOut { .. } => "request.timeout".to_owned(),
@@ -252,6 +256,7 @@ impl ApiError {
             "store.unavailable",
             "connector.unavailable",
             "connector.changed_concurrently",
+            "connector.fallback_is_live",
             "server.overloaded",
             "connector.busy",
             "request.timeout",
@@ -544,6 +549,7 @@ impl From<ConnectorChangeError> for ApiError {
             ConnectorChangeError::ChangedConcurrently { id } => {
                 ApiError::ChangedConcurrently { id }
             }
+            ConnectorChangeError::FallbackIsLive { id } => ApiError::FallbackIsLive { id },
             ConnectorChangeError::Store(error) => ApiError::from(error),
             ConnectorChangeError::NoRandomness(_) => ApiError::Internal(error.to_string()),
         }
@@ -692,6 +698,7 @@ mod tests {
                 path: text(),
             },
             ApiError::ChangedConcurrently { id: text() },
+            ApiError::FallbackIsLive { id: text() },
             ApiError::StoreUnavailable(text()),
             ApiError::ConnectorUnavailable {
                 connector_id: text(),
@@ -758,6 +765,7 @@ mod tests {
                 | ApiError::RouteNotFound { .. }
                 | ApiError::MethodNotAllowed { .. }
                 | ApiError::ChangedConcurrently { .. }
+                | ApiError::FallbackIsLive { .. }
                 | ApiError::StoreUnavailable(_)
                 | ApiError::ConnectorUnavailable { .. }
                 | ApiError::Overloaded { .. }

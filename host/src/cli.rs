@@ -189,6 +189,15 @@ pub struct ServeArgs {
     /// How long the message log keeps each send and its delivery reports, in days.
     #[arg(long, env = "CONNECTOR_HOST_MESSAGE_RETENTION_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..=365))]
     pub message_retention_days: u64,
+    /// Consecutive failures of the live connector whose provider took nothing (unreachable,
+    /// credentials refused, throttled, 503) after which sends skip it for the standby
+    /// connector for `--fallback-cool-off-secs`; then one send probes it. Only with a standby
+    /// marked (`POST /api/connectors/{id}/fallback`).
+    #[arg(long, env = "CONNECTOR_HOST_FALLBACK_AFTER_FAILURES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub fallback_after_failures: u32,
+    /// How long sends skip a failing live connector for the standby, in seconds.
+    #[arg(long, env = "CONNECTOR_HOST_FALLBACK_COOL_OFF_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub fallback_cool_off_secs: u64,
     /// Timeout of each HTTP request to an SMS provider, in seconds.
     #[arg(long, env = "CONNECTOR_HOST_REQUEST_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub request_timeout_secs: u64,
@@ -474,6 +483,10 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         tracing::warn!("--public-url is set with --message-log off: no delivery reports are asked for (they need the message log)");
     }
     let config = ServeConfig {
+        fallback_breaker: crate::send::fallback::BreakerSettings {
+            failures_to_open: args.fallback_after_failures,
+            cool_off: Duration::from_secs(args.fallback_cool_off_secs),
+        },
         delivery_reports: crate::send::message_tracking::DeliveryReportSettings {
             public_url: args.public_url,
             retention: Duration::from_secs(args.message_retention_days * 24 * 60 * 60),

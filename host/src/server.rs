@@ -47,6 +47,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::connectors::enable_connector),
         )
         .route(
+            "/api/connectors/{id}/fallback",
+            post(routes::connectors::set_fallback).delete(routes::connectors::clear_fallback),
+        )
+        .route(
             "/api/connectors/{id}/test",
             post(routes::connectors::test_connector_config),
         )

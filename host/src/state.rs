@@ -108,6 +108,8 @@ pub enum StartupError {
 pub struct ServeConfig {
     /// `--public-url` and `--message-retention-days`: delivery reports and the message log.
     pub delivery_reports: crate::send::message_tracking::DeliveryReportSettings,
+    /// `--fallback-after-failures` and `--fallback-cool-off-secs`.
+    pub fallback_breaker: crate::send::fallback::BreakerSettings,
     pub plugins_dir: PathBuf,
     pub data_dir: PathBuf,
     pub admin_keys: Vec<String>,
@@ -330,6 +332,13 @@ impl AppState {
             tracing::info!(connector_id = %live.connector_id, factory_id = %live.factory_id, ready = live.unavailable_reason().is_none(), "live connector restored");
             Arc::new(live)
         });
+        let standby = match store.fallback().await {
+            Ok(record) => LiveConnector::standby_for(record.as_ref(), None, &registry),
+            Err(StoreError::ConfigUnreadable(unreadable)) => {
+                Some(Arc::new(LiveConnector::config_unreadable(&unreadable)))
+            }
+            Err(error) => return Err(StartupError::ReadLiveConnector(error)),
+        };
         let send_limiter = match backend.shared() {
             Some(postgres) => SendLimiter::Shared {
                 store: Box::new(postgres.clone()),
@@ -399,6 +408,7 @@ impl AppState {
                     crate::send::PROTECTION_LOG_INTERVAL,
                 ),
                 tracking,
+                fallback_breaker: crate::send::fallback::Breaker::new(config.fallback_breaker),
             },
             protection_sharing: std::sync::Mutex::new(protection_sharing),
             code_hasher,
@@ -411,7 +421,7 @@ impl AppState {
             plugin_folder: Arc::new(Mutex::new(plugin_folder)),
             factories: ArcSwap::from_pointee(registry),
             store_backend: backend,
-            live: LiveSlot::new(live),
+            live: LiveSlot::with_standby(live, standby),
         })
     }
 

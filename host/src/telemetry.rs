@@ -98,6 +98,9 @@ pub const METRICS: &[MetricDescription] = &[
     metric("sms_send_to_delivered_seconds", MetricKind::Histogram, "Time from a send to its first delivered report, by connector (factory)."),
     metric("sms_delivery_report_refusals_total", MetricKind::Counter, "Delivery reports refused, by reason: unknown_connector, bad_token, bad_signature, malformed, unsupported, unavailable, store."),
     metric("sms_message_log_writes_lost_total", MetricKind::Counter, "Message-log writes (a message or a send's outcome) the store refused: the sends went out, their log entries are missing."),
+    metric("sms_fallback_sends_total", MetricKind::Counter, "Sends the standby connector made, by reason: unreachable or not_accepted (the live connector's provider took nothing), breaker_open (the live connector was skipped)."),
+    metric("sms_fallback_breaker_state", MetricKind::Gauge, "This host's breaker of the live connector: 0 closed, 1 open (sends go to the standby), 2 half-open (one send probes the live connector)."),
+    metric("sms_fallback_connector_ready", MetricKind::Gauge, "1 when a standby (fallback) connector is marked and can send here."),
     metric("sms_delivery_reports_unmatched_total", MetricKind::Counter, "Delivery reports for a message the log does not have (never sent here, or past its retention): answered 200 and counted."),
     metric("sms_send_failures_total", MetricKind::Counter, "Failed sends, by factory and error: the connector's error code (invalid_config, rate_limit_exceeded, ...), unreachable (not sent) or outcome_unknown (maybe sent)."),
     metric("sms_send_duration_seconds", MetricKind::Histogram, "Time of a send through a connector, by factory."),
@@ -154,6 +157,9 @@ pub fn register_metrics(refusal_codes: &[String]) {
     }
     for kind in ["head", "body", "request", "write"] {
         metrics::counter!("http_timeouts_total", "kind" => kind).increment(0);
+    }
+    for reason in crate::send::fallback::FallbackReason::ALL {
+        metrics::counter!("sms_fallback_sends_total", "reason" => reason.label()).increment(0);
     }
     for name in [
         "verification_codes_issued_total",

@@ -124,14 +124,40 @@ impl ConnectorError {
     /// `data.retryAfterSeconds`. Kept in `data` under [`RETRY_AFTER_DATA_KEY`], so it crosses
     /// the boundary to any 1.x host; non-object data is kept under `data.details`. Capped at a
     /// day: a provider's answer is not trusted to block callers longer.
-    pub fn with_retry_after(mut self, wait: std::time::Duration) -> Self {
+    pub fn with_retry_after(self, wait: std::time::Duration) -> Self {
         let seconds = wait.as_secs().min(MAX_RETRY_AFTER_SECONDS);
+        self.with_data_field(RETRY_AFTER_DATA_KEY, seconds.into())
+    }
+
+    /// Says the provider provably did not take the message: it refused the request as a
+    /// whole before accepting anything (credentials refused, 429, 503 "try later", a
+    /// throttling status), so sending it through another connector cannot deliver it twice.
+    /// The host fails over to its standby connector only on such errors (and on a provider it
+    /// could not reach). Never for a refusal of the message itself (a bad number), nor when
+    /// the provider may have accepted it. Kept in `data` under [`PROVIDER_ACCEPTED_DATA_KEY`]
+    /// (`false`), so it crosses the boundary to any 1.x host.
+    pub fn not_accepted(self) -> Self {
+        self.with_data_field(PROVIDER_ACCEPTED_DATA_KEY, false.into())
+    }
+
+    /// Whether [`ConnectorError::not_accepted`] marks it.
+    pub fn is_not_accepted(&self) -> bool {
+        self.data
+            .as_ref()
+            .and_then(|data| data.get(PROVIDER_ACCEPTED_DATA_KEY))
+            .and_then(serde_json::Value::as_bool)
+            == Some(false)
+    }
+
+    /// Adds a field to `data`, which becomes an object; non-object data is kept under
+    /// `data.details`.
+    fn with_data_field(mut self, key: &str, value: serde_json::Value) -> Self {
         let mut data = match self.data.take() {
             Some(serde_json::Value::Object(fields)) => fields,
             Some(other) => serde_json::Map::from_iter([("details".to_owned(), other)]),
             None => serde_json::Map::new(),
         };
-        data.insert(RETRY_AFTER_DATA_KEY.to_owned(), seconds.into());
+        data.insert(key.to_owned(), value);
         self.data = Some(serde_json::Value::Object(data));
         self
     }
@@ -159,6 +185,9 @@ impl ConnectorError {
 /// host's own 429 answers use.
 pub const RETRY_AFTER_DATA_KEY: &str = "retryAfterSeconds";
 
+/// Where [`ConnectorError::not_accepted`] keeps its mark in `data`.
+pub const PROVIDER_ACCEPTED_DATA_KEY: &str = "providerAccepted";
+
 /// The longest wait a connector error may ask for: one day.
 pub const MAX_RETRY_AFTER_SECONDS: u64 = 24 * 60 * 60;
 
@@ -173,6 +202,25 @@ impl std::error::Error for ConnectorError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_accepted_is_a_data_mark_beside_the_wait_and_other_data() {
+        let plain = ConnectorError::general("busy");
+        assert!(!plain.is_not_accepted());
+        let marked = ConnectorError::rate_limit_exceeded("slow down")
+            .with_retry_after(std::time::Duration::from_secs(7))
+            .not_accepted();
+        assert!(marked.is_not_accepted());
+        assert_eq!(
+            marked.retry_after(),
+            Some(std::time::Duration::from_secs(7))
+        );
+        let mut with_text_data = ConnectorError::general("x");
+        with_text_data.data = Some(serde_json::json!("raw"));
+        let kept = with_text_data.not_accepted();
+        assert!(kept.is_not_accepted());
+        assert_eq!(kept.data.as_ref().unwrap()["details"], "raw");
+    }
 
     #[test]
     fn every_code_round_trips_through_its_string() {

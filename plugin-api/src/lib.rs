@@ -53,7 +53,8 @@ pub use delivery::{
     SendContext,
 };
 pub use error::{
-    ConnectorError, ConnectorErrorCode, MAX_RETRY_AFTER_SECONDS, RETRY_AFTER_DATA_KEY,
+    ConnectorError, ConnectorErrorCode, MAX_RETRY_AFTER_SECONDS, PROVIDER_ACCEPTED_DATA_KEY,
+    RETRY_AFTER_DATA_KEY,
 };
 pub use exchange::{
     url_encode, HttpRequest, HttpResponse, SendProgress, SendReceipt, Step, StepNotes,

@@ -750,6 +750,8 @@ fn the_openapi_document_describes_every_route() {
         ("patch", "/api/connectors/{id}"),
         ("delete", "/api/connectors/{id}"),
         ("post", "/api/connectors/{id}/enable"),
+        ("post", "/api/connectors/{id}/fallback"),
+        ("delete", "/api/connectors/{id}/fallback"),
         ("post", "/api/connectors/{id}/test"),
         ("post", "/api/messages"),
         ("post", "/api/verification-codes"),

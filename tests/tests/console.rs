@@ -3017,3 +3017,77 @@ async fn the_messages_page_lists_filters_and_opens_timelines() {
     assert!(!browser.exists("[data-testid=message-log-off]").await);
     browser.screenshot("63-messages-reports-off").await;
 }
+
+/// The standby from the connectors page: Use as fallback on a previous connector, its badge,
+/// the breaker's state in words when the live provider fails, and Stop using as fallback.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_previous_connector_is_used_as_fallback_and_the_breaker_is_said() {
+    let refusing = CaptureServer::start(503, "try later");
+    let host = HostFolders::new(&[
+        ("libmock_sms.so", &plugin_file("mock_sms")),
+        ("libhttp_sms.so", &plugin_file("http_sms")),
+    ])
+    .start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--max-sends-per-recipient",
+        "1000000",
+        "--resend-cooldown-secs",
+        "0",
+        "--fallback-after-failures",
+        "2",
+        "--fallback-cool-off-secs",
+        "600",
+    ]);
+    let standby = create_mock_connector(&host)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, live) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": HTTP_SMS, "config": {"endpoint": format!("{}/sms", refusing.url)}}),
+    );
+    assert_eq!(status, 200, "{live}");
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    let row = format!("[data-testid=previous-connector][data-connector-id=\"{standby}\"]");
+    browser.wait_for(&row).await;
+    browser
+        .wait_for_text("[data-testid=no-fallback]", "No fallback")
+        .await;
+
+    browser
+        .click(&format!("{row} [data-testid=use-as-fallback]"))
+        .await;
+    browser.wait_for_text(&row, "Fallback").await;
+    browser
+        .wait_for_text("[data-testid=fallback-state]", &standby)
+        .await;
+    let (_, connector) = host.get(&format!("/api/connectors/{standby}"));
+    assert_eq!(connector["fallback"], true, "{connector}");
+
+    // The live provider refuses: the standby sends, and after two failures the breaker opens.
+    for _ in 0..2 {
+        let (status, sent) = send_message(&host);
+        assert_eq!(status, 200, "{sent}");
+        assert_eq!(sent["connectorId"], standby.as_str(), "{sent}");
+    }
+    browser
+        .wait_for_text("[data-testid=fallback-state]", "Breaker open")
+        .await;
+    let said = browser.text_of("[data-testid=fallback-state]").await;
+    assert!(said.contains("503"), "the last error is said: {said}");
+    browser.screenshot("64-fallback-breaker-open").await;
+
+    browser
+        .click(&format!("{row} [data-testid=clear-fallback]"))
+        .await;
+    browser
+        .wait_for_text("[data-testid=no-fallback]", "No fallback")
+        .await;
+    let (_, connector) = host.get(&format!("/api/connectors/{standby}"));
+    assert_eq!(connector["fallback"], false, "{connector}");
+    assert!(browser.browser_log_errors().await.is_empty());
+}

@@ -344,25 +344,19 @@ fn kannel_reports_delivery_of_a_code_through_its_dlr_url_and_the_message_reaches
     assert_eq!(received(&kannel).len(), 1, "one SMS reached the SMSC");
 }
 
-/// Twilio's signature of a request to `url` with these POST parameters, computed by Twilio's
-/// own helper library (`twilio.request_validator.RequestValidator`).
-fn twilio_signature(auth_token: &str, url: &str, parameters: &[(&str, &str)]) -> String {
+/// Runs `script` with the vendors' helper libraries' Python (`vendor-helpers` venv), the
+/// parameters as a JSON object after `arguments`; what it prints, trimmed.
+fn vendor_helper(script: &str, arguments: &[&str], parameters: &[(&str, &str)]) -> String {
     let python = require(&counterparts_dir().join("vendor-helpers/bin/python"));
     let parameters: serde_json::Map<String, Value> = parameters
         .iter()
         .map(|(name, value)| ((*name).to_owned(), json!(value)))
         .collect();
     let output = Command::new(python)
-        .args([
-            "-c",
-            "import json, sys\n\
-             from twilio.request_validator import RequestValidator\n\
-             token, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n\
-             print(RequestValidator(token).compute_signature(url, params))",
-            auth_token,
-            url,
-            &Value::Object(parameters).to_string(),
-        ])
+        .arg("-c")
+        .arg(script)
+        .args(arguments)
+        .arg(Value::Object(parameters).to_string())
         .output()
         .expect("run python");
     assert!(
@@ -371,6 +365,19 @@ fn twilio_signature(auth_token: &str, url: &str, parameters: &[(&str, &str)]) ->
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Twilio's signature of a request to `url` with these POST parameters, computed by Twilio's
+/// own helper library (`twilio.request_validator.RequestValidator`).
+fn twilio_signature(auth_token: &str, url: &str, parameters: &[(&str, &str)]) -> String {
+    vendor_helper(
+        "import json, sys\n\
+         from twilio.request_validator import RequestValidator\n\
+         token, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n\
+         print(RequestValidator(token).compute_signature(url, params))",
+        &[auth_token, url],
+        parameters,
+    )
 }
 
 #[test]
@@ -472,31 +479,15 @@ fn twilio_status_callbacks_signed_by_twilios_helper_library_are_taken_and_forged
 /// Vonage's signature of a receipt's parameters, computed by Vonage's own Python SDK
 /// (`vonage.Client.signature`, 3.x) with `method` (`None`: its default, `md5hash`).
 fn vonage_signature(secret: &str, method: Option<&str>, parameters: &[(&str, &str)]) -> String {
-    let python = require(&counterparts_dir().join("vendor-helpers/bin/python"));
-    let parameters: serde_json::Map<String, Value> = parameters
-        .iter()
-        .map(|(name, value)| ((*name).to_owned(), json!(value)))
-        .collect();
-    let output = Command::new(python)
-        .args([
-            "-c",
-            "import json, sys\n\
-             import vonage\n\
-             secret, method, params = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])\n\
-             client = vonage.Client(key='abcd1234', secret='unused', signature_secret=secret, signature_method=method)\n\
-             print(client.signature(params))",
-            secret,
-            method.unwrap_or_default(),
-            &Value::Object(parameters).to_string(),
-        ])
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    vendor_helper(
+        "import json, sys\n\
+         import vonage\n\
+         secret, method, params = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])\n\
+         client = vonage.Client(key='abcd1234', secret='unused', signature_secret=secret, signature_method=method)\n\
+         print(client.signature(params))",
+        &[secret, method.unwrap_or_default()],
+        parameters,
+    )
 }
 
 #[test]

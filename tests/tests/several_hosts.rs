@@ -104,6 +104,37 @@ fn a_change_on_one_host_is_served_by_the_other_through_its_notification() {
     assert!(median < Duration::from_millis(250), "p50 {median:?}");
 }
 
+#[test]
+fn the_fallback_mark_made_on_one_host_is_the_standby_of_the_other() {
+    let database = SharedDatabase::on_new_cluster();
+    let a = host_on(&database, &[]);
+    let b = host_on(&database, &[]);
+    let standby = create(&a, mock_config("standby"));
+    create(&a, mock_config("live"));
+    let (status, marked) = a.post(&format!("/api/connectors/{standby}/fallback"), &json!({}));
+    assert_eq!(status, 200, "{marked}");
+    let standby_on = |host: &TestHost| host.get("/health").1["fallback"]["connectorId"].clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while standby_on(&b) != json!(standby) {
+        assert!(Instant::now() < deadline, "B never took the standby");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Each host keeps its own breaker: B's watches nothing yet.
+    assert_eq!(b.get("/health").1["fallback"]["breaker"]["state"], "closed");
+    let (status, _) = b.request(
+        "DELETE",
+        &format!("/api/connectors/{standby}/fallback"),
+        Some(ADMIN_KEY),
+        None,
+    );
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while standby_on(&a) != Value::Null {
+        assert!(Instant::now() < deadline, "A kept the standby B cleared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// With notifications off, only the poll brings another host's changes; each arrives.
 #[test]
 fn without_notifications_the_poll_catches_up() {

@@ -13,7 +13,9 @@ use crate::api_keys::KeyId;
 use crate::live::live_connector::{Clear, LiveChange, LiveConnector, LiveSlot, Swap};
 use crate::plugins::factory_registry::{Factory, FactoryRegistry};
 use crate::secrets::{restore_masked, SecretKeys};
-use crate::store::{ConnectorRecord, NewConnector, Store, StoreError, UpdateOutcome};
+use crate::store::{
+    ConnectorRecord, FallbackOutcome, NewConnector, Store, StoreError, UpdateOutcome,
+};
 
 /// Why a connector change did not happen. The HTTP edge decides what each one answers.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum ConnectorChangeError {
     InvalidConfig(ConnectorError),
     #[error("connector {id:?} kept changing while this change was made")]
     ChangedConcurrently { id: String },
+    /// The live connector cannot be its own standby.
+    #[error("connector {id:?} is the live connector: the fallback must be another connector (a previous one)")]
+    FallbackIsLive { id: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("no randomness: {0}")]
@@ -235,6 +240,14 @@ impl ConnectorLifecycle<'_> {
                     tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, live = record.enabled, config_replaced = new_config.is_some(), key_id = %self.key_id(), "connector updated");
                     if record.enabled {
                         self.make_live(&mut change, &record, factory, instance);
+                    } else if record.fallback {
+                        change.set_standby(Some(Arc::new(LiveConnector::ready(
+                            &record.id,
+                            &record.factory_id,
+                            &record.config,
+                            factory,
+                            instance,
+                        ))));
                     }
                     return Ok(record);
                 }
@@ -267,6 +280,65 @@ impl ConnectorLifecycle<'_> {
                 })?;
         tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, key_id = %self.key_id(), "connector enabled; it is the live one");
         self.make_live(&mut change, &record, factory, instance);
+        // The store cleared its fallback mark: the standby going live is no longer the standby.
+        if change
+            .current_standby()
+            .is_some_and(|standby| standby.connector_id == record.id)
+        {
+            change.set_standby(None);
+        }
+        Ok(record)
+    }
+
+    /// Marks a previous connector as the standby (fallback), in place of any other. Refused
+    /// for the live connector, and when its plugin is not loaded or rejects its config.
+    pub async fn set_fallback(&self, id: &str) -> Result<ConnectorRecord, ConnectorChangeError> {
+        let mut change = self.live.lock_changes().await;
+        let stored = self.find_connector(id).await?;
+        if stored.enabled {
+            return Err(ConnectorChangeError::FallbackIsLive { id: id.to_owned() });
+        }
+        let factory = self.find_factory(&stored.factory_id)?;
+        let instance = factory
+            .plugin
+            .module
+            .instantiate(&stored.config)
+            .map_err(ConnectorChangeError::InvalidConfig)?;
+        let record = match self.store.set_fallback(id).await? {
+            FallbackOutcome::Set(record) => record,
+            FallbackOutcome::NotFound => {
+                return Err(ConnectorChangeError::NotFound { id: id.to_owned() })
+            }
+            FallbackOutcome::IsLive => {
+                return Err(ConnectorChangeError::FallbackIsLive { id: id.to_owned() })
+            }
+        };
+        tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, key_id = %self.key_id(), "connector marked as the fallback");
+        change.set_standby(Some(Arc::new(LiveConnector::ready(
+            &record.id,
+            &record.factory_id,
+            &record.config,
+            factory,
+            instance,
+        ))));
+        Ok(record)
+    }
+
+    /// Clears a connector's fallback mark (nothing happens to one that has none).
+    pub async fn clear_fallback(&self, id: &str) -> Result<ConnectorRecord, ConnectorChangeError> {
+        let mut change = self.live.lock_changes().await;
+        let record = self
+            .store
+            .clear_fallback(id)
+            .await?
+            .ok_or_else(|| ConnectorChangeError::NotFound { id: id.to_owned() })?;
+        if change
+            .current_standby()
+            .is_some_and(|standby| standby.connector_id == id)
+        {
+            tracing::info!(connector_id = %id, key_id = %self.key_id(), "fallback mark cleared");
+            change.set_standby(None);
+        }
         Ok(record)
     }
 
@@ -282,6 +354,12 @@ impl ConnectorLifecycle<'_> {
             change.clear(Clear::Deleted {
                 connector_id: id.to_owned(),
             });
+        }
+        if change
+            .current_standby()
+            .is_some_and(|standby| standby.connector_id == id)
+        {
+            change.set_standby(None);
         }
         Ok(())
     }

@@ -19,6 +19,9 @@ use crate::send::metrics::SendMetrics;
 #[derive(Default)]
 pub struct LiveSlot {
     live: ArcSwapOption<LiveConnector>,
+    /// The standby (fallback) connector, built and ready like the live one; swapped under the
+    /// same change lock.
+    standby: ArcSwapOption<LiveConnector>,
     /// Serializes connector changes (store write + swap) so the pointer always matches the
     /// last committed change. Sends never take it.
     changes: tokio::sync::Mutex<()>,
@@ -35,8 +38,28 @@ impl LiveSlot {
         report_live_connector(live.as_deref());
         Self {
             live: ArcSwapOption::new(live),
+            standby: ArcSwapOption::empty(),
             changes: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// A slot holding the live connector and the standby restored at start-up.
+    pub fn with_standby(
+        live: Option<Arc<LiveConnector>>,
+        standby: Option<Arc<LiveConnector>>,
+    ) -> Self {
+        let slot = Self::new(live);
+        if let Some(standby) = &standby {
+            tracing::info!(connector_id = %standby.connector_id, factory_id = %standby.factory_id, ready = standby.unavailable_reason().is_none(), "standby connector restored");
+        }
+        report_standby(standby.as_deref());
+        slot.standby.store(standby);
+        slot
+    }
+
+    /// The standby connector now, if one is marked; never blocks.
+    pub fn current_standby(&self) -> Option<Arc<LiveConnector>> {
+        self.standby.load_full()
     }
 
     /// The live connector now, if any; never blocks. A send keeps the `Arc` until it is done,
@@ -139,11 +162,42 @@ impl LiveChange<'_> {
         self.store(None);
     }
 
+    /// The standby now: the marked fallback connector, or none.
+    pub fn current_standby(&self) -> Option<Arc<LiveConnector>> {
+        self.slot.current_standby()
+    }
+
+    /// Makes `next` the standby connector (or none); logged when it changes.
+    pub fn set_standby(&mut self, next: Option<Arc<LiveConnector>>) {
+        let previous = self.slot.standby.load();
+        let changed = previous.as_ref().map(|standby| &standby.connector_id)
+            != next.as_ref().map(|standby| &standby.connector_id);
+        if changed {
+            match &next {
+                Some(standby) => tracing::info!(
+                    connector_id = %standby.connector_id,
+                    factory_id = %standby.factory_id,
+                    ready = standby.unavailable_reason().is_none(),
+                    "standby connector set: sends fail over to it when the live connector's provider takes nothing"
+                ),
+                None => tracing::info!("no standby connector"),
+            }
+        }
+        report_standby(next.as_deref());
+        self.slot.standby.store(next);
+    }
+
     fn store(&mut self, next: Option<Arc<LiveConnector>>) {
         report_live_connector(next.as_deref());
         self.slot.live.store(next);
         metrics::counter!("live_connector_swaps_total").increment(1);
     }
+}
+
+/// `sms_fallback_connector_ready`: a standby is marked and can send here.
+fn report_standby(standby: Option<&LiveConnector>) {
+    let ready = standby.is_some_and(|standby| standby.unavailable_reason().is_none());
+    metrics::gauge!("sms_fallback_connector_ready").set(f64::from(u8::from(ready)));
 }
 
 /// `live_connector_configured` and `live_connector_ready`: whether a connector is live, and
@@ -283,6 +337,31 @@ impl LiveConnector {
             LiveStatus::Ready { factory, .. } => Some(factory),
             LiveStatus::Unavailable { .. } | LiveStatus::ConfigUnreadable { .. } => None,
         }
+    }
+
+    /// The standby to serve for the store's fallback connector: this one when it is the same
+    /// connector, config and build, else built anew (`None`: no fallback is marked).
+    pub fn standby_for(
+        record: Option<&crate::store::ConnectorRecord>,
+        current: Option<Arc<LiveConnector>>,
+        registry: &FactoryRegistry,
+    ) -> Option<Arc<LiveConnector>> {
+        let record = record?;
+        let same = current.filter(|current| {
+            current.connector_id == record.id
+                && current.factory_id == record.factory_id
+                && current.config == record.config
+                && current.unavailable_reason().is_none()
+                && !current.is_orphaned(registry)
+        });
+        Some(same.unwrap_or_else(|| {
+            Arc::new(LiveConnector::build(
+                &record.id,
+                &record.factory_id,
+                &record.config,
+                registry,
+            ))
+        }))
     }
 
     /// Running on a build that is no longer the factory's in the registry (its file was

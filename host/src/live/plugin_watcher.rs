@@ -162,6 +162,18 @@ impl PluginRescan<'_> {
         self.factories.store(Arc::clone(&registry));
 
         let again_in = outcome.reconcile_again_in;
+        // The standby moves to a new build of its plugin (or comes back with it) too.
+        if let Some(standby) = change.current_standby() {
+            if standby.is_orphaned(&registry) || standby.unavailable_reason().is_some() {
+                let rebuilt = LiveConnector::build(
+                    &standby.connector_id,
+                    &standby.factory_id,
+                    &standby.config,
+                    &registry,
+                );
+                change.set_standby(Some(Arc::new(rebuilt)));
+            }
+        }
         let Some(live) = live else {
             return Ok(again_in);
         };

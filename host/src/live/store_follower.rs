@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use crate::live::live_connector::{Clear, LiveConnector, LiveSlot, Swap};
 use crate::plugins::factory_registry::FactoryRegistry;
 use crate::store::postgres::PostgresStore;
+use crate::store::ConnectorStore;
 
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -156,6 +157,25 @@ pub async fn reload_live_connector(follower: &StoreFollower<'_>) {
                 );
             }
             None => change.clear(Clear::SharedStoreChanged { generation }),
+        }
+    }
+    // The standby follows the store's fallback mark the same way.
+    match follower.store.fallback().await {
+        Ok(record) => {
+            let registry = follower.factories.load();
+            let next =
+                LiveConnector::standby_for(record.as_ref(), change.current_standby(), &registry);
+            change.set_standby(next);
+        }
+        Err(crate::store::StoreError::ConfigUnreadable(unreadable)) => {
+            change.set_standby(Some(Arc::new(LiveConnector::config_unreadable(
+                &unreadable,
+            ))));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the fallback connector from the store; the standby stays as it was");
+            // Read again at the next poll.
+            return;
         }
     }
     follower

@@ -39,6 +39,9 @@ pub struct ConnectorResponse {
     pub is_demo: bool,
     /// Whether it is the live connector (`false`: retired, kept to switch back to).
     pub enabled: bool,
+    /// Whether it is the standby: a previous connector that sends when the live one's
+    /// provider provably took nothing (`POST /api/connectors/{id}/fallback`).
+    pub fallback: bool,
     /// Whether a loaded plugin provides this connector (and, for the live one, whether it
     /// accepted the saved config).
     pub loaded: bool,
@@ -106,6 +109,7 @@ fn connector_response(state: &AppState, record: ConnectorRecord) -> ConnectorRes
         connector_id: record.factory_id,
         connector_type: crate::routes::connector_factories::ConnectorType::Sms,
         enabled: record.enabled,
+        fallback: record.fallback,
         metadata: record.metadata,
         created_at: record.created_at,
         updated_at: record.updated_at,
@@ -243,6 +247,41 @@ pub async fn enable_connector(
         .connector_lifecycle()
         .changed_by(key)
         .enable(&id)
+        .await?;
+    Ok(Json(connector_response(&state, record)))
+}
+
+/// Marks a previous connector as the fallback (standby), in place of any other: sends go to
+/// it when the live connector's provider provably took nothing (unreachable, credentials
+/// refused, throttled, 503), or while the breaker skips a failing live connector. Refused
+/// for the live connector (409), and when its plugin is not loaded or rejects its config.
+#[utoipa::path(post, path = "/api/connectors/{id}/fallback", tag = "connectors", params(("id" = String, Path, description = "The connector id", min_length = 1, example = "6wb24mwyos70")),
+    responses((status = 200, description = "The connector, now the fallback", body = ConnectorResponse)), security(("admin_key" = [])))]
+pub async fn set_fallback(
+    State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
+    let record = state
+        .connector_lifecycle()
+        .changed_by(key)
+        .set_fallback(&id)
+        .await?;
+    Ok(Json(connector_response(&state, record)))
+}
+
+/// Clears a connector's fallback mark: no standby (nothing happens to one that has none).
+#[utoipa::path(delete, path = "/api/connectors/{id}/fallback", tag = "connectors", params(("id" = String, Path, description = "The connector id", min_length = 1, example = "6wb24mwyos70")),
+    responses((status = 200, description = "The connector, no longer the fallback", body = ConnectorResponse)), security(("admin_key" = [])))]
+pub async fn clear_fallback(
+    State(state): State<Arc<AppState>>,
+    RequestKey(key): RequestKey,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectorResponse>, ApiError> {
+    let record = state
+        .connector_lifecycle()
+        .changed_by(key)
+        .clear_fallback(&id)
         .await?;
     Ok(Json(connector_response(&state, record)))
 }

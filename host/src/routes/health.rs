@@ -17,11 +17,14 @@ use crate::state::AppState;
 /// `GET /ready` decides). A monitor alerts on `store`; a load balancer checks `/ready`. Needs
 /// no key.
 #[utoipa::path(get, path = "/health", tag = "meta", responses(
-    (status = 200, description = "`{status, ready, store, storeKind, generation, live, factories, limits}`; always 200 while the process serves (while it starts: `{status: \"starting\", ready: false, store, message}`)", body = Object,
+    (status = 200, description = "`{status, ready, store, storeKind, generation, live, factories, fallback, limits}` (`fallback`: the standby connector and this host's breaker, `null` when none is marked); always 200 while the process serves (while it starts: `{status: \"starting\", ready: false, store, message}`)", body = Object,
         example = json!({"status": "ok", "store": "ok", "storeKind": "sqlite", "generation": 0,
             "ready": true,
             "live": {"connectorId": "6wb24mwyos70", "factoryId": "mock-short-message-service", "ready": true, "reason": null, "configReadable": true},
             "factories": 5,
+            "fallback": {"connectorId": "9x2k4mwyos71", "factoryId": "http-sms", "ready": true, "reason": null,
+                "breaker": {"state": "closed", "watching": "6wb24mwyos70", "consecutiveFailures": 0, "lastError": null, "openForSeconds": null,
+                    "opensAfterFailures": 3, "coolOffSeconds": 30}},
             "limits": {"sending": {"maxSendsPerRecipient": 10, "windowSeconds": 600, "resendCooldownSeconds": 60, "allowedCountries": null},
                 "verificationCodes": {"timeToLiveSeconds": 600, "maxAttempts": 10}}}))))]
 pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
@@ -44,6 +47,29 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
             "configReadable": live.unreadable_config_reason().is_none(),
         })
     });
+    // The standby and this host's breaker: what an on-call engineer asks first in an outage.
+    let fallback = state.live.current_standby().map(|standby| {
+        let breaker = state
+            .sender
+            .fallback_breaker
+            .view(std::time::Instant::now());
+        let settings = state.sender.fallback_breaker.settings();
+        json!({
+            "connectorId": standby.connector_id,
+            "factoryId": standby.factory_id,
+            "ready": standby.unavailable_reason().is_none(),
+            "reason": standby.unavailable_reason(),
+            "breaker": {
+                "state": breaker.state.label(),
+                "watching": breaker.connector_id,
+                "consecutiveFailures": breaker.consecutive_failures,
+                "lastError": breaker.last_error,
+                "openForSeconds": breaker.open_for.map(|open| open.as_secs()),
+                "opensAfterFailures": settings.failures_to_open,
+                "coolOffSeconds": settings.cool_off.as_secs(),
+            },
+        })
+    });
     let ready = ReadinessChecks::assess(&state.readiness, state.live.current().as_deref())
         .failed()
         .is_none();
@@ -57,6 +83,7 @@ pub async fn get_health(State(state): State<Arc<AppState>>) -> (StatusCode, Json
             "generation": state.served_generation.load(Ordering::Acquire),
             "live": live,
             "factories": factory_count,
+            "fallback": fallback,
             "limits": {
                 "sending": state.config.send_limits,
                 "verificationCodes": state.config.code_policy,

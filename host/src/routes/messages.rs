@@ -48,7 +48,7 @@ fn generic() -> TemplateType {
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"connectorId": "6wb24mwyos70", "factoryId": "twilio-short-message-service", "providerMessageId": "SM3f0c5d2f1b5e4b6c9a8d7e6f5a4b3c2d", "messageId": "0193a5b2-7c4e-7d4f-9a1b-2c3d4e5f6a7b"}))]
 pub struct SendMessageResponse {
-    /// The live connector that sent it.
+    /// The connector that sent it: the live one, or the standby (see `fallbackReason`).
     pub connector_id: String,
     pub factory_id: String,
     /// The provider's id for the message, when it gives one.
@@ -57,6 +57,12 @@ pub struct SendMessageResponse {
     /// The host's id for the message (a UUIDv7): `GET /api/messages/{id}` follows it to
     /// delivered or not.
     pub message_id: String,
+    /// Why the standby connector sent it, when it did: `unreachable` or `not_accepted` (the
+    /// live connector's provider took nothing), `breaker_open` (the live connector was
+    /// skipped after repeated such failures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "not_accepted")]
+    pub fallback_reason: Option<&'static str>,
 }
 
 /// Sends one message through the live connector.
@@ -74,17 +80,19 @@ pub async fn send_message(
         .map_err(ApiError::InvalidPhoneNumber)?;
     // Held to the end of the send: a swap meanwhile does not touch this connector.
     let live = state.live.current_live_connector()?;
-    let target = SendTarget::live(&live)?;
+    let standby = state.live.current_standby();
+    let target = SendTarget::live(&live)?.with_standby(standby.as_deref());
     let message = SmsMessage::new(phone.e164(), body.template_type, body.payload);
     let sent = state
         .sender
         .send_with_flow_control(target, &phone, message, SendPurpose::Message, body.ip)
         .await?;
     Ok(Json(SendMessageResponse {
-        connector_id: live.connector_id.clone(),
-        factory_id: live.factory_id.clone(),
+        connector_id: sent.connector_id,
+        factory_id: sent.factory_id,
         provider_message_id: sent.receipt.provider_message_id().map(str::to_owned),
         message_id: sent.message_id,
+        fallback_reason: sent.fallback.map(|reason| reason.label()),
     }))
 }
 

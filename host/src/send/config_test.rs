@@ -89,6 +89,7 @@ pub async fn send_test_code(
     );
     let send_metrics = SendMetrics::for_factory(factory_id);
     let target = SendTarget {
+        standby: None,
         connector_id: "(unsaved config)",
         factory_id,
         instance: &instance,

@@ -93,8 +93,9 @@ mod tests {
     use plugin_api::DeliveryStatus;
 
     use super::*;
+    use crate::store::message_log::test_writes::{event, message};
     use crate::store::message_log::{
-        EventOutcome, EventSource, MessageEvent, MessageFilter, MessageRecord, NewMessage,
+        EventOutcome, MessageEvent, MessageFilter, MessageRecord, NewMessage,
     };
     use crate::store::StoreError;
 
@@ -143,29 +144,8 @@ mod tests {
         }
     }
 
-    fn message(id: &str) -> MessageWrite {
-        MessageWrite::Message(NewMessage {
-            id: id.to_owned(),
-            connector_id: "c".into(),
-            factory_id: "f".into(),
-            purpose: "message".into(),
-            phone_tail: "0123".into(),
-            created_at: 1,
-        })
-    }
-
     fn outcome(id: &str) -> MessageWrite {
-        MessageWrite::Event {
-            message_id: id.to_owned(),
-            event: MessageEvent {
-                at: 2,
-                status: DeliveryStatus::Queued,
-                provider_status: "accepted".into(),
-                error_code: String::new(),
-                source: EventSource::Send,
-                provider_message_id: None,
-            },
-        }
+        event(id, DeliveryStatus::Queued)
     }
 
     fn written(recorder: &BatchRecorder) -> Vec<Vec<MessageWrite>> {

@@ -20,6 +20,7 @@ pub mod admin_test_budget;
 pub mod config_test;
 pub mod delivery_reports;
 pub mod executor;
+pub mod fallback;
 pub mod flow_control;
 pub mod message_log_writer;
 pub mod message_tracking;
@@ -142,6 +143,8 @@ pub struct Sender {
     pub protection_log: crate::log_dedup::LogDedup,
     /// Every send's id, delivery-report URL and outcome in the message log.
     pub tracking: message_tracking::MessageTracking,
+    /// Skips a failing live connector for the standby (this host's own view).
+    pub fallback_breaker: fallback::Breaker,
 }
 
 /// A send the provider accepted: its receipt and the host's id for the message.
@@ -149,6 +152,11 @@ pub struct Sender {
 pub struct Sent {
     pub receipt: SendReceipt,
     pub message_id: String,
+    /// The connector that sent it: the live one, or its standby.
+    pub connector_id: String,
+    pub factory_id: String,
+    /// Why the standby sent it, when it did.
+    pub fallback: Option<fallback::FallbackReason>,
 }
 
 /// How often a block's refusals are logged again, with how many were left out.
@@ -162,9 +170,31 @@ pub struct SendTarget<'a> {
     pub metrics: &'a SendMetrics,
     /// Applied to the send's error, receipt and log line.
     pub redactor: &'a SecretRedactor,
+    /// The standby connector, which sends when this one's provider provably took nothing.
+    pub standby: Option<&'a LiveConnector>,
 }
 
 impl<'a> SendTarget<'a> {
+    /// With the standby connector, if one is marked.
+    pub fn with_standby(self, standby: Option<&'a LiveConnector>) -> Self {
+        Self { standby, ..self }
+    }
+
+    /// The standby as a send target, when it can send (a standby that cannot is skipped).
+    fn standby(standby: &'a LiveConnector) -> Option<Self> {
+        match &standby.status {
+            LiveStatus::Ready { instance, .. } => Some(Self {
+                connector_id: &standby.connector_id,
+                factory_id: &standby.factory_id,
+                instance,
+                metrics: &standby.send_metrics,
+                redactor: &standby.redactor,
+                standby: None,
+            }),
+            LiveStatus::Unavailable { .. } | LiveStatus::ConfigUnreadable { .. } => None,
+        }
+    }
+
     /// The live connector as a send target, or why it cannot send.
     pub fn live(live: &'a LiveConnector) -> Result<Self, SendError> {
         match &live.status {
@@ -174,6 +204,7 @@ impl<'a> SendTarget<'a> {
                 instance,
                 metrics: &live.send_metrics,
                 redactor: &live.redactor,
+                standby: None,
             }),
             LiveStatus::Unavailable { reason } => Err(SendError::LiveConnectorUnavailable {
                 connector_id: live.connector_id.clone(),
@@ -350,8 +381,10 @@ impl Sender {
             .admit(&blocked.block_id, std::time::Instant::now())
     }
 
-    /// The sending half: through the connector, with a span, a log line and metrics; a failed
-    /// send gives its slot back, so only successful sends count against the recipient.
+    /// The sending half: through the live connector, or its standby when the live one's
+    /// provider provably took nothing (or the breaker skips it); a failed send gives its slot
+    /// back unless the provider may have the message, so only sends that may arrive count
+    /// against the recipient. One slot and one message for both attempts.
     pub async fn send_reserved(
         &self,
         reservation: SendSlot,
@@ -360,6 +393,128 @@ impl Sender {
         message: SmsMessage,
         purpose: SendPurpose,
     ) -> Result<Sent, SendError> {
+        // Config tests try the config they were given, nothing else, and tell the live
+        // connector's breaker nothing.
+        if purpose == SendPurpose::ConfigTest {
+            let result = self.attempt(&target, phone, &message, purpose).await;
+            return self.settle(reservation, result, purpose).await;
+        }
+        let standby = target.standby.and_then(SendTarget::standby);
+        let route = match &standby {
+            Some(_) => self
+                .fallback_breaker
+                .route(target.connector_id, Instant::now()),
+            None => fallback::Route::Live,
+        };
+        let reason = match route {
+            fallback::Route::Standby => fallback::FallbackReason::BreakerOpen,
+            fallback::Route::Live | fallback::Route::Probe => {
+                let result = self.attempt(&target, phone, &message, purpose).await;
+                // Without a standby every send tells the breaker how the provider is (there
+                // is nothing to route, only a state to show).
+                let probe = route == fallback::Route::Probe || standby.is_none();
+                match &result {
+                    Err(AttemptError::Busy(_)) => {
+                        if route == fallback::Route::Probe {
+                            self.fallback_breaker.cancel_probe();
+                        }
+                    }
+                    Err(AttemptError::Delivery(error))
+                        if fallback::provider_took_nothing(error) =>
+                    {
+                        self.fallback_breaker.record(
+                            target.connector_id,
+                            Some(&error.to_string()),
+                            probe,
+                            Instant::now(),
+                        );
+                    }
+                    Ok(_) | Err(AttemptError::Delivery(_)) => {
+                        self.fallback_breaker.record(
+                            target.connector_id,
+                            None,
+                            probe,
+                            Instant::now(),
+                        );
+                    }
+                }
+                match (result, &standby) {
+                    (Err(AttemptError::Delivery(error)), Some(standby))
+                        if fallback::provider_took_nothing(&error) =>
+                    {
+                        tracing::warn!(
+                            connector_id = %target.connector_id,
+                            standby_connector_id = %standby.connector_id,
+                            phone = %masked_phone(phone.e164()),
+                            reason = %error,
+                            "the live connector's provider took nothing; the standby connector sends it"
+                        );
+                        fallback::FallbackReason::of(&error)
+                    }
+                    (result, _) => return self.settle(reservation, result, purpose).await,
+                }
+            }
+        };
+        let Some(standby) = standby else {
+            // Cannot happen: only a standby makes a route to it. Nothing was sent.
+            self.limiter.release(reservation).await;
+            return Err(SendError::LiveConnectorUnavailable {
+                connector_id: target.connector_id.to_owned(),
+                reason: "no standby connector".to_owned(),
+            });
+        };
+        ::metrics::counter!("sms_fallback_sends_total", "reason" => reason.label()).increment(1);
+        let result = self
+            .attempt(&standby, phone, &message, purpose)
+            .await
+            .map(|sent| Sent {
+                fallback: Some(reason),
+                ..sent
+            });
+        self.settle(reservation, result, purpose).await
+    }
+
+    /// The reservation after the last attempt: kept when the message went out or may have,
+    /// given back otherwise.
+    async fn settle(
+        &self,
+        reservation: SendSlot,
+        result: Result<Sent, AttemptError>,
+        purpose: SendPurpose,
+    ) -> Result<Sent, SendError> {
+        match result {
+            Ok(sent) => Ok(sent),
+            Err(AttemptError::Busy(busy)) => {
+                self.limiter.release(reservation).await;
+                Err(busy)
+            }
+            // The message may arrive: its slot stays taken, so a client that sends again at
+            // once meets the limits as if it had been delivered.
+            Err(AttemptError::Delivery(error)) if error.provider_may_have_accepted() => {
+                Err(SendError::Delivery {
+                    error,
+                    during_test: purpose == SendPurpose::ConfigTest,
+                })
+            }
+            Err(AttemptError::Delivery(error)) => {
+                self.limiter.release(reservation).await;
+                Err(SendError::Delivery {
+                    error,
+                    during_test: purpose == SendPurpose::ConfigTest,
+                })
+            }
+        }
+    }
+
+    /// One connector's try: its slot of sends in progress, the message log, the exchange
+    /// with the provider, one log line and the metrics.
+    async fn attempt(
+        &self,
+        target: &SendTarget<'_>,
+        phone: &PhoneNumber,
+        message: &SmsMessage,
+        purpose: SendPurpose,
+    ) -> Result<Sent, AttemptError> {
         let recipient = masked_phone(phone.e164());
         // Held to the end of the exchange with the provider.
         let Some(_vendor_slot) = self
@@ -368,11 +523,10 @@ impl Sender {
         else {
             target.metrics.busy.increment(1);
             tracing::warn!(connector_id = %target.connector_id, factory_id = %target.factory_id, phone = %recipient, purpose = purpose.label(), "send refused: the connector is at its limit of sends in progress");
-            self.limiter.release(reservation).await;
-            return Err(SendError::ConnectorBusy {
+            return Err(AttemptError::Busy(SendError::ConnectorBusy {
                 connector_id: target.connector_id.to_owned(),
                 limit: self.vendor_concurrency.max_sends_per_connector(),
-            });
+            }));
         };
         // Debug level: the span gives the executor's own debug lines (connect retries) their
         // context. The outcome line carries the same fields at info, so a send at the default
@@ -405,7 +559,7 @@ impl Sender {
         let message_id = context.message_id().to_owned();
         let result = self
             .executor
-            .send(origin, target.instance, &message, &context, target.redactor)
+            .send(origin, target.instance, message, &context, target.redactor)
             .instrument(span)
             .await;
         self.tracking.finish(&message_id, &result).await;
@@ -443,29 +597,30 @@ impl Sender {
                 Ok(Sent {
                     receipt,
                     message_id,
+                    connector_id: target.connector_id.to_owned(),
+                    factory_id: target.factory_id.to_owned(),
+                    fallback: None,
                 })
             }
             Err(error) if error.provider_may_have_accepted() => {
-                // The message may arrive: its slot stays taken, so a client that sends again
-                // at once meets the limits as if it had been delivered.
                 log_send!(tracing::Level::WARN, reason = %error, "send outcome unknown: the provider may have accepted the message");
                 target.metrics.count_failure(&error);
-                Err(SendError::Delivery {
-                    error,
-                    during_test: purpose == SendPurpose::ConfigTest,
-                })
+                Err(AttemptError::Delivery(error))
             }
             Err(error) => {
                 log_send!(tracing::Level::WARN, reason = %error, "send failed");
                 target.metrics.count_failure(&error);
-                self.limiter.release(reservation).await;
-                Err(SendError::Delivery {
-                    error,
-                    during_test: purpose == SendPurpose::ConfigTest,
-                })
+                Err(AttemptError::Delivery(error))
             }
         }
     }
+}
+
+/// Why one connector's try did not send.
+enum AttemptError {
+    /// At its limit of sends in progress: nothing went out (`SendError::ConnectorBusy`).
+    Busy(SendError),
+    Delivery(DeliveryError),
 }
 
 fn redact_send_result(

@@ -42,7 +42,8 @@ impl VerificationCodes<'_> {
         client_ip: Option<IpAddr>,
     ) -> Result<super::Sent, SendError> {
         let live = self.live.current_live_connector()?;
-        let target = SendTarget::live(&live)?;
+        let standby = self.live.current_standby();
+        let target = SendTarget::live(&live)?.with_standby(standby.as_deref());
         let code = crate::verification_code::generate_code()
             .map_err(|error| SendError::CodeNotGenerated(error.to_string()))?;
         let code_hash = self.hasher.hash(phone.e164(), template_type, &code);

@@ -263,11 +263,12 @@ pub fn advances(current: Option<DeliveryStatus>, next: DeliveryStatus) -> bool {
     }
 }
 
+/// Writes for tests: a message, and its send's outcome.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_writes {
     use super::*;
 
-    fn message(id: &str) -> MessageWrite {
+    pub(crate) fn message(id: &str) -> MessageWrite {
         MessageWrite::Message(NewMessage {
             id: id.to_owned(),
             connector_id: "c".into(),
@@ -278,7 +279,7 @@ mod tests {
         })
     }
 
-    fn event(id: &str, status: DeliveryStatus) -> MessageWrite {
+    pub(crate) fn event(id: &str, status: DeliveryStatus) -> MessageWrite {
         MessageWrite::Event {
             message_id: id.to_owned(),
             event: MessageEvent {
@@ -291,6 +292,12 @@ mod tests {
             },
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_writes::{event, message};
+    use super::*;
 
     #[test]
     fn a_message_takes_its_first_later_event_and_the_rest_stay_in_order() {

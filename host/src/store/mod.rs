@@ -79,9 +79,23 @@ pub struct ConnectorRecord {
     /// Per-connector overrides of the factory's metadata (Logto's `metadata`: name, logo, ...).
     pub metadata: serde_json::Value,
     pub enabled: bool,
+    /// The standby: the one retired connector sends fail over to when the live one's
+    /// provider provably did not take a message. Never the live one.
+    pub fallback: bool,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// What [`ConnectorStore::set_fallback`] did.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum FallbackOutcome {
+    /// It is the fallback now (any other one is not).
+    Set(ConnectorRecord),
+    NotFound,
+    /// The live connector cannot be its own fallback.
+    IsLive,
 }
 
 /// A connector to create; it becomes the live one.
@@ -159,6 +173,12 @@ pub trait ConnectorStore: Send + Sync {
     ) -> Result<UpdateOutcome, StoreError>;
     /// `false` for an unknown id.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// Makes a retired connector the fallback, in place of any other.
+    async fn set_fallback(&self, id: &str) -> Result<FallbackOutcome, StoreError>;
+    /// Clears the fallback mark of `id`; `None` when there is no such connector.
+    async fn clear_fallback(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError>;
+    /// The fallback connector, if one is marked.
+    async fn fallback(&self) -> Result<Option<ConnectorRecord>, StoreError>;
     /// Start-up, one transaction: the recorded sealing key must be the keyring's first key
     /// (else a one-line error that says what to do), configs stored in clear are sealed, and
     /// every sealed config must open.

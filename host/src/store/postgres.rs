@@ -30,8 +30,9 @@ use plugin_api::TemplateType;
 use super::code_verification::{decide_verification, CodeWrite, StoredCode};
 use super::secrets_keyring::{SecretsKeyring, StoredConfig};
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    UnreadableConfig, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, FallbackOutcome, NewCode, NewConnector,
+    SealingReport, StoreError, UnreadableConfig, UpdateOutcome, VerificationCodeStore,
+    VerifyOutcome,
 };
 
 pub mod messages;
@@ -53,7 +54,7 @@ const MIGRATION_LOCK: i64 = 0x636f_6e6e_6563_746f;
 /// How long any one store operation may take before the request fails closed.
 const OPERATION_DEADLINE: Duration = Duration::from_secs(5);
 
-const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
+const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at, fallback";
 const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -377,6 +378,7 @@ fn read_record(
         enabled: row.try_get(first + 4)?,
         created_at: row.try_get(first + 5)?,
         updated_at: row.try_get(first + 6)?,
+        fallback: row.try_get(first + 7)?,
         id,
     })
 }
@@ -1039,7 +1041,8 @@ impl ConnectorStore for PostgresStore {
             retire_live(&transaction, now).await?;
             transaction
                 .execute(
-                    "UPDATE connectors SET enabled = true, updated_at = $2 WHERE id = $1",
+                    // The standby going live is no longer the standby.
+                    "UPDATE connectors SET enabled = true, fallback = false, updated_at = $2 WHERE id = $1",
                     &[&id, &now],
                 )
                 .await?;
@@ -1152,6 +1155,75 @@ impl ConnectorStore for PostgresStore {
             announce_change(&transaction, generation).await?;
             transaction.commit().await?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn set_fallback(&self, id: &str) -> Result<FallbackOutcome, StoreError> {
+        self.within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let generation = begin_change(&transaction).await?;
+            match select_one(&transaction, &self.keyring, id).await? {
+                None => return Ok(FallbackOutcome::NotFound),
+                Some(record) if record.enabled => return Ok(FallbackOutcome::IsLive),
+                Some(record) if record.fallback => return Ok(FallbackOutcome::Set(record)),
+                Some(_) => {}
+            }
+            let now = now_millis();
+            transaction
+                .execute(
+                    "UPDATE connectors SET fallback = false, updated_at = $1 WHERE fallback AND type = 'Sms'",
+                    &[&now],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "UPDATE connectors SET fallback = true, updated_at = $2 WHERE id = $1",
+                    &[&id, &now],
+                )
+                .await?;
+            let record = select_one(&transaction, &self.keyring, id)
+                .await?
+                .ok_or_else(|| StoreError::Failed("the fallback connector is missing".to_owned()))?;
+            announce_change(&transaction, generation).await?;
+            transaction.commit().await?;
+            Ok(FallbackOutcome::Set(record))
+        })
+        .await
+    }
+
+    async fn clear_fallback(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.within_deadline(async {
+            let mut client = self.client().await?;
+            let transaction = client.transaction().await?;
+            let generation = begin_change(&transaction).await?;
+            let cleared = transaction
+                .execute(
+                    "UPDATE connectors SET fallback = false, updated_at = $2 WHERE id = $1 AND fallback",
+                    &[&id, &now_millis()],
+                )
+                .await?;
+            let record = select_one(&transaction, &self.keyring, id).await?;
+            // Nothing changed: dropped, the transaction rolls the generation back too.
+            if cleared > 0 {
+                announce_change(&transaction, generation).await?;
+                transaction.commit().await?;
+            }
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn fallback(&self) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.within_deadline(async {
+            let client = self.client().await?;
+            let sql = format!("SELECT {COLUMNS} FROM connectors WHERE fallback AND type = 'Sms'");
+            client
+                .query_opt(&sql, &[])
+                .await?
+                .map(|row| read_record(&self.keyring, &row, 0))
+                .transpose()
         })
         .await
     }

@@ -19,8 +19,8 @@ use super::code_verification::{decide_verification, CodeWrite, StoredCode};
 use super::secrets_keyring::{SecretsKeyring, StoredConfig};
 use super::sqlite_writer::SqliteWriterHandle;
 use super::{
-    now_millis, ConnectorRecord, ConnectorStore, NewCode, NewConnector, SealingReport, StoreError,
-    UpdateOutcome, VerificationCodeStore, VerifyOutcome,
+    now_millis, ConnectorRecord, ConnectorStore, FallbackOutcome, NewCode, NewConnector,
+    SealingReport, StoreError, UpdateOutcome, VerificationCodeStore, VerifyOutcome,
 };
 use plugin_api::TemplateType;
 
@@ -46,7 +46,19 @@ pub struct SqliteStore {
 /// edited: a change is the next one. Version 1 is the schema from before the numbering,
 /// written with `IF NOT EXISTS`: a database made then (`user_version` 0, these tables)
 /// takes it as it is, changing nothing, and is recorded at version 1.
-const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_PROTECTION_STATE, messages::V3_MESSAGE_LOG];
+const MIGRATIONS: &[&str] = &[
+    V1_INITIAL,
+    V2_PROTECTION_STATE,
+    messages::V3_MESSAGE_LOG,
+    V4_FALLBACK_CONNECTOR,
+];
+
+/// The standby connector: at most one, never the live one.
+const V4_FALLBACK_CONNECTOR: &str = "
+ALTER TABLE connectors ADD COLUMN fallback INTEGER NOT NULL DEFAULT 0
+    CHECK (fallback IN (0, 1) AND NOT (fallback = 1 AND enabled = 1));
+CREATE UNIQUE INDEX one_fallback_connector_per_type ON connectors (type) WHERE fallback = 1;
+";
 
 const V1_INITIAL: &str = "
 CREATE TABLE IF NOT EXISTS connectors (
@@ -96,7 +108,7 @@ const PROTECTION_SNAPSHOT: &str = "snapshot";
 
 const SECRETS_KEY_SETTING: &str = "secrets_key_id";
 
-const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at";
+const COLUMNS: &str = "id, factory_id, config, metadata, enabled, created_at, updated_at, fallback";
 
 impl SqliteStore {
     /// Opens (creating when missing) the database file and starts its writer thread; configs
@@ -219,6 +231,59 @@ impl ConnectorStore for SqliteStore {
         let id = id.to_owned();
         self.writer
             .run_batched(move |connection, _| delete(connection, &id))
+            .await
+    }
+
+    async fn set_fallback(&self, id: &str) -> Result<FallbackOutcome, StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .run_batched(move |connection, keyring| {
+                match select_one(connection, keyring, &id)? {
+                    None => return Ok(FallbackOutcome::NotFound),
+                    Some(record) if record.enabled => return Ok(FallbackOutcome::IsLive),
+                    Some(record) if record.fallback => return Ok(FallbackOutcome::Set(record)),
+                    Some(_) => {}
+                }
+                let now = now_millis();
+                connection.execute(
+                    "UPDATE connectors SET fallback = 0, updated_at = ?1 WHERE fallback = 1 AND type = 'Sms'",
+                    params![now],
+                )?;
+                connection.execute(
+                    "UPDATE connectors SET fallback = 1, updated_at = ?2 WHERE id = ?1",
+                    params![id, now],
+                )?;
+                select_one(connection, keyring, &id)?
+                    .map(FallbackOutcome::Set)
+                    .ok_or_else(|| StoreError::Failed("the fallback connector is missing".to_owned()))
+            })
+            .await
+    }
+
+    async fn clear_fallback(&self, id: &str) -> Result<Option<ConnectorRecord>, StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .run_batched(move |connection, keyring| {
+                connection.execute(
+                    "UPDATE connectors SET fallback = 0, updated_at = ?2 WHERE id = ?1 AND fallback = 1",
+                    params![id, now_millis()],
+                )?;
+                select_one(connection, keyring, &id)
+            })
+            .await
+    }
+
+    async fn fallback(&self) -> Result<Option<ConnectorRecord>, StoreError> {
+        self.writer
+            .run_batched(|connection, keyring| {
+                let sql =
+                    format!("SELECT {COLUMNS} FROM connectors WHERE fallback = 1 AND type = 'Sms'");
+                connection
+                    .query_row(&sql, [], read_record)
+                    .optional()?
+                    .map(|row| finish_record(keyring, row))
+                    .transpose()
+            })
             .await
     }
 
@@ -386,6 +451,7 @@ fn read_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ConnectorRecord, St
             enabled: row.get::<_, i64>(4)? == 1,
             created_at: row.get(5)?,
             updated_at: row.get(6)?,
+            fallback: row.get::<_, i64>(7)? == 1,
         },
         row.get(2)?,
         row.get(3)?,
@@ -495,7 +561,8 @@ fn enable(
     }
     retire_live(connection, now)?;
     connection.execute(
-        "UPDATE connectors SET enabled = 1, updated_at = ?2 WHERE id = ?1",
+        // The standby going live is no longer the standby.
+        "UPDATE connectors SET enabled = 1, fallback = 0, updated_at = ?2 WHERE id = ?1",
         params![id, now],
     )?;
     select_one(connection, keyring, id)

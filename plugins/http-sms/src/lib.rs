@@ -80,10 +80,16 @@ impl SmsConnector for HttpSms {
             401 | 403 => ConnectorError::invalid_config(message),
             429 => ConnectorError::rate_limit_exceeded(message),
             _ => ConnectorError::general(message),
-        };
-        Err(error
-            .with_data(serde_json::json!({"status": response.status()}))
-            .with_retry_after_from(response))
+        }
+        .with_data(serde_json::json!({"status": response.status()}))
+        .with_retry_after_from(response);
+        // Refused as a whole before anything was accepted (credentials, throttling, "try
+        // later"): the host may send it through its standby connector.
+        Err(if matches!(response.status(), 401 | 403 | 429 | 503) {
+            error.not_accepted()
+        } else {
+            error
+        })
     }
 
     fn delivery_reports() -> Option<DeliveryReportSupport> {
@@ -225,11 +231,15 @@ mod tests {
             json!({"endpoint": "https://sms.example.com/send", "authorization": "Bearer t"}),
         )
         .unwrap();
-        for (status, code) in [
-            (401, ConnectorErrorCode::InvalidConfig),
-            (403, ConnectorErrorCode::InvalidConfig),
-            (429, ConnectorErrorCode::RateLimitExceeded),
-            (404, ConnectorErrorCode::General),
+        // Refused as a whole (the standby may send it) or not.
+        for (status, code, not_accepted) in [
+            (401, ConnectorErrorCode::InvalidConfig, true),
+            (403, ConnectorErrorCode::InvalidConfig, true),
+            (429, ConnectorErrorCode::RateLimitExceeded, true),
+            (503, ConnectorErrorCode::General, true),
+            (404, ConnectorErrorCode::General, false),
+            (400, ConnectorErrorCode::General, false),
+            (500, ConnectorErrorCode::General, false),
         ] {
             let error = run_send(
                 &connector,
@@ -239,6 +249,7 @@ mod tests {
             )
             .unwrap_err();
             assert_eq!(error.code, code, "{status}");
+            assert_eq!(error.is_not_accepted(), not_accepted, "{status}");
             assert_eq!(error.data.unwrap()["status"], status, "{status}");
         }
         let throttled = run_send(

@@ -147,10 +147,11 @@ impl SmsConnector for KannelSms {
                 Ok(Step::done(SendReceipt::new()))
             }
             200 | 202 => Err(ConnectorError::invalid_response(message)),
-            401 | 403 => Err(ConnectorError::invalid_config(message)),
-            429 | 503 => {
-                Err(ConnectorError::rate_limit_exceeded(message).with_retry_after_from(response))
-            }
+            // Refused before Kannel queued anything: the host may use its standby connector.
+            401 | 403 => Err(ConnectorError::invalid_config(message).not_accepted()),
+            429 | 503 => Err(ConnectorError::rate_limit_exceeded(message)
+                .with_retry_after_from(response)
+                .not_accepted()),
             400..=499 => Err(ConnectorError::invalid_request_parameters(message)),
             _ => Err(ConnectorError::general(message)),
         }

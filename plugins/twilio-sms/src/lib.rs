@@ -161,11 +161,18 @@ impl SmsConnector for TwilioSms {
             response.status(),
             code.map_or("none".to_owned(), |c| c.to_string())
         );
+        // `not_accepted`: Twilio refused the request as a whole, no message was created (the
+        // host may send it through its standby connector).
         Err(match (response.status(), code) {
-            (429, _) | (_, Some(20429)) => {
-                ConnectorError::rate_limit_exceeded(message).with_retry_after_from(response)
+            (429, _) | (_, Some(20429)) => ConnectorError::rate_limit_exceeded(message)
+                .with_retry_after_from(response)
+                .not_accepted(),
+            (401 | 403, _) | (_, Some(20003)) => {
+                ConnectorError::invalid_config(message).not_accepted()
             }
-            (401 | 403, _) | (_, Some(20003)) => ConnectorError::invalid_config(message),
+            (503, _) => ConnectorError::general(message)
+                .with_retry_after_from(response)
+                .not_accepted(),
             (_, Some(21211 | 21614 | 21408 | 21610)) => {
                 ConnectorError::invalid_request_parameters(message)
             }

@@ -152,8 +152,14 @@ impl SmsConnector for VonageSms {
                 response.error_summary()
             );
             return Err(match response.status() {
-                401 | 403 => ConnectorError::invalid_config(message),
-                429 => ConnectorError::rate_limit_exceeded(message).with_retry_after_from(response),
+                // Refused as a whole: the host may use its standby connector.
+                401 | 403 => ConnectorError::invalid_config(message).not_accepted(),
+                429 => ConnectorError::rate_limit_exceeded(message)
+                    .with_retry_after_from(response)
+                    .not_accepted(),
+                503 => ConnectorError::general(message)
+                    .with_retry_after_from(response)
+                    .not_accepted(),
                 _ => ConnectorError::general(message),
             });
         }
@@ -181,14 +187,16 @@ impl SmsConnector for VonageSms {
             first.error_text.unwrap_or_default()
         );
         Err(match first.status.as_str() {
-            "1" => ConnectorError::rate_limit_exceeded(message),
+            // Throttled, bad credentials, a barred or empty account: Vonage took nothing, so
+            // the host may use its standby connector.
+            "1" => ConnectorError::rate_limit_exceeded(message).not_accepted(),
             "2" => ConnectorError::new(
                 plugin_api::ConnectorErrorCode::InsufficientRequestParameters,
                 message,
             ),
             "3" | "6" | "15" => ConnectorError::invalid_request_parameters(message),
-            "4" | "8" => ConnectorError::invalid_config(message),
-            "9" | "29" => ConnectorError::usage_limit_exceeded(message),
+            "4" | "8" => ConnectorError::invalid_config(message).not_accepted(),
+            "9" | "29" => ConnectorError::usage_limit_exceeded(message).not_accepted(),
             _ => ConnectorError::general(message),
         })
     }

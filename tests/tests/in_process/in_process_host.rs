@@ -228,6 +228,7 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
     let database = folders.database.as_ref();
     ServeConfig {
         delivery_reports: Default::default(),
+        fallback_breaker: Default::default(),
         plugins_dir: folders.plugins_dir.clone(),
         data_dir: folders.data_dir.clone(),
         admin_keys: vec![ADMIN_KEY.to_owned()],

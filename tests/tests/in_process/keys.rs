@@ -104,6 +104,20 @@ fn routes() -> Vec<Route> {
         ),
         route(
             "POST",
+            "/api/connectors/{id}/fallback",
+            "/api/connectors/missing/fallback",
+            None,
+            Scope::Admin,
+        ),
+        route(
+            "DELETE",
+            "/api/connectors/{id}/fallback",
+            "/api/connectors/missing/fallback",
+            None,
+            Scope::Admin,
+        ),
+        route(
+            "POST",
             "/api/connectors/{id}/test",
             &format!("/api/connectors/{MOCK}/test"),
             Some(json!({"phone": PHONE, "config": mock_config()})),

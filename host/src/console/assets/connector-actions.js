@@ -1,5 +1,5 @@
 // What the connectors list and a connector's page both show and do: its name, badges and
-// problem line, Make live, and Delete (after a confirmation).
+// problem line, Make live, Use as fallback, and Delete (after a confirmation).
 
 import { api } from './api.js';
 import { asSentence, badge, h, localized, notify } from './dom.js';
@@ -13,6 +13,7 @@ export function connectorName(connector) {
 export function connectorStatusBadges(connector) {
   return [
     connector.enabled ? badge('Live', 'live') : badge('Retired', 'neutral'),
+    connector.fallback ? badge('Fallback', 'info') : null,
     connector.loaded ? null : badge('Not loaded', 'error'),
     connector.orphaned ? badge('Orphaned', 'warning') : null,
     // A development connector sends nothing: its messages go to the host's outbox file.
@@ -46,6 +47,37 @@ export function makeLiveButton(connector, context, thenGoTo) {
       await context.navigate(thenGoTo(), { force: true });
     } catch (error) {
       notify(`${name} could not be made live: ${asSentence(error.message)}`, 'error');
+      button.disabled = false;
+    }
+  });
+  return button;
+}
+
+/**
+ * "Use as fallback" on a previous connector (one standby per store: it replaces another), or
+ * "Stop using as fallback" on the standby; then `thenGoTo`.
+ */
+export function fallbackButton(connector, context, thenGoTo) {
+  const name = connectorName(connector);
+  const marked = connector.fallback === true;
+  const label = marked ? 'Stop using as fallback' : 'Use as fallback';
+  const button = h('button', {
+    type: 'button',
+    class: 'button',
+    'data-testid': marked ? 'clear-fallback' : 'use-as-fallback',
+    disabled: !marked && !connector.loaded,
+    'aria-label': `${label}: ${name} (${connector.id})`,
+  }, label);
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      await api(marked ? 'DELETE' : 'POST', `/api/connectors/${encodeURIComponent(connector.id)}/fallback`);
+      notify(marked
+        ? `${name} is no longer the fallback: when the live connector's provider fails, sends fail.`
+        : `${name} is the fallback: it sends when the live connector's provider takes nothing.`);
+      await context.navigate(thenGoTo(), { force: true });
+    } catch (error) {
+      notify(`${name}: ${asSentence(error.message)}`, 'error');
       button.disabled = false;
     }
   });

@@ -4,7 +4,7 @@
 
 import { api } from './api.js';
 import { formatTime, h, loading, logoImage, replaceChildren } from './dom.js';
-import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector, makeLiveButton } from './connector-actions.js';
+import { connectorName, connectorProblem, connectorStatusBadges, deleteConnector, fallbackButton, makeLiveButton } from './connector-actions.js';
 import { openFactoryPicker } from './factory-picker.js';
 import { watchForChanges } from './page-refresh.js';
 
@@ -61,7 +61,25 @@ function loadConnectors() {
     api('GET', '/api/connectors'),
     api('GET', '/api/connectors?enabled=false'),
     loadDeliveries(),
+    loadStandby(),
   ]);
+}
+
+/** The standby and this host's breaker, from /health; what does not move every second. */
+async function loadStandby() {
+  const health = await api('GET', '/health').catch(() => null);
+  const fallback = health && health.fallback;
+  if (!fallback) return null;
+  const breaker = fallback.breaker || {};
+  return {
+    connectorId: fallback.connectorId,
+    ready: fallback.ready,
+    reason: fallback.reason,
+    state: breaker.state,
+    consecutiveFailures: breaker.consecutiveFailures,
+    lastError: breaker.lastError,
+    coolOffSeconds: breaker.coolOffSeconds,
+  };
 }
 
 /** The summary without its moving `since`, so an unchanged count redraws nothing. */
@@ -74,15 +92,15 @@ export async function renderConnectorsPage(container, _params, context) {
   replaceChildren(container, h('h1', {}, 'Connectors'), loading());
   // Opening the page shows the rates as they are now.
   deliveriesCache = { at: 0, value: null };
-  const [live, retired, deliveries] = await loadConnectors();
+  const [live, retired, deliveries, standby] = await loadConnectors();
   if (!context.isCurrent()) return;
-  replaceChildren(container, ...connectorsView(live, retired, deliveries, context));
+  replaceChildren(container, ...connectorsView(live, retired, deliveries, standby, context));
   // A connector changed through the API or on another host shows up without a reload; a
   // dialog open over the list (the picker, a confirmation) holds the redraw back.
-  watchForChanges(loadConnectors, ([changedLive, changedRetired, changedDeliveries]) => {
-    keepingFocus(container, () => replaceChildren(container, ...connectorsView(changedLive, changedRetired, changedDeliveries, context)));
+  watchForChanges(loadConnectors, ([changedLive, changedRetired, changedDeliveries, changedStandby]) => {
+    keepingFocus(container, () => replaceChildren(container, ...connectorsView(changedLive, changedRetired, changedDeliveries, changedStandby, context)));
   }, {
-    initial: [live, retired, deliveries],
+    initial: [live, retired, deliveries, standby],
     isActive: context.isCurrent,
     isPaused: () => document.querySelector('.backdrop') !== null,
     intervalMs: REFRESH_INTERVAL_MS,
@@ -114,7 +132,30 @@ function focusables(scope) {
   return [...scope.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')];
 }
 
-function connectorsView(live, retired, deliveries, context) {
+/** What the standby does for the live connector now: the breaker's state in words. */
+function standbyLine(standby, retired) {
+  if (!standby) {
+    return h('p', { class: 'section-description standby-line', 'data-testid': 'no-fallback' },
+      'No fallback: when the live connector\'s provider is down, sends fail. Mark a previous connector with Use as fallback.');
+  }
+  const connector = retired.find((entry) => entry.id === standby.connectorId);
+  const name = connector ? `${connectorName(connector)} (${standby.connectorId})` : standby.connectorId;
+  if (!standby.ready) {
+    return h('p', { class: 'notice notice-error standby-line', 'data-testid': 'fallback-state' },
+      `Fallback ${name} cannot send here: ${standby.reason || 'its plugin is not loaded'}.`);
+  }
+  if (standby.state === 'open' || standby.state === 'half_open') {
+    const failures = `${standby.consecutiveFailures} failure${standby.consecutiveFailures === 1 ? '' : 's'} in a row`;
+    return h('p', { class: 'notice notice-warning standby-line', 'data-testid': 'fallback-state' },
+      standby.state === 'open'
+        ? `Breaker open: the live connector's provider took nothing (${failures}; last: ${standby.lastError || 'unknown'}). Sends go to the fallback ${name}; the live connector is tried again after ${standby.coolOffSeconds} s.`
+        : `Breaker half-open: one send tries the live connector again; the others go to the fallback ${name}.`);
+  }
+  return h('p', { class: 'section-description standby-line', 'data-testid': 'fallback-state' },
+    `Fallback: ${name} sends when the live connector's provider is unreachable or refuses every request (never twice: not after a timeout).`);
+}
+
+function connectorsView(live, retired, deliveries, standby, context) {
   const liveConnector = live[0] || null;
 
   const smsRow = liveConnector
@@ -141,7 +182,8 @@ function connectorsView(live, retired, deliveries, context) {
     h('section', { class: 'card', 'aria-labelledby': 'sms-heading' },
       h('h2', { id: 'sms-heading' }, 'Email and SMS connectors'),
       h('p', { class: 'section-description' }, 'One SMS connector is live at a time: it sends every message and verification code. This page follows changes made elsewhere.'),
-      smsRow),
+      smsRow,
+      liveConnector ? standbyLine(standby, retired) : null),
     h('section', { class: 'card', 'aria-labelledby': 'previous-heading', 'data-testid': 'previous-sms-connectors' },
       h('h2', { id: 'previous-heading' }, 'Previous SMS connectors'),
       h('p', { class: 'section-description' }, 'Connectors that were live before. Their configuration is kept: make one live again in one click.'),
@@ -157,6 +199,7 @@ function previousRow(connector, deliveries, context) {
     identity(connector, { lastChanged: true, deliveries }),
     h('div', { class: 'row-actions' },
       h('a', { class: 'button', href: `#/connectors/${encodeURIComponent(connector.id)}`, 'aria-label': `Open ${name} (${connector.id})` }, 'Open'),
+      fallbackButton(connector, context, () => '#/connectors'),
       makeLive,
       remove),
     connectorProblem(connector));
