@@ -241,13 +241,7 @@ impl ConnectorLifecycle<'_> {
                     if record.enabled {
                         self.make_live(&mut change, &record, factory, instance);
                     } else if record.fallback {
-                        change.set_standby(Some(Arc::new(LiveConnector::ready(
-                            &record.id,
-                            &record.factory_id,
-                            &record.config,
-                            factory,
-                            instance,
-                        ))));
+                        change.set_standby(Some(built(&record, factory, instance)));
                     }
                     return Ok(record);
                 }
@@ -314,13 +308,7 @@ impl ConnectorLifecycle<'_> {
             }
         };
         tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, key_id = %self.key_id(), "connector marked as the fallback");
-        change.set_standby(Some(Arc::new(LiveConnector::ready(
-            &record.id,
-            &record.factory_id,
-            &record.config,
-            factory,
-            instance,
-        ))));
+        change.set_standby(Some(built(&record, factory, instance)));
         Ok(record)
     }
 
@@ -371,22 +359,28 @@ impl ConnectorLifecycle<'_> {
         factory: Arc<Factory>,
         instance: ConnectorInstance,
     ) {
-        change.swap(
-            Arc::new(LiveConnector::ready(
-                &record.id,
-                &record.factory_id,
-                &record.config,
-                factory,
-                instance,
-            )),
-            Swap::Changed,
-        );
+        change.swap(built(record, factory, instance), Swap::Changed);
         crate::send::outbox::warn_if_development_connector_is_live(
             &record.id,
             &record.factory_id,
             self.outbox_path,
         );
     }
+}
+
+/// A saved connector with the instance its plugin built from its config, ready to send.
+fn built(
+    record: &ConnectorRecord,
+    factory: Arc<Factory>,
+    instance: ConnectorInstance,
+) -> Arc<LiveConnector> {
+    Arc::new(LiveConnector::ready(
+        &record.id,
+        &record.factory_id,
+        &record.config,
+        factory,
+        instance,
+    ))
 }
 
 #[cfg(test)]
