@@ -118,6 +118,27 @@ impl BreakerState {
     }
 }
 
+/// See [`Breaker::probe_ticket`].
+pub struct ProbeTicket<'a> {
+    breaker: &'a Breaker,
+    finished: bool,
+}
+
+impl ProbeTicket<'_> {
+    /// The probe's outcome was recorded.
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for ProbeTicket<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.breaker.cancel_probe();
+        }
+    }
+}
+
 /// What `/health` shows of the breaker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerView {
@@ -245,6 +266,16 @@ impl Breaker {
         self.lock().probe_in_flight = false;
     }
 
+    /// Held by the send that probes: dropped before [`ProbeTicket::finish`] (the send was
+    /// refused as busy, or cancelled with its request), it lets another send probe, so the
+    /// breaker never stays half-open with no probe running.
+    pub fn probe_ticket(&self) -> ProbeTicket<'_> {
+        ProbeTicket {
+            breaker: self,
+            finished: false,
+        }
+    }
+
     pub fn view(&self, now: Instant) -> BreakerView {
         let inner = self.lock();
         BreakerView {
@@ -360,6 +391,12 @@ mod tests {
         assert_eq!(breaker.route("live", later), Route::Probe);
         breaker.cancel_probe();
         assert_eq!(breaker.route("live", later), Route::Probe);
+        // A probing send cancelled with its request: its ticket lets the next one probe.
+        drop(breaker.probe_ticket());
+        assert_eq!(breaker.route("live", later), Route::Probe);
+        // A finished probe's ticket leaves the next probe's flag alone.
+        breaker.probe_ticket().finish();
+        assert_eq!(breaker.route("live", later), Route::Standby);
     }
 
     #[test]

@@ -409,16 +409,16 @@ impl Sender {
         let reason = match route {
             fallback::Route::Standby => fallback::FallbackReason::BreakerOpen,
             fallback::Route::Live | fallback::Route::Probe => {
+                // Dropped unfinished (busy, or the send cancelled with its request), it lets
+                // another send probe.
+                let probe_ticket =
+                    (route == fallback::Route::Probe).then(|| self.fallback_breaker.probe_ticket());
                 let result = self.attempt(&target, phone, &message, purpose).await;
                 // Without a standby every send tells the breaker how the provider is (there
                 // is nothing to route, only a state to show).
                 let probe = route == fallback::Route::Probe || standby.is_none();
                 match &result {
-                    Err(AttemptError::Busy(_)) => {
-                        if route == fallback::Route::Probe {
-                            self.fallback_breaker.cancel_probe();
-                        }
-                    }
+                    Err(AttemptError::Busy(_)) => {}
                     Err(AttemptError::Delivery(error))
                         if fallback::provider_took_nothing(error) =>
                     {
@@ -437,6 +437,11 @@ impl Sender {
                             Instant::now(),
                         );
                     }
+                }
+                if let (Some(ticket), false) =
+                    (probe_ticket, matches!(result, Err(AttemptError::Busy(_))))
+                {
+                    ticket.finish();
                 }
                 match (result, &standby) {
                     (Err(AttemptError::Delivery(error)), Some(standby))
