@@ -94,9 +94,7 @@ mod tests {
 
     use super::*;
     use crate::store::message_log::test_writes::{event, message};
-    use crate::store::message_log::{
-        EventOutcome, MessageEvent, MessageFilter, MessageRecord, NewMessage,
-    };
+    use crate::store::message_log::{EventOutcome, MessageEvent, MessageFilter, MessageRecord};
     use crate::store::StoreError;
 
     /// Records each batch it is given.
@@ -108,9 +106,6 @@ mod tests {
 
     #[async_trait::async_trait]
     impl MessageLog for BatchRecorder {
-        async fn record_message(&self, _: NewMessage) -> Result<(), StoreError> {
-            unreachable!("the writer writes in batches")
-        }
         async fn record_event(&self, _: &str, _: MessageEvent) -> Result<EventOutcome, StoreError> {
             unreachable!("the writer writes in batches")
         }

@@ -113,8 +113,6 @@ pub enum MessageWrite {
 /// The message log's storage, one transaction per method.
 #[async_trait::async_trait]
 pub trait MessageLog: Send + Sync {
-    /// Writes a message before it is sent (no status yet).
-    async fn record_message(&self, message: NewMessage) -> Result<(), StoreError>;
     /// Adds an event to a message's timeline; moves its status forward when the event does.
     async fn record_event(
         &self,

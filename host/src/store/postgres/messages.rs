@@ -15,17 +15,6 @@ const MESSAGE_COLUMNS: &str = "id, connector_id, factory_id, purpose, phone_tail
 
 #[async_trait::async_trait]
 impl MessageLog for PostgresStore {
-    async fn record_message(&self, message: NewMessage) -> Result<(), StoreError> {
-        self.within_deadline(async {
-            let mut client = self.client().await?;
-            let transaction = client.transaction().await?;
-            insert_message(&transaction, &message, None).await?;
-            transaction.commit().await?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn record_event(
         &self,
         message_id: &str,

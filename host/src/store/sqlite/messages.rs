@@ -41,12 +41,6 @@ const MESSAGE_COLUMNS: &str = "id, connector_id, factory_id, purpose, phone_tail
 
 #[async_trait::async_trait]
 impl MessageLog for SqliteStore {
-    async fn record_message(&self, message: NewMessage) -> Result<(), StoreError> {
-        self.writer
-            .run_batched(move |connection, _| insert_message(connection, &message, None))
-            .await
-    }
-
     async fn record_event(
         &self,
         message_id: &str,
@@ -308,6 +302,13 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message written as the send path writes it: a batch of its own.
+    async fn record_message(store: &SqliteStore, message: NewMessage) -> Result<(), StoreError> {
+        store
+            .record_writes(vec![MessageWrite::Message(message)])
+            .await
+    }
     use crate::store::SecretsKeyring;
 
     fn message(id: &str, created_at: i64) -> NewMessage {
@@ -338,7 +339,7 @@ mod tests {
         let (keyring, _) =
             SecretsKeyring::read_or_create_file(&dir.path().join("secrets-key")).unwrap();
         let store = SqliteStore::open(&dir.path().join("store.sqlite3"), keyring).unwrap();
-        store.record_message(message("m1", 1_000)).await.unwrap();
+        record_message(&store, message("m1", 1_000)).await.unwrap();
         // A report before the send returned: kept, and the send's outcome does not undo it.
         let delivered = event(1_500, DeliveryStatus::Delivered, EventSource::Report);
         assert_eq!(
@@ -376,7 +377,7 @@ mod tests {
         );
 
         for (id, at) in [("m2", 2_000), ("m3", 3_000)] {
-            store.record_message(message(id, at)).await.unwrap();
+            record_message(&store, message(id, at)).await.unwrap();
         }
         let page = store
             .messages(MessageFilter {
@@ -468,7 +469,7 @@ mod tests {
             ("a8", None),
         ];
         for (id, status) in c1 {
-            store.record_message(on(id, "c1", 2_000)).await.unwrap();
+            record_message(&store, on(id, "c1", 2_000)).await.unwrap();
             if let Some(status) = status {
                 store
                     .record_event(id, event(2_100, status, EventSource::Report))
@@ -478,8 +479,8 @@ mod tests {
         }
         // Its message before `since` is not counted; c2's counts are its own; a console test of
         // an unsaved config (no connector) is left out.
-        store.record_message(on("old", "c1", 999)).await.unwrap();
-        store.record_message(on("b1", "c2", 1_000)).await.unwrap();
+        record_message(&store, on("old", "c1", 999)).await.unwrap();
+        record_message(&store, on("b1", "c2", 1_000)).await.unwrap();
         store
             .record_event(
                 "b1",
@@ -487,7 +488,7 @@ mod tests {
             )
             .await
             .unwrap();
-        store.record_message(on("t1", "", 2_000)).await.unwrap();
+        record_message(&store, on("t1", "", 2_000)).await.unwrap();
 
         let summary = store.delivery_summary(1_000).await.unwrap();
         assert_eq!(
