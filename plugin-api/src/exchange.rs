@@ -538,6 +538,49 @@ impl Step {
         }
     }
 
+    /// Since 1.3: this step's request cannot hand the message to the provider (a token fetch,
+    /// a lookup, a balance check made before the message step). When it fails in any way,
+    /// even by a timeout after the request went out, the provider provably does not have the
+    /// message, and the host may send it through its standby connector. Mark only requests
+    /// that never carry the message; without the mark the host assumes any request may send
+    /// it. No effect on [`Step::done`].
+    ///
+    /// The mark travels inside the step's state text (no layout change), so a plugin that
+    /// uses it loads on any 1.x host; a host before 1.3 hands it back unread.
+    pub fn sends_no_message(self) -> Self {
+        match self.kind {
+            StepKind::Http {
+                request,
+                state_json,
+            } => {
+                let state = parse_state(&state_json).unwrap_or(serde_json::Value::Null);
+                let mut envelope = serde_json::Map::new();
+                envelope.insert(
+                    STEP_MARKS_KEY.to_owned(),
+                    serde_json::json!({ "sendsNoMessage": true }),
+                );
+                envelope.insert("state".to_owned(), state);
+                Self {
+                    kind: StepKind::Http {
+                        request,
+                        state_json: serde_json::Value::Object(envelope).to_string().into(),
+                    },
+                }
+            }
+            done @ StepKind::Done { .. } => Self { kind: done },
+        }
+    }
+
+    /// Whether this step's request may hand the message to the provider: true unless the
+    /// connector marked it [`Step::sends_no_message`] (and for a done step, which has no
+    /// request, false).
+    pub fn may_send_message(&self) -> bool {
+        match &self.kind {
+            StepKind::Http { state_json, .. } => !marks_sends_no_message(state_json),
+            StepKind::Done { .. } => false,
+        }
+    }
+
     /// The message was handed to the provider.
     pub fn done(receipt: SendReceipt) -> Self {
         Self {
@@ -601,16 +644,47 @@ impl fmt::Debug for Step {
     }
 }
 
-/// Empty text is the `Null` state.
-pub(crate) fn state_from_json(
-    state_json: &str,
-) -> Result<serde_json::Value, crate::ConnectorError> {
+/// The key of the envelope [`Step::sends_no_message`] wraps a step's state in:
+/// `{"plugin-api/step": {"sendsNoMessage": true}, "state": <the connector's state>}`. Reserved:
+/// a connector's own state never takes this shape.
+const STEP_MARKS_KEY: &str = "plugin-api/step";
+
+/// Whether the state text is the envelope with the "sends no message" mark. Cheap for
+/// unmarked steps: their text does not start with the envelope.
+fn marks_sends_no_message(state_json: &str) -> bool {
+    state_json.starts_with(STEP_ENVELOPE_START)
+        && serde_json::from_str::<serde_json::Value>(state_json)
+            .ok()
+            .and_then(|value| value.get(STEP_MARKS_KEY)?.get("sendsNoMessage")?.as_bool())
+            == Some(true)
+}
+
+const STEP_ENVELOPE_START: &str = "{\"plugin-api/step\":";
+
+fn parse_state(state_json: &str) -> Result<serde_json::Value, serde_json::Error> {
     if state_json.is_empty() {
         return Ok(serde_json::Value::Null);
     }
-    serde_json::from_str(state_json).map_err(|error| {
+    serde_json::from_str(state_json)
+}
+
+/// Empty text is the `Null` state; a marked step's envelope is opened to the connector's own
+/// state.
+pub(crate) fn state_from_json(
+    state_json: &str,
+) -> Result<serde_json::Value, crate::ConnectorError> {
+    let state = parse_state(state_json).map_err(|error| {
         crate::ConnectorError::general(format!("send state is not valid JSON: {error}"))
-    })
+    })?;
+    if !state_json.starts_with(STEP_ENVELOPE_START) {
+        return Ok(state);
+    }
+    match state {
+        serde_json::Value::Object(mut envelope) if envelope.contains_key(STEP_MARKS_KEY) => {
+            Ok(envelope.remove("state").unwrap_or(serde_json::Value::Null))
+        }
+        other => Ok(other),
+    }
 }
 
 /// Proof that the provider accepted the message.
@@ -661,6 +735,7 @@ impl fmt::Debug for SendReceipt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn an_error_summary_gives_structured_fields_not_the_body() {
@@ -737,6 +812,37 @@ mod tests {
             done.into_receipt(),
             Some(SendReceipt::with_provider_message_id("SM1"))
         );
+    }
+
+    #[test]
+    fn a_step_marked_as_sending_no_message_keeps_its_state_for_the_connector() {
+        let request = HttpRequest::post_form("https://id.example.com/token", &[("a", "b")]);
+        let plain = Step::http_with_state(request.clone(), json!({"attempt": 1}));
+        assert!(plain.may_send_message());
+
+        let marked = plain.clone().sends_no_message();
+        assert!(!marked.may_send_message());
+        assert_eq!(marked.request(), plain.request());
+        assert_eq!(marked.state().unwrap(), json!({"attempt": 1}));
+        assert_eq!(
+            state_from_json(marked.state_json()).unwrap(),
+            json!({"attempt": 1}),
+            "the connector is handed back its own state"
+        );
+
+        let without_state = Step::http(request).sends_no_message();
+        assert!(!without_state.may_send_message());
+        assert_eq!(without_state.state().unwrap(), Value::Null);
+
+        // A connector's own state that merely looks alike carries no mark.
+        let look_alike = Step::http_with_state(
+            HttpRequest::get("https://sms.example.com/send"),
+            json!({"plugin-api/step": {"sendsNoMessage": false}, "state": 3}),
+        );
+        assert!(look_alike.may_send_message());
+        let done = Step::done(SendReceipt::new()).sends_no_message();
+        assert!(done.receipt().is_some());
+        assert!(!done.may_send_message(), "a done step performs no request");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!
 //! Added in 1.1: [`FfiConnector::step_with_notes`], `SmsConnectorModule::migrate_config`
 //! (frozen in [`v1_1`]). Added in 1.2: [`FfiConnector::step_in_context`],
-//! [`FfiConnector::parse_delivery_report`].
+//! [`FfiConnector::parse_delivery_report`]. 1.3 added no layout: its
+//! [`crate::Step::sends_no_message`] mark crosses inside the step's state text.
 
 use abi_stable::{
     declare_root_module_statics,

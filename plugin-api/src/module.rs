@@ -62,8 +62,8 @@ impl ConnectorModule {
             .map_err(|_| current_error)
     }
 
-    /// The plugin-api ABI the module was opened through: `1.2` (this version's), `1.1` or
-    /// `1.0`.
+    /// The plugin-api ABI the module was opened through: `1.2` (this version's layout: 1.3
+    /// added no layout, its step mark travels in the state text), `1.1` or `1.0`.
     pub fn abi_version(&self) -> &'static str {
         match self.root {
             RootModule::Current(_) => "1.2",

@@ -13,6 +13,10 @@ use serde_json::{json, Value};
 const PHONE: &str = "+12015550123";
 
 fn host(extra: &[&str]) -> TestHost {
+    host_with(&[("http.so", &plugin_file("http_sms"))], extra)
+}
+
+fn host_with(plugins: &[(&str, &std::path::Path)], extra: &[&str]) -> TestHost {
     let mut args = vec![
         "--admin-key",
         ADMIN_KEY,
@@ -29,7 +33,7 @@ fn host(extra: &[&str]) -> TestHost {
     ];
     args.extend_from_slice(&UNLIMITED_FLOOD_FLAGS);
     args.extend_from_slice(extra);
-    HostFolders::new(&[("http.so", &plugin_file("http_sms"))]).start_with_args(&args)
+    HostFolders::new(plugins).start_with_args(&args)
 }
 
 /// A connector of the HTTP gateway sending to `endpoint`; it becomes the live one.
@@ -362,4 +366,155 @@ fn through_a_whole_outage_and_a_swap_every_send_arrives_once() {
             + metric(&host, "sms_fallback_sends_total{reason=\"breaker_open\"} "),
         200
     );
+}
+
+/// A connector that fetches a token before it sends (`Step::sends_no_message` on the token
+/// request, and on a status request after the message): any failure of the token request
+/// proves the provider has nothing, even a timeout; after the message request was answered,
+/// nothing does.
+#[test]
+fn a_step_that_sends_no_message_fails_over_even_on_a_timeout_and_nothing_after_the_message_does() {
+    let host = host_with(
+        &[
+            ("http.so", &plugin_file("http_sms")),
+            ("token.so", &plugin_file("fixture_token_step_connector")),
+        ],
+        &[],
+    );
+    let standby_sink = CaptureServer::start(200, r#"{"ok": true}"#);
+    let standby = gateway(&host, &format!("{}/send", standby_sink.url));
+    let hanging_token =
+        CaptureServer::start_concurrent_with_delay(200, "tok", Duration::from_secs(5));
+    let message_sink = CaptureServer::start(200, "provider-id-1");
+    let token_config = |token: &str, status: Option<String>| {
+        let mut config = json!({
+            "tokenEndpoint": format!("{token}/token"),
+            "sendEndpoint": format!("{}/send", message_sink.url),
+        });
+        if let Some(status) = status {
+            config["statusEndpoint"] = json!(status);
+        }
+        config
+    };
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "token-step-test-connector", "config": token_config(&hanging_token.url, None)}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let live = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        host.post(&format!("/api/connectors/{standby}/fallback"), &json!({}))
+            .0,
+        200
+    );
+    let reconfigure = |config: Value| {
+        let (status, body) = host.patch(
+            &format!("/api/connectors/{live}"),
+            &json!({ "config": config }),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+
+    // The token request timed out after it went out: it carries no message, so the standby
+    // sends it.
+    let (status, sent) = send(&host);
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(
+        (sent["connectorId"].clone(), sent["fallbackReason"].clone()),
+        (json!(standby), json!("unreachable")),
+        "{sent}"
+    );
+    assert_eq!(hanging_token.requests().len(), 1);
+    assert_eq!(standby_sink.requests().len(), 1);
+
+    // The token endpoint says "try later": not accepted.
+    let refusing_token = CaptureServer::start(503, "try later");
+    reconfigure(token_config(&refusing_token.url, None));
+    let (status, sent) = send(&host);
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["fallbackReason"], "not_accepted", "{sent}");
+    assert_eq!(standby_sink.requests().len(), 2);
+    assert_eq!(
+        message_sink.requests().len(),
+        0,
+        "no message went to the live provider"
+    );
+
+    // A token, then the message request hangs: the provider may have it. Never sent again.
+    let token = CaptureServer::start(200, "tok");
+    let hanging_send =
+        CaptureServer::start_concurrent_with_delay(200, "id", Duration::from_secs(5));
+    let mut config = token_config(&token.url, None);
+    config["sendEndpoint"] = json!(format!("{}/send", hanging_send.url));
+    reconfigure(config);
+    let (status, error) = send(&host);
+    assert_eq!(
+        (
+            status,
+            error["code"].clone(),
+            error["data"]["providerContacted"].clone()
+        ),
+        (504, json!("connector.outcome_unknown"), json!(true)),
+        "{error}"
+    );
+    assert_eq!(hanging_send.requests().len(), 1);
+    assert_eq!(
+        standby_sink.requests().len(),
+        2,
+        "the standby heard nothing"
+    );
+
+    // The message was answered; the status request after it fails (nothing listens, then a
+    // 429 the connector marks not_accepted): neither proves anything, the standby stays out.
+    let closed_port = free_port();
+    reconfigure(token_config(
+        &token.url,
+        Some(format!("http://127.0.0.1:{closed_port}/status")),
+    ));
+    let (status, error) = send(&host);
+    assert_eq!(
+        (status, error["code"].clone()),
+        (504, json!("connector.outcome_unknown")),
+        "{error}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("may have handed over the message"),
+        "{error}"
+    );
+    let throttled_status = CaptureServer::start(429, "slow down");
+    reconfigure(token_config(
+        &token.url,
+        Some(format!("{}/status", throttled_status.url)),
+    ));
+    let (status, error) = send(&host);
+    assert_eq!(status, 502, "{error}");
+    assert!(error["data"].get("providerAccepted").is_none(), "{error}");
+    assert_eq!(message_sink.requests().len(), 2);
+    assert_eq!(throttled_status.requests().len(), 1);
+    assert_eq!(
+        standby_sink.requests().len(),
+        2,
+        "the standby heard nothing"
+    );
+
+    // Healthy, all three steps: the live connector sends it, with the provider's id.
+    let status_sink = CaptureServer::start(200, "delivered");
+    reconfigure(token_config(
+        &token.url,
+        Some(format!("{}/status", status_sink.url)),
+    ));
+    let (status, sent) = send(&host);
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["connectorId"], live.as_str(), "{sent}");
+    assert!(sent.get("fallbackReason").is_none(), "{sent}");
+    let requests = message_sink.requests();
+    assert_eq!(
+        requests.last().unwrap().header("authorization"),
+        Some("Bearer tok")
+    );
+    assert_eq!(message_sink.requests().len(), 3);
+    assert_eq!(standby_sink.requests().len(), 2);
 }

@@ -53,9 +53,11 @@ pub enum DeliveryError {
     /// The connector said no (its own error, or its reading of the provider's answer).
     #[error("{0}")]
     Connector(ConnectorError),
-    /// Nothing reached the provider: the connection, its DNS lookup or its TLS handshake
-    /// failed. The message was not sent; sending it again cannot send it twice. The message
-    /// names the host and port only: URLs can carry credentials in their query.
+    /// The provider does not have the message: the connection, its DNS lookup or its TLS
+    /// handshake failed, or a request the connector marked as sending no message (a token
+    /// fetch) got no whole answer, before any request that may carry the message. Sending it
+    /// again cannot send it twice. The message names the host and port only: URLs can carry
+    /// credentials in their query.
     #[error("{0}")]
     Unreachable(String),
     /// The request went out but no whole answer came back (a timeout, a connection broken
@@ -161,23 +163,38 @@ impl SendExecutor {
             None => connector.start_in_context(message, context, None),
         }
         .map_err(DeliveryError::Connector)?;
+        // Whether an earlier request that may carry the message was answered: from then on
+        // no failure proves the provider took nothing.
+        let mut message_handed_over = false;
         for number in 1..MAX_STEPS {
             let Some(request) = step.request() else {
                 break;
             };
+            let sends_message = step.may_send_message();
             let started = log.as_ref().map(|log| log.request(number, request));
             let response = self.perform(origin, request).await;
             if let (Some(log), Some(started)) = (&log, started) {
                 log.answer(number, &response, started);
             }
-            let response = response?;
+            let response = response.map_err(|error| {
+                step_failure(error, StepKnowledge::of(sends_message, message_handed_over))
+            })?;
+            let answered_before = message_handed_over;
+            message_handed_over |= sends_message;
             step = match log.as_mut() {
                 Some(log) => log.noted(number + 1, |notes| {
                     connector.resume_in_context(message, context, &step, &response, Some(notes))
                 }),
                 None => connector.resume_in_context(message, context, &step, &response, None),
             }
-            .map_err(DeliveryError::Connector)?;
+            .map_err(|error| {
+                // The connector read this step's answer: its `not_accepted` speaks of this
+                // request, and holds only if no earlier one may have carried the message.
+                step_failure(
+                    DeliveryError::Connector(error),
+                    StepKnowledge::of(true, answered_before),
+                )
+            })?;
         }
         step.into_receipt().ok_or_else(|| {
             DeliveryError::Connector(ConnectorError::general(format!(
@@ -334,6 +351,59 @@ impl SendExecutor {
     }
 }
 
+/// What the host knows of a failed step, for [`step_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepKnowledge {
+    /// No request so far may have carried the message, and this one cannot
+    /// ([`plugin_api::Step::sends_no_message`]): however it failed, the provider does not
+    /// have the message.
+    NothingSent,
+    /// This request may carry the message; none before it did.
+    ThisStepMaySend,
+    /// An earlier request that may carry the message was answered.
+    EarlierStepMaySend,
+}
+
+impl StepKnowledge {
+    fn of(this_step_may_send: bool, earlier_step_may_have_sent: bool) -> Self {
+        match (this_step_may_send, earlier_step_may_have_sent) {
+            (_, true) => StepKnowledge::EarlierStepMaySend,
+            (true, false) => StepKnowledge::ThisStepMaySend,
+            (false, false) => StepKnowledge::NothingSent,
+        }
+    }
+}
+
+/// A step's failure as the send's: what the failure proves about the message depends on
+/// which requests may have carried it.
+/// - Before any request that may carry it, even a timeout proves nothing was sent (the
+///   standby may send it).
+/// - After one was answered, nothing proves it was not: an unreachable status endpoint is an
+///   unknown outcome, and a `not_accepted` mark loses its meaning.
+fn step_failure(error: DeliveryError, knowledge: StepKnowledge) -> DeliveryError {
+    match (knowledge, error) {
+        (StepKnowledge::NothingSent, DeliveryError::OutcomeUnknown(reason)) => {
+            DeliveryError::Unreachable(format!(
+                "{reason} (a request that sends no message: the provider does not have it)"
+            ))
+        }
+        (StepKnowledge::EarlierStepMaySend, DeliveryError::Unreachable(reason)) => {
+            DeliveryError::OutcomeUnknown(format!(
+                "{reason}, after an earlier request of this send may have handed over the message"
+            ))
+        }
+        (StepKnowledge::EarlierStepMaySend, DeliveryError::Connector(mut error))
+            if error.is_not_accepted() =>
+        {
+            if let Some(serde_json::Value::Object(data)) = error.data.as_mut() {
+                data.remove(plugin_api::PROVIDER_ACCEPTED_DATA_KEY);
+            }
+            DeliveryError::Connector(error)
+        }
+        (_, error) => error,
+    }
+}
+
 /// A send's steps in the debug log, one line each: the request (method, URL without query
 /// values), its answer (status) or why there was none, and the plugin's notes. Headers and
 /// bodies are never logged: they carry credentials and the message.
@@ -465,5 +535,58 @@ fn describe_transport_error(host: &str, error: &reqwest::Error, timeout: Duratio
         format!("could not connect to the SMS provider at {host}: {cause}")
     } else {
         format!("the exchange with the SMS provider at {host} broke off after the request was sent ({cause}); it may have accepted the message")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_accepted() -> DeliveryError {
+        DeliveryError::Connector(ConnectorError::rate_limit_exceeded("429").not_accepted())
+    }
+
+    fn is_unreachable(error: &DeliveryError) -> bool {
+        matches!(error, DeliveryError::Unreachable(_))
+    }
+
+    #[test]
+    fn a_failure_proves_nothing_was_sent_only_before_any_request_that_may_carry_the_message() {
+        let timeout = || DeliveryError::OutcomeUnknown("no answer within 1 s".to_owned());
+        let refused = || DeliveryError::Unreachable("127.0.0.1:9 refused".to_owned());
+
+        // A token fetch that timed out: nothing carried the message.
+        let token_timeout = step_failure(timeout(), StepKnowledge::of(false, false));
+        assert!(is_unreachable(&token_timeout), "{token_timeout:?}");
+        assert!(token_timeout.to_string().contains("sends no message"));
+        // The message step itself: a timeout may have sent it; a refused connection did not.
+        assert!(
+            step_failure(timeout(), StepKnowledge::of(true, false)).provider_may_have_accepted()
+        );
+        assert!(is_unreachable(&step_failure(
+            refused(),
+            StepKnowledge::of(true, false)
+        )));
+        match step_failure(not_accepted(), StepKnowledge::of(true, false)) {
+            DeliveryError::Connector(error) => assert!(error.is_not_accepted()),
+            other => panic!("{other:?}"),
+        }
+
+        // After the message step was answered (a status poll, say), nothing proves it.
+        for this_step_may_send in [true, false] {
+            let knowledge = StepKnowledge::of(this_step_may_send, true);
+            assert!(step_failure(refused(), knowledge).provider_may_have_accepted());
+            assert!(step_failure(timeout(), knowledge).provider_may_have_accepted());
+            match step_failure(not_accepted(), knowledge) {
+                DeliveryError::Connector(error) => {
+                    assert!(!error.is_not_accepted(), "{error:?}");
+                    assert_eq!(
+                        error.code,
+                        plugin_api::ConnectorErrorCode::RateLimitExceeded
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
