@@ -17,6 +17,10 @@ fn host(extra: &[&str]) -> TestHost {
 }
 
 fn host_with(plugins: &[(&str, &std::path::Path)], extra: &[&str]) -> TestHost {
+    HostFolders::new(plugins).start_with_args(&host_args(extra))
+}
+
+fn host_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "--admin-key",
         ADMIN_KEY,
@@ -33,7 +37,7 @@ fn host_with(plugins: &[(&str, &std::path::Path)], extra: &[&str]) -> TestHost {
     ];
     args.extend_from_slice(&UNLIMITED_FLOOD_FLAGS);
     args.extend_from_slice(extra);
-    HostFolders::new(plugins).start_with_args(&args)
+    args
 }
 
 /// A connector of the HTTP gateway sending to `endpoint`; it becomes the live one.
@@ -516,5 +520,106 @@ fn a_step_that_sends_no_message_fails_over_even_on_a_timeout_and_nothing_after_t
         Some("Bearer tok")
     );
     assert_eq!(message_sink.requests().len(), 3);
+    assert_eq!(standby_sink.requests().len(), 2);
+}
+
+/// The live connector's plugin file is gone (and the host restarted): the live connector
+/// cannot be tried at all, so the standby sends everything, codes included; with the plugin
+/// back, the live connector sends again.
+#[test]
+fn a_live_connector_that_cannot_send_on_this_host_hands_every_send_to_the_standby() {
+    let standby_sink = CaptureServer::start(200, r#"{"ok": true}"#);
+    let token_sink = CaptureServer::start(200, "tok");
+    let message_sink = CaptureServer::start(200, "provider-id");
+    let token_plugin = plugin_file("fixture_token_step_connector");
+    let host = host_with(
+        &[
+            ("http.so", &plugin_file("http_sms")),
+            ("token.so", &token_plugin),
+        ],
+        &[],
+    );
+    let standby = gateway(&host, &format!("{}/send", standby_sink.url));
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "token-step-test-connector", "config": {
+            "tokenEndpoint": format!("{}/token", token_sink.url),
+            "sendEndpoint": format!("{}/send", message_sink.url),
+        }}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let live = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        host.post(&format!("/api/connectors/{standby}/fallback"), &json!({}))
+            .0,
+        200
+    );
+
+    let folders = host.kill();
+    std::fs::remove_file(folders.plugins_dir.join("token.so")).unwrap();
+    let host = folders.start_with_args(&host_args(&[]));
+    let (status, sent) = send(&host);
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(
+        (sent["connectorId"].clone(), sent["fallbackReason"].clone()),
+        (json!(standby), json!("live_unavailable")),
+        "{sent}"
+    );
+    let (status, body) = host.request(
+        "POST",
+        "/api/verification-codes",
+        Some(SEND_KEY),
+        Some(&json!({"phone": "+12015550188"})),
+    );
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(standby_sink.requests().len(), 2);
+    assert_eq!(
+        metric(
+            &host,
+            "sms_fallback_sends_total{reason=\"live_unavailable\"} "
+        ),
+        2
+    );
+    assert_eq!(
+        breaker(&host)["state"],
+        "closed",
+        "the breaker was not asked"
+    );
+    let (status, ready) = host.get("/ready");
+    assert_eq!(
+        (status, ready["failed"].clone()),
+        (503, json!("liveConnectorUnavailable")),
+        "a balancer still prefers hosts with the live connector: {ready}"
+    );
+
+    // Without a standby the send fails as before, clearly.
+    let (status, body) = host.request(
+        "DELETE",
+        &format!("/api/connectors/{standby}/fallback"),
+        Some(ADMIN_KEY),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, error) = send(&host);
+    assert_eq!(
+        (status, error["code"].clone()),
+        (501, json!("connector.not_found")),
+        "{error}"
+    );
+    assert_eq!(standby_sink.requests().len(), 2);
+
+    // The plugin is back: the live connector sends again.
+    assert_eq!(
+        host.post(&format!("/api/connectors/{standby}/fallback"), &json!({}))
+            .0,
+        200
+    );
+    e2e_tests::install_plugin(&host.folders().plugins_dir, &token_plugin, "token.so");
+    assert_eq!(host.post("/api/plugins/rescan", &json!({})).0, 200);
+    let (status, sent) = send(&host);
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["connectorId"], live.as_str(), "{sent}");
+    assert!(sent.get("fallbackReason").is_none(), "{sent}");
+    assert_eq!(message_sink.requests().len(), 1);
     assert_eq!(standby_sink.requests().len(), 2);
 }

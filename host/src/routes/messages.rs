@@ -59,7 +59,9 @@ pub struct SendMessageResponse {
     pub message_id: String,
     /// Why the standby connector sent it, when it did: `unreachable` or `not_accepted` (the
     /// live connector's provider took nothing), `breaker_open` (the live connector was
-    /// skipped after repeated such failures).
+    /// skipped after repeated such failures), `live_unavailable` (the live connector cannot
+    /// send on this host: its plugin is missing or refuses its config, or its saved config
+    /// cannot be opened).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "not_accepted")]
     pub fallback_reason: Option<&'static str>,
@@ -81,7 +83,7 @@ pub async fn send_message(
     // Held to the end of the send: a swap meanwhile does not touch this connector.
     let live = state.live.current_live_connector()?;
     let standby = state.live.current_standby();
-    let target = SendTarget::live(&live)?.with_standby(standby.as_deref());
+    let target = SendTarget::live_or_standby(&live, standby.as_deref())?;
     let message = SmsMessage::new(phone.e164(), body.template_type, body.payload);
     let sent = state
         .sender

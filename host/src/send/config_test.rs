@@ -95,6 +95,7 @@ pub async fn send_test_code(
         instance: &instance,
         metrics: &send_metrics,
         redactor: &redactor,
+        instead_of_live: None,
     };
     sender
         .send_config_test(target, &test.phone, message)

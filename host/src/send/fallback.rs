@@ -54,13 +54,17 @@ pub enum FallbackReason {
     NotAccepted,
     /// The breaker is open: the live connector was not tried.
     BreakerOpen,
+    /// The live connector cannot send on this host (its plugin is missing, the loaded build
+    /// refuses its config, or its saved config cannot be opened): it was not tried.
+    LiveUnavailable,
 }
 
 impl FallbackReason {
-    pub const ALL: [FallbackReason; 3] = [
+    pub const ALL: [FallbackReason; 4] = [
         FallbackReason::Unreachable,
         FallbackReason::NotAccepted,
         FallbackReason::BreakerOpen,
+        FallbackReason::LiveUnavailable,
     ];
 
     pub fn label(self) -> &'static str {
@@ -68,6 +72,7 @@ impl FallbackReason {
             FallbackReason::Unreachable => "unreachable",
             FallbackReason::NotAccepted => "not_accepted",
             FallbackReason::BreakerOpen => "breaker_open",
+            FallbackReason::LiveUnavailable => "live_unavailable",
         }
     }
 

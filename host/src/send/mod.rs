@@ -172,6 +172,9 @@ pub struct SendTarget<'a> {
     pub redactor: &'a SecretRedactor,
     /// The standby connector, which sends when this one's provider provably took nothing.
     pub standby: Option<&'a LiveConnector>,
+    /// Set when this is the standby sending because the live connector cannot send at all
+    /// ([`SendTarget::live_or_standby`]).
+    instead_of_live: Option<fallback::FallbackReason>,
 }
 
 impl<'a> SendTarget<'a> {
@@ -190,8 +193,31 @@ impl<'a> SendTarget<'a> {
                 metrics: &standby.send_metrics,
                 redactor: &standby.redactor,
                 standby: None,
+                instead_of_live: None,
             }),
             LiveStatus::Unavailable { .. } | LiveStatus::ConfigUnreadable { .. } => None,
+        }
+    }
+
+    /// The live connector with its standby; when the live one cannot send at all on this
+    /// host (nothing can be tried, so nothing can have been sent), the standby in its place,
+    /// if it can send; else why the live one cannot.
+    pub fn live_or_standby(
+        live: &'a LiveConnector,
+        standby: Option<&'a LiveConnector>,
+    ) -> Result<Self, SendError> {
+        match Self::live(live) {
+            Ok(target) => Ok(target.with_standby(standby)),
+            Err(error) => match standby.and_then(Self::standby) {
+                Some(standby) => {
+                    tracing::debug!(connector_id = %live.connector_id, standby_connector_id = %standby.connector_id, reason = %error, "the live connector cannot send on this host; the standby connector sends it");
+                    Ok(Self {
+                        instead_of_live: Some(fallback::FallbackReason::LiveUnavailable),
+                        ..standby
+                    })
+                }
+                None => Err(error),
+            },
         }
     }
 
@@ -205,6 +231,7 @@ impl<'a> SendTarget<'a> {
                 metrics: &live.send_metrics,
                 redactor: &live.redactor,
                 standby: None,
+                instead_of_live: None,
             }),
             LiveStatus::Unavailable { reason } => Err(SendError::LiveConnectorUnavailable {
                 connector_id: live.connector_id.clone(),
@@ -397,6 +424,19 @@ impl Sender {
         // connector's breaker nothing.
         if purpose == SendPurpose::ConfigTest {
             let result = self.attempt(&target, phone, &message, purpose).await;
+            return self.settle(reservation, result, purpose).await;
+        }
+        // The standby in place of a live connector that cannot send here: no breaker to ask.
+        if let Some(reason) = target.instead_of_live {
+            ::metrics::counter!("sms_fallback_sends_total", "reason" => reason.label())
+                .increment(1);
+            let result = self
+                .attempt(&target, phone, &message, purpose)
+                .await
+                .map(|sent| Sent {
+                    fallback: Some(reason),
+                    ..sent
+                });
             return self.settle(reservation, result, purpose).await;
         }
         let standby = target.standby.and_then(SendTarget::standby);

@@ -43,7 +43,7 @@ impl VerificationCodes<'_> {
     ) -> Result<super::Sent, SendError> {
         let live = self.live.current_live_connector()?;
         let standby = self.live.current_standby();
-        let target = SendTarget::live(&live)?.with_standby(standby.as_deref());
+        let target = SendTarget::live_or_standby(&live, standby.as_deref())?;
         let code = crate::verification_code::generate_code()
             .map_err(|error| SendError::CodeNotGenerated(error.to_string()))?;
         let code_hash = self.hasher.hash(phone.e164(), template_type, &code);
