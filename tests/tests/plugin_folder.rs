@@ -1078,3 +1078,69 @@ fn a_plugin_back_as_a_build_that_migrates_revives_the_live_connector() {
     let (_, saved) = host.get(&format!("/api/connectors/{connector_id}"));
     assert_eq!(saved["config"]["region"], "eu", "{saved}");
 }
+
+/// The standby's plugin is upgraded to a build that must migrate its saved config: the
+/// standby sends on the new build with the config migrated in memory (nothing written), and
+/// making it live migrates and saves its config, the config as it was kept in a retired copy.
+#[test]
+fn a_standby_on_a_build_that_migrates_its_config_still_sends_and_goes_live_migrated() {
+    let args = sending_without_pause();
+    let host = HostFolders::new(&[
+        ("mock.so", &plugin_file("mock_sms")),
+        ("http.so", &plugin_file("http_sms")),
+    ])
+    .start_with_args(&args);
+    let standby = make_mock_live(&host);
+    let closed_port = e2e_tests::free_port();
+    let (status, live) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "http-sms", "config": {"endpoint": format!("http://127.0.0.1:{closed_port}/send")}}),
+    );
+    assert_eq!(status, 200, "{live}");
+    assert_eq!(
+        host.post(&format!("/api/connectors/{standby}/fallback"), &json!({}))
+            .0,
+        200
+    );
+    drop_in(
+        &host.plugins_dir,
+        &plugin_file("fixture_mock_sms_with_region"),
+        "mock.so",
+    );
+    // The live provider is unreachable: each send goes to the standby, on the new build.
+    wait_until(
+        "the standby sends through the new build",
+        Duration::from_secs(10),
+        || {
+            let (status, sent) = send(&host);
+            status == 200
+                && sent["connectorId"] == standby.as_str()
+                && sent["providerMessageId"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("mock-0.3.0-eu-"))
+        },
+    );
+    let (_, saved) = host.get(&format!("/api/connectors/{standby}"));
+    assert!(
+        saved["config"].get("region").is_none(),
+        "the standby's saved config is not written: {saved}"
+    );
+    assert_eq!(saved["fallback"], true, "{saved}");
+
+    let (status, enabled) = host.post(&format!("/api/connectors/{standby}/enable"), &json!({}));
+    assert_eq!(status, 200, "{enabled}");
+    assert_eq!(enabled["config"]["region"], "eu", "{enabled}");
+    let (status, sent) = send(&host);
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["connectorId"], standby.as_str(), "{sent}");
+    assert!(sent.get("fallbackReason").is_none(), "{sent}");
+    let (_, retired) = host.get("/api/connectors?enabled=false");
+    let kept: Vec<&Value> = retired
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|connector| connector["connectorId"] == MOCK)
+        .collect();
+    assert_eq!(kept.len(), 1, "the config as it was, kept: {retired}");
+    assert!(kept[0]["config"].get("region").is_none(), "{retired}");
+}

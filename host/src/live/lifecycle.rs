@@ -260,11 +260,32 @@ impl ConnectorLifecycle<'_> {
         let mut change = self.live.lock_changes().await;
         let stored = self.find_connector(id).await?;
         let factory = self.find_factory(&stored.factory_id)?;
-        let instance = factory
-            .plugin
-            .module
-            .instantiate(&stored.config)
-            .map_err(ConnectorChangeError::InvalidConfig)?;
+        // A config saved for an older build (a standby, a previous connector, across a plugin
+        // upgrade) is migrated by the loaded build and saved, the config as it was kept in a
+        // retired copy, as the plugin watcher does for the live connector.
+        let (instance, migrated) = crate::plugins::config_migration::instantiate_or_migrate(
+            &factory.plugin.module,
+            &stored.config,
+        )
+        .map_err(ConnectorChangeError::InvalidConfig)?;
+        if let Some(migrated) = migrated {
+            let previous_copy_id = new_connector_id()?;
+            match self
+                .store
+                .save_migrated_config(&stored, migrated, &previous_copy_id)
+                .await?
+            {
+                UpdateOutcome::Updated(record) => {
+                    tracing::info!(connector_id = %record.id, factory_id = %record.factory_id, previous_config_kept_as = %previous_copy_id, "the connector's saved config was migrated by the loaded plugin build and saved before it went live; the config as it was is kept in a retired copy");
+                }
+                UpdateOutcome::NotFound => {
+                    return Err(ConnectorChangeError::NotFound { id: id.to_owned() })
+                }
+                UpdateOutcome::ChangedMeanwhile => {
+                    return Err(ConnectorChangeError::ChangedConcurrently { id: id.to_owned() })
+                }
+            }
+        }
         let record =
             self.store
                 .enable(id)
@@ -293,11 +314,13 @@ impl ConnectorLifecycle<'_> {
             return Err(ConnectorChangeError::FallbackIsLive { id: id.to_owned() });
         }
         let factory = self.find_factory(&stored.factory_id)?;
-        let instance = factory
-            .plugin
-            .module
-            .instantiate(&stored.config)
-            .map_err(ConnectorChangeError::InvalidConfig)?;
+        // A config saved for an older build is migrated in memory (see
+        // `LiveConnector::build_standby`).
+        let (instance, _) = crate::plugins::config_migration::instantiate_or_migrate(
+            &factory.plugin.module,
+            &stored.config,
+        )
+        .map_err(ConnectorChangeError::InvalidConfig)?;
         let record = match self.store.set_fallback(id).await? {
             FallbackOutcome::Set(record) => record,
             FallbackOutcome::NotFound => {

@@ -280,6 +280,39 @@ impl LiveConnector {
         }
     }
 
+    /// Builds the standby for a saved connector, like [`LiveConnector::build`], except that a
+    /// saved config the loaded build can only read after its `migrate_config` is migrated in
+    /// memory: the standby sends on a plugin upgrade without a store write, and the config
+    /// stays saved as it was (it is migrated and saved when the connector goes live).
+    pub fn build_standby(
+        connector_id: &str,
+        factory_id: &str,
+        config: &serde_json::Value,
+        registry: &FactoryRegistry,
+    ) -> Self {
+        let Some(factory) = registry.get(factory_id) else {
+            return Self::build(connector_id, factory_id, config, registry);
+        };
+        match crate::plugins::config_migration::instantiate_or_migrate(
+            &factory.plugin.module,
+            config,
+        ) {
+            Ok((instance, migrated)) => {
+                if migrated.is_some() {
+                    tracing::info!(%connector_id, %factory_id, "the standby connector's saved config was migrated in memory for the loaded build");
+                }
+                Self::ready(
+                    connector_id,
+                    factory_id,
+                    config,
+                    Arc::clone(factory),
+                    instance,
+                )
+            }
+            Err(_) => Self::build(connector_id, factory_id, config, registry),
+        }
+    }
+
     /// A connector whose instance is already built (a create, an enable, a plugin upgrade).
     pub fn ready(
         connector_id: &str,
@@ -355,7 +388,7 @@ impl LiveConnector {
                 && !current.is_orphaned(registry)
         });
         Some(same.unwrap_or_else(|| {
-            Arc::new(LiveConnector::build(
+            Arc::new(LiveConnector::build_standby(
                 &record.id,
                 &record.factory_id,
                 &record.config,

@@ -165,7 +165,7 @@ impl PluginRescan<'_> {
         // The standby moves to a new build of its plugin (or comes back with it) too.
         if let Some(standby) = change.current_standby() {
             if standby.is_orphaned(&registry) || standby.unavailable_reason().is_some() {
-                let rebuilt = LiveConnector::build(
+                let rebuilt = LiveConnector::build_standby(
                     &standby.connector_id,
                     &standby.factory_id,
                     &standby.config,
