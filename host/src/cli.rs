@@ -228,6 +228,22 @@ pub struct ServeArgs {
     /// network filesystems where inotify sends nothing).
     #[arg(long, env = "CONNECTOR_HOST_PLUGINS_WATCH", value_enum, default_value_t = WatchArg::Notify)]
     pub plugins_watch: WatchArg,
+    /// Where plugins run: `in-process` (loaded into the host: the fastest path) or `process`
+    /// (each build in sandboxed worker processes: a plugin that crashes, loops or misbehaves
+    /// takes down only its worker; see README "Plugin isolation").
+    #[arg(long, env = "CONNECTOR_HOST_PLUGIN_ISOLATION", value_enum, default_value_t = crate::isolation::PluginIsolation::InProcess)]
+    pub plugin_isolation: crate::isolation::PluginIsolation,
+    /// With `--plugin-isolation process`: worker processes per loaded plugin build.
+    #[arg(long, env = "CONNECTOR_HOST_PLUGIN_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub plugin_workers: u64,
+    /// With `--plugin-isolation process`: how long a plugin call (one step) may take before
+    /// its worker is killed, in milliseconds.
+    #[arg(long, env = "CONNECTOR_HOST_PLUGIN_CALL_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub plugin_call_timeout_ms: u64,
+    /// With `--plugin-isolation process`: each worker's address-space limit (`RLIMIT_AS`), in
+    /// MiB.
+    #[arg(long, env = "CONNECTOR_HOST_PLUGIN_WORKER_MEMORY_MIB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..=65_536))]
+    pub plugin_worker_memory_mib: u64,
     /// Polling interval for `--plugins-watch poll`, in milliseconds.
     #[arg(long, env = "CONNECTOR_HOST_PLUGINS_POLL_INTERVAL", default_value_t = 500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub plugins_poll_interval_ms: u64,
@@ -359,6 +375,11 @@ pub struct CheckArgs {
 /// The binary's entry: the `--config` file's keys placed before the real arguments, then
 /// clap; `config show` prints and returns here.
 pub fn main() -> ExitCode {
+    // A plugin worker (`--plugin-isolation process`) is this binary started by the host: no
+    // configuration, log or runtime of the host's.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("plugin-worker")) {
+        return crate::isolation::worker::main();
+    }
     let expanded =
         match config_file::expand(std::env::args_os().collect(), |name| std::env::var_os(name)) {
             Ok(expanded) => expanded,
@@ -527,6 +548,22 @@ fn run_serve(args: ServeArgs) -> ExitCode {
         shutdown: crate::readiness::ShutdownSettings {
             drain_grace: Duration::from_secs(args.drain_grace_secs),
             timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        },
+        plugin_workers: match args.plugin_isolation {
+            crate::isolation::PluginIsolation::InProcess => None,
+            crate::isolation::PluginIsolation::Process => match std::env::current_exe() {
+                Ok(executable) => Some(crate::isolation::pool::WorkerSettings {
+                    executable,
+                    workers_per_build: usize::try_from(args.plugin_workers).unwrap_or(2),
+                    call_timeout: Duration::from_millis(args.plugin_call_timeout_ms),
+                    load_timeout: Duration::from_secs(10),
+                    memory_limit_bytes: args.plugin_worker_memory_mib * 1024 * 1024,
+                }),
+                Err(error) => {
+                    eprintln!("connector-host: --plugin-isolation process needs this binary's path: {error}");
+                    return ExitCode::FAILURE;
+                }
+            },
         },
         plugin_watch: match args.plugins_watch {
             WatchArg::Notify => PluginWatchMode::Notify,

@@ -8,7 +8,7 @@
 //!   `new-connector`); the binary only calls [`cli::main`]; `cli::config_file`: `serve`'s
 //!   flags from a TOML file (`--config`).
 //! - [`plugins`]: plugin files to connector factories: [`plugins::loader`] (one file to a
-//!   loaded [`plugin_api::ConnectorModule`]: private content-addressed copy, dlopen through
+//!   loaded [`plugins::module::PluginModule`]: private content-addressed copy, dlopen through
 //!   abi_stable's per-file API, metadata checks), [`plugins::signature`] (minisign keys and
 //!   the check over the bytes that are loaded), [`plugins::load_error`] (every way a file is
 //!   refused, one line each), [`plugins::factory_registry`] (the factories by id and a
@@ -70,6 +70,7 @@ pub mod core_dumps;
 pub mod data_directory;
 pub mod durations;
 pub mod http;
+pub mod isolation;
 pub mod live;
 pub mod log_dedup;
 pub mod log_output;

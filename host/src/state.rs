@@ -111,6 +111,8 @@ pub struct ServeConfig {
     /// `--fallback-after-failures` and `--fallback-cool-off-secs`.
     pub fallback_breaker: crate::send::fallback::BreakerSettings,
     pub plugins_dir: PathBuf,
+    /// `--plugin-isolation process`: the worker processes' settings (`None`: in-process).
+    pub plugin_workers: Option<crate::isolation::pool::WorkerSettings>,
     pub data_dir: PathBuf,
     pub admin_keys: Vec<String>,
     pub send_keys: Vec<String>,
@@ -537,7 +539,8 @@ impl PreparedHost {
             config.allowed_plugin_sha256.clone(),
         )
         .map_err(data_dir_error)?
-        .with_trusted_keys(trusted_plugin_keys);
+        .with_trusted_keys(trusted_plugin_keys)
+        .with_workers(config.plugin_workers.clone());
         let mut plugin_folder = PluginFolder::new(config.plugins_dir.clone());
         let registry = match plugin_folder.reconcile(&loader, None) {
             Ok(outcome) => outcome.registry,

@@ -113,6 +113,13 @@ impl InboundReport {
         &self.body
     }
 
+    /// Every header, name and value, in the order received.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .map(|Tuple2(name, value)| (name.as_str(), value.as_str()))
+    }
+
     /// The URL's query parameters, decoded, in order.
     pub fn query_pairs(&self) -> Vec<(String, String)> {
         let query = self.url.split_once('?').map_or("", |(_, query)| query);
@@ -281,7 +288,8 @@ pub enum DeliveryReportError {
 
 impl DeliveryReportError {
     /// The code the error crosses the boundary with.
-    pub(crate) fn code(&self) -> &'static str {
+    #[doc(hidden)]
+    pub fn code(&self) -> &'static str {
         match self {
             Self::Unsupported => "not_implemented",
             Self::BadSignature(_) => "invalid_signature",
@@ -289,7 +297,8 @@ impl DeliveryReportError {
         }
     }
 
-    pub(crate) fn from_code(code: &str, message: String) -> Self {
+    #[doc(hidden)]
+    pub fn from_code(code: &str, message: String) -> Self {
         match code {
             "not_implemented" => Self::Unsupported,
             "invalid_signature" => Self::BadSignature(message),

@@ -617,6 +617,26 @@ impl Step {
         }
     }
 
+    /// The state text exactly as it crosses the boundary (empty for `Null`; a marked step's
+    /// envelope included): for a host that relays steps through another process. Not for
+    /// vendors.
+    #[doc(hidden)]
+    pub fn boundary_state_json(&self) -> &str {
+        self.state_json()
+    }
+
+    /// A request step rebuilt from its boundary parts ([`Step::boundary_state_json`]): for a
+    /// host that relays steps through another process. Not for vendors.
+    #[doc(hidden)]
+    pub fn from_boundary_parts(request: HttpRequest, state_json: String) -> Self {
+        Self {
+            kind: StepKind::Http {
+                request,
+                state_json: state_json.into(),
+            },
+        }
+    }
+
     /// The receipt, taken out, when the send is done.
     pub fn into_receipt(self) -> Option<SendReceipt> {
         match self.kind {

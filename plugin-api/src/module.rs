@@ -357,6 +357,29 @@ impl ConnectorInstance {
         ))
     }
 
+    /// [`ConnectorInstance::resume_in_context`] with the previous step's state text as it
+    /// crossed the boundary ([`Step::boundary_state_json`]): for a host that relays steps
+    /// through another process. Not for vendors.
+    #[doc(hidden)]
+    pub fn resume_from_state_json(
+        &self,
+        message: &SmsMessage,
+        context: &SendContext,
+        state_json: &str,
+        response: &HttpResponse,
+        notes: Option<&mut PluginNotes>,
+    ) -> Result<Step, ConnectorError> {
+        into_result(self.instance.step(
+            message,
+            state_json.into(),
+            ROption::RSome(response),
+            StepExtras {
+                context: Some(context),
+                notes: notes.map(|notes| &mut notes.notes),
+            },
+        ))
+    }
+
     /// A delivery report read by the connector: its statuses, or why not (a plugin older
     /// than 1.2 takes none: `Unsupported`).
     pub fn parse_delivery_report(
@@ -408,6 +431,12 @@ pub struct PluginNotes {
 impl PluginNotes {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds a note received another way (a host relaying steps through another process).
+    #[doc(hidden)]
+    pub fn push(&mut self, note: String) {
+        self.notes.push(note.into());
     }
 
     /// The notes received so far, taken out in the order written.

@@ -50,6 +50,7 @@ fn the_loaded_mock_sends_through_the_boundary() {
     let planted = scratch.path().join("outbox.jsonl");
     let config = json!({"templates": [{"usageType": "Generic", "content": "Code {{code}}"}], "outbox": planted});
     let instance = mock.module.instantiate(&config).unwrap();
+    let instance = instance.in_process().unwrap();
     let message = message();
     let step = instance.start(&message).unwrap();
     let request = step.request().expect("a request to the host's outbox");
@@ -85,6 +86,7 @@ fn a_panicking_send_step_is_an_error_value_and_the_process_survives() {
         .load(&plugin_file("fixture_panicking_connector"))
         .unwrap();
     let instance = plugin.module.instantiate(&json!({})).unwrap();
+    let instance = instance.in_process().unwrap();
     for _ in 0..3 {
         let error = instance
             .step(&message(), SendProgress::start())

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::plugins::module::PluginInstance;
 use arc_swap::ArcSwap;
-use plugin_api::{ConfigFieldError, ConnectorError, ConnectorInstance};
+use plugin_api::{ConfigFieldError, ConnectorError};
 use serde_json::Value;
 
 use crate::api_keys::KeyId;
@@ -70,7 +71,7 @@ pub fn prepare_config(
     factory: &Factory,
     submitted: &Value,
     stored: Option<&Value>,
-) -> Result<(Value, ConnectorInstance), ConnectorError> {
+) -> Result<(Value, PluginInstance), ConnectorError> {
     // A saved secret only goes where it went before: with a changed destination, every masked
     // secret must be entered again.
     if let Some(stored) = stored.filter(|_| crate::secrets::contains_mask(submitted)) {
@@ -380,7 +381,7 @@ impl ConnectorLifecycle<'_> {
         change: &mut LiveChange<'_>,
         record: &ConnectorRecord,
         factory: Arc<Factory>,
-        instance: ConnectorInstance,
+        instance: PluginInstance,
     ) {
         change.swap(built(record, factory, instance), Swap::Changed);
         crate::send::outbox::warn_if_development_connector_is_live(
@@ -395,7 +396,7 @@ impl ConnectorLifecycle<'_> {
 fn built(
     record: &ConnectorRecord,
     factory: Arc<Factory>,
-    instance: ConnectorInstance,
+    instance: PluginInstance,
 ) -> Arc<LiveConnector> {
     Arc::new(LiveConnector::ready(
         &record.id,

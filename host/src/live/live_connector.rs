@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
+use crate::plugins::module::PluginInstance;
 use arc_swap::ArcSwapOption;
-use plugin_api::ConnectorInstance;
 
 use crate::plugins::factory_registry::{Factory, FactoryRegistry};
 use crate::secret_redaction::SecretRedactor;
@@ -226,7 +226,7 @@ pub enum LiveStatus {
     Ready {
         /// The build it runs on, which stays loaded even if its file is removed.
         factory: Arc<Factory>,
-        instance: ConnectorInstance,
+        instance: PluginInstance,
     },
     /// Saved as live, but it cannot send; the reason says why (plugin missing, config
     /// rejected by the loaded build).
@@ -319,7 +319,7 @@ impl LiveConnector {
         factory_id: &str,
         config: &serde_json::Value,
         factory: Arc<Factory>,
-        instance: ConnectorInstance,
+        instance: PluginInstance,
     ) -> Self {
         Self {
             connector_id: connector_id.to_owned(),

@@ -1,16 +1,18 @@
 //! A saved config and a build that may not read it as it is: the build's instance from the
 //! config as saved, or from what the build's `migrate_config` (plugin-api 1.1) makes of it.
 
-use plugin_api::{ConnectorError, ConnectorErrorCode, ConnectorInstance, ConnectorModule};
+use plugin_api::{ConnectorError, ConnectorErrorCode};
+
+use crate::plugins::module::{PluginInstance, PluginModule};
 use serde_json::Value;
 
 /// An instance of `module` for a saved config, and the migrated config (normalized, to be
 /// saved) when the saved one had to be migrated. The error is the build's refusal of the
 /// saved config, or of what its migration made of it.
 pub fn instantiate_or_migrate(
-    module: &ConnectorModule,
+    module: &PluginModule,
     saved: &Value,
-) -> Result<(ConnectorInstance, Option<Value>), ConnectorError> {
+) -> Result<(PluginInstance, Option<Value>), ConnectorError> {
     let refusal = match module.instantiate(saved) {
         Ok(instance) => return Ok((instance, None)),
         Err(refusal) => refusal,

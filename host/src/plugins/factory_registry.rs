@@ -54,6 +54,13 @@ pub struct PluginFileReport {
     pub signer_key_id: Option<String>,
     /// With `--trusted-plugin-key`: that signature's trusted comment (signed with the file).
     pub trusted_comment: Option<String>,
+    /// Where a serving build runs: `in-process`, or `process` (`--plugin-isolation
+    /// process`); null for other rows.
+    #[schema(value_type = Option<String>, example = "process")]
+    pub isolation: Option<&'static str>,
+    /// A serving build's worker processes (`process` only): how many, how many run, how often
+    /// one was replaced, and the last crash.
+    pub workers: Option<crate::isolation::pool::PoolHealth>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -104,6 +111,26 @@ impl FactoryRegistry {
 
     pub fn files(&self) -> &[PluginFileReport] {
         &self.files
+    }
+
+    /// The reports, each serving build's with where it runs and its workers' health now.
+    pub fn files_with_workers(&self) -> Vec<PluginFileReport> {
+        let mut files = self.files.clone();
+        for report in &mut files {
+            if report.status != PluginFileStatus::Loaded {
+                continue;
+            }
+            let serving = report
+                .factory_id
+                .as_deref()
+                .and_then(|factory_id| self.factories.get(factory_id))
+                .filter(|factory| Some(&factory.plugin.sha256) == report.sha256.as_ref());
+            if let Some(factory) = serving {
+                report.isolation = Some(factory.plugin.module.isolation());
+                report.workers = factory.plugin.module.worker_health();
+            }
+        }
+        files
     }
 }
 

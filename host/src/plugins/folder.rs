@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use plugin_api::ConnectorInstance;
+use crate::plugins::module::PluginInstance;
 
 use crate::plugins::config_migration::{instantiate_or_migrate, refused_fields};
 use crate::plugins::factory_registry::{
@@ -70,7 +70,7 @@ pub struct ReconcileOutcome {
 pub struct LiveUpgrade {
     pub factory: Arc<Factory>,
     /// Built with the live config, or with `migrated_config` when there is one.
-    pub instance: ConnectorInstance,
+    pub instance: PluginInstance,
     /// The config the new build's `migrate_config` made of the refused saved one: it is to be
     /// saved as the connector's config.
     pub migrated_config: Option<serde_json::Value>,
@@ -546,7 +546,7 @@ struct Previous {
 fn instantiate_for_live(
     plugin: &LoadedPlugin,
     live: &LiveBuild,
-) -> Result<(ConnectorInstance, Option<serde_json::Value>), LoadError> {
+) -> Result<(PluginInstance, Option<serde_json::Value>), LoadError> {
     match instantiate_or_migrate(&plugin.module, &live.config) {
         Ok((instance, None)) => Ok((instance, None)),
         Ok((instance, Some(migrated))) => {
@@ -594,6 +594,8 @@ fn report_for_build(
             .signature
             .as_ref()
             .map(|signature| signature.trusted_comment.clone()),
+        isolation: None,
+        workers: None,
     }
 }
 
@@ -613,6 +615,8 @@ fn file_report(
         loaded_at: None,
         signer_key_id: None,
         trusted_comment: None,
+        isolation: None,
+        workers: None,
     };
     match (&tracked.content, &tracked.serving) {
         (ContentOutcome::Incomplete { error }, _) => unloaded(

@@ -26,6 +26,9 @@ use std::sync::{Arc, Mutex};
 
 use abi_stable::library::{lib_header_from_path, LibraryError, RootModuleError};
 use plugin_api::{ConnectorModule, MetadataError, PluginMetadata};
+
+use crate::isolation::pool::{run_blocking, WorkerPool, WorkerSettings};
+use crate::plugins::module::PluginModule;
 use sha2::{Digest, Sha256};
 
 use crate::plugins::folder_file::{file_name_of, read_folder_file, FolderFile, FolderFileError};
@@ -39,7 +42,7 @@ pub const MAX_PLUGIN_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// A plugin build that loaded and reported valid metadata.
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    pub module: ConnectorModule,
+    pub module: PluginModule,
     pub metadata: Arc<PluginMetadata>,
     /// Hex SHA-256 of the file's content.
     pub sha256: String,
@@ -58,6 +61,8 @@ pub struct PluginLoader {
     /// Outcome per content digest. Failures are kept too: a build that panicked while loading
     /// stays mapped, and loading it again would only repeat the panic.
     outcomes_by_sha256: Mutex<HashMap<String, Result<LoadedPlugin, LoadError>>>,
+    /// `--plugin-isolation process`: builds load in worker processes, never in this one.
+    workers: Option<Arc<WorkerSettings>>,
 }
 
 impl PluginLoader {
@@ -80,6 +85,7 @@ impl PluginLoader {
             allowed_sha256,
             trusted_keys: None,
             outcomes_by_sha256: Mutex::new(HashMap::new()),
+            workers: None,
         })
     }
 
@@ -87,6 +93,20 @@ impl PluginLoader {
     pub fn with_trusted_keys(mut self, trusted_keys: Option<TrustedPluginKeys>) -> Self {
         self.trusted_keys = trusted_keys;
         self
+    }
+
+    /// Loads every build in worker processes with these settings (`None`: in this process).
+    pub fn with_workers(mut self, workers: Option<WorkerSettings>) -> Self {
+        self.workers = workers.map(Arc::new);
+        self
+    }
+
+    /// `in-process` or `process`.
+    pub fn isolation(&self) -> crate::isolation::PluginIsolation {
+        match self.workers {
+            Some(_) => crate::isolation::PluginIsolation::Process,
+            None => crate::isolation::PluginIsolation::InProcess,
+        }
     }
 
     /// Whether files load only with a signature (whose file then matters to the folder too).
@@ -144,7 +164,12 @@ impl PluginLoader {
             return outcome.clone();
         }
         let private_path = self.make_private_copy(&sha256, &content)?;
-        let outcome = load_private_copy(&private_path).map(|(module, metadata)| LoadedPlugin {
+        let loaded = match &self.workers {
+            None => load_private_copy(&private_path)
+                .map(|(module, metadata)| (PluginModule::InProcess(module), metadata)),
+            Some(settings) => load_in_workers(&private_path, &sha256, settings),
+        };
+        let outcome = loaded.map(|(module, metadata)| LoadedPlugin {
             module,
             metadata: Arc::new(metadata),
             sha256: sha256.clone(),
@@ -249,7 +274,33 @@ fn read_plugin_file(path: &Path) -> Result<FolderFile, LoadError> {
     })
 }
 
-fn load_private_copy(private_path: &Path) -> Result<(ConnectorModule, PluginMetadata), LoadError> {
+/// Starts the build's worker pool, whose first worker loads and checks the library; this
+/// process never maps it.
+fn load_in_workers(
+    private_path: &Path,
+    sha256: &str,
+    settings: &Arc<WorkerSettings>,
+) -> Result<(PluginModule, PluginMetadata), LoadError> {
+    let started = run_blocking(WorkerPool::start(
+        private_path.to_owned(),
+        sha256.to_owned(),
+        Arc::clone(settings),
+    ))
+    .map_err(|reason| LoadError::PluginFailed { reason })??;
+    Ok((
+        PluginModule::Worker {
+            pool: started.pool,
+            abi_version: started.abi_version.into(),
+        },
+        started.metadata,
+    ))
+}
+
+/// Loads a private copy into this process (in-process mode, and a plugin worker): through
+/// this host's plugin-api layouts, or an older 1.x's for an older plugin.
+pub(crate) fn load_private_copy(
+    private_path: &Path,
+) -> Result<(ConnectorModule, PluginMetadata), LoadError> {
     // Through this host's plugin-api layouts, or an older 1.x's for an older plugin.
     let module = lib_header_from_path(private_path)
         .and_then(ConnectorModule::from_library)

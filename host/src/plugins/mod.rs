@@ -5,6 +5,8 @@
 //! - [`loader`]: one file to a loaded module (one read, ELF preflight, signature check,
 //!   private content-addressed copy, dlopen through abi_stable's per-file API, metadata
 //!   checks).
+//! - [`module`]: a loaded build and its connectors as the host calls them, in-process or in
+//!   worker processes ([`crate::isolation`]).
 //! - [`folder_file`]: reads a plugin or signature file without ever blocking (regular files
 //!   only, opened non-blocking, checked with `fstat`, size-capped).
 //! - [`signature`]: minisign public keys and the check of a file's `.minisig`.
@@ -20,4 +22,5 @@ pub mod folder;
 pub mod folder_file;
 pub mod load_error;
 pub mod loader;
+pub mod module;
 pub mod signature;

@@ -23,7 +23,7 @@ use crate::state::AppState;
     responses((status = 200, body = [PluginFileReport]), (status = 401, body = crate::api_error::ErrorBody), (status = 403, body = crate::api_error::ErrorBody)),
     security(("admin_key" = [])))]
 pub async fn list_plugin_files(State(state): State<Arc<AppState>>) -> Json<Vec<PluginFileReport>> {
-    Json(state.factories.load().files().to_vec())
+    Json(state.factories.load().files_with_workers())
 }
 
 /// Reconciles the plugins folder now (as a change notification would) and reports.
@@ -57,5 +57,5 @@ pub async fn rescan_plugin_files(
             }
         });
     }
-    Ok(Json(state.factories.load().files().to_vec()))
+    Ok(Json(state.factories.load().files_with_workers()))
 }

@@ -3,7 +3,9 @@
 //! deleted one is unknown), its own check (its signature) and reading, then each status
 //! recorded in the message log.
 
-use plugin_api::{ConnectorInstance, DeliveryReportError, DeliveryStatus, InboundReport};
+use plugin_api::{DeliveryReportError, DeliveryStatus, InboundReport};
+
+use crate::plugins::module::{PluginInstance, ReportReadError};
 
 use crate::plugins::factory_registry::FactoryRegistry;
 use crate::send::message_tracking::MessageTracking;
@@ -79,7 +81,7 @@ pub struct IncomingReport<'a> {
 /// The live connector, when it is the one reported on (its instance is at hand).
 pub struct LiveInstance<'a> {
     pub connector_id: &'a str,
-    pub instance: &'a ConnectorInstance,
+    pub instance: &'a PluginInstance,
 }
 
 pub async fn receive(
@@ -126,17 +128,26 @@ pub async fn receive(
             &built
         }
     };
-    let reports =
-        instance
-            .parse_delivery_report(&incoming.report)
-            .map_err(|error| match error {
-                DeliveryReportError::Unsupported => {
-                    ReportRefusal::Unsupported(connector_id.to_owned())
-                }
-                DeliveryReportError::BadSignature(reason) => ReportRefusal::BadSignature(reason),
-                DeliveryReportError::Malformed(reason) => ReportRefusal::Malformed(reason),
-                other => ReportRefusal::Malformed(other.to_string()),
-            })?;
+    let reports = instance
+        .parse_delivery_report(&incoming.report)
+        .await
+        .map_err(|error| match error {
+            ReportReadError::Report(DeliveryReportError::Unsupported) => {
+                ReportRefusal::Unsupported(connector_id.to_owned())
+            }
+            ReportReadError::Report(DeliveryReportError::BadSignature(reason)) => {
+                ReportRefusal::BadSignature(reason)
+            }
+            ReportReadError::Report(DeliveryReportError::Malformed(reason)) => {
+                ReportRefusal::Malformed(reason)
+            }
+            ReportReadError::Report(other) => ReportRefusal::Malformed(other.to_string()),
+            // The provider retries a 503: the report is read by a fresh worker then.
+            ReportReadError::WorkerLost(reason) => ReportRefusal::Unavailable {
+                connector_id: connector_id.to_owned(),
+                reason: format!("the plugin's worker process failed reading the report: {reason}"),
+            },
+        })?;
     let mut statuses = Vec::with_capacity(reports.len());
     for report in reports {
         let outcome = tracking

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use plugin_api::{
-    ConnectorError, ConnectorInstance, HttpRequest, HttpResponse, PluginNotes, SendContext,
-    SendReceipt, SmsMessage,
+    ConnectorError, HttpRequest, HttpResponse, PluginNotes, SendContext, SendReceipt, SmsMessage,
 };
 
+use crate::plugins::module::{PluginCallError, PluginInstance};
 use crate::secret_redaction::SecretRedactor;
 use crate::send::outbox::{HostOutbox, SendOrigin, HOST_OUTBOX_URL, MAX_OUTBOX_BYTES};
 use crate::send::provider_networks::{self, ProviderNetworks};
@@ -147,22 +147,23 @@ impl SendExecutor {
     pub async fn send(
         &self,
         origin: SendOrigin<'_>,
-        connector: &ConnectorInstance,
+        connector: &PluginInstance,
         message: &SmsMessage,
         context: &SendContext,
         redactor: &SecretRedactor,
     ) -> Result<SendReceipt, DeliveryError> {
         let mut log =
             tracing::enabled!(tracing::Level::DEBUG).then(|| StepLog::new(origin, redactor));
-        // Plugin calls are pure and take microseconds: no need to leave the async worker.
-        // The step is read where the plugin built it (it is laid out for the boundary).
-        let mut step = match log.as_mut() {
-            Some(log) => log.noted(1, |notes| {
-                connector.start_in_context(message, context, Some(notes))
-            }),
-            None => connector.start_in_context(message, context, None),
+        // Plugin calls are pure and take microseconds in-process: no need to leave the async
+        // worker (in a worker process they await its pipe). The step is read where the
+        // plugin built it (it is laid out for the boundary).
+        let mut notes = log.as_ref().map(|_| PluginNotes::new());
+        let started = connector.start(message, context, notes.as_mut()).await;
+        if let (Some(log), Some(notes)) = (log.as_mut(), notes.as_mut()) {
+            log.notes(1, notes);
         }
-        .map_err(DeliveryError::Connector)?;
+        let mut step =
+            started.map_err(|error| plugin_failure(error, StepKnowledge::NothingSent))?;
         // Whether an earlier request that may carry the message was answered: from then on
         // no failure proves the provider took nothing.
         let mut message_handed_over = false;
@@ -181,19 +182,23 @@ impl SendExecutor {
             })?;
             let answered_before = message_handed_over;
             message_handed_over |= sends_message;
-            step = match log.as_mut() {
-                Some(log) => log.noted(number + 1, |notes| {
-                    connector.resume_in_context(message, context, &step, &response, Some(notes))
-                }),
-                None => connector.resume_in_context(message, context, &step, &response, None),
+            let resumed = connector
+                .resume(message, context, &step, &response, notes.as_mut())
+                .await;
+            if let (Some(log), Some(notes)) = (log.as_mut(), notes.as_mut()) {
+                log.notes(number + 1, notes);
             }
-            .map_err(|error| {
+            step = resumed.map_err(|error| match error {
                 // The connector read this step's answer: its `not_accepted` speaks of this
                 // request, and holds only if no earlier one may have carried the message.
-                step_failure(
+                PluginCallError::Connector(error) => step_failure(
                     DeliveryError::Connector(error),
                     StepKnowledge::of(true, answered_before),
-                )
+                ),
+                // Its worker died reading the answer: what the answer said is unknown.
+                lost @ PluginCallError::WorkerLost(_) => {
+                    plugin_failure(lost, StepKnowledge::of(sends_message, answered_before))
+                }
             })?;
         }
         step.into_receipt().ok_or_else(|| {
@@ -404,6 +409,27 @@ fn step_failure(error: DeliveryError, knowledge: StepKnowledge) -> DeliveryError
     }
 }
 
+/// A plugin call's failure as the send's. A worker that died twice on a step
+/// (`--plugin-isolation process`) leaves the step unanswered: before any request that may
+/// carry the message, nothing was sent (the standby may send it); after one, the provider may
+/// have it.
+fn plugin_failure(error: PluginCallError, knowledge: StepKnowledge) -> DeliveryError {
+    match (error, knowledge) {
+        (PluginCallError::Connector(error), _) => DeliveryError::Connector(error),
+        (PluginCallError::WorkerLost(reason), StepKnowledge::NothingSent) => {
+            DeliveryError::Connector(
+                ConnectorError::general(format!(
+                    "the plugin's worker process failed, and again on a fresh worker: {reason}"
+                ))
+                .not_accepted(),
+            )
+        }
+        (PluginCallError::WorkerLost(reason), _) => DeliveryError::OutcomeUnknown(format!(
+            "the plugin's worker process failed reading the provider's answer, and again on a fresh worker: {reason}; the provider may have the message"
+        )),
+    }
+}
+
 /// A send's steps in the debug log, one line each: the request (method, URL without query
 /// values), its answer (status) or why there was none, and the plugin's notes. Headers and
 /// bodies are never logged: they carry credentials and the message.
@@ -412,7 +438,6 @@ struct StepLog<'a> {
     connector_id: &'a str,
     factory_id: &'a str,
     redactor: &'a SecretRedactor,
-    notes: PluginNotes,
 }
 
 impl<'a> StepLog<'a> {
@@ -421,19 +446,17 @@ impl<'a> StepLog<'a> {
             connector_id: origin.connector_id.unwrap_or("(config under test)"),
             factory_id: origin.factory_id,
             redactor,
-            notes: PluginNotes::new(),
         }
     }
 
     /// Runs a plugin call that may write notes, then logs them.
-    fn noted<T>(&mut self, step: usize, call: impl FnOnce(&mut PluginNotes) -> T) -> T {
-        let result = call(&mut self.notes);
+    /// Logs the notes a plugin call wrote, and empties them.
+    fn notes(&mut self, step: usize, notes: &mut PluginNotes) {
         let (connector_id, factory_id) = (self.connector_id, self.factory_id);
-        for note in self.notes.drain() {
+        for note in notes.drain() {
             let note = self.redactor.redact(&note).into_owned();
             tracing::debug!(connector_id, factory_id, step, note = %note, "plugin note");
         }
-        result
     }
 
     /// Logs a request about to be performed; returns when.

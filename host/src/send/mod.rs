@@ -34,7 +34,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use plugin_api::{ConnectorInstance, SendReceipt, SmsMessage, TemplateType};
+use plugin_api::{SendReceipt, SmsMessage, TemplateType};
+
+use crate::plugins::module::PluginInstance;
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -166,7 +168,7 @@ pub const PROTECTION_LOG_INTERVAL: std::time::Duration = std::time::Duration::fr
 pub struct SendTarget<'a> {
     pub connector_id: &'a str,
     pub factory_id: &'a str,
-    pub instance: &'a ConnectorInstance,
+    pub instance: &'a PluginInstance,
     pub metrics: &'a SendMetrics,
     /// Applied to the send's error, receipt and log line.
     pub redactor: &'a SecretRedactor,

@@ -29,7 +29,11 @@ pub fn compare<Connector: SmsConnector>(
     let scratch = tempfile::tempdir().unwrap();
     let loader = PluginLoader::new(scratch.path().join("copies"), None).unwrap();
     let plugin = loader.load(&plugin_file(library)).unwrap();
-    let through_library = plugin.module.instantiate(&config).unwrap();
+    let connector_host::plugins::module::PluginInstance::InProcess(through_library) =
+        plugin.module.instantiate(&config).unwrap()
+    else {
+        panic!("the loader loads in this process unless told otherwise");
+    };
     let (_, direct) = plugin_api::validate_config::<Connector>(config).unwrap();
     let message = message();
 

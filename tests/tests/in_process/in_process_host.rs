@@ -230,6 +230,7 @@ fn serve_config(folders: &HostFolders) -> ServeConfig {
         delivery_reports: Default::default(),
         fallback_breaker: Default::default(),
         plugins_dir: folders.plugins_dir.clone(),
+        plugin_workers: None,
         data_dir: folders.data_dir.clone(),
         admin_keys: vec![ADMIN_KEY.to_owned()],
         send_keys: vec![SEND_KEY.to_owned()],

@@ -1,0 +1,246 @@
+//! `--plugin-isolation process` end to end: a fixture plugin misbehaves as its config says
+//! (segfault, abort, stack overflow, endless loop, unbounded allocation, a file, a socket, a
+//! thread, a program), one behaviour per test. Each time the host keeps serving (its health,
+//! another plugin's connector), the offending send gets a clear 502 naming what happened,
+//! nothing reaches the provider, and the worker is replaced.
+
+use std::time::Duration;
+
+use e2e_tests::{
+    plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY, UNLIMITED_FLOOD_FLAGS,
+};
+use serde_json::{json, Value};
+
+const PHONE: &str = "+12015550123";
+const MISBEHAVING: &str = "misbehaving-test-connector";
+
+fn isolated_host(extra: &[&str]) -> TestHost {
+    let mut args = vec![
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--plugin-isolation",
+        "process",
+        "--plugin-call-timeout-ms",
+        "500",
+        "--protection",
+        "off",
+    ];
+    args.extend_from_slice(&UNLIMITED_FLOOD_FLAGS);
+    args.extend_from_slice(extra);
+    HostFolders::new(&[
+        (
+            "misbehaving.so",
+            &plugin_file("fixture_misbehaving_connector"),
+        ),
+        ("http.so", &plugin_file("http_sms")),
+    ])
+    .start_with_args(&args)
+}
+
+fn send(host: &TestHost) -> (u16, Value) {
+    host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": PHONE, "payload": {"code": "424242"}})),
+    )
+}
+
+fn create(host: &TestHost, factory_id: &str, config: Value) -> String {
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": factory_id, "config": config}),
+    );
+    assert_eq!(status, 200, "{created}");
+    created["id"].as_str().unwrap().to_owned()
+}
+
+fn plugin_row(host: &TestHost, factory_id: &str) -> Value {
+    let (status, files) = host.get("/api/plugins");
+    assert_eq!(status, 200, "{files}");
+    files
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["factoryId"] == factory_id && row["status"] == "loaded")
+        .cloned()
+        .unwrap_or_else(|| panic!("no loaded row for {factory_id}: {files}"))
+}
+
+/// The whole check for one behaviour at the first step: `reason` is a part of what the
+/// answer and `/api/plugins` say happened.
+fn contained(behaviour: &str, reason: &str) {
+    let provider = CaptureServer::start(200, "{}");
+    let host = isolated_host(&[]);
+    let well_behaved = create(
+        &host,
+        "http-sms",
+        json!({"endpoint": format!("{}/send", provider.url)}),
+    );
+    let misbehaving = create(
+        &host,
+        MISBEHAVING,
+        json!({"endpoint": format!("{}/send", provider.url), "behaviour": behaviour}),
+    );
+
+    for attempt in 1..=2 {
+        let (status, error) = send(&host);
+        assert_eq!(status, 502, "send {attempt}: {error}");
+        assert_eq!(error["code"], "connector.general", "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains("again on a fresh worker") && message.contains(reason),
+            "send {attempt} names what happened ({reason}): {error}"
+        );
+        assert_eq!(
+            error["data"]["providerAccepted"], false,
+            "nothing was sent: {error}"
+        );
+    }
+    assert_eq!(provider.requests().len(), 0, "nothing reached the provider");
+
+    // The host serves on: its health, and another plugin's connector.
+    let (status, health) = host.get("/health");
+    assert_eq!(status, 200, "{health}");
+    let row = plugin_row(&host, MISBEHAVING);
+    assert_eq!(row["isolation"], "process", "{row}");
+    assert!(
+        row["workers"]["restarts"].as_u64().unwrap() >= 2,
+        "each failed call was replaced: {row}"
+    );
+    assert!(
+        row["workers"]["lastCrash"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(reason),
+        "{row}"
+    );
+    assert_eq!(
+        host.post(
+            &format!("/api/connectors/{well_behaved}/enable"),
+            &json!({})
+        )
+        .0,
+        200
+    );
+    let (status, sent) = send(&host);
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(provider.requests().len(), 1);
+    assert_eq!(plugin_row(&host, "http-sms")["isolation"], "process");
+
+    // A fresh worker serves the misbehaving plugin's config checks (a worker was replaced,
+    // the plugin is not refused for good).
+    assert_eq!(
+        host.post(&format!("/api/connectors/{misbehaving}/enable"), &json!({}))
+            .0,
+        200
+    );
+    assert!(host.log().contains("a plugin worker failed during a call"));
+}
+
+#[test]
+fn a_segfault_is_contained() {
+    contained("segfault", "SIGSEGV");
+}
+
+#[test]
+fn an_abort_is_contained() {
+    contained("abort", "SIGABRT");
+}
+
+#[test]
+fn a_stack_overflow_is_contained() {
+    contained("stack_overflow", "stack overflow");
+}
+
+#[test]
+fn an_endless_loop_is_killed_at_the_deadline() {
+    contained("loop", "did not answer within 500 ms");
+}
+
+#[test]
+fn an_unbounded_allocation_stops_at_the_memory_limit() {
+    contained("allocate", "memory allocation of 67108864 bytes failed");
+}
+
+#[test]
+fn opening_a_file_kills_the_worker() {
+    contained("open_file", "SIGSYS");
+}
+
+#[test]
+fn opening_a_socket_kills_the_worker() {
+    contained("open_socket", "SIGSYS");
+}
+
+#[test]
+fn spawning_a_thread_kills_the_worker() {
+    contained("spawn_thread", "SIGSYS");
+}
+
+#[test]
+fn running_a_program_kills_the_worker() {
+    contained("exec", "SIGSYS");
+}
+
+/// A worker that dies reading the provider's answer: the request went out, so the replay
+/// computes the same step on a fresh worker from the same answer (it never sends again);
+/// when that fails too, the provider may have the message.
+#[test]
+fn a_crash_after_the_request_went_out_never_sends_twice() {
+    let provider = CaptureServer::start(200, "{}");
+    let host = isolated_host(&[]);
+    create(
+        &host,
+        MISBEHAVING,
+        json!({"endpoint": format!("{}/send", provider.url), "behaviour": "abort", "stage": "resume"}),
+    );
+    let (status, error) = send(&host);
+    assert_eq!(
+        (
+            status,
+            error["code"].clone(),
+            error["data"]["providerContacted"].clone()
+        ),
+        (504, json!("connector.outcome_unknown"), json!(true)),
+        "{error}"
+    );
+    assert!(
+        error["message"].as_str().unwrap().contains("SIGABRT"),
+        "{error}"
+    );
+    assert_eq!(provider.requests().len(), 1, "the request went out once");
+}
+
+/// A worker that dies on a step is replaced and the step replayed on the fresh one: the
+/// send succeeds, once.
+#[test]
+fn a_step_replayed_on_a_fresh_worker_succeeds_and_sends_once() {
+    let provider = CaptureServer::start(200, "{}");
+    let host = isolated_host(&["--plugin-workers", "1"]);
+    create(
+        &host,
+        MISBEHAVING,
+        json!({"endpoint": format!("{}/send", provider.url), "behaviour": "crash_every_second_step"}),
+    );
+    for sent_count in 1..=4 {
+        let (status, sent) = send(&host);
+        assert_eq!(status, 200, "{sent}");
+        assert_eq!(provider.requests().len(), sent_count);
+    }
+    let row = plugin_row(&host, MISBEHAVING);
+    assert!(row["workers"]["restarts"].as_u64().unwrap() >= 1, "{row}");
+    assert!(
+        row["workers"]["lastCrash"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("SIGABRT"),
+        "{row}"
+    );
+    assert_eq!(row["workers"]["workers"], 1, "{row}");
+    // The replacements come back within the backoff: a send after them is not refused.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(send(&host).0, 200);
+}
