@@ -24,6 +24,9 @@
 //! - `protection` (`protection.rs`): sends with the protection in `enforce` (every layer
 //!   counting) against it off, then RSS over a flood to distinct numbers with it at its
 //!   defaults and off.
+//! - `isolation` (`isolation.rs`): what `--plugin-isolation process` costs: a step's round
+//!   trip through a worker process against in-process, the forward path in both modes, and
+//!   the time to replace a crashed worker and replay its call.
 //! - `all`: all of the above.
 //! - `soak`: sends, swaps every 100 ms and upgrades every 5 s together for `--duration-secs`
 //!   (`-- soak --duration-secs 600` is the 10-minute soak): failed requests and RSS over time.
@@ -43,6 +46,7 @@ use clap::{Parser, Subcommand};
 mod codes;
 mod fallback;
 mod forward;
+mod isolation;
 mod message_log;
 mod outbox;
 mod plugins;
@@ -99,6 +103,9 @@ enum Scenario {
     /// What a send costs once the breaker is open (the standby sends, the live connector is
     /// skipped) against a host whose live connector is the same mock.
     Fallback,
+    /// What `--plugin-isolation process` costs: a step's round trip through a worker against
+    /// in-process, the forward path in both modes, and how fast a crashed worker is replaced.
+    Isolation,
     /// Not part of `all`: sends, swaps and upgrades together for `--duration-secs` (600 for
     /// the documented 10-minute soak).
     Soak,
@@ -179,6 +186,26 @@ fn run(
             "fallback: p99 added once the breaker is open",
             open.p99_added_ms,
             fallback::P99_ADDED_TARGET_MS,
+            " ms",
+        ));
+    }
+    if matches!(scenario, Scenario::Isolation | Scenario::All) {
+        let isolated = isolation::bench_isolation(&release, duration_secs, connections)?;
+        summary.push(TargetLine::at_most_in(
+            "isolation: p99 added per step round trip (mock)",
+            isolated.step_p99_added_us,
+            isolation::STEP_P99_ADDED_TARGET_US,
+            " µs",
+        ));
+        summary.push(TargetLine::at_least(
+            "isolation: forward path, process / in-process, requests/s",
+            isolated.forward_ratio,
+            isolation::FORWARD_RATIO_TARGET,
+        ));
+        summary.push(TargetLine::at_most_in(
+            "isolation: a crashed worker replaced (worst)",
+            isolated.replaced_ms,
+            isolation::REPLACED_TARGET_MS,
             " ms",
         ));
     }
@@ -321,6 +348,8 @@ fn build_release(root: &Path) -> Result<(), String> {
             "http-sms",
             "-p",
             "fixture-mock-sms-next",
+            "-p",
+            "fixture-misbehaving-connector",
             "-p",
             "bench",
         ])

@@ -100,6 +100,7 @@ pub const METRICS: &[MetricDescription] = &[
     metric("sms_message_log_writes_lost_total", MetricKind::Counter, "Message-log writes (a message or a send's outcome) the store refused: the sends went out, their log entries are missing."),
     metric("sms_fallback_sends_total", MetricKind::Counter, "Sends the standby connector made, by reason: unreachable or not_accepted (the live connector's provider took nothing), breaker_open (the live connector was skipped), live_unavailable (the live connector cannot send on this host)."),
     metric("sms_fallback_breaker_state", MetricKind::Gauge, "This host's breaker of the live connector: 0 closed, 1 open (sends go to the standby), 2 half-open (one send probes the live connector)."),
+    metric("sms_plugin_worker_failures_total", MetricKind::Counter, "Plugin worker processes (--plugin-isolation process) that died or were killed during a call, by factory; each is replaced, and the call replayed once."),
     metric("sms_fallback_connector_ready", MetricKind::Gauge, "1 when a standby (fallback) connector is marked and can send here."),
     metric("sms_delivery_reports_unmatched_total", MetricKind::Counter, "Delivery reports for a message the log does not have (never sent here, or past its retention): answered 200 and counted."),
     metric("sms_send_failures_total", MetricKind::Counter, "Failed sends, by factory and error: the connector's error code (invalid_config, rate_limit_exceeded, ...), unreachable (not sent) or outcome_unknown (maybe sent)."),

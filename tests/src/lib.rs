@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`artifacts`]: `cargo build` of the host and every plugin and fixture, once per test binary.
 //! - [`TestHost`]: one running host process with its own plugins folder and data directory,
-//!   on SQLite or (`E2E_STORE=postgres`, [`HostFolders::on_database`]) PostgreSQL.
+//!   on SQLite or (`E2E_STORE=postgres`, [`HostFolders::on_database`]) PostgreSQL, with plugins
+//!   in-process or (`E2E_PLUGIN_ISOLATION=process`) in worker processes.
 //! - [`postgres`]: a throwaway PostgreSQL cluster.
 //! - [`browser`]: a headless Chromium driven through chromedriver, for the admin console's
 //!   tests.
@@ -453,6 +454,12 @@ impl HostFolders {
             .args(&store_args)
             .env("RUST_LOG", "info,connector_host=debug")
             .env("NO_COLOR", "1")
+            // `E2E_PLUGIN_ISOLATION=process`: the same suites with every plugin build in
+            // worker processes (a test's own `--plugin-isolation` wins).
+            .env(
+                "CONNECTOR_HOST_PLUGIN_ISOLATION",
+                std::env::var("E2E_PLUGIN_ISOLATION").unwrap_or_else(|_| "in-process".to_owned()),
+            )
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -75,64 +75,185 @@ pub struct WorkerCrash {
     pub at: i64,
 }
 
+/// One worker's place in the pool.
 #[derive(Default)]
 struct Slot {
-    worker: Option<Worker>,
+    /// Held while a worker is started here, so two calls do not start two.
+    worker: tokio::sync::Mutex<Option<Arc<WorkerConnection>>>,
     /// Its worker died or was killed: the next one started here is a restart.
-    lost_one: bool,
+    lost_one: AtomicBool,
 }
 
+/// A call waiting for its answer.
+type Reply = tokio::sync::oneshot::Sender<Vec<u8>>;
+
+/// A running worker: calls go to its writer task and are answered by its reader task, in
+/// order (the worker answers one call after the other). Calls are pipelined: a call is
+/// written while earlier ones are computed, so under load the worker reads several frames
+/// in one read and the host several answers, and neither side sleeps between them.
+struct WorkerConnection {
+    submit: tokio::sync::mpsc::UnboundedSender<(Arc<[u8]>, Reply)>,
+    /// Asks the reader task, which owns the child, to SIGKILL it.
+    kill: Arc<tokio::sync::Notify>,
+    /// `Some` once the worker ended: how (its exit and last words on stderr).
+    ended: tokio::sync::watch::Receiver<Option<String>>,
+    /// Its failure is counted once, however many calls it failed.
+    failure_counted: AtomicBool,
+}
+
+impl WorkerConnection {
+    fn is_alive(&self) -> bool {
+        self.ended.borrow().is_none() && !self.submit.is_closed()
+    }
+
+    /// The worker's answer to `frame`; `None` when it ended first.
+    async fn call(&self, frame: Arc<[u8]>) -> Option<Vec<u8>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit.send((frame, reply)).ok()?;
+        answer.await.ok()
+    }
+
+    /// How the worker ended, once it has (asking it to end first when `kill`).
+    async fn ending(&self, kill: bool) -> String {
+        if kill {
+            self.kill.notify_one();
+        }
+        let mut ended = self.ended.clone();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(3),
+            ended.wait_for(|ending| ending.is_some()),
+        )
+        .await;
+        match waited {
+            Ok(Ok(ending)) => ending.clone().unwrap_or_default(),
+            _ => "the worker did not end".to_owned(),
+        }
+    }
+
+    /// Takes over a worker that answered its handshake: starts its writer and reader tasks.
+    fn start(mut worker: Worker) -> Arc<Self> {
+        let (submit, mut submitted) =
+            tokio::sync::mpsc::unbounded_channel::<(Arc<[u8]>, Reply)>();
+        let pending: Arc<Mutex<std::collections::VecDeque<Reply>>> = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let kill = Arc::new(tokio::sync::Notify::new());
+        let (report_end, ended) = tokio::sync::watch::channel(None);
+
+        let (writer_pending, writer_alive) = (Arc::clone(&pending), Arc::clone(&alive));
+        let mut stdin = worker.stdin;
+        tokio::spawn(async move {
+            while let Some((frame, reply)) = submitted.recv().await {
+                if let Ok(mut pending) = writer_pending.lock() {
+                    pending.push_back(reply);
+                }
+                // The reader may have finished (and failed what was pending) just before.
+                if !writer_alive.load(Ordering::Acquire) {
+                    if let Ok(mut pending) = writer_pending.lock() {
+                        pending.clear();
+                    }
+                    break;
+                }
+                if stdin.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+
+        let reader_kill = Arc::clone(&kill);
+        let mut stdout = worker.stdout;
+        tokio::spawn(async move {
+            let mut kill_requested = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = reader_kill.notified(), if !kill_requested => {
+                        let _ = worker.child.start_kill();
+                        kill_requested = true;
+                    }
+                    frame = read_answer(&mut stdout) => match frame {
+                        Ok(body) => {
+                            let reply = pending.lock().ok().and_then(|mut pending| pending.pop_front());
+                            if let Some(reply) = reply {
+                                // A caller that went away (its request cancelled) drops it.
+                                let _ = reply.send(body);
+                            }
+                        }
+                        Err(_) => break,
+                    },
+                }
+            }
+            alive.store(false, Ordering::Release);
+            if let Ok(mut pending) = pending.lock() {
+                pending.clear();
+            }
+            let ending = end(&mut worker.child, &worker.last_words).await;
+            let _ = report_end.send(Some(ending));
+        });
+        Arc::new(WorkerConnection {
+            submit,
+            kill,
+            ended,
+            failure_counted: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A worker between its start and its handshake's answer.
 struct Worker {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    /// Set while a frame is out and its answer not read: a call cancelled there (its
-    /// request went away) leaves the worker mid-conversation, and it is replaced.
-    in_call: bool,
     /// The last lines the worker wrote on stderr (at most 3, joined by ` / `).
     last_words: Arc<Mutex<Vec<String>>>,
 }
 
+async fn read_answer(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Vec<u8>> {
+    let mut prefix = [0u8; 4];
+    stdout.read_exact(&mut prefix).await?;
+    let length = frame_length(prefix).map_err(std::io::Error::other)?;
+    let mut body = vec![0u8; length];
+    stdout.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Waits for the worker to end (killing it if it does not within 2 s) and says how.
+async fn end(child: &mut Child, last_words: &Mutex<Vec<String>>) -> String {
+    let ending = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(status)) => describe_exit(status),
+        Ok(Err(error)) => format!("its end could not be read: {error}"),
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            "it did not end within 2 s of closing its output and was killed".to_owned()
+        }
+    };
+    // Its stderr reader may still hold the last line for a moment.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let last_words = last_words
+        .lock()
+        .map(|words| words.join(" / "))
+        .unwrap_or_default();
+    if last_words.is_empty() {
+        ending
+    } else {
+        format!("{ending}; its last words: {last_words}")
+    }
+}
+
 impl Worker {
+    /// The handshake: one frame out, one back, before the connection's tasks take over.
     async fn exchange(&mut self, frame: &[u8]) -> std::io::Result<Vec<u8>> {
-        self.in_call = true;
         self.stdin.write_all(frame).await?;
         self.stdin.flush().await?;
-        let mut prefix = [0u8; 4];
-        self.stdout.read_exact(&mut prefix).await?;
-        let length = frame_length(prefix).map_err(std::io::Error::other)?;
-        let mut body = vec![0u8; length];
-        self.stdout.read_exact(&mut body).await?;
-        self.in_call = false;
-        Ok(body)
+        read_answer(&mut self.stdout).await
     }
 
-    /// Ends the worker (SIGKILL when `kill`) and says how it ended.
+    /// Ends a worker that never got its connection (SIGKILL when `kill`).
     async fn end(mut self, kill: bool) -> String {
         if kill {
             let _ = self.child.start_kill();
         }
-        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
-        let ending = match status {
-            Ok(Ok(status)) => describe_exit(status),
-            Ok(Err(error)) => format!("its end could not be read: {error}"),
-            Err(_) => {
-                let _ = self.child.start_kill();
-                "it did not end within 2 s and was killed".to_owned()
-            }
-        };
-        // Its stderr reader may still hold the last line for a moment.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let last_words = self
-            .last_words
-            .lock()
-            .map(|words| words.join(" / "))
-            .unwrap_or_default();
-        if last_words.is_empty() {
-            ending
-        } else {
-            format!("{ending}; its last words: {last_words}")
-        }
+        end(&mut self.child, &self.last_words).await
     }
 }
 
@@ -164,7 +285,7 @@ pub struct WorkerPool {
     /// The build's factory id once loaded, for log lines.
     label: OnceLock<String>,
     settings: Arc<WorkerSettings>,
-    slots: Vec<tokio::sync::Mutex<Slot>>,
+    slots: Vec<Slot>,
     next_slot: AtomicUsize,
     next_instance: AtomicU64,
     health: Mutex<HealthState>,
@@ -198,9 +319,7 @@ impl WorkerPool {
             sha256,
             label: OnceLock::new(),
             settings,
-            slots: (0..size)
-                .map(|_| tokio::sync::Mutex::new(Slot::default()))
-                .collect(),
+            slots: (0..size).map(|_| Slot::default()).collect(),
             next_slot: AtomicUsize::new(0),
             next_instance: AtomicU64::new(1),
             health: Mutex::new(HealthState::default()),
@@ -223,7 +342,7 @@ impl WorkerPool {
                         }
                     })?;
                 let _ = pool.label.set(metadata.connector.id.clone());
-                pool.slots[0].lock().await.worker = Some(worker);
+                *pool.slots[0].worker.lock().await = Some(WorkerConnection::start(worker));
                 Ok(StartedPool {
                     pool: Arc::new(pool),
                     metadata,
@@ -253,7 +372,11 @@ impl WorkerPool {
         let running = self
             .slots
             .iter()
-            .filter(|slot| slot.try_lock().map_or(true, |slot| slot.worker.is_some()))
+            .filter(|slot| {
+                slot.worker.try_lock().map_or(true, |worker| {
+                    worker.as_ref().is_some_and(|worker| worker.is_alive())
+                })
+            })
             .count();
         let health = self
             .health
@@ -316,7 +439,6 @@ impl WorkerPool {
             child,
             stdin,
             stdout: BufReader::new(stdout),
-            in_call: false,
             last_words,
         };
         let hello = encode_frame(&Hello {
@@ -371,95 +493,83 @@ impl WorkerPool {
         }
     }
 
-    /// A free worker slot, or the next one to free up.
-    async fn slot(&self) -> tokio::sync::MutexGuard<'_, Slot> {
-        let start = self.next_slot.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..self.slots.len() {
-            if let Ok(slot) = self.slots[(start + offset) % self.slots.len()].try_lock() {
-                return slot;
-            }
+    /// A running worker for the next slot in turn, started (with the restart delay) if the
+    /// slot has none or its worker ended.
+    async fn worker(&self) -> Result<Arc<WorkerConnection>, String> {
+        let slot = &self.slots[self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        let mut worker = slot.worker.lock().await;
+        if let Some(running) = worker.as_ref().filter(|worker| worker.is_alive()) {
+            return Ok(Arc::clone(running));
         }
-        self.slots[start % self.slots.len()].lock().await
+        if worker.take().is_some() {
+            slot.lost_one.store(true, Ordering::Relaxed);
+        }
+        let delay = self.restart_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match self.spawn().await {
+            Ok((started, Ready::Loaded { .. })) => {
+                if slot.lost_one.swap(false, Ordering::Relaxed) {
+                    if let Ok(mut health) = self.health.lock() {
+                        health.restarts += 1;
+                    }
+                }
+                let connection = WorkerConnection::start(started);
+                *worker = Some(Arc::clone(&connection));
+                Ok(connection)
+            }
+            Ok((started, Ready::Refused(refusal))) => {
+                let _ = started.end(false).await;
+                Err(format!(
+                    "a new worker refused the build: {}",
+                    LoadError::from(refusal)
+                ))
+            }
+            Err(reason) => Err(format!("a new worker failed to start: {reason}")),
+        }
     }
 
     /// One call, replayed once on a fresh worker if its worker died or missed the deadline.
     pub async fn call(&self, call: &Call) -> Result<Answer, WorkerLost> {
-        let frame = encode_frame(call).map_err(|reason| WorkerLost { reason })?;
+        let frame: Arc<[u8]> = encode_frame(call)
+            .map_err(|reason| WorkerLost { reason })?
+            .into();
         let mut last_failure = String::new();
         for attempt in 0..2 {
-            let mut slot = self.slot().await;
-            if slot.worker.as_ref().is_some_and(|worker| worker.in_call) {
-                if let Some(abandoned) = slot.worker.take() {
-                    let _ = abandoned.end(true).await;
+            let worker = match self.worker().await {
+                Ok(worker) => worker,
+                Err(reason) => {
+                    self.record(Some(&reason));
+                    last_failure = reason;
+                    continue;
                 }
-            }
-            if slot.worker.is_none() {
-                let delay = self.restart_delay();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                match self.spawn().await {
-                    Ok((worker, Ready::Loaded { .. })) => {
-                        slot.worker = Some(worker);
-                        if std::mem::take(&mut slot.lost_one) {
-                            if let Ok(mut health) = self.health.lock() {
-                                health.restarts += 1;
-                            }
-                        }
-                    }
-                    Ok((worker, Ready::Refused(refusal))) => {
-                        let _ = worker.end(false).await;
-                        last_failure = format!(
-                            "a new worker refused the build: {}",
-                            LoadError::from(refusal)
-                        );
-                        self.record(Some(&last_failure));
-                        continue;
-                    }
-                    Err(reason) => {
-                        last_failure = format!("a new worker failed to start: {reason}");
-                        self.record(Some(&last_failure));
-                        continue;
-                    }
-                }
-            }
-            let Some(worker) = slot.worker.as_mut() else {
-                continue;
             };
             let outcome =
-                tokio::time::timeout(self.settings.call_timeout, worker.exchange(&frame)).await;
+                tokio::time::timeout(self.settings.call_timeout, worker.call(Arc::clone(&frame)))
+                    .await;
             let failure = match outcome {
-                Ok(Ok(body)) => match decode_body::<Answer>(&body) {
+                Ok(Some(body)) => match decode_body::<Answer>(&body) {
                     Ok(answer) => {
                         self.record(None);
                         return Ok(answer);
                     }
                     Err(reason) => {
-                        let ending = slot.worker.take().map(|worker| worker.end(true));
-                        match ending {
-                            Some(ending) => {
-                                format!("it answered garbage ({reason}); {}", ending.await)
-                            }
-                            None => reason,
-                        }
+                        format!("it answered garbage ({reason}); {}", worker.ending(true).await)
                     }
                 },
-                Ok(Err(_)) => match slot.worker.take() {
-                    Some(worker) => worker.end(false).await,
-                    None => "the worker is gone".to_owned(),
-                },
-                Err(_) => match slot.worker.take() {
-                    Some(worker) => format!(
-                        "it did not answer within {} ms; {}",
-                        self.settings.call_timeout.as_millis(),
-                        worker.end(true).await
-                    ),
-                    None => "the worker is gone".to_owned(),
-                },
+                // It ended before answering (a crash, or killed for another call's deadline).
+                Ok(None) => worker.ending(false).await,
+                Err(_) => format!(
+                    "it did not answer within {} ms; {}",
+                    self.settings.call_timeout.as_millis(),
+                    worker.ending(true).await
+                ),
             };
-            slot.lost_one = true;
-            tracing::warn!(factory_id = %self.label(), attempt = attempt + 1, reason = %failure, "a plugin worker failed during a call; it is replaced");
-            self.record(Some(&failure));
+            if !worker.failure_counted.swap(true, Ordering::Relaxed) {
+                tracing::warn!(factory_id = %self.label(), attempt = attempt + 1, reason = %failure, "a plugin worker failed during a call; it is replaced");
+                self.record(Some(&failure));
+            }
             last_failure = failure;
         }
         Err(WorkerLost {

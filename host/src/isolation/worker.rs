@@ -61,7 +61,7 @@ fn run() -> Result<(), String> {
     sandbox::forbid_core_dumps()?;
 
     let mut input = std::io::stdin().lock();
-    let mut output = std::io::stdout().lock();
+    let mut output = UnbufferedStdout;
     let Some(hello) = read_frame::<Hello>(&mut input)? else {
         return Ok(());
     };
@@ -87,6 +87,20 @@ fn run() -> Result<(), String> {
         write_frame(&mut output, &answer)?;
     }
     Ok(())
+}
+
+/// Stdout without std's line buffering, which would split a binary frame at each newline
+/// byte into several writes (and wake the host for each).
+struct UnbufferedStdout;
+
+impl std::io::Write for UnbufferedStdout {
+    fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
+        rustix::io::write(std::io::stdout(), buffer).map_err(std::io::Error::from)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Loads the build named by the handshake, as the in-process loader would.

@@ -286,7 +286,13 @@ fn load_in_workers(
         sha256.to_owned(),
         Arc::clone(settings),
     ))
-    .map_err(|reason| LoadError::PluginFailed { reason })??;
+    .map_err(|reason| LoadError::PluginFailed { reason })?
+    .inspect_err(|error| {
+        // The worker has no log of its own: its layout report is logged here, as in-process.
+        if let LoadError::IncompatibleAbi { full_report, .. } = error {
+            tracing::debug!(path = %private_path.display(), report = %full_report, "abi_stable layout report");
+        }
+    })?;
     Ok((
         PluginModule::Worker {
             pool: started.pool,

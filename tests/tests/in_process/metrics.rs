@@ -61,6 +61,7 @@ fn a_fresh_host_exports_every_known_series_at_zero_with_help_and_type() {
         "sms_delivery_report_refusals_total",
         "sms_delivery_reports_unmatched_total",
         "sms_message_log_writes_lost_total",
+        "sms_plugin_worker_failures_total",
         "sms_send_duration_seconds",
         "sms_connector_busy_total",
         "store_batch_size",
