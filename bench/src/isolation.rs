@@ -50,7 +50,11 @@ async fn connector(
     config: serde_json::Value,
     workers: Option<WorkerSettings>,
 ) -> Result<Arc<PluginInstance>, String> {
-    let copies = scratch.join(if workers.is_some() { "workers" } else { "in-process" });
+    let copies = scratch.join(if workers.is_some() {
+        "workers"
+    } else {
+        "in-process"
+    });
     let path = release.join(library);
     tokio::task::spawn_blocking(move || {
         let loader = PluginLoader::new(copies, None)
@@ -84,7 +88,9 @@ fn pipe_floor(calls: usize) -> Result<(Duration, Duration), String> {
     for call in 0..calls + 1000 {
         let started = Instant::now();
         input.write_all(&frame).map_err(|error| error.to_string())?;
-        output.read_exact(&mut frame).map_err(|error| error.to_string())?;
+        output
+            .read_exact(&mut frame)
+            .map_err(|error| error.to_string())?;
         if call >= 1000 {
             timings.push(started.elapsed());
         }
@@ -103,7 +109,14 @@ fn percentile(sorted: &[Duration], share: f64) -> Duration {
 async fn step_round_trip(release: &Path, scratch: &Path, calls: usize) -> Result<f64, String> {
     let config = json!({"templates": [{"usageType": "Generic", "content": "Your code is {{code}}."}], "outbox": false});
     let in_process = connector(release, scratch, "libmock_sms.so", config.clone(), None).await?;
-    let in_workers = connector(release, scratch, "libmock_sms.so", config, Some(settings(release))).await?;
+    let in_workers = connector(
+        release,
+        scratch,
+        "libmock_sms.so",
+        config,
+        Some(settings(release)),
+    )
+    .await?;
     let message = SmsMessage::new(
         "+12015550123",
         TemplateType::SignIn,
@@ -114,7 +127,10 @@ async fn step_round_trip(release: &Path, scratch: &Path, calls: usize) -> Result
     // Warm both up, then alternate blocks so a neighbour's burst lands on both.
     for (side, instance) in [&in_process, &in_workers].into_iter().enumerate() {
         for _ in 0..1000 {
-            instance.start(&message, &context, None).await.map_err(|error| format!("{error:?}"))?;
+            instance
+                .start(&message, &context, None)
+                .await
+                .map_err(|error| format!("{error:?}"))?;
         }
         let _ = side;
     }
@@ -164,7 +180,10 @@ async fn replacement(release: &Path, scratch: &Path, crashes: usize) -> Result<f
     let context = SendContext::new("01a24e0c-6a74-709c-84c5-47b6ac7453b3", None);
     let mut replaced = Vec::with_capacity(crashes);
     // A fresh worker's first step succeeds, its second crashes and is replayed on a new one.
-    crashing.start(&message, &context, None).await.map_err(|error| format!("{error:?}"))?;
+    crashing
+        .start(&message, &context, None)
+        .await
+        .map_err(|error| format!("{error:?}"))?;
     for _ in 0..crashes {
         let started = Instant::now();
         crashing
@@ -197,7 +216,12 @@ pub(crate) fn bench_isolation(
     let calls = if duration_secs <= 1 { 2_000 } else { 20_000 };
     let (step_p99_added_us, replaced_ms) = runtime.block_on(async {
         let added = step_round_trip(release, scratch.path(), calls).await?;
-        let replaced = replacement(release, scratch.path(), if duration_secs <= 1 { 3 } else { 20 }).await?;
+        let replaced = replacement(
+            release,
+            scratch.path(),
+            if duration_secs <= 1 { 3 } else { 20 },
+        )
+        .await?;
         Ok::<_, String>((added, replaced))
     })?;
     drop(runtime);
@@ -214,8 +238,22 @@ pub(crate) fn bench_isolation(
     .to_vec();
     let mut isolated_args = limits.clone();
     isolated_args.push("--plugin-isolation=process".to_owned());
-    let isolated = start_host_with_args(release, None, "libhttp_sms.so", "http-sms", &config, &isolated_args)?;
-    let in_process = start_host_with_args(release, None, "libhttp_sms.so", "http-sms", &config, &limits)?;
+    let isolated = start_host_with_args(
+        release,
+        None,
+        "libhttp_sms.so",
+        "http-sms",
+        &config,
+        &isolated_args,
+    )?;
+    let in_process = start_host_with_args(
+        release,
+        None,
+        "libhttp_sms.so",
+        "http-sms",
+        &config,
+        &limits,
+    )?;
     println!("POST /api/messages through http-sms to a local sink: plugins in worker processes vs in-process");
     let forward = compare_alternating(
         ("process", &isolated),

@@ -41,6 +41,8 @@ const PACKAGES: &[&str] = &[
     "fixture-hostile-metadata",
     "fixture-every-form-item",
     "fixture-without-form-items",
+    "fixture-token-step-connector",
+    "fixture-misbehaving-connector",
     "http-sms",
     "twilio-sms",
     "vonage-sms",

@@ -244,3 +244,23 @@ fn a_step_replayed_on_a_fresh_worker_succeeds_and_sends_once() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(send(&host).0, 200);
 }
+
+/// A plugin that prints to stdout (a vendor's debugging): the worker's frames have a pipe of
+/// their own, so the output goes to the host's log and the send succeeds.
+#[test]
+fn a_plugin_printing_to_stdout_does_not_break_its_worker() {
+    let provider = CaptureServer::start(200, "{}");
+    let host = isolated_host(&[]);
+    create(
+        &host,
+        MISBEHAVING,
+        json!({"endpoint": format!("{}/send", provider.url), "behaviour": "print"}),
+    );
+    for sent_count in 1..=3 {
+        let (status, sent) = send(&host);
+        assert_eq!(status, 200, "{sent}");
+        assert_eq!(provider.requests().len(), sent_count);
+    }
+    host.log_eventually(|log| log.contains("debug output from the plugin"));
+    assert_eq!(plugin_row(&host, MISBEHAVING)["workers"]["restarts"], 0);
+}

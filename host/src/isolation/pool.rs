@@ -132,8 +132,7 @@ impl WorkerConnection {
 
     /// Takes over a worker that answered its handshake: starts its writer and reader tasks.
     fn start(mut worker: Worker) -> Arc<Self> {
-        let (submit, mut submitted) =
-            tokio::sync::mpsc::unbounded_channel::<(Arc<[u8]>, Reply)>();
+        let (submit, mut submitted) = tokio::sync::mpsc::unbounded_channel::<(Arc<[u8]>, Reply)>();
         let pending: Arc<Mutex<std::collections::VecDeque<Reply>>> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let kill = Arc::new(tokio::sync::Notify::new());
@@ -555,7 +554,10 @@ impl WorkerPool {
                         return Ok(answer);
                     }
                     Err(reason) => {
-                        format!("it answered garbage ({reason}); {}", worker.ending(true).await)
+                        format!(
+                            "it answered garbage ({reason}); {}",
+                            worker.ending(true).await
+                        )
                     }
                 },
                 // It ended before answering (a crash, or killed for another call's deadline).

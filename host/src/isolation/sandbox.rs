@@ -1,7 +1,8 @@
 //! The worker's lock-down: resource limits before the library loads, then a seccomp filter
 //! (seccompiler, from rust-vmm) that leaves only what a sans-IO step needs.
 //!
-//! Allowed: `read` on stdin, `write` on stdout and stderr, memory (`brk`, `mmap` and
+//! Allowed: `read` on stdin, `write` on the frames' descriptor, stdout and stderr (both the
+//! host's log by then), memory (`brk`, `mmap` and
 //! `mprotect` without `PROT_EXEC`, `munmap`, `mremap`, `madvise`), `futex`, `sched_yield`,
 //! `getrandom`, the clocks, signal handlers, returns and masks, `tgkill` on itself (`abort`),
 //! and
@@ -69,7 +70,7 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
 
 /// The filter's rules: system call number to the rules of which any one allows it (none:
 /// allowed whatever its arguments).
-fn allowed_calls() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+fn allowed_calls(frames_fd: u64) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     let prot_exec = u64::try_from(libc::PROT_EXEC).map_err(|error| error.to_string())?;
     let without_exec = || rule(vec![condition(2, SeccompCmpOp::MaskedEq(prot_exec), 0)?]);
     let mut rules = BTreeMap::new();
@@ -80,6 +81,7 @@ fn allowed_calls() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     rules.insert(
         libc::SYS_write,
         vec![
+            rule(vec![condition(0, SeccompCmpOp::Eq, frames_fd)?])?,
             rule(vec![condition(0, SeccompCmpOp::Eq, 1)?])?,
             rule(vec![condition(0, SeccompCmpOp::Eq, 2)?])?,
         ],
@@ -122,12 +124,12 @@ fn allowed_calls() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
 
 /// Installs the filter on every thread of the worker (it has one); from here on the worker
 /// can only compute and talk over its pipes.
-pub fn lock_down() -> Result<(), String> {
+pub fn lock_down(frames_fd: u64) -> Result<(), String> {
     let architecture = std::env::consts::ARCH
         .try_into()
         .map_err(|_| format!("no seccomp filter for {}", std::env::consts::ARCH))?;
     let filter = SeccompFilter::new(
-        allowed_calls()?,
+        allowed_calls(frames_fd)?,
         SeccompAction::KillProcess,
         SeccompAction::Allow,
         architecture,

@@ -61,14 +61,20 @@ fn run() -> Result<(), String> {
     sandbox::forbid_core_dumps()?;
 
     let mut input = std::io::stdin().lock();
-    let mut output = UnbufferedStdout;
+    // The frames get a descriptor of their own and fd 1 goes to stderr: a plugin's
+    // `println!` lands in the host's log instead of in the middle of a frame.
+    let frames = rustix::io::dup(std::io::stdout()).map_err(|error| format!("dup: {error}"))?;
+    rustix::stdio::dup2_stdout(std::io::stderr()).map_err(|error| format!("dup2: {error}"))?;
+    let frames_fd = u64::try_from(std::os::fd::AsRawFd::as_raw_fd(&frames))
+        .map_err(|error| error.to_string())?;
+    let mut output = FrameOutput(frames);
     let Some(hello) = read_frame::<Hello>(&mut input)? else {
         return Ok(());
     };
     let module = match load(&hello) {
         Ok((module, metadata_json)) => {
             sandbox::limit_address_space(memory_limit)?;
-            sandbox::lock_down()?;
+            sandbox::lock_down(frames_fd)?;
             write_frame(
                 &mut output,
                 &Ready::Loaded {
@@ -89,13 +95,13 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Stdout without std's line buffering, which would split a binary frame at each newline
-/// byte into several writes (and wake the host for each).
-struct UnbufferedStdout;
+/// The host's pipe for frames, unbuffered: std's line-buffered stdout would split a binary
+/// frame at each newline byte into several writes (and wake the host for each).
+struct FrameOutput(std::os::fd::OwnedFd);
 
-impl std::io::Write for UnbufferedStdout {
+impl std::io::Write for FrameOutput {
     fn write(&mut self, buffer: &[u8]) -> std::io::Result<usize> {
-        rustix::io::write(std::io::stdout(), buffer).map_err(std::io::Error::from)
+        rustix::io::write(&self.0, buffer).map_err(std::io::Error::from)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
