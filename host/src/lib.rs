@@ -14,6 +14,9 @@
 //!   refused, one line each), [`plugins::factory_registry`] (the factories by id and a
 //!   report per file), [`plugins::folder`] (reconciles the folder with what is loaded:
 //!   drop-in, upgrade moving the live connector, removal, trust).
+//! - [`isolation`]: `--plugin-isolation process`: each build in sandboxed worker processes
+//!   (`connector-host plugin-worker`, seccomp), a pool per build, calls with a deadline and
+//!   one replay on a fresh worker.
 //! - [`store`]: the store boundary ([`store::Store`]: saved connectors and verification
 //!   codes, async), [`store::sqlite`] (the embedded default in the data directory),
 //!   [`store::postgres`] (several hosts), configs sealed at rest ([`store::secrets_keyring`])

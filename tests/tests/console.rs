@@ -2261,6 +2261,54 @@ async fn the_plugins_page_shows_the_signer() {
     browser.screenshot("48-plugins-signer").await;
 }
 
+/// With `--plugin-isolation process` the Plugins page says where plugins run and shows each
+/// build's workers, with the last crash as text (its last words come from the plugin).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugins_page_shows_the_worker_processes_and_their_last_crash() {
+    let host = HostFolders::new(&[(
+        "misbehaving.so",
+        &plugin_file("fixture_misbehaving_connector"),
+    )])
+    .start_with_args(&[
+        "--admin-key",
+        ADMIN_KEY,
+        "--send-key",
+        SEND_KEY,
+        "--plugin-isolation",
+        "process",
+    ]);
+    let (status, created) = host.post(
+        "/api/connectors",
+        &json!({"connectorId": "misbehaving-test-connector", "config": {"endpoint": "http://127.0.0.1:9/send", "behaviour": "abort"}}),
+    );
+    assert_eq!(status, 200, "{created}");
+    let (status, _) = host.request(
+        "POST",
+        "/api/messages",
+        Some(SEND_KEY),
+        Some(&json!({"to": "+12015550123", "payload": {"code": "1"}})),
+    );
+    assert_eq!(status, 502);
+    let browser = Browser::start().await;
+    sign_in(&browser, &host).await;
+    browser.click("[data-nav=plugins]").await;
+    browser
+        .wait_for_text("[data-testid=plugins-table] thead", "Workers")
+        .await;
+    let isolation = browser.text_of("[data-testid=plugin-isolation]").await;
+    assert!(
+        isolation.contains("sandboxed worker processes"),
+        "{isolation}"
+    );
+    let workers = browser.text_of("[data-testid=plugin-workers]").await;
+    // Both workers died on the send (the call and its replay); they are started again when a
+    // call needs them.
+    assert_eq!(workers, "0/2 running · 0 restarts");
+    let crash = browser.text_of("[data-testid=plugin-last-crash]").await;
+    assert!(crash.contains("SIGABRT"), "{crash}");
+    browser.screenshot("49-plugins-workers").await;
+}
+
 /// A host whose protection blocks a number prefix at its second send (`--prefix-velocity-max
 /// 1`), with the mock connector live; `extra` adds flags. `first_seen_country` is off, so the
 /// few sends to one country never meet it, whatever its default.

@@ -264,3 +264,99 @@ fn a_plugin_printing_to_stdout_does_not_break_its_worker() {
     host.log_eventually(|log| log.contains("debug output from the plugin"));
     assert_eq!(plugin_row(&host, MISBEHAVING)["workers"]["restarts"], 0);
 }
+
+/// The worker processes of `host` and the private copies (`<sha256>.so`) each has mapped.
+fn workers_and_their_builds(host: &TestHost) -> Vec<(u32, Vec<String>)> {
+    let host_pid = host.pid().to_string();
+    let mut workers = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The field after the parenthesised name: state, then the parent's pid.
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned));
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if parent.as_deref() != Some(host_pid.as_str())
+            || !String::from_utf8_lossy(&cmdline).contains("plugin-worker")
+        {
+            continue;
+        }
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        let mut builds: Vec<String> = maps
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .filter(|path| path.contains("plugin-copies"))
+            .map(|path| {
+                path.rsplit('/')
+                    .next()
+                    .unwrap_or(path)
+                    .trim_end_matches(".so")
+                    .to_owned()
+            })
+            .collect();
+        builds.dedup();
+        workers.push((pid, builds));
+    }
+    workers
+}
+
+/// An upgrade retires the old build: once nothing serves from it, its workers end (and
+/// their memory with them), which in-process, where libraries are never unloaded, cannot be.
+#[test]
+fn a_retired_build_s_workers_end() {
+    let host = isolated_host(&[]);
+    let provider = CaptureServer::start(200, "{}");
+    create(
+        &host,
+        "http-sms",
+        json!({"endpoint": format!("{}/send", provider.url)}),
+    );
+    assert_eq!(send(&host).0, 200);
+    let old_build = plugin_row(&host, "http-sms")["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mapping_old = |host: &TestHost| {
+        workers_and_their_builds(host)
+            .into_iter()
+            .filter(|(_, builds)| builds.contains(&old_build))
+            .count()
+    };
+    assert!(
+        mapping_old(&host) >= 1,
+        "{:?}",
+        workers_and_their_builds(&host)
+    );
+
+    // A new build of the same factory: http-sms with bytes appended (another digest, the same
+    // code), renamed over the file.
+    let next = host.folders().scratch_path("http-next.so");
+    let mut content = std::fs::read(plugin_file("http_sms")).unwrap();
+    content.extend_from_slice(b"\0another build");
+    std::fs::write(&next, content).unwrap();
+    let temporary = host.plugins_dir.join(".http.so.tmp");
+    std::fs::copy(&next, &temporary).unwrap();
+    std::fs::rename(&temporary, host.plugins_dir.join("http.so")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = plugin_row(&host, "http-sms");
+        if row["sha256"] != old_build.as_str() && mapping_old(&host) == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old build's workers still run: {row} {:?}",
+            workers_and_their_builds(&host)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, sent) = send(&host);
+    assert_eq!(
+        status, 200,
+        "the live connector moved to the new build: {sent}"
+    );
+    assert_eq!(provider.requests().len(), 2);
+}

@@ -87,12 +87,31 @@ struct Slot {
 /// A call waiting for its answer.
 type Reply = tokio::sync::oneshot::Sender<Vec<u8>>;
 
-/// A running worker: calls go to its writer task and are answered by its reader task, in
-/// order (the worker answers one call after the other). Calls are pipelined: a call is
-/// written while earlier ones are computed, so under load the worker reads several frames
-/// in one read and the host several answers, and neither side sleeps between them.
+/// What the callers, the writer task and the reader task share, under one lock: the order
+/// of the pending replies is the order the frames were written in.
+#[derive(Default)]
+struct Conversation {
+    /// Calls written (or queued in `backlog`) and not answered yet, oldest first.
+    pending: std::collections::VecDeque<Reply>,
+    /// Bytes of frames the pipe had no room for yet; the writer task writes them.
+    backlog: Vec<u8>,
+    /// The worker ended (or its pipe broke): no call is taken any more.
+    closed: bool,
+}
+
+/// A running worker. A call writes its frame itself when the pipe has room (a non-blocking
+/// write under the conversation's lock, never an await in between: a call cancelled with its
+/// request never leaves half a frame), else leaves the rest to the writer task (which looks
+/// again every millisecond while the pipe is full); the reader
+/// task hands each answer to the oldest pending call (the worker answers in order). Calls are
+/// pipelined: under load the worker reads several frames in one read and the host several
+/// answers, and neither side sleeps between them.
 struct WorkerConnection {
-    submit: tokio::sync::mpsc::UnboundedSender<(Arc<[u8]>, Reply)>,
+    conversation: Arc<Mutex<Conversation>>,
+    /// The worker's stdin, non-blocking.
+    input: Arc<std::os::fd::OwnedFd>,
+    /// Wakes the writer task: a backlog to write, or the connection dropped.
+    backlog_waiting: Arc<tokio::sync::Notify>,
     /// Asks the reader task, which owns the child, to SIGKILL it.
     kill: Arc<tokio::sync::Notify>,
     /// `Some` once the worker ended: how (its exit and last words on stderr).
@@ -101,15 +120,59 @@ struct WorkerConnection {
     failure_counted: AtomicBool,
 }
 
+impl Drop for WorkerConnection {
+    /// The pool let go of the worker (its build retired): the writer task ends and drops the
+    /// worker's stdin, and the worker, reading its end, exits.
+    fn drop(&mut self) {
+        if let Ok(mut conversation) = self.conversation.lock() {
+            conversation.closed = true;
+        }
+        self.backlog_waiting.notify_one();
+    }
+}
+
+/// Writes what fits of `bytes` without blocking: how many were written, `None` when the pipe
+/// is broken.
+fn write_some(input: &std::os::fd::OwnedFd, bytes: &[u8]) -> Option<usize> {
+    match rustix::io::write(input, bytes) {
+        Ok(written) => Some(written),
+        Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Some(0),
+        Err(_) => None,
+    }
+}
+
 impl WorkerConnection {
     fn is_alive(&self) -> bool {
-        self.ended.borrow().is_none() && !self.submit.is_closed()
+        self.ended.borrow().is_none()
+            && self
+                .conversation
+                .lock()
+                .is_ok_and(|conversation| !conversation.closed)
     }
 
     /// The worker's answer to `frame`; `None` when it ended first.
-    async fn call(&self, frame: Arc<[u8]>) -> Option<Vec<u8>> {
+    async fn call(&self, frame: &[u8]) -> Option<Vec<u8>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.submit.send((frame, reply)).ok()?;
+        {
+            let mut conversation = self.conversation.lock().ok()?;
+            if conversation.closed {
+                return None;
+            }
+            conversation.pending.push_back(reply);
+            if conversation.backlog.is_empty() {
+                match write_some(&self.input, frame) {
+                    Some(written) if written == frame.len() => {}
+                    Some(written) => {
+                        conversation.backlog.extend_from_slice(&frame[written..]);
+                        self.backlog_waiting.notify_one();
+                    }
+                    // Broken: the reader sees the end and fails what is pending.
+                    None => conversation.closed = true,
+                }
+            } else {
+                conversation.backlog.extend_from_slice(frame);
+            }
+        }
         answer.await.ok()
     }
 
@@ -131,47 +194,84 @@ impl WorkerConnection {
     }
 
     /// Takes over a worker that answered its handshake: starts its writer and reader tasks.
-    fn start(mut worker: Worker) -> Arc<Self> {
-        let (submit, mut submitted) = tokio::sync::mpsc::unbounded_channel::<(Arc<[u8]>, Reply)>();
-        let pending: Arc<Mutex<std::collections::VecDeque<Reply>>> = Arc::default();
-        let alive = Arc::new(AtomicBool::new(true));
+    fn start(worker: Worker) -> Result<Arc<Self>, String> {
+        let Worker {
+            mut child,
+            stdin,
+            mut stdout,
+            last_words,
+        } = worker;
+        let input = stdin
+            .into_owned_fd()
+            .and_then(|input| {
+                rustix::io::ioctl_fionbio(&input, true)?;
+                Ok(input)
+            })
+            .map_err(|error| format!("the worker's input pipe: {error}"))?;
+        let input = Arc::new(input);
+        let conversation: Arc<Mutex<Conversation>> = Arc::default();
+        let backlog_waiting = Arc::new(tokio::sync::Notify::new());
         let kill = Arc::new(tokio::sync::Notify::new());
         let (report_end, ended) = tokio::sync::watch::channel(None);
 
-        let (writer_pending, writer_alive) = (Arc::clone(&pending), Arc::clone(&alive));
-        let mut stdin = worker.stdin;
+        let (writer_input, writer_conversation, writer_waiting) = (
+            Arc::clone(&input),
+            Arc::clone(&conversation),
+            Arc::clone(&backlog_waiting),
+        );
         tokio::spawn(async move {
-            while let Some((frame, reply)) = submitted.recv().await {
-                if let Ok(mut pending) = writer_pending.lock() {
-                    pending.push_back(reply);
-                }
-                // The reader may have finished (and failed what was pending) just before.
-                if !writer_alive.load(Ordering::Acquire) {
-                    if let Ok(mut pending) = writer_pending.lock() {
-                        pending.clear();
+            loop {
+                writer_waiting.notified().await;
+                loop {
+                    let has_backlog = match writer_conversation.lock() {
+                        Ok(conversation) if conversation.closed => return,
+                        Ok(conversation) => !conversation.backlog.is_empty(),
+                        Err(_) => return,
+                    };
+                    if !has_backlog {
+                        break;
                     }
-                    break;
-                }
-                if stdin.write_all(&frame).await.is_err() {
-                    break;
+                    let written = {
+                        let Ok(mut conversation) = writer_conversation.lock() else {
+                            return;
+                        };
+                        match write_some(&writer_input, &conversation.backlog) {
+                            Some(written) => {
+                                conversation.backlog.drain(..written);
+                                written
+                            }
+                            None => {
+                                conversation.closed = true;
+                                return;
+                            }
+                        }
+                    };
+                    // The pipe is full: the worker is behind (or stuck, and its deadline
+                    // comes). Rare enough to look again shortly rather than register the
+                    // descriptor with the reactor.
+                    if written == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
             }
         });
 
-        let reader_kill = Arc::clone(&kill);
-        let mut stdout = worker.stdout;
+        let (reader_kill, reader_conversation) = (Arc::clone(&kill), Arc::clone(&conversation));
         tokio::spawn(async move {
             let mut kill_requested = false;
             loop {
                 tokio::select! {
                     biased;
                     () = reader_kill.notified(), if !kill_requested => {
-                        let _ = worker.child.start_kill();
+                        let _ = child.start_kill();
                         kill_requested = true;
                     }
                     frame = read_answer(&mut stdout) => match frame {
                         Ok(body) => {
-                            let reply = pending.lock().ok().and_then(|mut pending| pending.pop_front());
+                            let reply = reader_conversation
+                                .lock()
+                                .ok()
+                                .and_then(|mut conversation| conversation.pending.pop_front());
                             if let Some(reply) = reply {
                                 // A caller that went away (its request cancelled) drops it.
                                 let _ = reply.send(body);
@@ -181,19 +281,21 @@ impl WorkerConnection {
                     },
                 }
             }
-            alive.store(false, Ordering::Release);
-            if let Ok(mut pending) = pending.lock() {
-                pending.clear();
+            if let Ok(mut conversation) = reader_conversation.lock() {
+                conversation.closed = true;
+                conversation.pending.clear();
             }
-            let ending = end(&mut worker.child, &worker.last_words).await;
+            let ending = end(&mut child, &last_words).await;
             let _ = report_end.send(Some(ending));
         });
-        Arc::new(WorkerConnection {
-            submit,
+        Ok(Arc::new(WorkerConnection {
+            conversation,
+            input,
+            backlog_waiting,
             kill,
             ended,
             failure_counted: AtomicBool::new(false),
-        })
+        }))
     }
 }
 
@@ -341,7 +443,11 @@ impl WorkerPool {
                         }
                     })?;
                 let _ = pool.label.set(metadata.connector.id.clone());
-                *pool.slots[0].worker.lock().await = Some(WorkerConnection::start(worker));
+                let connection =
+                    WorkerConnection::start(worker).map_err(|reason| LoadError::PluginFailed {
+                        reason: format!("its worker process could not be reached: {reason}"),
+                    })?;
+                *pool.slots[0].worker.lock().await = Some(connection);
                 Ok(StartedPool {
                     pool: Arc::new(pool),
                     metadata,
@@ -514,7 +620,7 @@ impl WorkerPool {
                         health.restarts += 1;
                     }
                 }
-                let connection = WorkerConnection::start(started);
+                let connection = WorkerConnection::start(started)?;
                 *worker = Some(Arc::clone(&connection));
                 Ok(connection)
             }
@@ -531,9 +637,7 @@ impl WorkerPool {
 
     /// One call, replayed once on a fresh worker if its worker died or missed the deadline.
     pub async fn call(&self, call: &Call) -> Result<Answer, WorkerLost> {
-        let frame: Arc<[u8]> = encode_frame(call)
-            .map_err(|reason| WorkerLost { reason })?
-            .into();
+        let frame = encode_frame(call).map_err(|reason| WorkerLost { reason })?;
         let mut last_failure = String::new();
         for attempt in 0..2 {
             let worker = match self.worker().await {
@@ -545,8 +649,7 @@ impl WorkerPool {
                 }
             };
             let outcome =
-                tokio::time::timeout(self.settings.call_timeout, worker.call(Arc::clone(&frame)))
-                    .await;
+                tokio::time::timeout(self.settings.call_timeout, worker.call(&frame)).await;
             let failure = match outcome {
                 Ok(Some(body)) => match decode_body::<Answer>(&body) {
                     Ok(answer) => {

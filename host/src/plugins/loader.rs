@@ -169,6 +169,7 @@ impl PluginLoader {
                 .map(|(module, metadata)| (PluginModule::InProcess(module), metadata)),
             Some(settings) => load_in_workers(&private_path, &sha256, settings),
         };
+        let in_workers = self.workers.is_some();
         let outcome = loaded.map(|(module, metadata)| LoadedPlugin {
             module,
             metadata: Arc::new(metadata),
@@ -177,7 +178,11 @@ impl PluginLoader {
             // Per file, not per content: set by `load` for the file at hand.
             signature: None,
         });
-        outcomes.insert(sha256, outcome.clone());
+        // A build in workers is not kept here: once no connector and no factory holds it, its
+        // pool is dropped and its workers end (the content loads afresh if it comes back).
+        if !(in_workers && outcome.is_ok()) {
+            outcomes.insert(sha256, outcome.clone());
+        }
         outcome
     }
 
