@@ -346,15 +346,7 @@ impl ConnectorInstance {
         response: &HttpResponse,
         notes: Option<&mut PluginNotes>,
     ) -> Result<Step, ConnectorError> {
-        into_result(self.instance.step(
-            message,
-            previous.state_json().into(),
-            ROption::RSome(response),
-            StepExtras {
-                context: Some(context),
-                notes: notes.map(|notes| &mut notes.notes),
-            },
-        ))
+        self.resume_from_state_json(message, context, previous.state_json(), response, notes)
     }
 
     /// [`ConnectorInstance::resume_in_context`] with the previous step's state text as it
