@@ -22,9 +22,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::protocol::{
-    decode_body, encode_frame, frame_length, Answer, Call, Hello, Ready, PROTOCOL_VERSION,
+    decode_body, encode_frame, frame_length, Answer, Call, Hello, Ready, MEMORY_LIMIT_ARGUMENT,
+    PARENT_ARGUMENT, PROTOCOL_VERSION,
 };
-use super::worker::{MEMORY_LIMIT_ARGUMENT, PARENT_ARGUMENT};
 use crate::plugins::load_error::LoadError;
 
 /// `--plugin-isolation process`'s settings.

@@ -20,6 +20,11 @@ use crate::plugins::load_error::LoadError;
 /// Raised when a frame's layout changes; the handshake refuses another version.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The worker's command-line arguments after `plugin-worker`: its address-space budget and
+/// the host's pid (for the parent-death check).
+pub const MEMORY_LIMIT_ARGUMENT: &str = "--memory-limit-bytes";
+pub const PARENT_ARGUMENT: &str = "--parent-pid";
+
 /// A frame larger than this is a broken peer (a response body is capped at 1 MiB by the
 /// executor; a config or a report is far smaller).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;

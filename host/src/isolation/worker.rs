@@ -22,16 +22,12 @@ use sha2::{Digest, Sha256};
 
 use super::protocol::{
     read_frame, write_frame, Answer, Call, Hello, Ready, WireError, WireLoadError, WireStep,
-    PROTOCOL_VERSION,
+    MEMORY_LIMIT_ARGUMENT, PARENT_ARGUMENT, PROTOCOL_VERSION,
 };
 use super::sandbox;
 
 /// Instances kept per worker; past it they are built again as calls need them.
 const MAX_INSTANCES: usize = 64;
-
-/// The worker's command-line arguments after `plugin-worker`.
-pub const MEMORY_LIMIT_ARGUMENT: &str = "--memory-limit-bytes";
-pub const PARENT_ARGUMENT: &str = "--parent-pid";
 
 pub fn main() -> ExitCode {
     match run() {
