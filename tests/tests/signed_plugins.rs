@@ -596,9 +596,17 @@ fn a_file_signed_as_one_name_and_installed_under_another_is_refused() {
     let renamed = plugins_dir.join("libother.so");
     std::fs::write(plugins_dir.join(".libother.so.tmp"), &release_content).unwrap();
     std::fs::rename(plugins_dir.join(".libother.so.tmp"), &renamed).unwrap();
-    wait_until("the refusal", Duration::from_secs(10), || {
-        current_report(&host, "libother.so").is_some_and(|report| report["status"] == "rejected")
-    });
+    let started = Instant::now();
+    while !current_report(&host, "libother.so").is_some_and(|report| report["status"] == "rejected")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out waiting for the refusal: {:?}\n{}",
+            current_report(&host, "libother.so"),
+            host.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let reason = rejection_reason(&host, "libother.so");
     assert_eq!(
         reason,
