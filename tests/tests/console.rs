@@ -2306,7 +2306,7 @@ async fn the_plugins_page_shows_the_worker_processes_and_their_last_crash() {
     assert_eq!(workers, "0/2 running · 0 restarts");
     let crash = browser.text_of("[data-testid=plugin-last-crash]").await;
     assert!(crash.contains("SIGABRT"), "{crash}");
-    browser.screenshot("49-plugins-workers").await;
+    browser.screenshot("70-plugins-workers").await;
 }
 
 /// A host whose protection blocks a number prefix at its second send (`--prefix-velocity-max

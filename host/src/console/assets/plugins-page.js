@@ -39,9 +39,10 @@ function workers(file) {
 function isolationLine(files) {
   const modes = new Set(files.map((file) => file.isolation).filter(Boolean));
   if (modes.size === 0) return null;
+  const flag = (mode) => h('code', { class: 'nowrap' }, `--plugin-isolation ${mode}`);
   const text = modes.has('process')
-    ? 'Plugins run in sandboxed worker processes (--plugin-isolation process): a plugin that crashes, loops or reaches for files or the network loses only its worker, which is replaced.'
-    : 'Plugins run inside the host process (--plugin-isolation in-process, the default): the fastest path; a plugin that crashes takes the host with it.';
+    ? ['Plugins run in sandboxed worker processes (', flag('process'), '): a plugin that crashes, loops or reaches for files or the network loses only its worker, which is replaced.']
+    : ['Plugins run inside the host process (', flag('in-process'), ', the default): the fastest path; a plugin that crashes takes the host with it.'];
   return h('p', { class: 'section-description', 'data-testid': 'plugin-isolation' }, text);
 }
 
