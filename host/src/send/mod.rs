@@ -430,16 +430,9 @@ impl Sender {
         }
         // The standby in place of a live connector that cannot send here: no breaker to ask.
         if let Some(reason) = target.instead_of_live {
-            ::metrics::counter!("sms_fallback_sends_total", "reason" => reason.label())
-                .increment(1);
-            let result = self
-                .attempt(&target, phone, &message, purpose)
-                .await
-                .map(|sent| Sent {
-                    fallback: Some(reason),
-                    ..sent
-                });
-            return self.settle(reservation, result, purpose).await;
+            return self
+                .send_by_standby(reservation, &target, reason, phone, &message, purpose)
+                .await;
         }
         let standby = target.standby.and_then(SendTarget::standby);
         let route = match &standby {
@@ -510,9 +503,23 @@ impl Sender {
                 reason: "no standby connector".to_owned(),
             });
         };
+        self.send_by_standby(reservation, &standby, reason, phone, &message, purpose)
+            .await
+    }
+
+    /// The standby sends it, for `reason`: counted, and said in the answer.
+    async fn send_by_standby(
+        &self,
+        reservation: SendSlot,
+        standby: &SendTarget<'_>,
+        reason: fallback::FallbackReason,
+        phone: &PhoneNumber,
+        message: &SmsMessage,
+        purpose: SendPurpose,
+    ) -> Result<Sent, SendError> {
         ::metrics::counter!("sms_fallback_sends_total", "reason" => reason.label()).increment(1);
         let result = self
-            .attempt(&standby, phone, &message, purpose)
+            .attempt(standby, phone, message, purpose)
             .await
             .map(|sent| Sent {
                 fallback: Some(reason),
