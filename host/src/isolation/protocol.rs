@@ -408,15 +408,15 @@ impl From<WireLoadError> for LoadError {
 
 /// Encodes one frame: the length, then the body.
 pub fn encode_frame(message: &impl Serialize) -> Result<Vec<u8>, String> {
-    let mut frame = vec![0u8; 4];
-    let body = postcard::to_extend(message, Vec::new())
+    // The body is encoded after a placeholder for its length: one buffer, no copy.
+    let mut frame = postcard::to_extend(message, vec![0u8; 4])
         .map_err(|error| format!("cannot encode a frame: {error}"))?;
-    if body.len() > MAX_FRAME_BYTES {
-        return Err(format!("a frame of {} bytes is over the limit", body.len()));
+    let body_length = frame.len() - 4;
+    if body_length > MAX_FRAME_BYTES {
+        return Err(format!("a frame of {body_length} bytes is over the limit"));
     }
-    let length = u32::try_from(body.len()).map_err(|_| "frame too large".to_owned())?;
+    let length = u32::try_from(body_length).map_err(|_| "frame too large".to_owned())?;
     frame[..4].copy_from_slice(&length.to_le_bytes());
-    frame.extend_from_slice(&body);
     Ok(frame)
 }
 
