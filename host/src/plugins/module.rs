@@ -15,6 +15,7 @@ use crate::isolation::pool::{run_blocking, PoolHealth, WorkerLost, WorkerPool};
 use crate::isolation::protocol::{
     Answer, Call, WireContext, WireMessage, WireReport, WireResponse,
 };
+use crate::isolation::PluginIsolation;
 
 #[derive(Clone)]
 pub enum PluginModule {
@@ -83,8 +84,8 @@ impl PluginModule {
     /// `in-process` or `process`.
     pub fn isolation(&self) -> &'static str {
         match self {
-            PluginModule::InProcess(_) => "in-process",
-            PluginModule::Worker { .. } => "process",
+            PluginModule::InProcess(_) => PluginIsolation::InProcess.label(),
+            PluginModule::Worker { .. } => PluginIsolation::Process.label(),
         }
     }
 
