@@ -777,6 +777,20 @@ impl CaptureServer {
     pub fn requests(&self) -> Vec<CapturedRequest> {
         self.requests.lock().expect("lock").clone()
     }
+
+    /// The requests once at least `count` arrived, or as they are after 10 s: for a request
+    /// the host gave up waiting on, whose reading thread may not have run yet on a busy
+    /// machine.
+    pub fn requests_once(&self, count: usize) -> Vec<CapturedRequest> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let requests = self.requests();
+            if requests.len() >= count || std::time::Instant::now() > deadline {
+                return requests;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 /// Reads one request from `stream`, records it, waits `delay`, answers and closes.
@@ -830,6 +844,40 @@ pub fn outbox_lines(path: &Path) -> Vec<Value> {
         .lines()
         .map(|line| serde_json::from_str(line).expect("outbox line is JSON"))
         .collect()
+}
+
+/// A port on 127.0.0.1 where nothing listens for as long as it lives: a socket bound there
+/// and never listening, so a connection is refused (a provider that is down) and no other
+/// test's port-0 bind can take the port meanwhile, as one can a released [`free_port`].
+pub struct RefusingPort {
+    pub port: u16,
+    _socket: rustix::fd::OwnedFd,
+}
+
+impl RefusingPort {
+    pub fn new() -> RefusingPort {
+        use rustix::net::{bind, getsockname, socket, AddressFamily, SocketType};
+        let socket = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+        bind(
+            &socket,
+            &std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        )
+        .expect("bind");
+        let address = getsockname(&socket).expect("getsockname");
+        let port = std::net::SocketAddr::try_from(address)
+            .expect("an IPv4 address")
+            .port();
+        RefusingPort {
+            port,
+            _socket: socket,
+        }
+    }
+}
+
+impl Default for RefusingPort {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; the caller binds it next).

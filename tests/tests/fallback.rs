@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use e2e_tests::{
-    free_port, plugin_file, CaptureServer, HostFolders, TestHost, ADMIN_KEY, SEND_KEY,
+    plugin_file, CaptureServer, HostFolders, RefusingPort, TestHost, ADMIN_KEY, SEND_KEY,
     UNLIMITED_FLOOD_FLAGS,
 };
 use serde_json::{json, Value};
@@ -209,7 +209,7 @@ fn a_refusal_of_the_message_or_an_unknown_outcome_never_reaches_the_standby() {
         (504, json!("connector.outcome_unknown")),
         "{error}"
     );
-    assert_eq!(hanging_sink.requests().len(), 1);
+    assert_eq!(hanging_sink.requests_once(1).len(), 1);
     assert_eq!(
         standby_sink.requests().len(),
         0,
@@ -217,7 +217,8 @@ fn a_refusal_of_the_message_or_an_unknown_outcome_never_reaches_the_standby() {
     );
 
     // Unreachable (nothing listens): provably not sent, the standby sends it.
-    let closed_port = free_port();
+    let closed = RefusingPort::new();
+    let closed_port = closed.port;
     let (status, body) = host.patch(
         &format!("/api/connectors/{refusing}"),
         &json!({"config": {"endpoint": format!("http://127.0.0.1:{closed_port}/send")}}),
@@ -329,7 +330,8 @@ fn through_a_whole_outage_and_a_swap_every_send_arrives_once() {
     let host = host(&[]);
     let standby = gateway(&host, &format!("{}/send", standby_sink.url));
     // The provider is down: nothing listens where the live connector sends.
-    let down = format!("http://127.0.0.1:{}/send", free_port());
+    let down_port = RefusingPort::new();
+    let down = format!("http://127.0.0.1:{}/send", down_port.port);
     gateway(&host, &down);
     assert_eq!(
         host.post(&format!("/api/connectors/{standby}/fallback"), &json!({}))
@@ -428,7 +430,7 @@ fn a_step_that_sends_no_message_fails_over_even_on_a_timeout_and_nothing_after_t
         (json!(standby), json!("unreachable")),
         "{sent}"
     );
-    assert_eq!(hanging_token.requests().len(), 1);
+    assert_eq!(hanging_token.requests_once(1).len(), 1);
     assert_eq!(standby_sink.requests().len(), 1);
 
     // The token endpoint says "try later": not accepted.
@@ -461,7 +463,7 @@ fn a_step_that_sends_no_message_fails_over_even_on_a_timeout_and_nothing_after_t
         (504, json!("connector.outcome_unknown"), json!(true)),
         "{error}"
     );
-    assert_eq!(hanging_send.requests().len(), 1);
+    assert_eq!(hanging_send.requests_once(1).len(), 1);
     assert_eq!(
         standby_sink.requests().len(),
         2,
@@ -470,7 +472,8 @@ fn a_step_that_sends_no_message_fails_over_even_on_a_timeout_and_nothing_after_t
 
     // The message was answered; the status request after it fails (nothing listens, then a
     // 429 the connector marks not_accepted): neither proves anything, the standby stays out.
-    let closed_port = free_port();
+    let closed = RefusingPort::new();
+    let closed_port = closed.port;
     reconfigure(token_config(
         &token.url,
         Some(format!("http://127.0.0.1:{closed_port}/status")),

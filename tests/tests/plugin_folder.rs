@@ -1091,7 +1091,8 @@ fn a_standby_on_a_build_that_migrates_its_config_still_sends_and_goes_live_migra
     ])
     .start_with_args(&args);
     let standby = make_mock_live(&host);
-    let closed_port = e2e_tests::free_port();
+    let closed = e2e_tests::RefusingPort::new();
+    let closed_port = closed.port;
     let (status, live) = host.post(
         "/api/connectors",
         &json!({"connectorId": "http-sms", "config": {"endpoint": format!("http://127.0.0.1:{closed_port}/send")}}),
