@@ -245,6 +245,80 @@ fn a_step_replayed_on_a_fresh_worker_succeeds_and_sends_once() {
     assert_eq!(send(&host).0, 200);
 }
 
+/// A send queued on a worker behind an endless loop (a console test of a bad config, same
+/// build, one worker) was never begun: it goes to a fresh worker, its deadline unspent and
+/// its replay unused, and is sent once. The loop alone fails, at its own deadline.
+#[test]
+fn a_send_queued_behind_an_endless_loop_is_answered_by_a_fresh_worker() {
+    let provider = CaptureServer::start(200, "{}");
+    let host = isolated_host(&["--plugin-workers", "1"]);
+    let endpoint = format!("{}/send", provider.url);
+    create(
+        &host,
+        MISBEHAVING,
+        json!({"endpoint": endpoint, "behaviour": "none"}),
+    );
+    assert_eq!(send(&host).0, 200);
+    for round in 1..=3 {
+        let (looped, sent) = std::thread::scope(|scope| {
+            let looping = scope.spawn(|| {
+                host.post(
+                    &format!("/api/connectors/{MISBEHAVING}/test"),
+                    &json!({"phone": PHONE, "config": {"endpoint": endpoint, "behaviour": "loop"}}),
+                )
+            });
+            // The loop is on the worker by now; the send queues behind it.
+            std::thread::sleep(Duration::from_millis(150));
+            let sent = send(&host);
+            (looping.join().unwrap(), sent)
+        });
+        assert!(looped.0 >= 400, "round {round}: {looped:?}");
+        assert!(
+            looped
+                .1
+                .to_string()
+                .contains("did not answer within 500 ms"),
+            "round {round}: {looped:?}"
+        );
+        assert_eq!(sent.0, 200, "round {round}: {}", sent.1);
+        assert_eq!(provider.requests().len(), 1 + round, "sent once each");
+    }
+}
+
+/// A worker that died is replaced in the background, without waiting for the next call:
+/// the pool is back to strength before a send needs it.
+#[test]
+fn a_crashed_worker_is_replaced_before_the_next_call() {
+    let provider = CaptureServer::start(200, "{}");
+    let host = isolated_host(&["--plugin-workers", "1"]);
+    let endpoint = format!("{}/send", provider.url);
+    create(
+        &host,
+        MISBEHAVING,
+        json!({"endpoint": endpoint, "behaviour": "none"}),
+    );
+    let (status, body) = host.post(
+        &format!("/api/connectors/{MISBEHAVING}/test"),
+        &json!({"phone": PHONE, "config": {"endpoint": endpoint, "behaviour": "segfault"}}),
+    );
+    assert!(
+        status >= 400 && body.to_string().contains("SIGSEGV"),
+        "{status} {body}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let workers = loop {
+        let workers = plugin_row(&host, MISBEHAVING)["workers"].clone();
+        let replaced = workers["running"] == 1 && workers["restarts"].as_u64() >= Some(2);
+        if replaced || std::time::Instant::now() > deadline {
+            break workers;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(workers["running"], 1, "replaced without a call: {workers}");
+    assert!(workers["restarts"].as_u64().unwrap() >= 2, "{workers}");
+    assert_eq!(provider.requests().len(), 0);
+}
+
 /// A plugin that prints to stdout (a vendor's debugging): the worker's frames have a pipe of
 /// their own, so the output goes to the host's log and the send succeeds.
 #[test]

@@ -1,14 +1,18 @@
 //! The host's side of process isolation: a small pool of worker processes per plugin build,
 //! each answering one call at a time.
 //!
-//! A call takes a free worker (or waits for one), writes its frame and reads the answer
-//! within the deadline. A worker that dies during a call (a crash, the seccomp filter, the
-//! address-space limit) or misses the deadline (it is SIGKILLed) is replaced, and the call
-//! is replayed once on a fresh worker: a call is a pure function of what it carries, so the
-//! replay computes the same thing. A second failure is the caller's to report. Replacements
-//! after consecutive failures wait longer each time (100 ms doubling, at most 5 s), so a
-//! build that crashes on every call does not spin. Dropping the pool (its build retired)
-//! kills its workers and frees their memory.
+//! A call takes the next worker in turn, writes its frame and waits for the answer. Calls to
+//! one worker are pipelined and answered in order, and the deadline is the step's own: it
+//! runs from when the worker begins the call (the previous answer, or the write to an idle
+//! worker), so time spent queued behind other calls never counts. A worker that dies during
+//! a call (a crash, the seccomp filter, the address-space limit) or misses the deadline (it
+//! is SIGKILLed) is replaced, and the call it was computing is replayed once on a fresh
+//! worker: a call is a pure function of what it carries, so the replay computes the same
+//! thing. A second failure is the caller's to report. The calls queued behind it were never
+//! begun: they go to another worker without using their replay. Replacements start at once
+//! in the background and, after consecutive failures, wait longer each time (100 ms
+//! doubling, at most 5 s), so a build that crashes on every call does not spin. Dropping the
+//! pool (its build retired) kills its workers and frees their memory.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -84,8 +88,22 @@ struct Slot {
     lost_one: AtomicBool,
 }
 
-/// A call waiting for its answer.
-type Reply = tokio::sync::oneshot::Sender<Vec<u8>>;
+/// A call waiting for its answer; dropped unanswered when the worker ended while computing
+/// it.
+type Reply = tokio::sync::oneshot::Sender<Result<Vec<u8>, NotBegun>>;
+
+/// The worker ended before it began the call.
+#[derive(Debug)]
+struct NotBegun;
+
+/// How a call to one worker ended.
+enum CallEnd {
+    Answered(Vec<u8>),
+    /// The worker ended while computing it (or was gone already).
+    Ended,
+    /// The worker ended before beginning it: another call crashed it or missed its deadline.
+    NotBegun,
+}
 
 /// What the callers, the writer task and the reader task share, under one lock: the order
 /// of the pending replies is the order the frames were written in.
@@ -95,6 +113,8 @@ struct Conversation {
     pending: std::collections::VecDeque<Reply>,
     /// Bytes of frames the pipe had no room for yet; the writer task writes them.
     backlog: Vec<u8>,
+    /// When the worker began the oldest pending call: its deadline runs from here.
+    head_since: Option<tokio::time::Instant>,
     /// The worker ended (or its pipe broke): no call is taken any more.
     closed: bool,
 }
@@ -103,9 +123,10 @@ struct Conversation {
 /// write under the conversation's lock, never an await in between: a call cancelled with its
 /// request never leaves half a frame), else leaves the rest to the writer task (which looks
 /// again every millisecond while the pipe is full); the reader
-/// task hands each answer to the oldest pending call (the worker answers in order). Calls are
-/// pipelined: under load the worker reads several frames in one read and the host several
-/// answers, and neither side sleeps between them.
+/// task hands each answer to the oldest pending call (the worker answers in order) and kills
+/// the worker when the call it is computing passes its deadline. Calls are pipelined: under
+/// load the worker reads several frames in one read and the host several answers, and
+/// neither side sleeps between them.
 struct WorkerConnection {
     conversation: Arc<Mutex<Conversation>>,
     /// The worker's stdin, non-blocking.
@@ -114,6 +135,11 @@ struct WorkerConnection {
     backlog_waiting: Arc<tokio::sync::Notify>,
     /// Asks the reader task, which owns the child, to SIGKILL it.
     kill: Arc<tokio::sync::Notify>,
+    /// Tells the reader task an idle worker was given a call: a deadline to watch.
+    call_begun: Arc<tokio::sync::Notify>,
+    /// The reader task killed it: a call passed its deadline.
+    missed_deadline: Arc<AtomicBool>,
+    call_timeout: Duration,
     /// `Some` once the worker ended: how (its exit and last words on stderr).
     ended: tokio::sync::watch::Receiver<Option<String>>,
     /// Its failure is counted once, however many calls it failed.
@@ -150,13 +176,19 @@ impl WorkerConnection {
                 .is_ok_and(|conversation| !conversation.closed)
     }
 
-    /// The worker's answer to `frame`; `None` when it ended first.
-    async fn call(&self, frame: &[u8]) -> Option<Vec<u8>> {
+    /// The worker's answer to `frame`, or how it ended first.
+    async fn call(&self, frame: &[u8]) -> CallEnd {
         let (reply, answer) = tokio::sync::oneshot::channel();
         {
-            let mut conversation = self.conversation.lock().ok()?;
+            let Ok(mut conversation) = self.conversation.lock() else {
+                return CallEnd::Ended;
+            };
             if conversation.closed {
-                return None;
+                return CallEnd::Ended;
+            }
+            if conversation.pending.is_empty() {
+                conversation.head_since = Some(tokio::time::Instant::now());
+                self.call_begun.notify_one();
             }
             conversation.pending.push_back(reply);
             if conversation.backlog.is_empty() {
@@ -173,7 +205,24 @@ impl WorkerConnection {
                 conversation.backlog.extend_from_slice(frame);
             }
         }
-        answer.await.ok()
+        match answer.await {
+            Ok(Ok(body)) => CallEnd::Answered(body),
+            Ok(Err(NotBegun)) => CallEnd::NotBegun,
+            Err(_) => CallEnd::Ended,
+        }
+    }
+
+    /// Why the worker failed a call, once it ended: its deadline, its exit and last words.
+    async fn failure(&self) -> String {
+        let ending = self.ending(false).await;
+        if self.missed_deadline.load(Ordering::Relaxed) {
+            format!(
+                "it did not answer within {} ms; {ending}",
+                self.call_timeout.as_millis()
+            )
+        } else {
+            ending
+        }
     }
 
     /// How the worker ended, once it has (asking it to end first when `kill`).
@@ -194,7 +243,7 @@ impl WorkerConnection {
     }
 
     /// Takes over a worker that answered its handshake: starts its writer and reader tasks.
-    fn start(worker: Worker) -> Result<Arc<Self>, String> {
+    fn start(worker: Worker, call_timeout: Duration) -> Result<Arc<Self>, String> {
         let Worker {
             mut child,
             stdin,
@@ -212,6 +261,8 @@ impl WorkerConnection {
         let conversation: Arc<Mutex<Conversation>> = Arc::default();
         let backlog_waiting = Arc::new(tokio::sync::Notify::new());
         let kill = Arc::new(tokio::sync::Notify::new());
+        let call_begun = Arc::new(tokio::sync::Notify::new());
+        let missed_deadline = Arc::new(AtomicBool::new(false));
         let (report_end, ended) = tokio::sync::watch::channel(None);
 
         let (writer_input, writer_conversation, writer_waiting) = (
@@ -256,34 +307,71 @@ impl WorkerConnection {
             }
         });
 
-        let (reader_kill, reader_conversation) = (Arc::clone(&kill), Arc::clone(&conversation));
+        let (reader_kill, reader_conversation, reader_call_begun, reader_missed_deadline) = (
+            Arc::clone(&kill),
+            Arc::clone(&conversation),
+            Arc::clone(&call_begun),
+            Arc::clone(&missed_deadline),
+        );
         tokio::spawn(async move {
             let mut kill_requested = false;
             loop {
-                tokio::select! {
-                    biased;
-                    () = reader_kill.notified(), if !kill_requested => {
-                        let _ = child.start_kill();
-                        kill_requested = true;
-                    }
-                    frame = read_answer(&mut stdout) => match frame {
-                        Ok(body) => {
-                            let reply = reader_conversation
-                                .lock()
-                                .ok()
-                                .and_then(|mut conversation| conversation.pending.pop_front());
-                            if let Some(reply) = reply {
-                                // A caller that went away (its request cancelled) drops it.
-                                let _ = reply.send(body);
-                            }
+                // One read per answer, kept across the waits below: a frame is never read
+                // in part and dropped.
+                let read = read_answer(&mut stdout);
+                tokio::pin!(read);
+                let frame = loop {
+                    let deadline = reader_conversation
+                        .lock()
+                        .ok()
+                        .and_then(|conversation| conversation.head_since)
+                        .map(|since| since + call_timeout);
+                    let watch_deadline = deadline.is_some() && !kill_requested;
+                    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+                    tokio::select! {
+                        biased;
+                        () = reader_kill.notified(), if !kill_requested => {
+                            let _ = child.start_kill();
+                            kill_requested = true;
                         }
-                        Err(_) => break,
-                    },
+                        () = tokio::time::sleep_until(deadline.unwrap_or(far)), if watch_deadline => {
+                            reader_missed_deadline.store(true, Ordering::Relaxed);
+                            let _ = child.start_kill();
+                            kill_requested = true;
+                        }
+                        // An idle worker was given a call: look at its deadline.
+                        () = reader_call_begun.notified() => {}
+                        frame = &mut read => break frame,
+                    }
+                };
+                let Ok(body) = frame else { break };
+                let reply = reader_conversation
+                    .lock()
+                    .ok()
+                    .and_then(|mut conversation| {
+                        let reply = conversation.pending.pop_front();
+                        // The worker begins the next call as it sends this answer.
+                        conversation.head_since =
+                            (!conversation.pending.is_empty()).then(tokio::time::Instant::now);
+                        reply
+                    });
+                if let Some(reply) = reply {
+                    // A caller that went away (its request cancelled) drops it.
+                    let _ = reply.send(Ok(body));
                 }
             }
-            if let Ok(mut conversation) = reader_conversation.lock() {
-                conversation.closed = true;
-                conversation.pending.clear();
+            let pending = match reader_conversation.lock() {
+                Ok(mut conversation) => {
+                    conversation.closed = true;
+                    conversation.head_since = None;
+                    std::mem::take(&mut conversation.pending)
+                }
+                Err(_) => Default::default(),
+            };
+            // The oldest was being computed (its reply dropped: it ended with the worker);
+            // the worker had not begun the others.
+            for reply in pending.into_iter().skip(1) {
+                let _ = reply.send(Err(NotBegun));
             }
             let ending = end(&mut child, &last_words).await;
             let _ = report_end.send(Some(ending));
@@ -293,6 +381,9 @@ impl WorkerConnection {
             input,
             backlog_waiting,
             kill,
+            call_begun,
+            missed_deadline,
+            call_timeout,
             ended,
             failure_counted: AtomicBool::new(false),
         }))
@@ -443,8 +534,8 @@ impl WorkerPool {
                         }
                     })?;
                 let _ = pool.label.set(metadata.connector.id.clone());
-                let connection =
-                    WorkerConnection::start(worker).map_err(|reason| LoadError::PluginFailed {
+                let connection = WorkerConnection::start(worker, pool.settings.call_timeout)
+                    .map_err(|reason| LoadError::PluginFailed {
                         reason: format!("its worker process could not be reached: {reason}"),
                     })?;
                 *pool.slots[0].worker.lock().await = Some(connection);
@@ -602,6 +693,12 @@ impl WorkerPool {
     /// slot has none or its worker ended.
     async fn worker(&self) -> Result<Arc<WorkerConnection>, String> {
         let slot = &self.slots[self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        self.running_in(slot).await
+    }
+
+    /// The slot's running worker, started (with the restart delay) if it has none or its
+    /// worker ended.
+    async fn running_in(&self, slot: &Slot) -> Result<Arc<WorkerConnection>, String> {
         let mut worker = slot.worker.lock().await;
         if let Some(running) = worker.as_ref().filter(|worker| worker.is_alive()) {
             return Ok(Arc::clone(running));
@@ -620,7 +717,7 @@ impl WorkerPool {
                         health.restarts += 1;
                     }
                 }
-                let connection = WorkerConnection::start(started)?;
+                let connection = WorkerConnection::start(started, self.settings.call_timeout)?;
                 *worker = Some(Arc::clone(&connection));
                 Ok(connection)
             }
@@ -635,23 +732,58 @@ impl WorkerPool {
         }
     }
 
-    /// One call, replayed once on a fresh worker if its worker died or missed the deadline.
-    pub async fn call(&self, call: &Call) -> Result<Answer, WorkerLost> {
+    /// Starts replacements for workers that ended, in the background, so the pool is back
+    /// to strength before the next send needs it (and `/api/plugins` shows it). Only while
+    /// the pool is in use: a retired build's pool is dropped with its workers.
+    fn replace_lost_workers(self: &Arc<Self>) {
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(pool) = pool.upgrade() else { return };
+            for slot in &pool.slots {
+                let lost = slot
+                    .worker
+                    .try_lock()
+                    .is_ok_and(|worker| worker.as_ref().is_some_and(|worker| !worker.is_alive()));
+                if lost {
+                    if let Err(reason) = pool.running_in(slot).await {
+                        tracing::warn!(factory_id = %pool.label(), %reason, "a plugin worker could not be replaced; the next call tries again");
+                    }
+                }
+            }
+        });
+    }
+
+    /// Counts a worker's failure once, however many calls it failed, and starts its
+    /// replacement.
+    fn count_failure(self: &Arc<Self>, worker: &WorkerConnection, failure: &str, attempt: u32) {
+        if !worker.failure_counted.swap(true, Ordering::Relaxed) {
+            tracing::warn!(factory_id = %self.label(), attempt, reason = %failure, "a plugin worker failed during a call; it is replaced");
+            self.record(Some(failure));
+            self.replace_lost_workers();
+        }
+    }
+
+    /// One call, replayed once on a fresh worker if its worker died or missed the deadline
+    /// while computing it. A call whose worker ended before beginning it goes to the next
+    /// worker without using its replay (a few times at most: a pool whose workers all keep
+    /// dying fails it).
+    pub async fn call(self: &Arc<Self>, call: &Call) -> Result<Answer, WorkerLost> {
+        const NOT_BEGUN_RETRIES: u32 = 8;
         let frame = encode_frame(call).map_err(|reason| WorkerLost { reason })?;
         let mut last_failure = String::new();
-        for attempt in 0..2 {
+        let (mut attempt, mut not_begun) = (1, 0);
+        while attempt <= 2 {
             let worker = match self.worker().await {
                 Ok(worker) => worker,
                 Err(reason) => {
                     self.record(Some(&reason));
                     last_failure = reason;
+                    attempt += 1;
                     continue;
                 }
             };
-            let outcome =
-                tokio::time::timeout(self.settings.call_timeout, worker.call(&frame)).await;
-            let failure = match outcome {
-                Ok(Some(body)) => match decode_body::<Answer>(&body) {
+            let failure = match worker.call(&frame).await {
+                CallEnd::Answered(body) => match decode_body::<Answer>(&body) {
                     Ok(answer) => {
                         self.record(None);
                         return Ok(answer);
@@ -663,19 +795,17 @@ impl WorkerPool {
                         )
                     }
                 },
-                // It ended before answering (a crash, or killed for another call's deadline).
-                Ok(None) => worker.ending(false).await,
-                Err(_) => format!(
-                    "it did not answer within {} ms; {}",
-                    self.settings.call_timeout.as_millis(),
-                    worker.ending(true).await
-                ),
+                CallEnd::NotBegun if not_begun < NOT_BEGUN_RETRIES => {
+                    not_begun += 1;
+                    let failure = worker.failure().await;
+                    self.count_failure(&worker, &failure, attempt);
+                    continue;
+                }
+                CallEnd::NotBegun | CallEnd::Ended => worker.failure().await,
             };
-            if !worker.failure_counted.swap(true, Ordering::Relaxed) {
-                tracing::warn!(factory_id = %self.label(), attempt = attempt + 1, reason = %failure, "a plugin worker failed during a call; it is replaced");
-                self.record(Some(&failure));
-            }
+            self.count_failure(&worker, &failure, attempt);
             last_failure = failure;
+            attempt += 1;
         }
         Err(WorkerLost {
             reason: last_failure,

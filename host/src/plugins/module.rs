@@ -97,7 +97,7 @@ impl PluginModule {
         }
     }
 
-    fn call_blocking(pool: &WorkerPool, call: Call) -> Result<Answer, PluginCallError> {
+    fn call_blocking(pool: &Arc<WorkerPool>, call: Call) -> Result<Answer, PluginCallError> {
         run_blocking(pool.call(&call))
             .map_err(PluginCallError::WorkerLost)?
             .map_err(PluginCallError::from)
