@@ -1,8 +1,8 @@
 //! `--plugin-isolation process` end to end: a fixture plugin misbehaves as its config says
 //! (segfault, abort, stack overflow, endless loop, unbounded allocation, a file, a socket, a
-//! thread, a program), one behaviour per test. Each time the host keeps serving (its health,
-//! another plugin's connector), the offending send gets a clear 502 naming what happened,
-//! nothing reaches the provider, and the worker is replaced.
+//! thread, a program, stdin), one behaviour per test. Each time the host keeps serving (its
+//! health, another plugin's connector), the offending send gets a clear 502 naming what
+//! happened, nothing reaches the provider, and the worker is replaced.
 
 use std::time::Duration;
 
@@ -183,6 +183,12 @@ fn spawning_a_thread_kills_the_worker() {
 #[test]
 fn running_a_program_kills_the_worker() {
     contained("exec", "SIGSYS");
+}
+
+#[test]
+fn reading_stdin_kills_the_worker() {
+    // The frames have descriptors of their own; stdin is /dev/null and reading it is refused.
+    contained("read_stdin", "SIGSYS");
 }
 
 /// A worker that dies reading the provider's answer: the request went out, so the replay

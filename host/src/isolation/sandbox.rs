@@ -1,7 +1,7 @@
 //! The worker's lock-down: resource limits before the library loads, then a seccomp filter
 //! (seccompiler, from rust-vmm) that leaves only what a sans-IO step needs.
 //!
-//! Allowed: `read` on stdin, `write` on the frames' descriptor, stdout and stderr (both the
+//! Allowed: `read` on the frames' input, `write` on their output, stdout and stderr (both the
 //! host's log by then), memory (`brk`, `mmap` and
 //! `mprotect` without `PROT_EXEC`, `munmap`, `mremap`, `madvise`), `futex`, `sched_yield`,
 //! `getrandom`, the clocks, signal handlers, returns and masks, `tgkill` on itself (`abort`),
@@ -70,18 +70,25 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
 
 /// The filter's rules: system call number to the rules of which any one allows it (none:
 /// allowed whatever its arguments).
-fn allowed_calls(frames_fd: u64) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+/// The worker's descriptors for frames from and to the host (stdin reads /dev/null).
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDescriptors {
+    pub input: u64,
+    pub output: u64,
+}
+
+fn allowed_calls(frames: FrameDescriptors) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     let prot_exec = u64::try_from(libc::PROT_EXEC).map_err(|error| error.to_string())?;
     let without_exec = || rule(vec![condition(2, SeccompCmpOp::MaskedEq(prot_exec), 0)?]);
     let mut rules = BTreeMap::new();
     rules.insert(
         libc::SYS_read,
-        vec![rule(vec![condition(0, SeccompCmpOp::Eq, 0)?])?],
+        vec![rule(vec![condition(0, SeccompCmpOp::Eq, frames.input)?])?],
     );
     rules.insert(
         libc::SYS_write,
         vec![
-            rule(vec![condition(0, SeccompCmpOp::Eq, frames_fd)?])?,
+            rule(vec![condition(0, SeccompCmpOp::Eq, frames.output)?])?,
             rule(vec![condition(0, SeccompCmpOp::Eq, 1)?])?,
             rule(vec![condition(0, SeccompCmpOp::Eq, 2)?])?,
         ],
@@ -124,12 +131,12 @@ fn allowed_calls(frames_fd: u64) -> Result<BTreeMap<i64, Vec<SeccompRule>>, Stri
 
 /// Installs the filter on every thread of the worker (it has one); from here on the worker
 /// can only compute and talk over its pipes.
-pub fn lock_down(frames_fd: u64) -> Result<(), String> {
+pub fn lock_down(frames: FrameDescriptors) -> Result<(), String> {
     let architecture = std::env::consts::ARCH
         .try_into()
         .map_err(|_| format!("no seccomp filter for {}", std::env::consts::ARCH))?;
     let filter = SeccompFilter::new(
-        allowed_calls(frames_fd)?,
+        allowed_calls(frames)?,
         SeccompAction::KillProcess,
         SeccompAction::Allow,
         architecture,

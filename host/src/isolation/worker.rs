@@ -56,13 +56,23 @@ fn run() -> Result<(), String> {
     sandbox::die_with_parent(parent)?;
     sandbox::forbid_core_dumps()?;
 
-    let mut input = std::io::stdin().lock();
-    // The frames get a descriptor of their own and fd 1 goes to stderr: a plugin's
-    // `println!` lands in the host's log instead of in the middle of a frame.
+    // The frames get descriptors of their own, fd 0 reads /dev/null and fd 1 goes to stderr:
+    // a plugin's `println!` lands in the host's log instead of in the middle of a frame, and
+    // a plugin reading stdin never takes a frame (the sandbox kills it for the read).
+    let frames_in = rustix::io::dup(std::io::stdin()).map_err(|error| format!("dup: {error}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|error| format!("/dev/null: {error}"))?;
+    rustix::stdio::dup2_stdin(&null).map_err(|error| format!("dup2: {error}"))?;
+    drop(null);
     let frames = rustix::io::dup(std::io::stdout()).map_err(|error| format!("dup: {error}"))?;
     rustix::stdio::dup2_stdout(std::io::stderr()).map_err(|error| format!("dup2: {error}"))?;
-    let frames_fd = u64::try_from(std::os::fd::AsRawFd::as_raw_fd(&frames))
-        .map_err(|error| error.to_string())?;
+    let descriptor = |fd: &std::os::fd::OwnedFd| {
+        u64::try_from(std::os::fd::AsRawFd::as_raw_fd(fd)).map_err(|error| error.to_string())
+    };
+    let descriptors = sandbox::FrameDescriptors {
+        input: descriptor(&frames_in)?,
+        output: descriptor(&frames)?,
+    };
+    let mut input = std::io::BufReader::new(std::fs::File::from(frames_in));
     let mut output = FrameOutput(frames);
     let Some(hello) = read_frame::<Hello>(&mut input)? else {
         return Ok(());
@@ -70,7 +80,7 @@ fn run() -> Result<(), String> {
     let module = match load(&hello) {
         Ok((module, metadata_json)) => {
             sandbox::limit_address_space(memory_limit)?;
-            sandbox::lock_down(frames_fd)?;
+            sandbox::lock_down(descriptors)?;
             write_frame(
                 &mut output,
                 &Ready::Loaded {
