@@ -337,16 +337,25 @@ impl Browser {
 
     /// Types `keys` into whatever has the focus, e.g. `press_keys(&Key::Escape)` or
     /// `press_keys("abc")` (`fantoccini::key::Key` derefs to its key code).
+    ///
+    /// A page that redraws itself (the Messages page every few seconds) moves the focus to
+    /// the redrawn element: keys sent to the one that had it fail as stale, having typed
+    /// nothing, and go to the element that has the focus now.
     pub async fn press_keys(&self, keys: &str) {
-        let element = self
-            .client
-            .active_element()
-            .await
-            .unwrap_or_else(|error| panic!("no active element for keys {keys:?}: {error}"));
-        element
-            .send_keys(keys)
-            .await
-            .unwrap_or_else(|error| panic!("sending keys {keys:?}: {error}"));
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let element = self
+                .client
+                .active_element()
+                .await
+                .unwrap_or_else(|error| panic!("no active element for keys {keys:?}: {error}"));
+            match element.send_keys(keys).await {
+                Ok(()) => return,
+                Err(error) if error.is_stale_element_reference() && attempts < 5 => continue,
+                Err(error) => panic!("sending keys {keys:?}: {error}"),
+            }
+        }
     }
 
     /// Makes the page see `prefers-color-scheme: dark` (or light again), through chromedriver's
