@@ -251,11 +251,9 @@ fn a_step_replayed_on_a_fresh_worker_succeeds_and_sends_once() {
     assert_eq!(send(&host).0, 200);
 }
 
-/// A send queued on a worker behind an endless loop (a console test of a bad config, same
-/// build, one worker) was never begun: it goes to a fresh worker, its deadline unspent and
-/// its replay unused, and is sent once. The loop alone fails, at its own deadline.
-#[test]
-fn a_send_queued_behind_an_endless_loop_is_answered_by_a_fresh_worker() {
+/// A host with one worker per build and the fixture live, behaving: its provider, the host
+/// and the provider's endpoint (for console tests of misbehaving configs on the same build).
+fn one_worker_sending_well() -> (CaptureServer, TestHost, String) {
     let provider = CaptureServer::start(200, "{}");
     let host = isolated_host(&["--plugin-workers", "1"]);
     let endpoint = format!("{}/send", provider.url);
@@ -264,6 +262,15 @@ fn a_send_queued_behind_an_endless_loop_is_answered_by_a_fresh_worker() {
         MISBEHAVING,
         json!({"endpoint": endpoint, "behaviour": "none"}),
     );
+    (provider, host, endpoint)
+}
+
+/// A send queued on a worker behind an endless loop (a console test of a bad config, same
+/// build, one worker) was never begun: it goes to a fresh worker, its deadline unspent and
+/// its replay unused, and is sent once. The loop alone fails, at its own deadline.
+#[test]
+fn a_send_queued_behind_an_endless_loop_is_answered_by_a_fresh_worker() {
+    let (provider, host, endpoint) = one_worker_sending_well();
     assert_eq!(send(&host).0, 200);
     for round in 1..=3 {
         let (looped, sent) = std::thread::scope(|scope| {
@@ -295,14 +302,7 @@ fn a_send_queued_behind_an_endless_loop_is_answered_by_a_fresh_worker() {
 /// the pool is back to strength before a send needs it.
 #[test]
 fn a_crashed_worker_is_replaced_before_the_next_call() {
-    let provider = CaptureServer::start(200, "{}");
-    let host = isolated_host(&["--plugin-workers", "1"]);
-    let endpoint = format!("{}/send", provider.url);
-    create(
-        &host,
-        MISBEHAVING,
-        json!({"endpoint": endpoint, "behaviour": "none"}),
-    );
+    let (provider, host, endpoint) = one_worker_sending_well();
     let (status, body) = host.post(
         &format!("/api/connectors/{MISBEHAVING}/test"),
         &json!({"phone": PHONE, "config": {"endpoint": endpoint, "behaviour": "segfault"}}),
