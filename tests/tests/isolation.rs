@@ -251,6 +251,81 @@ fn a_step_replayed_on_a_fresh_worker_succeeds_and_sends_once() {
     assert_eq!(send(&host).0, 200);
 }
 
+/// A caller that goes away during an endless loop (its request cancelled) hands the call's
+/// deadline to the pool, which still kills the worker at it: the calls queued behind are not
+/// held up for ever. In the host's library, one worker, two connectors of the same build.
+#[test]
+fn a_loop_whose_caller_went_away_is_still_killed_at_its_deadline() {
+    use connector_host::isolation::pool::WorkerSettings;
+    use connector_host::plugins::loader::PluginLoader;
+    use plugin_api::{SendContext, SmsMessage, TemplateType};
+
+    let scratch = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let copies = scratch.path().to_owned();
+    runtime.block_on(async move {
+        let instances = tokio::task::spawn_blocking(move || {
+            let loader =
+                PluginLoader::new(copies, None)
+                    .unwrap()
+                    .with_workers(Some(WorkerSettings {
+                        executable: e2e_tests::host_binary(),
+                        workers_per_build: 1,
+                        call_timeout: Duration::from_millis(500),
+                        load_timeout: Duration::from_secs(10),
+                        memory_limit_bytes: 1 << 30,
+                    }));
+            let plugin = loader
+                .load(&plugin_file("fixture_misbehaving_connector"))
+                .unwrap();
+            let endpoint = "http://127.0.0.1:9/send";
+            let looping = plugin
+                .module
+                .instantiate(&json!({"endpoint": endpoint, "behaviour": "loop"}))
+                .unwrap();
+            let behaving = plugin
+                .module
+                .instantiate(&json!({"endpoint": endpoint, "behaviour": "none"}))
+                .unwrap();
+            (plugin, looping, behaving)
+        })
+        .await
+        .unwrap();
+        let (plugin, looping, behaving) = instances;
+        let message = SmsMessage::new(PHONE, TemplateType::SignIn, json!({"code": "1"}));
+        let context = SendContext::new("01a24e0c-6a74-709c-84c5-47b6ac7453b3", None);
+
+        // The loop's caller gives up long before the deadline.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            looping.start(&message, &context, None),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the loop answered: {gave_up:?}");
+        // Queued behind the loop on the only worker: answered by a fresh one.
+        let step = tokio::time::timeout(
+            Duration::from_secs(10),
+            behaving.start(&message, &context, None),
+        )
+        .await
+        .expect("the call behind the abandoned loop was answered");
+        assert!(step.is_ok(), "{step:?}");
+        let health = plugin.module.worker_health().expect("a worker pool");
+        let reason = health
+            .last_crash
+            .map(|crash| crash.reason)
+            .unwrap_or_default();
+        assert!(
+            reason.contains("did not answer within 500 ms"),
+            "killed at the loop's deadline: {reason}"
+        );
+    });
+}
+
 /// A host with one worker per build and the fixture live, behaving: its provider, the host
 /// and the provider's endpoint (for console tests of misbehaving configs on the same build).
 fn one_worker_sending_well() -> (CaptureServer, TestHost, String) {

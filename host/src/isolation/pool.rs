@@ -113,10 +113,43 @@ struct Conversation {
     pending: std::collections::VecDeque<Reply>,
     /// Bytes of frames the pipe had no room for yet; the writer task writes them.
     backlog: Vec<u8>,
-    /// When the worker began the oldest pending call: its deadline runs from here.
+    /// When the worker began the oldest pending call, if that call was queued behind
+    /// another: its deadline runs from here (the reader task watches it). A call given to an
+    /// idle worker watches its own deadline.
     head_since: Option<tokio::time::Instant>,
+    /// Calls taken and answers handed out so far: the call taken as number `answered` is
+    /// the one the worker computes.
+    taken: u64,
+    answered: u64,
     /// The worker ended (or its pipe broke): no call is taken any more.
     closed: bool,
+}
+
+/// Hands a call's deadline to the reader task when its caller goes away before the answer (a
+/// cancelled request). A call given to an idle worker is watched by its caller alone, and
+/// nothing would stop a loop in it from holding up every call queued behind.
+struct DeadlineHandOver<'a> {
+    connection: &'a WorkerConnection,
+    position: u64,
+    begun: tokio::time::Instant,
+    settled: bool,
+}
+
+impl Drop for DeadlineHandOver<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if let Ok(mut conversation) = self.connection.conversation.lock() {
+            if conversation.answered == self.position
+                && conversation.head_since.is_none()
+                && !conversation.closed
+            {
+                conversation.head_since = Some(self.begun);
+                self.connection.deadline_handed_over.notify_one();
+            }
+        }
+    }
 }
 
 /// A running worker. A call writes its frame itself when the pipe has room (a non-blocking
@@ -135,10 +168,10 @@ struct WorkerConnection {
     backlog_waiting: Arc<tokio::sync::Notify>,
     /// Asks the reader task, which owns the child, to SIGKILL it.
     kill: Arc<tokio::sync::Notify>,
-    /// Tells the reader task an idle worker was given a call: a deadline to watch.
-    call_begun: Arc<tokio::sync::Notify>,
-    /// The reader task killed it: a call passed its deadline.
+    /// A call passed its deadline (it was killed for it).
     missed_deadline: Arc<AtomicBool>,
+    /// Wakes the reader task: a cancelled call's deadline is now its to watch.
+    deadline_handed_over: Arc<tokio::sync::Notify>,
     call_timeout: Duration,
     /// `Some` once the worker ended: how (its exit and last words on stderr).
     ended: tokio::sync::watch::Receiver<Option<String>>,
@@ -179,6 +212,7 @@ impl WorkerConnection {
     /// The worker's answer to `frame`, or how it ended first.
     async fn call(&self, frame: &[u8]) -> CallEnd {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let (position, idle);
         {
             let Ok(mut conversation) = self.conversation.lock() else {
                 return CallEnd::Ended;
@@ -186,11 +220,10 @@ impl WorkerConnection {
             if conversation.closed {
                 return CallEnd::Ended;
             }
-            if conversation.pending.is_empty() {
-                conversation.head_since = Some(tokio::time::Instant::now());
-                self.call_begun.notify_one();
-            }
+            idle = conversation.pending.is_empty();
             conversation.pending.push_back(reply);
+            position = conversation.taken;
+            conversation.taken += 1;
             if conversation.backlog.is_empty() {
                 match write_some(&self.input, frame) {
                     Some(written) if written == frame.len() => {}
@@ -205,7 +238,29 @@ impl WorkerConnection {
                 conversation.backlog.extend_from_slice(frame);
             }
         }
-        match answer.await {
+        let answered = if idle {
+            // The worker begins it now: its deadline is the caller's to watch (no wake-up of
+            // the reader task per call), or the reader task's if the caller goes away.
+            let mut hand_over = DeadlineHandOver {
+                connection: self,
+                position,
+                begun: tokio::time::Instant::now(),
+                settled: false,
+            };
+            let waited = tokio::time::timeout(self.call_timeout, answer).await;
+            hand_over.settled = true;
+            match waited {
+                Ok(answered) => answered,
+                Err(_) => {
+                    self.missed_deadline.store(true, Ordering::Relaxed);
+                    self.kill.notify_one();
+                    return CallEnd::Ended;
+                }
+            }
+        } else {
+            answer.await
+        };
+        match answered {
             Ok(Ok(body)) => CallEnd::Answered(body),
             Ok(Err(NotBegun)) => CallEnd::NotBegun,
             Err(_) => CallEnd::Ended,
@@ -261,8 +316,8 @@ impl WorkerConnection {
         let conversation: Arc<Mutex<Conversation>> = Arc::default();
         let backlog_waiting = Arc::new(tokio::sync::Notify::new());
         let kill = Arc::new(tokio::sync::Notify::new());
-        let call_begun = Arc::new(tokio::sync::Notify::new());
         let missed_deadline = Arc::new(AtomicBool::new(false));
+        let deadline_handed_over = Arc::new(tokio::sync::Notify::new());
         let (report_end, ended) = tokio::sync::watch::channel(None);
 
         let (writer_input, writer_conversation, writer_waiting) = (
@@ -307,11 +362,11 @@ impl WorkerConnection {
             }
         });
 
-        let (reader_kill, reader_conversation, reader_call_begun, reader_missed_deadline) = (
+        let (reader_kill, reader_conversation, reader_missed_deadline, reader_handed_over) = (
             Arc::clone(&kill),
             Arc::clone(&conversation),
-            Arc::clone(&call_begun),
             Arc::clone(&missed_deadline),
+            Arc::clone(&deadline_handed_over),
         );
         tokio::spawn(async move {
             let mut kill_requested = false;
@@ -339,8 +394,8 @@ impl WorkerConnection {
                             let _ = child.start_kill();
                             kill_requested = true;
                         }
-                        // An idle worker was given a call: look at its deadline.
-                        () = reader_call_begun.notified() => {}
+                        // A cancelled call's deadline: look again.
+                        () = reader_handed_over.notified() => {}
                         frame = &mut read => break frame,
                     }
                 };
@@ -350,6 +405,7 @@ impl WorkerConnection {
                     .ok()
                     .and_then(|mut conversation| {
                         let reply = conversation.pending.pop_front();
+                        conversation.answered += 1;
                         // The worker begins the next call as it sends this answer.
                         conversation.head_since =
                             (!conversation.pending.is_empty()).then(tokio::time::Instant::now);
@@ -381,8 +437,8 @@ impl WorkerConnection {
             input,
             backlog_waiting,
             kill,
-            call_begun,
             missed_deadline,
+            deadline_handed_over,
             call_timeout,
             ended,
             failure_counted: AtomicBool::new(false),
