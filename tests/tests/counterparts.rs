@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e_tests::{
     counterparts_dir, free_port, plugin_file, wait_for_port, CaptureServer, HostFolders,
@@ -169,8 +169,32 @@ fn start_kannel(scratch: &Path) -> Kannel {
         wait_for_port(sendsms, Duration::from_secs(10)),
         "smsbox did not start"
     );
-    // The fake SMSC must be connected before a send is accepted for delivery.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Until fakesmsc is connected Kannel answers `202 3: Queued for later delivery`, which the
+    // plugin treats as an error, and a fixed sleep was too short on a loaded machine: poll
+    // bearerbox's admin status until the SMSC's line reads `fake1[fake1] FAKE:... (online ...)`.
+    // Errors while bearerbox is still starting are retried.
+    let status_url = format!("http://127.0.0.1:{admin}/status.txt?password=admin");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = match agent.get(&status_url).call() {
+            Ok(mut response) => response.body_mut().read_to_string().unwrap_or_default(),
+            Err(error) => format!("no status: {error}"),
+        };
+        let online =
+            |line: &str| line.trim_start().starts_with("fake1[") && line.contains("(online");
+        if status.lines().any(online) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fake SMSC did not come online within 30 s; last bearerbox status:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Kannel {
         _processes: vec![sms, fake, bearer],
         fake_smsc_log,
