@@ -105,12 +105,32 @@ fn signature_file(plugin: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Content under a hidden temporary name the folder watcher ignores, until `drop_in` renames it.
+#[must_use]
+struct Staged {
+    temporary: PathBuf,
+    target: PathBuf,
+}
+
+fn staged(plugins_dir: &Path, content: impl AsRef<[u8]>, name: &str) -> Staged {
+    let temporary = plugins_dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temporary, content).unwrap();
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
+    Staged {
+        temporary,
+        target: plugins_dir.join(name),
+    }
+}
+
+impl Staged {
+    fn drop_in(self) {
+        std::fs::rename(&self.temporary, &self.target).unwrap();
+    }
+}
+
 /// Copies under a hidden temporary name, then renames into place: the recommended drop-in.
 fn drop_in_text(plugins_dir: &Path, text: &str, name: &str) {
-    let temporary = plugins_dir.join(format!(".{name}.tmp"));
-    std::fs::write(&temporary, text).unwrap();
-    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
+    staged(plugins_dir, text, name).drop_in();
 }
 
 fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
@@ -649,14 +669,6 @@ fn a_file_signed_as_one_name_and_installed_under_another_is_refused() {
     );
 }
 
-/// Copies a file under a hidden temporary name, then renames it into place.
-fn drop_in_file(plugins_dir: &Path, source: &Path, name: &str) {
-    let temporary = plugins_dir.join(format!(".{name}.tmp"));
-    std::fs::copy(source, &temporary).unwrap();
-    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::rename(&temporary, plugins_dir.join(name)).unwrap();
-}
-
 /// Log lines at WARN level (the host logs without colour to its file).
 fn warnings(log: &str) -> Vec<String> {
     log.lines()
@@ -726,8 +738,14 @@ fn a_signed_upgrade_in_either_file_order_raises_no_warning() {
         "mock.so",
         "mock 0.2.0",
     );
-    let next_signature = std::fs::read_to_string(signature_file(&next)).unwrap();
-    drop_in_file(&host.plugins_dir, &next, "mock.so");
+    // Staged up front: only a rename follows `pending`, as copying the .so can outlast the grace.
+    let next_file = staged(&host.plugins_dir, std::fs::read(&next).unwrap(), "mock.so");
+    let next_signature = staged(
+        &host.plugins_dir,
+        std::fs::read(signature_file(&next)).unwrap(),
+        "mock.so.minisig",
+    );
+    next_file.drop_in();
     let mut while_pending = Vec::new();
     let mut seen = statuses_until(&host, "mock.so", "the file to wait", |reports| {
         while_pending = reports.to_vec();
@@ -746,15 +764,20 @@ fn a_signed_upgrade_in_either_file_order_raises_no_warning() {
         reason.starts_with("the file and its signature do not match yet; waiting up to 2 s"),
         "{reason}"
     );
-    drop_in_text(&host.plugins_dir, &next_signature, "mock.so.minisig");
+    next_signature.drop_in();
     seen.extend(statuses_until(&host, "mock.so", "0.2.0", |reports| {
         serves(reports, "mock.so", "0.2.0")
     }));
 
     // The signature first, then its plugin file.
     let again = key.release(&plugin_file("mock_sms"), "mock.so", "mock 0.1.0 again");
-    let again_signature = std::fs::read_to_string(signature_file(&again)).unwrap();
-    drop_in_text(&host.plugins_dir, &again_signature, "mock.so.minisig");
+    let again_file = staged(&host.plugins_dir, std::fs::read(&again).unwrap(), "mock.so");
+    let again_signature = staged(
+        &host.plugins_dir,
+        std::fs::read(signature_file(&again)).unwrap(),
+        "mock.so.minisig",
+    );
+    again_signature.drop_in();
     seen.extend(statuses_until(
         &host,
         "mock.so",
@@ -762,7 +785,7 @@ fn a_signed_upgrade_in_either_file_order_raises_no_warning() {
         |reports| reports.iter().any(|report| report["status"] == "pending"),
     ));
     assert!(serves(&file_reports(&host), "mock.so", "0.2.0"));
-    drop_in_file(&host.plugins_dir, &again, "mock.so");
+    again_file.drop_in();
     seen.extend(statuses_until(&host, "mock.so", "0.1.0 again", |reports| {
         reports.iter().any(|report| {
             report["status"] == "loaded" && report["trustedComment"] == "mock 0.1.0 again"
