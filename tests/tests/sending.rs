@@ -370,8 +370,9 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
         ADMIN_KEY,
         "--send-key",
         SEND_KEY,
+        // Below the stalling provider's 3 s; the others answer well within it.
         "--request-timeout-secs",
-        "1",
+        "2",
     ]);
     let send = || {
         host.request(
@@ -434,8 +435,8 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
         (504, json!("connector.outcome_unknown")),
         "{error}"
     );
-    std::thread::sleep(Duration::from_millis(2500));
-    let requests = stalling.requests();
+    // The provider reads one request at a time: the second once the first's stall is over.
+    let requests = stalling.requests_once(2);
     let sent: Value = serde_json::from_str(&requests.last().unwrap().body).unwrap();
     let sent_code = sent["text"].as_str().unwrap().to_owned();
     assert_eq!(requests.len(), 2, "{requests:?}");
@@ -448,11 +449,8 @@ fn vendor_failures_answer_502_after_exactly_one_request() {
     assert_eq!(status, 204, "the maybe-sent code verifies: {body}");
 
     // Nothing listens: the connection is refused, so a retry cannot send twice; still 502.
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = e2e_tests::RefusingPort::new();
+    let closed_port = closed.port;
     use_vendor(&format!("http://127.0.0.1:{closed_port}"));
     let (status, error) = send();
     assert_eq!(
@@ -1213,9 +1211,10 @@ fn a_providers_retry_after_reaches_the_client_and_each_step_shows_in_the_debug_l
 /// refused; a retired connector still takes the late reports of what it sent.
 #[test]
 fn delivery_reports_follow_a_message_to_delivered_and_forged_ones_are_refused() {
-    // The provider answers after a moment: long enough to report before the send returns.
+    // The provider answers after a moment: long enough to report before the send returns,
+    // on a loaded machine too (below the host's provider timeout).
     let provider =
-        CaptureServer::start_with_delay(200, r#"{"id": "gw-1"}"#, Duration::from_millis(1500));
+        CaptureServer::start_with_delay(200, r#"{"id": "gw-1"}"#, Duration::from_secs(4));
     let folders = HostFolders::new(&[
         ("http.so", &plugin_file("http_sms")),
         ("mock.so", &plugin_file("mock_sms")),

