@@ -462,6 +462,9 @@ impl HostFolders {
                 "CONNECTOR_HOST_PLUGIN_ISOLATION",
                 std::env::var("E2E_PLUGIN_ISOLATION").unwrap_or_else(|_| "in-process".to_owned()),
             )
+            // A worker's step deadline is not what those suites test (isolation.rs sets its
+            // own): room for a loaded machine.
+            .env("CONNECTOR_HOST_PLUGIN_CALL_TIMEOUT_MS", "5000")
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
