@@ -336,26 +336,48 @@ impl Browser {
     }
 
     /// Types `keys` into whatever has the focus, e.g. `press_keys(&Key::Escape)` or
-    /// `press_keys("abc")` (`fantoccini::key::Key` derefs to its key code).
+    /// `press_keys("abc")` (`fantoccini::key::Key` derefs to its key code). A modifier
+    /// (`Key::Control`, `Key::Shift`, ...) stays down until `Key::Null` or the end, as with
+    /// WebDriver's element send keys.
     ///
-    /// A page that redraws itself (the Messages page every few seconds) moves the focus to
-    /// the redrawn element: keys sent to the one that had it fail as stale, having typed
-    /// nothing, and go to the element that has the focus now.
+    /// As keyboard actions, not keys sent to an element: they go where the focus is when
+    /// they are dispatched. A page that redraws itself (the Messages page every few seconds)
+    /// moves the focus to the redrawn element, and keys sent to the element that had it
+    /// would fail (stale, or not interactable mid-redraw).
     pub async fn press_keys(&self, keys: &str) {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let element = self
-                .client
-                .active_element()
-                .await
-                .unwrap_or_else(|error| panic!("no active element for keys {keys:?}: {error}"));
-            match element.send_keys(keys).await {
-                Ok(()) => return,
-                Err(error) if error.is_stale_element_reference() && attempts < 5 => continue,
-                Err(error) => panic!("sending keys {keys:?}: {error}"),
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        const MODIFIERS: [char; 8] = [
+            '\u{e008}', '\u{e009}', '\u{e00a}', '\u{e03d}', // shift, control, alt, meta
+            '\u{e050}', '\u{e051}', '\u{e052}', '\u{e053}', // their right-hand keys
+        ];
+        const NULL: char = '\u{e000}';
+        let mut actions = KeyActions::new("keyboard".to_owned());
+        let mut held: Vec<char> = Vec::new();
+        for key in keys.chars() {
+            if key == NULL {
+                for modifier in held.drain(..) {
+                    actions = actions.then(KeyAction::Up { value: modifier });
+                }
+            } else if MODIFIERS.contains(&key) {
+                actions = actions.then(KeyAction::Down { value: key });
+                held.push(key);
+            } else {
+                actions = actions
+                    .then(KeyAction::Down { value: key })
+                    .then(KeyAction::Up { value: key });
             }
         }
+        for modifier in held {
+            actions = actions.then(KeyAction::Up { value: modifier });
+        }
+        self.client
+            .perform_actions(actions)
+            .await
+            .unwrap_or_else(|error| panic!("pressing keys {keys:?}: {error}"));
+        self.client
+            .release_actions()
+            .await
+            .unwrap_or_else(|error| panic!("releasing keys {keys:?}: {error}"));
     }
 
     /// Makes the page see `prefers-color-scheme: dark` (or light again), through chromedriver's

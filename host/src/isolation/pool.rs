@@ -86,6 +86,8 @@ struct Slot {
     worker: tokio::sync::Mutex<Option<Arc<WorkerConnection>>>,
     /// Its worker died or was killed: the next one started here is a restart.
     lost_one: AtomicBool,
+    /// A worker is being started here (under the lock): not running yet.
+    starting: AtomicBool,
 }
 
 /// A call waiting for its answer; dropped unanswered when the worker ended while computing
@@ -625,9 +627,11 @@ impl WorkerPool {
             .slots
             .iter()
             .filter(|slot| {
-                slot.worker.try_lock().map_or(true, |worker| {
-                    worker.as_ref().is_some_and(|worker| worker.is_alive())
-                })
+                // Locked: a call taking its worker, or a worker being started.
+                slot.worker.try_lock().map_or_else(
+                    |_| !slot.starting.load(Ordering::Relaxed),
+                    |worker| worker.as_ref().is_some_and(|worker| worker.is_alive()),
+                )
             })
             .count();
         let health = self
@@ -762,20 +766,20 @@ impl WorkerPool {
         if worker.take().is_some() {
             slot.lost_one.store(true, Ordering::Relaxed);
         }
+        slot.starting.store(true, Ordering::Relaxed);
         let delay = self.restart_delay();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        match self.spawn().await {
+        let started = match self.spawn().await {
             Ok((started, Ready::Loaded { .. })) => {
                 if slot.lost_one.swap(false, Ordering::Relaxed) {
                     if let Ok(mut health) = self.health.lock() {
                         health.restarts += 1;
                     }
                 }
-                let connection = WorkerConnection::start(started, self.settings.call_timeout)?;
-                *worker = Some(Arc::clone(&connection));
-                Ok(connection)
+                WorkerConnection::start(started, self.settings.call_timeout)
+                    .inspect(|connection| *worker = Some(Arc::clone(connection)))
             }
             Ok((started, Ready::Refused(refusal))) => {
                 let _ = started.end(false).await;
@@ -785,7 +789,9 @@ impl WorkerPool {
                 ))
             }
             Err(reason) => Err(format!("a new worker failed to start: {reason}")),
-        }
+        };
+        slot.starting.store(false, Ordering::Relaxed);
+        started
     }
 
     /// Starts replacements for workers that ended, in the background, so the pool is back
