@@ -68,8 +68,6 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
     SeccompRule::new(conditions).map_err(|error| error.to_string())
 }
 
-/// The filter's rules: system call number to the rules of which any one allows it (none:
-/// allowed whatever its arguments).
 /// The worker's descriptors for frames from and to the host (stdin reads /dev/null).
 #[derive(Debug, Clone, Copy)]
 pub struct FrameDescriptors {
@@ -77,6 +75,8 @@ pub struct FrameDescriptors {
     pub output: u64,
 }
 
+/// The filter's rules: system call number to the rules of which any one allows it (none:
+/// allowed whatever its arguments).
 fn allowed_calls(frames: FrameDescriptors) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     let prot_exec = u64::try_from(libc::PROT_EXEC).map_err(|error| error.to_string())?;
     let without_exec = || rule(vec![condition(2, SeccompCmpOp::MaskedEq(prot_exec), 0)?]);
