@@ -128,6 +128,18 @@ impl Staged {
     }
 }
 
+/// A released `mock.so` and its signature, both staged (in the order the caller drops them).
+fn staged_release(plugins_dir: &Path, release: &Path) -> (Staged, Staged) {
+    (
+        staged(plugins_dir, std::fs::read(release).unwrap(), "mock.so"),
+        staged(
+            plugins_dir,
+            std::fs::read(signature_file(release)).unwrap(),
+            "mock.so.minisig",
+        ),
+    )
+}
+
 /// Copies under a hidden temporary name, then renames into place: the recommended drop-in.
 fn drop_in_text(plugins_dir: &Path, text: &str, name: &str) {
     staged(plugins_dir, text, name).drop_in();
@@ -739,12 +751,7 @@ fn a_signed_upgrade_in_either_file_order_raises_no_warning() {
         "mock 0.2.0",
     );
     // Staged up front: only a rename follows `pending`, as copying the .so can outlast the grace.
-    let next_file = staged(&host.plugins_dir, std::fs::read(&next).unwrap(), "mock.so");
-    let next_signature = staged(
-        &host.plugins_dir,
-        std::fs::read(signature_file(&next)).unwrap(),
-        "mock.so.minisig",
-    );
+    let (next_file, next_signature) = staged_release(&host.plugins_dir, &next);
     next_file.drop_in();
     let mut while_pending = Vec::new();
     let mut seen = statuses_until(&host, "mock.so", "the file to wait", |reports| {
@@ -771,12 +778,7 @@ fn a_signed_upgrade_in_either_file_order_raises_no_warning() {
 
     // The signature first, then its plugin file.
     let again = key.release(&plugin_file("mock_sms"), "mock.so", "mock 0.1.0 again");
-    let again_file = staged(&host.plugins_dir, std::fs::read(&again).unwrap(), "mock.so");
-    let again_signature = staged(
-        &host.plugins_dir,
-        std::fs::read(signature_file(&again)).unwrap(),
-        "mock.so.minisig",
-    );
+    let (again_file, again_signature) = staged_release(&host.plugins_dir, &again);
     again_signature.drop_in();
     seen.extend(statuses_until(
         &host,
