@@ -2320,6 +2320,19 @@ async fn the_plugins_page_shows_the_worker_processes_and_their_last_crash() {
     let crash = browser.text_of("[data-testid=plugin-last-crash]").await;
     assert!(crash.contains("SIGABRT"), "{crash}");
     browser.screenshot("70-plugins-workers").await;
+
+    // On a phone: the Workers column and the crash text fit without sideways scrolling.
+    let phone = Browser::start_with_window(390, 844).await;
+    sign_in(&phone, &host).await;
+    phone.click("[data-nav=plugins]").await;
+    phone
+        .wait_for_text("[data-testid=plugin-workers]", "running")
+        .await;
+    let fits = phone
+        .eval("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        .await;
+    assert_eq!(fits, json!(true), "the Plugins page scrolls sideways");
+    phone.screenshot("71-phone-plugins-workers").await;
 }
 
 /// A host whose protection blocks a number prefix at its second send (`--prefix-velocity-max
