@@ -859,8 +859,12 @@ impl WorkerPool {
                 },
                 CallEnd::NotBegun if not_begun < NOT_BEGUN_RETRIES => {
                     not_begun += 1;
-                    let failure = worker.failure().await;
-                    self.count_failure(&worker, &failure, attempt);
+                    // Only the first to see the worker's end waits for how it ended; the
+                    // others go straight on to the next worker.
+                    if !worker.failure_counted.load(Ordering::Relaxed) {
+                        let failure = worker.failure().await;
+                        self.count_failure(&worker, &failure, attempt);
+                    }
                     continue;
                 }
                 CallEnd::NotBegun | CallEnd::Ended => worker.failure().await,
